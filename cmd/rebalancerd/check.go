@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+)
+
+// CheckCommand validates a policy and, optionally, holdings and prices
+// against it. It prints a one-line summary when everything is valid and
+// every problem, with file, line and field, when not.
+type CheckCommand struct {
+	Stdout io.Writer
+}
+
+// Run executes the command.
+func (c *CheckCommand) Run(_ context.Context, args []string) error {
+	fs := flag.NewFlagSet("rebalancerd check", flag.ContinueOnError)
+	fs.SetOutput(c.Stdout)
+	var in inputs
+	fs.StringVar(&in.policyFile, "policy", "", "policy `file` (YAML)")
+	fs.StringVar(&in.holdingsFile, "holdings", "", "holdings `file` to check against the policy")
+	fs.StringVar(&in.pricesFile, "prices", "", "prices `file` to check against the policy")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("check: unexpected argument %q", fs.Arg(0))}
+	}
+	if in.policyFile == "" {
+		return usageError{"check: -policy is required"}
+	}
+	if err := in.load(); err != nil {
+		return err
+	}
+	p := in.policy
+	fmt.Fprintf(c.Stdout, "%s: policy %s (version %s) is valid: %d sleeves, %d instruments, %d accounts, trigger %s, destination %s",
+		in.policyFile, p.Name, p.Version, len(p.Sleeves), len(p.Instruments), len(p.Accounts), p.Rebalance.Trigger, p.Rebalance.Destination)
+	if in.holdings != nil {
+		positions := 0
+		for _, a := range in.holdings.Accounts {
+			positions += len(a.Positions)
+		}
+		fmt.Fprintf(c.Stdout, "; holdings: %d accounts, %d positions", len(in.holdings.Accounts), positions)
+	}
+	if in.prices != nil {
+		fmt.Fprintf(c.Stdout, "; prices: %d quotes", len(in.prices.Quotes))
+	}
+	fmt.Fprintln(c.Stdout)
+	return nil
+}

@@ -1,0 +1,86 @@
+// Command rebalancerd keeps investment portfolios on the targets of their
+// Investment Policy Statements.
+//
+// Usage:
+//
+//	rebalancerd check -policy FILE [-holdings FILE] [-prices FILE]
+//	rebalancerd plan  -policy FILE -holdings FILE -prices FILE [-json]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	_ "time/tzdata" // CRON_TZ zones must resolve on hosts without tzdata
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitInvalid = 1 // bad input: the files were read and found wrong
+	exitUsage   = 2 // bad command line
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Run dispatches to a subcommand and returns the process exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "check":
+		err = (&CheckCommand{Stdout: stdout}).Run(ctx, rest)
+	case "plan":
+		err = (&PlanCommand{Stdout: stdout}).Run(ctx, rest)
+	case "help", "-h", "-help", "--help":
+		usage(stdout)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "rebalancerd: unknown command %q\n", cmd)
+		usage(stderr)
+		return exitUsage
+	}
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "rebalancerd: %v\n", err)
+		return exitUsage
+	default:
+		fmt.Fprintln(stderr, err)
+		return exitInvalid
+	}
+}
+
+// usageError is a mistake on the command line.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `rebalancerd keeps portfolios on the targets of their investment policy.
+
+Usage:
+  rebalancerd check -policy FILE [-holdings FILE] [-prices FILE]
+        validate a policy (and holdings and prices against it)
+  rebalancerd plan -policy FILE -holdings FILE -prices FILE [-json] [-destination D]
+        print the drift of every sleeve and the orders that rebalance it
+
+Run 'rebalancerd COMMAND -h' for a command's flags.
+`)
+}

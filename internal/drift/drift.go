@@ -1,0 +1,150 @@
+// Package drift values a household's holdings and reports, for every sleeve
+// of its policy, how far the sleeve's weight has moved from its target and
+// whether it breaches its tolerance band. It is a pure function of a Book.
+package drift
+
+import (
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/policy"
+	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+)
+
+// WeightPlaces is the number of decimal places of reported weights and
+// deviations, rounded half away from zero. Breaches are decided on exact
+// values, never on the rounded figures.
+const WeightPlaces = 6
+
+// Snapshot is the valuation and drift of one household at one time.
+type Snapshot struct {
+	Book *portfolio.Book
+	// AsOf is the time of the prices the valuation used.
+	AsOf time.Time
+	// Total is the investable value: positions plus free cash, reserves
+	// excluded.
+	Total decimal.Decimal
+	// Sleeves is indexed like the policy's sleeves.
+	Sleeves []Sleeve
+	// Values is each position's value: Values[account][instrument].
+	Values [][]decimal.Decimal
+	// FreeCash is each account's cash above its reserve.
+	FreeCash []decimal.Decimal
+}
+
+// Sleeve is one sleeve's drift. Target, Weight, Deviation and the band
+// edges are fractions of Total.
+type Sleeve struct {
+	Path      string
+	Value     decimal.Decimal // in the policy currency
+	Target    decimal.Decimal
+	Weight    decimal.Decimal // Value / Total, rounded to WeightPlaces
+	Deviation decimal.Decimal // (Value - Target x Total) / Total, rounded
+	BandLow   decimal.Decimal // max(0, Target - half-width)
+	BandHigh  decimal.Decimal // min(1, Target + half-width)
+	// Breach is |Value - Target x Total| > half-width x Total, exactly.
+	Breach bool
+}
+
+// Compute values the book and returns its drift snapshot.
+func Compute(b *portfolio.Book) *Snapshot {
+	p := b.Policy
+	nA, nI, nS := len(p.Accounts), len(p.Instruments), len(p.Sleeves)
+	s := &Snapshot{
+		Book:     b,
+		AsOf:     b.PricesAsOf,
+		Sleeves:  make([]Sleeve, nS),
+		Values:   make([][]decimal.Decimal, nA),
+		FreeCash: make([]decimal.Decimal, nA),
+	}
+	flat := make([]decimal.Decimal, nA*nI)
+	values := make([]decimal.Decimal, nS)
+	for a := 0; a < nA; a++ {
+		row := flat[a*nI : (a+1)*nI : (a+1)*nI]
+		s.Values[a] = row
+		for i, q := range b.Qty[a] {
+			if q.IsZero() {
+				continue
+			}
+			row[i] = q.Mul(b.Price[i])
+			sl := p.Instruments[i].Sleeve
+			values[sl] = values[sl].Add(row[i])
+		}
+		s.FreeCash[a] = b.FreeCash(a)
+		values[p.Cash] = values[p.Cash].Add(s.FreeCash[a])
+	}
+	Rollup(p, values)
+	s.Total = TotalOf(p, values)
+	for i := range p.Sleeves {
+		s.Sleeves[i] = Describe(&p.Sleeves[i], values[i], s.Total)
+	}
+	return s
+}
+
+// Rollup adds each sleeve's value into its ancestors, so that a parent's
+// value is the sum of its children's. values is indexed like p.Sleeves and
+// must hold leaf values only (parents zero) on entry.
+func Rollup(p *policy.Policy, values []decimal.Decimal) {
+	// Children follow their parents, so walking backwards sums bottom-up.
+	for i := len(p.Sleeves) - 1; i >= 0; i-- {
+		if par := p.Sleeves[i].Parent; par >= 0 {
+			values[par] = values[par].Add(values[i])
+		}
+	}
+}
+
+// TotalOf returns the sum of the top-level sleeves' values.
+func TotalOf(p *policy.Policy, values []decimal.Decimal) decimal.Decimal {
+	total := decimal.Zero
+	for i := range p.Sleeves {
+		if p.Sleeves[i].Parent < 0 {
+			total = total.Add(values[i])
+		}
+	}
+	return total
+}
+
+// Breaches reports whether a sleeve of this target and half-width, holding
+// value out of total, lies outside its band. It is exact.
+func Breaches(ps *policy.Sleeve, value, total decimal.Decimal) bool {
+	dev := value.Sub(ps.Target.Mul(total)).Abs()
+	return dev.GreaterThan(ps.HalfWidth.Mul(total))
+}
+
+// Describe returns the drift figures of policy sleeve ps holding value out
+// of total.
+func Describe(ps *policy.Sleeve, value, total decimal.Decimal) Sleeve {
+	d := Sleeve{
+		Path:     ps.Path,
+		Value:    value,
+		Target:   ps.Target,
+		BandLow:  ps.Target.Sub(ps.HalfWidth),
+		BandHigh: ps.Target.Add(ps.HalfWidth),
+	}
+	if d.BandLow.Sign() < 0 {
+		d.BandLow = decimal.Zero
+	}
+	if one := decimal.NewFromInt(1); d.BandHigh.GreaterThan(one) {
+		d.BandHigh = one
+	}
+	if total.Sign() <= 0 {
+		return d
+	}
+	d.Weight = value.DivRound(total, WeightPlaces)
+	d.Deviation = value.Sub(ps.Target.Mul(total)).DivRound(total, WeightPlaces)
+	d.Breach = Breaches(ps, value, total)
+	return d
+}
+
+// Breaching returns the paths of the sleeves that breach their bands, in
+// policy order.
+func (s *Snapshot) Breaching() []string {
+	var out []string
+	for i := range s.Sleeves {
+		if s.Sleeves[i].Breach {
+			out = append(out, s.Sleeves[i].Path)
+		}
+	}
+	return out
+}

@@ -1,0 +1,511 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"github.com/shopspring/decimal"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
+)
+
+// DefaultCheckEvery is how often a threshold policy is checked when it does
+// not say.
+const DefaultCheckEvery = 15 * time.Minute
+
+// equalSharePlaces is the number of decimal places of an equal split of a
+// sleeve between instruments that give no share; the last instrument takes
+// the remainder so that shares sum to exactly 1.
+const equalSharePlaces = 12
+
+var (
+	// identifier is what may name a policy or an account: both appear as
+	// tokens of NATS subjects, so no dots, spaces or wildcards.
+	identifier = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	sleeveName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	symbolName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,31}$`)
+	currency   = regexp.MustCompile(`^[A-Z]{3}$`)
+	one        = decimal.NewFromInt(1)
+)
+
+// Parse reads and validates a policy file. file names the file in error
+// messages. On failure the error is a strictyaml.Errors listing every
+// problem with its line and field.
+func Parse(file string, data []byte) (*Policy, error) {
+	r := &strictyaml.Reader{File: file}
+	root := r.Parse(data)
+	if root == nil {
+		return nil, r.Errs.Err()
+	}
+	sum := sha256.Sum256(data)
+	p := &Policy{
+		File:            file,
+		Version:         hex.EncodeToString(sum[:8]),
+		Cash:            -1,
+		sleeveIndex:     map[string]int{},
+		instrumentIndex: map[string]int{},
+		accountIndex:    map[string]int{},
+	}
+	c := compiler{r: r, p: p}
+	c.compile(root)
+	if err := r.Errs.Err(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+type compiler struct {
+	r *strictyaml.Reader
+	p *Policy
+}
+
+func (c *compiler) compile(root *yaml.Node) {
+	r, p := c.r, c.p
+	f := r.Object(root, "", "policy", "currency", "targets", "bands", "rebalance", "instruments", "accounts")
+	if s, ok := c.required(root, f, "policy"); ok {
+		if name, ok := r.String(s, "policy"); ok {
+			if !identifier.MatchString(name) {
+				r.Errorf(s, "policy", "%q: use letters, digits, '-' and '_' only (it names NATS subjects)", name)
+			}
+			p.Name = name
+		}
+	}
+	if s, ok := c.required(root, f, "currency"); ok {
+		if cur, ok := r.String(s, "currency"); ok {
+			if !currency.MatchString(cur) {
+				r.Errorf(s, "currency", "%q is not a three-letter ISO 4217 code like USD", cur)
+			}
+			p.Currency = cur
+		}
+	}
+	if n, ok := c.required(root, f, "targets"); ok {
+		c.targets(n, -1, "targets", one)
+		if p.Cash < 0 && len(p.Sleeves) > 0 {
+			r.Errorf(n, "targets", "no top-level %q sleeve: free cash counts toward it (write `cash: 0%%` to hold none)", CashSleeve)
+		}
+	}
+	if n, ok := c.required(root, f, "bands"); ok {
+		c.bands(n)
+	}
+	if n, ok := c.required(root, f, "rebalance"); ok {
+		c.rebalance(n)
+	}
+	if n, ok := c.required(root, f, "instruments"); ok {
+		c.instruments(n)
+	}
+	if n, ok := c.required(root, f, "accounts"); ok {
+		c.accounts(n)
+	}
+	c.coverage()
+}
+
+func (c *compiler) required(parent *yaml.Node, f map[string]*yaml.Node, key string) (*yaml.Node, bool) {
+	n, ok := f[key]
+	if !ok {
+		c.r.Errorf(parent, key, "required field is missing")
+	}
+	return n, ok
+}
+
+// targets compiles one level of the sleeve tree below parent (-1 for the
+// top) whose absolute weight is scale.
+func (c *compiler) targets(n *yaml.Node, parent int, field string, scale decimal.Decimal) {
+	r, p := c.r, c.p
+	entries := r.Entries(n, field)
+	if len(entries) == 0 {
+		if n != nil && n.Kind == yaml.MappingNode {
+			r.Errorf(n, field, "no sleeves")
+		}
+		return
+	}
+	sum := decimal.Zero
+	sumOK := true
+	for _, e := range entries {
+		fieldK := strictyaml.Join(field, e.Key)
+		if !sleeveName.MatchString(e.Key) {
+			r.Errorf(e.KeyNode, fieldK, "sleeve names use letters, digits, '-' and '_' only")
+			sumOK = false
+			continue
+		}
+		path := e.Key
+		if parent >= 0 {
+			path = p.Sleeves[parent].Path + "/" + e.Key
+		}
+		var weightNode, subNode *yaml.Node
+		if e.Value != nil && e.Value.Kind == yaml.MappingNode {
+			sf := r.Object(e.Value, fieldK, "weight", "sleeves")
+			weightNode, subNode = sf["weight"], sf["sleeves"]
+			if weightNode == nil {
+				r.Errorf(e.Value, strictyaml.Join(fieldK, "weight"), "required field is missing")
+			}
+			if subNode == nil {
+				r.Errorf(e.Value, strictyaml.Join(fieldK, "sleeves"), "required field is missing (or write the weight alone, like %s: 10%%)", e.Key)
+			}
+		} else {
+			weightNode = e.Value
+		}
+		local, ok := decimal.Zero, false
+		if weightNode != nil {
+			wf := fieldK
+			if weightNode != e.Value {
+				wf = strictyaml.Join(fieldK, "weight")
+			}
+			local, ok = r.Percent(weightNode, wf, true)
+		}
+		if !ok {
+			sumOK = false
+		}
+		sum = sum.Add(local)
+		idx := len(p.Sleeves)
+		p.Sleeves = append(p.Sleeves, Sleeve{
+			Path:   path,
+			Parent: parent,
+			Local:  local,
+			Target: local.Mul(scale),
+			Line:   e.KeyNode.Line,
+		})
+		p.sleeveIndex[path] = idx
+		if parent >= 0 {
+			p.Sleeves[parent].Children = append(p.Sleeves[parent].Children, idx)
+		}
+		if parent < 0 && e.Key == CashSleeve {
+			p.Cash = idx
+			if subNode != nil {
+				r.Errorf(subNode, strictyaml.Join(fieldK, "sleeves"), "the cash sleeve cannot have sub-sleeves")
+			}
+		}
+		if subNode != nil {
+			c.targets(subNode, idx, strictyaml.Join(fieldK, "sleeves"), p.Sleeves[idx].Target)
+		}
+	}
+	if sumOK && !sum.Equal(one) {
+		r.Errorf(n, field, "level sums to %s%%, want 100%%", sum.Shift(2).String())
+	}
+}
+
+func (c *compiler) band(n *yaml.Node, field string, extra ...string) (Band, map[string]*yaml.Node) {
+	r := c.r
+	known := append([]string{"absolute", "relative"}, extra...)
+	f := r.Object(n, field, known...)
+	var b Band
+	if v, ok := f["absolute"]; ok {
+		b.Absolute, b.HasAbsolute = r.Percent(v, strictyaml.Join(field, "absolute"), true)
+	}
+	if v, ok := f["relative"]; ok {
+		b.Relative, b.HasRelative = r.Percent(v, strictyaml.Join(field, "relative"), false)
+		if b.HasRelative && b.Relative.Sign() < 0 {
+			r.Errorf(v, strictyaml.Join(field, "relative"), "must not be negative")
+		}
+	}
+	_, hasA := f["absolute"]
+	_, hasR := f["relative"]
+	if !hasA && !hasR && n != nil && n.Kind == yaml.MappingNode {
+		r.Errorf(n, field, "set absolute, relative or both")
+	}
+	return b, f
+}
+
+// bands compiles the global band and per-sleeve overrides. An override
+// replaces the rule for its sleeve and every descendant that sets none of
+// its own; parts it leaves out are not inherited.
+func (c *compiler) bands(n *yaml.Node) {
+	r, p := c.r, c.p
+	global, f := c.band(n, "bands", "sleeves")
+	rules := make([]Band, len(p.Sleeves))
+	set := make([]bool, len(p.Sleeves))
+	if sn, ok := f["sleeves"]; ok {
+		for _, e := range r.Entries(sn, "bands.sleeves") {
+			field := strictyaml.Join("bands.sleeves", e.Key)
+			b, _ := c.band(e.Value, field)
+			i, ok := p.sleeveIndex[e.Key]
+			if !ok {
+				if len(p.Sleeves) > 0 {
+					r.Errorf(e.KeyNode, field, "no sleeve %q in targets (known: %s)", e.Key, strings.Join(c.sleevePaths(), ", "))
+				}
+				continue
+			}
+			rules[i], set[i] = b, true
+		}
+	}
+	// Parents precede children, so one pass resolves inheritance.
+	for i := range p.Sleeves {
+		s := &p.Sleeves[i]
+		switch {
+		case set[i]:
+			s.Band = rules[i]
+		case s.Parent >= 0:
+			s.Band = p.Sleeves[s.Parent].Band
+		default:
+			s.Band = global
+		}
+		s.HalfWidth = s.Band.HalfWidth(s.Target)
+	}
+}
+
+func (c *compiler) sleevePaths() []string {
+	out := make([]string, len(c.p.Sleeves))
+	for i, s := range c.p.Sleeves {
+		out[i] = s.Path
+	}
+	return out
+}
+
+func (c *compiler) rebalance(n *yaml.Node) {
+	r, p := c.r, c.p
+	f := r.Object(n, "rebalance", "trigger", "schedule", "check_every", "destination", "min_trade")
+	rb := &p.Rebalance
+	if v, ok := c.required(n, f, "trigger"); ok {
+		if s, ok := r.String(v, "rebalance.trigger"); ok {
+			switch t := Trigger(s); t {
+			case TriggerCalendar, TriggerThreshold, TriggerHybrid:
+				rb.Trigger = t
+			default:
+				r.Errorf(v, "rebalance.trigger", "%q is not a trigger; want calendar, threshold or hybrid", s)
+			}
+		}
+	}
+	if v, ok := f["schedule"]; ok {
+		if s, ok := r.String(v, "rebalance.schedule"); ok {
+			rb.Schedule = s
+			sched, err := ParseSchedule(s)
+			if err != nil {
+				r.Errorf(v, "rebalance.schedule", "%v", err)
+			}
+			rb.Cron = sched
+		}
+	} else if rb.Trigger == TriggerCalendar || rb.Trigger == TriggerHybrid {
+		r.Errorf(n, "rebalance.schedule", "required for the %s trigger", rb.Trigger)
+	}
+	rb.CheckEvery = DefaultCheckEvery
+	if v, ok := f["check_every"]; ok {
+		if d, ok := r.Duration(v, "rebalance.check_every"); ok {
+			rb.CheckEvery = d
+		}
+	}
+	rb.Destination = DestinationTarget
+	if v, ok := f["destination"]; ok {
+		if s, ok := r.String(v, "rebalance.destination"); ok {
+			switch d := Destination(s); d {
+			case DestinationTarget, DestinationBandEdge, DestinationMidway:
+				rb.Destination = d
+			default:
+				r.Errorf(v, "rebalance.destination", "%q is not a destination; want target, band_edge or midway", s)
+			}
+		}
+	}
+	if v, ok := f["min_trade"]; ok {
+		rb.MinTrade, _ = r.NonNegative(v, "rebalance.min_trade")
+	}
+}
+
+// ParseSchedule parses a standard five-field cron spec or descriptor, with
+// an optional CRON_TZ= prefix. It never panics (robfig/cron/v3 does on some
+// inputs, which are reported as errors) and rejects specs that never fire.
+func ParseSchedule(spec string) (sched cron.Schedule, err error) {
+	if strings.Contains(spec, "@quarterly") {
+		return nil, fmt.Errorf("%q: cron has no @quarterly; write \"0 0 1 1,4,7,10 *\"", spec)
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			sched, err = nil, fmt.Errorf("%q is not a valid cron schedule (%v)", spec, v)
+		}
+	}()
+	sched, err = cron.ParseStandard(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a valid cron schedule: %w", spec, err)
+	}
+	// Any fixed instant does: a spec that fires at all fires within the
+	// five years Next searches. 2000 is a leap year, so Feb 29 passes.
+	if sched.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
+		return nil, fmt.Errorf("%q never fires", spec)
+	}
+	return sched, nil
+}
+
+func (c *compiler) instruments(n *yaml.Node) {
+	r, p := c.r, c.p
+	type shareInfo struct {
+		node  *yaml.Node
+		share decimal.Decimal
+		has   bool
+	}
+	shares := map[int][]int{}
+	info := []shareInfo{}
+	for _, e := range r.Entries(n, "instruments") {
+		field := strictyaml.Join("instruments", e.Key)
+		if !symbolName.MatchString(e.Key) {
+			r.Errorf(e.KeyNode, field, "symbols use letters, digits and . _ : - only, at most 32 characters")
+			continue
+		}
+		f := r.Object(e.Value, field, "sleeve", "share", "step")
+		in := Instrument{Symbol: e.Key, Sleeve: -1, Step: one, Line: e.KeyNode.Line}
+		si := shareInfo{}
+		if v, ok := c.required(e.Value, f, "sleeve"); ok {
+			if s, ok := r.String(v, strictyaml.Join(field, "sleeve")); ok {
+				idx, found := p.sleeveIndex[s]
+				switch {
+				case !found:
+					if len(p.Sleeves) > 0 {
+						r.Errorf(v, strictyaml.Join(field, "sleeve"), "no sleeve %q in targets (known: %s)", s, strings.Join(c.sleevePaths(), ", "))
+					}
+				case !p.Sleeves[idx].Leaf():
+					r.Errorf(v, strictyaml.Join(field, "sleeve"), "sleeve %q has sub-sleeves; name one of them", s)
+				default:
+					in.Sleeve = idx
+				}
+			}
+		}
+		if v, ok := f["share"]; ok {
+			si.node = v
+			si.share, si.has = r.Percent(v, strictyaml.Join(field, "share"), true)
+		}
+		if v, ok := f["step"]; ok {
+			if d, ok := r.Decimal(v, strictyaml.Join(field, "step")); ok {
+				if d.Sign() <= 0 {
+					r.Errorf(v, strictyaml.Join(field, "step"), "must be positive, got %s", d)
+				} else {
+					in.Step = d
+				}
+			}
+		}
+		idx := len(p.Instruments)
+		p.Instruments = append(p.Instruments, in)
+		p.instrumentIndex[e.Key] = idx
+		info = append(info, si)
+		if in.Sleeve >= 0 {
+			shares[in.Sleeve] = append(shares[in.Sleeve], idx)
+			p.Sleeves[in.Sleeve].Instruments = append(p.Sleeves[in.Sleeve].Instruments, idx)
+		}
+	}
+	// Resolve shares per sleeve, in sleeve order for stable messages.
+	sleeves := make([]int, 0, len(shares))
+	for s := range shares {
+		sleeves = append(sleeves, s)
+	}
+	sort.Ints(sleeves)
+	for _, s := range sleeves {
+		members := shares[s]
+		given := 0
+		sum := decimal.Zero
+		for _, i := range members {
+			if info[i].has {
+				given++
+				sum = sum.Add(info[i].share)
+			}
+		}
+		path := p.Sleeves[s].Path
+		switch {
+		case given == 0:
+			n := int64(len(members))
+			each := one.DivRound(decimal.NewFromInt(n), equalSharePlaces)
+			for k, i := range members {
+				p.Instruments[i].Share = each
+				if k == len(members)-1 {
+					p.Instruments[i].Share = one.Sub(each.Mul(decimal.NewFromInt(n - 1)))
+				}
+			}
+		case given < len(members):
+			for _, i := range members {
+				if !info[i].has {
+					r.Errorf(n, strictyaml.Join("instruments", p.Instruments[i].Symbol)+".share",
+						"sleeve %q gives shares to some instruments; give one to every instrument or to none", path)
+				}
+			}
+		case !sum.Equal(one):
+			r.Errorf(info[members[0]].node, "instruments",
+				"shares of sleeve %q sum to %s%%, want 100%%", path, sum.Shift(2).String())
+		default:
+			for _, i := range members {
+				p.Instruments[i].Share = info[i].share
+			}
+		}
+	}
+}
+
+func (c *compiler) accounts(n *yaml.Node) {
+	r, p := c.r, c.p
+	for _, e := range r.Entries(n, "accounts") {
+		field := strictyaml.Join("accounts", e.Key)
+		if !identifier.MatchString(e.Key) {
+			r.Errorf(e.KeyNode, field, "account names use letters, digits, '-' and '_' only (they name NATS subjects)")
+			continue
+		}
+		f := r.Object(e.Value, field, "type", "reserve", "may_hold")
+		a := Account{Name: e.Key, Line: e.KeyNode.Line}
+		if v, ok := c.required(e.Value, f, "type"); ok {
+			if s, ok := r.String(v, strictyaml.Join(field, "type")); ok {
+				a.Type = AccountType(s)
+				known := false
+				for _, t := range AccountTypes {
+					known = known || t == a.Type
+				}
+				if !known {
+					names := make([]string, len(AccountTypes))
+					for i, t := range AccountTypes {
+						names[i] = string(t)
+					}
+					r.Errorf(v, strictyaml.Join(field, "type"), "%q is not an account type (known: %s)", s, strings.Join(names, ", "))
+				}
+			}
+		}
+		if v, ok := f["reserve"]; ok {
+			a.Reserve, _ = r.NonNegative(v, strictyaml.Join(field, "reserve"))
+		}
+		if v, ok := f["may_hold"]; ok {
+			a.MayHold = make([]bool, len(p.Instruments))
+			for _, item := range r.Sequence(v, strictyaml.Join(field, "may_hold")) {
+				s, ok := r.String(item, strictyaml.Join(field, "may_hold"))
+				if !ok {
+					continue
+				}
+				i, found := p.instrumentIndex[s]
+				if !found {
+					r.Errorf(item, strictyaml.Join(field, "may_hold"), "no instrument %q in instruments", s)
+					continue
+				}
+				a.MayHold[i] = true
+			}
+		}
+		p.accountIndex[e.Key] = len(p.Accounts)
+		p.Accounts = append(p.Accounts, a)
+	}
+	if len(p.Accounts) == 0 && n != nil && n.Kind == yaml.MappingNode {
+		r.Errorf(n, "accounts", "no accounts")
+	}
+}
+
+// coverage checks that every sleeve with a target can be filled: a leaf
+// other than cash needs an instrument, and each targeted instrument needs an
+// account that may buy it.
+func (c *compiler) coverage() {
+	r, p := c.r, c.p
+	if len(r.Errs) > 0 {
+		return // the checks below would repeat earlier problems
+	}
+	for i := range p.Sleeves {
+		s := &p.Sleeves[i]
+		if s.Leaf() && i != p.Cash && s.Target.Sign() > 0 && len(s.Instruments) == 0 {
+			r.ErrorfLine(s.Line, "targets."+strings.ReplaceAll(s.Path, "/", ".sleeves."), "sleeve %q has a target but no instrument fills it", s.Path)
+		}
+	}
+	for i := range p.Instruments {
+		in := &p.Instruments[i]
+		if p.Sleeves[in.Sleeve].Target.Sign() == 0 || in.Share.Sign() == 0 {
+			continue
+		}
+		allowed := false
+		for a := range p.Accounts {
+			allowed = allowed || p.Accounts[a].Allows(i)
+		}
+		if !allowed {
+			r.ErrorfLine(in.Line, "instruments."+in.Symbol, "no account may hold it (see accounts.*.may_hold), yet its sleeve has a target")
+		}
+	}
+}

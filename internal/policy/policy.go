@@ -1,0 +1,208 @@
+// Package policy holds an Investment Policy Statement (IPS) in compiled form:
+// the sleeve tree with targets and tolerance bands as fractions of the whole
+// investable portfolio, the instruments that fill each sleeve, the accounts
+// of the household and the rebalancing rules.
+//
+// A Policy is immutable once parsed and safe for concurrent use. Everything
+// here is a pure function of the file's bytes: no clock, no I/O.
+package policy
+
+import (
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"github.com/shopspring/decimal"
+)
+
+// CashSleeve is the name of the top-level sleeve that an account's free cash
+// (cash above its reserve) counts toward. Every policy must have one.
+const CashSleeve = "cash"
+
+// Trigger says when the daemon rebalances a policy.
+type Trigger string
+
+// The triggers a policy may name.
+const (
+	// TriggerCalendar rebalances at every firing of the schedule.
+	TriggerCalendar Trigger = "calendar"
+	// TriggerThreshold rebalances, checking at most every check_every, when a
+	// sleeve breaches its band.
+	TriggerThreshold Trigger = "threshold"
+	// TriggerHybrid rebalances at a firing of the schedule only when a
+	// sleeve breaches its band.
+	TriggerHybrid Trigger = "hybrid"
+)
+
+// Destination says how far a rebalance moves the sleeves it trades.
+type Destination string
+
+// The destinations a policy may name.
+const (
+	// DestinationTarget moves every sleeve to its target.
+	DestinationTarget Destination = "target"
+	// DestinationBandEdge moves each breaching sleeve back to the nearer edge
+	// of its band, trading nothing else beyond what funds that.
+	DestinationBandEdge Destination = "band_edge"
+	// DestinationMidway moves each breaching sleeve halfway between its
+	// target and the band edge it crossed.
+	DestinationMidway Destination = "midway"
+)
+
+// AccountType is the tax treatment of an account.
+type AccountType string
+
+// The account types a policy may name. All but AccountTaxable are tax
+// advantaged: selling in them realizes no taxable gain.
+const (
+	AccountTaxable         AccountType = "taxable"
+	AccountTraditionalIRA  AccountType = "traditional_ira"
+	AccountRothIRA         AccountType = "roth_ira"
+	AccountSEPIRA          AccountType = "sep_ira"
+	AccountSimpleIRA       AccountType = "simple_ira"
+	AccountTraditional401k AccountType = "traditional_401k"
+	AccountRoth401k        AccountType = "roth_401k"
+	Account403b            AccountType = "403b"
+	Account457b            AccountType = "457b"
+	AccountHSA             AccountType = "hsa"
+	Account529             AccountType = "529"
+)
+
+// AccountTypes lists every known account type in documentation order.
+var AccountTypes = []AccountType{
+	AccountTaxable, AccountTraditionalIRA, AccountRothIRA, AccountSEPIRA, AccountSimpleIRA,
+	AccountTraditional401k, AccountRoth401k, Account403b, Account457b, AccountHSA, Account529,
+}
+
+// TaxAdvantaged reports whether sales in this kind of account realize no
+// currently taxable gain.
+func (t AccountType) TaxAdvantaged() bool { return t != AccountTaxable }
+
+// Policy is a parsed and validated Investment Policy Statement.
+type Policy struct {
+	Name     string // identifier, safe for NATS subjects: [A-Za-z0-9_-]
+	Currency string // ISO 4217 code, e.g. USD
+	// Version identifies the policy's content: the first 16 hex digits of
+	// the SHA-256 of the file's bytes. Order ids derive from it.
+	Version string
+	File    string // file name the policy was read from
+
+	// Sleeves lists the sleeve tree depth-first in file order; a sleeve's
+	// parent always precedes it.
+	Sleeves     []Sleeve
+	Instruments []Instrument
+	Accounts    []Account
+	Rebalance   Rebalance
+
+	// Cash is the index in Sleeves of the top-level cash sleeve.
+	Cash int
+
+	sleeveIndex     map[string]int
+	instrumentIndex map[string]int
+	accountIndex    map[string]int
+}
+
+// Sleeve is one node of the allocation tree.
+type Sleeve struct {
+	Path   string // e.g. "crypto/large_cap"
+	Parent int    // index of the parent sleeve, -1 at top level
+	// Children are indices of the sleeve's sub-sleeves, in file order.
+	Children []int
+	// Local is the weight within the parent, as written (0.65 for 65%).
+	Local decimal.Decimal
+	// Target is the fraction of the whole investable portfolio (0.0325).
+	Target decimal.Decimal
+	// Band is the rule that gives the tolerance of this sleeve.
+	Band Band
+	// HalfWidth is the band's half-width as a fraction of the whole
+	// portfolio: the sleeve breaches when |weight - Target| > HalfWidth.
+	HalfWidth decimal.Decimal
+	// Instruments are indices into Policy.Instruments (leaf sleeves only).
+	Instruments []int
+	Line        int
+}
+
+// Leaf reports whether the sleeve has no sub-sleeves.
+func (s *Sleeve) Leaf() bool { return len(s.Children) == 0 }
+
+// Band is a tolerance rule. With both parts set, the half-width is the
+// smaller of Absolute and Relative x target (the "5/25 rule"); a 0% target
+// uses the absolute part only.
+type Band struct {
+	Absolute    decimal.Decimal
+	HasAbsolute bool
+	Relative    decimal.Decimal
+	HasRelative bool
+}
+
+// HalfWidth returns the half-width of the band around target.
+func (b Band) HalfWidth(target decimal.Decimal) decimal.Decimal {
+	switch {
+	case b.HasRelative && target.Sign() > 0:
+		rel := b.Relative.Mul(target)
+		if b.HasAbsolute && b.Absolute.LessThan(rel) {
+			return b.Absolute
+		}
+		return rel
+	case b.HasAbsolute:
+		return b.Absolute
+	}
+	return decimal.Zero
+}
+
+// Instrument is a tradable security and the leaf sleeve it fills.
+type Instrument struct {
+	Symbol string
+	Sleeve int // index into Policy.Sleeves (always a leaf)
+	// Share is the instrument's fraction of its sleeve; the shares of a
+	// sleeve's instruments sum to exactly 1.
+	Share decimal.Decimal
+	// Step is the trading increment: quantities are multiples of it.
+	Step decimal.Decimal
+	Line int
+}
+
+// Account is one account of the household.
+type Account struct {
+	Name string
+	Type AccountType
+	// Reserve is cash that is never invested and never counted.
+	Reserve decimal.Decimal
+	// MayHold, when not nil, is indexed like Policy.Instruments and says
+	// which instruments may be bought in this account. Nil allows all.
+	MayHold []bool
+	Line    int
+}
+
+// Allows reports whether instrument i may be bought in the account.
+func (a *Account) Allows(i int) bool { return a.MayHold == nil || a.MayHold[i] }
+
+// Rebalance holds when and how far the policy rebalances.
+type Rebalance struct {
+	Trigger Trigger
+	// Schedule is the cron spec as written; Cron is its parsed form (nil for
+	// the threshold trigger when no schedule is given).
+	Schedule    string
+	Cron        cron.Schedule
+	CheckEvery  time.Duration
+	Destination Destination
+	// MinTrade is the smallest order notional, in the policy currency.
+	MinTrade decimal.Decimal
+}
+
+// SleeveIndex returns the index of the sleeve with the given path.
+func (p *Policy) SleeveIndex(path string) (int, bool) {
+	i, ok := p.sleeveIndex[path]
+	return i, ok
+}
+
+// InstrumentIndex returns the index of the instrument with the given symbol.
+func (p *Policy) InstrumentIndex(symbol string) (int, bool) {
+	i, ok := p.instrumentIndex[symbol]
+	return i, ok
+}
+
+// AccountIndex returns the index of the account with the given name.
+func (p *Policy) AccountIndex(name string) (int, bool) {
+	i, ok := p.accountIndex[name]
+	return i, ok
+}

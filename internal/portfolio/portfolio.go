@@ -1,0 +1,231 @@
+// Package portfolio holds what a household owns (holdings) and what things
+// cost (prices), reads both from their YAML files, and binds them to a
+// policy as a Book: dense, index-addressed figures that drift and planning
+// compute on without lookups by name.
+package portfolio
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/policy"
+	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
+)
+
+// Holdings is the cash and positions of each account of one household.
+type Holdings struct {
+	File     string
+	AsOf     time.Time
+	Accounts []AccountHoldings
+}
+
+// AccountHoldings is one account's cash and positions.
+type AccountHoldings struct {
+	Name      string
+	Cash      decimal.Decimal
+	Positions []Position
+	Line      int
+}
+
+// Position is a quantity of one instrument.
+type Position struct {
+	Instrument string
+	Quantity   decimal.Decimal
+	Line       int
+}
+
+// Prices is a set of quotes.
+type Prices struct {
+	File   string
+	AsOf   time.Time
+	Quotes map[string]Quote
+	Line   int // line of the prices mapping, for messages about missing symbols
+}
+
+// Quote is the price of one instrument at a time.
+type Quote struct {
+	Price decimal.Decimal
+	At    time.Time
+	Line  int
+}
+
+// ParseHoldings reads a holdings file:
+//
+//	as_of: 2026-11-20T21:00:00Z
+//	accounts:
+//	  roth: {cash: "1200.50", positions: {VTI: "120"}}
+func ParseHoldings(file string, data []byte) (*Holdings, error) {
+	r := &strictyaml.Reader{File: file}
+	root := r.Parse(data)
+	if root == nil {
+		return nil, r.Errs.Err()
+	}
+	h := &Holdings{File: file}
+	f := r.Object(root, "", "as_of", "accounts")
+	if v, ok := f["as_of"]; ok {
+		h.AsOf, _ = r.Time(v, "as_of")
+	} else {
+		r.Errorf(root, "as_of", "required field is missing")
+	}
+	an, ok := f["accounts"]
+	if !ok {
+		r.Errorf(root, "accounts", "required field is missing")
+	}
+	for _, e := range r.Entries(an, "accounts") {
+		field := strictyaml.Join("accounts", e.Key)
+		af := r.Object(e.Value, field, "cash", "positions")
+		acct := AccountHoldings{Name: e.Key, Line: e.KeyNode.Line}
+		if v, ok := af["cash"]; ok {
+			acct.Cash, _ = r.NonNegative(v, strictyaml.Join(field, "cash"))
+		}
+		if v, ok := af["positions"]; ok {
+			entries := r.Entries(v, strictyaml.Join(field, "positions"))
+			acct.Positions = make([]Position, 0, len(entries))
+			for _, pe := range entries {
+				q, ok := r.NonNegative(pe.Value, strictyaml.Join(field, "positions."+pe.Key))
+				if ok {
+					acct.Positions = append(acct.Positions, Position{Instrument: pe.Key, Quantity: q, Line: pe.KeyNode.Line})
+				}
+			}
+		}
+		h.Accounts = append(h.Accounts, acct)
+	}
+	if err := r.Errs.Err(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// ParsePrices reads a prices file:
+//
+//	as_of: 2026-11-20T21:00:00Z
+//	prices: {VTI: "285.12", BND: "72.15"}
+//
+// Every price must be positive. Each quote's time is the file's as_of.
+func ParsePrices(file string, data []byte) (*Prices, error) {
+	r := &strictyaml.Reader{File: file}
+	root := r.Parse(data)
+	if root == nil {
+		return nil, r.Errs.Err()
+	}
+	q := &Prices{File: file, Quotes: map[string]Quote{}}
+	f := r.Object(root, "", "as_of", "prices")
+	if v, ok := f["as_of"]; ok {
+		q.AsOf, _ = r.Time(v, "as_of")
+	} else {
+		r.Errorf(root, "as_of", "required field is missing")
+	}
+	pn, ok := f["prices"]
+	if !ok {
+		r.Errorf(root, "prices", "required field is missing")
+	} else {
+		q.Line = pn.Line
+	}
+	for _, e := range r.Entries(pn, "prices") {
+		field := strictyaml.Join("prices", e.Key)
+		price, ok := r.Decimal(e.Value, field)
+		if !ok {
+			continue
+		}
+		if price.Sign() <= 0 {
+			r.Errorf(e.Value, field, "price must be positive, got %s", price)
+			continue
+		}
+		q.Quotes[e.Key] = Quote{Price: price, At: q.AsOf, Line: e.KeyNode.Line}
+	}
+	if err := r.Errs.Err(); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// Book is a household's holdings and prices bound to a policy: every slice
+// is indexed like the policy's accounts or instruments.
+type Book struct {
+	Policy       *policy.Policy
+	HoldingsAsOf time.Time
+	PricesAsOf   time.Time
+	// Cash is each account's total cash, reserve included.
+	Cash []decimal.Decimal
+	// Qty is the quantity of each instrument in each account:
+	// Qty[account][instrument], zero when not held.
+	Qty [][]decimal.Decimal
+	// Price is each instrument's price; zero only for an instrument that is
+	// neither held nor targeted and has no quote.
+	Price []decimal.Decimal
+}
+
+// FreeCash returns account a's cash above its reserve, never negative.
+func (b *Book) FreeCash(a int) decimal.Decimal {
+	free := b.Cash[a].Sub(b.Policy.Accounts[a].Reserve)
+	if free.Sign() < 0 {
+		return decimal.Zero
+	}
+	return free
+}
+
+// Bind checks holdings and prices against policy p and returns the Book.
+// It reports, with file and line, accounts the policy does not know, held
+// instruments with no sleeve, and missing prices for instruments that are
+// held or targeted. Quotes for instruments the policy does not name are
+// ignored: one price file may serve several policies.
+func Bind(p *policy.Policy, h *Holdings, q *Prices) (*Book, error) {
+	var errs strictyaml.Errors
+	fail := func(file string, line int, field, format string, args ...any) {
+		errs = append(errs, &strictyaml.Error{File: file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	nA, nI := len(p.Accounts), len(p.Instruments)
+	b := &Book{
+		Policy:       p,
+		HoldingsAsOf: h.AsOf,
+		PricesAsOf:   q.AsOf,
+		Cash:         make([]decimal.Decimal, nA),
+		Qty:          make([][]decimal.Decimal, nA),
+		Price:        make([]decimal.Decimal, nI),
+	}
+	qty := make([]decimal.Decimal, nA*nI)
+	for a := range b.Qty {
+		b.Qty[a] = qty[a*nI : (a+1)*nI : (a+1)*nI]
+	}
+	held := make([]bool, nI)
+	for _, ah := range h.Accounts {
+		a, ok := p.AccountIndex(ah.Name)
+		if !ok {
+			fail(h.File, ah.Line, "accounts."+ah.Name, "policy %s has no account %q", p.Name, ah.Name)
+			continue
+		}
+		b.Cash[a] = ah.Cash
+		for _, pos := range ah.Positions {
+			i, ok := p.InstrumentIndex(pos.Instrument)
+			if !ok {
+				fail(h.File, pos.Line, "accounts."+ah.Name+".positions."+pos.Instrument,
+					"instrument has no sleeve: policy %s does not list it under instruments", p.Name)
+				continue
+			}
+			b.Qty[a][i] = b.Qty[a][i].Add(pos.Quantity)
+			held[i] = held[i] || pos.Quantity.Sign() > 0
+		}
+	}
+	for i := range p.Instruments {
+		in := &p.Instruments[i]
+		quote, ok := q.Quotes[in.Symbol]
+		if ok {
+			b.Price[i] = quote.Price
+			continue
+		}
+		targeted := p.Sleeves[in.Sleeve].Target.Sign() > 0 && in.Share.Sign() > 0
+		if held[i] || targeted {
+			why := "targeted"
+			if held[i] {
+				why = "held"
+			}
+			fail(q.File, q.Line, "prices."+in.Symbol, "missing price for %s instrument %s", why, in.Symbol)
+		}
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
