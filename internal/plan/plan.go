@@ -6,10 +6,13 @@
 //
 //  1. Desired sleeve values, top-down through the sleeve tree. With
 //     destination target every sleeve gets target x total. With band_edge
-//     (midway) each breaching sleeve gets the band edge it crossed (the point
-//     halfway between target and that edge); sleeves inside their bands keep
-//     their value, except that what the breaching siblings release or need
-//     is spread over them, first toward their own targets, then pro rata.
+//     (midway) each breaching sleeve gets the band edge it crossed, moved
+//     inward by one trading step of each of its instruments per account so
+//     that rounding cannot leave it outside, but never past midway (the point halfway between target and that
+//     edge); sleeves inside their bands keep
+//     their value. What the breaching siblings release or need is spread
+//     toward targets (in-band sleeves first), then into the room left inside
+//     the bands, then pro rata.
 //  2. Instrument amounts: a traded leaf sleeve's desired value is split over
 //     its instruments by share. The cash sleeve is met from free cash first;
 //     its instruments (money-market funds) are never bought and are sold
@@ -19,10 +22,12 @@
 //     same account, tax-advantaged accounts first; then any further sales
 //     (to raise the cash target). Instruments that fewer accounts may hold,
 //     and accounts that may hold fewer instruments, are served first.
-//  4. Quantities: sells round to the nearest step and never exceed the
-//     holding; buys round down to the step and never exceed the account's
-//     free cash plus the proceeds of its sells. Orders below min_trade are
-//     dropped.
+//  4. Quantities: sells round up to the step, so that their proceeds never
+//     fall short of the buys they fund, but never beyond the whole steps
+//     held; buys round to the nearest step (half away from zero) when the
+//     account has cash that its other planned buys do not need, and down
+//     otherwise, never beyond its free cash plus the proceeds of its sells.
+//     Orders below min_trade are dropped.
 //  5. Check: the projected allocation after the orders is computed; with a
 //     band destination a sleeve that still breaches by a rounding sliver gets
 //     one more step where cash or holdings allow. Whatever stays out, and
@@ -35,6 +40,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -141,7 +147,10 @@ type Plan struct {
 	Currency     string             `json:"currency"`
 	Destination  policy.Destination `json:"destination"`
 	// Total is the investable value: reserves excluded.
-	Total      decimal.Decimal `json:"total_value"`
+	Total decimal.Decimal `json:"total_value"`
+	// TotalAfter is the investable value after the orders: Total less
+	// proceeds that refill a reserve, to the rounding of notional amounts.
+	TotalAfter decimal.Decimal `json:"total_value_after"`
 	Sleeves    []SleeveReport  `json:"sleeves"`
 	Orders     []Order         `json:"orders"`
 	Unresolved []Unresolved    `json:"unresolved"`
@@ -180,7 +189,12 @@ type planner struct {
 	sell   []decimal.Decimal // household amount still to sell, per instrument
 	buyAt  []decimal.Decimal // amount to buy, [a*nI+i]
 	sellAt []decimal.Decimal // amount to sell, [a*nI+i]
+	// sellable is the value of the whole steps held, [a*nI+i]: a holding
+	// that is not a multiple of its step cannot be sold to the last unit.
+	sellable []decimal.Decimal
 	free   []decimal.Decimal // free cash not yet committed, per account
+	short  []decimal.Decimal // reserve not yet covered by cash, per account
+	refill decimal.Decimal   // sale proceeds planned to refill short reserves
 	idle   []decimal.Decimal // sale proceeds not yet spent, per account
 	budget decimal.Decimal   // free cash the plan may spend in all
 	moved  []bool            // [a*nI+i]: a relocation trades instrument i in account a
@@ -189,10 +203,11 @@ type planner struct {
 	spendOrder []int // accounts, most constrained first
 	sellOrder  []int // accounts, tax-advantaged first
 
-	orders  []Order
-	dropped []bool            // per instrument: an order below min_trade was dropped
-	cash    []decimal.Decimal // per account: cash left after the orders
-	after   []decimal.Decimal // projected value per sleeve
+	orders     []Order
+	dropped    []bool            // per instrument: an order below min_trade was dropped
+	cash       []decimal.Decimal // per account: cash left after the orders
+	after      []decimal.Decimal // projected value per sleeve
+	totalAfter decimal.Decimal   // projected total
 }
 
 func newPlanner(s *drift.Snapshot, dest policy.Destination) *planner {
@@ -200,7 +215,7 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination) *planner {
 	p := b.Policy
 	nA, nI := len(p.Accounts), len(p.Instruments)
 	pl := &planner{s: s, b: b, p: p, dest: dest, T: s.Total, nA: nA, nI: nI}
-	dec := make([]decimal.Decimal, len(p.Sleeves)+2*nI+2*nA*nI+2*nA)
+	dec := make([]decimal.Decimal, len(p.Sleeves)+2*nI+3*nA*nI+3*nA)
 	take := func(n int) []decimal.Decimal {
 		out := dec[:n:n]
 		dec = dec[n:]
@@ -208,8 +223,26 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination) *planner {
 	}
 	pl.want = take(len(p.Sleeves))
 	pl.buy, pl.sell = take(nI), take(nI)
-	pl.buyAt, pl.sellAt = take(nA*nI), take(nA*nI)
-	pl.free, pl.idle = take(nA), take(nA)
+	pl.buyAt, pl.sellAt, pl.sellable = take(nA*nI), take(nA*nI), take(nA*nI)
+	for a := 0; a < nA; a++ {
+		for i, q := range b.Qty[a] {
+			if q.IsZero() {
+				continue
+			}
+			if step := p.Instruments[i].Step; q.Mod(step).IsZero() {
+				pl.sellable[a*nI+i] = s.Values[a][i]
+			} else {
+				steps, _ := q.QuoRem(step, 0)
+				pl.sellable[a*nI+i] = steps.Mul(step).Mul(b.Price[i])
+			}
+		}
+	}
+	pl.free, pl.idle, pl.short = take(nA), take(nA), take(nA)
+	for a := range p.Accounts {
+		if d := p.Accounts[a].Reserve.Sub(b.Cash[a]); d.Sign() > 0 {
+			pl.short[a] = d
+		}
+	}
 	pl.moved = make([]bool, nA*nI)
 	pl.rule = make([]Rule, nI)
 	pl.dropped = make([]bool, nI)
@@ -246,8 +279,14 @@ func (pl *planner) orderings() {
 	}
 	sort.SliceStable(pl.buyOrder, func(x, y int) bool { return holders[pl.buyOrder[x]] < holders[pl.buyOrder[y]] })
 	sort.SliceStable(pl.spendOrder, func(x, y int) bool { return allowed[pl.spendOrder[x]] < allowed[pl.spendOrder[y]] })
+	// Accounts short of their reserve sell last: their proceeds refill the
+	// reserve before they are free. Then tax-advantaged before taxable.
 	sort.SliceStable(pl.sellOrder, func(x, y int) bool {
-		return p.Accounts[pl.sellOrder[x]].Type.TaxAdvantaged() && !p.Accounts[pl.sellOrder[y]].Type.TaxAdvantaged()
+		ax, ay := pl.sellOrder[x], pl.sellOrder[y]
+		if sx, sy := pl.short[ax].Sign() > 0, pl.short[ay].Sign() > 0; sx != sy {
+			return sy
+		}
+		return p.Accounts[ax].Type.TaxAdvantaged() && !p.Accounts[ay].Type.TaxAdvantaged()
 	})
 }
 
@@ -269,7 +308,6 @@ func (pl *planner) desired() {
 func (pl *planner) allocate(children []int, total decimal.Decimal) {
 	sum := decimal.Zero
 	flex := make([]bool, len(children))
-	anyFlex := false
 	for k, c := range children {
 		ps, sd := &pl.p.Sleeves[c], &pl.s.Sleeves[c]
 		targetValue := ps.Target.Mul(pl.T)
@@ -280,6 +318,11 @@ func (pl *planner) allocate(children []int, total decimal.Decimal) {
 			edge := ps.HalfWidth.Mul(pl.T)
 			if pl.dest == policy.DestinationMidway {
 				edge = edge.Mul(half)
+			} else {
+				// Aim inside the edge by one step of every instrument below,
+				// so that rounding to steps cannot leave the sleeve outside;
+				// never further in than midway.
+				edge = decimal.Max(edge.Sub(pl.margin(c)), edge.Mul(half))
 			}
 			if sd.Value.GreaterThan(targetValue) {
 				pl.want[c] = targetValue.Add(edge)
@@ -288,16 +331,11 @@ func (pl *planner) allocate(children []int, total decimal.Decimal) {
 			}
 		default:
 			pl.want[c] = sd.Value
-			flex[k], anyFlex = true, true
+			flex[k] = true
 		}
 		sum = sum.Add(pl.want[c])
 	}
 	if residual := total.Sub(sum); !residual.IsZero() {
-		if !anyFlex {
-			for k := range flex {
-				flex[k] = true
-			}
-		}
 		pl.spread(children, flex, residual)
 	}
 	for _, c := range children {
@@ -307,63 +345,84 @@ func (pl *planner) allocate(children []int, total decimal.Decimal) {
 	}
 }
 
+// margin returns how far rounding to steps may move sleeve si: one step's
+// value of every instrument in its subtree for every account that may
+// trade it. The cash sleeve takes the rounding of every order, so its
+// margin counts every instrument.
+func (pl *planner) margin(si int) decimal.Decimal {
+	m := decimal.Zero
+	accounts := decimal.NewFromInt(int64(pl.nA))
+	for i := range pl.p.Instruments {
+		if si == pl.p.Cash || pl.within(pl.p.Instruments[i].Sleeve, si) {
+			m = m.Add(pl.b.Price[i].Mul(pl.p.Instruments[i].Step))
+		}
+	}
+	return m.Mul(accounts)
+}
+
 // spread adds residual (positive: money to place; negative: money to
-// raise) to the flexible children: first toward their targets, then pro
-// rata by target value (placing) or by value (raising).
+// raise) to sibling sleeves in stages, each taking what the previous left:
+// toward their targets, sleeves inside their bands first, then breaching
+// ones; then into the room left inside each band (one margin short of the
+// far edge); then pro rata, by target when placing and by value when
+// raising, so no sleeve goes below zero.
 func (pl *planner) spread(children []int, flex []bool, residual decimal.Decimal) {
 	weights := make([]decimal.Decimal, len(children))
 	sign := residual.Sign()
 	need := residual.Abs()
-	// First pass: gaps toward target on the side the residual moves.
-	gapSum := decimal.Zero
-	for k, c := range children {
-		if !flex[k] {
-			continue
+	stage := func(weight func(k, c int) decimal.Decimal) {
+		if need.Sign() == 0 {
+			return
 		}
+		sum := decimal.Zero
+		for k, c := range children {
+			weights[k] = decimal.Zero
+			if w := weight(k, c); w.Sign() > 0 {
+				weights[k] = w
+				sum = sum.Add(w)
+			}
+		}
+		if sum.Sign() == 0 {
+			return
+		}
+		moved := decimal.Min(need, sum)
+		pl.share(children, weights, sum, moved, sign)
+		need = need.Sub(moved)
+	}
+	toward := func(k, c int) decimal.Decimal {
 		gap := pl.p.Sleeves[c].Target.Mul(pl.T).Sub(pl.want[c])
 		if sign < 0 {
 			gap = gap.Neg()
 		}
-		if gap.Sign() > 0 {
-			weights[k] = gap
-			gapSum = gapSum.Add(gap)
-		}
+		return gap
 	}
-	if gapSum.Sign() > 0 {
-		moved := need
-		if gapSum.LessThan(need) {
-			moved = gapSum
-		}
-		pl.share(children, weights, gapSum, moved, sign)
-		need = need.Sub(moved)
-	}
-	if need.Sign() == 0 {
-		return
-	}
-	// Second pass: pro rata, by target value when placing, by value when
-	// raising (so no sleeve goes below zero).
-	wSum := decimal.Zero
-	for k, c := range children {
-		weights[k] = decimal.Zero
+	stage(func(k, c int) decimal.Decimal {
 		if !flex[k] {
-			continue
+			return decimal.Zero
 		}
+		return toward(k, c)
+	})
+	stage(func(k, c int) decimal.Decimal {
+		if flex[k] {
+			return decimal.Zero
+		}
+		return toward(k, c)
+	})
+	stage(func(k, c int) decimal.Decimal {
+		ps := &pl.p.Sleeves[c]
+		room := ps.HalfWidth.Mul(pl.T).Sub(pl.margin(c))
 		if sign > 0 {
-			weights[k] = pl.p.Sleeves[c].Target
-		} else {
-			weights[k] = pl.want[c]
+			return ps.Target.Mul(pl.T).Add(room).Sub(pl.want[c])
 		}
-		wSum = wSum.Add(weights[k])
-	}
-	if wSum.Sign() == 0 {
-		for k := range children {
-			if flex[k] {
-				weights[k] = decimal.NewFromInt(1)
-				wSum = wSum.Add(weights[k])
-			}
+		return pl.want[c].Sub(ps.Target.Mul(pl.T).Sub(room))
+	})
+	stage(func(k, c int) decimal.Decimal {
+		if sign > 0 {
+			return pl.p.Sleeves[c].Target
 		}
-	}
-	pl.share(children, weights, wSum, need, sign)
+		return pl.want[c]
+	})
+	stage(func(k, c int) decimal.Decimal { return decimal.NewFromInt(1) })
 }
 
 // share adds sign x amount to the children in proportion to weights; the
@@ -503,11 +562,14 @@ func (pl *planner) place() {
 	}
 	// Sales that fund buys in the same account, tax-advantaged first.
 	for _, a := range pl.sellOrder {
+		if pl.short[a].Sign() > 0 {
+			continue
+		}
 		for j := 0; j < pl.nI; j++ {
 			if pl.sell[j].Sign() <= 0 {
 				continue
 			}
-			avail := pl.s.Values[a][j].Sub(pl.sellAt[a*pl.nI+j])
+			avail := pl.sellable[a*pl.nI+j].Sub(pl.sellAt[a*pl.nI+j])
 			if avail.Sign() <= 0 {
 				continue
 			}
@@ -528,14 +590,20 @@ func (pl *planner) place() {
 			continue
 		}
 		for _, a := range pl.sellOrder {
-			avail := pl.s.Values[a][j].Sub(pl.sellAt[a*pl.nI+j])
+			avail := pl.sellable[a*pl.nI+j].Sub(pl.sellAt[a*pl.nI+j])
 			if avail.Sign() <= 0 {
 				continue
 			}
 			amt := decimal.Min(pl.sell[j], avail)
 			pl.sellAt[a*pl.nI+j] = pl.sellAt[a*pl.nI+j].Add(amt)
 			pl.sell[j] = pl.sell[j].Sub(amt)
-			pl.idle[a] = pl.idle[a].Add(amt.Sub(pl.spendIn(a, amt)))
+			proceeds := amt
+			if refill := decimal.Min(proceeds, pl.short[a]); refill.Sign() > 0 {
+				pl.short[a] = pl.short[a].Sub(refill)
+				pl.refill = pl.refill.Add(refill)
+				proceeds = proceeds.Sub(refill)
+			}
+			pl.idle[a] = pl.idle[a].Add(proceeds.Sub(pl.spendIn(a, proceeds)))
 			if pl.sell[j].Sign() <= 0 {
 				break
 			}
@@ -556,12 +624,12 @@ func (pl *planner) relocate() {
 			if pl.buy[i].Sign() <= 0 {
 				break
 			}
-			if !p.Accounts[y].Allows(i) {
+			if !p.Accounts[y].Allows(i) || pl.short[y].Sign() > 0 {
 				continue
 			}
 			for j := 0; j < nI && pl.buy[i].Sign() > 0; j++ {
 				// y must hold j beyond its planned sales, and not be buying it.
-				avail := pl.s.Values[y][j].Sub(pl.sellAt[y*nI+j])
+				avail := pl.sellable[y*nI+j].Sub(pl.sellAt[y*nI+j])
 				if j == i || avail.Sign() <= 0 || pl.buyAt[y*nI+j].Sign() > 0 {
 					continue
 				}
@@ -631,8 +699,12 @@ func (pl *planner) spendIn(a int, amount decimal.Decimal) decimal.Decimal {
 func (pl *planner) round() {
 	p, b := pl.p, pl.b
 	minTrade := p.Rebalance.MinTrade
+	// cash is each account's cash minus its reserve: negative while the
+	// reserve is short, so that proceeds refill it before funding buys.
 	pl.cash = make([]decimal.Decimal, pl.nA)
-	copy(pl.cash, pl.s.FreeCash)
+	for a := range pl.cash {
+		pl.cash[a] = b.Cash[a].Sub(p.Accounts[a].Reserve)
+	}
 	for a := 0; a < pl.nA; a++ {
 		for i := 0; i < pl.nI; i++ {
 			amt := pl.sellAt[a*pl.nI+i]
@@ -640,7 +712,10 @@ func (pl *planner) round() {
 				continue
 			}
 			step := p.Instruments[i].Step
-			units := amt.DivRound(b.Price[i].Mul(step), 0)
+			units, rem := amt.QuoRem(b.Price[i].Mul(step), 0)
+			if rem.Sign() > 0 {
+				units = units.Add(decimal.NewFromInt(1))
+			}
 			if most, _ := b.Qty[a][i].QuoRem(step, 0); units.GreaterThan(most) {
 				units = most
 			}
@@ -651,13 +726,23 @@ func (pl *planner) round() {
 		}
 	}
 	for a := 0; a < pl.nA; a++ {
+		// pending is what the account's buys not yet rounded were planned
+		// to spend: a buy rounds up only with cash they do not need.
+		pending := decimal.Zero
+		for _, i := range pl.buyOrder {
+			pending = pending.Add(pl.buyAt[a*pl.nI+i])
+		}
 		for _, i := range pl.buyOrder {
 			amt := pl.buyAt[a*pl.nI+i]
 			if amt.Sign() <= 0 {
 				continue
 			}
+			pending = pending.Sub(amt)
 			unit := b.Price[i].Mul(p.Instruments[i].Step)
-			units, _ := amt.QuoRem(unit, 0)
+			units, rem := amt.QuoRem(unit, 0)
+			if rem.Add(rem).GreaterThanOrEqual(unit) && !pl.cash[a].Sub(pending).LessThan(units.Add(decimal.NewFromInt(1)).Mul(unit)) {
+				units = units.Add(decimal.NewFromInt(1))
+			}
 			if affordable, _ := pl.cash[a].QuoRem(unit, 0); units.GreaterThan(affordable) {
 				units = affordable
 			}
@@ -703,82 +788,183 @@ func (pl *planner) addOrder(a, i int, side Side, units, minTrade decimal.Decimal
 	return true
 }
 
-// project computes the sleeve values after the orders.
+// project computes the sleeve values and the total after the orders. Free
+// cash after is each account's cash above its reserve, so proceeds that
+// refill a short reserve leave the investable total.
 func (pl *planner) project() {
-	p := pl.p
+	p, s := pl.p, pl.s
 	if pl.after == nil {
 		pl.after = make([]decimal.Decimal, len(p.Sleeves))
 	}
 	for si := range p.Sleeves {
 		if p.Sleeves[si].Leaf() {
-			pl.after[si] = pl.s.Sleeves[si].Value
+			pl.after[si] = s.Sleeves[si].Value
 		} else {
 			pl.after[si] = decimal.Zero
 		}
 	}
+	for _, f := range s.FreeCash {
+		pl.after[p.Cash] = pl.after[p.Cash].Sub(f)
+	}
+	for a := range pl.cash {
+		if pl.cash[a].Sign() > 0 {
+			pl.after[p.Cash] = pl.after[p.Cash].Add(pl.cash[a])
+		}
+	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
-		sl := p.Instruments[o.instrument].Sleeve
 		n := o.Notional
 		if o.Side == Sell {
 			n = n.Neg()
 		}
+		sl := p.Instruments[o.instrument].Sleeve
 		pl.after[sl] = pl.after[sl].Add(n)
-		pl.after[p.Cash] = pl.after[p.Cash].Sub(n)
 	}
 	drift.Rollup(p, pl.after)
+	pl.totalAfter = drift.TotalOf(p, pl.after)
 }
 
-// repair nudges orders by one step where a sleeve the plan should bring
-// inside its band still breaches because of rounding.
+// repair adds single steps where a sleeve the plan should bring inside its
+// band still breaches because of rounding. A step that would push another
+// sleeve out of its band is taken back.
 func (pl *planner) repair() {
 	p := pl.p
-	for tries := 0; tries < len(pl.orders)+len(p.Sleeves); tries++ {
+	for tries := 0; tries < 2*(len(pl.orders)+len(p.Sleeves)); tries++ {
+		before := pl.breachCount()
 		nudged := false
 		for si := range p.Sleeves {
 			ps := &p.Sleeves[si]
-			if !pl.s.Sleeves[si].Breach || !drift.Breaches(ps, pl.after[si], pl.T) {
+			if !pl.s.Sleeves[si].Breach || !drift.Breaches(ps, pl.after[si], pl.totalAfter) {
 				continue
 			}
-			over := pl.after[si].GreaterThan(ps.Target.Mul(pl.T))
-			if pl.nudge(si, over) {
-				nudged = true
-				break
+			targetValue := ps.Target.Mul(pl.totalAfter)
+			over := pl.after[si].GreaterThan(targetValue)
+			// gap is how far the sleeve lies beyond its band edge.
+			gap := pl.after[si].Sub(targetValue).Abs().Sub(ps.HalfWidth.Mul(pl.totalAfter))
+			orders := append([]Order(nil), pl.orders...)
+			cash := append([]decimal.Decimal(nil), pl.cash...)
+			if !pl.nudge(si, over, gap) {
+				continue
 			}
+			pl.project()
+			if pl.breachCount() > before {
+				pl.orders, pl.cash = orders, cash
+				pl.project()
+				continue
+			}
+			nudged = true
+			break
 		}
 		if !nudged {
 			return
 		}
-		pl.project()
 	}
 }
 
-// nudge adds one step to an order in sleeve si's subtree: a sell when the
-// sleeve is over its band, a buy when under, within holdings and cash.
-func (pl *planner) nudge(si int, over bool) bool {
-	p, b := pl.p, pl.b
+// breachCount counts the sleeves outside their bands after the orders.
+func (pl *planner) breachCount() int {
+	n := 0
+	for si := range pl.p.Sleeves {
+		if drift.Breaches(&pl.p.Sleeves[si], pl.after[si], pl.totalAfter) {
+			n++
+		}
+	}
+	return n
+}
+
+// nudge adds the steps that move sleeve si back inside its band (by more
+// than gap) to one order, within holdings and cash: sells (over) or buys
+// (under) of an instrument in its subtree, on an existing order or as a new
+// order in an account that may trade it. For the cash sleeve it is the
+// reverse: too much cash wants more bought of an instrument still under its
+// target, too little more sold of one still over.
+func (pl *planner) nudge(si int, over bool, gap decimal.Decimal) bool {
+	p := pl.p
+	wantSell := over
+	if si == p.Cash {
+		wantSell = !over
+	}
+	eligible := func(i int) bool {
+		leaf := p.Instruments[i].Sleeve
+		if si != p.Cash {
+			return pl.within(leaf, si)
+		}
+		below := pl.after[leaf].LessThan(p.Sleeves[leaf].Target.Mul(pl.totalAfter))
+		return leaf != p.Cash && below != wantSell
+	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
-		if !pl.within(p.Instruments[o.instrument].Sleeve, si) || (o.Side == Sell) != over {
+		if (o.Side == Sell) != wantSell || !eligible(o.instrument) {
 			continue
 		}
-		step := p.Instruments[o.instrument].Step
-		unit := b.Price[o.instrument].Mul(step)
-		if over {
-			if o.Quantity.Add(step).GreaterThan(b.Qty[o.account][o.instrument]) {
-				continue
-			}
-			pl.cash[o.account] = pl.cash[o.account].Add(unit)
-		} else {
-			if pl.cash[o.account].LessThan(unit) {
-				continue
-			}
-			pl.cash[o.account] = pl.cash[o.account].Sub(unit)
+		if n := pl.steps(o.account, o.instrument, o.Quantity, wantSell, gap); n.Sign() > 0 {
+			pl.step(o.account, o.instrument, n, wantSell)
+			o.units = o.units.Add(n)
+			o.Quantity = o.units.Mul(p.Instruments[o.instrument].Step)
+			o.Notional = o.Quantity.Mul(o.Price)
+			return true
 		}
-		o.units = o.units.Add(decimal.NewFromInt(1))
-		o.Quantity = o.units.Mul(step)
-		o.Notional = o.Quantity.Mul(o.Price)
-		return true
+	}
+	side := Buy
+	if wantSell {
+		side = Sell
+	}
+	for i := range p.Instruments {
+		if !eligible(i) {
+			continue
+		}
+		for a := range p.Accounts {
+			if pl.hasOrder(a, i) || (!wantSell && !p.Accounts[a].Allows(i)) {
+				continue
+			}
+			n := pl.steps(a, i, decimal.Zero, wantSell, gap)
+			if n.Sign() <= 0 || n.Mul(pl.b.Price[i]).Mul(p.Instruments[i].Step).LessThan(p.Rebalance.MinTrade) {
+				continue
+			}
+			pl.step(a, i, n, wantSell)
+			if pl.rule[i] == "" {
+				pl.rule[i] = pl.ruleFor(p.Instruments[i].Sleeve)
+			}
+			pl.addOrder(a, i, side, n, p.Rebalance.MinTrade)
+			return true
+		}
+	}
+	return false
+}
+
+// steps returns how many more steps of instrument i account a should trade
+// on top of qty to move more than gap: as many as that takes, but no more
+// than its holding (sell) or its cash (buy) allows.
+func (pl *planner) steps(a, i int, qty decimal.Decimal, sell bool, gap decimal.Decimal) decimal.Decimal {
+	step := pl.p.Instruments[i].Step
+	unit := pl.b.Price[i].Mul(step)
+	want, _ := gap.QuoRem(unit, 0)
+	want = want.Add(decimal.NewFromInt(1))
+	var most decimal.Decimal
+	if sell {
+		most, _ = pl.b.Qty[a][i].Sub(qty).QuoRem(step, 0)
+	} else {
+		most, _ = pl.cash[a].QuoRem(unit, 0)
+	}
+	return decimal.Min(want, most)
+}
+
+// step moves account a's cash by n steps of instrument i.
+func (pl *planner) step(a, i int, n decimal.Decimal, sell bool) {
+	amount := pl.b.Price[i].Mul(pl.p.Instruments[i].Step).Mul(n)
+	if sell {
+		pl.cash[a] = pl.cash[a].Add(amount)
+	} else {
+		pl.cash[a] = pl.cash[a].Sub(amount)
+	}
+}
+
+// hasOrder reports whether the plan already trades instrument i in account a.
+func (pl *planner) hasOrder(a, i int) bool {
+	for k := range pl.orders {
+		if pl.orders[k].account == a && pl.orders[k].instrument == i {
+			return true
+		}
 	}
 	return false
 }
@@ -804,6 +990,7 @@ func (pl *planner) finish() *Plan {
 		Currency:      p.Currency,
 		Destination:   pl.dest,
 		Total:         pl.T,
+		TotalAfter:    pl.totalAfter,
 		Sleeves:       make([]SleeveReport, len(p.Sleeves)),
 		Orders:        pl.orders,
 		Unresolved:    []Unresolved{},
@@ -817,9 +1004,9 @@ func (pl *planner) finish() *Plan {
 			Sleeve: d.Path, Target: d.Target, Weight: d.Weight, Deviation: d.Deviation,
 			BandLow: d.BandLow, BandHigh: d.BandHigh, Breach: d.Breach, Value: d.Value,
 		}
-		if pl.T.Sign() > 0 {
-			r.WeightAfter = pl.after[si].DivRound(pl.T, drift.WeightPlaces)
-			r.BreachAfter = drift.Breaches(&p.Sleeves[si], pl.after[si], pl.T)
+		if pl.totalAfter.Sign() > 0 {
+			r.WeightAfter = pl.after[si].DivRound(pl.totalAfter, drift.WeightPlaces)
+			r.BreachAfter = drift.Breaches(&p.Sleeves[si], pl.after[si], pl.totalAfter)
 		}
 		out.Sleeves[si] = r
 	}
@@ -847,20 +1034,42 @@ func (pl *planner) unresolved(out *Plan) {
 	p, b := pl.p, pl.b
 	gap := make([]string, len(p.Sleeves))
 	drop := make([]string, len(p.Sleeves))
+	// Sales left unplaced are fractions of a step that cannot be sold; the
+	// buys they would have paid for fall short by as much, as rounding.
+	tails := decimal.Zero
+	for j := range p.Instruments {
+		if p.Instruments[j].Sleeve != p.Cash {
+			tails = tails.Add(pl.sell[j])
+		}
+	}
 	for i := range p.Instruments {
 		in := &p.Instruments[i]
 		tol := decimal.Max(p.Rebalance.MinTrade, b.Price[i].Mul(in.Step))
 		switch {
 		case gap[in.Sleeve] != "":
-		case pl.buy[i].GreaterThan(tol):
+		case pl.buy[i].GreaterThan(tol.Add(tails)):
 			gap[in.Sleeve] = fmt.Sprintf("%s %s of %s could not be bought: no account that may hold it has free cash or sale proceeds left",
 				pl.buy[i].StringFixed(2), p.Currency, in.Symbol)
-		case pl.sell[i].GreaterThan(tol) && in.Sleeve != p.Cash:
+			if pl.refill.Sign() > 0 {
+				gap[in.Sleeve] += fmt.Sprintf(" (%s %s of proceeds refill reserves of accounts whose cash is below their reserve)",
+					pl.refill.StringFixed(2), p.Currency)
+			}
+		case pl.sell[i].GreaterThan(tol.Add(pl.tail(i))) && in.Sleeve != p.Cash:
 			gap[in.Sleeve] = fmt.Sprintf("%s %s of %s could not be sold", pl.sell[i].StringFixed(2), p.Currency, in.Symbol)
 		}
 		if pl.dropped[i] && drop[in.Sleeve] == "" {
 			drop[in.Sleeve] = fmt.Sprintf("an order of %s was below min_trade %s", in.Symbol, p.Rebalance.MinTrade)
 		}
+	}
+	if pl.refill.Sign() > 0 && gap[p.Cash] == "" {
+		var short []string
+		for a := range p.Accounts {
+			if pl.b.Cash[a].LessThan(p.Accounts[a].Reserve) {
+				short = append(short, p.Accounts[a].Name)
+			}
+		}
+		gap[p.Cash] = fmt.Sprintf("%s %s of sale proceeds refill the reserves of %s, whose cash is below their reserve",
+			pl.refill.StringFixed(2), p.Currency, strings.Join(short, ", "))
 	}
 	for si := range p.Sleeves {
 		var reason string
@@ -871,6 +1080,9 @@ func (pl *planner) unresolved(out *Plan) {
 			if reason == "" {
 				reason = pl.firstBelow(si, drop)
 			}
+			if reason == "" && pl.soldOut(si) {
+				reason = "what is left is held in fractions of a trading step, which cannot be sold"
+			}
 			if reason == "" {
 				reason = "rounding to trading steps leaves it outside its band"
 			}
@@ -879,6 +1091,38 @@ func (pl *planner) unresolved(out *Plan) {
 			out.Unresolved = append(out.Unresolved, Unresolved{Sleeve: p.Sleeves[si].Path, WeightAfter: out.Sleeves[si].WeightAfter, Reason: reason})
 		}
 	}
+}
+
+// soldOut reports whether the plan sells every whole step held of every
+// instrument in sleeve si's subtree.
+func (pl *planner) soldOut(si int) bool {
+	sold := make([]decimal.Decimal, pl.nA*pl.nI)
+	for k := range pl.orders {
+		if o := &pl.orders[k]; o.Side == Sell {
+			sold[o.account*pl.nI+o.instrument] = o.Quantity
+		}
+	}
+	for i := range pl.p.Instruments {
+		if !pl.within(pl.p.Instruments[i].Sleeve, si) {
+			continue
+		}
+		for a := 0; a < pl.nA; a++ {
+			if !pl.b.Qty[a][i].Sub(sold[a*pl.nI+i]).LessThan(pl.p.Instruments[i].Step) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// tail returns the value of instrument i held in fractions of a step,
+// which cannot be sold.
+func (pl *planner) tail(i int) decimal.Decimal {
+	t := decimal.Zero
+	for a := 0; a < pl.nA; a++ {
+		t = t.Add(pl.s.Values[a][i].Sub(pl.sellable[a*pl.nI+i]))
+	}
+	return t
 }
 
 // firstBelow returns the first non-empty reason of sleeve si or a sleeve

@@ -1,0 +1,438 @@
+package plan_test
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/drift"
+	"github.com/rebalancerd/rebalancerd/internal/plan"
+	"github.com/rebalancerd/rebalancerd/internal/policy"
+	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+)
+
+// checkInvariants verifies the planning invariants that hold for every
+// plan, whatever the destination:
+//  1. no sale exceeds the holding;
+//  2. each account funds its own buys: buys <= free cash + its sales;
+//  3. quantities are positive multiples of the step; notional is exact;
+//  4. no order below min_trade;
+//  5. buys respect may_hold;
+//  6. sells come before buys, and no account both buys and sells one
+//     instrument;
+//  8. ids are unique and derived from the plan id;
+//
+// and that the projected weights equal an independent valuation of the
+// holdings after the orders. It returns that valuation.
+func checkInvariants(t testing.TB, b *portfolio.Book, p *plan.Plan) *drift.Snapshot {
+	t.Helper()
+	pol := b.Policy
+	minTrade := pol.Rebalance.MinTrade
+	after := &portfolio.Book{Policy: pol, PricesAsOf: b.PricesAsOf, HoldingsAsOf: b.HoldingsAsOf,
+		Cash: append([]decimal.Decimal(nil), b.Cash...), Price: b.Price, Qty: make([][]decimal.Decimal, len(b.Qty))}
+	for a := range b.Qty {
+		after.Qty[a] = append([]decimal.Decimal(nil), b.Qty[a]...)
+	}
+	buys := make([]decimal.Decimal, len(pol.Accounts))
+	sells := make([]decimal.Decimal, len(pol.Accounts))
+	sides := map[string]plan.Side{}
+	ids := map[string]bool{}
+	phase := 0
+	for _, o := range p.Orders {
+		a, ok := pol.AccountIndex(o.Account)
+		i, ok2 := pol.InstrumentIndex(o.Instrument)
+		if !ok || !ok2 {
+			t.Fatalf("order names unknown account or instrument: %+v", o)
+		}
+		in := &pol.Instruments[i]
+		if o.Quantity.Sign() <= 0 || !o.Quantity.Mod(in.Step).IsZero() {
+			t.Errorf("invariant 3: quantity %s of %s is not a positive multiple of step %s", o.Quantity, o.Instrument, in.Step)
+		}
+		if !o.Price.Equal(b.Price[i]) || !o.Notional.Equal(o.Quantity.Mul(o.Price)) {
+			t.Errorf("invariant 3: notional %s != %s x %s", o.Notional, o.Quantity, o.Price)
+		}
+		if o.Notional.LessThan(minTrade) {
+			t.Errorf("invariant 4: order %s below min_trade %s", orderLine(o), minTrade)
+		}
+		if o.Sleeve != pol.Sleeves[in.Sleeve].Path {
+			t.Errorf("order %s names sleeve %s, want %s", orderLine(o), o.Sleeve, pol.Sleeves[in.Sleeve].Path)
+		}
+		if o.Phase < phase {
+			t.Errorf("invariant 6: order %s in phase %d after phase %d", orderLine(o), o.Phase, phase)
+		}
+		phase = o.Phase
+		key := o.Account + "/" + o.Instrument
+		if prev, dup := sides[key]; dup {
+			t.Errorf("two orders (%s and %s) for %s", prev, o.Side, key)
+		}
+		sides[key] = o.Side
+		if ids[o.ID] || !strings.HasPrefix(o.ID, p.ID+"-") {
+			t.Errorf("invariant 8: order id %q duplicated or not derived from plan %s", o.ID, p.ID)
+		}
+		ids[o.ID] = true
+		switch o.Side {
+		case plan.Sell:
+			if o.Phase != plan.PhaseSell {
+				t.Errorf("sell in phase %d", o.Phase)
+			}
+			after.Qty[a][i] = after.Qty[a][i].Sub(o.Quantity)
+			if after.Qty[a][i].Sign() < 0 {
+				t.Errorf("invariant 1: %s sells %s, holds %s", o.Account, o.Quantity, b.Qty[a][i])
+			}
+			sells[a] = sells[a].Add(o.Notional)
+			after.Cash[a] = after.Cash[a].Add(o.Notional)
+		case plan.Buy:
+			if o.Phase != plan.PhaseBuy {
+				t.Errorf("buy in phase %d", o.Phase)
+			}
+			if !pol.Accounts[a].Allows(i) {
+				t.Errorf("invariant 5: %s may not hold %s", o.Account, o.Instrument)
+			}
+			after.Qty[a][i] = after.Qty[a][i].Add(o.Quantity)
+			buys[a] = buys[a].Add(o.Notional)
+			after.Cash[a] = after.Cash[a].Sub(o.Notional)
+		default:
+			t.Errorf("bad side %q", o.Side)
+		}
+	}
+	for a := range pol.Accounts {
+		if limit := b.FreeCash(a).Add(sells[a]); buys[a].GreaterThan(limit) {
+			t.Errorf("invariant 2: %s buys %s with only %s of free cash and sales", pol.Accounts[a].Name, buys[a], limit)
+		}
+		if after.Cash[a].LessThan(decimal.Min(b.Cash[a], pol.Accounts[a].Reserve)) {
+			t.Errorf("invariant 2: %s dips into its reserve: cash %s after, reserve %s", pol.Accounts[a].Name, after.Cash[a], pol.Accounts[a].Reserve)
+		}
+	}
+	s := drift.Compute(after)
+	short := false
+	for a := range pol.Accounts {
+		short = short || b.Cash[a].LessThan(pol.Accounts[a].Reserve)
+	}
+	if !s.Total.Equal(p.TotalAfter) || (!short && !s.Total.Equal(p.Total)) {
+		t.Errorf("total value %s -> %s, plan projects %s (an account short of its reserve: %v)", p.Total, s.Total, p.TotalAfter, short)
+	}
+	for k, sl := range s.Sleeves {
+		if !sl.Weight.Equal(p.Sleeves[k].WeightAfter) {
+			t.Errorf("%s: projected weight %s, independent valuation %s", sl.Path, p.Sleeves[k].WeightAfter, sl.Weight)
+		}
+	}
+	return s
+}
+
+var cases = flag.Int("cases", 3000, "random portfolios TestRandomPortfolios plans")
+
+// genCase builds a random but valid policy, holdings and prices.
+type genCase struct {
+	policy, holdings, prices string
+	constrained              bool // some account has may_hold or is short of its reserve
+	destination              policy.Destination
+}
+
+func pick[T any](r *rand.Rand, xs ...T) T { return xs[r.IntN(len(xs))] }
+
+// split returns n non-negative integers summing to total, in units.
+func split(r *rand.Rand, n, total int) []int {
+	cuts := make([]int, n+1)
+	cuts[n] = total
+	for k := 1; k < n; k++ {
+		cuts[k] = r.IntN(total + 1)
+	}
+	// insertion sort of the inner cuts
+	for k := 2; k < n; k++ {
+		for j := k; j > 1 && cuts[j] < cuts[j-1]; j-- {
+			cuts[j], cuts[j-1] = cuts[j-1], cuts[j]
+		}
+	}
+	out := make([]int, n)
+	for k := range out {
+		out[k] = cuts[k+1] - cuts[k]
+	}
+	return out
+}
+
+func percent(units, per int) string {
+	return decimal.New(int64(units), 0).Div(decimal.NewFromInt(int64(per))).String() + "%"
+}
+
+func generate(r *rand.Rand) genCase {
+	var pol, hold, prices strings.Builder
+	g := genCase{destination: pick(r, policy.DestinationTarget, policy.DestinationBandEdge, policy.DestinationMidway)}
+	nTop := 2 + r.IntN(4)
+	cashUnits := pick(r, 0, 2, 10, 20)
+	weights := split(r, nTop, 200-cashUnits) // units of 0.5%
+	nested := r.IntN(nTop + 1)               // index of a nested sleeve, or none
+	fmt.Fprintf(&pol, "policy: gen\ncurrency: USD\ntargets:\n")
+	type leaf struct{ path string }
+	var leaves []leaf
+	for k := 0; k < nTop; k++ {
+		name := fmt.Sprintf("s%d", k)
+		if k == nested {
+			fmt.Fprintf(&pol, "  %s:\n    weight: %s\n    sleeves:\n", name, percent(weights[k], 2))
+			nKids := 2 + r.IntN(2)
+			for c, u := range split(r, nKids, 100) {
+				fmt.Fprintf(&pol, "      c%d: %s\n", c, percent(u, 1))
+				leaves = append(leaves, leaf{fmt.Sprintf("%s/c%d", name, c)})
+			}
+			continue
+		}
+		fmt.Fprintf(&pol, "  %s: %s\n", name, percent(weights[k], 2))
+		leaves = append(leaves, leaf{name})
+	}
+	fmt.Fprintf(&pol, "  cash: %s\n", percent(cashUnits, 2))
+	fmt.Fprintf(&pol, "bands:\n  absolute: %s\n", pick(r, "2%", "5%", "10%"))
+	if r.IntN(2) == 0 {
+		fmt.Fprintf(&pol, "  relative: %s\n", pick(r, "20%", "25%"))
+	}
+	if nested < nTop && r.IntN(2) == 0 {
+		fmt.Fprintf(&pol, "  sleeves:\n    s%d: {absolute: %s}\n", nested, pick(r, "1%", "2%", "7%"))
+	}
+	minTrade := pick(r, "0", "0", "1", "50")
+	fmt.Fprintf(&pol, "rebalance:\n  trigger: threshold\n  destination: %s\n  min_trade: %q\n", g.destination, minTrade)
+
+	type instr struct {
+		sym   string
+		price decimal.Decimal
+	}
+	var instrs []instr
+	fmt.Fprintf(&pol, "instruments:\n")
+	prices.WriteString(stamp + "prices:\n")
+	for li, l := range leaves {
+		n := 1 + r.IntN(3)
+		shares := split(r, n, 100)
+		explicit := r.IntN(2) == 0
+		for k := 0; k < n; k++ {
+			sym := fmt.Sprintf("I%d_%d", li, k)
+			kind := r.IntN(3)
+			var price decimal.Decimal
+			step := "1"
+			switch kind {
+			case 0: // crypto-like index fund, fractional
+				price = decimal.New(int64(20000+r.IntN(40000)), 0).Add(decimal.New(int64(r.IntN(100)), -2))
+				step = "0.0001"
+			case 1: // fractional shares
+				price = decimal.New(int64(500+r.IntN(50000)), -2)
+				step = "0.001"
+			default: // whole shares
+				price = decimal.New(int64(500+r.IntN(40000)), -2)
+			}
+			fmt.Fprintf(&pol, "  %s: {sleeve: %s, step: %q", sym, l.path, step)
+			if explicit {
+				fmt.Fprintf(&pol, ", share: %s", percent(shares[k], 1))
+			}
+			pol.WriteString("}\n")
+			fmt.Fprintf(&prices, "  %s: %q\n", sym, price.String())
+			instrs = append(instrs, instr{sym, price})
+		}
+	}
+	if r.IntN(2) == 0 {
+		fmt.Fprintf(&pol, "  MM: {sleeve: cash, step: \"0.001\"}\n")
+		fmt.Fprintf(&prices, "  MM: \"1\"\n")
+		instrs = append(instrs, instr{"MM", decimal.NewFromInt(1)})
+	}
+	nA := 1 + r.IntN(4)
+	fmt.Fprintf(&pol, "accounts:\n")
+	hold.WriteString(stamp + "accounts:\n")
+	scale := pick(r, 1, 10, 100)
+	for a := 0; a < nA; a++ {
+		typ := pick(r, policy.AccountTaxable, policy.AccountRothIRA, policy.AccountTraditional401k, policy.AccountHSA)
+		fmt.Fprintf(&pol, "  a%d: {type: %s", a, typ)
+		reserve := 0
+		if r.IntN(3) == 0 {
+			reserve = 1000 * (1 + r.IntN(20))
+			fmt.Fprintf(&pol, ", reserve: \"%d\"", reserve)
+		}
+		// The last account is never restricted, so every instrument may be
+		// held somewhere.
+		if a < nA-1 && r.IntN(3) == 0 {
+			g.constrained = true
+			var allowed []string
+			for _, in := range instrs {
+				if r.IntN(2) == 0 {
+					allowed = append(allowed, in.sym)
+				}
+			}
+			fmt.Fprintf(&pol, ", may_hold: [%s]", strings.Join(allowed, ", "))
+		}
+		pol.WriteString("}\n")
+		cash := decimal.New(int64(r.IntN(50000*scale)), 0).Add(decimal.New(int64(r.IntN(100)), -2))
+		if r.IntN(5) == 0 { // a deposit: lots of new cash
+			cash = cash.Add(decimal.NewFromInt(int64(200000 * scale)))
+		}
+		if r.IntN(6) == 0 {
+			cash = decimal.NewFromInt(int64(reserve))
+		}
+		if cash.LessThan(decimal.NewFromInt(int64(reserve))) {
+			g.constrained = true // its sale proceeds refill the reserve first
+		}
+		var positions []string
+		for _, in := range instrs {
+			if r.IntN(3) != 0 {
+				continue
+			}
+			value := decimal.NewFromInt(int64(r.IntN(200000 * scale)))
+			qty := value.DivRound(in.price, 3)
+			if r.IntN(2) == 0 {
+				qty = qty.Truncate(0)
+			}
+			positions = append(positions, fmt.Sprintf("%s: %q", in.sym, qty.String()))
+		}
+		fmt.Fprintf(&hold, "  a%d: {cash: %q, positions: {%s}}\n", a, cash.String(), strings.Join(positions, ", "))
+	}
+	g.policy, g.holdings, g.prices = pol.String(), hold.String(), prices.String()
+	return g
+}
+
+// tolerances returns, per sleeve, how far rounding to steps and min_trade
+// may leave the sleeve from where the plan aims: per instrument and
+// account, one step or min_trade for each of a buy and a sell, plus one
+// step of every instrument for buys cut short by an account's cash.
+func tolerances(b *portfolio.Book) []decimal.Decimal {
+	p := b.Policy
+	nA := decimal.NewFromInt(int64(len(p.Accounts)))
+	tol := make([]decimal.Decimal, len(p.Sleeves))
+	spill := decimal.Zero
+	all := decimal.Zero
+	for i, in := range p.Instruments {
+		unit := b.Price[i].Mul(in.Step)
+		slack := decimal.Max(unit, p.Rebalance.MinTrade).Mul(nA).Mul(decimal.NewFromInt(2))
+		tol[in.Sleeve] = tol[in.Sleeve].Add(slack)
+		spill = spill.Add(unit.Mul(nA))
+		all = all.Add(slack)
+	}
+	for s := range p.Sleeves {
+		if p.Sleeves[s].Leaf() {
+			tol[s] = tol[s].Add(spill)
+		}
+	}
+	tol[p.Cash] = tol[p.Cash].Add(all)
+	drift.Rollup(p, tol)
+	return tol
+}
+
+// TestRandomPortfolios checks the invariants on thousands of random
+// households, and the destination guarantee (invariant 7) where no
+// may_hold constrains the accounts.
+func TestRandomPortfolios(t *testing.T) {
+	n := *cases
+	if testing.Short() {
+		n /= 10
+	}
+	var unconstrainedTarget, buyOnly, taxableSells, bandChecked int
+	for seed := 0; seed < n; seed++ {
+		r := rand.New(rand.NewPCG(uint64(seed), 42))
+		g := generate(r)
+		ok := t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			b := book(t, g.policy, g.holdings, g.prices)
+			snap := drift.Compute(b)
+			p := plan.Make(snap)
+			after := checkInvariants(t, b, p)
+			pol := b.Policy
+
+			// Invariant 7.
+			switch {
+			case g.destination == policy.DestinationTarget:
+				if !g.constrained {
+					unconstrainedTarget++
+					if len(p.Unresolved) != 0 {
+						t.Errorf("invariant 7: unresolved without constraints: %+v", p.Unresolved)
+					}
+				}
+				if len(p.Unresolved) == 0 {
+					tol := tolerances(b)
+					for s, sl := range after.Sleeves {
+						want := pol.Sleeves[s].Target.Mul(p.Total)
+						if off := sl.Value.Sub(want).Abs(); off.GreaterThan(tol[s]) {
+							t.Errorf("invariant 7: %s ends at %s, target value %s, off by %s > tolerance %s",
+								sl.Path, sl.Value.StringFixed(2), want.StringFixed(2), off.StringFixed(2), tol[s].StringFixed(2))
+						}
+					}
+				}
+			default:
+				listed := map[string]bool{}
+				for _, u := range p.Unresolved {
+					listed[u.Sleeve] = true
+				}
+				for s, sl := range after.Sleeves {
+					if snap.Sleeves[s].Breach && sl.Breach && !listed[sl.Path] {
+						t.Errorf("invariant 7: %s breached and still breaches (weight %s, band %s-%s) but is not unresolved",
+							sl.Path, sl.Weight, sl.BandLow, sl.BandHigh)
+					}
+					bandChecked++
+				}
+				if !g.constrained && pol.Rebalance.MinTrade.IsZero() {
+					for _, u := range p.Unresolved {
+						if !strings.Contains(u.Reason, "fractions of a trading step") {
+							t.Errorf("invariant 7: unresolved without constraints or min_trade: %+v", u)
+						}
+					}
+				}
+			}
+
+			// Invariant 6a: when no instrument is above its target value,
+			// nothing is sold except a cash-sleeve fund to pay for buys, or
+			// one side of a relocation (the household's holding of the
+			// instrument is unchanged: free cash buys it elsewhere).
+			if g.destination == policy.DestinationTarget && !anyOverweight(b, snap) {
+				buyOnly++
+				for _, o := range p.Orders {
+					if o.Side == plan.Sell && o.Rule != plan.RuleFundBuys && o.Rule != plan.RuleRelocate {
+						t.Errorf("invariant 6: sold %s although nothing is over target", orderLine(o))
+					}
+				}
+			}
+			// Invariant 6b: without constraints, a taxable account sells an
+			// instrument only once no tax-advantaged account has any left.
+			if !g.constrained && g.destination == policy.DestinationTarget {
+				for _, o := range p.Orders {
+					a, _ := pol.AccountIndex(o.Account)
+					i, _ := pol.InstrumentIndex(o.Instrument)
+					if o.Side != plan.Sell || pol.Accounts[a].Type.TaxAdvantaged() {
+						continue
+					}
+					taxableSells++
+					slack := decimal.Max(b.Price[i].Mul(pol.Instruments[i].Step), pol.Rebalance.MinTrade)
+					for x := range pol.Accounts {
+						left := after.Values[x][i]
+						if pol.Accounts[x].Type.TaxAdvantaged() && left.GreaterThan(slack) {
+							t.Errorf("invariant 6: %s sells %s while tax-advantaged %s still holds %s of it",
+								o.Account, o.Instrument, pol.Accounts[x].Name, left.StringFixed(2))
+						}
+					}
+				}
+			}
+		})
+		if !ok {
+			t.Logf("policy:\n%s\nholdings:\n%s\nprices:\n%s", g.policy, g.holdings, g.prices)
+			break
+		}
+	}
+	t.Logf("%d portfolios: %d unconstrained target plans, %d buy-only, %d taxable sells checked, %d band checks",
+		n, unconstrainedTarget, buyOnly, taxableSells, bandChecked)
+	if !testing.Short() && (unconstrainedTarget < 100 || buyOnly < 20 || taxableSells < 20 || bandChecked < 100) {
+		t.Errorf("the generator rarely exercises some invariants; adjust it")
+	}
+}
+
+// anyOverweight reports whether some non-cash instrument is above its
+// target value.
+func anyOverweight(b *portfolio.Book, s *drift.Snapshot) bool {
+	p := b.Policy
+	for i, in := range p.Instruments {
+		if in.Sleeve == p.Cash {
+			continue
+		}
+		held := decimal.Zero
+		for a := range p.Accounts {
+			held = held.Add(s.Values[a][i])
+		}
+		want := p.Sleeves[in.Sleeve].Target.Mul(in.Share).Mul(s.Total)
+		if held.GreaterThan(want) {
+			return true
+		}
+	}
+	return false
+}
