@@ -40,11 +40,14 @@ type Sleeve struct {
 	Value     decimal.Decimal // in the policy currency
 	Target    decimal.Decimal
 	Weight    decimal.Decimal // Value / Total, rounded to WeightPlaces
-	Deviation decimal.Decimal // (Value - Target x Total) / Total, rounded
+	Deviation decimal.Decimal // Weight - Target, rounded to WeightPlaces
 	BandLow   decimal.Decimal // max(0, Target - half-width)
 	BandHigh  decimal.Decimal // min(1, Target + half-width)
-	// Breach is |Value - Target x Total| > half-width x Total, exactly.
+	// Breach is |Value - TargetValue| > HalfWidthValue, exactly.
 	Breach bool
+	// TargetValue and HalfWidthValue are Target and the band's half-width
+	// times Total, in the policy currency.
+	TargetValue, HalfWidthValue decimal.Decimal
 }
 
 // Compute values the book and returns its drift snapshot.
@@ -108,8 +111,12 @@ func TotalOf(p *policy.Policy, values []decimal.Decimal) decimal.Decimal {
 // Breaches reports whether a sleeve of this target and half-width, holding
 // value out of total, lies outside its band. It is exact.
 func Breaches(ps *policy.Sleeve, value, total decimal.Decimal) bool {
-	dev := value.Sub(ps.Target.Mul(total)).Abs()
-	return dev.GreaterThan(ps.HalfWidth.Mul(total))
+	return OutOfBand(value, ps.Target.Mul(total), ps.HalfWidth.Mul(total))
+}
+
+// OutOfBand reports whether |value - targetValue| > halfWidthValue.
+func OutOfBand(value, targetValue, halfWidthValue decimal.Decimal) bool {
+	return value.Sub(targetValue).Abs().GreaterThan(halfWidthValue)
 }
 
 // Describe returns the drift figures of policy sleeve ps holding value out
@@ -119,21 +126,20 @@ func Describe(ps *policy.Sleeve, value, total decimal.Decimal) Sleeve {
 		Path:     ps.Path,
 		Value:    value,
 		Target:   ps.Target,
-		BandLow:  ps.Target.Sub(ps.HalfWidth),
-		BandHigh: ps.Target.Add(ps.HalfWidth),
-	}
-	if d.BandLow.Sign() < 0 {
-		d.BandLow = decimal.Zero
-	}
-	if one := decimal.NewFromInt(1); d.BandHigh.GreaterThan(one) {
-		d.BandHigh = one
+		BandLow:  ps.BandLow,
+		BandHigh: ps.BandHigh,
 	}
 	if total.Sign() <= 0 {
 		return d
 	}
+	d.TargetValue = ps.Target.Mul(total)
+	d.HalfWidthValue = ps.HalfWidth.Mul(total)
 	d.Weight = value.DivRound(total, WeightPlaces)
-	d.Deviation = value.Sub(ps.Target.Mul(total)).DivRound(total, WeightPlaces)
-	d.Breach = Breaches(ps, value, total)
+	d.Deviation = d.Weight.Sub(ps.Target)
+	if d.Deviation.Exponent() < -WeightPlaces {
+		d.Deviation = d.Deviation.Round(WeightPlaces)
+	}
+	d.Breach = OutOfBand(value, d.TargetValue, d.HalfWidthValue)
 	return d
 }
 

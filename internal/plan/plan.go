@@ -38,7 +38,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -185,6 +185,7 @@ type planner struct {
 	nA, nI int
 	want   []decimal.Decimal // desired value per sleeve
 	rule   []Rule            // per instrument
+	unit   []decimal.Decimal // value of one step, price x step, per instrument
 	buy    []decimal.Decimal // household amount still to buy, per instrument
 	sell   []decimal.Decimal // household amount still to sell, per instrument
 	buyAt  []decimal.Decimal // amount to buy, [a*nI+i]
@@ -192,12 +193,12 @@ type planner struct {
 	// sellable is the value of the whole steps held, [a*nI+i]: a holding
 	// that is not a multiple of its step cannot be sold to the last unit.
 	sellable []decimal.Decimal
-	free   []decimal.Decimal // free cash not yet committed, per account
-	short  []decimal.Decimal // reserve not yet covered by cash, per account
-	refill decimal.Decimal   // sale proceeds planned to refill short reserves
-	idle   []decimal.Decimal // sale proceeds not yet spent, per account
-	budget decimal.Decimal   // free cash the plan may spend in all
-	moved  []bool            // [a*nI+i]: a relocation trades instrument i in account a
+	free     []decimal.Decimal // free cash not yet committed, per account
+	short    []decimal.Decimal // reserve not yet covered by cash, per account
+	refill   decimal.Decimal   // sale proceeds planned to refill short reserves
+	idle     []decimal.Decimal // sale proceeds not yet spent, per account
+	budget   decimal.Decimal   // free cash the plan may spend in all
+	moved    []bool            // [a*nI+i]: a relocation trades instrument i in account a
 
 	buyOrder   []int // instruments, most constrained first
 	spendOrder []int // accounts, most constrained first
@@ -215,14 +216,19 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination) *planner {
 	p := b.Policy
 	nA, nI := len(p.Accounts), len(p.Instruments)
 	pl := &planner{s: s, b: b, p: p, dest: dest, T: s.Total, nA: nA, nI: nI}
-	dec := make([]decimal.Decimal, len(p.Sleeves)+2*nI+3*nA*nI+3*nA)
+	dec := make([]decimal.Decimal, len(p.Sleeves)+3*nI+3*nA*nI+3*nA)
 	take := func(n int) []decimal.Decimal {
 		out := dec[:n:n]
 		dec = dec[n:]
 		return out
 	}
 	pl.want = take(len(p.Sleeves))
-	pl.buy, pl.sell = take(nI), take(nI)
+	pl.buy, pl.sell, pl.unit = take(nI), take(nI), take(nI)
+	for i := range p.Instruments {
+		if !b.Price[i].IsZero() {
+			pl.unit[i] = b.Price[i].Mul(p.Instruments[i].Step)
+		}
+	}
 	pl.buyAt, pl.sellAt, pl.sellable = take(nA*nI), take(nA*nI), take(nA*nI)
 	for a := 0; a < nA; a++ {
 		for i, q := range b.Qty[a] {
@@ -277,17 +283,21 @@ func (pl *planner) orderings() {
 		pl.spendOrder[a] = a
 		pl.sellOrder[a] = a
 	}
-	sort.SliceStable(pl.buyOrder, func(x, y int) bool { return holders[pl.buyOrder[x]] < holders[pl.buyOrder[y]] })
-	sort.SliceStable(pl.spendOrder, func(x, y int) bool { return allowed[pl.spendOrder[x]] < allowed[pl.spendOrder[y]] })
+	slices.SortStableFunc(pl.buyOrder, func(x, y int) int { return holders[x] - holders[y] })
+	slices.SortStableFunc(pl.spendOrder, func(x, y int) int { return allowed[x] - allowed[y] })
 	// Accounts short of their reserve sell last: their proceeds refill the
 	// reserve before they are free. Then tax-advantaged before taxable.
-	sort.SliceStable(pl.sellOrder, func(x, y int) bool {
-		ax, ay := pl.sellOrder[x], pl.sellOrder[y]
-		if sx, sy := pl.short[ax].Sign() > 0, pl.short[ay].Sign() > 0; sx != sy {
-			return sy
+	rank := func(a int) int {
+		r := 0
+		if pl.short[a].Sign() > 0 {
+			r += 2
 		}
-		return p.Accounts[ax].Type.TaxAdvantaged() && !p.Accounts[ay].Type.TaxAdvantaged()
-	})
+		if !p.Accounts[a].Type.TaxAdvantaged() {
+			r++
+		}
+		return r
+	}
+	slices.SortStableFunc(pl.sellOrder, func(x, y int) int { return rank(x) - rank(y) })
 }
 
 var half = decimal.New(5, -1)
@@ -309,13 +319,13 @@ func (pl *planner) allocate(children []int, total decimal.Decimal) {
 	sum := decimal.Zero
 	flex := make([]bool, len(children))
 	for k, c := range children {
-		ps, sd := &pl.p.Sleeves[c], &pl.s.Sleeves[c]
-		targetValue := ps.Target.Mul(pl.T)
+		sd := &pl.s.Sleeves[c]
+		targetValue := sd.TargetValue
 		switch {
 		case pl.dest == policy.DestinationTarget:
 			pl.want[c] = targetValue
 		case sd.Breach:
-			edge := ps.HalfWidth.Mul(pl.T)
+			edge := sd.HalfWidthValue
 			if pl.dest == policy.DestinationMidway {
 				edge = edge.Mul(half)
 			} else {
@@ -354,7 +364,7 @@ func (pl *planner) margin(si int) decimal.Decimal {
 	accounts := decimal.NewFromInt(int64(pl.nA))
 	for i := range pl.p.Instruments {
 		if si == pl.p.Cash || pl.within(pl.p.Instruments[i].Sleeve, si) {
-			m = m.Add(pl.b.Price[i].Mul(pl.p.Instruments[i].Step))
+			m = m.Add(pl.unit[i])
 		}
 	}
 	return m.Mul(accounts)
@@ -422,7 +432,7 @@ func (pl *planner) spread(children []int, flex []bool, residual decimal.Decimal)
 		}
 		return pl.want[c]
 	})
-	stage(func(k, c int) decimal.Decimal { return decimal.NewFromInt(1) })
+	stage(func(k, c int) decimal.Decimal { return oneUnit })
 }
 
 // share adds sign x amount to the children in proportion to weights; the
@@ -565,22 +575,19 @@ func (pl *planner) place() {
 		if pl.short[a].Sign() > 0 {
 			continue
 		}
-		for j := 0; j < pl.nI; j++ {
-			if pl.sell[j].Sign() <= 0 {
+		usable := pl.fundable(a)
+		for j := 0; j < pl.nI && usable.Sign() > 0; j++ {
+			if pl.sell[j].Sign() <= 0 || pl.sellable[a*pl.nI+j].Sign() <= 0 {
 				continue
 			}
 			avail := pl.sellable[a*pl.nI+j].Sub(pl.sellAt[a*pl.nI+j])
 			if avail.Sign() <= 0 {
 				continue
 			}
-			usable := pl.fundable(a)
-			if usable.Sign() <= 0 {
-				break
-			}
 			amt := decimal.Min(pl.sell[j], avail, usable)
 			pl.sellAt[a*pl.nI+j] = pl.sellAt[a*pl.nI+j].Add(amt)
 			pl.sell[j] = pl.sell[j].Sub(amt)
-			pl.spendIn(a, amt)
+			usable = usable.Sub(pl.spendIn(a, amt))
 		}
 	}
 	// Remaining sales raise cash toward the cash target. Cash-sleeve
@@ -590,6 +597,9 @@ func (pl *planner) place() {
 			continue
 		}
 		for _, a := range pl.sellOrder {
+			if pl.sellable[a*pl.nI+j].Sign() <= 0 {
+				continue
+			}
 			avail := pl.sellable[a*pl.nI+j].Sub(pl.sellAt[a*pl.nI+j])
 			if avail.Sign() <= 0 {
 				continue
@@ -629,8 +639,11 @@ func (pl *planner) relocate() {
 			}
 			for j := 0; j < nI && pl.buy[i].Sign() > 0; j++ {
 				// y must hold j beyond its planned sales, and not be buying it.
+				if j == i || pl.sellable[y*nI+j].Sign() <= 0 || pl.buyAt[y*nI+j].Sign() > 0 {
+					continue
+				}
 				avail := pl.sellable[y*nI+j].Sub(pl.sellAt[y*nI+j])
-				if j == i || avail.Sign() <= 0 || pl.buyAt[y*nI+j].Sign() > 0 {
+				if avail.Sign() <= 0 {
 					continue
 				}
 				for x := 0; x < pl.nA && avail.Sign() > 0 && pl.buy[i].Sign() > 0; x++ {
@@ -698,9 +711,18 @@ func (pl *planner) spendIn(a int, amount decimal.Decimal) decimal.Decimal {
 // round turns the placed amounts into orders of whole steps.
 func (pl *planner) round() {
 	p, b := pl.p, pl.b
-	minTrade := p.Rebalance.MinTrade
 	// cash is each account's cash minus its reserve: negative while the
 	// reserve is short, so that proceeds refill it before funding buys.
+	n := 0
+	for k := range pl.buyAt {
+		if pl.buyAt[k].Sign() > 0 {
+			n++
+		}
+		if pl.sellAt[k].Sign() > 0 {
+			n++
+		}
+	}
+	pl.orders = make([]Order, 0, n+4) // room for a few repair orders
 	pl.cash = make([]decimal.Decimal, pl.nA)
 	for a := range pl.cash {
 		pl.cash[a] = b.Cash[a].Sub(p.Accounts[a].Reserve)
@@ -711,17 +733,19 @@ func (pl *planner) round() {
 			if amt.Sign() <= 0 {
 				continue
 			}
-			step := p.Instruments[i].Step
-			units, rem := amt.QuoRem(b.Price[i].Mul(step), 0)
+			// units x unit = amt - rem exactly; round up.
+			units, rem := amt.QuoRem(pl.unit[i], 0)
+			notional := amt.Sub(rem)
 			if rem.Sign() > 0 {
-				units = units.Add(decimal.NewFromInt(1))
+				units = units.Add(oneUnit)
+				notional = notional.Add(pl.unit[i])
 			}
-			if most, _ := b.Qty[a][i].QuoRem(step, 0); units.GreaterThan(most) {
-				units = most
+			if step := p.Instruments[i].Step; units.Mul(step).GreaterThan(b.Qty[a][i]) {
+				units, _ = b.Qty[a][i].QuoRem(step, 0)
+				notional = units.Mul(pl.unit[i])
 			}
-			if pl.addOrder(a, i, Sell, units, minTrade) {
-				o := &pl.orders[len(pl.orders)-1]
-				pl.cash[a] = pl.cash[a].Add(o.Notional)
+			if pl.addOrder(a, i, Sell, units, notional) {
+				pl.cash[a] = pl.cash[a].Add(notional)
 			}
 		}
 	}
@@ -730,7 +754,9 @@ func (pl *planner) round() {
 		// to spend: a buy rounds up only with cash they do not need.
 		pending := decimal.Zero
 		for _, i := range pl.buyOrder {
-			pending = pending.Add(pl.buyAt[a*pl.nI+i])
+			if amt := pl.buyAt[a*pl.nI+i]; amt.Sign() > 0 {
+				pending = pending.Add(amt)
+			}
 		}
 		for _, i := range pl.buyOrder {
 			amt := pl.buyAt[a*pl.nI+i]
@@ -738,35 +764,39 @@ func (pl *planner) round() {
 				continue
 			}
 			pending = pending.Sub(amt)
-			unit := b.Price[i].Mul(p.Instruments[i].Step)
+			unit := pl.unit[i]
 			units, rem := amt.QuoRem(unit, 0)
-			if rem.Add(rem).GreaterThanOrEqual(unit) && !pl.cash[a].Sub(pending).LessThan(units.Add(decimal.NewFromInt(1)).Mul(unit)) {
-				units = units.Add(decimal.NewFromInt(1))
+			notional := amt.Sub(rem)
+			if rem.Add(rem).GreaterThanOrEqual(unit) {
+				if up := notional.Add(unit); !pl.cash[a].Sub(pending).LessThan(up) {
+					units, notional = units.Add(oneUnit), up
+				}
 			}
-			if affordable, _ := pl.cash[a].QuoRem(unit, 0); units.GreaterThan(affordable) {
-				units = affordable
+			if notional.GreaterThan(pl.cash[a]) {
+				units, _ = pl.cash[a].QuoRem(unit, 0)
+				notional = units.Mul(unit)
 			}
-			if pl.addOrder(a, i, Buy, units, minTrade) {
-				o := &pl.orders[len(pl.orders)-1]
-				pl.cash[a] = pl.cash[a].Sub(o.Notional)
+			if pl.addOrder(a, i, Buy, units, notional) {
+				pl.cash[a] = pl.cash[a].Sub(notional)
 			}
 		}
 	}
 }
 
-// addOrder appends an order of units steps unless it is empty or below
-// minTrade, and reports whether it did.
-func (pl *planner) addOrder(a, i int, side Side, units, minTrade decimal.Decimal) bool {
+var oneUnit = decimal.NewFromInt(1)
+
+// addOrder appends an order of units steps, worth notional (units x
+// unit), unless it is empty or below min_trade, and reports whether it did.
+func (pl *planner) addOrder(a, i int, side Side, units, notional decimal.Decimal) bool {
 	if units.Sign() <= 0 {
+		return false
+	}
+	if minTrade := pl.p.Rebalance.MinTrade; !minTrade.IsZero() && notional.LessThan(minTrade) {
+		pl.dropped[i] = true
 		return false
 	}
 	in := &pl.p.Instruments[i]
 	qty := units.Mul(in.Step)
-	notional := qty.Mul(pl.b.Price[i])
-	if notional.LessThan(minTrade) {
-		pl.dropped[i] = true
-		return false
-	}
 	phase := PhaseBuy
 	if side == Sell {
 		phase = PhaseSell
@@ -834,7 +864,7 @@ func (pl *planner) repair() {
 		nudged := false
 		for si := range p.Sleeves {
 			ps := &p.Sleeves[si]
-			if !pl.s.Sleeves[si].Breach || !drift.Breaches(ps, pl.after[si], pl.totalAfter) {
+			if !pl.s.Sleeves[si].Breach || !pl.outAfter(si) {
 				continue
 			}
 			targetValue := ps.Target.Mul(pl.totalAfter)
@@ -861,11 +891,21 @@ func (pl *planner) repair() {
 	}
 }
 
+// outAfter reports whether sleeve si lies outside its band after the
+// orders.
+func (pl *planner) outAfter(si int) bool {
+	if pl.totalAfter.Equal(pl.T) {
+		d := &pl.s.Sleeves[si]
+		return drift.OutOfBand(pl.after[si], d.TargetValue, d.HalfWidthValue)
+	}
+	return drift.Breaches(&pl.p.Sleeves[si], pl.after[si], pl.totalAfter)
+}
+
 // breachCount counts the sleeves outside their bands after the orders.
 func (pl *planner) breachCount() int {
 	n := 0
 	for si := range pl.p.Sleeves {
-		if drift.Breaches(&pl.p.Sleeves[si], pl.after[si], pl.totalAfter) {
+		if pl.outAfter(si) {
 			n++
 		}
 	}
@@ -918,14 +958,14 @@ func (pl *planner) nudge(si int, over bool, gap decimal.Decimal) bool {
 				continue
 			}
 			n := pl.steps(a, i, decimal.Zero, wantSell, gap)
-			if n.Sign() <= 0 || n.Mul(pl.b.Price[i]).Mul(p.Instruments[i].Step).LessThan(p.Rebalance.MinTrade) {
+			if n.Sign() <= 0 || n.Mul(pl.unit[i]).LessThan(p.Rebalance.MinTrade) {
 				continue
 			}
 			pl.step(a, i, n, wantSell)
 			if pl.rule[i] == "" {
 				pl.rule[i] = pl.ruleFor(p.Instruments[i].Sleeve)
 			}
-			pl.addOrder(a, i, side, n, p.Rebalance.MinTrade)
+			pl.addOrder(a, i, side, n, n.Mul(pl.unit[i]))
 			return true
 		}
 	}
@@ -937,9 +977,9 @@ func (pl *planner) nudge(si int, over bool, gap decimal.Decimal) bool {
 // than its holding (sell) or its cash (buy) allows.
 func (pl *planner) steps(a, i int, qty decimal.Decimal, sell bool, gap decimal.Decimal) decimal.Decimal {
 	step := pl.p.Instruments[i].Step
-	unit := pl.b.Price[i].Mul(step)
+	unit := pl.unit[i]
 	want, _ := gap.QuoRem(unit, 0)
-	want = want.Add(decimal.NewFromInt(1))
+	want = want.Add(oneUnit)
 	var most decimal.Decimal
 	if sell {
 		most, _ = pl.b.Qty[a][i].Sub(qty).QuoRem(step, 0)
@@ -951,7 +991,7 @@ func (pl *planner) steps(a, i int, qty decimal.Decimal, sell bool, gap decimal.D
 
 // step moves account a's cash by n steps of instrument i.
 func (pl *planner) step(a, i int, n decimal.Decimal, sell bool) {
-	amount := pl.b.Price[i].Mul(pl.p.Instruments[i].Step).Mul(n)
+	amount := pl.unit[i].Mul(n)
 	if sell {
 		pl.cash[a] = pl.cash[a].Add(amount)
 	} else {
@@ -1006,20 +1046,19 @@ func (pl *planner) finish() *Plan {
 		}
 		if pl.totalAfter.Sign() > 0 {
 			r.WeightAfter = pl.after[si].DivRound(pl.totalAfter, drift.WeightPlaces)
-			r.BreachAfter = drift.Breaches(&p.Sleeves[si], pl.after[si], pl.totalAfter)
+			r.BreachAfter = pl.outAfter(si)
 		}
 		out.Sleeves[si] = r
 	}
 	pl.unresolved(out)
-	sort.SliceStable(out.Orders, func(x, y int) bool {
-		ox, oy := &out.Orders[x], &out.Orders[y]
-		if ox.Phase != oy.Phase {
-			return ox.Phase < oy.Phase
+	slices.SortStableFunc(out.Orders, func(x, y Order) int {
+		if x.Phase != y.Phase {
+			return x.Phase - y.Phase
 		}
-		if ox.account != oy.account {
-			return ox.account < oy.account
+		if x.account != y.account {
+			return x.account - y.account
 		}
-		return ox.instrument < oy.instrument
+		return x.instrument - y.instrument
 	})
 	pl.assignIDs(out)
 	return out
@@ -1031,7 +1070,7 @@ func (pl *planner) finish() *Plan {
 // destination: every sleeve that breached and still breaches after the
 // orders, with the first reason found below it.
 func (pl *planner) unresolved(out *Plan) {
-	p, b := pl.p, pl.b
+	p := pl.p
 	gap := make([]string, len(p.Sleeves))
 	drop := make([]string, len(p.Sleeves))
 	// Sales left unplaced are fractions of a step that cannot be sold; the
@@ -1044,7 +1083,13 @@ func (pl *planner) unresolved(out *Plan) {
 	}
 	for i := range p.Instruments {
 		in := &p.Instruments[i]
-		tol := decimal.Max(p.Rebalance.MinTrade, b.Price[i].Mul(in.Step))
+		if pl.dropped[i] && drop[in.Sleeve] == "" {
+			drop[in.Sleeve] = fmt.Sprintf("an order of %s was below min_trade %s", in.Symbol, p.Rebalance.MinTrade)
+		}
+		if pl.buy[i].Sign() <= 0 && pl.sell[i].Sign() <= 0 {
+			continue
+		}
+		tol := decimal.Max(p.Rebalance.MinTrade, pl.unit[i])
 		switch {
 		case gap[in.Sleeve] != "":
 		case pl.buy[i].GreaterThan(tol.Add(tails)):
@@ -1056,9 +1101,6 @@ func (pl *planner) unresolved(out *Plan) {
 			}
 		case pl.sell[i].GreaterThan(tol.Add(pl.tail(i))) && in.Sleeve != p.Cash:
 			gap[in.Sleeve] = fmt.Sprintf("%s %s of %s could not be sold", pl.sell[i].StringFixed(2), p.Currency, in.Symbol)
-		}
-		if pl.dropped[i] && drop[in.Sleeve] == "" {
-			drop[in.Sleeve] = fmt.Sprintf("an order of %s was below min_trade %s", in.Symbol, p.Rebalance.MinTrade)
 		}
 	}
 	if pl.refill.Sign() > 0 && gap[p.Cash] == "" {

@@ -69,7 +69,7 @@ type compiler struct {
 func (c *compiler) compile(root *yaml.Node) {
 	r, p := c.r, c.p
 	f := r.Object(root, "", "policy", "currency", "targets", "bands", "rebalance", "instruments", "accounts")
-	if s, ok := c.required(root, f, "policy"); ok {
+	if s, ok := c.required(root, f, "", "policy"); ok {
 		if name, ok := r.String(s, "policy"); ok {
 			if !identifier.MatchString(name) {
 				r.Errorf(s, "policy", "%q: use letters, digits, '-' and '_' only (it names NATS subjects)", name)
@@ -77,7 +77,7 @@ func (c *compiler) compile(root *yaml.Node) {
 			p.Name = name
 		}
 	}
-	if s, ok := c.required(root, f, "currency"); ok {
+	if s, ok := c.required(root, f, "", "currency"); ok {
 		if cur, ok := r.String(s, "currency"); ok {
 			if !currency.MatchString(cur) {
 				r.Errorf(s, "currency", "%q is not a three-letter ISO 4217 code like USD", cur)
@@ -85,33 +85,42 @@ func (c *compiler) compile(root *yaml.Node) {
 			p.Currency = cur
 		}
 	}
-	if n, ok := c.required(root, f, "targets"); ok {
+	if n, ok := c.required(root, f, "", "targets"); ok {
 		c.targets(n, -1, "targets", one)
 		if p.Cash < 0 && len(p.Sleeves) > 0 {
 			r.Errorf(n, "targets", "no top-level %q sleeve: free cash counts toward it (write `cash: 0%%` to hold none)", CashSleeve)
 		}
 	}
-	if n, ok := c.required(root, f, "bands"); ok {
+	if n, ok := c.required(root, f, "", "bands"); ok {
 		c.bands(n)
 	}
-	if n, ok := c.required(root, f, "rebalance"); ok {
+	if n, ok := c.required(root, f, "", "rebalance"); ok {
 		c.rebalance(n)
 	}
-	if n, ok := c.required(root, f, "instruments"); ok {
+	if n, ok := c.required(root, f, "", "instruments"); ok {
 		c.instruments(n)
 	}
-	if n, ok := c.required(root, f, "accounts"); ok {
+	if n, ok := c.required(root, f, "", "accounts"); ok {
 		c.accounts(n)
 	}
 	c.coverage()
 }
 
-func (c *compiler) required(parent *yaml.Node, f map[string]*yaml.Node, key string) (*yaml.Node, bool) {
+// required returns the value of key in f, the fields of the mapping parent
+// at field, and reports the key as missing when parent is a mapping without
+// it. When parent is not a usable mapping, that has been reported already.
+func (c *compiler) required(parent *yaml.Node, f map[string]*yaml.Node, field, key string) (*yaml.Node, bool) {
 	n, ok := f[key]
-	if !ok {
-		c.r.Errorf(parent, key, "required field is missing")
+	if !ok && plainMapping(parent) {
+		c.r.Errorf(parent, strictyaml.Join(field, key), "required field is missing")
 	}
 	return n, ok
+}
+
+// plainMapping reports whether n is a mapping that strictyaml.Reader.Object
+// accepts: problems about its content would repeat its refusal otherwise.
+func plainMapping(n *yaml.Node) bool {
+	return n != nil && n.Kind == yaml.MappingNode && n.Anchor == ""
 }
 
 // targets compiles one level of the sleeve tree below parent (-1 for the
@@ -120,7 +129,7 @@ func (c *compiler) targets(n *yaml.Node, parent int, field string, scale decimal
 	r, p := c.r, c.p
 	entries := r.Entries(n, field)
 	if len(entries) == 0 {
-		if n != nil && n.Kind == yaml.MappingNode {
+		if plainMapping(n) {
 			r.Errorf(n, field, "no sleeves")
 		}
 		return
@@ -142,10 +151,10 @@ func (c *compiler) targets(n *yaml.Node, parent int, field string, scale decimal
 		if e.Value != nil && e.Value.Kind == yaml.MappingNode {
 			sf := r.Object(e.Value, fieldK, "weight", "sleeves")
 			weightNode, subNode = sf["weight"], sf["sleeves"]
-			if weightNode == nil {
+			if weightNode == nil && plainMapping(e.Value) {
 				r.Errorf(e.Value, strictyaml.Join(fieldK, "weight"), "required field is missing")
 			}
-			if subNode == nil {
+			if subNode == nil && plainMapping(e.Value) {
 				r.Errorf(e.Value, strictyaml.Join(fieldK, "sleeves"), "required field is missing (or write the weight alone, like %s: 10%%)", e.Key)
 			}
 		} else {
@@ -206,7 +215,7 @@ func (c *compiler) band(n *yaml.Node, field string, extra ...string) (Band, map[
 	}
 	_, hasA := f["absolute"]
 	_, hasR := f["relative"]
-	if !hasA && !hasR && n != nil && n.Kind == yaml.MappingNode {
+	if !hasA && !hasR && plainMapping(n) {
 		r.Errorf(n, field, "set absolute, relative or both")
 	}
 	return b, f
@@ -227,7 +236,7 @@ func (c *compiler) bands(n *yaml.Node) {
 			i, ok := p.sleeveIndex[e.Key]
 			if !ok {
 				if len(p.Sleeves) > 0 {
-					r.Errorf(e.KeyNode, field, "no sleeve %q in targets (known: %s)", e.Key, strings.Join(c.sleevePaths(), ", "))
+					r.Errorf(e.KeyNode, field, "no sleeve %q in targets (known: %s)", e.Key, c.knownSleeves())
 				}
 				continue
 			}
@@ -246,22 +255,36 @@ func (c *compiler) bands(n *yaml.Node) {
 			s.Band = global
 		}
 		s.HalfWidth = s.Band.HalfWidth(s.Target)
+		s.BandLow = decimal.Max(decimal.Zero, s.Target.Sub(s.HalfWidth))
+		s.BandHigh = decimal.Min(one, s.Target.Add(s.HalfWidth))
 	}
 }
 
-func (c *compiler) sleevePaths() []string {
-	out := make([]string, len(c.p.Sleeves))
-	for i, s := range c.p.Sleeves {
-		out[i] = s.Path
+// maxKnownListed bounds how many sleeve paths a message lists: a file with
+// thousands of sleeves and as many wrong references must not make every
+// message repeat every path (which is quadratic in the file's size).
+const maxKnownListed = 20
+
+// knownSleeves lists the sleeve paths for a message, at most maxKnownListed
+// of them.
+func (c *compiler) knownSleeves() string {
+	n := min(len(c.p.Sleeves), maxKnownListed)
+	out := make([]string, n)
+	for i := range out {
+		out[i] = c.p.Sleeves[i].Path
 	}
-	return out
+	list := strings.Join(out, ", ")
+	if more := len(c.p.Sleeves) - n; more > 0 {
+		list += fmt.Sprintf(" and %d more", more)
+	}
+	return list
 }
 
 func (c *compiler) rebalance(n *yaml.Node) {
 	r, p := c.r, c.p
 	f := r.Object(n, "rebalance", "trigger", "schedule", "check_every", "destination", "min_trade")
 	rb := &p.Rebalance
-	if v, ok := c.required(n, f, "trigger"); ok {
+	if v, ok := c.required(n, f, "rebalance", "trigger"); ok {
 		if s, ok := r.String(v, "rebalance.trigger"); ok {
 			switch t := Trigger(s); t {
 			case TriggerCalendar, TriggerThreshold, TriggerHybrid:
@@ -310,11 +333,28 @@ func (c *compiler) rebalance(n *yaml.Node) {
 // inputs, which are reported as errors) and rejects specs that never fire.
 func ParseSchedule(spec string) (sched cron.Schedule, err error) {
 	if strings.Contains(spec, "@quarterly") {
-		return nil, fmt.Errorf("%q: cron has no @quarterly; write \"0 0 1 1,4,7,10 *\"", spec)
+		return nil, fmt.Errorf("%q: @quarterly does not exist in cron; write \"0 0 1 1,4,7,10 *\" (midnight on the first day of each quarter)", spec)
+	}
+	rest := spec
+	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
+		// robfig/cron/v3 slices the zone up to the first space and panics
+		// when there is none.
+		i := strings.Index(spec, " ")
+		if i < 0 {
+			return nil, fmt.Errorf("%q names a time zone but no schedule; write the five fields after it, separated by a space, like \"CRON_TZ=America/New_York 0 10 * * MON-FRI\"", spec)
+		}
+		rest = strings.TrimSpace(spec[i:])
+	}
+	if d, ok := strings.CutPrefix(rest, "@every "); ok {
+		// robfig/cron/v3 silently turns an interval under a second, zero or
+		// negative, into one second.
+		if every, perr := time.ParseDuration(d); perr == nil && every < time.Second {
+			return nil, fmt.Errorf("%q: the interval of @every must be at least 1s", spec)
+		}
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			sched, err = nil, fmt.Errorf("%q is not a valid cron schedule (%v)", spec, v)
+			sched, err = nil, fmt.Errorf("%q is not a valid cron schedule", spec)
 		}
 	}()
 	sched, err = cron.ParseStandard(spec)
@@ -347,13 +387,13 @@ func (c *compiler) instruments(n *yaml.Node) {
 		f := r.Object(e.Value, field, "sleeve", "share", "step")
 		in := Instrument{Symbol: e.Key, Sleeve: -1, Step: one, Line: e.KeyNode.Line}
 		si := shareInfo{}
-		if v, ok := c.required(e.Value, f, "sleeve"); ok {
+		if v, ok := c.required(e.Value, f, field, "sleeve"); ok {
 			if s, ok := r.String(v, strictyaml.Join(field, "sleeve")); ok {
 				idx, found := p.sleeveIndex[s]
 				switch {
 				case !found:
 					if len(p.Sleeves) > 0 {
-						r.Errorf(v, strictyaml.Join(field, "sleeve"), "no sleeve %q in targets (known: %s)", s, strings.Join(c.sleevePaths(), ", "))
+						r.Errorf(v, strictyaml.Join(field, "sleeve"), "no sleeve %q in targets (known: %s)", s, c.knownSleeves())
 					}
 				case !p.Sleeves[idx].Leaf():
 					r.Errorf(v, strictyaml.Join(field, "sleeve"), "sleeve %q has sub-sleeves; name one of them", s)
@@ -414,7 +454,7 @@ func (c *compiler) instruments(n *yaml.Node) {
 		case given < len(members):
 			for _, i := range members {
 				if !info[i].has {
-					r.Errorf(n, strictyaml.Join("instruments", p.Instruments[i].Symbol)+".share",
+					r.ErrorfLine(p.Instruments[i].Line, strictyaml.Join("instruments", p.Instruments[i].Symbol)+".share",
 						"sleeve %q gives shares to some instruments; give one to every instrument or to none", path)
 				}
 			}
@@ -439,7 +479,7 @@ func (c *compiler) accounts(n *yaml.Node) {
 		}
 		f := r.Object(e.Value, field, "type", "reserve", "may_hold")
 		a := Account{Name: e.Key, Line: e.KeyNode.Line}
-		if v, ok := c.required(e.Value, f, "type"); ok {
+		if v, ok := c.required(e.Value, f, field, "type"); ok {
 			if s, ok := r.String(v, strictyaml.Join(field, "type")); ok {
 				a.Type = AccountType(s)
 				known := false
@@ -476,7 +516,7 @@ func (c *compiler) accounts(n *yaml.Node) {
 		p.accountIndex[e.Key] = len(p.Accounts)
 		p.Accounts = append(p.Accounts, a)
 	}
-	if len(p.Accounts) == 0 && n != nil && n.Kind == yaml.MappingNode {
+	if len(p.Accounts) == 0 && plainMapping(n) {
 		r.Errorf(n, "accounts", "no accounts")
 	}
 }

@@ -116,6 +116,8 @@ type Sleeve struct {
 	// HalfWidth is the band's half-width as a fraction of the whole
 	// portfolio: the sleeve breaches when |weight - Target| > HalfWidth.
 	HalfWidth decimal.Decimal
+	// BandLow and BandHigh are the band's edges, clamped to [0, 1].
+	BandLow, BandHigh decimal.Decimal
 	// Instruments are indices into Policy.Instruments (leaf sleeves only).
 	Instruments []int
 	Line        int

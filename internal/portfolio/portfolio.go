@@ -69,11 +69,14 @@ func ParseHoldings(file string, data []byte) (*Holdings, error) {
 	} else {
 		r.Errorf(root, "as_of", "required field is missing")
 	}
-	an, ok := f["accounts"]
-	if !ok {
+	// A missing field is reported once: Entries would add "missing".
+	var accounts []strictyaml.Entry
+	if an, ok := f["accounts"]; ok {
+		accounts = r.Entries(an, "accounts")
+	} else {
 		r.Errorf(root, "accounts", "required field is missing")
 	}
-	for _, e := range r.Entries(an, "accounts") {
+	for _, e := range accounts {
 		field := strictyaml.Join("accounts", e.Key)
 		af := r.Object(e.Value, field, "cash", "positions")
 		acct := AccountHoldings{Name: e.Key, Line: e.KeyNode.Line}
@@ -118,12 +121,14 @@ func ParsePrices(file string, data []byte) (*Prices, error) {
 		r.Errorf(root, "as_of", "required field is missing")
 	}
 	pn, ok := f["prices"]
+	var quotes []strictyaml.Entry
 	if !ok {
 		r.Errorf(root, "prices", "required field is missing")
 	} else {
 		q.Line = pn.Line
+		quotes = r.Entries(pn, "prices")
 	}
-	for _, e := range r.Entries(pn, "prices") {
+	for _, e := range quotes {
 		field := strictyaml.Join("prices", e.Key)
 		price, ok := r.Decimal(e.Value, field)
 		if !ok {

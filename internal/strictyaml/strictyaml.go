@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
 	"go.yaml.in/yaml/v3"
@@ -145,13 +146,13 @@ func (r *Reader) Parse(data []byte) *yaml.Node {
 			r.Errorf(nil, "", "file is empty")
 			return nil
 		}
-		r.syntaxError(err)
+		r.syntaxError(err, data)
 		return nil
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err != io.EOF {
 		if err != nil {
-			r.syntaxError(err)
+			r.syntaxError(err, data)
 		} else {
 			r.Errorf(&extra, "", "file holds more than one YAML document")
 		}
@@ -169,14 +170,103 @@ func (r *Reader) Parse(data []byte) *yaml.Node {
 	return root
 }
 
-func (r *Reader) syntaxError(err error) {
+// parserProblems are the messages of yaml/v3's parser (as opposed to its
+// scanner), whose line yaml/v3 reports counted from 0.
+var parserProblems = []string{
+	"did not find expected <stream-start>",
+	"did not find expected <document start>",
+	"did not find expected node content",
+	"did not find expected key",
+	"did not find expected '-' indicator",
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+	"found duplicate %YAML directive",
+	"found incompatible YAML document",
+	"found duplicate %TAG directive",
+	"found undefined tag handle",
+}
+
+// readerProblems are the messages of yaml/v3's input reader, which come
+// without a line: they concern a byte that is not valid UTF-8 or a character
+// YAML does not allow.
+var readerProblems = []string{
+	"control characters are not allowed",
+	"invalid leading UTF-8 octet",
+	"incomplete UTF-8 octet sequence",
+	"invalid trailing UTF-8 octet",
+	"invalid length of a UTF-8 sequence",
+	"invalid Unicode character",
+}
+
+func (r *Reader) syntaxError(err error, data []byte) {
 	msg := err.Error()
 	line := 0
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
 	}
+	// yaml/v3 counts lines from 0 internally. It adds 1 for the scanner's
+	// problems but not for the parser's, and it omits the line when its
+	// count is 0, so problems on the first line come without one. Reader
+	// problems come without one wherever they are.
+	switch {
+	case line > 0 && contains(parserProblems, msg):
+		line++
+	case line > 0:
+	case contains(readerProblems, msg):
+		line = badCharLine(data)
+	case strings.HasPrefix(msg, "unknown anchor"), strings.HasPrefix(msg, "attempted to go past"):
+		// Raised outside the parser, with no position at all.
+	default:
+		line = 1
+	}
+	// At the end of the input, yaml/v3 counts one line more than the file
+	// has when the last line has no line break; point at the last line.
+	if n := lineCount(data); line > n {
+		line = n
+	}
 	r.Errs = append(r.Errs, &Error{File: r.File, Line: line, Msg: "YAML syntax: " + msg})
+}
+
+// lineCount returns the number of lines of data: the line breaks (\n, \r\n
+// or \r), plus one for a last line without a break.
+func lineCount(data []byte) int {
+	n := bytes.Count(data, []byte("\n")) + bytes.Count(data, []byte("\r")) - bytes.Count(data, []byte("\r\n"))
+	if len(data) > 0 && data[len(data)-1] != '\n' && data[len(data)-1] != '\r' {
+		n++
+	}
+	return n
+}
+
+// badCharLine returns the line of the first byte of data that is not valid
+// UTF-8 or is a character YAML does not allow, or 0 when there is none.
+func badCharLine(data []byte) int {
+	if bytes.HasPrefix(data, []byte{0xFE, 0xFF}) || bytes.HasPrefix(data, []byte{0xFF, 0xFE}) {
+		return 0 // UTF-16: the offsets below would not apply
+	}
+	line := 1
+	for i := 0; i < len(data); {
+		c, size := utf8.DecodeRune(data[i:])
+		if c == utf8.RuneError && size <= 1 || !allowedChar(c) {
+			return line
+		}
+		if c == '\n' || c == '\r' && (i+1 == len(data) || data[i+1] != '\n') {
+			line++
+		}
+		i += size
+	}
+	return 0
+}
+
+// allowedChar reports whether YAML allows character c in a stream.
+func allowedChar(c rune) bool {
+	switch {
+	case c == '\t', c == '\n', c == '\r', c >= 0x20 && c <= 0x7E, c == 0x85:
+	case c >= 0xA0 && c <= 0xD7FF, c >= 0xE000 && c <= 0xFFFD, c >= 0x10000 && c <= 0x10FFFF:
+	default:
+		return false
+	}
+	return true
 }
 
 // Join returns the dotted path of key below field.
@@ -217,6 +307,10 @@ func (r *Reader) Entries(n *yaml.Node, field string) []Entry {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode || k.Value == "" || k.Value == "<<" {
 			r.Errorf(k, field, "keys must be plain names")
+			continue
+		}
+		if k.Anchor != "" {
+			r.Errorf(k, Join(field, k.Value), "YAML anchors and aliases are not supported")
 			continue
 		}
 		if prev, dup := seen[k.Value]; dup {

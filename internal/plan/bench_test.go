@@ -1,0 +1,125 @@
+package plan_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/rebalancerd/rebalancerd/internal/drift"
+	"github.com/rebalancerd/rebalancerd/internal/plan"
+	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+)
+
+// advisorBook builds an advisor-size household: 50 instruments in 12 leaf
+// sleeves (two nested levels), 6 accounts of which two restrict what they
+// may hold, and holdings far from target so that the plan trades.
+func advisorBook(tb testing.TB) *portfolio.Book {
+	var pol, hold, prices strings.Builder
+	pol.WriteString(`policy: advisor
+currency: USD
+targets:
+  us_equity:
+    weight: 30%
+    sleeves: {large: 60%, mid: 25%, small: 15%}
+  intl_equity:
+    weight: 20%
+    sleeves: {developed: 75%, emerging: 25%}
+  bonds:
+    weight: 25%
+    sleeves: {treasury: 50%, corporate: 30%, tips: 20%}
+  real_estate: 8%
+  crypto:
+    weight: 7%
+    sleeves: {large_cap: 60%, balanced: 30%, growth: 10%}
+  cash: 10%
+bands:
+  absolute: 5%
+  relative: 25%
+  sleeves:
+    crypto: {absolute: 2%}
+rebalance: {trigger: threshold, destination: target, min_trade: "50"}
+instruments:
+`)
+	leaves := []string{"us_equity/large", "us_equity/mid", "us_equity/small", "intl_equity/developed", "intl_equity/emerging",
+		"bonds/treasury", "bonds/corporate", "bonds/tips", "real_estate", "crypto/large_cap", "crypto/balanced", "crypto/growth"}
+	prices.WriteString("as_of: 2026-11-20T21:00:00Z\nprices:\n")
+	var syms []string
+	for n := 0; n < 49; n++ {
+		leaf := leaves[n%len(leaves)]
+		sym := fmt.Sprintf("S%02d", n)
+		step := "1"
+		price := fmt.Sprintf("%d.%02d", 20+n*7, n)
+		if strings.HasPrefix(leaf, "crypto") {
+			step, price = "0.0001", fmt.Sprintf("%d.25", 1000+n*900)
+		}
+		fmt.Fprintf(&pol, "  %s: {sleeve: %s, step: %q}\n", sym, leaf, step)
+		fmt.Fprintf(&prices, "  %s: %q\n", sym, price)
+		syms = append(syms, sym)
+	}
+	pol.WriteString("  MMF: {sleeve: cash, step: \"0.001\"}\n")
+	prices.WriteString("  MMF: \"1\"\n")
+	syms = append(syms, "MMF")
+	fmt.Fprintf(&pol, `accounts:
+  k401: {type: traditional_401k, may_hold: [%s]}
+  ira: {type: traditional_ira}
+  roth: {type: roth_ira}
+  hsa: {type: hsa, may_hold: [%s]}
+  taxable: {type: taxable, reserve: "25000"}
+  joint: {type: taxable}
+`, strings.Join(syms[:20], ", "), strings.Join(syms[10:30], ", "))
+	hold.WriteString("as_of: 2026-11-20T21:00:00Z\naccounts:\n")
+	for a, name := range []string{"k401", "ira", "roth", "hsa", "taxable", "joint"} {
+		fmt.Fprintf(&hold, "  %s:\n    cash: \"%d\"\n    positions:\n", name, 1000+a*7000)
+		for n := a; n < 50; n += 2 + a%3 {
+			if name == "k401" && n >= 20 || name == "hsa" && (n < 10 || n >= 30) {
+				continue
+			}
+			fmt.Fprintf(&hold, "      %s: \"%d\"\n", syms[n], 10+(n*13+a*7)%90)
+		}
+	}
+	return book(tb, pol.String(), hold.String(), prices.String())
+}
+
+func TestAdvisorBook(t *testing.T) {
+	b := advisorBook(t)
+	if n, a := len(b.Policy.Instruments), len(b.Policy.Accounts); n != 50 || a != 6 {
+		t.Fatalf("advisor book has %d instruments and %d accounts, want 50 and 6", n, a)
+	}
+	p := plan.Make(drift.Compute(b))
+	if len(p.Orders) < 20 {
+		t.Fatalf("advisor plan has only %d orders; the benchmark would not exercise planning", len(p.Orders))
+	}
+	checkInvariants(t, b, p)
+}
+
+func BenchmarkDriftHousehold(b *testing.B) {
+	book := exampleBook(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		drift.Compute(book)
+	}
+}
+
+func BenchmarkPlanHousehold(b *testing.B) {
+	book := exampleBook(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		plan.Make(drift.Compute(book))
+	}
+}
+
+func BenchmarkDriftAdvisor(b *testing.B) {
+	book := advisorBook(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		drift.Compute(book)
+	}
+}
+
+func BenchmarkPlanAdvisor(b *testing.B) {
+	book := advisorBook(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		plan.Make(drift.Compute(book))
+	}
+}
