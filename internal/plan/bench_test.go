@@ -92,34 +92,18 @@ func TestAdvisorBook(t *testing.T) {
 	checkInvariants(t, b, p)
 }
 
-func BenchmarkDriftHousehold(b *testing.B) {
-	book := exampleBook(b)
+// benchmark measures drift alone, or drift and the plan, of book.
+func benchmark(b *testing.B, book *portfolio.Book, withPlan bool) {
 	b.ReportAllocs()
 	for b.Loop() {
-		drift.Compute(book)
+		s := drift.Compute(book)
+		if withPlan {
+			plan.Make(s)
+		}
 	}
 }
 
-func BenchmarkPlanHousehold(b *testing.B) {
-	book := exampleBook(b)
-	b.ReportAllocs()
-	for b.Loop() {
-		plan.Make(drift.Compute(book))
-	}
-}
-
-func BenchmarkDriftAdvisor(b *testing.B) {
-	book := advisorBook(b)
-	b.ReportAllocs()
-	for b.Loop() {
-		drift.Compute(book)
-	}
-}
-
-func BenchmarkPlanAdvisor(b *testing.B) {
-	book := advisorBook(b)
-	b.ReportAllocs()
-	for b.Loop() {
-		plan.Make(drift.Compute(book))
-	}
-}
+func BenchmarkDriftHousehold(b *testing.B) { benchmark(b, exampleBook(b), false) }
+func BenchmarkPlanHousehold(b *testing.B)  { benchmark(b, exampleBook(b), true) }
+func BenchmarkDriftAdvisor(b *testing.B)   { benchmark(b, advisorBook(b), false) }
+func BenchmarkPlanAdvisor(b *testing.B)    { benchmark(b, advisorBook(b), true) }
