@@ -114,6 +114,8 @@ type Entry struct {
 type Reader struct {
 	File string
 	Errs Errors
+
+	lines int // the file's line count once Parse has seen it, else 0
 }
 
 // Errorf records a problem at node n (which may be nil) for the given field.
@@ -127,7 +129,17 @@ func (r *Reader) Errorf(n *yaml.Node, field, format string, args ...any) {
 
 // ErrorfLine records a problem at the given line (0 when unknown).
 func (r *Reader) ErrorfLine(line int, field, format string, args ...any) {
-	r.Errs = append(r.Errs, &Error{File: r.File, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+	r.Errs = append(r.Errs, &Error{File: r.File, Line: r.clamp(line), Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// clamp keeps a line within the file. yaml/v3 places an empty node at the
+// end of the input (a document that is only "---", a key with no value on
+// the last line) on the line after it, which the file may not have.
+func (r *Reader) clamp(line int) int {
+	if r.lines > 0 && line > r.lines {
+		return r.lines
+	}
+	return line
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
@@ -139,6 +151,7 @@ func (r *Reader) Parse(data []byte) *yaml.Node {
 		r.Errorf(nil, "", "file is %d bytes, larger than the limit of %d", len(data), MaxFileSize)
 		return nil
 	}
+	r.lines = lineCount(data)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -163,6 +176,10 @@ func (r *Reader) Parse(data []byte) *yaml.Node {
 		return nil
 	}
 	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" && root.Value == "" {
+		r.Errorf(nil, "", "file is empty") // "---" and nothing else
+		return nil
+	}
 	if root.Kind != yaml.MappingNode {
 		r.Errorf(root, "", "top level must be a mapping of fields")
 		return nil
@@ -222,10 +239,7 @@ func (r *Reader) syntaxError(err error, data []byte) {
 	}
 	// At the end of the input, yaml/v3 counts one line more than the file
 	// has when the last line has no line break; point at the last line.
-	if n := lineCount(data); line > n {
-		line = n
-	}
-	r.Errs = append(r.Errs, &Error{File: r.File, Line: line, Msg: "YAML syntax: " + msg})
+	r.Errs = append(r.Errs, &Error{File: r.File, Line: r.clamp(line), Msg: "YAML syntax: " + msg})
 }
 
 // lineCount returns the number of lines of data: the line breaks (\n, \r\n
