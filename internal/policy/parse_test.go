@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -912,31 +910,6 @@ func checkPolicy(t testing.TB, p *Policy, file string, data []byte) {
 	}
 }
 
-// checkFailure checks the error of a failed Parse: a sorted, non-empty
-// strictyaml.Errors whose every entry names the file and a line in it.
-func checkFailure(t testing.TB, err error, file string, data []byte) {
-	t.Helper()
-	var es strictyaml.Errors
-	if !errors.As(err, &es) || len(es) == 0 {
-		t.Fatalf("error %v (%T) is not a non-empty strictyaml.Errors", err, err)
-	}
-	// yaml/v3 counts \r, \n, NEL, LS and PS as line breaks.
-	maxLine := 1
-	for _, br := range []string{"\n", "\r", "\u0085", "\u2028", "\u2029"} {
-		maxLine += bytes.Count(data, []byte(br))
-	}
-	lines := make([]int, len(es))
-	for i, e := range es {
-		if e.File != file || e.Line < 0 || e.Line > maxLine || e.Msg == "" {
-			t.Fatalf("bad problem %q (file %q line %d of %d)", e.Error(), e.File, e.Line, maxLine)
-		}
-		lines[i] = e.Line
-	}
-	if !sort.IntsAreSorted(lines) {
-		t.Fatalf("problems out of line order: %v", err)
-	}
-}
-
 // FuzzParsePolicy checks that Parse never panics, that what it accepts
 // keeps every invariant of a Policy, and that what it refuses is reported
 // as problems of the file.
@@ -955,7 +928,7 @@ func FuzzParsePolicy(f *testing.F) {
 			if p != nil {
 				t.Fatal("Parse returned a policy with its error")
 			}
-			checkFailure(t, err, "fuzz.yml", data)
+			yamltest.CheckFailure(t, err, "fuzz.yml", data)
 			// Deterministic: the same bytes give the same problems.
 			if _, again := Parse("fuzz.yml", data); again == nil || again.Error() != err.Error() {
 				t.Fatalf("second parse: %v\nfirst: %v", again, err)

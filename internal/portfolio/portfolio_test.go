@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -190,7 +189,7 @@ func TestBadFiles(t *testing.T) {
 			if err == nil {
 				t.Fatalf("parse succeeded, want %d problems", len(want))
 			}
-			checkFailure(t, err, name, data)
+			yamltest.CheckFailure(t, err, name, data)
 			yamltest.Match(t, yamltest.Problems(t, err, ""), want)
 		})
 	}
@@ -475,31 +474,6 @@ func checkPrices(t testing.TB, q *Prices, file string) {
 	}
 }
 
-// checkFailure checks the error of a failed parse: a sorted, non-empty
-// strictyaml.Errors whose every entry names the file and a line in it.
-func checkFailure(t testing.TB, err error, file string, data []byte) {
-	t.Helper()
-	var es strictyaml.Errors
-	if !errors.As(err, &es) || len(es) == 0 {
-		t.Fatalf("error %v (%T) is not a non-empty strictyaml.Errors", err, err)
-	}
-	// yaml/v3 counts \r, \n, NEL, LS and PS as line breaks.
-	maxLine := 1
-	for _, br := range []string{"\n", "\r", "\u0085", "\u2028", "\u2029"} {
-		maxLine += bytes.Count(data, []byte(br))
-	}
-	lines := make([]int, len(es))
-	for i, e := range es {
-		if e.File != file || e.Line < 0 || e.Line > maxLine || e.Msg == "" {
-			t.Fatalf("bad problem %q (file %q line %d of %d)", e.Error(), e.File, e.Line, maxLine)
-		}
-		lines[i] = e.Line
-	}
-	if !sort.IntsAreSorted(lines) {
-		t.Fatalf("problems out of line order: %v", err)
-	}
-}
-
 // seeds returns the example file and the testdata files with prefix, for
 // a fuzz target's seed corpus.
 func seeds(f *testing.F, example, prefix string) [][]byte {
@@ -528,7 +502,7 @@ func FuzzParseHoldings(f *testing.F) {
 			if h != nil {
 				t.Fatal("ParseHoldings returned holdings with its error")
 			}
-			checkFailure(t, err, "fuzz.yml", data)
+			yamltest.CheckFailure(t, err, "fuzz.yml", data)
 			return
 		}
 		checkHoldings(t, h, "fuzz.yml")
@@ -548,7 +522,7 @@ func FuzzParsePrices(f *testing.F) {
 			if q != nil {
 				t.Fatal("ParsePrices returned prices with its error")
 			}
-			checkFailure(t, err, "fuzz.yml", data)
+			yamltest.CheckFailure(t, err, "fuzz.yml", data)
 			return
 		}
 		checkPrices(t, q, "fuzz.yml")

@@ -3,7 +3,9 @@
 package yamltest
 
 import (
+	"bytes"
 	"errors"
+	"sort"
 	"strings"
 	"testing"
 
@@ -40,5 +42,31 @@ func Match(t testing.TB, got, want []string) {
 	}
 	if !ok {
 		t.Errorf("got %d problems:\n  %s\nwant %d:\n  %s", len(got), strings.Join(got, "\n  "), len(want), strings.Join(want, "\n  "))
+	}
+}
+
+// CheckFailure checks the error of a failed parse of data: a sorted,
+// non-empty strictyaml.Errors whose every entry names file and a line in it.
+// Fuzz targets call it on every rejected input.
+func CheckFailure(t testing.TB, err error, file string, data []byte) {
+	t.Helper()
+	var es strictyaml.Errors
+	if !errors.As(err, &es) || len(es) == 0 {
+		t.Fatalf("error %v (%T) is not a non-empty strictyaml.Errors", err, err)
+	}
+	// yaml/v3 counts \r, \n, NEL, LS and PS as line breaks.
+	maxLine := 1
+	for _, br := range []string{"\n", "\r", "\u0085", "\u2028", "\u2029"} {
+		maxLine += bytes.Count(data, []byte(br))
+	}
+	lines := make([]int, len(es))
+	for i, e := range es {
+		if e.File != file || e.Line < 0 || e.Line > maxLine || e.Msg == "" {
+			t.Fatalf("bad problem %q (file %q line %d of %d)", e.Error(), e.File, e.Line, maxLine)
+		}
+		lines[i] = e.Line
+	}
+	if !sort.IntsAreSorted(lines) {
+		t.Fatalf("problems out of line order: %v", err)
 	}
 }
