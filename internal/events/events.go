@@ -1,0 +1,193 @@
+// Package events defines the messages rebalancerd exchanges on NATS: the
+// events it publishes (orders, plans, drift snapshots) and the reports it
+// consumes (fills, position snapshots, prices). Each is plain data with a
+// schema_version, encoded as JSON with decimals as strings; subjects are
+// built by the Subjects helpers so that publishers and subscribers agree.
+//
+// This package has no dependency on NATS: it is the contract, not the
+// transport.
+package events
+
+import (
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/plan"
+)
+
+// SchemaVersion is the version of every event defined here. It changes only
+// when a field changes meaning or disappears; new fields may be added
+// without a change, so consumers must ignore fields they do not know.
+const SchemaVersion = 1
+
+// DefaultPrefix is the subject prefix used when the configuration sets none.
+const DefaultPrefix = "rebalance"
+
+// Subjects builds the subjects under one prefix.
+type Subjects struct {
+	Prefix string
+}
+
+// Order is the subject of one order: <prefix>.orders.<policy>.<account>.
+func (s Subjects) Order(policy, account string) string {
+	return s.Prefix + ".orders." + policy + "." + account
+}
+
+// Orders is the wildcard subject of every order of every policy.
+func (s Subjects) Orders() string { return s.Prefix + ".orders.>" }
+
+// Plan is the subject of a policy's plans: <prefix>.plans.<policy>.
+func (s Subjects) Plan(policy string) string { return s.Prefix + ".plans." + policy }
+
+// Plans is the wildcard subject of every plan.
+func (s Subjects) Plans() string { return s.Prefix + ".plans.>" }
+
+// Drift is the subject of a policy's drift snapshots: <prefix>.drift.<policy>.
+func (s Subjects) Drift(policy string) string { return s.Prefix + ".drift." + policy }
+
+// Fill is the subject executors report fills on:
+// <prefix>.fills.<policy>.<account>.
+func (s Subjects) Fill(policy, account string) string {
+	return s.Prefix + ".fills." + policy + "." + account
+}
+
+// Fills is the wildcard subject of every fill.
+func (s Subjects) Fills() string { return s.Prefix + ".fills.>" }
+
+// Positions is the subject of a policy's authoritative holdings snapshots:
+// <prefix>.positions.<policy>.
+func (s Subjects) Positions(policy string) string { return s.Prefix + ".positions." + policy }
+
+// AllPositions is the wildcard subject of every positions snapshot.
+func (s Subjects) AllPositions() string { return s.Prefix + ".positions.>" }
+
+// Price is a subject a price publisher may use for a symbol:
+// <prefix>.prices.<symbol>. The NATS feed reads the symbol from the
+// message, not from the subject.
+func (s Subjects) Price(symbol string) string { return s.Prefix + ".prices." + symbol }
+
+// Prices is the wildcard subject the NATS feed subscribes to.
+func (s Subjects) Prices() string { return s.Prefix + ".prices.>" }
+
+// Order is one order to execute, published on Subjects.Order with the
+// NATS message id set to OrderID. It carries the order fields of the plan
+// plus what traces it back to its cause.
+type Order struct {
+	SchemaVersion int    `json:"schema_version"`
+	OrderID       string `json:"order_id"`
+	PlanID        string `json:"plan_id"`
+	Policy        string `json:"policy"`
+	PolicyVersion string `json:"policy_version"`
+	// Trigger is what started the rebalance: calendar, threshold, hybrid or
+	// manual.
+	Trigger   string    `json:"trigger"`
+	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt is when the daemon stops waiting for fills of this order
+	// and considers it expired (created_at plus the policy's order_ttl).
+	ExpiresAt  time.Time       `json:"expires_at"`
+	Phase      int             `json:"phase"`
+	Account    string          `json:"account"`
+	Instrument string          `json:"instrument"`
+	Side       string          `json:"side"`
+	Quantity   decimal.Decimal `json:"quantity"`
+	Price      decimal.Decimal `json:"price"`
+	Notional   decimal.Decimal `json:"notional"`
+	Sleeve     string          `json:"sleeve"`
+	Rule       string          `json:"rule"`
+}
+
+// FillStatus says whether more fills of an order may follow.
+type FillStatus string
+
+// The statuses a fill report may carry.
+const (
+	// FillPartial reports part of an order; more fills may follow.
+	FillPartial FillStatus = "partial"
+	// FillFilled reports the last fill of an order: it is done.
+	FillFilled FillStatus = "filled"
+	// FillCancelled reports that the rest of an order will not be filled.
+	// Quantity may be zero.
+	FillCancelled FillStatus = "cancelled"
+)
+
+// Fill is an executor's report of (part of) an order's execution, consumed
+// from Subjects.Fill. FillID makes a report idempotent: the same FillID is
+// applied once.
+type Fill struct {
+	SchemaVersion int        `json:"schema_version"`
+	FillID        string     `json:"fill_id"`
+	OrderID       string     `json:"order_id"`
+	Status        FillStatus `json:"status"`
+	// Quantity is the quantity executed by this report, not cumulative.
+	Quantity decimal.Decimal `json:"quantity"`
+	Price    decimal.Decimal `json:"price"`
+	// Fees are charged to the account's cash, in the policy currency.
+	Fees decimal.Decimal `json:"fees"`
+	At   time.Time       `json:"at"`
+}
+
+// AccountPositions is one account's cash and positions in a Positions
+// snapshot.
+type AccountPositions struct {
+	Cash      decimal.Decimal            `json:"cash"`
+	Positions map[string]decimal.Decimal `json:"positions"`
+}
+
+// Positions is an authoritative holdings snapshot for one policy, consumed
+// from Subjects.Positions. It replaces the daemon's ledger for that policy.
+type Positions struct {
+	SchemaVersion int                         `json:"schema_version"`
+	AsOf          time.Time                   `json:"as_of"`
+	Accounts      map[string]AccountPositions `json:"accounts"`
+}
+
+// Price is one quote on Subjects.Prices.
+type Price struct {
+	SchemaVersion int             `json:"schema_version,omitempty"`
+	Symbol        string          `json:"symbol"`
+	Price         decimal.Decimal `json:"price"`
+	At            time.Time       `json:"at"`
+}
+
+// Plan is the whole outcome of one rebalance, published once per rebalance
+// on Subjects.Plan with the NATS message id set to the plan id: the drift
+// before and after, every order and what stays unresolved. Its fields are
+// those of plan.Plan (see docs/EVENTS.md) plus the trigger and the time.
+type Plan struct {
+	SchemaVersion int       `json:"schema_version"`
+	Trigger       string    `json:"trigger"`
+	CreatedAt     time.Time `json:"created_at"`
+	// Breaching lists the sleeves out of their bands when the plan was made.
+	Breaching []string `json:"breaching"`
+	*plan.Plan
+}
+
+// DriftSleeve is one sleeve of a Drift snapshot; fractions of the total
+// value, as decimal strings.
+type DriftSleeve struct {
+	Sleeve    string          `json:"sleeve"`
+	Target    decimal.Decimal `json:"target"`
+	Weight    decimal.Decimal `json:"weight"`
+	Deviation decimal.Decimal `json:"deviation"`
+	BandLow   decimal.Decimal `json:"band_low"`
+	BandHigh  decimal.Decimal `json:"band_high"`
+	Breach    bool            `json:"breach"`
+	Value     decimal.Decimal `json:"value"`
+}
+
+// Drift is a policy's drift snapshot at one evaluation, published on
+// Subjects.Drift (core NATS: informational, at most once).
+type Drift struct {
+	SchemaVersion int       `json:"schema_version"`
+	Policy        string    `json:"policy"`
+	PolicyVersion string    `json:"policy_version"`
+	EvaluatedAt   time.Time `json:"evaluated_at"`
+	// PricesAsOf is the time of the oldest price used.
+	PricesAsOf   time.Time       `json:"prices_as_of"`
+	HoldingsAsOf time.Time       `json:"holdings_as_of"`
+	Currency     string          `json:"currency"`
+	Total        decimal.Decimal `json:"total_value"`
+	Sleeves      []DriftSleeve   `json:"sleeves"`
+	Breaching    []string        `json:"breaching"`
+}
