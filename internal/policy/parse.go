@@ -20,6 +20,21 @@ import (
 // not say.
 const DefaultCheckEvery = 15 * time.Minute
 
+// Defaults of the optional rebalance and price-safety fields.
+const (
+	// DefaultCooldown is the least time between two rebalances of a policy.
+	DefaultCooldown = time.Hour
+	// DefaultOrderTTL is how long the daemon waits for an order's fills
+	// before it considers the order expired.
+	DefaultOrderTTL = 24 * time.Hour
+	// DefaultMaxAge is the oldest price the daemon plans on.
+	DefaultMaxAge = 15 * time.Minute
+)
+
+// DefaultMaxMove is the largest move of a price from the last accepted one
+// that is taken without confirmation: 10%.
+var DefaultMaxMove = decimal.New(1, -1)
+
 // equalSharePlaces is the number of decimal places of an equal split of a
 // sleeve between instruments that give no share; the last instrument takes
 // the remainder so that shares sum to exactly 1.
@@ -68,7 +83,7 @@ type compiler struct {
 
 func (c *compiler) compile(root *yaml.Node) {
 	r, p := c.r, c.p
-	f := r.Object(root, "", "policy", "currency", "targets", "bands", "rebalance", "instruments", "accounts")
+	f := r.Object(root, "", "policy", "currency", "targets", "bands", "rebalance", "prices", "instruments", "accounts")
 	if s, ok := c.required(root, f, "", "policy"); ok {
 		if name, ok := r.String(s, "policy"); ok {
 			if !identifier.MatchString(name) {
@@ -97,6 +112,7 @@ func (c *compiler) compile(root *yaml.Node) {
 	if n, ok := c.required(root, f, "", "rebalance"); ok {
 		c.rebalance(n)
 	}
+	c.prices(f["prices"])
 	if n, ok := c.required(root, f, "", "instruments"); ok {
 		c.instruments(n)
 	}
@@ -282,7 +298,7 @@ func (c *compiler) knownSleeves() string {
 
 func (c *compiler) rebalance(n *yaml.Node) {
 	r, p := c.r, c.p
-	f := r.Object(n, "rebalance", "trigger", "schedule", "check_every", "destination", "min_trade")
+	f := r.Object(n, "rebalance", "trigger", "schedule", "check_every", "cooldown", "order_ttl", "destination", "min_trade")
 	rb := &p.Rebalance
 	if v, ok := c.required(n, f, "rebalance", "trigger"); ok {
 		if s, ok := r.String(v, "rebalance.trigger"); ok {
@@ -312,6 +328,14 @@ func (c *compiler) rebalance(n *yaml.Node) {
 			rb.CheckEvery = d
 		}
 	}
+	rb.Cooldown = DefaultCooldown
+	if v, ok := f["cooldown"]; ok {
+		rb.Cooldown, _ = r.Duration(v, "rebalance.cooldown")
+	}
+	rb.OrderTTL = DefaultOrderTTL
+	if v, ok := f["order_ttl"]; ok {
+		rb.OrderTTL, _ = r.Duration(v, "rebalance.order_ttl")
+	}
 	rb.Destination = DestinationTarget
 	if v, ok := f["destination"]; ok {
 		if s, ok := r.String(v, "rebalance.destination"); ok {
@@ -325,6 +349,27 @@ func (c *compiler) rebalance(n *yaml.Node) {
 	}
 	if v, ok := f["min_trade"]; ok {
 		rb.MinTrade, _ = r.NonNegative(v, "rebalance.min_trade")
+	}
+}
+
+// prices reads the optional price-safety rules; n is nil when absent.
+func (c *compiler) prices(n *yaml.Node) {
+	r, pr := c.r, &c.p.Prices
+	pr.MaxAge, pr.MaxMove = DefaultMaxAge, DefaultMaxMove
+	if n == nil {
+		return
+	}
+	f := r.Object(n, "prices", "max_age", "max_move")
+	if v, ok := f["max_age"]; ok {
+		pr.MaxAge, _ = r.Duration(v, "prices.max_age")
+	}
+	if v, ok := f["max_move"]; ok {
+		if m, ok := r.Percent(v, "prices.max_move", false); ok {
+			if m.Sign() <= 0 {
+				r.Errorf(v, "prices.max_move", "must be above 0%%")
+			}
+			pr.MaxMove = m
+		}
 	}
 }
 

@@ -60,11 +60,11 @@ func TestGoodFiles(t *testing.T) {
 // report, in order.
 var badFiles = map[string][]string{
 	"unknown_key.bad.yml": {
-		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, instruments, accounts)",
+		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, instruments, accounts)",
 		"unknown_key.bad.yml:6: targets.bonds.sleves: unknown field (known: weight, sleeves)",
 		"unknown_key.bad.yml:6: targets.bonds.sleeves: required field is missing (or write the weight alone, like bonds: 10%)",
 		"unknown_key.bad.yml:10: bands.relativ: unknown field (known: absolute, relative, sleeves)",
-		"unknown_key.bad.yml:13: rebalance.every: unknown field (known: trigger, schedule, check_every, destination, min_trade)",
+		"unknown_key.bad.yml:13: rebalance.every: unknown field (known: trigger, schedule, check_every, cooldown, order_ttl, destination, min_trade)",
 		"unknown_key.bad.yml:15: instruments.VTI.weight: unknown field (known: sleeve, share, step)",
 		"unknown_key.bad.yml:18: accounts.roth.owner: unknown field (known: type, reserve, may_hold)",
 	},
@@ -73,6 +73,13 @@ var badFiles = map[string][]string{
 		"duplicate_key.bad.yml:8: bands.absolute: duplicate key (first defined at line 8)",
 		"duplicate_key.bad.yml:14: instruments.VTI: duplicate key (first defined at line 12)",
 		"duplicate_key.bad.yml:17: currency: duplicate key (first defined at line 2)",
+	},
+	"bad_daemon_fields.bad.yml": {
+		`bad_daemon_fields.bad.yml:11: rebalance.cooldown: want a positive duration like 5m or 1h, got "0s"`,
+		`bad_daemon_fields.bad.yml:12: rebalance.order_ttl: want a positive duration like 5m or 1h, got "soon"`,
+		`bad_daemon_fields.bad.yml:14: prices.max_age: want a positive duration like 5m or 1h, got "-1m"`,
+		`bad_daemon_fields.bad.yml:15: prices.max_move: must be above 0%`,
+		`bad_daemon_fields.bad.yml:16: prices.stale: unknown field (known: max_age, max_move)`,
 	},
 	"bad_sum.bad.yml": {
 		"bad_sum.bad.yml:5: targets: level sums to 105%, want 100%",
@@ -483,8 +490,12 @@ func TestMinimalDefaults(t *testing.T) {
 	p := parseFile(t, "testdata/minimal.good.yml")
 	rb := p.Rebalance
 	if rb.Trigger != TriggerThreshold || rb.Schedule != "" || rb.Cron != nil || rb.CheckEvery != DefaultCheckEvery ||
-		rb.Destination != DestinationTarget || !rb.MinTrade.IsZero() {
+		rb.Destination != DestinationTarget || !rb.MinTrade.IsZero() ||
+		rb.Cooldown != DefaultCooldown || rb.OrderTTL != DefaultOrderTTL {
 		t.Errorf("Rebalance = %+v, want threshold with defaults", rb)
+	}
+	if p.Prices.MaxAge != DefaultMaxAge || !p.Prices.MaxMove.Equal(dec("0.1")) {
+		t.Errorf("Prices = %+v, want 15m and 10%%", p.Prices)
 	}
 	for i, in := range p.Instruments {
 		if !in.Step.Equal(decimal.NewFromInt(1)) || !in.Share.Equal(decimal.NewFromInt(1)) {
@@ -503,6 +514,17 @@ func TestMinimalDefaults(t *testing.T) {
 		if !s.HalfWidth.Equal(dec("0.05")) {
 			t.Errorf("%s half-width %s, want 0.05", s.Path, s.HalfWidth)
 		}
+	}
+}
+
+func TestDaemonFields(t *testing.T) {
+	p := parseFile(t, "testdata/daemon.good.yml")
+	rb := p.Rebalance
+	if rb.Cooldown != 4*time.Hour || rb.OrderTTL != 90*time.Minute || rb.CheckEvery != 10*time.Second {
+		t.Errorf("Rebalance = %+v, want cooldown 4h, order_ttl 1h30m, check_every 10s", rb)
+	}
+	if p.Prices.MaxAge != 2*time.Minute || !p.Prices.MaxMove.Equal(dec("0.075")) {
+		t.Errorf("Prices = %+v, want 2m and 7.5%%", p.Prices)
 	}
 }
 

@@ -92,6 +92,7 @@ type Policy struct {
 	Instruments []Instrument
 	Accounts    []Account
 	Rebalance   Rebalance
+	Prices      PriceRules
 
 	// Cash is the index in Sleeves of the top-level cash sleeve.
 	Cash int
@@ -189,6 +190,20 @@ type Rebalance struct {
 	Destination Destination
 	// MinTrade is the smallest order notional, in the policy currency.
 	MinTrade decimal.Decimal
+	// Cooldown is the least time between two rebalances.
+	Cooldown time.Duration
+	// OrderTTL is how long an order stays pending without a final fill
+	// before it is considered expired; while any order is pending the
+	// policy is not planned again.
+	OrderTTL time.Duration
+}
+
+// PriceRules say which prices the daemon may plan on: none older than
+// MaxAge, and none that moved more than MaxMove (a fraction) from the last
+// accepted price until a later quote confirms it.
+type PriceRules struct {
+	MaxAge  time.Duration
+	MaxMove decimal.Decimal
 }
 
 // SleeveIndex returns the index of the sleeve with the given path.
