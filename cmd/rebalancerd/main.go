@@ -4,7 +4,10 @@
 // Usage:
 //
 //	rebalancerd check -policy FILE [-holdings FILE] [-prices FILE]
+//	rebalancerd check -config FILE
 //	rebalancerd plan  -policy FILE -holdings FILE -prices FILE [-json]
+//	rebalancerd run   -config FILE [-state-dir DIR] [-log-level L] [-log-format F]
+//	rebalancerd tail  [-config FILE] [-server URL] [-all] [-plans] [-json]
 package main
 
 import (
@@ -45,6 +48,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = (&CheckCommand{Stdout: stdout}).Run(ctx, rest)
 	case "plan":
 		err = (&PlanCommand{Stdout: stdout}).Run(ctx, rest)
+	case "run":
+		err = (&RunCommand{Stderr: stderr}).Run(ctx, rest)
+	case "tail":
+		err = (&TailCommand{Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return exitOK
@@ -78,8 +85,14 @@ func usage(w io.Writer) {
 Usage:
   rebalancerd check -policy FILE [-holdings FILE] [-prices FILE]
         validate a policy (and holdings and prices against it)
+  rebalancerd check -config FILE
+        validate the daemon configuration and every policy it names
   rebalancerd plan -policy FILE -holdings FILE -prices FILE [-json] [-destination D]
         print the drift of every sleeve and the orders that rebalance it
+  rebalancerd run -config FILE [-state-dir DIR] [-log-level L] [-log-format F]
+        run the daemon: feeds, triggers, orders on NATS; SIGHUP reloads policies
+  rebalancerd tail [-config FILE] [-server URL] [-all] [-plans] [-json]
+        print the order events as the daemon publishes them
 
 Run 'rebalancerd COMMAND -h' for a command's flags.
 `)

@@ -92,35 +92,13 @@ var badFiles = map[string][]string{
 }
 
 func TestFileFetcherBad(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.bad.*")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no bad files: %v", err)
-	}
-	seen := map[string]bool{}
-	for _, path := range files {
-		name := filepath.Base(path)
-		seen[name] = true
-		t.Run(name, func(t *testing.T) {
-			want, ok := badFiles[name]
-			if !ok {
-				t.Fatalf("no expected problems listed for %s", name)
-			}
-			got, err := fetchFile(t, path)
-			if err == nil {
-				t.Fatalf("Fetch returned %d quotes, want %d problems", len(got), len(want))
-			}
-			if got != nil {
-				t.Errorf("Fetch returned quotes with its error")
-			}
-			yamltest.CheckFailure(t, err, path, readTestdata(t, name))
-			yamltest.Match(t, yamltest.Problems(t, err, path), want)
-		})
-	}
-	for name := range badFiles {
-		if !seen[name] {
-			t.Errorf("badFiles lists %s, which is not in testdata", name)
+	yamltest.BadFiles(t, "testdata/*.bad.*", badFiles, func(path, name string, data []byte) (error, bool) {
+		got, err := fetchFile(t, path)
+		if err != nil {
+			yamltest.CheckFailure(t, err, path, data)
 		}
-	}
+		return err, got != nil
+	})
 }
 
 func TestFileFetcherErrors(t *testing.T) {

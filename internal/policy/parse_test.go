@@ -243,35 +243,13 @@ var badFiles = map[string][]string{
 }
 
 func TestBadFiles(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.bad.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for _, path := range files {
-		name := filepath.Base(path)
-		seen[name] = true
-		t.Run(name, func(t *testing.T) {
-			want, ok := badFiles[name]
-			if !ok {
-				t.Fatalf("no expected problems listed for %s", name)
-			}
-			_, data := readFile(t, path)
-			p, err := Parse(name, data)
-			if err == nil {
-				t.Fatalf("Parse succeeded, want %d problems", len(want))
-			}
-			if p != nil {
-				t.Errorf("Parse returned a policy with its error")
-			}
-			yamltest.Match(t, yamltest.Problems(t, err, name), want)
-		})
-	}
-	for name := range badFiles {
-		if !seen[name] {
-			t.Errorf("badFiles lists %s, which is not in testdata", name)
+	yamltest.BadFiles(t, "testdata/*.bad.yml", badFiles, func(path, name string, data []byte) (error, bool) {
+		p, err := Parse(name, data)
+		if err != nil {
+			yamltest.CheckFailure(t, err, name, data)
 		}
-	}
+		return err, p != nil
+	})
 	if n := len(badFiles["many_problems.bad.yml"]); n != 13 {
 		t.Errorf("many_problems.bad.yml should show 13 problems at once, the table lists %d", n)
 	}

@@ -172,32 +172,13 @@ var badFiles = map[string][]string{
 }
 
 func TestBadFiles(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.bad.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for _, path := range files {
-		name, data := readFile(t, path)
-		seen[name] = true
-		t.Run(name, func(t *testing.T) {
-			want, ok := badFiles[name]
-			if !ok {
-				t.Fatalf("no expected problems listed for %s", name)
-			}
-			err := parseAny(name, data)
-			if err == nil {
-				t.Fatalf("parse succeeded, want %d problems", len(want))
-			}
+	yamltest.BadFiles(t, "testdata/*.bad.yml", badFiles, func(path, name string, data []byte) (error, bool) {
+		err := parseAny(name, data)
+		if err != nil {
 			yamltest.CheckFailure(t, err, name, data)
-			yamltest.Match(t, yamltest.Problems(t, err, ""), want)
-		})
-	}
-	for name := range badFiles {
-		if !seen[name] {
-			t.Errorf("badFiles lists %s, which is not in testdata", name)
 		}
-	}
+		return err, false
+	})
 }
 
 func TestCommonFailures(t *testing.T) {

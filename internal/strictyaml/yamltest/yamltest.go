@@ -5,6 +5,8 @@ package yamltest
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -68,5 +70,46 @@ func CheckFailure(t testing.TB, err error, file string, data []byte) {
 	}
 	if !sort.IntsAreSorted(lines) {
 		t.Fatalf("problems out of line order: %v", err)
+	}
+}
+
+// BadFiles runs one subtest per file matching pattern: parse must fail on
+// it with exactly the problems want lists for the file's base name (see
+// Match). Every file needs an entry and every entry a file. parse gets the
+// path, the base name and the content, and returns the error and whether
+// it also returned a value (which it must not on failure).
+func BadFiles(t *testing.T, pattern string, want map[string][]string, parse func(path, name string, data []byte) (err error, gotValue bool)) {
+	t.Helper()
+	files, err := filepath.Glob(pattern)
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no files match %s: %v", pattern, err)
+	}
+	seen := map[string]bool{}
+	for _, path := range files {
+		name := filepath.Base(path)
+		seen[name] = true
+		t.Run(name, func(t *testing.T) {
+			w, ok := want[name]
+			if !ok {
+				t.Fatalf("no expected problems listed for %s", name)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			perr, gotValue := parse(path, name, data)
+			if perr == nil {
+				t.Fatalf("parse succeeded, want %d problems", len(w))
+			}
+			if gotValue {
+				t.Error("parse returned a value with its error")
+			}
+			Match(t, Problems(t, perr, ""), w)
+		})
+	}
+	for name := range want {
+		if !seen[name] {
+			t.Errorf("the table lists %s, which is not in %s", name, filepath.Dir(pattern))
+		}
 	}
 }

@@ -1,0 +1,471 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	natsgo "github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/rebalancerd/rebalancerd/internal/clock"
+	"github.com/rebalancerd/rebalancerd/internal/config"
+	"github.com/rebalancerd/rebalancerd/internal/engine"
+	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/feeds"
+	rhttp "github.com/rebalancerd/rebalancerd/internal/http"
+	"github.com/rebalancerd/rebalancerd/internal/metrics"
+	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
+	"github.com/rebalancerd/rebalancerd/internal/state"
+	"github.com/rebalancerd/rebalancerd/internal/systemd"
+	"github.com/rebalancerd/rebalancerd/internal/watch"
+)
+
+// Main is the daemon: everything `rebalancerd run` starts, wired together.
+// Open starts it and returns; Close stops it. End-to-end tests build one
+// with a test config (":0" ports, t.TempDir() state) and a fake clock.
+type Main struct {
+	Config *config.Config
+	Log    *zap.Logger
+	Level  *zap.AtomicLevel
+	// Clock drives triggers and price ages (default: the system clock).
+	Clock clock.Clock
+	// EmbeddedPort overrides the embedded server's port (-1: random).
+	EmbeddedPort int
+	// Env resolves API key environment variables (default os.Getenv).
+	Env func(string) string
+	// Debounce and Recheck tune the policy file watcher.
+	Debounce, Recheck time.Duration
+	// OnPublished is passed to the engine (benchmarks).
+	OnPublished func(policy, planID string, orders int)
+	// ShutdownGrace bounds the publishing after a stop (engine default 10s).
+	ShutdownGrace time.Duration
+	// WrapPublisher, when set, wraps the NATS publisher (tests inject
+	// faults with it).
+	WrapPublisher func(engine.Publisher) engine.Publisher
+
+	Metrics  *metrics.Metrics
+	Engine   *engine.Engine
+	Bus      *rnats.Bus
+	Server   *server.Server // the embedded NATS server, if any
+	Conn     *natsgo.Conn
+	HTTP     *rhttp.Server
+	Notifier *systemd.Notifier
+
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	engDone chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+
+	reloadMu    sync.Mutex
+	lastReload  reloadState
+	fingerprint string
+	sources     []feeds.Source
+}
+
+type reloadState struct {
+	OK     bool      `json:"ok"`
+	At     time.Time `json:"at"`
+	Error  string    `json:"error,omitempty"`
+	Files  int       `json:"policies"`
+	Reason string    `json:"reason"`
+}
+
+// Open starts the daemon: state, NATS, engine, policies, feeds, report
+// consumer, file watcher and HTTP. On error it stops what it started.
+func (m *Main) Open(ctx context.Context) (err error) {
+	if m.Log == nil {
+		m.Log = zap.NewNop()
+	}
+	if m.Clock == nil {
+		m.Clock = clock.Real{}
+	}
+	if m.Env == nil {
+		m.Env = os.Getenv
+	}
+	if m.Notifier == nil {
+		m.Notifier = systemd.New(m.Log)
+	}
+	if m.Debounce <= 0 {
+		m.Debounce = 100 * time.Millisecond
+	}
+	if m.Recheck <= 0 {
+		m.Recheck = 30 * time.Second
+	}
+	cfg := m.Config
+	runCtx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	m.Metrics = metrics.New()
+
+	store, err := state.Open(filepath.Join(cfg.StateDir, "ledgers"))
+	if err != nil {
+		return err
+	}
+
+	// NATS: embedded unless a URL is configured.
+	if cfg.NATS.URL == "" {
+		port := cfg.NATS.EmbeddedPort
+		if m.EmbeddedPort != 0 {
+			port = m.EmbeddedPort
+		}
+		m.Server, err = rnats.StartEmbedded(rnats.EmbeddedConfig{Host: cfg.NATS.EmbeddedHost, Port: port,
+			StoreDir: filepath.Join(cfg.StateDir, "jetstream"), SyncInterval: cfg.NATS.EmbeddedSync},
+			// The server's banner and notices are noise in the daemon's log.
+			m.Log.Named("nats-server").WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
+		if err != nil {
+			return fmt.Errorf("embedded NATS: %w", err)
+		}
+		m.Log.Info("embedded NATS server started", zap.String("url", m.Server.ClientURL()))
+	}
+	// The connection reports its state from its own goroutine, possibly
+	// before the engine exists.
+	var engRef atomic.Pointer[engine.Engine]
+	onState := func(up bool) {
+		if eng := engRef.Load(); eng != nil {
+			eng.SetNATSConnected(up)
+		}
+	}
+	if m.Server != nil {
+		m.Conn, err = rnats.Connect(rnats.ConnConfig{URL: m.Server.ClientURL(), Name: "rebalancerd"}, m.Log.Named("nats"), onState)
+	} else {
+		n := cfg.NATS
+		m.Conn, err = rnats.Connect(rnats.ConnConfig{URL: n.URL, Name: "rebalancerd", User: n.User, PasswordFile: n.PasswordFile,
+			TokenFile: n.TokenFile, NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile, CAFile: n.CAFile,
+			CertFile: n.CertFile, KeyFile: n.KeyFile}, m.Log.Named("nats"), onState)
+	}
+	if err != nil {
+		return fmt.Errorf("NATS: %w", err)
+	}
+	m.Bus, err = rnats.NewBus(ctx, m.Conn, rnats.StreamConfig{Prefix: cfg.NATS.Prefix, Replicas: cfg.NATS.Replicas,
+		MaxAge: cfg.NATS.MaxAge, Duplicates: cfg.NATS.Duplicates}, m.Log.Named("bus"))
+	if err != nil {
+		return fmt.Errorf("NATS streams: %w", err)
+	}
+
+	var pub engine.Publisher = publisher{m.Bus}
+	if m.WrapPublisher != nil {
+		pub = m.WrapPublisher(pub)
+	}
+	eng := engine.New(engine.Options{Clock: m.Clock, Publisher: pub, Store: store, Metrics: m.Metrics,
+		Log: m.Log.Named("engine"), OnPublished: m.OnPublished, ShutdownGrace: m.ShutdownGrace,
+		DedupeWindow: cfg.NATS.Duplicates})
+	m.Engine = eng
+	engRef.Store(eng)
+	eng.SetNATSConnected(m.Conn.IsConnected())
+
+	dirs, err := m.load("start")
+	if err != nil {
+		return err
+	}
+
+	m.engDone = make(chan struct{})
+	go func() {
+		defer close(m.engDone)
+		_ = eng.Run(runCtx)
+	}()
+
+	// Feeds.
+	for _, f := range cfg.Feeds {
+		src, err := m.feed(f)
+		if err != nil {
+			return fmt.Errorf("%s:%d: feed %s: %w", cfg.File, f.Line, f.Name, err)
+		}
+		m.sources = append(m.sources, src)
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			_ = src.Run(runCtx, eng.Quotes)
+		}()
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.feedMetrics(runCtx)
+	}()
+
+	// Fills and positions.
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		err := m.Bus.ConsumeReports(runCtx, func(r rnats.Report) error {
+			err := eng.HandleReport(engine.Report{Policy: r.Policy, Account: r.Account, Fill: r.Fill, Positions: r.Positions})
+			if errors.Is(err, engine.ErrPermanent) {
+				return fmt.Errorf("%w: %v", rnats.ErrMalformed, err)
+			}
+			return err
+		})
+		if err != nil && runCtx.Err() == nil {
+			m.Log.Error("report consumer stopped", zap.Error(err))
+		}
+	}()
+
+	// Policy files.
+	w, err := watch.New(dirs, m.Debounce, m.Recheck, m.Log.Named("watch"))
+	if err != nil {
+		return fmt.Errorf("watch policy files: %w", err)
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		_ = w.Run(runCtx, func() { _ = m.Reload(reasonFileChange) })
+	}()
+
+	m.HTTP = &rhttp.Server{Addr: cfg.HTTP.Listen, Gatherer: m.Metrics.Registry(), Ready: m.ready,
+		Status: m.status, Level: m.Level, Log: m.Log.Named("http")}
+	if err := m.HTTP.Open(); err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.Notifier.RunWatchdog(runCtx, func() bool { return eng.Alive() && !m.Conn.IsClosed() })
+	}()
+	eng.EvaluateAll()
+	m.Log.Info("rebalancerd started", zap.String("http", m.HTTP.URL()), zap.String("nats", m.Conn.ConnectedUrlRedacted()),
+		zap.Int("policies", m.lastReload.Files), zap.Int("feeds", len(cfg.Feeds)))
+	m.Notifier.Ready(fmt.Sprintf("running %d policies", m.lastReload.Files))
+	return nil
+}
+
+// load reads every policy and hands the set to the engine.
+func (m *Main) load(reason string) ([]string, error) {
+	set, dirs, err := engine.ReadSources(m.Config.Policies)
+	return dirs, m.apply(reason, set, err)
+}
+
+// apply records a load attempt and, when it read cleanly, swaps the set in.
+func (m *Main) apply(reason string, set []engine.Loaded, err error) error {
+	if err == nil {
+		err = m.Engine.Load(set)
+	}
+	now := m.Clock.Now()
+	m.reloadMu.Lock()
+	m.lastReload = reloadState{OK: err == nil, At: now, Files: len(set), Reason: reason}
+	if err != nil {
+		m.lastReload.Error = err.Error()
+	} else {
+		m.fingerprint = fingerprint(set)
+	}
+	m.reloadMu.Unlock()
+	m.Metrics.ObserveReload(err == nil, now)
+	return err
+}
+
+// fingerprint identifies the content of a policy set.
+func fingerprint(set []engine.Loaded) string {
+	parts := make([]string, len(set))
+	for i, l := range set {
+		parts[i] = l.Policy.Name + "@" + l.Policy.Version + "+" + l.HoldingsHash
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// Reload re-reads the policies and holdings files. An invalid edit keeps
+// the running policies; the error is logged with file and line and shown
+// in /status, /readyz and rebalancerd_config_last_reload_successful.
+// A file-change notification that changes nothing (same content hashes,
+// or the same error as last time) is ignored quietly; SIGHUP always
+// reloads and reports.
+func (m *Main) Reload(reason string) error {
+	set, _, err := engine.ReadSources(m.Config.Policies)
+	if reason == reasonFileChange {
+		m.reloadMu.Lock()
+		last := m.lastReload
+		same := (err == nil && last.OK && fingerprint(set) == m.fingerprint) ||
+			(err != nil && !last.OK && err.Error() == last.Error)
+		m.reloadMu.Unlock()
+		if same {
+			return nil
+		}
+	}
+	m.Notifier.Reloading()
+	if err = m.apply(reason, set, err); err != nil {
+		m.Log.Error("reload failed; the running policies stay as they were", zap.String("reason", reason), zap.Error(err))
+		m.Notifier.Reloaded("reload failed: running the previous policies")
+		return err
+	}
+	m.Log.Info("policies reloaded", zap.String("reason", reason), zap.Int("policies", len(set)))
+	m.Notifier.Reloaded(fmt.Sprintf("running %d policies", len(set)))
+	m.Engine.EvaluateAll()
+	return nil
+}
+
+// Reload reasons.
+const (
+	reasonFileChange = "file change"
+	reasonSIGHUP     = "SIGHUP"
+)
+
+// feed builds a feed source from its configuration.
+func (m *Main) feed(f config.Feed) (feeds.Source, error) {
+	if f.Kind == config.FeedNATS {
+		return feeds.NewNATSFeed(m.Conn, events.Subjects{Prefix: m.Config.NATS.Prefix}.Prices(), m.Log.Named("feed"),
+			feeds.WithNATSName(f.Name), feeds.WithNATSClock(m.Clock.Now)), nil
+	}
+	key := ""
+	switch {
+	case f.APIKeyFile != "":
+		data, err := os.ReadFile(f.APIKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("api key: %w", err)
+		}
+		key = string(trimSpace(data))
+	case f.APIKeyEnv != "":
+		key = m.Env(f.APIKeyEnv)
+		if key == "" {
+			return nil, fmt.Errorf("api key: environment variable %s is not set", f.APIKeyEnv)
+		}
+	}
+	var fetcher feeds.Fetcher
+	var err error
+	switch f.Kind {
+	case config.FeedFile:
+		fetcher, err = feeds.NewFileFetcher(f.Path)
+	case config.FeedReplay:
+		fetcher, err = feeds.NewReplayFetcher(f.Path, m.Clock.Now)
+	case config.FeedHTTP:
+		fetcher, err = feeds.NewHTTPFetcher(feeds.HTTPConfig{URL: f.URL, Header: f.Header, APIKey: key,
+			Fields: f.Fields, TimeFields: f.TimeFields, Clock: m.Clock.Now})
+	case config.FeedCoinGecko:
+		fetcher, err = feeds.NewCoinGecko(feeds.CoinGeckoConfig{BaseURL: f.URL, IDs: f.IDs, VsCurrency: f.VsCurrency,
+			Header: f.Header, APIKey: key})
+	default:
+		return nil, fmt.Errorf("unknown kind %q", f.Kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	pc := feeds.DefaultPollConfig()
+	pc.Interval, pc.Timeout, pc.Retries, pc.Clock = f.Interval, f.Timeout, f.Retries, m.Clock.Now
+	if err := pc.Validate(); err != nil {
+		return nil, err
+	}
+	return feeds.NewPoller(f.Name, f.Kind, fetcher, pc, m.Log.Named("feed")), nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// feedMetrics copies the feeds' status into the metrics every few seconds.
+func (m *Main) feedMetrics(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		for _, s := range m.sources {
+			st := s.Status()
+			m.Metrics.FeedPolls.WithLabelValues(st.Name).Add(0)
+			if !st.LastSuccess.IsZero() {
+				m.Metrics.FeedLastSuccess.WithLabelValues(st.Name).Set(float64(st.LastSuccess.Unix()))
+			}
+			open := 0.0
+			if st.BreakerOpen {
+				open = 1
+			}
+			m.Metrics.FeedBreakerOpen.WithLabelValues(st.Name).Set(open)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Main) ready() []string {
+	out := m.Engine.Ready()
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
+	if !m.lastReload.OK {
+		out = append(out, "last policy reload failed: "+m.lastReload.Error)
+	}
+	return out
+}
+
+func (m *Main) status() any {
+	m.reloadMu.Lock()
+	rl := m.lastReload
+	m.reloadMu.Unlock()
+	fs := make([]feeds.Status, len(m.sources))
+	for i, s := range m.sources {
+		fs[i] = s.Status()
+	}
+	return struct {
+		engine.Status
+		LastReload reloadState    `json:"last_reload"`
+		Feeds      []feeds.Status `json:"feeds"`
+	}{m.Engine.Status(), rl, fs}
+}
+
+// Close stops the daemon: the feeds, watcher and consumer stop, the engine
+// finishes in-flight publishes (bounded), NATS is drained and the embedded
+// server shut down.
+func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Main) close() error {
+	if m.Notifier != nil {
+		m.Notifier.Stopping()
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+	if m.engDone != nil {
+		<-m.engDone
+	}
+	var errs []error
+	if m.HTTP != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, m.HTTP.Close(ctx))
+		cancel()
+	}
+	if m.Conn != nil {
+		if err := m.Conn.Drain(); err != nil && !errors.Is(err, natsgo.ErrConnectionClosed) {
+			errs = append(errs, err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !m.Conn.IsClosed() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		m.Conn.Close()
+	}
+	if m.Server != nil {
+		m.Server.Shutdown()
+		m.Server.WaitForShutdown()
+	}
+	return errors.Join(errs...)
+}
+
+// publisher adapts the bus to the engine.
+type publisher struct{ b *rnats.Bus }
+
+func (p publisher) PublishOrders(ctx context.Context, orders []events.Order) error {
+	_, err := p.b.PublishOrders(ctx, orders)
+	return err
+}
+func (p publisher) PublishPlan(ctx context.Context, pl events.Plan) error {
+	return p.b.PublishPlan(ctx, pl)
+}
+func (p publisher) PublishDrift(d events.Drift) error { return p.b.PublishDrift(d) }

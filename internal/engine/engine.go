@@ -1,0 +1,968 @@
+// Package engine is the daemon's heart: it holds the loaded policies and
+// their ledgers, takes quotes from the feeds and fills and positions from
+// the executors, decides when a policy rebalances (calendar, threshold or
+// hybrid trigger, cooldown, pending orders), and hands planned orders to a
+// Publisher.
+//
+// Drift and planning are the pure core (packages drift and plan); the engine
+// is the shell around them. It fails closed: a policy whose prices are
+// missing, stale or quarantined, whose ledger holds fills of unknown orders,
+// or whose orders are still pending is not planned, and the reason shows in
+// the log, the metrics and Status.
+//
+// Every method is safe for concurrent use. State is guarded by one mutex;
+// publishing happens outside it, in the goroutine Run starts.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"go.uber.org/zap"
+
+	"github.com/rebalancerd/rebalancerd/internal/clock"
+	"github.com/rebalancerd/rebalancerd/internal/drift"
+	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/feeds"
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
+	"github.com/rebalancerd/rebalancerd/internal/metrics"
+	"github.com/rebalancerd/rebalancerd/internal/plan"
+	"github.com/rebalancerd/rebalancerd/internal/policy"
+	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+	"github.com/rebalancerd/rebalancerd/internal/state"
+)
+
+// Publisher sends the engine's events. PublishOrders and PublishPlan must
+// not return nil before JetStream has acknowledged every message; they are
+// retried with the same ids, so they must be idempotent.
+type Publisher interface {
+	PublishOrders(ctx context.Context, orders []events.Order) error
+	PublishPlan(ctx context.Context, p events.Plan) error
+	PublishDrift(d events.Drift) error
+}
+
+// Triggers of a rebalance, as they appear in events.
+const (
+	TriggerCalendar  = "calendar"
+	TriggerThreshold = "threshold"
+	TriggerHybrid    = "hybrid"
+	TriggerManual    = "manual"
+)
+
+// Options configure an Engine.
+type Options struct {
+	Clock     clock.Clock
+	Publisher Publisher
+	Store     *state.Store
+	Metrics   *metrics.Metrics // optional
+	Log       *zap.Logger
+	// Tick is how often Run re-evaluates policies whose check is due even
+	// when no quote arrives (default 1s).
+	Tick time.Duration
+	// PublishRetry is the pause between failed publish attempts (default 1s).
+	PublishRetry time.Duration
+	// ShutdownGrace bounds how long Run keeps publishing after its context
+	// ends (default 10s). Orders still unacknowledged stay journaled and are
+	// published at the next start under the same ids.
+	ShutdownGrace time.Duration
+	// Retention is how long finished orders stay in a ledger (default 7 days).
+	Retention time.Duration
+	// DedupeWindow is the orders stream's Duplicates window (default 24h).
+	// A journaled, unacknowledged order older than it is not published
+	// again at start: JetStream would no longer recognise its id, so it
+	// could be executed twice. It blocks its policy instead (unknown order
+	// state) until a positions snapshot settles the holdings.
+	DedupeWindow time.Duration
+	// OnPublished, when set, is called after a plan's orders and the plan
+	// are acknowledged (for benchmarks and tests).
+	OnPublished func(policy, planID string, orders int)
+}
+
+// Loaded is one policy ready to run: the parsed policy and the holdings file
+// that seeds its ledger.
+type Loaded struct {
+	Policy       *policy.Policy
+	Holdings     *portfolio.Holdings
+	HoldingsHash string
+}
+
+// Engine runs policies. Create it with New, give it policies with Load, and
+// call Run.
+type Engine struct {
+	opts  Options
+	log   *zap.Logger
+	clk   clock.Clock
+	chain cron.Chain
+
+	mu       sync.Mutex
+	policies map[string]*runtime
+	names    []string // sorted
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // calendar goroutines
+	outbox   []*batch
+	wake     chan struct{}
+	natsUp   bool
+	lastTick time.Time
+}
+
+// runtime is one loaded policy.
+type runtime struct {
+	pol     *policy.Policy
+	ledger  *ledger.Ledger
+	guard   *feeds.Guard
+	symbols []string // instruments whose prices the policy needs
+	stop    context.CancelFunc
+
+	lastCheck time.Time
+	lastEval  time.Time
+	dirty     bool    // prices changed since the last evaluation
+	due       *firing // a calendar firing not yet acted on
+	blocked   []Block
+	breaching []string
+	snapshot  *drift.Snapshot
+	lastError string
+}
+
+type firing struct {
+	trigger string
+	at      time.Time
+}
+
+// Block is a reason a policy cannot be planned now.
+type Block struct {
+	Reason string `json:"reason"` // one of metrics.BlockReasons
+	Detail string `json:"detail"`
+}
+
+// batch is one plan's events on their way to JetStream.
+type batch struct {
+	policy string
+	plan   events.Plan
+	orders []events.Order
+	start  time.Time
+}
+
+// New returns an engine with no policies.
+func New(opts Options) *Engine {
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.Tick <= 0 {
+		opts.Tick = time.Second
+	}
+	if opts.PublishRetry <= 0 {
+		opts.PublishRetry = time.Second
+	}
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = 10 * time.Second
+	}
+	if opts.DedupeWindow <= 0 {
+		opts.DedupeWindow = 24 * time.Hour
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 7 * 24 * time.Hour
+	}
+	logger := cronLogger{opts.Log}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Engine{
+		opts: opts,
+		log:  opts.Log,
+		clk:  opts.Clock,
+		// SkipIfStillRunning outside Recover: the other way round, a panic
+		// skips SkipIfStillRunning's release and every later firing is
+		// skipped forever.
+		chain:    cron.NewChain(cron.SkipIfStillRunning(logger), cron.Recover(logger)),
+		policies: map[string]*runtime{},
+		ctx:      ctx,
+		cancel:   cancel,
+		wake:     make(chan struct{}, 1),
+		natsUp:   true,
+	}
+}
+
+// Load replaces the running policies with set, all at once: policies not in
+// set stop, new ones start, changed ones keep their ledger and prices and
+// run under the new version. A holdings file whose content changed and
+// whose as_of is newer than the ledger's replaces the ledger's holdings.
+// Load checks set first and changes nothing when it returns an error.
+func (e *Engine) Load(set []Loaded) error {
+	seen := map[string]string{}
+	for _, l := range set {
+		if prev, ok := seen[l.Policy.Name]; ok {
+			return fmt.Errorf("policy %q is defined in both %s and %s", l.Policy.Name, prev, l.Policy.File)
+		}
+		seen[l.Policy.Name] = l.Policy.File
+	}
+	// Load saved ledgers outside the lock: they only depend on the store.
+	saved := map[string]*ledger.Ledger{}
+	for _, l := range set {
+		led, ok, err := e.opts.Store.Load(l.Policy.Name)
+		if err != nil {
+			return err
+		}
+		if ok {
+			saved[l.Policy.Name] = led
+		}
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.clk.Now()
+	next := make(map[string]*runtime, len(set))
+	for _, l := range set {
+		name := l.Policy.Name
+		rt, ok := e.policies[name]
+		if !ok {
+			rt = &runtime{ledger: saved[name]}
+			if rt.ledger == nil {
+				rt.ledger = ledger.New(name)
+			}
+			e.requeue(rt.ledger)
+		} else if rt.pol.Version != l.Policy.Version {
+			e.log.Info("policy changed", zap.String("policy", name), zap.String("file", l.Policy.File),
+				zap.String("old_version", rt.pol.Version), zap.String("version", l.Policy.Version))
+		}
+		if rt.guard == nil || rt.pol.Prices != l.Policy.Prices {
+			guard := feeds.NewGuard(l.Policy.Prices.MaxAge, l.Policy.Prices.MaxMove)
+			if rt.guard != nil {
+				for _, sym := range rt.symbols {
+					if q, ok := rt.guard.Quote(sym); ok {
+						guard.Offer(q)
+					}
+				}
+			}
+			rt.guard = guard
+		}
+		if l.Holdings != nil && l.HoldingsHash != rt.ledger.BaseHash {
+			switch {
+			case rt.ledger.BaseAsOf.IsZero() || l.Holdings.AsOf.After(rt.ledger.BaseAsOf):
+				rt.ledger.SetBase(l.Holdings.AsOf, l.HoldingsHash, ledger.FromHoldings(l.Holdings), now)
+				e.log.Info("holdings loaded", zap.String("policy", name), zap.String("file", l.Holdings.File),
+					zap.Time("as_of", l.Holdings.AsOf))
+				e.save(rt, true)
+			default:
+				e.log.Warn("holdings file ignored: the ledger is newer", zap.String("policy", name),
+					zap.String("file", l.Holdings.File), zap.Time("file_as_of", l.Holdings.AsOf),
+					zap.Time("ledger_as_of", rt.ledger.BaseAsOf))
+			}
+		}
+		old := rt.pol
+		rt.pol = l.Policy
+		rt.symbols = neededSymbols(rt.pol, rt.ledger)
+		if old == nil || old.Rebalance.Schedule != rt.pol.Rebalance.Schedule || rt.stop == nil {
+			e.startCalendar(rt)
+		}
+		next[name] = rt
+	}
+	for name, rt := range e.policies {
+		if _, ok := next[name]; !ok {
+			if rt.stop != nil {
+				rt.stop()
+			}
+			if e.opts.Metrics != nil {
+				e.opts.Metrics.ForgetPolicy(name)
+			}
+			e.log.Info("policy removed", zap.String("policy", name))
+		}
+	}
+	e.policies = next
+	e.names = e.names[:0]
+	for name := range next {
+		e.names = append(e.names, name)
+	}
+	sort.Strings(e.names)
+	if e.opts.Metrics != nil {
+		e.opts.Metrics.PoliciesLoaded.Set(float64(len(next)))
+	}
+	return nil
+}
+
+// startCalendar (re)starts the calendar goroutine of a policy with a
+// schedule. Called with e.mu held.
+func (e *Engine) startCalendar(rt *runtime) {
+	if rt.stop != nil {
+		rt.stop()
+		rt.stop = nil
+	}
+	sched := rt.pol.Rebalance.Cron
+	if sched == nil || rt.pol.Rebalance.Trigger == policy.TriggerThreshold {
+		rt.stop = func() {}
+		return
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	rt.stop = cancel
+	name := rt.pol.Name
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		runCalendar(ctx, e.clk, sched, e.chain, func(at time.Time) { e.fire(name, sched, at) })
+	}()
+}
+
+// fire is a calendar firing of policy name.
+func (e *Engine) fire(name string, sched cron.Schedule, at time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rt, ok := e.policies[name]
+	if !ok || rt.pol.Rebalance.Cron != sched {
+		return // removed or rescheduled meanwhile
+	}
+	key := fireKey(sched, at)
+	if key == rt.ledger.LastFire {
+		e.log.Info("calendar firing ignored: this wall-clock time already fired (DST fall-back repeat)",
+			zap.String("policy", name), zap.String("local_time", key), zap.Time("at", at))
+		return
+	}
+	rt.ledger.LastFire = key
+	trigger := TriggerCalendar
+	if rt.pol.Rebalance.Trigger == policy.TriggerHybrid {
+		trigger = TriggerHybrid
+	}
+	rt.due = &firing{trigger: trigger, at: at}
+	e.log.Info("calendar firing", zap.String("policy", name), zap.String("trigger", trigger), zap.String("local_time", key))
+	e.evaluate(rt, e.clk.Now())
+	e.save(rt, true)
+}
+
+// RebalanceNow asks for a rebalance of policy name to its destination at
+// the next evaluation, as a calendar firing would; it is evaluated at once.
+func (e *Engine) RebalanceNow(name string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rt, ok := e.policies[name]
+	if !ok {
+		return fmt.Errorf("no policy %q", name)
+	}
+	now := e.clk.Now()
+	rt.due = &firing{trigger: TriggerManual, at: now}
+	e.evaluate(rt, now)
+	return nil
+}
+
+// neededSymbols lists the instruments whose prices the policy needs: those
+// held and those in a sleeve with a target above zero.
+func neededSymbols(p *policy.Policy, l *ledger.Ledger) []string {
+	need := map[string]bool{}
+	for _, in := range p.Instruments {
+		if p.Sleeves[in.Sleeve].Target.Sign() > 0 {
+			need[in.Symbol] = true
+		}
+	}
+	for _, a := range l.Accounts {
+		for sym, q := range a.Positions {
+			if !q.IsZero() {
+				need[sym] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(need))
+	for s := range need {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Quotes offers quotes to every policy and evaluates the policies whose
+// check is due. Feeds call it from their goroutines.
+func (e *Engine) Quotes(qs []feeds.Quote) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.clk.Now()
+	for _, name := range e.names {
+		rt := e.policies[name]
+		changed := false
+		for _, q := range qs {
+			if _, ok := slices.BinarySearch(rt.symbols, q.Symbol); !ok {
+				continue
+			}
+			switch v := rt.guard.Offer(q); v {
+			case feeds.Quarantined:
+				e.log.Warn("price quarantined: moved more than max_move", zap.String("policy", name),
+					zap.String("symbol", q.Symbol), zap.String("price", q.Price.String()), zap.String("source", q.Source))
+				changed = true
+			case feeds.Ignored:
+			default:
+				changed = true
+			}
+		}
+		if changed {
+			rt.dirty = true
+			if rt.due != nil || !now.Before(rt.lastCheck.Add(rt.pol.Rebalance.CheckEvery)) {
+				e.evaluate(rt, now)
+			}
+		}
+	}
+}
+
+// tick evaluates the policies whose check is due and whose prices changed
+// since their last evaluation; for the others it only refreshes what
+// blocks them (a price going stale), so that a quote arriving later is
+// evaluated at once.
+func (e *Engine) tick() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.clk.Now()
+	e.lastTick = now
+	for _, name := range e.names {
+		rt := e.policies[name]
+		switch {
+		case rt.dirty && !now.Before(rt.lastCheck.Add(rt.pol.Rebalance.CheckEvery)):
+			e.evaluate(rt, now)
+		case rt.due != nil:
+			e.evaluate(rt, now)
+		default:
+			e.refreshBlocks(rt, now)
+		}
+	}
+}
+
+// refreshBlocks re-checks prices and pending orders without valuing the
+// policy. Called with e.mu held.
+func (e *Engine) refreshBlocks(rt *runtime, now time.Time) {
+	for _, o := range rt.ledger.Expire(now) {
+		e.log.Warn("order expired without a final fill", zap.String("policy", rt.pol.Name), zap.String("order_id", o.OrderID))
+	}
+	problems := rt.guard.Check(rt.symbols, now)
+	if len(problems) == 0 && !blocksPrices(rt.blocked) && len(rt.ledger.Pending()) == 0 == !hasReason(rt.blocked, metrics.BlockPendingOrders) {
+		return // nothing changed that matters
+	}
+	e.evaluate(rt, now)
+}
+
+func hasReason(blocks []Block, reason string) bool {
+	for _, b := range blocks {
+		if b.Reason == reason {
+			return true
+		}
+	}
+	return false
+}
+
+// Alive reports whether Run's loop has ticked within the last few ticks:
+// the systemd watchdog's health check.
+func (e *Engine) Alive() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lastTick.IsZero() || e.clk.Now().Sub(e.lastTick) < 10*e.opts.Tick+5*time.Second
+}
+
+// EvaluateAll evaluates every policy now, whatever its check_every (for
+// benchmarks and the HTTP status).
+func (e *Engine) EvaluateAll() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.clk.Now()
+	for _, name := range e.names {
+		e.evaluate(e.policies[name], now)
+	}
+}
+
+// evaluate computes a policy's drift and, when its trigger says so and
+// nothing blocks it, plans and queues a rebalance. Called with e.mu held.
+func (e *Engine) evaluate(rt *runtime, now time.Time) {
+	name := rt.pol.Name
+	rt.lastEval = now
+	rt.dirty = false
+	m := e.opts.Metrics
+	if m != nil {
+		m.Evaluations.WithLabelValues(name).Inc()
+	}
+	for _, o := range rt.ledger.Expire(now) {
+		e.log.Warn("order expired without a final fill", zap.String("policy", name), zap.String("order_id", o.OrderID),
+			zap.String("filled", o.Filled.String()), zap.String("quantity", o.Quantity.String()))
+	}
+	var blocks []Block
+	if len(rt.ledger.Unknown) > 0 {
+		blocks = append(blocks, Block{metrics.BlockUnknownOrderState,
+			fmt.Sprintf("fills of unknown orders (%s): waiting for a positions snapshot", strings.Join(rt.ledger.Unknown, ", "))})
+	}
+	for _, p := range rt.guard.Check(rt.symbols, now) {
+		blocks = append(blocks, Block{priceBlock(p.Reason), p.Symbol + ": " + p.Detail})
+	}
+	var snap *drift.Snapshot
+	if !hasPriceBlock(blocks) {
+		book, err := portfolio.Bind(rt.pol, rt.ledger.Holdings(), e.prices(rt))
+		if err != nil {
+			blocks = append(blocks, Block{metrics.BlockInvalidPolicy, err.Error()})
+		} else {
+			snap = drift.Compute(book)
+		}
+	}
+	if snap != nil {
+		rt.lastCheck = now
+		rt.snapshot = snap
+		rt.breaching = snap.Breaching()
+		e.publishDrift(rt, snap, now)
+	}
+	pending := rt.ledger.Pending()
+	if len(pending) > 0 {
+		blocks = append(blocks, Block{metrics.BlockPendingOrders, fmt.Sprintf("%d orders of plan %s not yet filled, cancelled or expired", len(pending), rt.ledger.LastPlanID)})
+	}
+	if !e.natsUp {
+		blocks = append(blocks, Block{metrics.BlockNATSDown, "not connected to NATS"})
+	}
+	e.setBlocked(rt, blocks)
+	if snap == nil {
+		return
+	}
+
+	trigger := ""
+	switch {
+	case rt.due != nil && (rt.due.trigger != TriggerHybrid || len(rt.breaching) > 0):
+		trigger = rt.due.trigger
+	case rt.due != nil:
+		e.log.Info("hybrid firing: no sleeve breaches its band, nothing to do", zap.String("policy", name))
+		rt.due = nil
+		return
+	case rt.pol.Rebalance.Trigger == policy.TriggerThreshold && len(rt.breaching) > 0:
+		trigger = TriggerThreshold
+	default:
+		return
+	}
+	if len(blocks) > 0 {
+		if rt.due != nil && !blocksPrices(blocks) {
+			e.log.Warn("rebalance skipped", zap.String("policy", name), zap.String("trigger", trigger), zap.Any("blocked", blocks))
+			rt.due = nil
+		}
+		return
+	}
+	if !rt.ledger.LastRebalance.IsZero() && now.Before(rt.ledger.LastRebalance.Add(rt.pol.Rebalance.Cooldown)) {
+		if rt.due != nil {
+			e.log.Info("rebalance skipped: in cooldown", zap.String("policy", name), zap.String("trigger", trigger),
+				zap.Time("last_rebalance", rt.ledger.LastRebalance), zap.Duration("cooldown", rt.pol.Rebalance.Cooldown))
+			rt.due = nil
+		}
+		return
+	}
+	rt.due = nil
+	e.rebalance(rt, snap, trigger, now)
+}
+
+// hasPriceBlock reports whether blocks stop valuation (prices unusable).
+func hasPriceBlock(blocks []Block) bool { return blocksPrices(blocks) }
+
+func blocksPrices(blocks []Block) bool {
+	for _, b := range blocks {
+		switch b.Reason {
+		case metrics.BlockStalePrice, metrics.BlockMissingPrice, metrics.BlockQuarantinedPrice:
+			return true
+		}
+	}
+	return false
+}
+
+func priceBlock(r feeds.Reason) string {
+	switch r {
+	case feeds.ReasonMissing:
+		return metrics.BlockMissingPrice
+	case feeds.ReasonStale:
+		return metrics.BlockStalePrice
+	default:
+		return metrics.BlockQuarantinedPrice
+	}
+}
+
+// setBlocked records the blocks and logs when they change.
+func (e *Engine) setBlocked(rt *runtime, blocks []Block) {
+	if !slices.Equal(rt.blocked, blocks) {
+		name := rt.pol.Name
+		switch {
+		case len(blocks) == 0:
+			e.log.Info("planning unblocked", zap.String("policy", name))
+		case len(blocks) == 1 && blocks[0].Reason == metrics.BlockPendingOrders:
+			e.log.Info("planning paused: orders pending", zap.String("policy", name), zap.String("detail", blocks[0].Detail))
+		default:
+			e.log.Warn("planning blocked", zap.String("policy", name), zap.Any("blocked", blocks))
+		}
+	}
+	rt.blocked = blocks
+	if m := e.opts.Metrics; m != nil {
+		reasons := make([]string, len(blocks))
+		for i, b := range blocks {
+			reasons[i] = b.Reason
+		}
+		_ = m.SetPlanningBlocked(rt.pol.Name, reasons...)
+		m.PendingOrders.WithLabelValues(rt.pol.Name).Set(float64(len(rt.ledger.Pending())))
+	}
+}
+
+// prices returns the guard's accepted quotes of the policy's symbols; AsOf
+// is the oldest of them.
+func (e *Engine) prices(rt *runtime) *portfolio.Prices {
+	q := &portfolio.Prices{File: "feeds", Quotes: make(map[string]portfolio.Quote, len(rt.symbols))}
+	for _, sym := range rt.symbols {
+		if fq, ok := rt.guard.Quote(sym); ok {
+			q.Quotes[sym] = portfolio.Quote{Price: fq.Price, At: fq.At}
+			if q.AsOf.IsZero() || fq.At.Before(q.AsOf) {
+				q.AsOf = fq.At
+			}
+		}
+	}
+	return q
+}
+
+func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
+	d := events.Drift{
+		SchemaVersion: events.SchemaVersion,
+		Policy:        rt.pol.Name,
+		PolicyVersion: rt.pol.Version,
+		EvaluatedAt:   now.UTC(),
+		PricesAsOf:    s.AsOf.UTC(),
+		HoldingsAsOf:  s.Book.HoldingsAsOf.UTC(),
+		Currency:      rt.pol.Currency,
+		Total:         s.Total,
+		Sleeves:       make([]events.DriftSleeve, len(s.Sleeves)),
+		Breaching:     rt.breaching,
+	}
+	if d.Breaching == nil {
+		d.Breaching = []string{}
+	}
+	m := e.opts.Metrics
+	for i, sl := range s.Sleeves {
+		d.Sleeves[i] = events.DriftSleeve{Sleeve: sl.Path, Target: sl.Target, Weight: sl.Weight, Deviation: sl.Deviation,
+			BandLow: sl.BandLow, BandHigh: sl.BandHigh, Breach: sl.Breach, Value: sl.Value}
+		if m != nil {
+			m.SleeveWeight.WithLabelValues(rt.pol.Name, sl.Path).Set(sl.Weight.InexactFloat64())
+			m.SleeveTarget.WithLabelValues(rt.pol.Name, sl.Path).Set(sl.Target.InexactFloat64())
+			m.SleeveDeviation.WithLabelValues(rt.pol.Name, sl.Path).Set(sl.Deviation.InexactFloat64())
+			breach := 0.0
+			if sl.Breach {
+				breach = 1
+			}
+			m.SleeveBreach.WithLabelValues(rt.pol.Name, sl.Path).Set(breach)
+		}
+	}
+	if m != nil {
+		for _, sym := range rt.symbols {
+			if q, ok := rt.guard.Quote(sym); ok {
+				m.PriceAge.WithLabelValues(rt.pol.Name, sym).Set(now.Sub(q.At).Seconds())
+			}
+		}
+	}
+	if err := e.opts.Publisher.PublishDrift(d); err != nil {
+		e.log.Debug("drift event not published", zap.String("policy", rt.pol.Name), zap.Error(err))
+	}
+}
+
+// rebalance plans, journals and queues the orders. Called with e.mu held.
+func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, now time.Time) {
+	name := rt.pol.Name
+	p := plan.Make(snap)
+	fields := []zap.Field{zap.String("policy", name), zap.String("trigger", trigger),
+		zap.Strings("breaching", rt.breaching), zap.Int("orders", len(p.Orders)), zap.String("plan_id", p.ID),
+		zap.String("policy_version", rt.pol.Version), zap.String("destination", string(p.Destination))}
+	if len(p.Unresolved) > 0 {
+		un := make([]string, len(p.Unresolved))
+		for i, u := range p.Unresolved {
+			un[i] = u.Sleeve + ": " + u.Reason
+		}
+		fields = append(fields, zap.Strings("unresolved", un))
+	}
+	if len(p.Orders) == 0 {
+		e.log.Info("rebalance: nothing to trade", fields...)
+		return
+	}
+	created := now.UTC()
+	orders := make([]events.Order, len(p.Orders))
+	for i, o := range p.Orders {
+		orders[i] = events.Order{
+			SchemaVersion: events.SchemaVersion, OrderID: o.ID, PlanID: p.ID, Policy: name, PolicyVersion: rt.pol.Version,
+			Trigger: trigger, CreatedAt: created, ExpiresAt: created.Add(rt.pol.Rebalance.OrderTTL),
+			Phase: o.Phase, Account: o.Account, Instrument: o.Instrument, Side: string(o.Side),
+			Quantity: o.Quantity, Price: o.Price, Notional: o.Notional, Sleeve: o.Sleeve, Rule: string(o.Rule),
+		}
+	}
+	if _, dup := rt.ledger.Order(orders[0].OrderID); dup {
+		// The same inputs gave the same plan again (same ids): it is
+		// journaled already and must not be sent twice.
+		e.log.Info("rebalance: plan already journaled", fields...)
+		return
+	}
+	rt.ledger.AddOrders(orders, now)
+	rt.ledger.LastRebalance, rt.ledger.LastPlanID = now, p.ID
+	if err := e.opts.Store.Save(rt.ledger, false); err != nil {
+		// Without a journal entry a crash could lose track of the orders:
+		// do not publish them.
+		rt.ledger.Orders = rt.ledger.Orders[:len(rt.ledger.Orders)-len(orders)]
+		rt.lastError = err.Error()
+		e.log.Error("rebalance not published: journal write failed", append(fields, zap.Error(err))...)
+		return
+	}
+	e.log.Info("rebalance", fields...)
+	if m := e.opts.Metrics; m != nil {
+		m.Rebalances.WithLabelValues(name, trigger).Inc()
+		m.PendingOrders.WithLabelValues(name).Set(float64(len(rt.ledger.Pending())))
+	}
+	rt.blocked = append(rt.blocked, Block{metrics.BlockPendingOrders, fmt.Sprintf("%d orders of plan %s just planned", len(orders), p.ID)})
+	ev := events.Plan{SchemaVersion: events.SchemaVersion, Trigger: trigger, CreatedAt: created, Breaching: rt.breaching, Plan: p}
+	if ev.Breaching == nil {
+		ev.Breaching = []string{}
+	}
+	e.enqueue(&batch{policy: name, plan: ev, orders: orders, start: now})
+}
+
+// requeue queues the outbox orders of a ledger loaded from the state
+// directory: journaled before a crash or shutdown, not yet acknowledged.
+// They go out under their original ids. Called with e.mu held.
+func (e *Engine) requeue(l *ledger.Ledger) {
+	byPlan := map[string][]events.Order{}
+	var plans []string
+	now := e.clk.Now()
+	for _, o := range l.Orders {
+		if o.Status == ledger.Outbox && now.Sub(o.CreatedAt) > e.opts.DedupeWindow-time.Minute {
+			e.log.Error("journaled order older than the dedupe window not published again: it may or may not have "+
+				"reached JetStream; planning stops until a positions snapshot arrives",
+				zap.String("policy", l.Policy), zap.String("order_id", o.OrderID), zap.Time("created_at", o.CreatedAt))
+			o.Status, o.Updated = ledger.Expired, now
+			l.Unknown = append(l.Unknown, "order "+o.OrderID)
+			continue
+		}
+		if o.Status == ledger.Outbox {
+			if _, ok := byPlan[o.PlanID]; !ok {
+				plans = append(plans, o.PlanID)
+			}
+			byPlan[o.PlanID] = append(byPlan[o.PlanID], o.Order)
+		}
+	}
+	for _, id := range plans {
+		e.log.Warn("publishing orders journaled before the last stop", zap.String("policy", l.Policy),
+			zap.String("plan_id", id), zap.Int("orders", len(byPlan[id])))
+		e.enqueue(&batch{policy: l.Policy, orders: byPlan[id], start: e.clk.Now()})
+	}
+}
+
+func (e *Engine) enqueue(b *batch) {
+	e.outbox = append(e.outbox, b)
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) save(rt *runtime, durable bool) {
+	if err := e.opts.Store.Save(rt.ledger, durable); err != nil {
+		rt.lastError = err.Error()
+		e.log.Error("state not saved", zap.String("policy", rt.pol.Name), zap.Error(err))
+	}
+}
+
+// SetNATSConnected records the connection state; while disconnected,
+// policies are not planned (their orders could not be published).
+func (e *Engine) SetNATSConnected(up bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.natsUp = up
+	if m := e.opts.Metrics; m != nil {
+		v := 0.0
+		if up {
+			v = 1
+		}
+		m.NATSConnected.Set(v)
+	}
+}
+
+// Run publishes queued batches and evaluates due policies every Tick until
+// ctx ends. It then stops the calendars, keeps publishing for up to
+// ShutdownGrace, and returns.
+func (e *Engine) Run(ctx context.Context) error {
+	pubDone := make(chan struct{})
+	pubCtx, cancelPub := context.WithCancel(context.Background())
+	defer cancelPub()
+	go func() {
+		defer close(pubDone)
+		e.publishLoop(pubCtx, ctx)
+	}()
+	c, stop := e.clk.After(e.opts.Tick)
+	for {
+		select {
+		case <-ctx.Done():
+			stop()
+			e.cancel()
+			e.wg.Wait()
+			grace := time.AfterFunc(e.opts.ShutdownGrace, cancelPub)
+			<-pubDone
+			grace.Stop()
+			e.mu.Lock()
+			left := 0
+			for _, b := range e.outbox {
+				left += len(b.orders)
+			}
+			e.mu.Unlock()
+			if left > 0 {
+				e.log.Warn("stopping with unacknowledged orders; they are journaled and will be published at the next start", zap.Int("orders", left))
+			}
+			return nil
+		case <-c:
+			e.tick()
+			c, stop = e.clk.After(e.opts.Tick)
+		}
+	}
+}
+
+// publishLoop sends queued batches in order. It runs until ctx ends; once
+// done is closed it stops when the queue is empty.
+func (e *Engine) publishLoop(ctx, done context.Context) {
+	for {
+		e.mu.Lock()
+		var b *batch
+		if len(e.outbox) > 0 {
+			b = e.outbox[0]
+		}
+		e.mu.Unlock()
+		if b == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done.Done():
+				return
+			case <-e.wake:
+				continue
+			}
+		}
+		if err := e.publish(ctx, b); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			e.log.Warn("publish failed; retrying with the same ids", zap.String("policy", b.policy), zap.Error(err))
+			if m := e.opts.Metrics; m != nil {
+				m.PublishErrors.WithLabelValues(b.policy).Inc()
+			}
+			c, stop := e.clk.After(e.opts.PublishRetry)
+			select {
+			case <-ctx.Done():
+				stop()
+				return
+			case <-c:
+			}
+			continue
+		}
+		e.mu.Lock()
+		e.outbox = e.outbox[1:]
+		e.mu.Unlock()
+	}
+}
+
+// publish sends one batch and records the acknowledgement.
+func (e *Engine) publish(ctx context.Context, b *batch) error {
+	if err := e.opts.Publisher.PublishOrders(ctx, b.orders); err != nil {
+		return fmt.Errorf("orders: %w", err)
+	}
+	if b.plan.Plan != nil {
+		if err := e.opts.Publisher.PublishPlan(ctx, b.plan); err != nil {
+			return fmt.Errorf("plan: %w", err)
+		}
+	}
+	ids := make([]string, len(b.orders))
+	for i, o := range b.orders {
+		ids[i] = o.OrderID
+	}
+	planID := b.orders[0].PlanID
+	if e.opts.OnPublished != nil {
+		e.opts.OnPublished(b.policy, planID, len(b.orders))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if m := e.opts.Metrics; m != nil {
+		m.OrdersPublished.WithLabelValues(b.policy).Add(float64(len(b.orders)))
+		m.TriggerLatency.Observe(e.clk.Now().Sub(b.start).Seconds())
+	}
+	rt, ok := e.policies[b.policy]
+	if !ok {
+		// Removed while publishing: update its saved ledger directly.
+		l, found, err := e.opts.Store.Load(b.policy)
+		if err != nil || !found {
+			return nil
+		}
+		l.MarkPublished(ids, e.clk.Now())
+		_ = e.opts.Store.Save(l, true)
+		return nil
+	}
+	rt.ledger.MarkPublished(ids, e.clk.Now())
+	e.save(rt, true)
+	e.log.Info("orders acknowledged by JetStream", zap.String("policy", b.policy), zap.String("plan_id", planID), zap.Int("orders", len(ids)))
+	return nil
+}
+
+// Report is a fill or a positions snapshot from an executor.
+type Report struct {
+	Policy    string
+	Account   string
+	Fill      *events.Fill
+	Positions *events.Positions
+}
+
+// ErrPermanent marks a report that can never be applied: the caller should
+// drop it (terminate the message) rather than retry.
+var ErrPermanent = errors.New("report cannot be applied")
+
+// HandleReport applies a fill or a positions snapshot. It returns an error
+// wrapping ErrPermanent for a report that retrying cannot fix.
+func (e *Engine) HandleReport(r Report) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rt, ok := e.policies[r.Policy]
+	if !ok {
+		return fmt.Errorf("%w: no policy %q is loaded", ErrPermanent, r.Policy)
+	}
+	now := e.clk.Now()
+	switch {
+	case r.Fill != nil:
+		res, err := rt.ledger.ApplyFill(r.Account, r.Fill, now)
+		switch {
+		case errors.Is(err, ledger.ErrDuplicateFill):
+			return nil
+		case errors.Is(err, ledger.ErrUnknownOrder):
+			e.log.Error("fill for an unknown order: planning stops until a positions snapshot arrives",
+				zap.String("policy", r.Policy), zap.String("order_id", r.Fill.OrderID), zap.String("fill_id", r.Fill.FillID))
+			e.save(rt, true)
+			e.evaluate(rt, now)
+			return nil
+		case err != nil:
+			e.log.Error("fill rejected", zap.String("policy", r.Policy), zap.Error(err))
+			return fmt.Errorf("%w: %v", ErrPermanent, err)
+		}
+		e.log.Info("fill", zap.String("policy", r.Policy), zap.String("order_id", res.Order.OrderID),
+			zap.String("fill_id", r.Fill.FillID), zap.String("quantity", r.Fill.Quantity.String()),
+			zap.String("price", r.Fill.Price.String()), zap.String("status", string(res.Order.Status)), zap.Bool("applied", res.Applied))
+	case r.Positions != nil:
+		accounts, err := ledger.FromPositions(r.Positions)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrPermanent, err)
+		}
+		if !r.Positions.AsOf.After(rt.ledger.BaseAsOf) {
+			e.log.Warn("positions snapshot ignored: not newer than the ledger", zap.String("policy", r.Policy),
+				zap.Time("as_of", r.Positions.AsOf), zap.Time("ledger_as_of", rt.ledger.BaseAsOf))
+			return nil
+		}
+		rt.ledger.SetBase(r.Positions.AsOf, "", accounts, now)
+		e.log.Info("positions snapshot applied", zap.String("policy", r.Policy), zap.Time("as_of", r.Positions.AsOf))
+	default:
+		return fmt.Errorf("%w: empty report", ErrPermanent)
+	}
+	rt.ledger.Prune(now.Add(-e.opts.Retention))
+	rt.symbols = neededSymbols(rt.pol, rt.ledger)
+	e.save(rt, true)
+	e.evaluate(rt, now)
+	return nil
+}
+
+// cronLogger adapts zap to cron.Logger for the Recover and
+// SkipIfStillRunning wrappers.
+type cronLogger struct{ l *zap.Logger }
+
+func (c cronLogger) Info(msg string, kv ...any) { c.l.Sugar().Infow("cron: "+msg, kv...) }
+func (c cronLogger) Error(err error, msg string, kv ...any) {
+	c.l.Sugar().Errorw("cron: "+msg, append(kv, "error", err)...)
+}

@@ -1,0 +1,347 @@
+// Package ledger keeps what the daemon knows of one household between
+// holdings snapshots: a base snapshot (the holdings file or an executor's
+// positions report) and the fills applied since, together with the orders
+// the daemon published and how far each has been filled.
+//
+// It is pure state: no I/O, no clock. The daemon persists a Ledger as JSON
+// in its state directory (see package state) and passes times in.
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+)
+
+// OrderStatus is where an order stands.
+type OrderStatus string
+
+// The statuses of an order. Outbox, Published and Partial are pending: the
+// policy is not planned again while any order is pending.
+const (
+	// Outbox: planned and journaled, not yet acknowledged by JetStream.
+	Outbox OrderStatus = "outbox"
+	// Published: acknowledged by JetStream, no fill yet.
+	Published OrderStatus = "published"
+	// Partial: some fills, more may follow.
+	Partial OrderStatus = "partial"
+	// Filled: completely filled.
+	Filled OrderStatus = "filled"
+	// Cancelled: the executor reported that the rest will not be filled.
+	Cancelled OrderStatus = "cancelled"
+	// Expired: no final fill within the policy's order_ttl.
+	Expired OrderStatus = "expired"
+	// Superseded: an authoritative positions snapshot arrived while the
+	// order was pending; the snapshot is the truth from then on.
+	Superseded OrderStatus = "superseded"
+)
+
+// Pending reports whether more may happen to an order in this status.
+func (s OrderStatus) Pending() bool { return s == Outbox || s == Published || s == Partial }
+
+// Account is one account's cash and positions.
+type Account struct {
+	Cash      decimal.Decimal            `json:"cash"`
+	Positions map[string]decimal.Decimal `json:"positions"`
+}
+
+// Order is a published order and its progress.
+type Order struct {
+	events.Order
+	Status  OrderStatus     `json:"status"`
+	Filled  decimal.Decimal `json:"filled"`
+	FillIDs []string        `json:"fill_ids,omitempty"`
+	Updated time.Time       `json:"updated"`
+}
+
+// Remaining is the quantity not yet filled.
+func (o *Order) Remaining() decimal.Decimal { return o.Quantity.Sub(o.Filled) }
+
+// Ledger is one policy's holdings and orders.
+type Ledger struct {
+	Policy string `json:"policy"`
+	// BaseAsOf is the time of the base snapshot; fills at or before it are
+	// taken to be in the snapshot already.
+	BaseAsOf time.Time `json:"base_as_of"`
+	// BaseHash identifies the holdings file the base came from (empty when
+	// it came from a positions report), so that an unchanged file is not
+	// applied twice.
+	BaseHash string `json:"base_hash,omitempty"`
+	// AsOf is the time of the latest information: the base or a fill.
+	AsOf     time.Time           `json:"as_of"`
+	Accounts map[string]*Account `json:"accounts"`
+	Orders   []*Order            `json:"orders"`
+	// LastRebalance is when the policy last published a plan.
+	LastRebalance time.Time `json:"last_rebalance,omitzero"`
+	// LastPlanID is the id of that plan.
+	LastPlanID string `json:"last_plan_id,omitempty"`
+	// LastFire is the local wall-clock time ("2006-01-02 15:04" in the
+	// schedule's zone) of the last calendar firing acted on, so that a
+	// wall-clock time that occurs twice (DST fall-back) fires once.
+	LastFire string `json:"last_fire,omitempty"`
+	// Unknown lists fills for orders the ledger does not know. While it is
+	// not empty the holdings cannot be trusted: planning stops until a
+	// positions snapshot replaces them.
+	Unknown []string `json:"unknown_fills,omitempty"`
+}
+
+// New returns an empty ledger for policy.
+func New(policy string) *Ledger {
+	return &Ledger{Policy: policy, Accounts: map[string]*Account{}}
+}
+
+// SetBase replaces holdings with a snapshot taken at asOf. Pending orders
+// become Superseded: the snapshot includes whatever they did so far, and
+// the executor's later fills could not be told apart from it. The unknown
+// fills are cleared, since the snapshot is the truth.
+func (l *Ledger) SetBase(asOf time.Time, hash string, accounts map[string]*Account, now time.Time) {
+	l.BaseAsOf, l.AsOf, l.BaseHash = asOf, asOf, hash
+	l.Accounts = accounts
+	for _, o := range l.Orders {
+		if o.Status.Pending() && o.Status != Outbox {
+			o.Status, o.Updated = Superseded, now
+		}
+	}
+	l.Unknown = nil
+}
+
+// FromHoldings converts a parsed holdings file to ledger accounts.
+func FromHoldings(h *portfolio.Holdings) map[string]*Account {
+	out := make(map[string]*Account, len(h.Accounts))
+	for _, a := range h.Accounts {
+		acc := &Account{Cash: a.Cash, Positions: make(map[string]decimal.Decimal, len(a.Positions))}
+		for _, p := range a.Positions {
+			acc.Positions[p.Instrument] = p.Quantity
+		}
+		out[a.Name] = acc
+	}
+	return out
+}
+
+// FromPositions converts a positions report to ledger accounts, checking
+// that no figure is negative.
+func FromPositions(p *events.Positions) (map[string]*Account, error) {
+	if p.AsOf.IsZero() {
+		return nil, errors.New("positions: as_of is missing")
+	}
+	out := make(map[string]*Account, len(p.Accounts))
+	for name, a := range p.Accounts {
+		if a.Cash.Sign() < 0 {
+			return nil, fmt.Errorf("positions: account %s: negative cash %s", name, a.Cash)
+		}
+		acc := &Account{Cash: a.Cash, Positions: make(map[string]decimal.Decimal, len(a.Positions))}
+		for sym, q := range a.Positions {
+			if q.Sign() < 0 {
+				return nil, fmt.Errorf("positions: account %s: negative quantity %s of %s", name, q, sym)
+			}
+			acc.Positions[sym] = q
+		}
+		out[name] = acc
+	}
+	return out, nil
+}
+
+// Holdings returns the ledger as portfolio holdings, accounts and positions
+// sorted by name so that planning is deterministic.
+func (l *Ledger) Holdings() *portfolio.Holdings {
+	h := &portfolio.Holdings{File: "ledger:" + l.Policy, AsOf: l.AsOf}
+	names := make([]string, 0, len(l.Accounts))
+	for n := range l.Accounts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		a := l.Accounts[n]
+		ah := portfolio.AccountHoldings{Name: n, Cash: a.Cash}
+		syms := make([]string, 0, len(a.Positions))
+		for s := range a.Positions {
+			syms = append(syms, s)
+		}
+		sort.Strings(syms)
+		for _, s := range syms {
+			if q := a.Positions[s]; !q.IsZero() {
+				ah.Positions = append(ah.Positions, portfolio.Position{Instrument: s, Quantity: q})
+			}
+		}
+		h.Accounts = append(h.Accounts, ah)
+	}
+	return h
+}
+
+// Order returns the order with the given id.
+func (l *Ledger) Order(id string) (*Order, bool) {
+	for _, o := range l.Orders {
+		if o.OrderID == id {
+			return o, true
+		}
+	}
+	return nil, false
+}
+
+// AddOrders records newly planned orders in the Outbox status.
+func (l *Ledger) AddOrders(orders []events.Order, now time.Time) {
+	for _, o := range orders {
+		l.Orders = append(l.Orders, &Order{Order: o, Status: Outbox, Filled: decimal.Zero, Updated: now})
+	}
+}
+
+// MarkPublished moves acknowledged orders from Outbox to Published.
+func (l *Ledger) MarkPublished(ids []string, now time.Time) {
+	for _, id := range ids {
+		if o, ok := l.Order(id); ok && o.Status == Outbox {
+			o.Status, o.Updated = Published, now
+		}
+	}
+}
+
+// Pending returns the orders that are still pending.
+func (l *Ledger) Pending() []*Order {
+	var out []*Order
+	for _, o := range l.Orders {
+		if o.Status.Pending() {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Expire marks published orders past their expiry as Expired and returns
+// them. Outbox orders never expire: they have not reached an executor yet.
+func (l *Ledger) Expire(now time.Time) []*Order {
+	var out []*Order
+	for _, o := range l.Orders {
+		if (o.Status == Published || o.Status == Partial) && !now.Before(o.ExpiresAt) {
+			o.Status, o.Updated = Expired, now
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Prune drops finished orders last updated before cutoff.
+func (l *Ledger) Prune(cutoff time.Time) {
+	kept := l.Orders[:0]
+	for _, o := range l.Orders {
+		if o.Status.Pending() || !o.Updated.Before(cutoff) {
+			kept = append(kept, o)
+		}
+	}
+	clear(l.Orders[len(kept):])
+	l.Orders = kept
+}
+
+// Errors of ApplyFill.
+var (
+	// ErrUnknownOrder: the fill names an order the ledger does not know.
+	ErrUnknownOrder = errors.New("fill for an unknown order")
+	// ErrDuplicateFill: the fill was applied already; it is safe to drop.
+	ErrDuplicateFill = errors.New("fill already applied")
+)
+
+// FillResult says what a fill did.
+type FillResult struct {
+	Order *Order
+	// Applied is false when the fill predates the base snapshot and is
+	// taken to be in it already.
+	Applied bool
+}
+
+// ApplyFill applies an executor's fill report: the quantity moves the
+// position, quantity x price plus fees moves the cash, and the order's
+// status follows. A fill for an unknown order is recorded in Unknown and
+// returned as ErrUnknownOrder: the caller must stop planning until a
+// positions snapshot arrives. Invalid fills (negative figures, more than
+// the order's remaining quantity, a sell beyond the position) change
+// nothing and return an error.
+func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillResult, error) {
+	if f.FillID == "" {
+		return FillResult{}, errors.New("fill: fill_id is missing")
+	}
+	o, ok := l.Order(f.OrderID)
+	if !ok {
+		for _, id := range l.Unknown {
+			if id == f.FillID {
+				return FillResult{}, ErrDuplicateFill
+			}
+		}
+		l.Unknown = append(l.Unknown, f.FillID)
+		return FillResult{}, fmt.Errorf("%w: order %s (fill %s)", ErrUnknownOrder, f.OrderID, f.FillID)
+	}
+	for _, id := range o.FillIDs {
+		if id == f.FillID {
+			return FillResult{Order: o}, ErrDuplicateFill
+		}
+	}
+	if account != "" && account != o.Account {
+		return FillResult{}, fmt.Errorf("fill %s: reported for account %s, order %s is in %s", f.FillID, account, o.OrderID, o.Account)
+	}
+	switch f.Status {
+	case events.FillPartial, events.FillFilled, events.FillCancelled:
+	default:
+		return FillResult{}, fmt.Errorf("fill %s: status %q is not partial, filled or cancelled", f.FillID, f.Status)
+	}
+	if f.Quantity.Sign() < 0 || f.Price.Sign() < 0 || f.Fees.Sign() < 0 {
+		return FillResult{}, fmt.Errorf("fill %s: quantity, price and fees must not be negative", f.FillID)
+	}
+	if f.Quantity.Sign() > 0 && f.Price.Sign() == 0 {
+		return FillResult{}, fmt.Errorf("fill %s: a fill of %s needs a price", f.FillID, f.Quantity)
+	}
+	if !o.Status.Pending() && o.Status != Expired && o.Status != Superseded {
+		return FillResult{}, fmt.Errorf("fill %s: order %s is already %s", f.FillID, o.OrderID, o.Status)
+	}
+	if f.Quantity.GreaterThan(o.Remaining()) {
+		return FillResult{}, fmt.Errorf("fill %s: quantity %s exceeds the %s remaining of order %s", f.FillID, f.Quantity, o.Remaining(), o.OrderID)
+	}
+	applied := f.At.After(l.BaseAsOf) && o.Status != Superseded
+	if applied {
+		acc := l.Accounts[o.Account]
+		if acc == nil {
+			acc = &Account{Cash: decimal.Zero, Positions: map[string]decimal.Decimal{}}
+		}
+		pos := acc.Positions[o.Instrument]
+		value := f.Quantity.Mul(f.Price)
+		var cash decimal.Decimal
+		switch o.Side {
+		case "buy":
+			pos = pos.Add(f.Quantity)
+			cash = acc.Cash.Sub(value).Sub(f.Fees)
+		case "sell":
+			if f.Quantity.GreaterThan(pos) {
+				return FillResult{}, fmt.Errorf("fill %s: sells %s %s, account %s holds %s", f.FillID, f.Quantity, o.Instrument, o.Account, pos)
+			}
+			pos = pos.Sub(f.Quantity)
+			cash = acc.Cash.Add(value).Sub(f.Fees)
+		default:
+			return FillResult{}, fmt.Errorf("order %s: side %q", o.OrderID, o.Side)
+		}
+		if acc.Positions == nil {
+			acc.Positions = map[string]decimal.Decimal{}
+		}
+		acc.Positions[o.Instrument] = pos
+		acc.Cash = cash
+		l.Accounts[o.Account] = acc
+		if f.At.After(l.AsOf) {
+			l.AsOf = f.At
+		}
+	}
+	o.Filled = o.Filled.Add(f.Quantity)
+	o.FillIDs = append(o.FillIDs, f.FillID)
+	o.Updated = now
+	if o.Status.Pending() {
+		switch {
+		case f.Status == events.FillCancelled:
+			o.Status = Cancelled
+		case f.Status == events.FillFilled || o.Remaining().Sign() == 0:
+			o.Status = Filled
+		default:
+			o.Status = Partial
+		}
+	}
+	return FillResult{Order: o, Applied: applied}, nil
+}

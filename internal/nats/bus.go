@@ -1,0 +1,302 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/rebalancerd/rebalancerd/internal/events"
+)
+
+// Defaults of StreamConfig.
+const (
+	DefaultReplicas     = 1
+	DefaultMaxAge       = 30 * 24 * time.Hour
+	DefaultDuplicates   = 24 * time.Hour
+	DefaultConsumer     = "rebalancerd"
+	DefaultAckWait      = 30 * time.Second
+	DefaultNakDelay     = time.Second
+	DefaultMaxNakDelay  = time.Minute
+	DefaultAckTimeout   = 5 * time.Second
+	DefaultRetryWait    = 100 * time.Millisecond
+	DefaultMaxRetryWait = 5 * time.Second
+	DefaultMaxInFlight  = 256
+)
+
+// StreamConfig configures the JetStream streams and consumer of a Bus and
+// how it retries. Both streams always use file storage.
+type StreamConfig struct {
+	// Prefix is the subject prefix; default events.DefaultPrefix. Stream
+	// names derive from it: "rebalance" gives REBALANCE_ORDERS and
+	// REBALANCE_REPORTS.
+	Prefix string
+	// Replicas is the number of copies of each stream in a cluster;
+	// default 1. Production clusters want 3.
+	Replicas int
+	// MaxAge is how long messages are kept; default 30 days.
+	MaxAge time.Duration
+	// Duplicates is the window in which JetStream drops a message whose
+	// Nats-Msg-Id it has already stored; default 24h, at most MaxAge.
+	Duplicates time.Duration
+
+	// Consumer is the durable consumer name on the reports stream; default
+	// "rebalancerd".
+	Consumer string
+	// AckWait is how long the server waits for the ack of a report before
+	// redelivering it; default 30s.
+	AckWait time.Duration
+	// NakDelay is the redelivery delay after a handler error, doubled at
+	// each further delivery up to MaxNakDelay; defaults 1s and 1m.
+	NakDelay, MaxNakDelay time.Duration
+
+	// AckTimeout bounds the wait for one publish acknowledgement before
+	// the publish is retried; default 5s.
+	AckTimeout time.Duration
+	// RetryWait is the first pause before retrying unacknowledged
+	// publishes (and failed stream or consumer set-up), doubled at each
+	// round up to MaxRetryWait; defaults 100ms and 5s.
+	RetryWait, MaxRetryWait time.Duration
+	// MaxInFlight bounds the publishes of one call awaiting their ack;
+	// default 256.
+	MaxInFlight int
+}
+
+// withDefaults returns cfg with defaults applied, or an error for a
+// configuration JetStream would reject or that would lose dedupe.
+func (cfg StreamConfig) withDefaults() (StreamConfig, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = events.DefaultPrefix
+	}
+	for _, tok := range strings.Split(cfg.Prefix, ".") {
+		if err := checkToken(tok); err != nil {
+			return cfg, fmt.Errorf("subject prefix %q: %w", cfg.Prefix, err)
+		}
+	}
+	setDefault(&cfg.Replicas, DefaultReplicas)
+	setDefault(&cfg.MaxAge, DefaultMaxAge)
+	setDefault(&cfg.Duplicates, DefaultDuplicates)
+	setDefault(&cfg.Consumer, DefaultConsumer)
+	setDefault(&cfg.AckWait, DefaultAckWait)
+	setDefault(&cfg.NakDelay, DefaultNakDelay)
+	setDefault(&cfg.MaxNakDelay, DefaultMaxNakDelay)
+	setDefault(&cfg.AckTimeout, DefaultAckTimeout)
+	setDefault(&cfg.RetryWait, DefaultRetryWait)
+	setDefault(&cfg.MaxRetryWait, DefaultMaxRetryWait)
+	setDefault(&cfg.MaxInFlight, DefaultMaxInFlight)
+	for _, d := range []time.Duration{cfg.MaxAge, cfg.Duplicates, cfg.AckWait, cfg.NakDelay, cfg.AckTimeout, cfg.RetryWait} {
+		if d < 0 {
+			return cfg, fmt.Errorf("negative duration %s", d)
+		}
+	}
+	cfg.MaxNakDelay = max(cfg.MaxNakDelay, cfg.NakDelay)
+	cfg.MaxRetryWait = max(cfg.MaxRetryWait, cfg.RetryWait)
+	switch {
+	case cfg.Replicas < 1 || cfg.Replicas > 5:
+		return cfg, fmt.Errorf("replicas %d: must be 1 to 5", cfg.Replicas)
+	case cfg.Duplicates > cfg.MaxAge:
+		return cfg, fmt.Errorf("duplicates window %s exceeds max age %s", cfg.Duplicates, cfg.MaxAge)
+	case strings.ContainsAny(cfg.Consumer, ".*> \t\r\n/\\"):
+		return cfg, fmt.Errorf("consumer name %q: must not contain '.', '*', '>', '/', '\\' or spaces", cfg.Consumer)
+	case cfg.MaxInFlight < 1:
+		return cfg, fmt.Errorf("max in flight %d: must be positive", cfg.MaxInFlight)
+	}
+	return cfg, nil
+}
+
+// setDefault sets *v to def when it is the zero value.
+func setDefault[T int | string | time.Duration](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Bus publishes the daemon's events to NATS and consumes the executors'
+// reports. It is safe for concurrent use; it owns no goroutine and needs
+// no closing beyond its connection.
+type Bus struct {
+	nc  *natsgo.Conn
+	js  jetstream.JetStream
+	cfg StreamConfig
+	log *zap.Logger
+
+	subjects      events.Subjects
+	ordersStream  string
+	reportsStream string
+}
+
+// StreamNames returns the names of the orders and reports streams for a
+// subject prefix: the prefix upper-cased, every character outside
+// [A-Z0-9_] replaced by '_', then _ORDERS or _REPORTS.
+func StreamNames(prefix string) (orders, reports string) {
+	base := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_':
+			return r
+		case r >= 'a' && r <= 'z':
+			return r - 'a' + 'A'
+		}
+		return '_'
+	}, prefix)
+	return base + "_ORDERS", base + "_REPORTS"
+}
+
+// NewBus creates, or updates to cfg, the two streams of the daemon:
+//
+//   - <PREFIX>_ORDERS on <prefix>.orders.> and <prefix>.plans.>: what the
+//     daemon decides, deduplicated on Nats-Msg-Id within cfg.Duplicates;
+//   - <PREFIX>_REPORTS on <prefix>.fills.> and <prefix>.positions.>: what
+//     executors report, captured even while the daemon is down.
+//
+// While NATS is unreachable it retries until ctx ends; it fails at once on
+// an invalid cfg or a definite refusal by the server (such as subjects
+// already bound to another stream).
+func NewBus(ctx context.Context, nc *natsgo.Conn, cfg StreamConfig, log *zap.Logger) (*Bus, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("nats: stream config: %w", err)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("nats: jetstream: %w", err)
+	}
+	b := &Bus{
+		nc:       nc,
+		js:       js,
+		cfg:      cfg,
+		log:      log,
+		subjects: events.Subjects{Prefix: cfg.Prefix},
+	}
+	b.ordersStream, b.reportsStream = StreamNames(cfg.Prefix)
+	for _, sc := range []jetstream.StreamConfig{b.ordersStreamConfig(), b.reportsStreamConfig()} {
+		if err := b.retry(ctx, "create or update stream "+sc.Name, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, sc)
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("nats: stream %s (%s): %w", sc.Name, strings.Join(sc.Subjects, ", "), err)
+		}
+	}
+	log.Info("JetStream streams ready",
+		zap.String("orders_stream", b.ordersStream), zap.String("reports_stream", b.reportsStream),
+		zap.Int("replicas", cfg.Replicas), zap.Duration("max_age", cfg.MaxAge),
+		zap.Duration("duplicates", cfg.Duplicates))
+	return b, nil
+}
+
+// OrdersStream is the name of the stream holding orders and plans.
+func (b *Bus) OrdersStream() string { return b.ordersStream }
+
+// ReportsStream is the name of the stream holding fills and positions.
+func (b *Bus) ReportsStream() string { return b.reportsStream }
+
+func (b *Bus) ordersStreamConfig() jetstream.StreamConfig {
+	return b.streamConfig(b.ordersStream, "Orders and plans published by rebalancerd",
+		b.subjects.Orders(), b.subjects.Plans())
+}
+
+func (b *Bus) reportsStreamConfig() jetstream.StreamConfig {
+	return b.streamConfig(b.reportsStream, "Fills and positions reported to rebalancerd",
+		b.subjects.Fills(), b.subjects.AllPositions())
+}
+
+func (b *Bus) streamConfig(name, desc string, subjects ...string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        name,
+		Description: desc,
+		Subjects:    subjects,
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		Replicas:    b.cfg.Replicas,
+		MaxAge:      b.cfg.MaxAge,
+		Duplicates:  b.cfg.Duplicates,
+	}
+}
+
+// retry runs op until it succeeds, fails permanently, or ctx ends, with
+// exponential backoff between attempts.
+func (b *Bus) retry(ctx context.Context, what string, op func(context.Context) error) error {
+	bo := b.newBackoff()
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, b.cfg.AckTimeout)
+		err := op(actx)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				b.log.Info("NATS operation succeeded after retries", zap.String("op", what), zap.Int("attempts", attempt))
+			}
+			return nil
+		}
+		if permanent(err) || b.nc.IsClosed() {
+			return err
+		}
+		wait := bo.next()
+		b.log.Warn("NATS operation failed; retrying", zap.String("op", what),
+			zap.Int("attempt", attempt), zap.Duration("retry_in", wait), zap.Error(err))
+		if werr := sleepCtx(ctx, wait); werr != nil {
+			return fmt.Errorf("%w (last error: %w)", werr, err)
+		}
+	}
+}
+
+// permanent reports whether err is a definite refusal by the JetStream API
+// (a 4xx answer: invalid or conflicting configuration) or a closed
+// connection, which retrying cannot fix.
+func permanent(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 {
+		return true
+	}
+	return errors.Is(err, natsgo.ErrConnectionClosed)
+}
+
+// backoff yields exponentially growing, jittered waits.
+type backoff struct {
+	cur, max time.Duration
+}
+
+func (b *Bus) newBackoff() *backoff {
+	return &backoff{cur: b.cfg.RetryWait, max: b.cfg.MaxRetryWait}
+}
+
+// next returns a wait in [cur/2, cur] and doubles cur up to max.
+func (bo *backoff) next() time.Duration {
+	d := bo.cur/2 + rand.N(bo.cur/2+1)
+	bo.cur = min(2*bo.cur, bo.max)
+	return d
+}
+
+// sleepCtx waits for d or until ctx ends, returning ctx's error then.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// checkToken checks that s can be one token of a NATS subject.
+func checkToken(s string) error {
+	if s == "" {
+		return errors.New("empty subject token")
+	}
+	for _, r := range s {
+		if r == '.' || r == '*' || r == '>' || r <= ' ' || r == 0x7f {
+			return fmt.Errorf("subject token %q contains %q", s, r)
+		}
+	}
+	return nil
+}
