@@ -48,6 +48,9 @@ type Main struct {
 	OnPublished func(policy, planID string, orders int)
 	// ShutdownGrace bounds the publishing after a stop (engine default 10s).
 	ShutdownGrace time.Duration
+	// Retention is how long finished orders stay in a ledger (engine
+	// default 7 days).
+	Retention time.Duration
 	// WrapPublisher, when set, wraps the NATS publisher (tests inject
 	// faults with it).
 	WrapPublisher func(engine.Publisher) engine.Publisher
@@ -64,6 +67,7 @@ type Main struct {
 	wg      sync.WaitGroup
 	engDone chan struct{}
 
+	store     *state.Store
 	closeOnce sync.Once
 	closeErr  error
 
@@ -116,6 +120,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	m.store = store
 
 	// NATS: embedded unless a URL is configured.
 	if cfg.NATS.URL == "" {
@@ -163,7 +168,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	eng := engine.New(engine.Options{Clock: m.Clock, Publisher: pub, Store: store, Metrics: m.Metrics,
 		Log: m.Log.Named("engine"), OnPublished: m.OnPublished, ShutdownGrace: m.ShutdownGrace,
-		DedupeWindow: cfg.NATS.Duplicates})
+		DedupeWindow: cfg.NATS.Duplicates, Retention: m.Retention})
 	m.Engine = eng
 	engRef.Store(eng)
 	eng.SetNATSConnected(m.Conn.IsConnected())
@@ -436,6 +441,9 @@ func (m *Main) close() error {
 		<-m.engDone
 	}
 	var errs []error
+	if m.store != nil {
+		errs = append(errs, m.store.Close())
+	}
 	if m.HTTP != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, m.HTTP.Close(ctx))

@@ -80,8 +80,9 @@ type Options struct {
 	// could be executed twice. It blocks its policy instead (unknown order
 	// state) until a positions snapshot settles the holdings.
 	DedupeWindow time.Duration
-	// OnPublished, when set, is called after a plan's orders and the plan
-	// are acknowledged (for benchmarks and tests).
+	// OnPublished, when set, is called once a plan's orders are
+	// acknowledged, before the plan event is published (for benchmarks
+	// and tests).
 	OnPublished func(policy, planID string, orders int)
 }
 
@@ -148,6 +149,8 @@ type batch struct {
 	plan   events.Plan
 	orders []events.Order
 	start  time.Time
+	// ordersAcked is set once JetStream has acknowledged every order.
+	ordersAcked bool
 }
 
 // New returns an engine with no policies.
@@ -690,16 +693,15 @@ func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, no
 		e.log.Info("rebalance: plan already journaled", fields...)
 		return
 	}
-	rt.ledger.AddOrders(orders, now)
-	rt.ledger.LastRebalance, rt.ledger.LastPlanID = now, p.ID
-	if err := e.opts.Store.Save(rt.ledger, false); err != nil {
+	if err := e.opts.Store.Append(name, state.Entry{PlanID: p.ID, At: now, Orders: orders}); err != nil {
 		// Without a journal entry a crash could lose track of the orders:
 		// do not publish them.
-		rt.ledger.Orders = rt.ledger.Orders[:len(rt.ledger.Orders)-len(orders)]
 		rt.lastError = err.Error()
 		e.log.Error("rebalance not published: journal write failed", append(fields, zap.Error(err))...)
 		return
 	}
+	rt.ledger.AddOrders(orders, now)
+	rt.ledger.LastRebalance, rt.ledger.LastPlanID = now, p.ID
 	e.log.Info("rebalance", fields...)
 	if m := e.opts.Metrics; m != nil {
 		m.Rebalances.WithLabelValues(name, trigger).Inc()
@@ -854,23 +856,34 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 	}
 }
 
-// publish sends one batch and records the acknowledgement.
+// publish sends one batch and records the acknowledgement. A retry after
+// a failed plan publish does not send the orders again.
 func (e *Engine) publish(ctx context.Context, b *batch) error {
-	if err := e.opts.Publisher.PublishOrders(ctx, b.orders); err != nil {
-		return fmt.Errorf("orders: %w", err)
+	planID := b.orders[0].PlanID
+	if !b.ordersAcked {
+		if err := e.opts.Publisher.PublishOrders(ctx, b.orders); err != nil {
+			return fmt.Errorf("orders: %w", err)
+		}
+		b.ordersAcked = true
+		if e.opts.OnPublished != nil {
+			e.opts.OnPublished(b.policy, planID, len(b.orders))
+		}
+		e.markPublished(b)
 	}
 	if b.plan.Plan != nil {
 		if err := e.opts.Publisher.PublishPlan(ctx, b.plan); err != nil {
 			return fmt.Errorf("plan: %w", err)
 		}
 	}
+	return nil
+}
+
+// markPublished records that a batch's orders are acknowledged and saves
+// the ledger durably.
+func (e *Engine) markPublished(b *batch) {
 	ids := make([]string, len(b.orders))
 	for i, o := range b.orders {
 		ids[i] = o.OrderID
-	}
-	planID := b.orders[0].PlanID
-	if e.opts.OnPublished != nil {
-		e.opts.OnPublished(b.policy, planID, len(b.orders))
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -883,16 +896,15 @@ func (e *Engine) publish(ctx context.Context, b *batch) error {
 		// Removed while publishing: update its saved ledger directly.
 		l, found, err := e.opts.Store.Load(b.policy)
 		if err != nil || !found {
-			return nil
+			return
 		}
 		l.MarkPublished(ids, e.clk.Now())
 		_ = e.opts.Store.Save(l, true)
-		return nil
+		return
 	}
 	rt.ledger.MarkPublished(ids, e.clk.Now())
 	e.save(rt, true)
-	e.log.Info("orders acknowledged by JetStream", zap.String("policy", b.policy), zap.String("plan_id", planID), zap.Int("orders", len(ids)))
-	return nil
+	e.log.Info("orders acknowledged by JetStream", zap.String("policy", b.policy), zap.String("plan_id", ids[0][:strings.LastIndexByte(ids[0], '-')]), zap.Int("orders", len(ids)))
 }
 
 // Report is a fill or a positions snapshot from an executor.

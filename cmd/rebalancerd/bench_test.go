@@ -1,0 +1,82 @@
+package main
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"go.uber.org/zap"
+
+	"github.com/rebalancerd/rebalancerd/internal/config"
+	"github.com/rebalancerd/rebalancerd/internal/engine"
+	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/feeds"
+)
+
+// BenchmarkTickToAck measures, for one household on the embedded server,
+// the time from a price update reaching the engine to the plan's order
+// events (and the plan event) acknowledged by JetStream: price check,
+// drift, plan, journal write, publish and acks. Each iteration moves VTI
+// across its band, waits for the acks, then fills the orders (untimed) so
+// that the next tick may plan again. It reports p50 and p99 over the run.
+func BenchmarkTickToAck(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		sync time.Duration
+	}{{"sync=always", 0}, {"sync=2m", 2 * time.Minute}} {
+		b.Run(bc.name, func(b *testing.B) { benchTickToAck(b, bc.sync) })
+	}
+}
+
+func benchTickToAck(b *testing.B, sync time.Duration) {
+	acked := make(chan time.Duration, 1)
+	var start time.Time // set before each tick; read in the callback after
+	pol := policyText("threshold", "")
+	d := startDaemon(b, pol, monday0959, func(c *config.Config, m *Main) {
+		c.NATS.EmbeddedSync = sync
+		// The time is taken in the callback: the moment JetStream has
+		// acknowledged the orders, not when this goroutine wakes up.
+		m.OnPublished = func(_, _ string, _ int) { acked <- time.Since(start) }
+		m.Log = zap.NewNop() // measure the daemon, not the test log
+		// Keep the ledger the size of a real day's: the benchmark makes a
+		// plan every two minutes of fake time.
+		m.Retention = time.Minute
+	})
+	price := func(p string) []feeds.Quote {
+		now := d.clock.Now()
+		return []feeds.Quote{
+			{Symbol: "VTI", Price: decimal.RequireFromString(p), At: now, Source: "bench"},
+			{Symbol: "BND", Price: decimal.RequireFromString("100"), At: now, Source: "bench"},
+		}
+	}
+	d.Engine.Quotes(price("100"))
+	var lat []time.Duration
+	prices := []string{"130", "100"}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		d.clock.Advance(2 * time.Minute) // past check_every and cooldown
+		qs := price(prices[i%2])
+		start = time.Now()
+		d.Engine.Quotes(qs)
+		select {
+		case l := <-acked:
+			lat = append(lat, l)
+		case <-time.After(10 * time.Second):
+			b.Fatalf("iteration %d: no acknowledged plan (status %+v)", i, d.policyStatus())
+		}
+		b.StopTimer()
+		for _, o := range d.policyStatus().PendingOrders {
+			err := d.Engine.HandleReport(engine.Report{Policy: o.Policy, Account: o.Account, Fill: &events.Fill{
+				SchemaVersion: 1, FillID: "f-" + o.OrderID, OrderID: o.OrderID, Status: events.FillFilled,
+				Quantity: o.Quantity, Price: o.Price, Fees: decimal.Zero, At: d.clock.Now()}})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
