@@ -178,6 +178,14 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return err
 	}
 
+	// The journal may have lost what a power loss took from the page
+	// cache; the orders stream has every acknowledged order.
+	if n, err := eng.Reconcile(ctx, m.Bus.RecentOrders); err != nil {
+		return fmt.Errorf("reconcile with the orders stream: %w", err)
+	} else if n > 0 {
+		m.Log.Warn("journal reconciled with the orders stream", zap.Int("orders", n))
+	}
+
 	m.engDone = make(chan struct{})
 	go func() {
 		defer close(m.engDone)

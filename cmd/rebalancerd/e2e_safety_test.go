@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -279,4 +281,50 @@ func TestRestartAfterDedupeWindowFailsClosed(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestReconcileAdoptsOrdersTheJournalLost: a power loss can take the
+// journal's last writes while JetStream kept the orders. At the next start
+// the daemon reads its recent orders back from the stream, tracks them as
+// pending, and does not plan the same rebalance again.
+func TestReconcileAdoptsOrdersTheJournalLost(t *testing.T) {
+	pol := policyText("threshold", "")
+	first := startDaemon(t, pol, monday0959, nil)
+	ledgerFile := filepath.Join(first.Config.StateDir, "ledgers", "test-household.json")
+	before, err := os.ReadFile(ledgerFile) // the snapshot before any plan
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.prices("VTI", "130", "BND", "100")
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if st := first.policyStatus(); st.Unacked > 0 || len(st.PendingOrders) == 0 {
+			return fmt.Errorf("not acknowledged yet")
+		}
+		return nil
+	})
+	n := len(first.policyStatus().PendingOrders)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The power loss: the state directory is back to before the plan.
+	if err := os.WriteFile(ledgerFile, before, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(first.Config.StateDir, "ledgers", "test-household.journal"), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	second := startDaemon(t, pol, monday0959.Add(2*time.Minute), func(c *config.Config, m *Main) {
+		c.StateDir = first.Config.StateDir
+		c.Policies = first.Config.Policies
+	})
+	if st := second.policyStatus(); len(st.PendingOrders) != n {
+		t.Fatalf("after reconciling, %d orders pending, want the %d in the stream", len(st.PendingOrders), n)
+	}
+	second.prices("VTI", "130", "BND", "100")
+	second.Engine.EvaluateAll()
+	if got := second.streamOrders(); got != n {
+		t.Errorf("stream holds %d orders, want %d: the rebalance was planned again", got, n)
+	}
+	second.waitBlocked("pending_orders")
 }

@@ -978,3 +978,58 @@ func (c cronLogger) Info(msg string, kv ...any) { c.l.Sugar().Infow("cron: "+msg
 func (c cronLogger) Error(err error, msg string, kv ...any) {
 	c.l.Sugar().Errorw("cron: "+msg, append(kv, "error", err)...)
 }
+
+// Reconcile compares each policy's ledger with the orders the stream holds
+// from the last order_ttl (fetched by recent) and adopts what the ledger
+// lacks: an order the stream has but the journal lost (a power loss before
+// the journal reached the disk) is tracked as published and pending, so it
+// is neither planned again nor forgotten; a journaled outbox order the
+// stream already has is marked published. It returns how many orders it
+// adopted or marked.
+func (e *Engine) Reconcile(ctx context.Context, recent func(ctx context.Context, policy string, since time.Time) ([]events.Order, error)) (int, error) {
+	e.mu.Lock()
+	type item struct {
+		name  string
+		since time.Time
+	}
+	var todo []item
+	now := e.clk.Now()
+	for _, name := range e.names {
+		todo = append(todo, item{name, now.Add(-e.policies[name].pol.Rebalance.OrderTTL)})
+	}
+	e.mu.Unlock()
+	changed := 0
+	for _, it := range todo {
+		orders, err := recent(ctx, it.name, it.since)
+		if err != nil {
+			return changed, fmt.Errorf("reconcile %s: %w", it.name, err)
+		}
+		e.mu.Lock()
+		rt, ok := e.policies[it.name]
+		if ok {
+			n := 0
+			for _, o := range orders {
+				switch lo, known := rt.ledger.Order(o.OrderID); {
+				case !known:
+					rt.ledger.AddOrders([]events.Order{o}, now)
+					rt.ledger.MarkPublished([]string{o.OrderID}, now)
+					if o.CreatedAt.After(rt.ledger.LastRebalance) {
+						rt.ledger.LastRebalance, rt.ledger.LastPlanID = o.CreatedAt, o.PlanID
+					}
+					e.log.Warn("order in the stream but not in the journal: tracking it as pending",
+						zap.String("policy", it.name), zap.String("order_id", o.OrderID))
+					n++
+				case lo.Status == ledger.Outbox:
+					rt.ledger.MarkPublished([]string{o.OrderID}, now)
+					n++
+				}
+			}
+			if n > 0 {
+				e.save(rt, true)
+				changed += n
+			}
+		}
+		e.mu.Unlock()
+	}
+	return changed, nil
+}

@@ -94,6 +94,11 @@ func (f *NATSFeed) Run(ctx context.Context, sink func([]Quote)) error {
 		case m := <-ch:
 			f.noteDropped(sub)
 			q, err := f.decode(m)
+			if err == nil {
+				// Deliver first: once Status counts a message, the
+				// engine has it.
+				sink([]Quote{q})
+			}
 			now := f.clock()
 			f.mu.Lock()
 			f.status.Polls++
@@ -109,9 +114,7 @@ func (f *NATSFeed) Run(ctx context.Context, sink func([]Quote)) error {
 			f.mu.Unlock()
 			if err != nil {
 				f.log.Warn("bad price message", zap.String("msg_subject", m.Subject), zap.Error(err))
-				continue
 			}
-			sink([]Quote{q})
 		}
 	}
 }
