@@ -379,14 +379,18 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
-// feedMetrics copies the feeds' status into the metrics every few seconds.
+// feedMetrics copies the feeds' status into the metrics every few seconds
+// (and once more when ctx ends).
 func (m *Main) feedMetrics(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
+	last := make([]feeds.Status, len(m.sources))
 	for {
-		for _, s := range m.sources {
+		for i, s := range m.sources {
 			st := s.Status()
-			m.Metrics.FeedPolls.WithLabelValues(st.Name).Add(0)
+			m.Metrics.FeedPolls.WithLabelValues(st.Name).Add(float64(st.Polls - last[i].Polls))
+			m.Metrics.FeedErrors.WithLabelValues(st.Name).Add(float64(st.Failures - last[i].Failures))
+			last[i] = st
 			if !st.LastSuccess.IsZero() {
 				m.Metrics.FeedLastSuccess.WithLabelValues(st.Name).Set(float64(st.LastSuccess.Unix()))
 			}
