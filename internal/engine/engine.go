@@ -36,6 +36,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/plan"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+	"github.com/rebalancerd/rebalancerd/internal/risk"
 	"github.com/rebalancerd/rebalancerd/internal/state"
 )
 
@@ -130,6 +131,9 @@ type runtime struct {
 	breaching []string
 	snapshot  *drift.Snapshot
 	lastError string
+	// rejected is the last plan's broken risk limits, at rejectedAt.
+	rejected   []risk.Violation
+	rejectedAt time.Time
 }
 
 type firing struct {
@@ -516,6 +520,13 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	if !e.natsUp {
 		blocks = append(blocks, Block{metrics.BlockNATSDown, "not connected to NATS"})
 	}
+	if rt.rejected != nil {
+		if now.Before(rt.rejectedAt.Add(rt.pol.Rebalance.Cooldown)) {
+			blocks = append(blocks, e.riskBlock(rt))
+		} else {
+			rt.rejected = nil // try again: prices or the policy may have changed
+		}
+	}
 	e.setBlocked(rt, blocks)
 	if snap == nil {
 		return
@@ -551,6 +562,16 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	}
 	rt.due = nil
 	e.rebalance(rt, snap, trigger, now)
+}
+
+// riskBlock describes the last rejection.
+func (e *Engine) riskBlock(rt *runtime) Block {
+	parts := make([]string, len(rt.rejected))
+	for i, v := range rt.rejected {
+		parts[i] = v.Rule + ": " + v.Detail
+	}
+	return Block{metrics.BlockRiskLimit, fmt.Sprintf("plan rejected at %s (retried after the cooldown): %s",
+		rt.rejectedAt.UTC().Format(time.RFC3339), strings.Join(parts, "; "))}
 }
 
 // hasPriceBlock reports whether blocks stop valuation (prices unusable).
@@ -677,6 +698,18 @@ func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, no
 		e.log.Info("rebalance: nothing to trade", fields...)
 		return
 	}
+	if v := risk.Check(p, rt.pol.Limits, rt.ledger.PlanTimes(), now); len(v) > 0 {
+		rt.rejected, rt.rejectedAt = v, now
+		e.log.Error("plan rejected by the policy's risk limits; not published", append(fields, zap.Any("violations", v))...)
+		if m := e.opts.Metrics; m != nil {
+			for _, x := range v {
+				m.PlansRejected.WithLabelValues(name, x.Rule).Inc()
+			}
+		}
+		e.setBlocked(rt, append(rt.blocked, e.riskBlock(rt)))
+		return
+	}
+	rt.rejected = nil
 	created := now.UTC()
 	orders := make([]events.Order, len(p.Orders))
 	for i, o := range p.Orders {

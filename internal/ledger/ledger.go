@@ -200,6 +200,20 @@ func (l *Ledger) MarkPublished(ids []string, now time.Time) {
 	}
 }
 
+// PlanTimes returns the creation time of each plan the ledger holds orders
+// of (the risk limits count plans per day with it).
+func (l *Ledger) PlanTimes() []time.Time {
+	seen := map[string]bool{}
+	var out []time.Time
+	for _, o := range l.Orders {
+		if !seen[o.PlanID] {
+			seen[o.PlanID] = true
+			out = append(out, o.CreatedAt)
+		}
+	}
+	return out
+}
+
 // Pending returns the orders that are still pending.
 func (l *Ledger) Pending() []*Order {
 	var out []*Order

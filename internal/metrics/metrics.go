@@ -37,6 +37,7 @@ const (
 	LabelTrigger = "trigger"
 	LabelReason  = "reason"
 	LabelResult  = "result"
+	LabelRule    = "rule"
 )
 
 // Reasons that block planning for a policy: the values of the reason label of
@@ -58,6 +59,10 @@ const (
 	// BlockUnknownOrderState: the state of earlier orders cannot be known
 	// (for example the journal could not be read).
 	BlockUnknownOrderState = "unknown_order_state"
+	// BlockRiskLimit: the last plan broke a pre-trade risk limit and was
+	// not published; the policy waits out its cooldown before planning
+	// again.
+	BlockRiskLimit = "risk_limit"
 )
 
 // BlockReasons lists every reason SetPlanningBlocked accepts, in the order
@@ -70,6 +75,7 @@ var BlockReasons = []string{
 	BlockNATSDown,
 	BlockPendingOrders,
 	BlockUnknownOrderState,
+	BlockRiskLimit,
 }
 
 // Values of the result label of rebalancerd_config_reloads_total.
@@ -107,6 +113,9 @@ type Metrics struct {
 	// PublishErrors is rebalancerd_publish_errors_total{policy}: failed
 	// publish attempts (each retry counts).
 	PublishErrors *prometheus.CounterVec
+	// PlansRejected is rebalancerd_plans_rejected_total{policy,rule}: plans
+	// not published because they broke a pre-trade risk limit.
+	PlansRejected *prometheus.CounterVec
 	// PendingOrders is rebalancerd_pending_orders{policy}: orders published
 	// and not yet settled.
 	PendingOrders *prometheus.GaugeVec
@@ -187,6 +196,9 @@ func New() *Metrics {
 		PublishErrors: counterVec("publish_errors_total",
 			"Failed attempts to publish an order; each retry counts.",
 			LabelPolicy),
+		PlansRejected: counterVec("plans_rejected_total",
+			"Plans not published because they broke a pre-trade risk limit, by limit.",
+			LabelPolicy, LabelRule),
 		PendingOrders: gaugeVec("pending_orders",
 			"Orders published and not yet settled.",
 			LabelPolicy),
@@ -238,7 +250,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.SleeveWeight, m.SleeveTarget, m.SleeveDeviation, m.SleeveBreach,
-		m.Evaluations, m.Rebalances, m.OrdersPublished, m.PublishErrors, m.PendingOrders,
+		m.Evaluations, m.Rebalances, m.OrdersPublished, m.PublishErrors, m.PlansRejected, m.PendingOrders,
 		m.PlanningBlocked, m.PriceAge,
 		m.FeedPolls, m.FeedErrors, m.FeedLastSuccess, m.FeedBreakerOpen,
 		m.ReloadSuccess, m.ReloadTimestamp, m.Reloads, m.PoliciesLoaded, m.NATSConnected,
@@ -297,7 +309,7 @@ func (m *Metrics) SetPlanningBlocked(policy string, blocked ...string) error {
 func (m *Metrics) ForgetPolicy(name string) int {
 	return deletePartial(prometheus.Labels{LabelPolicy: name},
 		m.SleeveWeight.MetricVec, m.SleeveTarget.MetricVec, m.SleeveDeviation.MetricVec, m.SleeveBreach.MetricVec,
-		m.Evaluations.MetricVec, m.Rebalances.MetricVec, m.OrdersPublished.MetricVec, m.PublishErrors.MetricVec,
+		m.Evaluations.MetricVec, m.Rebalances.MetricVec, m.OrdersPublished.MetricVec, m.PublishErrors.MetricVec, m.PlansRejected.MetricVec,
 		m.PendingOrders.MetricVec, m.PlanningBlocked.MetricVec, m.PriceAge.MetricVec)
 }
 

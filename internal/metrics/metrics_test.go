@@ -29,6 +29,7 @@ func populate(t *testing.T, m *Metrics, policy, feed string) {
 	m.Rebalances.WithLabelValues(policy, "threshold").Inc()
 	m.OrdersPublished.WithLabelValues(policy).Add(4)
 	m.PublishErrors.WithLabelValues(policy).Add(2)
+	m.PlansRejected.WithLabelValues(policy, "max_turnover").Inc()
 	m.PendingOrders.WithLabelValues(policy).Set(4)
 	m.PriceAge.WithLabelValues(policy, "VTI").Set(42)
 	m.FeedPolls.WithLabelValues(feed).Add(10)
@@ -107,8 +108,12 @@ rebalancerd_planning_blocked{policy="smith",reason="missing_price"} 0
 rebalancerd_planning_blocked{policy="smith",reason="nats_down"} 1
 rebalancerd_planning_blocked{policy="smith",reason="pending_orders"} 0
 rebalancerd_planning_blocked{policy="smith",reason="quarantined_price"} 0
+rebalancerd_planning_blocked{policy="smith",reason="risk_limit"} 0
 rebalancerd_planning_blocked{policy="smith",reason="stale_price"} 1
 rebalancerd_planning_blocked{policy="smith",reason="unknown_order_state"} 0
+# HELP rebalancerd_plans_rejected_total Plans not published because they broke a pre-trade risk limit, by limit.
+# TYPE rebalancerd_plans_rejected_total counter
+rebalancerd_plans_rejected_total{policy="smith",rule="max_turnover"} 1
 # HELP rebalancerd_policies_loaded Policies in the running configuration.
 # TYPE rebalancerd_policies_loaded gauge
 rebalancerd_policies_loaded 2
@@ -263,7 +268,7 @@ func TestForget(t *testing.T) {
 	populate(t, m, "smith", "stooq")
 	populate(t, m, "jones", "yahoo")
 
-	policyVecs := 11 // the vectors with a policy label
+	policyVecs := 12 // the vectors with a policy label
 	if got, want := m.ForgetPolicy("smith"), policyVecs-1+len(BlockReasons); got != want {
 		t.Errorf("ForgetPolicy deleted %d series, want %d", got, want)
 	}

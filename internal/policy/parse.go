@@ -83,7 +83,7 @@ type compiler struct {
 
 func (c *compiler) compile(root *yaml.Node) {
 	r, p := c.r, c.p
-	f := r.Object(root, "", "policy", "currency", "targets", "bands", "rebalance", "prices", "instruments", "accounts")
+	f := r.Object(root, "", "policy", "currency", "targets", "bands", "rebalance", "prices", "limits", "instruments", "accounts")
 	if s, ok := c.required(root, f, "", "policy"); ok {
 		if name, ok := r.String(s, "policy"); ok {
 			if !identifier.MatchString(name) {
@@ -113,6 +113,7 @@ func (c *compiler) compile(root *yaml.Node) {
 		c.rebalance(n)
 	}
 	c.prices(f["prices"])
+	c.limits(f["limits"])
 	if n, ok := c.required(root, f, "", "instruments"); ok {
 		c.instruments(n)
 	}
@@ -371,6 +372,53 @@ func (c *compiler) prices(n *yaml.Node) {
 			pr.MaxMove = m
 		}
 	}
+}
+
+// limits reads the optional pre-trade risk limits; n is nil when absent.
+func (c *compiler) limits(n *yaml.Node) {
+	r, l := c.r, &c.p.Limits
+	*l = DefaultLimits()
+	if n == nil {
+		return
+	}
+	f := r.Object(n, "limits", "max_order_notional", "max_order_share", "max_turnover", "max_orders", "max_plans_per_day")
+	if v, ok := f["max_order_notional"]; ok {
+		if d, ok := r.NonNegative(v, "limits.max_order_notional"); ok {
+			if d.Sign() == 0 {
+				r.Errorf(v, "limits.max_order_notional", "must be above 0 (leave it out for no absolute limit)")
+			}
+			l.MaxOrderNotional = d
+		}
+	}
+	if v, ok := f["max_order_share"]; ok {
+		if d, ok := r.Percent(v, "limits.max_order_share", true); ok {
+			if d.Sign() == 0 {
+				r.Errorf(v, "limits.max_order_share", "must be above 0%%")
+			}
+			l.MaxOrderShare = d
+		}
+	}
+	if v, ok := f["max_turnover"]; ok {
+		if d, ok := r.Percent(v, "limits.max_turnover", false); ok {
+			if d.Sign() <= 0 || d.GreaterThan(decimal.NewFromInt(2)) {
+				r.Errorf(v, "limits.max_turnover", "want more than 0%% and at most 200%%")
+			}
+			l.MaxTurnover = d
+		}
+	}
+	count := func(key string, dst *int) {
+		if v, ok := f[key]; ok {
+			if d, ok := r.NonNegative(v, "limits."+key); ok {
+				if !d.IsInteger() || d.Sign() == 0 || d.GreaterThan(decimal.NewFromInt(10000)) {
+					r.Errorf(v, "limits."+key, "want a whole number from 1 to 10000, got %s", d)
+				} else {
+					*dst = int(d.IntPart())
+				}
+			}
+		}
+	}
+	count("max_orders", &l.MaxOrders)
+	count("max_plans_per_day", &l.MaxPlansPerDay)
 }
 
 // ParseSchedule parses a standard five-field cron spec or descriptor, with

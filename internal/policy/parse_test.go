@@ -60,7 +60,7 @@ func TestGoodFiles(t *testing.T) {
 // report, in order.
 var badFiles = map[string][]string{
 	"unknown_key.bad.yml": {
-		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, instruments, accounts)",
+		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts)",
 		"unknown_key.bad.yml:6: targets.bonds.sleves: unknown field (known: weight, sleeves)",
 		"unknown_key.bad.yml:6: targets.bonds.sleeves: required field is missing (or write the weight alone, like bonds: 10%)",
 		"unknown_key.bad.yml:10: bands.relativ: unknown field (known: absolute, relative, sleeves)",
@@ -80,6 +80,12 @@ var badFiles = map[string][]string{
 		`bad_daemon_fields.bad.yml:14: prices.max_age: want a positive duration like 5m or 1h, got "-1m"`,
 		`bad_daemon_fields.bad.yml:15: prices.max_move: must be above 0%`,
 		`bad_daemon_fields.bad.yml:16: prices.stale: unknown field (known: max_age, max_move)`,
+		`bad_daemon_fields.bad.yml:18: limits.max_order_notional: must be above 0 (leave it out for no absolute limit)`,
+		`bad_daemon_fields.bad.yml:19: limits.max_order_share: must be between 0% and 100%, got 120%`,
+		`bad_daemon_fields.bad.yml:20: limits.max_turnover: want more than 0% and at most 200%`,
+		`bad_daemon_fields.bad.yml:21: limits.max_orders: want a whole number from 1 to 10000, got 1.5`,
+		`bad_daemon_fields.bad.yml:22: limits.max_plans_per_day: want a whole number from 1 to 10000, got 0`,
+		`bad_daemon_fields.bad.yml:23: limits.max_loss: unknown field (known: max_order_notional, max_order_share, max_turnover, max_orders, max_plans_per_day)`,
 	},
 	"bad_sum.bad.yml": {
 		"bad_sum.bad.yml:5: targets: level sums to 105%, want 100%",
@@ -475,6 +481,10 @@ func TestMinimalDefaults(t *testing.T) {
 	if p.Prices.MaxAge != DefaultMaxAge || !p.Prices.MaxMove.Equal(dec("0.1")) {
 		t.Errorf("Prices = %+v, want 15m and 10%%", p.Prices)
 	}
+	if l := p.Limits; !l.MaxOrderNotional.IsZero() || !l.MaxOrderShare.Equal(dec("0.25")) || !l.MaxTurnover.Equal(dec("1")) ||
+		l.MaxOrders != 100 || l.MaxPlansPerDay != 6 {
+		t.Errorf("Limits = %+v, want the defaults", l)
+	}
 	for i, in := range p.Instruments {
 		if !in.Step.Equal(decimal.NewFromInt(1)) || !in.Share.Equal(decimal.NewFromInt(1)) {
 			t.Errorf("%s: step %s share %s, want 1 and 1", in.Symbol, in.Step, in.Share)
@@ -503,6 +513,11 @@ func TestDaemonFields(t *testing.T) {
 	}
 	if p.Prices.MaxAge != 2*time.Minute || !p.Prices.MaxMove.Equal(dec("0.075")) {
 		t.Errorf("Prices = %+v, want 2m and 7.5%%", p.Prices)
+	}
+	l := p.Limits
+	if !l.MaxOrderNotional.Equal(dec("25000")) || !l.MaxOrderShare.Equal(dec("0.2")) || !l.MaxTurnover.Equal(dec("0.6")) ||
+		l.MaxOrders != 12 || l.MaxPlansPerDay != 2 {
+		t.Errorf("Limits = %+v", l)
 	}
 }
 

@@ -93,6 +93,7 @@ type Policy struct {
 	Accounts    []Account
 	Rebalance   Rebalance
 	Prices      PriceRules
+	Limits      Limits
 
 	// Cash is the index in Sleeves of the top-level cash sleeve.
 	Cash int
@@ -196,6 +197,34 @@ type Rebalance struct {
 	// before it is considered expired; while any order is pending the
 	// policy is not planned again.
 	OrderTTL time.Duration
+}
+
+// Limits are the pre-trade risk limits: a plan that exceeds any of them is
+// not published. A zero MaxOrderNotional means no absolute limit.
+type Limits struct {
+	// MaxOrderNotional caps one order's notional, in the policy currency.
+	MaxOrderNotional decimal.Decimal
+	// MaxOrderShare caps one order's notional as a share of the portfolio.
+	MaxOrderShare decimal.Decimal
+	// MaxTurnover caps the plan's total notional (buys and sells) as a
+	// share of the portfolio.
+	MaxTurnover decimal.Decimal
+	// MaxOrders caps the number of orders of one plan.
+	MaxOrders int
+	// MaxPlansPerDay caps the plans published in any 24 hours.
+	MaxPlansPerDay int
+}
+
+// DefaultLimits are the limits of a policy that sets none: one order at
+// most 25% of the portfolio, a plan's orders at most 100% of it in total
+// (a complete swap of half the portfolio), 100 orders, 6 plans a day.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxOrderShare:  decimal.New(25, -2),
+		MaxTurnover:    decimal.NewFromInt(1),
+		MaxOrders:      100,
+		MaxPlansPerDay: 6,
+	}
 }
 
 // PriceRules say which prices the daemon may plan on: none older than

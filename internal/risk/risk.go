@@ -1,0 +1,87 @@
+// Package risk checks a plan against the policy's pre-trade limits before
+// it is published: the notional of one order (absolute and as a share of
+// the portfolio), the plan's turnover, its number of orders, and how many
+// plans were published in the last 24 hours. It is a pure function.
+package risk
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/plan"
+	"github.com/rebalancerd/rebalancerd/internal/policy"
+)
+
+// Rules a plan can break.
+const (
+	RuleOrderNotional = "max_order_notional"
+	RuleOrderShare    = "max_order_share"
+	RuleTurnover      = "max_turnover"
+	RuleOrders        = "max_orders"
+	RulePlansPerDay   = "max_plans_per_day"
+)
+
+// Violation is one broken limit.
+type Violation struct {
+	Rule   string `json:"rule"`
+	Detail string `json:"detail"`
+}
+
+// Check returns the limits p breaks. recent are the times of the plans
+// published before it; now is the time of p. An empty result means p may
+// be published.
+func Check(p *plan.Plan, l policy.Limits, recent []time.Time, now time.Time) []Violation {
+	var out []Violation
+	if l.MaxOrders > 0 && len(p.Orders) > l.MaxOrders {
+		out = append(out, Violation{RuleOrders, fmt.Sprintf("%d orders, limit %d", len(p.Orders), l.MaxOrders)})
+	}
+	total := decimal.Zero
+	var biggest *plan.Order
+	for i := range p.Orders {
+		o := &p.Orders[i]
+		total = total.Add(o.Notional)
+		if biggest == nil || o.Notional.GreaterThan(biggest.Notional) {
+			biggest = o
+		}
+	}
+	if biggest != nil {
+		if l.MaxOrderNotional.Sign() > 0 && biggest.Notional.GreaterThan(l.MaxOrderNotional) {
+			out = append(out, Violation{RuleOrderNotional, fmt.Sprintf("order %s (%s %s %s in %s) is %s, limit %s",
+				biggest.ID, biggest.Side, biggest.Quantity, biggest.Instrument, biggest.Account, biggest.Notional, l.MaxOrderNotional)})
+		}
+		// notional > share x total, without dividing.
+		if l.MaxOrderShare.Sign() > 0 && biggest.Notional.GreaterThan(l.MaxOrderShare.Mul(p.Total)) {
+			out = append(out, Violation{RuleOrderShare, fmt.Sprintf("order %s is %s, %s of the portfolio's %s; limit %s",
+				biggest.ID, biggest.Notional, share(biggest.Notional, p.Total), p.Total.StringFixed(2), pct(l.MaxOrderShare))})
+		}
+	}
+	if l.MaxTurnover.Sign() > 0 && total.GreaterThan(l.MaxTurnover.Mul(p.Total)) {
+		out = append(out, Violation{RuleTurnover, fmt.Sprintf("orders total %s, %s of the portfolio's %s; limit %s",
+			total, share(total, p.Total), p.Total.StringFixed(2), pct(l.MaxTurnover))})
+	}
+	if l.MaxPlansPerDay > 0 {
+		n := 0
+		for _, t := range recent {
+			if now.Sub(t) < 24*time.Hour {
+				n++
+			}
+		}
+		if n >= l.MaxPlansPerDay {
+			out = append(out, Violation{RulePlansPerDay, fmt.Sprintf("%d plans published in the last 24 hours, limit %d", n, l.MaxPlansPerDay)})
+		}
+	}
+	return out
+}
+
+// share formats a/b as a percentage with two decimals (rounded half away
+// from zero); "n/a" for a zero b.
+func share(a, b decimal.Decimal) string {
+	if b.Sign() == 0 {
+		return "n/a"
+	}
+	return a.Mul(decimal.NewFromInt(100)).DivRound(b, 2).String() + "%"
+}
+
+func pct(f decimal.Decimal) string { return f.Mul(decimal.NewFromInt(100)).String() + "%" }
