@@ -334,6 +334,9 @@ func (m *Main) feed(f config.Feed) (feeds.Source, error) {
 	key := ""
 	switch {
 	case f.APIKeyFile != "":
+		if err := rnats.CheckPrivate("api key file", f.APIKeyFile); err != nil {
+			return nil, err
+		}
 		data, err := os.ReadFile(f.APIKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("api key: %w", err)

@@ -151,6 +151,9 @@ func (cfg ConnConfig) options() ([]natsgo.Option, error) {
 		methods = append(methods, "token")
 	}
 	if cfg.NKeySeedFile != "" {
+		if err := CheckPrivate("nkey seed file", cfg.NKeySeedFile); err != nil {
+			return nil, err
+		}
 		opt, err := natsgo.NkeyOptionFromSeed(cfg.NKeySeedFile)
 		if err != nil {
 			return nil, fmt.Errorf("nkey seed file %s: %w", cfg.NKeySeedFile, err)
@@ -178,6 +181,9 @@ func (cfg ConnConfig) options() ([]natsgo.Option, error) {
 		opts = append(opts, natsgo.RootCAs(cfg.CAFile))
 	}
 	if cfg.CertFile != "" {
+		if err := CheckPrivate("TLS key file", cfg.KeyFile); err != nil {
+			return nil, err
+		}
 		opts = append(opts, natsgo.ClientCert(cfg.CertFile, cfg.KeyFile))
 	}
 	if cfg.ReconnectBufSize != 0 {
@@ -274,6 +280,9 @@ func (s *stateNotifier) set(connected bool) {
 // readSecret reads a secret from a file, dropping a final line break. Its
 // errors name the file, never the content.
 func readSecret(what, path string) (string, error) {
+	if err := CheckPrivate(what, path); err != nil {
+		return "", err
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
@@ -283,6 +292,21 @@ func readSecret(what, path string) (string, error) {
 		return "", fmt.Errorf("%s %s is empty", what, path)
 	}
 	return s, nil
+}
+
+// CheckPrivate refuses a secret file that group or others may read or
+// write, the way OpenSSH refuses an unprotected private key: a secret that
+// other users can read is already compromised, and saying so early is
+// better than running with it.
+func CheckPrivate(what, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s %s is accessible by group or others (mode %04o): run chmod 600 on it", what, path, perm)
+	}
+	return nil
 }
 
 // redactURL hides the user information of every URL in a comma-separated
