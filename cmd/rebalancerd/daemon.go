@@ -239,7 +239,20 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}()
 
 	m.HTTP = &rhttp.Server{Addr: cfg.HTTP.Listen, Gatherer: m.Metrics.Registry(), Ready: m.ready,
-		Status: m.status, Level: m.Level, Log: m.Log.Named("http")}
+		Status: m.status, Level: m.Level, Log: m.Log.Named("http"),
+		CertFile: cfg.HTTP.CertFile, KeyFile: cfg.HTTP.KeyFile, AllowPlaintext: cfg.HTTP.AllowPlaintext}
+	if cfg.HTTP.TokenFile != "" {
+		if err := rnats.CheckPrivate("http token file", cfg.HTTP.TokenFile); err != nil {
+			return fmt.Errorf("http: %w", err)
+		}
+		tok, err := os.ReadFile(cfg.HTTP.TokenFile)
+		if err != nil {
+			return fmt.Errorf("http: token: %w", err)
+		}
+		if m.HTTP.Token = string(trimSpace(tok)); m.HTTP.Token == "" {
+			return fmt.Errorf("http: token file %s is empty", cfg.HTTP.TokenFile)
+		}
+	}
 	if err := m.HTTP.Open(); err != nil {
 		return fmt.Errorf("http: %w", err)
 	}

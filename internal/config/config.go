@@ -126,6 +126,12 @@ type NATS struct {
 // HTTP is the status listener.
 type HTTP struct {
 	Listen string
+	// TokenFile holds the bearer token required off loopback.
+	TokenFile string
+	// CertFile and KeyFile serve HTTPS.
+	CertFile, KeyFile string
+	// AllowPlaintext acknowledges plain HTTP off loopback.
+	AllowPlaintext bool
 }
 
 // Log settings; a -log-level or -log-format flag overrides them.
@@ -253,9 +259,35 @@ func (p *parser) parse(root *yaml.Node) {
 		p.nats(v)
 	}
 	if v, ok := f["http"]; ok {
-		hf := r.Object(v, "http", "listen")
+		hf := r.Object(v, "http", "listen", "token_file", "tls", "allow_plaintext")
 		if l, ok := hf["listen"]; ok {
 			c.HTTP.Listen, _ = r.String(l, "http.listen")
+		}
+		if n, ok := hf["token_file"]; ok {
+			c.HTTP.TokenFile = p.path(n, "http.token_file")
+		}
+		if n, ok := hf["tls"]; ok {
+			tf := r.Object(n, "http.tls", "cert_file", "key_file")
+			if x, ok := tf["cert_file"]; ok {
+				c.HTTP.CertFile = p.path(x, "http.tls.cert_file")
+			}
+			if x, ok := tf["key_file"]; ok {
+				c.HTTP.KeyFile = p.path(x, "http.tls.key_file")
+			}
+			if (c.HTTP.CertFile == "") != (c.HTTP.KeyFile == "") {
+				r.Errorf(n, "http.tls", "cert_file and key_file go together")
+			}
+		}
+		if n, ok := hf["allow_plaintext"]; ok {
+			if sv, ok := r.Scalar(n, "http.allow_plaintext"); ok {
+				switch sv {
+				case "true":
+					c.HTTP.AllowPlaintext = true
+				case "false":
+				default:
+					r.Errorf(n, "http.allow_plaintext", "want true or false, got %q", sv)
+				}
+			}
 		}
 	}
 	if v, ok := f["log"]; ok {

@@ -30,3 +30,22 @@ func TestEmbeddedSyncInterval(t *testing.T) {
 		}
 	}
 }
+
+func TestHTTPExposureFields(t *testing.T) {
+	data := "policies:\n  - {policy: p.yaml, holdings: h.yaml}\nhttp:\n  listen: 0.0.0.0:8443\n  token_file: token\n  tls: {cert_file: c.pem, key_file: k.pem}\n  allow_plaintext: false\n"
+	c, err := Parse("/etc/r/c.yml", []byte(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.HTTP
+	if h.Listen != "0.0.0.0:8443" || h.TokenFile != "/etc/r/token" || h.CertFile != "/etc/r/c.pem" || h.KeyFile != "/etc/r/k.pem" || h.AllowPlaintext {
+		t.Errorf("HTTP = %+v", h)
+	}
+	bad := "policies:\n  - {policy: p.yaml, holdings: h.yaml}\nhttp:\n  tls: {cert_file: c.pem}\n  allow_plaintext: yes\n"
+	_, err = Parse("c.yml", []byte(bad), nil)
+	for _, want := range []string{"c.yml:4: http.tls: cert_file and key_file go together", `c.yml:5: http.allow_plaintext: want true or false, got "yes"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
+	}
+}

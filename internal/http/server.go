@@ -16,6 +16,7 @@ package http
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,6 +70,16 @@ type Server struct {
 	Level *zap.AtomicLevel
 	// Log receives server errors; nil means no logging.
 	Log *zap.Logger
+	// Token, when set, is the bearer token every request but /healthz
+	// must carry (Authorization: Bearer <token>), compared in constant
+	// time. Required when Addr is not a loopback address.
+	Token string
+	// CertFile and KeyFile serve HTTPS. Off loopback, either TLS or
+	// AllowPlaintext is required.
+	CertFile, KeyFile string
+	// AllowPlaintext acknowledges serving plain HTTP off loopback (behind
+	// a TLS-terminating proxy on a private network, say).
+	AllowPlaintext bool
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -88,6 +99,9 @@ func (s *Server) Open() error {
 	addr := s.Addr
 	if addr == "" {
 		addr = DefaultAddr
+	}
+	if err := s.checkExposure(addr); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -111,17 +125,64 @@ func (s *Server) Open() error {
 		ErrorLog:          errLog,
 	}
 	srv, done := s.srv, s.done
+	tls := s.CertFile != ""
 	go func() {
 		defer close(done)
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if tls {
+			err = srv.ServeTLS(ln, s.CertFile, s.KeyFile)
+		} else {
+			err = srv.Serve(ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", zap.String("addr", ln.Addr().String()), zap.Error(err))
 			s.mu.Lock()
 			s.serveErr = fmt.Errorf("http server on %s: %w", ln.Addr(), err)
 			s.mu.Unlock()
 		}
 	}()
-	log.Info("http server listening", zap.String("url", "http://"+ln.Addr().String()))
+	log.Info("http server listening", zap.String("url", s.scheme()+"://"+ln.Addr().String()),
+		zap.Bool("token_required", s.Token != ""))
 	return nil
+}
+
+func (s *Server) scheme() string {
+	if s.CertFile != "" {
+		return "https"
+	}
+	return "http"
+}
+
+// checkExposure refuses to serve off loopback without a token, and without
+// TLS unless plain HTTP is acknowledged.
+func (s *Server) checkExposure(addr string) error {
+	if (s.CertFile == "") != (s.KeyFile == "") {
+		return errors.New("http server: a certificate needs both cert_file and key_file")
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("http server: address %q: %w", addr, err)
+	}
+	if loopback(host) {
+		return nil
+	}
+	if s.Token == "" {
+		return fmt.Errorf("http server: %s is not a loopback address: set a bearer token (http.token_file) to listen there", addr)
+	}
+	if s.CertFile == "" && !s.AllowPlaintext {
+		return fmt.Errorf("http server: %s is not a loopback address: serve TLS (http.tls) or acknowledge plain HTTP (http.allow_plaintext: true)", addr)
+	}
+	return nil
+}
+
+// loopback reports whether host names only the local machine; an empty
+// host (all interfaces) does not.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // URL is the base URL of the open server, such as "http://127.0.0.1:8080";
@@ -132,7 +193,7 @@ func (s *Server) URL() string {
 	if s.ln == nil {
 		return ""
 	}
-	return "http://" + s.ln.Addr().String()
+	return s.scheme() + "://" + s.ln.Addr().String()
 }
 
 // Close stops accepting connections and waits for the requests in flight to
@@ -177,7 +238,18 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("GET /loglevel", s.loglevel)
 		mux.HandleFunc("PUT /loglevel", s.loglevel)
 	}
-	return mux
+	if s.Token == "" {
+		return mux
+	}
+	want := []byte("Bearer " + s.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="rebalancerd"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) logger() *zap.Logger {
