@@ -201,7 +201,7 @@ var badFiles = map[string][]string{
 		"unknown_key.bad.yml:12: nats.password: unknown field (known: url, prefix, user, password_file, token_file, nkey_seed_file, creds_file, tls, embedded, stream)",
 		"unknown_key.bad.yml:14: nats.tls.ca: unknown field (known: ca_file, cert_file, key_file)",
 		"unknown_key.bad.yml:16: nats.stream.max_msgs: unknown field (known: replicas, max_age, duplicates)",
-		"unknown_key.bad.yml:18: http.address: unknown field (known: listen)",
+		"unknown_key.bad.yml:18: http.address: unknown field (known: listen, token_file, tls, allow_plaintext)",
 		"unknown_key.bad.yml:20: log.lvl: unknown field (known: level, format)",
 		"unknown_key.bad.yml:21: statedir: unknown field (known: state_dir, policies, feeds, nats, http, log)",
 	},
