@@ -186,6 +186,17 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.Log.Warn("journal reconciled with the orders stream", zap.Int("orders", n))
 	}
 
+	if err := m.restoreHalt(); err != nil {
+		return err
+	}
+	token, err := m.controlToken()
+	if err != nil {
+		return err
+	}
+	if _, err := m.subscribeControl(token); err != nil {
+		return fmt.Errorf("control subjects: %w", err)
+	}
+
 	m.engDone = make(chan struct{})
 	go func() {
 		defer close(m.engDone)

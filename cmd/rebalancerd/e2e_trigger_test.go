@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,4 +159,27 @@ func TestFillUpdatesHoldings(t *testing.T) {
 	if st.TotalValue != total.StringFixed(2) || len(st.Breaching) != 0 || len(st.Blocked) != 0 {
 		t.Fatalf("after fills: total %s (want %s), breaching %v, blocked %v", st.TotalValue, total.StringFixed(2), st.Breaching, st.Blocked)
 	}
+}
+
+// TestCalendarFiresAfterReload: a reload that keeps the schedule (here an
+// edit of another field, then a SIGHUP-style reload) keeps the calendar
+// firing.
+func TestCalendarFiresAfterReload(t *testing.T) {
+	pol := policyText("calendar", newYork+"0 10 * * MON-FRI")
+	d := startDaemon(t, pol, monday0959, nil)
+	w := d.watchOrders()
+	before := d.policyStatus().Version
+	edited := strings.Replace(pol, "cooldown: 1m", "cooldown: 2m", 1)
+	writeFile(t, d.policy, edited)
+	if err := d.Reload(reasonSIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if d.policyStatus().Version == before {
+		t.Fatal("the edit was not loaded")
+	}
+	d.prices("VTI", "105", "BND", "100")
+	d.waitArmed(1)
+	d.clock.Advance(31 * time.Second) // 10:00:01 New York
+	want := expectedPlan(t, edited, monday0959, "VTI", "105", "BND", "100")
+	sameOrders(t, w.waitOrders(t, len(want.Orders)), want, "calendar")
 }

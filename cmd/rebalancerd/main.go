@@ -8,6 +8,9 @@
 //	rebalancerd plan  -policy FILE -holdings FILE -prices FILE [-json]
 //	rebalancerd run   -config FILE [-state-dir DIR] [-log-level L] [-log-format F]
 //	rebalancerd tail  [-config FILE] [-server URL] [-all] [-plans] [-json]
+//	rebalancerd halt  -config FILE -reason TEXT [-by NAME]
+//	rebalancerd release -config FILE
+//	rebalancerd rebalance -config FILE -policy NAME
 package main
 
 import (
@@ -52,6 +55,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = (&RunCommand{Stderr: stderr}).Run(ctx, rest)
 	case "tail":
 		err = (&TailCommand{Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
+	case "halt", "release", "rebalance":
+		err = (&ControlCommand{Action: cmd, Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return exitOK
@@ -93,6 +98,12 @@ Usage:
         run the daemon: feeds, triggers, orders on NATS; SIGHUP reloads policies
   rebalancerd tail [-config FILE] [-server URL] [-all] [-plans] [-json]
         print the order events as the daemon publishes them
+  rebalancerd halt -config FILE -reason TEXT [-by NAME]
+        kill switch: stop all publishing now, until released (survives restarts)
+  rebalancerd release -config FILE
+        release the kill switch
+  rebalancerd rebalance -config FILE -policy NAME
+        rebalance a policy now, to its destination (trigger "manual")
 
 Run 'rebalancerd COMMAND -h' for a command's flags.
 `)

@@ -38,34 +38,13 @@ func (c *TailCommand) Run(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("tail: unexpected argument %q", fs.Arg(0))}
 	}
-	cfg := config.DefaultConfig()
-	if *configFile != "" {
-		var err error
-		if cfg, err = readConfig(*configFile); err != nil {
-			return err
-		}
-	}
-	n := cfg.NATS
-	cc := rnats.ConnConfig{URL: n.URL, Name: "rebalancerd-tail", User: n.User, PasswordFile: n.PasswordFile,
-		TokenFile: n.TokenFile, NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile, CAFile: n.CAFile,
-		CertFile: n.CertFile, KeyFile: n.KeyFile}
-	if cc.URL == "" {
-		cc.URL = fmt.Sprintf("nats://%s:%d", n.EmbeddedHost, n.EmbeddedPort)
-	}
-	if *server != "" {
-		cc.URL = *server
-	}
-	nc, err := natsgo.Connect(cc.URL, natsgo.Name(cc.Name))
-	if cc.User != "" || cc.TokenFile != "" || cc.NKeySeedFile != "" || cc.CredsFile != "" || cc.CAFile != "" {
-		if nc != nil {
-			nc.Close()
-		}
-		nc, err = rnats.Connect(cc, nil, nil)
-	}
+	cfg, nc, err := dialFromConfig(*configFile, *server, "rebalancerd-tail")
 	if err != nil {
-		return fmt.Errorf("tail: connect %s: %w", cc.URL, err)
+		return fmt.Errorf("tail: %w", err)
 	}
 	defer nc.Close()
+	n := cfg.NATS
+	cc := struct{ URL string }{nc.ConnectedUrlRedacted()} // for messages
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("tail: %w", err)
@@ -118,4 +97,39 @@ func (c *TailCommand) print(msg jetstream.Msg, raw bool) {
 	}
 	fmt.Fprintf(c.Stdout, "order %-20s %s/%s phase %d %-4s %s %s @ %s = %s (%s, %s, trigger %s)\n",
 		o.OrderID, o.Policy, o.Account, o.Phase, o.Side, o.Quantity, o.Instrument, o.Price, o.Notional, o.Sleeve, o.Rule, o.Trigger)
+}
+
+// dialFromConfig connects to the NATS the daemon configuration names (its
+// embedded server's address when it has no URL), or to server when given,
+// with the configuration's credentials.
+func dialFromConfig(configFile, server, name string) (*config.Config, *natsgo.Conn, error) {
+	cfg := config.DefaultConfig()
+	if configFile != "" {
+		var err error
+		if cfg, err = readConfig(configFile); err != nil {
+			return nil, nil, err
+		}
+	}
+	n := cfg.NATS
+	cc := rnats.ConnConfig{URL: n.URL, Name: name, User: n.User, PasswordFile: n.PasswordFile,
+		TokenFile: n.TokenFile, NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile, CAFile: n.CAFile,
+		CertFile: n.CertFile, KeyFile: n.KeyFile}
+	if cc.URL == "" {
+		cc.URL = fmt.Sprintf("nats://%s:%d", n.EmbeddedHost, n.EmbeddedPort)
+	}
+	if server != "" {
+		cc.URL = server
+	}
+	// A command-line client fails fast when NATS is not there, unlike the
+	// daemon, which waits for it.
+	opts := []natsgo.Option{natsgo.Name(name)}
+	extra, err := cc.Options()
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := natsgo.Connect(cc.URL, append(opts, extra...)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect %s: %w", cc.URL, err)
+	}
+	return cfg, nc, nil
 }

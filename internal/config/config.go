@@ -50,6 +50,10 @@ type Config struct {
 	NATS     NATS
 	HTTP     HTTP
 	Log      Log
+	// ControlTokenFile holds the token that kill-switch requests on
+	// <prefix>.control.* must carry; without it, only NATS permissions
+	// protect the control subjects.
+	ControlTokenFile string
 }
 
 // PolicySource is one policy file and the holdings file that seeds its
@@ -234,7 +238,13 @@ func expand(s string, env func(string) string, missing *[]string) string {
 
 func (p *parser) parse(root *yaml.Node) {
 	r, c := p.r, p.c
-	f := r.Object(root, "", "state_dir", "policies", "feeds", "nats", "http", "log")
+	f := r.Object(root, "", "state_dir", "policies", "feeds", "nats", "http", "log", "control")
+	if v, ok := f["control"]; ok {
+		cf := r.Object(v, "control", "token_file")
+		if n, ok := cf["token_file"]; ok {
+			c.ControlTokenFile = p.path(n, "control.token_file")
+		}
+	}
 	if v, ok := f["state_dir"]; ok {
 		c.StateDir = p.path(v, "state_dir")
 	}

@@ -203,7 +203,7 @@ var badFiles = map[string][]string{
 		"unknown_key.bad.yml:16: nats.stream.max_msgs: unknown field (known: replicas, max_age, duplicates)",
 		"unknown_key.bad.yml:18: http.address: unknown field (known: listen, token_file, tls, allow_plaintext)",
 		"unknown_key.bad.yml:20: log.lvl: unknown field (known: level, format)",
-		"unknown_key.bad.yml:21: statedir: unknown field (known: state_dir, policies, feeds, nats, http, log)",
+		"unknown_key.bad.yml:21: statedir: unknown field (known: state_dir, policies, feeds, nats, http, log, control)",
 	},
 	"duplicate_key.bad.yml": {
 		"duplicate_key.bad.yml:5: policies[0].policy: duplicate key (first defined at line 3)",

@@ -54,28 +54,45 @@ type Sleeve struct {
 func Compute(b *portfolio.Book) *Snapshot {
 	p := b.Policy
 	nA, nI, nS := len(p.Accounts), len(p.Instruments), len(p.Sleeves)
+	// One backing array for the positions' values, the free cash, the
+	// sleeve values and the scratch the sums use.
+	dec := make([]decimal.Decimal, nA*nI+nA+nS+nA*nI+nA)
 	s := &Snapshot{
 		Book:     b,
 		AsOf:     b.PricesAsOf,
 		Sleeves:  make([]Sleeve, nS),
 		Values:   make([][]decimal.Decimal, nA),
-		FreeCash: make([]decimal.Decimal, nA),
+		FreeCash: dec[nA*nI : nA*nI+nA : nA*nI+nA],
 	}
-	flat := make([]decimal.Decimal, nA*nI)
-	values := make([]decimal.Decimal, nS)
+	values := dec[nA*nI+nA : nA*nI+nA+nS : nA*nI+nA+nS]
+	parts := dec[nA*nI+nA+nS:]
 	for a := 0; a < nA; a++ {
-		row := flat[a*nI : (a+1)*nI : (a+1)*nI]
+		row := dec[a*nI : (a+1)*nI : (a+1)*nI]
 		s.Values[a] = row
 		for i, q := range b.Qty[a] {
-			if q.IsZero() {
-				continue
+			if !q.IsZero() {
+				row[i] = q.Mul(b.Price[i])
 			}
-			row[i] = q.Mul(b.Price[i])
-			sl := p.Instruments[i].Sleeve
-			values[sl] = values[sl].Add(row[i])
 		}
-		s.FreeCash[a] = b.FreeCash(a)
-		values[p.Cash] = values[p.Cash].Add(s.FreeCash[a])
+		if cash := b.Cash[a]; p.Accounts[a].Reserve.IsZero() && cash.Sign() >= 0 {
+			s.FreeCash[a] = cash
+		} else {
+			s.FreeCash[a] = b.FreeCash(a)
+		}
+	}
+	for sl := range p.Sleeves {
+		parts := parts[:0]
+		for _, i := range p.Sleeves[sl].Instruments {
+			for a := 0; a < nA; a++ {
+				parts = appendNonZero(parts, s.Values[a][i])
+			}
+		}
+		if sl == p.Cash {
+			for _, f := range s.FreeCash {
+				parts = appendNonZero(parts, f)
+			}
+		}
+		values[sl] = Sum(parts)
 	}
 	Rollup(p, values)
 	s.Total = TotalOf(p, values)
@@ -85,27 +102,60 @@ func Compute(b *portfolio.Book) *Snapshot {
 	return s
 }
 
+// appendNonZero appends d to parts unless it is zero.
+func appendNonZero(parts []decimal.Decimal, d decimal.Decimal) []decimal.Decimal {
+	if d.IsZero() {
+		return parts
+	}
+	return append(parts, d)
+}
+
+// Sum returns the sum of values, zero for none. It adds in place after
+// the first addition (decimal.Sum does), so that a sum of many values costs
+// a few allocations rather than two for each value, as repeated Add would.
+// Leaving zeros out of values spares their rescaling.
+func Sum(values []decimal.Decimal) decimal.Decimal {
+	switch len(values) {
+	case 0:
+		return decimal.Decimal{}
+	case 1:
+		return values[0]
+	}
+	return decimal.Sum(values[0], values[1:]...)
+}
+
 // Rollup adds each sleeve's value into its ancestors, so that a parent's
 // value is the sum of its children's. values is indexed like p.Sleeves and
 // must hold leaf values only (parents zero) on entry.
 func Rollup(p *policy.Policy, values []decimal.Decimal) {
+	var buf [8]decimal.Decimal
 	// Children follow their parents, so walking backwards sums bottom-up.
 	for i := len(p.Sleeves) - 1; i >= 0; i-- {
-		if par := p.Sleeves[i].Parent; par >= 0 {
-			values[par] = values[par].Add(values[i])
+		kids := p.Sleeves[i].Children
+		if len(kids) == 0 {
+			continue
 		}
+		parts := appendNonZero(buf[:0], values[i])
+		for _, c := range kids {
+			parts = appendNonZero(parts, values[c])
+		}
+		values[i] = Sum(parts)
 	}
 }
 
 // TotalOf returns the sum of the top-level sleeves' values.
 func TotalOf(p *policy.Policy, values []decimal.Decimal) decimal.Decimal {
-	total := decimal.Zero
+	var buf [8]decimal.Decimal
+	parts := buf[:0]
 	for i := range p.Sleeves {
 		if p.Sleeves[i].Parent < 0 {
-			total = total.Add(values[i])
+			parts = appendNonZero(parts, values[i])
 		}
 	}
-	return total
+	if len(parts) == 0 {
+		return decimal.Zero
+	}
+	return Sum(parts)
 }
 
 // Breaches reports whether a sleeve of this target and half-width, holding
@@ -116,8 +166,17 @@ func Breaches(ps *policy.Sleeve, value, total decimal.Decimal) bool {
 
 // OutOfBand reports whether |value - targetValue| > halfWidthValue.
 func OutOfBand(value, targetValue, halfWidthValue decimal.Decimal) bool {
-	return value.Sub(targetValue).Abs().GreaterThan(halfWidthValue)
+	d := value.Sub(targetValue)
+	if d.Sign() >= 0 {
+		return d.GreaterThan(halfWidthValue)
+	}
+	// -d > halfWidthValue, without the allocations of Abs.
+	return d.Add(halfWidthValue).Sign() < 0
 }
+
+// zeroWeight is the weight of an empty sleeve, as value.DivRound(total,
+// WeightPlaces) would give it, without the division.
+var zeroWeight = decimal.New(0, -WeightPlaces)
 
 // Describe returns the drift figures of policy sleeve ps holding value out
 // of total.
@@ -134,7 +193,10 @@ func Describe(ps *policy.Sleeve, value, total decimal.Decimal) Sleeve {
 	}
 	d.TargetValue = ps.Target.Mul(total)
 	d.HalfWidthValue = ps.HalfWidth.Mul(total)
-	d.Weight = value.DivRound(total, WeightPlaces)
+	d.Weight = zeroWeight
+	if !value.IsZero() {
+		d.Weight = value.DivRound(total, WeightPlaces)
+	}
 	d.Deviation = d.Weight.Sub(ps.Target)
 	if d.Deviation.Exponent() < -WeightPlaces {
 		d.Deviation = d.Deviation.Round(WeightPlaces)

@@ -113,6 +113,7 @@ type Engine struct {
 	wake     chan struct{}
 	natsUp   bool
 	lastTick time.Time
+	halt     *Halt // the kill switch, when engaged
 }
 
 // runtime is one loaded policy.
@@ -134,6 +135,9 @@ type runtime struct {
 	// rejected is the last plan's broken risk limits, at rejectedAt.
 	rejected   []risk.Violation
 	rejectedAt time.Time
+	// ignoredHash is the holdings file last ignored as older than the
+	// ledger, so that it is reported once.
+	ignoredHash string
 }
 
 type firing struct {
@@ -258,7 +262,10 @@ func (e *Engine) Load(set []Loaded) error {
 				e.log.Info("holdings loaded", zap.String("policy", name), zap.String("file", l.Holdings.File),
 					zap.Time("as_of", l.Holdings.AsOf))
 				e.save(rt, true)
+			case rt.ignoredHash == l.HoldingsHash:
+				// Said so already.
 			default:
+				rt.ignoredHash = l.HoldingsHash
 				e.log.Warn("holdings file ignored: the ledger is newer", zap.String("policy", name),
 					zap.String("file", l.Holdings.File), zap.Time("file_as_of", l.Holdings.AsOf),
 					zap.Time("ledger_as_of", rt.ledger.BaseAsOf))
@@ -267,7 +274,7 @@ func (e *Engine) Load(set []Loaded) error {
 		old := rt.pol
 		rt.pol = l.Policy
 		rt.symbols = neededSymbols(rt.pol, rt.ledger)
-		if old == nil || old.Rebalance.Schedule != rt.pol.Rebalance.Schedule || rt.stop == nil {
+		if old == nil || old.Rebalance.Schedule != rt.pol.Rebalance.Schedule || old.Rebalance.Trigger != rt.pol.Rebalance.Trigger || rt.stop == nil {
 			e.startCalendar(rt)
 		}
 		next[name] = rt
@@ -309,21 +316,24 @@ func (e *Engine) startCalendar(rt *runtime) {
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	rt.stop = cancel
-	name := rt.pol.Name
+	name, spec := rt.pol.Name, rt.pol.Rebalance.Schedule
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		runCalendar(ctx, e.clk, sched, e.chain, func(at time.Time) { e.fire(name, sched, at) })
+		runCalendar(ctx, e.clk, sched, e.chain, func(at time.Time) { e.fire(name, spec, sched, at) })
 	}()
 }
 
 // fire is a calendar firing of policy name.
-func (e *Engine) fire(name string, sched cron.Schedule, at time.Time) {
+func (e *Engine) fire(name, spec string, sched cron.Schedule, at time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rt, ok := e.policies[name]
-	if !ok || rt.pol.Rebalance.Cron != sched {
-		return // removed or rescheduled meanwhile
+	if !ok || rt.pol.Rebalance.Schedule != spec || rt.pol.Rebalance.Trigger == policy.TriggerThreshold {
+		// Removed or rescheduled meanwhile. (A reload that keeps the
+		// schedule keeps this calendar: the spec text is compared, not
+		// the parsed schedule, which each reload parses anew.)
+		return
 	}
 	key := fireKey(sched, at)
 	if key == rt.ledger.LastFire {
@@ -485,6 +495,8 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	m := e.opts.Metrics
 	if m != nil {
 		m.Evaluations.WithLabelValues(name).Inc()
+		start := time.Now() // a duration for the histogram, not a clock reading the logic uses
+		defer func() { m.EvaluationSeconds.Observe(time.Since(start).Seconds()) }()
 	}
 	for _, o := range rt.ledger.Expire(now) {
 		e.log.Warn("order expired without a final fill", zap.String("policy", name), zap.String("order_id", o.OrderID),
@@ -493,7 +505,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	var blocks []Block
 	if len(rt.ledger.Unknown) > 0 {
 		blocks = append(blocks, Block{metrics.BlockUnknownOrderState,
-			fmt.Sprintf("fills of unknown orders (%s): waiting for a positions snapshot", strings.Join(rt.ledger.Unknown, ", "))})
+			fmt.Sprintf("holdings uncertain (%s): waiting for a positions snapshot", strings.Join(rt.ledger.Unknown, ", "))})
 	}
 	for _, p := range rt.guard.Check(rt.symbols, now) {
 		blocks = append(blocks, Block{priceBlock(p.Reason), p.Symbol + ": " + p.Detail})
@@ -519,6 +531,10 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	}
 	if !e.natsUp {
 		blocks = append(blocks, Block{metrics.BlockNATSDown, "not connected to NATS"})
+	}
+	if h := e.halt; h != nil {
+		blocks = append(blocks, Block{metrics.BlockHalted, fmt.Sprintf("kill switch engaged at %s by %q: %s",
+			h.At.UTC().Format(time.RFC3339), h.By, h.Reason)})
 	}
 	if rt.rejected != nil {
 		if now.Before(rt.rejectedAt.Add(rt.pol.Rebalance.Cooldown)) {
@@ -737,7 +753,6 @@ func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, no
 	rt.ledger.LastRebalance, rt.ledger.LastPlanID = now, p.ID
 	e.log.Info("rebalance", fields...)
 	if m := e.opts.Metrics; m != nil {
-		m.Rebalances.WithLabelValues(name, trigger).Inc()
 		m.PendingOrders.WithLabelValues(name).Set(float64(len(rt.ledger.Pending())))
 	}
 	rt.blocked = append(rt.blocked, Block{metrics.BlockPendingOrders, fmt.Sprintf("%d orders of plan %s just planned", len(orders), p.ID)})
@@ -761,7 +776,7 @@ func (e *Engine) requeue(l *ledger.Ledger) {
 				"reached JetStream; planning stops until a positions snapshot arrives",
 				zap.String("policy", l.Policy), zap.String("order_id", o.OrderID), zap.Time("created_at", o.CreatedAt))
 			o.Status, o.Updated = ledger.Expired, now
-			l.Unknown = append(l.Unknown, "order "+o.OrderID)
+			l.Unknown = append(l.Unknown, "order "+o.OrderID+" not known to be published")
 			continue
 		}
 		if o.Status == ledger.Outbox {
@@ -793,12 +808,65 @@ func (e *Engine) save(rt *runtime, durable bool) {
 	}
 }
 
+// Halt is an engaged kill switch: who engaged it, when and why.
+type Halt struct {
+	Reason string    `json:"reason"`
+	By     string    `json:"by,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// SetHalt engages the kill switch (h not nil) or releases it (nil). While
+// it is engaged no plan is made and nothing is published, queued batches
+// included; an orders publish already in flight completes. The caller
+// persists it.
+func (e *Engine) SetHalt(h *Halt) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.halt = h
+	if h != nil {
+		e.log.Warn("kill switch engaged: publishing halted", zap.String("reason", h.Reason), zap.String("by", h.By))
+	} else {
+		e.log.Warn("kill switch released: publishing resumes")
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+	for _, name := range e.names {
+		e.evaluate(e.policies[name], e.clk.Now())
+	}
+}
+
+// Halted returns the engaged kill switch, or nil.
+func (e *Engine) Halted() *Halt {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.halt
+}
+
 // SetNATSConnected records the connection state; while disconnected,
 // policies are not planned (their orders could not be published).
 func (e *Engine) SetNATSConnected(up bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	changed := e.natsUp != up
 	e.natsUp = up
+	if changed {
+		// Show (or clear) the block at once, not at the next evaluation.
+		for _, name := range e.names {
+			rt := e.policies[name]
+			blocks := make([]Block, 0, len(rt.blocked)+1)
+			for _, b := range rt.blocked {
+				if b.Reason != metrics.BlockNATSDown {
+					blocks = append(blocks, b)
+				}
+			}
+			if !up {
+				blocks = append(blocks, Block{metrics.BlockNATSDown, "not connected to NATS"})
+			}
+			e.setBlocked(rt, blocks)
+		}
+	}
 	if m := e.opts.Metrics; m != nil {
 		v := 0.0
 		if up {
@@ -852,7 +920,7 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 	for {
 		e.mu.Lock()
 		var b *batch
-		if len(e.outbox) > 0 {
+		if len(e.outbox) > 0 && e.halt == nil {
 			b = e.outbox[0]
 		}
 		e.mu.Unlock()
@@ -921,6 +989,7 @@ func (e *Engine) markPublished(b *batch) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if m := e.opts.Metrics; m != nil {
+		m.Rebalances.WithLabelValues(b.policy, b.orders[0].Trigger).Inc()
 		m.OrdersPublished.WithLabelValues(b.policy).Add(float64(len(b.orders)))
 		m.TriggerLatency.Observe(e.clk.Now().Sub(b.start).Seconds())
 	}
@@ -936,6 +1005,7 @@ func (e *Engine) markPublished(b *batch) {
 		return
 	}
 	rt.ledger.MarkPublished(ids, e.clk.Now())
+	rt.ledger.Prune(e.clk.Now().Add(-e.opts.Retention))
 	e.save(rt, true)
 	e.log.Info("orders acknowledged by JetStream", zap.String("policy", b.policy), zap.String("plan_id", ids[0][:strings.LastIndexByte(ids[0], '-')]), zap.Int("orders", len(ids)))
 }

@@ -37,6 +37,7 @@ type PolicyStatus struct {
 // Status is the engine's state for the status endpoint.
 type Status struct {
 	NATSConnected bool           `json:"nats_connected"`
+	Halt          *Halt          `json:"halt"`
 	Outbox        int            `json:"outbox_batches"`
 	Policies      []PolicyStatus `json:"policies"`
 }
@@ -45,7 +46,7 @@ type Status struct {
 func (e *Engine) Status() Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st := Status{NATSConnected: e.natsUp, Outbox: len(e.outbox), Policies: make([]PolicyStatus, 0, len(e.names))}
+	st := Status{NATSConnected: e.natsUp, Halt: e.halt, Outbox: len(e.outbox), Policies: make([]PolicyStatus, 0, len(e.names))}
 	for _, name := range e.names {
 		rt := e.policies[name]
 		ps := PolicyStatus{
@@ -95,6 +96,9 @@ func (e *Engine) Ready() []string {
 	if !e.natsUp {
 		out = append(out, "not connected to NATS")
 	}
+	if e.halt != nil {
+		out = append(out, "kill switch engaged: "+e.halt.Reason)
+	}
 	for _, name := range e.names {
 		rt := e.policies[name]
 		if rt.lastEval.IsZero() {
@@ -102,7 +106,7 @@ func (e *Engine) Ready() []string {
 			continue
 		}
 		for _, b := range rt.blocked {
-			if b.Reason != metrics.BlockPendingOrders {
+			if b.Reason != metrics.BlockPendingOrders && b.Reason != metrics.BlockHalted {
 				out = append(out, name+": "+b.Reason+": "+b.Detail)
 			}
 		}

@@ -191,3 +191,36 @@ type Drift struct {
 	Sleeves      []DriftSleeve   `json:"sleeves"`
 	Breaching    []string        `json:"breaching"`
 }
+
+// Control actions on Subjects.Control.
+const (
+	ControlHalt    = "halt"
+	ControlRelease = "release"
+	// ControlRebalance asks for a rebalance of ControlRequest.Policy now,
+	// to its destination (the "manual" trigger).
+	ControlRebalance = "rebalance"
+)
+
+// Control is the subject of a control action, <prefix>.control.<action>:
+// a NATS request answered with a ControlReply.
+func (s Subjects) Control(action string) string { return s.Prefix + ".control." + action }
+
+// ControlRequest engages (halt) or releases the kill switch. Token must
+// match the daemon's control token when one is configured.
+type ControlRequest struct {
+	SchemaVersion int    `json:"schema_version"`
+	Token         string `json:"token,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+	By            string `json:"by,omitempty"`
+	// Policy names the policy of a rebalance request.
+	Policy string `json:"policy,omitempty"`
+}
+
+// ControlReply answers a ControlRequest.
+type ControlReply struct {
+	SchemaVersion int    `json:"schema_version"`
+	OK            bool   `json:"ok"`
+	Error         string `json:"error,omitempty"`
+	Halted        bool   `json:"halted"`
+	Reason        string `json:"reason,omitempty"`
+}

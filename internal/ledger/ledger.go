@@ -277,6 +277,9 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 	if f.FillID == "" {
 		return FillResult{}, errors.New("fill: fill_id is missing")
 	}
+	if f.At.IsZero() {
+		return FillResult{}, fmt.Errorf("fill %s: at (the time of the execution) is missing", f.FillID)
+	}
 	o, ok := l.Order(f.OrderID)
 	if !ok {
 		for _, id := range l.Unknown {

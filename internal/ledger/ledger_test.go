@@ -87,6 +87,7 @@ func TestApplyFillRejects(t *testing.T) {
 		{"no price", "ira", fill("f", "x-1", events.FillPartial, "1", "0", "0", at), "needs a price"},
 		{"bad status", "ira", fill("f", "x-1", "done", "1", "100", "0", at), `status "done"`},
 		{"no id", "ira", fill("", "x-1", events.FillPartial, "1", "100", "0", at), "fill_id is missing"},
+		{"no time", "ira", fill("f", "x-1", events.FillPartial, "1", "100", "0", time.Time{}), "at (the time of the execution) is missing"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLedger()

@@ -63,6 +63,9 @@ const (
 	// not published; the policy waits out its cooldown before planning
 	// again.
 	BlockRiskLimit = "risk_limit"
+	// BlockHalted: an operator engaged the kill switch; nothing is
+	// published until it is released.
+	BlockHalted = "halted"
 )
 
 // BlockReasons lists every reason SetPlanningBlocked accepts, in the order
@@ -76,6 +79,7 @@ var BlockReasons = []string{
 	BlockPendingOrders,
 	BlockUnknownOrderState,
 	BlockRiskLimit,
+	BlockHalted,
 }
 
 // Values of the result label of rebalancerd_config_reloads_total.

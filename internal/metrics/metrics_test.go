@@ -103,6 +103,7 @@ rebalancerd_orders_published_total{policy="smith"} 4
 rebalancerd_pending_orders{policy="smith"} 4
 # HELP rebalancerd_planning_blocked 1 while planning for the policy is blocked for the reason, else 0.
 # TYPE rebalancerd_planning_blocked gauge
+rebalancerd_planning_blocked{policy="smith",reason="halted"} 0
 rebalancerd_planning_blocked{policy="smith",reason="invalid_policy"} 0
 rebalancerd_planning_blocked{policy="smith",reason="missing_price"} 0
 rebalancerd_planning_blocked{policy="smith",reason="nats_down"} 1

@@ -117,7 +117,12 @@ func ConnectEmbedded(s *server.Server, log *zap.Logger, onState func(connected b
 
 // options translates the authentication and TLS settings of cfg, reading
 // the secret files now so that a wrong path fails at start.
-func (cfg ConnConfig) options() ([]natsgo.Option, error) {
+func (cfg ConnConfig) options() ([]natsgo.Option, error) { return cfg.Options() }
+
+// Options returns the client options for the configured authentication and
+// TLS, after checking the secret files (present, private, not empty), for
+// command-line clients that dial NATS themselves.
+func (cfg ConnConfig) Options() ([]natsgo.Option, error) {
 	var opts []natsgo.Option
 	var methods []string
 

@@ -199,6 +199,11 @@ type planner struct {
 	idle     []decimal.Decimal // sale proceeds not yet spent, per account
 	budget   decimal.Decimal   // free cash the plan may spend in all
 	moved    []bool            // [a*nI+i]: a relocation trades instrument i in account a
+	held     []decimal.Decimal // household value held before the orders, per instrument
+	// wholeStep is true for the instruments whose step is 1: a quantity of
+	// them is their number of steps.
+	wholeStep []bool
+	parts     []decimal.Decimal // scratch for sums
 
 	buyOrder   []int // instruments, most constrained first
 	spendOrder []int // accounts, most constrained first
@@ -209,52 +214,79 @@ type planner struct {
 	cash       []decimal.Decimal // per account: cash left after the orders
 	after      []decimal.Decimal // projected value per sleeve
 	totalAfter decimal.Decimal   // projected total
+	sameTotal  bool              // totalAfter equals T
 }
 
 func newPlanner(s *drift.Snapshot, dest policy.Destination) *planner {
 	b := s.Book
 	p := b.Policy
-	nA, nI := len(p.Accounts), len(p.Instruments)
+	nA, nI, nS := len(p.Accounts), len(p.Instruments), len(p.Sleeves)
 	pl := &planner{s: s, b: b, p: p, dest: dest, T: s.Total, nA: nA, nI: nI}
-	dec := make([]decimal.Decimal, len(p.Sleeves)+3*nI+3*nA*nI+3*nA)
-	take := func(n int) []decimal.Decimal {
+	// One backing array for every per-sleeve, per-instrument and
+	// per-account figure, and the scratch of sums.
+	dec := make([]decimal.Decimal, 2*nS+5*nI+3*nA*nI+4*nA+nA+nS)
+	next := func(n int) []decimal.Decimal {
 		out := dec[:n:n]
 		dec = dec[n:]
 		return out
 	}
-	pl.want = take(len(p.Sleeves))
-	pl.buy, pl.sell, pl.unit = take(nI), take(nI), take(nI)
+	pl.want, pl.after = next(nS), next(nS)
+	pl.buy, pl.sell, pl.unit, pl.held = next(nI), next(nI), next(nI), next(nI)
+	pl.buyAt, pl.sellAt, pl.sellable = next(nA*nI), next(nA*nI), next(nA*nI)
+	pl.free, pl.idle, pl.short, pl.cash = next(nA), next(nA), next(nA), next(nA)
+	pl.parts = dec[:0]
+	flags := make([]bool, nA*nI+2*nI)
+	pl.moved, pl.dropped, pl.wholeStep = flags[:nA*nI], flags[nA*nI:nA*nI+nI], flags[nA*nI+nI:]
 	for i := range p.Instruments {
+		pl.wholeStep[i] = isOne(p.Instruments[i].Step)
 		if !b.Price[i].IsZero() {
-			pl.unit[i] = b.Price[i].Mul(p.Instruments[i].Step)
+			pl.unit[i] = pl.timesStep(i, b.Price[i])
 		}
 	}
-	pl.buyAt, pl.sellAt, pl.sellable = take(nA*nI), take(nA*nI), take(nA*nI)
 	for a := 0; a < nA; a++ {
 		for i, q := range b.Qty[a] {
 			if q.IsZero() {
 				continue
 			}
-			if step := p.Instruments[i].Step; q.Mod(step).IsZero() {
+			if step := p.Instruments[i].Step; wholeSteps(q, step) {
 				pl.sellable[a*nI+i] = s.Values[a][i]
 			} else {
 				steps, _ := q.QuoRem(step, 0)
-				pl.sellable[a*nI+i] = steps.Mul(step).Mul(b.Price[i])
+				pl.sellable[a*nI+i] = pl.timesStep(i, steps).Mul(b.Price[i])
 			}
 		}
 	}
-	pl.free, pl.idle, pl.short = take(nA), take(nA), take(nA)
 	for a := range p.Accounts {
-		if d := p.Accounts[a].Reserve.Sub(b.Cash[a]); d.Sign() > 0 {
-			pl.short[a] = d
+		if r := p.Accounts[a].Reserve; r.Sign() > 0 && r.GreaterThan(b.Cash[a]) {
+			pl.short[a] = r.Sub(b.Cash[a])
 		}
 	}
-	pl.moved = make([]bool, nA*nI)
 	pl.rule = make([]Rule, nI)
-	pl.dropped = make([]bool, nI)
 	copy(pl.free, s.FreeCash)
 	pl.orderings()
 	return pl
+}
+
+// timesStep returns x times instrument i's step: the quantity of x steps,
+// or the value of one step when x is the price.
+func (pl *planner) timesStep(i int, x decimal.Decimal) decimal.Decimal {
+	if pl.wholeStep[i] {
+		return x
+	}
+	return x.Mul(pl.p.Instruments[i].Step)
+}
+
+// sumOf returns the sum of term(k) for k in [0, n), with drift.Sum on the
+// terms that are not zero. term must not call sumOf: they share the
+// scratch.
+func (pl *planner) sumOf(n int, term func(k int) decimal.Decimal) decimal.Decimal {
+	parts := pl.parts[:0]
+	for k := 0; k < n; k++ {
+		if t := term(k); !t.IsZero() {
+			parts = append(parts, t)
+		}
+	}
+	return drift.Sum(parts)
 }
 
 // orderings fixes the deterministic orders in which instruments and
@@ -316,9 +348,7 @@ func (pl *planner) desired() {
 // allocate sets the desired values of sibling sleeves so that they sum to
 // total, then recurses into their children.
 func (pl *planner) allocate(children []int, total decimal.Decimal) {
-	sum := decimal.Zero
-	flex := make([]bool, len(children))
-	for k, c := range children {
+	for _, c := range children {
 		sd := &pl.s.Sleeves[c]
 		targetValue := sd.TargetValue
 		switch {
@@ -341,18 +371,24 @@ func (pl *planner) allocate(children []int, total decimal.Decimal) {
 			}
 		default:
 			pl.want[c] = sd.Value
-			flex[k] = true
 		}
-		sum = sum.Add(pl.want[c])
 	}
-	if residual := total.Sub(sum); !residual.IsZero() {
-		pl.spread(children, flex, residual)
+	sum := pl.sumOf(len(children), func(k int) decimal.Decimal { return pl.want[children[k]] })
+	if !total.Equal(sum) {
+		pl.spread(children, total.Sub(sum))
 	}
 	for _, c := range children {
 		if kids := pl.p.Sleeves[c].Children; len(kids) > 0 {
 			pl.allocate(kids, pl.want[c])
 		}
 	}
+}
+
+// keeps reports whether sleeve c keeps its value before the residual of
+// its siblings is spread: with a band destination, when it is inside its
+// band.
+func (pl *planner) keeps(c int) bool {
+	return pl.dest != policy.DestinationTarget && !pl.s.Sleeves[c].Breach
 }
 
 // margin returns how far rounding to steps may move sleeve si: one step's
@@ -376,7 +412,7 @@ func (pl *planner) margin(si int) decimal.Decimal {
 // ones; then into the room left inside each band (one margin short of the
 // far edge); then pro rata, by target when placing and by value when
 // raising, so no sleeve goes below zero.
-func (pl *planner) spread(children []int, flex []bool, residual decimal.Decimal) {
+func (pl *planner) spread(children []int, residual decimal.Decimal) {
 	weights := make([]decimal.Decimal, len(children))
 	sign := residual.Sign()
 	need := residual.Abs()
@@ -400,31 +436,31 @@ func (pl *planner) spread(children []int, flex []bool, residual decimal.Decimal)
 		need = need.Sub(moved)
 	}
 	toward := func(k, c int) decimal.Decimal {
-		gap := pl.p.Sleeves[c].Target.Mul(pl.T).Sub(pl.want[c])
+		gap := pl.s.Sleeves[c].TargetValue.Sub(pl.want[c])
 		if sign < 0 {
 			gap = gap.Neg()
 		}
 		return gap
 	}
 	stage(func(k, c int) decimal.Decimal {
-		if !flex[k] {
+		if !pl.keeps(c) {
 			return decimal.Zero
 		}
 		return toward(k, c)
 	})
 	stage(func(k, c int) decimal.Decimal {
-		if flex[k] {
+		if pl.keeps(c) {
 			return decimal.Zero
 		}
 		return toward(k, c)
 	})
 	stage(func(k, c int) decimal.Decimal {
-		ps := &pl.p.Sleeves[c]
-		room := ps.HalfWidth.Mul(pl.T).Sub(pl.margin(c))
+		sd := &pl.s.Sleeves[c]
+		room := sd.HalfWidthValue.Sub(pl.margin(c))
 		if sign > 0 {
-			return ps.Target.Mul(pl.T).Add(room).Sub(pl.want[c])
+			return sd.TargetValue.Add(room).Sub(pl.want[c])
 		}
-		return pl.want[c].Sub(ps.Target.Mul(pl.T).Sub(room))
+		return pl.want[c].Sub(sd.TargetValue.Sub(room))
 	})
 	stage(func(k, c int) decimal.Decimal {
 		if sign > 0 {
@@ -465,13 +501,9 @@ func (pl *planner) share(children []int, weights []decimal.Decimal, wSum, amount
 // sell per instrument, and the free-cash budget.
 func (pl *planner) amounts() {
 	p, s := pl.p, pl.s
-	held := make([]decimal.Decimal, pl.nI)
-	for a := 0; a < pl.nA; a++ {
-		for i, v := range s.Values[a] {
-			if !v.IsZero() {
-				held[i] = held[i].Add(v)
-			}
-		}
+	held := pl.held
+	for i := range held {
+		held[i] = pl.sumOf(pl.nA, func(a int) decimal.Decimal { return s.Values[a][i] })
 	}
 	for si := range p.Sleeves {
 		ps := &p.Sleeves[si]
@@ -485,7 +517,11 @@ func (pl *planner) amounts() {
 		rule := pl.ruleFor(si)
 		for _, i := range ps.Instruments {
 			pl.rule[i] = rule
-			delta := pl.want[si].Mul(p.Instruments[i].Share).Sub(held[i])
+			wanted := pl.want[si]
+			if share := p.Instruments[i].Share; !isOne(share) {
+				wanted = wanted.Mul(share)
+			}
+			delta := sub(wanted, held[i])
 			switch delta.Sign() {
 			case 1:
 				pl.buy[i] = delta
@@ -500,28 +536,24 @@ func (pl *planner) amounts() {
 	if excess.Sign() <= 0 {
 		return
 	}
-	freeTotal := decimal.Zero
-	for _, f := range s.FreeCash {
-		freeTotal = freeTotal.Add(f)
-	}
+	freeTotal := pl.sumOf(pl.nA, func(a int) decimal.Decimal { return s.FreeCash[a] })
 	pl.budget = decimal.Min(excess, freeTotal)
 	rest := excess.Sub(pl.budget)
 	if rest.Sign() <= 0 {
 		return
 	}
 	instr := p.Sleeves[p.Cash].Instruments
-	heldSum := decimal.Zero
-	for _, i := range instr {
-		heldSum = heldSum.Add(held[i])
-	}
+	heldSum := pl.sumOf(len(instr), func(k int) decimal.Decimal { return held[instr[k]] })
 	given := decimal.Zero
 	for k, i := range instr {
 		if held[i].Sign() <= 0 {
 			continue
 		}
-		part := rest.Mul(held[i]).DivRound(heldSum, amountPlaces)
+		var part decimal.Decimal
 		if k == len(instr)-1 {
 			part = rest.Sub(given)
+		} else {
+			part = rest.Mul(held[i]).DivRound(heldSum, amountPlaces)
 		}
 		part = decimal.Min(part, held[i])
 		given = given.Add(part)
@@ -562,32 +594,41 @@ func (pl *planner) place() {
 		if pl.budget.Sign() <= 0 {
 			break
 		}
-		spend := decimal.Min(pl.free[a], pl.budget)
-		if spend.Sign() <= 0 {
+		if pl.free[a].Sign() <= 0 {
 			continue
 		}
-		used := pl.spendIn(a, spend)
-		pl.free[a] = pl.free[a].Sub(used)
-		pl.budget = pl.budget.Sub(used)
+		used, _ := pl.spendIn(a, decimal.Min(pl.free[a], pl.budget))
+		pl.free[a] = sub(pl.free[a], used)
+		pl.budget = sub(pl.budget, used)
 	}
 	// Sales that fund buys in the same account, tax-advantaged first.
 	for _, a := range pl.sellOrder {
 		if pl.short[a].Sign() > 0 {
 			continue
 		}
-		usable := pl.fundable(a)
-		for j := 0; j < pl.nI && usable.Sign() > 0; j++ {
-			if pl.sell[j].Sign() <= 0 || pl.sellable[a*pl.nI+j].Sign() <= 0 {
+		// usable is what the account could still spend on the buys it may
+		// hold, computed once it has something to sell.
+		var usable decimal.Decimal
+		haveUsable := false
+		for j := 0; j < pl.nI; j++ {
+			k := a*pl.nI + j
+			if pl.sell[j].Sign() <= 0 || pl.sellable[k].Sign() <= 0 {
 				continue
 			}
-			avail := pl.sellable[a*pl.nI+j].Sub(pl.sellAt[a*pl.nI+j])
+			avail := sub(pl.sellable[k], pl.sellAt[k])
 			if avail.Sign() <= 0 {
 				continue
 			}
-			amt := decimal.Min(pl.sell[j], avail, usable)
-			pl.sellAt[a*pl.nI+j] = pl.sellAt[a*pl.nI+j].Add(amt)
-			pl.sell[j] = pl.sell[j].Sub(amt)
-			usable = usable.Sub(pl.spendIn(a, amt))
+			if !haveUsable {
+				usable, haveUsable = pl.fundable(a), true
+			}
+			if usable.Sign() <= 0 {
+				break
+			}
+			amt := take(&pl.sell[j], decimal.Min(avail, usable))
+			pl.sellAt[k] = add(pl.sellAt[k], amt)
+			spent, _ := pl.spendIn(a, amt)
+			usable = sub(usable, spent)
 		}
 	}
 	// Remaining sales raise cash toward the cash target. Cash-sleeve
@@ -597,23 +638,24 @@ func (pl *planner) place() {
 			continue
 		}
 		for _, a := range pl.sellOrder {
-			if pl.sellable[a*pl.nI+j].Sign() <= 0 {
+			k := a*pl.nI + j
+			if pl.sellable[k].Sign() <= 0 {
 				continue
 			}
-			avail := pl.sellable[a*pl.nI+j].Sub(pl.sellAt[a*pl.nI+j])
+			avail := sub(pl.sellable[k], pl.sellAt[k])
 			if avail.Sign() <= 0 {
 				continue
 			}
-			amt := decimal.Min(pl.sell[j], avail)
-			pl.sellAt[a*pl.nI+j] = pl.sellAt[a*pl.nI+j].Add(amt)
-			pl.sell[j] = pl.sell[j].Sub(amt)
+			amt := take(&pl.sell[j], avail)
+			pl.sellAt[k] = add(pl.sellAt[k], amt)
 			proceeds := amt
-			if refill := decimal.Min(proceeds, pl.short[a]); refill.Sign() > 0 {
-				pl.short[a] = pl.short[a].Sub(refill)
-				pl.refill = pl.refill.Add(refill)
-				proceeds = proceeds.Sub(refill)
+			if pl.short[a].Sign() > 0 {
+				refill := take(&pl.short[a], proceeds)
+				pl.refill = add(pl.refill, refill)
+				proceeds = sub(proceeds, refill)
 			}
-			pl.idle[a] = pl.idle[a].Add(proceeds.Sub(pl.spendIn(a, proceeds)))
+			_, left := pl.spendIn(a, proceeds)
+			pl.idle[a] = add(pl.idle[a], left)
 			if pl.sell[j].Sign() <= 0 {
 				break
 			}
@@ -642,32 +684,47 @@ func (pl *planner) relocate() {
 				if j == i || pl.sellable[y*nI+j].Sign() <= 0 || pl.buyAt[y*nI+j].Sign() > 0 {
 					continue
 				}
-				avail := pl.sellable[y*nI+j].Sub(pl.sellAt[y*nI+j])
-				if avail.Sign() <= 0 {
-					continue
-				}
-				for x := 0; x < pl.nA && avail.Sign() > 0 && pl.buy[i].Sign() > 0; x++ {
+				// avail is what y holds of j beyond its planned sales,
+				// computed once an account x can pay for it.
+				var avail decimal.Decimal
+				haveAvail := false
+				for x := 0; x < pl.nA && pl.buy[i].Sign() > 0; x++ {
 					if x == y || !p.Accounts[x].Allows(j) || pl.sellAt[x*nI+j].Sign() > 0 {
 						continue
 					}
+					// x pays with its idle proceeds and its free cash within
+					// the budget; neither is ever negative.
+					if pl.idle[x].Sign() <= 0 && (pl.free[x].Sign() <= 0 || pl.budget.Sign() <= 0) {
+						continue
+					}
+					if !haveAvail {
+						avail, haveAvail = sub(pl.sellable[y*nI+j], pl.sellAt[y*nI+j]), true
+					}
+					if avail.Sign() <= 0 {
+						break
+					}
 					fromFree := decimal.Min(pl.free[x], pl.budget)
-					m := decimal.Min(pl.buy[i], avail, pl.idle[x].Add(fromFree))
+					m := decimal.Min(pl.buy[i], avail, add(pl.idle[x], fromFree))
 					if m.Sign() <= 0 {
 						continue
 					}
 					// Spend x's idle proceeds before its free cash.
-					useIdle := decimal.Min(m, pl.idle[x])
-					pl.idle[x] = pl.idle[x].Sub(useIdle)
-					if rest := m.Sub(useIdle); rest.Sign() > 0 {
+					if pl.idle[x].GreaterThanOrEqual(m) {
+						pl.idle[x] = pl.idle[x].Sub(m)
+					} else {
+						rest := sub(m, pl.idle[x])
+						pl.idle[x] = decimal.Decimal{}
 						pl.free[x] = pl.free[x].Sub(rest)
 						pl.budget = pl.budget.Sub(rest)
 					}
-					pl.buyAt[x*nI+j] = pl.buyAt[x*nI+j].Add(m)
-					pl.sellAt[y*nI+j] = pl.sellAt[y*nI+j].Add(m)
-					pl.buyAt[y*nI+i] = pl.buyAt[y*nI+i].Add(m)
-					pl.buy[i] = pl.buy[i].Sub(m)
+					pl.buyAt[x*nI+j] = add(pl.buyAt[x*nI+j], m)
+					pl.sellAt[y*nI+j] = add(pl.sellAt[y*nI+j], m)
+					pl.buyAt[y*nI+i] = add(pl.buyAt[y*nI+i], m)
 					pl.moved[x*nI+j], pl.moved[y*nI+j] = true, true
-					avail = avail.Sub(m)
+					take(&pl.buy[i], m)
+					if pl.buy[i].Sign() > 0 { // else the loop ends: avail no longer matters
+						take(&avail, m)
+					}
 				}
 			}
 		}
@@ -677,42 +734,46 @@ func (pl *planner) relocate() {
 // fundable returns what account a could still spend on the buys it may
 // hold.
 func (pl *planner) fundable(a int) decimal.Decimal {
-	sum := decimal.Zero
 	acct := &pl.p.Accounts[a]
-	for i, need := range pl.buy {
-		if need.Sign() > 0 && acct.Allows(i) {
-			sum = sum.Add(need)
+	return pl.sumOf(pl.nI, func(i int) decimal.Decimal {
+		if pl.buy[i].Sign() > 0 && acct.Allows(i) {
+			return pl.buy[i]
 		}
-	}
-	return sum
+		return decimal.Decimal{}
+	})
 }
 
 // spendIn spends up to amount in account a on the buys it may hold, most
-// constrained instruments first, and returns what it spent.
-func (pl *planner) spendIn(a int, amount decimal.Decimal) decimal.Decimal {
+// constrained instruments first, and returns what it spent and what is
+// left of amount.
+func (pl *planner) spendIn(a int, amount decimal.Decimal) (spent, left decimal.Decimal) {
 	acct := &pl.p.Accounts[a]
-	spent := decimal.Zero
+	left = amount
 	for _, i := range pl.buyOrder {
-		if amount.Sign() <= 0 {
+		if left.Sign() <= 0 {
 			break
 		}
-		if pl.buy[i].Sign() <= 0 || !acct.Allows(i) {
+		need := pl.buy[i]
+		if need.Sign() <= 0 || !acct.Allows(i) {
 			continue
 		}
-		x := decimal.Min(pl.buy[i], amount)
-		pl.buyAt[a*pl.nI+i] = pl.buyAt[a*pl.nI+i].Add(x)
-		pl.buy[i] = pl.buy[i].Sub(x)
-		amount = amount.Sub(x)
-		spent = spent.Add(x)
+		k := a*pl.nI + i
+		if need.GreaterThan(left) {
+			pl.buy[i] = need.Sub(left)
+			pl.buyAt[k] = add(pl.buyAt[k], left)
+			left = decimal.Decimal{}
+			break
+		}
+		pl.buy[i] = decimal.Decimal{}
+		pl.buyAt[k] = add(pl.buyAt[k], need)
+		left = left.Sub(need)
 	}
-	return spent
+	return sub(amount, left), left
 }
 
 // round turns the placed amounts into orders of whole steps.
 func (pl *planner) round() {
 	p, b := pl.p, pl.b
-	// cash is each account's cash minus its reserve: negative while the
-	// reserve is short, so that proceeds refill it before funding buys.
 	n := 0
 	for k := range pl.buyAt {
 		if pl.buyAt[k].Sign() > 0 {
@@ -723,9 +784,10 @@ func (pl *planner) round() {
 		}
 	}
 	pl.orders = make([]Order, 0, n+4) // room for a few repair orders
-	pl.cash = make([]decimal.Decimal, pl.nA)
+	// cash is each account's cash minus its reserve: negative while the
+	// reserve is short, so that proceeds refill it before funding buys.
 	for a := range pl.cash {
-		pl.cash[a] = b.Cash[a].Sub(p.Accounts[a].Reserve)
+		pl.cash[a] = sub(b.Cash[a], p.Accounts[a].Reserve)
 	}
 	for a := 0; a < pl.nA; a++ {
 		for i := 0; i < pl.nI; i++ {
@@ -733,50 +795,53 @@ func (pl *planner) round() {
 			if amt.Sign() <= 0 {
 				continue
 			}
-			// units x unit = amt - rem exactly; round up.
-			units, rem := amt.QuoRem(pl.unit[i], 0)
-			notional := amt.Sub(rem)
+			// Round up: units x unit = amt - rem exactly.
+			unit := pl.unit[i]
+			units, rem := amt.QuoRem(unit, 0)
+			notional := amt
 			if rem.Sign() > 0 {
 				units = units.Add(oneUnit)
-				notional = notional.Add(pl.unit[i])
+				notional = units.Mul(unit)
 			}
-			if step := p.Instruments[i].Step; units.Mul(step).GreaterThan(b.Qty[a][i]) {
-				units, _ = b.Qty[a][i].QuoRem(step, 0)
-				notional = units.Mul(pl.unit[i])
+			qty := pl.timesStep(i, units)
+			if held := b.Qty[a][i]; qty.GreaterThan(held) {
+				units, _ = held.QuoRem(p.Instruments[i].Step, 0)
+				qty, notional = pl.timesStep(i, units), units.Mul(unit)
 			}
-			if pl.addOrder(a, i, Sell, units, notional) {
-				pl.cash[a] = pl.cash[a].Add(notional)
+			if pl.addOrder(a, i, Sell, units, qty, notional) {
+				pl.cash[a] = add(pl.cash[a], notional)
 			}
 		}
 	}
 	for a := 0; a < pl.nA; a++ {
-		// pending is what the account's buys not yet rounded were planned
-		// to spend: a buy rounds up only with cash they do not need.
-		pending := decimal.Zero
-		for _, i := range pl.buyOrder {
-			if amt := pl.buyAt[a*pl.nI+i]; amt.Sign() > 0 {
-				pending = pending.Add(amt)
-			}
-		}
-		for _, i := range pl.buyOrder {
+		for k, i := range pl.buyOrder {
 			amt := pl.buyAt[a*pl.nI+i]
 			if amt.Sign() <= 0 {
 				continue
 			}
-			pending = pending.Sub(amt)
+			// The nearest number of steps, half up; down again when rounding
+			// up would spend cash that the account's buys not yet rounded
+			// were planned to spend.
 			unit := pl.unit[i]
-			units, rem := amt.QuoRem(unit, 0)
-			notional := amt.Sub(rem)
-			if rem.Add(rem).GreaterThanOrEqual(unit) {
-				if up := notional.Add(unit); !pl.cash[a].Sub(pending).LessThan(up) {
-					units, notional = units.Add(oneUnit), up
+			units := amt.DivRound(unit, 0)
+			notional := units.Mul(unit)
+			if notional.GreaterThan(amt) {
+				rest := pl.buyOrder[k+1:]
+				pending := pl.sumOf(len(rest), func(m int) decimal.Decimal {
+					if x := pl.buyAt[a*pl.nI+rest[m]]; x.Sign() > 0 {
+						return x
+					}
+					return decimal.Decimal{}
+				})
+				if sub(pl.cash[a], pending).LessThan(notional) {
+					units, notional = units.Sub(oneUnit), notional.Sub(unit)
 				}
 			}
 			if notional.GreaterThan(pl.cash[a]) {
 				units, _ = pl.cash[a].QuoRem(unit, 0)
 				notional = units.Mul(unit)
 			}
-			if pl.addOrder(a, i, Buy, units, notional) {
+			if pl.addOrder(a, i, Buy, units, pl.timesStep(i, units), notional) {
 				pl.cash[a] = pl.cash[a].Sub(notional)
 			}
 		}
@@ -785,9 +850,10 @@ func (pl *planner) round() {
 
 var oneUnit = decimal.NewFromInt(1)
 
-// addOrder appends an order of units steps, worth notional (units x
-// unit), unless it is empty or below min_trade, and reports whether it did.
-func (pl *planner) addOrder(a, i int, side Side, units, notional decimal.Decimal) bool {
+// addOrder appends an order of units steps, qty (units x step), worth
+// notional (units x unit), unless it is empty or below min_trade, and
+// reports whether it did.
+func (pl *planner) addOrder(a, i int, side Side, units, qty, notional decimal.Decimal) bool {
 	if units.Sign() <= 0 {
 		return false
 	}
@@ -796,7 +862,6 @@ func (pl *planner) addOrder(a, i int, side Side, units, notional decimal.Decimal
 		return false
 	}
 	in := &pl.p.Instruments[i]
-	qty := units.Mul(in.Step)
 	phase := PhaseBuy
 	if side == Sell {
 		phase = PhaseSell
@@ -823,35 +888,37 @@ func (pl *planner) addOrder(a, i int, side Side, units, notional decimal.Decimal
 // refill a short reserve leave the investable total.
 func (pl *planner) project() {
 	p, s := pl.p, pl.s
-	if pl.after == nil {
-		pl.after = make([]decimal.Decimal, len(p.Sleeves))
-	}
 	for si := range p.Sleeves {
 		if p.Sleeves[si].Leaf() {
 			pl.after[si] = s.Sleeves[si].Value
 		} else {
-			pl.after[si] = decimal.Zero
+			pl.after[si] = decimal.Decimal{}
 		}
 	}
-	for _, f := range s.FreeCash {
-		pl.after[p.Cash] = pl.after[p.Cash].Sub(f)
-	}
-	for a := range pl.cash {
-		if pl.cash[a].Sign() > 0 {
-			pl.after[p.Cash] = pl.after[p.Cash].Add(pl.cash[a])
+	// The cash sleeve holds its instruments, valued before the orders
+	// (which add to or take from them below), and the cash left after.
+	instr := p.Sleeves[p.Cash].Instruments
+	pl.after[p.Cash] = pl.sumOf(len(instr)+pl.nA, func(k int) decimal.Decimal {
+		if k < len(instr) {
+			return pl.held[instr[k]]
 		}
-	}
+		if c := pl.cash[k-len(instr)]; c.Sign() > 0 {
+			return c
+		}
+		return decimal.Decimal{}
+	})
 	for k := range pl.orders {
 		o := &pl.orders[k]
-		n := o.Notional
-		if o.Side == Sell {
-			n = n.Neg()
-		}
 		sl := p.Instruments[o.instrument].Sleeve
-		pl.after[sl] = pl.after[sl].Add(n)
+		if o.Side == Sell {
+			pl.after[sl] = sub(pl.after[sl], o.Notional)
+		} else {
+			pl.after[sl] = add(pl.after[sl], o.Notional)
+		}
 	}
 	drift.Rollup(p, pl.after)
 	pl.totalAfter = drift.TotalOf(p, pl.after)
+	pl.sameTotal = pl.totalAfter.Equal(pl.T)
 }
 
 // repair adds single steps where a sleeve the plan should bring inside its
@@ -894,7 +961,7 @@ func (pl *planner) repair() {
 // outAfter reports whether sleeve si lies outside its band after the
 // orders.
 func (pl *planner) outAfter(si int) bool {
-	if pl.totalAfter.Equal(pl.T) {
+	if pl.sameTotal {
 		d := &pl.s.Sleeves[si]
 		return drift.OutOfBand(pl.after[si], d.TargetValue, d.HalfWidthValue)
 	}
@@ -940,7 +1007,7 @@ func (pl *planner) nudge(si int, over bool, gap decimal.Decimal) bool {
 		if n := pl.steps(o.account, o.instrument, o.Quantity, wantSell, gap); n.Sign() > 0 {
 			pl.step(o.account, o.instrument, n, wantSell)
 			o.units = o.units.Add(n)
-			o.Quantity = o.units.Mul(p.Instruments[o.instrument].Step)
+			o.Quantity = pl.timesStep(o.instrument, o.units)
 			o.Notional = o.Quantity.Mul(o.Price)
 			return true
 		}
@@ -965,7 +1032,7 @@ func (pl *planner) nudge(si int, over bool, gap decimal.Decimal) bool {
 			if pl.rule[i] == "" {
 				pl.rule[i] = pl.ruleFor(p.Instruments[i].Sleeve)
 			}
-			pl.addOrder(a, i, side, n, n.Mul(pl.unit[i]))
+			pl.addOrder(a, i, side, n, pl.timesStep(i, n), n.Mul(pl.unit[i]))
 			return true
 		}
 	}
@@ -1044,7 +1111,12 @@ func (pl *planner) finish() *Plan {
 			Sleeve: d.Path, Target: d.Target, Weight: d.Weight, Deviation: d.Deviation,
 			BandLow: d.BandLow, BandHigh: d.BandHigh, Breach: d.Breach, Value: d.Value,
 		}
-		if pl.totalAfter.Sign() > 0 {
+		switch {
+		case pl.totalAfter.Sign() <= 0:
+		case pl.sameTotal && pl.after[si].Equal(d.Value):
+			// Untouched: the figures before are those after.
+			r.WeightAfter, r.BreachAfter = d.Weight, d.Breach
+		default:
 			r.WeightAfter = pl.after[si].DivRound(pl.totalAfter, drift.WeightPlaces)
 			r.BreachAfter = pl.outAfter(si)
 		}
@@ -1071,28 +1143,35 @@ func (pl *planner) finish() *Plan {
 // orders, with the first reason found below it.
 func (pl *planner) unresolved(out *Plan) {
 	p := pl.p
-	gap := make([]string, len(p.Sleeves))
-	drop := make([]string, len(p.Sleeves))
+	nS := len(p.Sleeves)
+	reasons := make([]string, 2*nS)
+	gap, drop := reasons[:nS], reasons[nS:]
 	// Sales left unplaced are fractions of a step that cannot be sold; the
 	// buys they would have paid for fall short by as much, as rounding.
-	tails := decimal.Zero
-	for j := range p.Instruments {
-		if p.Instruments[j].Sleeve != p.Cash {
-			tails = tails.Add(pl.sell[j])
-		}
-	}
+	var tails decimal.Decimal
+	haveTails := false
 	for i := range p.Instruments {
 		in := &p.Instruments[i]
-		if pl.dropped[i] && drop[in.Sleeve] == "" {
+		// Only band destinations report a dropped order as a reason.
+		if pl.dropped[i] && drop[in.Sleeve] == "" && pl.dest != policy.DestinationTarget {
 			drop[in.Sleeve] = fmt.Sprintf("an order of %s was below min_trade %s", in.Symbol, p.Rebalance.MinTrade)
 		}
 		if pl.buy[i].Sign() <= 0 && pl.sell[i].Sign() <= 0 {
 			continue
 		}
+		if !haveTails {
+			tails = pl.sumOf(pl.nI, func(j int) decimal.Decimal {
+				if p.Instruments[j].Sleeve != p.Cash {
+					return pl.sell[j]
+				}
+				return decimal.Decimal{}
+			})
+			haveTails = true
+		}
 		tol := decimal.Max(p.Rebalance.MinTrade, pl.unit[i])
 		switch {
 		case gap[in.Sleeve] != "":
-		case pl.buy[i].GreaterThan(tol.Add(tails)):
+		case pl.buy[i].GreaterThan(add(tol, tails)):
 			gap[in.Sleeve] = fmt.Sprintf("%s %s of %s could not be bought: no account that may hold it has free cash or sale proceeds left",
 				pl.buy[i].StringFixed(2), p.Currency, in.Symbol)
 			if pl.refill.Sign() > 0 {
@@ -1181,8 +1260,7 @@ func (pl *planner) firstBelow(si int, reasons []string) string {
 // assignIDs derives the plan id from the policy version, the input times
 // and the orders, and each order id from the plan id and its position.
 func (pl *planner) assignIDs(out *Plan) {
-	h := sha256.New()
-	var buf []byte
+	buf := make([]byte, 0, 128+64*len(out.Orders))
 	buf = append(buf, out.Policy...)
 	buf = append(buf, 0)
 	buf = append(buf, out.PolicyVersion...)
@@ -1201,14 +1279,28 @@ func (pl *planner) assignIDs(out *Plan) {
 		buf = append(buf, 0)
 		buf = append(buf, o.Side...)
 		buf = append(buf, 0)
-		buf = append(buf, o.Quantity.String()...)
+		buf = appendDecimal(buf, o.Quantity)
 		buf = append(buf, 0)
-		buf = append(buf, o.Price.String()...)
+		buf = appendDecimal(buf, o.Price)
 	}
-	h.Write(buf)
-	var sum [sha256.Size]byte
-	out.ID = hex.EncodeToString(h.Sum(sum[:0])[:8])
+	digest := sha256.Sum256(buf)
+	var id [16]byte
+	hex.Encode(id[:], digest[:8])
+	// The plan id and every order id (the plan id, "-" and the order's
+	// position from 1) share one string.
+	ids := append(buf[:0], id[:]...)
 	for k := range out.Orders {
-		out.Orders[k].ID = out.ID + "-" + strconv.Itoa(k+1)
+		ids = append(ids, id[:]...)
+		ids = append(ids, '-')
+		ids = strconv.AppendInt(ids, int64(k+1), 10)
+	}
+	all := string(ids)
+	out.ID, all = all[:len(id)], all[len(id):]
+	for k := range out.Orders {
+		n := len(id) + 2 // "-" and the first digit
+		for x := k + 1; x >= 10; x /= 10 {
+			n++
+		}
+		out.Orders[k].ID, all = all[:n], all[n:]
 	}
 }

@@ -233,14 +233,4 @@ func (s *Store) Save(l *ledger.Ledger, durable bool) error {
 	return nil
 }
 
-func (s *Store) syncDir() error {
-	d, err := os.Open(s.dir)
-	if err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("state: sync %s: %w", s.dir, err)
-	}
-	return nil
-}
+func (s *Store) syncDir() error { return syncDir(s.dir) }

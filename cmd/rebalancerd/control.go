@@ -1,0 +1,139 @@
+package main
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	natsgo "github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/rebalancerd/rebalancerd/internal/engine"
+	"github.com/rebalancerd/rebalancerd/internal/events"
+	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
+	"github.com/rebalancerd/rebalancerd/internal/state"
+)
+
+// haltFile is where an engaged kill switch is kept, so that it survives a
+// restart until released.
+func (m *Main) haltFile() string { return filepath.Join(m.Config.StateDir, "halt.json") }
+
+// restoreHalt re-engages a kill switch saved before the last stop.
+func (m *Main) restoreHalt() error {
+	var h engine.Halt
+	ok, err := state.ReadJSON(m.haltFile(), &h)
+	if err != nil {
+		return fmt.Errorf("kill switch state: %w (remove the file only if you mean to release it)", err)
+	}
+	if ok {
+		m.Engine.SetHalt(&h)
+	}
+	return nil
+}
+
+// SetHalt engages (h not nil) or releases the kill switch, durably first:
+// a halt that was acknowledged survives a crash.
+func (m *Main) SetHalt(h *engine.Halt) error {
+	if h != nil {
+		if err := state.WriteJSON(m.haltFile(), h); err != nil {
+			return err
+		}
+	} else if err := state.RemoveDurably(m.haltFile()); err != nil {
+		return err
+	}
+	m.Engine.SetHalt(h)
+	return nil
+}
+
+// controlToken reads the control token, if one is configured.
+func (m *Main) controlToken() (string, error) {
+	if m.Config.ControlTokenFile == "" {
+		return "", nil
+	}
+	if err := rnats.CheckPrivate("control token file", m.Config.ControlTokenFile); err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(m.Config.ControlTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("control token: %w", err)
+	}
+	tok := strings.TrimSpace(string(data))
+	if tok == "" {
+		return "", fmt.Errorf("control token file %s is empty", m.Config.ControlTokenFile)
+	}
+	return tok, nil
+}
+
+// subscribeControl answers kill-switch requests on <prefix>.control.halt
+// and <prefix>.control.release, and manual rebalance requests on
+// <prefix>.control.rebalance.
+func (m *Main) subscribeControl(token string) (*natsgo.Subscription, error) {
+	subj := events.Subjects{Prefix: m.Config.NATS.Prefix}
+	if token == "" {
+		m.Log.Warn("control subjects are protected by NATS permissions only (no control.token_file)",
+			zap.String("subject", subj.Control("*")))
+	}
+	return m.Conn.Subscribe(subj.Control("*"), func(msg *natsgo.Msg) {
+		reply := m.control(msg, token)
+		data, _ := json.Marshal(reply)
+		if msg.Reply != "" {
+			if err := msg.Respond(data); err != nil {
+				m.Log.Warn("control reply not sent", zap.Error(err))
+			}
+		}
+	})
+}
+
+func (m *Main) control(msg *natsgo.Msg, token string) events.ControlReply {
+	action := msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:]
+	reply := events.ControlReply{SchemaVersion: events.SchemaVersion}
+	fail := func(err error) events.ControlReply {
+		reply.Error = err.Error()
+		if h := m.Engine.Halted(); h != nil {
+			reply.Halted, reply.Reason = true, h.Reason
+		}
+		m.Log.Warn("control request refused", zap.String("action", action), zap.Error(err))
+		return reply
+	}
+	var req events.ControlRequest
+	if len(msg.Data) > 64<<10 {
+		return fail(errors.New("request too large"))
+	}
+	if err := json.Unmarshal(msg.Data, &req); err != nil {
+		return fail(fmt.Errorf("request is not JSON: %v", err))
+	}
+	if req.SchemaVersion != events.SchemaVersion {
+		return fail(fmt.Errorf("schema_version %d, want %d", req.SchemaVersion, events.SchemaVersion))
+	}
+	if token != "" && subtle.ConstantTimeCompare([]byte(req.Token), []byte(token)) != 1 {
+		return fail(errors.New("wrong or missing token"))
+	}
+	var err error
+	switch action {
+	case events.ControlHalt:
+		if strings.TrimSpace(req.Reason) == "" {
+			return fail(errors.New("a halt needs a reason"))
+		}
+		err = m.SetHalt(&engine.Halt{Reason: req.Reason, By: req.By, At: m.Clock.Now().UTC()})
+	case events.ControlRelease:
+		err = m.SetHalt(nil)
+	case events.ControlRebalance:
+		err = m.Engine.RebalanceNow(req.Policy)
+	default:
+		return fail(fmt.Errorf("unknown action %q", action))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	m.Log.Warn("control request applied", zap.String("action", action), zap.String("by", req.By),
+		zap.String("reason", req.Reason), zap.String("policy", req.Policy))
+	reply.OK = true
+	if h := m.Engine.Halted(); h != nil {
+		reply.Halted, reply.Reason = true, h.Reason
+	}
+	return reply
+}

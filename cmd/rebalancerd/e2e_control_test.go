@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rebalancerd/rebalancerd/internal/config"
+	"github.com/rebalancerd/rebalancerd/internal/events"
+)
+
+// TestKillSwitch: a halt with the right token stops all publishing (a
+// breach plans nothing), survives a restart, and a release lets the
+// rebalance out. Requests with a wrong token are refused. The halt and
+// release go through the real CLI commands.
+func TestKillSwitch(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "control.token")
+	if err := os.WriteFile(tokenFile, []byte("let-me-halt\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cliConfig := filepath.Join(dir, "cli.yaml")
+	writeFile(t, cliConfig, "policies:\n  - {policy: p.yaml, holdings: h.yaml}\ncontrol: {token_file: control.token}\n")
+	pol := policyText("threshold", "")
+	withToken := func(c *config.Config, _ *Main) { c.ControlTokenFile = tokenFile }
+	d := startDaemon(t, pol, monday0959, withToken)
+	w := d.watchOrders()
+
+	cli := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		args = append(args, "-config", cliConfig, "-server", d.url())
+		code := Run(context.Background(), args, &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	// A forged request without the token is refused.
+	data, _ := json.Marshal(events.ControlRequest{SchemaVersion: 1, Reason: "forged", Token: "guess"})
+	msg, err := d.client().Request("rebalance.control.halt", data, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(msg.Data), `"ok":false`) || !strings.Contains(string(msg.Data), "wrong or missing token") {
+		t.Fatalf("forged halt answered %s", msg.Data)
+	}
+	if code, out := cli("halt", "-reason", "broker incident", "-by", "ops"); code != 0 || !strings.Contains(out, "halted: broker incident") {
+		t.Fatalf("halt: exit %d: %s", code, out)
+	}
+	d.prices("VTI", "130", "BND", "100")
+	d.waitBlocked("halted")
+	d.Engine.EvaluateAll()
+	if n := len(w.snapshot()); n != 0 {
+		t.Fatalf("%d orders published while halted", n)
+	}
+	if code, body := d.httpGet("/readyz"); code != 503 || !strings.Contains(body, "kill switch engaged: broker incident") {
+		t.Errorf("/readyz %d %q", code, body)
+	}
+
+	// A restart keeps the halt.
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d2 := startDaemon(t, pol, monday0959.Add(2*time.Minute), func(c *config.Config, m *Main) {
+		withToken(c, m)
+		c.StateDir = d.Config.StateDir
+		c.Policies = d.Config.Policies
+	})
+	if h := d2.Engine.Halted(); h == nil || h.Reason != "broker incident" || h.By != "ops" {
+		t.Fatalf("after a restart the halt is %+v", h)
+	}
+	w2 := d2.watchOrders()
+	d2.prices("VTI", "130", "BND", "100")
+	d2.waitBlocked("halted")
+	d = d2
+	if code, out := cli("release"); code != 0 || !strings.Contains(out, "rebalancerd is publishing") {
+		t.Fatalf("release: exit %d: %s", code, out)
+	}
+	w2.waitOrders(t, 2)
+	if _, err := os.Stat(filepath.Join(d2.Config.StateDir, "halt.json")); !os.IsNotExist(err) {
+		t.Errorf("halt file still there after the release: %v", err)
+	}
+}
+
+// TestManualRebalance: `rebalancerd rebalance -policy` rebalances a policy
+// inside its bands now, with the trigger "manual".
+func TestManualRebalance(t *testing.T) {
+	pol := policyText("threshold", "")
+	d := startDaemon(t, pol, monday0959, nil)
+	w := d.watchOrders()
+	d.prices("VTI", "105", "BND", "100") // inside the bands: no threshold rebalance
+	d.Engine.EvaluateAll()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), []string{"rebalance", "-policy", "test-household", "-server", d.url()}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errb.String())
+	}
+	want := expectedPlan(t, pol, monday0959, "VTI", "105", "BND", "100")
+	sameOrders(t, w.waitOrders(t, len(want.Orders)), want, "manual")
+	code = Run(context.Background(), []string{"rebalance", "-policy", "nope", "-server", d.url()}, &out, &errb)
+	if code == 0 || !strings.Contains(errb.String(), `refused: no policy "nope"`) {
+		t.Errorf("unknown policy: exit %d, %s", code, errb.String())
+	}
+}

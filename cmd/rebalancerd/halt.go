@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rebalancerd/rebalancerd/internal/events"
+)
+
+// ControlCommand sends a control request to the running daemon over NATS:
+// halt (engage the kill switch), release, or rebalance (a policy, now).
+type ControlCommand struct {
+	Action         string
+	Stdout, Stderr io.Writer
+}
+
+// Run executes the command.
+func (c *ControlCommand) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("rebalancerd "+c.Action, flag.ContinueOnError)
+	fs.SetOutput(c.Stderr)
+	configFile := fs.String("config", "", "daemon configuration `file`: NATS address, credentials, prefix and control token")
+	server := fs.String("server", "", "NATS `url` (default: from -config)")
+	reason := fs.String("reason", "", "why (required for halt)")
+	by := fs.String("by", os.Getenv("USER"), "who asks (recorded with the halt)")
+	pol := fs.String("policy", "", "the `policy` to rebalance (rebalance only)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("%s: unexpected argument %q", c.Action, fs.Arg(0))}
+	}
+	switch {
+	case c.Action == events.ControlHalt && strings.TrimSpace(*reason) == "":
+		return usageError{"halt: -reason is required"}
+	case c.Action == events.ControlRebalance && *pol == "":
+		return usageError{"rebalance: -policy is required"}
+	}
+	cfg, nc, err := dialFromConfig(*configFile, *server, "rebalancerd-"+c.Action)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.Action, err)
+	}
+	defer nc.Close()
+	req := events.ControlRequest{SchemaVersion: events.SchemaVersion, Reason: *reason, By: *by, Policy: *pol}
+	if cfg.ControlTokenFile != "" {
+		m := &Main{Config: cfg}
+		if req.Token, err = m.controlToken(); err != nil {
+			return fmt.Errorf("%s: %w", c.Action, err)
+		}
+	}
+	data, _ := json.Marshal(req)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msg, err := nc.RequestWithContext(rctx, events.Subjects{Prefix: cfg.NATS.Prefix}.Control(c.Action), data)
+	if err != nil {
+		return fmt.Errorf("%s: no answer from rebalancerd: %w", c.Action, err)
+	}
+	var reply events.ControlReply
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		return fmt.Errorf("%s: bad answer: %w", c.Action, err)
+	}
+	if !reply.OK {
+		return fmt.Errorf("%s: refused: %s", c.Action, reply.Error)
+	}
+	state := "publishing"
+	if reply.Halted {
+		state = "halted: " + reply.Reason
+	}
+	fmt.Fprintf(c.Stdout, "%s: done; rebalancerd is %s\n", c.Action, state)
+	return nil
+}

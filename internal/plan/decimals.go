@@ -1,0 +1,127 @@
+package plan
+
+import (
+	"strconv"
+
+	"github.com/shopspring/decimal"
+)
+
+// Every shopspring/decimal operation allocates (a big.Int and its words;
+// a division about seven times), and allocation is most of what planning
+// costs. The helpers below skip the operations whose result is already
+// known: adding or subtracting zero, multiplying by one, dividing by a
+// power of ten that cannot leave a remainder. They return exactly the value
+// the full operation would. Decimals are immutable, so returning an operand
+// as the result is safe.
+
+// add returns x + y.
+func add(x, y decimal.Decimal) decimal.Decimal {
+	switch {
+	case y.IsZero():
+		return x
+	case x.IsZero():
+		return y
+	}
+	return x.Add(y)
+}
+
+// sub returns x - y.
+func sub(x, y decimal.Decimal) decimal.Decimal {
+	if y.IsZero() {
+		return x
+	}
+	return x.Sub(y)
+}
+
+// take removes up to want from *pool, which must not be negative, and
+// returns what it removed: min(*pool, want). An emptied pool is set to zero
+// without a subtraction.
+func take(pool *decimal.Decimal, want decimal.Decimal) decimal.Decimal {
+	if want.Cmp(*pool) >= 0 {
+		got := *pool
+		*pool = decimal.Decimal{}
+		return got
+	}
+	*pool = pool.Sub(want)
+	return want
+}
+
+// powerOfTen reports whether d is 10^k for some integer k (1, 0.001, 100)
+// and returns k. It does not allocate, and answers false for a coefficient
+// too large for an int64, which only costs callers their fast path.
+func powerOfTen(d decimal.Decimal) (k int32, ok bool) {
+	// 10^j has j+1 digits. A coefficient of 19 digits that does not fit an
+	// int64 reads back negative from CoefficientInt64 and fails the test.
+	n := d.NumDigits()
+	if n > 19 || d.Sign() <= 0 {
+		return 0, false
+	}
+	c := d.CoefficientInt64()
+	for j := 1; j < n; j++ {
+		if c%10 != 0 {
+			return 0, false
+		}
+		c /= 10
+	}
+	if c != 1 {
+		return 0, false
+	}
+	return d.Exponent() + int32(n-1), true
+}
+
+// isOne reports whether d is exactly 1, however it is written.
+func isOne(d decimal.Decimal) bool {
+	k, ok := powerOfTen(d)
+	return ok && k == 0
+}
+
+// wholeSteps reports whether q is a whole number of steps. A step that is
+// 10^k divides every quantity written with no more than -k decimals, which
+// spares the division for the usual steps (1, 0.001, 0.0001).
+func wholeSteps(q, step decimal.Decimal) bool {
+	if k, ok := powerOfTen(step); ok && q.Exponent() >= k {
+		return true
+	}
+	return q.Mod(step).IsZero()
+}
+
+// appendDecimal appends d.String() to buf. big.Int's text conversion costs
+// more than the rest of an order's id, so a coefficient that fits an int64
+// is formatted here, in String's default form (trailing zeros trimmed, no
+// scientific notation); anything else goes through String.
+func appendDecimal(buf []byte, d decimal.Decimal) []byte {
+	e := d.Exponent()
+	if e > 0 || e < -18 || d.NumDigits() > 18 || !decimal.TrimTrailingZeros || decimal.UseScientificNotation {
+		return append(buf, d.String()...)
+	}
+	c := d.CoefficientInt64() // |c| < 10^18
+	if c < 0 {
+		buf = append(buf, '-')
+		c = -c
+	}
+	scale := int64(1)
+	for k := e; k < 0; k++ {
+		scale *= 10
+	}
+	buf = strconv.AppendInt(buf, c/scale, 10)
+	frac := c % scale
+	if frac == 0 {
+		return buf
+	}
+	// The fraction's digits are frac padded with zeros to width on the
+	// left, then trimmed of trailing zeros.
+	width := int(-e)
+	for frac%10 == 0 {
+		frac /= 10
+		width--
+	}
+	buf = append(buf, '.')
+	n := 1
+	for x := frac; x >= 10; x /= 10 {
+		n++
+	}
+	for ; n < width; n++ {
+		buf = append(buf, '0')
+	}
+	return strconv.AppendInt(buf, frac, 10)
+}

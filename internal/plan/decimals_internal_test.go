@@ -1,0 +1,60 @@
+package plan
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/shopspring/decimal"
+)
+
+// TestAppendDecimal checks appendDecimal against String, which order ids
+// were derived from before it existed, on edge cases and random values.
+func TestAppendDecimal(t *testing.T) {
+	check := func(d decimal.Decimal) {
+		t.Helper()
+		if got, want := string(appendDecimal([]byte("x"), d)), "x"+d.String(); got != want {
+			t.Fatalf("appendDecimal(%s, exp %d) = %q, want %q", d.Coefficient(), d.Exponent(), got, want)
+		}
+	}
+	for _, s := range []string{"0", "0.0", "-0.000", "1", "-1", "10", "1.50", "0.0001", "-0.0010", "285.12", "41250.00",
+		"0.3396", "100000000000000000", "999999999999999999", "9999999999999999999", "0.000000000000000001",
+		"0.0000000000000000001", "123456789012345678901234567890.5", "1e3", "-2.5e2", "12.000000000000000000"} {
+		check(decimal.RequireFromString(s))
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		c := r.Int64N(1_000_000_000_000_000_000) >> r.IntN(60)
+		if r.IntN(2) == 0 {
+			c = -c
+		}
+		check(decimal.New(c, int32(r.IntN(24)-21)))
+	}
+}
+
+func TestPowerOfTen(t *testing.T) {
+	for _, tt := range []struct {
+		s  string
+		k  int32
+		ok bool
+	}{
+		{"1", 0, true}, {"1.000", 0, true}, {"0.0001", -4, true}, {"0.00010", -4, true}, {"100", 2, true}, {"1e3", 3, true},
+		{"1000000000000000000", 18, true}, {"0", 0, false}, {"-1", 0, false}, {"2", 0, false}, {"0.5", 0, false},
+		{"11", 0, false}, {"10000000000000000000", 0, false}, {"9223372036854775809", 0, false},
+	} {
+		k, ok := powerOfTen(decimal.RequireFromString(tt.s))
+		if ok != tt.ok || ok && k != tt.k {
+			t.Errorf("powerOfTen(%s) = %d, %v; want %d, %v", tt.s, k, ok, tt.k, tt.ok)
+		}
+	}
+	for _, tt := range []struct {
+		q, step string
+		want    bool
+	}{
+		{"10", "1", true}, {"10.5", "1", false}, {"10.0", "1", true}, {"0.5", "0.0001", true}, {"0.00005", "0.0001", false},
+		{"0.00010", "0.0001", true}, {"6", "2", true}, {"7", "2", false}, {"0.75", "0.25", true},
+	} {
+		if got := wholeSteps(decimal.RequireFromString(tt.q), decimal.RequireFromString(tt.step)); got != tt.want {
+			t.Errorf("wholeSteps(%s, %s) = %v, want %v", tt.q, tt.step, got, tt.want)
+		}
+	}
+}
