@@ -12,15 +12,15 @@ import (
 func TestExposureRules(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		s    Server
+		s    *Server
 		want string // error substring; empty: allowed
 	}{
-		{"loopback without token", Server{Addr: "127.0.0.1:0"}, ""},
-		{"ipv6 loopback", Server{Addr: "[::1]:0"}, ""},
-		{"all interfaces without token", Server{Addr: ":0"}, "not a loopback address: set a bearer token"},
-		{"all interfaces, token, plain", Server{Addr: "0.0.0.0:0", Token: "t"}, "serve TLS (http.tls) or acknowledge plain HTTP"},
-		{"all interfaces, token, plain acknowledged", Server{Addr: "0.0.0.0:0", Token: "t", AllowPlaintext: true}, ""},
-		{"cert without key", Server{Addr: "127.0.0.1:0", CertFile: "c.pem"}, "needs both cert_file and key_file"},
+		{"loopback without token", &Server{Addr: "127.0.0.1:0"}, ""},
+		{"ipv6 loopback", &Server{Addr: "[::1]:0"}, ""},
+		{"all interfaces without token", &Server{Addr: ":0"}, "not a loopback address: set a bearer token"},
+		{"all interfaces, token, plain", &Server{Addr: "0.0.0.0:0", Token: "t"}, "serve TLS (http.tls) or acknowledge plain HTTP"},
+		{"all interfaces, token, plain acknowledged", &Server{Addr: "0.0.0.0:0", Token: "t", AllowPlaintext: true}, ""},
+		{"cert without key", &Server{Addr: "127.0.0.1:0", CertFile: "c.pem"}, "needs both cert_file and key_file"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.s.checkExposure(tt.s.Addr)
