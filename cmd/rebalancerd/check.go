@@ -2,12 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"sort"
 	"strings"
+	"time"
 
+	"github.com/rebalancerd/rebalancerd/internal/config"
 	"github.com/rebalancerd/rebalancerd/internal/engine"
+	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
 )
 
 // CheckCommand validates a policy and, optionally, holdings and prices
@@ -71,6 +77,36 @@ func (c *CheckCommand) checkConfig(file string) error {
 	set, _, err := engine.ReadSources(cfg.Policies)
 	if err != nil {
 		return err
+	}
+	// What `run` would fail on beyond the files' syntax: feed files and
+	// keys, secret files (present, private), NATS authentication.
+	var problems []string
+	for _, f := range cfg.Feeds {
+		if f.Kind == config.FeedNATS {
+			continue
+		}
+		if _, _, err := buildFetcher(f, os.Getenv, time.Now); err != nil {
+			problems = append(problems, fmt.Sprintf("%s:%d: feeds: %s: %v", file, f.Line, f.Name, err))
+		}
+	}
+	n := cfg.NATS
+	if n.URL != "" {
+		cc := rnats.ConnConfig{URL: n.URL, User: n.User, PasswordFile: n.PasswordFile, TokenFile: n.TokenFile,
+			NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile, CAFile: n.CAFile, CertFile: n.CertFile, KeyFile: n.KeyFile}
+		if _, err := cc.Options(); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: nats: %v", file, err))
+		}
+	}
+	for what, path := range map[string]string{"http token file": cfg.HTTP.TokenFile, "control token file": cfg.ControlTokenFile} {
+		if path != "" {
+			if err := rnats.CheckPrivate(what, path); err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %v", file, err))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return errors.New(strings.Join(problems, "\n"))
 	}
 	names := make([]string, len(set))
 	for i, l := range set {

@@ -355,21 +355,32 @@ func (m *Main) feed(f config.Feed) (feeds.Source, error) {
 		return feeds.NewNATSFeed(m.Conn, events.Subjects{Prefix: m.Config.NATS.Prefix}.Prices(), m.Log.Named("feed"),
 			feeds.WithNATSName(f.Name), feeds.WithNATSClock(m.Clock.Now)), nil
 	}
+	fetcher, pc, err := buildFetcher(f, m.Env, m.Clock.Now)
+	if err != nil {
+		return nil, err
+	}
+	return feeds.NewPoller(f.Name, f.Kind, fetcher, pc, m.Log.Named("feed")), nil
+}
+
+// buildFetcher builds a polled feed's fetcher and poll settings: it reads
+// the API key (a private file or an environment variable) and the feed's
+// files, so that `check -config` finds what `run` would fail on.
+func buildFetcher(f config.Feed, env func(string) string, now func() time.Time) (feeds.Fetcher, feeds.PollConfig, error) {
+	var pc feeds.PollConfig
 	key := ""
 	switch {
 	case f.APIKeyFile != "":
 		if err := rnats.CheckPrivate("api key file", f.APIKeyFile); err != nil {
-			return nil, err
+			return nil, pc, err
 		}
 		data, err := os.ReadFile(f.APIKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("api key: %w", err)
+			return nil, pc, fmt.Errorf("api key: %w", err)
 		}
 		key = string(trimSpace(data))
 	case f.APIKeyEnv != "":
-		key = m.Env(f.APIKeyEnv)
-		if key == "" {
-			return nil, fmt.Errorf("api key: environment variable %s is not set", f.APIKeyEnv)
+		if key = env(f.APIKeyEnv); key == "" {
+			return nil, pc, fmt.Errorf("api key: environment variable %s is not set", f.APIKeyEnv)
 		}
 	}
 	var fetcher feeds.Fetcher
@@ -378,25 +389,25 @@ func (m *Main) feed(f config.Feed) (feeds.Source, error) {
 	case config.FeedFile:
 		fetcher, err = feeds.NewFileFetcher(f.Path)
 	case config.FeedReplay:
-		fetcher, err = feeds.NewReplayFetcher(f.Path, m.Clock.Now)
+		fetcher, err = feeds.NewReplayFetcher(f.Path, now)
 	case config.FeedHTTP:
 		fetcher, err = feeds.NewHTTPFetcher(feeds.HTTPConfig{URL: f.URL, Header: f.Header, APIKey: key,
-			Fields: f.Fields, TimeFields: f.TimeFields, Clock: m.Clock.Now})
+			Fields: f.Fields, TimeFields: f.TimeFields, Clock: now})
 	case config.FeedCoinGecko:
 		fetcher, err = feeds.NewCoinGecko(feeds.CoinGeckoConfig{BaseURL: f.URL, IDs: f.IDs, VsCurrency: f.VsCurrency,
 			Header: f.Header, APIKey: key})
 	default:
-		return nil, fmt.Errorf("unknown kind %q", f.Kind)
+		return nil, pc, fmt.Errorf("unknown kind %q", f.Kind)
 	}
 	if err != nil {
-		return nil, err
+		return nil, pc, err
 	}
-	pc := feeds.DefaultPollConfig()
-	pc.Interval, pc.Timeout, pc.Retries, pc.Clock = f.Interval, f.Timeout, f.Retries, m.Clock.Now
+	pc = feeds.DefaultPollConfig()
+	pc.Interval, pc.Timeout, pc.Retries, pc.Clock = f.Interval, f.Timeout, f.Retries, now
 	if err := pc.Validate(); err != nil {
-		return nil, err
+		return nil, pc, err
 	}
-	return feeds.NewPoller(f.Name, f.Kind, fetcher, pc, m.Log.Named("feed")), nil
+	return fetcher, pc, nil
 }
 
 func trimSpace(b []byte) []byte {

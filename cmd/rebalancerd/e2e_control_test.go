@@ -104,3 +104,33 @@ func TestManualRebalance(t *testing.T) {
 		t.Errorf("unknown policy: exit %d, %s", code, errb.String())
 	}
 }
+
+// TestCheckConfigFindsRunFailures: `check -config` reports what `run`
+// would fail on beyond syntax: a missing feed file, an unset API key
+// variable, a secret file readable by others.
+func TestCheckConfigFindsRunFailures(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "p.yaml"), policyText("threshold", ""))
+	writeFile(t, filepath.Join(dir, "h.yaml"), testHoldings)
+	writeFile(t, filepath.Join(dir, "token"), "t\n") // 0644
+	writeFile(t, filepath.Join(dir, "c.yaml"), `policies:
+  - {policy: p.yaml, holdings: h.yaml}
+feeds:
+  - {name: gone, kind: file, path: prices.txt}
+  - {name: api, kind: http, url: "https://example.test/q", header: X-Key, api_key_env: REBALANCERD_TEST_UNSET_KEY, fields: {VTI: q.VTI}}
+control: {token_file: token}
+`)
+	code, out, errOut := run(t, "check", "-config", filepath.Join(dir, "c.yaml"))
+	if code != exitInvalid {
+		t.Fatalf("exit %d, want %d: %s%s", code, exitInvalid, out, errOut)
+	}
+	for _, want := range []string{
+		"c.yaml:4: feeds: gone: ",
+		"c.yaml:5: feeds: api: api key: environment variable REBALANCERD_TEST_UNSET_KEY is not set",
+		"control token file " + filepath.Join(dir, "token") + " is accessible by group or others",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("output lacks %q:\n%s", want, errOut)
+		}
+	}
+}
