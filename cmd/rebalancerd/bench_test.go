@@ -66,6 +66,13 @@ func benchTickToAck(b *testing.B, sync time.Duration) {
 			b.Fatalf("iteration %d: no acknowledged plan (status %+v)", i, d.policyStatus())
 		}
 		b.StopTimer()
+		// Let the publisher finish with this plan (the durable ledger
+		// save, the plan event) before the next tick: ticks are minutes
+		// apart in real life, and the overlap would measure contention
+		// the benchmark creates.
+		for st := d.Engine.Status(); st.Outbox > 0 || st.Policies[0].Unacked > 0; st = d.Engine.Status() {
+			time.Sleep(50 * time.Microsecond)
+		}
 		for _, o := range d.policyStatus().PendingOrders {
 			err := d.Engine.HandleReport(engine.Report{Policy: o.Policy, Account: o.Account, Fill: &events.Fill{
 				SchemaVersion: 1, FillID: "f-" + o.OrderID, OrderID: o.OrderID, Status: events.FillFilled,

@@ -523,7 +523,9 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		rt.lastCheck = now
 		rt.snapshot = snap
 		rt.breaching = snap.Breaching()
-		e.publishDrift(rt, snap, now)
+		// After the rebalance decision: the drift event is informational
+		// and must not delay the orders.
+		defer e.publishDrift(rt, snap, now)
 	}
 	pending := rt.ledger.Pending()
 	if len(pending) > 0 {
