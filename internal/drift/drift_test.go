@@ -1,6 +1,8 @@
 package drift_test
 
 import (
+	"math/big"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -302,6 +304,38 @@ func TestOutOfBand(t *testing.T) {
 		}
 		if got := drift.Breaches(&policy.Sleeve{Target: d(tt.target), HalfWidth: d(tt.half)}, d(tt.value), d("1")); got != tt.want {
 			t.Errorf("Breaches(target %s, half-width %s, value %s of 1) = %v, want %v", tt.target, tt.half, tt.value, got, tt.want)
+		}
+	}
+}
+
+// TestOutOfBandRandom checks OutOfBand against decimal arithmetic on
+// random figures: small ones (decided in int64) and ones whose coefficients
+// or scales do not fit (decided by decimal arithmetic), near the edge and
+// far from it.
+func TestOutOfBandRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	random := func() decimal.Decimal {
+		digits := make([]byte, 1+r.IntN(25))
+		for k := range digits {
+			digits[k] = byte('0' + r.IntN(10))
+		}
+		c, _ := new(big.Int).SetString(string(digits), 10)
+		if r.IntN(4) == 0 {
+			c.Neg(c)
+		}
+		return decimal.NewFromBigInt(c, int32(r.IntN(30)-24))
+	}
+	for range 200000 {
+		v, target, half := random(), random(), random().Abs()
+		switch r.IntN(3) {
+		case 0: // on the edge
+			v = target.Add(half)
+		case 1: // on the other edge
+			v = target.Sub(half)
+		}
+		want := v.Sub(target).Abs().GreaterThan(half)
+		if got := drift.OutOfBand(v, target, half); got != want {
+			t.Fatalf("OutOfBand(%s, %s, %s) = %v, want %v", v, target, half, got, want)
 		}
 	}
 }

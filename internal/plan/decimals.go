@@ -53,21 +53,21 @@ func powerOfTen(d decimal.Decimal) (k int32, ok bool) {
 	// 10^j has j+1 digits. A coefficient of 19 digits that does not fit an
 	// int64 reads back negative from CoefficientInt64 and fails the test.
 	n := d.NumDigits()
-	if n > 19 || d.Sign() <= 0 {
-		return 0, false
-	}
-	c := d.CoefficientInt64()
-	for j := 1; j < n; j++ {
-		if c%10 != 0 {
-			return 0, false
-		}
-		c /= 10
-	}
-	if c != 1 {
+	if n > len(powersOfTen) || d.Sign() <= 0 || d.CoefficientInt64() != powersOfTen[n-1] {
 		return 0, false
 	}
 	return d.Exponent() + int32(n-1), true
 }
+
+// powersOfTen holds 10^0 to 10^18, the powers of ten an int64 holds.
+var powersOfTen = func() []int64 {
+	p := make([]int64, 19)
+	p[0] = 1
+	for j := 1; j < len(p); j++ {
+		p[j] = p[j-1] * 10
+	}
+	return p
+}()
 
 // isOne reports whether d is exactly 1, however it is written.
 func isOne(d decimal.Decimal) bool {
@@ -99,10 +99,7 @@ func appendDecimal(buf []byte, d decimal.Decimal) []byte {
 		buf = append(buf, '-')
 		c = -c
 	}
-	scale := int64(1)
-	for k := e; k < 0; k++ {
-		scale *= 10
-	}
+	scale := powersOfTen[-e]
 	buf = strconv.AppendInt(buf, c/scale, 10)
 	frac := c % scale
 	if frac == 0 {

@@ -783,7 +783,10 @@ func (pl *planner) round() {
 			n++
 		}
 	}
-	pl.orders = make([]Order, 0, n+4) // room for a few repair orders
+	if pl.dest != policy.DestinationTarget {
+		n += 4 // room for a few repair orders
+	}
+	pl.orders = make([]Order, 0, n)
 	// cash is each account's cash minus its reserve: negative while the
 	// reserve is short, so that proceeds refill it before funding buys.
 	for a := range pl.cash {
