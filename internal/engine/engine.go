@@ -114,6 +114,7 @@ type Engine struct {
 	natsUp   bool
 	lastTick time.Time
 	halt     *Halt // the kill switch, when engaged
+	driftOut []events.Drift
 }
 
 // runtime is one loaded policy.
@@ -326,6 +327,7 @@ func (e *Engine) startCalendar(rt *runtime) {
 
 // fire is a calendar firing of policy name.
 func (e *Engine) fire(name, spec string, sched cron.Schedule, at time.Time) {
+	defer e.flushDrift() // after the unlock: publishing must not hold the engine
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rt, ok := e.policies[name]
@@ -355,6 +357,7 @@ func (e *Engine) fire(name, spec string, sched cron.Schedule, at time.Time) {
 // RebalanceNow asks for a rebalance of policy name to its destination at
 // the next evaluation, as a calendar firing would; it is evaluated at once.
 func (e *Engine) RebalanceNow(name string) error {
+	defer e.flushDrift() // after the unlock: publishing must not hold the engine
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rt, ok := e.policies[name]
@@ -394,6 +397,7 @@ func neededSymbols(p *policy.Policy, l *ledger.Ledger) []string {
 // Quotes offers quotes to every policy and evaluates the policies whose
 // check is due. Feeds call it from their goroutines.
 func (e *Engine) Quotes(qs []feeds.Quote) {
+	defer e.flushDrift() // after the unlock: publishing must not hold the engine
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.clk.Now()
@@ -428,6 +432,7 @@ func (e *Engine) Quotes(qs []feeds.Quote) {
 // blocks them (a price going stale), so that a quote arriving later is
 // evaluated at once.
 func (e *Engine) tick() {
+	defer e.flushDrift() // after the unlock: publishing must not hold the engine
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.clk.Now()
@@ -478,6 +483,7 @@ func (e *Engine) Alive() bool {
 // EvaluateAll evaluates every policy now, whatever its check_every (for
 // benchmarks and the HTTP status).
 func (e *Engine) EvaluateAll() {
+	defer e.flushDrift() // after the unlock: publishing must not hold the engine
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.clk.Now()
@@ -523,8 +529,8 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		rt.lastCheck = now
 		rt.snapshot = snap
 		rt.breaching = snap.Breaching()
-		// After the rebalance decision: the drift event is informational
-		// and must not delay the orders.
+		// Queued, and published once the engine is unlocked: the drift
+		// event is informational and must not delay the orders.
 		defer e.publishDrift(rt, snap, now)
 	}
 	pending := rt.ledger.Pending()
@@ -655,6 +661,7 @@ func (e *Engine) prices(rt *runtime) *portfolio.Prices {
 	return q
 }
 
+// publishDrift sets the drift metrics and queues the drift event.
 func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
 	d := events.Drift{
 		SchemaVersion: events.SchemaVersion,
@@ -693,8 +700,20 @@ func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
 			}
 		}
 	}
-	if err := e.opts.Publisher.PublishDrift(d); err != nil {
-		e.log.Debug("drift event not published", zap.String("policy", rt.pol.Name), zap.Error(err))
+	e.driftOut = append(e.driftOut, d)
+}
+
+// flushDrift publishes the drift events queued by evaluations. Called
+// without e.mu held.
+func (e *Engine) flushDrift() {
+	e.mu.Lock()
+	out := e.driftOut
+	e.driftOut = nil
+	e.mu.Unlock()
+	for _, d := range out {
+		if err := e.opts.Publisher.PublishDrift(d); err != nil {
+			e.log.Debug("drift event not published", zap.String("policy", d.Policy), zap.Error(err))
+		}
 	}
 }
 
@@ -822,6 +841,7 @@ type Halt struct {
 // included; an orders publish already in flight completes. The caller
 // persists it.
 func (e *Engine) SetHalt(h *Halt) {
+	defer e.flushDrift() // after the unlock: publishing must not hold the engine
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.halt = h
@@ -1027,6 +1047,7 @@ var ErrPermanent = errors.New("report cannot be applied")
 // HandleReport applies a fill or a positions snapshot. It returns an error
 // wrapping ErrPermanent for a report that retrying cannot fix.
 func (e *Engine) HandleReport(r Report) error {
+	defer e.flushDrift() // after the unlock: publishing must not hold the engine
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rt, ok := e.policies[r.Policy]
