@@ -519,11 +519,14 @@ func (m *Main) close() error {
 // publisher adapts the bus to the engine.
 type publisher struct{ b *rnats.Bus }
 
+// PublishOrders publishes the orders and waits for every ack.
 func (p publisher) PublishOrders(ctx context.Context, orders []events.Order) error {
 	_, err := p.b.PublishOrders(ctx, orders)
 	return err
 }
+// PublishPlan publishes the plan event and waits for its ack.
 func (p publisher) PublishPlan(ctx context.Context, pl events.Plan) error {
 	return p.b.PublishPlan(ctx, pl)
 }
+// PublishDrift publishes a drift event (core NATS).
 func (p publisher) PublishDrift(d events.Drift) error { return p.b.PublishDrift(d) }

@@ -82,6 +82,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // usageError is a mistake on the command line.
 type usageError struct{ msg string }
 
+// Error returns the message.
 func (e usageError) Error() string { return e.msg }
 
 func usage(w io.Writer) {

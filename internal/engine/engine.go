@@ -1100,7 +1100,9 @@ func (e *Engine) HandleReport(r Report) error {
 // SkipIfStillRunning wrappers.
 type cronLogger struct{ l *zap.Logger }
 
+// Info logs cron's informational messages (a skipped firing).
 func (c cronLogger) Info(msg string, kv ...any) { c.l.Sugar().Infow("cron: "+msg, kv...) }
+// Error logs cron's errors (a recovered panic).
 func (c cronLogger) Error(err error, msg string, kv ...any) {
 	c.l.Sugar().Errorw("cron: "+msg, append(kv, "error", err)...)
 }
