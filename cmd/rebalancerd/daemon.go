@@ -524,9 +524,11 @@ func (p publisher) PublishOrders(ctx context.Context, orders []events.Order) err
 	_, err := p.b.PublishOrders(ctx, orders)
 	return err
 }
+
 // PublishPlan publishes the plan event and waits for its ack.
 func (p publisher) PublishPlan(ctx context.Context, pl events.Plan) error {
 	return p.b.PublishPlan(ctx, pl)
 }
+
 // PublishDrift publishes a drift event (core NATS).
 func (p publisher) PublishDrift(d events.Drift) error { return p.b.PublishDrift(d) }

@@ -1102,6 +1102,7 @@ type cronLogger struct{ l *zap.Logger }
 
 // Info logs cron's informational messages (a skipped firing).
 func (c cronLogger) Info(msg string, kv ...any) { c.l.Sugar().Infow("cron: "+msg, kv...) }
+
 // Error logs cron's errors (a recovered panic).
 func (c cronLogger) Error(err error, msg string, kv ...any) {
 	c.l.Sugar().Errorw("cron: "+msg, append(kv, "error", err)...)
