@@ -67,9 +67,11 @@ type Main struct {
 	wg      sync.WaitGroup
 	engDone chan struct{}
 
-	store     *state.Store
-	closeOnce sync.Once
-	closeErr  error
+	store      *state.Store
+	controlSub *natsgo.Subscription
+	loadMu     sync.Mutex // one load or reload at a time
+	closeOnce  sync.Once
+	closeErr   error
 
 	reloadMu    sync.Mutex
 	lastReload  reloadState
@@ -193,7 +195,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if _, err := m.subscribeControl(token); err != nil {
+	if m.controlSub, err = m.subscribeControl(token); err != nil {
 		return fmt.Errorf("control subjects: %w", err)
 	}
 
@@ -281,6 +283,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 
 // load reads every policy and hands the set to the engine.
 func (m *Main) load(reason string) ([]string, error) {
+	m.loadMu.Lock()
+	defer m.loadMu.Unlock()
 	set, dirs, err := engine.ReadSources(m.Config.Policies)
 	return dirs, m.apply(reason, set, err)
 }
@@ -320,6 +324,10 @@ func fingerprint(set []engine.Loaded) string {
 // or the same error as last time) is ignored quietly; SIGHUP always
 // reloads and reports.
 func (m *Main) Reload(reason string) error {
+	// A watcher reload and a SIGHUP must not interleave their reads and
+	// swaps: the older read could win.
+	m.loadMu.Lock()
+	defer m.loadMu.Unlock()
 	set, _, err := engine.ReadSources(m.Config.Policies)
 	if reason == reasonFileChange {
 		m.reloadMu.Lock()
@@ -483,12 +491,18 @@ func (m *Main) close() error {
 	if m.Notifier != nil {
 		m.Notifier.Stopping()
 	}
+	if m.controlSub != nil {
+		// No control request may start work while the daemon stops.
+		_ = m.controlSub.Unsubscribe()
+	}
 	if m.cancel != nil {
 		m.cancel()
 	}
 	m.wg.Wait()
 	if m.engDone != nil {
 		<-m.engDone
+	} else if m.Engine != nil {
+		m.Engine.Close() // Open failed before Run: stop the calendars Load started
 	}
 	var errs []error
 	if m.store != nil {

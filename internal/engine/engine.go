@@ -114,7 +114,9 @@ type Engine struct {
 	natsUp   bool
 	lastTick time.Time
 	halt     *Halt // the kill switch, when engaged
-	driftOut []events.Drift
+	// pubCancel cancels the publish attempt in flight, if any.
+	pubCancel context.CancelFunc
+	driftOut  []events.Drift
 }
 
 // runtime is one loaded policy.
@@ -136,6 +138,8 @@ type runtime struct {
 	// rejected is the last plan's broken risk limits, at rejectedAt.
 	rejected   []risk.Violation
 	rejectedAt time.Time
+	// unsaved is set while the ledger could not be saved.
+	unsaved bool
 	// ignoredHash is the holdings file last ignored as older than the
 	// ledger, so that it is reported once.
 	ignoredHash string
@@ -160,6 +164,9 @@ type batch struct {
 	start  time.Time
 	// ordersAcked is set once JetStream has acknowledged every order.
 	ordersAcked bool
+	// attempts counts the publish attempts of the orders; a batch queued
+	// again at start counts as attempted (it may have been sent).
+	attempts int
 }
 
 // New returns an engine with no policies.
@@ -258,7 +265,7 @@ func (e *Engine) Load(set []Loaded) error {
 		}
 		if l.Holdings != nil && l.HoldingsHash != rt.ledger.BaseHash {
 			switch {
-			case rt.ledger.BaseAsOf.IsZero() || l.Holdings.AsOf.After(rt.ledger.BaseAsOf):
+			case rt.ledger.BaseAsOf.IsZero() || l.Holdings.AsOf.After(rt.ledger.AsOf):
 				rt.ledger.SetBase(l.Holdings.AsOf, l.HoldingsHash, ledger.FromHoldings(l.Holdings), now)
 				e.log.Info("holdings loaded", zap.String("policy", name), zap.String("file", l.Holdings.File),
 					zap.Time("as_of", l.Holdings.AsOf))
@@ -269,7 +276,7 @@ func (e *Engine) Load(set []Loaded) error {
 				rt.ignoredHash = l.HoldingsHash
 				e.log.Warn("holdings file ignored: the ledger is newer", zap.String("policy", name),
 					zap.String("file", l.Holdings.File), zap.Time("file_as_of", l.Holdings.AsOf),
-					zap.Time("ledger_as_of", rt.ledger.BaseAsOf))
+					zap.Time("ledger_as_of", rt.ledger.AsOf))
 			}
 		}
 		old := rt.pol
@@ -313,6 +320,10 @@ func (e *Engine) startCalendar(rt *runtime) {
 	sched := rt.pol.Rebalance.Cron
 	if sched == nil || rt.pol.Rebalance.Trigger == policy.TriggerThreshold {
 		rt.stop = func() {}
+		return
+	}
+	if e.ctx.Err() != nil {
+		rt.stop = func() {} // stopping: no new calendar
 		return
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
@@ -543,6 +554,9 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	if h := e.halt; h != nil {
 		blocks = append(blocks, Block{metrics.BlockHalted, fmt.Sprintf("kill switch engaged at %s by %q: %s",
 			h.At.UTC().Format(time.RFC3339), h.By, h.Reason)})
+	}
+	if rt.unsaved {
+		blocks = append(blocks, Block{metrics.BlockUnknownOrderState, "the ledger could not be saved: " + rt.lastError})
 	}
 	if rt.rejected != nil {
 		if now.Before(rt.rejectedAt.Add(rt.pol.Rebalance.Cooldown)) {
@@ -810,7 +824,7 @@ func (e *Engine) requeue(l *ledger.Ledger) {
 	for _, id := range plans {
 		e.log.Warn("publishing orders journaled before the last stop", zap.String("policy", l.Policy),
 			zap.String("plan_id", id), zap.Int("orders", len(byPlan[id])))
-		e.enqueue(&batch{policy: l.Policy, orders: byPlan[id], start: e.clk.Now()})
+		e.enqueue(&batch{policy: l.Policy, orders: byPlan[id], start: e.clk.Now(), attempts: 1})
 	}
 }
 
@@ -822,11 +836,17 @@ func (e *Engine) enqueue(b *batch) {
 	}
 }
 
-func (e *Engine) save(rt *runtime, durable bool) {
+// save writes the ledger; while a save fails the policy is not planned
+// (its state on disk is behind what it acted on).
+func (e *Engine) save(rt *runtime, durable bool) error {
 	if err := e.opts.Store.Save(rt.ledger, durable); err != nil {
 		rt.lastError = err.Error()
+		rt.unsaved = true
 		e.log.Error("state not saved", zap.String("policy", rt.pol.Name), zap.Error(err))
+		return err
 	}
+	rt.unsaved = false
+	return nil
 }
 
 // Halt is an engaged kill switch: who engaged it, when and why.
@@ -846,6 +866,9 @@ func (e *Engine) SetHalt(h *Halt) {
 	defer e.mu.Unlock()
 	e.halt = h
 	if h != nil {
+		if e.pubCancel != nil {
+			e.pubCancel() // an attempt in flight stops; it is retried, same ids, after the release
+		}
 		e.log.Warn("kill switch engaged: publishing halted", zap.String("reason", h.Reason), zap.String("by", h.By))
 	} else {
 		e.log.Warn("kill switch released: publishing resumes")
@@ -898,6 +921,15 @@ func (e *Engine) SetNATSConnected(up bool) {
 	}
 }
 
+// Close stops the calendars and waits for them. Run calls it when its
+// context ends; call it yourself when Run never ran.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	e.cancel() // under the lock: startCalendar then sees it, never Adds during Wait
+	e.mu.Unlock()
+	e.wg.Wait()
+}
+
 // Run publishes queued batches and evaluates due policies every Tick until
 // ctx ends. It then stops the calendars, keeps publishing for up to
 // ShutdownGrace, and returns.
@@ -914,8 +946,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			stop()
-			e.cancel()
-			e.wg.Wait()
+			e.Close()
 			grace := time.AfterFunc(e.opts.ShutdownGrace, cancelPub)
 			<-pubDone
 			grace.Stop()
@@ -944,6 +975,21 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 		var b *batch
 		if len(e.outbox) > 0 && e.halt == nil {
 			b = e.outbox[0]
+			if e.dropStale(b) {
+				e.outbox = e.outbox[1:]
+				e.mu.Unlock()
+				continue
+			}
+		}
+		var attempt context.Context
+		var cancel context.CancelFunc
+		if b != nil {
+			// The kill switch cancels an attempt in flight (SetHalt).
+			attempt, cancel = context.WithCancel(ctx)
+			e.pubCancel = cancel
+			if !b.ordersAcked {
+				b.attempts++
+			}
 		}
 		e.mu.Unlock()
 		if b == nil {
@@ -956,7 +1002,12 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 				continue
 			}
 		}
-		if err := e.publish(ctx, b); err != nil {
+		err := e.publish(attempt, b)
+		e.mu.Lock()
+		e.pubCancel = nil
+		e.mu.Unlock()
+		cancel()
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -970,6 +1021,8 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 				stop()
 				return
 			case <-c:
+			case <-e.wake: // released after a halt, say
+				stop()
 			}
 			continue
 		}
@@ -977,6 +1030,45 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 		e.outbox = e.outbox[1:]
 		e.mu.Unlock()
 	}
+}
+
+// dropStale reports whether a queued batch must not be (re)sent, and if so
+// settles its orders in the ledger. Orders past their expiry are not sent
+// late: they are expired. Orders attempted before but older than the
+// stream's dedupe window are not sent again either, since JetStream would
+// take them as new: they become an unknown order state that stops the
+// policy until a positions snapshot. Called with e.mu held.
+func (e *Engine) dropStale(b *batch) bool {
+	if b.ordersAcked {
+		return false
+	}
+	now := e.clk.Now()
+	first := b.orders[0]
+	beyondWindow := b.attempts > 0 && now.Sub(first.CreatedAt) > e.opts.DedupeWindow-time.Minute
+	expired := !now.Before(first.ExpiresAt)
+	if !beyondWindow && !expired {
+		return false
+	}
+	rt, ok := e.policies[b.policy]
+	if !ok {
+		return false // removed: it keeps its journal; the next load decides
+	}
+	for _, o := range b.orders {
+		if lo, found := rt.ledger.Order(o.OrderID); found && lo.Status == ledger.Outbox {
+			lo.Status, lo.Updated = ledger.Expired, now
+		}
+	}
+	if beyondWindow {
+		rt.ledger.Unknown = append(rt.ledger.Unknown, "plan "+first.PlanID+" not known to be published")
+		e.log.Error("orders not sent again: older than the dedupe window, they may have been stored already; planning stops until a positions snapshot arrives",
+			zap.String("policy", b.policy), zap.String("plan_id", first.PlanID), zap.Time("created_at", first.CreatedAt))
+	} else {
+		e.log.Warn("orders not sent: expired before they could be published", zap.String("policy", b.policy),
+			zap.String("plan_id", first.PlanID), zap.Time("expires_at", first.ExpiresAt))
+	}
+	_ = e.save(rt, true)
+	e.evaluate(rt, now)
+	return true
 }
 
 // publish sends one batch and records the acknowledgement. A retry after
@@ -1029,7 +1121,7 @@ func (e *Engine) markPublished(b *batch) {
 	rt.ledger.MarkPublished(ids, e.clk.Now())
 	rt.ledger.Prune(e.clk.Now().Add(-e.opts.Retention))
 	e.save(rt, true)
-	e.log.Info("orders acknowledged by JetStream", zap.String("policy", b.policy), zap.String("plan_id", ids[0][:strings.LastIndexByte(ids[0], '-')]), zap.Int("orders", len(ids)))
+	e.log.Info("orders acknowledged by JetStream", zap.String("policy", b.policy), zap.String("plan_id", b.orders[0].PlanID), zap.Int("orders", len(ids)))
 }
 
 // Report is a fill or a positions snapshot from an executor.
@@ -1060,11 +1152,20 @@ func (e *Engine) HandleReport(r Report) error {
 		res, err := rt.ledger.ApplyFill(r.Account, r.Fill, now)
 		switch {
 		case errors.Is(err, ledger.ErrDuplicateFill):
+			// Applied before; its save may have failed (then this
+			// delivery retries it).
+			if rt.unsaved {
+				if err := e.save(rt, true); err != nil {
+					return fmt.Errorf("ledger of %s not saved: %w", r.Policy, err)
+				}
+			}
 			return nil
 		case errors.Is(err, ledger.ErrUnknownOrder):
 			e.log.Error("fill for an unknown order: planning stops until a positions snapshot arrives",
 				zap.String("policy", r.Policy), zap.String("order_id", r.Fill.OrderID), zap.String("fill_id", r.Fill.FillID))
-			e.save(rt, true)
+			if err := e.save(rt, true); err != nil {
+				return fmt.Errorf("ledger of %s not saved: %w", r.Policy, err)
+			}
 			e.evaluate(rt, now)
 			return nil
 		case err != nil:
@@ -1079,9 +1180,11 @@ func (e *Engine) HandleReport(r Report) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrPermanent, err)
 		}
-		if !r.Positions.AsOf.After(rt.ledger.BaseAsOf) {
+		// Newer than everything the ledger knows, fills included: an older
+		// snapshot delivered late would undo fills it does not contain.
+		if !r.Positions.AsOf.After(rt.ledger.AsOf) {
 			e.log.Warn("positions snapshot ignored: not newer than the ledger", zap.String("policy", r.Policy),
-				zap.Time("as_of", r.Positions.AsOf), zap.Time("ledger_as_of", rt.ledger.BaseAsOf))
+				zap.Time("as_of", r.Positions.AsOf), zap.Time("ledger_as_of", rt.ledger.AsOf))
 			return nil
 		}
 		rt.ledger.SetBase(r.Positions.AsOf, "", accounts, now)
@@ -1091,7 +1194,13 @@ func (e *Engine) HandleReport(r Report) error {
 	}
 	rt.ledger.Prune(now.Add(-e.opts.Retention))
 	rt.symbols = neededSymbols(rt.pol, rt.ledger)
-	e.save(rt, true)
+	// Acknowledged only once saved: a report whose change is only in
+	// memory would be lost by a crash, and the stream would not send it
+	// again.
+	if err := e.save(rt, true); err != nil {
+		e.evaluate(rt, now)
+		return fmt.Errorf("ledger of %s not saved: %w", r.Policy, err)
+	}
 	e.evaluate(rt, now)
 	return nil
 }

@@ -37,8 +37,8 @@ const (
 	Cancelled OrderStatus = "cancelled"
 	// Expired: no final fill within the policy's order_ttl.
 	Expired OrderStatus = "expired"
-	// Superseded: an authoritative positions snapshot arrived while the
-	// order was pending; the snapshot is the truth from then on.
+	// Superseded is no longer set (a positions snapshot keeps working
+	// orders pending); ledgers saved by earlier versions may hold it.
 	Superseded OrderStatus = "superseded"
 )
 
@@ -96,18 +96,13 @@ func New(policy string) *Ledger {
 	return &Ledger{Policy: policy, Accounts: map[string]*Account{}}
 }
 
-// SetBase replaces holdings with a snapshot taken at asOf. Pending orders
-// become Superseded: the snapshot includes whatever they did so far, and
-// the executor's later fills could not be told apart from it. The unknown
-// fills are cleared, since the snapshot is the truth.
+// SetBase replaces holdings with a snapshot taken at asOf. The snapshot
+// includes every execution up to asOf; orders still working stay pending,
+// and their later fills (executed after asOf) are applied on top of it.
+// The unknown fills are cleared, since the snapshot is the truth.
 func (l *Ledger) SetBase(asOf time.Time, hash string, accounts map[string]*Account, now time.Time) {
 	l.BaseAsOf, l.AsOf, l.BaseHash = asOf, asOf, hash
 	l.Accounts = accounts
-	for _, o := range l.Orders {
-		if o.Status.Pending() && o.Status != Outbox {
-			o.Status, o.Updated = Superseded, now
-		}
-	}
 	l.Unknown = nil
 }
 
@@ -315,7 +310,7 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 	if f.Quantity.GreaterThan(o.Remaining()) {
 		return FillResult{}, fmt.Errorf("fill %s: quantity %s exceeds the %s remaining of order %s", f.FillID, f.Quantity, o.Remaining(), o.OrderID)
 	}
-	applied := f.At.After(l.BaseAsOf) && o.Status != Superseded
+	applied := f.At.After(l.BaseAsOf)
 	if applied {
 		acc := l.Accounts[o.Account]
 		if acc == nil {

@@ -120,14 +120,21 @@ func TestUnknownOrderBlocksUntilSnapshot(t *testing.T) {
 	if len(l.Unknown) != 1 {
 		t.Fatalf("unknown %v", l.Unknown)
 	}
-	l.SetBase(at, "", map[string]*Account{"ira": {Cash: dec("1"), Positions: map[string]decimal.Decimal{}}}, at)
+	l.SetBase(at, "", map[string]*Account{"ira": {Cash: dec("1"), Positions: map[string]decimal.Decimal{"VTI": dec("7")}}}, at)
 	if len(l.Unknown) != 0 {
 		t.Fatal("a snapshot did not clear the unknown fills")
 	}
-	for _, o := range l.Orders {
-		if o.Status != Superseded {
-			t.Errorf("order %s is %s after a snapshot, want superseded", o.OrderID, o.Status)
-		}
+	// Working orders stay pending, and a fill executed after the snapshot
+	// moves the new holdings.
+	if len(l.Pending()) != 2 {
+		t.Fatalf("%d orders pending after a snapshot, want 2", len(l.Pending()))
+	}
+	later := at.Add(time.Minute)
+	if res, err := l.ApplyFill("ira", fill("f1", "x-2", events.FillFilled, "5", "100", "0", later), later); err != nil || !res.Applied {
+		t.Fatalf("fill after the snapshot: applied %v, %v", res.Applied, err)
+	}
+	if acc := l.Accounts["ira"]; !acc.Cash.Equal(dec("501")) {
+		t.Errorf("cash %s after selling 5 at 100 on top of the snapshot's 1, want 501", acc.Cash)
 	}
 }
 
