@@ -52,6 +52,13 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
+	// A crash between creating a temporary file and renaming it leaves
+	// the file behind; the snapshot it was to replace is intact.
+	if stale, err := filepath.Glob(filepath.Join(dir, ".*.tmp")); err == nil {
+		for _, f := range stale {
+			os.Remove(f)
+		}
+	}
 	return &Store{dir: dir, journals: map[string]*os.File{}}, nil
 }
 
