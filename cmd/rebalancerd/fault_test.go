@@ -1,0 +1,1269 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	natstest "github.com/nats-io/nats-server/v2/test"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/engine"
+	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
+	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+	"github.com/rebalancerd/rebalancerd/internal/state"
+)
+
+// Settings of TestFaultInjection, from the environment.
+const (
+	// faultCyclesEnv sets the number of rebalance cycles (default
+	// faultDefaultCycles; docs/RELIABILITY.md records a run of 200).
+	faultCyclesEnv     = "REBALANCERD_FAULT_CYCLES"
+	faultDefaultCycles = 20
+	// faultSeedEnv replays the fault schedule of an earlier run.
+	faultSeedEnv = "REBALANCERD_FAULT_SEED"
+)
+
+const (
+	faultPolicy  = "test-household"
+	faultAccount = "ira"
+	// faultNATSEvery: the NATS server is restarted at cycles 5, 15, 25...
+	faultNATSEvery = 10
+	// faultKillShare is the share of the other cycles with a SIGKILL.
+	faultKillShare = 0.5
+	// faultSlowCycle: a cycle longer than this waited for a redelivery.
+	faultSlowCycle = 20 * time.Second
+	// faultStartupKillShare is the share of restarts killed again while
+	// starting (loading the journal, reconciling, re-publishing).
+	faultStartupKillShare = 0.25
+)
+
+// faultLevels are the prices the feed alternates between, one level per
+// cycle: each flip takes the stocks sleeve out of its band (VTI x1.5 or
+// /1.5 moves a 60% sleeve to about 69% or 50%), whatever the rounding of
+// the previous plan left.
+var faultLevels = [2]map[string]string{{"VTI": "150", "BND": "100"}, {"VTI": "100", "BND": "100"}}
+
+// The auditor's oracle: the sleeves of policyText (targets 60/35/5, an
+// absolute band of 5 points) and the instruments in them.
+var (
+	auditTargets = map[string]decimal.Decimal{"stocks": decimal.RequireFromString("0.60"),
+		"bonds": decimal.RequireFromString("0.35"), "cash": decimal.RequireFromString("0.05")}
+	auditSleeveOf = map[string]string{"VTI": "stocks", "BND": "bonds"}
+	auditBand     = decimal.RequireFromString("0.05")
+)
+
+// Anchors a fault is timed from.
+const (
+	anchorCycle   = "cycle"   // the price flip that starts a cycle, plus up to 1.5s
+	anchorJournal = "journal" // the "rebalance" log line: orders journaled, publishing starts
+	anchorAck     = "ack"     // "orders acknowledged by JetStream": snapshot saved, plan event next
+	anchorFill    = "fill"    // a "fill" log line: a fill applied, its report being acked
+	anchorStartup = "startup" // a restarted daemon, within 800ms of its start
+	// The proxy between the daemon and NATS trips on the daemon's first
+	// order publish of the cycle and stops forwarding: tripNone forwards
+	// none of the bytes that carry it, tripFirst the first order only,
+	// tripAll all of them (stored, but the acknowledgements are lost).
+	tripNone  = "publish-none"
+	tripFirst = "publish-first"
+	tripAll   = "publish-all"
+)
+
+// anchorLog is the log message each anchor waits for.
+var anchorLog = map[string]string{anchorJournal: "rebalance", anchorAck: "orders acknowledged by JetStream", anchorFill: "fill"}
+
+// TestFaultInjection runs the real binary against a real nats-server
+// through many rebalance cycles while killing it (SIGKILL) at random
+// instants and restarting the NATS server mid-publish. An executor fills
+// every order; at the end an auditor reads the streams and the state
+// directory and checks that no journaled order is missing from the stream,
+// no order id is stored twice, no plan was made while the previous one's
+// orders were pending, and every plan was justified by a band breach.
+//
+// REBALANCERD_FAULT_CYCLES sets the number of cycles (default 20),
+// REBALANCERD_FAULT_SEED replays a fault schedule. See docs/RELIABILITY.md.
+func TestFaultInjection(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault injection runs the binary through many cycles")
+	}
+	cycles := faultDefaultCycles
+	if v := os.Getenv(faultCyclesEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 2 {
+			t.Fatalf("%s=%q: want a whole number of cycles, at least 2", faultCyclesEnv, v)
+		}
+		cycles = n
+	}
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv(faultSeedEnv); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", faultSeedEnv, v, err)
+		}
+		seed = n
+	}
+	t.Logf("fault injection: %d cycles, seed %d (%s=%d replays the fault schedule)", cycles, seed, faultSeedEnv, seed)
+	h := newFaultHarness(t, buildBinary(t), seed)
+	start := time.Now()
+
+	h.start()
+	h.startClients()
+	lastPlan := ""
+	for c := 0; c < cycles; c++ {
+		began := time.Now()
+		var fault string
+		lastPlan, fault = h.cycle(c, lastPlan)
+		h.fig.Cycles++
+		d := time.Since(began)
+		h.fig.LongestCycle = max(h.fig.LongestCycle, d)
+		if d > faultSlowCycle {
+			h.fig.SlowCycles++
+		}
+		t.Logf("cycle %d: plan %s in %s%s", c, lastPlan, d.Round(time.Millisecond), fault)
+	}
+	h.stop()
+	h.stopClients()
+	h.fig.Duration = time.Since(start).Round(time.Second)
+
+	a := h.audit()
+	f := &h.fig
+	t.Logf("figures: cycles=%d kills=%d (%s) restarts_republishing_outbox=%d",
+		f.Cycles, f.Kills, f.killsByAnchor(), f.OutboxRepublished)
+	t.Logf("figures: nats_restarts=%d (%s) with_publish_retries=%d", f.NATSRestarts, f.natsByAnchor(), f.PublishRetried)
+	t.Logf("figures: plans=%d orders=%d order_messages=%d plan_events=%d (missing %d) fills=%d executor_deliveries=%d",
+		a.Plans, a.Orders, a.OrderMessages, a.PlanEvents, a.MissingPlanEvents, a.Fills, h.exec.deliveries())
+	t.Logf("figures: lost=%d duplicated=%d logical_duplicates=%d unjustified=%d unknown_to_journal=%d leftover_temp_files=%d",
+		len(a.Lost), len(a.Duplicated), len(a.LogicalDuplicates), len(a.Unjustified), len(a.Unjournaled), a.TempFiles)
+	t.Logf("figures: duration=%s slow_cycles=%d (over %s) longest_cycle=%s", f.Duration, f.SlowCycles, faultSlowCycle,
+		f.LongestCycle.Round(time.Millisecond))
+	for _, p := range a.Problems {
+		t.Error(p)
+	}
+	if len(a.Lost) > 0 {
+		t.Errorf("%d journaled orders are not in the stream: %v", len(a.Lost), a.Lost)
+	}
+	if len(a.Duplicated) > 0 {
+		t.Errorf("%d order ids stored more than once: %v", len(a.Duplicated), a.Duplicated)
+	}
+	for _, d := range a.LogicalDuplicates {
+		t.Errorf("logical duplicate: %s", d)
+	}
+	for _, u := range a.Unjustified {
+		t.Errorf("unjustified plan: %s", u)
+	}
+	if len(a.Unjournaled) > 0 {
+		t.Errorf("%d orders in the stream are unknown to the final ledger: %v", len(a.Unjournaled), a.Unjournaled)
+	}
+	if a.TempFiles > 0 {
+		t.Errorf("%d snapshot temporaries left in the state directory after a clean start and stop", a.TempFiles)
+	}
+	if a.Plans < cycles {
+		t.Errorf("%d plans in the stream for %d cycles", a.Plans, cycles)
+	}
+	if f.Kills == 0 || (cycles > faultNATSEvery/2 && f.NATSRestarts == 0) {
+		t.Errorf("no fault injected: %d kills, %d NATS restarts", f.Kills, f.NATSRestarts)
+	}
+}
+
+// faultFigures counts what the run did.
+type faultFigures struct {
+	Cycles            int
+	Kills             int
+	KillsAt           map[string]int
+	NATSRestarts      int
+	NATSAt            map[string]int
+	PublishRetried    int // NATS restarts during which the daemon logged a publish retry
+	OutboxRepublished int // starts that re-published journaled, unacknowledged orders
+	// SlowCycles took longer than faultSlowCycle: a fill delivered to a
+	// killed daemon (or over a broken connection) is redelivered only
+	// after the reports consumer's AckWait, 30s.
+	SlowCycles   int
+	LongestCycle time.Duration
+	Duration     time.Duration
+}
+
+func (f *faultFigures) killsByAnchor() string {
+	var parts []string
+	for _, a := range []string{anchorCycle, anchorJournal, anchorAck, anchorFill, tripNone, tripFirst, tripAll, anchorStartup} {
+		parts = append(parts, fmt.Sprintf("%s %d", a, f.KillsAt[a]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (f *faultFigures) natsByAnchor() string {
+	var parts []string
+	for _, a := range []string{anchorCycle, tripNone, tripFirst, tripAll} {
+		parts = append(parts, fmt.Sprintf("%s %d", a, f.NATSAt[a]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// faultHarness holds the NATS server, the daemon process, the price feed
+// and the executor of a fault-injection run.
+type faultHarness struct {
+	t    *testing.T
+	bin  string
+	dir  string
+	cfg  string // daemon configuration file
+	seed uint64
+	rng  *rand.Rand // the fault schedule, used by the test's goroutine only
+	fig  faultFigures
+
+	natsOpts server.Options
+	srv      *server.Server
+	url      string     // of the server, for the test's clients
+	proxy    *natsProxy // the daemon's way to the server
+
+	procs []*faultProc // every daemon started; the last one is current
+	level atomic.Int32 // index into faultLevels
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	exec   *faultExecutor
+}
+
+// faultProc is one run of the daemon binary.
+type faultProc struct {
+	cmd  *exec.Cmd
+	logs *logLines
+	done chan struct{} // closed once the process exited and its log is read
+	err  error         // the exit status, set before done is closed
+}
+
+func newFaultHarness(t *testing.T, bin string, seed uint64) *faultHarness {
+	h := &faultHarness{t: t, bin: bin, dir: t.TempDir(), seed: seed, rng: rand.New(rand.NewPCG(seed, 0)),
+		fig: faultFigures{KillsAt: map[string]int{}, NATSAt: map[string]int{}}}
+	// The NATS server outlives the daemon's kills; its JetStream store is
+	// on disk with the default sync settings.
+	h.natsOpts = natstest.DefaultTestOptions
+	h.natsOpts.Port = -1
+	h.natsOpts.JetStream = true
+	h.natsOpts.StoreDir = t.TempDir()
+	opts := h.natsOpts
+	h.srv = natstest.RunServer(&opts)
+	h.natsOpts.Port = h.srv.Addr().(*net.TCPAddr).Port // restarts reuse the port
+	h.url = h.srv.ClientURL()
+	h.proxy = startNATSProxy(t, h.srv.Addr().String())
+
+	pol := policyText("threshold", "")
+	for _, r := range [][2]string{{"check_every: 1m", "check_every: 1s"}, {"cooldown: 1m", "cooldown: 1s"},
+		{"max_move: 40%", "max_move: 90%"}, {"instruments:", "limits:\n  max_plans_per_day: 10000\ninstruments:"}} {
+		if !strings.Contains(pol, r[0]) {
+			t.Fatalf("test policy has no %q", r[0])
+		}
+		pol = strings.Replace(pol, r[0], r[1], 1)
+	}
+	writeFile(t, filepath.Join(h.dir, "policies", "test.yaml"), pol)
+	writeFile(t, filepath.Join(h.dir, "holdings", "test.yaml"), testHoldings)
+	h.cfg = filepath.Join(h.dir, "rebalancerd.yaml")
+	writeFile(t, h.cfg, fmt.Sprintf(`state_dir: state
+policies:
+  - {policy: policies/test.yaml, holdings: holdings/test.yaml}
+feeds:
+  - {name: bus, kind: nats}
+nats:
+  url: nats://%s
+http:
+  listen: 127.0.0.1:0
+`, h.proxy.ln.Addr()))
+
+	t.Cleanup(func() {
+		if p := h.proc(); p != nil {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			if t.Failed() {
+				t.Logf("log of the last daemon run:\n%s", p.logs.tail(300))
+			}
+		}
+		h.srv.Shutdown()
+	})
+	return h
+}
+
+// proc is the current daemon process, or nil before the first start.
+func (h *faultHarness) proc() *faultProc {
+	if len(h.procs) == 0 {
+		return nil
+	}
+	return h.procs[len(h.procs)-1]
+}
+
+// start starts the daemon on the state directory.
+func (h *faultHarness) start() {
+	h.t.Helper()
+	cmd := exec.Command(h.bin, "run", "-config", h.cfg, "-log-format", "json")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	p := &faultProc{cmd: cmd, logs: &logLines{}, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	go func() {
+		p.logs.read(stderr)
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	h.procs = append(h.procs, p)
+}
+
+// kill sends SIGKILL to the daemon, waits for it to die and starts it
+// again; a share of the restarts is killed again while starting.
+func (h *faultHarness) kill(anchor string) {
+	h.t.Helper()
+	p := h.proc()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		h.t.Fatalf("SIGKILL: %v", err)
+	}
+	h.waitExit(p)
+	h.fig.Kills++
+	h.fig.KillsAt[anchor]++
+	h.start()
+	if h.rng.Float64() < faultStartupKillShare {
+		time.Sleep(h.jitter(800 * time.Millisecond)) // the fault's instant, not a synchronization
+		h.kill(anchorStartup)
+	}
+}
+
+func (h *faultHarness) waitExit(p *faultProc) {
+	h.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		h.t.Fatal("the daemon did not exit within 30s")
+	}
+}
+
+// stop stops the daemon with SIGTERM and checks its clean exit.
+func (h *faultHarness) stop() {
+	h.t.Helper()
+	p := h.proc()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		h.t.Fatal(err)
+	}
+	h.waitExit(p)
+	if p.err != nil {
+		h.t.Fatalf("exit after SIGTERM: %v", p.err)
+	}
+	for _, q := range h.procs {
+		if q.logs.count("publishing orders journaled before the last stop") > 0 {
+			h.fig.OutboxRepublished++
+		}
+	}
+}
+
+// restartNATS shuts the NATS server down and starts it again on the same
+// port and store after an outage of up to a second.
+func (h *faultHarness) restartNATS(anchor string) {
+	h.srv.Shutdown()
+	h.srv.WaitForShutdown()
+	time.Sleep(100*time.Millisecond + h.jitter(900*time.Millisecond)) // the outage
+	opts := h.natsOpts
+	h.srv = natstest.RunServer(&opts)
+	h.fig.NATSRestarts++
+	h.fig.NATSAt[anchor]++
+}
+
+func (h *faultHarness) jitter(d time.Duration) time.Duration {
+	return time.Duration(h.rng.Int64N(int64(d) + 1))
+}
+
+// connect opens a client connection that reconnects forever.
+func (h *faultHarness) connect(name string) *natsgo.Conn {
+	h.t.Helper()
+	nc, err := natsgo.Connect(h.url, natsgo.Name(name), natsgo.MaxReconnects(-1), natsgo.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(nc.Close)
+	return nc
+}
+
+// startClients starts the price feed and, once the daemon has created its
+// streams, the executor.
+func (h *faultHarness) startClients() {
+	h.t.Helper()
+	prices := h.connect("pricefeed")
+	nc := h.connect("executor")
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.t.Cleanup(h.stopClients) // before the connections close
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.publishPrices(ctx, prices)
+	}()
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	checkFor(h.t, 60*time.Second, 20*time.Millisecond, func() error {
+		sctx, scancel := context.WithTimeout(ctx, time.Second)
+		defer scancel()
+		for _, s := range []string{"REBALANCE_ORDERS", "REBALANCE_REPORTS"} {
+			if _, err := js.Stream(sctx, s); err != nil {
+				return fmt.Errorf("stream %s: %w", s, err)
+			}
+		}
+		return nil
+	})
+	h.exec = &faultExecutor{js: js, rng: rand.New(rand.NewPCG(h.seed, 1)), delivered: map[string]int{}, filled: map[string]bool{}}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.exec.run(ctx)
+	}()
+}
+
+// stopClients stops the price feed and the executor (again: a no-op).
+func (h *faultHarness) stopClients() {
+	h.cancel()
+	h.wg.Wait()
+	if h.exec == nil {
+		return
+	}
+	h.exec.mu.Lock()
+	defer h.exec.mu.Unlock()
+	for _, err := range h.exec.errs {
+		h.t.Errorf("executor: %v", err)
+	}
+	h.exec.errs = nil
+}
+
+// publishPrices publishes the current level's quotes every 50ms, each
+// timed now (so each is newer than the last one the daemon accepted).
+func (h *faultHarness) publishPrices(ctx context.Context, nc *natsgo.Conn) {
+	subj := events.Subjects{Prefix: events.DefaultPrefix}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		at := time.Now().UTC()
+		for sym, px := range faultLevels[h.level.Load()] {
+			data, _ := json.Marshal(events.Price{SchemaVersion: events.SchemaVersion, Symbol: sym, Price: decimal.RequireFromString(px), At: at})
+			_ = nc.Publish(subj.Price(sym), data) // core NATS: a quote lost in an outage is replaced 50ms later
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// cycle runs one rebalance cycle: it flips the prices, injects this
+// cycle's fault, and waits until the daemon has made a new plan and all
+// its orders are filled. It returns the plan id and the fault injected.
+func (h *faultHarness) cycle(c int, prev string) (planID, fault string) {
+	h.t.Helper()
+	kind, anchor := h.pickFault(c)
+	p := h.proc()
+	mark := 0
+	if msg, ok := anchorLog[anchor]; ok {
+		mark = p.logs.count(msg)
+	}
+	retries := p.logs.count(logPublishRetry)
+	switch anchor {
+	case tripNone, tripFirst, tripAll:
+		h.proxy.arm(anchor)
+	}
+	h.level.Store(int32(c % len(faultLevels)))
+	if kind != "" {
+		switch anchor {
+		case tripNone, tripFirst, tripAll:
+			select {
+			case <-h.proxy.tripped:
+			case <-time.After(time.Minute):
+				h.t.Fatalf("cycle %d: no order publish within a minute", c)
+			}
+		case anchorCycle:
+			time.Sleep(h.jitter(1500 * time.Millisecond)) // the fault's instant
+		default:
+			h.waitLog(p, anchorLog[anchor], mark)
+			time.Sleep(h.jitter(3 * time.Millisecond)) // the fault's instant
+		}
+		if kind == "kill" {
+			h.kill(anchor)
+		} else {
+			h.restartNATS(anchor)
+		}
+		fault = fmt.Sprintf(", %s at %s", kind, anchor)
+	}
+	checkFor(h.t, 2*time.Minute, 20*time.Millisecond, func() error {
+		st, err := h.status()
+		switch {
+		case err != nil:
+			return err
+		case st.LastPlanID == "" || st.LastPlanID == prev:
+			return fmt.Errorf("cycle %d: no new plan since %q (blocked: %+v)", c, prev, st.Blocked)
+		case len(st.PendingOrders) > 0:
+			return fmt.Errorf("cycle %d: %d orders of plan %s pending", c, len(st.PendingOrders), st.LastPlanID)
+		}
+		planID = st.LastPlanID
+		return nil
+	})
+	if kind == "nats" && h.proc() == p && p.logs.count(logPublishRetry) > retries {
+		h.fig.PublishRetried++
+	}
+	return planID, fault
+}
+
+// logPublishRetry is the bus's log message when a publish must be retried.
+const logPublishRetry = "JetStream publish not acknowledged; retrying with the same message ids"
+
+// pickFault chooses the fault of cycle c: "nats" (restart the server),
+// "kill" (SIGKILL the daemon) or none, and the anchor it is timed from.
+func (h *faultHarness) pickFault(c int) (kind, anchor string) {
+	if c%faultNATSEvery == faultNATSEvery/2 {
+		anchors := []string{anchorCycle, tripNone, tripFirst, tripAll}
+		return "nats", anchors[h.rng.IntN(len(anchors))]
+	}
+	if h.rng.Float64() >= faultKillShare {
+		return "", ""
+	}
+	anchors := []string{anchorCycle, anchorJournal, anchorAck, anchorFill, tripNone, tripFirst, tripAll}
+	return "kill", anchors[h.rng.IntN(len(anchors))]
+}
+
+// waitLog waits until the process has logged msg more than mark times.
+func (h *faultHarness) waitLog(p *faultProc, msg string, mark int) {
+	h.t.Helper()
+	checkFor(h.t, time.Minute, time.Millisecond, func() error {
+		if p.logs.count(msg) <= mark {
+			return fmt.Errorf("no new %q log line", msg)
+		}
+		return nil
+	})
+}
+
+// status reads the test policy's status from the current daemon's HTTP
+// endpoint.
+func (h *faultHarness) status() (engine.PolicyStatus, error) {
+	var ps engine.PolicyStatus
+	started := h.proc().logs.find("rebalancerd started")
+	if started == nil {
+		return ps, errors.New("daemon not started yet")
+	}
+	client := http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get(fmt.Sprint(started["http"]) + "/status")
+	if err != nil {
+		return ps, err
+	}
+	defer resp.Body.Close()
+	var st engine.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return ps, fmt.Errorf("status: %w", err)
+	}
+	for _, p := range st.Policies {
+		if p.Policy == faultPolicy {
+			return p, nil
+		}
+	}
+	return ps, fmt.Errorf("status: no policy %s", faultPolicy)
+}
+
+// count returns how many log lines have msg.
+func (l *logLines) count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, m := range l.lines {
+		if m["msg"] == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// tail returns the last n raw log lines.
+func (l *logLines) tail(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lines := strings.SplitAfter(l.raw.String(), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "")
+}
+
+// faultExecutor fills every order of the orders stream in full, as a
+// broker would: a durable consumer delivers each order; after an
+// execution latency of up to 200ms, a fill with id
+// "fill-<order id>" is published through JetStream (message id the fill
+// id, retried until acknowledged); then the order is acknowledged.
+type faultExecutor struct {
+	js  jetstream.JetStream
+	rng *rand.Rand // execution latencies, used by run's goroutine only
+
+	mu        sync.Mutex
+	delivered map[string]int // deliveries per order id
+	filled    map[string]bool
+	errs      []error
+}
+
+func (x *faultExecutor) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		cons, err := x.js.CreateOrUpdateConsumer(cctx, "REBALANCE_ORDERS", jetstream.ConsumerConfig{
+			Durable: "fault-executor", FilterSubject: events.Subjects{Prefix: events.DefaultPrefix}.Orders(),
+			AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second})
+		cancel()
+		if err != nil {
+			pause(ctx, 50*time.Millisecond) // NATS is restarting
+			continue
+		}
+		it, err := cons.Messages()
+		if err != nil {
+			pause(ctx, 50*time.Millisecond)
+			continue
+		}
+		for {
+			msg, err := it.Next(jetstream.NextContext(ctx))
+			if err != nil {
+				break
+			}
+			x.handle(ctx, msg)
+		}
+		it.Stop()
+	}
+}
+
+func (x *faultExecutor) handle(ctx context.Context, msg jetstream.Msg) {
+	var o events.Order
+	if err := json.Unmarshal(msg.Data(), &o); err != nil {
+		x.fail(fmt.Errorf("order on %s: %w", msg.Subject(), err))
+		_ = msg.Term()
+		return
+	}
+	x.mu.Lock()
+	x.delivered[o.OrderID]++
+	done := x.filled[o.OrderID]
+	x.mu.Unlock()
+	if !done {
+		pause(ctx, time.Duration(x.rng.Int64N(int64(200*time.Millisecond)))) // the broker executing the order
+		f := events.Fill{SchemaVersion: events.SchemaVersion, FillID: "fill-" + o.OrderID, OrderID: o.OrderID,
+			Status: events.FillFilled, Quantity: o.Quantity, Price: o.Price, Fees: decimal.Zero, At: time.Now().UTC()}
+		data, err := json.Marshal(f)
+		if err != nil {
+			x.fail(err)
+			return
+		}
+		subj := events.Subjects{Prefix: events.DefaultPrefix}.Fill(o.Policy, o.Account)
+		for {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := x.js.Publish(pctx, subj, data, jetstream.WithMsgID(f.FillID), jetstream.WithExpectStream("REBALANCE_REPORTS"))
+			cancel()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			pause(ctx, 50*time.Millisecond) // retry with the same id
+		}
+		x.mu.Lock()
+		x.filled[o.OrderID] = true
+		x.mu.Unlock()
+	}
+	_ = msg.Ack() // a lost ack redelivers the order, which is filled already
+}
+
+func (x *faultExecutor) fail(err error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.errs = append(x.errs, err)
+}
+
+func (x *faultExecutor) deliveries() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	n := 0
+	for _, d := range x.delivered {
+		n += d
+	}
+	return n
+}
+
+func pause(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// faultAudit is what the auditor found.
+type faultAudit struct {
+	Plans, Orders, OrderMessages, PlanEvents, MissingPlanEvents, Fills int
+	// TempFiles are snapshot temporaries in the state directory at the
+	// end: a kill during a save leaves one, the next start removes it.
+	TempFiles int
+
+	Lost              []string // journaled (or logged as planned) but not in the stream
+	Duplicated        []string // stored more than once
+	Unjournaled       []string // in the stream, unknown to the final ledger
+	LogicalDuplicates []string
+	Unjustified       []string
+	Problems          []string
+}
+
+// storedMsg is one message of a stream.
+type storedMsg struct {
+	seq     uint64
+	subject string
+	msgID   string
+	at      time.Time
+	data    []byte
+}
+
+// readStream reads every message of a stream, by sequence.
+func readStream(t *testing.T, js jetstream.JetStream, name string) []storedMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []storedMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s #%d: %v", name, seq, err)
+		}
+		out = append(out, storedMsg{seq: m.Sequence, subject: m.Subject, msgID: m.Header.Get(jetstream.MsgIDHeader), at: m.Time, data: m.Data})
+	}
+	return out
+}
+
+// auditPlan is one plan as the orders stream shows it.
+type auditPlan struct {
+	id     string
+	orders []events.Order
+	seqs   []uint64
+	event  *events.Plan
+}
+
+// audit reads the streams, the daemon's state directory and its logs and
+// checks the guarantees. It runs after the daemon's clean stop.
+func (h *faultHarness) audit() *faultAudit {
+	t := h.t
+	t.Helper()
+	a := &faultAudit{}
+	problem := func(format string, args ...any) { a.Problems = append(a.Problems, fmt.Sprintf(format, args...)) }
+	nc := h.connect("auditor")
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj := events.Subjects{Prefix: events.DefaultPrefix}
+
+	// The orders stream: order ids, counted; plans in the order of their
+	// first stored order.
+	count := map[string]int{}
+	plans := map[string]*auditPlan{}
+	var order []*auditPlan
+	var planEvents []events.Plan
+	for _, m := range readStream(t, js, "REBALANCE_ORDERS") {
+		switch {
+		case strings.HasPrefix(m.subject, subj.Prefix+".orders."):
+			var o events.Order
+			if err := json.Unmarshal(m.data, &o); err != nil {
+				problem("order message #%d: %v", m.seq, err)
+				continue
+			}
+			a.OrderMessages++
+			if m.msgID != o.OrderID || m.subject != subj.Order(o.Policy, o.Account) {
+				problem("order %s stored on %s with Nats-Msg-Id %q", o.OrderID, m.subject, m.msgID)
+			}
+			if count[o.OrderID]++; count[o.OrderID] == 2 {
+				a.Duplicated = append(a.Duplicated, o.OrderID)
+			}
+			p := plans[o.PlanID]
+			if p == nil {
+				p = &auditPlan{id: o.PlanID}
+				plans[o.PlanID] = p
+				order = append(order, p)
+			}
+			p.orders = append(p.orders, o)
+			p.seqs = append(p.seqs, m.seq)
+		case strings.HasPrefix(m.subject, subj.Prefix+".plans."):
+			var p events.Plan
+			if err := json.Unmarshal(m.data, &p); err != nil || p.Plan == nil {
+				problem("plan message #%d: %v", m.seq, err)
+				continue
+			}
+			if m.msgID != "plan-"+p.ID {
+				problem("plan %s stored with Nats-Msg-Id %q", p.ID, m.msgID)
+			}
+			planEvents = append(planEvents, p)
+		default:
+			problem("unexpected message #%d on %s", m.seq, m.subject)
+		}
+	}
+	a.Orders, a.Plans, a.PlanEvents = len(count), len(order), len(planEvents)
+	for i := range planEvents {
+		pe := &planEvents[i]
+		switch p := plans[pe.ID]; {
+		case p == nil:
+			problem("plan event %s has no orders in the stream", pe.ID)
+		case p.event != nil:
+			problem("plan event %s stored twice", pe.ID)
+		default:
+			p.event = pe
+		}
+	}
+
+	// The reports stream: the executor's fills, by order id.
+	type storedFill struct {
+		events.Fill
+		stored time.Time
+	}
+	fills := map[string]storedFill{}
+	for _, m := range readStream(t, js, "REBALANCE_REPORTS") {
+		var f events.Fill
+		if err := json.Unmarshal(m.data, &f); err != nil {
+			problem("report message #%d: %v", m.seq, err)
+			continue
+		}
+		if _, dup := fills[f.OrderID]; dup {
+			problem("two fills stored for order %s", f.OrderID)
+		}
+		fills[f.OrderID] = storedFill{f, m.at}
+	}
+	a.Fills = len(fills)
+
+	// What the daemon journaled: the final ledger and journal, and every
+	// plan its logs say it journaled (a kill can come before the snapshot
+	// that the journal line would be compacted into).
+	journaled := h.journaledOrders()
+	for _, p := range h.procs {
+		p.logs.mu.Lock()
+		for _, m := range p.logs.lines {
+			if m["msg"] != "rebalance" {
+				continue
+			}
+			id, _ := m["plan_id"].(string)
+			n, _ := m["orders"].(float64)
+			for k := 1; k <= int(n); k++ {
+				journaled[fmt.Sprintf("%s-%d", id, k)] = true
+			}
+		}
+		p.logs.mu.Unlock()
+	}
+	for id := range journaled {
+		if count[id] == 0 {
+			a.Lost = append(a.Lost, id)
+		}
+	}
+	final := h.finalLedger()
+	for id := range count {
+		if _, ok := final.Order(id); !ok {
+			a.Unjournaled = append(a.Unjournaled, id)
+		}
+	}
+	sort.Strings(a.Lost)
+	sort.Strings(a.Unjournaled)
+
+	// Plan by plan: no plan before the previous one's orders were all
+	// filled, each justified by a breach on the holdings the executor's
+	// fills produced.
+	book := auditBook(t)
+	prices := map[string]decimal.Decimal{}
+	for sym, px := range faultLevels[0] {
+		prices[sym] = decimal.RequireFromString(px)
+	}
+	var holdingsAsOf time.Time // of the latest fill applied
+	for i, p := range order {
+		if p.event == nil {
+			a.MissingPlanEvents++
+		}
+		if i > 0 {
+			prev := order[i-1]
+			if slices.Max(prev.seqs) > slices.Min(p.seqs) {
+				a.LogicalDuplicates = append(a.LogicalDuplicates, fmt.Sprintf("orders of plans %s and %s interleave in the stream", prev.id, p.id))
+			}
+			for _, o := range prev.orders {
+				f, ok := fills[o.OrderID]
+				switch {
+				case !ok:
+					a.LogicalDuplicates = append(a.LogicalDuplicates, fmt.Sprintf("plan %s made while order %s of plan %s was never filled", p.id, o.OrderID, prev.id))
+				case !p.orders[0].CreatedAt.After(f.stored):
+					a.LogicalDuplicates = append(a.LogicalDuplicates, fmt.Sprintf("plan %s made at %s, before the fill of order %s of plan %s was stored at %s",
+						p.id, p.orders[0].CreatedAt.Format(time.RFC3339Nano), o.OrderID, prev.id, f.stored.Format(time.RFC3339Nano)))
+				}
+			}
+		}
+		ids := map[string]bool{}
+		for _, o := range p.orders {
+			ids[o.OrderID] = true
+			prices[o.Instrument] = o.Price
+		}
+		for k := 1; k <= len(p.orders); k++ {
+			if !ids[fmt.Sprintf("%s-%d", p.id, k)] {
+				problem("plan %s: order %s-%d missing from the stream", p.id, p.id, k)
+			}
+		}
+		breaching, values := book.breaching(prices)
+		if len(breaching) == 0 {
+			a.Unjustified = append(a.Unjustified, fmt.Sprintf("plan %s: no sleeve out of its band at %v (holdings %s)", p.id, prices, book))
+		}
+		if e := p.event; e != nil {
+			switch {
+			case !slices.Equal(e.Breaching, breaching):
+				a.Unjustified = append(a.Unjustified, fmt.Sprintf("plan %s: event says breaching %v, the auditor finds %v", p.id, e.Breaching, breaching))
+			case !holdingsAsOf.IsZero() && !e.HoldingsAsOf.Equal(holdingsAsOf):
+				a.Unjustified = append(a.Unjustified, fmt.Sprintf("plan %s: made on holdings as of %s, the latest fill is of %s",
+					p.id, e.HoldingsAsOf.Format(time.RFC3339Nano), holdingsAsOf.Format(time.RFC3339Nano)))
+			}
+			for _, s := range e.Sleeves {
+				if v, ok := values[s.Sleeve]; !ok || !v.Equal(s.Value) {
+					a.Unjustified = append(a.Unjustified, fmt.Sprintf("plan %s: sleeve %s valued %s, the auditor finds %s", p.id, s.Sleeve, s.Value, v))
+				}
+			}
+			if len(e.Orders) != len(p.orders) {
+				problem("plan event %s lists %d orders, the stream holds %d", p.id, len(e.Orders), len(p.orders))
+			}
+			for _, o := range e.Orders {
+				if !ids[o.ID] {
+					problem("plan event %s lists order %s, not in the stream", p.id, o.ID)
+				}
+			}
+		}
+		applied := map[string]bool{}
+		for _, o := range p.orders {
+			if f, ok := fills[o.OrderID]; ok && !applied[o.OrderID] {
+				applied[o.OrderID] = true
+				if err := book.apply(o, f.Fill); err != nil {
+					problem("%v", err)
+				}
+				if f.At.After(holdingsAsOf) {
+					holdingsAsOf = f.At
+				}
+			}
+		}
+	}
+
+	tmps, err := filepath.Glob(filepath.Join(h.dir, "state", "ledgers", ".*.tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.TempFiles = len(tmps)
+
+	// The final ledger: every order filled once, by its one fill, and the
+	// holdings those fills give.
+	for _, o := range final.Orders {
+		if o.Status != ledger.Filled || !slices.Equal(o.FillIDs, []string{"fill-" + o.OrderID}) {
+			problem("final ledger: order %s is %s with fills %v", o.OrderID, o.Status, o.FillIDs)
+		}
+	}
+	if got := final.Accounts[faultAccount]; got == nil || !book.equal(got) {
+		problem("final ledger holds %+v, the executor's fills give %s", got, book)
+	}
+	return a
+}
+
+// journaledOrders returns the order ids of the final ledger snapshot and
+// journal, read from the files.
+func (h *faultHarness) journaledOrders() map[string]bool {
+	h.t.Helper()
+	out := map[string]bool{}
+	for _, o := range h.finalLedger().Orders {
+		out[o.OrderID] = true
+	}
+	data, err := os.ReadFile(filepath.Join(h.dir, "state", "ledgers", faultPolicy+".journal"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		h.t.Fatal(err)
+	}
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		var e state.Entry
+		if len(bytes.TrimSpace(line)) == 0 || json.Unmarshal(line, &e) != nil {
+			continue
+		}
+		for _, o := range e.Orders {
+			out[o.OrderID] = true
+		}
+	}
+	return out
+}
+
+// finalLedger reads the policy's ledger snapshot.
+func (h *faultHarness) finalLedger() *ledger.Ledger {
+	h.t.Helper()
+	var l ledger.Ledger
+	ok, err := state.ReadJSON(filepath.Join(h.dir, "state", "ledgers", faultPolicy+".json"), &l)
+	if err != nil || !ok {
+		h.t.Fatalf("final ledger: %v (found %v)", err, ok)
+	}
+	return &l
+}
+
+// auditHoldings is the auditor's own account of the household: the
+// holdings file plus every fill.
+type auditHoldings struct {
+	cash      decimal.Decimal
+	positions map[string]decimal.Decimal
+}
+
+func auditBook(t *testing.T) *auditHoldings {
+	t.Helper()
+	hs, err := portfolio.ParseHoldings("holdings.yaml", []byte(testHoldings))
+	if err != nil || len(hs.Accounts) != 1 {
+		t.Fatalf("holdings: %v", err)
+	}
+	b := &auditHoldings{cash: hs.Accounts[0].Cash, positions: map[string]decimal.Decimal{}}
+	for _, p := range hs.Accounts[0].Positions {
+		b.positions[p.Instrument] = p.Quantity
+	}
+	return b
+}
+
+// breaching values the sleeves at prices and returns those out of their
+// band (|value - target x total| > band x total), in the policy's order,
+// with the values.
+func (b *auditHoldings) breaching(prices map[string]decimal.Decimal) ([]string, map[string]decimal.Decimal) {
+	values := map[string]decimal.Decimal{"stocks": decimal.Zero, "bonds": decimal.Zero, "cash": b.cash}
+	for sym, q := range b.positions {
+		s := auditSleeveOf[sym]
+		values[s] = values[s].Add(q.Mul(prices[sym]))
+	}
+	total := decimal.Zero
+	for _, v := range values {
+		total = total.Add(v)
+	}
+	out := []string{}
+	for _, s := range []string{"stocks", "bonds", "cash"} {
+		if values[s].Sub(auditTargets[s].Mul(total)).Abs().GreaterThan(auditBand.Mul(total)) {
+			out = append(out, s)
+		}
+	}
+	return out, values
+}
+
+// apply applies an order's fill.
+func (b *auditHoldings) apply(o events.Order, f events.Fill) error {
+	value := f.Quantity.Mul(f.Price)
+	switch o.Side {
+	case "buy":
+		b.positions[o.Instrument] = b.positions[o.Instrument].Add(f.Quantity)
+		b.cash = b.cash.Sub(value).Sub(f.Fees)
+	case "sell":
+		b.positions[o.Instrument] = b.positions[o.Instrument].Sub(f.Quantity)
+		b.cash = b.cash.Add(value).Sub(f.Fees)
+	default:
+		return fmt.Errorf("order %s: side %q", o.OrderID, o.Side)
+	}
+	if b.positions[o.Instrument].Sign() < 0 || b.cash.Sign() < 0 {
+		return fmt.Errorf("order %s takes the holdings negative: %s", o.OrderID, b)
+	}
+	return nil
+}
+
+// equal compares with a ledger account.
+func (b *auditHoldings) equal(a *ledger.Account) bool {
+	if !a.Cash.Equal(b.cash) {
+		return false
+	}
+	for _, sym := range slices.Concat(slices.Collect(maps.Keys(b.positions)), slices.Collect(maps.Keys(a.Positions))) {
+		if !a.Positions[sym].Equal(b.positions[sym]) {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *auditHoldings) String() string {
+	syms := slices.Sorted(maps.Keys(b.positions))
+	parts := []string{"cash " + b.cash.String()}
+	for _, s := range syms {
+		parts = append(parts, s+" "+b.positions[s].String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// natsProxy passes the daemon's NATS connections on to the server. Armed,
+// it trips on the first order publish it sees from the daemon: it passes
+// on none, the first or all of the bytes read with it, then breaks the
+// connection, so that no acknowledgement comes back, and reports on
+// tripped. The test then kills the daemon or restarts NATS: the fault
+// lands exactly while orders are being published.
+type natsProxy struct {
+	ln      net.Listener
+	target  string
+	tripped chan struct{}
+
+	mu    sync.Mutex
+	armed string
+	conns map[net.Conn]bool
+	wg    sync.WaitGroup
+}
+
+func startNATSProxy(t *testing.T, target string) *natsProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &natsProxy{ln: ln, target: target, tripped: make(chan struct{}, 1), conns: map[net.Conn]bool{}}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				p.pipe(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// arm makes the proxy trip on the next order publish.
+func (p *natsProxy) arm(mode string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.armed = mode
+}
+
+// track records an open connection (false once the proxy is closed).
+func (p *natsProxy) track(c net.Conn, open bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if open {
+		p.conns[c] = true
+	} else {
+		delete(p.conns, c)
+	}
+}
+
+// pipe forwards one client connection until either side closes.
+func (p *natsProxy) pipe(client net.Conn) {
+	defer client.Close()
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return // NATS is down: the client retries
+	}
+	defer server.Close()
+	p.track(client, true)
+	p.track(server, true)
+	defer p.track(client, false)
+	defer p.track(server, false)
+	p.wg.Add(1)
+	go func() { // server to client
+		defer p.wg.Done()
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := server.Read(buf)
+			if n > 0 {
+				if _, werr := client.Write(buf[:n]); werr != nil {
+					err = werr
+				}
+			}
+			if err != nil {
+				client.Close()
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := client.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			if fwd, ok := p.trip(chunk); ok {
+				// The connection breaks mid-publish, as it would if
+				// the process or the server died right then.
+				_, _ = server.Write(chunk[:fwd])
+				server.Close()
+				client.Close()
+				select {
+				case p.tripped <- struct{}{}:
+				default: // a trip the test has not taken yet; one is enough
+				}
+				return
+			}
+			if _, werr := server.Write(chunk); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// orderPub starts the protocol line of an order publish (PUB or HPUB).
+var orderPub = []byte("PUB " + events.DefaultPrefix + ".orders.")
+
+// trip reports whether chunk trips the armed proxy and how many of its
+// bytes to forward.
+func (p *natsProxy) trip(chunk []byte) (forward int, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := bytes.Index(chunk, orderPub)
+	if p.armed == "" || i < 0 {
+		return 0, false
+	}
+	mode := p.armed
+	p.armed = ""
+	switch mode {
+	case tripAll:
+		return len(chunk), true
+	case tripFirst:
+		// HPUB <subject> <reply> <header bytes> <total bytes>\r\n<total bytes>\r\n
+		end := bytes.Index(chunk[i:], []byte("\r\n"))
+		if end < 0 {
+			return len(chunk), true
+		}
+		fields := bytes.Fields(chunk[i : i+end])
+		total, err := strconv.Atoi(string(fields[len(fields)-1]))
+		if err != nil || i+end+2+total+2 > len(chunk) {
+			return len(chunk), true
+		}
+		return i + end + 2 + total + 2, true
+	}
+	// tripNone: up to the line of the first order publish.
+	if i > 0 && chunk[i-1] == 'H' {
+		i--
+	}
+	return i, true
+}
