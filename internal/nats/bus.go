@@ -21,7 +21,7 @@ const (
 	DefaultMaxAge       = 30 * 24 * time.Hour
 	DefaultDuplicates   = 24 * time.Hour
 	DefaultConsumer     = "rebalancerd"
-	DefaultAckWait      = 30 * time.Second
+	DefaultAckWait      = 5 * time.Second
 	DefaultNakDelay     = time.Second
 	DefaultMaxNakDelay  = time.Minute
 	DefaultAckTimeout   = 5 * time.Second
@@ -50,7 +50,8 @@ type StreamConfig struct {
 	// "rebalancerd".
 	Consumer string
 	// AckWait is how long the server waits for the ack of a report before
-	// redelivering it; default 30s.
+	// redelivering it; default 5s (handling a report is one durable save,
+	// and a redelivery is recognised by its fill id).
 	AckWait time.Duration
 	// NakDelay is the redelivery delay after a handler error, doubled at
 	// each further delivery up to MaxNakDelay; defaults 1s and 1m.
