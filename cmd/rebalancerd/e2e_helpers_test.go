@@ -357,3 +357,19 @@ func (d *daemon) fillAll(orders []events.Order) {
 func decimalFrom(s string) decimal.Decimal { return decimal.RequireFromString(s) }
 
 func osMkdirTemp() (string, error) { return os.MkdirTemp("", "rebalancerd-bin-") }
+
+// waitAcked waits until the test policy has pending orders and JetStream
+// has acknowledged all of them, and returns how many there are.
+func (d *daemon) waitAcked() int {
+	d.t.Helper()
+	n := 0
+	checkFor(d.t, 10*time.Second, 5*time.Millisecond, func() error {
+		st := d.policyStatus()
+		if st.Unacked > 0 || len(st.PendingOrders) == 0 {
+			return fmt.Errorf("orders not acknowledged yet: %d pending, %d unacknowledged", len(st.PendingOrders), st.Unacked)
+		}
+		n = len(st.PendingOrders)
+		return nil
+	})
+	return n
+}

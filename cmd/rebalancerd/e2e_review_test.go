@@ -24,12 +24,7 @@ func TestLateSnapshotKeepsLaterFills(t *testing.T) {
 	d := startDaemon(t, pol, monday0959, nil)
 	w := d.watchOrders()
 	d.prices("VTI", "130", "BND", "100")
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if st := d.policyStatus(); st.Unacked > 0 || len(st.PendingOrders) == 0 {
-			return fmt.Errorf("not acknowledged yet")
-		}
-		return nil
-	})
+	d.waitAcked()
 	d.fillAll(w.waitOrders(t, len(d.policyStatus().PendingOrders)))
 	after := d.policyStatus().Holdings["ira"]
 	// A snapshot taken before the fills (but after the holdings file).

@@ -296,12 +296,7 @@ func TestReconcileAdoptsOrdersTheJournalLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	first.prices("VTI", "130", "BND", "100")
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if st := first.policyStatus(); st.Unacked > 0 || len(st.PendingOrders) == 0 {
-			return fmt.Errorf("not acknowledged yet")
-		}
-		return nil
-	})
+	first.waitAcked()
 	n := len(first.policyStatus().PendingOrders)
 	if err := first.Close(); err != nil {
 		t.Fatal(err)

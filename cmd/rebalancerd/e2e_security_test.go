@@ -54,12 +54,7 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	d.nc = dial("pricefeed") // the price helper publishes as the price feed
 	d.prices("VTI", "130", "BND", "100")
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if st := d.policyStatus(); st.Unacked > 0 || len(st.PendingOrders) == 0 {
-			return fmt.Errorf("orders not acknowledged (%d pending, %d unacknowledged)", len(st.PendingOrders), st.Unacked)
-		}
-		return nil
-	})
+	d.waitAcked()
 
 	// The executor reads the orders through a consumer of its own.
 	exec := dial("executor")

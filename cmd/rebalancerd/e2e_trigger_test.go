@@ -83,12 +83,7 @@ func TestCalendarDSTFallBackFiresOnce(t *testing.T) {
 	d.prices("VTI", "105", "BND", "100")
 	d.waitArmed(1)
 	d.clock.Set(time.Date(2026, 11, 1, 5, 30, 0, 0, time.UTC)) // 01:30 EDT
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if st := d.policyStatus(); st.Unacked > 0 || len(st.PendingOrders) == 0 {
-			return fmt.Errorf("not acknowledged yet: %d pending, %d unacknowledged", len(st.PendingOrders), st.Unacked)
-		}
-		return nil
-	})
+	d.waitAcked()
 	d.fillAll(w.waitOrders(t, len(d.policyStatus().PendingOrders)))
 	plan1 := d.policyStatus().LastPlanID
 
@@ -124,12 +119,7 @@ func TestFillUpdatesHoldings(t *testing.T) {
 	d := startDaemon(t, pol, monday0959, nil)
 	w := d.watchOrders()
 	d.prices("VTI", "130", "BND", "100")
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if st := d.policyStatus(); st.Unacked > 0 || len(st.PendingOrders) == 0 {
-			return fmt.Errorf("not acknowledged yet")
-		}
-		return nil
-	})
+	d.waitAcked()
 	orders := w.waitOrders(t, len(d.policyStatus().PendingOrders))
 	// Expected ledger: start from the holdings and apply each order in full.
 	pos := map[string]decimal.Decimal{"VTI": decimal.NewFromInt(60), "BND": decimal.NewFromInt(35)}
