@@ -142,7 +142,12 @@ func writeFile(t testing.TB, path, data string) {
 }
 
 // url is the NATS URL of the daemon's server (embedded or external).
-func (d *daemon) url() string { return d.Conn.ConnectedUrl() }
+func (d *daemon) url() string {
+	if d.Server != nil {
+		return d.Server.ClientURL() // the daemon itself is connected in process
+	}
+	return d.Conn.ConnectedUrl()
+}
 
 // client is an independent NATS connection, as an executor would have.
 func (d *daemon) client() *natsgo.Conn {
