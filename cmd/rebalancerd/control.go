@@ -25,7 +25,13 @@ func (m *Main) haltFile() string { return filepath.Join(m.Config.StateDir, "halt
 // restoreHalt re-engages a kill switch saved before the last stop.
 func (m *Main) restoreHalt() error {
 	var h engine.Halt
-	ok, err := state.ReadJSON(m.haltFile(), &h)
+	var ok bool
+	var err error
+	if m.kvState != nil {
+		ok, err = m.kvState.ReadHalt(&h) // shared by the instances
+	} else {
+		ok, err = state.ReadJSON(m.haltFile(), &h)
+	}
 	if err != nil {
 		return fmt.Errorf("kill switch state: %w (remove the file only if you mean to release it)", err)
 	}
@@ -38,7 +44,15 @@ func (m *Main) restoreHalt() error {
 // SetHalt engages (h not nil) or releases the kill switch, durably first:
 // a halt that was acknowledged survives a crash.
 func (m *Main) SetHalt(h *engine.Halt) error {
-	if h != nil {
+	if m.kvState != nil {
+		var v any
+		if h != nil {
+			v = h
+		}
+		if err := m.kvState.WriteHalt(v); err != nil {
+			return err
+		}
+	} else if h != nil {
 		if err := state.WriteJSON(m.haltFile(), h); err != nil {
 			return err
 		}

@@ -68,6 +68,11 @@ type Main struct {
 	engDone chan struct{}
 
 	store      *state.Store
+	kvState    *rnats.StateStore // high availability: the shared state
+	lease      *rnats.Lease      // high availability: held while planning
+	lost       chan error        // the lease was lost
+	httpOpen   bool
+	eng        atomic.Pointer[engine.Engine] // for HTTP and NATS callbacks
 	controlSub *natsgo.Subscription
 	loadMu     sync.Mutex // one load or reload at a time
 	closeOnce  sync.Once
@@ -122,7 +127,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	store.SyncJournal = cfg.JournalFsync
 	m.store = store
+	m.lost = make(chan error, 1)
 
 	// NATS: embedded unless a URL is configured.
 	if cfg.NATS.URL == "" {
@@ -141,9 +148,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	// The connection reports its state from its own goroutine, possibly
 	// before the engine exists.
-	var engRef atomic.Pointer[engine.Engine]
 	onState := func(up bool) {
-		if eng := engRef.Load(); eng != nil {
+		if eng := m.eng.Load(); eng != nil {
 			eng.SetNATSConnected(up)
 		}
 	}
@@ -167,15 +173,30 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("NATS streams: %w", err)
 	}
 
+	var engStore engine.Store = store
+	var mayPublish func() error
+	if cfg.HA.Enabled {
+		if err := m.standBy(ctx, runCtx); err != nil {
+			return err
+		}
+		engStore = m.kvState
+		mayPublish = func() error {
+			if !m.lease.Valid() {
+				return errors.New("the high-availability lease is not held")
+			}
+			return nil
+		}
+	}
+
 	var pub engine.Publisher = publisher{m.Bus}
 	if m.WrapPublisher != nil {
 		pub = m.WrapPublisher(pub)
 	}
-	eng := engine.New(engine.Options{Clock: m.Clock, Publisher: pub, Store: store, Metrics: m.Metrics,
-		Log: m.Log.Named("engine"), OnPublished: m.OnPublished, ShutdownGrace: m.ShutdownGrace,
+	eng := engine.New(engine.Options{Clock: m.Clock, Publisher: pub, Store: engStore, MayPublish: mayPublish,
+		Metrics: m.Metrics, Log: m.Log.Named("engine"), OnPublished: m.OnPublished, ShutdownGrace: m.ShutdownGrace,
 		DedupeWindow: cfg.NATS.Duplicates, Retention: m.Retention})
 	m.Engine = eng
-	engRef.Store(eng)
+	m.eng.Store(eng)
 	eng.SetNATSConnected(m.Conn.IsConnected())
 
 	dirs, err := m.load("start")
@@ -254,35 +275,116 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		_ = w.Run(runCtx, func() { _ = m.Reload(reasonFileChange) })
 	}()
 
-	m.HTTP = &rhttp.Server{Addr: cfg.HTTP.Listen, Gatherer: m.Metrics.Registry(), Ready: m.ready,
-		Status: m.status, Level: m.Level, Log: m.Log.Named("http"),
-		CertFile: cfg.HTTP.CertFile, KeyFile: cfg.HTTP.KeyFile, AllowPlaintext: cfg.HTTP.AllowPlaintext}
-	if cfg.HTTP.TokenFile != "" {
-		if err := rnats.CheckPrivate("http token file", cfg.HTTP.TokenFile); err != nil {
-			return fmt.Errorf("http: %w", err)
-		}
-		tok, err := os.ReadFile(cfg.HTTP.TokenFile)
-		if err != nil {
-			return fmt.Errorf("http: token: %w", err)
-		}
-		if m.HTTP.Token = string(trimSpace(tok)); m.HTTP.Token == "" {
-			return fmt.Errorf("http: token file %s is empty", cfg.HTTP.TokenFile)
-		}
+	if err := m.openHTTP(runCtx); err != nil {
+		return err
 	}
-	if err := m.HTTP.Open(); err != nil {
-		return fmt.Errorf("http: %w", err)
-	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		m.Notifier.RunWatchdog(runCtx, func() bool { return eng.Alive() && !m.Conn.IsClosed() })
-	}()
 	eng.EvaluateAll()
 	m.Log.Info("rebalancerd started", zap.String("http", m.HTTP.URL()), zap.String("nats", m.natsURL()),
 		zap.Int("policies", m.lastReload.Files), zap.Int("feeds", len(cfg.Feeds)))
 	m.Notifier.Ready(fmt.Sprintf("running %d policies", m.lastReload.Files))
 	return nil
 }
+
+// openHTTP starts the HTTP listener and the systemd watchdog, once: a
+// standby instance serves health and metrics while it waits for the lease.
+func (m *Main) openHTTP(runCtx context.Context) error {
+	if m.httpOpen {
+		return nil
+	}
+	m.HTTP = &rhttp.Server{Addr: m.Config.HTTP.Listen, Gatherer: m.Metrics.Registry(), Ready: m.ready,
+		Status: m.status, Level: m.Level, Log: m.Log.Named("http"),
+		CertFile: m.Config.HTTP.CertFile, KeyFile: m.Config.HTTP.KeyFile, AllowPlaintext: m.Config.HTTP.AllowPlaintext}
+	if m.Config.HTTP.TokenFile != "" {
+		if err := rnats.CheckPrivate("http token file", m.Config.HTTP.TokenFile); err != nil {
+			return fmt.Errorf("http: %w", err)
+		}
+		tok, err := os.ReadFile(m.Config.HTTP.TokenFile)
+		if err != nil {
+			return fmt.Errorf("http: token: %w", err)
+		}
+		if m.HTTP.Token = string(trimSpace(tok)); m.HTTP.Token == "" {
+			return fmt.Errorf("http: token file %s is empty", m.Config.HTTP.TokenFile)
+		}
+	}
+	if err := m.HTTP.Open(); err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	m.httpOpen = true
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.Notifier.RunWatchdog(runCtx, func() bool {
+			eng := m.eng.Load()
+			return (eng == nil || eng.Alive()) && !m.Conn.IsClosed()
+		})
+	}()
+	return nil
+}
+
+// standBy, for high availability, prepares the shared state and waits
+// until this instance holds the lease, serving health and metrics
+// meanwhile; then it keeps renewing the lease until runCtx ends, and
+// reports a loss on Lost.
+func (m *Main) standBy(ctx, runCtx context.Context) error {
+	cfg := m.Config
+	instance := cfg.HA.Instance
+	if instance == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("ha: instance name: %w (set ha.instance)", err)
+		}
+		instance = h
+	}
+	base := strings.TrimSuffix(m.Bus.OrdersStream(), "_ORDERS")
+	var err error
+	m.kvState, err = rnats.NewStateStore(ctx, m.Bus, rnats.StateStoreConfig{Bucket: base + "_STATE", Replicas: cfg.NATS.Replicas})
+	if err != nil {
+		return fmt.Errorf("ha: %w", err)
+	}
+	m.lease, err = rnats.NewLease(ctx, m.Bus, rnats.LeaseConfig{Bucket: base + "_LEASE", Key: "planner", Holder: instance,
+		TTL: cfg.HA.LeaseTTL, Replicas: cfg.NATS.Replicas})
+	if err != nil {
+		return fmt.Errorf("ha: %w", err)
+	}
+	if err := m.openHTTP(runCtx); err != nil {
+		return err
+	}
+	m.Notifier.Ready("standby: waiting for the planner lease")
+	m.Log.Info("high availability: waiting for the planner lease", zap.String("instance", instance),
+		zap.Duration("lease_ttl", cfg.HA.LeaseTTL))
+	if err := m.lease.Acquire(ctx); err != nil {
+		return fmt.Errorf("ha: waiting for the lease: %w", err)
+	}
+	m.Log.Info("high availability: this instance is the planner", zap.String("instance", instance))
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := m.lease.Hold(runCtx); err != nil {
+			m.Log.Error("high availability: lease lost; publishing stopped, stepping down", zap.Error(err))
+			m.lost <- err
+		}
+	}()
+	return nil
+}
+
+// standbyReason says why this instance does not plan.
+func (m *Main) standbyReason() string {
+	if m.lease == nil {
+		return "starting"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if h := m.lease.Holder(ctx); h != "" {
+		return "the planner lease is held by " + h
+	}
+	return "waiting for the planner lease"
+}
+
+// Lost delivers an error when this instance has lost the
+// high-availability lease. Publishing has stopped by then; the daemon must
+// stop too (its supervisor restarts it as a standby), since its view of
+// the shared state may be behind the new planner's.
+func (m *Main) Lost() <-chan error { return m.lost }
 
 // load reads every policy and hands the set to the engine.
 func (m *Main) load(reason string) ([]string, error) {
@@ -458,7 +560,11 @@ func (m *Main) feedMetrics(ctx context.Context) {
 }
 
 func (m *Main) ready() []string {
-	out := m.Engine.Ready()
+	eng := m.eng.Load()
+	if eng == nil {
+		return []string{"standby: " + m.standbyReason()}
+	}
+	out := eng.Ready()
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
 	if !m.lastReload.OK {
@@ -475,11 +581,19 @@ func (m *Main) status() any {
 	for i, s := range m.sources {
 		fs[i] = s.Status()
 	}
+	role := "planner"
+	var st engine.Status
+	if eng := m.eng.Load(); eng != nil {
+		st = eng.Status()
+	} else {
+		role = "standby: " + m.standbyReason()
+	}
 	return struct {
+		Role string `json:"role"`
 		engine.Status
 		LastReload reloadState    `json:"last_reload"`
 		Feeds      []feeds.Status `json:"feeds"`
-	}{m.Engine.Status(), rl, fs}
+	}{role, st, rl, fs}
 }
 
 // Close stops the daemon: the feeds, watcher and consumer stop, the engine
@@ -506,6 +620,15 @@ func (m *Main) close() error {
 		<-m.engDone
 	} else if m.Engine != nil {
 		m.Engine.Close() // Open failed before Run: stop the calendars Load started
+	}
+	if m.lease != nil {
+		// Nothing is published any more: hand over at once rather than
+		// after the lease's TTL.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := m.lease.Release(ctx); err != nil {
+			m.Log.Warn("lease not released; a standby takes over when it expires", zap.Error(err))
+		}
+		cancel()
 	}
 	var errs []error
 	if m.store != nil {

@@ -313,21 +313,7 @@ func (h *faultHarness) proc() *faultProc {
 // start starts the daemon on the state directory.
 func (h *faultHarness) start() {
 	h.t.Helper()
-	cmd := exec.Command(h.bin, "run", "-config", h.cfg, "-log-format", "json")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	p := &faultProc{cmd: cmd, logs: &logLines{}, done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		h.t.Fatal(err)
-	}
-	go func() {
-		p.logs.read(stderr)
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	h.procs = append(h.procs, p)
+	h.procs = append(h.procs, startProcess(h.t, h.bin, h.cfg))
 }
 
 // kill sends SIGKILL to the daemon, waits for it to die and starts it

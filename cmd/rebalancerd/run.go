@@ -65,6 +65,10 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 
 	m := &Main{Config: cfg, Log: log, Level: &atom}
 	if err := m.Open(ctx); err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped before starting", zap.Error(err)) // a standby stopped while waiting
+			return nil
+		}
 		log.Error("start failed", zap.Error(err))
 		return err
 	}
@@ -83,6 +87,11 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 			return nil
 		case <-hup:
 			_ = m.Reload(reasonSIGHUP)
+		case err := <-m.Lost():
+			if cerr := m.Close(); cerr != nil {
+				log.Error("stop", zap.Error(cerr))
+			}
+			return fmt.Errorf("high availability: %w", err)
 		}
 	}
 }

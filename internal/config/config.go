@@ -54,7 +54,35 @@ type Config struct {
 	// <prefix>.control.* must carry; without it, only NATS permissions
 	// protect the control subjects.
 	ControlTokenFile string
+	// JournalFsync makes the local journal fsync a plan's orders before
+	// the first of them is published (default true). Without it a plan
+	// survives a crash of the process but not a power loss, which the
+	// daemon then recovers from the orders stream.
+	JournalFsync bool
+	// HA runs the daemon as one of several instances for the same
+	// policies; see HA.
+	HA HA
 }
+
+// HA configures high availability: instances against the same NATS elect
+// one holder of a lease in a JetStream key-value bucket; only the holder
+// plans and publishes, and the state lives in JetStream so that another
+// instance can take over.
+type HA struct {
+	Enabled bool
+	// Instance names this instance in the lease (default: the host name).
+	Instance string
+	// LeaseTTL is how long a lease lives without renewal: the longest a
+	// dead holder keeps its policies without a planner (default 10s).
+	LeaseTTL time.Duration
+	Line     int
+}
+
+// Default HA settings.
+const (
+	DefaultLeaseTTL = 10 * time.Second
+	MinLeaseTTL     = time.Second
+)
 
 // PolicySource is one policy file and the holdings file that seeds its
 // ledger. With Dir set, it stands for every *.yaml or *.yml file in Dir,
@@ -157,8 +185,10 @@ func DefaultConfig() *Config {
 			MaxAge:       DefaultStreamMaxAge,
 			Duplicates:   DefaultDuplicates,
 		},
-		HTTP: HTTP{Listen: DefaultHTTPListen},
-		Log:  Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		HTTP:         HTTP{Listen: DefaultHTTPListen},
+		Log:          Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		JournalFsync: true,
+		HA:           HA{LeaseTTL: DefaultLeaseTTL},
 	}
 }
 
@@ -238,7 +268,13 @@ func expand(s string, env func(string) string, missing *[]string) string {
 
 func (p *parser) parse(root *yaml.Node) {
 	r, c := p.r, p.c
-	f := r.Object(root, "", "state_dir", "policies", "feeds", "nats", "http", "log", "control")
+	f := r.Object(root, "", "state_dir", "journal_fsync", "policies", "feeds", "nats", "http", "log", "control", "ha")
+	if v, ok := f["journal_fsync"]; ok {
+		c.JournalFsync, _ = p.bool(v, "journal_fsync")
+	}
+	if v, ok := f["ha"]; ok {
+		p.ha(v)
+	}
 	if v, ok := f["control"]; ok {
 		cf := r.Object(v, "control", "token_file")
 		if n, ok := cf["token_file"]; ok {
@@ -289,15 +325,7 @@ func (p *parser) parse(root *yaml.Node) {
 			}
 		}
 		if n, ok := hf["allow_plaintext"]; ok {
-			if sv, ok := r.Scalar(n, "http.allow_plaintext"); ok {
-				switch sv {
-				case "true":
-					c.HTTP.AllowPlaintext = true
-				case "false":
-				default:
-					r.Errorf(n, "http.allow_plaintext", "want true or false, got %q", sv)
-				}
-			}
+			c.HTTP.AllowPlaintext, _ = p.bool(n, "http.allow_plaintext")
 		}
 	}
 	if v, ok := f["log"]; ok {
@@ -628,6 +656,48 @@ func (p *parser) nats(n *yaml.Node) {
 	}
 }
 
+// bool reads true or false.
+func (p *parser) bool(n *yaml.Node, field string) (v, ok bool) {
+	sv, ok := p.r.Scalar(n, field)
+	if !ok {
+		return false, false
+	}
+	switch sv {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	p.r.Errorf(n, field, "want true or false, got %q", sv)
+	return false, false
+}
+
+// ha reads the ha block: its presence enables HA unless enabled: false.
+func (p *parser) ha(v *yaml.Node) {
+	r, c := p.r, p.c
+	c.HA.Enabled, c.HA.Line = true, v.Line
+	f := r.Object(v, "ha", "enabled", "instance", "lease_ttl")
+	if n, ok := f["enabled"]; ok {
+		c.HA.Enabled, _ = p.bool(n, "ha.enabled")
+	}
+	if n, ok := f["instance"]; ok {
+		if s, ok := r.String(n, "ha.instance"); ok {
+			if !feedName.MatchString(s) {
+				r.Errorf(n, "ha.instance", "%q: use letters, digits, '-' and '_' (at most 64)", s)
+			}
+			c.HA.Instance = s
+		}
+	}
+	if n, ok := f["lease_ttl"]; ok {
+		if d, ok := r.Duration(n, "ha.lease_ttl"); ok {
+			if d < MinLeaseTTL {
+				r.Errorf(n, "ha.lease_ttl", "%v is too short: at least %v", d, MinLeaseTTL)
+			}
+			c.HA.LeaseTTL = d
+		}
+	}
+}
+
 // validate checks what spans several fields.
 func (c *Config) validate() strictyaml.Errors {
 	var errs strictyaml.Errors
@@ -640,6 +710,9 @@ func (c *Config) validate() strictyaml.Errors {
 			add(f.Line, fmt.Sprintf("feeds[%d].name", i), "feed %q is already defined at line %d", f.Name, first)
 		}
 		seen[f.Name] = f.Line
+	}
+	if c.HA.Enabled && c.NATS.URL == "" {
+		add(c.HA.Line, "ha", "needs an external NATS (nats.url): instances cannot share an embedded server")
 	}
 	files := map[string]int{}
 	for i, p := range c.Policies {

@@ -103,6 +103,7 @@ func TestFullConfig(t *testing.T) {
 		},
 		HTTP: HTTP{Listen: "0.0.0.0:9090"},
 		Log:  Log{Level: "debug", Format: "json"},
+		HA:   HA{Enabled: true, Instance: "node-b", LeaseTTL: 6 * time.Second, Line: 65},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Parse(full.good.yml):\n got %+v\nwant %+v", c, want)
@@ -137,8 +138,10 @@ func TestDefaultConfig(t *testing.T) {
 			MaxAge:       30 * 24 * time.Hour,
 			Duplicates:   24 * time.Hour,
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:8080"},
-		Log:  Log{Level: "info", Format: "auto"},
+		HTTP:         HTTP{Listen: "127.0.0.1:8080"},
+		Log:          Log{Level: "info", Format: "auto"},
+		JournalFsync: true,
+		HA:           HA{LeaseTTL: 10 * time.Second},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("DefaultConfig() = %+v\nwant %+v", c, want)
@@ -203,7 +206,17 @@ var badFiles = map[string][]string{
 		"unknown_key.bad.yml:16: nats.stream.max_msgs: unknown field (known: replicas, max_age, duplicates)",
 		"unknown_key.bad.yml:18: http.address: unknown field (known: listen, token_file, tls, allow_plaintext)",
 		"unknown_key.bad.yml:20: log.lvl: unknown field (known: level, format)",
-		"unknown_key.bad.yml:21: statedir: unknown field (known: state_dir, policies, feeds, nats, http, log, control)",
+		"unknown_key.bad.yml:21: statedir: unknown field (known: state_dir, journal_fsync, policies, feeds, nats, http, log, control, ha)",
+	},
+	"ha.bad.yml": {
+		`ha.bad.yml:3: journal_fsync: want true or false, got "sometimes"`,
+		`ha.bad.yml:5: ha.enabled: want true or false, got "yes"`,
+		`ha.bad.yml:6: ha.instance: "node a": use letters, digits, '-' and '_' (at most 64)`,
+		`ha.bad.yml:7: ha.lease_ttl: 200ms is too short: at least 1s`,
+		`ha.bad.yml:8: ha.leader: unknown field (known: enabled, instance, lease_ttl)`,
+	},
+	"ha_embedded.bad.yml": {
+		`ha_embedded.bad.yml:4: ha: needs an external NATS (nats.url): instances cannot share an embedded server`,
 	},
 	"duplicate_key.bad.yml": {
 		"duplicate_key.bad.yml:5: policies[0].policy: duplicate key (first defined at line 3)",

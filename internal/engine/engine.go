@@ -57,11 +57,29 @@ const (
 	TriggerManual    = "manual"
 )
 
+// Store keeps each policy's ledger and the journal of plans about to be
+// published: the state directory (state.Store) or, for high availability,
+// a JetStream key-value bucket shared by the instances.
+type Store interface {
+	// Load returns the saved ledger of a policy with its journal
+	// replayed; ok is false when there is none.
+	Load(policy string) (l *ledger.Ledger, ok bool, err error)
+	// Save replaces the ledger; durable asks for it to survive a power
+	// loss before Save returns.
+	Save(l *ledger.Ledger, durable bool) error
+	// Append journals the orders of a plan before they are published.
+	Append(policy string, e state.Entry) error
+}
+
 // Options configure an Engine.
 type Options struct {
 	Clock     clock.Clock
 	Publisher Publisher
-	Store     *state.Store
+	Store     Store
+	// MayPublish, when set, is asked before each publish attempt; while
+	// it returns an error the outbox waits (high availability: the lease
+	// must be held with a margin left).
+	MayPublish func() error
 	Metrics   *metrics.Metrics // optional
 	Log       *zap.Logger
 	// Tick is how often Run re-evaluates policies whose check is due even
@@ -1002,7 +1020,10 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 				continue
 			}
 		}
-		err := e.publish(attempt, b)
+		err := e.mayPublish()
+		if err == nil {
+			err = e.publish(attempt, b)
+		}
 		e.mu.Lock()
 		e.pubCancel = nil
 		e.mu.Unlock()
@@ -1030,6 +1051,17 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 		e.outbox = e.outbox[1:]
 		e.mu.Unlock()
 	}
+}
+
+// mayPublish asks Options.MayPublish, if set.
+func (e *Engine) mayPublish() error {
+	if e.opts.MayPublish == nil {
+		return nil
+	}
+	if err := e.opts.MayPublish(); err != nil {
+		return fmt.Errorf("not publishing: %w", err)
+	}
+	return nil
 }
 
 // dropStale reports whether a queued batch must not be (re)sent, and if so

@@ -4,9 +4,12 @@
 //
 // Beside each snapshot, an append-only journal (<policy>.journal, one JSON
 // line per record) takes the orders of a new plan before they are
-// published: one write(2), without fsync, so that it costs microseconds on
-// the path from a price tick to the published orders and still survives a
-// crash of the process (the data is in the kernel's page cache). Load
+// published: one write(2), followed by an fsync when SyncJournal is set
+// (the daemon's default), so that the plan survives a power loss before
+// its first order is published. Without SyncJournal the append costs
+// microseconds on the path from a price tick to the published orders and
+// still survives a crash of the process (the data is in the kernel's page
+// cache). Load
 // replays the journal over the snapshot, so a crash re-publishes those
 // orders under the same ids, which JetStream deduplicates. Once JetStream
 // has acknowledged them the daemon saves a durable snapshot (fsync of the
@@ -35,6 +38,10 @@ import (
 // on different policies; the daemon saves each policy from one goroutine.
 type Store struct {
 	dir string
+
+	// SyncJournal makes Append fsync the journal (and, the first time, its
+	// directory) before it returns. Set it before the first Append.
+	SyncJournal bool
 
 	mu       sync.Mutex
 	journals map[string]*os.File
@@ -66,8 +73,8 @@ func (s *Store) journalPath(policy string) string {
 	return filepath.Join(s.dir, policy+".journal")
 }
 
-// Append adds an entry to the policy's journal with a single write, without
-// fsync.
+// Append adds an entry to the policy's journal with a single write, and
+// fsyncs it when SyncJournal is set.
 func (s *Store) Append(policy string, e Entry) error {
 	line, err := json.Marshal(e)
 	if err != nil {
@@ -85,6 +92,11 @@ func (s *Store) Append(policy string, e Entry) error {
 	if _, err := f.Write(line); err != nil {
 		return fmt.Errorf("state: append to %s: %w", f.Name(), err)
 	}
+	if s.SyncJournal {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("state: sync %s: %w", f.Name(), err)
+		}
+	}
 	return nil
 }
 
@@ -94,6 +106,13 @@ func (s *Store) openJournal(policy string) (*os.File, error) {
 	f, err := os.OpenFile(s.journalPath(policy), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
+	}
+	if s.SyncJournal {
+		// The file may be new: make its directory entry durable too.
+		if err := s.syncDir(); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	s.journals[policy] = f
 	return f, nil
@@ -122,12 +141,29 @@ func (s *Store) replay(l *ledger.Ledger) error {
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
+	var entries []Entry
 	for _, line := range bytes.Split(data, []byte("\n")) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
 		var e Entry
-		if err := json.Unmarshal(line, &e); err != nil || len(e.Orders) == 0 {
+		// A torn last line (a crash mid-write) was never followed by a
+		// publish: skip it.
+		if err := json.Unmarshal(line, &e); err != nil {
+			continue
+		}
+		entries = append(entries, e)
+	}
+	Replay(l, entries)
+	return nil
+}
+
+// Replay adds to l the orders of journal entries its snapshot does not
+// hold yet, in journal order, and moves its last rebalance forward to the
+// newest of them.
+func Replay(l *ledger.Ledger, entries []Entry) {
+	for _, e := range entries {
+		if len(e.Orders) == 0 {
 			continue
 		}
 		if _, ok := l.Order(e.Orders[0].OrderID); ok {
@@ -138,7 +174,6 @@ func (s *Store) replay(l *ledger.Ledger) error {
 			l.LastRebalance, l.LastPlanID = e.At, e.PlanID
 		}
 	}
-	return nil
 }
 
 // Dir is the store's directory.

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,10 +77,17 @@ func TestLoadCorrupt(t *testing.T) {
 // acknowledged); a torn last line is skipped; a durable save empties the
 // journal.
 func TestJournalReplay(t *testing.T) {
+	for _, sync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sync=%v", sync), func(t *testing.T) { testJournalReplay(t, sync) })
+	}
+}
+
+func testJournalReplay(t *testing.T, sync bool) {
 	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.SyncJournal = sync
 	at := time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)
 	l := ledger.New("p")
 	l.SetBase(at, "h", map[string]*ledger.Account{}, at)

@@ -1,0 +1,224 @@
+package nats
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// LeaseConfig configures a Lease.
+type LeaseConfig struct {
+	// Bucket is the key-value bucket holding the lease, created if absent
+	// with TTL as its max age.
+	Bucket string
+	// Key names the lease in the bucket.
+	Key string
+	// Holder names this instance; it is stored in the lease for operators.
+	Holder string
+	// TTL bounds how long the lease outlives a dead holder: the key
+	// expires two thirds of TTL after its last renewal, and the rest
+	// covers a standby's polling and the server's expiry.
+	TTL time.Duration
+	// Replicas of the bucket in a cluster; default 1.
+	Replicas int
+}
+
+// ErrLeaseLost is returned by Hold when the lease could not be renewed
+// before it expired, or another instance holds it.
+var ErrLeaseLost = errors.New("lease lost")
+
+// Lease is a lease on a key of a JetStream key-value bucket: at most one
+// instance holds it at a time. Acquire creates the key only if it is
+// absent (a create-if-absent write); Hold renews it by compare-and-set on
+// the revision it last wrote, ten times per TTL. The bucket's max age is
+// two thirds of the TTL, so a key that is not renewed disappears then
+// and a standby, polling twenty times per TTL, acquires it within the TTL
+// of the holder's death.
+//
+// The holder stops considering itself the holder well before the server
+// can let the key expire: Valid reports false once the key's life minus a
+// safety margin of a fifth of the TTL has passed since the start of the
+// last successful renewal, measured on this process's monotonic clock.
+type Lease struct {
+	kv  jetstream.KeyValue
+	cfg LeaseConfig
+	log *zap.Logger
+
+	mu      sync.Mutex
+	rev     uint64
+	renewed time.Time // start of the last successful write
+}
+
+// leaseValue is what the lease key holds.
+type leaseValue struct {
+	Holder   string    `json:"holder"`
+	Acquired time.Time `json:"acquired"`
+	Renewed  time.Time `json:"renewed"`
+}
+
+// NewLease creates (or updates) the bucket and returns an unheld lease.
+func NewLease(ctx context.Context, b *Bus, cfg LeaseConfig) (*Lease, error) {
+	if cfg.TTL < time.Second {
+		return nil, fmt.Errorf("nats: lease TTL %v: at least 1s", cfg.TTL)
+	}
+	if cfg.Key == "" || cfg.Holder == "" || cfg.Bucket == "" {
+		return nil, errors.New("nats: lease: bucket, key and holder are required")
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	var kv jetstream.KeyValue
+	err := b.retry(ctx, "create or update lease bucket "+cfg.Bucket, func(ctx context.Context) error {
+		var err error
+		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      cfg.Bucket,
+			Description: "rebalancerd leases: which instance plans and publishes",
+			History:     1,
+			TTL:         keyLife(cfg.TTL),
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nats: lease bucket %s: %w", cfg.Bucket, err)
+	}
+	return &Lease{kv: kv, cfg: cfg, log: b.log.With(zap.String("lease", cfg.Bucket+"/"+cfg.Key))}, nil
+}
+
+// keyLife is how long the lease key lives after its last write.
+func keyLife(ttl time.Duration) time.Duration { return ttl * 2 / 3 }
+
+// validFor is how long after the start of its last successful write the
+// holder considers the lease its own: the key's life minus a margin.
+func (l *Lease) validFor() time.Duration { return keyLife(l.cfg.TTL) - l.cfg.TTL/5 }
+
+// renewEvery is how often the holder renews.
+func (l *Lease) renewEvery() time.Duration { return l.cfg.TTL / 10 }
+
+// poll is how often a waiting instance tries to acquire.
+func (l *Lease) poll() time.Duration { return l.cfg.TTL / 20 }
+
+// Acquire blocks until this instance holds the lease or ctx ends.
+func (l *Lease) Acquire(ctx context.Context) error {
+	waiting := ""
+	for {
+		start := time.Now()
+		v, _ := json.Marshal(leaseValue{Holder: l.cfg.Holder, Acquired: start.UTC(), Renewed: start.UTC()})
+		rev, err := l.kv.Create(ctx, l.cfg.Key, v)
+		if err == nil {
+			l.mu.Lock()
+			l.rev, l.renewed = rev, start
+			l.mu.Unlock()
+			l.log.Info("lease acquired", zap.String("holder", l.cfg.Holder), zap.Duration("ttl", l.cfg.TTL))
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			l.log.Warn("lease: acquire failed; retrying", zap.Error(err))
+		} else if h := l.holder(ctx); h != waiting {
+			waiting = h
+			l.log.Info("lease held by another instance; standing by", zap.String("holder", h))
+		}
+		if err := sleepCtx(ctx, l.poll()); err != nil {
+			return err
+		}
+	}
+}
+
+// holder returns the current holder's name, or "" if unknown.
+func (l *Lease) holder(ctx context.Context) string {
+	e, err := l.kv.Get(ctx, l.cfg.Key)
+	if err != nil {
+		return ""
+	}
+	var v leaseValue
+	if json.Unmarshal(e.Value(), &v) != nil {
+		return ""
+	}
+	return v.Holder
+}
+
+// Holder returns the name of the instance holding the lease, "" when none
+// does.
+func (l *Lease) Holder(ctx context.Context) string { return l.holder(ctx) }
+
+// Valid reports whether this instance holds the lease with a safety margin
+// left before the server could let it expire.
+func (l *Lease) Valid() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rev != 0 && time.Since(l.renewed) < l.validFor()
+}
+
+// Hold renews the lease until ctx ends (then it returns nil, still holding
+// the lease: call Release) or the lease is lost (ErrLeaseLost): another
+// instance holds it, or no renewal succeeded in time.
+func (l *Lease) Hold(ctx context.Context) error {
+	t := time.NewTicker(l.renewEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		l.mu.Lock()
+		rev, acquired := l.rev, l.renewed
+		l.mu.Unlock()
+		if rev == 0 {
+			return fmt.Errorf("%w: not held", ErrLeaseLost)
+		}
+		start := time.Now()
+		v, _ := json.Marshal(leaseValue{Holder: l.cfg.Holder, Acquired: acquired.UTC(), Renewed: start.UTC()})
+		// Not cancelled with ctx: a renewal cut short could be stored
+		// without this instance learning the new revision, and Release
+		// would then fail.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.renewEvery())
+		next, err := l.kv.Update(rctx, l.cfg.Key, v, rev)
+		cancel()
+		switch {
+		case err == nil:
+			l.mu.Lock()
+			l.rev, l.renewed = next, start
+			l.mu.Unlock()
+		case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			l.lose()
+			return fmt.Errorf("%w: the key changed (holder now %q): %v", ErrLeaseLost, l.holder(context.WithoutCancel(ctx)), err)
+		case !l.Valid():
+			l.lose()
+			return fmt.Errorf("%w: no renewal succeeded within %v: %v", ErrLeaseLost, l.validFor(), err)
+		default:
+			l.log.Warn("lease: renewal failed; retrying", zap.Error(err))
+		}
+	}
+}
+
+// lose forgets the lease.
+func (l *Lease) lose() {
+	l.mu.Lock()
+	l.rev = 0
+	l.mu.Unlock()
+}
+
+// Release deletes the lease if this instance still holds it, so that a
+// standby takes over at once instead of after the TTL.
+func (l *Lease) Release(ctx context.Context) error {
+	l.mu.Lock()
+	rev := l.rev
+	l.rev = 0
+	l.mu.Unlock()
+	if rev == 0 {
+		return nil
+	}
+	if err := l.kv.Delete(ctx, l.cfg.Key, jetstream.LastRevision(rev)); err != nil {
+		return fmt.Errorf("nats: release lease %s/%s: %w", l.cfg.Bucket, l.cfg.Key, err)
+	}
+	l.log.Info("lease released")
+	return nil
+}

@@ -1,0 +1,236 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
+	"github.com/rebalancerd/rebalancerd/internal/state"
+)
+
+func newTestLease(t *testing.T, b *Bus, holder string, ttl time.Duration) *Lease {
+	t.Helper()
+	l, err := NewLease(t.Context(), b, LeaseConfig{Bucket: "TEST_LEASE", Key: "group", Holder: holder, TTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestLeaseOneHolder: of two instances, one holds the lease; the other
+// waits, takes over after Release at once, and after the holder stops
+// renewing within the TTL.
+func TestLeaseOneHolder(t *testing.T) {
+	ts := newTestServer(t)
+	const ttl = 2 * time.Second
+	a := newTestLease(t, newBus(t, connect(t, ts.url()), fastConfig()), "a", ttl)
+	b := newTestLease(t, newBus(t, connect(t, ts.url()), fastConfig()), "b", ttl)
+
+	if err := a.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Valid() || a.Holder(t.Context()) != "a" {
+		t.Fatalf("a: valid %v, holder %q", a.Valid(), a.Holder(t.Context()))
+	}
+	holdCtx, stopHold := context.WithCancel(t.Context())
+	held := make(chan error, 1)
+	go func() { held <- a.Hold(holdCtx) }()
+
+	// b cannot acquire while a renews: try for longer than the TTL.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*ttl)
+	err := b.Acquire(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("b acquired a lease a renews: %v", err)
+	}
+	if !a.Valid() {
+		t.Fatal("a's lease not valid while renewed")
+	}
+
+	// a releases: b takes over well within the TTL.
+	stopHold()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := b.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > ttl/2 {
+		t.Errorf("takeover after release took %v", d)
+	}
+
+	// b dies (stops renewing without releasing): a takes over within the
+	// TTL.
+	died := time.Now()
+	if err := a.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(died); d > ttl {
+		t.Errorf("takeover after the holder died took %v, TTL %v", d, ttl)
+	}
+	t.Logf("takeover after the holder stopped renewing: %v (TTL %v)", time.Since(died), ttl)
+
+	// b still believes it may hold the lease until its local view
+	// expires; its renewal then fails on the revision.
+	holdErr := b.Hold(t.Context())
+	if !errors.Is(holdErr, ErrLeaseLost) || b.Valid() {
+		t.Fatalf("b.Hold after takeover: %v, valid %v", holdErr, b.Valid())
+	}
+}
+
+// TestLeaseLostWhenServerUnreachable: a holder that cannot renew stops
+// being valid before the TTL ends, and Hold reports the loss.
+func TestLeaseLostWhenServerUnreachable(t *testing.T) {
+	ts := newTestServer(t)
+	const ttl = 2 * time.Second
+	a := newTestLease(t, newBus(t, connect(t, ts.url()), fastConfig()), "a", ttl)
+	if err := a.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ts.stop()
+	stopped := time.Now()
+	err := a.Hold(t.Context())
+	if !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("Hold: %v", err)
+	}
+	if a.Valid() {
+		t.Error("valid after loss")
+	}
+	if d := time.Since(stopped); d >= ttl {
+		t.Errorf("loss noticed after %v, not before the TTL %v", d, ttl)
+	}
+}
+
+// TestStateStoreFencing: state written by one instance is read by the
+// next, which fences the first: the old instance can neither journal nor
+// save.
+func TestStateStoreFencing(t *testing.T) {
+	ts := newTestServer(t)
+	newStore := func() *StateStore {
+		s, err := NewStateStore(t.Context(), newBus(t, connect(t, ts.url()), fastConfig()), StateStoreConfig{Bucket: "TEST_STATE"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, b := newStore(), newStore()
+	at := time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)
+
+	if _, ok, err := a.Load("p"); err != nil || ok {
+		t.Fatalf("load of a new policy: %v %v", ok, err)
+	}
+	l := ledger.New("p")
+	l.SetBase(at, "h", map[string]*ledger.Account{}, at)
+	if err := a.Save(l, true); err != nil {
+		t.Fatal(err)
+	}
+	e := state.Entry{PlanID: "x", At: at.Add(time.Minute), Orders: []events.Order{{OrderID: "x-1"}, {OrderID: "x-2"}}}
+	if err := a.Append("p", e); err != nil {
+		t.Fatal(err)
+	}
+
+	// b takes over: it sees the journaled plan as outbox orders.
+	got, ok, err := b.Load("p")
+	if err != nil || !ok {
+		t.Fatalf("b load: %v %v", ok, err)
+	}
+	if len(got.Orders) != 2 || got.Orders[0].Status != ledger.Outbox || got.LastPlanID != "x" {
+		t.Fatalf("b sees %d orders, last plan %q", len(got.Orders), got.LastPlanID)
+	}
+
+	// a, paused through the takeover, is fenced.
+	late := state.Entry{PlanID: "y", At: at.Add(2 * time.Minute), Orders: []events.Order{{OrderID: "y-1"}}}
+	if err := a.Append("p", late); !errors.Is(err, ErrFenced) {
+		t.Fatalf("append by the fenced instance: %v", err)
+	}
+	if err := a.Save(l, true); !errors.Is(err, ErrFenced) {
+		t.Fatalf("save by the fenced instance: %v", err)
+	}
+
+	// b's save empties the journal; a reload sees the saved ledger.
+	got.MarkPublished([]string{"x-1", "x-2"}, at.Add(3*time.Minute))
+	if err := b.Save(got, true); err != nil {
+		t.Fatal(err)
+	}
+	again, ok, err := b.Load("p")
+	if err != nil || !ok || len(again.Orders) != 2 || again.Orders[0].Status == ledger.Outbox {
+		t.Fatalf("reload: ok %v err %v, %d orders", ok, err, len(again.Orders))
+	}
+	if _, _, err := b.Load("bad.name"); err == nil {
+		t.Error("a policy name that is not a key token was accepted")
+	}
+}
+
+// TestStateStoreHalt: the shared kill switch round-trips and releases.
+func TestStateStoreHalt(t *testing.T) {
+	ts := newTestServer(t)
+	s, err := NewStateStore(t.Context(), newBus(t, connect(t, ts.url()), fastConfig()), StateStoreConfig{Bucket: "TEST_STATE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type halt struct{ Reason string }
+	var h halt
+	if ok, err := s.ReadHalt(&h); ok || err != nil {
+		t.Fatalf("no halt: %v %v", ok, err)
+	}
+	if err := s.WriteHalt(halt{"audit"}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.ReadHalt(&h); !ok || err != nil || h.Reason != "audit" {
+		t.Fatalf("halt: %v %v %+v", ok, err, h)
+	}
+	if err := s.WriteHalt(nil); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.ReadHalt(&h); ok || err != nil {
+		t.Fatalf("after release: %v %v", ok, err)
+	}
+}
+
+// TestStateStoreConcurrentAppends: appends and saves of several policies
+// from several goroutines keep every journaled order.
+func TestStateStoreConcurrentAppends(t *testing.T) {
+	ts := newTestServer(t)
+	s, err := NewStateStore(t.Context(), newBus(t, connect(t, ts.url()), fastConfig()), StateStoreConfig{Bucket: "TEST_STATE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)
+	policies := []string{"p1", "p2", "p3"}
+	for _, p := range policies {
+		if _, _, err := s.Load(p); err != nil {
+			t.Fatal(err)
+		}
+		l := ledger.New(p)
+		l.SetBase(at, "h", map[string]*ledger.Account{}, at)
+		if err := s.Save(l, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, p := range policies {
+		wg.Go(func() {
+			for i := range 10 {
+				id := p + "-" + string(rune('a'+i))
+				if err := s.Append(p, state.Entry{PlanID: id, At: at, Orders: []events.Order{{OrderID: id + "-1"}}}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, p := range policies {
+		l, _, err := s.Load(p)
+		if err != nil || len(l.Orders) != 10 {
+			t.Fatalf("%s: %v, %d orders", p, err, len(l.Orders))
+		}
+	}
+}

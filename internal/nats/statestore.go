@@ -1,0 +1,258 @@
+package nats
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
+	"github.com/rebalancerd/rebalancerd/internal/state"
+)
+
+// ErrFenced is returned by a StateStore write when another instance has
+// written the policy's state since this one read it: this instance is no
+// longer the one that may plan for the policy.
+var ErrFenced = errors.New("state written by another instance")
+
+// StateStore keeps each policy's ledger and journal in one key of a
+// JetStream key-value bucket, so that another instance can take over a
+// policy where a failed one stopped (high availability). It has the
+// methods of the daemon's local state store (Load, Save, Append).
+//
+// Every write is a compare-and-set on the revision this store last read
+// or wrote, and Load claims the key by writing it. An instance that lost
+// its lease but does not know it yet (a long pause) therefore cannot
+// journal or save anything once its successor has loaded the policy: its
+// writes fail with ErrFenced, and an order that is not journaled is not
+// published.
+//
+// Journal entries are kept beside the ledger in the same value until the
+// next Save, so one write makes a plan durable (as durable as the
+// server's JetStream storage: file storage, replicas and sync_interval).
+type StateStore struct {
+	kv      jetstream.KeyValue
+	timeout time.Duration
+
+	mu   sync.Mutex
+	keys map[string]*stateKey
+}
+
+// stateKey is what this store last wrote or read for one policy.
+type stateKey struct {
+	rev     uint64
+	ledger  json.RawMessage
+	journal []state.Entry
+}
+
+// stateRecord is the value of a policy's key.
+type stateRecord struct {
+	Ledger  json.RawMessage `json:"ledger,omitempty"`
+	Journal []state.Entry   `json:"journal,omitempty"`
+}
+
+// StateStoreConfig configures a StateStore.
+type StateStoreConfig struct {
+	// Bucket is the key-value bucket, created if absent.
+	Bucket string
+	// Replicas of the bucket in a cluster; default 1.
+	Replicas int
+	// Timeout bounds each read or write; default 5s.
+	Timeout time.Duration
+}
+
+// NewStateStore creates (or updates) the bucket and returns the store.
+func NewStateStore(ctx context.Context, b *Bus, cfg StateStoreConfig) (*StateStore, error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	var kv jetstream.KeyValue
+	err := b.retry(ctx, "create or update state bucket "+cfg.Bucket, func(ctx context.Context) error {
+		var err error
+		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      cfg.Bucket,
+			Description: "rebalancerd ledgers and journals, shared by the instances of a high-availability group",
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nats: state bucket %s: %w", cfg.Bucket, err)
+	}
+	return &StateStore{kv: kv, timeout: cfg.Timeout, keys: map[string]*stateKey{}}, nil
+}
+
+func ledgerKey(policy string) string { return "ledger." + policy }
+
+// Load reads a policy's ledger with its journal replayed, and claims the
+// key: any instance that read it before can no longer write it. ok is
+// false when the policy has no saved ledger.
+func (s *StateStore) Load(policy string) (l *ledger.Ledger, ok bool, err error) {
+	if err := checkToken(policy); err != nil {
+		return nil, false, fmt.Errorf("state: policy %q: %w", policy, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	key := ledgerKey(policy)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var rec stateRecord
+	var rev uint64
+	e, err := s.kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return nil, false, fmt.Errorf("state: read %s: %w", key, err)
+	default:
+		rev = e.Revision()
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			return nil, false, fmt.Errorf("state: %s: %w", key, err)
+		}
+	}
+	if len(rec.Ledger) > 0 {
+		l = new(ledger.Ledger)
+		if err := json.Unmarshal(rec.Ledger, l); err != nil {
+			return nil, false, fmt.Errorf("state: %s: ledger: %w", key, err)
+		}
+		if l.Policy != policy {
+			return nil, false, fmt.Errorf("state: %s holds policy %q", key, l.Policy)
+		}
+		if l.Accounts == nil {
+			l.Accounts = map[string]*ledger.Account{}
+		}
+		state.Replay(l, rec.Journal)
+		ok = true
+	}
+	// Claim: the same content under a new revision.
+	k := &stateKey{rev: rev, ledger: rec.Ledger, journal: rec.Journal}
+	if err := s.write(ctx, key, k); err != nil {
+		return nil, false, err
+	}
+	s.keys[policy] = k
+	return l, ok, nil
+}
+
+// Save replaces a policy's ledger and empties its journal (the ledger
+// holds every journaled order). durable is ignored: every write is as
+// durable as the bucket.
+func (s *StateStore) Save(l *ledger.Ledger, durable bool) error {
+	data, err := json.Marshal(l)
+	if err != nil {
+		return fmt.Errorf("state: encode %s: %w", l.Policy, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, err := s.known(l.Policy)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	next := &stateKey{rev: k.rev, ledger: data}
+	if err := s.write(ctx, ledgerKey(l.Policy), next); err != nil {
+		return err
+	}
+	s.keys[l.Policy] = next
+	return nil
+}
+
+// Append journals a plan's orders before they are published.
+func (s *StateStore) Append(policy string, e state.Entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, err := s.known(policy)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	next := &stateKey{rev: k.rev, ledger: k.ledger, journal: append(k.journal[:len(k.journal):len(k.journal)], e)}
+	if err := s.write(ctx, ledgerKey(policy), next); err != nil {
+		return err
+	}
+	s.keys[policy] = next
+	return nil
+}
+
+// known returns what this store holds of a policy; a policy must be
+// loaded (claimed) before it is written. Called with s.mu held.
+func (s *StateStore) known(policy string) (*stateKey, error) {
+	k, ok := s.keys[policy]
+	if !ok {
+		return nil, fmt.Errorf("state: policy %s written before it was loaded", policy)
+	}
+	return k, nil
+}
+
+// write stores k under key by compare-and-set on k.rev (create when 0),
+// and sets k.rev to the new revision.
+func (s *StateStore) write(ctx context.Context, key string, k *stateKey) error {
+	data, err := json.Marshal(stateRecord{Ledger: k.ledger, Journal: k.journal})
+	if err != nil {
+		return fmt.Errorf("state: encode %s: %w", key, err)
+	}
+	var rev uint64
+	if k.rev == 0 {
+		rev, err = s.kv.Create(ctx, key, data)
+	} else {
+		rev, err = s.kv.Update(ctx, key, data, k.rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("state: write %s: %w: %v", key, ErrFenced, err)
+	}
+	if err != nil {
+		return fmt.Errorf("state: write %s: %w", key, err)
+	}
+	k.rev = rev
+	return nil
+}
+
+// haltKey holds the kill switch shared by the instances.
+const haltKey = "control.halt"
+
+// ReadHalt decodes the shared kill switch into v; ok is false when none is
+// engaged.
+func (s *StateStore) ReadHalt(v any) (ok bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	e, err := s.kv.Get(ctx, haltKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("state: read %s: %w", haltKey, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return false, fmt.Errorf("state: %s: %w", haltKey, err)
+	}
+	return true, nil
+}
+
+// WriteHalt engages the shared kill switch (v not nil) or releases it.
+func (s *StateStore) WriteHalt(v any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	if v == nil {
+		if err := s.kv.Delete(ctx, haltKey); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("state: release %s: %w", haltKey, err)
+		}
+		return nil
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("state: encode %s: %w", haltKey, err)
+	}
+	if _, err := s.kv.Put(ctx, haltKey, data); err != nil {
+		return fmt.Errorf("state: write %s: %w", haltKey, err)
+	}
+	return nil
+}
