@@ -889,6 +889,7 @@ func (h *faultHarness) audit() *faultAudit {
 	for i, p := range order {
 		if p.event == nil {
 			a.MissingPlanEvents++
+			problem("plan %s has orders in the stream but no plan event", p.id)
 		}
 		if i > 0 {
 			prev := order[i-1]

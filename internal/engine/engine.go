@@ -16,6 +16,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -795,7 +796,19 @@ func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, no
 		e.log.Info("rebalance: plan already journaled", fields...)
 		return
 	}
-	if err := e.opts.Store.Append(name, state.Entry{PlanID: p.ID, At: now, Orders: orders}); err != nil {
+	ev := events.Plan{SchemaVersion: events.SchemaVersion, Trigger: trigger, CreatedAt: created, Breaching: rt.breaching, Plan: p}
+	if ev.Breaching == nil {
+		ev.Breaching = []string{}
+	}
+	// The plan event is journaled with its orders, so that it is published
+	// even if the process dies before it is.
+	evData, err := json.Marshal(ev)
+	if err != nil {
+		rt.lastError = err.Error()
+		e.log.Error("rebalance not published: plan event not encodable", append(fields, zap.Error(err))...)
+		return
+	}
+	if err := e.opts.Store.Append(name, state.Entry{PlanID: p.ID, At: now, Orders: orders, Plan: evData}); err != nil {
 		// Without a journal entry a crash could lose track of the orders:
 		// do not publish them.
 		rt.lastError = err.Error()
@@ -803,22 +816,21 @@ func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, no
 		return
 	}
 	rt.ledger.AddOrders(orders, now)
+	rt.ledger.AddPlan(p.ID, evData)
 	rt.ledger.LastRebalance, rt.ledger.LastPlanID = now, p.ID
 	e.log.Info("rebalance", fields...)
 	if m := e.opts.Metrics; m != nil {
 		m.PendingOrders.WithLabelValues(name).Set(float64(len(rt.ledger.Pending())))
 	}
 	rt.blocked = append(rt.blocked, Block{metrics.BlockPendingOrders, fmt.Sprintf("%d orders of plan %s just planned", len(orders), p.ID)})
-	ev := events.Plan{SchemaVersion: events.SchemaVersion, Trigger: trigger, CreatedAt: created, Breaching: rt.breaching, Plan: p}
-	if ev.Breaching == nil {
-		ev.Breaching = []string{}
-	}
 	e.enqueue(&batch{policy: name, plan: ev, orders: orders, start: now})
 }
 
-// requeue queues the outbox orders of a ledger loaded from the state
-// directory: journaled before a crash or shutdown, not yet acknowledged.
-// They go out under their original ids. Called with e.mu held.
+// requeue queues what a ledger loaded from the state directory had not
+// published before a crash or shutdown: plan events whose orders were
+// acknowledged, then the journaled orders not yet acknowledged, each with
+// its plan event. Both go out under their original ids. Called with e.mu
+// held.
 func (e *Engine) requeue(l *ledger.Ledger) {
 	byPlan := map[string][]events.Order{}
 	var plans []string
@@ -830,6 +842,7 @@ func (e *Engine) requeue(l *ledger.Ledger) {
 				zap.String("policy", l.Policy), zap.String("order_id", o.OrderID), zap.Time("created_at", o.CreatedAt))
 			o.Status, o.Updated = ledger.Expired, now
 			l.Unknown = append(l.Unknown, "order "+o.OrderID+" not known to be published")
+			l.ForgetPlan(o.PlanID)
 			continue
 		}
 		if o.Status == ledger.Outbox {
@@ -839,10 +852,27 @@ func (e *Engine) requeue(l *ledger.Ledger) {
 			byPlan[o.PlanID] = append(byPlan[o.PlanID], o.Order)
 		}
 	}
+	planEvents := map[string]events.Plan{}
+	for _, pe := range slices.Clone(l.Plans) {
+		var ev events.Plan
+		if err := json.Unmarshal(pe.Event, &ev); err != nil || ev.Plan == nil || ev.ID != pe.ID {
+			e.log.Error("journaled plan event unreadable; not published", zap.String("policy", l.Policy),
+				zap.String("plan_id", pe.ID), zap.Error(err))
+			l.ForgetPlan(pe.ID)
+			continue
+		}
+		if _, ok := byPlan[pe.ID]; ok {
+			planEvents[pe.ID] = ev
+			continue
+		}
+		e.log.Warn("publishing a plan event journaled before the last stop", zap.String("policy", l.Policy),
+			zap.String("plan_id", pe.ID))
+		e.enqueue(&batch{policy: l.Policy, plan: ev, start: now, ordersAcked: true})
+	}
 	for _, id := range plans {
 		e.log.Warn("publishing orders journaled before the last stop", zap.String("policy", l.Policy),
 			zap.String("plan_id", id), zap.Int("orders", len(byPlan[id])))
-		e.enqueue(&batch{policy: l.Policy, orders: byPlan[id], start: e.clk.Now(), attempts: 1})
+		e.enqueue(&batch{policy: l.Policy, plan: planEvents[id], orders: byPlan[id], start: now, attempts: 1})
 	}
 }
 
@@ -1090,6 +1120,7 @@ func (e *Engine) dropStale(b *batch) bool {
 			lo.Status, lo.Updated = ledger.Expired, now
 		}
 	}
+	rt.ledger.ForgetPlan(first.PlanID) // its orders were not sent: neither is it
 	if beyondWindow {
 		rt.ledger.Unknown = append(rt.ledger.Unknown, "plan "+first.PlanID+" not known to be published")
 		e.log.Error("orders not sent again: older than the dedupe window, they may have been stored already; planning stops until a positions snapshot arrives",
@@ -1106,8 +1137,8 @@ func (e *Engine) dropStale(b *batch) bool {
 // publish sends one batch and records the acknowledgement. A retry after
 // a failed plan publish does not send the orders again.
 func (e *Engine) publish(ctx context.Context, b *batch) error {
-	planID := b.orders[0].PlanID
 	if !b.ordersAcked {
+		planID := b.orders[0].PlanID
 		if err := e.opts.Publisher.PublishOrders(ctx, b.orders); err != nil {
 			return fmt.Errorf("orders: %w", err)
 		}
@@ -1121,8 +1152,19 @@ func (e *Engine) publish(ctx context.Context, b *batch) error {
 		if err := e.opts.Publisher.PublishPlan(ctx, b.plan); err != nil {
 			return fmt.Errorf("plan: %w", err)
 		}
+		e.planPublished(b)
 	}
 	return nil
+}
+
+// planPublished drops a published plan event from the ledger.
+func (e *Engine) planPublished(b *batch) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if rt, ok := e.policies[b.policy]; ok {
+		rt.ledger.ForgetPlan(b.plan.ID)
+		e.save(rt, false)
+	}
 }
 
 // markPublished records that a batch's orders are acknowledged and saves

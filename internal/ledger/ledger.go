@@ -8,6 +8,7 @@
 package ledger
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -89,6 +90,17 @@ type Ledger struct {
 	// not empty the holdings cannot be trusted: planning stops until a
 	// positions snapshot replaces them.
 	Unknown []string `json:"unknown_fills,omitempty"`
+	// Plans are plan events (events.Plan, encoded) journaled with their
+	// orders and not yet acknowledged by JetStream, oldest first: they are
+	// published again after a restart, so that every order's plan is on
+	// the stream.
+	Plans []PlanEvent `json:"unpublished_plans,omitempty"`
+}
+
+// PlanEvent is an encoded plan event awaiting publication.
+type PlanEvent struct {
+	ID    string          `json:"plan_id"`
+	Event json.RawMessage `json:"event"`
 }
 
 // New returns an empty ledger for policy.
@@ -183,6 +195,27 @@ func (l *Ledger) Order(id string) (*Order, bool) {
 func (l *Ledger) AddOrders(orders []events.Order, now time.Time) {
 	for _, o := range orders {
 		l.Orders = append(l.Orders, &Order{Order: o, Status: Outbox, Filled: decimal.Zero, Updated: now})
+	}
+}
+
+// AddPlan records a plan event to publish, once per plan id.
+func (l *Ledger) AddPlan(id string, event json.RawMessage) {
+	for _, p := range l.Plans {
+		if p.ID == id {
+			return
+		}
+	}
+	l.Plans = append(l.Plans, PlanEvent{ID: id, Event: event})
+}
+
+// ForgetPlan removes a plan event: published, or never to be published
+// because its orders were not.
+func (l *Ledger) ForgetPlan(id string) {
+	for i, p := range l.Plans {
+		if p.ID == id {
+			l.Plans = append(l.Plans[:i], l.Plans[i+1:]...)
+			return
+		}
 	}
 }
 

@@ -47,11 +47,13 @@ type Store struct {
 	journals map[string]*os.File
 }
 
-// Entry is one journal record: the orders of a plan about to be published.
+// Entry is one journal record: the orders of a plan about to be published,
+// and the plan event (events.Plan, encoded) to publish after them.
 type Entry struct {
-	PlanID string         `json:"plan_id"`
-	At     time.Time      `json:"at"`
-	Orders []events.Order `json:"orders"`
+	PlanID string          `json:"plan_id"`
+	At     time.Time       `json:"at"`
+	Orders []events.Order  `json:"orders"`
+	Plan   json.RawMessage `json:"plan,omitempty"`
 }
 
 // Open creates the directory if needed and returns the store.
@@ -170,6 +172,9 @@ func Replay(l *ledger.Ledger, entries []Entry) {
 			continue // in the snapshot already
 		}
 		l.AddOrders(e.Orders, e.At)
+		if len(e.Plan) > 0 {
+			l.AddPlan(e.PlanID, e.Plan)
+		}
 		if e.At.After(l.LastRebalance) {
 			l.LastRebalance, l.LastPlanID = e.At, e.PlanID
 		}
