@@ -5,7 +5,7 @@
 //
 //	rebalancerd check -policy FILE [-holdings FILE] [-prices FILE]
 //	rebalancerd check -config FILE
-//	rebalancerd plan  -policy FILE -holdings FILE -prices FILE [-json]
+//	rebalancerd plan  -policy FILE -holdings FILE -prices FILE [-json] [-at TIME]
 //	rebalancerd run   -config FILE [-state-dir DIR] [-log-level L] [-log-format F]
 //	rebalancerd tail  [-config FILE] [-server URL] [-all] [-plans] [-json]
 //	rebalancerd halt  -config FILE -reason TEXT [-by NAME]
@@ -93,8 +93,9 @@ Usage:
         validate a policy (and holdings and prices against it)
   rebalancerd check -config FILE
         validate the daemon configuration and every policy it names
-  rebalancerd plan -policy FILE -holdings FILE -prices FILE [-json] [-destination D]
+  rebalancerd plan -policy FILE -holdings FILE -prices FILE [-json] [-destination D] [-at TIME]
         print the drift of every sleeve and the orders that rebalance it
+        (on the targets in effect at TIME: glide path and tilts)
   rebalancerd run -config FILE [-state-dir DIR] [-log-level L] [-log-format F]
         run the daemon: feeds, triggers, orders on NATS; SIGHUP reloads policies
   rebalancerd tail [-config FILE] [-server URL] [-all] [-plans] [-json]

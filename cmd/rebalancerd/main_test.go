@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -171,5 +172,106 @@ func TestBinary(t *testing.T) {
 	cmd := exec.Command(bin, "check", "-policy", "testdata/does-not-exist.yaml")
 	if err := cmd.Run(); cmd.ProcessState.ExitCode() != exitInvalid {
 		t.Errorf("check of a missing file: %v, exit %d", err, cmd.ProcessState.ExitCode())
+	}
+}
+
+const (
+	glidePolicy   = "../../configs/examples/glidepath.yaml"
+	glideHoldings = "../../configs/examples/glidepath-holdings.yaml"
+	glidePrices   = "../../configs/examples/glidepath-prices.yaml"
+)
+
+// TestPlanGlidePath plans the glide path example on its holdings' date:
+// the text names the glide path rows and the active tilt, the JSON
+// carries the explanation, and the targets are the effective ones
+// (worked out by hand in internal/targets TestGlideExample).
+func TestPlanGlidePath(t *testing.T) {
+	base := []string{"plan", "-policy", glidePolicy, "-holdings", glideHoldings, "-prices", glidePrices, "-at", "2026-11-20T21:00:00Z"}
+	code, out, errOut := run(t, base...)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	golden(t, "glidepath.plan.txt", out)
+	for _, want := range []string{
+		"targets for 2026-11-20: glide path between the rows of age 35 (line 35) and age 50 (line 41), 10.37% of the way",
+		"tilt active: crypto +2.00% until 2027-03-31 (from equities, bonds): post-halving momentum",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+
+	code, out, errOut = run(t, append(base, "-json")...)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	golden(t, "glidepath.plan.json", out)
+	var doc struct {
+		PolicyVersion string `json:"policy_version"`
+		Sleeves       []struct{ Sleeve, Target string }
+		Strategy      *struct {
+			Date  string
+			Glide *struct {
+				FromAge int    `json:"from_age"`
+				ToAge   int    `json:"to_age"`
+				Age     string `json:"age"`
+			} `json:"glide_path"`
+			Active  []struct{ Sleeve, Tilt, Applied, Until string } `json:"active_tilts"`
+			Expired []json.RawMessage                               `json:"expired_tilts"`
+		} `json:"strategy"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	s := doc.Strategy
+	if s == nil || s.Date != "2026-11-20" || s.Glide == nil || s.Glide.FromAge != 35 || s.Glide.ToAge != 50 || s.Glide.Age != "36.556164" ||
+		len(s.Active) != 1 || s.Active[0].Sleeve != "crypto" || s.Active[0].Applied != "0.02" || s.Expired == nil {
+		t.Errorf("strategy = %+v", s)
+	}
+	if len(doc.Sleeves) != 7 || doc.Sleeves[2].Sleeve != "crypto" || doc.Sleeves[2].Target != "0.20962557" {
+		t.Errorf("sleeves = %+v, want crypto at the effective 0.20962557", doc.Sleeves)
+	}
+	if !strings.Contains(doc.PolicyVersion, "-") {
+		t.Errorf("policy_version %q does not name the effective targets", doc.PolicyVersion)
+	}
+
+	// After the tilt's until day: it is listed as expired, and the
+	// targets (and so the version) change.
+	code, later, _ := run(t, "plan", "-policy", glidePolicy, "-holdings", glideHoldings, "-prices", glidePrices, "-at", "2027-04-01")
+	if code != exitOK || !strings.Contains(later, "tilt expired: crypto +2.00% ended 2027-03-31: post-halving momentum") ||
+		strings.Contains(later, "tilt active") || strings.Contains(later, doc.PolicyVersion) {
+		t.Errorf("2027-04-01: exit %d\n%s", code, later)
+	}
+}
+
+// TestPlanAtDefault: without -at the command plans at its clock's time,
+// and -at takes a date alone as midnight UTC.
+func TestPlanAtDefault(t *testing.T) {
+	files := []string{"-policy", glidePolicy, "-holdings", glideHoldings, "-prices", glidePrices}
+	var fromClock bytes.Buffer
+	cmd := &PlanCommand{Stdout: &fromClock, Now: func() time.Time { return time.Date(2026, 11, 20, 21, 0, 0, 0, time.UTC) }}
+	if err := cmd.Run(context.Background(), files); err != nil {
+		t.Fatal(err)
+	}
+	_, fromFlag, _ := run(t, append([]string{"plan", "-at", "2026-11-20"}, files...)...)
+	if fromClock.String() != fromFlag {
+		t.Errorf("the clock's time and -at of the same day differ:\n%s\n%s", fromClock.String(), fromFlag)
+	}
+	// The example without a glide path plans the same whatever the date.
+	_, a, _ := run(t, "plan", "-at", "2001-01-01", "-policy", examplePolicy, "-holdings", exampleHoldings, "-prices", examplePrices)
+	want, err := os.ReadFile("testdata/example.plan.txt")
+	if err != nil || a != string(want) {
+		t.Errorf("example with -at differs from its golden plan (%v)", err)
+	}
+	for _, bad := range []string{"yesterday", "2026-13-01", "20.11.2026"} {
+		code, _, errOut := run(t, append([]string{"plan", "-at", bad}, files...)...)
+		if code != exitUsage || !strings.Contains(errOut, "-at") {
+			t.Errorf("-at %s: exit %d, stderr %q", bad, code, errOut)
+		}
+	}
+	// A date before the investor's birth is refused.
+	code, _, errOut := run(t, append([]string{"plan", "-at", "1980-01-01"}, files...)...)
+	if code != exitInvalid || !strings.Contains(errOut, "before the investor's birth date 1990-05-01") {
+		t.Errorf("-at 1980-01-01: exit %d, stderr %q", code, errOut)
 	}
 }

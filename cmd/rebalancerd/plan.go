@@ -8,19 +8,33 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/shopspring/decimal"
 
 	"github.com/rebalancerd/rebalancerd/internal/drift"
 	"github.com/rebalancerd/rebalancerd/internal/plan"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
+	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+	"github.com/rebalancerd/rebalancerd/internal/targets"
 )
 
 // PlanCommand prints the drift of every sleeve and the orders that bring
 // the household back to its policy. It exits 0 whether or not there are
-// orders; only bad input fails it.
+// orders; only bad input fails it. A policy with a glide path or tilts is
+// planned on its effective targets at the -at time (default now), and the
+// output says which glide path rows and tilts applied.
 type PlanCommand struct {
 	Stdout io.Writer
+	// Now gives the default -at time; nil means time.Now.
+	Now func() time.Time
+}
+
+// planOutput is the JSON form: the plan, and how the effective targets came
+// about when the policy has a glide path or tilts.
+type planOutput struct {
+	*plan.Plan
+	Strategy *targets.Explanation `json:"strategy,omitempty"`
 }
 
 // Run executes the command.
@@ -33,7 +47,12 @@ func (c *PlanCommand) Run(_ context.Context, args []string) error {
 	fs.StringVar(&in.pricesFile, "prices", "", "prices `file` (YAML)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of tables")
 	dest := fs.String("destination", "", "override the policy's destination: target, band_edge or midway")
+	atFlag := fs.String("at", "", "`time` (RFC 3339, or a date like 2026-11-20 for midnight UTC) of the glide path and tilts; default now")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	at, err := c.at(*atFlag)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -53,22 +72,88 @@ func (c *PlanCommand) Run(_ context.Context, args []string) error {
 			return usageError{fmt.Sprintf("plan: -destination %q: want target, band_edge or midway", *dest)}
 		}
 	}
-	p := plan.MakeTo(drift.Compute(in.book), d)
+	eff, ex, err := targets.Effective(in.policy, at)
+	if err != nil {
+		return err
+	}
+	book := in.book
+	if eff != in.policy {
+		// Bind checks prices against the targets that apply.
+		if book, err = portfolio.Bind(eff, in.holdings, in.prices); err != nil {
+			return err
+		}
+	}
+	if !in.policy.HasStrategy() {
+		ex = nil
+	}
+	p := plan.MakeTo(drift.Compute(book), d)
 	if *asJSON {
 		enc := json.NewEncoder(c.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(p)
+		return enc.Encode(planOutput{Plan: p, Strategy: ex})
 	}
-	return writeText(c.Stdout, p)
+	return writeText(c.Stdout, p, ex)
+}
+
+// at returns the time the -at flag gives, or now.
+func (c *PlanCommand) at(flagValue string) (time.Time, error) {
+	if flagValue == "" {
+		if c.Now != nil {
+			return c.Now(), nil
+		}
+		return time.Now(), nil
+	}
+	if t, err := time.Parse(time.RFC3339, flagValue); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(policy.DateLayout, flagValue); err == nil {
+		return t, nil
+	}
+	return time.Time{}, usageError{fmt.Sprintf("plan: -at %q: want an RFC 3339 time like 2026-11-20T21:00:00Z or a date like 2026-11-20", flagValue)}
+}
+
+// writeStrategy says which glide path rows and tilts gave the targets.
+func writeStrategy(w io.Writer, ex *targets.Explanation) {
+	fmt.Fprintf(w, "targets for %s", ex.Date)
+	switch g := ex.Glide; {
+	case g == nil:
+		fmt.Fprintln(w, ": no glide path")
+	case g.FromAge == g.ToAge || g.Fraction.IsZero():
+		fmt.Fprintf(w, ": glide path row of age %d (line %d); age %s (%d years %d days)\n", g.FromAge, g.FromLine, g.Age.StringFixed(4), g.Years, g.Days)
+	default:
+		fmt.Fprintf(w, ": glide path between the rows of age %d (line %d) and age %d (line %d), %s of the way; age %s (%d years %d days)\n",
+			g.FromAge, g.FromLine, g.ToAge, g.ToLine, pct(g.Fraction), g.Age.StringFixed(4), g.Years, g.Days)
+	}
+	for _, a := range ex.Active {
+		clamped := ""
+		if a.Clamped() {
+			clamped = fmt.Sprintf(", clamped to %s", signedPct(a.Applied))
+		}
+		fmt.Fprintf(w, "tilt active: %s %s until %s (from %s%s): %s\n", a.Sleeve, signedPct(a.Tilt), a.Until, strings.Join(a.From, ", "), clamped, a.Reason)
+	}
+	for _, e := range ex.Expired {
+		fmt.Fprintf(w, "tilt expired: %s %s ended %s: %s\n", e.Sleeve, signedPct(e.Tilt), e.Until, e.Reason)
+	}
+}
+
+func signedPct(d decimal.Decimal) string {
+	if d.Sign() > 0 {
+		return "+" + pct(d)
+	}
+	return pct(d)
 }
 
 func pct(d decimal.Decimal) string { return d.Shift(2).StringFixed(2) + "%" }
 
-func writeText(w io.Writer, p *plan.Plan) error {
+func writeText(w io.Writer, p *plan.Plan, ex *targets.Explanation) error {
 	fmt.Fprintf(w, "policy %s (version %s), prices as of %s, holdings as of %s\n",
 		p.Policy, p.PolicyVersion, p.AsOf.Format("2006-01-02 15:04 MST"), p.HoldingsAsOf.Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(w, "investable value %s %s (reserves excluded), destination %s, plan %s\n\n",
+	fmt.Fprintf(w, "investable value %s %s (reserves excluded), destination %s, plan %s\n",
 		p.Total.StringFixed(2), p.Currency, p.Destination, p.ID)
+	if ex != nil {
+		writeStrategy(w, ex)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "SLEEVE\tVALUE\tTARGET\tWEIGHT\tDEVIATION\tBAND\tBREACH\tAFTER\t")
 	for _, s := range p.Sleeves {

@@ -79,11 +79,19 @@ func Parse(file string, data []byte) (*Policy, error) {
 type compiler struct {
 	r *strictyaml.Reader
 	p *Policy
+	// treeOK is set when targets compiled without a problem: rows and
+	// tilts are checked against the tree only then, so that one mistake
+	// in targets is not repeated for every row.
+	treeOK bool
+	// investorGiven is set when the file has an investor block, usable or
+	// not.
+	investorGiven bool
 }
 
 func (c *compiler) compile(root *yaml.Node) {
 	r, p := c.r, c.p
-	f := r.Object(root, "", "policy", "currency", "targets", "bands", "rebalance", "prices", "limits", "instruments", "accounts")
+	f := r.Object(root, "", "policy", "currency", "targets", "bands", "rebalance", "prices", "limits", "instruments", "accounts",
+		"investor", "glide_path", "tilts")
 	if s, ok := c.required(root, f, "", "policy"); ok {
 		if name, ok := r.String(s, "policy"); ok {
 			if !identifier.MatchString(name) {
@@ -101,7 +109,9 @@ func (c *compiler) compile(root *yaml.Node) {
 		}
 	}
 	if n, ok := c.required(root, f, "", "targets"); ok {
-		c.targets(n, -1, "targets", one)
+		before := len(r.Errs)
+		c.targets(n, -1, "targets")
+		c.treeOK = len(r.Errs) == before
 		if p.Cash < 0 && len(p.Sleeves) > 0 {
 			r.Errorf(n, "targets", "no top-level %q sleeve: free cash counts toward it (write `cash: 0%%` to hold none)", CashSleeve)
 		}
@@ -109,6 +119,9 @@ func (c *compiler) compile(root *yaml.Node) {
 	if n, ok := c.required(root, f, "", "bands"); ok {
 		c.bands(n)
 	}
+	p.derive()
+	c.investor(f["investor"])
+	c.glidePath(f["glide_path"])
 	if n, ok := c.required(root, f, "", "rebalance"); ok {
 		c.rebalance(n)
 	}
@@ -120,6 +133,7 @@ func (c *compiler) compile(root *yaml.Node) {
 	if n, ok := c.required(root, f, "", "accounts"); ok {
 		c.accounts(n)
 	}
+	c.tilts(f["tilts"])
 	c.coverage()
 }
 
@@ -141,8 +155,8 @@ func plainMapping(n *yaml.Node) bool {
 }
 
 // targets compiles one level of the sleeve tree below parent (-1 for the
-// top) whose absolute weight is scale.
-func (c *compiler) targets(n *yaml.Node, parent int, field string, scale decimal.Decimal) {
+// top). Targets and bands are derived from the weights once bands are read.
+func (c *compiler) targets(n *yaml.Node, parent int, field string) {
 	r, p := c.r, c.p
 	entries := r.Entries(n, field)
 	if len(entries) == 0 {
@@ -164,37 +178,14 @@ func (c *compiler) targets(n *yaml.Node, parent int, field string, scale decimal
 		if parent >= 0 {
 			path = p.Sleeves[parent].Path + "/" + e.Key
 		}
-		var weightNode, subNode *yaml.Node
-		if e.Value != nil && e.Value.Kind == yaml.MappingNode {
-			sf := r.Object(e.Value, fieldK, "weight", "sleeves")
-			weightNode, subNode = sf["weight"], sf["sleeves"]
-			if weightNode == nil && plainMapping(e.Value) {
-				r.Errorf(e.Value, strictyaml.Join(fieldK, "weight"), "required field is missing")
-			}
-			if subNode == nil && plainMapping(e.Value) {
-				r.Errorf(e.Value, strictyaml.Join(fieldK, "sleeves"), "required field is missing (or write the weight alone, like %s: 10%%)", e.Key)
-			}
-		} else {
-			weightNode = e.Value
-		}
-		local, ok := decimal.Zero, false
-		if weightNode != nil {
-			wf := fieldK
-			if weightNode != e.Value {
-				wf = strictyaml.Join(fieldK, "weight")
-			}
-			local, ok = r.Percent(weightNode, wf, true)
-		}
-		if !ok {
-			sumOK = false
-		}
+		local, ok, subNode := c.sleeveWeight(e, fieldK)
+		sumOK = sumOK && ok
 		sum = sum.Add(local)
 		idx := len(p.Sleeves)
 		p.Sleeves = append(p.Sleeves, Sleeve{
 			Path:   path,
 			Parent: parent,
 			Local:  local,
-			Target: local.Mul(scale),
 			Line:   e.KeyNode.Line,
 		})
 		p.sleeveIndex[path] = idx
@@ -208,11 +199,40 @@ func (c *compiler) targets(n *yaml.Node, parent int, field string, scale decimal
 			}
 		}
 		if subNode != nil {
-			c.targets(subNode, idx, strictyaml.Join(fieldK, "sleeves"), p.Sleeves[idx].Target)
+			c.targets(subNode, idx, strictyaml.Join(fieldK, "sleeves"))
 		}
 	}
+	c.levelSum(n, field, sum, sumOK)
+}
+
+// sleeveWeight reads one sleeve of a tree of weights: a percentage alone
+// (`bonds: 25%`) or a mapping of its weight and sub-sleeves. It returns the
+// weight, whether it was read, and the sub-sleeves' node (nil for none).
+func (c *compiler) sleeveWeight(e strictyaml.Entry, field string) (decimal.Decimal, bool, *yaml.Node) {
+	r := c.r
+	weightNode, subNode, weightField := e.Value, (*yaml.Node)(nil), field
+	if e.Value != nil && e.Value.Kind == yaml.MappingNode {
+		sf := r.Object(e.Value, field, "weight", "sleeves")
+		weightNode, subNode, weightField = sf["weight"], sf["sleeves"], strictyaml.Join(field, "weight")
+		if weightNode == nil && plainMapping(e.Value) {
+			r.Errorf(e.Value, weightField, "required field is missing")
+		}
+		if subNode == nil && plainMapping(e.Value) {
+			r.Errorf(e.Value, strictyaml.Join(field, "sleeves"), "required field is missing (or write the weight alone, like %s: 10%%)", e.Key)
+		}
+	}
+	if weightNode == nil {
+		return decimal.Zero, false, subNode
+	}
+	local, ok := r.Percent(weightNode, weightField, true)
+	return local, ok, subNode
+}
+
+// levelSum reports a level of a tree of weights whose weights, all read,
+// do not sum to 100%.
+func (c *compiler) levelSum(n *yaml.Node, field string, sum decimal.Decimal, sumOK bool) {
 	if sumOK && !sum.Equal(one) {
-		r.Errorf(n, field, "level sums to %s%%, want 100%%", sum.Shift(2).String())
+		c.r.Errorf(n, field, "level sums to %s%%, want 100%%", sum.Shift(2).String())
 	}
 }
 
@@ -271,9 +291,6 @@ func (c *compiler) bands(n *yaml.Node) {
 		default:
 			s.Band = global
 		}
-		s.HalfWidth = s.Band.HalfWidth(s.Target)
-		s.BandLow = decimal.Max(decimal.Zero, s.Target.Sub(s.HalfWidth))
-		s.BandHigh = decimal.Min(one, s.Target.Add(s.HalfWidth))
 	}
 }
 
@@ -614,23 +631,26 @@ func (c *compiler) accounts(n *yaml.Node) {
 	}
 }
 
-// coverage checks that every sleeve with a target can be filled: a leaf
-// other than cash needs an instrument, and each targeted instrument needs an
-// account that may buy it.
+// coverage checks that every sleeve that may get a target can be filled:
+// a leaf other than cash needs an instrument, and each instrument of such
+// a sleeve needs an account that may buy it. A sleeve may get a target
+// when every sleeve on its path has a weight above 0% in targets or in a
+// glide path row, or may get one from a tilt.
 func (c *compiler) coverage() {
 	r, p := c.r, c.p
 	if len(r.Errs) > 0 {
 		return // the checks below would repeat earlier problems
 	}
+	targeted := c.mayBeTargeted()
 	for i := range p.Sleeves {
 		s := &p.Sleeves[i]
-		if s.Leaf() && i != p.Cash && s.Target.Sign() > 0 && len(s.Instruments) == 0 {
-			r.ErrorfLine(s.Line, "targets."+strings.ReplaceAll(s.Path, "/", ".sleeves."), "sleeve %q has a target but no instrument fills it", s.Path)
+		if s.Leaf() && i != p.Cash && targeted[i] && len(s.Instruments) == 0 {
+			r.ErrorfLine(s.Line, "targets."+strings.ReplaceAll(s.Path, "/", ".sleeves."), "sleeve %q has a target but no instrument fills it%s", s.Path, c.targetSource(i))
 		}
 	}
 	for i := range p.Instruments {
 		in := &p.Instruments[i]
-		if p.Sleeves[in.Sleeve].Target.Sign() == 0 || in.Share.Sign() == 0 {
+		if !targeted[in.Sleeve] || in.Share.Sign() == 0 {
 			continue
 		}
 		allowed := false
@@ -638,7 +658,16 @@ func (c *compiler) coverage() {
 			allowed = allowed || p.Accounts[a].Allows(i)
 		}
 		if !allowed {
-			r.ErrorfLine(in.Line, "instruments."+in.Symbol, "no account may hold it (see accounts.*.may_hold), yet its sleeve has a target")
+			r.ErrorfLine(in.Line, "instruments."+in.Symbol, "no account may hold it (see accounts.*.may_hold), yet its sleeve has a target%s", c.targetSource(in.Sleeve))
 		}
 	}
+}
+
+// targetSource names where a sleeve's possible target comes from when
+// targets gives it none.
+func (c *compiler) targetSource(i int) string {
+	if c.p.Sleeves[i].Target.Sign() > 0 {
+		return ""
+	}
+	return " (from the glide path or a tilt)"
 }

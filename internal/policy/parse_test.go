@@ -60,7 +60,7 @@ func TestGoodFiles(t *testing.T) {
 // report, in order.
 var badFiles = map[string][]string{
 	"unknown_key.bad.yml": {
-		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts)",
+		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts, investor, glide_path, tilts)",
 		"unknown_key.bad.yml:6: targets.bonds.sleves: unknown field (known: weight, sleeves)",
 		"unknown_key.bad.yml:6: targets.bonds.sleeves: required field is missing (or write the weight alone, like bonds: 10%)",
 		"unknown_key.bad.yml:10: bands.relativ: unknown field (known: absolute, relative, sleeves)",
@@ -229,6 +229,63 @@ var badFiles = map[string][]string{
 	},
 	"not_held.bad.yml": {
 		"not_held.bad.yml:14: instruments.BND: no account may hold it (see accounts.*.may_hold), yet its sleeve has a target",
+	},
+	"glide_no_investor.bad.yml": {
+		"glide_no_investor.bad.yml:8: glide_path: needs investor.birth_date: the rows' ages are counted from it",
+		`glide_no_investor.bad.yml:10: glide_path[1].age: "retirement" needs investor.retirement_age`,
+	},
+	// Rows are checked against the tree of targets, level by level.
+	"glide_rows.bad.yml": {
+		"glide_rows.bad.yml:19: glide_path[1].age: ages must increase down the table: 35 follows 40 (line 14)",
+		`glide_rows.bad.yml:22: glide_path[1].targets.crypto: sleeve "crypto" has sub-sleeves in targets: give its weight and sleeves here too`,
+		"glide_rows.bad.yml:24: glide_path[2].age: want a whole number of years from 0 to 150, got 41.5",
+		`glide_rows.bad.yml:26: glide_path[2].targets: sleeve "cash" of targets is missing: every row gives the whole tree`,
+		`glide_rows.bad.yml:27: glide_path[2].targets.crypto.sleeves.tiny: no sleeve "crypto/tiny" in targets (a row has the sleeves of targets: crypto/large, crypto/small)`,
+		`glide_rows.bad.yml:27: glide_path[2].targets.crypto.sleeves: sleeve "crypto/small" of targets is missing`,
+		`glide_rows.bad.yml:28: glide_path[3].age: "retirement" needs investor.retirement_age`,
+		"glide_rows.bad.yml:30: glide_path[3].targets: level sums to 95%, want 100%",
+		"glide_rows.bad.yml:31: glide_path[3].targets.crypto.sleeves: level sums to 90%, want 100%",
+		`glide_rows.bad.yml:32: glide_path[3].targets.cash.sleeves: sleeve "cash" has no sub-sleeves in targets`,
+		"glide_rows.bad.yml:33: glide_path[4].age: required field is missing",
+		`glide_rows.bad.yml:33: glide_path[4].targets: sleeve "crypto" of targets is missing`,
+		`glide_rows.bad.yml:33: glide_path[4].targets: sleeve "cash" of targets is missing`,
+		"glide_rows.bad.yml:34: glide_path[5].age: want a whole number of years from 0 to 150, got 200",
+		"glide_rows.bad.yml:34: glide_path[5].targets: required field is missing",
+		"glide_rows.bad.yml:35: glide_path[5].stocks: unknown field (known: age, targets)",
+		"glide_rows.bad.yml:36: glide_path[6]: want a mapping, got the number 45",
+		"glide_rows.bad.yml:37: glide_path_typo: unknown field",
+	},
+	"investor.bad.yml": {
+		`investor.bad.yml:5: investor.birth_date: want a date like 1990-05-01 (year, month, day), got "05/01/1990"`,
+		"investor.bad.yml:6: investor.retirement_age: must be above 0",
+		"investor.bad.yml:7: investor.name: unknown field (known: birth_date, retirement_age)",
+	},
+	"investor_missing_birth.bad.yml": {
+		"investor_missing_birth.bad.yml:4: investor.birth_date: required field is missing",
+		"investor_missing_birth.bad.yml:4: investor.retirement_age: want a whole number of years from 0 to 150, got 67.5",
+	},
+	"tilts.bad.yml": {
+		`tilts.bad.yml:13: tilts[0].sleeve: no sleeve "gold" in targets (known: stocks, bonds, crypto, crypto/large, cash)`,
+		"tilts.bad.yml:14: tilts[1].tilt: want a change from -100% to +100%, other than 0%, got 0%",
+		"tilts.bad.yml:15: tilts[2].tilt: want a change from -100% to +100%, other than 0%, got 150%",
+		`tilts.bad.yml:16: tilts[3].tilt: "2" is not a percentage; write it like 55%`,
+		`tilts.bad.yml:17: tilts[4].until: want a date like 1990-05-01 (year, month, day), got "31.03.2027"`,
+		"tilts.bad.yml:18: tilts[5].reason: required field is missing",
+		"tilts.bad.yml:19: tilts[6].reason: must not be empty",
+		`tilts.bad.yml:20: tilts[7].from: "crypto/large" is not a sibling of "stocks": a tilt takes from sleeves of its level (bonds, crypto, cash)`,
+		`tilts.bad.yml:20: tilts[7].from: "stocks" is the tilted sleeve itself`,
+		`tilts.bad.yml:20: tilts[7].from: "bonds" is listed twice`,
+		"tilts.bad.yml:21: tilts[8].from: no sleeves (leave from out to take from every sibling pro rata)",
+		`tilts.bad.yml:22: tilts[9].sleeve: sleeve "crypto/large" has no siblings to take from or give to`,
+		"tilts.bad.yml:23: tilts[10].since: unknown field (known: sleeve, tilt, until, reason, from)",
+	},
+	// A sleeve at 0% in targets that a glide path row or a tilt may raise
+	// needs an instrument, and an account that may hold it; bonds at 0%
+	// everywhere but in a row counts, reits raised by a tilt too.
+	"strategy_coverage.bad.yml": {
+		`strategy_coverage.bad.yml:8: targets.gold: sleeve "gold" has a target but no instrument fills it (from the glide path or a tilt)`,
+		`strategy_coverage.bad.yml:9: targets.reits: sleeve "reits" has a target but no instrument fills it (from the glide path or a tilt)`,
+		"strategy_coverage.bad.yml:25: instruments.BND: no account may hold it (see accounts.*.may_hold), yet its sleeve has a target (from the glide path or a tilt)",
 	},
 	// Every problem of the file at once, in line order.
 	"many_problems.bad.yml": {
@@ -922,6 +979,49 @@ func checkPolicy(t testing.TB, p *Policy, file string, data []byte) {
 	}
 	if rb.CheckEvery <= 0 || rb.MinTrade.Sign() < 0 {
 		fail("check_every %v min_trade %s", rb.CheckEvery, rb.MinTrade)
+	}
+	checkStrategy(t, p, fail)
+}
+
+// checkStrategy checks the invariants of the investor, glide path and
+// tilts of a parsed policy.
+func checkStrategy(t testing.TB, p *Policy, fail func(string, ...any)) {
+	t.Helper()
+	one := decimal.NewFromInt(1)
+	midnight := func(d time.Time) bool { return d.Location() == time.UTC && d.Equal(d.Truncate(24*time.Hour)) }
+	if inv := p.Investor; inv != nil && (!midnight(inv.BirthDate) || inv.RetirementAge < 0 || inv.RetirementAge > 150) {
+		fail("investor %+v", inv)
+	}
+	if len(p.GlidePath) > 0 && p.Investor == nil {
+		fail("glide path without an investor")
+	}
+	for k, g := range p.GlidePath {
+		if g.Age < 0 || g.Age > 150 || (k > 0 && g.Age <= p.GlidePath[k-1].Age) || len(g.Local) != len(p.Sleeves) {
+			fail("glide row %d: age %d, %d weights", k, g.Age, len(g.Local))
+		}
+		for _, level := range p.Levels() {
+			sum := decimal.Zero
+			for _, i := range level {
+				if g.Local[i].Sign() < 0 || g.Local[i].GreaterThan(one) {
+					fail("glide row %d: %s weight %s", k, p.Sleeves[i].Path, g.Local[i])
+				}
+				sum = sum.Add(g.Local[i])
+			}
+			if !sum.Equal(one) {
+				fail("glide row %d: level of %s sums to %s", k, p.Sleeves[level[0]].Path, sum)
+			}
+		}
+	}
+	for k, tl := range p.Tilts {
+		if tl.Sleeve < 0 || tl.Sleeve >= len(p.Sleeves) || tl.Delta.IsZero() || tl.Delta.Abs().GreaterThan(one) ||
+			!midnight(tl.Until) || strings.TrimSpace(tl.Reason) == "" || (tl.From != nil && len(tl.From) == 0) {
+			fail("tilt %d: %+v", k, tl)
+		}
+		for j, f := range tl.From {
+			if f == tl.Sleeve || p.Sleeves[f].Parent != p.Sleeves[tl.Sleeve].Parent || slices.Contains(tl.From[:j], f) {
+				fail("tilt %d takes from %s", k, p.Sleeves[f].Path)
+			}
+		}
 	}
 }
 

@@ -8,6 +8,7 @@
 package policy
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -94,6 +95,16 @@ type Policy struct {
 	Rebalance   Rebalance
 	Prices      PriceRules
 	Limits      Limits
+
+	// Investor is the person the policy is for; nil without an investor
+	// block. A glide path counts ages from the birth date.
+	Investor *Investor
+	// GlidePath lists the rows of the glide path by increasing age; nil
+	// without one. Sleeves keep the weights of targets: the effective
+	// weights on a date are computed from the rows (package targets).
+	GlidePath []GlideRow
+	// Tilts are the tactical tilts in file order, active or expired.
+	Tilts []Tilt
 
 	// Cash is the index in Sleeves of the top-level cash sleeve.
 	Cash int
@@ -233,6 +244,122 @@ func DefaultLimits() Limits {
 type PriceRules struct {
 	MaxAge  time.Duration
 	MaxMove decimal.Decimal
+}
+
+// Investor is the person whose age drives a glide path.
+type Investor struct {
+	// BirthDate is the date of birth, at midnight UTC.
+	BirthDate time.Time
+	// RetirementAge is the planned retirement age in whole years, 0 when
+	// not given. A glide path row may name it as its age.
+	RetirementAge int
+	Line          int
+}
+
+// GlideRow is one row of a glide path: the whole sleeve tree's weights at
+// an age. Between two rows the weights move linearly with age.
+type GlideRow struct {
+	// Age is the age in whole years at which the row holds exactly.
+	Age int
+	// Local is each sleeve's weight within its parent, indexed like
+	// Policy.Sleeves; each level sums to exactly 1.
+	Local []decimal.Decimal
+	Line  int
+}
+
+// Tilt is a temporary deviation of one sleeve from its strategic weight.
+type Tilt struct {
+	// Sleeve is the index into Policy.Sleeves of the tilted sleeve.
+	Sleeve int
+	// Delta is the change of the sleeve's weight within its parent, in
+	// points of that level: 0.02 for +2%, -0.01 for -1%.
+	Delta decimal.Decimal
+	// Until is the last day the tilt applies (inclusive), at midnight UTC.
+	Until time.Time
+	// Reason says why, for the record.
+	Reason string
+	// From are the indices of the sibling sleeves the tilt takes from (or
+	// gives to, when negative), pro rata to their weights; nil means every
+	// sibling.
+	From []int
+	Line int
+}
+
+// HasStrategy reports whether the policy has a glide path or tilts, so
+// that its effective targets may differ from Sleeves on some date.
+func (p *Policy) HasStrategy() bool { return len(p.GlidePath) > 0 || len(p.Tilts) > 0 }
+
+// Levels returns the sibling groups of the sleeve tree: the top-level
+// sleeves first, then the children of each sleeve with sub-sleeves, in
+// sleeve order. Each group's weights sum to 1.
+func (p *Policy) Levels() [][]int {
+	var top []int
+	levels := [][]int{nil}
+	for i := range p.Sleeves {
+		if p.Sleeves[i].Parent < 0 {
+			top = append(top, i)
+		}
+		if !p.Sleeves[i].Leaf() {
+			levels = append(levels, p.Sleeves[i].Children)
+		}
+	}
+	levels[0] = top
+	return levels
+}
+
+// WithLocals returns a copy of p whose sleeves have the given weights
+// within their parents (indexed like p.Sleeves) and the given version.
+// Target, HalfWidth, BandLow and BandHigh are derived from them as Parse
+// derives them. Every weight must lie in [0, 1], each level must sum to
+// exactly 1, and a leaf other than cash that gets a target must have an
+// instrument. The copy shares everything else with p, which is unchanged.
+func (p *Policy) WithLocals(local []decimal.Decimal, version string) (*Policy, error) {
+	if len(local) != len(p.Sleeves) {
+		return nil, fmt.Errorf("policy %s: %d weights for %d sleeves", p.Name, len(local), len(p.Sleeves))
+	}
+	for _, level := range p.Levels() {
+		sum := decimal.Zero
+		for _, i := range level {
+			if local[i].Sign() < 0 || local[i].GreaterThan(one) {
+				return nil, fmt.Errorf("policy %s: sleeve %q: weight %s is outside 0%%-100%%", p.Name, p.Sleeves[i].Path, local[i])
+			}
+			sum = sum.Add(local[i])
+		}
+		if !sum.Equal(one) {
+			return nil, fmt.Errorf("policy %s: the level of sleeve %q sums to %s, want 1", p.Name, p.Sleeves[level[0]].Path, sum)
+		}
+	}
+	q := *p
+	q.Version = version
+	q.Sleeves = make([]Sleeve, len(p.Sleeves))
+	copy(q.Sleeves, p.Sleeves)
+	for i := range q.Sleeves {
+		q.Sleeves[i].Local = local[i]
+	}
+	q.derive()
+	for i := range q.Sleeves {
+		s := &q.Sleeves[i]
+		if s.Leaf() && i != q.Cash && s.Target.Sign() > 0 && len(s.Instruments) == 0 {
+			return nil, fmt.Errorf("policy %s: sleeve %q gets a target of %s but no instrument fills it", p.Name, s.Path, s.Target)
+		}
+	}
+	return &q, nil
+}
+
+// derive computes every sleeve's Target from the weights within parents
+// (parents precede children) and its band from the Target.
+func (p *Policy) derive() {
+	for i := range p.Sleeves {
+		s := &p.Sleeves[i]
+		scale := one
+		if s.Parent >= 0 {
+			scale = p.Sleeves[s.Parent].Target
+		}
+		s.Target = s.Local.Mul(scale)
+		s.HalfWidth = s.Band.HalfWidth(s.Target)
+		s.BandLow = decimal.Max(decimal.Zero, s.Target.Sub(s.HalfWidth))
+		s.BandHigh = decimal.Min(one, s.Target.Add(s.HalfWidth))
+	}
 }
 
 // SleeveIndex returns the index of the sleeve with the given path.

@@ -6,12 +6,15 @@ package portfolio
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
+	"github.com/rebalancerd/rebalancerd/internal/tax"
 )
 
 // Holdings is the cash and positions of each account of one household.
@@ -33,7 +36,10 @@ type AccountHoldings struct {
 type Position struct {
 	Instrument string
 	Quantity   decimal.Decimal
-	Line       int
+	// Lots are the position's tax lots when the file lists them; Quantity
+	// is then their sum. Without lots it holds none (Lots.Len() == 0).
+	Lots tax.Lots
+	Line int
 }
 
 // Prices is a set of quotes.
@@ -56,6 +62,18 @@ type Quote struct {
 //	as_of: 2026-11-20T21:00:00Z
 //	accounts:
 //	  roth: {cash: "1200.50", positions: {VTI: "120"}}
+//	  taxable:
+//	    positions:
+//	      VXUS:
+//	        quantity: "50"   # optional: if given, the sum of the lots
+//	        lots:
+//	          - {quantity: "30", cost_basis: "1650.00", acquired: 2024-01-15}
+//	          - {quantity: "20", unit_cost: "61.05", acquired: 2025-06-02}
+//
+// A position is a quantity, or a mapping with its tax lots: each lot has a
+// positive quantity, its total cost basis (cost_basis) or its cost per
+// unit (unit_cost, multiplied by the quantity exactly), and the trade date
+// of its purchase (acquired), not after as_of's day.
 func ParseHoldings(file string, data []byte) (*Holdings, error) {
 	r := &strictyaml.Reader{File: file}
 	root := r.Parse(data)
@@ -87,7 +105,14 @@ func ParseHoldings(file string, data []byte) (*Holdings, error) {
 			entries := r.Entries(v, strictyaml.Join(field, "positions"))
 			acct.Positions = make([]Position, 0, len(entries))
 			for _, pe := range entries {
-				q, ok := r.NonNegative(pe.Value, strictyaml.Join(field, "positions."+pe.Key))
+				pfield := strictyaml.Join(field, "positions."+pe.Key)
+				if pe.Value != nil && pe.Value.Kind == yaml.MappingNode {
+					if pos, ok := readLots(r, pe, pfield, h.AsOf); ok {
+						acct.Positions = append(acct.Positions, pos)
+					}
+					continue
+				}
+				q, ok := r.NonNegative(pe.Value, pfield)
 				if ok {
 					acct.Positions = append(acct.Positions, Position{Instrument: pe.Key, Quantity: q, Line: pe.KeyNode.Line})
 				}
@@ -99,6 +124,98 @@ func ParseHoldings(file string, data []byte) (*Holdings, error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// readLots reads a position given as a mapping with its tax lots. asOf is
+// the holdings' time (zero when it is missing): no lot may be acquired
+// after its day.
+func readLots(r *strictyaml.Reader, pe strictyaml.Entry, field string, asOf time.Time) (Position, bool) {
+	errs := len(r.Errs)
+	f := r.Object(pe.Value, field, "quantity", "lots")
+	if pe.Value.Anchor != "" {
+		return Position{}, false // reported by Object
+	}
+	var given *decimal.Decimal
+	qn, hasQty := f["quantity"]
+	if hasQty {
+		if q, ok := r.NonNegative(qn, strictyaml.Join(field, "quantity")); ok {
+			given = &q
+		}
+	}
+	ln, ok := f["lots"]
+	if !ok {
+		r.Errorf(pe.Value, strictyaml.Join(field, "lots"), "required field is missing")
+		return Position{}, false
+	}
+	seqErrs := len(r.Errs)
+	items := r.Sequence(ln, strictyaml.Join(field, "lots"))
+	if len(items) == 0 && len(r.Errs) == seqErrs {
+		r.Errorf(ln, strictyaml.Join(field, "lots"), "want at least one lot")
+	}
+	lots := make([]tax.Lot, 0, len(items))
+	for i, item := range items {
+		if lot, ok := readLot(r, item, fmt.Sprintf("%s.lots[%d]", field, i), asOf); ok {
+			lots = append(lots, lot)
+		}
+	}
+	if len(r.Errs) > errs {
+		return Position{}, false
+	}
+	l, err := tax.NewLots(lots)
+	if err != nil { // readLot checked every lot: not expected
+		r.Errorf(ln, strictyaml.Join(field, "lots"), "%v", err)
+		return Position{}, false
+	}
+	if given != nil && !given.Equal(l.Quantity()) {
+		r.Errorf(qn, strictyaml.Join(field, "quantity"), "quantity %s differs from the sum of the lots, %s", *given, l.Quantity())
+		return Position{}, false
+	}
+	return Position{Instrument: pe.Key, Quantity: l.Quantity(), Lots: l, Line: pe.KeyNode.Line}, true
+}
+
+// readLot reads one tax lot: {quantity, cost_basis or unit_cost, acquired}.
+func readLot(r *strictyaml.Reader, n *yaml.Node, field string, asOf time.Time) (tax.Lot, bool) {
+	errs := len(r.Errs)
+	f := r.Object(n, field, "quantity", "cost_basis", "unit_cost", "acquired")
+	if n == nil || n.Kind != yaml.MappingNode || n.Anchor != "" {
+		return tax.Lot{}, false // reported by Object
+	}
+	var lot tax.Lot
+	if v, ok := f["quantity"]; !ok {
+		r.Errorf(n, strictyaml.Join(field, "quantity"), "required field is missing")
+	} else if q, ok := r.Decimal(v, strictyaml.Join(field, "quantity")); ok {
+		if q.Sign() <= 0 {
+			r.Errorf(v, strictyaml.Join(field, "quantity"), "must be positive, got %s", q)
+		}
+		lot.Quantity = q
+	}
+	basis, hasBasis := f["cost_basis"]
+	unit, hasUnit := f["unit_cost"]
+	switch {
+	case hasBasis && hasUnit:
+		r.Errorf(unit, strictyaml.Join(field, "unit_cost"), "give cost_basis or unit_cost, not both")
+	case hasBasis:
+		lot.Basis, _ = r.NonNegative(basis, strictyaml.Join(field, "cost_basis"))
+	case hasUnit:
+		if u, ok := r.NonNegative(unit, strictyaml.Join(field, "unit_cost")); ok {
+			lot.Basis = u.Mul(lot.Quantity)
+		}
+	default:
+		r.Errorf(n, strictyaml.Join(field, "cost_basis"), "required field is missing (or give unit_cost)")
+	}
+	if v, ok := f["acquired"]; !ok {
+		r.Errorf(n, strictyaml.Join(field, "acquired"), "required field is missing")
+	} else if s, ok := r.Scalar(v, strictyaml.Join(field, "acquired")); ok {
+		d, err := tax.ParseDate(strings.TrimSpace(s))
+		switch {
+		case err != nil:
+			r.Errorf(v, strictyaml.Join(field, "acquired"), "%v", err)
+		case !asOf.IsZero() && d.After(tax.DateOf(asOf)):
+			r.Errorf(v, strictyaml.Join(field, "acquired"), "%s is after the day of as_of, %s", d, tax.DateOf(asOf))
+		}
+		lot.Acquired = d
+	}
+	return lot, len(r.Errs) == errs
 }
 
 // ParsePrices reads a prices file:
@@ -160,6 +277,10 @@ type Book struct {
 	// Price is each instrument's price; zero only for an instrument that is
 	// neither held nor targeted and has no quote.
 	Price []decimal.Decimal
+	// Lots are the tax lots of each position given with lots:
+	// Lots[account][instrument], holding none for a position given as a
+	// quantity. Lots is nil when the holdings list no lot at all.
+	Lots [][]tax.Lots
 }
 
 // FreeCash returns account a's cash above its reserve, never negative.
@@ -211,6 +332,16 @@ func Bind(p *policy.Policy, h *Holdings, q *Prices) (*Book, error) {
 			}
 			b.Qty[a][i] = b.Qty[a][i].Add(pos.Quantity)
 			held[i] = held[i] || pos.Quantity.Sign() > 0
+			if pos.Lots.Len() > 0 {
+				if b.Lots == nil {
+					b.Lots = make([][]tax.Lots, nA)
+					lots := make([]tax.Lots, nA*nI)
+					for a := range b.Lots {
+						b.Lots[a] = lots[a*nI : (a+1)*nI : (a+1)*nI]
+					}
+				}
+				b.Lots[a][i] = pos.Lots
+			}
 		}
 	}
 	for i := range p.Instruments {

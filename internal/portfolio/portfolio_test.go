@@ -3,6 +3,7 @@ package portfolio
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml/yamltest"
+	"github.com/rebalancerd/rebalancerd/internal/tax"
 )
 
 // The example files shipped in configs.
@@ -22,6 +24,7 @@ const (
 	examplePolicy   = "../../configs/policies/example.yaml"
 	exampleHoldings = "../../configs/holdings/example.yaml"
 	examplePrices   = "../../configs/prices/example.yaml"
+	exampleLots     = "../../configs/examples/lots-holdings.yaml"
 )
 
 // Test files are parsed under their base name, so messages read
@@ -134,6 +137,32 @@ var badFiles = map[string][]string{
 	"holdings_duplicate_key.bad.yml": {
 		"holdings_duplicate_key.bad.yml:4: accounts.roth.positions.VTI: duplicate key (first defined at line 4)",
 		"holdings_duplicate_key.bad.yml:5: accounts.roth: duplicate key (first defined at line 4)",
+	},
+	"holdings_lots_mismatch.bad.yml": {
+		"holdings_lots_mismatch.bad.yml:7: accounts.taxable.positions.VXUS.quantity: quantity 50 differs from the sum of the lots, 50.5",
+		"holdings_lots_mismatch.bad.yml:11: accounts.taxable.positions.BND.quantity: must not be negative, got -1",
+		`holdings_lots_mismatch.bad.yml:12: accounts.taxable.positions.VNQ.quantity: "abc" is not a plain decimal number`,
+		"holdings_lots_mismatch.bad.yml:12: accounts.taxable.positions.VNQ.lots[0].cost_basis: required field is missing (or give unit_cost)",
+		"holdings_lots_mismatch.bad.yml:13: accounts.taxable.positions.VTI.lots: want at least one lot",
+	},
+	"holdings_lots_fields.bad.yml": {
+		"holdings_lots_fields.bad.yml:9: accounts.taxable.positions.VXUS.lots[0].cost_basis: required field is missing (or give unit_cost)",
+		"holdings_lots_fields.bad.yml:10: accounts.taxable.positions.VXUS.lots[1].unit_cost: give cost_basis or unit_cost, not both",
+		"holdings_lots_fields.bad.yml:11: accounts.taxable.positions.VXUS.lots[2].quantity: must be positive, got 0",
+		"holdings_lots_fields.bad.yml:12: accounts.taxable.positions.VXUS.lots[3].quantity: must be positive, got -2",
+		"holdings_lots_fields.bad.yml:12: accounts.taxable.positions.VXUS.lots[3].cost_basis: must not be negative, got -10",
+		"holdings_lots_fields.bad.yml:13: accounts.taxable.positions.VXUS.lots[4].quantity: required field is missing",
+		"holdings_lots_fields.bad.yml:13: accounts.taxable.positions.VXUS.lots[4].acquired: required field is missing",
+		`holdings_lots_fields.bad.yml:14: accounts.taxable.positions.VXUS.lots[5].unit_cost: "1e3" is not a plain decimal number`,
+		`holdings_lots_fields.bad.yml:14: accounts.taxable.positions.VXUS.lots[5].acquired: want a date like 2025-03-01, got "2025-02-29"`,
+		"holdings_lots_fields.bad.yml:15: accounts.taxable.positions.VXUS.lots[6].broker: unknown field (known: quantity, cost_basis, unit_cost, acquired)",
+		`holdings_lots_fields.bad.yml:15: accounts.taxable.positions.VXUS.lots[6].acquired: want a date like 2025-03-01, got "2025/01/02"`,
+		"holdings_lots_fields.bad.yml:16: accounts.taxable.positions.VXUS.lots[7].acquired: 2026-11-21 is after the day of as_of, 2026-11-20",
+		`holdings_lots_fields.bad.yml:17: accounts.taxable.positions.VXUS.lots[8]: want a mapping, got "5"`,
+		"holdings_lots_fields.bad.yml:18: accounts.taxable.positions.BND.lots: want at least one lot",
+		"holdings_lots_fields.bad.yml:19: accounts.taxable.positions.VNQ.lots: required field is missing",
+		"holdings_lots_fields.bad.yml:20: accounts.taxable.positions.VTI.cost: unknown field (known: quantity, lots)",
+		"holdings_lots_fields.bad.yml:20: accounts.taxable.positions.VTI.lots: want a list, got a mapping",
 	},
 	"holdings_missing_as_of.bad.yml": {
 		"holdings_missing_as_of.bad.yml:2: as_of: required field is missing",
@@ -256,6 +285,104 @@ func TestBlockHoldings(t *testing.T) {
 	}
 	if tx := h.Accounts[2]; tx.Name != "taxable" || tx.Cash.String() != "0.2" || len(tx.Positions) != 0 {
 		t.Errorf("taxable = %+v, want cash 0.2 and no positions", tx)
+	}
+}
+
+// lotsOf formats a position's lots as "quantity/basis/acquired", in file
+// order.
+func lotsOf(p Position) string {
+	var out []string
+	for i := 0; i < p.Lots.Len(); i++ {
+		l := p.Lots.Lot(i)
+		out = append(out, l.Quantity.String()+"/"+l.Basis.String()+"/"+l.Acquired.String())
+	}
+	return strings.Join(out, " ")
+}
+
+func TestLotsHoldings(t *testing.T) {
+	h := loadHoldings(t, "testdata/holdings_lots.good.yml")
+	want := map[string]struct {
+		qty, lots string
+		line      int
+	}{
+		"roth/VTI":    {"120", "", 5},
+		"taxable/BND": {"300", "", 9},
+		// 61.0125 × 20.5 = 1250.75625, exactly.
+		"taxable/VXUS": {"50.5", "30/1650/2024-01-15 20.5/1250.75625/2024-02-29", 10},
+		// Acquired on the day of as_of, in as_of's own zone (UTC is already
+		// the 21st).
+		"taxable/VNQ": {"40", "40/0/2026-11-20", 17},
+	}
+	n := 0
+	for _, a := range h.Accounts {
+		for _, p := range a.Positions {
+			n++
+			w, ok := want[a.Name+"/"+p.Instrument]
+			if !ok || p.Quantity.String() != w.qty || lotsOf(p) != w.lots || p.Line != w.line {
+				t.Errorf("%s %s = %s [%s] line %d, want %+v", a.Name, p.Instrument, p.Quantity, lotsOf(p), p.Line, w)
+			}
+		}
+	}
+	if n != len(want) {
+		t.Errorf("%d positions, want %d", n, len(want))
+	}
+}
+
+// TestLotsAsOfZone: a lot may not be acquired after the day of as_of, in
+// as_of's own zone: 2026-11-20T23:00:00-05:00 is the 20th, not the 21st.
+func TestLotsAsOfZone(t *testing.T) {
+	in := "as_of: 2026-11-20T23:00:00-05:00\naccounts:\n  taxable:\n    positions:\n" +
+		"      VTI: {lots: [{quantity: 1, cost_basis: 1, acquired: %s}]}\n"
+	if _, err := ParseHoldings("z.yml", []byte(fmt.Sprintf(in, "2026-11-20"))); err != nil {
+		t.Errorf("acquired on the day of as_of: %v", err)
+	}
+	_, err := ParseHoldings("z.yml", []byte(fmt.Sprintf(in, "2026-11-21")))
+	yamltest.Match(t, yamltest.Problems(t, err, "z.yml"),
+		[]string{"z.yml:5: accounts.taxable.positions.VTI.lots[0].acquired: 2026-11-21 is after the day of as_of, 2026-11-20"})
+}
+
+// TestExampleLotsHoldings checks the example lots file: the same
+// quantities as the example holdings, bound to the example policy, and a
+// selection from its lots worked out by hand.
+func TestExampleLotsHoldings(t *testing.T) {
+	p := loadPolicy(t, examplePolicy)
+	q := loadPrices(t, examplePrices)
+	plain, err := Bind(p, loadHoldings(t, exampleHoldings), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Bind(p, loadHoldings(t, exampleLots), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Lots != nil {
+		t.Error("the example holdings have no lots, but the Book has Lots")
+	}
+	taxable, _ := p.AccountIndex("taxable")
+	for a := range p.Accounts {
+		for i, in := range p.Instruments {
+			if !b.Qty[a][i].Equal(plain.Qty[a][i]) {
+				t.Errorf("%s %s: quantity %s, the example holdings have %s", p.Accounts[a].Name, in.Symbol, b.Qty[a][i], plain.Qty[a][i])
+			}
+			lots := b.Lots[a][i]
+			wantLots := a == taxable && (in.Symbol == "BND" || in.Symbol == "VNQ" || in.Symbol == "VXUS")
+			if (lots.Len() > 0) != wantLots || wantLots && !lots.Quantity().Equal(b.Qty[a][i]) {
+				t.Errorf("%s %s: %d lots for %s", p.Accounts[a].Name, in.Symbol, lots.Len(), lots.Quantity())
+			}
+		}
+	}
+	// Sell 40 VXUS at 61.40 on 2026-11-20, waiting up to 7 days: the 30
+	// long-term units (55.00 each) sell for 30 × 6.40 = 192.00 of
+	// long-term gain; the 20 bought 2025-11-25 turn long-term on
+	// 2026-11-26, so 10 wait until then.
+	vxus, _ := p.InstrumentIndex("VXUS")
+	s, err := b.Lots[taxable][vxus].Select(dec("40"), b.Price[vxus], tax.DateOf(b.PricesAsOf), tax.Options{WaitLongTermDays: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Sold.Equal(dec("30")) || !s.Gains.LongTermGains.Equal(dec("192")) || !s.Gains.Net().Equal(dec("192")) ||
+		!s.Waiting.Equal(dec("10")) || s.WaitUntil.String() != "2026-11-26" {
+		t.Errorf("sold %s, gains %+v, waiting %s until %s", s.Sold, s.Gains, s.Waiting, s.WaitUntil)
 	}
 }
 
@@ -438,7 +565,29 @@ func checkHoldings(t testing.TB, h *Holdings, file string) {
 				t.Fatalf("%s: position %+v", a.Name, p)
 			}
 			symbols[p.Instrument] = true
+			checkLots(t, h, a.Name, p)
 		}
+	}
+}
+
+// checkLots checks the lots of a parsed position: each with a positive
+// quantity, a basis that is not negative and a date not after the day of
+// as_of, adding up to the position's quantity.
+func checkLots(t testing.TB, h *Holdings, account string, p Position) {
+	t.Helper()
+	if p.Lots.Len() == 0 {
+		return
+	}
+	sum := decimal.Zero
+	for i := 0; i < p.Lots.Len(); i++ {
+		l := p.Lots.Lot(i)
+		if l.Quantity.Sign() <= 0 || l.Basis.Sign() < 0 || l.Acquired.IsZero() || l.Acquired.After(tax.DateOf(h.AsOf)) {
+			t.Fatalf("%s %s: lot %d = %+v (as_of %v)", account, p.Instrument, i, l, h.AsOf)
+		}
+		sum = sum.Add(l.Quantity)
+	}
+	if !sum.Equal(p.Quantity) {
+		t.Fatalf("%s %s: quantity %s, lots add up to %s", account, p.Instrument, p.Quantity, sum)
 	}
 }
 
