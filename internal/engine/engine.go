@@ -39,6 +39,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/risk"
 	"github.com/rebalancerd/rebalancerd/internal/state"
+	"github.com/rebalancerd/rebalancerd/internal/targets"
 )
 
 // Publisher sends the engine's events. PublishOrders and PublishPlan must
@@ -81,8 +82,8 @@ type Options struct {
 	// it returns an error the outbox waits (high availability: the lease
 	// must be held with a margin left).
 	MayPublish func() error
-	Metrics   *metrics.Metrics // optional
-	Log       *zap.Logger
+	Metrics    *metrics.Metrics // optional
+	Log        *zap.Logger
 	// Tick is how often Run re-evaluates policies whose check is due even
 	// when no quote arrives (default 1s).
 	Tick time.Duration
@@ -162,6 +163,13 @@ type runtime struct {
 	// ignoredHash is the holdings file last ignored as older than the
 	// ledger, so that it is reported once.
 	ignoredHash string
+	// eff is the policy with the targets in effect on effDate (glide
+	// path and tilts applied; pol itself without them), explained by
+	// explain.
+	eff     *policy.Policy
+	effFrom *policy.Policy // the pol eff was computed from
+	effDate string
+	explain *targets.Explanation
 }
 
 type firing struct {
@@ -546,9 +554,13 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	for _, p := range rt.guard.Check(rt.symbols, now) {
 		blocks = append(blocks, Block{priceBlock(p.Reason), p.Symbol + ": " + p.Detail})
 	}
+	eff, err := e.effective(rt, now)
+	if err != nil {
+		blocks = append(blocks, Block{metrics.BlockInvalidPolicy, "effective targets: " + err.Error()})
+	}
 	var snap *drift.Snapshot
-	if !hasPriceBlock(blocks) {
-		book, err := portfolio.Bind(rt.pol, rt.ledger.Holdings(), e.prices(rt))
+	if !hasPriceBlock(blocks) && eff != nil {
+		book, err := portfolio.Bind(eff, rt.ledger.Holdings(), e.prices(rt))
 		if err != nil {
 			blocks = append(blocks, Block{metrics.BlockInvalidPolicy, err.Error()})
 		} else {
@@ -619,6 +631,40 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	}
 	rt.due = nil
 	e.rebalance(rt, snap, trigger, now)
+}
+
+// effective returns the policy with the targets in effect at now: its
+// glide path and tilts applied for now's day (UTC). It is computed once a
+// day and when the policy changes; a change of targets is logged, and so
+// is each tilt that expires. Called with e.mu held.
+func (e *Engine) effective(rt *runtime, now time.Time) (*policy.Policy, error) {
+	day := now.UTC().Format(time.DateOnly)
+	if rt.effFrom == rt.pol && rt.effDate == day {
+		return rt.eff, nil
+	}
+	eff, ex, err := targets.Effective(rt.pol, now)
+	if err != nil {
+		rt.eff, rt.effFrom, rt.effDate = nil, nil, ""
+		return nil, err
+	}
+	if rt.effFrom == rt.pol && rt.explain != nil {
+		for _, t := range targets.NewlyExpired(rt.explain, ex) {
+			e.log.Info("tilt expired: its sleeve returns to the strategic target", zap.String("policy", rt.pol.Name),
+				zap.String("sleeve", t.Sleeve), zap.String("tilt", t.Tilt.String()), zap.String("until", t.Until),
+				zap.String("reason", t.Reason))
+		}
+	}
+	if rt.pol.HasStrategy() && (rt.eff == nil || rt.eff.Version != eff.Version) {
+		fields := []zap.Field{zap.String("policy", rt.pol.Name), zap.String("date", ex.Date),
+			zap.String("policy_version", eff.Version), zap.Int("active_tilts", len(ex.Active))}
+		if g := ex.Glide; g != nil {
+			fields = append(fields, zap.String("age", g.Age.String()), zap.Int("glide_from_age", g.FromAge),
+				zap.Int("glide_to_age", g.ToAge), zap.String("glide_fraction", g.Fraction.String()))
+		}
+		e.log.Info("effective targets", fields...)
+	}
+	rt.eff, rt.effFrom, rt.effDate, rt.explain = eff, rt.pol, day, ex
+	return eff, nil
 }
 
 // riskBlock describes the last rejection.
@@ -699,7 +745,7 @@ func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
 	d := events.Drift{
 		SchemaVersion: events.SchemaVersion,
 		Policy:        rt.pol.Name,
-		PolicyVersion: rt.pol.Version,
+		PolicyVersion: s.Book.Policy.Version,
 		EvaluatedAt:   now.UTC(),
 		PricesAsOf:    s.AsOf.UTC(),
 		HoldingsAsOf:  s.Book.HoldingsAsOf.UTC(),
@@ -756,7 +802,7 @@ func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, no
 	p := plan.Make(snap)
 	fields := []zap.Field{zap.String("policy", name), zap.String("trigger", trigger),
 		zap.Strings("breaching", rt.breaching), zap.Int("orders", len(p.Orders)), zap.String("plan_id", p.ID),
-		zap.String("policy_version", rt.pol.Version), zap.String("destination", string(p.Destination))}
+		zap.String("policy_version", p.PolicyVersion), zap.String("destination", string(p.Destination))}
 	if len(p.Unresolved) > 0 {
 		un := make([]string, len(p.Unresolved))
 		for i, u := range p.Unresolved {
@@ -784,7 +830,7 @@ func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, no
 	orders := make([]events.Order, len(p.Orders))
 	for i, o := range p.Orders {
 		orders[i] = events.Order{
-			SchemaVersion: events.SchemaVersion, OrderID: o.ID, PlanID: p.ID, Policy: name, PolicyVersion: rt.pol.Version,
+			SchemaVersion: events.SchemaVersion, OrderID: o.ID, PlanID: p.ID, Policy: name, PolicyVersion: p.PolicyVersion,
 			Trigger: trigger, CreatedAt: created, ExpiresAt: created.Add(rt.pol.Rebalance.OrderTTL),
 			Phase: o.Phase, Account: o.Account, Instrument: o.Instrument, Side: string(o.Side),
 			Quantity: o.Quantity, Price: o.Price, Notional: o.Notional, Sleeve: o.Sleeve, Rule: string(o.Rule),

@@ -7,21 +7,27 @@ import (
 
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
+	"github.com/rebalancerd/rebalancerd/internal/targets"
 )
 
 // PolicyStatus is what the status endpoint shows of one policy.
 type PolicyStatus struct {
-	Policy        string    `json:"policy"`
-	Version       string    `json:"policy_version"`
-	File          string    `json:"file"`
-	Trigger       string    `json:"trigger"`
-	Schedule      string    `json:"schedule,omitempty"`
-	Destination   string    `json:"destination"`
-	LastEvaluated time.Time `json:"last_evaluated,omitzero"`
-	PricesAsOf    time.Time `json:"prices_as_of,omitzero"`
-	HoldingsAsOf  time.Time `json:"holdings_as_of,omitzero"`
-	TotalValue    string    `json:"total_value,omitempty"`
-	Breaching     []string  `json:"breaching"`
+	Policy  string `json:"policy"`
+	Version string `json:"policy_version"`
+	// EffectiveVersion is the version of the targets in effect (glide
+	// path and tilts applied), which order ids derive from; Targets says
+	// how they came about. Both are empty before the first evaluation.
+	EffectiveVersion string               `json:"effective_policy_version,omitempty"`
+	Targets          *targets.Explanation `json:"targets,omitempty"`
+	File             string               `json:"file"`
+	Trigger          string               `json:"trigger"`
+	Schedule         string               `json:"schedule,omitempty"`
+	Destination      string               `json:"destination"`
+	LastEvaluated    time.Time            `json:"last_evaluated,omitzero"`
+	PricesAsOf       time.Time            `json:"prices_as_of,omitzero"`
+	HoldingsAsOf     time.Time            `json:"holdings_as_of,omitzero"`
+	TotalValue       string               `json:"total_value,omitempty"`
+	Breaching        []string             `json:"breaching"`
 	// Blocked lists why the policy cannot be planned now; empty when it can.
 	Blocked       []Block         `json:"blocked"`
 	PendingOrders []*ledger.Order `json:"pending_orders"`
@@ -56,6 +62,9 @@ func (e *Engine) Status() Status {
 			Blocked: append([]Block{}, rt.blocked...), LastRebalance: rt.ledger.LastRebalance,
 			LastPlanID: rt.ledger.LastPlanID, CalendarDue: rt.due != nil, LastError: rt.lastError,
 			HoldingsAsOf: rt.ledger.AsOf,
+		}
+		if rt.eff != nil {
+			ps.EffectiveVersion, ps.Targets = rt.eff.Version, rt.explain
 		}
 		if rt.snapshot != nil {
 			ps.PricesAsOf = rt.snapshot.AsOf

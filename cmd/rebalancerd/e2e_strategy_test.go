@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rebalancerd/rebalancerd/internal/targets"
+)
+
+// TestTiltExpiryRebalances: a tactical tilt holds the stocks sleeve at 65%
+// until its last day; the daemon plans nothing while the tilted targets
+// are met, and on the first evaluation after that day it returns to the
+// strategic 60%: the tilt shows as expired and the drift it now measures
+// breaches the band, so the daemon publishes the orders the core plans on
+// the strategic targets.
+//
+// Prices VTI 130, BND 100: stocks 60 x 130 = 7800, bonds 35 x 100 = 3500,
+// cash 500, total 11800. Stocks 66.1%, bonds 29.7%, cash 4.2%. Tilted
+// targets 65/30/5 (the 5 points from bonds): stocks +1.1, within 5 points.
+// Strategic 60/35/5: stocks +6.1, out of band.
+func TestTiltExpiryRebalances(t *testing.T) {
+	pol := policyText("threshold", "") + `tilts:
+  - {sleeve: stocks, tilt: +5%, until: 2026-11-23, from: [bonds], reason: "overweight stocks into year end"}
+`
+	d := startDaemon(t, pol, monday0959, nil) // Monday 2026-11-23, the tilt's last day
+	w := d.watchOrders()
+
+	d.prices("VTI", "130", "BND", "100")
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		st := d.policyStatus()
+		if st.LastEvaluated.IsZero() || len(st.Blocked) > 0 || st.Targets == nil {
+			return fmt.Errorf("not evaluated or blocked: %+v", st.Blocked)
+		}
+		return nil
+	})
+	st := d.policyStatus()
+	if len(st.Targets.Active) != 1 || len(st.Targets.Expired) != 0 || st.EffectiveVersion == st.Version {
+		t.Fatalf("on its last day the tilt should apply: %+v (version %s, effective %s)", st.Targets, st.Version, st.EffectiveVersion)
+	}
+	if len(st.Breaching) != 0 || st.LastPlanID != "" {
+		t.Fatalf("tilted targets met, yet breaching %v, plan %q", st.Breaching, st.LastPlanID)
+	}
+
+	// The next day: fresh quotes at the same prices.
+	d.clock.Set(time.Date(2026, 11, 24, 14, 30, 0, 0, time.UTC))
+	at := d.clock.Now()
+	d.prices("VTI", "130", "BND", "100")
+	orders := w.waitOrders(t, 2)
+	st = d.policyStatus()
+	if st.Targets == nil || len(st.Targets.Active) != 0 || len(st.Targets.Expired) != 1 ||
+		!strings.Contains(st.Targets.Expired[0].Reason, "year end") || st.EffectiveVersion != st.Version {
+		t.Fatalf("after its last day the tilt should be expired: %+v (version %s, effective %s)", st.Targets, st.Version, st.EffectiveVersion)
+	}
+	// Without active tilts the effective policy is the file's: the core's
+	// plan on it is what the daemon must have published.
+	sameOrders(t, orders, expectedPlan(t, pol, at, "VTI", "130", "BND", "100"), "threshold")
+	for _, o := range orders {
+		if o.PolicyVersion != st.Version {
+			t.Errorf("order %s carries policy version %s, want %s", o.OrderID, o.PolicyVersion, st.Version)
+		}
+	}
+}
+
+// TestGlidePathFollowsTheDate: with a glide path the daemon plans on the
+// targets of the investor's age on the day of the evaluation: they, and
+// the policy version order ids derive from, change from one day to the
+// next without a reload.
+func TestGlidePathFollowsTheDate(t *testing.T) {
+	pol := policyText("threshold", "") + `investor: {birth_date: 1990-11-24}
+glide_path:
+  - age: 20
+    targets: {stocks: 80%, bonds: 15%, cash: 5%}
+  - age: 40
+    targets: {stocks: 60%, bonds: 35%, cash: 5%}
+`
+	d := startDaemon(t, pol, monday0959, nil) // 2026-11-23: 35 years and 364 days
+	glideOf := func() (*targets.GlideStep, string) {
+		var g *targets.GlideStep
+		var version string
+		checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+			st := d.policyStatus()
+			if st.Targets == nil || st.Targets.Glide == nil || st.Targets.Date != d.clock.Now().UTC().Format(time.DateOnly) {
+				return fmt.Errorf("no glide step for %s yet: %+v", d.clock.Now().UTC().Format(time.DateOnly), st.Targets)
+			}
+			g, version = st.Targets.Glide, st.EffectiveVersion
+			return nil
+		})
+		return g, version
+	}
+	d.prices("VTI", "100", "BND", "100")
+	g, v1 := glideOf()
+	if g.Years != 35 || g.Days != 364 || g.FromAge != 20 || g.ToAge != 40 {
+		t.Fatalf("glide step on 2026-11-23: %+v", g)
+	}
+	d.clock.Set(time.Date(2026, 11, 24, 14, 30, 0, 0, time.UTC)) // the 36th birthday
+	d.prices("VTI", "100", "BND", "100")
+	g, v2 := glideOf()
+	if g.Years != 36 || g.Days != 0 || v1 == v2 || v2 == "" {
+		t.Fatalf("glide step on 2026-11-24: %+v, versions %s then %s", g, v1, v2)
+	}
+}
