@@ -25,6 +25,14 @@ import (
 // and reports fills, but its forged order is refused and never stored; a
 // control request from anyone but the operator is refused.
 func TestLeastPrivilege(t *testing.T) {
+	for _, ha := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ha=%v", ha), func(t *testing.T) { testLeastPrivilege(t, ha) })
+	}
+}
+
+// testLeastPrivilege runs the scenario with one daemon, or with the daemon
+// in a high-availability group (lease and state in key-value buckets).
+func testLeastPrivilege(t *testing.T, ha bool) {
 	opts, err := server.ProcessConfigFile("../../configs/nats/permissions.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -43,6 +51,7 @@ func TestLeastPrivilege(t *testing.T) {
 	pol := policyText("threshold", "")
 	d := startDaemon(t, pol, monday0959, func(c *config.Config, _ *Main) {
 		c.NATS.URL, c.NATS.User, c.NATS.PasswordFile = url, "rebalancerd", pass
+		c.HA = config.HA{Enabled: ha, Instance: "test", LeaseTTL: 2 * time.Second}
 	})
 	dial := func(user string) *natsgo.Conn {
 		nc, err := natsgo.Connect(url, natsgo.UserInfo(user, "change-me-"+user))
@@ -91,6 +100,17 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	if n := streamCount(t, js, "rebalance.orders.>"); n != len(orders) {
 		t.Errorf("orders stream holds %d orders, want %d", n, len(orders))
+	}
+	if ha {
+		// Nor may it write the shared state or take the lease.
+		for _, subj := range []string{"$KV.REBALANCE_STATE.ledger.test-household", "$KV.REBALANCE_LEASE.planner"} {
+			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := js.Publish(pctx, subj, []byte(`{}`))
+			pcancel()
+			if err == nil {
+				t.Errorf("the executor wrote %s", subj)
+			}
+		}
 	}
 
 	// The executor's fills are applied.
