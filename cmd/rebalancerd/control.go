@@ -14,6 +14,7 @@ import (
 
 	"github.com/rebalancerd/rebalancerd/internal/engine"
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
 	"github.com/rebalancerd/rebalancerd/internal/state"
 )
@@ -105,32 +106,33 @@ func (m *Main) subscribeControl(token string) (*natsgo.Subscription, error) {
 func (m *Main) control(msg *natsgo.Msg, token string) events.ControlReply {
 	action := msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:]
 	reply := events.ControlReply{SchemaVersion: events.SchemaVersion}
-	fail := func(err error) events.ControlReply {
+	fail := func(reason string, err error) events.ControlReply {
 		reply.Error = err.Error()
 		if h := m.Engine.Halted(); h != nil {
 			reply.Halted, reply.Reason = true, h.Reason
 		}
-		m.Log.Warn("control request refused", zap.String("action", action), zap.Error(err))
+		m.Metrics.InputsRejected.WithLabelValues(metrics.InputControl, reason).Inc()
+		m.Log.Warn("control request refused", zap.String("action", action), zap.String("reason", reason), zap.Error(err))
 		return reply
 	}
 	var req events.ControlRequest
 	if len(msg.Data) > 64<<10 {
-		return fail(errors.New("request too large"))
+		return fail("too_large", errors.New("request too large"))
 	}
 	if err := json.Unmarshal(msg.Data, &req); err != nil {
-		return fail(fmt.Errorf("request is not JSON: %v", err))
+		return fail("malformed", fmt.Errorf("request is not JSON: %v", err))
 	}
 	if req.SchemaVersion != events.SchemaVersion {
-		return fail(fmt.Errorf("schema_version %d, want %d", req.SchemaVersion, events.SchemaVersion))
+		return fail("schema_version", fmt.Errorf("schema_version %d, want %d", req.SchemaVersion, events.SchemaVersion))
 	}
 	if token != "" && subtle.ConstantTimeCompare([]byte(req.Token), []byte(token)) != 1 {
-		return fail(errors.New("wrong or missing token"))
+		return fail("wrong_token", errors.New("wrong or missing token"))
 	}
 	var err error
 	switch action {
 	case events.ControlHalt:
 		if strings.TrimSpace(req.Reason) == "" {
-			return fail(errors.New("a halt needs a reason"))
+			return fail("missing_field", errors.New("a halt needs a reason"))
 		}
 		err = m.SetHalt(&engine.Halt{Reason: req.Reason, By: req.By, At: m.Clock.Now().UTC()})
 	case events.ControlRelease:
@@ -138,10 +140,10 @@ func (m *Main) control(msg *natsgo.Msg, token string) events.ControlReply {
 	case events.ControlRebalance:
 		err = m.Engine.RebalanceNow(req.Policy)
 	default:
-		return fail(fmt.Errorf("unknown action %q", action))
+		return fail("unknown_action", fmt.Errorf("unknown action %q", action))
 	}
 	if err != nil {
-		return fail(err)
+		return fail("refused", err)
 	}
 	m.Log.Warn("control request applied", zap.String("action", action), zap.String("by", req.By),
 		zap.String("reason", req.Reason), zap.String("policy", req.Policy))

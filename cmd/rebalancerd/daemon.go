@@ -168,7 +168,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("NATS: %w", err)
 	}
 	m.Bus, err = rnats.NewBus(ctx, m.Conn, rnats.StreamConfig{Prefix: cfg.NATS.Prefix, Replicas: cfg.NATS.Replicas,
-		MaxAge: cfg.NATS.MaxAge, Duplicates: cfg.NATS.Duplicates}, m.Log.Named("bus"))
+		MaxAge: cfg.NATS.MaxAge, Duplicates: cfg.NATS.Duplicates,
+		Rejected: func(reason string) { m.Metrics.InputsRejected.WithLabelValues(metrics.InputReport, reason).Inc() },
+	}, m.Log.Named("bus"))
 	if err != nil {
 		return fmt.Errorf("NATS streams: %w", err)
 	}
@@ -254,10 +256,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		defer m.wg.Done()
 		err := m.Bus.ConsumeReports(runCtx, func(r rnats.Report) error {
 			err := eng.HandleReport(engine.Report{Policy: r.Policy, Account: r.Account, Fill: r.Fill, Positions: r.Positions})
-			if errors.Is(err, engine.ErrPermanent) {
-				return fmt.Errorf("%w: %v", rnats.ErrMalformed, err)
-			}
-			return err
+			return reportError(err)
 		})
 		if err != nil && runCtx.Err() == nil {
 			m.Log.Error("report consumer stopped", zap.Error(err))
@@ -409,6 +408,9 @@ func (m *Main) apply(reason string, set []engine.Loaded, err error) error {
 	}
 	m.reloadMu.Unlock()
 	m.Metrics.ObserveReload(err == nil, now)
+	if err != nil {
+		m.Metrics.InputsRejected.WithLabelValues(metrics.InputPolicyFile, "invalid").Inc()
+	}
 	return err
 }
 
@@ -541,6 +543,11 @@ func (m *Main) feedMetrics(ctx context.Context) {
 			st := s.Status()
 			m.Metrics.FeedPolls.WithLabelValues(st.Name).Add(float64(st.Polls - last[i].Polls))
 			m.Metrics.FeedErrors.WithLabelValues(st.Name).Add(float64(st.Failures - last[i].Failures))
+			for reason, n := range st.Rejected {
+				if d := n - last[i].Rejected[reason]; d > 0 {
+					m.Metrics.InputsRejected.WithLabelValues(metrics.InputPrice, reason).Add(float64(d))
+				}
+			}
 			last[i] = st
 			if !st.LastSuccess.IsZero() {
 				m.Metrics.FeedLastSuccess.WithLabelValues(st.Name).Set(float64(st.LastSuccess.Unix()))
@@ -654,6 +661,23 @@ func (m *Main) close() error {
 		m.Server.WaitForShutdown()
 	}
 	return errors.Join(errs...)
+}
+
+// reportError tells the report consumer what to do with the engine's
+// answer: an error for good (with the reason counted in
+// rebalancerd_inputs_rejected_total) or one to retry later.
+func reportError(err error) error {
+	switch {
+	case errors.Is(err, engine.ErrUnknownPolicy):
+		return rnats.Reject("unknown_policy", err)
+	case errors.Is(err, engine.ErrInvalidFill):
+		return rnats.Reject("invalid_fill", err)
+	case errors.Is(err, engine.ErrInvalidPositions):
+		return rnats.Reject("invalid_positions", err)
+	case errors.Is(err, engine.ErrPermanent):
+		return rnats.Reject(rnats.ReportOther, err)
+	}
+	return err
 }
 
 // publisher adapts the bus to the engine.

@@ -1256,6 +1256,17 @@ type Report struct {
 // drop it (terminate the message) rather than retry.
 var ErrPermanent = errors.New("report cannot be applied")
 
+// Kinds of ErrPermanent, by the reason a report is refused.
+var (
+	// ErrUnknownPolicy: the report names a policy that is not loaded.
+	ErrUnknownPolicy = fmt.Errorf("%w: unknown policy", ErrPermanent)
+	// ErrInvalidFill: the ledger refuses the fill (an over-fill, a fill in
+	// another account than its order's, a negative quantity...).
+	ErrInvalidFill = fmt.Errorf("%w: invalid fill", ErrPermanent)
+	// ErrInvalidPositions: the positions snapshot cannot be a ledger.
+	ErrInvalidPositions = fmt.Errorf("%w: invalid positions", ErrPermanent)
+)
+
 // HandleReport applies a fill or a positions snapshot. It returns an error
 // wrapping ErrPermanent for a report that retrying cannot fix.
 func (e *Engine) HandleReport(r Report) error {
@@ -1264,7 +1275,7 @@ func (e *Engine) HandleReport(r Report) error {
 	defer e.mu.Unlock()
 	rt, ok := e.policies[r.Policy]
 	if !ok {
-		return fmt.Errorf("%w: no policy %q is loaded", ErrPermanent, r.Policy)
+		return fmt.Errorf("%w %q", ErrUnknownPolicy, r.Policy)
 	}
 	now := e.clk.Now()
 	switch {
@@ -1290,7 +1301,7 @@ func (e *Engine) HandleReport(r Report) error {
 			return nil
 		case err != nil:
 			e.log.Error("fill rejected", zap.String("policy", r.Policy), zap.Error(err))
-			return fmt.Errorf("%w: %v", ErrPermanent, err)
+			return fmt.Errorf("%w: %v", ErrInvalidFill, err)
 		}
 		e.log.Info("fill", zap.String("policy", r.Policy), zap.String("order_id", res.Order.OrderID),
 			zap.String("fill_id", r.Fill.FillID), zap.String("quantity", r.Fill.Quantity.String()),
@@ -1298,7 +1309,7 @@ func (e *Engine) HandleReport(r Report) error {
 	case r.Positions != nil:
 		accounts, err := ledger.FromPositions(r.Positions)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrPermanent, err)
+			return fmt.Errorf("%w: %v", ErrInvalidPositions, err)
 		}
 		// Newer than everything the ledger knows, fills included: an older
 		// snapshot delivered late would undo fills it does not contain.

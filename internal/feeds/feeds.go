@@ -16,7 +16,9 @@ package feeds
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 	"unicode"
@@ -76,6 +78,9 @@ type Status struct {
 	Failures uint64 `json:"failures"`
 	// Skipped counts the polls the open breaker skipped.
 	Skipped uint64 `json:"skipped"`
+	// Rejected counts the quotes and price messages refused, by reason
+	// (the Reject* constants); each also counts as a failure.
+	Rejected map[string]uint64 `json:"rejected,omitempty"`
 	// Dropped counts the messages a push source lost because it could not
 	// keep up (NATS slow consumer).
 	Dropped uint64 `json:"dropped"`
@@ -126,22 +131,71 @@ func checkSymbol(s string) error {
 	return nil
 }
 
+// Reasons a quote or a price message is rejected, as counted in
+// Status.Rejected and the rebalancerd_inputs_rejected_total metric.
+const (
+	RejectSymbol    = "bad_symbol"     // empty, too long, spaces or control characters
+	RejectPrice     = "bad_price"      // zero, negative or out of range
+	RejectNoTime    = "no_time"        // a quote without a time
+	RejectFuture    = "future_time"    // a time ahead of the clock
+	RejectMalformed = "malformed"      // a message that is not a price event
+	RejectSchema    = "schema_version" // a newer schema than this daemon reads
+)
+
+// rejection is an error carrying the reason an input was refused.
+type rejection struct {
+	reason string
+	err    error
+}
+
+func (r *rejection) Error() string { return r.err.Error() }
+func (r *rejection) Unwrap() error { return r.err }
+
+// reject wraps err with a reason.
+func reject(reason string, err error) error { return &rejection{reason: reason, err: err} }
+
+// RejectReason returns why err refused an input (one of the Reject*
+// constants), or "" when err is not such a refusal.
+func RejectReason(err error) string {
+	var r *rejection
+	if errors.As(err, &r) {
+		return r.reason
+	}
+	return ""
+}
+
+// countRejection adds err's reason, if any, to s.Rejected.
+func (s *Status) countRejection(err error) {
+	if r := RejectReason(err); r != "" {
+		if s.Rejected == nil {
+			s.Rejected = map[string]uint64{}
+		}
+		s.Rejected[r]++
+	}
+}
+
+// clone returns s with its own copy of the Rejected map.
+func (s Status) clone() Status {
+	s.Rejected = maps.Clone(s.Rejected)
+	return s
+}
+
 // checkQuote checks a quote a source is about to deliver: a valid symbol, a
 // positive price and a time that is set and not more than skew ahead of
 // now.
 func checkQuote(q Quote, now time.Time, skew time.Duration) error {
 	if err := checkSymbol(q.Symbol); err != nil {
-		return err
+		return reject(RejectSymbol, err)
 	}
 	if err := checkPrice(q.Price); err != nil {
-		return fmt.Errorf("%s: %w", q.Symbol, err)
+		return reject(RejectPrice, fmt.Errorf("%s: %w", q.Symbol, err))
 	}
 	if q.At.IsZero() {
-		return fmt.Errorf("%s: quote has no time", q.Symbol)
+		return reject(RejectNoTime, fmt.Errorf("%s: quote has no time", q.Symbol))
 	}
 	if ahead := q.At.Sub(now); ahead > skew {
-		return fmt.Errorf("%s: quote time %s is %s ahead of the clock (more than %s)",
-			q.Symbol, q.At.Format(time.RFC3339), ahead.Round(time.Second), skew)
+		return reject(RejectFuture, fmt.Errorf("%s: quote time %s is %s ahead of the clock (more than %s)",
+			q.Symbol, q.At.Format(time.RFC3339), ahead.Round(time.Second), skew))
 	}
 	return nil
 }

@@ -68,7 +68,7 @@ func (f *NATSFeed) Name() string { return f.name }
 func (f *NATSFeed) Status() Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.status
+	return f.status.clone()
 }
 
 // Run subscribes to the subject and delivers each valid price, as a batch
@@ -104,6 +104,7 @@ func (f *NATSFeed) Run(ctx context.Context, sink func([]Quote)) error {
 			f.status.Polls++
 			if err != nil {
 				f.status.Failures++
+				f.status.countRejection(err)
 				f.status.ConsecutiveFailures++
 				f.status.LastError = err.Error()
 				f.status.LastErrorAt = now
@@ -135,10 +136,10 @@ func (f *NATSFeed) decode(m *nats.Msg) (Quote, error) {
 	var p events.Price
 	if err := json.Unmarshal(m.Data, &p); err != nil {
 		// Not %w: decoding errors quote the input, which may be long.
-		return Quote{}, fmt.Errorf("message on %s is not a price: %s", m.Subject, truncate(err.Error(), 200))
+		return Quote{}, reject(RejectMalformed, fmt.Errorf("message on %s is not a price: %s", m.Subject, truncate(err.Error(), 200)))
 	}
 	if p.SchemaVersion > events.SchemaVersion {
-		return Quote{}, fmt.Errorf("message on %s has schema_version %d, newer than %d", m.Subject, p.SchemaVersion, events.SchemaVersion)
+		return Quote{}, reject(RejectSchema, fmt.Errorf("message on %s has schema_version %d, newer than %d", m.Subject, p.SchemaVersion, events.SchemaVersion))
 	}
 	q := Quote{Symbol: p.Symbol, Price: p.Price, At: p.At.UTC(), Source: f.name}
 	if err := checkQuote(q, f.clock(), MaxClockSkew); err != nil {

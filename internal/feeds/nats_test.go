@@ -2,6 +2,7 @@ package feeds
 
 import (
 	"encoding/json"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,9 @@ func TestNATSFeed(t *testing.T) {
 	if st.Name != "bus" || st.Kind != "nats" || st.Failures != 4 || st.ConsecutiveFailures != 0 ||
 		!st.LastSuccess.Equal(clock.Now()) || !st.LastErrorAt.Equal(clock.Now()) {
 		t.Errorf("status %+v", st)
+	}
+	if want := map[string]uint64{RejectMalformed: 1, RejectPrice: 1, RejectSchema: 1, RejectFuture: 1}; !maps.Equal(st.Rejected, want) {
+		t.Errorf("Rejected = %v, want %v", st.Rejected, want)
 	}
 	if !strings.Contains(st.LastError, "message on rebalance.prices.BND: BND: quote time 2026-11-20T22:00:00Z is 59m0s ahead") {
 		t.Errorf("LastError = %q", st.LastError)

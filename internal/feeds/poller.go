@@ -155,7 +155,7 @@ func (p *Poller) Name() string { return p.name }
 func (p *Poller) Status() Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.status
+	return p.status.clone()
 }
 
 // Run polls until ctx ends, delivering each good batch to sink, and then
@@ -219,6 +219,7 @@ func (p *Poller) tick(ctx context.Context, sink func([]Quote)) {
 		return
 	}
 	p.status.Failures++
+	p.status.countRejection(err)
 	p.status.ConsecutiveFailures++
 	p.status.LastError = err.Error()
 	p.status.LastErrorAt = now

@@ -300,12 +300,13 @@ func TestPollerBadBatches(t *testing.T) {
 		name   string
 		quotes []Quote
 		want   string
+		reason string // counted in Status.Rejected
 	}{
-		{"empty", nil, "no quotes"},
-		{"zero price", []Quote{{Symbol: "VTI", Price: dec("0"), At: t0}}, "VTI: price must be positive, got 0"},
-		{"no time", []Quote{{Symbol: "VTI", Price: dec("1")}}, "VTI: quote has no time"},
-		{"no symbol", []Quote{{Price: dec("1"), At: t0}}, "symbol is empty"},
-		{"future", []Quote{{Symbol: "VTI", Price: dec("1"), At: t0.Add(MaxClockSkew + time.Second)}}, "VTI: quote time 2026-11-20T21:01:01Z is 1m1s ahead of the clock"},
+		{"empty", nil, "no quotes", ""},
+		{"zero price", []Quote{{Symbol: "VTI", Price: dec("0"), At: t0}}, "VTI: price must be positive, got 0", RejectPrice},
+		{"no time", []Quote{{Symbol: "VTI", Price: dec("1")}}, "VTI: quote has no time", RejectNoTime},
+		{"no symbol", []Quote{{Price: dec("1"), At: t0}}, "symbol is empty", RejectSymbol},
+		{"future", []Quote{{Symbol: "VTI", Price: dec("1"), At: t0.Add(MaxClockSkew + time.Second)}}, "VTI: quote time 2026-11-20T21:01:01Z is 1m1s ahead of the clock", RejectFuture},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -316,8 +317,12 @@ func TestPollerBadBatches(t *testing.T) {
 			stop := runSource(t, p, func([]Quote) { t.Error("sink called") })
 			checkFor(t, 5*time.Second, "a failed poll", func() bool { return p.Status().Failures >= 1 })
 			_ = stop()
-			if st := p.Status(); !strings.Contains(st.LastError, tt.want) {
+			st := p.Status()
+			if !strings.Contains(st.LastError, tt.want) {
 				t.Errorf("LastError = %q, want %q", st.LastError, tt.want)
+			}
+			if tt.reason == "" && len(st.Rejected) > 0 || tt.reason != "" && st.Rejected[tt.reason] != st.Failures {
+				t.Errorf("Rejected = %v after %d failures, want them all as %q", st.Rejected, st.Failures, tt.reason)
 			}
 		})
 	}

@@ -38,6 +38,7 @@ const (
 	LabelReason  = "reason"
 	LabelResult  = "result"
 	LabelRule    = "rule"
+	LabelInput   = "input"
 )
 
 // Reasons that block planning for a policy: the values of the reason label of
@@ -144,6 +145,12 @@ type Metrics struct {
 	// feed's circuit breaker is open and polls are skipped, else 0.
 	FeedBreakerOpen *prometheus.GaugeVec
 
+	// InputsRejected is rebalancerd_inputs_rejected_total{input,reason}:
+	// inputs refused, by kind (Input* constants) and reason (bad_price,
+	// future_time, malformed, schema_version, missing_field,
+	// unknown_policy, invalid_fill, wrong_token...).
+	InputsRejected *prometheus.CounterVec
+
 	// ReloadSuccess is rebalancerd_config_last_reload_successful: 1 if the
 	// last configuration reload succeeded, else 0 (as Prometheus's own
 	// prometheus_config_last_reload_successful). Set it with ObserveReload.
@@ -227,6 +234,10 @@ func New() *Metrics {
 			"1 while the feed's circuit breaker is open and polls are skipped, else 0.",
 			LabelFeed),
 
+		InputsRejected: counterVec("inputs_rejected_total",
+			"Inputs refused, by kind (price, report, control, policy_file) and reason.",
+			LabelInput, LabelReason),
+
 		ReloadSuccess: gauge("config_last_reload_successful",
 			"Whether the last configuration reload attempt was successful."),
 		ReloadTimestamp: gauge("config_last_reload_success_timestamp_seconds",
@@ -256,7 +267,7 @@ func New() *Metrics {
 		m.SleeveWeight, m.SleeveTarget, m.SleeveDeviation, m.SleeveBreach,
 		m.Evaluations, m.Rebalances, m.OrdersPublished, m.PublishErrors, m.PlansRejected, m.PendingOrders,
 		m.PlanningBlocked, m.PriceAge,
-		m.FeedPolls, m.FeedErrors, m.FeedLastSuccess, m.FeedBreakerOpen,
+		m.FeedPolls, m.FeedErrors, m.FeedLastSuccess, m.FeedBreakerOpen, m.InputsRejected,
 		m.ReloadSuccess, m.ReloadTimestamp, m.Reloads, m.PoliciesLoaded, m.NATSConnected,
 		m.EvaluationSeconds, m.TriggerLatency,
 	)
@@ -267,6 +278,14 @@ func New() *Metrics {
 	m.Reloads.WithLabelValues(ReloadResultFailure)
 	return m
 }
+
+// Kinds of input of InputsRejected.
+const (
+	InputPrice      = "price"       // a quote of a feed or a price message
+	InputReport     = "report"      // a fill or positions message
+	InputControl    = "control"     // a kill-switch or manual-rebalance request
+	InputPolicyFile = "policy_file" // a policy or holdings file at reload
+)
 
 // Registry returns the private registry holding every metric: the Gatherer
 // for the /metrics endpoint.

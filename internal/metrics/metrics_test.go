@@ -36,6 +36,7 @@ func populate(t *testing.T, m *Metrics, policy, feed string) {
 	m.FeedErrors.WithLabelValues(feed).Add(1)
 	m.FeedLastSuccess.WithLabelValues(feed).Set(1.7e9)
 	m.FeedBreakerOpen.WithLabelValues(feed).Set(0)
+	m.InputsRejected.WithLabelValues(InputPrice, "bad_price").Add(2)
 	m.PoliciesLoaded.Set(2)
 	m.NATSConnected.Set(1)
 	m.EvaluationSeconds.Observe(0.0003)
@@ -92,6 +93,9 @@ rebalancerd_feed_last_success_timestamp_seconds{feed="stooq"} 1.7e+09
 # HELP rebalancerd_feed_polls_total Price feed polls attempted.
 # TYPE rebalancerd_feed_polls_total counter
 rebalancerd_feed_polls_total{feed="stooq"} 10
+# HELP rebalancerd_inputs_rejected_total Inputs refused, by kind (price, report, control, policy_file) and reason.
+# TYPE rebalancerd_inputs_rejected_total counter
+rebalancerd_inputs_rejected_total{input="price",reason="bad_price"} 2
 # HELP rebalancerd_nats_connected 1 while connected to NATS, else 0.
 # TYPE rebalancerd_nats_connected gauge
 rebalancerd_nats_connected 1

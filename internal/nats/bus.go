@@ -67,6 +67,10 @@ type StreamConfig struct {
 	// MaxInFlight bounds the publishes of one call awaiting their ack;
 	// default 256.
 	MaxInFlight int
+
+	// Rejected, when set, is called with the reason (Report* constants, or
+	// a handler's own) of each report refused for good, for metrics.
+	Rejected func(reason string)
 }
 
 // withDefaults returns cfg with defaults applied, or an error for a

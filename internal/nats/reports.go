@@ -133,6 +133,9 @@ func (b *Bus) handleReport(ctx context.Context, msg jetstream.Msg, handle func(R
 	fields := []zap.Field{zap.String("subject", r.Subject), zap.Uint64("seq", r.Sequence), zap.Uint64("delivered", r.Delivered)}
 	switch {
 	case errors.Is(err, ErrMalformed):
+		if b.cfg.Rejected != nil {
+			b.cfg.Rejected(RejectReason(err))
+		}
 		b.log.Error("report rejected; terminating it (it will not be redelivered)",
 			append(fields, zap.Error(err), zap.ByteString("data", truncate(msg.Data(), 512)))...)
 		if terr := msg.TermWithReason(truncateString(err.Error(), 256)); terr != nil {
@@ -163,6 +166,43 @@ func (b *Bus) nakDelay(delivered uint64) time.Duration {
 	return min(d, b.cfg.MaxNakDelay)
 }
 
+// Reasons a report is rejected, passed to StreamConfig.Rejected.
+const (
+	ReportNotJSON       = "malformed"      // not JSON, or wrong JSON types
+	ReportSchema        = "schema_version" // a schema version this daemon does not read
+	ReportMissingField  = "missing_field"  // fill_id, order_id, as_of or accounts missing
+	ReportUnknownStatus = "unknown_status" // a fill status other than partial, filled, cancelled
+	ReportBadSubject    = "bad_subject"    // a subject outside the fills and positions layout
+	ReportOther         = "other"          // rejected without a reason
+)
+
+// RejectedReport is a report refused for good, with the reason. It
+// matches ErrMalformed.
+type RejectedReport struct {
+	Reason string
+	Err    error
+}
+
+// Error returns the reason's error, marked as a malformed report.
+func (e *RejectedReport) Error() string { return ErrMalformed.Error() + ": " + e.Err.Error() }
+
+// Unwrap returns ErrMalformed and the cause.
+func (e *RejectedReport) Unwrap() []error { return []error{ErrMalformed, e.Err} }
+
+// Reject marks err as the reason to refuse a report for good. Handlers
+// passed to ConsumeReports may return it with a reason of their own.
+func Reject(reason string, err error) error { return &RejectedReport{Reason: reason, Err: err} }
+
+// RejectReason returns the reason of a refused report: the one given to
+// Reject, or ReportOther.
+func RejectReason(err error) string {
+	var r *RejectedReport
+	if errors.As(err, &r) && r.Reason != "" {
+		return r.Reason
+	}
+	return ReportOther
+}
+
 // parseReport decodes a message of the reports stream by its subject:
 // <prefix>.fills.<policy>.<account> or <prefix>.positions.<policy>. Errors
 // wrap ErrMalformed.
@@ -170,7 +210,7 @@ func parseReport(prefix, subject string, data []byte) (Report, error) {
 	r := Report{Subject: subject}
 	rest, ok := strings.CutPrefix(subject, prefix+".")
 	if !ok {
-		return r, fmt.Errorf("%w: subject %s is not under %s", ErrMalformed, subject, prefix)
+		return r, Reject(ReportBadSubject, fmt.Errorf("subject %s is not under %s", subject, prefix))
 	}
 	toks := strings.Split(rest, ".")
 	switch {
@@ -181,11 +221,11 @@ func parseReport(prefix, subject string, data []byte) (Report, error) {
 		}
 		switch {
 		case f.FillID == "":
-			return r, fmt.Errorf("%w: fill without fill_id", ErrMalformed)
+			return r, Reject(ReportMissingField, errors.New("fill without fill_id"))
 		case f.OrderID == "":
-			return r, fmt.Errorf("%w: fill %s without order_id", ErrMalformed, f.FillID)
+			return r, Reject(ReportMissingField, fmt.Errorf("fill %s without order_id", f.FillID))
 		case f.Status != events.FillPartial && f.Status != events.FillFilled && f.Status != events.FillCancelled:
-			return r, fmt.Errorf("%w: fill %s: unknown status %q", ErrMalformed, f.FillID, f.Status)
+			return r, Reject(ReportUnknownStatus, fmt.Errorf("fill %s: unknown status %q", f.FillID, f.Status))
 		}
 		r.Policy, r.Account, r.Fill = toks[1], toks[2], &f
 	case toks[0] == "positions" && len(toks) == 2:
@@ -195,14 +235,14 @@ func parseReport(prefix, subject string, data []byte) (Report, error) {
 		}
 		switch {
 		case p.AsOf.IsZero():
-			return r, fmt.Errorf("%w: positions without as_of", ErrMalformed)
+			return r, Reject(ReportMissingField, errors.New("positions without as_of"))
 		case len(p.Accounts) == 0:
-			return r, fmt.Errorf("%w: positions without accounts", ErrMalformed)
+			return r, Reject(ReportMissingField, errors.New("positions without accounts"))
 		}
 		r.Policy, r.Positions = toks[1], &p
 	default:
-		return r, fmt.Errorf("%w: unknown subject shape %s (want %s.fills.<policy>.<account> or %s.positions.<policy>)",
-			ErrMalformed, subject, prefix, prefix)
+		return r, Reject(ReportBadSubject, fmt.Errorf("unknown subject shape %s (want %s.fills.<policy>.<account> or %s.positions.<policy>)",
+			subject, prefix, prefix))
 	}
 	return r, nil
 }
@@ -211,10 +251,10 @@ func parseReport(prefix, subject string, data []byte) (Report, error) {
 // schema version it decoded into version.
 func decodeReport(data []byte, v any, version *int) error {
 	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%w: %w", ErrMalformed, err)
+		return Reject(ReportNotJSON, err)
 	}
 	if *version != events.SchemaVersion {
-		return fmt.Errorf("%w: schema_version %d, want %d", ErrMalformed, *version, events.SchemaVersion)
+		return Reject(ReportSchema, fmt.Errorf("schema_version %d, want %d", *version, events.SchemaVersion))
 	}
 	return nil
 }

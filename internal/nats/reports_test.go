@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -220,7 +221,15 @@ func TestConsumeReportsRedeliversOnHandlerError(t *testing.T) {
 func TestConsumeReportsTerminatesMalformed(t *testing.T) {
 	ts := newTestServer(t)
 	nc := connect(t, ts.url())
-	b := newBus(t, nc, fastConfig())
+	cfg := fastConfig()
+	var reasonsMu sync.Mutex
+	reasons := map[string]int{}
+	cfg.Rejected = func(reason string) {
+		reasonsMu.Lock()
+		reasons[reason]++
+		reasonsMu.Unlock()
+	}
+	b := newBus(t, nc, cfg)
 
 	// Count the server's termination advisories.
 	var mu sync.Mutex
@@ -244,10 +253,14 @@ func TestConsumeReportsTerminatesMalformed(t *testing.T) {
 		{"rebalance.fills.smith-family.taxable", `{"schema_version":1,"order_id":"o4","status":"filled"}`},
 		{"rebalance.positions.smith-family", `{"schema_version":1,"as_of":"2026-03-02T16:00:00Z","accounts":{}}`},
 		{"rebalance.fills.smith-family.taxable", string(fillJSON(t, "rejected-by-handler", "o5"))},
+		{"rebalance.fills.smith-family.taxable", string(fillJSON(t, "rejected-without-reason", "o6"))},
 	}
 	c := startConsumer(t, b, func(r Report) error {
-		if r.Fill != nil && r.Fill.FillID == "rejected-by-handler" {
-			return fmt.Errorf("fill for an unknown order: %w", ErrMalformed)
+		switch {
+		case r.Fill != nil && r.Fill.FillID == "rejected-by-handler":
+			return Reject("unknown_order", errors.New("fill for an unknown order"))
+		case r.Fill != nil && r.Fill.FillID == "rejected-without-reason":
+			return fmt.Errorf("over-fill: %w", ErrMalformed)
 		}
 		return nil
 	})
@@ -256,9 +269,9 @@ func TestConsumeReportsTerminatesMalformed(t *testing.T) {
 	}
 	publish(t, nc, "rebalance.fills.smith-family.taxable", fillJSON(t, "good", "o6"))
 
-	got := c.waitFor(t, 2)
-	if len(got) != 2 || got[0].Fill.FillID != "rejected-by-handler" || got[1].Fill.FillID != "good" {
-		t.Fatalf("handler saw %+v; want only the two well-formed fills", got)
+	got := c.waitFor(t, 3)
+	if len(got) != 3 || got[0].Fill.FillID != "rejected-by-handler" || got[2].Fill.FillID != "good" {
+		t.Fatalf("handler saw %+v; want only the three well-formed fills", got)
 	}
 	waitAllAcked(t, nc, uint64(len(bad)+1), 0)
 	checkFor(t, 5*time.Second, func() error {
@@ -269,8 +282,15 @@ func TestConsumeReportsTerminatesMalformed(t *testing.T) {
 		}
 		return nil
 	})
-	if n := len(c.seen()); n != 2 {
-		t.Errorf("handler called %d times; want 2", n)
+	if n := len(c.seen()); n != 3 {
+		t.Errorf("handler called %d times; want 3", n)
+	}
+	want := map[string]int{ReportNotJSON: 1, ReportSchema: 1, ReportBadSubject: 2, ReportMissingField: 2,
+		"unknown_order": 1, ReportOther: 1}
+	reasonsMu.Lock()
+	defer reasonsMu.Unlock()
+	if !maps.Equal(reasons, want) {
+		t.Errorf("rejection reasons %v, want %v", reasons, want)
 	}
 }
 
