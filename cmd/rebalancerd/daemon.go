@@ -194,7 +194,12 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.WrapPublisher != nil {
 		pub = m.WrapPublisher(pub)
 	}
+	auxDir := filepath.Join(cfg.StateDir, "correlation")
+	if err := os.MkdirAll(auxDir, 0o700); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
 	eng := engine.New(engine.Options{Clock: m.Clock, Publisher: pub, Store: engStore, MayPublish: mayPublish,
+		Aux:     auxStore{auxDir},
 		Metrics: m.Metrics, Log: m.Log.Named("engine"), OnPublished: m.OnPublished, ShutdownGrace: m.ShutdownGrace,
 		DedupeWindow: cfg.NATS.Duplicates, Retention: m.Retention})
 	m.Engine = eng
@@ -692,6 +697,24 @@ func (p publisher) PublishOrders(ctx context.Context, orders []events.Order) err
 // PublishPlan publishes the plan event and waits for its ack.
 func (p publisher) PublishPlan(ctx context.Context, pl events.Plan) error {
 	return p.b.PublishPlan(ctx, pl)
+}
+
+// PublishAlert publishes an alert and waits for its ack.
+func (p publisher) PublishAlert(ctx context.Context, a events.Alert) error {
+	return p.b.PublishAlert(ctx, a)
+}
+
+// auxStore keeps the engine's other data as JSON files in a directory.
+type auxStore struct{ dir string }
+
+// ReadJSON reads dir/name.json.
+func (s auxStore) ReadJSON(name string, v any) (bool, error) {
+	return state.ReadJSON(filepath.Join(s.dir, name+".json"), v)
+}
+
+// WriteJSON replaces dir/name.json durably.
+func (s auxStore) WriteJSON(name string, v any) error {
+	return state.WriteJSON(filepath.Join(s.dir, name+".json"), v)
 }
 
 // PublishDrift publishes a drift event (core NATS).

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
 )
 
@@ -99,5 +104,87 @@ glide_path:
 	g, v2 := glideOf()
 	if g.Years != 36 || g.Days != 0 || v1 == v2 || v2 == "" {
 		t.Fatalf("glide step on 2026-11-24: %+v, versions %s then %s", g, v1, v2)
+	}
+}
+
+// TestCorrelationAlert: prices that move together raise a correlation
+// alert on the alerts subject once the correlation has stayed above the
+// threshold for the policy's `for`; prices that then move apart clear it.
+// One interval is one minute of the fake clock.
+func TestCorrelationAlert(t *testing.T) {
+	pol := policyText("threshold", "") + `correlation:
+  window: 25m
+  interval: 1m
+  threshold: 0.8
+  clear_below: 0.6
+  for: 5m
+  pairs: [[stocks, bonds]]
+`
+	d := startDaemon(t, pol, monday0959, nil)
+	alerts := make(chan events.Alert, 16)
+	sub, err := d.client().Subscribe("rebalance.alerts.>", func(m *natsgo.Msg) {
+		var a events.Alert
+		if err := json.Unmarshal(m.Data, &a); err != nil {
+			t.Errorf("bad alert: %v", err)
+			return
+		}
+		alerts <- a
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+
+	// A deterministic walk: VTI's return each minute is r, BND's is r/2
+	// (together) or -r/2 (apart), with r alternating in sign and size so
+	// that prices stay near 100 and the drift within its bands.
+	vti, bnd := decimal.NewFromInt(100), decimal.NewFromInt(100)
+	steps := []string{"0.004", "-0.003", "0.005", "-0.006", "0.002", "-0.001", "0.003", "-0.004"}
+	step := 0
+	waitFor := func(kind string, together bool, maxSteps int) events.Alert {
+		t.Helper()
+		for ; maxSteps > 0; maxSteps-- {
+			r := decimal.RequireFromString(steps[step%len(steps)])
+			step++
+			half := r.Div(decimal.NewFromInt(2))
+			if !together {
+				half = half.Neg()
+			}
+			vti = vti.Mul(decimal.NewFromInt(1).Add(r)).Round(4)
+			bnd = bnd.Mul(decimal.NewFromInt(1).Add(half)).Round(4)
+			d.clock.Advance(time.Minute)
+			d.prices("VTI", vti.String(), "BND", bnd.String())
+			select {
+			case a := <-alerts:
+				if a.Kind != kind {
+					t.Fatalf("alert %s at step %d, want %s", a.Kind, step, kind)
+				}
+				return a
+			case <-time.After(20 * time.Millisecond): // the evaluation is on the engine's tick: poll again
+			}
+		}
+		t.Fatalf("no %s alert after %d steps", kind, step)
+		return events.Alert{}
+	}
+	high := waitFor(events.AlertCorrelationHigh, true, 80)
+	if len(high.Sleeves) != 2 || high.Sleeves[0] != "stocks" || high.Sleeves[1] != "bonds" ||
+		!high.Correlation.GreaterThan(decimal.RequireFromString("0.8")) || high.Returns < 20 || high.Policy != "test-household" {
+		t.Errorf("high alert: %+v", high)
+	}
+	// Not before 20 returns and 5 minutes above the threshold.
+	if step < 25 {
+		t.Errorf("raised at step %d: before 20 returns plus `for`", step)
+	}
+	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if _, body := d.httpGet("/metrics"); !strings.Contains(body, `rebalancerd_correlation_alert{pair="stocks~bonds",policy="test-household"} 1`) {
+			return fmt.Errorf("alert gauge not 1")
+		}
+		return nil
+	})
+	t.Logf("correlation_high at step %d: %s over %d returns", step, high.Correlation, high.Returns)
+	normal := waitFor(events.AlertCorrelationNormal, false, 80)
+	t.Logf("correlation_normal at step %d: %s", step, normal.Correlation)
+	if !normal.Correlation.LessThan(decimal.RequireFromString("0.6")) || !normal.Since.Equal(high.Since) {
+		t.Errorf("normal alert: %+v (high since %v)", normal, high.Since)
 	}
 }

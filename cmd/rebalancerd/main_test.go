@@ -29,6 +29,25 @@ func run(t *testing.T, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
+// planGolden runs `plan` with args, as text and as JSON, and compares
+// each with its golden file (name.txt, name.json).
+func planGolden(t *testing.T, args []string, name string) (text, jsonText string) {
+	t.Helper()
+	for _, f := range []struct {
+		extra []string
+		out   *string
+		file  string
+	}{{nil, &text, name + ".txt"}, {[]string{"-json"}, &jsonText, name + ".json"}} {
+		code, out, errOut := run(t, append(args, f.extra...)...)
+		if code != exitOK {
+			t.Fatalf("plan %v: exit %d: %s", f.extra, code, errOut)
+		}
+		golden(t, f.file, out)
+		*f.out = out
+	}
+	return text, jsonText
+}
+
 func golden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
@@ -187,11 +206,7 @@ const (
 // (worked out by hand in internal/targets TestGlideExample).
 func TestPlanGlidePath(t *testing.T) {
 	base := []string{"plan", "-policy", glidePolicy, "-holdings", glideHoldings, "-prices", glidePrices, "-at", "2026-11-20T21:00:00Z"}
-	code, out, errOut := run(t, base...)
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	golden(t, "glidepath.plan.txt", out)
+	out, outJSON := planGolden(t, base, "glidepath.plan")
 	for _, want := range []string{
 		"targets for 2026-11-20: glide path between the rows of age 35 (line 35) and age 50 (line 41), 10.37% of the way",
 		"tilt active: crypto +2.00% until 2027-03-31 (from equities, bonds): post-halving momentum",
@@ -201,11 +216,6 @@ func TestPlanGlidePath(t *testing.T) {
 		}
 	}
 
-	code, out, errOut = run(t, append(base, "-json")...)
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	golden(t, "glidepath.plan.json", out)
 	var doc struct {
 		PolicyVersion string `json:"policy_version"`
 		Sleeves       []struct{ Sleeve, Target string }
@@ -220,7 +230,7 @@ func TestPlanGlidePath(t *testing.T) {
 			Expired []json.RawMessage                               `json:"expired_tilts"`
 		} `json:"strategy"`
 	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+	if err := json.Unmarshal([]byte(outJSON), &doc); err != nil {
 		t.Fatal(err)
 	}
 	s := doc.Strategy
@@ -241,6 +251,51 @@ func TestPlanGlidePath(t *testing.T) {
 	if code != exitOK || !strings.Contains(later, "tilt expired: crypto +2.00% ended 2027-03-31: post-halving momentum") ||
 		strings.Contains(later, "tilt active") || strings.Contains(later, doc.PolicyVersion) {
 		t.Errorf("2027-04-01: exit %d\n%s", code, later)
+	}
+}
+
+// TestPlanTax plans the tax example (configs/examples/tax.yaml, worked
+// out in its comments): the text and JSON show each sell's lots, the
+// gains, the lot held back and the harvest.
+func TestPlanTax(t *testing.T) {
+	base := []string{"plan", "-policy", "../../configs/examples/tax.yaml", "-holdings", "../../configs/examples/lots-holdings.yaml",
+		"-prices", "../../configs/examples/tax-prices.yaml", "-at", "2026-11-20T21:00:00Z"}
+	out, outJSON := planGolden(t, base, "tax.plan")
+	for _, want := range []string{
+		"long-term gains 192.00, losses 1970.00; net -1778.00 USD",
+		"held back: taxable 20 VXUS: 20 of 50 not sold: 20 waits until 2026-11-26",
+		"taxable  sell  200       BND         72.15    14430.00  bonds             harvest",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+
+	var doc struct {
+		Orders []struct {
+			Instrument, Rule string
+			Lots             []struct{ Lot int }
+		}
+		Tax *struct {
+			TradeDate string `json:"trade_date"`
+			Net       string
+			Gains     struct {
+				LongTermLosses string `json:"long_term_losses"`
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(outJSON), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Tax == nil || doc.Tax.TradeDate != "2026-11-20" || doc.Tax.Net != "-1778" || doc.Tax.Gains.LongTermLosses != "1970" {
+		t.Errorf("tax = %+v", doc.Tax)
+	}
+	lots := 0
+	for _, o := range doc.Orders {
+		lots += len(o.Lots)
+	}
+	if lots != 2 {
+		t.Errorf("%d lots in the orders, want 2 (VXUS and the harvested BND)", lots)
 	}
 }
 

@@ -182,8 +182,65 @@ func writeText(w io.Writer, p *plan.Plan, ex *targets.Explanation) error {
 			return err
 		}
 	}
+	if p.Tax != nil {
+		if err := writeTax(w, p); err != nil {
+			return err
+		}
+	}
 	for _, u := range p.Unresolved {
+		if u.Sleeve == "" {
+			fmt.Fprintf(w, "unresolved: %s\n", u.Reason)
+			continue
+		}
 		fmt.Fprintf(w, "unresolved: %s stays at %s: %s\n", u.Sleeve, pct(u.WeightAfter), u.Reason)
+	}
+	return nil
+}
+
+// writeTax prints the tax side of a tax-aware plan: the lots each sell in
+// a taxable account sells, the estimated gains, and what the tax rules
+// kept out of the plan. Amounts are rounded to cents for display.
+func writeTax(w io.Writer, p *plan.Plan) error {
+	t := p.Tax
+	fmt.Fprintf(w, "\ntax, trade date %s: short-term gains %s, losses %s; long-term gains %s, losses %s; net %s %s\n",
+		t.TradeDate, t.Gains.ShortTermGains.StringFixed(2), t.Gains.ShortTermLosses.StringFixed(2),
+		t.Gains.LongTermGains.StringFixed(2), t.Gains.LongTermLosses.StringFixed(2), t.Net.StringFixed(2), p.Currency)
+	if len(t.BasisUnknown) > 0 {
+		fmt.Fprintf(w, "gains incomplete: no lots, so no cost basis, for the sells of %s\n", strings.Join(t.BasisUnknown, ", "))
+	}
+	var lots bool
+	for _, o := range p.Orders {
+		lots = lots || len(o.Lots) > 0
+	}
+	if lots {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ORDER ID\tLOT\tACQUIRED\tQUANTITY\tCOST BASIS\tPROCEEDS\tGAIN\tTERM")
+		for _, o := range p.Orders {
+			for _, s := range o.Lots {
+				term := "short"
+				if s.LongTerm {
+					term = "long"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, s.Lot+1, s.Acquired, s.Quantity,
+					s.Basis.StringFixed(2), s.Proceeds.StringFixed(2), s.Gain.StringFixed(2), term)
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, h := range t.HeldBack {
+		fmt.Fprintf(w, "held back: %s %s %s: %s\n", h.Account, h.Quantity, h.Instrument, h.Reason)
+	}
+	for _, k := range t.WashSale {
+		moved := "no other instrument of the sleeve takes its share"
+		if len(k.MovedTo) > 0 {
+			moved = "its share goes to " + strings.Join(k.MovedTo, ", ")
+		}
+		fmt.Fprintf(w, "not bought: %s (%s): %s; %s\n", k.Instrument, k.Sleeve, k.Reason, moved)
+	}
+	for _, n := range t.NotRelocated {
+		fmt.Fprintf(w, "not relocated: %s: %s\n", n.Instrument, n.Reason)
 	}
 	return nil
 }

@@ -101,6 +101,9 @@ type Options struct {
 	// could be executed twice. It blocks its policy instead (unknown order
 	// state) until a positions snapshot settles the holdings.
 	DedupeWindow time.Duration
+	// Aux, when set, keeps the correlation watch's price history and
+	// alert state across restarts.
+	Aux AuxStore
 	// OnPublished, when set, is called once a plan's orders are
 	// acknowledged, before the plan event is published (for benchmarks
 	// and tests).
@@ -170,6 +173,8 @@ type runtime struct {
 	effFrom *policy.Policy // the pol eff was computed from
 	effDate string
 	explain *targets.Explanation
+	// corr is the correlation watch, when the policy has one.
+	corr *corrWatch
 }
 
 type firing struct {
@@ -309,6 +314,9 @@ func (e *Engine) Load(set []Loaded) error {
 		old := rt.pol
 		rt.pol = l.Policy
 		rt.symbols = neededSymbols(rt.pol, rt.ledger)
+		if old == nil || old.Version != rt.pol.Version {
+			e.loadCorrelation(rt)
+		}
 		if old == nil || old.Rebalance.Schedule != rt.pol.Rebalance.Schedule || old.Rebalance.Trigger != rt.pol.Rebalance.Trigger || rt.stop == nil {
 			e.startCalendar(rt)
 		}
@@ -447,6 +455,9 @@ func (e *Engine) Quotes(qs []feeds.Quote) {
 				continue
 			}
 			switch v := rt.guard.Offer(q); v {
+			case feeds.Accepted:
+				rt.recordQuote(q)
+				changed = true
 			case feeds.Quarantined:
 				e.log.Warn("price quarantined: moved more than max_move", zap.String("policy", name),
 					zap.String("symbol", q.Symbol), zap.String("price", q.Price.String()), zap.String("source", q.Source))
@@ -470,7 +481,8 @@ func (e *Engine) Quotes(qs []feeds.Quote) {
 // blocks them (a price going stale), so that a quote arriving later is
 // evaluated at once.
 func (e *Engine) tick() {
-	defer e.flushDrift() // after the unlock: publishing must not hold the engine
+	defer e.flushDrift()  // after the unlock: publishing must not hold the engine
+	defer e.flushAlerts() // likewise
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.clk.Now()
@@ -486,6 +498,7 @@ func (e *Engine) tick() {
 			e.refreshBlocks(rt, now)
 		}
 	}
+	e.watchCorrelations(now)
 }
 
 // refreshBlocks re-checks prices and pending orders without valuing the
@@ -779,13 +792,29 @@ func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
 			}
 		}
 	}
+	// One pending event per policy: the latest evaluation's.
+	for i := range e.driftOut {
+		if e.driftOut[i].Policy == d.Policy {
+			e.driftOut[i] = d
+			return
+		}
+	}
 	e.driftOut = append(e.driftOut, d)
 }
 
 // flushDrift publishes the drift events queued by evaluations. Called
 // without e.mu held.
+//
+// While orders wait in the outbox the drift events wait too: the
+// publisher sends them once the outbox is empty, so that an informational
+// event never delays orders (it cost a fifth of the time from a price tick
+// to the acknowledged orders).
 func (e *Engine) flushDrift() {
 	e.mu.Lock()
+	if len(e.outbox) > 0 {
+		e.mu.Unlock()
+		return
+	}
 	out := e.driftOut
 	e.driftOut = nil
 	e.mu.Unlock()
@@ -1020,6 +1049,9 @@ func (e *Engine) SetNATSConnected(up bool) {
 func (e *Engine) Close() {
 	e.mu.Lock()
 	e.cancel() // under the lock: startCalendar then sees it, never Adds during Wait
+	for _, rt := range e.policies {
+		e.saveCorrelation(rt) // the price history gathered since the last save
+	}
 	e.mu.Unlock()
 	e.wg.Wait()
 }
@@ -1072,6 +1104,7 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 			if e.dropStale(b) {
 				e.outbox = e.outbox[1:]
 				e.mu.Unlock()
+				e.flushDrift()
 				continue
 			}
 		}
@@ -1126,6 +1159,7 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 		e.mu.Lock()
 		e.outbox = e.outbox[1:]
 		e.mu.Unlock()
+		e.flushDrift() // held back while the outbox was not empty
 	}
 }
 

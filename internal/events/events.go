@@ -70,6 +70,12 @@ func (s Subjects) Price(symbol string) string { return s.Prefix + ".prices." + s
 // Prices is the wildcard subject the NATS feed subscribes to.
 func (s Subjects) Prices() string { return s.Prefix + ".prices.>" }
 
+// Alert is the subject of a policy's alerts: <prefix>.alerts.<policy>.
+func (s Subjects) Alert(policy string) string { return s.Prefix + ".alerts." + policy }
+
+// Alerts is the wildcard subject of every alert.
+func (s Subjects) Alerts() string { return s.Prefix + ".alerts.>" }
+
 // Order is one order to execute, published on Subjects.Order with the
 // NATS message id set to OrderID. It carries the order fields of the plan
 // plus what traces it back to its cause.
@@ -223,4 +229,44 @@ type ControlReply struct {
 	Error         string `json:"error,omitempty"`
 	Halted        bool   `json:"halted"`
 	Reason        string `json:"reason,omitempty"`
+}
+
+// The kinds of Alert.
+const (
+	// AlertCorrelationHigh: the correlation of two sleeves' returns has
+	// stayed above the policy's threshold for the policy's time, so they
+	// no longer diversify each other.
+	AlertCorrelationHigh = "correlation_high"
+	// AlertCorrelationNormal: a correlation that raised
+	// AlertCorrelationHigh has come back below the policy's clear_below.
+	AlertCorrelationNormal = "correlation_normal"
+)
+
+// Alert reports a condition of a policy that needs a person's attention,
+// published on Subjects.Alert once when it starts and once when it ends.
+// AlertID is the same whenever the daemon computes the same alert again,
+// for use as the NATS message id. The fields after Kind are those of the
+// correlation kinds (see docs/EVENTS.md).
+type Alert struct {
+	SchemaVersion int    `json:"schema_version"`
+	AlertID       string `json:"alert_id"`
+	Policy        string `json:"policy"`
+	Kind          string `json:"kind"`
+	// Sleeves are the two sleeves of the pair, by path.
+	Sleeves []string `json:"sleeves"`
+	// Correlation is the Pearson correlation of the pair's returns at the
+	// evaluation, truncated toward zero to 6 places.
+	Correlation decimal.Decimal `json:"correlation"`
+	Threshold   decimal.Decimal `json:"threshold"`
+	ClearBelow  decimal.Decimal `json:"clear_below"`
+	// Window and Interval are the policy's, written like 90d or 12h0m0s.
+	Window   string `json:"window"`
+	Interval string `json:"interval"`
+	// Returns is the number of returns the correlation rests on.
+	Returns int `json:"returns"`
+	// Since is when the correlation went above the threshold: the start
+	// of the episode the alert raises or ends.
+	Since time.Time `json:"since"`
+	// At is when the daemon evaluated.
+	At time.Time `json:"at"`
 }

@@ -39,6 +39,7 @@ const (
 	LabelResult  = "result"
 	LabelRule    = "rule"
 	LabelInput   = "input"
+	LabelPair    = "pair"
 )
 
 // Reasons that block planning for a policy: the values of the reason label of
@@ -145,6 +146,14 @@ type Metrics struct {
 	// feed's circuit breaker is open and polls are skipped, else 0.
 	FeedBreakerOpen *prometheus.GaugeVec
 
+	// Correlation is rebalancerd_correlation{policy,pair}: the rolling
+	// correlation of a pair of sleeves ("equities~crypto") at the last
+	// measurement with enough data.
+	Correlation *prometheus.GaugeVec
+	// CorrelationAlert is rebalancerd_correlation_alert{policy,pair}: 1
+	// while the pair's correlation alert is raised, else 0.
+	CorrelationAlert *prometheus.GaugeVec
+
 	// InputsRejected is rebalancerd_inputs_rejected_total{input,reason}:
 	// inputs refused, by kind (Input* constants) and reason (bad_price,
 	// future_time, malformed, schema_version, missing_field,
@@ -234,6 +243,12 @@ func New() *Metrics {
 			"1 while the feed's circuit breaker is open and polls are skipped, else 0.",
 			LabelFeed),
 
+		Correlation: gaugeVec("correlation",
+			"Rolling correlation of a pair of sleeves' returns at the last measurement with enough data.",
+			LabelPolicy, LabelPair),
+		CorrelationAlert: gaugeVec("correlation_alert",
+			"1 while the pair's correlation alert is raised (diversification failing), else 0.",
+			LabelPolicy, LabelPair),
 		InputsRejected: counterVec("inputs_rejected_total",
 			"Inputs refused, by kind (price, report, control, policy_file) and reason.",
 			LabelInput, LabelReason),
@@ -268,6 +283,7 @@ func New() *Metrics {
 		m.Evaluations, m.Rebalances, m.OrdersPublished, m.PublishErrors, m.PlansRejected, m.PendingOrders,
 		m.PlanningBlocked, m.PriceAge,
 		m.FeedPolls, m.FeedErrors, m.FeedLastSuccess, m.FeedBreakerOpen, m.InputsRejected,
+		m.Correlation, m.CorrelationAlert,
 		m.ReloadSuccess, m.ReloadTimestamp, m.Reloads, m.PoliciesLoaded, m.NATSConnected,
 		m.EvaluationSeconds, m.TriggerLatency,
 	)
@@ -333,7 +349,8 @@ func (m *Metrics) ForgetPolicy(name string) int {
 	return deletePartial(prometheus.Labels{LabelPolicy: name},
 		m.SleeveWeight.MetricVec, m.SleeveTarget.MetricVec, m.SleeveDeviation.MetricVec, m.SleeveBreach.MetricVec,
 		m.Evaluations.MetricVec, m.Rebalances.MetricVec, m.OrdersPublished.MetricVec, m.PublishErrors.MetricVec, m.PlansRejected.MetricVec,
-		m.PendingOrders.MetricVec, m.PlanningBlocked.MetricVec, m.PriceAge.MetricVec)
+		m.PendingOrders.MetricVec, m.PlanningBlocked.MetricVec, m.PriceAge.MetricVec,
+		m.Correlation.MetricVec, m.CorrelationAlert.MetricVec)
 }
 
 // ForgetFeed deletes every series labelled with the feed, for a feed that a

@@ -37,6 +37,8 @@ func populate(t *testing.T, m *Metrics, policy, feed string) {
 	m.FeedLastSuccess.WithLabelValues(feed).Set(1.7e9)
 	m.FeedBreakerOpen.WithLabelValues(feed).Set(0)
 	m.InputsRejected.WithLabelValues(InputPrice, "bad_price").Add(2)
+	m.Correlation.WithLabelValues(policy, "equities~crypto").Set(0.83)
+	m.CorrelationAlert.WithLabelValues(policy, "equities~crypto").Set(1)
 	m.PoliciesLoaded.Set(2)
 	m.NATSConnected.Set(1)
 	m.EvaluationSeconds.Observe(0.0003)
@@ -78,6 +80,12 @@ rebalancerd_evaluation_duration_seconds_bucket{le="13.1072"} 1
 rebalancerd_evaluation_duration_seconds_bucket{le="+Inf"} 1
 rebalancerd_evaluation_duration_seconds_sum 0.0003
 rebalancerd_evaluation_duration_seconds_count 1
+# HELP rebalancerd_correlation Rolling correlation of a pair of sleeves' returns at the last measurement with enough data.
+# TYPE rebalancerd_correlation gauge
+rebalancerd_correlation{pair="equities~crypto",policy="smith"} 0.83
+# HELP rebalancerd_correlation_alert 1 while the pair's correlation alert is raised (diversification failing), else 0.
+# TYPE rebalancerd_correlation_alert gauge
+rebalancerd_correlation_alert{pair="equities~crypto",policy="smith"} 1
 # HELP rebalancerd_evaluations_total Drift evaluations completed.
 # TYPE rebalancerd_evaluations_total counter
 rebalancerd_evaluations_total{policy="smith"} 3
@@ -273,7 +281,7 @@ func TestForget(t *testing.T) {
 	populate(t, m, "smith", "stooq")
 	populate(t, m, "jones", "yahoo")
 
-	policyVecs := 12 // the vectors with a policy label
+	policyVecs := 14 // the vectors with a policy label
 	if got, want := m.ForgetPolicy("smith"), policyVecs-1+len(BlockReasons); got != want {
 		t.Errorf("ForgetPolicy deleted %d series, want %d", got, want)
 	}

@@ -155,8 +155,9 @@ func StreamNames(prefix string) (orders, reports string) {
 
 // NewBus creates, or updates to cfg, the two streams of the daemon:
 //
-//   - <PREFIX>_ORDERS on <prefix>.orders.> and <prefix>.plans.>: what the
-//     daemon decides, deduplicated on Nats-Msg-Id within cfg.Duplicates;
+//   - <PREFIX>_ORDERS on <prefix>.orders.>, <prefix>.plans.> and
+//     <prefix>.alerts.>: what the daemon decides and warns of,
+//     deduplicated on Nats-Msg-Id within cfg.Duplicates;
 //   - <PREFIX>_REPORTS on <prefix>.fills.> and <prefix>.positions.>: what
 //     executors report, captured even while the daemon is down.
 //
@@ -205,8 +206,8 @@ func (b *Bus) OrdersStream() string { return b.ordersStream }
 func (b *Bus) ReportsStream() string { return b.reportsStream }
 
 func (b *Bus) ordersStreamConfig() jetstream.StreamConfig {
-	return b.streamConfig(b.ordersStream, "Orders and plans published by rebalancerd",
-		b.subjects.Orders(), b.subjects.Plans())
+	return b.streamConfig(b.ordersStream, "Orders, plans and alerts published by rebalancerd",
+		b.subjects.Orders(), b.subjects.Plans(), b.subjects.Alerts())
 }
 
 func (b *Bus) reportsStreamConfig() jetstream.StreamConfig {

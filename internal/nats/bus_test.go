@@ -54,7 +54,7 @@ func TestNewBusCreatesAndUpdatesStreams(t *testing.T) {
 	}
 	ctx := context.Background()
 	want := map[string][]string{
-		"REBALANCE_ORDERS":  {"rebalance.orders.>", "rebalance.plans.>"},
+		"REBALANCE_ORDERS":  {"rebalance.orders.>", "rebalance.plans.>", "rebalance.alerts.>"},
 		"REBALANCE_REPORTS": {"rebalance.fills.>", "rebalance.positions.>"},
 	}
 	if b.OrdersStream() != "REBALANCE_ORDERS" || b.ReportsStream() != "REBALANCE_REPORTS" {

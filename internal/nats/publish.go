@@ -149,6 +149,24 @@ func (b *Bus) PublishPlan(ctx context.Context, p events.Plan) error {
 	return err
 }
 
+// PublishAlert publishes an alert to JetStream on Subjects.Alert(policy)
+// with Nats-Msg-Id = AlertID, retrying like PublishOrders until
+// acknowledged or ctx ends (then the error is an *UnackedError).
+func (b *Bus) PublishAlert(ctx context.Context, a events.Alert) error {
+	if a.AlertID == "" {
+		return errors.New("nats: alert: empty alert id")
+	}
+	if err := checkToken(a.Policy); err != nil {
+		return fmt.Errorf("nats: alert %s: policy: %w", a.AlertID, err)
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("nats: alert %s: encode: %w", a.AlertID, err)
+	}
+	_, err = b.publishAcked(ctx, "alert", []outMsg{{id: a.AlertID, subject: b.subjects.Alert(a.Policy), data: data}})
+	return err
+}
+
 // PublishDrift publishes a drift snapshot with a core publish on
 // Subjects.Drift(policy): informational, at most once, not stored.
 func (b *Bus) PublishDrift(d events.Drift) error {

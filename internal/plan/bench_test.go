@@ -5,9 +5,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/rebalancerd/rebalancerd/internal/drift"
 	"github.com/rebalancerd/rebalancerd/internal/plan"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+	"github.com/rebalancerd/rebalancerd/internal/tax"
 )
 
 // advisorBook builds an advisor-size household: 50 instruments in 12 leaf
@@ -103,7 +106,70 @@ func benchmark(b *testing.B, book *portfolio.Book, withPlan bool) {
 	}
 }
 
+// lotsBook is the example household (exampleBook) with each position of
+// its taxable account given as 200 tax lots of equal quantity, bought at
+// unit costs from 50% to 99% of the example price over seven years: the
+// same quantities, all at a gain, so the same orders as the example's
+// (its relocation of BND out of the taxable account realizes no loss, so
+// the wash-sale guard lets it be), each taxable sell choosing among 200
+// lots.
+func lotsBook(tb testing.TB) *portfolio.Book {
+	var hold strings.Builder
+	hold.WriteString(`as_of: 2026-11-20T21:00:00Z
+accounts:
+  roth:    {cash: "1200.50", positions: {VTI: "120", TM-LARGE: "0.5"}}
+  k401:    {cash: "0", positions: {VTI: "300", BND: "400"}}
+  taxable:
+    cash: "25000"
+    positions:
+`)
+	for _, pos := range []struct{ sym, each, price string }{{"BND", "1.5", "72.15"}, {"VNQ", "0.2", "88.90"}, {"VXUS", "0.25", "61.40"}} {
+		fmt.Fprintf(&hold, "      %s:\n        lots:\n", pos.sym)
+		price := decimal.RequireFromString(pos.price)
+		for k := 0; k < 200; k++ {
+			unit := price.Mul(decimal.New(int64(50+(k*37)%50), -2)).Round(2)
+			acquired := tax.NewDate(2019, 11, 20).AddDays(k * 12)
+			fmt.Fprintf(&hold, "          - {quantity: %q, unit_cost: %q, acquired: %s}\n", pos.each, unit.String(), acquired)
+		}
+	}
+	return book(tb, readConfig(tb, "policies/example.yaml"), hold.String(), readConfig(tb, "prices/example.yaml"))
+}
+
+// TestLotsBook: the lots book holds what the example holds, 200 lots per
+// taxable position, and its plan is tax-aware and keeps the invariants.
+func TestLotsBook(t *testing.T) {
+	b, plain := lotsBook(t), exampleBook(t)
+	for a := range b.Qty {
+		for i := range b.Qty[a] {
+			if !b.Qty[a][i].Equal(plain.Qty[a][i]) {
+				t.Fatalf("quantity of %s in %s: %s, example %s", b.Policy.Instruments[i].Symbol, b.Policy.Accounts[a].Name, b.Qty[a][i], plain.Qty[a][i])
+			}
+		}
+	}
+	if n := b.Lots[2][3].Len(); n != 200 {
+		t.Fatalf("taxable BND has %d lots", n)
+	}
+	p := plan.Make(drift.Compute(b))
+	checkInvariants(t, b, p)
+	checkTax(t, b, p, tax.History{})
+	want := plan.Make(drift.Compute(plain))
+	if strings.Join(orderLines(p), "; ") != strings.Join(orderLines(want), "; ") {
+		t.Errorf("orders with lots:\n%q\nwithout:\n%q", orderLines(p), orderLines(want))
+	}
+	lots := 0
+	for _, o := range p.Orders {
+		lots += len(o.Lots)
+	}
+	if p.Tax == nil || lots == 0 {
+		t.Errorf("no taxable sell chose lots: %+v", p.Tax)
+	}
+}
+
 func BenchmarkDriftHousehold(b *testing.B) { benchmark(b, exampleBook(b), false) }
 func BenchmarkPlanHousehold(b *testing.B)  { benchmark(b, exampleBook(b), true) }
-func BenchmarkDriftAdvisor(b *testing.B)   { benchmark(b, advisorBook(b), false) }
-func BenchmarkPlanAdvisor(b *testing.B)    { benchmark(b, advisorBook(b), true) }
+
+// BenchmarkPlanHouseholdLots is BenchmarkPlanHousehold with 200 tax lots
+// per instrument in the taxable account (lotsBook).
+func BenchmarkPlanHouseholdLots(b *testing.B) { benchmark(b, lotsBook(b), true) }
+func BenchmarkDriftAdvisor(b *testing.B)      { benchmark(b, advisorBook(b), false) }
+func BenchmarkPlanAdvisor(b *testing.B)       { benchmark(b, advisorBook(b), true) }

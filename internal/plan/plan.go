@@ -32,6 +32,15 @@
 //     band destination a sleeve that still breaches by a rounding sliver gets
 //     one more step where cash or holdings allow. Whatever stays out, and
 //     any amount no account could place, is listed as unresolved with why.
+//
+// A plan is tax-aware when the policy has a tax block or the holdings give
+// tax lots (see tax.go): sales in taxable accounts are capped at what the
+// lots may sell under the policy's tax rules and each sell names the lots
+// it sells and the gains it realizes; the wash-sale guard keeps buys out
+// of the plan, whose share of their sleeve then goes to the sleeve's other
+// instruments; tax-loss harvesting may add sells and buys of substitutes;
+// and the policy's asset location places buys paid with free cash in the
+// preferred accounts first.
 package plan
 
 import (
@@ -48,6 +57,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/drift"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+	"github.com/rebalancerd/rebalancerd/internal/tax"
 )
 
 // SchemaVersion is the version of the plan's JSON form.
@@ -94,6 +104,9 @@ const (
 	// in another, leaving its sleeve unchanged, so that cash which cannot buy
 	// what is needed where it sits funds the buy in an account that may.
 	RuleRelocate Rule = "relocate"
+	// RuleHarvest sells lots at a loss in a taxable account and buys the
+	// policy's substitute, of the same sleeve, with the proceeds.
+	RuleHarvest Rule = "harvest"
 )
 
 // Order is one trade of one instrument in one account.
@@ -108,6 +121,16 @@ type Order struct {
 	Notional   decimal.Decimal `json:"notional"`
 	Sleeve     string          `json:"sleeve"`
 	Rule       Rule            `json:"rule"`
+	// Lots are the tax lots a sell in a taxable account sells, in the
+	// order chosen (tax.Lots.Select); none for buys, for sells in
+	// tax-advantaged accounts and for positions given without lots.
+	Lots []tax.Sale `json:"lots,omitempty"`
+	// Gains are the gains and losses Lots realize.
+	Gains tax.Gains `json:"gains,omitzero"`
+	// BasisUnknown marks a sell in a taxable account of a position given
+	// without lots: what it realizes is unknown and not in the plan's
+	// gains.
+	BasisUnknown bool `json:"basis_unknown,omitempty"`
 
 	account, instrument int
 	units               decimal.Decimal // Quantity / step
@@ -129,6 +152,8 @@ type SleeveReport struct {
 }
 
 // Unresolved is a sleeve the plan cannot bring where the policy wants it.
+// Sleeve is empty for a tax-aware plan refused as a whole (see MakeWith):
+// it then has no order and Reason says why.
 type Unresolved struct {
 	Sleeve      string          `json:"sleeve"`
 	WeightAfter decimal.Decimal `json:"weight_after"`
@@ -154,25 +179,78 @@ type Plan struct {
 	Sleeves    []SleeveReport  `json:"sleeves"`
 	Orders     []Order         `json:"orders"`
 	Unresolved []Unresolved    `json:"unresolved"`
+	// Tax is the tax side of a tax-aware plan; nil otherwise.
+	Tax *TaxReport `json:"tax,omitempty"`
 }
 
-// Make plans the orders for snapshot s with its policy's destination.
+// Make plans the orders for snapshot s with its policy's destination and
+// no trading history: MakeWith(s, Options{}).
 func Make(s *drift.Snapshot) *Plan {
-	return MakeTo(s, s.Book.Policy.Rebalance.Destination)
+	return MakeWith(s, Options{})
 }
 
-// MakeTo plans the orders for snapshot s with the given destination.
+// MakeTo plans the orders for snapshot s with the given destination and no
+// trading history.
 func MakeTo(s *drift.Snapshot, dest policy.Destination) *Plan {
-	pl := newPlanner(s, dest)
-	pl.desired()
-	pl.amounts()
-	pl.place()
-	pl.round()
-	pl.project()
-	if dest != policy.DestinationTarget {
-		pl.repair()
+	return MakeWith(s, Options{Destination: dest})
+}
+
+// Options are the inputs of a plan besides its snapshot.
+type Options struct {
+	// Destination overrides the policy's destination; empty keeps it.
+	Destination policy.Destination
+	// Date is the trade date of the orders, to which holding periods and
+	// wash-sale windows are counted. The zero Date means the day of the
+	// snapshot's price time in the policy's tax time zone (UTC without a
+	// tax block).
+	Date tax.Date
+	// History is what the household traded recently in all its accounts.
+	// The wash-sale guard blocks buys within the window of its loss
+	// sales (and of the plan's own), and harvesting skips losses that a
+	// buy of its Buys (or of the lots' acquisitions) would make wash
+	// sales. Trades the caller does not pass are not seen.
+	History tax.History
+}
+
+// MakeWith plans the orders for snapshot s with options o.
+//
+// A tax-aware plan is computed again, with more buys kept out, when the
+// wash-sale guard finds a buy of the plan within the window of a loss sale
+// of the same plan: the bought instrument is kept out (its share goes to
+// its sleeve's other instruments), or, when either order is a relocation,
+// relocations through those instruments are. Should the plan still not
+// pass the guard, or should a sell not find its lots, no order is planned
+// and the plan says why (fail closed).
+func MakeWith(s *drift.Snapshot, o Options) *Plan {
+	dest := o.Destination
+	if dest == "" {
+		dest = s.Book.Policy.Rebalance.Destination
 	}
-	return pl.finish()
+	tx := newTaxState(s, o)
+	for {
+		pl := newPlanner(s, dest, tx)
+		pl.desired()
+		pl.amounts()
+		pl.place()
+		pl.round()
+		pl.project()
+		if dest != policy.DestinationTarget {
+			pl.repair()
+		}
+		if tx == nil {
+			return pl.finish()
+		}
+		if err := pl.taxPass(); err != nil {
+			return pl.refuse(err)
+		}
+		again, err := pl.washConflicts()
+		switch {
+		case err != nil:
+			return pl.refuse(err)
+		case !again:
+			return pl.finish()
+		}
+	}
 }
 
 type planner struct {
@@ -209,6 +287,16 @@ type planner struct {
 	spendOrder []int // accounts, most constrained first
 	sellOrder  []int // accounts, tax-advantaged first
 
+	// tx is the tax state of a tax-aware plan (nil otherwise); withheld
+	// is, per [a*nI+i], the value of whole steps held that the tax rules
+	// keep from being sold, and prefer, per instrument, the accounts
+	// where free cash buys it first (nil without asset location).
+	tx       *taxState
+	withheld []decimal.Decimal
+	prefer   [][]int
+	// heldBackList are the held-back positions of the tax report.
+	heldBackList []HeldBack
+
 	orders     []Order
 	dropped    []bool            // per instrument: an order below min_trade was dropped
 	cash       []decimal.Decimal // per account: cash left after the orders
@@ -217,11 +305,11 @@ type planner struct {
 	sameTotal  bool              // totalAfter equals T
 }
 
-func newPlanner(s *drift.Snapshot, dest policy.Destination) *planner {
+func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *planner {
 	b := s.Book
 	p := b.Policy
 	nA, nI, nS := len(p.Accounts), len(p.Instruments), len(p.Sleeves)
-	pl := &planner{s: s, b: b, p: p, dest: dest, T: s.Total, nA: nA, nI: nI}
+	pl := &planner{s: s, b: b, p: p, dest: dest, T: s.Total, nA: nA, nI: nI, tx: tx}
 	// One backing array for every per-sleeve, per-instrument and
 	// per-account figure, and the scratch of sums.
 	dec := make([]decimal.Decimal, 2*nS+5*nI+3*nA*nI+4*nA+nA+nS)
@@ -256,6 +344,9 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination) *planner {
 			}
 		}
 	}
+	if tx != nil {
+		pl.capSales()
+	}
 	for a := range p.Accounts {
 		if r := p.Accounts[a].Reserve; r.Sign() > 0 && r.GreaterThan(b.Cash[a]) {
 			pl.short[a] = r.Sub(b.Cash[a])
@@ -264,6 +355,7 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination) *planner {
 	pl.rule = make([]Rule, nI)
 	copy(pl.free, s.FreeCash)
 	pl.orderings()
+	pl.locations()
 	return pl
 }
 
@@ -529,6 +621,9 @@ func (pl *planner) amounts() {
 				pl.sell[i] = delta.Neg()
 			}
 		}
+		if pl.tx != nil {
+			pl.keepOut(si)
+		}
 	}
 	// The cash sleeve: spend free cash when it is over target; sell its
 	// instruments only for what free cash cannot cover.
@@ -589,7 +684,11 @@ func (pl *planner) ruleFor(sleeve int) Rule {
 // place assigns the household amounts to accounts.
 func (pl *planner) place() {
 	p := pl.p
-	// Free cash first: no sale while free cash can fund a buy.
+	// Free cash first: no sale while free cash can fund a buy; in the
+	// accounts the asset location prefers first.
+	if pl.prefer != nil {
+		pl.spendPreferred()
+	}
 	for _, a := range pl.spendOrder {
 		if pl.budget.Sign() <= 0 {
 			break
@@ -680,8 +779,9 @@ func (pl *planner) relocate() {
 				continue
 			}
 			for j := 0; j < nI && pl.buy[i].Sign() > 0; j++ {
-				// y must hold j beyond its planned sales, and not be buying it.
-				if j == i || pl.sellable[y*nI+j].Sign() <= 0 || pl.buyAt[y*nI+j].Sign() > 0 {
+				// y must hold j beyond its planned sales, and not be buying it;
+				// the tax rules may keep j from relocating.
+				if j == i || pl.sellable[y*nI+j].Sign() <= 0 || pl.buyAt[y*nI+j].Sign() > 0 || !pl.mayRelocate(j) {
 					continue
 				}
 				// avail is what y holds of j beyond its planned sales,
@@ -707,6 +807,9 @@ func (pl *planner) relocate() {
 					m := decimal.Min(pl.buy[i], avail, add(pl.idle[x], fromFree))
 					if m.Sign() <= 0 {
 						continue
+					}
+					if pl.tx != nil && pl.washRelocation(x, y, j) {
+						break
 					}
 					// Spend x's idle proceeds before its free cash.
 					if pl.idle[x].GreaterThanOrEqual(m) {
@@ -807,7 +910,7 @@ func (pl *planner) round() {
 				notional = units.Mul(unit)
 			}
 			qty := pl.timesStep(i, units)
-			if held := b.Qty[a][i]; qty.GreaterThan(held) {
+			if held := pl.limit(a, i); qty.GreaterThan(held) {
 				units, _ = held.QuoRem(p.Instruments[i].Step, 0)
 				qty, notional = pl.timesStep(i, units), units.Mul(unit)
 			}
@@ -864,12 +967,18 @@ func (pl *planner) addOrder(a, i int, side Side, units, qty, notional decimal.De
 		pl.dropped[i] = true
 		return false
 	}
+	pl.orders = append(pl.orders, pl.order(a, i, side, units, qty, notional, pl.ruleAt(a, i)))
+	return true
+}
+
+// order returns an order of units steps of instrument i in account a.
+func (pl *planner) order(a, i int, side Side, units, qty, notional decimal.Decimal, rule Rule) Order {
 	in := &pl.p.Instruments[i]
 	phase := PhaseBuy
 	if side == Sell {
 		phase = PhaseSell
 	}
-	pl.orders = append(pl.orders, Order{
+	return Order{
 		Phase:      phase,
 		Account:    pl.p.Accounts[a].Name,
 		Instrument: in.Symbol,
@@ -878,12 +987,11 @@ func (pl *planner) addOrder(a, i int, side Side, units, qty, notional decimal.De
 		Price:      pl.b.Price[i],
 		Notional:   notional,
 		Sleeve:     pl.p.Sleeves[in.Sleeve].Path,
-		Rule:       pl.ruleAt(a, i),
+		Rule:       rule,
 		account:    a,
 		instrument: i,
 		units:      units,
-	})
-	return true
+	}
 }
 
 // project computes the sleeve values and the total after the orders. Free
@@ -995,6 +1103,9 @@ func (pl *planner) nudge(si int, over bool, gap decimal.Decimal) bool {
 		wantSell = !over
 	}
 	eligible := func(i int) bool {
+		if !wantSell && !pl.mayBuy(i) {
+			return false
+		}
 		leaf := p.Instruments[i].Sleeve
 		if si != p.Cash {
 			return pl.within(leaf, si)
@@ -1052,7 +1163,7 @@ func (pl *planner) steps(a, i int, qty decimal.Decimal, sell bool, gap decimal.D
 	want = want.Add(oneUnit)
 	var most decimal.Decimal
 	if sell {
-		most, _ = pl.b.Qty[a][i].Sub(qty).QuoRem(step, 0)
+		most, _ = pl.limit(a, i).Sub(qty).QuoRem(step, 0)
 	} else {
 		most, _ = pl.cash[a].QuoRem(unit, 0)
 	}
@@ -1125,6 +1236,9 @@ func (pl *planner) finish() *Plan {
 		}
 		out.Sleeves[si] = r
 	}
+	if pl.tx != nil {
+		out.Tax = pl.report()
+	}
 	pl.unresolved(out)
 	slices.SortStableFunc(out.Orders, func(x, y Order) int {
 		if x.Phase != y.Phase {
@@ -1183,7 +1297,13 @@ func (pl *planner) unresolved(out *Plan) {
 			}
 		case pl.sell[i].GreaterThan(tol.Add(pl.tail(i))) && in.Sleeve != p.Cash:
 			gap[in.Sleeve] = fmt.Sprintf("%s %s of %s could not be sold", pl.sell[i].StringFixed(2), p.Currency, in.Symbol)
+			if why := pl.heldBackReason(i); why != "" {
+				gap[in.Sleeve] += ": " + why
+			}
 		}
+	}
+	if pl.tx != nil {
+		pl.keptOutReasons(gap)
 	}
 	if pl.refill.Sign() > 0 && gap[p.Cash] == "" {
 		var short []string
@@ -1231,7 +1351,7 @@ func (pl *planner) soldOut(si int) bool {
 			continue
 		}
 		for a := 0; a < pl.nA; a++ {
-			if !pl.b.Qty[a][i].Sub(sold[a*pl.nI+i]).LessThan(pl.p.Instruments[i].Step) {
+			if !pl.limit(a, i).Sub(sold[a*pl.nI+i]).LessThan(pl.p.Instruments[i].Step) {
 				return false
 			}
 		}
@@ -1244,7 +1364,11 @@ func (pl *planner) soldOut(si int) bool {
 func (pl *planner) tail(i int) decimal.Decimal {
 	t := decimal.Zero
 	for a := 0; a < pl.nA; a++ {
-		t = t.Add(pl.s.Values[a][i].Sub(pl.sellable[a*pl.nI+i]))
+		k := a*pl.nI + i
+		t = t.Add(pl.s.Values[a][i].Sub(pl.sellable[k]))
+		if pl.withheld != nil {
+			t = sub(t, pl.withheld[k])
+		}
 	}
 	return t
 }

@@ -223,14 +223,17 @@ func TestDeterministic(t *testing.T) {
 }
 
 func exampleBook(t testing.TB) *portfolio.Book {
-	read := func(name string) string {
-		data, err := os.ReadFile("../../configs/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(data)
+	return book(t, readConfig(t, "policies/example.yaml"), readConfig(t, "holdings/example.yaml"), readConfig(t, "prices/example.yaml"))
+}
+
+// readConfig returns the text of a file under configs/.
+func readConfig(t testing.TB, name string) string {
+	t.Helper()
+	data, err := os.ReadFile("../../configs/" + name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return book(t, read("policies/example.yaml"), read("holdings/example.yaml"), read("prices/example.yaml"))
+	return string(data)
 }
 
 // TestExample checks the shipped example: every sleeve lands within a

@@ -13,6 +13,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/plan"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+	"github.com/rebalancerd/rebalancerd/internal/tax"
 )
 
 // checkInvariants verifies the planning invariants that hold for every
@@ -128,11 +129,17 @@ var cases = flag.Int("cases", 3000, "random portfolios TestRandomPortfolios plan
 // genCase builds a random but valid policy, holdings and prices.
 type genCase struct {
 	policy, holdings, prices string
-	constrained              bool // some account has may_hold or is short of its reserve
+	constrained              bool // some account has may_hold or is short of its reserve, or tax rules apply
 	destination              policy.Destination
+	// history is the trading history of a tax-aware case: loss sales of
+	// the last 40 days.
+	history tax.History
 }
 
 func pick[T any](r *rand.Rand, xs ...T) T { return xs[r.IntN(len(xs))] }
+
+// leafPath is a leaf sleeve of a generated policy.
+type leafPath struct{ path string }
 
 // split returns n non-negative integers summing to total, in units.
 func split(r *rand.Rand, n, total int) []int {
@@ -158,7 +165,11 @@ func percent(units, per int) string {
 	return decimal.New(int64(units), 0).Div(decimal.NewFromInt(int64(per))).String() + "%"
 }
 
-func generate(r *rand.Rand) genCase {
+// generate builds a case from r; rt, when not nil, makes it tax-aware:
+// lots for the taxable positions, a tax block, an asset location and a
+// history, all drawn from rt so that r's draws stay those of the case
+// without tax.
+func generate(r, rt *rand.Rand) genCase {
 	var pol, hold, prices strings.Builder
 	g := genCase{destination: pick(r, policy.DestinationTarget, policy.DestinationBandEdge, policy.DestinationMidway)}
 	nTop := 2 + r.IntN(4)
@@ -166,8 +177,7 @@ func generate(r *rand.Rand) genCase {
 	weights := split(r, nTop, 200-cashUnits) // units of 0.5%
 	nested := r.IntN(nTop + 1)               // index of a nested sleeve, or none
 	fmt.Fprintf(&pol, "policy: gen\ncurrency: USD\ntargets:\n")
-	type leaf struct{ path string }
-	var leaves []leaf
+	var leaves []leafPath
 	for k := 0; k < nTop; k++ {
 		name := fmt.Sprintf("s%d", k)
 		if k == nested {
@@ -175,12 +185,12 @@ func generate(r *rand.Rand) genCase {
 			nKids := 2 + r.IntN(2)
 			for c, u := range split(r, nKids, 100) {
 				fmt.Fprintf(&pol, "      c%d: %s\n", c, percent(u, 1))
-				leaves = append(leaves, leaf{fmt.Sprintf("%s/c%d", name, c)})
+				leaves = append(leaves, leafPath{fmt.Sprintf("%s/c%d", name, c)})
 			}
 			continue
 		}
 		fmt.Fprintf(&pol, "  %s: %s\n", name, percent(weights[k], 2))
-		leaves = append(leaves, leaf{name})
+		leaves = append(leaves, leafPath{name})
 	}
 	fmt.Fprintf(&pol, "  cash: %s\n", percent(cashUnits, 2))
 	fmt.Fprintf(&pol, "bands:\n  absolute: %s\n", pick(r, "2%", "5%", "10%"))
@@ -196,6 +206,7 @@ func generate(r *rand.Rand) genCase {
 	type instr struct {
 		sym   string
 		price decimal.Decimal
+		leaf  int
 	}
 	var instrs []instr
 	fmt.Fprintf(&pol, "instruments:\n")
@@ -225,13 +236,13 @@ func generate(r *rand.Rand) genCase {
 			}
 			pol.WriteString("}\n")
 			fmt.Fprintf(&prices, "  %s: %q\n", sym, price.String())
-			instrs = append(instrs, instr{sym, price})
+			instrs = append(instrs, instr{sym, price, li})
 		}
 	}
 	if r.IntN(2) == 0 {
 		fmt.Fprintf(&pol, "  MM: {sleeve: cash, step: \"0.001\"}\n")
 		fmt.Fprintf(&prices, "  MM: \"1\"\n")
-		instrs = append(instrs, instr{"MM", decimal.NewFromInt(1)})
+		instrs = append(instrs, instr{"MM", decimal.NewFromInt(1), -1})
 	}
 	nA := 1 + r.IntN(4)
 	fmt.Fprintf(&pol, "accounts:\n")
@@ -278,12 +289,77 @@ func generate(r *rand.Rand) genCase {
 			if r.IntN(2) == 0 {
 				qty = qty.Truncate(0)
 			}
+			if rt != nil && typ == policy.AccountTaxable && qty.Sign() > 0 && rt.IntN(4) != 0 {
+				positions = append(positions, fmt.Sprintf("%s: {lots: [%s]}", in.sym, genLots(rt, qty, in.price)))
+				continue
+			}
 			positions = append(positions, fmt.Sprintf("%s: %q", in.sym, qty.String()))
 		}
 		fmt.Fprintf(&hold, "  a%d: {cash: %q, positions: {%s}}\n", a, cash.String(), strings.Join(positions, ", "))
 	}
+	if rt != nil {
+		g.constrained = true
+		syms := make([]string, 0, len(instrs))
+		for _, in := range instrs {
+			syms = append(syms, in.sym)
+		}
+		writeTax(rt, &pol, leaves, syms, nA)
+		for n := rt.IntN(4); n > 0; n-- {
+			g.history.LossSales = append(g.history.LossSales, tax.Trade{
+				Instrument: pick(rt, syms...), Account: fmt.Sprintf("a%d", rt.IntN(nA)), Date: taxDate.AddDays(-rt.IntN(40)),
+			})
+		}
+	}
 	g.policy, g.holdings, g.prices = pol.String(), hold.String(), prices.String()
 	return g
+}
+
+// genLots splits qty into one to four lots bought from 2020 to the trade
+// date, at unit costs from half to one and a half times price.
+func genLots(r *rand.Rand, qty, price decimal.Decimal) string {
+	n := 1 + r.IntN(4)
+	var lots []string
+	left := qty
+	for k := 0; k < n && left.Sign() > 0; k++ {
+		q := left
+		if k < n-1 {
+			q = left.Mul(decimal.New(int64(1+r.IntN(9)), -1)).Truncate(3)
+			if q.Sign() <= 0 {
+				q = left
+			}
+		}
+		left = left.Sub(q)
+		unit := price.Mul(decimal.New(int64(50+r.IntN(101)), -2)).Round(2)
+		acquired := tax.NewDate(2020, 1, 1).AddDays(r.IntN(2516)) // through 2026-11-20
+		lots = append(lots, fmt.Sprintf("{quantity: %q, cost_basis: %q, acquired: %s}", q.String(), q.Mul(unit).Round(2).String(), acquired))
+	}
+	return strings.Join(lots, ", ")
+}
+
+// writeTax writes a random tax block and asset location.
+func writeTax(r *rand.Rand, pol *strings.Builder, leaves []leafPath, syms []string, nA int) {
+	pol.WriteString("tax:\n")
+	fmt.Fprintf(pol, "  short_term_gains: %s\n", pick(r, "allow", "block"))
+	fmt.Fprintf(pol, "  wait_long_term_days: %d\n", pick(r, 0, 0, 10, 60))
+	fmt.Fprintf(pol, "  wash_sale: {window: %d", pick(r, 30, 61))
+	if r.IntN(2) == 0 {
+		fmt.Fprintf(pol, ", exempt: [%s]", strings.Split(pick(r, leaves...).path, "/")[0])
+	}
+	pol.WriteString("}\n")
+	// Substitutes: an instrument for the next one of its leaf sleeve.
+	var subs []string
+	for k := 0; k+1 < len(syms); k++ {
+		a, b := syms[k], syms[k+1]
+		if strings.HasPrefix(a, "I") && strings.HasPrefix(b, "I") && a[:strings.Index(a, "_")] == b[:strings.Index(b, "_")] {
+			subs = append(subs, fmt.Sprintf("%s: %s", a, b))
+		}
+	}
+	if len(subs) > 0 && r.IntN(2) == 0 {
+		fmt.Fprintf(pol, "  harvest: {enabled: true, min_loss: %q, substitutes: {%s}}\n", pick(r, "1", "100", "1000"), strings.Join(subs, ", "))
+	}
+	if r.IntN(2) == 0 {
+		fmt.Fprintf(pol, "asset_location:\n  %s: [a%d]\n", pick(r, leaves...).path, r.IntN(nA))
+	}
 }
 
 // tolerances returns, per sleeve, how far rounding to steps and min_trade
@@ -321,15 +397,23 @@ func TestRandomPortfolios(t *testing.T) {
 	if testing.Short() {
 		n /= 10
 	}
-	var unconstrainedTarget, buyOnly, taxableSells, bandChecked int
+	var unconstrainedTarget, buyOnly, taxableSells, bandChecked, taxed int
 	for seed := 0; seed < n; seed++ {
 		r := rand.New(rand.NewPCG(uint64(seed), 42))
-		g := generate(r)
+		var rt *rand.Rand
+		if seed%3 == 2 {
+			rt = rand.New(rand.NewPCG(uint64(seed), 7))
+		}
+		g := generate(r, rt)
 		ok := t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			b := book(t, g.policy, g.holdings, g.prices)
 			snap := drift.Compute(b)
-			p := plan.Make(snap)
+			p := plan.MakeWith(snap, plan.Options{History: g.history})
 			after := checkInvariants(t, b, p)
+			if rt != nil {
+				taxed++
+				checkTax(t, b, p, g.history)
+			}
 			pol := b.Policy
 
 			// Invariant 7.
@@ -410,8 +494,8 @@ func TestRandomPortfolios(t *testing.T) {
 			break
 		}
 	}
-	t.Logf("%d portfolios: %d unconstrained target plans, %d buy-only, %d taxable sells checked, %d band checks",
-		n, unconstrainedTarget, buyOnly, taxableSells, bandChecked)
+	t.Logf("%d portfolios: %d unconstrained target plans, %d buy-only, %d taxable sells checked, %d band checks, %d tax-aware",
+		n, unconstrainedTarget, buyOnly, taxableSells, bandChecked, taxed)
 	if !testing.Short() && (unconstrainedTarget < 100 || buyOnly < 20 || taxableSells < 20 || bandChecked < 100) {
 		t.Errorf("the generator rarely exercises some invariants; adjust it")
 	}

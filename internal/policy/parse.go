@@ -91,7 +91,7 @@ type compiler struct {
 func (c *compiler) compile(root *yaml.Node) {
 	r, p := c.r, c.p
 	f := r.Object(root, "", "policy", "currency", "targets", "bands", "rebalance", "prices", "limits", "instruments", "accounts",
-		"investor", "glide_path", "tilts")
+		"investor", "glide_path", "tilts", "tax", "asset_location", "correlation")
 	if s, ok := c.required(root, f, "", "policy"); ok {
 		if name, ok := r.String(s, "policy"); ok {
 			if !identifier.MatchString(name) {
@@ -134,6 +134,9 @@ func (c *compiler) compile(root *yaml.Node) {
 		c.accounts(n)
 	}
 	c.tilts(f["tilts"])
+	c.tax(f["tax"])                      // tax.go
+	c.assetLocation(f["asset_location"]) // tax.go
+	c.correlation(f["correlation"])      // correlation.go
 	c.coverage()
 }
 

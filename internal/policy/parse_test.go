@@ -60,7 +60,7 @@ func TestGoodFiles(t *testing.T) {
 // report, in order.
 var badFiles = map[string][]string{
 	"unknown_key.bad.yml": {
-		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts, investor, glide_path, tilts)",
+		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts, investor, glide_path, tilts, tax, asset_location, correlation)",
 		"unknown_key.bad.yml:6: targets.bonds.sleves: unknown field (known: weight, sleeves)",
 		"unknown_key.bad.yml:6: targets.bonds.sleeves: required field is missing (or write the weight alone, like bonds: 10%)",
 		"unknown_key.bad.yml:10: bands.relativ: unknown field (known: absolute, relative, sleeves)",

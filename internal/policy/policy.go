@@ -105,6 +105,15 @@ type Policy struct {
 	GlidePath []GlideRow
 	// Tilts are the tactical tilts in file order, active or expired.
 	Tilts []Tilt
+	// Correlation is the correlation watch (correlation.go); nil without
+	// a correlation block.
+	Correlation *Correlation
+	// Tax holds the tax rules of taxable accounts; nil without a tax
+	// block (see TaxRules).
+	Tax *TaxRules
+	// AssetLocation lists the sleeves with preferred accounts for buys,
+	// in file order; nil without an asset_location block.
+	AssetLocation []Location
 
 	// Cash is the index in Sleeves of the top-level cash sleeve.
 	Cash int

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -94,7 +95,8 @@ func testJournalReplay(t *testing.T, sync bool) {
 	if err := s.Save(l, true); err != nil {
 		t.Fatal(err)
 	}
-	e := Entry{PlanID: "x", At: at.Add(time.Minute), Orders: []events.Order{{OrderID: "x-1"}, {OrderID: "x-2"}}}
+	e := Entry{PlanID: "x", At: at.Add(time.Minute), Orders: []events.Order{{OrderID: "x-1"}, {OrderID: "x-2"}},
+		Plan: json.RawMessage(`{"plan_id":"x","trigger":"threshold"}`)}
 	if err := s.Append("p", e); err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +114,12 @@ func testJournalReplay(t *testing.T, sync bool) {
 	}
 	if len(got.Orders) != 2 || got.Orders[0].Status != ledger.Outbox || got.LastPlanID != "x" || !got.LastRebalance.Equal(e.At) {
 		t.Fatalf("replayed ledger: %d orders, plan %q at %v", len(got.Orders), got.LastPlanID, got.LastRebalance)
+	}
+	if len(got.Plans) != 1 || got.Plans[0].ID != "x" || string(got.Plans[0].Event) != string(e.Plan) {
+		t.Fatalf("replayed plan events: %+v", got.Plans)
+	}
+	if err := s.Append("p", Entry{PlanID: "bad", Orders: []events.Order{{OrderID: "bad-1"}}, Plan: json.RawMessage(`{"torn`)}); err == nil {
+		t.Error("an entry with a plan event that is not JSON was journaled")
 	}
 	// Appending the same plan again (a replay already in the snapshot) is not doubled.
 	if err := s.Save(got, false); err != nil {

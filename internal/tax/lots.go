@@ -84,21 +84,35 @@ func (l Lots) Lot(i int) Lot { return l.lots[i] }
 // Quantity returns the sum of the lots' quantities.
 func (l Lots) Quantity() decimal.Decimal { return l.qty }
 
-// Sale is the part of one lot that a selection sells.
+// SellsAtLossFirst reports whether a sale at price starts with a lot at a
+// loss: whether some lot cost more than price a unit. Select sells such
+// lots first, so any sale at price realizes a loss.
+func (l Lots) SellsAtLossFirst(price decimal.Decimal) bool {
+	if len(l.order) == 0 {
+		return false
+	}
+	lot := &l.lots[l.order[0]] // the highest unit cost
+	return lot.Basis.Cmp(price.Mul(lot.Quantity)) > 0
+}
+
+// Sale is the part of one lot that a selection sells. Its JSON form names
+// the fields as a plan reports them (lot, acquired, quantity, cost_basis,
+// proceeds, gain, long_term), dates as YYYY-MM-DD.
 type Sale struct {
-	// Lot is the index of the lot, in the order given to NewLots.
-	Lot      int
-	Acquired Date
+	// Lot is the index of the lot, in the order given to NewLots (the
+	// order of the holdings file).
+	Lot      int  `json:"lot"`
+	Acquired Date `json:"acquired"`
 	// Quantity is the quantity sold: the whole lot, or part of it.
-	Quantity decimal.Decimal
+	Quantity decimal.Decimal `json:"quantity"`
 	// Basis is the cost basis of Quantity (see Lots.Select).
-	Basis decimal.Decimal
+	Basis decimal.Decimal `json:"cost_basis"`
 	// Proceeds is Quantity × price, exactly.
-	Proceeds decimal.Decimal
+	Proceeds decimal.Decimal `json:"proceeds"`
 	// Gain is Proceeds − Basis: negative for a loss.
-	Gain decimal.Decimal
+	Gain decimal.Decimal `json:"gain"`
 	// LongTerm says whether the gain or loss is long-term on the sale date.
-	LongTerm bool
+	LongTerm bool `json:"long_term"`
 }
 
 // Selection is the outcome of Lots.Select: the lots sold and, when they do
@@ -274,17 +288,23 @@ func (l Lots) Sellable(price decimal.Decimal, date Date, opts Options) (decimal.
 	if price.Sign() <= 0 {
 		return decimal.Decimal{}, fmt.Errorf("price must be positive, got %s", price)
 	}
+	// Only lots at a short-term gain are held back, and only when the
+	// options wait or block: the sum of those few is subtracted from the
+	// total rather than the many others summed.
+	if opts.WaitLongTermDays <= 0 && !opts.ShortTermGains.blocks() {
+		return l.qty, nil
+	}
 	r := l.rank(price, date, opts)
-	var parts []decimal.Decimal
-	for k, i := range l.order {
-		if c := r.category(k); c != waitFor && c != blocked {
-			parts = append(parts, l.lots[i].Quantity)
+	var held []decimal.Decimal
+	for k := r.firstGain; k < len(l.order); k++ {
+		if c := r.category(k); c == waitFor || c == blocked {
+			held = append(held, l.lots[l.order[k]].Quantity)
 		}
 	}
-	if len(parts) == 0 {
-		return decimal.Decimal{}, nil
+	if len(held) == 0 {
+		return l.qty, nil
 	}
-	return decimal.Sum(parts[0], parts[1:]...), nil
+	return l.qty.Sub(decimal.Sum(held[0], held[1:]...)), nil
 }
 
 // sale returns the sale of quantity q of lot i at price on date.

@@ -125,7 +125,7 @@ func (o Options) Validate() error {
 		bad("harvest.min_loss", "must not be negative, got %s", h.MinLoss)
 	}
 	if h.MinLossPct.Sign() < 0 || h.MinLossPct.GreaterThan(decimal.NewFromInt(1)) {
-		bad("harvest.min_loss_pct", "must be between 0%% and 100%%, got %s", h.MinLossPct)
+		bad("harvest.min_loss_pct", "must be between 0%% and 100%%, got %s%%", h.MinLossPct.Shift(2))
 	}
 	if h.Enabled && h.MinLoss.Sign() <= 0 && h.MinLossPct.Sign() <= 0 {
 		bad("harvest", "enabled without a threshold: set min_loss or min_loss_pct")

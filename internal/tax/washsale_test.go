@@ -134,7 +134,7 @@ func TestValidate(t *testing.T) {
 		"wash_sale.substitute_groups[1]: a group needs at least two instruments, got 1",
 		"wash_sale.substitute_groups[2]: IVV is already in group 0",
 		"harvest.min_loss: must not be negative, got -1",
-		"harvest.min_loss_pct: must be between 0% and 100%, got 1.5",
+		"harvest.min_loss_pct: must be between 0% and 100%, got 150%",
 		`harvest.substitutes.BND: the substitute must be another instrument, got "BND"`,
 		"harvest.substitutes.VOO: IVV is in the same substitute group as VOO",
 	}
