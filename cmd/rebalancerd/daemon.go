@@ -194,7 +194,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.WrapPublisher != nil {
 		pub = m.WrapPublisher(pub)
 	}
-	auxDir := filepath.Join(cfg.StateDir, "correlation")
+	auxDir := filepath.Join(cfg.StateDir, "strategy")
 	if err := os.MkdirAll(auxDir, 0o700); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/shopspring/decimal"
 
+	"github.com/rebalancerd/rebalancerd/internal/config"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
 )
@@ -187,4 +189,67 @@ func TestCorrelationAlert(t *testing.T) {
 	if !normal.Correlation.LessThan(decimal.RequireFromString("0.6")) || !normal.Since.Equal(high.Since) {
 		t.Errorf("normal alert: %+v (high since %v)", normal, high.Since)
 	}
+}
+
+// TestPhaseInAcrossReloadAndRestart: with phase_in over 90 days every 30,
+// an edit from 60/35/5 to 40/55/5 moves the targets in three steps, the
+// first at once; the phase survives a restart of the daemon.
+//
+//	step 1: stocks 60x2/3 + 40/3 = 53.33333333..., bonds 35x2/3 + 55/3 = 41.66666666...
+//	        rounded down to 8 places, the residue 0.00000001 to the largest (stocks):
+//	        0.53333334, 0.41666666, 0.05
+//	step 2: stocks 60/3 + 40x2/3 = 46.66666666..., bonds 35/3 + 55x2/3 = 48.33333333...:
+//	        0.46666666, 0.48333334 (the residue to bonds, now the largest), 0.05
+//	step 3: 0.4, 0.55, 0.05, and the phase is over.
+func TestPhaseInAcrossReloadAndRestart(t *testing.T) {
+	pol := policyText("threshold", "") + "phase_in: {over: 90d, every: 30d}\n"
+	d := startDaemon(t, pol, monday0959, nil)
+	d.prices("VTI", "100", "BND", "100")
+	targetsNow := func(d *daemon, want string, step int) {
+		t.Helper()
+		checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+			st := d.policyStatus()
+			if st.Targets == nil || st.LastEvaluated.IsZero() {
+				return errors.New("not evaluated")
+			}
+			var got []string
+			for _, sl := range st.EffectiveTargets {
+				got = append(got, sl.Sleeve+"="+sl.Target)
+			}
+			gotStep := 0
+			if st.Phase != nil {
+				gotStep = st.Phase.Step
+			}
+			if strings.Join(got, " ") != want || gotStep != step {
+				return fmt.Errorf("targets %v at phase step %d, want %s at step %d", got, gotStep, want, step)
+			}
+			return nil
+		})
+	}
+	targetsNow(d, "stocks=0.6 bonds=0.35 cash=0.05", 0)
+
+	// The edit: phased from the targets in effect.
+	edited := strings.Replace(strings.Replace(pol, "stocks: 60%", "stocks: 40%", 1), "bonds: 35%", "bonds: 55%", 1)
+	writeFile(t, d.policy, edited)
+	targetsNow(d, "stocks=0.53333334 bonds=0.41666666 cash=0.05", 1)
+
+	d.clock.Advance(30 * 24 * time.Hour)
+	d.prices("VTI", "100", "BND", "100")
+	targetsNow(d, "stocks=0.46666666 bonds=0.48333334 cash=0.05", 2)
+
+	// A restart mid-way resumes the phase where it stands.
+	at := d.clock.Now().Add(time.Hour)
+	if err := d.Main.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second := startDaemon(t, edited, at, func(c *config.Config, m *Main) {
+		c.StateDir = d.Config.StateDir
+		c.Policies = d.Config.Policies
+	})
+	second.prices("VTI", "100", "BND", "100")
+	targetsNow(second, "stocks=0.46666666 bonds=0.48333334 cash=0.05", 2)
+
+	second.clock.Advance(30 * 24 * time.Hour)
+	second.prices("VTI", "100", "BND", "100")
+	targetsNow(second, "stocks=0.4 bonds=0.55 cash=0.05", 0)
 }

@@ -172,9 +172,15 @@ type runtime struct {
 	eff     *policy.Policy
 	effFrom *policy.Policy // the pol eff was computed from
 	effDate string
+	effStep int // the phase-in step eff has (0 without a phase)
 	explain *targets.Explanation
 	// corr is the correlation watch, when the policy has one.
 	corr *corrWatch
+	// phase is the phase-in in progress (nil when none), phaseStep where
+	// it stood at the last evaluation, applied what was last applied.
+	phase     *targets.Phase
+	phaseStep *targets.PhaseStep
+	applied   phaseDoc
 }
 
 type firing struct {
@@ -316,6 +322,7 @@ func (e *Engine) Load(set []Loaded) error {
 		rt.symbols = neededSymbols(rt.pol, rt.ledger)
 		if old == nil || old.Version != rt.pol.Version {
 			e.loadCorrelation(rt)
+			e.loadPhase(rt, old, now)
 		}
 		if old == nil || old.Rebalance.Schedule != rt.pol.Rebalance.Schedule || old.Rebalance.Trigger != rt.pol.Rebalance.Trigger || rt.stop == nil {
 			e.startCalendar(rt)
@@ -652,7 +659,8 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 // is each tilt that expires. Called with e.mu held.
 func (e *Engine) effective(rt *runtime, now time.Time) (*policy.Policy, error) {
 	day := now.UTC().Format(time.DateOnly)
-	if rt.effFrom == rt.pol && rt.effDate == day {
+	step := rt.phaseStepAt(now)
+	if rt.effFrom == rt.pol && rt.effDate == day && rt.effStep == step {
 		return rt.eff, nil
 	}
 	eff, ex, err := targets.Effective(rt.pol, now)
@@ -667,16 +675,24 @@ func (e *Engine) effective(rt *runtime, now time.Time) (*policy.Policy, error) {
 				zap.String("reason", t.Reason))
 		}
 	}
-	if rt.pol.HasStrategy() && (rt.eff == nil || rt.eff.Version != eff.Version) {
+	if eff, err = e.phased(rt, eff, now); err != nil {
+		rt.eff, rt.effFrom, rt.effDate = nil, nil, ""
+		return nil, err
+	}
+	if (rt.pol.HasStrategy() || rt.phase != nil) && (rt.eff == nil || rt.eff.Version != eff.Version) {
 		fields := []zap.Field{zap.String("policy", rt.pol.Name), zap.String("date", ex.Date),
 			zap.String("policy_version", eff.Version), zap.Int("active_tilts", len(ex.Active))}
 		if g := ex.Glide; g != nil {
 			fields = append(fields, zap.String("age", g.Age.String()), zap.Int("glide_from_age", g.FromAge),
 				zap.Int("glide_to_age", g.ToAge), zap.String("glide_fraction", g.Fraction.String()))
 		}
+		if st := rt.phaseStep; st != nil {
+			fields = append(fields, zap.Int("phase_step", st.Step), zap.Int("phase_steps", st.Steps))
+		}
 		e.log.Info("effective targets", fields...)
 	}
-	rt.eff, rt.effFrom, rt.effDate, rt.explain = eff, rt.pol, day, ex
+	rt.eff, rt.effFrom, rt.effDate, rt.effStep, rt.explain = eff, rt.pol, day, step, ex
+	e.noteApplied(rt, eff)
 	return eff, nil
 }
 

@@ -19,15 +19,20 @@ type PolicyStatus struct {
 	// how they came about. Both are empty before the first evaluation.
 	EffectiveVersion string               `json:"effective_policy_version,omitempty"`
 	Targets          *targets.Explanation `json:"targets,omitempty"`
-	File             string               `json:"file"`
-	Trigger          string               `json:"trigger"`
-	Schedule         string               `json:"schedule,omitempty"`
-	Destination      string               `json:"destination"`
-	LastEvaluated    time.Time            `json:"last_evaluated,omitzero"`
-	PricesAsOf       time.Time            `json:"prices_as_of,omitzero"`
-	HoldingsAsOf     time.Time            `json:"holdings_as_of,omitzero"`
-	TotalValue       string               `json:"total_value,omitempty"`
-	Breaching        []string             `json:"breaching"`
+	// EffectiveTargets are the targets in effect, as fractions of the
+	// whole portfolio, in sleeve order.
+	EffectiveTargets []SleeveTarget `json:"effective_targets,omitempty"`
+	// Phase is where the phase-in in progress stands; nil without one.
+	Phase         *targets.PhaseStep `json:"phase_in,omitempty"`
+	File          string             `json:"file"`
+	Trigger       string             `json:"trigger"`
+	Schedule      string             `json:"schedule,omitempty"`
+	Destination   string             `json:"destination"`
+	LastEvaluated time.Time          `json:"last_evaluated,omitzero"`
+	PricesAsOf    time.Time          `json:"prices_as_of,omitzero"`
+	HoldingsAsOf  time.Time          `json:"holdings_as_of,omitzero"`
+	TotalValue    string             `json:"total_value,omitempty"`
+	Breaching     []string           `json:"breaching"`
 	// Blocked lists why the policy cannot be planned now; empty when it can.
 	Blocked       []Block         `json:"blocked"`
 	PendingOrders []*ledger.Order `json:"pending_orders"`
@@ -38,6 +43,12 @@ type PolicyStatus struct {
 	Unacked       int             `json:"unacknowledged_orders"`
 	// Holdings are the ledger's accounts: the base snapshot plus fills.
 	Holdings map[string]ledger.Account `json:"holdings"`
+}
+
+// SleeveTarget is a sleeve's target in effect.
+type SleeveTarget struct {
+	Sleeve string `json:"sleeve"`
+	Target string `json:"target"`
 }
 
 // Status is the engine's state for the status endpoint.
@@ -65,6 +76,13 @@ func (e *Engine) Status() Status {
 		}
 		if rt.eff != nil {
 			ps.EffectiveVersion, ps.Targets = rt.eff.Version, rt.explain
+			for _, sl := range rt.eff.Sleeves {
+				ps.EffectiveTargets = append(ps.EffectiveTargets, SleeveTarget{Sleeve: sl.Path, Target: sl.Target.String()})
+			}
+		}
+		if rt.phase != nil && rt.phaseStep != nil {
+			st := *rt.phaseStep
+			ps.Phase = &st
 		}
 		if rt.snapshot != nil {
 			ps.PricesAsOf = rt.snapshot.AsOf

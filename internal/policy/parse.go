@@ -91,7 +91,7 @@ type compiler struct {
 func (c *compiler) compile(root *yaml.Node) {
 	r, p := c.r, c.p
 	f := r.Object(root, "", "policy", "currency", "targets", "bands", "rebalance", "prices", "limits", "instruments", "accounts",
-		"investor", "glide_path", "tilts", "tax", "asset_location", "correlation")
+		"investor", "glide_path", "tilts", "tax", "asset_location", "correlation", "phase_in")
 	if s, ok := c.required(root, f, "", "policy"); ok {
 		if name, ok := r.String(s, "policy"); ok {
 			if !identifier.MatchString(name) {
@@ -137,6 +137,7 @@ func (c *compiler) compile(root *yaml.Node) {
 	c.tax(f["tax"])                      // tax.go
 	c.assetLocation(f["asset_location"]) // tax.go
 	c.correlation(f["correlation"])      // correlation.go
+	c.phaseIn(f["phase_in"])             // phasein.go
 	c.coverage()
 }
 

@@ -114,6 +114,8 @@ type Policy struct {
 	// AssetLocation lists the sleeves with preferred accounts for buys,
 	// in file order; nil without an asset_location block.
 	AssetLocation []Location
+	// PhaseIn, when set, moves to new targets in steps (phasein.go).
+	PhaseIn *PhaseIn
 
 	// Cash is the index in Sleeves of the top-level cash sleeve.
 	Cash int
