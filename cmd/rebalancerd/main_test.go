@@ -330,3 +330,63 @@ func TestPlanAtDefault(t *testing.T) {
 		t.Errorf("-at 1980-01-01: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestPlanCashFlow plans a deposit and a withdrawal on the tax example:
+// the deposit into the Roth only buys (rule invest) and says what deposit
+// would bring every sleeve inside its band; the withdrawal from the
+// taxable account only sells there (rule withdraw), losses first.
+func TestPlanCashFlow(t *testing.T) {
+	base := []string{"plan", "-policy", "../../configs/examples/tax.yaml", "-holdings", "../../configs/examples/lots-holdings.yaml",
+		"-prices", "../../configs/examples/tax-prices.yaml", "-at", "2026-11-20T21:00:00Z"}
+	out, outJSON := planGolden(t, append(base, "-deposit", "20000", "-account", "roth"), "cashflow-deposit.plan")
+	if !strings.Contains(out, "deposit to return inside the bands without selling: ") || strings.Contains(out, " sell ") {
+		t.Errorf("deposit output:\n%s", out)
+	}
+	var doc struct {
+		Orders   []struct{ Side, Rule string }
+		CashFlow *struct {
+			Kind           string
+			DepositToBands *string `json:"deposit_to_bands"`
+		} `json:"cash_flow"`
+	}
+	if err := json.Unmarshal([]byte(outJSON), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.CashFlow == nil || doc.CashFlow.Kind != "invest" || doc.CashFlow.DepositToBands == nil || len(doc.Orders) == 0 {
+		t.Errorf("deposit JSON: %+v", doc)
+	}
+	for _, o := range doc.Orders {
+		if o.Side != "buy" || o.Rule != "invest" {
+			t.Errorf("deposit order %+v", o)
+		}
+	}
+
+	out, outJSON = planGolden(t, append(base, "-withdraw", "10000", "-account", "taxable"), "cashflow-withdraw.plan")
+	if !strings.Contains(out, "cash flow: withdraw 10000.00 USD from taxable without buying") || !strings.Contains(out, "withdrawn 10000.00, short 0.00") {
+		t.Errorf("withdraw output:\n%s", out)
+	}
+	doc.Orders = nil
+	if err := json.Unmarshal([]byte(outJSON), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range doc.Orders {
+		if o.Side != "sell" || o.Rule != "withdraw" {
+			t.Errorf("withdrawal order %+v", o)
+		}
+	}
+
+	for _, args := range [][]string{
+		{"-deposit", "100"},                         // several accounts: which?
+		{"-deposit", "100", "-account", "nope"},     // no such account
+		{"-deposit", "-1", "-account", "roth"},      // negative
+		{"-withdraw", "0", "-account", "roth"},      // nothing to withdraw
+		{"-deposit", "1", "-withdraw", "1"},         // both
+		{"-account", "roth"},                        // alone
+		{"-deposit", "1", "-destination", "midway"}, // a cash flow has no destination
+		{"-withdraw", "ten", "-account", "taxable"}, // not an amount
+	} {
+		if code, _, errOut := run(t, append(base, args...)...); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d (%s)", args, code, exitUsage, errOut)
+		}
+	}
+}

@@ -24,6 +24,12 @@ import (
 // orders; only bad input fails it. A policy with a glide path or tilts is
 // planned on its effective targets at the -at time (default now), and the
 // output says which glide path rows and tilts applied.
+//
+// -deposit AMOUNT adds AMOUNT to the cash of -account and invests the
+// free cash buy-only (plan.Invest; -deposit 0 invests what the holdings
+// already show, a dividend for example); -withdraw AMOUNT raises AMOUNT in
+// -account by selling only (plan.Withdraw). -account may be left out when
+// the policy has one account.
 type PlanCommand struct {
 	Stdout io.Writer
 	// Now gives the default -at time; nil means time.Now.
@@ -48,7 +54,14 @@ func (c *PlanCommand) Run(_ context.Context, args []string) error {
 	asJSON := fs.Bool("json", false, "print one JSON object instead of tables")
 	dest := fs.String("destination", "", "override the policy's destination: target, band_edge or midway")
 	atFlag := fs.String("at", "", "`time` (RFC 3339, or a date like 2026-11-20 for midnight UTC) of the glide path and tilts; default now")
+	var flow cashFlowFlags
+	fs.StringVar(&flow.deposit, "deposit", "", "add this `amount` to -account's cash and invest the free cash without selling")
+	fs.StringVar(&flow.withdraw, "withdraw", "", "raise this `amount` of cash in -account by selling, without buying")
+	fs.StringVar(&flow.account, "account", "", "`name` of the account of -deposit or -withdraw (needed when the policy has several)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := flow.check(*dest); err != nil {
 		return err
 	}
 	at, err := c.at(*atFlag)
@@ -86,7 +99,10 @@ func (c *PlanCommand) Run(_ context.Context, args []string) error {
 	if !in.policy.HasStrategy() {
 		ex = nil
 	}
-	p := plan.MakeTo(drift.Compute(book), d)
+	p, err := flow.plan(book, d)
+	if err != nil {
+		return err
+	}
 	if *asJSON {
 		enc := json.NewEncoder(c.Stdout)
 		enc.SetIndent("", "  ")
@@ -152,6 +168,9 @@ func writeText(w io.Writer, p *plan.Plan, ex *targets.Explanation) error {
 		p.Total.StringFixed(2), p.Currency, p.Destination, p.ID)
 	if ex != nil {
 		writeStrategy(w, ex)
+	}
+	if p.CashFlow != nil {
+		writeCashFlow(w, p)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -243,4 +262,78 @@ func writeTax(w io.Writer, p *plan.Plan) error {
 		fmt.Fprintf(w, "not relocated: %s: %s\n", n.Instrument, n.Reason)
 	}
 	return nil
+}
+
+// cashFlowFlags are the -deposit, -withdraw and -account flags.
+type cashFlowFlags struct {
+	deposit, withdraw, account string
+	amount                     decimal.Decimal
+}
+
+// check validates the flags; dest is the -destination flag, which a cash
+// flow does not take.
+func (f *cashFlowFlags) check(dest string) error {
+	flag, text := "", ""
+	switch {
+	case f.deposit != "" && f.withdraw != "":
+		return usageError{"plan: -deposit and -withdraw exclude each other"}
+	case f.deposit != "":
+		flag, text = "-deposit", f.deposit
+	case f.withdraw != "":
+		flag, text = "-withdraw", f.withdraw
+	case f.account != "":
+		return usageError{"plan: -account goes with -deposit or -withdraw"}
+	default:
+		return nil
+	}
+	if dest != "" {
+		return usageError{fmt.Sprintf("plan: %s moves toward the targets without selling or buying; it does not take -destination", flag)}
+	}
+	amount, err := decimal.NewFromString(text)
+	if err != nil || amount.Sign() < 0 || (flag == "-withdraw" && amount.Sign() == 0) {
+		return usageError{fmt.Sprintf("plan: %s %q: want an amount like 2500 or 2500.50 (positive for -withdraw)", flag, text)}
+	}
+	f.amount = amount
+	return nil
+}
+
+// plan plans book: a cash flow when the flags ask for one, otherwise a
+// plan to destination d.
+func (f *cashFlowFlags) plan(book *portfolio.Book, d policy.Destination) (*plan.Plan, error) {
+	if f.deposit == "" && f.withdraw == "" {
+		return plan.MakeTo(drift.Compute(book), d), nil
+	}
+	pol := book.Policy
+	a := 0
+	switch {
+	case f.account != "":
+		var ok bool
+		if a, ok = pol.AccountIndex(f.account); !ok {
+			return nil, usageError{fmt.Sprintf("plan: -account %q: policy %s has no such account", f.account, pol.Name)}
+		}
+	case len(pol.Accounts) > 1:
+		return nil, usageError{fmt.Sprintf("plan: policy %s has %d accounts: say which with -account", pol.Name, len(pol.Accounts))}
+	}
+	if f.deposit != "" {
+		return plan.Invest(drift.Compute(plan.AddCash(book, a, f.amount)), plan.Options{}), nil
+	}
+	return plan.Withdraw(drift.Compute(book), plan.Options{}, plan.Withdrawal{Account: pol.Accounts[a].Name, Amount: f.amount})
+}
+
+// writeCashFlow says what a cash-flow plan does with the money.
+func writeCashFlow(w io.Writer, p *plan.Plan) {
+	cf := p.CashFlow
+	if cf.Kind == plan.CashFlowInvest {
+		fmt.Fprintf(w, "cash flow: invest %s %s of free cash without selling; the orders buy %s\n",
+			cf.Amount.StringFixed(2), p.Currency, cf.Traded.StringFixed(2))
+		if cf.DepositToBands == nil {
+			fmt.Fprintln(w, "no deposit alone brings every sleeve inside its band without selling")
+		} else {
+			fmt.Fprintf(w, "deposit to return inside the bands without selling: %s %s more\n", cf.DepositToBands.StringFixed(2), p.Currency)
+		}
+		return
+	}
+	fmt.Fprintf(w, "cash flow: withdraw %s %s from %s without buying: %s from its free cash, sells raise %s; withdrawn %s, short %s\n",
+		cf.Amount.StringFixed(2), p.Currency, cf.Account, cf.FromCash.StringFixed(2), cf.Traded.StringFixed(2),
+		cf.Withdrawn.StringFixed(2), cf.Shortfall.StringFixed(2))
 }

@@ -152,8 +152,9 @@ type SleeveReport struct {
 }
 
 // Unresolved is a sleeve the plan cannot bring where the policy wants it.
-// Sleeve is empty for a tax-aware plan refused as a whole (see MakeWith):
-// it then has no order and Reason says why.
+// Sleeve is empty for a reason about the plan as a whole: a tax-aware plan
+// refused (see MakeWith), which then has no order, or a withdrawal that
+// cannot be raised in full (see Withdraw). Reason says why.
 type Unresolved struct {
 	Sleeve      string          `json:"sleeve"`
 	WeightAfter decimal.Decimal `json:"weight_after"`
@@ -181,6 +182,9 @@ type Plan struct {
 	Unresolved []Unresolved    `json:"unresolved"`
 	// Tax is the tax side of a tax-aware plan; nil otherwise.
 	Tax *TaxReport `json:"tax,omitempty"`
+	// CashFlow is what a cash-flow plan (Invest, Withdraw) did with the
+	// money; nil for other plans.
+	CashFlow *CashFlow `json:"cash_flow,omitempty"`
 }
 
 // Make plans the orders for snapshot s with its policy's destination and
@@ -296,6 +300,9 @@ type planner struct {
 	prefer   [][]int
 	// heldBackList are the held-back positions of the tax report.
 	heldBackList []HeldBack
+	// flow is the cash flow of a cash-flow plan (cashflow.go); nil
+	// otherwise.
+	flow *cashFlow
 
 	orders     []Order
 	dropped    []bool            // per instrument: an order below min_trade was dropped
@@ -760,7 +767,10 @@ func (pl *planner) place() {
 			}
 		}
 	}
-	pl.relocate()
+	// A cash flow only buys, or only sells: it relocates nothing.
+	if pl.flow == nil {
+		pl.relocate()
+	}
 }
 
 // relocate funds buys that no account could pay for where they may be
@@ -1013,7 +1023,7 @@ func (pl *planner) project() {
 		if k < len(instr) {
 			return pl.held[instr[k]]
 		}
-		if c := pl.cash[k-len(instr)]; c.Sign() > 0 {
+		if c := pl.cashAfter(k - len(instr)); c.Sign() > 0 {
 			return c
 		}
 		return decimal.Decimal{}
@@ -1240,6 +1250,9 @@ func (pl *planner) finish() *Plan {
 		out.Tax = pl.report()
 	}
 	pl.unresolved(out)
+	if pl.flow != nil {
+		pl.flowReport(out)
+	}
 	slices.SortStableFunc(out.Orders, func(x, y Order) int {
 		if x.Phase != y.Phase {
 			return x.Phase - y.Phase
@@ -1397,6 +1410,14 @@ func (pl *planner) assignIDs(out *Plan) {
 	buf = out.HoldingsAsOf.UTC().AppendFormat(buf, time.RFC3339Nano)
 	buf = append(buf, 0)
 	buf = append(buf, out.Destination...)
+	if f := out.CashFlow; f != nil {
+		buf = append(buf, 0)
+		buf = append(buf, f.Kind...)
+		buf = append(buf, 0)
+		buf = append(buf, f.Account...)
+		buf = append(buf, 0)
+		buf = appendDecimal(buf, f.Amount)
+	}
 	for k := range out.Orders {
 		o := &out.Orders[k]
 		buf = append(buf, 0)

@@ -100,6 +100,13 @@ func checkInvariants(t testing.TB, b *portfolio.Book, p *plan.Plan) *drift.Snaps
 			t.Errorf("bad side %q", o.Side)
 		}
 	}
+	// A withdrawal leaves its account after the orders.
+	withdrawn := decimal.Zero
+	if f := p.CashFlow; f != nil && f.Kind == plan.CashFlowWithdraw {
+		a, _ := pol.AccountIndex(f.Account)
+		withdrawn = f.Withdrawn
+		after.Cash[a] = after.Cash[a].Sub(withdrawn)
+	}
 	for a := range pol.Accounts {
 		if limit := b.FreeCash(a).Add(sells[a]); buys[a].GreaterThan(limit) {
 			t.Errorf("invariant 2: %s buys %s with only %s of free cash and sales", pol.Accounts[a].Name, buys[a], limit)
@@ -113,7 +120,7 @@ func checkInvariants(t testing.TB, b *portfolio.Book, p *plan.Plan) *drift.Snaps
 	for a := range pol.Accounts {
 		short = short || b.Cash[a].LessThan(pol.Accounts[a].Reserve)
 	}
-	if !s.Total.Equal(p.TotalAfter) || (!short && !s.Total.Equal(p.Total)) {
+	if !s.Total.Equal(p.TotalAfter) || (!short && !s.Total.Equal(p.Total.Sub(withdrawn))) {
 		t.Errorf("total value %s -> %s, plan projects %s (an account short of its reserve: %v)", p.Total, s.Total, p.TotalAfter, short)
 	}
 	for k, sl := range s.Sleeves {
@@ -397,7 +404,7 @@ func TestRandomPortfolios(t *testing.T) {
 	if testing.Short() {
 		n /= 10
 	}
-	var unconstrainedTarget, buyOnly, taxableSells, bandChecked, taxed int
+	var unconstrainedTarget, buyOnly, taxableSells, bandChecked, taxed, flows int
 	for seed := 0; seed < n; seed++ {
 		r := rand.New(rand.NewPCG(uint64(seed), 42))
 		var rt *rand.Rand
@@ -413,6 +420,10 @@ func TestRandomPortfolios(t *testing.T) {
 			if rt != nil {
 				taxed++
 				checkTax(t, b, p, g.history)
+			}
+			if seed%4 == 1 {
+				flows++
+				checkCashFlows(t, rand.New(rand.NewPCG(uint64(seed), 99)), b, g.history)
 			}
 			pol := b.Policy
 
@@ -494,8 +505,8 @@ func TestRandomPortfolios(t *testing.T) {
 			break
 		}
 	}
-	t.Logf("%d portfolios: %d unconstrained target plans, %d buy-only, %d taxable sells checked, %d band checks, %d tax-aware",
-		n, unconstrainedTarget, buyOnly, taxableSells, bandChecked, taxed)
+	t.Logf("%d portfolios: %d unconstrained target plans, %d buy-only, %d taxable sells checked, %d band checks, %d tax-aware, %d with cash flows",
+		n, unconstrainedTarget, buyOnly, taxableSells, bandChecked, taxed, flows)
 	if !testing.Short() && (unconstrainedTarget < 100 || buyOnly < 20 || taxableSells < 20 || bandChecked < 100) {
 		t.Errorf("the generator rarely exercises some invariants; adjust it")
 	}
@@ -519,4 +530,38 @@ func anyOverweight(b *portfolio.Book, s *drift.Snapshot) bool {
 		}
 	}
 	return false
+}
+
+// checkCashFlows plans an investment of a random deposit and a random
+// withdrawal on book b and checks the invariants of every plan and those
+// of cash flows (checkInvest, checkWithdraw): an investment never sells,
+// never spends more than free cash, and leaves no underweight sleeve
+// further from its target; a withdrawal never buys, trades only its
+// account, raises the amount (to the rounding of each order) or all the
+// account may sell, and the cash of every account balances.
+func checkCashFlows(t *testing.T, r *rand.Rand, b *portfolio.Book, h tax.History) {
+	t.Helper()
+	pol := b.Policy
+	a := r.IntN(len(pol.Accounts))
+	deposit := decimal.New(int64(r.IntN(5_000_000)), -2)
+	withDeposit := plan.AddCash(b, a, deposit)
+	inv := plan.Invest(drift.Compute(withDeposit), plan.Options{History: h})
+	checkInvariants(t, withDeposit, inv)
+	checkInvest(t, withDeposit, inv)
+	checkTax(t, withDeposit, inv, h)
+
+	s := drift.Compute(b)
+	held := s.FreeCash[a]
+	for i := range pol.Instruments {
+		held = held.Add(s.Values[a][i])
+	}
+	// From a tenth to six fifths of what the account holds, at least a cent.
+	amount := decimal.Max(decimal.New(1, -2), held.Mul(decimal.New(int64(10+r.IntN(111)), -2)).Round(2))
+	w, err := plan.Withdraw(s, plan.Options{History: h}, plan.Withdrawal{Account: pol.Accounts[a].Name, Amount: amount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, b, w)
+	checkWithdraw(t, b, w, pol.Accounts[a].Name, amount)
+	checkTax(t, b, w, h)
 }
