@@ -95,7 +95,9 @@ Usage:
         validate the daemon configuration and every policy it names
   rebalancerd plan -policy FILE -holdings FILE -prices FILE [-json] [-destination D] [-at TIME]
         print the drift of every sleeve and the orders that rebalance it
-        (on the targets in effect at TIME: glide path and tilts)
+        (on the targets in effect at TIME: glide path and tilts);
+        -deposit AMOUNT / -withdraw AMOUNT [-account NAME] plan a cash flow
+        without selling / without buying
   rebalancerd run -config FILE [-state-dir DIR] [-log-level L] [-log-format F]
         run the daemon: feeds, triggers, orders on NATS; SIGHUP reloads policies
   rebalancerd tail [-config FILE] [-server URL] [-all] [-plans] [-json]
