@@ -40,6 +40,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/risk"
 	"github.com/rebalancerd/rebalancerd/internal/state"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
+	"github.com/rebalancerd/rebalancerd/internal/tax"
 )
 
 // Publisher sends the engine's events. PublishOrders and PublishPlan must
@@ -319,6 +320,7 @@ func (e *Engine) Load(set []Loaded) error {
 		}
 		old := rt.pol
 		rt.pol = l.Policy
+		rt.ledger.HistoryDays = historyDays(rt.pol)
 		rt.symbols = neededSymbols(rt.pol, rt.ledger)
 		if old == nil || old.Version != rt.pol.Version {
 			e.loadCorrelation(rt)
@@ -653,6 +655,32 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	e.rebalance(rt, snap, trigger, now)
 }
 
+// taxHistory is the household's recent trades for the wash-sale guard:
+// buys in every account, loss sales in taxable accounts only (a sale in a
+// tax-advantaged account realizes no loss).
+func taxHistory(rt *runtime, now time.Time) tax.History {
+	h := rt.ledger.TaxHistory(now)
+	h.LossSales = slices.DeleteFunc(h.LossSales, func(t tax.Trade) bool {
+		a, ok := rt.pol.AccountIndex(t.Account)
+		return ok && rt.pol.Accounts[a].Type.TaxAdvantaged()
+	})
+	return h
+}
+
+// historyDays is how many days of trades the ledger keeps for the policy's
+// wash-sale windows: the ledger's default or the longest window.
+func historyDays(p *policy.Policy) int {
+	days := ledger.DefaultHistoryDays
+	if p.Tax != nil {
+		w := p.Tax.WashSale
+		days = max(days, 2*w.Window+1)
+		for _, d := range w.Windows {
+			days = max(days, 2*d+1)
+		}
+	}
+	return days
+}
+
 // effective returns the policy with the targets in effect at now: its
 // glide path and tilts applied for now's day (UTC). It is computed once a
 // day and when the policy changes; a change of targets is logged, and so
@@ -844,7 +872,7 @@ func (e *Engine) flushDrift() {
 // rebalance plans, journals and queues the orders. Called with e.mu held.
 func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, now time.Time) {
 	name := rt.pol.Name
-	p := plan.Make(snap)
+	p := plan.MakeWith(snap, plan.Options{History: taxHistory(rt, now)})
 	fields := []zap.Field{zap.String("policy", name), zap.String("trigger", trigger),
 		zap.Strings("breaching", rt.breaching), zap.Int("orders", len(p.Orders)), zap.String("plan_id", p.ID),
 		zap.String("policy_version", p.PolicyVersion), zap.String("destination", string(p.Destination))}
@@ -907,6 +935,17 @@ func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, no
 		return
 	}
 	rt.ledger.AddOrders(orders, now)
+	for _, o := range p.Orders {
+		if len(o.Lots) == 0 {
+			continue
+		}
+		// The lots the plan chose: fills sell them (indices as Holdings
+		// returned them in this evaluation, under the same lock).
+		if err := rt.ledger.SetLots(o.ID, o.Lots); err != nil {
+			e.log.Warn("lot selection not recorded; fills sell lots in the tax order",
+				zap.String("policy", name), zap.String("order_id", o.ID), zap.Error(err))
+		}
+	}
 	rt.ledger.AddPlan(p.ID, evData)
 	rt.ledger.LastRebalance, rt.ledger.LastPlanID = now, p.ID
 	e.log.Info("rebalance", fields...)

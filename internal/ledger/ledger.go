@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+	"github.com/rebalancerd/rebalancerd/internal/tax"
 )
 
 // OrderStatus is where an order stands.
@@ -50,6 +53,11 @@ func (s OrderStatus) Pending() bool { return s == Outbox || s == Published || s 
 type Account struct {
 	Cash      decimal.Decimal            `json:"cash"`
 	Positions map[string]decimal.Decimal `json:"positions"`
+	// Lots are the tax lots of the positions whose lots are known, by
+	// instrument, in the order of the holdings file and then of the buys:
+	// their quantities add up to the position's. A position without an
+	// entry has an unknown cost basis.
+	Lots map[string][]Lot `json:"lots,omitempty"`
 }
 
 // Order is a published order and its progress.
@@ -59,6 +67,9 @@ type Order struct {
 	Filled  decimal.Decimal `json:"filled"`
 	FillIDs []string        `json:"fill_ids,omitempty"`
 	Updated time.Time       `json:"updated"`
+	// Lots is the plan's lot selection for a sell (see SetLots), less
+	// what fills have sold of it; none when the plan chose no lots.
+	Lots []LotSale `json:"lots,omitempty"`
 }
 
 // Remaining is the quantity not yet filled.
@@ -95,6 +106,35 @@ type Ledger struct {
 	// published again after a restart, so that every order's plan is on
 	// the stream.
 	Plans []PlanEvent `json:"unpublished_plans,omitempty"`
+	// History is the household's recent buys and loss sales, for the
+	// wash-sale guard (see TaxHistory).
+	History History `json:"tax_history,omitzero"`
+	// HistoryDays is how many days of trades History keeps; zero means
+	// DefaultHistoryDays. It is configuration, not saved: set it to at
+	// least the longest wash-sale window of the policy.
+	HistoryDays int `json:"-"`
+}
+
+// UnmarshalJSON reads a ledger and checks the lots of its accounts (see
+// Account.Lots), so that a damaged ledger file is refused rather than
+// planned from.
+func (l *Ledger) UnmarshalJSON(data []byte) error {
+	type plain Ledger // without this method
+	if err := json.Unmarshal(data, (*plain)(l)); err != nil {
+		return err
+	}
+	for _, name := range slices.Sorted(maps.Keys(l.Accounts)) {
+		a := l.Accounts[name]
+		if a == nil {
+			continue
+		}
+		for _, sym := range slices.Sorted(maps.Keys(a.Lots)) {
+			if err := checkLots(a.Lots[sym], a.Positions[sym]); err != nil {
+				return fmt.Errorf("ledger %s: account %s: lots of %s: %w", l.Policy, name, sym, err)
+			}
+		}
+	}
+	return nil
 }
 
 // PlanEvent is an encoded plan event awaiting publication.
@@ -112,19 +152,57 @@ func New(policy string) *Ledger {
 // includes every execution up to asOf; orders still working stay pending,
 // and their later fills (executed after asOf) are applied on top of it.
 // The unknown fills are cleared, since the snapshot is the truth.
+//
+// A snapshot without lots for a position (a positions report never has
+// any) does not say that the lots changed: the position keeps the ledger's
+// lots when they add up to its new quantity, and otherwise loses them (its
+// basis becomes unknown). The lot selections of pending orders are kept
+// for the positions that kept their lots, and dropped for the others: the
+// lots they name are gone. The trade history is kept.
 func (l *Ledger) SetBase(asOf time.Time, hash string, accounts map[string]*Account, now time.Time) {
+	kept := map[[2]string]bool{}
+	for name, acc := range accounts {
+		old := l.Accounts[name]
+		if old == nil || acc == nil {
+			continue
+		}
+		for sym, lots := range old.Lots {
+			q, held := acc.Positions[sym]
+			if _, given := acc.Lots[sym]; given || !held || !q.Equal(sumLots(lots)) {
+				continue
+			}
+			if acc.Lots == nil {
+				acc.Lots = map[string][]Lot{}
+			}
+			acc.Lots[sym] = lots
+			kept[[2]string{name, sym}] = true
+		}
+	}
+	for _, o := range l.Orders {
+		if !kept[[2]string{o.Account, o.Instrument}] {
+			o.Lots = nil
+		}
+	}
 	l.BaseAsOf, l.AsOf, l.BaseHash = asOf, asOf, hash
 	l.Accounts = accounts
 	l.Unknown = nil
 }
 
-// FromHoldings converts a parsed holdings file to ledger accounts.
+// FromHoldings converts a parsed holdings file to ledger accounts, with
+// the tax lots of the positions that give them, numbered 1, 2, ... in the
+// order of the file.
 func FromHoldings(h *portfolio.Holdings) map[string]*Account {
 	out := make(map[string]*Account, len(h.Accounts))
 	for _, a := range h.Accounts {
 		acc := &Account{Cash: a.Cash, Positions: make(map[string]decimal.Decimal, len(a.Positions))}
 		for _, p := range a.Positions {
 			acc.Positions[p.Instrument] = p.Quantity
+			if p.Lots.Len() > 0 {
+				if acc.Lots == nil {
+					acc.Lots = map[string][]Lot{}
+				}
+				acc.Lots[p.Instrument] = fromTax(p.Lots)
+			}
 		}
 		out[a.Name] = acc
 	}
@@ -155,7 +233,11 @@ func FromPositions(p *events.Positions) (map[string]*Account, error) {
 }
 
 // Holdings returns the ledger as portfolio holdings, accounts and positions
-// sorted by name so that planning is deterministic.
+// sorted by name so that planning is deterministic. Positions whose lots
+// are known carry them (portfolio.Position.Lots), in the ledger's order:
+// the lot indices of a plan's sales (tax.Sale.Lot) are indices into them.
+// Lots that tax.NewLots refuses, which the ledger never makes, are left
+// out: the position's basis is then unknown.
 func (l *Ledger) Holdings() *portfolio.Holdings {
 	h := &portfolio.Holdings{File: "ledger:" + l.Policy, AsOf: l.AsOf}
 	names := make([]string, 0, len(l.Accounts))
@@ -172,9 +254,17 @@ func (l *Ledger) Holdings() *portfolio.Holdings {
 		}
 		sort.Strings(syms)
 		for _, s := range syms {
-			if q := a.Positions[s]; !q.IsZero() {
-				ah.Positions = append(ah.Positions, portfolio.Position{Instrument: s, Quantity: q})
+			q := a.Positions[s]
+			if q.IsZero() {
+				continue
 			}
+			pos := portfolio.Position{Instrument: s, Quantity: q}
+			if lots := a.Lots[s]; len(lots) > 0 {
+				if tl, err := tax.NewLots(toTax(lots)); err == nil && tl.Quantity().Equal(q) {
+					pos.Lots = tl
+				}
+			}
+			ah.Positions = append(ah.Positions, pos)
 		}
 		h.Accounts = append(h.Accounts, ah)
 	}
@@ -301,6 +391,26 @@ type FillResult struct {
 // positions snapshot arrives. Invalid fills (negative figures, more than
 // the order's remaining quantity, a sell beyond the position) change
 // nothing and return an error.
+//
+// Tax lots (of a position whose lots are known, see Account.Lots) follow,
+// on the trade date of the fill, the UTC day of f.At:
+//   - A buy adds a lot of the quantity with a cost basis of quantity x
+//     price plus fees (US basis includes commissions). A buy into a
+//     position held without lots adds none: its basis stays unknown.
+//   - A sell removes lots: first those of the order's lot selection
+//     (SetLots), in order, then, for what the selection does not cover
+//     (none, partial or stale), those tax.Lots.Select chooses with default
+//     options at the fill's price. A lot sold in part keeps its basis less
+//     that of the part sold.
+//
+// The lots' quantities always add up to the position's; should they not
+// (the ledger never makes such lots), a sell drops them rather than
+// refuse the fill: the position's basis becomes unknown. The trade history
+// (History) records each buy fill, applied or taken to be in the base
+// already, and each applied sell fill that sells some lot at a loss:
+// the lot's basis more than its share of the proceeds, quantity x price
+// less fees. Sells of positions without lots record nothing: whether they
+// realize a loss is unknown.
 func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillResult, error) {
 	if f.FillID == "" {
 		return FillResult{}, errors.New("fill: fill_id is missing")
@@ -343,37 +453,69 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 	if f.Quantity.GreaterThan(o.Remaining()) {
 		return FillResult{}, fmt.Errorf("fill %s: quantity %s exceeds the %s remaining of order %s", f.FillID, f.Quantity, o.Remaining(), o.OrderID)
 	}
+	if o.Side != "buy" && o.Side != "sell" {
+		return FillResult{}, fmt.Errorf("order %s: side %q", o.OrderID, o.Side)
+	}
 	applied := f.At.After(l.BaseAsOf)
+	trade := Trade{Instrument: o.Instrument, Account: o.Account, Date: tax.DateOf(f.At.UTC())}
+	lossSale := false
 	if applied {
 		acc := l.Accounts[o.Account]
 		if acc == nil {
 			acc = &Account{Cash: decimal.Zero, Positions: map[string]decimal.Decimal{}}
 		}
 		pos := acc.Positions[o.Instrument]
+		lots, hasLots := acc.Lots[o.Instrument]
 		value := f.Quantity.Mul(f.Price)
 		var cash decimal.Decimal
+		sel := o.Lots
 		switch o.Side {
 		case "buy":
+			if f.Quantity.Sign() > 0 && (hasLots || pos.Sign() == 0) {
+				lots = append(lots[:len(lots):len(lots)], Lot{ID: nextLotID(lots), Quantity: f.Quantity,
+					Basis: value.Add(f.Fees), Acquired: trade.Date})
+				hasLots = true
+			}
 			pos = pos.Add(f.Quantity)
 			cash = acc.Cash.Sub(value).Sub(f.Fees)
 		case "sell":
 			if f.Quantity.GreaterThan(pos) {
 				return FillResult{}, fmt.Errorf("fill %s: sells %s %s, account %s holds %s", f.FillID, f.Quantity, o.Instrument, o.Account, pos)
 			}
+			if hasLots && f.Quantity.Sign() > 0 {
+				// An error means lots that do not cover the position,
+				// which the ledger never makes: the fill is a fact and
+				// applies all the same, and the position's basis
+				// becomes unknown (its lots are dropped).
+				s, err := sellLots(lots, sel, f.Quantity, f.Price, trade.Date)
+				lots, sel = s.lots, s.sel
+				lossSale = err == nil && s.atLoss(f.Quantity, f.Price, f.Fees)
+			}
 			pos = pos.Sub(f.Quantity)
 			cash = acc.Cash.Add(value).Sub(f.Fees)
-		default:
-			return FillResult{}, fmt.Errorf("order %s: side %q", o.OrderID, o.Side)
 		}
 		if acc.Positions == nil {
 			acc.Positions = map[string]decimal.Decimal{}
 		}
 		acc.Positions[o.Instrument] = pos
+		switch {
+		case hasLots && len(lots) > 0:
+			if acc.Lots == nil {
+				acc.Lots = map[string][]Lot{}
+			}
+			acc.Lots[o.Instrument] = lots
+		case hasLots:
+			delete(acc.Lots, o.Instrument)
+		}
 		acc.Cash = cash
 		l.Accounts[o.Account] = acc
+		o.Lots = sel
 		if f.At.After(l.AsOf) {
 			l.AsOf = f.At
 		}
+	}
+	if f.Quantity.Sign() > 0 && (o.Side == "buy" || lossSale) {
+		l.History.record(trade, o.Side == "buy", l.historyCutoff(now))
 	}
 	o.Filled = o.Filled.Add(f.Quantity)
 	o.FillIDs = append(o.FillIDs, f.FillID)

@@ -1,0 +1,87 @@
+package ledger
+
+import (
+	"slices"
+	"time"
+
+	"github.com/rebalancerd/rebalancerd/internal/tax"
+)
+
+// DefaultHistoryDays is how many days of trades the ledger keeps for the
+// wash-sale guard when Ledger.HistoryDays is not set: twice the default
+// 30-day window, and one day more.
+const DefaultHistoryDays = 61
+
+// History is the household's recent trades, in all its accounts, that the
+// wash-sale guard needs (see tax.History). Fills record them (see
+// ApplyFill); trades older than the ledger's history days are dropped.
+type History struct {
+	// LossSales are sell fills that sold some lot at a loss.
+	LossSales []Trade `json:"loss_sales,omitempty"`
+	// Buys are buy fills.
+	Buys []Trade `json:"buys,omitempty"`
+}
+
+// Trade is a purchase or a sale of an instrument in an account on a day:
+// the JSON form of a tax.Trade.
+type Trade struct {
+	Instrument string   `json:"instrument"`
+	Account    string   `json:"account"`
+	Date       tax.Date `json:"date"`
+}
+
+// historyCutoff returns the first day of the history kept at now.
+func (l *Ledger) historyCutoff(now time.Time) tax.Date {
+	days := l.HistoryDays
+	if days <= 0 {
+		days = DefaultHistoryDays
+	}
+	return tax.DateOf(now.UTC()).AddDays(-days)
+}
+
+// record adds t to the buys or the loss sales, once, and drops the trades
+// before cutoff (t too, if it is before cutoff).
+func (h *History) record(t Trade, buy bool, cutoff tax.Date) {
+	h.LossSales = prune(h.LossSales, cutoff)
+	h.Buys = prune(h.Buys, cutoff)
+	list := &h.LossSales
+	if buy {
+		list = &h.Buys
+	}
+	if t.Date.Before(cutoff) || slices.Contains(*list, t) {
+		return
+	}
+	*list = append(*list, t)
+}
+
+// prune drops the trades before cutoff.
+func prune(trades []Trade, cutoff tax.Date) []Trade {
+	trades = slices.DeleteFunc(trades, func(t Trade) bool { return t.Date.Before(cutoff) })
+	if len(trades) == 0 {
+		return nil
+	}
+	return trades
+}
+
+// TaxHistory returns the trades of the history on or after the day (in
+// UTC) now's HistoryDays before: the history to pass to the planner
+// (plan.Options.History). It holds loss sales in every account whose
+// lots the ledger knows, tax-advantaged ones included, since the ledger
+// does not know account types: a caller that knows them should drop the
+// loss sales of tax-advantaged accounts, which realize no loss. Buys count
+// in every account.
+func (l *Ledger) TaxHistory(now time.Time) tax.History {
+	cutoff := l.historyCutoff(now)
+	return tax.History{LossSales: since(l.History.LossSales, cutoff), Buys: since(l.History.Buys, cutoff)}
+}
+
+// since returns trades on or after cutoff as tax trades.
+func since(trades []Trade, cutoff tax.Date) []tax.Trade {
+	var out []tax.Trade
+	for _, t := range trades {
+		if !t.Date.Before(cutoff) {
+			out = append(out, tax.Trade(t))
+		}
+	}
+	return out
+}
