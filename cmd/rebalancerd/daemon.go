@@ -260,7 +260,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	go func() {
 		defer m.wg.Done()
 		err := m.Bus.ConsumeReports(runCtx, func(r rnats.Report) error {
-			err := eng.HandleReport(engine.Report{Policy: r.Policy, Account: r.Account, Fill: r.Fill, Positions: r.Positions})
+			err := eng.HandleReport(engine.Report{Policy: r.Policy, Account: r.Account, Fill: r.Fill, Positions: r.Positions, CashFlow: r.CashFlow})
 			return reportError(err)
 		})
 		if err != nil && runCtx.Err() == nil {
@@ -679,6 +679,8 @@ func reportError(err error) error {
 		return rnats.Reject("invalid_fill", err)
 	case errors.Is(err, engine.ErrInvalidPositions):
 		return rnats.Reject("invalid_positions", err)
+	case errors.Is(err, engine.ErrInvalidCashFlow):
+		return rnats.Reject("invalid_cash_flow", err)
 	case errors.Is(err, engine.ErrPermanent):
 		return rnats.Reject(rnats.ReportOther, err)
 	}

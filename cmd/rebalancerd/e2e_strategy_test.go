@@ -328,3 +328,86 @@ accounts:
 		return fmt.Errorf("no VTI buy after the window: %+v", w.snapshot()[before:])
 	})
 }
+
+// TestCashFlows: a deposit on <prefix>.cashflows.<policy> is invested
+// without selling; a withdrawal is raised without buying, and planning
+// then waits for a positions snapshot that shows the money gone.
+//
+// The test household at prices of 100 is 6000 stocks, 3500 bonds, 500
+// cash. A deposit of 2000 makes the total 12000: targets 7200/4200/600, so
+// the free cash above the cash target, 2500 - 600 = 1900, fills the
+// deficits 1200 (stocks) and 700 (bonds) exactly: buy 12 VTI and 7 BND.
+func TestCashFlows(t *testing.T) {
+	pol := strings.Replace(policyText("threshold", ""), "cooldown: 1m", "cooldown: 1h", 1)
+	d := startDaemon(t, pol, monday0959, nil)
+	w := d.watchOrders()
+	d.prices("VTI", "100", "BND", "100")
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if st := d.policyStatus(); st.LastEvaluated.IsZero() || len(st.Blocked) > 0 {
+			return fmt.Errorf("not evaluated or blocked: %+v", st.Blocked)
+		}
+		return nil
+	})
+	send := func(c events.CashFlow) {
+		t.Helper()
+		data, _ := json.Marshal(c)
+		if err := d.client().Publish("rebalance.cashflows.test-household", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deposit := events.CashFlow{SchemaVersion: 1, CashFlowID: "dep-1", Kind: events.CashFlowDeposit, Account: "ira",
+		Amount: decimal.RequireFromString("2000"), At: d.clock.Now()}
+	send(deposit)
+	send(deposit) // a repeated delivery is taken in once
+	buys := w.waitOrders(t, 2)
+	got := map[string]string{}
+	for _, o := range buys {
+		if o.Side != "buy" || o.Trigger != "cashflow" || o.Rule != "invest" {
+			t.Errorf("deposit order %+v: want buys with trigger cashflow, rule invest", o)
+		}
+		got[o.Instrument] = o.Quantity.String()
+	}
+	if got["VTI"] != "12" || got["BND"] != "7" {
+		t.Fatalf("deposit bought %v, want VTI 12 and BND 7", got)
+	}
+	d.waitAcked()
+	d.fillAll(buys)
+	if c := d.policyStatus().Holdings["ira"].Cash; !c.Equal(decimal.RequireFromString("600")) {
+		t.Fatalf("cash after the deposit's buys: %s, want 600 (2500 - 1900)", c)
+	}
+
+	// A withdrawal of 1000: sells only, covering the amount with the
+	// account's free cash above its target.
+	send(events.CashFlow{SchemaVersion: 1, CashFlowID: "wd-1", Kind: events.CashFlowWithdrawal, Account: "ira",
+		Amount: decimal.RequireFromString("1000"), At: d.clock.Now()})
+	sells := w.waitOrders(t, len(buys)+1)[len(buys):]
+	raised := decimal.Zero
+	for _, o := range sells {
+		if o.Side != "sell" || o.Rule != "withdraw" {
+			t.Errorf("withdrawal order %+v: want sells with rule withdraw", o)
+		}
+		raised = raised.Add(o.Notional)
+	}
+	if raised.LessThan(decimal.RequireFromString("900")) || raised.GreaterThan(decimal.RequireFromString("1100")) {
+		t.Errorf("withdrawal sells raise %s for 1000", raised)
+	}
+	d.waitAcked()
+	d.fillAll(sells)
+	d.waitBlocked("unknown_order_state")
+
+	// The broker's snapshot without the money releases the policy.
+	st := d.policyStatus()
+	h := st.Holdings["ira"]
+	snap := events.Positions{SchemaVersion: 1, AsOf: d.clock.Now().Add(time.Second), Accounts: map[string]events.AccountPositions{
+		"ira": {Cash: h.Cash.Sub(decimal.RequireFromString("1000")), Positions: h.Positions}}}
+	data, _ := json.Marshal(snap)
+	if err := d.client().Publish("rebalance.positions.test-household", data); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if r := d.blockedReasons(); len(r) > 0 {
+			return fmt.Errorf("still blocked: %v", r)
+		}
+		return nil
+	})
+}

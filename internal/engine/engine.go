@@ -58,6 +58,8 @@ const (
 	TriggerThreshold = "threshold"
 	TriggerHybrid    = "hybrid"
 	TriggerManual    = "manual"
+	// TriggerCashFlow is a deposit or withdrawal on <prefix>.cashflows.
+	TriggerCashFlow = "cashflow"
 )
 
 // Store keeps each policy's ledger and the journal of plans about to be
@@ -622,6 +624,14 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	if snap == nil {
 		return
 	}
+	if len(rt.ledger.PendingFlows) > 0 {
+		// A cash flow goes first, and does not wait for the cooldown or a
+		// breach; it waits for anything else that blocks planning.
+		if len(blocks) == 0 {
+			e.cashFlow(rt, snap, now)
+		}
+		return
+	}
 
 	trigger := ""
 	switch {
@@ -652,7 +662,41 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		return
 	}
 	rt.due = nil
-	e.rebalance(rt, snap, trigger, now)
+	e.rebalance(rt, plan.MakeWith(snap, plan.Options{History: taxHistory(rt, now)}), trigger, now)
+}
+
+// cashFlow plans the oldest pending cash flow: a deposit is invested
+// without selling, a withdrawal raised without buying. After a withdrawal
+// the policy is blocked until a positions snapshot shows the money gone:
+// until then the ledger still counts the cash raised, which planning must
+// not reinvest. Called with e.mu held.
+func (e *Engine) cashFlow(rt *runtime, snap *drift.Snapshot, now time.Time) {
+	c := rt.ledger.PendingFlows[0]
+	opts := plan.Options{History: taxHistory(rt, now)}
+	var p *plan.Plan
+	if c.Kind == events.CashFlowDeposit {
+		p = plan.Invest(snap, opts)
+	} else {
+		var err error
+		if p, err = plan.Withdraw(snap, opts, plan.Withdrawal{Account: c.Account, Amount: c.Amount}); err != nil {
+			e.log.Error("withdrawal not planned; dropped", zap.String("policy", rt.pol.Name),
+				zap.String("cashflow_id", c.CashFlowID), zap.Error(err))
+			rt.ledger.PendingFlows = rt.ledger.PendingFlows[1:]
+			_ = e.save(rt, true)
+			return
+		}
+	}
+	e.log.Info("cash flow", zap.String("policy", rt.pol.Name), zap.String("cashflow_id", c.CashFlowID),
+		zap.String("kind", c.Kind), zap.String("account", c.Account), zap.String("amount", c.Amount.String()))
+	if !e.rebalance(rt, p, TriggerCashFlow, now) {
+		return // not journaled: the cash flow stays pending
+	}
+	rt.ledger.PendingFlows = rt.ledger.PendingFlows[1:]
+	if c.Kind == events.CashFlowWithdrawal {
+		rt.ledger.Unknown = append(rt.ledger.Unknown, fmt.Sprintf("withdrawal %s of %s from %s: waiting for a positions snapshot without the money",
+			c.CashFlowID, c.Amount, c.Account))
+	}
+	_ = e.save(rt, true)
 }
 
 // taxHistory is the household's recent trades for the wash-sale guard:
@@ -870,9 +914,10 @@ func (e *Engine) flushDrift() {
 }
 
 // rebalance plans, journals and queues the orders. Called with e.mu held.
-func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, now time.Time) {
+//
+// It reports whether the plan was journaled (or had nothing to trade).
+func (e *Engine) rebalance(rt *runtime, p *plan.Plan, trigger string, now time.Time) bool {
 	name := rt.pol.Name
-	p := plan.MakeWith(snap, plan.Options{History: taxHistory(rt, now)})
 	fields := []zap.Field{zap.String("policy", name), zap.String("trigger", trigger),
 		zap.Strings("breaching", rt.breaching), zap.Int("orders", len(p.Orders)), zap.String("plan_id", p.ID),
 		zap.String("policy_version", p.PolicyVersion), zap.String("destination", string(p.Destination))}
@@ -885,7 +930,7 @@ func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, no
 	}
 	if len(p.Orders) == 0 {
 		e.log.Info("rebalance: nothing to trade", fields...)
-		return
+		return true
 	}
 	if v := risk.Check(p, rt.pol.Limits, rt.ledger.PlanTimes(), now); len(v) > 0 {
 		rt.rejected, rt.rejectedAt = v, now
@@ -896,7 +941,7 @@ func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, no
 			}
 		}
 		e.setBlocked(rt, append(rt.blocked, e.riskBlock(rt)))
-		return
+		return false
 	}
 	rt.rejected = nil
 	created := now.UTC()
@@ -913,7 +958,7 @@ func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, no
 		// The same inputs gave the same plan again (same ids): it is
 		// journaled already and must not be sent twice.
 		e.log.Info("rebalance: plan already journaled", fields...)
-		return
+		return true
 	}
 	ev := events.Plan{SchemaVersion: events.SchemaVersion, Trigger: trigger, CreatedAt: created, Breaching: rt.breaching, Plan: p}
 	if ev.Breaching == nil {
@@ -925,14 +970,14 @@ func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, no
 	if err != nil {
 		rt.lastError = err.Error()
 		e.log.Error("rebalance not published: plan event not encodable", append(fields, zap.Error(err))...)
-		return
+		return false
 	}
 	if err := e.opts.Store.Append(name, state.Entry{PlanID: p.ID, At: now, Orders: orders, Plan: evData}); err != nil {
 		// Without a journal entry a crash could lose track of the orders:
 		// do not publish them.
 		rt.lastError = err.Error()
 		e.log.Error("rebalance not published: journal write failed", append(fields, zap.Error(err))...)
-		return
+		return false
 	}
 	rt.ledger.AddOrders(orders, now)
 	for _, o := range p.Orders {
@@ -954,6 +999,7 @@ func (e *Engine) rebalance(rt *runtime, snap *drift.Snapshot, trigger string, no
 	}
 	rt.blocked = append(rt.blocked, Block{metrics.BlockPendingOrders, fmt.Sprintf("%d orders of plan %s just planned", len(orders), p.ID)})
 	e.enqueue(&batch{policy: name, plan: ev, orders: orders, start: now})
+	return true
 }
 
 // requeue queues what a ledger loaded from the state directory had not
@@ -1339,6 +1385,7 @@ type Report struct {
 	Account   string
 	Fill      *events.Fill
 	Positions *events.Positions
+	CashFlow  *events.CashFlow
 }
 
 // ErrPermanent marks a report that can never be applied: the caller should
@@ -1354,6 +1401,9 @@ var (
 	ErrInvalidFill = fmt.Errorf("%w: invalid fill", ErrPermanent)
 	// ErrInvalidPositions: the positions snapshot cannot be a ledger.
 	ErrInvalidPositions = fmt.Errorf("%w: invalid positions", ErrPermanent)
+	// ErrInvalidCashFlow: the cash flow names an account the policy does
+	// not have, or cannot be applied.
+	ErrInvalidCashFlow = fmt.Errorf("%w: invalid cash flow", ErrPermanent)
 )
 
 // HandleReport applies a fill or a positions snapshot. It returns an error
@@ -1409,6 +1459,20 @@ func (e *Engine) HandleReport(r Report) error {
 		}
 		rt.ledger.SetBase(r.Positions.AsOf, "", accounts, now)
 		e.log.Info("positions snapshot applied", zap.String("policy", r.Policy), zap.Time("as_of", r.Positions.AsOf))
+	case r.CashFlow != nil:
+		c := r.CashFlow
+		if _, ok := rt.pol.AccountIndex(c.Account); !ok {
+			return fmt.Errorf("%w: cash flow %s names account %q, which policy %s does not have", ErrInvalidCashFlow, c.CashFlowID, c.Account, r.Policy)
+		}
+		applied, err := rt.ledger.ApplyCashFlow(c)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidCashFlow, err)
+		}
+		if !applied {
+			return nil // taken in before
+		}
+		e.log.Info("cash flow taken in", zap.String("policy", r.Policy), zap.String("cashflow_id", c.CashFlowID),
+			zap.String("kind", c.Kind), zap.String("account", c.Account), zap.String("amount", c.Amount.String()))
 	default:
 		return fmt.Errorf("%w: empty report", ErrPermanent)
 	}

@@ -62,6 +62,12 @@ func (s Subjects) Positions(policy string) string { return s.Prefix + ".position
 // AllPositions is the wildcard subject of every positions snapshot.
 func (s Subjects) AllPositions() string { return s.Prefix + ".positions.>" }
 
+// CashFlow is the subject of a policy's cash flows (consumed).
+func (s Subjects) CashFlow(policy string) string { return s.Prefix + ".cashflows." + policy }
+
+// CashFlows matches every policy's cash flows.
+func (s Subjects) CashFlows() string { return s.Prefix + ".cashflows.>" }
+
 // Price is a subject a price publisher may use for a symbol:
 // <prefix>.prices.<symbol>. The NATS feed reads the symbol from the
 // message, not from the subject.
@@ -146,6 +152,28 @@ type Positions struct {
 	SchemaVersion int                         `json:"schema_version"`
 	AsOf          time.Time                   `json:"as_of"`
 	Accounts      map[string]AccountPositions `json:"accounts"`
+}
+
+// Kinds of CashFlow.
+const (
+	CashFlowDeposit    = "deposit"
+	CashFlowWithdrawal = "withdrawal"
+)
+
+// CashFlow is money coming into or going out of an account, consumed from
+// Subjects.CashFlow. A deposit (or dividend) has arrived in the account:
+// the daemon adds it to the account's cash and invests it without selling.
+// A withdrawal asks the daemon to raise the amount in the account without
+// buying; the money then leaves it outside the daemon, and planning waits
+// for a positions snapshot that shows it gone.
+type CashFlow struct {
+	SchemaVersion int `json:"schema_version"`
+	// CashFlowID identifies the cash flow; a repeated id is applied once.
+	CashFlowID string          `json:"cashflow_id"`
+	Kind       string          `json:"kind"`
+	Account    string          `json:"account"`
+	Amount     decimal.Decimal `json:"amount"`
+	At         time.Time       `json:"at"`
 }
 
 // Price is one quote on Subjects.Prices.

@@ -106,6 +106,12 @@ type Ledger struct {
 	// published again after a restart, so that every order's plan is on
 	// the stream.
 	Plans []PlanEvent `json:"unpublished_plans,omitempty"`
+	// PendingFlows are cash flows taken in (ApplyCashFlow) and not yet
+	// planned, oldest first.
+	PendingFlows []events.CashFlow `json:"pending_cash_flows,omitempty"`
+	// CashFlowIDs are the ids of the last cash flows taken in, to apply
+	// each once.
+	CashFlowIDs []string `json:"cash_flow_ids,omitempty"`
 	// History is the household's recent buys and loss sales, for the
 	// wash-sale guard (see TaxHistory).
 	History History `json:"tax_history,omitzero"`

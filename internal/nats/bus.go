@@ -158,8 +158,9 @@ func StreamNames(prefix string) (orders, reports string) {
 //   - <PREFIX>_ORDERS on <prefix>.orders.>, <prefix>.plans.> and
 //     <prefix>.alerts.>: what the daemon decides and warns of,
 //     deduplicated on Nats-Msg-Id within cfg.Duplicates;
-//   - <PREFIX>_REPORTS on <prefix>.fills.> and <prefix>.positions.>: what
-//     executors report, captured even while the daemon is down.
+//   - <PREFIX>_REPORTS on <prefix>.fills.>, <prefix>.positions.> and
+//     <prefix>.cashflows.>: what executors report, captured even while
+//     the daemon is down.
 //
 // While NATS is unreachable it retries until ctx ends; it fails at once on
 // an invalid cfg or a definite refusal by the server (such as subjects
@@ -211,8 +212,8 @@ func (b *Bus) ordersStreamConfig() jetstream.StreamConfig {
 }
 
 func (b *Bus) reportsStreamConfig() jetstream.StreamConfig {
-	return b.streamConfig(b.reportsStream, "Fills and positions reported to rebalancerd",
-		b.subjects.Fills(), b.subjects.AllPositions())
+	return b.streamConfig(b.reportsStream, "Fills, positions and cash flows reported to rebalancerd",
+		b.subjects.Fills(), b.subjects.AllPositions(), b.subjects.CashFlows())
 }
 
 func (b *Bus) streamConfig(name, desc string, subjects ...string) jetstream.StreamConfig {

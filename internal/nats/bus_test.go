@@ -55,7 +55,7 @@ func TestNewBusCreatesAndUpdatesStreams(t *testing.T) {
 	ctx := context.Background()
 	want := map[string][]string{
 		"REBALANCE_ORDERS":  {"rebalance.orders.>", "rebalance.plans.>", "rebalance.alerts.>"},
-		"REBALANCE_REPORTS": {"rebalance.fills.>", "rebalance.positions.>"},
+		"REBALANCE_REPORTS": {"rebalance.fills.>", "rebalance.positions.>", "rebalance.cashflows.>"},
 	}
 	if b.OrdersStream() != "REBALANCE_ORDERS" || b.ReportsStream() != "REBALANCE_REPORTS" {
 		t.Fatalf("stream names %s, %s", b.OrdersStream(), b.ReportsStream())

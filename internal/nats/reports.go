@@ -28,6 +28,7 @@ type Report struct {
 	Policy, Account string
 	Fill            *events.Fill
 	Positions       *events.Positions
+	CashFlow        *events.CashFlow
 	// Sequence is the message's sequence in the reports stream, the same
 	// on every delivery.
 	Sequence uint64
@@ -240,9 +241,23 @@ func parseReport(prefix, subject string, data []byte) (Report, error) {
 			return r, Reject(ReportMissingField, errors.New("positions without accounts"))
 		}
 		r.Policy, r.Positions = toks[1], &p
+	case toks[0] == "cashflows" && len(toks) == 2:
+		var c events.CashFlow
+		if err := decodeReport(data, &c, &c.SchemaVersion); err != nil {
+			return r, err
+		}
+		switch {
+		case c.CashFlowID == "" || c.Account == "" || c.At.IsZero():
+			return r, Reject(ReportMissingField, errors.New("cash flow without cashflow_id, account or at"))
+		case c.Kind != events.CashFlowDeposit && c.Kind != events.CashFlowWithdrawal:
+			return r, Reject(ReportUnknownStatus, fmt.Errorf("cash flow %s: unknown kind %q", c.CashFlowID, c.Kind))
+		case c.Amount.Sign() <= 0:
+			return r, Reject(ReportMissingField, fmt.Errorf("cash flow %s: amount %s is not positive", c.CashFlowID, c.Amount))
+		}
+		r.Policy, r.Account, r.CashFlow = toks[1], c.Account, &c
 	default:
-		return r, Reject(ReportBadSubject, fmt.Errorf("unknown subject shape %s (want %s.fills.<policy>.<account> or %s.positions.<policy>)",
-			subject, prefix, prefix))
+		return r, Reject(ReportBadSubject, fmt.Errorf("unknown subject shape %s (want %s.fills.<policy>.<account>, %s.positions.<policy> or %s.cashflows.<policy>)",
+			subject, prefix, prefix, prefix))
 	}
 	return r, nil
 }

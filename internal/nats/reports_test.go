@@ -336,6 +336,11 @@ func TestParseReport(t *testing.T) {
 		{"rebalance.orders.p.a", fill, false},
 		{"other.fills.p.a", fill, false},
 		{"rebalance.positions.p", `{"schema_version":1,"accounts":{"a":{}}}`, false},
+		{"rebalance.cashflows.p", `{"schema_version":1,"cashflow_id":"c1","kind":"deposit","account":"a","amount":"2500","at":"2026-11-23T15:00:00Z"}`, true},
+		{"rebalance.cashflows.p", `{"schema_version":1,"cashflow_id":"c1","kind":"gift","account":"a","amount":"2500","at":"2026-11-23T15:00:00Z"}`, false},
+		{"rebalance.cashflows.p", `{"schema_version":1,"cashflow_id":"c1","kind":"withdrawal","account":"a","amount":"-1","at":"2026-11-23T15:00:00Z"}`, false},
+		{"rebalance.cashflows.p", `{"schema_version":1,"kind":"deposit","account":"a","amount":"1","at":"2026-11-23T15:00:00Z"}`, false},
+		{"rebalance.cashflows.p.a", `{"schema_version":1,"cashflow_id":"c1","kind":"deposit","account":"a","amount":"1","at":"2026-11-23T15:00:00Z"}`, false},
 	} {
 		r, err := parseReport("rebalance", tc.subject, []byte(tc.data))
 		if tc.ok != (err == nil) {

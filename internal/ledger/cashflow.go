@@ -1,0 +1,44 @@
+package ledger
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/events"
+)
+
+// maxCashFlowIDs bounds the cash flow ids a ledger remembers to recognise
+// a repeated delivery.
+const maxCashFlowIDs = 256
+
+// ApplyCashFlow takes in a cash flow: a deposit is added to the account's
+// cash at once; both kinds are queued in PendingFlows until a plan carries
+// them out. It returns false, changing nothing, for a cash flow whose id
+// was taken in before.
+func (l *Ledger) ApplyCashFlow(c *events.CashFlow) (bool, error) {
+	if slices.Contains(l.CashFlowIDs, c.CashFlowID) {
+		return false, nil
+	}
+	if c.Amount.Sign() <= 0 {
+		return false, fmt.Errorf("cash flow %s: amount %s is not positive", c.CashFlowID, c.Amount)
+	}
+	acc, ok := l.Accounts[c.Account]
+	if !ok {
+		acc = &Account{Cash: decimal.Zero, Positions: map[string]decimal.Decimal{}}
+		l.Accounts[c.Account] = acc
+	}
+	if c.Kind == events.CashFlowDeposit {
+		acc.Cash = acc.Cash.Add(c.Amount)
+		if c.At.After(l.AsOf) {
+			l.AsOf = c.At
+		}
+	}
+	l.CashFlowIDs = append(l.CashFlowIDs, c.CashFlowID)
+	if n := len(l.CashFlowIDs); n > maxCashFlowIDs {
+		l.CashFlowIDs = slices.Delete(l.CashFlowIDs, 0, n-maxCashFlowIDs)
+	}
+	l.PendingFlows = append(l.PendingFlows, *c)
+	return true, nil
+}
