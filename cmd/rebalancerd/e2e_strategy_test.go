@@ -411,3 +411,36 @@ func TestCashFlows(t *testing.T) {
 		return nil
 	})
 }
+
+// TestScheduledContribution: a contribution scheduled at 10:00 New York
+// time invests the free cash without selling when it fires, with no breach
+// and no calendar rebalance due. Holdings with 1500 cash at prices of 100:
+// total 11000, targets 6600/3850/550: stocks need 600 (6 VTI), bonds 350.
+func TestScheduledContribution(t *testing.T) {
+	pol := strings.Replace(policyText("calendar", "0 0 1 1 *"), "instruments:",
+		"contributions:\n  - {account: ira, amount: \"1000\", schedule: \"CRON_TZ=America/New_York 0 10 * * *\"}\ninstruments:", 1)
+	d := startDaemon(t, pol, monday0959, func(c *config.Config, _ *Main) {
+		writeFile(t, c.Policies[0].Holdings, strings.Replace(testHoldings, `cash: "500"`, `cash: "1500"`, 1))
+	})
+	w := d.watchOrders()
+	d.prices("VTI", "100", "BND", "100")
+	d.waitArmed(2) // the calendar and the contribution wait for their firings
+	if n := len(w.snapshot()); n != 0 {
+		t.Fatalf("%d orders before the contribution's firing", n)
+	}
+	d.clock.Advance(30 * time.Second) // 10:00 in New York
+	d.prices("VTI", "100", "BND", "100")
+	orders := w.waitOrders(t, 1)
+	var vti string
+	for _, o := range orders {
+		if o.Side != "buy" || o.Trigger != "cashflow" || o.Rule != "invest" {
+			t.Errorf("contribution order %+v: want buys, trigger cashflow, rule invest", o)
+		}
+		if o.Instrument == "VTI" {
+			vti = o.Quantity.String()
+		}
+	}
+	if vti != "6" {
+		t.Errorf("bought %s VTI, want 6: %+v", vti, orders)
+	}
+}

@@ -179,6 +179,10 @@ type runtime struct {
 	explain *targets.Explanation
 	// corr is the correlation watch, when the policy has one.
 	corr *corrWatch
+	// contribStop stops the calendars of the policy's contributions,
+	// started for contribSpecs.
+	contribStop  context.CancelFunc
+	contribSpecs string
 	// phase is the phase-in in progress (nil when none), phaseStep where
 	// it stood at the last evaluation, applied what was last applied.
 	phase     *targets.Phase
@@ -327,6 +331,7 @@ func (e *Engine) Load(set []Loaded) error {
 		if old == nil || old.Version != rt.pol.Version {
 			e.loadCorrelation(rt)
 			e.loadPhase(rt, old, now)
+			e.startContributions(rt)
 		}
 		if old == nil || old.Rebalance.Schedule != rt.pol.Rebalance.Schedule || old.Rebalance.Trigger != rt.pol.Rebalance.Trigger || rt.stop == nil {
 			e.startCalendar(rt)
@@ -337,6 +342,9 @@ func (e *Engine) Load(set []Loaded) error {
 		if _, ok := next[name]; !ok {
 			if rt.stop != nil {
 				rt.stop()
+			}
+			if rt.contribStop != nil {
+				rt.contribStop()
 			}
 			if e.opts.Metrics != nil {
 				e.opts.Metrics.ForgetPolicy(name)
@@ -674,7 +682,12 @@ func (e *Engine) cashFlow(rt *runtime, snap *drift.Snapshot, now time.Time) {
 	c := rt.ledger.PendingFlows[0]
 	opts := plan.Options{History: taxHistory(rt, now)}
 	var p *plan.Plan
-	if c.Kind == events.CashFlowDeposit {
+	if c.Kind == events.CashFlowDeposit || c.Kind == CashFlowContribution {
+		if a, ok := rt.pol.AccountIndex(c.Account); ok && c.Kind == CashFlowContribution && snap.Book.FreeCash(a).LessThan(c.Amount) {
+			e.log.Warn("scheduled contribution: the account's free cash is less than the amount; investing what there is",
+				zap.String("policy", rt.pol.Name), zap.String("account", c.Account), zap.String("amount", c.Amount.String()),
+				zap.String("free_cash", snap.Book.FreeCash(a).String()))
+		}
 		p = plan.Invest(snap, opts)
 	} else {
 		var err error

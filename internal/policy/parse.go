@@ -91,7 +91,7 @@ type compiler struct {
 func (c *compiler) compile(root *yaml.Node) {
 	r, p := c.r, c.p
 	f := r.Object(root, "", "policy", "currency", "targets", "bands", "rebalance", "prices", "limits", "instruments", "accounts",
-		"investor", "glide_path", "tilts", "tax", "asset_location", "correlation", "phase_in")
+		"investor", "glide_path", "tilts", "tax", "asset_location", "correlation", "phase_in", "contributions")
 	if s, ok := c.required(root, f, "", "policy"); ok {
 		if name, ok := r.String(s, "policy"); ok {
 			if !identifier.MatchString(name) {
@@ -138,6 +138,7 @@ func (c *compiler) compile(root *yaml.Node) {
 	c.assetLocation(f["asset_location"]) // tax.go
 	c.correlation(f["correlation"])      // correlation.go
 	c.phaseIn(f["phase_in"])             // phasein.go
+	c.contributions(f["contributions"])  // contributions.go
 	c.coverage()
 }
 

@@ -59,6 +59,12 @@ func TestGoodFiles(t *testing.T) {
 // badFiles lists, for each testdata/*.bad.yml, every problem Parse must
 // report, in order.
 var badFiles = map[string][]string{
+	"contributions.bad.yml": {
+		`contributions.bad.yml:13: contributions[0].account: no account "k401" (known: broker)`,
+		`contributions.bad.yml:14: contributions[1].amount: must be positive, got 0`,
+		`contributions.bad.yml:15: contributions[2].schedule: `,
+		`contributions.bad.yml:16: contributions[3].schedule: required field is missing`,
+	},
 	"phase_in.bad.yml": {
 		"phase_in.bad.yml:18: phase_in.over: 10d is shorter than every (30d)",
 		"phase_in.bad.yml:20: phase_in.start: unknown field (known: over, every)",
@@ -67,7 +73,7 @@ var badFiles = map[string][]string{
 		"phase_in_steps.bad.yml:12: phase_in.every: 8760 steps over 365d: at most 120",
 	},
 	"unknown_key.bad.yml": {
-		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts, investor, glide_path, tilts, tax, asset_location, correlation, phase_in)",
+		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts, investor, glide_path, tilts, tax, asset_location, correlation, phase_in, contributions)",
 		"unknown_key.bad.yml:6: targets.bonds.sleves: unknown field (known: weight, sleeves)",
 		"unknown_key.bad.yml:6: targets.bonds.sleeves: required field is missing (or write the weight alone, like bonds: 10%)",
 		"unknown_key.bad.yml:10: bands.relativ: unknown field (known: absolute, relative, sleeves)",

@@ -116,6 +116,9 @@ type Policy struct {
 	AssetLocation []Location
 	// PhaseIn, when set, moves to new targets in steps (phasein.go).
 	PhaseIn *PhaseIn
+	// Contributions are the scheduled payments into accounts
+	// (contributions.go), in file order.
+	Contributions []Contribution
 
 	// Cash is the index in Sleeves of the top-level cash sleeve.
 	Cash int

@@ -97,6 +97,13 @@ func Phased(to *policy.Policy, ph Phase, rule policy.PhaseIn, at time.Time) (*po
 			local[i] = out[j]
 		}
 	}
+	same := true
+	for i := range to.Sleeves {
+		same = same && local[i].Equal(to.Sleeves[i].Local)
+	}
+	if same {
+		return to, st, nil // this step is already the end targets (from equals to)
+	}
 	q, err := to.WithLocals(local, version(to, local))
 	if err != nil {
 		return nil, st, fmt.Errorf("phase-in step %d of %d: %w", k, n, err)

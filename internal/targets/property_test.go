@@ -212,6 +212,7 @@ func TestRandomPolicies(t *testing.T) {
 				}
 			}
 			checkPlan(t, q, r)
+			checkPhase(t, p, q, at, r)
 		})
 		if !ok {
 			t.Logf("policy:\n%s", text)
@@ -366,6 +367,38 @@ func checkPlan(t *testing.T, q *policy.Policy, r *rand.Rand) {
 		for _, u := range pl.Unresolved {
 			if !strings.Contains(u.Reason, "fractions of a trading step") {
 				t.Errorf("plan leaves %s unresolved: %s", u.Sleeve, u.Reason)
+			}
+		}
+	}
+}
+
+// checkPhase phases from q (the targets at at) to the same policy's
+// targets on a later date in a random number of steps, and checks every
+// step: the effective-policy invariants, each weight between its start
+// and end within the rounding (1e-8), the first step applying at once and
+// the last giving the end targets themselves.
+func checkPhase(t *testing.T, p, q *policy.Policy, at time.Time, r *rand.Rand) {
+	t.Helper()
+	later := at.Add(time.Duration(1+r.IntN(3000)) * 24 * time.Hour)
+	to, _ := effective(t, p, later)
+	steps := 2 + r.IntN(11)
+	rule := policy.PhaseIn{Every: 24 * time.Hour, Over: time.Duration(steps) * 24 * time.Hour, Steps: steps}
+	ph := targets.Phase{From: targets.LocalsOf(q), Start: later}
+	tol := decimal.New(1, -targets.Places)
+	for k := 1; k <= steps; k++ {
+		got, st, err := targets.Phased(to, ph, rule, later.Add(time.Duration(k-1)*24*time.Hour))
+		if err != nil {
+			t.Fatalf("phase step %d: %v", k, err)
+		}
+		if st.Step != k || st.Done != (k == steps) || (k == steps && got != to) {
+			t.Fatalf("phase step %d: %+v (returned the end policy: %v)", k, st, got == to)
+		}
+		checkEffective(t, p, got)
+		for i := range got.Sleeves {
+			a, b := q.Sleeves[i].Local, to.Sleeves[i].Local
+			lo, hi := decimal.Min(a, b).Sub(tol), decimal.Max(a, b).Add(tol)
+			if w := got.Sleeves[i].Local; w.LessThan(lo) || w.GreaterThan(hi) {
+				t.Errorf("phase step %d of %d: %s at %s, outside [%s, %s]", k, steps, got.Sleeves[i].Path, w, a, b)
 			}
 		}
 	}
