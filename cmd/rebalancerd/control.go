@@ -42,25 +42,35 @@ func (m *Main) restoreHalt() error {
 	return nil
 }
 
-// SetHalt engages (h not nil) or releases the kill switch, durably first:
-// a halt that was acknowledged survives a crash.
+// SetHalt engages (h not nil) or releases the kill switch. A halt takes
+// effect at once and is then saved, so that it survives a restart; if the
+// save fails the daemon stays halted and the error is returned. A release
+// is saved first and takes effect only then: a release that could not be
+// saved would be undone by a restart.
 func (m *Main) SetHalt(h *engine.Halt) error {
+	if h != nil {
+		m.Engine.SetHalt(h)
+		var err error
+		if m.kvState != nil {
+			err = m.kvState.WriteHalt(h)
+		} else {
+			err = state.WriteJSON(m.haltFile(), h)
+		}
+		if err != nil {
+			return fmt.Errorf("halted, but the halt is not saved and would not survive a restart: %w", err)
+		}
+		return nil
+	}
+	var err error
 	if m.kvState != nil {
-		var v any
-		if h != nil {
-			v = h
-		}
-		if err := m.kvState.WriteHalt(v); err != nil {
-			return err
-		}
-	} else if h != nil {
-		if err := state.WriteJSON(m.haltFile(), h); err != nil {
-			return err
-		}
-	} else if err := state.RemoveDurably(m.haltFile()); err != nil {
+		err = m.kvState.WriteHalt(nil)
+	} else {
+		err = state.RemoveDurably(m.haltFile())
+	}
+	if err != nil {
 		return err
 	}
-	m.Engine.SetHalt(h)
+	m.Engine.SetHalt(nil)
 	return nil
 }
 

@@ -71,6 +71,8 @@ type Main struct {
 	kvState    *rnats.StateStore // high availability: the shared state
 	lease      *rnats.Lease      // high availability: held while planning
 	lost       chan error        // the lease was lost
+	cancelHold context.CancelFunc
+	holdDone   chan struct{}
 	httpOpen   bool
 	eng        atomic.Pointer[engine.Engine] // for HTTP and NATS callbacks
 	controlSub *natsgo.Subscription
@@ -194,12 +196,16 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.WrapPublisher != nil {
 		pub = m.WrapPublisher(pub)
 	}
-	auxDir := filepath.Join(cfg.StateDir, "strategy")
-	if err := os.MkdirAll(auxDir, 0o700); err != nil {
-		return fmt.Errorf("state: %w", err)
+	var aux engine.AuxStore = m.kvState // shared in high availability
+	if m.kvState == nil {
+		auxDir := filepath.Join(cfg.StateDir, "strategy")
+		if err := os.MkdirAll(auxDir, 0o700); err != nil {
+			return fmt.Errorf("state: %w", err)
+		}
+		aux = auxStore{auxDir}
 	}
 	eng := engine.New(engine.Options{Clock: m.Clock, Publisher: pub, Store: engStore, MayPublish: mayPublish,
-		Aux:     auxStore{auxDir},
+		Aux:     aux,
 		Metrics: m.Metrics, Log: m.Log.Named("engine"), OnPublished: m.OnPublished, ShutdownGrace: m.ShutdownGrace,
 		DedupeWindow: cfg.NATS.Duplicates, Retention: m.Retention})
 	m.Engine = eng
@@ -341,8 +347,14 @@ func (m *Main) standBy(ctx, runCtx context.Context) error {
 	}
 	base := strings.TrimSuffix(m.Bus.OrdersStream(), "_ORDERS")
 	var err error
-	m.kvState, err = rnats.NewStateStore(ctx, m.Bus, rnats.StateStoreConfig{Bucket: base + "_STATE", Replicas: cfg.NATS.Replicas})
+	m.kvState, err = rnats.NewStateStore(ctx, m.Bus, rnats.StateStoreConfig{Bucket: base + "_STATE", Replicas: cfg.NATS.Replicas,
+		// Called while the engine holds its lock (a save): step down from
+		// a goroutine of its own, which ends once the halt is set.
+		Fenced: func(err error) { go m.stepDown(fmt.Errorf("shared state written by another instance: %w", err)) }})
 	if err != nil {
+		return fmt.Errorf("ha: %w", err)
+	}
+	if err := m.checkLocalState(); err != nil {
 		return fmt.Errorf("ha: %w", err)
 	}
 	m.lease, err = rnats.NewLease(ctx, m.Bus, rnats.LeaseConfig{Bucket: base + "_LEASE", Key: "planner", Holder: instance,
@@ -360,14 +372,60 @@ func (m *Main) standBy(ctx, runCtx context.Context) error {
 		return fmt.Errorf("ha: waiting for the lease: %w", err)
 	}
 	m.Log.Info("high availability: this instance is the planner", zap.String("instance", instance))
-	m.wg.Add(1)
+	// Renewed until the engine has stopped publishing (Close), not merely
+	// until the daemon is asked to stop: the lease must outlive the last
+	// publish.
+	holdCtx, cancelHold := context.WithCancel(context.WithoutCancel(runCtx))
+	m.holdDone = make(chan struct{})
+	m.cancelHold = cancelHold
 	go func() {
-		defer m.wg.Done()
-		if err := m.lease.Hold(runCtx); err != nil {
-			m.Log.Error("high availability: lease lost; publishing stopped, stepping down", zap.Error(err))
-			m.lost <- err
+		defer close(m.holdDone)
+		if err := m.lease.Hold(holdCtx); err != nil {
+			m.stepDown(err)
 		}
 	}()
+	return nil
+}
+
+// stepDown stops publishing at once (the kill switch's cancellation of
+// the attempt in flight, not persisted) and reports on Lost that this
+// instance is no longer the planner.
+func (m *Main) stepDown(err error) {
+	m.Log.Error("high availability: no longer the planner; publishing stopped, stepping down", zap.Error(err))
+	if eng := m.eng.Load(); eng != nil {
+		eng.SetHalt(&engine.Halt{Reason: "high availability: this instance lost the planner lease", By: "ha",
+			At: m.Clock.Now().UTC()})
+	}
+	select {
+	case m.lost <- err:
+	default: // reported already
+	}
+}
+
+// checkLocalState refuses to run in high availability over local state
+// the shared state does not have: an engaged kill switch or a ledger in the
+// state directory would otherwise be ignored (trading resumes, fills since
+// the holdings file are forgotten).
+func (m *Main) checkLocalState() error {
+	if _, err := os.Stat(m.haltFile()); err == nil {
+		return fmt.Errorf("the kill switch is engaged in %s, which high availability does not read: "+
+			"release it without ha (rebalancerd release), or remove the file and halt again with ha", m.haltFile())
+	}
+	local, err := m.store.Policies()
+	if err != nil {
+		return err
+	}
+	for _, p := range local {
+		ok, err := m.kvState.Has(p)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("policy %s has a ledger in %s but none in the shared state; high availability would start it "+
+				"from its holdings file and forget the fills since: move the ledger away only after updating the holdings file "+
+				"(docs/OPERATIONS.md, \"High availability\")", p, m.store.Dir())
+		}
+	}
 	return nil
 }
 
@@ -632,6 +690,10 @@ func (m *Main) close() error {
 		<-m.engDone
 	} else if m.Engine != nil {
 		m.Engine.Close() // Open failed before Run: stop the calendars Load started
+	}
+	if m.cancelHold != nil {
+		m.cancelHold()
+		<-m.holdDone
 	}
 	if m.lease != nil {
 		// Nothing is published any more: hand over at once rather than

@@ -156,6 +156,11 @@ func (e *Engine) saveCorrelation(rt *runtime) {
 	if err := s.WriteJSON(histName(rt.pol.Name), rt.corr.hist); err != nil {
 		e.log.Warn("correlation price history not saved", zap.String("policy", rt.pol.Name), zap.Error(err))
 	}
+	if len(rt.corr.out) > 0 {
+		// The state has alerts not yet acknowledged: saved, it would say
+		// they were sent; unsaved, the next start raises them again.
+		return
+	}
 	if err := s.WriteJSON(alertName(rt.pol.Name), &rt.corr.state); err != nil {
 		e.log.Warn("correlation alert state not saved", zap.String("policy", rt.pol.Name), zap.Error(err))
 	}
@@ -166,7 +171,14 @@ func (e *Engine) saveCorrelation(rt *runtime) {
 // alert that fails stays queued for the next tick, under the same id.
 func (e *Engine) flushAlerts() {
 	ap, ok := e.opts.Publisher.(AlertPublisher)
+	if ok && e.mayPublish() != nil {
+		return // not the planner now: the alerts wait
+	}
 	e.mu.Lock()
+	if ok && !e.natsUp {
+		e.mu.Unlock()
+		return // they wait for NATS rather than hold up the tick
+	}
 	var todo []events.Alert
 	for _, name := range e.names {
 		if c := e.policies[name].corr; c != nil {
@@ -183,7 +195,7 @@ func (e *Engine) flushAlerts() {
 			done[a.AlertID] = true // logged when queued; nothing to publish with
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err := ap.PublishAlert(ctx, a)
 		cancel()
 		if err != nil {

@@ -269,8 +269,20 @@ func (e *Engine) Load(set []Loaded) error {
 		seen[l.Policy.Name] = l.Policy.File
 	}
 	// Load saved ledgers outside the lock: they only depend on the store.
+	// Only for policies new to the engine: a running policy's ledger is
+	// the one in memory (and, in high availability, reading it again
+	// would claim the shared state anew).
+	e.mu.Lock()
+	running := make(map[string]bool, len(e.policies))
+	for name := range e.policies {
+		running[name] = true
+	}
+	e.mu.Unlock()
 	saved := map[string]*ledger.Ledger{}
 	for _, l := range set {
+		if running[l.Policy.Name] {
+			continue
+		}
 		led, ok, err := e.opts.Store.Load(l.Policy.Name)
 		if err != nil {
 			return err
@@ -906,15 +918,16 @@ func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
 // flushDrift publishes the drift events queued by evaluations. Called
 // without e.mu held.
 //
-// While orders wait in the outbox the drift events wait too: the
-// publisher sends them once the outbox is empty, so that an informational
-// event never delays orders (it cost a fifth of the time from a price tick
-// to the acknowledged orders).
+// While orders are being published the drift events wait: the publisher
+// sends them once the outbox is empty, so that an informational event
+// never delays orders (it cost a fifth of the time from a price tick to
+// the acknowledged orders). While the outbox cannot drain (halted, NATS
+// down) they go out as usual.
 func (e *Engine) flushDrift() {
 	e.mu.Lock()
-	if len(e.outbox) > 0 {
+	if len(e.outbox) > 0 && e.halt == nil && e.natsUp {
 		e.mu.Unlock()
-		return
+		return // the publisher flushes them once the outbox is empty
 	}
 	out := e.driftOut
 	e.driftOut = nil
@@ -1228,9 +1241,6 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 			// The kill switch cancels an attempt in flight (SetHalt).
 			attempt, cancel = context.WithCancel(ctx)
 			e.pubCancel = cancel
-			if !b.ordersAcked {
-				b.attempts++
-			}
 		}
 		e.mu.Unlock()
 		if b == nil {
@@ -1245,6 +1255,11 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 		}
 		err := e.mayPublish()
 		if err == nil {
+			if !b.ordersAcked {
+				e.mu.Lock()
+				b.attempts++ // from now on the orders may be on the stream
+				e.mu.Unlock()
+			}
 			err = e.publish(attempt, b)
 		}
 		e.mu.Lock()

@@ -264,7 +264,7 @@ func permanent(err error) bool {
 	if errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 {
 		return true
 	}
-	return errors.Is(err, natsgo.ErrConnectionClosed)
+	return errors.Is(err, natsgo.ErrConnectionClosed) || errors.Is(err, errLeaseTTL)
 }
 
 // backoff yields exponentially growing, jittered waits.

@@ -29,6 +29,9 @@ type LeaseConfig struct {
 	Replicas int
 }
 
+// errLeaseTTL: instances of one group disagree on the lease TTL.
+var errLeaseTTL = errors.New("lease TTL mismatch")
+
 // ErrLeaseLost is returned by Hold when the lease could not be renewed
 // before it expired, or another instance holds it.
 var ErrLeaseLost = errors.New("lease lost")
@@ -50,9 +53,10 @@ type Lease struct {
 	cfg LeaseConfig
 	log *zap.Logger
 
-	mu      sync.Mutex
-	rev     uint64
-	renewed time.Time // start of the last successful write
+	mu       sync.Mutex
+	rev      uint64
+	renewed  time.Time // start of the last successful write
+	acquired time.Time
 }
 
 // leaseValue is what the lease key holds.
@@ -75,6 +79,21 @@ func NewLease(ctx context.Context, b *Bus, cfg LeaseConfig) (*Lease, error) {
 	}
 	var kv jetstream.KeyValue
 	err := b.retry(ctx, "create or update lease bucket "+cfg.Bucket, func(ctx context.Context) error {
+		// Every instance of the group must agree on the TTL: the bucket's
+		// max age is the key's life, and an instance with a shorter TTL
+		// would shorten the holder's lease under it.
+		if existing, err := b.js.KeyValue(ctx, cfg.Bucket); err == nil {
+			st, err := existing.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if st.TTL() != keyLife(cfg.TTL) {
+				return fmt.Errorf("%w: lease_ttl %v does not match the group's (the bucket keeps keys %v, a lease_ttl of %v): "+
+					"give every instance the same lease_ttl", errLeaseTTL, cfg.TTL, st.TTL(), st.TTL()*3/2)
+			}
+		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return err
+		}
 		var err error
 		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      cfg.Bucket,
@@ -114,7 +133,7 @@ func (l *Lease) Acquire(ctx context.Context) error {
 		rev, err := l.kv.Create(ctx, l.cfg.Key, v)
 		if err == nil {
 			l.mu.Lock()
-			l.rev, l.renewed = rev, start
+			l.rev, l.renewed, l.acquired = rev, start, start
 			l.mu.Unlock()
 			l.log.Info("lease acquired", zap.String("holder", l.cfg.Holder), zap.Duration("ttl", l.cfg.TTL))
 			return nil
@@ -162,6 +181,7 @@ func (l *Lease) Valid() bool {
 func (l *Lease) Hold(ctx context.Context) error {
 	t := time.NewTicker(l.renewEvery())
 	defer t.Stop()
+	var unknown []byte // the last renewal whose outcome is unknown
 	for {
 		select {
 		case <-ctx.Done():
@@ -169,7 +189,7 @@ func (l *Lease) Hold(ctx context.Context) error {
 		case <-t.C:
 		}
 		l.mu.Lock()
-		rev, acquired := l.rev, l.renewed
+		rev, acquired := l.rev, l.acquired
 		l.mu.Unlock()
 		if rev == 0 {
 			return fmt.Errorf("%w: not held", ErrLeaseLost)
@@ -184,9 +204,15 @@ func (l *Lease) Hold(ctx context.Context) error {
 		cancel()
 		switch {
 		case err == nil:
+			unknown = nil
 			l.mu.Lock()
-			l.rev, l.renewed = next, start
+			if l.rev == rev { // not released or lost meanwhile
+				l.rev, l.renewed = next, start
+			}
 			l.mu.Unlock()
+		case errors.Is(err, jetstream.ErrKeyRevisionMismatch) && unknown != nil && l.adopt(unknown):
+			// An earlier renewal that timed out was stored after all.
+			unknown = nil
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 			l.lose()
 			return fmt.Errorf("%w: the key changed (holder now %q): %v", ErrLeaseLost, l.holder(context.WithoutCancel(ctx)), err)
@@ -194,9 +220,34 @@ func (l *Lease) Hold(ctx context.Context) error {
 			l.lose()
 			return fmt.Errorf("%w: no renewal succeeded within %v: %v", ErrLeaseLost, l.validFor(), err)
 		default:
+			unknown = v // it may yet be stored
 			l.log.Warn("lease: renewal failed; retrying", zap.Error(err))
 		}
 	}
+}
+
+// adopt takes the key's revision when the key holds exactly the value
+// this instance wrote last (a renewal whose reply was lost), and reports
+// whether it did.
+func (l *Lease) adopt(last []byte) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), l.renewEvery())
+	defer cancel()
+	e, err := l.kv.Get(ctx, l.cfg.Key)
+	if err != nil {
+		return false
+	}
+	var got, mine leaseValue
+	if json.Unmarshal(e.Value(), &got) != nil || json.Unmarshal(last, &mine) != nil ||
+		got.Holder != mine.Holder || !got.Renewed.Equal(mine.Renewed) {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rev == 0 {
+		return false
+	}
+	l.rev = e.Revision()
+	return true
 }
 
 // lose forgets the lease.

@@ -3,6 +3,7 @@ package nats
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,6 +87,18 @@ func TestLeaseOneHolder(t *testing.T) {
 	}
 }
 
+// TestLeaseTTLMustMatch: an instance with another lease TTL than the
+// group's bucket is refused: it would shorten the holder's lease.
+func TestLeaseTTLMustMatch(t *testing.T) {
+	ts := newTestServer(t)
+	newTestLease(t, newBus(t, connect(t, ts.url()), fastConfig()), "a", 3*time.Second)
+	_, err := NewLease(t.Context(), newBus(t, connect(t, ts.url()), fastConfig()),
+		LeaseConfig{Bucket: "TEST_LEASE", Key: "group", Holder: "b", TTL: 2 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "does not match the group's") {
+		t.Fatalf("a second TTL: %v", err)
+	}
+}
+
 // TestLeaseLostWhenServerUnreachable: a holder that cannot renew stops
 // being valid before the TTL ends, and Hold reports the loss.
 func TestLeaseLostWhenServerUnreachable(t *testing.T) {
@@ -153,6 +166,14 @@ func TestStateStoreFencing(t *testing.T) {
 	}
 	if err := a.Save(l, true); !errors.Is(err, ErrFenced) {
 		t.Fatalf("save by the fenced instance: %v", err)
+	}
+	// Nor can it take the key back by reading it again (a reload).
+	if _, _, err := a.Load("p"); !errors.Is(err, ErrFenced) {
+		t.Fatalf("reload by the fenced instance: %v", err)
+	}
+	// The holder's own reload claims nothing: its writes still succeed.
+	if _, _, err := b.Load("p"); err != nil {
+		t.Fatalf("reload by the holder: %v", err)
 	}
 
 	// b's save empties the journal; a reload sees the saved ledger.

@@ -35,8 +35,9 @@ var ErrFenced = errors.New("state written by another instance")
 // next Save, so one write makes a plan durable (as durable as the
 // server's JetStream storage: file storage, replicas and sync_interval).
 type StateStore struct {
-	kv      jetstream.KeyValue
-	timeout time.Duration
+	kv       jetstream.KeyValue
+	timeout  time.Duration
+	onFenced func(error)
 
 	mu   sync.Mutex
 	keys map[string]*stateKey
@@ -55,8 +56,19 @@ type stateRecord struct {
 	Journal []state.Entry   `json:"journal,omitempty"`
 }
 
+// fenced reports err to Config.Fenced and returns it.
+func (s *StateStore) fenced(err error) error {
+	if s.onFenced != nil {
+		s.onFenced(err)
+	}
+	return err
+}
+
 // StateStoreConfig configures a StateStore.
 type StateStoreConfig struct {
+	// Fenced, when set, is called when a read or write finds that another
+	// instance has written the state: this instance must step down.
+	Fenced func(error)
 	// Bucket is the key-value bucket, created if absent.
 	Bucket string
 	// Replicas of the bucket in a cluster; default 1.
@@ -88,7 +100,7 @@ func NewStateStore(ctx context.Context, b *Bus, cfg StateStoreConfig) (*StateSto
 	if err != nil {
 		return nil, fmt.Errorf("nats: state bucket %s: %w", cfg.Bucket, err)
 	}
-	return &StateStore{kv: kv, timeout: cfg.Timeout, keys: map[string]*stateKey{}}, nil
+	return &StateStore{kv: kv, timeout: cfg.Timeout, onFenced: cfg.Fenced, keys: map[string]*stateKey{}}, nil
 }
 
 func ledgerKey(policy string) string { return "ledger." + policy }
@@ -131,6 +143,14 @@ func (s *StateStore) Load(policy string) (l *ledger.Ledger, ok bool, err error) 
 		}
 		state.Replay(l, rec.Journal)
 		ok = true
+	}
+	if known, ok := s.keys[policy]; ok {
+		// Read again by the instance that holds it: no new claim, which
+		// would take the key back from a successor.
+		if known.rev != rev {
+			return nil, false, s.fenced(fmt.Errorf("state: read %s: %w: revision %d, this instance wrote %d", key, ErrFenced, rev, known.rev))
+		}
+		return l, ok, nil
 	}
 	// Claim: the same content under a new revision.
 	k := &stateKey{rev: rev, ledger: rec.Ledger, journal: rec.Journal}
@@ -207,12 +227,59 @@ func (s *StateStore) write(ctx context.Context, key string, k *stateKey) error {
 		rev, err = s.kv.Update(ctx, key, data, k.rev)
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return fmt.Errorf("state: write %s: %w: %v", key, ErrFenced, err)
+		return s.fenced(fmt.Errorf("state: write %s: %w: %v", key, ErrFenced, err))
 	}
 	if err != nil {
 		return fmt.Errorf("state: write %s: %w", key, err)
 	}
 	k.rev = rev
+	return nil
+}
+
+// Has reports whether the bucket holds a state for policy.
+func (s *StateStore) Has(policy string) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	_, err := s.kv.Get(ctx, ledgerKey(policy))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("state: read %s: %w", ledgerKey(policy), err)
+	}
+	return true, nil
+}
+
+// ReadJSON decodes the shared document name (key "aux.<name>") into v; ok
+// is false when there is none. With WriteJSON it keeps the daemon's other
+// state (phase-ins, the correlation watch) where a successor finds it.
+func (s *StateStore) ReadJSON(name string, v any) (ok bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	e, err := s.kv.Get(ctx, "aux."+name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("state: read aux.%s: %w", name, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return false, fmt.Errorf("state: aux.%s: %w", name, err)
+	}
+	return true, nil
+}
+
+// WriteJSON replaces the shared document name with v.
+func (s *StateStore) WriteJSON(name string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("state: encode aux.%s: %w", name, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	if _, err := s.kv.Put(ctx, "aux."+name, data); err != nil {
+		return fmt.Errorf("state: write aux.%s: %w", name, err)
+	}
 	return nil
 }
 
