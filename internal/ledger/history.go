@@ -22,6 +22,10 @@ type History struct {
 	Buys []Trade `json:"buys,omitempty"`
 }
 
+// IsZero reports whether the history holds no trade (then a ledger omits
+// it from its JSON, empty lists or not).
+func (h History) IsZero() bool { return len(h.LossSales) == 0 && len(h.Buys) == 0 }
+
 // Trade is a purchase or a sale of an instrument in an account on a day:
 // the JSON form of a tax.Trade.
 type Trade struct {
