@@ -193,7 +193,8 @@ func TestCorrelationAlert(t *testing.T) {
 
 // TestPhaseInAcrossReloadAndRestart: with phase_in over 90 days every 30,
 // an edit from 60/35/5 to 40/55/5 moves the targets in three steps, the
-// first at once; the phase survives a restart of the daemon.
+// first at once; the phase survives a restart of the daemon, and a later
+// edit starts a new phase from the targets in effect.
 //
 //	step 1: stocks 60x2/3 + 40/3 = 53.33333333..., bonds 35x2/3 + 55/3 = 41.66666666...
 //	        rounded down to 8 places, the residue 0.00000001 to the largest (stocks):
@@ -249,9 +250,17 @@ func TestPhaseInAcrossReloadAndRestart(t *testing.T) {
 	second.prices("VTI", "100", "BND", "100")
 	targetsNow(second, "stocks=0.46666666 bonds=0.48333334 cash=0.05", 2)
 
-	second.clock.Advance(30 * 24 * time.Hour)
+	// A further edit mid-way, to 50/45/5, restarts the phase from where
+	// the targets stand (step 2 above). Its step 1 is 2/3 of the way back
+	// plus 1/3 of the new: stocks 0.46666666x2/3 + 0.5/3 = 0.47777777...,
+	// bonds 0.48333334x2/3 + 0.45/3 = 0.47222222..., rounded down, the
+	// residue to stocks (the largest): 0.47777778, 0.47222222, 0.05.
+	third := strings.Replace(strings.Replace(pol, "stocks: 60%", "stocks: 50%", 1), "bonds: 35%", "bonds: 45%", 1)
+	writeFile(t, d.policy, third) // the file both daemons were configured with
+	targetsNow(second, "stocks=0.47777778 bonds=0.47222222 cash=0.05", 1)
+	second.clock.Advance(60 * 24 * time.Hour)
 	second.prices("VTI", "100", "BND", "100")
-	targetsNow(second, "stocks=0.4 bonds=0.55 cash=0.05", 0)
+	targetsNow(second, "stocks=0.5 bonds=0.45 cash=0.05", 0)
 }
 
 // TestWashSaleAcrossPlans: a sale of VTI at a loss (filled) is remembered
