@@ -106,6 +106,9 @@ type Ledger struct {
 	// published again after a restart, so that every order's plan is on
 	// the stream.
 	Plans []PlanEvent `json:"unpublished_plans,omitempty"`
+
+	// lotsCache keeps positions' sorted lots for Holdings (not saved).
+	lotsCache map[lotsKey]cachedLots
 	// PendingFlows are cash flows taken in (ApplyCashFlow) and not yet
 	// planned, oldest first.
 	PendingFlows []events.CashFlow `json:"pending_cash_flows,omitempty"`
@@ -266,7 +269,7 @@ func (l *Ledger) Holdings() *portfolio.Holdings {
 			}
 			pos := portfolio.Position{Instrument: s, Quantity: q}
 			if lots := a.Lots[s]; len(lots) > 0 {
-				if tl, err := tax.NewLots(toTax(lots)); err == nil && tl.Quantity().Equal(q) {
+				if tl, err := l.taxLots(n, s, lots); err == nil && tl.Quantity().Equal(q) {
 					pos.Lots = tl
 				}
 			}
@@ -275,6 +278,40 @@ func (l *Ledger) Holdings() *portfolio.Holdings {
 		h.Accounts = append(h.Accounts, ah)
 	}
 	return h
+}
+
+// lotsKey names a position's lots in the cache of taxLots.
+type lotsKey struct{ account, instrument string }
+
+// cachedLots is a position's lots as they were when sorted into tl.
+type cachedLots struct {
+	src []Lot
+	tl  tax.Lots
+}
+
+// taxLots returns the position's lots as tax.Lots. Sorting them costs
+// ~120 µs for 200 lots, on every evaluation of the policy; the result is
+// kept and reused while the lots are equal, compared lot by lot (a few µs),
+// whatever changed them.
+func (l *Ledger) taxLots(account, instrument string, lots []Lot) (tax.Lots, error) {
+	k := lotsKey{account, instrument}
+	if c, ok := l.lotsCache[k]; ok && slices.EqualFunc(c.src, lots, Lot.equal) {
+		return c.tl, nil
+	}
+	tl, err := tax.NewLots(toTax(lots))
+	if err != nil {
+		return tl, err
+	}
+	if l.lotsCache == nil {
+		l.lotsCache = map[lotsKey]cachedLots{}
+	}
+	l.lotsCache[k] = cachedLots{src: slices.Clone(lots), tl: tl}
+	return tl, nil
+}
+
+// equal reports whether two lots are the same lot in the same state.
+func (a Lot) equal(b Lot) bool {
+	return a.ID == b.ID && a.Acquired == b.Acquired && a.Quantity.Equal(b.Quantity) && a.Basis.Equal(b.Basis)
 }
 
 // Order returns the order with the given id.

@@ -425,3 +425,50 @@ func TestSellBeyondLotsDropsThem(t *testing.T) {
 		t.Errorf("lots %s, position %s, loss sales %v", lotsLine(lots), l.Accounts["tx"].Positions["A"], l.History.LossSales)
 	}
 }
+
+// TestHoldingsLotsCache: Holdings reuses the sorted lots of a position
+// while they are unchanged, and sorts again once a fill changed them.
+func TestHoldingsLotsCache(t *testing.T) {
+	l := taxLedger()
+	lotsOf := func() tax.Lots {
+		for _, a := range l.Holdings().Accounts {
+			for _, p := range a.Positions {
+				if a.Name == "tx" && p.Instrument == "A" {
+					return p.Lots
+				}
+			}
+		}
+		t.Fatal("no position tx/A")
+		return tax.Lots{}
+	}
+	before := lotsOf()
+	if again := lotsOf(); again.Len() != before.Len() || !again.Quantity().Equal(before.Quantity()) {
+		t.Fatalf("second Holdings: %d lots of %s, first %d of %s", again.Len(), again.Quantity(), before.Len(), before.Quantity())
+	}
+	apply(t, l, fill("f1", "s-1", events.FillFilled, "5", "120", "0", t0.Add(time.Minute)))
+	after := lotsOf()
+	if !after.Quantity().Equal(before.Quantity().Sub(dec("5"))) {
+		t.Fatalf("after selling 5: lots hold %s, before %s", after.Quantity(), before.Quantity())
+	}
+}
+
+// BenchmarkHoldingsLots: Holdings of a position of 200 lots, as every
+// evaluation of a policy asks for it (the lots are sorted once).
+func BenchmarkHoldingsLots(b *testing.B) {
+	l := New("p")
+	lots := make([]Lot, 200)
+	q := decimal.Zero
+	for i := range lots {
+		lots[i] = Lot{ID: i + 1, Quantity: decimal.NewFromInt(int64(1 + i%7)), Basis: decimal.NewFromInt(int64(100 + 13*i%97)),
+			Acquired: tax.NewDate(2020+i%5, time.Month(1+i%12), 1+i%28)}
+		q = q.Add(lots[i].Quantity)
+	}
+	l.Accounts["tx"] = &Account{Cash: decimal.Zero, Positions: map[string]decimal.Decimal{"A": q}, Lots: map[string][]Lot{"A": lots}}
+	b.ReportAllocs()
+	for b.Loop() {
+		h := l.Holdings()
+		if h.Accounts[0].Positions[0].Lots.Len() != 200 {
+			b.Fatal("lots lost")
+		}
+	}
+}
