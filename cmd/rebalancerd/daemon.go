@@ -434,9 +434,7 @@ func (m *Main) standbyReason() string {
 	if m.lease == nil {
 		return "starting"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if h := m.lease.Holder(ctx); h != "" {
+	if h := m.lease.Holder(); h != "" {
 		return "the planner lease is held by " + h
 	}
 	return "waiting for the planner lease"

@@ -88,7 +88,7 @@ ha:
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	wg.Go(func() { publishLevel(ctx, nc, &level) })
+	wg.Go(func() { publishLevel(ctx, nc, func() map[string]string { return *level.Load() }) })
 	a.logs.wait(t, "planning unblocked") // a has every price, on target
 
 	// Stocks out of band: a plans, journals, and its publish is cut.
@@ -198,15 +198,17 @@ func startProcess(t *testing.T, bin, cfg string) *faultProc {
 	return p
 }
 
-// publishLevel publishes quotes at the current level's prices every 50ms,
-// each timed now, until ctx ends.
-func publishLevel(ctx context.Context, nc *natsgo.Conn, level *atomic.Pointer[map[string]string]) {
+// publishLevel publishes quotes at the prices level returns every 50ms,
+// each timed now (so each is newer than the last one the daemon
+// accepted), until ctx ends. Core NATS: a quote lost in an outage is
+// replaced 50ms later.
+func publishLevel(ctx context.Context, nc *natsgo.Conn, level func() map[string]string) {
 	subj := events.Subjects{Prefix: events.DefaultPrefix}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		at := time.Now().UTC()
-		for sym, px := range *level.Load() {
+		for sym, px := range level() {
 			data, _ := json.Marshal(events.Price{SchemaVersion: events.SchemaVersion, Symbol: sym, Price: decimal.RequireFromString(px), At: at})
 			_ = nc.Publish(subj.Price(sym), data)
 		}

@@ -443,21 +443,7 @@ func (h *faultHarness) stopClients() {
 // publishPrices publishes the current level's quotes every 50ms, each
 // timed now (so each is newer than the last one the daemon accepted).
 func (h *faultHarness) publishPrices(ctx context.Context, nc *natsgo.Conn) {
-	subj := events.Subjects{Prefix: events.DefaultPrefix}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		at := time.Now().UTC()
-		for sym, px := range faultLevels[h.level.Load()] {
-			data, _ := json.Marshal(events.Price{SchemaVersion: events.SchemaVersion, Symbol: sym, Price: decimal.RequireFromString(px), At: at})
-			_ = nc.Publish(subj.Price(sym), data) // core NATS: a quote lost in an outage is replaced 50ms later
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+	publishLevel(ctx, nc, func() map[string]string { return faultLevels[h.level.Load()] })
 }
 
 // cycle runs one rebalance cycle: it flips the prices, injects this

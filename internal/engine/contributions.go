@@ -41,11 +41,7 @@ func (e *Engine) startContributions(rt *runtime) {
 	name := rt.pol.Name
 	for i, spec := range specs {
 		sched := rt.pol.Contributions[i].Cron
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			runCalendar(ctx, e.clk, sched, e.chain, func(at time.Time) { e.contribute(name, spec, sched, at) })
-		}()
+		e.goCalendar(ctx, sched, func(at time.Time) { e.contribute(name, spec, sched, at) })
 	}
 }
 

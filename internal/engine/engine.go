@@ -395,10 +395,16 @@ func (e *Engine) startCalendar(rt *runtime) {
 	ctx, cancel := context.WithCancel(e.ctx)
 	rt.stop = cancel
 	name, spec := rt.pol.Name, rt.pol.Rebalance.Schedule
+	e.goCalendar(ctx, sched, func(at time.Time) { e.fire(name, spec, sched, at) })
+}
+
+// goCalendar runs fire at every firing of sched, in a goroutine the
+// engine waits for on Close, until ctx ends. Called with e.mu held.
+func (e *Engine) goCalendar(ctx context.Context, sched cron.Schedule, fire func(at time.Time)) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		runCalendar(ctx, e.clk, sched, e.chain, func(at time.Time) { e.fire(name, spec, sched, at) })
+		runCalendar(ctx, e.clk, sched, e.chain, fire)
 	}()
 }
 

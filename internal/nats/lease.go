@@ -57,6 +57,7 @@ type Lease struct {
 	rev      uint64
 	renewed  time.Time // start of the last successful write
 	acquired time.Time
+	seen     string // the holder last seen (Holder)
 }
 
 // leaseValue is what the lease key holds.
@@ -134,6 +135,7 @@ func (l *Lease) Acquire(ctx context.Context) error {
 		if err == nil {
 			l.mu.Lock()
 			l.rev, l.renewed, l.acquired = rev, start, start
+			l.seen = l.cfg.Holder
 			l.mu.Unlock()
 			l.log.Info("lease acquired", zap.String("holder", l.cfg.Holder), zap.Duration("ttl", l.cfg.TTL))
 			return nil
@@ -142,6 +144,9 @@ func (l *Lease) Acquire(ctx context.Context) error {
 			l.log.Warn("lease: acquire failed; retrying", zap.Error(err))
 		} else if h := l.holder(ctx); h != waiting {
 			waiting = h
+			l.mu.Lock()
+			l.seen = h
+			l.mu.Unlock()
 			l.log.Info("lease held by another instance; standing by", zap.String("holder", h))
 		}
 		if err := sleepCtx(ctx, l.poll()); err != nil {
@@ -163,9 +168,14 @@ func (l *Lease) holder(ctx context.Context) string {
 	return v.Holder
 }
 
-// Holder returns the name of the instance holding the lease, "" when none
-// does.
-func (l *Lease) Holder(ctx context.Context) string { return l.holder(ctx) }
+// Holder returns the holder of the lease as this instance last saw it:
+// itself once it acquired the lease, else the holder Acquire last read
+// ("" before that). It reads nothing from NATS (health checks call it).
+func (l *Lease) Holder() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seen
+}
 
 // Valid reports whether this instance holds the lease with a safety margin
 // left before the server could let it expire.

@@ -2,6 +2,7 @@ package nats
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -34,8 +35,8 @@ func TestLeaseOneHolder(t *testing.T) {
 	if err := a.Acquire(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if !a.Valid() || a.Holder(t.Context()) != "a" {
-		t.Fatalf("a: valid %v, holder %q", a.Valid(), a.Holder(t.Context()))
+	if !a.Valid() || a.Holder() != "a" {
+		t.Fatalf("a: valid %v, holder %q", a.Valid(), a.Holder())
 	}
 	holdCtx, stopHold := context.WithCancel(t.Context())
 	held := make(chan error, 1)
@@ -253,5 +254,35 @@ func TestStateStoreConcurrentAppends(t *testing.T) {
 		if err != nil || len(l.Orders) != 10 {
 			t.Fatalf("%s: %v, %d orders", p, err, len(l.Orders))
 		}
+	}
+}
+
+// TestLeaseAdoptsALostRenewal: a renewal stored although its reply was
+// lost is recognised by its content, and its revision taken over; a key
+// written by anyone else is not adopted.
+func TestLeaseAdoptsALostRenewal(t *testing.T) {
+	ts := newTestServer(t)
+	a := newTestLease(t, newBus(t, connect(t, ts.url()), fastConfig()), "a", 2*time.Second)
+	if err := a.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	renewal := func(holder string) []byte {
+		v, _ := json.Marshal(leaseValue{Holder: holder, Acquired: a.acquired.UTC(), Renewed: time.Now().UTC()})
+		return v
+	}
+	lost := renewal("a")
+	rev, err := a.kv.Update(t.Context(), "group", lost, a.rev) // stored; "a" never learns the revision
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.adopt(lost) || a.rev != rev {
+		t.Fatalf("lost renewal not adopted: rev %d, stored %d", a.rev, rev)
+	}
+	other := renewal("b")
+	if _, err := a.kv.Update(t.Context(), "group", other, rev); err != nil {
+		t.Fatal(err)
+	}
+	if a.adopt(lost) {
+		t.Fatal("adopted a key that holds another instance's write")
 	}
 }

@@ -59,14 +59,9 @@ func (c *compiler) contributions(n *yaml.Node) {
 			ok = false
 		}
 		if v, found := c.required(item, f, field, "schedule"); found {
-			if s, read := r.String(v, strictyaml.Join(field, "schedule")); read {
-				sched, err := ParseSchedule(s)
-				if err != nil {
-					r.Errorf(v, strictyaml.Join(field, "schedule"), "%v", err)
-					ok = false
-				}
-				k.Schedule, k.Cron = s, sched
-			}
+			var read bool
+			k.Schedule, k.Cron, read = c.schedule(v, strictyaml.Join(field, "schedule"))
+			ok = ok && read
 		} else {
 			ok = false
 		}

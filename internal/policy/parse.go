@@ -334,14 +334,7 @@ func (c *compiler) rebalance(n *yaml.Node) {
 		}
 	}
 	if v, ok := f["schedule"]; ok {
-		if s, ok := r.String(v, "rebalance.schedule"); ok {
-			rb.Schedule = s
-			sched, err := ParseSchedule(s)
-			if err != nil {
-				r.Errorf(v, "rebalance.schedule", "%v", err)
-			}
-			rb.Cron = sched
-		}
+		rb.Schedule, rb.Cron, _ = c.schedule(v, "rebalance.schedule")
 	} else if rb.Trigger == TriggerCalendar || rb.Trigger == TriggerHybrid {
 		r.Errorf(n, "rebalance.schedule", "required for the %s trigger", rb.Trigger)
 	}
@@ -441,6 +434,21 @@ func (c *compiler) limits(n *yaml.Node) {
 	}
 	count("max_orders", &l.MaxOrders)
 	count("max_plans_per_day", &l.MaxPlansPerDay)
+}
+
+// schedule reads a cron spec at field: the text and its parsed form; ok
+// is false when either is wrong (reported).
+func (c *compiler) schedule(n *yaml.Node, field string) (spec string, sched cron.Schedule, ok bool) {
+	spec, ok = c.r.String(n, field)
+	if !ok {
+		return "", nil, false
+	}
+	sched, err := ParseSchedule(spec)
+	if err != nil {
+		c.r.Errorf(n, field, "%v", err)
+		return spec, nil, false
+	}
+	return spec, sched, true
 }
 
 // ParseSchedule parses a standard five-field cron spec or descriptor, with
