@@ -51,6 +51,10 @@ type Main struct {
 	// Retention is how long finished orders stay in a ledger (engine
 	// default 7 days).
 	Retention time.Duration
+	// InlinePublishTimeout is passed to the engine (default 1s; negative:
+	// every plan goes through the publisher goroutine, as benchmarks
+	// compare).
+	InlinePublishTimeout time.Duration
 	// WrapPublisher, when set, wraps the NATS publisher (tests inject
 	// faults with it).
 	WrapPublisher func(engine.Publisher) engine.Publisher
@@ -207,7 +211,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	eng := engine.New(engine.Options{Clock: m.Clock, Publisher: pub, Store: engStore, MayPublish: mayPublish,
 		Aux:     aux,
 		Metrics: m.Metrics, Log: m.Log.Named("engine"), OnPublished: m.OnPublished, ShutdownGrace: m.ShutdownGrace,
-		DedupeWindow: cfg.NATS.Duplicates, Retention: m.Retention})
+		DedupeWindow: cfg.NATS.Duplicates, Retention: m.Retention, InlinePublishTimeout: m.InlinePublishTimeout})
 	m.Engine = eng
 	m.eng.Store(eng)
 	eng.SetNATSConnected(m.Conn.IsConnected())

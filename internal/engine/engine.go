@@ -111,6 +111,15 @@ type Options struct {
 	// acknowledged, before the plan event is published (for benchmarks
 	// and tests).
 	OnPublished func(policy, planID string, orders int)
+	// InlinePublishTimeout bounds the publish a price tick does itself:
+	// when the quotes a feed delivers make a plan while the outbox is
+	// otherwise empty and NATS is connected, the feed's goroutine
+	// publishes it at once instead of waking the publisher goroutine (a
+	// hand-off that costs a goroutine wake-up), and hands it to the
+	// publisher if JetStream has not acknowledged it within this time
+	// (default 1s; the publisher retries under the same ids). Negative:
+	// every plan goes through the publisher.
+	InlinePublishTimeout time.Duration
 }
 
 // Loaded is one policy ready to run: the parsed policy and the holdings file
@@ -142,7 +151,18 @@ type Engine struct {
 	halt     *Halt // the kill switch, when engaged
 	// pubCancel cancels the publish attempt in flight, if any.
 	pubCancel context.CancelFunc
-	driftOut  []events.Drift
+	// pubCtx is the publisher's context while Run runs (nil otherwise);
+	// pubBusy is set while a goroutine publishes outbox[0] (the
+	// publisher, or a tick publishing inline).
+	pubCtx  context.Context
+	pubBusy bool
+	// holdWake is set while Quotes evaluates: a batch it queues is
+	// published by Quotes itself when the publisher is idle, so enqueue
+	// only notes that the publisher is owed a wake (wakeOwed) in case
+	// Quotes cannot.
+	holdWake bool
+	wakeOwed bool
+	driftOut []events.Drift
 }
 
 // runtime is one loaded policy.
@@ -236,6 +256,9 @@ func New(opts Options) *Engine {
 	}
 	if opts.Retention <= 0 {
 		opts.Retention = 7 * 24 * time.Hour
+	}
+	if opts.InlinePublishTimeout == 0 {
+		opts.InlinePublishTimeout = time.Second
 	}
 	logger := cronLogger{opts.Log}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -479,10 +502,34 @@ func neededSymbols(p *policy.Policy, l *ledger.Ledger) []string {
 
 // Quotes offers quotes to every policy and evaluates the policies whose
 // check is due. Feeds call it from their goroutines.
+//
+// A plan the quotes cause is published by the calling goroutine when the
+// publisher is idle (see Options.InlinePublishTimeout): Quotes then
+// returns once JetStream has acknowledged it, or once it has handed it to
+// the publisher.
 func (e *Engine) Quotes(qs []feeds.Quote) {
-	defer e.flushDrift() // after the unlock: publishing must not hold the engine
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.holdWake = e.opts.InlinePublishTimeout > 0
+	e.offer(qs)
+	e.holdWake = false
+	var job *pubJob
+	if e.wakeOwed {
+		job = e.claim(true)
+		if job == nil {
+			e.wakeLocked()
+		}
+	}
+	e.wakeOwed = false
+	e.mu.Unlock()
+	if job != nil {
+		e.publishInline(job)
+	}
+	e.flushDrift() // after the unlock: publishing must not hold the engine
+}
+
+// offer gives quotes to every policy and evaluates those due. Called with
+// e.mu held.
+func (e *Engine) offer(qs []feeds.Quote) {
 	now := e.clk.Now()
 	for _, name := range e.names {
 		rt := e.policies[name]
@@ -1086,6 +1133,15 @@ func (e *Engine) requeue(l *ledger.Ledger) {
 
 func (e *Engine) enqueue(b *batch) {
 	e.outbox = append(e.outbox, b)
+	if e.holdWake {
+		e.wakeOwed = true // Quotes publishes it, or wakes the publisher
+		return
+	}
+	e.wakeLocked()
+}
+
+// wakeLocked wakes the publisher.
+func (e *Engine) wakeLocked() {
 	select {
 	case e.wake <- struct{}{}:
 	default:
@@ -1128,10 +1184,7 @@ func (e *Engine) SetHalt(h *Halt) {
 		e.log.Warn("kill switch engaged: publishing halted", zap.String("reason", h.Reason), zap.String("by", h.By))
 	} else {
 		e.log.Warn("kill switch released: publishing resumes")
-		select {
-		case e.wake <- struct{}{}:
-		default:
-		}
+		e.wakeLocked()
 	}
 	for _, name := range e.names {
 		e.evaluate(e.policies[name], e.clk.Now())
@@ -1196,6 +1249,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	pubDone := make(chan struct{})
 	pubCtx, cancelPub := context.WithCancel(context.Background())
 	defer cancelPub()
+	e.mu.Lock()
+	e.pubCtx = pubCtx
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.pubCtx = nil // no more inline publishing: queued batches stay journaled
+		e.mu.Unlock()
+	}()
 	go func() {
 		defer close(pubDone)
 		e.publishLoop(pubCtx, ctx)
@@ -1227,58 +1288,43 @@ func (e *Engine) Run(ctx context.Context) error {
 }
 
 // publishLoop sends queued batches in order. It runs until ctx ends; once
-// done is closed it stops when the queue is empty.
+// done is closed it stops when the queue is empty and no inline publish
+// is in flight.
 func (e *Engine) publishLoop(ctx, done context.Context) {
 	for {
 		e.mu.Lock()
-		var b *batch
-		if len(e.outbox) > 0 && e.halt == nil {
-			b = e.outbox[0]
-			if e.dropStale(b) {
-				e.outbox = e.outbox[1:]
-				e.mu.Unlock()
-				e.flushDrift()
-				continue
-			}
-		}
-		var attempt context.Context
-		var cancel context.CancelFunc
-		if b != nil {
-			// The kill switch cancels an attempt in flight (SetHalt).
-			attempt, cancel = context.WithCancel(ctx)
-			e.pubCancel = cancel
-		}
+		job := e.claim(false)
+		busy := e.pubBusy
 		e.mu.Unlock()
-		if b == nil {
+		if job == nil {
+			e.flushDrift() // batches dropped as stale may have emptied the outbox
+			if done.Err() != nil && !busy {
+				return
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-done.Done():
-				return
+				if busy {
+					// An inline publish is in flight: it wakes us when done.
+					select {
+					case <-ctx.Done():
+						return
+					case <-e.wake:
+					}
+				}
+				continue
 			case <-e.wake:
 				continue
 			}
 		}
-		err := e.mayPublish()
-		if err == nil {
-			if !b.ordersAcked {
-				e.mu.Lock()
-				b.attempts++ // from now on the orders may be on the stream
-				e.mu.Unlock()
-			}
-			err = e.publish(attempt, b)
-		}
-		e.mu.Lock()
-		e.pubCancel = nil
-		e.mu.Unlock()
-		cancel()
-		if err != nil {
+		if err := e.publishClaimed(job); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			e.log.Warn("publish failed; retrying with the same ids", zap.String("policy", b.policy), zap.Error(err))
+			e.log.Warn("publish failed; retrying with the same ids", zap.String("policy", job.b.policy), zap.Error(err))
 			if m := e.opts.Metrics; m != nil {
-				m.PublishErrors.WithLabelValues(b.policy).Inc()
+				m.PublishErrors.WithLabelValues(job.b.policy).Inc()
 			}
 			c, stop := e.clk.After(e.opts.PublishRetry)
 			select {
@@ -1289,12 +1335,93 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 			case <-e.wake: // released after a halt, say
 				stop()
 			}
-			continue
 		}
-		e.mu.Lock()
+	}
+}
+
+// pubJob is the head of the outbox claimed by one goroutine for one
+// publish attempt.
+type pubJob struct {
+	b       *batch
+	attempt context.Context
+	cancel  context.CancelFunc
+}
+
+// claim takes the head of the outbox for a publish attempt, or returns nil
+// when there is nothing to publish, publishing is halted, another
+// goroutine is publishing, or Run is not running. Batches at the head that
+// must not be sent any more are dropped first (dropStale). An inline claim
+// (by Quotes) takes only a batch never attempted, alone in the outbox,
+// while NATS is connected, and its attempt is bounded by
+// Options.InlinePublishTimeout. Called with e.mu held.
+func (e *Engine) claim(inline bool) *pubJob {
+	if e.pubBusy || e.halt != nil || e.pubCtx == nil {
+		return nil
+	}
+	if inline && (e.opts.InlinePublishTimeout <= 0 || !e.natsUp || len(e.outbox) != 1 || e.outbox[0].attempts > 0) {
+		// Only a plan just made, alone in the outbox, on a connection
+		// that is up: a tick never waits on an outage or a backlog.
+		return nil
+	}
+	for len(e.outbox) > 0 && e.dropStale(e.outbox[0]) {
 		e.outbox = e.outbox[1:]
-		e.mu.Unlock()
+	}
+	if len(e.outbox) == 0 {
+		return nil
+	}
+	job := &pubJob{b: e.outbox[0]}
+	if inline {
+		job.attempt, job.cancel = context.WithTimeout(e.pubCtx, e.opts.InlinePublishTimeout)
+	} else {
+		job.attempt, job.cancel = context.WithCancel(e.pubCtx)
+	}
+	e.pubBusy = true
+	e.pubCancel = job.cancel // the kill switch cancels the attempt (SetHalt)
+	return job
+}
+
+// publishClaimed makes one publish attempt of a claimed batch and
+// releases the claim; on success the batch leaves the outbox.
+func (e *Engine) publishClaimed(job *pubJob) error {
+	defer job.cancel()
+	b := job.b
+	err := e.mayPublish()
+	if err == nil {
+		if !b.ordersAcked {
+			e.mu.Lock()
+			b.attempts++ // from now on the orders may be on the stream
+			e.mu.Unlock()
+		}
+		err = e.publish(job.attempt, b)
+	}
+	e.mu.Lock()
+	e.pubCancel = nil
+	e.pubBusy = false
+	if err == nil {
+		e.outbox = e.outbox[1:]
+	}
+	e.mu.Unlock()
+	if err == nil {
 		e.flushDrift() // held back while the outbox was not empty
+	}
+	return err
+}
+
+// publishInline publishes a batch claimed by Quotes from the calling
+// goroutine. Whatever the outcome, the publisher is woken: it retries a
+// failed attempt, sends the batches queued behind this one, and at
+// shutdown waits for this attempt to end.
+func (e *Engine) publishInline(job *pubJob) {
+	err := e.publishClaimed(job)
+	e.mu.Lock()
+	e.wakeLocked()
+	e.mu.Unlock()
+	if err != nil {
+		e.log.Warn("publish from the price tick failed; the publisher retries with the same ids",
+			zap.String("policy", job.b.policy), zap.Error(err))
+		if m := e.opts.Metrics; m != nil {
+			m.PublishErrors.WithLabelValues(job.b.policy).Inc()
+		}
 	}
 }
 
