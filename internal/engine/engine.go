@@ -11,7 +11,9 @@
 // the log, the metrics and Status.
 //
 // Every method is safe for concurrent use. State is guarded by one mutex;
-// publishing happens outside it, in the goroutine Run starts.
+// publishing happens outside it, one batch at a time: in the goroutine Run
+// starts, or in the goroutine of a Quotes call that made a plan while that
+// one was idle (Options.InlinePublishTimeout).
 package engine
 
 import (
@@ -45,7 +47,10 @@ import (
 
 // Publisher sends the engine's events. PublishOrders and PublishPlan must
 // not return nil before JetStream has acknowledged every message; they are
-// retried with the same ids, so they must be idempotent.
+// retried with the same ids, so they must be idempotent. The engine calls
+// them without its lock held, one call at a time, from the publisher
+// goroutine or from a goroutine calling Quotes; they should stop sending
+// once their context ends.
 type Publisher interface {
 	PublishOrders(ctx context.Context, orders []events.Order) error
 	PublishPlan(ctx context.Context, p events.Plan) error
@@ -109,7 +114,8 @@ type Options struct {
 	Aux AuxStore
 	// OnPublished, when set, is called once a plan's orders are
 	// acknowledged, before the plan event is published (for benchmarks
-	// and tests).
+	// and tests), from the publishing goroutine: the publisher's, or that
+	// of the Quotes call publishing inline.
 	OnPublished func(policy, planID string, orders int)
 	// InlinePublishTimeout bounds the publish a price tick does itself:
 	// when the quotes a feed delivers make a plan while the outbox is
@@ -1170,8 +1176,9 @@ type Halt struct {
 
 // SetHalt engages the kill switch (h not nil) or releases it (nil). While
 // it is engaged no plan is made and nothing is published, queued batches
-// included; an orders publish already in flight completes. The caller
-// persists it.
+// included; a publish attempt in flight is cancelled (messages already
+// handed to NATS may still be stored) and retried under the same ids after
+// the release. The caller persists it.
 func (e *Engine) SetHalt(h *Halt) {
 	defer e.flushDrift() // after the unlock: publishing must not hold the engine
 	e.mu.Lock()
@@ -1250,13 +1257,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	pubCtx, cancelPub := context.WithCancel(context.Background())
 	defer cancelPub()
 	e.mu.Lock()
-	e.pubCtx = pubCtx
+	e.pubCtx = pubCtx // until publishLoop stops
 	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		e.pubCtx = nil // no more inline publishing: queued batches stay journaled
-		e.mu.Unlock()
-	}()
 	go func() {
 		defer close(pubDone)
 		e.publishLoop(pubCtx, ctx)
@@ -1289,34 +1291,45 @@ func (e *Engine) Run(ctx context.Context) error {
 
 // publishLoop sends queued batches in order. It runs until ctx ends; once
 // done is closed it stops when the queue is empty and no inline publish
-// is in flight.
+// is in flight. It ends inline publishing when it stops.
 func (e *Engine) publishLoop(ctx, done context.Context) {
+	defer func() {
+		e.mu.Lock()
+		e.pubCtx = nil // no more inline publishing: queued batches stay journaled
+		e.mu.Unlock()
+	}()
 	for {
 		e.mu.Lock()
 		job := e.claim(false)
 		busy := e.pubBusy
+		// Decided under the lock that Quotes claims under: once the
+		// publisher stops, no inline publish starts.
+		stopping := job == nil && !busy && done.Err() != nil
+		if stopping {
+			e.pubCtx = nil
+		}
 		e.mu.Unlock()
 		if job == nil {
 			e.flushDrift() // batches dropped as stale may have emptied the outbox
-			if done.Err() != nil && !busy {
+			if stopping {
 				return
+			}
+			if done.Err() != nil {
+				// An inline publish is in flight: it wakes us when it ends.
+				select {
+				case <-ctx.Done():
+					return
+				case <-e.wake:
+				}
+				continue
 			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-done.Done():
-				if busy {
-					// An inline publish is in flight: it wakes us when done.
-					select {
-					case <-ctx.Done():
-						return
-					case <-e.wake:
-					}
-				}
-				continue
+			case <-done.Done(): // decide again, under the lock
 			case <-e.wake:
-				continue
 			}
+			continue
 		}
 		if err := e.publishClaimed(job); err != nil {
 			if ctx.Err() != nil {
@@ -1355,7 +1368,7 @@ type pubJob struct {
 // while NATS is connected, and its attempt is bounded by
 // Options.InlinePublishTimeout. Called with e.mu held.
 func (e *Engine) claim(inline bool) *pubJob {
-	if e.pubBusy || e.halt != nil || e.pubCtx == nil {
+	if e.pubBusy || e.halt != nil || e.pubCtx == nil || e.pubCtx.Err() != nil {
 		return nil
 	}
 	if inline && (e.opts.InlinePublishTimeout <= 0 || !e.natsUp || len(e.outbox) != 1 || e.outbox[0].attempts > 0) {
@@ -1398,7 +1411,15 @@ func (e *Engine) publishClaimed(job *pubJob) error {
 	e.pubCancel = nil
 	e.pubBusy = false
 	if err == nil {
-		e.outbox = e.outbox[1:]
+		// The claim kept the batch at the head: nothing else removes it.
+		if i := slices.Index(e.outbox, b); i == 0 {
+			e.outbox = e.outbox[1:]
+		} else {
+			e.log.Error("published batch was not at the head of the outbox", zap.String("policy", b.policy), zap.Int("index", i))
+			if i > 0 {
+				e.outbox = slices.Delete(e.outbox, i, i+1)
+			}
+		}
 	}
 	e.mu.Unlock()
 	if err == nil {
@@ -1479,6 +1500,9 @@ func (e *Engine) dropStale(b *batch) bool {
 // publish sends one batch and records the acknowledgement. A retry after
 // a failed plan publish does not send the orders again.
 func (e *Engine) publish(ctx context.Context, b *batch) error {
+	if err := ctx.Err(); err != nil {
+		return err // halted or stopping since the claim: send nothing
+	}
 	if !b.ordersAcked {
 		planID := b.orders[0].PlanID
 		if err := e.opts.Publisher.PublishOrders(ctx, b.orders); err != nil {

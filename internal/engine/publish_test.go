@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -20,13 +21,18 @@ import (
 // gatedPublisher records order publishes. While gate is set, an orders
 // publish waits for the gate to close or its context to end (then it
 // fails with the context's error); entered receives one value per
-// publish that reached the gate.
+// publish that reached the gate. While failing is set, orders publishes
+// fail at once. halted, when set, tells whether the kill switch is
+// engaged: publishes made while it is are counted in underHalt.
 type gatedPublisher struct {
-	mu      sync.Mutex
-	gate    chan struct{}
-	entered chan struct{}
-	calls   [][]string // order ids per PublishOrders call
-	acked   [][]string // those that returned nil
+	mu        sync.Mutex
+	gate      chan struct{}
+	entered   chan struct{}
+	failing   bool
+	halted    func() bool
+	underHalt int
+	calls     [][]string // order ids per PublishOrders call
+	acked     [][]string // those that returned nil
 }
 
 func (p *gatedPublisher) PublishOrders(ctx context.Context, orders []events.Order) error {
@@ -34,10 +40,17 @@ func (p *gatedPublisher) PublishOrders(ctx context.Context, orders []events.Orde
 	for i, o := range orders {
 		ids[i] = o.OrderID
 	}
+	halted := p.halted != nil && p.halted()
 	p.mu.Lock()
 	p.calls = append(p.calls, ids)
-	gate := p.gate
+	if halted {
+		p.underHalt++
+	}
+	gate, failing := p.gate, p.failing
 	p.mu.Unlock()
+	if failing {
+		return errors.New("test: publish refused")
+	}
 	if gate != nil {
 		p.entered <- struct{}{}
 		select {
@@ -65,33 +78,52 @@ func (p *gatedPublisher) open() {
 	}
 }
 
+func (p *gatedPublisher) setFailing(v bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failing = v
+}
+
 func (p *gatedPublisher) snapshot() (calls, acked [][]string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.calls), slices.Clone(p.acked)
 }
 
-// runHousehold runs an engine with one household policy on a fake clock
-// and returns it with a function that sends a breaching tick.
-func runHousehold(t *testing.T, pub Publisher, inline time.Duration) (e *Engine, breach func(), stop func()) {
+// testEngine is an engine running household policies on a fake clock.
+type testEngine struct {
+	*Engine
+	clk  *clock.Fake
+	stop func() // stops Run and waits for it; once
+}
+
+// runPolicies runs an engine with a copy of the household policy per
+// entry of checkEvery (policy name to its check_every), each in balance
+// at the start. opts' Clock, Publisher and Store are set here.
+func runPolicies(t *testing.T, pub Publisher, opts Options, checkEvery map[string]string) *testEngine {
 	t.Helper()
 	clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
 	store, err := state.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e = New(Options{Clock: clk, Publisher: pub, Store: store, InlinePublishTimeout: inline,
-		PublishRetry: time.Millisecond})
+	opts.Clock, opts.Publisher, opts.Store = clk, pub, store
+	e := New(opts)
 	h, err := portfolio.ParseHoldings("h.yaml", []byte(balancedHoldings))
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.Replace(householdPolicy, "NAME", "household", 1) + "prices: {max_move: 50%}\n"
-	p, err := policy.Parse("household.yaml", []byte(text))
-	if err != nil {
-		t.Fatal(err)
+	var set []Loaded
+	for name, every := range checkEvery {
+		text := strings.Replace(householdPolicy, "NAME", name, 1) + "prices: {max_move: 50%}\n"
+		text = strings.Replace(text, "check_every: 1m", "check_every: "+every, 1)
+		p, err := policy.Parse(name+".yaml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		set = append(set, Loaded{Policy: p, Holdings: h, HoldingsHash: "h"})
 	}
-	if err := e.Load([]Loaded{{Policy: p, Holdings: h, HoldingsHash: "h"}}); err != nil {
+	if err := e.Load(set); err != nil {
 		t.Fatal(err)
 	}
 	e.Quotes(quotes(clk.Now(), 0)) // balanced: no plan
@@ -103,22 +135,32 @@ func runHousehold(t *testing.T, pub Publisher, inline time.Duration) (e *Engine,
 	}()
 	// Run publishes only once it has set up its publisher context.
 	waitFor(t, "Run to start", func() bool { e.mu.Lock(); defer e.mu.Unlock(); return e.pubCtx != nil })
-	breach = func() {
-		clk.Advance(2 * time.Minute) // past check_every
-		qs := quotes(clk.Now(), 0)
-		for i := range qs {
-			if qs[i].Symbol == "VTI" {
-				qs[i].Price = decimal.RequireFromString("200") // equities below their band
-			}
-		}
-		e.Quotes(qs)
-	}
-	stop = func() {
+	te := &testEngine{Engine: e, clk: clk, stop: sync.OnceFunc(func() {
 		cancel()
 		<-done
+	})}
+	t.Cleanup(te.stop)
+	return te
+}
+
+// runHousehold runs one household policy, "household", with check_every
+// 1m, publishing inline with the given timeout.
+func runHousehold(t *testing.T, pub Publisher, inline time.Duration) *testEngine {
+	return runPolicies(t, pub, Options{InlinePublishTimeout: inline, PublishRetry: time.Millisecond},
+		map[string]string{"household": "1m"})
+}
+
+// breach moves the clock on by d and sends a tick that puts equities
+// below their band in every policy.
+func (te *testEngine) breach(d time.Duration) {
+	te.clk.Advance(d)
+	qs := quotes(te.clk.Now(), 0)
+	for i := range qs {
+		if qs[i].Symbol == "VTI" {
+			qs[i].Price = decimal.RequireFromString("200")
+		}
 	}
-	t.Cleanup(stop)
-	return e, breach, sync.OnceFunc(stop)
+	te.Quotes(qs)
 }
 
 // waitFor polls cond until it holds, failing the test after 5 seconds.
@@ -145,7 +187,12 @@ func recv(t *testing.T, what string, ch <-chan struct{}) {
 
 func drained(e *Engine) bool {
 	st := e.Status()
-	return st.Outbox == 0 && st.Policies[0].Unacked == 0
+	for _, p := range st.Policies {
+		if p.Unacked > 0 {
+			return false
+		}
+	}
+	return st.Outbox == 0
 }
 
 // TestQuotesPublishInline: with the publisher idle, the tick that plans
@@ -153,21 +200,21 @@ func drained(e *Engine) bool {
 // returns; with inline publishing off, the publisher goroutine does it.
 func TestQuotesPublishInline(t *testing.T) {
 	pub := &gatedPublisher{}
-	e, breach, _ := runHousehold(t, pub, 0)
-	breach()
+	te := runHousehold(t, pub, 0)
+	te.breach(2 * time.Minute)
 	calls, acked := pub.snapshot()
 	if len(calls) != 1 || len(acked) != 1 {
 		t.Fatalf("when Quotes returned: %d publishes, %d acknowledged; want the plan published inline", len(calls), len(acked))
 	}
-	if st := e.Status(); st.Outbox != 0 || st.Policies[0].Unacked != 0 || len(st.Policies[0].PendingOrders) != len(acked[0]) {
+	if st := te.Status(); st.Outbox != 0 || st.Policies[0].Unacked != 0 || len(st.Policies[0].PendingOrders) != len(acked[0]) {
 		t.Fatalf("when Quotes returned: outbox %d, unacknowledged %d, pending %d; want 0, 0, %d",
 			st.Outbox, st.Policies[0].Unacked, len(st.Policies[0].PendingOrders), len(acked[0]))
 	}
 
 	pub2 := &gatedPublisher{}
-	e2, breach2, _ := runHousehold(t, pub2, -1)
-	breach2()
-	waitFor(t, "the publisher goroutine to publish", func() bool { return drained(e2) })
+	te2 := runHousehold(t, pub2, -1)
+	te2.breach(2 * time.Minute)
+	waitFor(t, "the publisher goroutine to publish", func() bool { return drained(te2.Engine) })
 	if calls, acked := pub2.snapshot(); len(calls) != 1 || len(acked) != 1 {
 		t.Fatalf("publisher goroutine: %d publishes, %d acknowledged; want 1, 1", len(calls), len(acked))
 	}
@@ -178,17 +225,17 @@ func TestQuotesPublishInline(t *testing.T) {
 // order ids again.
 func TestInlinePublishHandsOver(t *testing.T) {
 	pub := &gatedPublisher{gate: make(chan struct{}), entered: make(chan struct{}, 10)}
-	e, breach, _ := runHousehold(t, pub, 20*time.Millisecond)
+	te := runHousehold(t, pub, 20*time.Millisecond)
 	returned := make(chan struct{})
 	go func() {
 		defer close(returned)
-		breach()
+		te.breach(2 * time.Minute)
 	}()
 	recv(t, "the inline attempt", pub.entered)
 	recv(t, "Quotes to return once its inline publish timed out", returned)
 	recv(t, "the publisher's retry", pub.entered)
 	pub.open()
-	waitFor(t, "the publisher's retry to be acknowledged", func() bool { return drained(e) })
+	waitFor(t, "the publisher's retry to be acknowledged", func() bool { return drained(te.Engine) })
 	calls, acked := pub.snapshot()
 	if len(calls) < 2 || len(acked) != 1 {
 		t.Fatalf("%d publishes, %d acknowledged; want the timed-out attempt then one acknowledged retry", len(calls), len(acked))
@@ -200,32 +247,84 @@ func TestInlinePublishHandsOver(t *testing.T) {
 	}
 }
 
+// TestInlineRefusedWakesPublisher: a plan made while an earlier one waits
+// for its retry is not published inline (it would overtake it); the tick
+// wakes the publisher instead, which sends both, in order, without waiting
+// out its retry pause.
+func TestInlineRefusedWakesPublisher(t *testing.T) {
+	pub := &gatedPublisher{failing: true}
+	// The retry pause and the engine's tick never pass on the fake clock:
+	// only a wake-up moves the publisher on.
+	te := runPolicies(t, pub, Options{PublishRetry: time.Hour, Tick: 24 * time.Hour},
+		map[string]string{"first": "1m", "second": "10m"})
+	te.breach(2 * time.Minute) // only "first" is due
+	waitFor(t, "the inline attempt and the publisher's retry to fail", func() bool {
+		calls, _ := pub.snapshot()
+		return len(calls) >= 2
+	})
+	pub.setFailing(false)
+	te.breach(9 * time.Minute) // "second" is due; "first" waits for its orders
+	waitFor(t, "both plans to be acknowledged", func() bool { return drained(te.Engine) })
+	_, acked := pub.snapshot()
+	if len(acked) != 2 || !strings.HasPrefix(acked[0][0], lastPlanID(t, te, "first")) {
+		t.Fatalf("acknowledged %v; want the first policy's plan, then the second's", acked)
+	}
+}
+
+// lastPlanID returns the id of the last plan of policy name.
+func lastPlanID(t *testing.T, te *testEngine, name string) string {
+	t.Helper()
+	for _, p := range te.Status().Policies {
+		if p.Policy == name && p.LastPlanID != "" {
+			return p.LastPlanID
+		}
+	}
+	t.Fatalf("policy %s has no plan", name)
+	return ""
+}
+
 // TestHaltCancelsInlinePublish: the kill switch cancels an inline publish
 // in flight; nothing is published until it is released, and then the
 // same orders go out.
 func TestHaltCancelsInlinePublish(t *testing.T) {
 	pub := &gatedPublisher{gate: make(chan struct{}), entered: make(chan struct{}, 10)}
-	e, breach, _ := runHousehold(t, pub, time.Hour)
+	te := runHousehold(t, pub, time.Hour)
+	pub.halted = func() bool { return te.Halted() != nil }
 	returned := make(chan struct{})
 	go func() {
 		defer close(returned)
-		breach()
+		te.breach(2 * time.Minute)
 	}()
 	recv(t, "the inline attempt", pub.entered)
-	e.SetHalt(&Halt{Reason: "test", At: time.Now()})
+	te.SetHalt(&Halt{Reason: "test", At: time.Now()})
 	recv(t, "the kill switch to stop the inline publish", returned)
+	// Neither the publisher nor a tick may take the batch now.
+	for _, inline := range []bool{false, true} {
+		te.mu.Lock()
+		job := te.claim(inline)
+		te.mu.Unlock()
+		if job != nil {
+			job.cancel()
+			t.Fatalf("claim(inline=%v) took a batch under the kill switch", inline)
+		}
+	}
 	if _, acked := pub.snapshot(); len(acked) != 0 {
 		t.Fatalf("%d publishes acknowledged under the kill switch", len(acked))
 	}
-	if st := e.Status(); st.Outbox != 1 {
+	if st := te.Status(); st.Outbox != 1 {
 		t.Fatalf("outbox %d under the kill switch, want the plan kept", st.Outbox)
 	}
 	pub.open()
-	e.SetHalt(nil)
-	waitFor(t, "the orders to go out after the release", func() bool { return drained(e) })
+	te.SetHalt(nil)
+	waitFor(t, "the orders to go out after the release", func() bool { return drained(te.Engine) })
 	calls, acked := pub.snapshot()
 	if len(acked) != 1 || !slices.Equal(acked[0], calls[0]) {
 		t.Fatalf("after the release: acknowledged %v, first attempt %v; want the same orders once", acked, calls[0])
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if pub.underHalt != 0 {
+		t.Fatalf("%d publish attempts while the kill switch was engaged", pub.underHalt)
 	}
 }
 
@@ -233,24 +332,44 @@ func TestHaltCancelsInlinePublish(t *testing.T) {
 // publish in flight finish instead of abandoning it.
 func TestShutdownWaitsForInlinePublish(t *testing.T) {
 	pub := &gatedPublisher{gate: make(chan struct{}), entered: make(chan struct{}, 10)}
-	e, breach, stop := runHousehold(t, pub, time.Hour)
-	go breach()
+	te := runHousehold(t, pub, time.Hour)
+	ticked := make(chan struct{})
+	go func() {
+		defer close(ticked)
+		te.breach(2 * time.Minute)
+	}()
 	recv(t, "the inline attempt", pub.entered)
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		stop()
+		te.stop()
 	}()
 	// Once the calendars are stopped, Run waits for the publisher, which
 	// waits for the inline attempt.
-	waitFor(t, "Run to begin stopping", func() bool { return e.ctx.Err() != nil })
+	waitFor(t, "Run to begin stopping", func() bool { return te.ctx.Err() != nil })
 	pub.open()
 	recv(t, "Run to return", stopped)
-	if !drained(e) {
-		st := e.Status()
+	recv(t, "the tick to return", ticked)
+	if !drained(te.Engine) {
+		st := te.Status()
 		t.Fatalf("after stopping: outbox %d, unacknowledged %d; want the inline publish completed", st.Outbox, st.Policies[0].Unacked)
 	}
 	if _, acked := pub.snapshot(); len(acked) != 1 {
 		t.Fatalf("%d acknowledged publishes, want 1", len(acked))
+	}
+}
+
+// TestNoInlinePublishAfterStop: once Run has returned, a tick that plans
+// publishes nothing; the plan stays journaled in the outbox.
+func TestNoInlinePublishAfterStop(t *testing.T) {
+	pub := &gatedPublisher{}
+	te := runHousehold(t, pub, time.Hour)
+	te.stop()
+	te.breach(2 * time.Minute)
+	if calls, _ := pub.snapshot(); len(calls) != 0 {
+		t.Fatalf("%d publishes after Run returned", len(calls))
+	}
+	if st := te.Status(); st.Outbox != 1 || st.Policies[0].Unacked == 0 {
+		t.Fatalf("outbox %d, unacknowledged %d; want the plan kept for the next start", st.Outbox, st.Policies[0].Unacked)
 	}
 }

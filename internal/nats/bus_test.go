@@ -413,3 +413,36 @@ func TestPublishOrdersUnackedOnContextEnd(t *testing.T) {
 		t.Errorf("error %q does not name %v", err, m)
 	}
 }
+
+// TestPublishOrdersSendsNothingAfterContextEnd: a context that ended
+// before the call (the kill switch cancelled the attempt) sends nothing:
+// every order is reported unacknowledged and the stream stays empty.
+func TestPublishOrdersSendsNothingAfterContextEnd(t *testing.T) {
+	ts := newTestServer(t)
+	nc := connect(t, ts.url())
+	b := newBus(t, nc, fastConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	orders := householdOrders("halted", 3)
+	acks, err := b.PublishOrders(ctx, orders)
+	var ue *UnackedError
+	if !errors.As(err, &ue) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v; want an *UnackedError wrapping context.Canceled", err)
+	}
+	if len(acks) != 0 || len(ue.IDs) != len(orders) {
+		t.Fatalf("acks %v, unacked %v; want none acknowledged, all %d unacknowledged", acks, ue.IDs, len(orders))
+	}
+	// A publish that is acknowledged after it shows that nothing from the
+	// cancelled call is queued ahead of it in the stream.
+	if _, err := b.PublishOrders(context.Background(), householdOrders("after", 1)); err != nil {
+		t.Fatal(err)
+	}
+	msgs := streamMessages(t, ts.url(), b.OrdersStream())
+	if len(msgs) != 1 || msgs[0].Headers().Get("Nats-Msg-Id") != "after-0" {
+		ids := make([]string, len(msgs))
+		for i, m := range msgs {
+			ids[i] = m.Headers().Get("Nats-Msg-Id")
+		}
+		t.Fatalf("stream holds %v; want only after-0", ids)
+	}
+}

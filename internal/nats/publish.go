@@ -249,6 +249,11 @@ func (b *Bus) publishRound(ctx context.Context, msgs []outMsg, todo []int, acks 
 	next := 0
 	for next < len(todo) || len(window) > 0 {
 		for next < len(todo) && len(window) < b.cfg.MaxInFlight {
+			if err := ctx.Err(); err != nil {
+				// Halted or stopping: send nothing more (PublishMsgAsync
+				// does not look at ctx).
+				return failed, errs, err
+			}
 			i := todo[next]
 			next++
 			m := msgs[i]
