@@ -76,7 +76,6 @@ func benchTickToAck(b *testing.B, sync time.Duration, journalFsync bool, inline 
 	// during this one's timed ticks.
 	syscall.Sync()
 	var lat []time.Duration
-
 	prices := []string{"130", "100"}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {

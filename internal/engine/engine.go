@@ -164,10 +164,8 @@ type Engine struct {
 	pubBusy bool
 	// holdWake is set while Quotes evaluates: a batch it queues is
 	// published by Quotes itself when the publisher is idle, so enqueue
-	// only notes that the publisher is owed a wake (wakeOwed) in case
-	// Quotes cannot.
+	// does not wake the publisher (Quotes does, when it cannot publish).
 	holdWake bool
-	wakeOwed bool
 	driftOut []events.Drift
 }
 
@@ -515,17 +513,17 @@ func neededSymbols(p *policy.Policy, l *ledger.Ledger) []string {
 // the publisher.
 func (e *Engine) Quotes(qs []feeds.Quote) {
 	e.mu.Lock()
+	queued := len(e.outbox) // offer only appends to it
 	e.holdWake = e.opts.InlinePublishTimeout > 0
 	e.offer(qs)
 	e.holdWake = false
 	var job *pubJob
-	if e.wakeOwed {
+	if len(e.outbox) > queued {
 		job = e.claim(true)
 		if job == nil {
-			e.wakeLocked()
+			e.wakeLocked() // enqueue did not
 		}
 	}
-	e.wakeOwed = false
 	e.mu.Unlock()
 	if job != nil {
 		e.publishInline(job)
@@ -1139,11 +1137,9 @@ func (e *Engine) requeue(l *ledger.Ledger) {
 
 func (e *Engine) enqueue(b *batch) {
 	e.outbox = append(e.outbox, b)
-	if e.holdWake {
-		e.wakeOwed = true // Quotes publishes it, or wakes the publisher
-		return
+	if !e.holdWake { // else Quotes publishes it, or wakes the publisher
+		e.wakeLocked()
 	}
-	e.wakeLocked()
 }
 
 // wakeLocked wakes the publisher.

@@ -4,16 +4,24 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	natsgo "github.com/nats-io/nats.go"
 )
 
 // BenchmarkPublishOrders publishes one household's rebalance, 5 orders,
-// per op to an embedded server over loopback TCP and waits for every ack,
-// with the embedded default (fsync every write) and with a periodic fsync.
+// per op to an embedded server and waits for every ack, back to back, with
+// the embedded default (fsync every write) and with a periodic fsync, over
+// loopback TCP and in process (how the daemon connects to its embedded
+// server).
 func BenchmarkPublishOrders(b *testing.B) {
 	for _, bc := range []struct {
-		name string
-		sync time.Duration
-	}{{"sync=always", 0}, {"sync=2m", 2 * time.Minute}} {
+		name      string
+		sync      time.Duration
+		inProcess bool
+	}{
+		{"tcp/sync=always", 0, false}, {"tcp/sync=2m", 2 * time.Minute, false},
+		{"inprocess/sync=always", 0, true}, {"inprocess/sync=2m", 2 * time.Minute, true},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			s, err := StartEmbedded(EmbeddedConfig{Port: -1, StoreDir: b.TempDir(), SyncInterval: bc.sync}, nil)
 			if err != nil {
@@ -23,7 +31,12 @@ func BenchmarkPublishOrders(b *testing.B) {
 				s.Shutdown()
 				s.WaitForShutdown()
 			})
-			nc, err := Connect(ConnConfig{URL: s.ClientURL()}, nil, nil)
+			var nc *natsgo.Conn
+			if bc.inProcess {
+				nc, err = ConnectEmbedded(s, nil, nil)
+			} else {
+				nc, err = Connect(ConnConfig{URL: s.ClientURL()}, nil, nil)
+			}
 			if err != nil {
 				b.Fatal(err)
 			}
