@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"github.com/shopspring/decimal"
 	"go.uber.org/zap"
 
 	"github.com/rebalancerd/rebalancerd/internal/clock"
@@ -175,7 +176,14 @@ type runtime struct {
 	ledger  *ledger.Ledger
 	guard   *feeds.Guard
 	symbols []string // instruments whose prices the policy needs
-	stop    context.CancelFunc
+	// value holds back a valuation that moved more than
+	// limits.max_value_change (see valuation.go); limitBase is the
+	// valuation the last plan's limits are judged against.
+	value     *feeds.Confirmer
+	limitBase decimal.Decimal
+	// valueSaved is the accepted valuation checkValuation last saved.
+	valueSaved decimal.Decimal
+	stop       context.CancelFunc
 
 	lastCheck time.Time
 	lastEval  time.Time
@@ -336,16 +344,20 @@ func (e *Engine) Load(set []Loaded) error {
 			e.log.Info("policy changed", zap.String("policy", name), zap.String("file", l.Policy.File),
 				zap.String("old_version", rt.pol.Version), zap.String("version", l.Policy.Version))
 		}
-		if rt.guard == nil || rt.pol.Prices != l.Policy.Prices {
-			guard := feeds.NewGuard(l.Policy.Prices.MaxAge, l.Policy.Prices.MaxMove)
+		if pr := l.Policy.Prices; rt.guard == nil || !samePriceRules(rt.pol.Prices, pr) {
+			guard := feeds.NewGuard(pr.MaxAge, pr.MaxMove, pr.ConfirmAfter)
 			if rt.guard != nil {
+				// Held moves are dropped: their confirmation starts again.
 				for _, sym := range rt.symbols {
 					if q, ok := rt.guard.Quote(sym); ok {
-						guard.Offer(q)
+						guard.Offer(q, now)
 					}
 				}
 			}
 			rt.guard = guard
+		}
+		if rt.value == nil || !sameValueRules(rt.pol, l.Policy) {
+			rt.value = newValueConfirmer(l.Policy, rt.ledger, now)
 		}
 		if l.Holdings != nil && l.HoldingsHash != rt.ledger.BaseHash {
 			switch {
@@ -542,15 +554,20 @@ func (e *Engine) offer(qs []feeds.Quote) {
 			if _, ok := slices.BinarySearch(rt.symbols, q.Symbol); !ok {
 				continue
 			}
-			switch v := rt.guard.Offer(q); v {
+			switch v := rt.guard.Offer(q, now); v {
 			case feeds.Accepted:
 				rt.recordQuote(q)
 				changed = true
 			case feeds.Quarantined:
-				e.log.Warn("price quarantined: moved more than max_move", zap.String("policy", name),
-					zap.String("symbol", q.Symbol), zap.String("price", q.Price.String()), zap.String("source", q.Source))
+				e.log.Warn("price quarantined: moved more than max_move; unconfirmed until it persists for confirm_after or another feed reports it",
+					zap.String("policy", name), zap.String("symbol", q.Symbol), zap.String("price", q.Price.String()),
+					zap.String("source", q.Source), zap.Duration("confirm_after", rt.pol.Prices.ConfirmAfter))
 				changed = true
-			case feeds.Ignored:
+			case feeds.Confirmed:
+				e.log.Info("price move confirmed", zap.String("policy", name), zap.String("symbol", q.Symbol),
+					zap.String("price", q.Price.String()), zap.String("source", q.Source))
+				changed = true
+			case feeds.Ignored, feeds.Agreeing:
 			default:
 				changed = true
 			}
@@ -594,6 +611,10 @@ func (e *Engine) tick() {
 func (e *Engine) refreshBlocks(rt *runtime, now time.Time) {
 	for _, o := range rt.ledger.Expire(now) {
 		e.log.Warn("order expired without a final fill", zap.String("policy", rt.pol.Name), zap.String("order_id", o.OrderID))
+	}
+	if rt.valueConfirmable(now) {
+		e.evaluate(rt, now) // a held valuation may be confirmed now
+		return
 	}
 	problems := rt.guard.Check(rt.symbols, now)
 	if len(problems) == 0 && !blocksPrices(rt.blocked) && len(rt.ledger.Pending()) == 0 == !hasReason(rt.blocked, metrics.BlockPendingOrders) {
@@ -675,6 +696,10 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		// Queued, and published once the engine is unlocked: the drift
 		// event is informational and must not delay the orders.
 		defer e.publishDrift(rt, snap, now)
+		e.checkValuation(rt, snap.Total, now)
+	}
+	if b, held := rt.valueBlock(); held {
+		blocks = append(blocks, b)
 	}
 	pending := rt.ledger.Pending()
 	if len(pending) > 0 {
@@ -724,7 +749,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		return
 	}
 	if len(blocks) > 0 {
-		if rt.due != nil && !blocksPrices(blocks) {
+		if rt.due != nil && !blocksPrices(blocks) && !hasReason(blocks, metrics.BlockValueChange) {
 			e.log.Warn("rebalance skipped", zap.String("policy", name), zap.String("trigger", trigger), zap.Any("blocked", blocks))
 			rt.due = nil
 		}
@@ -1015,7 +1040,7 @@ func (e *Engine) rebalance(rt *runtime, p *plan.Plan, trigger string, now time.T
 		e.log.Info("rebalance: nothing to trade", fields...)
 		return true
 	}
-	if v := risk.Check(p, rt.pol.Limits, rt.ledger.PlanTimes(), now); len(v) > 0 {
+	if v := risk.Check(p, rt.pol.Limits, rt.limitBase, rt.ledger.PlanTimes(), now); len(v) > 0 {
 		rt.rejected, rt.rejectedAt = v, now
 		e.log.Error("plan rejected by the policy's risk limits; not published", append(fields, zap.Any("violations", v))...)
 		if m := e.opts.Metrics; m != nil {
