@@ -1151,12 +1151,14 @@ func (e *Engine) wakeLocked() {
 }
 
 // save writes the ledger; while a save fails the policy is not planned
-// (its state on disk is behind what it acted on).
+// (its state on disk is behind what it acted on). It may run before the
+// policy is set (the first load of a policy saves its seeded ledger), so
+// it names the policy by its ledger.
 func (e *Engine) save(rt *runtime, durable bool) error {
 	if err := e.opts.Store.Save(rt.ledger, durable); err != nil {
 		rt.lastError = err.Error()
 		rt.unsaved = true
-		e.log.Error("state not saved", zap.String("policy", rt.pol.Name), zap.Error(err))
+		e.log.Error("state not saved", zap.String("policy", rt.ledger.Policy), zap.Error(err))
 		return err
 	}
 	rt.unsaved = false
