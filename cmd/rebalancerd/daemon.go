@@ -22,6 +22,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/feeds"
 	rhttp "github.com/rebalancerd/rebalancerd/internal/http"
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
 	"github.com/rebalancerd/rebalancerd/internal/state"
@@ -736,6 +737,9 @@ func (m *Main) close() error {
 // answer: an error for good (with the reason counted in
 // rebalancerd_inputs_rejected_total) or one to retry later.
 func reportError(err error) error {
+	if reason := ledger.RejectReason(err); reason != "" && errors.Is(err, engine.ErrPermanent) {
+		return rnats.Reject(reason, err)
+	}
 	switch {
 	case errors.Is(err, engine.ErrUnknownPolicy):
 		return rnats.Reject("unknown_policy", err)

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"github.com/shopspring/decimal"
 	"go.uber.org/zap"
 
 	"github.com/rebalancerd/rebalancerd/internal/clock"
@@ -125,6 +126,12 @@ type Options struct {
 	// (default 1s; the publisher retries under the same ids). Negative:
 	// every plan goes through the publisher.
 	InlinePublishTimeout time.Duration
+	// MaxSkew is how far a report may be dated after the clock, and a
+	// fill before its order's creation (default ledger.DefaultMaxSkew).
+	MaxSkew time.Duration
+	// FillCollar is how far a fill's price may be from its order's
+	// reference price, as a fraction of it (default ledger.DefaultCollar).
+	FillCollar decimal.Decimal
 }
 
 // Loaded is one policy ready to run: the parsed policy and the holdings file
@@ -259,6 +266,12 @@ func New(opts Options) *Engine {
 	}
 	if opts.Retention <= 0 {
 		opts.Retention = 7 * 24 * time.Hour
+	}
+	if opts.MaxSkew <= 0 {
+		opts.MaxSkew = ledger.DefaultMaxSkew
+	}
+	if opts.FillCollar.Sign() <= 0 {
+		opts.FillCollar = ledger.DefaultCollar
 	}
 	if opts.InlinePublishTimeout == 0 {
 		opts.InlinePublishTimeout = time.Second
@@ -650,6 +663,9 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	if len(rt.ledger.Unknown) > 0 {
 		blocks = append(blocks, Block{metrics.BlockUnknownOrderState,
 			fmt.Sprintf("holdings uncertain (%s): waiting for a positions snapshot", strings.Join(rt.ledger.Unknown, ", "))})
+	}
+	if rt.ledger.Refused != "" {
+		blocks = append(blocks, Block{metrics.BlockInvalidPolicy, rt.ledger.Refused})
 	}
 	for _, p := range rt.guard.Check(rt.symbols, now) {
 		blocks = append(blocks, Block{priceBlock(p.Reason), p.Symbol + ": " + p.Detail})

@@ -118,7 +118,7 @@ func (l *Ledger) CheckFill(f *events.Fill, lim FillLimits, now time.Time) error 
 				f.FillID, f.Quantity, o.Instrument, step)
 		}
 	}
-	if f.Quantity.GreaterThan(o.Remaining()) {
+	if (o.Status.Pending() || o.Status == Expired) && f.Quantity.GreaterThan(o.Remaining()) {
 		return refuse(RejectFillOverQuantity, "fill %s: quantity %s exceeds the %s remaining of order %s",
 			f.FillID, f.Quantity, o.Remaining(), o.OrderID)
 	}
