@@ -196,6 +196,9 @@ type runtime struct {
 	rejectedAt time.Time
 	// unsaved is set while the ledger could not be saved.
 	unsaved bool
+	// adopted and recovered count the orders Reconcile adopted from the
+	// orders stream and the fills it recovered from the reports stream.
+	adopted, recovered int
 	// ignoredHash is the holdings file last ignored as older than the
 	// ledger, so that it is reported once.
 	ignoredHash string

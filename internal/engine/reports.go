@@ -246,57 +246,205 @@ func (e *Engine) Resync(name string, h *portfolio.Holdings, hash, by, reason str
 	return nil
 }
 
-// Reconcile compares each policy's ledger with the orders the stream holds
-// from the last order_ttl (fetched by recent) and adopts what the ledger
-// lacks: an order the stream has but the journal lost (a power loss before
-// the journal reached the disk) is tracked as published and pending, so it
-// is neither planned again nor forgotten; a journaled outbox order the
-// stream already has is marked published. It returns how many orders it
-// adopted or marked.
-func (e *Engine) Reconcile(ctx context.Context, recent func(ctx context.Context, policy string, since time.Time) ([]events.Order, error)) (int, error) {
+// StreamHistory reads back what the streams hold, for Reconcile.
+type StreamHistory interface {
+	// OrdersSince returns the order events stored since the given time,
+	// of every policy, oldest first.
+	OrdersSince(ctx context.Context, since time.Time) ([]events.Order, error)
+	// FillsSince returns the fills stored since the given time (Report
+	// with Policy, Account and Fill set), oldest first; complete is false
+	// when the stream may have dropped some of them (its limits).
+	FillsSince(ctx context.Context, since time.Time) (fills []Report, complete bool, err error)
+}
+
+// Reconcile compares each policy's ledger with the streams at start.
+//
+// Orders: an order the orders stream holds that the ledger does not know
+// is adopted as published (tracked as pending, so it is neither planned
+// again nor forgotten) when it was created within the last order_ttl, or
+// after both the ledger's base snapshot and the last plan it knows: the
+// journal lost it (a power loss), or the state directory was deleted or
+// restored from an older backup. A journaled outbox order the stream
+// already has is marked published. The ledger's base never silently
+// stands for holdings after such orders:
+//
+// Fills: the fills the reports stream holds for the ledger's unsettled
+// orders (published, partial, expired; adopted ones included) are applied
+// again by order id, as the consumer would have (fill ids make it
+// idempotent): the consumer acknowledged them long ago and will not
+// deliver them again. When they cannot be read, or the stream may have
+// dropped some (its limits), the policy is blocked (unknown_order_state)
+// until a positions snapshot or a resync replaces its holdings.
+//
+// It reads each stream once, with one consumer, whatever the number of
+// policies, and returns how many orders it adopted or marked and how many
+// fills it recovered. Only a failure to read the orders stream is an
+// error.
+func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fills int, err error) {
 	e.mu.Lock()
-	type item struct {
-		name  string
-		since time.Time
-	}
-	var todo []item
 	now := e.clk.Now()
-	for _, name := range e.names {
-		todo = append(todo, item{name, now.Add(-e.policies[name].pol.Rebalance.OrderTTL)})
+	// since: the orders created from then on may be missing from the
+	// ledger; knownUntil: the ledger knows (or its base holds) those before.
+	since := make(map[string]time.Time, len(e.names))
+	knownUntil := make(map[string]time.Time, len(e.names))
+	var from time.Time
+	for i, name := range e.names {
+		rt := e.policies[name]
+		s := now.Add(-rt.pol.Rebalance.OrderTTL)
+		knownUntil[name] = laterOf(rt.ledger.BaseAsOf, rt.ledger.LastRebalance)
+		if knownUntil[name].Before(s) {
+			s = knownUntil[name]
+		}
+		since[name] = s
+		if i == 0 || s.Before(from) {
+			from = s
+		}
 	}
 	e.mu.Unlock()
-	changed := 0
-	for _, it := range todo {
-		orders, err := recent(ctx, it.name, it.since)
-		if err != nil {
-			return changed, fmt.Errorf("reconcile %s: %w", it.name, err)
+	if len(since) == 0 {
+		return 0, 0, nil
+	}
+	stream, err := src.OrdersSince(ctx, from)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reconcile: %w", err)
+	}
+
+	e.mu.Lock()
+	changed := map[string]bool{}
+	for _, o := range stream {
+		rt, ok := e.policies[o.Policy]
+		if !ok || o.CreatedAt.Before(since[o.Policy]) {
+			continue
 		}
+		switch lo, known := rt.ledger.Order(o.OrderID); {
+		case !known:
+			ttl := now.Add(-rt.pol.Rebalance.OrderTTL)
+			if o.CreatedAt.Before(ttl) && !o.CreatedAt.After(knownUntil[o.Policy]) {
+				continue // before what the ledger knows: in its base, or pruned
+			}
+			rt.ledger.AddOrders([]events.Order{o}, now)
+			rt.ledger.MarkPublished([]string{o.OrderID}, now)
+			if o.CreatedAt.After(rt.ledger.LastRebalance) {
+				rt.ledger.LastRebalance, rt.ledger.LastPlanID = o.CreatedAt, o.PlanID
+			}
+			rt.adopted++
+			e.log.Warn("order in the stream but not in the ledger: tracking it as pending, its fills are read back from the reports stream",
+				zap.String("policy", o.Policy), zap.String("order_id", o.OrderID), zap.Time("created_at", o.CreatedAt),
+				zap.Time("holdings_as_of", rt.ledger.BaseAsOf))
+			changed[o.Policy] = true
+			orders++
+		case lo.Status == ledger.Outbox:
+			rt.ledger.MarkPublished([]string{o.OrderID}, now)
+			changed[o.Policy] = true
+			orders++
+		}
+	}
+	// The orders whose fills the ledger may have missed, by id.
+	owner := map[string]string{}
+	var fillsFrom time.Time
+	for _, name := range e.names {
+		for _, o := range e.policies[name].ledger.Orders {
+			switch o.Status {
+			case ledger.Published, ledger.Partial, ledger.Expired:
+			default:
+				continue
+			}
+			if o.CreatedAt.Before(since[name]) {
+				continue
+			}
+			owner[o.OrderID] = name
+			if len(owner) == 1 || o.CreatedAt.Before(fillsFrom) {
+				fillsFrom = o.CreatedAt
+			}
+		}
+	}
+	e.mu.Unlock()
+
+	if len(owner) > 0 {
+		// Stored times are the server's; an order's creation time is the
+		// daemon's: allow for the skew between the clocks.
+		reports, complete, ferr := src.FillsSince(ctx, fillsFrom.Add(-e.opts.MaxSkew))
 		e.mu.Lock()
-		rt, ok := e.policies[it.name]
-		if ok {
-			n := 0
-			for _, o := range orders {
-				switch lo, known := rt.ledger.Order(o.OrderID); {
-				case !known:
-					rt.ledger.AddOrders([]events.Order{o}, now)
-					rt.ledger.MarkPublished([]string{o.OrderID}, now)
-					if o.CreatedAt.After(rt.ledger.LastRebalance) {
-						rt.ledger.LastRebalance, rt.ledger.LastPlanID = o.CreatedAt, o.PlanID
-					}
-					e.log.Warn("order in the stream but not in the journal: tracking it as pending",
-						zap.String("policy", it.name), zap.String("order_id", o.OrderID))
-					n++
-				case lo.Status == ledger.Outbox:
-					rt.ledger.MarkPublished([]string{o.OrderID}, now)
-					n++
+		fills = e.recoverFills(owner, reports, changed, now)
+		if ferr != nil || !complete {
+			why := "the reports stream may have dropped some of them (its limits removed reports stored since)"
+			if ferr != nil {
+				why = "the reports stream could not be read: " + ferr.Error()
+			}
+			e.log.Error("fills of unsettled orders cannot all be recovered: planning stops until a positions snapshot or a resync",
+				zap.Time("since", fillsFrom), zap.String("why", why))
+			blocked := map[string]int{}
+			for id, name := range owner {
+				if o, ok := e.policies[name].ledger.Order(id); ok && (o.Status.Pending() || o.Status == ledger.Expired) {
+					blocked[name]++
 				}
 			}
-			if n > 0 {
-				e.save(rt, true)
-				changed += n
+			for name, n := range blocked {
+				rt := e.policies[name]
+				rt.ledger.Unknown = append(rt.ledger.Unknown, fmt.Sprintf("fills of %d unsettled orders not recoverable: %s", n, why))
+				changed[name] = true
 			}
 		}
 		e.mu.Unlock()
 	}
-	return changed, nil
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, name := range e.names {
+		if rt := e.policies[name]; changed[name] {
+			e.save(rt, true)
+			rt.symbols = neededSymbols(rt.pol, rt.ledger)
+		}
+	}
+	return orders, fills, nil
+}
+
+// recoverFills applies the fills of the orders in owner (order id to
+// policy) that the ledgers have not applied, and returns how many it
+// applied. Called with e.mu held.
+func (e *Engine) recoverFills(owner map[string]string, reports []Report, changed map[string]bool, now time.Time) int {
+	n := 0
+	for _, r := range reports {
+		name, ok := owner[r.Fill.OrderID]
+		if !ok {
+			continue
+		}
+		rt := e.policies[name]
+		if r.Policy != name {
+			e.log.Warn("fill in the reports stream names another policy than its order's; not applied",
+				zap.String("policy", r.Policy), zap.String("order_policy", name), zap.String("fill_id", r.Fill.FillID))
+			continue
+		}
+		err := rt.ledger.CheckFill(r.Fill, e.fillLimits(rt), now)
+		var res ledger.FillResult
+		if err == nil {
+			res, err = rt.ledger.ApplyFill(r.Account, r.Fill, now)
+		}
+		switch {
+		case errors.Is(err, ledger.ErrDuplicateFill):
+			continue
+		case err != nil:
+			e.log.Warn("fill in the reports stream not applied", zap.String("policy", name),
+				zap.String("fill_id", r.Fill.FillID), zap.Error(err))
+			continue
+		}
+		rt.recovered++
+		if m := e.opts.Metrics; m != nil {
+			m.FillsRecovered.WithLabelValues(name).Inc()
+		}
+		changed[name] = true
+		n++
+		e.log.Warn("fill recovered from the reports stream", zap.String("policy", name), zap.String("order_id", r.Fill.OrderID),
+			zap.String("fill_id", r.Fill.FillID), zap.String("quantity", r.Fill.Quantity.String()),
+			zap.String("status", string(res.Order.Status)), zap.Bool("applied", res.Applied))
+	}
+	return n
+}
+
+// laterOf returns the later of two times.
+func laterOf(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
