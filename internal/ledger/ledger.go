@@ -177,9 +177,29 @@ func New(policy string) *Ledger {
 // lots when they add up to its new quantity, and otherwise loses them (its
 // basis becomes unknown). The lot selections of pending orders are kept
 // for the positions that kept their lots, and dropped for the others: the
-// lots they name are gone. The trade history is kept.
+// lots they name are gone. The trade history is kept, and a position that
+// grew since the ledger's last figures (a dividend reinvested, a buy made
+// outside the daemon) is recorded in it as a buy of the increase on the
+// snapshot's day: the wash-sale rule counts it as a purchase. A buy fill
+// the snapshot already includes is then recorded twice, which can only
+// disallow more of a loss, never less.
 func (l *Ledger) SetBase(asOf time.Time, hash string, accounts map[string]*Account, now time.Time) {
 	kept := map[[2]string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(accounts)) {
+		acc, old := accounts[name], l.Accounts[name]
+		if acc == nil || old == nil && len(l.Accounts) == 0 {
+			continue // the first snapshot: nothing to compare with
+		}
+		for _, sym := range slices.Sorted(maps.Keys(acc.Positions)) {
+			var was decimal.Decimal
+			if old != nil {
+				was = old.Positions[sym]
+			}
+			if grew := acc.Positions[sym].Sub(was); grew.Sign() > 0 {
+				l.History.record(Trade{Instrument: sym, Account: name, Date: tax.DateOf(asOf.UTC()), Quantity: grew}, true, l.historyCutoff(now))
+			}
+		}
+	}
 	for name, acc := range accounts {
 		old := l.Accounts[name]
 		if old == nil || acc == nil {
@@ -514,7 +534,7 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 		return FillResult{}, fmt.Errorf("order %s: side %q", o.OrderID, o.Side)
 	}
 	applied := f.At.After(l.BaseAsOf)
-	trade := Trade{Instrument: o.Instrument, Account: o.Account, Date: tax.DateOf(f.At.UTC())}
+	trade := Trade{Instrument: o.Instrument, Account: o.Account, Date: tax.DateOf(f.At.UTC()), Quantity: f.Quantity}
 	lossSale := false
 	if applied {
 		acc := l.Accounts[o.Account]
