@@ -35,7 +35,7 @@ type gatedPublisher struct {
 	acked     [][]string // those that returned nil
 }
 
-func (p *gatedPublisher) PublishOrders(ctx context.Context, orders []events.Order) error {
+func (p *gatedPublisher) PublishOrders(ctx context.Context, orders []events.Order, _ *events.Plan) (bool, error) {
 	ids := make([]string, len(orders))
 	for i, o := range orders {
 		ids[i] = o.OrderID
@@ -49,20 +49,20 @@ func (p *gatedPublisher) PublishOrders(ctx context.Context, orders []events.Orde
 	gate, failing := p.gate, p.failing
 	p.mu.Unlock()
 	if failing {
-		return errors.New("test: publish refused")
+		return false, errors.New("test: publish refused")
 	}
 	if gate != nil {
 		p.entered <- struct{}{}
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 	}
 	p.mu.Lock()
 	p.acked = append(p.acked, ids)
 	p.mu.Unlock()
-	return nil
+	return false, nil
 }
 
 func (p *gatedPublisher) PublishPlan(context.Context, events.Plan) error { return nil }
