@@ -1,18 +1,15 @@
 package nats
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"net"
-	"strconv"
-	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/nats/natsproxy"
 	"github.com/rebalancerd/rebalancerd/internal/plan"
 )
 
@@ -176,15 +173,24 @@ func TestAtomicBatchInterruptedBeforeCommit(t *testing.T) {
 	}{{"atomic", true}, {"one by one", false}} {
 		t.Run(tt.name, func(t *testing.T) {
 			ts := newTestServer(t)
-			px := startCutProxy(t, ts.server().Addr().String())
+			px := natsproxy.Start(t, ts.server().Addr().String(), events.DefaultPrefix+".plans.")
 			cfg := fastConfig()
 			cfg.NoAtomicBatches = !tt.atomic
-			b := newBus(t, connect(t, px.url()), cfg)
+			b := newBus(t, connect(t, "nats://"+px.Addr()), cfg)
 			orders := householdOrders("p1", 3)
 			pe := testPlan("p1", orders)
 
+			// The connection breaks just before the plan event; the
+			// publish then stops, as at shutdown.
 			ctx, cancel := context.WithCancel(t.Context())
-			px.arm(cutBeforePlan, cancel)
+			px.Arm(natsproxy.ForwardNone)
+			go func() {
+				select {
+				case <-px.Tripped():
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
 			_, _, err := publishPlan(ctx, b, orders, pe)
 			var ue *UnackedError
 			if !errors.As(err, &ue) {
@@ -222,15 +228,17 @@ func TestAtomicBatchInterruptedBeforeCommit(t *testing.T) {
 // whole, and each message confirmed by its id is a duplicate.
 func TestAtomicBatchRetriedAfterLostAck(t *testing.T) {
 	ts := newTestServer(t)
-	px := startCutProxy(t, ts.server().Addr().String())
-	b, logs := newBusLogged(t, connect(t, px.url()), fastConfig())
+	px := natsproxy.Start(t, ts.server().Addr().String(), events.DefaultPrefix+".plans.")
+	b, logs := newBusLogged(t, connect(t, "nats://"+px.Addr()), fastConfig())
 	orders := householdOrders("p1", 3)
-	px.arm(cutAfterPlan, nil)
+	px.Arm(natsproxy.ForwardFirst) // the commit reaches the server, its ack is lost
 	acks, sent, err := b.PublishPlanOrders(t.Context(), orders, new(testPlan("p1", orders)))
 	if err != nil || !sent {
 		t.Fatalf("PublishPlanOrders: sent %v, err %v", sent, err)
 	}
-	if !px.tripped() {
+	select {
+	case <-px.Tripped():
+	default:
 		t.Fatal("the proxy never cut the connection")
 	}
 	if logs.FilterMessage("plan batch already stored by an earlier attempt; confirming its messages by id").Len() != 1 {
@@ -290,169 +298,4 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
-}
-
-// Where the cut proxy breaks the connection, relative to the first
-// publish on a plans subject (the plan event: an atomic batch's commit).
-const (
-	cutBeforePlan = "before" // none of its bytes reach the server
-	cutAfterPlan  = "after"  // all of them do; its ack cannot come back
-)
-
-// cutProxy forwards client connections to a NATS server. Armed, it breaks
-// the connection at the first plan event publish, then forwards again.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-
-	mu      sync.Mutex
-	mode    string
-	onCut   func()
-	cut     bool
-	conns   map[net.Conn]bool
-	wg      sync.WaitGroup
-	planPub []byte
-}
-
-func startCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]bool{},
-		planPub: []byte("PUB " + events.DefaultPrefix + ".plans.")}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				p.pipe(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		for c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *cutProxy) url() string { return "nats://" + p.ln.Addr().String() }
-
-// arm makes the proxy cut at the next plan event; onCut, if set, runs
-// right after the cut.
-func (p *cutProxy) arm(mode string, onCut func()) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.mode, p.onCut = mode, onCut
-}
-
-func (p *cutProxy) tripped() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cut
-}
-
-func (p *cutProxy) track(c net.Conn, open bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if open {
-		p.conns[c] = true
-	} else {
-		delete(p.conns, c)
-	}
-}
-
-func (p *cutProxy) pipe(client net.Conn) {
-	defer client.Close()
-	server, err := net.Dial("tcp", p.target)
-	if err != nil {
-		return
-	}
-	defer server.Close()
-	p.track(client, true)
-	p.track(server, true)
-	defer p.track(client, false)
-	defer p.track(server, false)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := server.Read(buf)
-			if n > 0 {
-				if _, werr := client.Write(buf[:n]); werr != nil {
-					err = werr
-				}
-			}
-			if err != nil {
-				client.Close()
-				return
-			}
-		}
-	}()
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := client.Read(buf)
-		if n > 0 {
-			chunk := buf[:n]
-			if fwd, onCut, ok := p.trip(chunk); ok {
-				_, _ = server.Write(chunk[:fwd])
-				server.Close()
-				client.Close()
-				if onCut != nil {
-					onCut()
-				}
-				return
-			}
-			if _, werr := server.Write(chunk); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// trip reports whether chunk trips the armed proxy and how many of its
-// bytes to forward.
-func (p *cutProxy) trip(chunk []byte) (forward int, onCut func(), ok bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	i := bytes.Index(chunk, p.planPub)
-	if p.mode == "" || i < 0 {
-		return 0, nil, false
-	}
-	mode := p.mode
-	p.mode, p.cut = "", true
-	if mode == cutAfterPlan {
-		// HPUB <subject> [reply] <header bytes> <total bytes>\r\n...
-		end := bytes.Index(chunk[i:], []byte("\r\n"))
-		if end < 0 {
-			return len(chunk), p.onCut, true
-		}
-		fields := bytes.Fields(chunk[i : i+end])
-		total, err := strconv.Atoi(string(fields[len(fields)-1]))
-		if err != nil || i+end+2+total+2 > len(chunk) {
-			return len(chunk), p.onCut, true
-		}
-		return i + end + 2 + total + 2, p.onCut, true
-	}
-	if i > 0 && chunk[i-1] == 'H' {
-		i--
-	}
-	return i, p.onCut, true
 }
