@@ -22,6 +22,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/feeds"
 	rhttp "github.com/rebalancerd/rebalancerd/internal/http"
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
 	"github.com/rebalancerd/rebalancerd/internal/state"
@@ -223,10 +224,12 @@ func (m *Main) Open(ctx context.Context) (err error) {
 
 	// The journal may have lost what a power loss took from the page
 	// cache; the orders stream has every acknowledged order.
-	if n, err := eng.Reconcile(ctx, m.Bus.RecentOrders); err != nil {
-		return fmt.Errorf("reconcile with the orders stream: %w", err)
-	} else if n > 0 {
-		m.Log.Warn("journal reconciled with the orders stream", zap.Int("orders", n))
+	// A lost or restored state directory lost fills the reports consumer
+	// acknowledged long ago: the reports stream still has them.
+	if orders, fills, err := eng.Reconcile(ctx, history{m.Bus}); err != nil {
+		return fmt.Errorf("reconcile with the streams: %w", err)
+	} else if orders > 0 || fills > 0 {
+		m.Log.Warn("ledgers reconciled with the streams", zap.Int("orders", orders), zap.Int("fills_recovered", fills))
 	}
 
 	if err := m.restoreHalt(); err != nil {
@@ -736,6 +739,9 @@ func (m *Main) close() error {
 // answer: an error for good (with the reason counted in
 // rebalancerd_inputs_rejected_total) or one to retry later.
 func reportError(err error) error {
+	if reason := ledger.RejectReason(err); reason != "" && errors.Is(err, engine.ErrPermanent) {
+		return rnats.Reject(reason, err)
+	}
 	switch {
 	case errors.Is(err, engine.ErrUnknownPolicy):
 		return rnats.Reject("unknown_policy", err)
@@ -795,4 +801,22 @@ func (m *Main) natsURL() string {
 		return m.Server.ClientURL()
 	}
 	return m.Conn.ConnectedUrlRedacted()
+}
+
+// history reads the streams back for the engine's reconciliation.
+type history struct{ b *rnats.Bus }
+
+// OrdersSince returns the order events stored since the given time.
+func (h history) OrdersSince(ctx context.Context, since time.Time) ([]events.Order, error) {
+	return h.b.OrdersSince(ctx, since)
+}
+
+// FillsSince returns the fills stored since the given time as reports.
+func (h history) FillsSince(ctx context.Context, since time.Time) ([]engine.Report, bool, error) {
+	rs, complete, err := h.b.FillsSince(ctx, since)
+	out := make([]engine.Report, len(rs))
+	for i, r := range rs {
+		out[i] = engine.Report{Policy: r.Policy, Account: r.Account, Fill: r.Fill}
+	}
+	return out, complete, err
 }

@@ -41,6 +41,11 @@ type PolicyStatus struct {
 	CalendarDue   bool            `json:"calendar_due"`
 	LastError     string          `json:"last_error,omitempty"`
 	Unacked       int             `json:"unacknowledged_orders"`
+	// AdoptedOrders and RecoveredFills count what the reconciliation at
+	// start took from the streams: orders the ledger did not know, and
+	// fills of its unsettled orders it had not applied.
+	AdoptedOrders  int `json:"adopted_orders"`
+	RecoveredFills int `json:"recovered_fills"`
 	// Holdings are the ledger's accounts: the base snapshot plus fills.
 	Holdings map[string]ledger.Account `json:"holdings"`
 }
@@ -72,7 +77,7 @@ func (e *Engine) Status() Status {
 			LastEvaluated: rt.lastEval, Breaching: append([]string{}, rt.breaching...),
 			Blocked: append([]Block{}, rt.blocked...), LastRebalance: rt.ledger.LastRebalance,
 			LastPlanID: rt.ledger.LastPlanID, CalendarDue: rt.due != nil, LastError: rt.lastError,
-			HoldingsAsOf: rt.ledger.AsOf,
+			HoldingsAsOf: rt.ledger.AsOf, AdoptedOrders: rt.adopted, RecoveredFills: rt.recovered,
 		}
 		if rt.eff != nil {
 			ps.EffectiveVersion, ps.Targets = rt.eff.Version, rt.explain
