@@ -43,6 +43,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/state"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
 	"github.com/rebalancerd/rebalancerd/internal/tax"
+	"github.com/rebalancerd/rebalancerd/internal/trigger"
 )
 
 // Publisher sends the engine's events. PublishOrders and PublishPlan must
@@ -63,12 +64,12 @@ type Publisher interface {
 
 // Triggers of a rebalance, as they appear in events.
 const (
-	TriggerCalendar  = "calendar"
-	TriggerThreshold = "threshold"
-	TriggerHybrid    = "hybrid"
-	TriggerManual    = "manual"
+	TriggerCalendar  = trigger.Calendar
+	TriggerThreshold = trigger.Threshold
+	TriggerHybrid    = trigger.Hybrid
+	TriggerManual    = trigger.Manual
 	// TriggerCashFlow is a deposit or withdrawal on <prefix>.cashflows.
-	TriggerCashFlow = "cashflow"
+	TriggerCashFlow = trigger.CashFlow
 )
 
 // Store keeps each policy's ledger and the journal of plans about to be
@@ -474,12 +475,8 @@ func (e *Engine) fire(name, spec string, sched cron.Schedule, at time.Time) {
 		return
 	}
 	rt.ledger.LastFire = key
-	trigger := TriggerCalendar
-	if rt.pol.Rebalance.Trigger == policy.TriggerHybrid {
-		trigger = TriggerHybrid
-	}
-	rt.due = &firing{trigger: trigger, at: at}
-	e.log.Info("calendar firing", zap.String("policy", name), zap.String("trigger", trigger), zap.String("local_time", key))
+	rt.due = &firing{trigger: trigger.ForFiring(rt.pol.Rebalance.Trigger), at: at}
+	e.log.Info("calendar firing", zap.String("policy", name), zap.String("trigger", rt.due.trigger), zap.String("local_time", key))
 	e.evaluate(rt, e.clk.Now())
 	e.save(rt, true)
 }
@@ -733,36 +730,29 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		return
 	}
 
-	trigger := ""
-	switch {
-	case rt.due != nil && (rt.due.trigger != TriggerHybrid || len(rt.breaching) > 0):
-		trigger = rt.due.trigger
-	case rt.due != nil:
-		e.log.Info("hybrid firing: no sleeve breaches its band, nothing to do", zap.String("policy", name))
+	in := trigger.Input{Kind: rt.pol.Rebalance.Trigger, Breaching: len(rt.breaching) > 0,
+		Blocked: len(blocks) > 0, PriceBlocked: blocksPrices(blocks),
+		LastRebalance: rt.ledger.LastRebalance, Cooldown: rt.pol.Rebalance.Cooldown, Now: now}
+	if rt.due != nil {
+		in.Due = rt.due.trigger
+	}
+	d := trigger.Decide(in)
+	if d.Consumed {
 		rt.due = nil
-		return
-	case rt.pol.Rebalance.Trigger == policy.TriggerThreshold && len(rt.breaching) > 0:
-		trigger = TriggerThreshold
-	default:
+	}
+	switch d.Skip {
+	case trigger.NoBreach:
+		e.log.Info("hybrid firing: no sleeve breaches its band, nothing to do", zap.String("policy", name))
+	case trigger.Blocked:
+		e.log.Warn("rebalance skipped", zap.String("policy", name), zap.String("trigger", in.Due), zap.Any("blocked", blocks))
+	case trigger.InCooldown:
+		e.log.Info("rebalance skipped: in cooldown", zap.String("policy", name), zap.String("trigger", in.Due),
+			zap.Time("last_rebalance", rt.ledger.LastRebalance), zap.Duration("cooldown", rt.pol.Rebalance.Cooldown))
+	}
+	if d.Trigger == "" {
 		return
 	}
-	if len(blocks) > 0 {
-		if rt.due != nil && !blocksPrices(blocks) {
-			e.log.Warn("rebalance skipped", zap.String("policy", name), zap.String("trigger", trigger), zap.Any("blocked", blocks))
-			rt.due = nil
-		}
-		return
-	}
-	if !rt.ledger.LastRebalance.IsZero() && now.Before(rt.ledger.LastRebalance.Add(rt.pol.Rebalance.Cooldown)) {
-		if rt.due != nil {
-			e.log.Info("rebalance skipped: in cooldown", zap.String("policy", name), zap.String("trigger", trigger),
-				zap.Time("last_rebalance", rt.ledger.LastRebalance), zap.Duration("cooldown", rt.pol.Rebalance.Cooldown))
-			rt.due = nil
-		}
-		return
-	}
-	rt.due = nil
-	e.rebalance(rt, plan.MakeWith(snap, plan.Options{History: taxHistory(rt, now)}), trigger, now)
+	e.rebalance(rt, plan.MakeWith(snap, plan.Options{History: taxHistory(rt, now)}), d.Trigger, now)
 }
 
 // cashFlow plans the oldest pending cash flow: a deposit is invested
