@@ -172,7 +172,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("NATS: %w", err)
 	}
 	m.Bus, err = rnats.NewBus(ctx, m.Conn, rnats.StreamConfig{Prefix: cfg.NATS.Prefix, Replicas: cfg.NATS.Replicas,
-		MaxAge: cfg.NATS.MaxAge, Duplicates: cfg.NATS.Duplicates,
+		MaxAge: cfg.NATS.MaxAge, Duplicates: cfg.NATS.Duplicates, NoAtomicBatches: !cfg.NATS.AtomicBatches,
 		Rejected: func(reason string) { m.Metrics.InputsRejected.WithLabelValues(metrics.InputReport, reason).Inc() },
 	}, m.Log.Named("bus"))
 	if err != nil {
@@ -752,10 +752,11 @@ func reportError(err error) error {
 // publisher adapts the bus to the engine.
 type publisher struct{ b *rnats.Bus }
 
-// PublishOrders publishes the orders and waits for every ack.
-func (p publisher) PublishOrders(ctx context.Context, orders []events.Order) error {
-	_, err := p.b.PublishOrders(ctx, orders)
-	return err
+// PublishOrders publishes the orders, with the plan event in the same
+// atomic batch where the server takes one, and waits for the ack.
+func (p publisher) PublishOrders(ctx context.Context, orders []events.Order, plan *events.Plan) (bool, error) {
+	_, planSent, err := p.b.PublishPlanOrders(ctx, orders, plan)
+	return planSent, err
 }
 
 // PublishPlan publishes the plan event and waits for its ack.
