@@ -43,6 +43,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/state"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
 	"github.com/rebalancerd/rebalancerd/internal/tax"
+	"github.com/rebalancerd/rebalancerd/internal/trigger"
 )
 
 // Publisher sends the engine's events. PublishOrders and PublishPlan must
@@ -52,19 +53,23 @@ import (
 // goroutine or from a goroutine calling Quotes; they should stop sending
 // once their context ends.
 type Publisher interface {
-	PublishOrders(ctx context.Context, orders []events.Order) error
+	// PublishOrders publishes a plan's orders. Given the plan's event
+	// (plan not nil), it may store the event with them, all or none (an
+	// atomic batch), and then says so with planSent; otherwise the engine
+	// publishes the event with PublishPlan once the orders are stored.
+	PublishOrders(ctx context.Context, orders []events.Order, plan *events.Plan) (planSent bool, err error)
 	PublishPlan(ctx context.Context, p events.Plan) error
 	PublishDrift(d events.Drift) error
 }
 
 // Triggers of a rebalance, as they appear in events.
 const (
-	TriggerCalendar  = "calendar"
-	TriggerThreshold = "threshold"
-	TriggerHybrid    = "hybrid"
-	TriggerManual    = "manual"
+	TriggerCalendar  = trigger.Calendar
+	TriggerThreshold = trigger.Threshold
+	TriggerHybrid    = trigger.Hybrid
+	TriggerManual    = trigger.Manual
 	// TriggerCashFlow is a deposit or withdrawal on <prefix>.cashflows.
-	TriggerCashFlow = "cashflow"
+	TriggerCashFlow = trigger.CashFlow
 )
 
 // Store keeps each policy's ledger and the journal of plans about to be
@@ -113,9 +118,10 @@ type Options struct {
 	// alert state across restarts.
 	Aux AuxStore
 	// OnPublished, when set, is called once a plan's orders are
-	// acknowledged, before the plan event is published (for benchmarks
-	// and tests), from the publishing goroutine: the publisher's, or that
-	// of the Quotes call publishing inline.
+	// acknowledged (with the plan event when the Publisher stored both
+	// in one atomic batch; before it otherwise), for benchmarks and tests,
+	// from the publishing goroutine: the publisher's, or that of the
+	// Quotes call publishing inline.
 	OnPublished func(policy, planID string, orders int)
 	// InlinePublishTimeout bounds the publish a price tick does itself:
 	// when the quotes a feed delivers make a plan while the outbox is
@@ -480,12 +486,8 @@ func (e *Engine) fire(name, spec string, sched cron.Schedule, at time.Time) {
 		return
 	}
 	rt.ledger.LastFire = key
-	trigger := TriggerCalendar
-	if rt.pol.Rebalance.Trigger == policy.TriggerHybrid {
-		trigger = TriggerHybrid
-	}
-	rt.due = &firing{trigger: trigger, at: at}
-	e.log.Info("calendar firing", zap.String("policy", name), zap.String("trigger", trigger), zap.String("local_time", key))
+	rt.due = &firing{trigger: trigger.ForFiring(rt.pol.Rebalance.Trigger), at: at}
+	e.log.Info("calendar firing", zap.String("policy", name), zap.String("trigger", rt.due.trigger), zap.String("local_time", key))
 	e.evaluate(rt, e.clk.Now())
 	e.save(rt, true)
 }
@@ -752,36 +754,30 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		return
 	}
 
-	trigger := ""
-	switch {
-	case rt.due != nil && (rt.due.trigger != TriggerHybrid || len(rt.breaching) > 0):
-		trigger = rt.due.trigger
-	case rt.due != nil:
-		e.log.Info("hybrid firing: no sleeve breaches its band, nothing to do", zap.String("policy", name))
+	in := trigger.Input{Kind: rt.pol.Rebalance.Trigger, Breaching: len(rt.breaching) > 0,
+		// A firing waits for a held valuation as it waits for prices.
+		Blocked: len(blocks) > 0, PriceBlocked: blocksPrices(blocks) || hasReason(blocks, metrics.BlockValueChange),
+		LastRebalance: rt.ledger.LastRebalance, Cooldown: rt.pol.Rebalance.Cooldown, Now: now}
+	if rt.due != nil {
+		in.Due = rt.due.trigger
+	}
+	d := trigger.Decide(in)
+	if d.Consumed {
 		rt.due = nil
-		return
-	case rt.pol.Rebalance.Trigger == policy.TriggerThreshold && len(rt.breaching) > 0:
-		trigger = TriggerThreshold
-	default:
+	}
+	switch d.Skip {
+	case trigger.NoBreach:
+		e.log.Info("hybrid firing: no sleeve breaches its band, nothing to do", zap.String("policy", name))
+	case trigger.Blocked:
+		e.log.Warn("rebalance skipped", zap.String("policy", name), zap.String("trigger", in.Due), zap.Any("blocked", blocks))
+	case trigger.InCooldown:
+		e.log.Info("rebalance skipped: in cooldown", zap.String("policy", name), zap.String("trigger", in.Due),
+			zap.Time("last_rebalance", rt.ledger.LastRebalance), zap.Duration("cooldown", rt.pol.Rebalance.Cooldown))
+	}
+	if d.Trigger == "" {
 		return
 	}
-	if len(blocks) > 0 {
-		if rt.due != nil && !blocksPrices(blocks) && !hasReason(blocks, metrics.BlockValueChange) {
-			e.log.Warn("rebalance skipped", zap.String("policy", name), zap.String("trigger", trigger), zap.Any("blocked", blocks))
-			rt.due = nil
-		}
-		return
-	}
-	if !rt.ledger.LastRebalance.IsZero() && now.Before(rt.ledger.LastRebalance.Add(rt.pol.Rebalance.Cooldown)) {
-		if rt.due != nil {
-			e.log.Info("rebalance skipped: in cooldown", zap.String("policy", name), zap.String("trigger", trigger),
-				zap.Time("last_rebalance", rt.ledger.LastRebalance), zap.Duration("cooldown", rt.pol.Rebalance.Cooldown))
-			rt.due = nil
-		}
-		return
-	}
-	rt.due = nil
-	e.rebalance(rt, plan.MakeWith(snap, plan.Options{History: taxHistory(rt, now)}), trigger, now)
+	e.rebalance(rt, plan.MakeWith(snap, plan.Options{History: taxHistory(rt, now)}), d.Trigger, now)
 }
 
 // cashFlow plans the oldest pending cash flow: a deposit is invested
@@ -1545,14 +1541,22 @@ func (e *Engine) publish(ctx context.Context, b *batch) error {
 	}
 	if !b.ordersAcked {
 		planID := b.orders[0].PlanID
-		if err := e.opts.Publisher.PublishOrders(ctx, b.orders); err != nil {
+		var withPlan *events.Plan
+		if b.plan.Plan != nil {
+			withPlan = &b.plan
+		}
+		planSent, err := e.opts.Publisher.PublishOrders(ctx, b.orders, withPlan)
+		if err != nil {
 			return fmt.Errorf("orders: %w", err)
 		}
 		b.ordersAcked = true
 		if e.opts.OnPublished != nil {
 			e.opts.OnPublished(b.policy, planID, len(b.orders))
 		}
-		e.markPublished(b)
+		e.markPublished(b, planSent)
+		if planSent {
+			return nil
+		}
 	}
 	if b.plan.Plan != nil {
 		if err := e.opts.Publisher.PublishPlan(ctx, b.plan); err != nil {
@@ -1573,9 +1577,9 @@ func (e *Engine) planPublished(b *batch) {
 	}
 }
 
-// markPublished records that a batch's orders are acknowledged and saves
-// the ledger durably.
-func (e *Engine) markPublished(b *batch) {
+// markPublished records that a batch's orders are acknowledged, and its
+// plan event with them when planSent, and saves the ledger durably.
+func (e *Engine) markPublished(b *batch, planSent bool) {
 	ids := make([]string, len(b.orders))
 	for i, o := range b.orders {
 		ids[i] = o.OrderID
@@ -1595,13 +1599,20 @@ func (e *Engine) markPublished(b *batch) {
 			return
 		}
 		l.MarkPublished(ids, e.clk.Now())
+		if planSent {
+			l.ForgetPlan(b.plan.ID)
+		}
 		_ = e.opts.Store.Save(l, true)
 		return
 	}
 	rt.ledger.MarkPublished(ids, e.clk.Now())
+	if planSent {
+		rt.ledger.ForgetPlan(b.plan.ID)
+	}
 	rt.ledger.Prune(e.clk.Now().Add(-e.opts.Retention))
 	e.save(rt, true)
-	e.log.Info("orders acknowledged by JetStream", zap.String("policy", b.policy), zap.String("plan_id", b.orders[0].PlanID), zap.Int("orders", len(ids)))
+	e.log.Info("orders acknowledged by JetStream", zap.String("policy", b.policy), zap.String("plan_id", b.orders[0].PlanID),
+		zap.Int("orders", len(ids)), zap.Bool("with_plan_event", planSent))
 }
 
 // cronLogger adapts zap to cron.Logger for the Recover and
