@@ -91,8 +91,8 @@ type Order struct {
 	PlanID        string `json:"plan_id"`
 	Policy        string `json:"policy"`
 	PolicyVersion string `json:"policy_version"`
-	// Trigger is what started the rebalance: calendar, threshold, hybrid or
-	// manual.
+	// Trigger is what started the rebalance: calendar, threshold, hybrid,
+	// manual, cashflow or phase_in (a step of a phase-in).
 	Trigger   string    `json:"trigger"`
 	CreatedAt time.Time `json:"created_at"`
 	// ExpiresAt is when the daemon stops waiting for fills of this order

@@ -102,6 +102,14 @@ type Ledger struct {
 	// not empty the holdings cannot be trusted: planning stops until a
 	// positions snapshot replaces them.
 	Unknown []string `json:"unknown_fills,omitempty"`
+	// Refused describes the last positions snapshot refused because it
+	// does not fit the policy (an account or instrument the policy does
+	// not have): the holdings it reported are not the ledger's, so
+	// planning stops until a snapshot that fits, a newer holdings file or
+	// a resync replaces them.
+	Refused string `json:"refused_snapshot,omitempty"`
+	// Resyncs are the last operator resyncs (see Resync), oldest first.
+	Resyncs []ResyncRecord `json:"resyncs,omitempty"`
 	// Plans are plan events (events.Plan, encoded) journaled with their
 	// orders and not yet acknowledged by JetStream, oldest first: they are
 	// published again after a restart, so that every order's plan is on
@@ -165,7 +173,9 @@ func New(policy string) *Ledger {
 // SetBase replaces holdings with a snapshot taken at asOf. The snapshot
 // includes every execution up to asOf; orders still working stay pending,
 // and their later fills (executed after asOf) are applied on top of it.
-// The unknown fills are cleared, since the snapshot is the truth.
+// The unknown fills are cleared, since the snapshot is the truth, and so is
+// a refused snapshot (Refused). A snapshot dated after now is taken as of
+// now: the ledger's as_of never passes the clock.
 //
 // A snapshot without lots for a position (a positions report never has
 // any) does not say that the lots changed: the position keeps the ledger's
@@ -217,9 +227,13 @@ func (l *Ledger) SetBase(asOf time.Time, hash string, accounts map[string]*Accou
 			o.Lots = nil
 		}
 	}
+	if asOf.After(now) {
+		asOf = now
+	}
 	l.BaseAsOf, l.AsOf, l.BaseHash = asOf, asOf, hash
 	l.Accounts = accounts
 	l.Unknown = nil
+	l.Refused = ""
 }
 
 // FromHoldings converts a parsed holdings file to ledger accounts, with
@@ -519,7 +533,7 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 		return FillResult{}, fmt.Errorf("fill %s: order %s is already %s", f.FillID, o.OrderID, o.Status)
 	}
 	if f.Quantity.GreaterThan(o.Remaining()) {
-		return FillResult{}, fmt.Errorf("fill %s: quantity %s exceeds the %s remaining of order %s", f.FillID, f.Quantity, o.Remaining(), o.OrderID)
+		return FillResult{}, refuse(RejectFillOverQuantity, "fill %s: quantity %s exceeds the %s remaining of order %s", f.FillID, f.Quantity, o.Remaining(), o.OrderID)
 	}
 	if o.Side != "buy" && o.Side != "sell" {
 		return FillResult{}, fmt.Errorf("order %s: side %q", o.OrderID, o.Side)
@@ -578,8 +592,11 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 		acc.Cash = cash
 		l.Accounts[o.Account] = acc
 		o.Lots = sel
-		if f.At.After(l.AsOf) {
-			l.AsOf = f.At
+		// The ledger's as_of never passes the clock: a fill dated a
+		// little ahead (an executor's clock, within the skew CheckFill
+		// allows) counts as of now.
+		if at := minTime(f.At, now); at.After(l.AsOf) {
+			l.AsOf = at
 		}
 	}
 	if f.Quantity.Sign() > 0 && (o.Side == "buy" || lossSale) {
@@ -599,4 +616,11 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 		}
 	}
 	return FillResult{Order: o, Applied: applied}, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
