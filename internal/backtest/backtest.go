@@ -105,7 +105,7 @@ type Point struct {
 	// Value is the whole household: positions and all cash, reserves
 	// included, after the date's trades.
 	Value decimal.Decimal
-	// Weights are each sleeve's weight before the date's trades, indexed
+	// Weights are each sleeve's weight after the date's trades, indexed
 	// like the policy's sleeves.
 	Weights []decimal.Decimal
 	// Breaching is set when a sleeve was outside its band before the
@@ -321,7 +321,6 @@ func (s *sim) step(r history.Row, first bool) error {
 	}
 	tg := make([]decimal.Decimal, len(snap.Sleeves))
 	for i, sl := range snap.Sleeves {
-		pt.Weights = append(pt.Weights, sl.Weight)
 		tg[i] = sl.Target
 	}
 	var p *plan.Plan
@@ -348,12 +347,17 @@ func (s *sim) step(r history.Row, first bool) error {
 	if p != nil && len(p.Unresolved) > 0 {
 		s.res.Unresolved++
 	}
-	after, err := s.snapshot(r, q)
-	if err != nil {
-		return err
+	after := snap
+	if pt.Traded != "" || inflow {
+		if after, err = s.snapshot(r, q); err != nil {
+			return err
+		}
 	}
 	pt.Value = householdValue(after)
 	pt.OutAfter = len(after.Breaching()) > 0
+	for _, sl := range after.Sleeves {
+		pt.Weights = append(pt.Weights, sl.Weight)
+	}
 	s.res.Points = append(s.res.Points, pt)
 	s.res.Targets = append(s.res.Targets, tg)
 	s.res.BandLow, s.res.BandHigh = s.res.BandLow[:0], s.res.BandHigh[:0]
