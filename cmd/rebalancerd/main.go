@@ -11,6 +11,9 @@
 //	rebalancerd halt  -config FILE -reason TEXT [-by NAME]
 //	rebalancerd release -config FILE
 //	rebalancerd rebalance -config FILE -policy NAME
+//	rebalancerd paper [-config FILE] [-server URL] [-price reference|latest] ...
+//	rebalancerd status [-config FILE | -url URL] [-policy NAME] [-json]
+//	rebalancerd version
 package main
 
 import (
@@ -57,6 +60,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = (&RunCommand{Stderr: stderr}).Run(ctx, rest)
 	case "tail":
 		err = (&TailCommand{Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
+	case "paper":
+		err = (&PaperCommand{Stderr: stderr}).Run(ctx, rest)
+	case "status":
+		err = (&StatusCommand{Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
+	case "version", "-version", "--version":
+		err = (&VersionCommand{Stdout: stdout}).Run(ctx, rest)
 	case "halt", "release", "rebalance":
 		err = (&ControlCommand{Action: cmd, Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
 	case "help", "-h", "-help", "--help":
@@ -113,6 +122,13 @@ Usage:
         release the kill switch
   rebalancerd rebalance -config FILE -policy NAME
         rebalance a policy now, to its destination (trigger "manual")
+  rebalancerd paper [-config FILE] [-server URL] [-price reference|latest]
+                    [-fee-bps N] [-slippage-bps N] [-delay D] [-unfilled F]
+        paper executor: fill the published orders on paper and report the fills
+  rebalancerd status [-config FILE | -url URL] [-policy NAME] [-json]
+        print the running daemon's status: sleeves against bands, orders, blocks
+  rebalancerd version
+        print the version, commit and Go version of this binary
 
 Run 'rebalancerd COMMAND -h' for a command's flags.
 `)

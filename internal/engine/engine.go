@@ -53,7 +53,11 @@ import (
 // goroutine or from a goroutine calling Quotes; they should stop sending
 // once their context ends.
 type Publisher interface {
-	PublishOrders(ctx context.Context, orders []events.Order) error
+	// PublishOrders publishes a plan's orders. Given the plan's event
+	// (plan not nil), it may store the event with them, all or none (an
+	// atomic batch), and then says so with planSent; otherwise the engine
+	// publishes the event with PublishPlan once the orders are stored.
+	PublishOrders(ctx context.Context, orders []events.Order, plan *events.Plan) (planSent bool, err error)
 	PublishPlan(ctx context.Context, p events.Plan) error
 	PublishDrift(d events.Drift) error
 }
@@ -114,9 +118,10 @@ type Options struct {
 	// alert state across restarts.
 	Aux AuxStore
 	// OnPublished, when set, is called once a plan's orders are
-	// acknowledged, before the plan event is published (for benchmarks
-	// and tests), from the publishing goroutine: the publisher's, or that
-	// of the Quotes call publishing inline.
+	// acknowledged (with the plan event when the Publisher stored both
+	// in one atomic batch; before it otherwise), for benchmarks and tests,
+	// from the publishing goroutine: the publisher's, or that of the
+	// Quotes call publishing inline.
 	OnPublished func(policy, planID string, orders int)
 	// InlinePublishTimeout bounds the publish a price tick does itself:
 	// when the quotes a feed delivers make a plan while the outbox is
@@ -1503,14 +1508,22 @@ func (e *Engine) publish(ctx context.Context, b *batch) error {
 	}
 	if !b.ordersAcked {
 		planID := b.orders[0].PlanID
-		if err := e.opts.Publisher.PublishOrders(ctx, b.orders); err != nil {
+		var withPlan *events.Plan
+		if b.plan.Plan != nil {
+			withPlan = &b.plan
+		}
+		planSent, err := e.opts.Publisher.PublishOrders(ctx, b.orders, withPlan)
+		if err != nil {
 			return fmt.Errorf("orders: %w", err)
 		}
 		b.ordersAcked = true
 		if e.opts.OnPublished != nil {
 			e.opts.OnPublished(b.policy, planID, len(b.orders))
 		}
-		e.markPublished(b)
+		e.markPublished(b, planSent)
+		if planSent {
+			return nil
+		}
 	}
 	if b.plan.Plan != nil {
 		if err := e.opts.Publisher.PublishPlan(ctx, b.plan); err != nil {
@@ -1531,9 +1544,9 @@ func (e *Engine) planPublished(b *batch) {
 	}
 }
 
-// markPublished records that a batch's orders are acknowledged and saves
-// the ledger durably.
-func (e *Engine) markPublished(b *batch) {
+// markPublished records that a batch's orders are acknowledged, and its
+// plan event with them when planSent, and saves the ledger durably.
+func (e *Engine) markPublished(b *batch, planSent bool) {
 	ids := make([]string, len(b.orders))
 	for i, o := range b.orders {
 		ids[i] = o.OrderID
@@ -1553,13 +1566,20 @@ func (e *Engine) markPublished(b *batch) {
 			return
 		}
 		l.MarkPublished(ids, e.clk.Now())
+		if planSent {
+			l.ForgetPlan(b.plan.ID)
+		}
 		_ = e.opts.Store.Save(l, true)
 		return
 	}
 	rt.ledger.MarkPublished(ids, e.clk.Now())
+	if planSent {
+		rt.ledger.ForgetPlan(b.plan.ID)
+	}
 	rt.ledger.Prune(e.clk.Now().Add(-e.opts.Retention))
 	e.save(rt, true)
-	e.log.Info("orders acknowledged by JetStream", zap.String("policy", b.policy), zap.String("plan_id", b.orders[0].PlanID), zap.Int("orders", len(ids)))
+	e.log.Info("orders acknowledged by JetStream", zap.String("policy", b.policy), zap.String("plan_id", b.orders[0].PlanID),
+		zap.Int("orders", len(ids)), zap.Bool("with_plan_event", planSent))
 }
 
 // cronLogger adapts zap to cron.Logger for the Recover and
