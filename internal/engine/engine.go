@@ -1079,15 +1079,7 @@ func (e *Engine) rebalance(rt *runtime, p *plan.Plan, trigger string, now time.T
 	}
 	rt.rejected = nil
 	created := now.UTC()
-	orders := make([]events.Order, len(p.Orders))
-	for i, o := range p.Orders {
-		orders[i] = events.Order{
-			SchemaVersion: events.SchemaVersion, OrderID: o.ID, PlanID: p.ID, Policy: name, PolicyVersion: p.PolicyVersion,
-			Trigger: trigger, CreatedAt: created, ExpiresAt: created.Add(rt.pol.Rebalance.OrderTTL),
-			Phase: o.Phase, Account: o.Account, Instrument: o.Instrument, Side: string(o.Side),
-			Quantity: o.Quantity, Price: o.Price, Notional: o.Notional, Sleeve: o.Sleeve, Rule: string(o.Rule),
-		}
-	}
+	orders := events.OrdersOf(p, trigger, created, rt.pol.Rebalance.OrderTTL)
 	if _, dup := rt.ledger.Order(orders[0].OrderID); dup {
 		// The same inputs gave the same plan again (same ids): it is
 		// journaled already and must not be sent twice.
