@@ -82,7 +82,7 @@ func TestAbsurdPriceNotTraded(t *testing.T) {
 	d.clock.Advance(5 * time.Minute)
 	d.prices("VTI", "1e39", "BND", "100")
 	d.waitBlocked("value_change")
-	d.wantBlockDetail("value_change", "from the last accepted valuation 10000.00")
+	d.wantBlockDetail("value_change", "from 10000.00, its value at the last accepted prices")
 	d.noOrders(w, "on a held valuation")
 
 	// It persists again: the plan it makes carries numbers no consumer
@@ -103,7 +103,7 @@ func TestValueChangeHeld(t *testing.T) {
 	d.clock.Advance(time.Minute)
 	d.prices("VTI", "139", "BND", "100") // 39%: within max_move (40%)
 	d.waitBlocked("value_change")
-	d.wantBlockDetail("value_change", "investable total 12340.00 moved 23.4% from the last accepted valuation 10000.00")
+	d.wantBlockDetail("value_change", "investable total 12340.00 moved 23.4% from 10000.00, its value at the last accepted prices")
 	d.noOrders(w, "on a held valuation")
 
 	d.clock.Advance(4 * time.Minute)

@@ -194,11 +194,9 @@ type runtime struct {
 	// value holds back a valuation that moved more than
 	// limits.max_value_change (see valuation.go); limitBase is the
 	// valuation the last plan's limits are judged against.
-	value     *feeds.Confirmer
+	value     *valueCheck
 	limitBase decimal.Decimal
-	// valueSaved is the accepted valuation checkValuation last saved.
-	valueSaved decimal.Decimal
-	stop       context.CancelFunc
+	stop      context.CancelFunc
 
 	lastCheck time.Time
 	lastEval  time.Time
@@ -384,7 +382,7 @@ func (e *Engine) Load(set []Loaded) error {
 			rt.guard = guard
 		}
 		if rt.value == nil || !sameValueRules(rt.pol, l.Policy) {
-			rt.value = newValueConfirmer(l.Policy, rt.ledger, now)
+			rt.value = newValueCheck(l.Policy, rt.ledger, now)
 		}
 		if l.Holdings != nil && l.HoldingsHash != rt.ledger.BaseHash {
 			switch {
