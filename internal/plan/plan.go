@@ -322,7 +322,9 @@ type planner struct {
 	nOrders  int
 	turnover decimal.Decimal
 	under    []bool
+	dev      []decimal.Decimal // per sleeve: after - target x total, during the polish
 	harmful  bool
+	noPairs  bool // the polish tries no pairs of orders (spendIdle)
 }
 
 func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *planner {

@@ -33,17 +33,52 @@ func devLess(x, y *score) bool {
 	return x.dev.Mul(y.total).LessThan(y.dev.Mul(x.total))
 }
 
-// less reports whether x is better than y.
-func (x *score) less(y *score) bool {
+// head compares x and y on the allocation alone (harm, sleeves out of
+// band, largest deviation): -1 when x is better, 1 when y is, 0 on a tie.
+func (x *score) head(y *score) int {
 	switch {
 	case x.harmed != y.harmed:
-		return x.harmed < y.harmed
+		return cmpInt(x.harmed, y.harmed)
 	case x.out != y.out:
-		return x.out < y.out
+		return cmpInt(x.out, y.out)
 	case devLess(x, y):
-		return true
+		return -1
 	case devLess(y, x):
-		return false
+		return 1
+	}
+	return 0
+}
+
+func cmpInt(x, y int) int {
+	if x < y {
+		return -1
+	}
+	return 1
+}
+
+// better rates the projection and reports whether it is better than cur;
+// the idle cash (withIdle) is computed only when it decides or is kept.
+func (pl *planner) better(cur *score, withIdle bool) (score, bool) {
+	sc := pl.score(false)
+	switch sc.head(cur) {
+	case 1:
+		return sc, false
+	case -1:
+		if withIdle {
+			sc.idle = pl.idleCash()
+		}
+		return sc, true
+	}
+	if withIdle {
+		sc.idle = pl.idleCash()
+	}
+	return sc, sc.less(cur)
+}
+
+// less reports whether x is better than y.
+func (x *score) less(y *score) bool {
+	if h := x.head(y); h != 0 {
+		return h < 0
 	}
 	if c := x.idle.Cmp(y.idle); c != 0 {
 		return c < 0
@@ -63,9 +98,20 @@ func (pl *planner) targetValueAfter(si int) decimal.Decimal {
 	return pl.p.Sleeves[si].Target.Mul(pl.totalAfter)
 }
 
-// deviationAfter returns after - target x total of sleeve si.
+// deviationAfter returns after - target x total of sleeve si: during the
+// polish from pl.dev, which shift keeps, otherwise computed.
 func (pl *planner) deviationAfter(si int) decimal.Decimal {
+	if pl.dev != nil {
+		return pl.dev[si]
+	}
 	return pl.after[si].Sub(pl.targetValueAfter(si))
+}
+
+// refreshDev computes pl.dev for every sleeve.
+func (pl *planner) refreshDev() {
+	for si := range pl.dev {
+		pl.dev[si] = pl.after[si].Sub(pl.targetValueAfter(si))
+	}
 }
 
 // score rates the current projection. withIdle adds the idle free cash
@@ -136,12 +182,17 @@ func (pl *planner) shift(a, i int, n decimal.Decimal, sell bool) {
 	newFree := decimal.Max(decimal.Zero, pl.cash[a])
 	for x := p.Instruments[i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
 		pl.after[x] = pl.after[x].Add(amount)
+		pl.dev[x] = pl.dev[x].Add(amount)
 	}
 	cashDelta := newFree.Sub(oldFree)
-	pl.after[p.Cash] = pl.after[p.Cash].Add(cashDelta)
+	if !cashDelta.IsZero() {
+		pl.after[p.Cash] = pl.after[p.Cash].Add(cashDelta)
+		pl.dev[p.Cash] = pl.dev[p.Cash].Add(cashDelta)
+	}
 	if moved := amount.Add(cashDelta); !moved.IsZero() {
 		pl.totalAfter = pl.totalAfter.Add(moved)
 		pl.sameTotal = pl.totalAfter.Equal(pl.T)
+		pl.refreshDev()
 	}
 }
 
@@ -359,8 +410,7 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 		return *cur, false
 	}
 	pl.apply(&m)
-	sc := pl.score(withIdle)
-	if sc.less(cur) {
+	if sc, ok := pl.better(cur, withIdle); ok {
 		return sc, true
 	}
 	pl.undo(&m)
@@ -416,6 +466,9 @@ func (pl *planner) improve(si int, amount decimal.Decimal, exceed bool, cur *sco
 	// of what is over its target, or a sell whose proceeds buy what is
 	// under its target.
 	for _, pair := range []bool{false, true} {
+		if pair && pl.noPairs {
+			break
+		}
 		for i := range p.Instruments {
 			if !eligible(i) {
 				continue
@@ -478,7 +531,7 @@ func (pl *planner) partner(a, i int, side Side) int {
 		dev := pl.deviationAfter(leaf)
 		if side == Buy {
 			// j is sold: it must be held, over its target or cash.
-			if pl.limit(a, j).LessThan(p.Instruments[j].Step) || (leaf != p.Cash && dev.Sign() <= 0) {
+			if pl.b.Qty[a][j].Sign() <= 0 || (leaf != p.Cash && dev.Sign() <= 0) || pl.limit(a, j).LessThan(p.Instruments[j].Step) {
 				continue
 			}
 		} else {
@@ -539,8 +592,7 @@ func (pl *planner) tryPair(a, i int, side Side, n decimal.Decimal, cur *score, w
 	pl.apply(&first)
 	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(second) {
 		pl.apply(&second)
-		sc := pl.score(withIdle)
-		if sc.less(cur) {
+		if sc, ok := pl.better(cur, withIdle); ok {
 			return sc, true
 		}
 		pl.undo(&second)
@@ -561,6 +613,9 @@ func (pl *planner) polish() {
 	pl.nOrders = len(pl.orders)
 	pl.turnover = pl.sumOf(len(pl.orders), func(k int) decimal.Decimal { return pl.orders[k].Notional })
 	pl.under = make([]bool, 0, len(p.Sleeves))
+	pl.dev = make([]decimal.Decimal, len(p.Sleeves))
+	pl.refreshDev()
+	defer func() { pl.dev = nil }()
 	cur := pl.score(target)
 	limit := 4 * (len(pl.orders) + len(p.Sleeves) + pl.nA)
 	// Sleeves out of band, by more than their gap.
@@ -620,6 +675,9 @@ func (pl *planner) largestAfter() (int, decimal.Decimal) {
 // targets, while that improves the score.
 func (pl *planner) spendIdle(cur *score, limit int) {
 	p := pl.p
+	// Idle cash buys without selling: no pairs.
+	pl.noPairs = true
+	defer func() { pl.noPairs = false }()
 	for tries := 0; tries < limit && cur.idle.Sign() > 0; tries++ {
 		// The leaf sleeve furthest under its target that idle cash may buy.
 		done := true
