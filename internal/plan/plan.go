@@ -143,6 +143,7 @@ type Order struct {
 
 	account, instrument int
 	units               decimal.Decimal // Quantity / step
+	changed             bool            // the polish changed units, not yet Quantity and Notional
 }
 
 // SleeveReport is a sleeve's drift before the plan and its projected weight
@@ -324,15 +325,16 @@ type planner struct {
 	totalAfter decimal.Decimal   // projected total
 	sameTotal  bool              // totalAfter equals T
 
-	// The polish (polish.go): the count of orders with steps, their
-	// turnover, which sleeves are under their target after the plan, and
-	// whether the orders found were all taken back because they did harm.
-	nOrders  int
-	turnover decimal.Decimal
-	under    []bool
-	dev      []decimal.Decimal // per sleeve: after - target x total, during the polish
-	harmful  bool
-	noPairs  bool // the polish tries no pairs of orders (spendIdle)
+	// The polish (polish.go): the count of orders with steps, which
+	// sleeves are under their target after the plan, each sleeve's
+	// deviation, the allocation before the plan rated, and whether the
+	// orders found were all taken back because they did harm.
+	nOrders int
+	under   []bool
+	dev     []decimal.Decimal // per sleeve: after - target x total, during the polish
+	before  score
+	harmful bool
+	noPairs bool // the polish tries no pairs of orders (spendIdle)
 }
 
 func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *planner {

@@ -21,7 +21,6 @@ type score struct {
 	dev, total decimal.Decimal
 	idle       decimal.Decimal
 	orders     int
-	turnover   decimal.Decimal
 }
 
 // devLess reports whether x's largest deviation, as a fraction of its
@@ -58,7 +57,9 @@ func cmpInt(x, y int) int {
 
 // better rates the projection and reports whether it is better than cur;
 // the idle cash (withIdle) is computed only when it decides or is kept.
-func (pl *planner) better(cur *score, withIdle bool) (score, bool) {
+//
+// turn is the change in turnover of the move made: the last criterion.
+func (pl *planner) better(cur *score, withIdle bool, turn decimal.Decimal) (score, bool) {
 	sc := pl.score(false)
 	switch sc.head(cur) {
 	case 1:
@@ -72,21 +73,13 @@ func (pl *planner) better(cur *score, withIdle bool) (score, bool) {
 	if withIdle {
 		sc.idle = pl.idleCash()
 	}
-	return sc, sc.less(cur)
-}
-
-// less reports whether x is better than y.
-func (x *score) less(y *score) bool {
-	if h := x.head(y); h != 0 {
-		return h < 0
+	if c := sc.idle.Cmp(cur.idle); c != 0 {
+		return sc, c < 0
 	}
-	if c := x.idle.Cmp(y.idle); c != 0 {
-		return c < 0
+	if sc.orders != cur.orders {
+		return sc, sc.orders < cur.orders
 	}
-	if x.orders != y.orders {
-		return x.orders < y.orders
-	}
-	return x.turnover.LessThan(y.turnover)
+	return sc, turn.Sign() < 0
 }
 
 // targetValueAfter returns sleeve si's target value out of the projected
@@ -117,7 +110,8 @@ func (pl *planner) refreshDev() {
 // score rates the current projection. withIdle adds the idle free cash
 // (destination target).
 func (pl *planner) score(withIdle bool) score {
-	sc := score{total: pl.totalAfter, orders: pl.nOrders, turnover: pl.turnover}
+	sc := score{total: pl.totalAfter, orders: pl.nOrders}
+	var lowest decimal.Decimal
 	under := pl.under[:0]
 	for si := range pl.p.Sleeves {
 		if pl.outAfter(si) {
@@ -129,11 +123,15 @@ func (pl *planner) score(withIdle bool) score {
 		d := pl.deviationAfter(si)
 		under = append(under, d.Sign() < 0)
 		if d.Sign() < 0 {
-			d = d.Neg()
-		}
-		if d.GreaterThan(sc.dev) {
+			if d.LessThan(lowest) {
+				lowest = d
+			}
+		} else if d.GreaterThan(sc.dev) {
 			sc.dev = d
 		}
+	}
+	if lowest.Sign() < 0 {
+		sc.dev = decimal.Max(sc.dev, lowest.Neg())
 	}
 	pl.under = under
 	if withIdle {
@@ -172,28 +170,32 @@ func exempt(r Rule) bool {
 // shift moves the projection by the value of n steps of instrument i
 // bought (sell false) or sold in account a, and the account's cash.
 func (pl *planner) shift(a, i int, n decimal.Decimal, sell bool) {
-	amount := pl.unit[i].Mul(n)
+	p := pl.p
+	amount := pl.unit[i].Mul(n) // value into the instrument's sleeve
 	if sell {
 		amount = amount.Neg()
 	}
-	p := pl.p
-	oldFree := decimal.Max(decimal.Zero, pl.cash[a])
-	pl.cash[a] = pl.cash[a].Sub(amount)
-	newFree := decimal.Max(decimal.Zero, pl.cash[a])
+	was := pl.cash[a]
+	pl.cash[a] = was.Sub(amount)
 	for x := p.Instruments[i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
 		pl.after[x] = pl.after[x].Add(amount)
 		pl.dev[x] = pl.dev[x].Add(amount)
 	}
-	cashDelta := newFree.Sub(oldFree)
-	if !cashDelta.IsZero() {
-		pl.after[p.Cash] = pl.after[p.Cash].Add(cashDelta)
-		pl.dev[p.Cash] = pl.dev[p.Cash].Add(cashDelta)
+	if was.Sign() >= 0 && pl.cash[a].Sign() >= 0 {
+		// Free cash pays for it all: the total is unchanged.
+		pl.after[p.Cash] = pl.after[p.Cash].Sub(amount)
+		pl.dev[p.Cash] = pl.dev[p.Cash].Sub(amount)
+		return
 	}
+	// The account's cash crosses or stays below its reserve: only the part
+	// above the reserve is free cash, and the total moves.
+	cashDelta := decimal.Max(decimal.Zero, pl.cash[a]).Sub(decimal.Max(decimal.Zero, was))
+	pl.after[p.Cash] = pl.after[p.Cash].Add(cashDelta)
 	if moved := amount.Add(cashDelta); !moved.IsZero() {
 		pl.totalAfter = pl.totalAfter.Add(moved)
 		pl.sameTotal = pl.totalAfter.Equal(pl.T)
-		pl.refreshDev()
 	}
+	pl.refreshDev()
 }
 
 // move is a change of one order: n more steps (n < 0: fewer) of
@@ -230,8 +232,7 @@ func (pl *planner) change(k int, n decimal.Decimal) {
 	o := &pl.orders[k]
 	was := o.units.Sign() > 0
 	o.units = o.units.Add(n)
-	o.Quantity = pl.timesStep(o.instrument, o.units)
-	o.Notional = o.units.Mul(pl.unit[o.instrument])
+	o.changed = true
 	if is := o.units.Sign() > 0; is != was {
 		if is {
 			pl.nOrders++
@@ -239,7 +240,6 @@ func (pl *planner) change(k int, n decimal.Decimal) {
 			pl.nOrders--
 		}
 	}
-	pl.turnover = pl.turnover.Add(n.Mul(pl.unit[o.instrument]))
 	pl.shift(o.account, o.instrument, n, o.Side == Sell)
 }
 
@@ -254,13 +254,20 @@ func (pl *planner) newRule(i int) Rule {
 	return pl.ruleFor(pl.p.Instruments[i].Sleeve)
 }
 
-// compact removes the orders that fell to zero steps.
+// compact removes the orders that fell to zero steps and sets the
+// quantity and notional of those the polish changed.
 func (pl *planner) compact() {
 	out := pl.orders[:0]
 	for _, o := range pl.orders {
-		if o.units.Sign() > 0 {
-			out = append(out, o)
+		if o.units.Sign() <= 0 {
+			continue
 		}
+		if o.changed {
+			o.Quantity = pl.timesStep(o.instrument, o.units)
+			o.Notional = o.units.Mul(pl.unit[o.instrument])
+			o.changed = false
+		}
+		out = append(out, o)
 	}
 	pl.orders = out
 }
@@ -372,7 +379,7 @@ func (pl *planner) taxFirst(m move) bool {
 	sold := func(a int) (decimal.Decimal, bool) {
 		for k := range pl.orders {
 			if o := &pl.orders[k]; o.account == a && o.instrument == m.i && o.Side == Sell && !exempt(o.Rule) {
-				return o.Quantity, o.units.Sign() > 0
+				return pl.timesStep(m.i, o.units), o.units.Sign() > 0
 			}
 		}
 		return decimal.Zero, false
@@ -410,7 +417,7 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 		return *cur, false
 	}
 	pl.apply(&m)
-	if sc, ok := pl.better(cur, withIdle); ok {
+	if sc, ok := pl.better(cur, withIdle, pl.unit[m.i].Mul(m.n)); ok {
 		return sc, true
 	}
 	pl.undo(&m)
@@ -429,9 +436,15 @@ func (pl *planner) improve(si int, amount decimal.Decimal, exceed bool, cur *sco
 	if si == p.Cash {
 		wantSell = !over
 	}
+	// Unless the move must pass amount (exceed), a step of amount x 2 or
+	// more cannot bring the sleeve nearer its target: skip it.
+	var twice decimal.Decimal
+	if !exceed {
+		twice = amount.Add(amount)
+	}
 	eligible := func(i int) bool {
 		leaf := p.Instruments[i].Sleeve
-		if pl.unit[i].Sign() <= 0 {
+		if pl.unit[i].Sign() <= 0 || !exceed && !pl.unit[i].LessThan(twice) {
 			return false
 		}
 		if si != p.Cash {
@@ -447,6 +460,9 @@ func (pl *planner) improve(si int, amount decimal.Decimal, exceed bool, cur *sco
 	for k := range pl.orders {
 		o := &pl.orders[k]
 		if o.units.Sign() <= 0 || !eligible(o.instrument) {
+			continue
+		}
+		if o.Side == side && !pl.canAdd(o.account, o.instrument, side) {
 			continue
 		}
 		n := pl.stepsFor(o.instrument, amount, exceed)
@@ -473,8 +489,14 @@ func (pl *planner) improve(si int, amount decimal.Decimal, exceed bool, cur *sco
 			if !eligible(i) {
 				continue
 			}
-			n := pl.stepsFor(i, amount, exceed)
+			var n decimal.Decimal
 			for _, a := range pl.sellOrder {
+				if !pair && !pl.canAdd(a, i, side) {
+					continue
+				}
+				if n.IsZero() {
+					n = pl.stepsFor(i, amount, exceed)
+				}
 				var sc score
 				var ok bool
 				switch {
@@ -492,6 +514,16 @@ func (pl *planner) improve(si int, amount decimal.Decimal, exceed bool, cur *sco
 		}
 	}
 	return false
+}
+
+// canAdd is a cheap first check that account a could trade at least one
+// more step of instrument i on side: a buy needs may_hold, the wash-sale
+// guard and a step's worth of cash; a sell needs a holding.
+func (pl *planner) canAdd(a, i int, side Side) bool {
+	if side == Sell {
+		return pl.b.Qty[a][i].Sign() > 0
+	}
+	return pl.p.Accounts[a].Allows(i) && pl.mayBuy(i) && pl.cash[a].Sign() > 0 && !pl.unit[i].GreaterThan(pl.cash[a])
 }
 
 // moveOn returns the move of n steps of instrument i in account a on side:
@@ -592,7 +624,7 @@ func (pl *planner) tryPair(a, i int, side Side, n decimal.Decimal, cur *score, w
 	pl.apply(&first)
 	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(second) {
 		pl.apply(&second)
-		if sc, ok := pl.better(cur, withIdle); ok {
+		if sc, ok := pl.better(cur, withIdle, pl.unit[first.i].Mul(first.n).Add(pl.unit[second.i].Mul(second.n))); ok {
 			return sc, true
 		}
 		pl.undo(&second)
@@ -611,10 +643,10 @@ func (pl *planner) polish() {
 	p := pl.p
 	target := pl.dest == policy.DestinationTarget
 	pl.nOrders = len(pl.orders)
-	pl.turnover = pl.sumOf(len(pl.orders), func(k int) decimal.Decimal { return pl.orders[k].Notional })
 	pl.under = make([]bool, 0, len(p.Sleeves))
 	pl.dev = make([]decimal.Decimal, len(p.Sleeves))
 	pl.refreshDev()
+	pl.before = pl.beforeScore()
 	defer func() { pl.dev = nil }()
 	cur := pl.score(target)
 	limit := 4 * (len(pl.orders) + len(p.Sleeves) + pl.nA)
@@ -641,7 +673,7 @@ func (pl *planner) polish() {
 	}
 	// The largest deviation, with destination target, and for every
 	// destination when the plan made it larger than before.
-	before := pl.beforeScore()
+	before := pl.before
 	for tries := 0; tries < limit; tries++ {
 		if !target && !devLess(&before, &cur) {
 			break
@@ -671,32 +703,24 @@ func (pl *planner) largestAfter() (int, decimal.Decimal) {
 }
 
 // spendIdle buys, with free cash left in an account, steps of the
-// instruments it may hold of the leaf sleeves furthest under their
-// targets, while that improves the score.
+// instruments it may hold of the leaf sleeves under their targets, while
+// that improves the score.
 func (pl *planner) spendIdle(cur *score, limit int) {
 	p := pl.p
 	// Idle cash buys without selling: no pairs.
 	pl.noPairs = true
 	defer func() { pl.noPairs = false }()
-	for tries := 0; tries < limit && cur.idle.Sign() > 0; tries++ {
-		// The leaf sleeve furthest under its target that idle cash may buy.
-		done := true
-		for si := range p.Sleeves {
-			ps := &p.Sleeves[si]
-			if !ps.Leaf() || si == p.Cash {
-				continue
-			}
+	// One pass over the leaf sleeves under their targets, each as long as
+	// idle cash improves it.
+	for si := range p.Sleeves {
+		if !p.Sleeves[si].Leaf() || si == p.Cash {
+			continue
+		}
+		for tries := 0; tries < limit && cur.idle.Sign() > 0; tries++ {
 			d := pl.deviationAfter(si)
-			if d.Sign() >= 0 {
-				continue
-			}
-			if pl.improve(si, d.Neg(), false, cur, true) {
-				done = false
+			if d.Sign() >= 0 || !pl.improve(si, d.Neg(), false, cur, true) {
 				break
 			}
-		}
-		if done {
-			return
 		}
 	}
 }
@@ -709,6 +733,10 @@ func (pl *planner) trim(cur *score) {
 	for k := range pl.orders {
 		o := &pl.orders[k]
 		if o.units.Sign() <= 0 || exempt(o.Rule) {
+			continue
+		}
+		// One step fewer must not take its sleeve further from its target.
+		if dev := pl.deviationAfter(pl.p.Instruments[o.instrument].Sleeve); dev.Sign() == 0 || (dev.Sign() > 0) != (o.Side == Buy) {
 			continue
 		}
 		// A sell whose proceeds sit idle first gives back what they left.
@@ -759,8 +787,8 @@ func (pl *planner) harms() bool {
 			return true
 		}
 	}
-	before, after := pl.beforeScore(), pl.score(false)
-	return pl.totalAfter.Sign() > 0 && devLess(&before, &after)
+	after := pl.score(false)
+	return pl.totalAfter.Sign() > 0 && devLess(&pl.before, &after)
 }
 
 // withdrawAll takes every order back: the plan that does no harm when the
@@ -867,7 +895,7 @@ func (pl *planner) cannotSell(syms []string) string {
 	sold := func(a, i int) decimal.Decimal {
 		for k := range pl.orders {
 			if o := &pl.orders[k]; o.account == a && o.instrument == i && o.Side == Sell {
-				return o.Quantity
+				return pl.timesStep(i, o.units)
 			}
 		}
 		return decimal.Zero
