@@ -66,14 +66,7 @@ func (e *Engine) HandleReport(r Report) error {
 		res, err := rt.ledger.ApplyFill(r.Account, r.Fill, now)
 		switch {
 		case errors.Is(err, ledger.ErrDuplicateFill):
-			// Applied before; its save may have failed (then this
-			// delivery retries it).
-			if rt.unsaved {
-				if err := e.save(rt, true); err != nil {
-					return fmt.Errorf("ledger of %s not saved: %w", r.Policy, err)
-				}
-			}
-			return nil
+			return e.saveOwed(rt)
 		case errors.Is(err, ledger.ErrUnknownOrder):
 			e.log.Error("fill for an unknown order: planning stops until a positions snapshot arrives",
 				zap.String("policy", r.Policy), zap.String("order_id", r.Fill.OrderID), zap.String("fill_id", r.Fill.FillID))
@@ -109,7 +102,7 @@ func (e *Engine) HandleReport(r Report) error {
 		if !p.AsOf.After(rt.ledger.AsOf) && !rt.ledger.AsOf.After(now) {
 			e.log.Warn("positions snapshot ignored: not newer than the ledger", zap.String("policy", r.Policy),
 				zap.Time("as_of", p.AsOf), zap.Time("ledger_as_of", rt.ledger.AsOf))
-			return nil
+			return e.saveOwed(rt)
 		}
 		if err := fits(rt.pol, accounts); err != nil {
 			// The executor holds what the policy does not know: the
@@ -138,7 +131,7 @@ func (e *Engine) HandleReport(r Report) error {
 			return fmt.Errorf("%w: %v", ErrInvalidCashFlow, err)
 		}
 		if !applied {
-			return nil // taken in before
+			return e.saveOwed(rt) // taken in before
 		}
 		e.log.Info("cash flow taken in", zap.String("policy", r.Policy), zap.String("cashflow_id", c.CashFlowID),
 			zap.String("kind", c.Kind), zap.String("account", c.Account), zap.String("amount", c.Amount.String()))
@@ -155,6 +148,20 @@ func (e *Engine) HandleReport(r Report) error {
 		return fmt.Errorf("ledger of %s not saved: %w", r.Policy, err)
 	}
 	e.evaluate(rt, now)
+	return nil
+}
+
+// saveOwed saves the ledger if an earlier save failed, for a report that
+// changes nothing: it may be the redelivery of one whose change is in
+// memory only (its save failed, so it was not acknowledged), and it must
+// not be acknowledged before that change is saved. Called with e.mu held.
+func (e *Engine) saveOwed(rt *runtime) error {
+	if !rt.unsaved {
+		return nil
+	}
+	if err := e.save(rt, true); err != nil {
+		return fmt.Errorf("ledger of %s not saved: %w", rt.pol.Name, err)
+	}
 	return nil
 }
 
