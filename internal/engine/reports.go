@@ -182,8 +182,10 @@ func (e *Engine) fillLimits(rt *runtime) ledger.FillLimits {
 const maxListed = 5
 
 // fits checks that holdings name only accounts and instruments the policy
-// has, listing at most maxListed of each kind that it does not. The
-// error's reason (ledger.RejectReason) says which kind.
+// has (as the holdings file is checked at load: a zero quantity of an
+// unknown instrument is dropped), listing at most maxListed of each kind
+// that it does not. The error's reason (ledger.RejectReason) says which
+// kind.
 func fits(pol *policy.Policy, accounts map[string]*ledger.Account) error {
 	var badAccounts, badInstruments []string
 	for _, name := range slices.Sorted(maps.Keys(accounts)) {
@@ -196,6 +198,10 @@ func fits(pol *policy.Policy, accounts map[string]*ledger.Account) error {
 		}
 		for _, sym := range slices.Sorted(maps.Keys(a.Positions)) {
 			if _, ok := pol.InstrumentIndex(sym); !ok {
+				if a.Positions[sym].IsZero() {
+					delete(a.Positions, sym) // held by none: nothing to know
+					continue
+				}
 				badInstruments = append(badInstruments, name+"/"+sym)
 			}
 		}
@@ -372,7 +378,9 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 		// daemon's: allow for the skew between the clocks.
 		reports, complete, ferr := src.FillsSince(ctx, fillsFrom.Add(-e.opts.MaxSkew))
 		e.mu.Lock()
-		fills = e.recoverFills(owner, reports, changed, now)
+		// Now, not when Reconcile began: fills stored meanwhile are
+		// dated after that.
+		fills = e.recoverFills(owner, reports, changed, e.clk.Now())
 		if ferr != nil || !complete {
 			why := "the reports stream may have dropped some of them (its limits removed reports stored since)"
 			if ferr != nil {
