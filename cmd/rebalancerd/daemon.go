@@ -16,6 +16,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/rebalancerd/rebalancerd/internal/buildinfo"
 	"github.com/rebalancerd/rebalancerd/internal/clock"
 	"github.com/rebalancerd/rebalancerd/internal/config"
 	"github.com/rebalancerd/rebalancerd/internal/engine"
@@ -26,6 +27,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
 	"github.com/rebalancerd/rebalancerd/internal/state"
+	"github.com/rebalancerd/rebalancerd/internal/statusdoc"
 	"github.com/rebalancerd/rebalancerd/internal/systemd"
 	"github.com/rebalancerd/rebalancerd/internal/watch"
 )
@@ -86,17 +88,9 @@ type Main struct {
 	closeErr   error
 
 	reloadMu    sync.Mutex
-	lastReload  reloadState
+	lastReload  statusdoc.Reload
 	fingerprint string
 	sources     []feeds.Source
-}
-
-type reloadState struct {
-	OK     bool      `json:"ok"`
-	At     time.Time `json:"at"`
-	Error  string    `json:"error,omitempty"`
-	Files  int       `json:"policies"`
-	Reason string    `json:"reason"`
 }
 
 // Open starts the daemon: state, NATS, engine, policies, feeds, report
@@ -129,6 +123,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}()
 	m.Metrics = metrics.New()
+	if err := m.Metrics.Registry().Register(buildinfo.Read().Collector()); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 
 	store, err := state.Open(filepath.Join(cfg.StateDir, "ledgers"))
 	if err != nil {
@@ -175,7 +172,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("NATS: %w", err)
 	}
 	m.Bus, err = rnats.NewBus(ctx, m.Conn, rnats.StreamConfig{Prefix: cfg.NATS.Prefix, Replicas: cfg.NATS.Replicas,
-		MaxAge: cfg.NATS.MaxAge, Duplicates: cfg.NATS.Duplicates,
+		MaxAge: cfg.NATS.MaxAge, Duplicates: cfg.NATS.Duplicates, NoAtomicBatches: !cfg.NATS.AtomicBatches,
 		Rejected: func(reason string) { m.Metrics.InputsRejected.WithLabelValues(metrics.InputReport, reason).Inc() },
 	}, m.Log.Named("bus"))
 	if err != nil {
@@ -469,7 +466,7 @@ func (m *Main) apply(reason string, set []engine.Loaded, err error) error {
 	}
 	now := m.Clock.Now()
 	m.reloadMu.Lock()
-	m.lastReload = reloadState{OK: err == nil, At: now, Files: len(set), Reason: reason}
+	m.lastReload = statusdoc.Reload{OK: err == nil, At: now, Files: len(set), Reason: reason}
 	if err != nil {
 		m.lastReload.Error = err.Error()
 	} else {
@@ -664,12 +661,7 @@ func (m *Main) status() any {
 	} else {
 		role = "standby: " + m.standbyReason()
 	}
-	return struct {
-		Role string `json:"role"`
-		engine.Status
-		LastReload reloadState    `json:"last_reload"`
-		Feeds      []feeds.Status `json:"feeds"`
-	}{role, st, rl, fs}
+	return &statusdoc.Document{Role: role, Build: buildinfo.Read(), Status: st, LastReload: rl, Feeds: fs}
 }
 
 // Close stops the daemon: the feeds, watcher and consumer stop, the engine
@@ -761,10 +753,11 @@ func reportError(err error) error {
 // publisher adapts the bus to the engine.
 type publisher struct{ b *rnats.Bus }
 
-// PublishOrders publishes the orders and waits for every ack.
-func (p publisher) PublishOrders(ctx context.Context, orders []events.Order) error {
-	_, err := p.b.PublishOrders(ctx, orders)
-	return err
+// PublishOrders publishes the orders, with the plan event in the same
+// atomic batch where the server takes one, and waits for the ack.
+func (p publisher) PublishOrders(ctx context.Context, orders []events.Order, plan *events.Plan) (bool, error) {
+	_, planSent, err := p.b.PublishPlanOrders(ctx, orders, plan)
+	return planSent, err
 }
 
 // PublishPlan publishes the plan event and waits for its ack.

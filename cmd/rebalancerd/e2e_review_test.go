@@ -60,11 +60,11 @@ type switchablePublisher struct {
 	down atomic.Bool
 }
 
-func (p *switchablePublisher) PublishOrders(ctx context.Context, o []events.Order) error {
+func (p *switchablePublisher) PublishOrders(ctx context.Context, o []events.Order, pl *events.Plan) (bool, error) {
 	if p.down.Load() {
-		return errors.New("injected outage")
+		return false, errors.New("injected outage")
 	}
-	return p.Publisher.PublishOrders(ctx, o)
+	return p.Publisher.PublishOrders(ctx, o, pl)
 }
 
 // TestExpiredBatchNotSentLate: orders that could not be published before

@@ -43,6 +43,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/state"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
 	"github.com/rebalancerd/rebalancerd/internal/tax"
+	"github.com/rebalancerd/rebalancerd/internal/trigger"
 )
 
 // Publisher sends the engine's events. PublishOrders and PublishPlan must
@@ -52,19 +53,27 @@ import (
 // goroutine or from a goroutine calling Quotes; they should stop sending
 // once their context ends.
 type Publisher interface {
-	PublishOrders(ctx context.Context, orders []events.Order) error
+	// PublishOrders publishes a plan's orders. Given the plan's event
+	// (plan not nil), it may store the event with them, all or none (an
+	// atomic batch), and then says so with planSent; otherwise the engine
+	// publishes the event with PublishPlan once the orders are stored.
+	PublishOrders(ctx context.Context, orders []events.Order, plan *events.Plan) (planSent bool, err error)
 	PublishPlan(ctx context.Context, p events.Plan) error
 	PublishDrift(d events.Drift) error
 }
 
 // Triggers of a rebalance, as they appear in events.
 const (
-	TriggerCalendar  = "calendar"
-	TriggerThreshold = "threshold"
-	TriggerHybrid    = "hybrid"
-	TriggerManual    = "manual"
+	TriggerCalendar  = trigger.Calendar
+	TriggerThreshold = trigger.Threshold
+	TriggerHybrid    = trigger.Hybrid
+	TriggerManual    = trigger.Manual
+	// TriggerPhaseIn is a step of a phase-in: of new targets (the plan
+	// goes to the step's targets whatever the bands say) or of new money
+	// invested in steps (an investment of the step's cash).
+	TriggerPhaseIn = "phase_in"
 	// TriggerCashFlow is a deposit or withdrawal on <prefix>.cashflows.
-	TriggerCashFlow = "cashflow"
+	TriggerCashFlow = trigger.CashFlow
 )
 
 // Store keeps each policy's ledger and the journal of plans about to be
@@ -113,9 +122,10 @@ type Options struct {
 	// alert state across restarts.
 	Aux AuxStore
 	// OnPublished, when set, is called once a plan's orders are
-	// acknowledged, before the plan event is published (for benchmarks
-	// and tests), from the publishing goroutine: the publisher's, or that
-	// of the Quotes call publishing inline.
+	// acknowledged (with the plan event when the Publisher stored both
+	// in one atomic batch; before it otherwise), for benchmarks and tests,
+	// from the publishing goroutine: the publisher's, or that of the
+	// Quotes call publishing inline.
 	OnPublished func(policy, planID string, orders int)
 	// InlinePublishTimeout bounds the publish a price tick does itself:
 	// when the quotes a feed delivers make a plan while the outbox is
@@ -187,6 +197,9 @@ type runtime struct {
 	lastEval  time.Time
 	dirty     bool    // prices changed since the last evaluation
 	due       *firing // a calendar firing not yet acted on
+	// waiting is the new money the cash phases hold back at the last
+	// evaluation.
+	waiting   []plan.Waiting
 	blocked   []Block
 	breaching []string
 	snapshot  *drift.Snapshot
@@ -469,12 +482,8 @@ func (e *Engine) fire(name, spec string, sched cron.Schedule, at time.Time) {
 		return
 	}
 	rt.ledger.LastFire = key
-	trigger := TriggerCalendar
-	if rt.pol.Rebalance.Trigger == policy.TriggerHybrid {
-		trigger = TriggerHybrid
-	}
-	rt.due = &firing{trigger: trigger, at: at}
-	e.log.Info("calendar firing", zap.String("policy", name), zap.String("trigger", trigger), zap.String("local_time", key))
+	rt.due = &firing{trigger: trigger.ForFiring(rt.pol.Rebalance.Trigger), at: at}
+	e.log.Info("calendar firing", zap.String("policy", name), zap.String("trigger", rt.due.trigger), zap.String("local_time", key))
 	e.evaluate(rt, e.clk.Now())
 	e.save(rt, true)
 }
@@ -683,7 +692,8 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		if err != nil {
 			blocks = append(blocks, Block{metrics.BlockInvalidPolicy, err.Error()})
 		} else {
-			snap = drift.Compute(book)
+			rt.waiting = plan.WaitingAt(rt.ledger.CashPhases, now)
+			snap = drift.Compute(plan.HoldBack(book, rt.waiting))
 		}
 	}
 	if snap != nil {
@@ -727,37 +737,51 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		}
 		return
 	}
+	if len(blocks) == 0 && len(rt.ledger.CashPhases) == 0 {
+		if phases := plan.FirstInvestment(snap, rt.pol.PhaseIn, now); phases != nil {
+			e.log.Info("first investment: invested in steps (phase_in)", zap.String("policy", name),
+				zap.Int("steps", rt.pol.PhaseIn.Steps), zap.String("over", policy.FormatDays(rt.pol.PhaseIn.Over)))
+			snap = e.startCashPhases(rt, snap, phases, now)
+		}
+	}
+	if cashStepDue(rt.ledger.CashPhases, now) {
+		// A step of new money is invested whatever the bands say, and
+		// like a cash flow does not wait for the cooldown.
+		if len(blocks) == 0 {
+			e.investStep(rt, snap, now)
+		}
+		return
+	}
 
-	trigger := ""
-	switch {
-	case rt.due != nil && (rt.due.trigger != TriggerHybrid || len(rt.breaching) > 0):
-		trigger = rt.due.trigger
-	case rt.due != nil:
-		e.log.Info("hybrid firing: no sleeve breaches its band, nothing to do", zap.String("policy", name))
+	in := trigger.Input{Kind: rt.pol.Rebalance.Trigger, Breaching: len(rt.breaching) > 0,
+		Blocked: len(blocks) > 0, PriceBlocked: blocksPrices(blocks),
+		LastRebalance: rt.ledger.LastRebalance, Cooldown: rt.pol.Rebalance.Cooldown, Now: now}
+	if rt.due != nil {
+		in.Due = rt.due.trigger
+	}
+	d := trigger.Decide(in)
+	if d.Consumed {
 		rt.due = nil
-		return
-	case rt.pol.Rebalance.Trigger == policy.TriggerThreshold && len(rt.breaching) > 0:
-		trigger = TriggerThreshold
-	default:
+	}
+	switch d.Skip {
+	case trigger.NoBreach:
+		e.log.Info("hybrid firing: no sleeve breaches its band, nothing to do", zap.String("policy", name))
+	case trigger.Blocked:
+		e.log.Warn("rebalance skipped", zap.String("policy", name), zap.String("trigger", in.Due), zap.Any("blocked", blocks))
+	case trigger.InCooldown:
+		e.log.Info("rebalance skipped: in cooldown", zap.String("policy", name), zap.String("trigger", in.Due),
+			zap.Time("last_rebalance", rt.ledger.LastRebalance), zap.Duration("cooldown", rt.pol.Rebalance.Cooldown))
+	}
+	if d.Trigger == "" {
 		return
 	}
-	if len(blocks) > 0 {
-		if rt.due != nil && !blocksPrices(blocks) {
-			e.log.Warn("rebalance skipped", zap.String("policy", name), zap.String("trigger", trigger), zap.Any("blocked", blocks))
-			rt.due = nil
-		}
-		return
+	opts := plan.Options{History: taxHistory(rt, now)}
+	if d.Trigger == TriggerPhaseIn {
+		opts.Destination = policy.DestinationTarget // the step's targets, whatever the bands say
 	}
-	if !rt.ledger.LastRebalance.IsZero() && now.Before(rt.ledger.LastRebalance.Add(rt.pol.Rebalance.Cooldown)) {
-		if rt.due != nil {
-			e.log.Info("rebalance skipped: in cooldown", zap.String("policy", name), zap.String("trigger", trigger),
-				zap.Time("last_rebalance", rt.ledger.LastRebalance), zap.Duration("cooldown", rt.pol.Rebalance.Cooldown))
-			rt.due = nil
-		}
-		return
-	}
-	rt.due = nil
-	e.rebalance(rt, plan.MakeWith(snap, plan.Options{History: taxHistory(rt, now)}), trigger, now)
+	p := plan.MakeWith(snap, opts)
+	p.Waiting = rt.waiting
+	e.rebalance(rt, p, d.Trigger, now)
 }
 
 // cashFlow plans the oldest pending cash flow: a deposit is invested
@@ -769,6 +793,15 @@ func (e *Engine) cashFlow(rt *runtime, snap *drift.Snapshot, now time.Time) {
 	c := rt.ledger.PendingFlows[0]
 	opts := plan.Options{History: taxHistory(rt, now)}
 	var p *plan.Plan
+	if (c.Kind == events.CashFlowDeposit || c.Kind == CashFlowContribution) && rt.pol.PhaseIn.IsPhased(c.Amount) {
+		e.log.Info("cash flow: invested in steps (phase_in.deposits_above)", zap.String("policy", rt.pol.Name),
+			zap.String("cashflow_id", c.CashFlowID), zap.String("account", c.Account), zap.String("amount", c.Amount.String()),
+			zap.Int("steps", rt.pol.PhaseIn.Steps), zap.String("over", policy.FormatDays(rt.pol.PhaseIn.Over)))
+		rt.ledger.PendingFlows = rt.ledger.PendingFlows[1:]
+		snap = e.startCashPhases(rt, snap, []targets.CashPhase{targets.NewCashPhase(c.CashFlowID, c.Account, c.Amount, now, rt.pol.PhaseIn)}, now)
+		e.investStep(rt, snap, now)
+		return
+	}
 	if c.Kind == events.CashFlowDeposit || c.Kind == CashFlowContribution {
 		if a, ok := rt.pol.AccountIndex(c.Account); ok && c.Kind == CashFlowContribution && snap.Book.FreeCash(a).LessThan(c.Amount) {
 			e.log.Warn("scheduled contribution: the account's free cash is less than the amount; investing what there is",
@@ -1046,15 +1079,7 @@ func (e *Engine) rebalance(rt *runtime, p *plan.Plan, trigger string, now time.T
 	}
 	rt.rejected = nil
 	created := now.UTC()
-	orders := make([]events.Order, len(p.Orders))
-	for i, o := range p.Orders {
-		orders[i] = events.Order{
-			SchemaVersion: events.SchemaVersion, OrderID: o.ID, PlanID: p.ID, Policy: name, PolicyVersion: p.PolicyVersion,
-			Trigger: trigger, CreatedAt: created, ExpiresAt: created.Add(rt.pol.Rebalance.OrderTTL),
-			Phase: o.Phase, Account: o.Account, Instrument: o.Instrument, Side: string(o.Side),
-			Quantity: o.Quantity, Price: o.Price, Notional: o.Notional, Sleeve: o.Sleeve, Rule: string(o.Rule),
-		}
-	}
+	orders := events.OrdersOf(p, trigger, created, rt.pol.Rebalance.OrderTTL)
 	if _, dup := rt.ledger.Order(orders[0].OrderID); dup {
 		// The same inputs gave the same plan again (same ids): it is
 		// journaled already and must not be sent twice.
@@ -1521,14 +1546,22 @@ func (e *Engine) publish(ctx context.Context, b *batch) error {
 	}
 	if !b.ordersAcked {
 		planID := b.orders[0].PlanID
-		if err := e.opts.Publisher.PublishOrders(ctx, b.orders); err != nil {
+		var withPlan *events.Plan
+		if b.plan.Plan != nil {
+			withPlan = &b.plan
+		}
+		planSent, err := e.opts.Publisher.PublishOrders(ctx, b.orders, withPlan)
+		if err != nil {
 			return fmt.Errorf("orders: %w", err)
 		}
 		b.ordersAcked = true
 		if e.opts.OnPublished != nil {
 			e.opts.OnPublished(b.policy, planID, len(b.orders))
 		}
-		e.markPublished(b)
+		e.markPublished(b, planSent)
+		if planSent {
+			return nil
+		}
 	}
 	if b.plan.Plan != nil {
 		if err := e.opts.Publisher.PublishPlan(ctx, b.plan); err != nil {
@@ -1549,9 +1582,9 @@ func (e *Engine) planPublished(b *batch) {
 	}
 }
 
-// markPublished records that a batch's orders are acknowledged and saves
-// the ledger durably.
-func (e *Engine) markPublished(b *batch) {
+// markPublished records that a batch's orders are acknowledged, and its
+// plan event with them when planSent, and saves the ledger durably.
+func (e *Engine) markPublished(b *batch, planSent bool) {
 	ids := make([]string, len(b.orders))
 	for i, o := range b.orders {
 		ids[i] = o.OrderID
@@ -1571,13 +1604,20 @@ func (e *Engine) markPublished(b *batch) {
 			return
 		}
 		l.MarkPublished(ids, e.clk.Now())
+		if planSent {
+			l.ForgetPlan(b.plan.ID)
+		}
 		_ = e.opts.Store.Save(l, true)
 		return
 	}
 	rt.ledger.MarkPublished(ids, e.clk.Now())
+	if planSent {
+		rt.ledger.ForgetPlan(b.plan.ID)
+	}
 	rt.ledger.Prune(e.clk.Now().Add(-e.opts.Retention))
 	e.save(rt, true)
-	e.log.Info("orders acknowledged by JetStream", zap.String("policy", b.policy), zap.String("plan_id", b.orders[0].PlanID), zap.Int("orders", len(ids)))
+	e.log.Info("orders acknowledged by JetStream", zap.String("policy", b.policy), zap.String("plan_id", b.orders[0].PlanID),
+		zap.Int("orders", len(ids)), zap.Bool("with_plan_event", planSent))
 }
 
 // cronLogger adapts zap to cron.Logger for the Recover and
