@@ -134,4 +134,7 @@ func TestBadFlagExitsUsage(t *testing.T) {
 			t.Errorf("%s -bogus: exit %d, want %d; stderr %q", cmd, code, exitUsage, errOut)
 		}
 	}
+	if code, _, _ := run(t, "backtest", "-bogus"); code != exitUsage {
+		t.Errorf("backtest -bogus: exit %d, want %d", code, exitUsage)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Mode says how much of the publish that trips the proxy reaches the
@@ -115,17 +116,25 @@ func (p *Proxy) pipe(client net.Conn) {
 	p.track(server, true)
 	defer p.track(client, false)
 	defer p.track(server, false)
+	// Once cut, nothing more reaches the client: an ack sent for the
+	// bytes forwarded with the trip is lost.
+	var mu sync.Mutex
+	cut := false
+	toClient := make(chan struct{})
 	p.wg.Add(1)
 	go func() { // server to client
 		defer p.wg.Done()
+		defer close(toClient)
 		buf := make([]byte, 64<<10)
 		for {
 			n, err := server.Read(buf)
-			if n > 0 {
+			mu.Lock()
+			if n > 0 && !cut {
 				if _, werr := client.Write(buf[:n]); werr != nil {
 					err = werr
 				}
 			}
+			mu.Unlock()
 			if err != nil {
 				client.Close()
 				return
@@ -139,10 +148,23 @@ func (p *Proxy) pipe(client net.Conn) {
 			chunk := buf[:n]
 			if fwd, ok := p.trip(chunk); ok {
 				// The connection breaks mid-publish, as it would if the
-				// process or the server died right then.
-				_, _ = server.Write(chunk[:fwd])
-				server.Close()
+				// process or the server died right then. The forwarded
+				// bytes end with a half-close, so that the server reads
+				// them all (a close with unread data could reset the
+				// connection and drop them), then closes its side.
+				mu.Lock()
+				cut = true
+				mu.Unlock()
 				client.Close()
+				_, _ = server.Write(chunk[:fwd])
+				if tc, ok := server.(*net.TCPConn); ok {
+					_ = tc.CloseWrite()
+				}
+				select {
+				case <-toClient:
+				case <-time.After(5 * time.Second):
+				}
+				server.Close()
 				select {
 				case p.tripped <- struct{}{}:
 				default:
