@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rebalancerd/rebalancerd/internal/engine"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 )
 
@@ -29,7 +30,7 @@ func (c *ControlCommand) Run(ctx context.Context, args []string) error {
 	reason := fs.String("reason", "", "why (required for halt)")
 	by := fs.String("by", os.Getenv("USER"), "who asks (recorded with the halt)")
 	pol := fs.String("policy", "", "the `policy` to rebalance (rebalance only)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -46,6 +47,13 @@ func (c *ControlCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Action, err)
 	}
+	if !reply.OK {
+		if c.Action == events.ControlRebalance && strings.HasPrefix(reply.Error, engine.ErrRebalanceSkipped.Error()) {
+			// Not refused: the daemon tried, and says why nothing was planned.
+			return fmt.Errorf("%s: %s", c.Action, reply.Error)
+		}
+		return fmt.Errorf("%s: refused: %s", c.Action, reply.Error)
+	}
 	state := "publishing"
 	if reply.Halted {
 		state = "halted: " + reply.Reason
@@ -55,8 +63,8 @@ func (c *ControlCommand) Run(ctx context.Context, args []string) error {
 }
 
 // sendControl sends a control request to the running daemon, with the
-// control token of the configuration, and returns its answer; a refusal
-// is an error.
+// control token of the configuration, and returns its answer (which may
+// be a refusal: reply.OK false, reply.Error why).
 func sendControl(ctx context.Context, configFile, server, action string, req events.ControlRequest) (events.ControlReply, error) {
 	var reply events.ControlReply
 	cfg, nc, err := dialFromConfig(configFile, server, "rebalancerd-"+action)
@@ -79,9 +87,6 @@ func sendControl(ctx context.Context, configFile, server, action string, req eve
 	}
 	if err := json.Unmarshal(msg.Data, &reply); err != nil {
 		return reply, fmt.Errorf("bad answer: %w", err)
-	}
-	if !reply.OK {
-		return reply, fmt.Errorf("refused: %s", reply.Error)
 	}
 	return reply, nil
 }

@@ -58,8 +58,12 @@ func (c *ResyncCommand) Run(ctx context.Context, args []string) error {
 	}
 	req := events.ControlRequest{SchemaVersion: events.SchemaVersion, Reason: *reason, By: *by, Policy: *pol,
 		Holdings: string(data), HoldingsFile: *holdings}
-	if _, err := sendControl(ctx, *configFile, *server, events.ControlResync, req); err != nil {
+	reply, err := sendControl(ctx, *configFile, *server, events.ControlResync, req)
+	if err != nil {
 		return fmt.Errorf("resync: %w", err)
+	}
+	if !reply.OK {
+		return fmt.Errorf("resync: refused: %s", reply.Error)
 	}
 	fmt.Fprintf(c.Stdout, "resync: the ledger of %s is now %s\n", *pol, *holdings)
 	return nil
