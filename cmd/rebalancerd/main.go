@@ -54,6 +54,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = (&CheckCommand{Stdout: stdout}).Run(ctx, rest)
 	case "plan":
 		err = (&PlanCommand{Stdout: stdout}).Run(ctx, rest)
+	case "backtest":
+		err = (&BacktestCommand{Stdout: stdout}).Run(ctx, rest)
 	case "run":
 		err = (&RunCommand{Stderr: stderr}).Run(ctx, rest)
 	case "tail":
@@ -107,6 +109,9 @@ Usage:
         (on the targets in effect at TIME: glide path and tilts);
         -deposit AMOUNT / -withdraw AMOUNT [-account NAME] plan a cash flow
         without selling / without buying
+  rebalancerd backtest -policy FILE -history FILE (-initial AMOUNT | -holdings FILE) [-compare] [-json] [-report OUT.html]
+        replay a price history through the policy's triggers, planner and tax rules
+        ([-from DATE] [-to DATE] [-fee-bps N] [-slippage-bps N] [-carry])
   rebalancerd run -config FILE [-state-dir DIR] [-log-level L] [-log-format F]
         run the daemon: feeds, triggers, orders on NATS; SIGHUP reloads policies
   rebalancerd tail [-config FILE] [-server URL] [-all] [-plans] [-json]

@@ -68,6 +68,10 @@ const (
 	TriggerThreshold = trigger.Threshold
 	TriggerHybrid    = trigger.Hybrid
 	TriggerManual    = trigger.Manual
+	// TriggerPhaseIn is a step of a phase-in: of new targets (the plan
+	// goes to the step's targets whatever the bands say) or of new money
+	// invested in steps (an investment of the step's cash).
+	TriggerPhaseIn = "phase_in"
 	// TriggerCashFlow is a deposit or withdrawal on <prefix>.cashflows.
 	TriggerCashFlow = trigger.CashFlow
 )
@@ -193,6 +197,9 @@ type runtime struct {
 	lastEval  time.Time
 	dirty     bool    // prices changed since the last evaluation
 	due       *firing // a calendar firing not yet acted on
+	// waiting is the new money the cash phases hold back at the last
+	// evaluation.
+	waiting   []plan.Waiting
 	blocked   []Block
 	breaching []string
 	snapshot  *drift.Snapshot
@@ -685,7 +692,8 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		if err != nil {
 			blocks = append(blocks, Block{metrics.BlockInvalidPolicy, err.Error()})
 		} else {
-			snap = drift.Compute(book)
+			rt.waiting = plan.WaitingAt(rt.ledger.CashPhases, now)
+			snap = drift.Compute(plan.HoldBack(book, rt.waiting))
 		}
 	}
 	if snap != nil {
@@ -729,6 +737,21 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		}
 		return
 	}
+	if len(blocks) == 0 && len(rt.ledger.CashPhases) == 0 {
+		if phases := plan.FirstInvestment(snap, rt.pol.PhaseIn, now); phases != nil {
+			e.log.Info("first investment: invested in steps (phase_in)", zap.String("policy", name),
+				zap.Int("steps", rt.pol.PhaseIn.Steps), zap.String("over", policy.FormatDays(rt.pol.PhaseIn.Over)))
+			snap = e.startCashPhases(rt, snap, phases, now)
+		}
+	}
+	if cashStepDue(rt.ledger.CashPhases, now) {
+		// A step of new money is invested whatever the bands say, and
+		// like a cash flow does not wait for the cooldown.
+		if len(blocks) == 0 {
+			e.investStep(rt, snap, now)
+		}
+		return
+	}
 
 	in := trigger.Input{Kind: rt.pol.Rebalance.Trigger, Breaching: len(rt.breaching) > 0,
 		Blocked: len(blocks) > 0, PriceBlocked: blocksPrices(blocks),
@@ -752,7 +775,13 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	if d.Trigger == "" {
 		return
 	}
-	e.rebalance(rt, plan.MakeWith(snap, plan.Options{History: taxHistory(rt, now)}), d.Trigger, now)
+	opts := plan.Options{History: taxHistory(rt, now)}
+	if d.Trigger == TriggerPhaseIn {
+		opts.Destination = policy.DestinationTarget // the step's targets, whatever the bands say
+	}
+	p := plan.MakeWith(snap, opts)
+	p.Waiting = rt.waiting
+	e.rebalance(rt, p, d.Trigger, now)
 }
 
 // cashFlow plans the oldest pending cash flow: a deposit is invested
@@ -764,6 +793,15 @@ func (e *Engine) cashFlow(rt *runtime, snap *drift.Snapshot, now time.Time) {
 	c := rt.ledger.PendingFlows[0]
 	opts := plan.Options{History: taxHistory(rt, now)}
 	var p *plan.Plan
+	if (c.Kind == events.CashFlowDeposit || c.Kind == CashFlowContribution) && rt.pol.PhaseIn.IsPhased(c.Amount) {
+		e.log.Info("cash flow: invested in steps (phase_in.deposits_above)", zap.String("policy", rt.pol.Name),
+			zap.String("cashflow_id", c.CashFlowID), zap.String("account", c.Account), zap.String("amount", c.Amount.String()),
+			zap.Int("steps", rt.pol.PhaseIn.Steps), zap.String("over", policy.FormatDays(rt.pol.PhaseIn.Over)))
+		rt.ledger.PendingFlows = rt.ledger.PendingFlows[1:]
+		snap = e.startCashPhases(rt, snap, []targets.CashPhase{targets.NewCashPhase(c.CashFlowID, c.Account, c.Amount, now, rt.pol.PhaseIn)}, now)
+		e.investStep(rt, snap, now)
+		return
+	}
 	if c.Kind == events.CashFlowDeposit || c.Kind == CashFlowContribution {
 		if a, ok := rt.pol.AccountIndex(c.Account); ok && c.Kind == CashFlowContribution && snap.Book.FreeCash(a).LessThan(c.Amount) {
 			e.log.Warn("scheduled contribution: the account's free cash is less than the amount; investing what there is",
@@ -1041,15 +1079,7 @@ func (e *Engine) rebalance(rt *runtime, p *plan.Plan, trigger string, now time.T
 	}
 	rt.rejected = nil
 	created := now.UTC()
-	orders := make([]events.Order, len(p.Orders))
-	for i, o := range p.Orders {
-		orders[i] = events.Order{
-			SchemaVersion: events.SchemaVersion, OrderID: o.ID, PlanID: p.ID, Policy: name, PolicyVersion: p.PolicyVersion,
-			Trigger: trigger, CreatedAt: created, ExpiresAt: created.Add(rt.pol.Rebalance.OrderTTL),
-			Phase: o.Phase, Account: o.Account, Instrument: o.Instrument, Side: string(o.Side),
-			Quantity: o.Quantity, Price: o.Price, Notional: o.Notional, Sleeve: o.Sleeve, Rule: string(o.Rule),
-		}
-	}
+	orders := events.OrdersOf(p, trigger, created, rt.pol.Rebalance.OrderTTL)
 	if _, dup := rt.ledger.Order(orders[0].OrderID); dup {
 		// The same inputs gave the same plan again (same ids): it is
 		// journaled already and must not be sent twice.

@@ -190,6 +190,9 @@ type Plan struct {
 	// CashFlow is what a cash-flow plan (Invest, Withdraw) did with the
 	// money; nil for other plans.
 	CashFlow *CashFlow `json:"cash_flow,omitempty"`
+	// Waiting is the new money a phase-in held back from the plan, for
+	// later steps (see HoldBack); none without one.
+	Waiting []Waiting `json:"waiting_cash,omitempty"`
 }
 
 // Make plans the orders for snapshot s with its policy's destination and
