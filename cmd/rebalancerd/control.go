@@ -152,6 +152,15 @@ func (m *Main) control(msg *natsgo.Msg, token string) events.ControlReply {
 	default:
 		return fail("unknown_action", fmt.Errorf("unknown action %q", action))
 	}
+	if errors.Is(err, engine.ErrRebalanceSkipped) {
+		// Not a bad request: the daemon tried and planned nothing.
+		m.Log.Warn("manual rebalance not done", zap.String("policy", req.Policy), zap.String("by", req.By), zap.Error(err))
+		reply.Error = err.Error()
+		if h := m.Engine.Halted(); h != nil {
+			reply.Halted, reply.Reason = true, h.Reason
+		}
+		return reply
+	}
 	if err != nil {
 		return fail("refused", err)
 	}

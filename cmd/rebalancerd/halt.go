@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rebalancerd/rebalancerd/internal/engine"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 )
 
@@ -29,7 +30,7 @@ func (c *ControlCommand) Run(ctx context.Context, args []string) error {
 	reason := fs.String("reason", "", "why (required for halt)")
 	by := fs.String("by", os.Getenv("USER"), "who asks (recorded with the halt)")
 	pol := fs.String("policy", "", "the `policy` to rebalance (rebalance only)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -65,6 +66,10 @@ func (c *ControlCommand) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("%s: bad answer: %w", c.Action, err)
 	}
 	if !reply.OK {
+		if c.Action == events.ControlRebalance && strings.HasPrefix(reply.Error, engine.ErrRebalanceSkipped.Error()) {
+			// Not refused: the daemon tried, and says why nothing was planned.
+			return fmt.Errorf("%s: %s", c.Action, reply.Error)
+		}
 		return fmt.Errorf("%s: refused: %s", c.Action, reply.Error)
 	}
 	state := "publishing"

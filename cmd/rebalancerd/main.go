@@ -51,9 +51,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "check":
-		err = (&CheckCommand{Stdout: stdout}).Run(ctx, rest)
+		err = (&CheckCommand{Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
 	case "plan":
-		err = (&PlanCommand{Stdout: stdout}).Run(ctx, rest)
+		err = (&PlanCommand{Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
 	case "backtest":
 		err = (&BacktestCommand{Stdout: stdout}).Run(ctx, rest)
 	case "run":
@@ -81,6 +81,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.As(err, new(flagError)):
+		return exitUsage // the flag package printed the error and the usage
 	case errors.As(err, new(usageError)):
 		fmt.Fprintf(stderr, "rebalancerd: %v\n", err)
 		return exitUsage
@@ -89,6 +91,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 }
+
+// parseFlags parses a command's flags; an unknown or malformed flag is a
+// bad command line (exit 2), which the flag package has already reported.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return flagError{err}
+}
+
+// flagError is a flag the flag package could not parse.
+type flagError struct{ error }
 
 // usageError is a mistake on the command line.
 type usageError struct{ msg string }

@@ -19,6 +19,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -499,9 +500,38 @@ func (e *Engine) RebalanceNow(name string) error {
 		return fmt.Errorf("no policy %q", name)
 	}
 	now := e.clk.Now()
+	before := rt.ledger.LastPlanID
 	rt.due = &firing{trigger: TriggerManual, at: now}
 	e.evaluate(rt, now)
-	return nil
+	return manualOutcome(rt, before, now)
+}
+
+// ErrRebalanceSkipped is returned by RebalanceNow when it planned nothing:
+// something blocks the policy, it is in its cooldown, or its prices are
+// not usable yet (then the request stays due and runs once they are).
+var ErrRebalanceSkipped = errors.New("rebalance skipped")
+
+// manualOutcome says whether the manual rebalance just evaluated made a
+// plan (the last plan id moved from before), and if not why. Called with
+// e.mu held.
+func manualOutcome(rt *runtime, before string, now time.Time) error {
+	if rt.ledger.LastPlanID != before {
+		return nil
+	}
+	var why []string
+	for _, b := range rt.blocked {
+		why = append(why, b.Reason+": "+b.Detail)
+	}
+	switch {
+	case rt.due != nil && rt.due.trigger == TriggerManual:
+		return fmt.Errorf("%w for now: prices not usable (%s); it runs once they are", ErrRebalanceSkipped, strings.Join(why, "; "))
+	case len(why) > 0:
+		return fmt.Errorf("%w: blocked: %s", ErrRebalanceSkipped, strings.Join(why, "; "))
+	case !rt.ledger.LastRebalance.IsZero() && now.Before(rt.ledger.LastRebalance.Add(rt.pol.Rebalance.Cooldown)):
+		return fmt.Errorf("%w: in cooldown until %s", ErrRebalanceSkipped,
+			rt.ledger.LastRebalance.Add(rt.pol.Rebalance.Cooldown).UTC().Format(time.RFC3339))
+	}
+	return nil // planned, with nothing to trade
 }
 
 // neededSymbols lists the instruments whose prices the policy needs: those
