@@ -32,6 +32,8 @@ import (
 // the policy has one account.
 type PlanCommand struct {
 	Stdout io.Writer
+	// Stderr receives flag errors and -h; Stdout when nil.
+	Stderr io.Writer
 	// Now gives the default -at time; nil means time.Now.
 	Now func() time.Time
 }
@@ -47,6 +49,9 @@ type planOutput struct {
 func (c *PlanCommand) Run(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("rebalancerd plan", flag.ContinueOnError)
 	fs.SetOutput(c.Stdout)
+	if c.Stderr != nil {
+		fs.SetOutput(c.Stderr)
+	}
 	var in inputs
 	fs.StringVar(&in.policyFile, "policy", "", "policy `file` (YAML)")
 	fs.StringVar(&in.holdingsFile, "holdings", "", "holdings `file` (YAML)")
@@ -58,7 +63,7 @@ func (c *PlanCommand) Run(_ context.Context, args []string) error {
 	fs.StringVar(&flow.deposit, "deposit", "", "add this `amount` to -account's cash and invest the free cash without selling")
 	fs.StringVar(&flow.withdraw, "withdraw", "", "raise this `amount` of cash in -account by selling, without buying")
 	fs.StringVar(&flow.account, "account", "", "`name` of the account of -deposit or -withdraw (needed when the policy has several)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := flow.check(*dest); err != nil {

@@ -19,6 +19,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -508,9 +509,38 @@ func (e *Engine) RebalanceNow(name string) error {
 		return fmt.Errorf("no policy %q", name)
 	}
 	now := e.clk.Now()
+	before := rt.ledger.LastPlanID
 	rt.due = &firing{trigger: TriggerManual, at: now}
 	e.evaluate(rt, now)
-	return nil
+	return manualOutcome(rt, before, now)
+}
+
+// ErrRebalanceSkipped is returned by RebalanceNow when it planned nothing:
+// something blocks the policy, it is in its cooldown, or its prices are
+// not usable yet (then the request stays due and runs once they are).
+var ErrRebalanceSkipped = errors.New("rebalance skipped")
+
+// manualOutcome says whether the manual rebalance just evaluated made a
+// plan (the last plan id moved from before), and if not why. Called with
+// e.mu held.
+func manualOutcome(rt *runtime, before string, now time.Time) error {
+	if rt.ledger.LastPlanID != before {
+		return nil
+	}
+	var why []string
+	for _, b := range rt.blocked {
+		why = append(why, b.Reason+": "+b.Detail)
+	}
+	switch {
+	case rt.due != nil && rt.due.trigger == TriggerManual:
+		return fmt.Errorf("%w for now: prices not usable (%s); it runs once they are", ErrRebalanceSkipped, strings.Join(why, "; "))
+	case len(why) > 0:
+		return fmt.Errorf("%w: blocked: %s", ErrRebalanceSkipped, strings.Join(why, "; "))
+	case !rt.ledger.LastRebalance.IsZero() && now.Before(rt.ledger.LastRebalance.Add(rt.pol.Rebalance.Cooldown)):
+		return fmt.Errorf("%w: in cooldown until %s", ErrRebalanceSkipped,
+			rt.ledger.LastRebalance.Add(rt.pol.Rebalance.Cooldown).UTC().Format(time.RFC3339))
+	}
+	return nil // planned, with nothing to trade
 }
 
 // neededSymbols lists the instruments whose prices the policy needs: those
@@ -1561,8 +1591,10 @@ func (e *Engine) dropStale(b *batch) bool {
 	return true
 }
 
-// publish sends one batch and records the acknowledgement. A retry after
-// a failed plan publish does not send the orders again.
+// publish sends one batch and records the acknowledgement: orders and plan
+// event in one call when the Publisher stores them together (an atomic
+// batch), else the orders, then the event. A retry after a failed plan
+// event publish does not send the orders again.
 func (e *Engine) publish(ctx context.Context, b *batch) error {
 	if err := ctx.Err(); err != nil {
 		return err // halted or stopping since the claim: send nothing
