@@ -145,15 +145,15 @@ func TestValueChangeSurvivesRestart(t *testing.T) {
 
 // TestOrderLimitsAgainstAcceptedValuation: a price within max_move and a
 // total within max_value_change (10000 to 11800, 18%) do not widen the
-// order limits: the sale of 6 VTI at 130 (780) is 7.8% of the accepted
-// 10000, above max_order_share 7%, though only 6.6% of the 11800 the new
-// price gives.
+// order limits: the sale of 5 VTI at 130 (650) is 6.5% of the holdings'
+// value at the accepted prices (10000), above max_order_share 6%, though
+// only 5.5% of the 11800 the new price gives.
 func TestOrderLimitsAgainstAcceptedValuation(t *testing.T) {
-	d, w := startOnTarget(t, policyText("threshold", "")+"limits:\n  max_order_share: 7%\n")
+	d, w := startOnTarget(t, policyText("threshold", "")+"limits:\n  max_order_share: 6%\n")
 
 	d.clock.Advance(time.Minute)
 	d.prices("VTI", "130", "BND", "100")
 	d.waitBlocked("risk_limit")
-	d.wantBlockDetail("risk_limit", "is 780, 7.8% of the portfolio's 10000.00 (last accepted valuation; the plan values it at 11800.00); limit 7%")
+	d.wantBlockDetail("risk_limit", "is 650, 6.5% of the portfolio's 10000.00 (last accepted valuation; the plan values it at 11800.00); limit 6%")
 	d.noOrders(w, "above max_order_share of the accepted valuation")
 }
