@@ -137,6 +137,13 @@ func (c *PlanCommand) at(flagValue string) (time.Time, error) {
 func writeStrategy(w io.Writer, ex *targets.Explanation) {
 	fmt.Fprintf(w, "targets for %s", ex.Date)
 	switch g := ex.Glide; {
+	case ex.Bands != nil:
+		b := ex.Bands
+		ramp := ""
+		if b.RampTo != "" {
+			ramp = fmt.Sprintf(", ramping to band %s, %s of the way", b.RampTo, pct(b.Fraction))
+		}
+		fmt.Fprintf(w, ": glide band %s (line %d)%s; age %s (%d years %d days)\n", b.Band, b.Line, ramp, b.Age.StringFixed(4), b.Years, b.Days)
 	case g == nil:
 		fmt.Fprintln(w, ": no glide path")
 	case g.FromAge == g.ToAge || g.Fraction.IsZero():
