@@ -577,6 +577,12 @@ func (pl *planner) flowReport(out *Plan) {
 	cf.Withdrawn = f.withdrawn
 	cf.Tax = pl.withdrawalTax(out, a, f.withdrawn)
 	cf.Shortfall = f.amount.Sub(f.withdrawn)
+	for k := range out.Sleeves {
+		if r := &out.Sleeves[k]; r.BreachAfter && !pl.listed(out, r.Sleeve) {
+			out.Unresolved = append(out.Unresolved, Unresolved{Sleeve: r.Sleeve, WeightAfter: r.WeightAfter,
+				Reason: fmt.Sprintf("outside its band after the withdrawal, which only sells, in %s", cf.Account)})
+		}
+	}
 	if cf.Shortfall.Sign() > 0 {
 		why := "it holds nothing more that may be sold"
 		for i := 0; i < pl.nI; i++ {
