@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -65,14 +66,9 @@ func (nopPublisher) PublishOrders(context.Context, []events.Order, *events.Plan)
 func (nopPublisher) PublishPlan(context.Context, events.Plan) error { return nil }
 func (nopPublisher) PublishDrift(events.Drift) error                { return nil }
 
-// loadHouseholds returns an engine running n copies of the household.
-func loadHouseholds(b *testing.B, n int, clk clock.Clock) *Engine {
+// householdSet parses n copies of the household, named household-0000...
+func householdSet(b testing.TB, n int) []Loaded {
 	b.Helper()
-	store, err := state.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: store})
 	h, err := portfolio.ParseHoldings("h.yaml", []byte(balancedHoldings))
 	if err != nil {
 		b.Fatal(err)
@@ -86,10 +82,60 @@ func loadHouseholds(b *testing.B, n int, clk clock.Clock) *Engine {
 		}
 		set[i] = Loaded{Policy: p, Holdings: h, HoldingsHash: "h"}
 	}
-	if err := e.Load(set); err != nil {
+	return set
+}
+
+// loadHouseholds returns an engine running n copies of the household.
+func loadHouseholds(b *testing.B, n int, clk clock.Clock) *Engine {
+	b.Helper()
+	store, err := state.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: store})
+	if err := e.Load(householdSet(b, n)); err != nil {
 		b.Fatal(err)
 	}
 	return e
+}
+
+// BenchmarkStartup: parsing n household policies and loading them, on a
+// first start (no saved state: each ledger is seeded from its holdings
+// and saved) and on a restart (each ledger read back from the state
+// directory).
+func BenchmarkStartup(b *testing.B) {
+	const n = 10000
+	clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
+	start := func(b *testing.B, dir string) {
+		store, err := state.Open(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: store})
+		if err := e.Load(householdSet(b, n)); err != nil {
+			b.Fatal(err)
+		}
+		// The heap the loaded engine holds, after a collection.
+		goruntime.GC()
+		var ms goruntime.MemStats
+		goruntime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
+		e.Close()
+		store.Close()
+	}
+	b.Run(fmt.Sprintf("first/households=%d", n), func(b *testing.B) {
+		for b.Loop() {
+			start(b, b.TempDir())
+		}
+	})
+	b.Run(fmt.Sprintf("saved/households=%d", n), func(b *testing.B) {
+		dir := b.TempDir()
+		start(b, dir)
+		b.ResetTimer()
+		for b.Loop() {
+			start(b, dir)
+		}
+	})
 }
 
 func quotes(at time.Time, bump int64) []feeds.Quote {

@@ -404,7 +404,11 @@ func (e *Engine) Load(set []Loaded) error {
 				rt.ledger.SetBase(l.Holdings.AsOf, l.HoldingsHash, ledger.FromHoldings(l.Holdings), now)
 				e.log.Info("holdings loaded", zap.String("policy", name), zap.String("file", l.Holdings.File),
 					zap.Time("as_of", l.Holdings.AsOf))
-				e.save(rt, true)
+				// Not durable: should a power loss take this save, the next
+				// start finds the same holdings file newer than the ledger
+				// and loads it again. An fsync per household made starting
+				// 100,000 households take minutes.
+				e.save(rt, false)
 			case rt.ignoredHash == l.HoldingsHash:
 				// Said so already.
 			default:
