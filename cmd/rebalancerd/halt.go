@@ -42,28 +42,10 @@ func (c *ControlCommand) Run(ctx context.Context, args []string) error {
 	case c.Action == events.ControlRebalance && *pol == "":
 		return usageError{"rebalance: -policy is required"}
 	}
-	cfg, nc, err := dialFromConfig(*configFile, *server, "rebalancerd-"+c.Action)
+	req := events.ControlRequest{SchemaVersion: events.SchemaVersion, Reason: *reason, By: *by, Policy: *pol}
+	reply, err := sendControl(ctx, *configFile, *server, c.Action, req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Action, err)
-	}
-	defer nc.Close()
-	req := events.ControlRequest{SchemaVersion: events.SchemaVersion, Reason: *reason, By: *by, Policy: *pol}
-	if cfg.ControlTokenFile != "" {
-		m := &Main{Config: cfg}
-		if req.Token, err = m.controlToken(); err != nil {
-			return fmt.Errorf("%s: %w", c.Action, err)
-		}
-	}
-	data, _ := json.Marshal(req)
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	msg, err := nc.RequestWithContext(rctx, events.Subjects{Prefix: cfg.NATS.Prefix}.Control(c.Action), data)
-	if err != nil {
-		return fmt.Errorf("%s: no answer from rebalancerd: %w", c.Action, err)
-	}
-	var reply events.ControlReply
-	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		return fmt.Errorf("%s: bad answer: %w", c.Action, err)
 	}
 	if !reply.OK {
 		if c.Action == events.ControlRebalance && strings.HasPrefix(reply.Error, engine.ErrRebalanceSkipped.Error()) {
@@ -78,4 +60,33 @@ func (c *ControlCommand) Run(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.Stdout, "%s: done; rebalancerd is %s\n", c.Action, state)
 	return nil
+}
+
+// sendControl sends a control request to the running daemon, with the
+// control token of the configuration, and returns its answer (which may
+// be a refusal: reply.OK false, reply.Error why).
+func sendControl(ctx context.Context, configFile, server, action string, req events.ControlRequest) (events.ControlReply, error) {
+	var reply events.ControlReply
+	cfg, nc, err := dialFromConfig(configFile, server, "rebalancerd-"+action)
+	if err != nil {
+		return reply, err
+	}
+	defer nc.Close()
+	if cfg.ControlTokenFile != "" {
+		m := &Main{Config: cfg}
+		if req.Token, err = m.controlToken(); err != nil {
+			return reply, err
+		}
+	}
+	data, _ := json.Marshal(req)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msg, err := nc.RequestWithContext(rctx, events.Subjects{Prefix: cfg.NATS.Prefix}.Control(action), data)
+	if err != nil {
+		return reply, fmt.Errorf("no answer from rebalancerd: %w", err)
+	}
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		return reply, fmt.Errorf("bad answer: %w", err)
+	}
+	return reply, nil
 }

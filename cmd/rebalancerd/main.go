@@ -11,6 +11,7 @@
 //	rebalancerd halt  -config FILE -reason TEXT [-by NAME]
 //	rebalancerd release -config FILE
 //	rebalancerd rebalance -config FILE -policy NAME
+//	rebalancerd resync -config FILE -policy NAME -holdings FILE -reason TEXT [-by NAME]
 //	rebalancerd paper [-config FILE] [-server URL] [-price reference|latest] ...
 //	rebalancerd status [-config FILE | -url URL] [-policy NAME] [-json]
 //	rebalancerd version
@@ -68,6 +69,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = (&VersionCommand{Stdout: stdout}).Run(ctx, rest)
 	case "halt", "release", "rebalance":
 		err = (&ControlCommand{Action: cmd, Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
+	case "resync":
+		err = (&ResyncCommand{Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return exitOK
@@ -137,6 +140,9 @@ Usage:
         release the kill switch
   rebalancerd rebalance -config FILE -policy NAME
         rebalance a policy now, to its destination (trigger "manual")
+  rebalancerd resync -config FILE -policy NAME -holdings FILE -reason TEXT [-by NAME]
+        replace a policy's ledger with a holdings file, whatever its date:
+        the way out of a block on the holdings (see docs/OPERATIONS.md)
   rebalancerd paper [-config FILE] [-server URL] [-price reference|latest]
                     [-fee-bps N] [-slippage-bps N] [-delay D] [-unfilled F]
         paper executor: fill the published orders on paper and report the fills
