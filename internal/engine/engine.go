@@ -69,10 +69,7 @@ const (
 	TriggerThreshold = trigger.Threshold
 	TriggerHybrid    = trigger.Hybrid
 	TriggerManual    = trigger.Manual
-	// TriggerPhaseIn is a step of a phase-in: of new targets (the plan
-	// goes to the step's targets whatever the bands say) or of new money
-	// invested in steps (an investment of the step's cash).
-	TriggerPhaseIn = "phase_in"
+	TriggerPhaseIn   = trigger.PhaseIn
 	// TriggerCashFlow is a deposit or withdrawal on <prefix>.cashflows.
 	TriggerCashFlow = trigger.CashFlow
 )
@@ -406,7 +403,10 @@ func (e *Engine) Load(set []Loaded) error {
 		}
 		if l.Holdings != nil && l.HoldingsHash != rt.ledger.BaseHash {
 			switch {
-			case rt.ledger.BaseAsOf.IsZero() || l.Holdings.AsOf.After(rt.ledger.AsOf):
+			// A ledger dated after the clock (saved by a version that took
+			// a fill's date as it came) cannot be compared: the file
+			// replaces it.
+			case rt.ledger.BaseAsOf.IsZero() || l.Holdings.AsOf.After(rt.ledger.AsOf) || rt.ledger.AsOf.After(now):
 				rt.ledger.SetBase(l.Holdings.AsOf, l.HoldingsHash, ledger.FromHoldings(l.Holdings), now)
 				e.log.Info("holdings loaded", zap.String("policy", name), zap.String("file", l.Holdings.File),
 					zap.Time("as_of", l.Holdings.AsOf))
@@ -904,7 +904,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 			snap = e.startCashPhases(rt, snap, phases, now)
 		}
 	}
-	if cashStepDue(rt.ledger.CashPhases, now) {
+	if targets.StepDue(rt.ledger.CashPhases, now) {
 		// A step of new money is invested whatever the bands say, and
 		// like a cash flow does not wait for the cooldown.
 		if len(blocks) == 0 {
