@@ -58,6 +58,21 @@ func startOnTarget(t *testing.T, pol string) (*daemon, *orderWatcher) {
 	return d, w
 }
 
+// jumpTwice sends the same quote of sym on the NATS feed a minute later
+// and again 300 ms after that: the move stays quarantined, its detail
+// naming want, and nothing is published.
+func (d *daemon) jumpTwice(w *orderWatcher, sym, price, want string) {
+	d.t.Helper()
+	d.clock.Advance(time.Minute)
+	d.prices(sym, price)
+	d.waitBlocked("quarantined_price")
+	d.clock.Advance(300 * time.Millisecond)
+	d.prices(sym, price)
+	d.waitBlocked("quarantined_price")
+	d.wantBlockDetail("quarantined_price", want)
+	d.noOrders(w, "after the same feed sent the move twice")
+}
+
 // TestAbsurdPriceNotTraded: a 1e39 quote and an identical one 300 ms
 // later, on the NATS price feed, stay unconfirmed; when they persist for
 // confirm_after the valuation they give (6e40 against 10000) is held;
@@ -68,15 +83,8 @@ func startOnTarget(t *testing.T, pol string) (*daemon, *orderWatcher) {
 func TestAbsurdPriceNotTraded(t *testing.T) {
 	d, w := startOnTarget(t, policyText("threshold", "")+"limits:\n  max_order_share: 100%\n")
 
-	d.clock.Advance(time.Minute)
-	d.prices("VTI", "1e39")
-	d.waitBlocked("quarantined_price")
-	d.clock.Advance(300 * time.Millisecond)
-	d.prices("VTI", "1e39")
-	d.waitBlocked("quarantined_price")
-	d.wantBlockDetail("quarantined_price", "unconfirmed price 1000000000000000000000000000000000000000")
+	d.jumpTwice(w, "VTI", "1e39", "unconfirmed price 1000000000000000000000000000000000000000")
 	d.wantBlockDetail("quarantined_price", "the accepted price stays in force until quotes agreeing within 40% persist for 5m0s")
-	d.noOrders(w, "after the same absurd quote twice")
 
 	// The absurd price persists for confirm_after: the price is taken,
 	// but the valuation it gives is held.
@@ -179,14 +187,7 @@ func TestSecondFeedConfirms(t *testing.T) {
 	})
 	w := d.watchOrders()
 	d.waitBlocked() // the file feed priced both
-	d.clock.Advance(time.Minute)
-	d.prices("VTI", "125")
-	d.waitBlocked("quarantined_price")
-	d.clock.Advance(300 * time.Millisecond)
-	d.prices("VTI", "125")
-	d.waitBlocked("quarantined_price")
-	d.wantBlockDetail("quarantined_price", "unconfirmed price 125 at 2026-11-23T15:00:30Z from feed bus moved 25% from the accepted 100")
-	d.noOrders(w, "after the same feed repeated the move")
+	d.jumpTwice(w, "VTI", "125", "unconfirmed price 125 at 2026-11-23T15:00:30Z from feed bus moved 25% from the accepted 100")
 
 	d.clock.Advance(time.Second)
 	writePrices(d.clock.Now(), "125")
