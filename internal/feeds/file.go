@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 )
@@ -50,28 +50,11 @@ func (f *FileFetcher) Fetch(ctx context.Context) ([]Quote, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	data, err := readLimited(f.path, strictyaml.MaxFileSize)
+	data, err := inputfile.Read(f.path, strictyaml.MaxFileSize)
 	if err != nil {
 		return nil, err
 	}
 	return f.parse(f.path, data)
-}
-
-// readLimited reads the file at path, refusing one larger than max bytes.
-func readLimited(path string, max int64) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("prices file %s is larger than %d bytes", path, max)
-	}
-	return data, nil
 }
 
 // parseYAMLPrices reads a prices file with portfolio.ParsePrices and returns

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 )
 
@@ -157,7 +158,7 @@ func (s *Store) Close() error {
 // A torn last line (a crash in the middle of the write) is skipped: its
 // orders were never published, since publishing waits for the write.
 func (s *Store) replay(l *ledger.Ledger) error {
-	data, err := os.ReadFile(s.journalPath(l.Policy))
+	data, err := inputfile.Read(s.journalPath(l.Policy), MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -212,7 +213,7 @@ func (s *Store) path(policy string) string {
 // Load returns the saved ledger of policy, or ok false when there is none.
 func (s *Store) Load(policy string) (l *ledger.Ledger, ok bool, err error) {
 	path := s.path(policy)
-	data, err := os.ReadFile(path)
+	data, err := inputfile.Read(path, MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}
