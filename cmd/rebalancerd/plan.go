@@ -17,6 +17,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 )
 
 // PlanCommand prints the drift of every sleeve and the orders that bring
@@ -289,7 +290,7 @@ func (f *cashFlowFlags) check(dest string) error {
 	if dest != "" {
 		return usageError{fmt.Sprintf("plan: %s moves toward the targets without selling or buying; it does not take -destination", flag)}
 	}
-	amount, err := decimal.NewFromString(text)
+	amount, err := decimaltext.Parse(text)
 	if err != nil || amount.Sign() < 0 || (flag == "-withdraw" && amount.Sign() == 0) {
 		return usageError{fmt.Sprintf("plan: %s %q: want an amount like 2500 or 2500.50 (positive for -withdraw)", flag, text)}
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
@@ -86,7 +87,7 @@ var csvColumns = []string{"symbol", "price", "time"}
 //	BTC,67187.33,2026-11-20T21:04:05Z
 //
 // The header row is optional; lines starting with # are comments. A price
-// is a plain positive decimal (the rules of strictyaml.ParseDecimal), a
+// is a plain positive decimal (the rules of decimaltext.Parse), a
 // time is RFC 3339, and each symbol appears once. Every problem is
 // reported, as strictyaml.Errors naming file, line and column name; a CSV
 // syntax error stops the reading.
@@ -141,7 +142,7 @@ func parseCSV(file string, data []byte) ([]Quote, error) {
 		} else {
 			first[q.Symbol] = line
 		}
-		if p, err := strictyaml.ParseDecimal(rec[1]); err != nil {
+		if p, err := decimaltext.Parse(rec[1]); err != nil {
 			fail(fieldLine(1), "price", "%v", err)
 			ok = false
 		} else if err := checkPrice(p); err != nil {

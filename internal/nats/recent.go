@@ -2,13 +2,13 @@ package nats
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 )
 
@@ -47,7 +47,7 @@ func (b *Bus) RecentOrders(ctx context.Context, policy string, since time.Time) 
 			n++
 			pending--
 			var o events.Order
-			if err := json.Unmarshal(msg.Data(), &o); err != nil {
+			if err := decimaltext.Unmarshal(msg.Data(), &o); err != nil {
 				b.log.Warn("undecodable order event in the orders stream; skipped")
 				continue
 			}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 )
 
@@ -50,7 +51,7 @@ func ReadJSON(path string, v any) (ok bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("state: %w", err)
 	}
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := decimaltext.Unmarshal(data, v); err != nil {
 		return false, fmt.Errorf("state: %s: %w", path, err)
 	}
 	return true, nil

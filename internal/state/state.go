@@ -30,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
@@ -173,7 +174,7 @@ func (s *Store) replay(l *ledger.Ledger) error {
 		var e Entry
 		// A torn last line (a crash mid-write) was never followed by a
 		// publish: skip it.
-		if err := json.Unmarshal(line, &e); err != nil {
+		if err := decimaltext.Unmarshal(line, &e); err != nil {
 			continue
 		}
 		entries = append(entries, e)
