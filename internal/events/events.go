@@ -91,8 +91,8 @@ type Order struct {
 	PlanID        string `json:"plan_id"`
 	Policy        string `json:"policy"`
 	PolicyVersion string `json:"policy_version"`
-	// Trigger is what started the rebalance: calendar, threshold, hybrid or
-	// manual.
+	// Trigger is what started the rebalance: calendar, threshold, hybrid,
+	// manual, cashflow or phase_in (a step of a phase-in).
 	Trigger   string    `json:"trigger"`
 	CreatedAt time.Time `json:"created_at"`
 	// ExpiresAt is when the daemon stops waiting for fills of this order
@@ -107,6 +107,21 @@ type Order struct {
 	Notional   decimal.Decimal `json:"notional"`
 	Sleeve     string          `json:"sleeve"`
 	Rule       string          `json:"rule"`
+}
+
+// OrdersOf turns a plan's orders into order events: created is their
+// creation time (UTC), ttl the policy's order_ttl that sets ExpiresAt.
+func OrdersOf(p *plan.Plan, trigger string, created time.Time, ttl time.Duration) []Order {
+	orders := make([]Order, len(p.Orders))
+	for i, o := range p.Orders {
+		orders[i] = Order{
+			SchemaVersion: SchemaVersion, OrderID: o.ID, PlanID: p.ID, Policy: p.Policy, PolicyVersion: p.PolicyVersion,
+			Trigger: trigger, CreatedAt: created, ExpiresAt: created.Add(ttl),
+			Phase: o.Phase, Account: o.Account, Instrument: o.Instrument, Side: string(o.Side),
+			Quantity: o.Quantity, Price: o.Price, Notional: o.Notional, Sleeve: o.Sleeve, Rule: string(o.Rule),
+		}
+	}
+	return orders
 }
 
 // FillStatus says whether more fills of an order may follow.
@@ -233,6 +248,10 @@ const (
 	// ControlRebalance asks for a rebalance of ControlRequest.Policy now,
 	// to its destination (the "manual" trigger).
 	ControlRebalance = "rebalance"
+	// ControlResync replaces ControlRequest.Policy's ledger with the
+	// holdings in ControlRequest.Holdings, whatever their date: the
+	// operator's way out of a block on the holdings.
+	ControlResync = "resync"
 )
 
 // Control is the subject of a control action, <prefix>.control.<action>:
@@ -246,8 +265,12 @@ type ControlRequest struct {
 	Token         string `json:"token,omitempty"`
 	Reason        string `json:"reason,omitempty"`
 	By            string `json:"by,omitempty"`
-	// Policy names the policy of a rebalance request.
+	// Policy names the policy of a rebalance or resync request.
 	Policy string `json:"policy,omitempty"`
+	// Holdings is the text of a holdings file (a resync request), and
+	// HoldingsFile its name, for messages.
+	Holdings     string `json:"holdings,omitempty"`
+	HoldingsFile string `json:"holdings_file,omitempty"`
 }
 
 // ControlReply answers a ControlRequest.

@@ -67,10 +67,10 @@ var badFiles = map[string][]string{
 	},
 	"phase_in.bad.yml": {
 		"phase_in.bad.yml:18: phase_in.over: 10d is shorter than every (30d)",
-		"phase_in.bad.yml:20: phase_in.start: unknown field (known: over, every)",
+		"phase_in.bad.yml:20: phase_in.start: unknown field (known: over, every, deposits_above)",
 	},
 	"phase_in_steps.bad.yml": {
-		"phase_in_steps.bad.yml:12: phase_in.every: 8760 steps over 365d: at most 120",
+		"phase_in_steps.bad.yml:12: phase_in.every: 8761 steps over 365d: at most 120",
 	},
 	"unknown_key.bad.yml": {
 		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts, investor, glide_path, tilts, tax, asset_location, correlation, phase_in, contributions)",

@@ -394,6 +394,10 @@ func (r *Reader) String(n *yaml.Node, field string) (string, bool) {
 	return s, true
 }
 
+// ParseDecimal is decimaltext.Parse: plain decimal text of at most
+// decimaltext.MaxLen characters, without an exponent.
+func ParseDecimal(s string) (decimal.Decimal, error) { return decimaltext.Parse(s) }
+
 // Decimal reads a number written as a YAML number or a string ("50", 50,
 // "0.0001"), exactly.
 func (r *Reader) Decimal(n *yaml.Node, field string) (decimal.Decimal, bool) {

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	natstest "github.com/nats-io/nats-server/v2/test"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/config"
+	"github.com/rebalancerd/rebalancerd/internal/events"
+)
+
+// externalNATS runs a NATS server with JetStream outside the daemons, so
+// that its streams and the reports consumer outlive their state
+// directories.
+func externalNATS(t *testing.T) string {
+	t.Helper()
+	opts := natstest.DefaultTestOptions
+	opts.Port, opts.JetStream, opts.StoreDir = -1, true, t.TempDir()
+	srv := natstest.RunServer(&opts)
+	t.Cleanup(srv.Shutdown)
+	return srv.ClientURL()
+}
+
+// planFilledThenStateLost runs a daemon on an external NATS until its
+// plan is published and filled (the fills acknowledged by the reports
+// consumer), calls before, stops it and deletes its state directory. It
+// returns the stopped daemon, the holdings after the fills and the number
+// of orders.
+func planFilledThenStateLost(t *testing.T, url string, before func(*daemon)) (first *daemon, after map[string]string, n int) {
+	t.Helper()
+	first = startDaemon(t, policyText("threshold", ""), monday0959, func(c *config.Config, m *Main) { c.NATS.URL = url })
+	w := first.watchOrders()
+	first.prices("VTI", "130", "BND", "100")
+	n = first.waitAcked()
+	first.fillAll(w.waitOrders(t, n))
+	after = iraHoldings(first)
+	if before != nil {
+		before(first)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(first.Config.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	return first, after, n
+}
+
+// iraHoldings returns the test policy's ira account as strings.
+func iraHoldings(d *daemon) map[string]string {
+	h := d.policyStatus().Holdings["ira"]
+	return map[string]string{"cash": h.Cash.String(), "VTI": h.Positions["VTI"].String(), "BND": h.Positions["BND"].String()}
+}
+
+// restartOn starts a daemon on first's configuration and external NATS,
+// at the given time.
+func restartOn(t *testing.T, first *daemon, url string, at time.Time) *daemon {
+	t.Helper()
+	return startDaemon(t, policyText("threshold", ""), at, func(c *config.Config, m *Main) {
+		c.NATS.URL, c.StateDir, c.Policies = url, first.Config.StateDir, first.Config.Policies
+	})
+}
+
+// TestLostStateRecoversFills: the state directory is deleted after a plan
+// whose fills were acknowledged. At the next start, past the orders'
+// order_ttl, the ledger is seeded from the older holdings file; the daemon
+// adopts the orders the stream holds after it, reads their fills back from
+// the reports stream, and does not plan the same rebalance a second time.
+// (It used to plan it again on the stale holdings file.)
+func TestLostStateRecoversFills(t *testing.T) {
+	url := externalNATS(t)
+	first, after, n := planFilledThenStateLost(t, url, nil)
+
+	second := restartOn(t, first, url, monday0959.Add(3*time.Hour))
+	if got := iraHoldings(second); fmt.Sprint(got) != fmt.Sprint(after) {
+		t.Errorf("holdings after the restart %v, want those after the fills %v", got, after)
+	}
+	st := second.policyStatus()
+	if st.RecoveredFills != n || st.AdoptedOrders != n || len(st.PendingOrders) != 0 {
+		t.Errorf("recovered %d fills, adopted %d orders, %d pending; want %d, %d, 0", st.RecoveredFills, st.AdoptedOrders, len(st.PendingOrders), n, n)
+	}
+	second.prices("VTI", "130", "BND", "100")
+	second.Engine.EvaluateAll()
+	if got := second.streamOrders(); got != n {
+		t.Fatalf("the stream holds %d orders, want %d: the executed rebalance was planned again", got, n)
+	}
+	if code, body := second.httpGet("/metrics"); code != 200 || !strings.Contains(body, fmt.Sprintf(`rebalancerd_fills_recovered_total{policy="test-household"} %d`, n)) {
+		t.Errorf("/metrics (%d) does not count the %d recovered fills", code, n)
+	}
+	if _, body := second.httpGet("/status"); !regexp.MustCompile(fmt.Sprintf(`"recovered_fills": ?%d`, n)).MatchString(body) {
+		t.Errorf("/status does not show the %d recovered fills", n)
+	}
+}
+
+// TestLostStateUnrecoverableFillsBlock: as above, but the reports stream
+// no longer holds the fills (its limits dropped them; here, a purge): the
+// policy is blocked (unknown_order_state) instead of planning again on the
+// holdings file, until a positions snapshot or `rebalancerd resync`
+// replaces the holdings.
+func TestLostStateUnrecoverableFillsBlock(t *testing.T) {
+	url := externalNATS(t)
+	first, _, n := planFilledThenStateLost(t, url, func(d *daemon) {
+		js, err := jetstream.New(d.client())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := js.Stream(context.Background(), "REBALANCE_REPORTS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Purge(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	second := restartOn(t, first, url, monday0959.Add(3*time.Hour))
+	second.prices("VTI", "130", "BND", "100")
+	second.Engine.EvaluateAll()
+	second.waitBlocked("unknown_order_state")
+	if got := second.streamOrders(); got != n {
+		t.Fatalf("the stream holds %d orders, want %d: planned again on the holdings file", got, n)
+	}
+	if _, body := second.httpGet("/metrics"); !strings.Contains(body, `rebalancerd_planning_blocked{policy="test-household",reason="unknown_order_state"} 1`) {
+		t.Error("/metrics does not show the unknown_order_state block")
+	}
+
+	// The way out: the operator resyncs the ledger with holdings (dated
+	// before the ledger: a resync takes them whatever their date).
+	hfile := filepath.Join(t.TempDir(), "now.yaml")
+	writeFile(t, hfile, `as_of: 2026-11-20T21:00:00Z
+accounts:
+  ira: {cash: "680", positions: {VTI: "54", BND: "41"}}
+`)
+	var out, errOut strings.Builder
+	if code := Run(context.Background(), []string{"resync", "-server", url, "-policy", "test-household", "-holdings", hfile,
+		"-reason", "fills lost with the state directory", "-by", "ops"}, &out, &errOut); code != 0 {
+		t.Fatalf("resync exited %d: %s", code, errOut.String())
+	}
+	if got := iraHoldings(second); fmt.Sprint(got) != fmt.Sprint(map[string]string{"cash": "680", "VTI": "54", "BND": "41"}) {
+		t.Errorf("holdings after the resync: %v", got)
+	}
+	if slices.Contains(second.blockedReasons(), "unknown_order_state") {
+		t.Errorf("still blocked after the resync: %v", second.blockedReasons())
+	}
+	data, err := os.ReadFile(filepath.Join(first.Config.StateDir, "ledgers", "test-household.json"))
+	if err != nil || !strings.Contains(string(data), "fills lost with the state directory") {
+		t.Errorf("the resync is not recorded in the saved ledger (%v)", err)
+	}
+}
+
+// TestLedgerDatedInTheFuture: a ledger saved with an as_of in year 9999
+// (by a version that took a fill's date as it came) is replaced by the
+// next positions snapshot instead of ignoring every snapshot as older.
+func TestLedgerDatedInTheFuture(t *testing.T) {
+	first := startDaemon(t, policyText("threshold", ""), monday0959, nil)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ledgerFile := filepath.Join(first.Config.StateDir, "ledgers", "test-household.json")
+	data, err := os.ReadFile(ledgerFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poisoned := regexp.MustCompile(`"as_of": ?"[^"]*"`).ReplaceAllString(string(data), `"as_of":"9999-12-31T23:59:59Z"`)
+	if poisoned == string(data) {
+		t.Fatal("no as_of in the ledger file")
+	}
+	writeFile(t, ledgerFile, poisoned)
+	second := startDaemon(t, policyText("threshold", ""), monday0959.Add(time.Minute), func(c *config.Config, m *Main) {
+		c.StateDir, c.Policies = first.Config.StateDir, first.Config.Policies
+	})
+	snap := events.Positions{SchemaVersion: 1, AsOf: second.clock.Now(), Accounts: map[string]events.AccountPositions{
+		"ira": {Cash: decimalFrom("400"), Positions: map[string]decimal.Decimal{"VTI": decimalFrom("61"), "BND": decimalFrom("35")}}}}
+	body, _ := json.Marshal(snap)
+	if err := second.client().Publish("rebalance.positions.test-household", body); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if st := second.policyStatus(); !st.HoldingsAsOf.Equal(snap.AsOf) {
+			return fmt.Errorf("holdings as of %v, want the snapshot's %v", st.HoldingsAsOf, snap.AsOf)
+		}
+		return nil
+	})
+}
+
+// TestBadFillsCounted: fills dated in year 9999, priced 1e30 or off the
+// instrument's step are refused for good, each reason counted in
+// rebalancerd_inputs_rejected_total, and the ledger is unchanged.
+func TestBadFillsCounted(t *testing.T) {
+	d := startDaemon(t, policyText("threshold", ""), monday0959, nil)
+	w := d.watchOrders()
+	d.prices("VTI", "130", "BND", "100")
+	o := w.waitOrders(t, d.waitAcked())[0]
+	before := iraHoldings(d)
+	subj := events.Subjects{Prefix: events.DefaultPrefix}.Fill(o.Policy, o.Account)
+	for i, f := range []events.Fill{
+		{Quantity: o.Quantity, Price: o.Price, At: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)},
+		{Quantity: o.Quantity, Price: decimal.New(1, 30), At: d.clock.Now()},
+		{Quantity: decimalFrom("0.5"), Price: o.Price, At: d.clock.Now()},
+	} {
+		f.SchemaVersion, f.FillID, f.OrderID, f.Status = 1, fmt.Sprintf("bad-%d", i), o.OrderID, events.FillPartial
+		body, _ := json.Marshal(f)
+		if err := d.client().Publish(subj, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		_, body := d.httpGet("/metrics")
+		for _, reason := range []string{"fill_in_future", "fill_price_outside_collar", "fill_off_step"} {
+			if !strings.Contains(body, `rebalancerd_inputs_rejected_total{input="report",reason="`+reason+`"} 1`) {
+				return fmt.Errorf("%s not counted", reason)
+			}
+		}
+		return nil
+	})
+	if got := iraHoldings(d); fmt.Sprint(got) != fmt.Sprint(before) || d.policyStatus().HoldingsAsOf.After(d.clock.Now()) {
+		t.Fatalf("holdings %v as of %v after refused fills, want %v", got, d.policyStatus().HoldingsAsOf, before)
+	}
+}
