@@ -1569,8 +1569,10 @@ func (e *Engine) dropStale(b *batch) bool {
 	return true
 }
 
-// publish sends one batch and records the acknowledgement. A retry after
-// a failed plan publish does not send the orders again.
+// publish sends one batch and records the acknowledgement: orders and plan
+// event in one call when the Publisher stores them together (an atomic
+// batch), else the orders, then the event. A retry after a failed plan
+// event publish does not send the orders again.
 func (e *Engine) publish(ctx context.Context, b *batch) error {
 	if err := ctx.Err(); err != nil {
 		return err // halted or stopping since the claim: send nothing

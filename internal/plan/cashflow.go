@@ -573,6 +573,12 @@ func (pl *planner) flowReport(out *Plan) {
 	cf.FromCash = decimal.Max(decimal.Zero, f.withdrawn.Sub(cf.Traded))
 	cf.Withdrawn = f.withdrawn
 	cf.Shortfall = f.amount.Sub(f.withdrawn)
+	for k := range out.Sleeves {
+		if r := &out.Sleeves[k]; r.BreachAfter && !pl.listed(out, r.Sleeve) {
+			out.Unresolved = append(out.Unresolved, Unresolved{Sleeve: r.Sleeve, WeightAfter: r.WeightAfter,
+				Reason: fmt.Sprintf("outside its band after the withdrawal, which only sells, in %s", cf.Account)})
+		}
+	}
 	if cf.Shortfall.Sign() > 0 {
 		why := "it holds nothing more that may be sold"
 		for i := 0; i < pl.nI; i++ {
