@@ -138,6 +138,13 @@ type Options struct {
 	// (default 1s; the publisher retries under the same ids). Negative:
 	// every plan goes through the publisher.
 	InlinePublishTimeout time.Duration
+	// HouseholdMetrics caps the households that get metrics of their own
+	// (sleeve weights, price ages, blocks by reason, pending orders): the
+	// first ones by name (default 1,000; negative: no cap). Aggregates
+	// (rebalancerd_households, _households_breaching,
+	// _households_blocked, rebalancerd_evaluation_seconds) cover every
+	// household.
+	HouseholdMetrics int
 	// MaxSkew is how far a report may be dated after the clock, and a
 	// fill before its order's creation (default ledger.DefaultMaxSkew).
 	MaxSkew time.Duration
@@ -185,6 +192,12 @@ type Engine struct {
 	// does not wake the publisher (Quotes does, when it cannot publish).
 	holdWake bool
 	driftOut []events.Drift
+	// bySymbol indexes e.names by the instruments each policy needs
+	// (nil: to be rebuilt); see affected.
+	bySymbol map[string][]int
+	// driftAt indexes driftOut by policy: one pending event per policy,
+	// found without a search (a search made each tick quadratic).
+	driftAt map[string]int
 }
 
 // runtime is one loaded policy.
@@ -231,6 +244,9 @@ type runtime struct {
 	// started for contribSpecs.
 	contribStop  context.CancelFunc
 	contribSpecs string
+	// metered is set for the households that get metrics of their own
+	// (Options.HouseholdMetrics).
+	metered bool
 	// phase is the phase-in in progress (nil when none), phaseStep where
 	// it stood at the last evaluation, applied what was last applied.
 	phase     *targets.Phase
@@ -290,6 +306,9 @@ func New(opts Options) *Engine {
 	}
 	if opts.FillCollar.Sign() <= 0 {
 		opts.FillCollar = ledger.DefaultCollar
+	}
+	if opts.HouseholdMetrics == 0 {
+		opts.HouseholdMetrics = 1000
 	}
 	if opts.InlinePublishTimeout == 0 {
 		opts.InlinePublishTimeout = time.Second
@@ -383,7 +402,11 @@ func (e *Engine) Load(set []Loaded) error {
 				rt.ledger.SetBase(l.Holdings.AsOf, l.HoldingsHash, ledger.FromHoldings(l.Holdings), now)
 				e.log.Info("holdings loaded", zap.String("policy", name), zap.String("file", l.Holdings.File),
 					zap.Time("as_of", l.Holdings.AsOf))
-				e.save(rt, true)
+				// Not durable: should a power loss take this save, the next
+				// start finds the same holdings file newer than the ledger
+				// and loads it again. An fsync per household made starting
+				// 100,000 households take minutes.
+				e.save(rt, false)
 			case rt.ignoredHash == l.HoldingsHash:
 				// Said so already.
 			default:
@@ -396,7 +419,7 @@ func (e *Engine) Load(set []Loaded) error {
 		old := rt.pol
 		rt.pol = l.Policy
 		rt.ledger.HistoryDays = historyDays(rt.pol)
-		rt.symbols = neededSymbols(rt.pol, rt.ledger)
+		e.setSymbols(rt)
 		if old == nil || old.Version != rt.pol.Version {
 			e.loadCorrelation(rt)
 			e.loadPhase(rt, old, now)
@@ -427,8 +450,18 @@ func (e *Engine) Load(set []Loaded) error {
 		e.names = append(e.names, name)
 	}
 	sort.Strings(e.names)
+	e.bySymbol = nil // the set of policies changed: rebuilt at the next offer
+	for i, name := range e.names {
+		rt := e.policies[name]
+		metered := e.opts.HouseholdMetrics < 0 || i < e.opts.HouseholdMetrics
+		if rt.metered && !metered && e.opts.Metrics != nil {
+			e.opts.Metrics.ForgetPolicy(name) // pushed past the cap
+		}
+		rt.metered = metered
+	}
 	if e.opts.Metrics != nil {
 		e.opts.Metrics.PoliciesLoaded.Set(float64(len(next)))
+		e.opts.Metrics.Households.Set(float64(len(next)))
 	}
 	return nil
 }
@@ -567,10 +600,14 @@ func neededSymbols(p *policy.Policy, l *ledger.Ledger) []string {
 // returns once JetStream has acknowledged it, or once it has handed it to
 // the publisher.
 func (e *Engine) Quotes(qs []feeds.Quote) {
+	start := time.Now() // a duration for the histogram, not a clock reading the logic uses
 	e.mu.Lock()
 	queued := len(e.outbox) // offer only appends to it
 	e.holdWake = e.opts.InlinePublishTimeout > 0
 	e.offer(qs)
+	if m := e.opts.Metrics; m != nil {
+		m.BatchEvaluationSeconds.Observe(time.Since(start).Seconds())
+	}
 	e.holdWake = false
 	var job *pubJob
 	if len(e.outbox) > queued {
@@ -586,12 +623,54 @@ func (e *Engine) Quotes(qs []feeds.Quote) {
 	e.flushDrift() // after the unlock: publishing must not hold the engine
 }
 
-// offer gives quotes to every policy and evaluates those due. Called with
-// e.mu held.
+// setSymbols recomputes the instruments whose prices a policy needs, and
+// has the index of policies by instrument rebuilt. Called with e.mu held.
+func (e *Engine) setSymbols(rt *runtime) {
+	syms := neededSymbols(rt.pol, rt.ledger)
+	if !slices.Equal(syms, rt.symbols) {
+		e.bySymbol = nil
+	}
+	rt.symbols = syms
+}
+
+// affected returns the policies that need a price of qs, in name order,
+// from an index of policies by instrument (built when missing): a quote
+// reaches only the households that hold or target its instrument. Called
+// with e.mu held.
+func (e *Engine) affected(qs []feeds.Quote) []*runtime {
+	if e.bySymbol == nil {
+		e.bySymbol = map[string][]int{}
+		for i, name := range e.names {
+			for _, sym := range e.policies[name].symbols {
+				e.bySymbol[sym] = append(e.bySymbol[sym], i)
+			}
+		}
+	}
+	mark := make([]bool, len(e.names))
+	n := 0
+	for _, q := range qs {
+		for _, i := range e.bySymbol[q.Symbol] {
+			if !mark[i] {
+				mark[i] = true
+				n++
+			}
+		}
+	}
+	out := make([]*runtime, 0, n)
+	for i, name := range e.names {
+		if mark[i] {
+			out = append(out, e.policies[name])
+		}
+	}
+	return out
+}
+
+// offer gives quotes to the policies that need them and evaluates those
+// due. Called with e.mu held.
 func (e *Engine) offer(qs []feeds.Quote) {
 	now := e.clk.Now()
-	for _, name := range e.names {
-		rt := e.policies[name]
+	for _, rt := range e.affected(qs) {
+		name := rt.pol.Name
 		changed := false
 		for _, q := range qs {
 			if _, ok := slices.BinarySearch(rt.symbols, q.Symbol); !ok {
@@ -642,6 +721,33 @@ func (e *Engine) tick() {
 		}
 	}
 	e.watchCorrelations(now)
+	e.exportAggregates()
+}
+
+// exportAggregates sets the metrics that count households: breaching, and
+// blocked by reason. Called with e.mu held, once a tick.
+func (e *Engine) exportAggregates() {
+	m := e.opts.Metrics
+	if m == nil {
+		return
+	}
+	breaching := 0
+	blocked := make(map[string]int, len(metrics.BlockReasons))
+	for _, name := range e.names {
+		rt := e.policies[name]
+		if len(rt.breaching) > 0 {
+			breaching++
+		}
+		for k, b := range rt.blocked {
+			if !hasReason(rt.blocked[:k], b.Reason) { // a household once per reason
+				blocked[b.Reason]++
+			}
+		}
+	}
+	m.HouseholdsBreaching.Set(float64(breaching))
+	for _, r := range metrics.BlockReasons {
+		m.HouseholdsBlocked.WithLabelValues(r).Set(float64(blocked[r]))
+	}
 }
 
 // refreshBlocks re-checks prices and pending orders without valuing the
@@ -694,7 +800,9 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	rt.dirty = false
 	m := e.opts.Metrics
 	if m != nil {
-		m.Evaluations.WithLabelValues(name).Inc()
+		if rt.metered {
+			m.Evaluations.WithLabelValues(name).Inc()
+		}
 		start := time.Now() // a duration for the histogram, not a clock reading the logic uses
 		defer func() { m.EvaluationSeconds.Observe(time.Since(start).Seconds()) }()
 	}
@@ -980,7 +1088,7 @@ func (e *Engine) setBlocked(rt *runtime, blocks []Block) {
 		}
 	}
 	rt.blocked = blocks
-	if m := e.opts.Metrics; m != nil {
+	if m := e.opts.Metrics; m != nil && rt.metered {
 		reasons := make([]string, len(blocks))
 		for i, b := range blocks {
 			reasons[i] = b.Reason
@@ -1023,6 +1131,9 @@ func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
 		d.Breaching = []string{}
 	}
 	m := e.opts.Metrics
+	if !rt.metered {
+		m = nil // past the cap of households with metrics of their own
+	}
 	for i, sl := range s.Sleeves {
 		d.Sleeves[i] = events.DriftSleeve{Sleeve: sl.Path, Target: sl.Target, Weight: sl.Weight, Deviation: sl.Deviation,
 			BandLow: sl.BandLow, BandHigh: sl.BandHigh, Breach: sl.Breach, Value: sl.Value}
@@ -1045,12 +1156,14 @@ func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
 		}
 	}
 	// One pending event per policy: the latest evaluation's.
-	for i := range e.driftOut {
-		if e.driftOut[i].Policy == d.Policy {
-			e.driftOut[i] = d
-			return
-		}
+	if i, ok := e.driftAt[d.Policy]; ok {
+		e.driftOut[i] = d
+		return
 	}
+	if e.driftAt == nil {
+		e.driftAt = map[string]int{}
+	}
+	e.driftAt[d.Policy] = len(e.driftOut)
 	e.driftOut = append(e.driftOut, d)
 }
 
@@ -1070,6 +1183,7 @@ func (e *Engine) flushDrift() {
 	}
 	out := e.driftOut
 	e.driftOut = nil
+	clear(e.driftAt)
 	e.mu.Unlock()
 	for _, d := range out {
 		if err := e.opts.Publisher.PublishDrift(d); err != nil {

@@ -139,7 +139,7 @@ func (e *Engine) HandleReport(r Report) error {
 		return fmt.Errorf("%w: empty report", ErrPermanent)
 	}
 	rt.ledger.Prune(now.Add(-e.opts.Retention))
-	rt.symbols = neededSymbols(rt.pol, rt.ledger)
+	e.setSymbols(rt)
 	// Acknowledged only once saved: a report whose change is only in
 	// memory would be lost by a crash, and the stream would not send it
 	// again.
@@ -243,7 +243,7 @@ func (e *Engine) Resync(name string, h *portfolio.Holdings, hash, by, reason str
 	now := e.clk.Now()
 	prev := rt.ledger.AsOf
 	rt.ledger.Resync(ledger.ResyncRecord{By: by, Reason: reason, File: h.File, Hash: hash, AsOf: h.AsOf}, accounts, now)
-	rt.symbols = neededSymbols(rt.pol, rt.ledger)
+	e.setSymbols(rt)
 	e.log.Warn("ledger resynced by the operator: holdings replaced", zap.String("policy", name), zap.String("by", by),
 		zap.String("reason", reason), zap.String("file", h.File), zap.Time("as_of", h.AsOf), zap.Time("previous_as_of", prev))
 	err := e.save(rt, true)
@@ -403,7 +403,7 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 	for _, name := range e.names {
 		if rt := e.policies[name]; changed[name] {
 			e.save(rt, true)
-			rt.symbols = neededSymbols(rt.pol, rt.ledger)
+			e.setSymbols(rt)
 		}
 	}
 	return orders, fills, nil

@@ -91,7 +91,7 @@ type compiler struct {
 func (c *compiler) compile(root *yaml.Node) {
 	r, p := c.r, c.p
 	f := r.Object(root, "", "policy", "currency", "targets", "bands", "rebalance", "prices", "limits", "instruments", "accounts",
-		"investor", "glide_path", "tilts", "tax", "asset_location", "correlation", "phase_in", "contributions")
+		"investor", "glide_path", "glide_bands", "tilts", "tax", "asset_location", "correlation", "phase_in", "contributions")
 	if s, ok := c.required(root, f, "", "policy"); ok {
 		if name, ok := r.String(s, "policy"); ok {
 			if !identifier.MatchString(name) {
@@ -122,6 +122,7 @@ func (c *compiler) compile(root *yaml.Node) {
 	p.derive()
 	c.investor(f["investor"])
 	c.glidePath(f["glide_path"])
+	c.glideBands(f["glide_bands"]) // strategy.go
 	if n, ok := c.required(root, f, "", "rebalance"); ok {
 		c.rebalance(n)
 	}

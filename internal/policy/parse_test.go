@@ -73,7 +73,7 @@ var badFiles = map[string][]string{
 		"phase_in_steps.bad.yml:12: phase_in.every: 8761 steps over 365d: at most 120",
 	},
 	"unknown_key.bad.yml": {
-		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts, investor, glide_path, tilts, tax, asset_location, correlation, phase_in, contributions)",
+		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts, investor, glide_path, glide_bands, tilts, tax, asset_location, correlation, phase_in, contributions)",
 		"unknown_key.bad.yml:6: targets.bonds.sleves: unknown field (known: weight, sleeves)",
 		"unknown_key.bad.yml:6: targets.bonds.sleeves: required field is missing (or write the weight alone, like bonds: 10%)",
 		"unknown_key.bad.yml:10: bands.relativ: unknown field (known: absolute, relative, within_sleeve, sleeves)",

@@ -103,6 +103,9 @@ type Policy struct {
 	// without one. Sleeves keep the weights of targets: the effective
 	// weights on a date are computed from the rows (package targets).
 	GlidePath []GlideRow
+	// GlideBands is the glide path as a table of age bands (strategy.go);
+	// nil without one. A policy has GlidePath or GlideBands, not both.
+	GlideBands *GlideBands
 	// Tilts are the tactical tilts in file order, active or expired.
 	Tilts []Tilt
 	// Correlation is the correlation watch (correlation.go); nil without
@@ -323,7 +326,9 @@ type Tilt struct {
 
 // HasStrategy reports whether the policy has a glide path or tilts, so
 // that its effective targets may differ from Sleeves on some date.
-func (p *Policy) HasStrategy() bool { return len(p.GlidePath) > 0 || len(p.Tilts) > 0 }
+func (p *Policy) HasStrategy() bool {
+	return len(p.GlidePath) > 0 || p.GlideBands != nil || len(p.Tilts) > 0
+}
 
 // Levels returns the sibling groups of the sleeve tree: the top-level
 // sleeves first, then the children of each sleeve with sub-sleeves, in
