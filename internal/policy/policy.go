@@ -263,26 +263,35 @@ type Limits struct {
 	MaxOrders int
 	// MaxPlansPerDay caps the plans published in any 24 hours.
 	MaxPlansPerDay int
+	// MaxValueChange is the largest move of the investable total from
+	// the last accepted valuation (a fraction) that is planned on without
+	// confirmation; a larger one holds planning until it persists for
+	// PriceRules.ConfirmAfter.
+	MaxValueChange decimal.Decimal
 }
 
 // DefaultLimits are the limits of a policy that sets none: one order at
 // most 25% of the portfolio, a plan's orders at most 100% of it in total
-// (a complete swap of half the portfolio), 100 orders, 6 plans a day.
+// (a complete swap of half the portfolio), 100 orders, 6 plans a day, and
+// a valuation at most 20% away from the last accepted one.
 func DefaultLimits() Limits {
 	return Limits{
 		MaxOrderShare:  decimal.New(25, -2),
 		MaxTurnover:    decimal.NewFromInt(1),
 		MaxOrders:      100,
 		MaxPlansPerDay: 6,
+		MaxValueChange: decimal.New(2, -1),
 	}
 }
 
 // PriceRules say which prices the daemon may plan on: none older than
 // MaxAge, and none that moved more than MaxMove (a fraction) from the last
-// accepted price until a later quote confirms it.
+// accepted price until the move is confirmed: it persisted for
+// ConfirmAfter, or a second feed reports it.
 type PriceRules struct {
-	MaxAge  time.Duration
-	MaxMove decimal.Decimal
+	MaxAge       time.Duration
+	MaxMove      decimal.Decimal
+	ConfirmAfter time.Duration
 }
 
 // Investor is the person whose age drives a glide path.
