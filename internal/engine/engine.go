@@ -69,10 +69,7 @@ const (
 	TriggerThreshold = trigger.Threshold
 	TriggerHybrid    = trigger.Hybrid
 	TriggerManual    = trigger.Manual
-	// TriggerPhaseIn is a step of a phase-in: of new targets (the plan
-	// goes to the step's targets whatever the bands say) or of new money
-	// invested in steps (an investment of the step's cash).
-	TriggerPhaseIn = "phase_in"
+	TriggerPhaseIn   = trigger.PhaseIn
 	// TriggerCashFlow is a deposit or withdrawal on <prefix>.cashflows.
 	TriggerCashFlow = trigger.CashFlow
 )
@@ -904,7 +901,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 			snap = e.startCashPhases(rt, snap, phases, now)
 		}
 	}
-	if cashStepDue(rt.ledger.CashPhases, now) {
+	if targets.StepDue(rt.ledger.CashPhases, now) {
 		// A step of new money is invested whatever the bands say, and
 		// like a cash flow does not wait for the cooldown.
 		if len(blocks) == 0 {
