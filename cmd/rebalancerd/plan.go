@@ -261,7 +261,7 @@ func writeTax(w io.Writer, p *plan.Plan) error {
 				if s.LongTerm {
 					term = "long"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, s.Lot+1, s.Acquired, s.Quantity,
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, s.Lot, s.Acquired, s.Quantity,
 					s.Basis.StringFixed(2), s.Proceeds.StringFixed(2), s.Gain.StringFixed(2), term)
 			}
 		}
@@ -278,7 +278,7 @@ func writeTax(w io.Writer, p *plan.Plan) error {
 				if r.Permanent {
 					how = r.Disallowed.StringFixed(2) + " lost for good: bought in a tax-advantaged account"
 				}
-				fmt.Fprintf(w, "  lot %d replaced by %s %s bought %s in %s: %s\n", r.Lot+1, r.Quantity, r.Instrument, r.Date, r.Account, how)
+				fmt.Fprintf(w, "  lot %d replaced by %s %s bought %s in %s: %s\n", r.Lot, r.Quantity, r.Instrument, r.Date, r.Account, how)
 			}
 		}
 	}

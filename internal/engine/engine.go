@@ -1340,6 +1340,17 @@ func (e *Engine) requeue(l *ledger.Ledger) {
 		e.enqueue(&batch{policy: l.Policy, plan: ev, start: now, ordersAcked: true})
 	}
 	for _, id := range plans {
+		// The ledger keeps its own lot selection under "lots": the order
+		// events' lots come back from the plan event.
+		if ev := planEvents[id]; ev.Plan != nil {
+			for k := range byPlan[id] {
+				for x := range ev.Plan.Orders {
+					if ev.Plan.Orders[x].ID == byPlan[id][k].OrderID {
+						byPlan[id][k].Lots = events.LotsOf(&ev.Plan.Orders[x])
+					}
+				}
+			}
+		}
 		e.log.Warn("publishing orders journaled before the last stop", zap.String("policy", l.Policy),
 			zap.String("plan_id", id), zap.Int("orders", len(byPlan[id])))
 		e.enqueue(&batch{policy: l.Policy, plan: planEvents[id], orders: byPlan[id], start: now, attempts: 1})
