@@ -41,6 +41,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/risk"
+	"github.com/rebalancerd/rebalancerd/internal/shortlist"
 	"github.com/rebalancerd/rebalancerd/internal/state"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
 	"github.com/rebalancerd/rebalancerd/internal/tax"
@@ -830,7 +831,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	var blocks []Block
 	if len(rt.ledger.Unknown) > 0 {
 		blocks = append(blocks, Block{metrics.BlockUnknownOrderState,
-			fmt.Sprintf("holdings uncertain (%s): waiting for a positions snapshot", strings.Join(rt.ledger.Unknown, ", "))})
+			fmt.Sprintf("holdings uncertain (%s): waiting for a positions snapshot", shortlist.Join(rt.ledger.Unknown, shortlist.Max, ", "))})
 	}
 	if rt.ledger.Refused != "" {
 		blocks = append(blocks, Block{metrics.BlockInvalidPolicy, rt.ledger.Refused})
@@ -1339,6 +1340,17 @@ func (e *Engine) requeue(l *ledger.Ledger) {
 		e.enqueue(&batch{policy: l.Policy, plan: ev, start: now, ordersAcked: true})
 	}
 	for _, id := range plans {
+		// The ledger keeps its own lot selection under "lots": the order
+		// events' lots come back from the plan event.
+		if ev := planEvents[id]; ev.Plan != nil {
+			for k := range byPlan[id] {
+				for x := range ev.Plan.Orders {
+					if ev.Plan.Orders[x].ID == byPlan[id][k].OrderID {
+						byPlan[id][k].Lots = events.LotsOf(&ev.Plan.Orders[x])
+					}
+				}
+			}
+		}
 		e.log.Warn("publishing orders journaled before the last stop", zap.String("policy", l.Policy),
 			zap.String("plan_id", id), zap.Int("orders", len(byPlan[id])))
 		e.enqueue(&batch{policy: l.Policy, plan: planEvents[id], orders: byPlan[id], start: now, attempts: 1})
