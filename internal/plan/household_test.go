@@ -140,7 +140,7 @@ func genHousehold(r *rand.Rand) (pol, hold, prices string) {
 
 // quality counts the plans that fail each plan-quality check.
 type quality struct {
-	unlisted, pushedOut, worse, accountSleeve, householdInstrument int
+	unlisted, pushedOut, worse, accountSleeve, householdInstrument, unexplained int
 	first                                                          map[string]string
 }
 
@@ -182,7 +182,8 @@ func outOfBand(p *policy.Policy, s int, value, total decimal.Decimal) bool {
 //     |deviation| over sleeves does not grow;
 //   - no account buys and sells one sleeve, and the household does not
 //     buy and sell one instrument, relocations and split restorations
-//     aside.
+//     aside;
+//   - every order says why: its sleeve's weights and its rule.
 func checkQuality(q *quality, seed int, b *portfolio.Book, before, after *drift.Snapshot, p *plan.Plan) {
 	pol := b.Policy
 	listed := map[string]bool{}
@@ -227,6 +228,10 @@ func checkQuality(q *quality, seed int, b *portfolio.Book, before, after *drift.
 	sides := map[key]plan.Side{}
 	accountDone, householdDone := false, false
 	for _, o := range p.Orders {
+		if !strings.HasPrefix(o.Why, o.Sleeve+" from ") || !strings.Contains(o.Why, string(o.Rule)+": ") {
+			q.unexplained++
+			q.fail("why", "seed %d: order %s %s %s explains itself as %q", seed, o.Account, o.Side, o.Instrument, o.Why)
+		}
 		if o.Rule == plan.RuleRelocate {
 			continue
 		}

@@ -125,6 +125,10 @@ type Order struct {
 	Notional   decimal.Decimal `json:"notional"`
 	Sleeve     string          `json:"sleeve"`
 	Rule       Rule            `json:"rule"`
+	// Why explains the order in one line: its sleeve's weight before and
+	// after the plan, the sleeve's target and band, and what the rule
+	// does, in words.
+	Why string `json:"why"`
 	// Lots are the tax lots a sell in a taxable account sells, in the
 	// order chosen (tax.Lots.Select); none for buys, for sells in
 	// tax-advantaged accounts and for positions given without lots.
@@ -1233,6 +1237,10 @@ func (pl *planner) finish() *Plan {
 		}
 		return x.instrument - y.instrument
 	})
+	for k := range out.Orders {
+		o := &out.Orders[k]
+		o.Why = pl.explain(o, &out.Sleeves[pl.p.Instruments[o.instrument].Sleeve])
+	}
 	pl.assignIDs(out)
 	return out
 }

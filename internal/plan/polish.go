@@ -916,3 +916,41 @@ func (pl *planner) cannotSell(syms []string) string {
 	}
 	return fmt.Sprintf("what is left of %s is held in fractions of a trading step, which cannot be sold", strings.Join(syms, ", "))
 }
+
+// explain returns order o's why: "SLEEVE from W% to W'% (target T%, band
+// L%-H%): " and what its rule does.
+func (pl *planner) explain(o *Order, r *SleeveReport) string {
+	p := pl.p
+	pc := func(d decimal.Decimal) string { return d.Shift(2).StringFixed(2) + "%" }
+	head := fmt.Sprintf("%s from %s to %s (target %s, band %s-%s): ", r.Sleeve, pc(r.Weight), pc(r.WeightAfter), pc(r.Target), pc(r.BandLow), pc(r.BandHigh))
+	switch o.Rule {
+	case RuleToTarget:
+		return head + "to_target: toward its target"
+	case RuleToBandEdge:
+		return head + "to_band_edge: back inside the band it breached, near its edge"
+	case RuleToMidway:
+		return head + "to_midway: halfway back from the band edge it breached to its target"
+	case RuleCounterpart:
+		return head + "counterpart: inside its band, it takes what the breaching sleeves release or need"
+	case RuleFundBuys:
+		return head + "fund_buys: a cash-sleeve fund sold to pay for the buys"
+	case RuleRelocate:
+		return head + fmt.Sprintf("relocate: %s changes accounts so that cash which may not buy what is needed where it sits pays for it elsewhere; the sleeve is unchanged", o.Instrument)
+	case RuleRestoreSplit:
+		i := o.instrument
+		leaf := p.Instruments[i].Sleeve
+		share := decimal.Zero
+		if v := pl.s.Sleeves[leaf].Value; v.Sign() > 0 {
+			share = pl.held[i].DivRound(v, 4)
+		}
+		return head + fmt.Sprintf("restore_split: %s was %s of the sleeve, against a share of %s with a tolerance of %s of it (bands.within_sleeve)",
+			o.Instrument, pc(share), pc(p.Instruments[i].Share), pc(p.Sleeves[leaf].SplitTolerance()))
+	case RuleHarvest:
+		return head + "harvest: sells lots at a loss and buys the policy's substitute in the same sleeve"
+	case RuleInvest:
+		return head + "invest: free cash bought toward the target, without selling"
+	case RuleWithdraw:
+		return head + "withdraw: sold to raise the cash withdrawn, without buying"
+	}
+	return head + string(o.Rule)
+}
