@@ -141,7 +141,7 @@ func genHousehold(r *rand.Rand) (pol, hold, prices string) {
 // quality counts the plans that fail each plan-quality check.
 type quality struct {
 	unlisted, pushedOut, worse, accountSleeve, householdInstrument, unexplained int
-	first                                                          map[string]string
+	first                                                                       map[string]string
 }
 
 func (q *quality) fail(class, format string, args ...any) {
