@@ -256,8 +256,18 @@ func MakeWith(s *drift.Snapshot, o Options) *Plan {
 		pl.round()
 		pl.project()
 		pl.polish()
+		if dest == policy.DestinationTarget && pl.flow == nil {
+			pl.secondStart()
+		}
 		if pl.harms() {
+			// Start again from no order at all, which does no harm, and
+			// keep only what the polish finds from there.
 			pl.withdrawAll()
+			pl.polish()
+			pl.harmful = true
+			if pl.harms() {
+				pl.withdrawAll()
+			}
 		}
 		if tx == nil {
 			return pl.finish()
