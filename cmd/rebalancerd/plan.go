@@ -12,6 +12,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/drift"
 	"github.com/rebalancerd/rebalancerd/internal/plan"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
@@ -349,7 +350,7 @@ func (f *cashFlowFlags) check(dest string) error {
 	if dest != "" {
 		return usageError{fmt.Sprintf("plan: %s moves toward the targets without selling or buying; it does not take -destination", flag)}
 	}
-	amount, err := decimal.NewFromString(text)
+	amount, err := decimaltext.Parse(text)
 	if err != nil || amount.Sign() < 0 || (flag == "-withdraw" && amount.Sign() == 0) {
 		return usageError{fmt.Sprintf("plan: %s %q: want an amount like 2500 or 2500.50 (positive for -withdraw)", flag, text)}
 	}

@@ -41,6 +41,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/risk"
+	"github.com/rebalancerd/rebalancerd/internal/shortlist"
 	"github.com/rebalancerd/rebalancerd/internal/state"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
 	"github.com/rebalancerd/rebalancerd/internal/tax"
@@ -830,7 +831,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	var blocks []Block
 	if len(rt.ledger.Unknown) > 0 {
 		blocks = append(blocks, Block{metrics.BlockUnknownOrderState,
-			fmt.Sprintf("holdings uncertain (%s): waiting for a positions snapshot", strings.Join(rt.ledger.Unknown, ", "))})
+			fmt.Sprintf("holdings uncertain (%s): waiting for a positions snapshot", shortlist.Join(rt.ledger.Unknown, shortlist.Max, ", "))})
 	}
 	if rt.ledger.Refused != "" {
 		blocks = append(blocks, Block{metrics.BlockInvalidPolicy, rt.ledger.Refused})
