@@ -1462,11 +1462,8 @@ func (e *Engine) publishInline(job *pubJob) {
 // while the process was paused has expired even if its timer has not fired
 // yet (then ctx.Err is still nil).
 func (e *Engine) sendable(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
+	if err := clock.ContextErr(ctx); err != nil {
 		return err
-	}
-	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-		return context.DeadlineExceeded
 	}
 	return e.mayPublish()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -135,6 +136,8 @@ type Bus struct {
 	subjects      events.Subjects
 	ordersStream  string
 	reportsStream string
+
+	gate atomic.Pointer[func() error] // SetGate
 }
 
 // StreamNames returns the names of the orders and reports streams for a

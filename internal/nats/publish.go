@@ -178,6 +178,9 @@ func (b *Bus) PublishDrift(d events.Drift) error {
 		return fmt.Errorf("nats: drift of %s: encode: %w", d.Policy, err)
 	}
 	subject := b.subjects.Drift(d.Policy)
+	if err := b.sendable(context.Background()); err != nil {
+		return fmt.Errorf("nats: publish %s: %w", subject, err)
+	}
 	if err := b.nc.Publish(subject, data); err != nil {
 		return fmt.Errorf("nats: publish %s: %w", subject, err)
 	}
@@ -249,9 +252,9 @@ func (b *Bus) publishRound(ctx context.Context, msgs []outMsg, todo []int, acks 
 	next := 0
 	for next < len(todo) || len(window) > 0 {
 		for next < len(todo) && len(window) < b.cfg.MaxInFlight {
-			if err := ctx.Err(); err != nil {
-				// Halted or stopping: send nothing more (PublishMsgAsync
-				// does not look at ctx).
+			if err := b.sendable(ctx); err != nil {
+				// Halted, stopping or no longer the lease holder: send
+				// nothing more (PublishMsgAsync does not look at ctx).
 				return failed, errs, err
 			}
 			i := todo[next]
