@@ -534,27 +534,36 @@ func (h *faultHarness) waitLog(p *faultProc, msg string, mark int) {
 // status reads the test policy's status from the current daemon's HTTP
 // endpoint.
 func (h *faultHarness) status() (engine.PolicyStatus, error) {
-	var ps engine.PolicyStatus
-	started := h.proc().logs.find("rebalancerd started")
+	_, ps, err := policyStatus(h.proc().logs)
+	return ps, err
+}
+
+// policyStatus reads the daemon's role and the test policy's status from
+// the HTTP endpoint its log announced.
+func policyStatus(logs *logLines) (role string, ps engine.PolicyStatus, err error) {
+	started := logs.find("rebalancerd started")
 	if started == nil {
-		return ps, errors.New("daemon not started yet")
+		return "", ps, errors.New("daemon not started yet")
 	}
 	client := http.Client{Timeout: 2 * time.Second}
 	resp, err := client.Get(fmt.Sprint(started["http"]) + "/status")
 	if err != nil {
-		return ps, err
+		return "", ps, err
 	}
 	defer resp.Body.Close()
-	var st engine.Status
+	var st struct {
+		Role string `json:"role"`
+		engine.Status
+	}
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return ps, fmt.Errorf("status: %w", err)
+		return "", ps, fmt.Errorf("status: %w", err)
 	}
 	for _, p := range st.Policies {
 		if p.Policy == faultPolicy {
-			return p, nil
+			return st.Role, p, nil
 		}
 	}
-	return ps, fmt.Errorf("status: no policy %s", faultPolicy)
+	return st.Role, ps, fmt.Errorf("status: no policy %s", faultPolicy)
 }
 
 // count returns how many log lines have msg.
@@ -1085,16 +1094,20 @@ func (b *auditHoldings) String() string {
 // on none, the first or all of the bytes read with it, then breaks the
 // connection, so that no acknowledgement comes back, and reports on
 // tripped. The test then kills the daemon or restarts NATS: the fault
-// lands exactly while orders are being published.
+// lands exactly while orders are being published. It also records every
+// message the client publishes on the event subjects (records), and can
+// call a function right after an order's acknowledgement (armAfterAck).
 type natsProxy struct {
 	ln      net.Listener
 	target  string
 	tripped chan struct{}
 
-	mu    sync.Mutex
-	armed string
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
+	mu       sync.Mutex
+	armed    string
+	conns    map[net.Conn]bool
+	wg       sync.WaitGroup
+	recs     []pubRecord
+	afterAck func()
 }
 
 func startNATSProxy(t *testing.T, target string) *natsProxy {
@@ -1170,6 +1183,7 @@ func (p *natsProxy) pipe(client net.Conn) {
 				if _, werr := client.Write(buf[:n]); werr != nil {
 					err = werr
 				}
+				p.acked(buf[:n])
 			}
 			if err != nil {
 				client.Close()
@@ -1178,10 +1192,12 @@ func (p *natsProxy) pipe(client net.Conn) {
 		}
 	}()
 	buf := make([]byte, 64<<10)
+	var pending []byte // an operation not read whole yet
 	for {
 		n, err := client.Read(buf)
 		if n > 0 {
 			chunk := buf[:n]
+			pending = p.parse(append(pending, chunk...), time.Now())
 			if fwd, ok := p.trip(chunk); ok {
 				// The connection breaks mid-publish, as it would if
 				// the process or the server died right then.

@@ -1189,6 +1189,7 @@ func (e *Engine) SetHalt(h *Halt) {
 		if e.pubCancel != nil {
 			e.pubCancel() // an attempt in flight stops; it is retried, same ids, after the release
 		}
+		e.wakeLocked() // a publisher waiting to retry decides again: a stopping one stops at once
 		e.log.Warn("kill switch engaged: publishing halted", zap.String("reason", h.Reason), zap.String("by", h.By))
 	} else {
 		e.log.Warn("kill switch released: publishing resumes")
@@ -1351,12 +1352,24 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 				m.PublishErrors.WithLabelValues(job.b.policy).Inc()
 			}
 			c, stop := e.clk.After(e.opts.PublishRetry)
+			// Run's context ending cuts the pause short, so that a halted
+			// publisher (a step-down) stops at once instead of after the
+			// pause; once it has ended, the pause is kept unless halted.
+			ended := done.Done()
+			if done.Err() != nil {
+				if e.Halted() != nil {
+					continue // decide at once, under the lock
+				}
+				ended = nil
+			}
 			select {
 			case <-ctx.Done():
 				stop()
 				return
 			case <-c:
 			case <-e.wake: // released after a halt, say
+				stop()
+			case <-ended: // decide again, under the lock
 				stop()
 			}
 		}

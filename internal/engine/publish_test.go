@@ -496,3 +496,43 @@ func TestSendableReadsTheClock(t *testing.T) {
 		t.Fatalf("sendable: %v", err)
 	}
 }
+
+// TestStepDownDuringRetryExitsAtOnce: a publisher waiting to retry a
+// publish the lease refused stops as soon as Run's context ends once the
+// kill switch is engaged (a step-down), not after the retry pause or the
+// shutdown grace.
+func TestStepDownDuringRetryExitsAtOnce(t *testing.T) {
+	for _, haltFirst := range []bool{false, true} {
+		refused := make(chan struct{}, 1)
+		var valid atomic.Bool
+		valid.Store(true)
+		pub := &lapsingPublisher{valid: &valid}
+		te := runPolicies(t, pub, Options{InlinePublishTimeout: -1, ShutdownGrace: 5 * time.Second,
+			MayPublish: func() error {
+				if valid.Load() {
+					return nil
+				}
+				select {
+				case refused <- struct{}{}:
+				default:
+				}
+				return errors.New("the lease is not held")
+			}}, map[string]string{"household": "1m"})
+		te.breach(2 * time.Minute)
+		recv(t, "a refused publish", refused) // the orders were acknowledged, then the lease lapsed
+		start := time.Now()
+		if haltFirst {
+			te.SetHalt(&Halt{Reason: "high availability: this instance lost the planner lease", By: "ha"})
+			te.stop()
+		} else {
+			go func() {
+				time.Sleep(10 * time.Millisecond) // the publisher is waiting to retry
+				te.SetHalt(&Halt{Reason: "high availability: this instance lost the planner lease", By: "ha"})
+			}()
+			te.stop()
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("halt first %v: Run returned %v after its context ended", haltFirst, d)
+		}
+	}
+}
