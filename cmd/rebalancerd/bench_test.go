@@ -18,8 +18,10 @@ import (
 // BenchmarkTickToAck measures, for one household on the embedded server,
 // the time from a price update reaching the engine to JetStream's
 // acknowledgement of the plan's order events: price check, drift, plan,
-// journal write, publish and acks (the plan event follows the acks and is
-// not timed). Each iteration moves VTI across its band, waits for the
+// journal write, publish and acks. With atomic batches (the default on
+// this server) the plan event is the batch's commit and is timed with the
+// orders; with batch=off (the path for servers older than 2.12.1) it
+// follows the acks and is not timed. Each iteration moves VTI across its band, waits for the
 // acks, then fills the orders (untimed) so that the next tick may plan
 // again. It reports p50 and p99 over the run.
 //
@@ -32,28 +34,34 @@ func BenchmarkTickToAck(b *testing.B) {
 		sync         time.Duration // of the embedded server's JetStream
 		journalFsync bool
 		inline       time.Duration // engine.Options.InlinePublishTimeout
+		noBatch      bool          // nats.stream.atomic_batches: false
 	}{
 		// The defaults: every acknowledged order and every journaled plan
 		// survives a power loss.
-		{"sync=always/journal=fsync", 0, true, 0},
+		{"sync=always/journal=fsync", 0, true, 0, false},
 		// nats-server's own default (fsync every 2 minutes), where a
 		// JetStream ack costs about 20 µs, with the journal likewise
 		// written without fsync (it survives a crash of the process).
-		{"sync=2m/journal=write", 2 * time.Minute, false, 0},
-		{"sync=2m/journal=fsync", 2 * time.Minute, true, 0},
-		{"sync=2m/journal=write/publisher=goroutine", 2 * time.Minute, false, -1},
+		{"sync=2m/journal=write", 2 * time.Minute, false, 0, false},
+		{"sync=2m/journal=fsync", 2 * time.Minute, true, 0, false},
+		{"sync=2m/journal=write/publisher=goroutine", 2 * time.Minute, false, -1, false},
+		// The same without atomic batches: one message at a time, as
+		// before them and on servers older than 2.12.1.
+		{"sync=always/journal=fsync/batch=off", 0, true, 0, true},
+		{"sync=2m/journal=write/batch=off", 2 * time.Minute, false, 0, true},
 	} {
-		b.Run(bc.name, func(b *testing.B) { benchTickToAck(b, bc.sync, bc.journalFsync, bc.inline) })
+		b.Run(bc.name, func(b *testing.B) { benchTickToAck(b, bc.sync, bc.journalFsync, bc.inline, bc.noBatch) })
 	}
 }
 
-func benchTickToAck(b *testing.B, sync time.Duration, journalFsync bool, inline time.Duration) {
+func benchTickToAck(b *testing.B, sync time.Duration, journalFsync bool, inline time.Duration, noBatch bool) {
 	acked := make(chan time.Duration, 1)
 	var start time.Time // set before each tick; read in the callback after
 	pol := policyText("threshold", "")
 	d := startDaemon(b, pol, monday0959, func(c *config.Config, m *Main) {
 		c.NATS.EmbeddedSync = sync
 		c.JournalFsync = journalFsync
+		c.NATS.AtomicBatches = !noBatch
 		m.InlinePublishTimeout = inline
 		// The time is taken in the callback: the moment JetStream has
 		// acknowledged the orders, not when this goroutine wakes up.

@@ -16,15 +16,18 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/rebalancerd/rebalancerd/internal/buildinfo"
 	"github.com/rebalancerd/rebalancerd/internal/clock"
 	"github.com/rebalancerd/rebalancerd/internal/config"
 	"github.com/rebalancerd/rebalancerd/internal/engine"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/feeds"
 	rhttp "github.com/rebalancerd/rebalancerd/internal/http"
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
 	"github.com/rebalancerd/rebalancerd/internal/state"
+	"github.com/rebalancerd/rebalancerd/internal/statusdoc"
 	"github.com/rebalancerd/rebalancerd/internal/systemd"
 	"github.com/rebalancerd/rebalancerd/internal/watch"
 )
@@ -86,17 +89,9 @@ type Main struct {
 	closeErr   error
 
 	reloadMu    sync.Mutex
-	lastReload  reloadState
+	lastReload  statusdoc.Reload
 	fingerprint string
 	sources     []feeds.Source
-}
-
-type reloadState struct {
-	OK     bool      `json:"ok"`
-	At     time.Time `json:"at"`
-	Error  string    `json:"error,omitempty"`
-	Files  int       `json:"policies"`
-	Reason string    `json:"reason"`
 }
 
 // Open starts the daemon: state, NATS, engine, policies, feeds, report
@@ -129,6 +124,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}()
 	m.Metrics = metrics.New()
+	if err := m.Metrics.Registry().Register(buildinfo.Read().Collector()); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 
 	store, err := state.Open(filepath.Join(cfg.StateDir, "ledgers"))
 	if err != nil {
@@ -181,7 +179,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("NATS: %w", err)
 	}
 	m.Bus, err = rnats.NewBus(ctx, m.Conn, rnats.StreamConfig{Prefix: cfg.NATS.Prefix, Replicas: cfg.NATS.Replicas,
-		MaxAge: cfg.NATS.MaxAge, Duplicates: cfg.NATS.Duplicates,
+		MaxAge: cfg.NATS.MaxAge, Duplicates: cfg.NATS.Duplicates, NoAtomicBatches: !cfg.NATS.AtomicBatches,
 		Rejected: func(reason string) { m.Metrics.InputsRejected.WithLabelValues(metrics.InputReport, reason).Inc() },
 	}, m.Log.Named("bus"))
 	if err != nil {
@@ -227,10 +225,12 @@ func (m *Main) Open(ctx context.Context) (err error) {
 
 	// The journal may have lost what a power loss took from the page
 	// cache; the orders stream has every acknowledged order.
-	if n, err := eng.Reconcile(ctx, m.Bus.RecentOrders); err != nil {
-		return fmt.Errorf("reconcile with the orders stream: %w", err)
-	} else if n > 0 {
-		m.Log.Warn("journal reconciled with the orders stream", zap.Int("orders", n))
+	// A lost or restored state directory lost fills the reports consumer
+	// acknowledged long ago: the reports stream still has them.
+	if orders, fills, err := eng.Reconcile(ctx, history{m.Bus}); err != nil {
+		return fmt.Errorf("reconcile with the streams: %w", err)
+	} else if orders > 0 || fills > 0 {
+		m.Log.Warn("ledgers reconciled with the streams", zap.Int("orders", orders), zap.Int("fills_recovered", fills))
 	}
 
 	if err := m.restoreHalt(); err != nil {
@@ -490,7 +490,7 @@ func (m *Main) apply(reason string, set []engine.Loaded, err error) error {
 	}
 	now := m.Clock.Now()
 	m.reloadMu.Lock()
-	m.lastReload = reloadState{OK: err == nil, At: now, Files: len(set), Reason: reason}
+	m.lastReload = statusdoc.Reload{OK: err == nil, At: now, Files: len(set), Reason: reason}
 	if err != nil {
 		m.lastReload.Error = err.Error()
 	} else {
@@ -691,12 +691,7 @@ func (m *Main) status() any {
 	} else {
 		role = "standby: " + m.standbyReason()
 	}
-	return struct {
-		Role string `json:"role"`
-		engine.Status
-		LastReload reloadState    `json:"last_reload"`
-		Feeds      []feeds.Status `json:"feeds"`
-	}{role, st, rl, fs}
+	return &statusdoc.Document{Role: role, Build: buildinfo.Read(), Status: st, LastReload: rl, Feeds: fs}
 }
 
 // Close stops the daemon: the feeds, watcher and consumer stop, the engine
@@ -767,6 +762,9 @@ func (m *Main) close() error {
 // answer: an error for good (with the reason counted in
 // rebalancerd_inputs_rejected_total) or one to retry later.
 func reportError(err error) error {
+	if reason := ledger.RejectReason(err); reason != "" && errors.Is(err, engine.ErrPermanent) {
+		return rnats.Reject(reason, err)
+	}
 	switch {
 	case errors.Is(err, engine.ErrUnknownPolicy):
 		return rnats.Reject("unknown_policy", err)
@@ -785,10 +783,11 @@ func reportError(err error) error {
 // publisher adapts the bus to the engine.
 type publisher struct{ b *rnats.Bus }
 
-// PublishOrders publishes the orders and waits for every ack.
-func (p publisher) PublishOrders(ctx context.Context, orders []events.Order) error {
-	_, err := p.b.PublishOrders(ctx, orders)
-	return err
+// PublishOrders publishes the orders, with the plan event in the same
+// atomic batch where the server takes one, and waits for the ack.
+func (p publisher) PublishOrders(ctx context.Context, orders []events.Order, plan *events.Plan) (bool, error) {
+	_, planSent, err := p.b.PublishPlanOrders(ctx, orders, plan)
+	return planSent, err
 }
 
 // PublishPlan publishes the plan event and waits for its ack.
@@ -825,4 +824,22 @@ func (m *Main) natsURL() string {
 		return m.Server.ClientURL()
 	}
 	return m.Conn.ConnectedUrlRedacted()
+}
+
+// history reads the streams back for the engine's reconciliation.
+type history struct{ b *rnats.Bus }
+
+// OrdersSince returns the order events stored since the given time.
+func (h history) OrdersSince(ctx context.Context, since time.Time) ([]events.Order, error) {
+	return h.b.OrdersSince(ctx, since)
+}
+
+// FillsSince returns the fills stored since the given time as reports.
+func (h history) FillsSince(ctx context.Context, since time.Time) ([]engine.Report, bool, error) {
+	rs, complete, err := h.b.FillsSince(ctx, since)
+	out := make([]engine.Report, len(rs))
+	for i, r := range rs {
+		out[i] = engine.Report{Policy: r.Policy, Account: r.Account, Fill: r.Fill}
+	}
+	return out, complete, err
 }

@@ -73,7 +73,7 @@ ha:
 `, instance, url, instance, failoverTTL))
 		return file
 	}
-	a := startProc(t, bin, config("a", "nats://"+proxy.ln.Addr().String()))
+	a := startProc(t, bin, config("a", "nats://"+proxy.Addr()))
 	a.logs.wait(t, "high availability: this instance is the planner")
 	b := startProc(t, bin, config("b", srv.ClientURL()))
 	b.logs.wait(t, "lease held by another instance; standing by", "holder", "a")
@@ -95,7 +95,7 @@ ha:
 	proxy.arm(trip)
 	level.Store(&map[string]string{"VTI": "150", "BND": "100"})
 	select {
-	case <-proxy.tripped:
+	case <-proxy.Tripped():
 	case <-time.After(30 * time.Second):
 		t.Fatalf("a never published orders; its log:\n%s", a.logs.tail(50))
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"net"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +24,7 @@ import (
 
 	"github.com/rebalancerd/rebalancerd/internal/engine"
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/nats/natsproxy"
 )
 
 var (
@@ -138,7 +137,7 @@ type leaseEntry struct {
 type chaosInstance struct {
 	name  string
 	cfg   string
-	proxy *natsProxy
+	proxy *natsproxy.Proxy
 
 	mu    sync.Mutex
 	procs []*chaosProc
@@ -201,7 +200,8 @@ func newChaosHarness(t *testing.T, seed uint64) *chaosHarness {
 	h.wg.Go(func() { x.run(h.ctx) })
 
 	for _, name := range []string{"a", "b"} {
-		in := &chaosInstance{name: name, proxy: startNATSProxy(t, h.srv.Addr().String())}
+		in := &chaosInstance{name: name, proxy: natsproxy.Start(t, h.srv.Addr().String(), events.DefaultPrefix+".orders.")}
+		in.proxy.Record(events.DefaultPrefix + ".")
 		in.cfg = filepath.Join(h.dir, name+".yaml")
 		writeFile(t, in.cfg, fmt.Sprintf(`state_dir: state-%s
 policies:
@@ -215,7 +215,7 @@ http:
 ha:
   instance: %s
   lease_ttl: %s
-`, name, in.proxy.ln.Addr(), name, chaosTTL))
+`, name, in.proxy.Addr(), name, chaosTTL))
 		h.inst[name] = in
 		h.names = append(h.names, name)
 		h.wg.Go(func() { h.supervise(in) })
@@ -423,7 +423,7 @@ func (h *chaosHarness) cycle(c int, fault string) {
 	switch fault {
 	case faultAcks:
 		stopped := make(chan struct{})
-		in.proxy.armAfterAck(func() { stop(); close(stopped) })
+		in.proxy.AfterReply(ordersAck, func() { stop(); close(stopped) })
 		res.breach = h.breach()
 		select {
 		case <-stopped:
@@ -481,9 +481,9 @@ func (h *chaosHarness) cycle(c int, fault string) {
 func (h *chaosHarness) firstOrderAfter(t time.Time) time.Time {
 	var first time.Time
 	for _, in := range h.inst {
-		for _, r := range in.proxy.records() {
-			if strings.HasPrefix(r.subject, "rebalance.orders.") && r.at.After(t) && (first.IsZero() || r.at.Before(first)) {
-				first = r.at
+		for _, r := range in.proxy.Published() {
+			if strings.HasPrefix(r.Subject, "rebalance.orders.") && r.At.After(t) && (first.IsZero() || r.At.Before(first)) {
+				first = r.At
 			}
 		}
 	}
@@ -531,17 +531,17 @@ func (h *chaosHarness) check() {
 	// No message published by an instance after another acquired.
 	published := 0
 	for _, in := range h.inst {
-		for _, r := range in.proxy.records() {
+		for _, r := range in.proxy.Published() {
 			published++
 			var last *acquisition
 			for i := range acqs {
-				if !acqs[i].at.After(r.at) {
+				if !acqs[i].at.After(r.At) {
 					last = &acqs[i]
 				}
 			}
 			if last != nil && last.holder != in.name {
-				t.Errorf("%s published %s at %s, after %s acquired the lease at %s", in.name, r.subject,
-					r.at.Format("15:04:05.000000"), last.holder, last.at.Format("15:04:05.000000"))
+				t.Errorf("%s published %s at %s, after %s acquired the lease at %s", in.name, r.Subject,
+					r.At.Format("15:04:05.000000"), last.holder, last.at.Format("15:04:05.000000"))
 			}
 		}
 	}
@@ -604,76 +604,6 @@ func (h *chaosHarness) check() {
 	t.Logf("figures: %d cycles, %d acquisitions, %d step-downs, %d messages published", len(h.results), len(acqs), stepDowns, published)
 }
 
-// pubRecord is one message published through a natsProxy.
-type pubRecord struct {
-	at      time.Time
-	subject string
-}
-
-// armAfterAck makes the proxy call fn once, right after it passed
-// JetStream's acknowledgement of an order to the client.
-func (p *natsProxy) armAfterAck(fn func()) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.afterAck = fn
-}
-
-// records returns the messages published on the event subjects so far.
-func (p *natsProxy) records() []pubRecord {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]pubRecord(nil), p.recs...)
-}
-
 // ordersAck is in JetStream's acknowledgement of a message stored in the
 // orders stream.
 var ordersAck = []byte(`"stream":"REBALANCE_ORDERS"`)
-
-// acked calls the function armAfterAck set if chunk, passed to the
-// client, holds an order's acknowledgement.
-func (p *natsProxy) acked(chunk []byte) {
-	if !bytes.Contains(chunk, ordersAck) {
-		return
-	}
-	p.mu.Lock()
-	fn := p.afterAck
-	p.afterAck = nil
-	p.mu.Unlock()
-	if fn != nil {
-		fn()
-	}
-}
-
-// parse records the complete PUB and HPUB operations at the start of b on
-// the event subjects and returns the rest.
-func (p *natsProxy) parse(b []byte, at time.Time) []byte {
-	for {
-		end := bytes.Index(b, []byte("\r\n"))
-		if end < 0 {
-			return b
-		}
-		fields := bytes.Fields(b[:end])
-		op := ""
-		if len(fields) > 0 {
-			op = strings.ToUpper(string(fields[0]))
-		}
-		if (op != "PUB" && op != "HPUB") || len(fields) < 3 {
-			b = b[end+2:]
-			continue
-		}
-		size, err := strconv.Atoi(string(fields[len(fields)-1]))
-		if err != nil {
-			b = b[end+2:]
-			continue
-		}
-		if len(b) < end+2+size+2 {
-			return b // the payload is still to come
-		}
-		if subject := string(fields[1]); strings.HasPrefix(subject, events.DefaultPrefix+".") {
-			p.mu.Lock()
-			p.recs = append(p.recs, pubRecord{at: at, subject: subject})
-			p.mu.Unlock()
-		}
-		b = b[end+2+size+2:]
-	}
-}

@@ -34,8 +34,10 @@ func TestLateSnapshotKeepsLaterFills(t *testing.T) {
 	if err := d.client().Publish("rebalance.positions.test-household", data); err != nil {
 		t.Fatal(err)
 	}
-	// A newer snapshot after it, to know the older one was handled.
-	snap.AsOf = d.clock.Now().Add(time.Second)
+	// A newer snapshot after it, to know the older one was handled (a
+	// snapshot dated after the clock would count as of now).
+	d.clock.Advance(time.Second)
+	snap.AsOf = d.clock.Now()
 	snap.Accounts["ira"] = events.AccountPositions{Cash: after.Cash, Positions: after.Positions}
 	data, _ = json.Marshal(snap)
 	if err := d.client().Publish("rebalance.positions.test-household", data); err != nil {
@@ -58,11 +60,11 @@ type switchablePublisher struct {
 	down atomic.Bool
 }
 
-func (p *switchablePublisher) PublishOrders(ctx context.Context, o []events.Order) error {
+func (p *switchablePublisher) PublishOrders(ctx context.Context, o []events.Order, pl *events.Plan) (bool, error) {
 	if p.down.Load() {
-		return errors.New("injected outage")
+		return false, errors.New("injected outage")
 	}
-	return p.Publisher.PublishOrders(ctx, o)
+	return p.Publisher.PublishOrders(ctx, o, pl)
 }
 
 // TestExpiredBatchNotSentLate: orders that could not be published before

@@ -135,9 +135,9 @@ type faultyPublisher struct {
 	restart func()
 }
 
-func (p *faultyPublisher) PublishOrders(ctx context.Context, orders []events.Order) error {
+func (p *faultyPublisher) PublishOrders(ctx context.Context, orders []events.Order, pl *events.Plan) (bool, error) {
 	p.once.Do(p.restart)
-	return p.Publisher.PublishOrders(ctx, orders)
+	return p.Publisher.PublishOrders(ctx, orders, pl)
 }
 
 // TestNATSRestartLosesNoOrder: the NATS server (external, with JetStream
@@ -202,8 +202,8 @@ func TestNATSRestartLosesNoOrder(t *testing.T) {
 // failingPublisher refuses every publish, as a NATS outage would.
 type failingPublisher struct{ engine.Publisher }
 
-func (failingPublisher) PublishOrders(context.Context, []events.Order) error {
-	return errors.New("injected outage")
+func (failingPublisher) PublishOrders(context.Context, []events.Order, *events.Plan) (bool, error) {
+	return false, errors.New("injected outage")
 }
 
 // journalUnacked starts a daemon whose publishes all fail, lets it plan,

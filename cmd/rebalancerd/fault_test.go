@@ -28,10 +28,12 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/rebalancerd/rebalancerd/internal/engine"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
+	"github.com/rebalancerd/rebalancerd/internal/nats/natsproxy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/state"
 )
@@ -44,6 +46,12 @@ const (
 	faultDefaultCycles = 20
 	// faultSeedEnv replays the fault schedule of an earlier run.
 	faultSeedEnv = "REBALANCERD_FAULT_SEED"
+	// faultAtomicEnv set to "false" runs the daemon with
+	// nats.stream.atomic_batches: false (plans one message at a time).
+	faultAtomicEnv = "REBALANCERD_FAULT_ATOMIC"
+	// faultPartialGrace: a plan the observer has seen part of, while
+	// caught up with the stream, for longer than this was visible partly.
+	faultPartialGrace = 750 * time.Millisecond
 )
 
 const (
@@ -124,8 +132,10 @@ func TestFaultInjection(t *testing.T) {
 		}
 		seed = n
 	}
-	t.Logf("fault injection: %d cycles, seed %d (%s=%d replays the fault schedule)", cycles, seed, faultSeedEnv, seed)
-	h := newFaultHarness(t, buildBinary(t), seed)
+	atomicBatches := os.Getenv(faultAtomicEnv) != "false"
+	t.Logf("fault injection: %d cycles, seed %d (%s=%d replays the fault schedule), atomic batches %v",
+		cycles, seed, faultSeedEnv, seed, atomicBatches)
+	h := newFaultHarness(t, buildBinary(t), seed, atomicBatches)
 	start := time.Now()
 
 	h.start()
@@ -144,6 +154,7 @@ func TestFaultInjection(t *testing.T) {
 		t.Logf("cycle %d: plan %s in %s%s", c, lastPlan, d.Round(time.Millisecond), fault)
 	}
 	h.stop()
+	h.obs.catchUp(t)
 	h.stopClients()
 	h.fig.Duration = time.Since(start).Round(time.Second)
 
@@ -154,8 +165,11 @@ func TestFaultInjection(t *testing.T) {
 	t.Logf("figures: nats_restarts=%d (%s) with_publish_retries=%d", f.NATSRestarts, f.natsByAnchor(), f.PublishRetried)
 	t.Logf("figures: plans=%d orders=%d order_messages=%d plan_events=%d (missing %d) fills=%d executor_deliveries=%d",
 		a.Plans, a.Orders, a.OrderMessages, a.PlanEvents, a.MissingPlanEvents, a.Fills, h.exec.deliveries())
+	partly := h.obs.partlyVisible()
 	t.Logf("figures: lost=%d duplicated=%d logical_duplicates=%d unjustified=%d unknown_to_journal=%d leftover_temp_files=%d",
 		len(a.Lost), len(a.Duplicated), len(a.LogicalDuplicates), len(a.Unjustified), len(a.Unjournaled), a.TempFiles)
+	t.Logf("figures: partly_visible=%d (observer: %d plans seen whole) stored_as_one_batch=%d of %d plans",
+		len(partly), h.obs.whole(), a.AtomicPlans, a.Plans)
 	t.Logf("figures: duration=%s slow_cycles=%d (over %s) longest_cycle=%s", f.Duration, f.SlowCycles, faultSlowCycle,
 		f.LongestCycle.Round(time.Millisecond))
 	for _, p := range a.Problems {
@@ -175,6 +189,12 @@ func TestFaultInjection(t *testing.T) {
 	}
 	if len(a.Unjournaled) > 0 {
 		t.Errorf("%d orders in the stream are unknown to the final ledger: %v", len(a.Unjournaled), a.Unjournaled)
+	}
+	for _, p := range partly {
+		t.Errorf("plan visible partly: %s", p)
+	}
+	if atomicBatches && a.AtomicPlans != a.Plans {
+		t.Errorf("%d of %d plans stored as one atomic batch", a.AtomicPlans, a.Plans)
 	}
 	if a.TempFiles > 0 {
 		t.Errorf("%d snapshot temporaries left in the state directory after a clean start and stop", a.TempFiles)
@@ -242,6 +262,7 @@ type faultHarness struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	exec   *faultExecutor
+	obs    *faultObserver
 }
 
 // faultProc is one run of the daemon binary.
@@ -252,7 +273,7 @@ type faultProc struct {
 	err  error         // the exit status, set before done is closed
 }
 
-func newFaultHarness(t *testing.T, bin string, seed uint64) *faultHarness {
+func newFaultHarness(t *testing.T, bin string, seed uint64, atomicBatches bool) *faultHarness {
 	h := &faultHarness{t: t, bin: bin, dir: t.TempDir(), seed: seed, rng: rand.New(rand.NewPCG(seed, 0)),
 		fig: faultFigures{KillsAt: map[string]int{}, NATSAt: map[string]int{}}}
 	// The NATS server outlives the daemon's kills; its JetStream store is
@@ -285,9 +306,10 @@ feeds:
   - {name: bus, kind: nats}
 nats:
   url: nats://%s
+  stream: {atomic_batches: %v}
 http:
   listen: 127.0.0.1:0
-`, h.proxy.ln.Addr()))
+`, h.proxy.Addr(), atomicBatches))
 
 	t.Cleanup(func() {
 		if p := h.proc(); p != nil {
@@ -417,6 +439,16 @@ func (h *faultHarness) startClients() {
 		}
 		return nil
 	})
+	h.obs = &faultObserver{js: js, plans: map[string]*observedPlan{}}
+	h.wg.Add(2)
+	go func() {
+		defer h.wg.Done()
+		h.obs.run(ctx)
+	}()
+	go func() {
+		defer h.wg.Done()
+		h.obs.watch(ctx)
+	}()
 	h.exec = &faultExecutor{js: js, rng: rand.New(rand.NewPCG(h.seed, 1)), delivered: map[string]int{}, filled: map[string]bool{}}
 	h.wg.Add(1)
 	go func() {
@@ -467,7 +499,7 @@ func (h *faultHarness) cycle(c int, prev string) (planID, fault string) {
 		switch anchor {
 		case tripNone, tripFirst, tripAll:
 			select {
-			case <-h.proxy.tripped:
+			case <-h.proxy.Tripped():
 			case <-time.After(time.Minute):
 				h.t.Fatalf("cycle %d: no order publish within a minute", c)
 			}
@@ -603,11 +635,19 @@ type faultExecutor struct {
 }
 
 func (x *faultExecutor) run(ctx context.Context) {
-	for ctx.Err() == nil {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		cons, err := x.js.CreateOrUpdateConsumer(cctx, "REBALANCE_ORDERS", jetstream.ConsumerConfig{
+	consume(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		return x.js.CreateOrUpdateConsumer(ctx, "REBALANCE_ORDERS", jetstream.ConsumerConfig{
 			Durable: "fault-executor", FilterSubject: events.Subjects{Prefix: events.DefaultPrefix}.Orders(),
 			AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second})
+	}, func(msg jetstream.Msg) { x.handle(ctx, msg) })
+}
+
+// consume hands each message of the consumer open returns to handle, and
+// opens it again whenever NATS restarts, until ctx ends.
+func consume(ctx context.Context, open func(context.Context) (jetstream.Consumer, error), handle func(jetstream.Msg)) {
+	for ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		cons, err := open(cctx)
 		cancel()
 		if err != nil {
 			pause(ctx, 50*time.Millisecond) // NATS is restarting
@@ -623,7 +663,7 @@ func (x *faultExecutor) run(ctx context.Context) {
 			if err != nil {
 				break
 			}
-			x.handle(ctx, msg)
+			handle(msg)
 		}
 		it.Stop()
 	}
@@ -692,9 +732,189 @@ func pause(ctx context.Context, d time.Duration) {
 	}
 }
 
+// faultObserver reads the orders stream as an executor would, through an
+// ordered consumer, while the run goes on, and records each plan it sees
+// only partly: some of its messages (orders or plan event) but not all,
+// while it has read everything the stream held (NumPending 0), for longer
+// than faultPartialGrace. A plan published one message at a time shows
+// like that between a kill and the re-publishing restart; a plan stored
+// as one atomic batch never does.
+type faultObserver struct {
+	js jetstream.JetStream
+
+	mu     sync.Mutex
+	plans  map[string]*observedPlan
+	order  []string // plan ids, by first message seen
+	last   uint64   // the last stream sequence read
+	partly []string
+	errs   []error
+}
+
+// observedPlan is what the observer has seen of one plan.
+type observedPlan struct {
+	orders map[string]bool
+	want   int // orders the plan event lists; -1 before the event
+	// caughtUp is when the observer, having read the whole stream, first
+	// found this plan incomplete; zero while it was not.
+	caughtUp time.Time
+	partly   bool
+}
+
+func (p *observedPlan) complete() bool { return p.want >= 0 && len(p.orders) == p.want }
+
+func (o *faultObserver) run(ctx context.Context) {
+	subj := events.Subjects{Prefix: events.DefaultPrefix}
+	consume(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		// After a NATS restart, go on from the last message read.
+		o.mu.Lock()
+		cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj.Orders(), subj.Plans()}}
+		if o.last > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, o.last+1
+		}
+		o.mu.Unlock()
+		return o.js.OrderedConsumer(ctx, "REBALANCE_ORDERS", cfg)
+	}, o.see)
+}
+
+// see records one message of the stream.
+func (o *faultObserver) see(msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		o.fail(fmt.Errorf("observer: %s: %w", msg.Subject(), err))
+		return
+	}
+	var planID, orderID string
+	want := -1
+	if strings.Contains(msg.Subject(), ".plans.") {
+		var p events.Plan
+		if err := json.Unmarshal(msg.Data(), &p); err != nil || p.Plan == nil {
+			o.fail(fmt.Errorf("observer: plan event #%d: %v", md.Sequence.Stream, err))
+			return
+		}
+		planID, want = p.ID, len(p.Orders)
+	} else {
+		var ord events.Order
+		if err := json.Unmarshal(msg.Data(), &ord); err != nil {
+			o.fail(fmt.Errorf("observer: order #%d: %w", md.Sequence.Stream, err))
+			return
+		}
+		planID, orderID = ord.PlanID, ord.OrderID
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.last = max(o.last, md.Sequence.Stream)
+	p := o.plans[planID]
+	if p == nil {
+		p = &observedPlan{orders: map[string]bool{}, want: -1}
+		o.plans[planID] = p
+		o.order = append(o.order, planID)
+	}
+	if orderID != "" {
+		p.orders[orderID] = true
+	} else {
+		p.want = want
+	}
+	if p.complete() {
+		p.caughtUp = time.Time{}
+	}
+	if md.NumPending == 0 { // everything stored so far has been read
+		now := time.Now()
+		for _, id := range o.order {
+			if q := o.plans[id]; !q.complete() && q.caughtUp.IsZero() {
+				q.caughtUp = now
+			}
+		}
+	}
+}
+
+// watch marks the plans left incomplete for longer than the grace.
+func (o *faultObserver) watch(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		o.mu.Lock()
+		for _, id := range o.order {
+			p := o.plans[id]
+			if !p.partly && !p.complete() && !p.caughtUp.IsZero() && time.Since(p.caughtUp) > faultPartialGrace {
+				p.partly = true
+				o.partly = append(o.partly, fmt.Sprintf("plan %s: %d orders seen, plan event seen %v, for more than %s",
+					id, len(p.orders), p.want >= 0, faultPartialGrace))
+			}
+		}
+		o.mu.Unlock()
+	}
+}
+
+// catchUp waits until the observer has read every message of the stream.
+func (o *faultObserver) catchUp(t *testing.T) {
+	t.Helper()
+	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s, err := o.js.Stream(ctx, "REBALANCE_ORDERS")
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.last < info.State.LastSeq {
+			return fmt.Errorf("observer read up to #%d of %d", o.last, info.State.LastSeq)
+		}
+		return nil
+	})
+}
+
+// partlyVisible returns the plans seen partly, and those still incomplete.
+func (o *faultObserver) partlyVisible() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := slices.Clone(o.partly)
+	for _, id := range o.order {
+		if p := o.plans[id]; !p.partly && !p.complete() {
+			out = append(out, fmt.Sprintf("plan %s: incomplete at the end (%d orders, plan event %v)", id, len(p.orders), p.want >= 0))
+		}
+	}
+	for _, err := range o.errs {
+		out = append(out, err.Error())
+	}
+	return out
+}
+
+// whole counts the plans seen complete.
+func (o *faultObserver) whole() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, p := range o.plans {
+		if p.complete() {
+			n++
+		}
+	}
+	return n
+}
+
+func (o *faultObserver) fail(err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.errs = append(o.errs, err)
+}
+
 // faultAudit is what the auditor found.
 type faultAudit struct {
 	Plans, Orders, OrderMessages, PlanEvents, MissingPlanEvents, Fills int
+	// AtomicPlans were stored as one atomic batch: every order and the
+	// plan event under one Nats-Batch-Id, in batch sequence 1..n+1, the
+	// plan event last with the commit.
+	AtomicPlans int
 	// TempFiles are snapshot temporaries in the state directory at the
 	// end: a kill during a save leaves one, the next start removes it.
 	TempFiles int
@@ -714,6 +934,8 @@ type storedMsg struct {
 	msgID   string
 	at      time.Time
 	data    []byte
+	// The server's atomic batch headers, empty outside a batch.
+	batchID, batchSeq, batchCommit string
 }
 
 // readStream reads every message of a stream, by sequence.
@@ -738,7 +960,9 @@ func readStream(t *testing.T, js jetstream.JetStream, name string) []storedMsg {
 		if err != nil {
 			t.Fatalf("%s #%d: %v", name, seq, err)
 		}
-		out = append(out, storedMsg{seq: m.Sequence, subject: m.Subject, msgID: m.Header.Get(jetstream.MsgIDHeader), at: m.Time, data: m.Data})
+		out = append(out, storedMsg{seq: m.Sequence, subject: m.Subject, msgID: m.Header.Get(jetstream.MsgIDHeader), at: m.Time, data: m.Data,
+			batchID: m.Header.Get(jetstreamext.BatchIDHeader), batchSeq: m.Header.Get(jetstreamext.BatchSeqHeader),
+			batchCommit: m.Header.Get(jetstreamext.BatchCommitHeader)})
 	}
 	return out
 }
@@ -749,6 +973,29 @@ type auditPlan struct {
 	orders []events.Order
 	seqs   []uint64
 	event  *events.Plan
+	// batch holds the batch headers of its messages, in stream order:
+	// "<batch id>/<batch sequence>/<commit>".
+	batch []string
+}
+
+// oneBatch reports whether the plan was stored as one atomic batch: its
+// orders then its event, batch sequences 1..n+1, under one batch id, the
+// event carrying the commit.
+func (p *auditPlan) oneBatch() bool {
+	if p.event == nil || len(p.batch) != len(p.orders)+1 {
+		return false
+	}
+	id, _, _ := strings.Cut(p.batch[0], "/")
+	for i, b := range p.batch {
+		commit := ""
+		if i == len(p.batch)-1 {
+			commit = "1"
+		}
+		if id == "" || b != fmt.Sprintf("%s/%d/%s", id, i+1, commit) {
+			return false
+		}
+	}
+	return true
 }
 
 // audit reads the streams, the daemon's state directory and its logs and
@@ -794,6 +1041,7 @@ func (h *faultHarness) audit() *faultAudit {
 			}
 			p.orders = append(p.orders, o)
 			p.seqs = append(p.seqs, m.seq)
+			p.batch = append(p.batch, m.batchID+"/"+m.batchSeq+"/"+m.batchCommit)
 		case strings.HasPrefix(m.subject, subj.Prefix+".plans."):
 			var p events.Plan
 			if err := json.Unmarshal(m.data, &p); err != nil || p.Plan == nil {
@@ -802,6 +1050,9 @@ func (h *faultHarness) audit() *faultAudit {
 			}
 			if m.msgID != "plan-"+p.ID {
 				problem("plan %s stored with Nats-Msg-Id %q", p.ID, m.msgID)
+			}
+			if ap := plans[p.ID]; ap != nil {
+				ap.batch = append(ap.batch, m.batchID+"/"+m.batchSeq+"/"+m.batchCommit)
 			}
 			planEvents = append(planEvents, p)
 		default:
@@ -885,6 +1136,9 @@ func (h *faultHarness) audit() *faultAudit {
 		if p.event == nil {
 			a.MissingPlanEvents++
 			problem("plan %s has orders in the stream but no plan event", p.id)
+		}
+		if p.oneBatch() {
+			a.AtomicPlans++
 		}
 		if i > 0 {
 			prev := order[i-1]
@@ -1089,170 +1343,18 @@ func (b *auditHoldings) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// natsProxy passes the daemon's NATS connections on to the server. Armed,
-// it trips on the first order publish it sees from the daemon: it passes
-// on none, the first or all of the bytes read with it, then breaks the
-// connection, so that no acknowledgement comes back, and reports on
-// tripped. The test then kills the daemon or restarts NATS: the fault
-// lands exactly while orders are being published. It also records every
-// message the client publishes on the event subjects (records), and can
-// call a function right after an order's acknowledgement (armAfterAck).
-type natsProxy struct {
-	ln      net.Listener
-	target  string
-	tripped chan struct{}
-
-	mu       sync.Mutex
-	armed    string
-	conns    map[net.Conn]bool
-	wg       sync.WaitGroup
-	recs     []pubRecord
-	afterAck func()
-}
-
+// startNATSProxy starts a proxy between the daemon and the NATS server at
+// target that trips on the daemon's order publishes.
 func startNATSProxy(t *testing.T, target string) *natsProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &natsProxy{ln: ln, target: target, tripped: make(chan struct{}, 1), conns: map[net.Conn]bool{}}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				p.pipe(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		for c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
+	return &natsProxy{natsproxy.Start(t, target, events.DefaultPrefix+".orders.")}
 }
 
-// arm makes the proxy trip on the next order publish.
-func (p *natsProxy) arm(mode string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.armed = mode
-}
+// natsProxy is the daemon's way to NATS, armed with the trip anchors.
+type natsProxy struct{ *natsproxy.Proxy }
 
-// track records an open connection (false once the proxy is closed).
-func (p *natsProxy) track(c net.Conn, open bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if open {
-		p.conns[c] = true
-	} else {
-		delete(p.conns, c)
-	}
-}
-
-// pipe forwards one client connection until either side closes.
-func (p *natsProxy) pipe(client net.Conn) {
-	defer client.Close()
-	server, err := net.Dial("tcp", p.target)
-	if err != nil {
-		return // NATS is down: the client retries
-	}
-	defer server.Close()
-	p.track(client, true)
-	p.track(server, true)
-	defer p.track(client, false)
-	defer p.track(server, false)
-	p.wg.Add(1)
-	go func() { // server to client
-		defer p.wg.Done()
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := server.Read(buf)
-			if n > 0 {
-				if _, werr := client.Write(buf[:n]); werr != nil {
-					err = werr
-				}
-				p.acked(buf[:n])
-			}
-			if err != nil {
-				client.Close()
-				return
-			}
-		}
-	}()
-	buf := make([]byte, 64<<10)
-	var pending []byte // an operation not read whole yet
-	for {
-		n, err := client.Read(buf)
-		if n > 0 {
-			chunk := buf[:n]
-			pending = p.parse(append(pending, chunk...), time.Now())
-			if fwd, ok := p.trip(chunk); ok {
-				// The connection breaks mid-publish, as it would if
-				// the process or the server died right then.
-				_, _ = server.Write(chunk[:fwd])
-				server.Close()
-				client.Close()
-				select {
-				case p.tripped <- struct{}{}:
-				default: // a trip the test has not taken yet; one is enough
-				}
-				return
-			}
-			if _, werr := server.Write(chunk); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// orderPub starts the protocol line of an order publish (PUB or HPUB).
-var orderPub = []byte("PUB " + events.DefaultPrefix + ".orders.")
-
-// trip reports whether chunk trips the armed proxy and how many of its
-// bytes to forward.
-func (p *natsProxy) trip(chunk []byte) (forward int, ok bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	i := bytes.Index(chunk, orderPub)
-	if p.armed == "" || i < 0 {
-		return 0, false
-	}
-	mode := p.armed
-	p.armed = ""
-	switch mode {
-	case tripAll:
-		return len(chunk), true
-	case tripFirst:
-		// HPUB <subject> <reply> <header bytes> <total bytes>\r\n<total bytes>\r\n
-		end := bytes.Index(chunk[i:], []byte("\r\n"))
-		if end < 0 {
-			return len(chunk), true
-		}
-		fields := bytes.Fields(chunk[i : i+end])
-		total, err := strconv.Atoi(string(fields[len(fields)-1]))
-		if err != nil || i+end+2+total+2 > len(chunk) {
-			return len(chunk), true
-		}
-		return i + end + 2 + total + 2, true
-	}
-	// tripNone: up to the line of the first order publish.
-	if i > 0 && chunk[i-1] == 'H' {
-		i--
-	}
-	return i, true
+// arm makes the proxy trip on the next order publish: tripNone,
+// tripFirst or tripAll.
+func (p *natsProxy) arm(anchor string) {
+	p.Arm(map[string]natsproxy.Mode{tripNone: natsproxy.ForwardNone, tripFirst: natsproxy.ForwardFirst,
+		tripAll: natsproxy.ForwardAll}[anchor])
 }

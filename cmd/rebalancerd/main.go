@@ -11,6 +11,9 @@
 //	rebalancerd halt  -config FILE -reason TEXT [-by NAME]
 //	rebalancerd release -config FILE
 //	rebalancerd rebalance -config FILE -policy NAME
+//	rebalancerd paper [-config FILE] [-server URL] [-price reference|latest] ...
+//	rebalancerd status [-config FILE | -url URL] [-policy NAME] [-json]
+//	rebalancerd version
 package main
 
 import (
@@ -51,10 +54,18 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = (&CheckCommand{Stdout: stdout}).Run(ctx, rest)
 	case "plan":
 		err = (&PlanCommand{Stdout: stdout}).Run(ctx, rest)
+	case "backtest":
+		err = (&BacktestCommand{Stdout: stdout}).Run(ctx, rest)
 	case "run":
 		err = (&RunCommand{Stderr: stderr}).Run(ctx, rest)
 	case "tail":
 		err = (&TailCommand{Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
+	case "paper":
+		err = (&PaperCommand{Stderr: stderr}).Run(ctx, rest)
+	case "status":
+		err = (&StatusCommand{Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
+	case "version", "-version", "--version":
+		err = (&VersionCommand{Stdout: stdout}).Run(ctx, rest)
 	case "halt", "release", "rebalance":
 		err = (&ControlCommand{Action: cmd, Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
 	case "help", "-h", "-help", "--help":
@@ -98,6 +109,9 @@ Usage:
         (on the targets in effect at TIME: glide path and tilts);
         -deposit AMOUNT / -withdraw AMOUNT [-account NAME] plan a cash flow
         without selling / without buying
+  rebalancerd backtest -policy FILE -history FILE (-initial AMOUNT | -holdings FILE) [-compare] [-json] [-report OUT.html]
+        replay a price history through the policy's triggers, planner and tax rules
+        ([-from DATE] [-to DATE] [-fee-bps N] [-slippage-bps N] [-carry])
   rebalancerd run -config FILE [-state-dir DIR] [-log-level L] [-log-format F]
         run the daemon: feeds, triggers, orders on NATS; SIGHUP reloads policies
   rebalancerd tail [-config FILE] [-server URL] [-all] [-plans] [-json]
@@ -108,6 +122,13 @@ Usage:
         release the kill switch
   rebalancerd rebalance -config FILE -policy NAME
         rebalance a policy now, to its destination (trigger "manual")
+  rebalancerd paper [-config FILE] [-server URL] [-price reference|latest]
+                    [-fee-bps N] [-slippage-bps N] [-delay D] [-unfilled F]
+        paper executor: fill the published orders on paper and report the fills
+  rebalancerd status [-config FILE | -url URL] [-policy NAME] [-json]
+        print the running daemon's status: sleeves against bands, orders, blocks
+  rebalancerd version
+        print the version, commit and Go version of this binary
 
 Run 'rebalancerd COMMAND -h' for a command's flags.
 `)

@@ -99,7 +99,7 @@ func (c *PlanCommand) Run(_ context.Context, args []string) error {
 	if !in.policy.HasStrategy() {
 		ex = nil
 	}
-	p, err := flow.plan(book, d)
+	p, err := flow.plan(book, d, plan.Options{History: in.holdings.Trades})
 	if err != nil {
 		return err
 	}
@@ -248,6 +248,23 @@ func writeTax(w io.Writer, p *plan.Plan) error {
 			return err
 		}
 	}
+	for _, o := range p.Orders {
+		if ws := o.WashSale; ws != nil {
+			fmt.Fprintf(w, "wash sale: %s sells %s %s: loss disallowed %s %s (added to the replacements' basis %s, lost for good %s)\n",
+				o.ID, o.Quantity, o.Instrument, ws.Disallowed.StringFixed(2), p.Currency, ws.BasisAdded.StringFixed(2), ws.Permanent.StringFixed(2))
+			for _, r := range ws.Replacements {
+				how := "basis +" + r.Disallowed.StringFixed(2) + ", held since " + r.HoldingFrom.String()
+				if r.Permanent {
+					how = r.Disallowed.StringFixed(2) + " lost for good: bought in a tax-advantaged account"
+				}
+				fmt.Fprintf(w, "  lot %d replaced by %s %s bought %s in %s: %s\n", r.Lot+1, r.Quantity, r.Instrument, r.Date, r.Account, how)
+			}
+		}
+	}
+	if d := t.Disallowed; d != nil {
+		fmt.Fprintf(w, "wash sales in all: loss disallowed %s %s (added to basis %s, lost for good %s)\n",
+			d.Disallowed.StringFixed(2), p.Currency, d.BasisAdded.StringFixed(2), d.Permanent.StringFixed(2))
+	}
 	for _, h := range t.HeldBack {
 		fmt.Fprintf(w, "held back: %s %s %s: %s\n", h.Account, h.Quantity, h.Instrument, h.Reason)
 	}
@@ -297,11 +314,13 @@ func (f *cashFlowFlags) check(dest string) error {
 	return nil
 }
 
-// plan plans book: a cash flow when the flags ask for one, otherwise a
-// plan to destination d.
-func (f *cashFlowFlags) plan(book *portfolio.Book, d policy.Destination) (*plan.Plan, error) {
+// plan plans book with options o (the recent trades of the holdings
+// file): a cash flow when the flags ask for one, otherwise a plan to
+// destination d.
+func (f *cashFlowFlags) plan(book *portfolio.Book, d policy.Destination, o plan.Options) (*plan.Plan, error) {
 	if f.deposit == "" && f.withdraw == "" {
-		return plan.MakeTo(drift.Compute(book), d), nil
+		o.Destination = d
+		return plan.MakeWith(drift.Compute(book), o), nil
 	}
 	pol := book.Policy
 	a := 0
@@ -315,9 +334,9 @@ func (f *cashFlowFlags) plan(book *portfolio.Book, d policy.Destination) (*plan.
 		return nil, usageError{fmt.Sprintf("plan: policy %s has %d accounts: say which with -account", pol.Name, len(pol.Accounts))}
 	}
 	if f.deposit != "" {
-		return plan.Invest(drift.Compute(plan.AddCash(book, a, f.amount)), plan.Options{}), nil
+		return plan.Invest(drift.Compute(plan.AddCash(book, a, f.amount)), o), nil
 	}
-	return plan.Withdraw(drift.Compute(book), plan.Options{}, plan.Withdrawal{Account: pol.Accounts[a].Name, Amount: f.amount})
+	return plan.Withdraw(drift.Compute(book), o, plan.Withdrawal{Account: pol.Accounts[a].Name, Amount: f.amount})
 }
 
 // writeCashFlow says what a cash-flow plan does with the money.

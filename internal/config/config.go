@@ -153,6 +153,10 @@ type NATS struct {
 	Replicas   int
 	MaxAge     time.Duration
 	Duplicates time.Duration
+	// AtomicBatches publishes each plan's orders and event as one atomic
+	// batch on servers that take them (nats-server 2.12.1 or later);
+	// default true.
+	AtomicBatches bool
 }
 
 // HTTP is the status listener.
@@ -184,6 +188,8 @@ func DefaultConfig() *Config {
 			Replicas:     1,
 			MaxAge:       DefaultStreamMaxAge,
 			Duplicates:   DefaultDuplicates,
+			// Atomic batches where the server takes them.
+			AtomicBatches: true,
 		},
 		HTTP:         HTTP{Listen: DefaultHTTPListen},
 		Log:          Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
@@ -610,7 +616,10 @@ func (p *parser) nats(n *yaml.Node) {
 		}
 	}
 	if v, ok := f["stream"]; ok {
-		sf := r.Object(v, "nats.stream", "replicas", "max_age", "duplicates")
+		sf := r.Object(v, "nats.stream", "replicas", "max_age", "duplicates", "atomic_batches")
+		if n, ok := sf["atomic_batches"]; ok {
+			c.AtomicBatches, _ = p.bool(n, "nats.stream.atomic_batches")
+		}
 		if n, ok := sf["replicas"]; ok {
 			if d, ok := r.NonNegative(n, "nats.stream.replicas"); ok {
 				if !d.IsInteger() || d.Sign() == 0 || d.GreaterThan(decimal.NewFromInt(5)) {

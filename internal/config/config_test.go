@@ -100,6 +100,8 @@ func TestFullConfig(t *testing.T) {
 			Replicas:     3,
 			MaxAge:       90 * 24 * time.Hour,
 			Duplicates:   48 * time.Hour,
+			// Atomic batches where the server takes them.
+			AtomicBatches: true,
 		},
 		HTTP: HTTP{Listen: "0.0.0.0:9090"},
 		Log:  Log{Level: "debug", Format: "json"},
@@ -137,6 +139,8 @@ func TestDefaultConfig(t *testing.T) {
 			Replicas:     1,
 			MaxAge:       30 * 24 * time.Hour,
 			Duplicates:   24 * time.Hour,
+			// Atomic batches where the server takes them.
+			AtomicBatches: true,
 		},
 		HTTP:         HTTP{Listen: "127.0.0.1:8080"},
 		Log:          Log{Level: "info", Format: "auto"},
@@ -203,7 +207,7 @@ var badFiles = map[string][]string{
 		"unknown_key.bad.yml:9: feeds[0].intervall: unknown field (known: name, kind, interval, timeout, retries, path, url, header, api_key_file, api_key_env, fields, time_fields, ids, vs_currency)",
 		"unknown_key.bad.yml:12: nats.password: unknown field (known: url, prefix, user, password_file, token_file, nkey_seed_file, creds_file, tls, embedded, stream)",
 		"unknown_key.bad.yml:14: nats.tls.ca: unknown field (known: ca_file, cert_file, key_file)",
-		"unknown_key.bad.yml:16: nats.stream.max_msgs: unknown field (known: replicas, max_age, duplicates)",
+		"unknown_key.bad.yml:16: nats.stream.max_msgs: unknown field (known: replicas, max_age, duplicates, atomic_batches)",
 		"unknown_key.bad.yml:18: http.address: unknown field (known: listen, token_file, tls, allow_plaintext)",
 		"unknown_key.bad.yml:20: log.lvl: unknown field (known: level, format)",
 		"unknown_key.bad.yml:21: statedir: unknown field (known: state_dir, journal_fsync, policies, feeds, nats, http, log, control, ha)",
@@ -549,4 +553,21 @@ func TestFileTooBig(t *testing.T) {
 	big := append(data, strings.Repeat("#", strictyaml.MaxFileSize)...)
 	_, err := Parse("big.yml", big, nil)
 	yamltest.Match(t, yamltest.Problems(t, err, "big.yml"), []string{"big.yml: file is "})
+}
+
+// TestAtomicBatchesOff: nats.stream.atomic_batches false turns the atomic
+// plan batches off; anything but a boolean is refused.
+func TestAtomicBatchesOff(t *testing.T) {
+	const base = "policies:\n  - {policy: policy.yaml, holdings: holdings.yaml}\nnats:\n  stream:\n    atomic_batches: "
+	c, err := Parse("off.yml", []byte(base+"false\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.AtomicBatches {
+		t.Errorf("atomic_batches: false parsed as true")
+	}
+	_, err = Parse("bad.yml", []byte(base+"sometimes\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), `bad.yml:5: nats.stream.atomic_batches: want true or false, got "sometimes"`) {
+		t.Errorf("atomic_batches: sometimes: error %v", err)
+	}
 }

@@ -59,9 +59,11 @@ var benchPrices = map[string]string{"VTI": "285.12", "VXUS": "61.40", "BND": "72
 
 type nopPublisher struct{}
 
-func (nopPublisher) PublishOrders(context.Context, []events.Order) error { return nil }
-func (nopPublisher) PublishPlan(context.Context, events.Plan) error      { return nil }
-func (nopPublisher) PublishDrift(events.Drift) error                     { return nil }
+func (nopPublisher) PublishOrders(context.Context, []events.Order, *events.Plan) (bool, error) {
+	return false, nil
+}
+func (nopPublisher) PublishPlan(context.Context, events.Plan) error { return nil }
+func (nopPublisher) PublishDrift(events.Drift) error                { return nil }
 
 // loadHouseholds returns an engine running n copies of the household.
 func loadHouseholds(b *testing.B, n int, clk clock.Clock) *Engine {

@@ -19,7 +19,6 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -28,6 +27,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"github.com/shopspring/decimal"
 	"go.uber.org/zap"
 
 	"github.com/rebalancerd/rebalancerd/internal/clock"
@@ -43,6 +43,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/state"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
 	"github.com/rebalancerd/rebalancerd/internal/tax"
+	"github.com/rebalancerd/rebalancerd/internal/trigger"
 )
 
 // Publisher sends the engine's events. PublishOrders and PublishPlan must
@@ -52,19 +53,23 @@ import (
 // goroutine or from a goroutine calling Quotes; they should stop sending
 // once their context ends.
 type Publisher interface {
-	PublishOrders(ctx context.Context, orders []events.Order) error
+	// PublishOrders publishes a plan's orders. Given the plan's event
+	// (plan not nil), it may store the event with them, all or none (an
+	// atomic batch), and then says so with planSent; otherwise the engine
+	// publishes the event with PublishPlan once the orders are stored.
+	PublishOrders(ctx context.Context, orders []events.Order, plan *events.Plan) (planSent bool, err error)
 	PublishPlan(ctx context.Context, p events.Plan) error
 	PublishDrift(d events.Drift) error
 }
 
 // Triggers of a rebalance, as they appear in events.
 const (
-	TriggerCalendar  = "calendar"
-	TriggerThreshold = "threshold"
-	TriggerHybrid    = "hybrid"
-	TriggerManual    = "manual"
+	TriggerCalendar  = trigger.Calendar
+	TriggerThreshold = trigger.Threshold
+	TriggerHybrid    = trigger.Hybrid
+	TriggerManual    = trigger.Manual
 	// TriggerCashFlow is a deposit or withdrawal on <prefix>.cashflows.
-	TriggerCashFlow = "cashflow"
+	TriggerCashFlow = trigger.CashFlow
 )
 
 // Store keeps each policy's ledger and the journal of plans about to be
@@ -114,9 +119,10 @@ type Options struct {
 	// alert state across restarts.
 	Aux AuxStore
 	// OnPublished, when set, is called once a plan's orders are
-	// acknowledged, before the plan event is published (for benchmarks
-	// and tests), from the publishing goroutine: the publisher's, or that
-	// of the Quotes call publishing inline.
+	// acknowledged (with the plan event when the Publisher stored both
+	// in one atomic batch; before it otherwise), for benchmarks and tests,
+	// from the publishing goroutine: the publisher's, or that of the
+	// Quotes call publishing inline.
 	OnPublished func(policy, planID string, orders int)
 	// InlinePublishTimeout bounds the publish a price tick does itself:
 	// when the quotes a feed delivers make a plan while the outbox is
@@ -127,6 +133,12 @@ type Options struct {
 	// (default 1s; the publisher retries under the same ids). Negative:
 	// every plan goes through the publisher.
 	InlinePublishTimeout time.Duration
+	// MaxSkew is how far a report may be dated after the clock, and a
+	// fill before its order's creation (default ledger.DefaultMaxSkew).
+	MaxSkew time.Duration
+	// FillCollar is how far a fill's price may be from its order's
+	// reference price, as a fraction of it (default ledger.DefaultCollar).
+	FillCollar decimal.Decimal
 }
 
 // Loaded is one policy ready to run: the parsed policy and the holdings file
@@ -191,6 +203,9 @@ type runtime struct {
 	rejectedAt time.Time
 	// unsaved is set while the ledger could not be saved.
 	unsaved bool
+	// adopted and recovered count the orders Reconcile adopted from the
+	// orders stream and the fills it recovered from the reports stream.
+	adopted, recovered int
 	// ignoredHash is the holdings file last ignored as older than the
 	// ledger, so that it is reported once.
 	ignoredHash string
@@ -261,6 +276,12 @@ func New(opts Options) *Engine {
 	}
 	if opts.Retention <= 0 {
 		opts.Retention = 7 * 24 * time.Hour
+	}
+	if opts.MaxSkew <= 0 {
+		opts.MaxSkew = ledger.DefaultMaxSkew
+	}
+	if opts.FillCollar.Sign() <= 0 {
+		opts.FillCollar = ledger.DefaultCollar
 	}
 	if opts.InlinePublishTimeout == 0 {
 		opts.InlinePublishTimeout = time.Second
@@ -455,12 +476,8 @@ func (e *Engine) fire(name, spec string, sched cron.Schedule, at time.Time) {
 		return
 	}
 	rt.ledger.LastFire = key
-	trigger := TriggerCalendar
-	if rt.pol.Rebalance.Trigger == policy.TriggerHybrid {
-		trigger = TriggerHybrid
-	}
-	rt.due = &firing{trigger: trigger, at: at}
-	e.log.Info("calendar firing", zap.String("policy", name), zap.String("trigger", trigger), zap.String("local_time", key))
+	rt.due = &firing{trigger: trigger.ForFiring(rt.pol.Rebalance.Trigger), at: at}
+	e.log.Info("calendar firing", zap.String("policy", name), zap.String("trigger", rt.due.trigger), zap.String("local_time", key))
 	e.evaluate(rt, e.clk.Now())
 	e.save(rt, true)
 }
@@ -653,6 +670,9 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		blocks = append(blocks, Block{metrics.BlockUnknownOrderState,
 			fmt.Sprintf("holdings uncertain (%s): waiting for a positions snapshot", strings.Join(rt.ledger.Unknown, ", "))})
 	}
+	if rt.ledger.Refused != "" {
+		blocks = append(blocks, Block{metrics.BlockInvalidPolicy, rt.ledger.Refused})
+	}
 	for _, p := range rt.guard.Check(rt.symbols, now) {
 		blocks = append(blocks, Block{priceBlock(p.Reason), p.Symbol + ": " + p.Detail})
 	}
@@ -711,36 +731,29 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		return
 	}
 
-	trigger := ""
-	switch {
-	case rt.due != nil && (rt.due.trigger != TriggerHybrid || len(rt.breaching) > 0):
-		trigger = rt.due.trigger
-	case rt.due != nil:
-		e.log.Info("hybrid firing: no sleeve breaches its band, nothing to do", zap.String("policy", name))
+	in := trigger.Input{Kind: rt.pol.Rebalance.Trigger, Breaching: len(rt.breaching) > 0,
+		Blocked: len(blocks) > 0, PriceBlocked: blocksPrices(blocks),
+		LastRebalance: rt.ledger.LastRebalance, Cooldown: rt.pol.Rebalance.Cooldown, Now: now}
+	if rt.due != nil {
+		in.Due = rt.due.trigger
+	}
+	d := trigger.Decide(in)
+	if d.Consumed {
 		rt.due = nil
-		return
-	case rt.pol.Rebalance.Trigger == policy.TriggerThreshold && len(rt.breaching) > 0:
-		trigger = TriggerThreshold
-	default:
+	}
+	switch d.Skip {
+	case trigger.NoBreach:
+		e.log.Info("hybrid firing: no sleeve breaches its band, nothing to do", zap.String("policy", name))
+	case trigger.Blocked:
+		e.log.Warn("rebalance skipped", zap.String("policy", name), zap.String("trigger", in.Due), zap.Any("blocked", blocks))
+	case trigger.InCooldown:
+		e.log.Info("rebalance skipped: in cooldown", zap.String("policy", name), zap.String("trigger", in.Due),
+			zap.Time("last_rebalance", rt.ledger.LastRebalance), zap.Duration("cooldown", rt.pol.Rebalance.Cooldown))
+	}
+	if d.Trigger == "" {
 		return
 	}
-	if len(blocks) > 0 {
-		if rt.due != nil && !blocksPrices(blocks) {
-			e.log.Warn("rebalance skipped", zap.String("policy", name), zap.String("trigger", trigger), zap.Any("blocked", blocks))
-			rt.due = nil
-		}
-		return
-	}
-	if !rt.ledger.LastRebalance.IsZero() && now.Before(rt.ledger.LastRebalance.Add(rt.pol.Rebalance.Cooldown)) {
-		if rt.due != nil {
-			e.log.Info("rebalance skipped: in cooldown", zap.String("policy", name), zap.String("trigger", trigger),
-				zap.Time("last_rebalance", rt.ledger.LastRebalance), zap.Duration("cooldown", rt.pol.Rebalance.Cooldown))
-			rt.due = nil
-		}
-		return
-	}
-	rt.due = nil
-	e.rebalance(rt, plan.MakeWith(snap, plan.Options{History: taxHistory(rt, now)}), trigger, now)
+	e.rebalance(rt, plan.MakeWith(snap, plan.Options{History: taxHistory(rt, now)}), d.Trigger, now)
 }
 
 // cashFlow plans the oldest pending cash flow: a deposit is invested
@@ -1033,15 +1046,7 @@ func (e *Engine) rebalance(rt *runtime, p *plan.Plan, trigger string, now time.T
 	}
 	rt.rejected = nil
 	created := now.UTC()
-	orders := make([]events.Order, len(p.Orders))
-	for i, o := range p.Orders {
-		orders[i] = events.Order{
-			SchemaVersion: events.SchemaVersion, OrderID: o.ID, PlanID: p.ID, Policy: name, PolicyVersion: p.PolicyVersion,
-			Trigger: trigger, CreatedAt: created, ExpiresAt: created.Add(rt.pol.Rebalance.OrderTTL),
-			Phase: o.Phase, Account: o.Account, Instrument: o.Instrument, Side: string(o.Side),
-			Quantity: o.Quantity, Price: o.Price, Notional: o.Notional, Sleeve: o.Sleeve, Rule: string(o.Rule),
-		}
-	}
+	orders := events.OrdersOf(p, trigger, created, rt.pol.Rebalance.OrderTTL)
 	if _, dup := rt.ledger.Order(orders[0].OrderID); dup {
 		// The same inputs gave the same plan again (same ids): it is
 		// journaled already and must not be sent twice.
@@ -1156,12 +1161,14 @@ func (e *Engine) wakeLocked() {
 }
 
 // save writes the ledger; while a save fails the policy is not planned
-// (its state on disk is behind what it acted on).
+// (its state on disk is behind what it acted on). It may run before the
+// policy is set (the first load of a policy saves its seeded ledger), so
+// it names the policy by its ledger.
 func (e *Engine) save(rt *runtime, durable bool) error {
 	if err := e.opts.Store.Save(rt.ledger, durable); err != nil {
 		rt.lastError = err.Error()
 		rt.unsaved = true
-		e.log.Error("state not saved", zap.String("policy", rt.pol.Name), zap.Error(err))
+		e.log.Error("state not saved", zap.String("policy", rt.ledger.Policy), zap.Error(err))
 		return err
 	}
 	rt.unsaved = false
@@ -1540,7 +1547,12 @@ func (e *Engine) publish(ctx context.Context, b *batch) error {
 		if err := e.sendable(ctx); err != nil {
 			return err // halted, stopping or no longer the planner since the claim: send nothing
 		}
-		if err := e.opts.Publisher.PublishOrders(ctx, b.orders); err != nil {
+		var withPlan *events.Plan
+		if b.plan.Plan != nil {
+			withPlan = &b.plan
+		}
+		planSent, err := e.opts.Publisher.PublishOrders(ctx, b.orders, withPlan)
+		if err != nil {
 			return fmt.Errorf("orders: %w", err)
 		}
 		if err := e.mayPublish(); err != nil {
@@ -1553,7 +1565,10 @@ func (e *Engine) publish(ctx context.Context, b *batch) error {
 		if e.opts.OnPublished != nil {
 			e.opts.OnPublished(b.policy, planID, len(b.orders))
 		}
-		e.markPublished(b)
+		e.markPublished(b, planSent)
+		if planSent {
+			return nil
+		}
 	}
 	if b.plan.Plan != nil {
 		if err := e.sendable(ctx); err != nil {
@@ -1577,9 +1592,9 @@ func (e *Engine) planPublished(b *batch) {
 	}
 }
 
-// markPublished records that a batch's orders are acknowledged and saves
-// the ledger durably.
-func (e *Engine) markPublished(b *batch) {
+// markPublished records that a batch's orders are acknowledged, and its
+// plan event with them when planSent, and saves the ledger durably.
+func (e *Engine) markPublished(b *batch, planSent bool) {
 	ids := make([]string, len(b.orders))
 	for i, o := range b.orders {
 		ids[i] = o.OrderID
@@ -1599,123 +1614,20 @@ func (e *Engine) markPublished(b *batch) {
 			return
 		}
 		l.MarkPublished(ids, e.clk.Now())
+		if planSent {
+			l.ForgetPlan(b.plan.ID)
+		}
 		_ = e.opts.Store.Save(l, true)
 		return
 	}
 	rt.ledger.MarkPublished(ids, e.clk.Now())
+	if planSent {
+		rt.ledger.ForgetPlan(b.plan.ID)
+	}
 	rt.ledger.Prune(e.clk.Now().Add(-e.opts.Retention))
 	e.save(rt, true)
-	e.log.Info("orders acknowledged by JetStream", zap.String("policy", b.policy), zap.String("plan_id", b.orders[0].PlanID), zap.Int("orders", len(ids)))
-}
-
-// Report is a fill or a positions snapshot from an executor.
-type Report struct {
-	Policy    string
-	Account   string
-	Fill      *events.Fill
-	Positions *events.Positions
-	CashFlow  *events.CashFlow
-}
-
-// ErrPermanent marks a report that can never be applied: the caller should
-// drop it (terminate the message) rather than retry.
-var ErrPermanent = errors.New("report cannot be applied")
-
-// Kinds of ErrPermanent, by the reason a report is refused.
-var (
-	// ErrUnknownPolicy: the report names a policy that is not loaded.
-	ErrUnknownPolicy = fmt.Errorf("%w: unknown policy", ErrPermanent)
-	// ErrInvalidFill: the ledger refuses the fill (an over-fill, a fill in
-	// another account than its order's, a negative quantity...).
-	ErrInvalidFill = fmt.Errorf("%w: invalid fill", ErrPermanent)
-	// ErrInvalidPositions: the positions snapshot cannot be a ledger.
-	ErrInvalidPositions = fmt.Errorf("%w: invalid positions", ErrPermanent)
-	// ErrInvalidCashFlow: the cash flow names an account the policy does
-	// not have, or cannot be applied.
-	ErrInvalidCashFlow = fmt.Errorf("%w: invalid cash flow", ErrPermanent)
-)
-
-// HandleReport applies a fill or a positions snapshot. It returns an error
-// wrapping ErrPermanent for a report that retrying cannot fix.
-func (e *Engine) HandleReport(r Report) error {
-	defer e.flushDrift() // after the unlock: publishing must not hold the engine
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	rt, ok := e.policies[r.Policy]
-	if !ok {
-		return fmt.Errorf("%w %q", ErrUnknownPolicy, r.Policy)
-	}
-	now := e.clk.Now()
-	switch {
-	case r.Fill != nil:
-		res, err := rt.ledger.ApplyFill(r.Account, r.Fill, now)
-		switch {
-		case errors.Is(err, ledger.ErrDuplicateFill):
-			// Applied before; its save may have failed (then this
-			// delivery retries it).
-			if rt.unsaved {
-				if err := e.save(rt, true); err != nil {
-					return fmt.Errorf("ledger of %s not saved: %w", r.Policy, err)
-				}
-			}
-			return nil
-		case errors.Is(err, ledger.ErrUnknownOrder):
-			e.log.Error("fill for an unknown order: planning stops until a positions snapshot arrives",
-				zap.String("policy", r.Policy), zap.String("order_id", r.Fill.OrderID), zap.String("fill_id", r.Fill.FillID))
-			if err := e.save(rt, true); err != nil {
-				return fmt.Errorf("ledger of %s not saved: %w", r.Policy, err)
-			}
-			e.evaluate(rt, now)
-			return nil
-		case err != nil:
-			e.log.Error("fill rejected", zap.String("policy", r.Policy), zap.Error(err))
-			return fmt.Errorf("%w: %v", ErrInvalidFill, err)
-		}
-		e.log.Info("fill", zap.String("policy", r.Policy), zap.String("order_id", res.Order.OrderID),
-			zap.String("fill_id", r.Fill.FillID), zap.String("quantity", r.Fill.Quantity.String()),
-			zap.String("price", r.Fill.Price.String()), zap.String("status", string(res.Order.Status)), zap.Bool("applied", res.Applied))
-	case r.Positions != nil:
-		accounts, err := ledger.FromPositions(r.Positions)
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalidPositions, err)
-		}
-		// Newer than everything the ledger knows, fills included: an older
-		// snapshot delivered late would undo fills it does not contain.
-		if !r.Positions.AsOf.After(rt.ledger.AsOf) {
-			e.log.Warn("positions snapshot ignored: not newer than the ledger", zap.String("policy", r.Policy),
-				zap.Time("as_of", r.Positions.AsOf), zap.Time("ledger_as_of", rt.ledger.AsOf))
-			return nil
-		}
-		rt.ledger.SetBase(r.Positions.AsOf, "", accounts, now)
-		e.log.Info("positions snapshot applied", zap.String("policy", r.Policy), zap.Time("as_of", r.Positions.AsOf))
-	case r.CashFlow != nil:
-		c := r.CashFlow
-		if _, ok := rt.pol.AccountIndex(c.Account); !ok {
-			return fmt.Errorf("%w: cash flow %s names account %q, which policy %s does not have", ErrInvalidCashFlow, c.CashFlowID, c.Account, r.Policy)
-		}
-		applied, err := rt.ledger.ApplyCashFlow(c)
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalidCashFlow, err)
-		}
-		if !applied {
-			return nil // taken in before
-		}
-		e.log.Info("cash flow taken in", zap.String("policy", r.Policy), zap.String("cashflow_id", c.CashFlowID),
-			zap.String("kind", c.Kind), zap.String("account", c.Account), zap.String("amount", c.Amount.String()))
-	default:
-		return fmt.Errorf("%w: empty report", ErrPermanent)
-	}
-	rt.ledger.Prune(now.Add(-e.opts.Retention))
-	rt.symbols = neededSymbols(rt.pol, rt.ledger)
-	// Acknowledged only once saved: a report whose change is only in
-	// memory would be lost by a crash, and the stream would not send it
-	// again.
-	if err := e.save(rt, true); err != nil {
-		e.evaluate(rt, now)
-		return fmt.Errorf("ledger of %s not saved: %w", r.Policy, err)
-	}
-	e.evaluate(rt, now)
-	return nil
+	e.log.Info("orders acknowledged by JetStream", zap.String("policy", b.policy), zap.String("plan_id", b.orders[0].PlanID),
+		zap.Int("orders", len(ids)), zap.Bool("with_plan_event", planSent))
 }
 
 // cronLogger adapts zap to cron.Logger for the Recover and
@@ -1728,59 +1640,4 @@ func (c cronLogger) Info(msg string, kv ...any) { c.l.Sugar().Infow("cron: "+msg
 // Error logs cron's errors (a recovered panic).
 func (c cronLogger) Error(err error, msg string, kv ...any) {
 	c.l.Sugar().Errorw("cron: "+msg, append(kv, "error", err)...)
-}
-
-// Reconcile compares each policy's ledger with the orders the stream holds
-// from the last order_ttl (fetched by recent) and adopts what the ledger
-// lacks: an order the stream has but the journal lost (a power loss before
-// the journal reached the disk) is tracked as published and pending, so it
-// is neither planned again nor forgotten; a journaled outbox order the
-// stream already has is marked published. It returns how many orders it
-// adopted or marked.
-func (e *Engine) Reconcile(ctx context.Context, recent func(ctx context.Context, policy string, since time.Time) ([]events.Order, error)) (int, error) {
-	e.mu.Lock()
-	type item struct {
-		name  string
-		since time.Time
-	}
-	var todo []item
-	now := e.clk.Now()
-	for _, name := range e.names {
-		todo = append(todo, item{name, now.Add(-e.policies[name].pol.Rebalance.OrderTTL)})
-	}
-	e.mu.Unlock()
-	changed := 0
-	for _, it := range todo {
-		orders, err := recent(ctx, it.name, it.since)
-		if err != nil {
-			return changed, fmt.Errorf("reconcile %s: %w", it.name, err)
-		}
-		e.mu.Lock()
-		rt, ok := e.policies[it.name]
-		if ok {
-			n := 0
-			for _, o := range orders {
-				switch lo, known := rt.ledger.Order(o.OrderID); {
-				case !known:
-					rt.ledger.AddOrders([]events.Order{o}, now)
-					rt.ledger.MarkPublished([]string{o.OrderID}, now)
-					if o.CreatedAt.After(rt.ledger.LastRebalance) {
-						rt.ledger.LastRebalance, rt.ledger.LastPlanID = o.CreatedAt, o.PlanID
-					}
-					e.log.Warn("order in the stream but not in the journal: tracking it as pending",
-						zap.String("policy", it.name), zap.String("order_id", o.OrderID))
-					n++
-				case lo.Status == ledger.Outbox:
-					rt.ledger.MarkPublished([]string{o.OrderID}, now)
-					n++
-				}
-			}
-			if n > 0 {
-				e.save(rt, true)
-				changed += n
-			}
-		}
-		e.mu.Unlock()
-	}
-	return changed, nil
 }

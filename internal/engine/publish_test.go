@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -36,7 +37,7 @@ type gatedPublisher struct {
 	acked     [][]string // those that returned nil
 }
 
-func (p *gatedPublisher) PublishOrders(ctx context.Context, orders []events.Order) error {
+func (p *gatedPublisher) PublishOrders(ctx context.Context, orders []events.Order, _ *events.Plan) (bool, error) {
 	ids := make([]string, len(orders))
 	for i, o := range orders {
 		ids[i] = o.OrderID
@@ -50,20 +51,20 @@ func (p *gatedPublisher) PublishOrders(ctx context.Context, orders []events.Orde
 	gate, failing := p.gate, p.failing
 	p.mu.Unlock()
 	if failing {
-		return errors.New("test: publish refused")
+		return false, errors.New("test: publish refused")
 	}
 	if gate != nil {
 		p.entered <- struct{}{}
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 	}
 	p.mu.Lock()
 	p.acked = append(p.acked, ids)
 	p.mu.Unlock()
-	return nil
+	return false, nil
 }
 
 func (p *gatedPublisher) PublishPlan(context.Context, events.Plan) error { return nil }
@@ -421,12 +422,12 @@ type lapsingPublisher struct {
 	plans atomic.Int32
 }
 
-func (p *lapsingPublisher) PublishOrders(ctx context.Context, orders []events.Order) error {
-	err := p.gatedPublisher.PublishOrders(ctx, orders)
+func (p *lapsingPublisher) PublishOrders(ctx context.Context, orders []events.Order, pl *events.Plan) (bool, error) {
+	sent, err := p.gatedPublisher.PublishOrders(ctx, orders, pl) // the plan event is not sent with them
 	if !p.kept.Load() {
 		p.valid.Store(false)
 	}
-	return err
+	return sent, err
 }
 
 func (p *lapsingPublisher) PublishPlan(context.Context, events.Plan) error {
@@ -534,5 +535,73 @@ func TestStepDownDuringRetryExitsAtOnce(t *testing.T) {
 		if d := time.Since(start); d > time.Second {
 			t.Fatalf("halt first %v: Run returned %v after its context ended", haltFirst, d)
 		}
+	}
+}
+
+// batchPublisher records what the engine hands it; atomic says whether
+// PublishOrders stores the plan event with the orders.
+type batchPublisher struct {
+	atomic bool
+
+	mu         sync.Mutex
+	withPlan   []string // plan id given to each PublishOrders call ("" if none)
+	planEvents []string // PublishPlan calls
+}
+
+func (p *batchPublisher) PublishOrders(_ context.Context, orders []events.Order, pl *events.Plan) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	id := ""
+	if pl != nil {
+		id = pl.ID
+		if pl.ID != orders[0].PlanID {
+			id = "mismatch:" + pl.ID
+		}
+	}
+	p.withPlan = append(p.withPlan, id)
+	return p.atomic && pl != nil, nil
+}
+
+func (p *batchPublisher) PublishPlan(_ context.Context, pl events.Plan) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.planEvents = append(p.planEvents, pl.ID)
+	return nil
+}
+
+func (p *batchPublisher) PublishDrift(events.Drift) error { return nil }
+
+// TestPlanEventWithOrders: the engine hands each plan's event to
+// PublishOrders with its orders. When the publisher stored both at once
+// (an atomic batch) the event is not published again and the ledger keeps
+// no event to publish; otherwise the event follows with PublishPlan.
+func TestPlanEventWithOrders(t *testing.T) {
+	for _, atomic := range []bool{true, false} {
+		t.Run(fmt.Sprintf("atomic=%v", atomic), func(t *testing.T) {
+			pub := &batchPublisher{atomic: atomic}
+			te := runHousehold(t, pub, time.Second)
+			te.breach(2 * time.Minute)
+			waitFor(t, "the plan to be published", func() bool { return drained(te.Engine) })
+			planID := te.Status().Policies[0].LastPlanID
+			pub.mu.Lock()
+			withPlan, planEvents := slices.Clone(pub.withPlan), slices.Clone(pub.planEvents)
+			pub.mu.Unlock()
+			if !slices.Equal(withPlan, []string{planID}) {
+				t.Fatalf("PublishOrders got plan events %v, want [%s]", withPlan, planID)
+			}
+			wantEvents := []string{planID}
+			if atomic {
+				wantEvents = nil
+			}
+			if !slices.Equal(planEvents, wantEvents) {
+				t.Fatalf("PublishPlan calls %v, want %v", planEvents, wantEvents)
+			}
+			te.mu.Lock()
+			left := len(te.policies["household"].ledger.Plans)
+			te.mu.Unlock()
+			if left != 0 {
+				t.Fatalf("the ledger still holds %d plan events to publish", left)
+			}
+		})
 	}
 }

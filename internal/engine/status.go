@@ -5,8 +5,10 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/rebalancerd/rebalancerd/internal/drift"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
+	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
 )
 
@@ -41,8 +43,58 @@ type PolicyStatus struct {
 	CalendarDue   bool            `json:"calendar_due"`
 	LastError     string          `json:"last_error,omitempty"`
 	Unacked       int             `json:"unacknowledged_orders"`
+	// AdoptedOrders and RecoveredFills count what the reconciliation at
+	// start took from the streams: orders the ledger did not know, and
+	// fills of its unsettled orders it had not applied.
+	AdoptedOrders  int `json:"adopted_orders"`
+	RecoveredFills int `json:"recovered_fills"`
 	// Holdings are the ledger's accounts: the base snapshot plus fills.
 	Holdings map[string]ledger.Account `json:"holdings"`
+	// Sleeves is the drift of every sleeve at the last evaluation that
+	// could value the household, in policy order (a parent before its
+	// sub-sleeves); empty until then.
+	Sleeves []SleeveStatus `json:"sleeves"`
+	// Prices are the quotes the policy plans on, one per instrument, with
+	// their age at the status' time.
+	Prices []PriceStatus `json:"prices"`
+	// NextFiring is the next firing of the calendar (calendar and hybrid
+	// triggers); NextTrigger is what it would start ("calendar"; "hybrid"
+	// rebalances only if a sleeve breaches then).
+	NextFiring  time.Time `json:"next_firing,omitzero"`
+	NextTrigger string    `json:"next_trigger,omitempty"`
+	// LastPlanOrders are the orders of the last plan still in the ledger
+	// (finished ones included), in plan order.
+	LastPlanOrders []*ledger.Order `json:"last_plan_orders"`
+}
+
+// SleeveStatus is one sleeve's drift: fractions of the investable total
+// as decimal strings (weights and deviations rounded to 6 places, half
+// away from zero; breaches are decided on exact values).
+type SleeveStatus struct {
+	Sleeve string `json:"sleeve"`
+	// Parent is the path of the sleeve's parent; empty at top level.
+	Parent    string `json:"parent,omitempty"`
+	Target    string `json:"target"`
+	Weight    string `json:"weight"`
+	Deviation string `json:"deviation"`
+	BandLow   string `json:"band_low"`
+	BandHigh  string `json:"band_high"`
+	Breach    bool   `json:"breach"`
+	// Value is the sleeve's value in the policy currency, to 2 places.
+	Value string `json:"value"`
+}
+
+// PriceStatus is the quote of one instrument a policy plans on.
+type PriceStatus struct {
+	Symbol string `json:"symbol"`
+	// Price, At and Source are the last accepted quote; empty without one.
+	Price  string    `json:"price,omitempty"`
+	At     time.Time `json:"at,omitzero"`
+	Source string    `json:"source,omitempty"`
+	// Age is the status' time minus At, in whole seconds (a Go duration).
+	Age string `json:"age,omitempty"`
+	// Quarantined is a newer quote held back as a jump, if any.
+	Quarantined string `json:"quarantined,omitempty"`
 }
 
 // SleeveTarget is a sleeve's target in effect.
@@ -53,6 +105,9 @@ type SleeveTarget struct {
 
 // Status is the engine's state for the status endpoint.
 type Status struct {
+	// At is the engine's clock when the status was taken; ages are
+	// relative to it.
+	At            time.Time      `json:"at"`
 	NATSConnected bool           `json:"nats_connected"`
 	Halt          *Halt          `json:"halt"`
 	Outbox        int            `json:"outbox_batches"`
@@ -63,7 +118,8 @@ type Status struct {
 func (e *Engine) Status() Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st := Status{NATSConnected: e.natsUp, Halt: e.halt, Outbox: len(e.outbox), Policies: make([]PolicyStatus, 0, len(e.names))}
+	now := e.clk.Now()
+	st := Status{At: now.UTC(), NATSConnected: e.natsUp, Halt: e.halt, Outbox: len(e.outbox), Policies: make([]PolicyStatus, 0, len(e.names))}
 	for _, name := range e.names {
 		rt := e.policies[name]
 		ps := PolicyStatus{
@@ -72,7 +128,7 @@ func (e *Engine) Status() Status {
 			LastEvaluated: rt.lastEval, Breaching: append([]string{}, rt.breaching...),
 			Blocked: append([]Block{}, rt.blocked...), LastRebalance: rt.ledger.LastRebalance,
 			LastPlanID: rt.ledger.LastPlanID, CalendarDue: rt.due != nil, LastError: rt.lastError,
-			HoldingsAsOf: rt.ledger.AsOf,
+			HoldingsAsOf: rt.ledger.AsOf, AdoptedOrders: rt.adopted, RecoveredFills: rt.recovered,
 		}
 		if rt.eff != nil {
 			ps.EffectiveVersion, ps.Targets = rt.eff.Version, rt.explain
@@ -87,6 +143,22 @@ func (e *Engine) Status() Status {
 		if rt.snapshot != nil {
 			ps.PricesAsOf = rt.snapshot.AsOf
 			ps.TotalValue = rt.snapshot.Total.StringFixed(2)
+			ps.Sleeves = sleeveStatus(rt.snapshot)
+		}
+		if ps.Sleeves == nil {
+			ps.Sleeves = []SleeveStatus{}
+		}
+		ps.Prices = priceStatus(rt, now)
+		if sched := rt.pol.Rebalance.Cron; sched != nil && rt.pol.Rebalance.Trigger != policy.TriggerThreshold {
+			ps.NextFiring = sched.Next(now).UTC()
+			ps.NextTrigger = string(rt.pol.Rebalance.Trigger)
+		}
+		ps.LastPlanOrders = []*ledger.Order{}
+		for _, o := range rt.ledger.Orders {
+			if rt.ledger.LastPlanID != "" && o.PlanID == rt.ledger.LastPlanID {
+				c := *o
+				ps.LastPlanOrders = append(ps.LastPlanOrders, &c)
+			}
 		}
 		ps.Holdings = make(map[string]ledger.Account, len(rt.ledger.Accounts))
 		for name, a := range rt.ledger.Accounts {
@@ -109,6 +181,39 @@ func (e *Engine) Status() Status {
 		st.Policies = append(st.Policies, ps)
 	}
 	return st
+}
+
+// sleeveStatus describes every sleeve of a drift snapshot.
+func sleeveStatus(s *drift.Snapshot) []SleeveStatus {
+	p := s.Book.Policy
+	out := make([]SleeveStatus, len(s.Sleeves))
+	for i, sl := range s.Sleeves {
+		out[i] = SleeveStatus{Sleeve: sl.Path, Target: sl.Target.String(), Weight: sl.Weight.String(),
+			Deviation: sl.Deviation.String(), BandLow: sl.BandLow.String(), BandHigh: sl.BandHigh.String(),
+			Breach: sl.Breach, Value: sl.Value.StringFixed(2)}
+		if par := p.Sleeves[i].Parent; par >= 0 {
+			out[i].Parent = p.Sleeves[par].Path
+		}
+	}
+	return out
+}
+
+// priceStatus describes the quote of every instrument the policy needs,
+// its age taken at now.
+func priceStatus(rt *runtime, now time.Time) []PriceStatus {
+	out := make([]PriceStatus, 0, len(rt.symbols))
+	for _, sym := range rt.symbols {
+		ps := PriceStatus{Symbol: sym}
+		if q, ok := rt.guard.Quote(sym); ok {
+			ps.Price, ps.At, ps.Source = q.Price.String(), q.At.UTC(), q.Source
+			ps.Age = now.Sub(q.At).Truncate(time.Second).String()
+		}
+		if q, ok := rt.guard.Pending(sym); ok {
+			ps.Quarantined = q.Price.String() + " at " + q.At.UTC().Format(time.RFC3339)
+		}
+		out = append(out, ps)
+	}
+	return out
 }
 
 // Ready returns why the engine is not ready to trade, or nothing: at least

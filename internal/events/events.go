@@ -109,6 +109,21 @@ type Order struct {
 	Rule       string          `json:"rule"`
 }
 
+// OrdersOf turns a plan's orders into order events: created is their
+// creation time (UTC), ttl the policy's order_ttl that sets ExpiresAt.
+func OrdersOf(p *plan.Plan, trigger string, created time.Time, ttl time.Duration) []Order {
+	orders := make([]Order, len(p.Orders))
+	for i, o := range p.Orders {
+		orders[i] = Order{
+			SchemaVersion: SchemaVersion, OrderID: o.ID, PlanID: p.ID, Policy: p.Policy, PolicyVersion: p.PolicyVersion,
+			Trigger: trigger, CreatedAt: created, ExpiresAt: created.Add(ttl),
+			Phase: o.Phase, Account: o.Account, Instrument: o.Instrument, Side: string(o.Side),
+			Quantity: o.Quantity, Price: o.Price, Notional: o.Notional, Sleeve: o.Sleeve, Rule: string(o.Rule),
+		}
+	}
+	return orders
+}
+
 // FillStatus says whether more fills of an order may follow.
 type FillStatus string
 

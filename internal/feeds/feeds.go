@@ -59,11 +59,11 @@ type Status struct {
 	// Kind is the kind of source: file, http, coingecko, nats...
 	Kind string `json:"kind"`
 	// LastSuccess is when the source last delivered quotes.
-	LastSuccess time.Time `json:"last_success"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
 	// LastError is the text of the last failure, kept after later
 	// successes; LastErrorAt says when it happened.
 	LastError   string    `json:"last_error,omitempty"`
-	LastErrorAt time.Time `json:"last_error_at"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// ConsecutiveFailures counts the failed polls (or bad messages) since
 	// the last success.
 	ConsecutiveFailures int `json:"consecutive_failures"`
@@ -71,7 +71,7 @@ type Status struct {
 	// its half-open trial poll.
 	BreakerOpen bool `json:"breaker_open"`
 	// BreakerUntil is when an open breaker next allows a trial poll.
-	BreakerUntil time.Time `json:"breaker_until"`
+	BreakerUntil time.Time `json:"breaker_until,omitzero"`
 	// Polls counts the polls made (for a push source: the messages
 	// received); Failures counts those that failed.
 	Polls    uint64 `json:"polls"`

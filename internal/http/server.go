@@ -1,6 +1,9 @@
 // Package http serves rebalancerd's operating endpoints: liveness,
-// readiness, Prometheus metrics, a JSON status document and the log level.
+// readiness, Prometheus metrics, a JSON status document, the status page
+// for people and the log level.
 //
+//	GET /          the status page (page.go): households, sleeves, orders
+//	GET /household/{name}
 //	GET /healthz   200 "ok" while the process serves HTTP at all
 //	GET /readyz    200 "ready", or 503 with the reasons one per line
 //	               (JSON with Accept: application/json)
@@ -63,8 +66,9 @@ type Server struct {
 	// Ready reports why the daemon is not ready: nil or empty means ready.
 	// A nil Ready means always ready.
 	Ready func() []string
-	// Status returns the document served as JSON at /status; without one
-	// /status is 404.
+	// Status returns the document served as JSON at /status, a
+	// statusdoc.Document or a value with the same JSON, which the status
+	// page at / renders; without one /status and the page are 404.
 	Status func() any
 	// Level, if set, is served at /loglevel (GET, PUT) by zap's handler.
 	Level *zap.AtomicLevel
@@ -233,6 +237,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Status != nil {
 		mux.HandleFunc("GET /status", s.status)
+		mux.HandleFunc("GET /{$}", s.overview)
+		mux.HandleFunc("GET /household/{name}", s.household)
+		mux.Handle("GET /assets/", assetsHandler())
 	}
 	if s.Level != nil {
 		mux.HandleFunc("GET /loglevel", s.loglevel)

@@ -210,8 +210,9 @@ func TestRouting(t *testing.T) {
 		method, path string
 		want         int
 	}{
-		{"GET", "/", 404},
 		{"GET", "/nope", 404},
+		{"POST", "/", 405},
+		{"POST", "/household/x", 405},
 		{"GET", "/healthz/x", 404},
 		{"POST", "/healthz", 405},
 		{"PUT", "/readyz", 405},
@@ -235,7 +236,7 @@ func TestRouting(t *testing.T) {
 
 func TestOptionalEndpointsAbsent(t *testing.T) {
 	s := open(t, &Server{})
-	for _, path := range []string{"/metrics", "/status", "/loglevel"} {
+	for _, path := range []string{"/metrics", "/status", "/loglevel", "/", "/household/x", "/assets/style.css"} {
 		if code, _, _ := do(t, "GET", s.URL()+path, nil, ""); code != 404 {
 			t.Errorf("GET %s without its field = %d, want 404", path, code)
 		}

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/rebalancerd/rebalancerd/internal/tax"
 )
 
@@ -32,6 +34,10 @@ type Trade struct {
 	Instrument string   `json:"instrument"`
 	Account    string   `json:"account"`
 	Date       tax.Date `json:"date"`
+	// Quantity is the number of units traded that day, the fills summed;
+	// zero means unknown (trades recorded before quantities were), which
+	// the wash-sale rule takes as replacing any number of shares.
+	Quantity decimal.Decimal `json:"quantity,omitzero"`
 }
 
 // historyCutoff returns the first day of the history kept at now.
@@ -43,8 +49,10 @@ func (l *Ledger) historyCutoff(now time.Time) tax.Date {
 	return tax.DateOf(now.UTC()).AddDays(-days)
 }
 
-// record adds t to the buys or the loss sales, once, and drops the trades
-// before cutoff (t too, if it is before cutoff).
+// record adds t to the buys or the loss sales and drops the trades before
+// cutoff (t too, if it is before cutoff). A trade of the same instrument
+// in the same account on the same day adds its quantity to the one
+// recorded (each fill is applied once); an unknown quantity stays unknown.
 func (h *History) record(t Trade, buy bool, cutoff tax.Date) {
 	h.LossSales = prune(h.LossSales, cutoff)
 	h.Buys = prune(h.Buys, cutoff)
@@ -52,10 +60,20 @@ func (h *History) record(t Trade, buy bool, cutoff tax.Date) {
 	if buy {
 		list = &h.Buys
 	}
-	if t.Date.Before(cutoff) || slices.Contains(*list, t) {
+	if t.Date.Before(cutoff) {
 		return
 	}
-	*list = append(*list, t)
+	k := slices.IndexFunc(*list, func(o Trade) bool {
+		return o.Instrument == t.Instrument && o.Account == t.Account && o.Date == t.Date
+	})
+	switch {
+	case k < 0:
+		*list = append(*list, t)
+	case (*list)[k].Quantity.Sign() > 0 && t.Quantity.Sign() > 0:
+		(*list)[k].Quantity = (*list)[k].Quantity.Add(t.Quantity)
+	default:
+		(*list)[k].Quantity = decimal.Decimal{}
+	}
 }
 
 // prune drops the trades before cutoff.
@@ -84,7 +102,7 @@ func since(trades []Trade, cutoff tax.Date) []tax.Trade {
 	var out []tax.Trade
 	for _, t := range trades {
 		if !t.Date.Before(cutoff) {
-			out = append(out, tax.Trade(t))
+			out = append(out, tax.Trade{Instrument: t.Instrument, Account: t.Account, Date: t.Date, Quantity: t.Quantity})
 		}
 	}
 	return out

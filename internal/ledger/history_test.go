@@ -103,3 +103,33 @@ func TestRejectedFillRecordsNothing(t *testing.T) {
 		t.Errorf("history %+v, position %s", l.History, l.Accounts["tx"].Positions["A"])
 	}
 }
+
+// TestHistoryQuantities: fills of one day add up in the history, and a
+// positions snapshot that shows a position grown (a dividend reinvested)
+// records the increase as a buy on the snapshot's day; a position that
+// did not grow records nothing.
+func TestHistoryQuantities(t *testing.T) {
+	l := taxLedger()
+	for i, q := range []string{"1", "2"} {
+		id := string(rune('a' + i))
+		l.AddOrders([]events.Order{{OrderID: id, Account: "tx", Instrument: "A", Side: "buy", Quantity: dec(q), ExpiresAt: t0.AddDate(1, 0, 0)}}, t0)
+		l.MarkPublished([]string{id}, t0)
+		if _, err := l.ApplyFill("tx", fill("f"+id, id, events.FillFilled, q, "100", "0", t0.Add(time.Minute)), t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b := l.TaxHistory(t0).Buys; len(b) != 1 || !b[0].Quantity.Equal(dec("3")) {
+		t.Fatalf("buys = %+v, want one of 3", b)
+	}
+	at := t0.Add(48 * time.Hour)
+	grown := &Account{Cash: dec("0"), Positions: map[string]decimal.Decimal{"A": l.Accounts["tx"].Positions["A"].Add(dec("0.25"))}}
+	l.SetBase(at, "", map[string]*Account{"tx": grown}, at)
+	b := l.TaxHistory(at).Buys
+	if len(b) != 2 || b[1].Date != tax.NewDate(2026, 11, 22) || !b[1].Quantity.Equal(dec("0.25")) {
+		t.Fatalf("buys = %+v, want the 0.25 reinvested on 2026-11-22", b)
+	}
+	l.SetBase(at.Add(time.Hour), "", map[string]*Account{"tx": {Cash: dec("0"), Positions: map[string]decimal.Decimal{"A": grown.Positions["A"]}}}, at)
+	if n := len(l.TaxHistory(at).Buys); n != 2 {
+		t.Errorf("an unchanged snapshot recorded a buy: %d buys", n)
+	}
+}

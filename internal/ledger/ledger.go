@@ -101,6 +101,14 @@ type Ledger struct {
 	// not empty the holdings cannot be trusted: planning stops until a
 	// positions snapshot replaces them.
 	Unknown []string `json:"unknown_fills,omitempty"`
+	// Refused describes the last positions snapshot refused because it
+	// does not fit the policy (an account or instrument the policy does
+	// not have): the holdings it reported are not the ledger's, so
+	// planning stops until a snapshot that fits, a newer holdings file or
+	// a resync replaces them.
+	Refused string `json:"refused_snapshot,omitempty"`
+	// Resyncs are the last operator resyncs (see Resync), oldest first.
+	Resyncs []ResyncRecord `json:"resyncs,omitempty"`
 	// Plans are plan events (events.Plan, encoded) journaled with their
 	// orders and not yet acknowledged by JetStream, oldest first: they are
 	// published again after a restart, so that every order's plan is on
@@ -160,16 +168,38 @@ func New(policy string) *Ledger {
 // SetBase replaces holdings with a snapshot taken at asOf. The snapshot
 // includes every execution up to asOf; orders still working stay pending,
 // and their later fills (executed after asOf) are applied on top of it.
-// The unknown fills are cleared, since the snapshot is the truth.
+// The unknown fills are cleared, since the snapshot is the truth, and so is
+// a refused snapshot (Refused). A snapshot dated after now is taken as of
+// now: the ledger's as_of never passes the clock.
 //
 // A snapshot without lots for a position (a positions report never has
 // any) does not say that the lots changed: the position keeps the ledger's
 // lots when they add up to its new quantity, and otherwise loses them (its
 // basis becomes unknown). The lot selections of pending orders are kept
 // for the positions that kept their lots, and dropped for the others: the
-// lots they name are gone. The trade history is kept.
+// lots they name are gone. The trade history is kept, and a position that
+// grew since the ledger's last figures (a dividend reinvested, a buy made
+// outside the daemon) is recorded in it as a buy of the increase on the
+// snapshot's day: the wash-sale rule counts it as a purchase. A buy fill
+// the snapshot already includes is then recorded twice, which can only
+// disallow more of a loss, never less.
 func (l *Ledger) SetBase(asOf time.Time, hash string, accounts map[string]*Account, now time.Time) {
 	kept := map[[2]string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(accounts)) {
+		acc, old := accounts[name], l.Accounts[name]
+		if acc == nil || old == nil && len(l.Accounts) == 0 {
+			continue // the first snapshot: nothing to compare with
+		}
+		for _, sym := range slices.Sorted(maps.Keys(acc.Positions)) {
+			var was decimal.Decimal
+			if old != nil {
+				was = old.Positions[sym]
+			}
+			if grew := acc.Positions[sym].Sub(was); grew.Sign() > 0 {
+				l.History.record(Trade{Instrument: sym, Account: name, Date: tax.DateOf(asOf.UTC()), Quantity: grew}, true, l.historyCutoff(now))
+			}
+		}
+	}
 	for name, acc := range accounts {
 		old := l.Accounts[name]
 		if old == nil || acc == nil {
@@ -192,9 +222,13 @@ func (l *Ledger) SetBase(asOf time.Time, hash string, accounts map[string]*Accou
 			o.Lots = nil
 		}
 	}
+	if asOf.After(now) {
+		asOf = now
+	}
 	l.BaseAsOf, l.AsOf, l.BaseHash = asOf, asOf, hash
 	l.Accounts = accounts
 	l.Unknown = nil
+	l.Refused = ""
 }
 
 // FromHoldings converts a parsed holdings file to ledger accounts, with
@@ -494,13 +528,13 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 		return FillResult{}, fmt.Errorf("fill %s: order %s is already %s", f.FillID, o.OrderID, o.Status)
 	}
 	if f.Quantity.GreaterThan(o.Remaining()) {
-		return FillResult{}, fmt.Errorf("fill %s: quantity %s exceeds the %s remaining of order %s", f.FillID, f.Quantity, o.Remaining(), o.OrderID)
+		return FillResult{}, refuse(RejectFillOverQuantity, "fill %s: quantity %s exceeds the %s remaining of order %s", f.FillID, f.Quantity, o.Remaining(), o.OrderID)
 	}
 	if o.Side != "buy" && o.Side != "sell" {
 		return FillResult{}, fmt.Errorf("order %s: side %q", o.OrderID, o.Side)
 	}
 	applied := f.At.After(l.BaseAsOf)
-	trade := Trade{Instrument: o.Instrument, Account: o.Account, Date: tax.DateOf(f.At.UTC())}
+	trade := Trade{Instrument: o.Instrument, Account: o.Account, Date: tax.DateOf(f.At.UTC()), Quantity: f.Quantity}
 	lossSale := false
 	if applied {
 		acc := l.Accounts[o.Account]
@@ -553,8 +587,11 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 		acc.Cash = cash
 		l.Accounts[o.Account] = acc
 		o.Lots = sel
-		if f.At.After(l.AsOf) {
-			l.AsOf = f.At
+		// The ledger's as_of never passes the clock: a fill dated a
+		// little ahead (an executor's clock, within the skew CheckFill
+		// allows) counts as of now.
+		if at := minTime(f.At, now); at.After(l.AsOf) {
+			l.AsOf = at
 		}
 	}
 	if f.Quantity.Sign() > 0 && (o.Side == "buy" || lossSale) {
@@ -574,4 +611,11 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 		}
 	}
 	return FillResult{Order: o, Applied: applied}, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }

@@ -122,6 +122,10 @@ type Metrics struct {
 	// PlansRejected is rebalancerd_plans_rejected_total{policy,rule}: plans
 	// not published because they broke a pre-trade risk limit.
 	PlansRejected *prometheus.CounterVec
+	// FillsRecovered is rebalancerd_fills_recovered_total{policy}: fills
+	// of unsettled orders read back from the reports stream at start,
+	// that the ledger had not applied (a lost or restored state).
+	FillsRecovered *prometheus.CounterVec
 	// PendingOrders is rebalancerd_pending_orders{policy}: orders published
 	// and not yet settled.
 	PendingOrders *prometheus.GaugeVec
@@ -219,6 +223,9 @@ func New() *Metrics {
 		PlansRejected: counterVec("plans_rejected_total",
 			"Plans not published because they broke a pre-trade risk limit, by limit.",
 			LabelPolicy, LabelRule),
+		FillsRecovered: counterVec("fills_recovered_total",
+			"Fills of unsettled orders read back from the reports stream at start that the ledger had not applied.",
+			LabelPolicy),
 		PendingOrders: gaugeVec("pending_orders",
 			"Orders published and not yet settled.",
 			LabelPolicy),
@@ -281,7 +288,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.SleeveWeight, m.SleeveTarget, m.SleeveDeviation, m.SleeveBreach,
 		m.Evaluations, m.Rebalances, m.OrdersPublished, m.PublishErrors, m.PlansRejected, m.PendingOrders,
-		m.PlanningBlocked, m.PriceAge,
+		m.FillsRecovered, m.PlanningBlocked, m.PriceAge,
 		m.FeedPolls, m.FeedErrors, m.FeedLastSuccess, m.FeedBreakerOpen, m.InputsRejected,
 		m.Correlation, m.CorrelationAlert,
 		m.ReloadSuccess, m.ReloadTimestamp, m.Reloads, m.PoliciesLoaded, m.NATSConnected,
@@ -349,7 +356,7 @@ func (m *Metrics) ForgetPolicy(name string) int {
 	return deletePartial(prometheus.Labels{LabelPolicy: name},
 		m.SleeveWeight.MetricVec, m.SleeveTarget.MetricVec, m.SleeveDeviation.MetricVec, m.SleeveBreach.MetricVec,
 		m.Evaluations.MetricVec, m.Rebalances.MetricVec, m.OrdersPublished.MetricVec, m.PublishErrors.MetricVec, m.PlansRejected.MetricVec,
-		m.PendingOrders.MetricVec, m.PlanningBlocked.MetricVec, m.PriceAge.MetricVec,
+		m.PendingOrders.MetricVec, m.FillsRecovered.MetricVec, m.PlanningBlocked.MetricVec, m.PriceAge.MetricVec,
 		m.Correlation.MetricVec, m.CorrelationAlert.MetricVec)
 }
 

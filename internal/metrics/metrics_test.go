@@ -31,6 +31,7 @@ func populate(t *testing.T, m *Metrics, policy, feed string) {
 	m.PublishErrors.WithLabelValues(policy).Add(2)
 	m.PlansRejected.WithLabelValues(policy, "max_turnover").Inc()
 	m.PendingOrders.WithLabelValues(policy).Set(4)
+	m.FillsRecovered.WithLabelValues(policy).Add(2)
 	m.PriceAge.WithLabelValues(policy, "VTI").Set(42)
 	m.FeedPolls.WithLabelValues(feed).Add(10)
 	m.FeedErrors.WithLabelValues(feed).Add(1)
@@ -101,6 +102,9 @@ rebalancerd_feed_last_success_timestamp_seconds{feed="stooq"} 1.7e+09
 # HELP rebalancerd_feed_polls_total Price feed polls attempted.
 # TYPE rebalancerd_feed_polls_total counter
 rebalancerd_feed_polls_total{feed="stooq"} 10
+# HELP rebalancerd_fills_recovered_total Fills of unsettled orders read back from the reports stream at start that the ledger had not applied.
+# TYPE rebalancerd_fills_recovered_total counter
+rebalancerd_fills_recovered_total{policy="smith"} 2
 # HELP rebalancerd_inputs_rejected_total Inputs refused, by kind (price, report, control, policy_file) and reason.
 # TYPE rebalancerd_inputs_rejected_total counter
 rebalancerd_inputs_rejected_total{input="price",reason="bad_price"} 2
@@ -281,7 +285,7 @@ func TestForget(t *testing.T) {
 	populate(t, m, "smith", "stooq")
 	populate(t, m, "jones", "yahoo")
 
-	policyVecs := 14 // the vectors with a policy label
+	policyVecs := 15 // the vectors with a policy label
 	if got, want := m.ForgetPolicy("smith"), policyVecs-1+len(BlockReasons); got != want {
 		t.Errorf("ForgetPolicy deleted %d series, want %d", got, want)
 	}

@@ -23,28 +23,7 @@ func BenchmarkPublishOrders(b *testing.B) {
 		{"inprocess/sync=always", 0, true}, {"inprocess/sync=2m", 2 * time.Minute, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			s, err := StartEmbedded(EmbeddedConfig{Port: -1, StoreDir: b.TempDir(), SyncInterval: bc.sync}, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() {
-				s.Shutdown()
-				s.WaitForShutdown()
-			})
-			var nc *natsgo.Conn
-			if bc.inProcess {
-				nc, err = ConnectEmbedded(s, nil, nil)
-			} else {
-				nc, err = Connect(ConnConfig{URL: s.ClientURL()}, nil, nil)
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(nc.Close)
-			bus, err := NewBus(b.Context(), nc, StreamConfig{}, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
+			bus := benchBus(b, bc.sync, bc.inProcess, StreamConfig{})
 			template := householdOrders("bench", 5)
 			batch := append(template[:0:0], template...)
 			ctx := b.Context()
@@ -61,4 +40,61 @@ func BenchmarkPublishOrders(b *testing.B) {
 			b.ReportMetric(float64(5*b.N)/b.Elapsed().Seconds(), "orders/s")
 		})
 	}
+}
+
+// BenchmarkPublishPlan publishes one household's plan per op, 2 orders
+// and the plan event, in process to an embedded server, and waits for the
+// acks: as one atomic batch, and one message at a time (orders, then the
+// event once they are acknowledged), with each sync setting.
+func BenchmarkPublishPlan(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		sync    time.Duration
+		noBatch bool
+	}{
+		{"sync=always/batch", 0, false}, {"sync=always/one-by-one", 0, true},
+		{"sync=2m/batch", 2 * time.Minute, false}, {"sync=2m/one-by-one", 2 * time.Minute, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			bus := benchBus(b, bc.sync, true, StreamConfig{NoAtomicBatches: bc.noBatch})
+			ctx := b.Context()
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				id := fmt.Sprintf("bench-%d", i)
+				orders := householdOrders(id, 2)
+				if _, _, err := publishPlan(ctx, bus, orders, testPlan(id, orders)); err != nil {
+					b.Fatalf("op %d: %v", i, err)
+				}
+			}
+		})
+	}
+}
+
+// benchBus starts an embedded server with the given sync interval and
+// returns a bus connected to it, in process or over loopback TCP.
+func benchBus(b *testing.B, sync time.Duration, inProcess bool, cfg StreamConfig) *Bus {
+	b.Helper()
+	s, err := StartEmbedded(EmbeddedConfig{Port: -1, StoreDir: b.TempDir(), SyncInterval: sync}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	var nc *natsgo.Conn
+	if inProcess {
+		nc, err = ConnectEmbedded(s, nil, nil)
+	} else {
+		nc, err = Connect(ConnConfig{URL: s.ClientURL()}, nil, nil)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	bus, err := NewBus(b.Context(), nc, cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return bus
 }

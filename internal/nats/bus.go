@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,10 @@ type StreamConfig struct {
 	// MaxInFlight bounds the publishes of one call awaiting their ack;
 	// default 256.
 	MaxInFlight int
+	// NoAtomicBatches keeps every publish one message at a time, even on
+	// a server that stores atomic batches (nats-server 2.12.1 or later):
+	// PublishPlanOrders then never sends the plan event with its orders.
+	NoAtomicBatches bool
 
 	// Rejected, when set, is called with the reason (Report* constants, or
 	// a handler's own) of each report refused for good, for metrics.
@@ -136,6 +141,9 @@ type Bus struct {
 	subjects      events.Subjects
 	ordersStream  string
 	reportsStream string
+	// atomic is set while the orders stream takes atomic batches: decided
+	// by NewBus, cleared if the server later refuses one.
+	atomic atomic.Bool
 
 	gate atomic.Pointer[func() error] // SetGate
 }
@@ -188,9 +196,25 @@ func NewBus(ctx context.Context, nc *natsgo.Conn, cfg StreamConfig, log *zap.Log
 		subjects: events.Subjects{Prefix: cfg.Prefix},
 	}
 	b.ordersStream, b.reportsStream = StreamNames(cfg.Prefix)
-	for _, sc := range []jetstream.StreamConfig{b.ordersStreamConfig(), b.reportsStreamConfig()} {
+	var version, why string
+	for _, mk := range []func() jetstream.StreamConfig{b.ordersStreamConfig, b.reportsStreamConfig} {
+		sc := mk()
 		if err := b.retry(ctx, "create or update stream "+sc.Name, func(ctx context.Context) error {
-			_, err := js.CreateOrUpdateStream(ctx, sc)
+			if sc.Name == b.ordersStream {
+				// Decided once connected (the retry waits for that), from
+				// the server this connection reached.
+				version = nc.ConnectedServerVersion()
+				sc.AllowAtomicPublish, why = atomicBatches(version, cfg.NoAtomicBatches)
+			}
+			st, err := js.CreateOrUpdateStream(ctx, sc)
+			if err == nil && sc.AllowAtomicPublish {
+				// A server that does not know the setting drops it.
+				kept := st.CachedInfo().Config.AllowAtomicPublish
+				b.atomic.Store(kept)
+				if !kept {
+					why = "the server did not keep allow_atomic on the stream"
+				}
+			}
 			return err
 		}); err != nil {
 			return nil, fmt.Errorf("nats: stream %s (%s): %w", sc.Name, strings.Join(sc.Subjects, ", "), err)
@@ -199,9 +223,59 @@ func NewBus(ctx context.Context, nc *natsgo.Conn, cfg StreamConfig, log *zap.Log
 	log.Info("JetStream streams ready",
 		zap.String("orders_stream", b.ordersStream), zap.String("reports_stream", b.reportsStream),
 		zap.Int("replicas", cfg.Replicas), zap.Duration("max_age", cfg.MaxAge),
-		zap.Duration("duplicates", cfg.Duplicates))
+		zap.Duration("duplicates", cfg.Duplicates), zap.String("server_version", version),
+		zap.Bool("atomic_batches", b.atomic.Load()), zap.String("atomic_batches_reason", why))
 	return b, nil
 }
+
+// minAtomicVersion is the first nats-server release whose atomic batches
+// take Nats-Msg-Id (2.12.0 refuses the header in a batch): without it a
+// retried batch could not be recognised as stored already.
+var minAtomicVersion = [3]int{2, 12, 1}
+
+// atomicBatches decides whether to publish plans as atomic batches on a
+// server of this version, and says why for the log.
+func atomicBatches(version string, disabled bool) (bool, string) {
+	if disabled {
+		return false, "disabled in the configuration"
+	}
+	v, ok := parseVersion(version)
+	if !ok {
+		return false, fmt.Sprintf("server version %q not understood", version)
+	}
+	for i := range v {
+		if v[i] != minAtomicVersion[i] {
+			if v[i] < minAtomicVersion[i] {
+				return false, fmt.Sprintf("server %s is older than 2.12.1: plans are published one message at a time", version)
+			}
+			break
+		}
+	}
+	return true, fmt.Sprintf("server %s stores each plan's orders and event all or none", version)
+}
+
+// parseVersion reads the major, minor and patch numbers of a server
+// version such as "2.12.1" or "2.14.0-RC.1".
+func parseVersion(s string) ([3]int, bool) {
+	var v [3]int
+	core, _, _ := strings.Cut(s, "-")
+	parts := strings.Split(core, ".")
+	if len(parts) != 3 {
+		return v, false
+	}
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return v, false
+		}
+		v[i] = n
+	}
+	return v, true
+}
+
+// AtomicBatches reports whether PublishPlanOrders stores a plan's orders
+// and its event as one atomic batch.
+func (b *Bus) AtomicBatches() bool { return b.atomic.Load() }
 
 // OrdersStream is the name of the stream holding orders and plans.
 func (b *Bus) OrdersStream() string { return b.ordersStream }

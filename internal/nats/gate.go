@@ -1,34 +1,16 @@
 package nats
 
-import (
-	"context"
-
-	"github.com/rebalancerd/rebalancerd/internal/clock"
-)
-
 // SetGate sets a check that runs immediately before each message the bus
-// publishes (orders, plans, alerts, drift events): while it returns an
-// error nothing is sent, and the publishing call fails with it (an order
-// publish with an *UnackedError naming what was not sent). A high-
-// availability planner gates the bus with its lease, so that an instance
-// resumed after a pause sends nothing once its lease has lapsed, whatever
-// was in flight when it stopped. nil removes the gate.
+// publishes (orders, plans, alerts, drift events; see beforeSend): while
+// it returns an error nothing is sent, and the publishing call fails with
+// it (an order publish with an *UnackedError naming what was not sent). A
+// high-availability planner gates the bus with its lease, so that an
+// instance resumed after a pause sends nothing once its lease has lapsed,
+// whatever was in flight when it stopped. nil removes the gate.
 func (b *Bus) SetGate(gate func() error) {
 	if gate == nil {
 		b.gate.Store(nil)
 		return
 	}
 	b.gate.Store(&gate)
-}
-
-// sendable reports why a message must not be sent now under ctx: ctx
-// ended (or its deadline passed, read on the clock) or the gate refuses.
-func (b *Bus) sendable(ctx context.Context) error {
-	if err := clock.ContextErr(ctx); err != nil {
-		return err
-	}
-	if g := b.gate.Load(); g != nil {
-		return (*g)()
-	}
-	return nil
 }

@@ -44,6 +44,29 @@ func TestGateCheckedBeforeEachMessage(t *testing.T) {
 	}
 }
 
+// TestGateStopsAnAtomicBatch: a gate that closes in the middle of a
+// plan's atomic batch stores nothing of it.
+func TestGateStopsAnAtomicBatch(t *testing.T) {
+	ts := newTestServer(t)
+	b := newBus(t, connect(t, ts.url()), fastConfig())
+	var calls atomic.Int32
+	lapsed := errors.New("the lease is not held")
+	b.SetGate(func() error {
+		if calls.Add(1) > 2 {
+			return lapsed
+		}
+		return nil
+	})
+	orders := householdOrders("p3", 4)
+	plan := testPlan("p3", orders)
+	if _, _, err := b.PublishPlanOrders(t.Context(), orders, &plan); !errors.Is(err, lapsed) {
+		t.Fatalf("atomic batch through a gate closing after two messages: %v", err)
+	}
+	if n := len(streamMessages(t, ts.url(), b.OrdersStream())); n != 0 {
+		t.Fatalf("%d messages stored of a batch the gate stopped", n)
+	}
+}
+
 // TestGateReadsTheClock: a publish whose context's deadline has passed is
 // refused before its timer fires.
 func TestGateReadsTheClock(t *testing.T) {

@@ -131,6 +131,11 @@ type Order struct {
 	// without lots: what it realizes is unknown and not in the plan's
 	// gains.
 	BasisUnknown bool `json:"basis_unknown,omitempty"`
+	// WashSale is what the wash-sale rule does to the loss of a sell in a
+	// taxable account (tax.WashSale.Match): the loss disallowed, and the
+	// purchases that replace the shares; nil when nothing is disallowed.
+	// Gains count only the loss allowed.
+	WashSale *tax.Wash `json:"wash_sale,omitempty"`
 
 	account, instrument int
 	units               decimal.Decimal // Quantity / step

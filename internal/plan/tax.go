@@ -35,6 +35,11 @@ type TaxReport struct {
 	// WashSale lists the instruments the wash-sale guard kept the plan
 	// from buying.
 	WashSale []KeptOut `json:"wash_sale,omitempty"`
+	// Disallowed sums what the wash-sale rule disallows of the losses of
+	// the plan's sells (each order's WashSale says which purchases replace
+	// which shares); nil when nothing is. Gains count only what is
+	// allowed.
+	Disallowed *tax.Wash `json:"wash_sale_disallowed,omitempty"`
 	// NotRelocated lists the instruments the plan did not relocate (buy
 	// in one account, sell in another) because the sale would be at a
 	// loss within the wash-sale window of the buy, and why.
@@ -394,7 +399,8 @@ func (pl *planner) onlyHere(a, i int) decimal.Decimal {
 }
 
 // taxPass names the lots of every sell in a taxable account, then adds
-// the harvests. A sell whose lots cannot be found is an error: the plan
+// the harvests, then applies the wash-sale rule to every sell's losses
+// (washLosses). A sell whose lots cannot be found is an error: the plan
 // must not go out with it.
 func (pl *planner) taxPass() error {
 	if err := pl.chooseLots(); err != nil {
@@ -403,6 +409,154 @@ func (pl *planner) taxPass() error {
 	if pl.tx.opts.Harvest.Enabled {
 		pl.harvest()
 		pl.project()
+	}
+	pl.washLosses()
+	return pl.keepLossesAllowed()
+}
+
+// washLosses applies the wash-sale rule (tax.WashSale.Match) to the loss
+// sales of the plan, in order, with every purchase it knows of: the
+// acquisitions the lots record within the window (less the shares the
+// plan sells of them), the history's buys that the lots do not record,
+// and the plan's own buys. It sets each sell's WashSale and counts in its
+// Gains only the loss allowed.
+func (pl *planner) washLosses() {
+	tx := pl.tx
+	var sales []tax.LossSale
+	var idx []int
+	for k := range pl.orders {
+		o := &pl.orders[k]
+		o.WashSale = nil
+		if o.Side != Sell || o.Lots == nil || !tx.taxable[o.account] {
+			continue
+		}
+		sales = append(sales, tax.LossSale{Account: o.Account, Instrument: o.Instrument, Class: tx.class[o.instrument], Date: tx.date, Sales: o.Lots})
+		idx = append(idx, k)
+	}
+	if len(sales) == 0 {
+		return
+	}
+	washes := tx.opts.WashSale.Match(pl.purchases(), sales)
+	for n, k := range idx {
+		o := &pl.orders[k]
+		o.Gains = tax.GainsOf(o.Lots)
+		if w := washes[n]; !w.IsZero() {
+			o.WashSale = &w
+		}
+	}
+}
+
+// purchases returns the household's purchases the wash-sale rule matches
+// against the plan's loss sales: the lots acquired within the longest
+// window before the trade date, less the shares the plan's sells take from
+// them (a lot sold is not its own replacement); the history's buys, less
+// the lots acquired the same day in the same account (the lots record
+// those buys; a buy of unknown quantity on a day a lot records is taken to
+// be that lot's); and the plan's buys. Trades in accounts the policy
+// calls tax-advantaged are marked so.
+func (pl *planner) purchases() []tax.Trade {
+	p, tx := pl.p, pl.tx
+	since := tx.date.AddDays(-tx.longestWindow())
+	var out []tax.Trade
+	type key struct {
+		account, instrument string
+		date                tax.Date
+	}
+	recorded := map[key]decimal.Decimal{}
+	if tx.lots != nil {
+		sold := map[[2]int]decimal.Decimal{} // [position, lot]
+		for k := range pl.orders {
+			o := &pl.orders[k]
+			for _, s := range o.Lots {
+				pk := [2]int{o.account*pl.nI + o.instrument, s.Lot}
+				sold[pk] = sold[pk].Add(s.Quantity)
+			}
+		}
+		for k, l := range tx.lots {
+			a, i := k/pl.nI, k%pl.nI
+			for j := 0; j < l.Len(); j++ {
+				lot := l.Lot(j)
+				if lot.Acquired.Before(since) {
+					continue
+				}
+				kk := key{p.Accounts[a].Name, p.Instruments[i].Symbol, lot.Acquired}
+				recorded[kk] = recorded[kk].Add(lot.Quantity)
+				if q := lot.Quantity.Sub(sold[[2]int{k, j}]); q.Sign() > 0 {
+					out = append(out, tax.Trade{Instrument: kk.instrument, Account: kk.account, Date: lot.Acquired,
+						Quantity: q, TaxAdvantaged: !tx.taxable[a]})
+				}
+			}
+		}
+	}
+	for _, t := range tx.hist.Buys {
+		if a, ok := p.AccountIndex(t.Account); ok {
+			t.TaxAdvantaged = !tx.taxable[a]
+		}
+		kk := key{t.Account, t.Instrument, t.Date}
+		if rec, ok := recorded[kk]; ok && rec.Sign() > 0 {
+			if t.Quantity.Sign() <= 0 {
+				recorded[kk] = decimal.Zero
+				continue
+			}
+			used := decimal.Min(rec, t.Quantity)
+			recorded[kk] = rec.Sub(used)
+			if t.Quantity = t.Quantity.Sub(used); t.Quantity.Sign() <= 0 {
+				continue
+			}
+		}
+		out = append(out, t)
+	}
+	for k := range pl.orders {
+		if o := &pl.orders[k]; o.Side == Buy {
+			out = append(out, tax.Trade{Instrument: o.Instrument, Account: o.Account, Date: tx.date,
+				Quantity: o.Quantity, TaxAdvantaged: !tx.taxable[o.account]})
+		}
+	}
+	return out
+}
+
+// keepLossesAllowed selects the lots of a sell again, losses last
+// (tax.Options.LossesLast), when the wash-sale rule disallows part of its
+// loss for good (its replacement is in a tax-advantaged account): the
+// same quantity is sold, so the allocation is the same. The new selection
+// is kept when it loses less for good and realizes less in gains more
+// than the loss it saves (a gain realized now would be realized later
+// anyway; a loss lost is never deducted). A sell whose loss is only
+// deferred (its replacement is in a taxable account) keeps its lots: the
+// loss lives on in the replacement's basis, and the part allowed is
+// deducted now.
+func (pl *planner) keepLossesAllowed() error {
+	tx := pl.tx
+	gains := func(o *Order) decimal.Decimal { return o.Gains.ShortTermGains.Add(o.Gains.LongTermGains) }
+	lost := func(o *Order) decimal.Decimal {
+		if o.WashSale == nil {
+			return decimal.Zero
+		}
+		return o.WashSale.Permanent
+	}
+	for k := range pl.orders {
+		o := &pl.orders[k]
+		if o.WashSale == nil || o.WashSale.Permanent.Sign() <= 0 || o.Rule == RuleHarvest {
+			continue
+		}
+		lots, lostBefore, gainsBefore := o.Lots, lost(o), gains(o)
+		opts := tx.opts
+		opts.LossesLast = true
+		sel, err := tx.lotsAt(o.account, o.instrument, pl.nI).Select(o.Quantity, o.Price, tx.date, opts)
+		if err != nil {
+			return fmt.Errorf("account %s: sell of %s %s: %w", o.Account, o.Quantity, o.Instrument, err)
+		}
+		if sel.Unsold().Sign() != 0 {
+			continue
+		}
+		o.Lots = sel.Sales
+		pl.washLosses()
+		saved := lostBefore.Sub(lost(o))
+		if extra := gains(o).Sub(gainsBefore); saved.Sign() > 0 && extra.LessThan(saved) {
+			continue
+		}
+		o.Lots = lots
+		pl.washLosses()
 	}
 	return nil
 }
@@ -433,10 +587,19 @@ func (pl *planner) chooseLots() error {
 	return nil
 }
 
-// realizesLoss reports whether order o is a sell whose lots realize a
-// loss.
+// realizesLoss reports whether order o is a sell whose lots sell some lot
+// at a loss, allowed or disallowed by the wash-sale rule: either way a
+// buy within its window is a wash sale.
 func realizesLoss(o *Order) bool {
-	return o.Side == Sell && (o.Gains.ShortTermLosses.Sign() > 0 || o.Gains.LongTermLosses.Sign() > 0)
+	if o.Side != Sell {
+		return false
+	}
+	for k := range o.Lots {
+		if o.Lots[k].Gain.Sign() < 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // history returns the caller's history with the plan's loss sales and
@@ -706,6 +869,12 @@ func (pl *planner) report() *TaxReport {
 			r.BasisUnknown = append(r.BasisUnknown, o.Account+"/"+o.Instrument)
 		case o.Lots != nil:
 			r.Gains = r.Gains.Add(o.Gains)
+		}
+		if o.WashSale != nil {
+			if r.Disallowed == nil {
+				r.Disallowed = &tax.Wash{}
+			}
+			*r.Disallowed = r.Disallowed.Add(*o.WashSale)
 		}
 	}
 	r.NetShortTerm, r.NetLongTerm, r.Net = r.Gains.NetShortTerm(), r.Gains.NetLongTerm(), r.Gains.Net()

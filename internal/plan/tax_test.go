@@ -320,7 +320,7 @@ func checkTax(t testing.TB, b *portfolio.Book, p *plan.Plan, h tax.History) {
 			t.Errorf("%s: gains %+v, lots realize %+v", orderLine(o), o.Gains, g)
 		}
 		total = total.Add(o.Gains)
-		if o.Gains.ShortTermLosses.Sign() > 0 || o.Gains.LongTermLosses.Sign() > 0 {
+		if atLoss(o) {
 			losses = append(losses, tax.Trade{Instrument: o.Instrument, Account: o.Account, Date: date})
 		}
 		if o.Rule == plan.RuleHarvest && o.Gains.Net().Sign() >= 0 {
@@ -354,4 +354,14 @@ func checkTax(t testing.TB, b *portfolio.Book, p *plan.Plan, h tax.History) {
 			}
 		}
 	}
+}
+
+// atLoss reports whether sell o sells some lot at a loss.
+func atLoss(o plan.Order) bool {
+	for _, s := range o.Lots {
+		if s.Gain.Sign() < 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -22,6 +22,10 @@ type Holdings struct {
 	File     string
 	AsOf     time.Time
 	Accounts []AccountHoldings
+	// Trades are the recent trades the file lists (trades:): purchases
+	// and sales at a loss that the lots do not show, for the wash-sale
+	// rule.
+	Trades tax.History
 }
 
 // AccountHoldings is one account's cash and positions.
@@ -74,6 +78,20 @@ type Quote struct {
 // positive quantity, its total cost basis (cost_basis) or its cost per
 // unit (unit_cost, multiplied by the quantity exactly), and the trade date
 // of its purchase (acquired), not after as_of's day.
+//
+// An optional trades list gives the household's recent trades that the
+// lots do not show, in any of its accounts (a purchase in an IRA, a sale
+// at a loss, a dividend reinvested), for the wash-sale rule:
+//
+//	trades:
+//	  - {date: 2026-11-10, account: roth, instrument: VTI, side: buy, quantity: "10"}
+//	  - {date: 2026-11-02, account: taxable, instrument: VOO, side: sell}
+//
+// A buy is a purchase (quantity optional: without it, the purchase is
+// taken to replace any number of shares sold at a loss); a sell is a
+// sale at a loss (sales at a gain need not be listed), which keeps buys of
+// the instrument out of plans within its window. Dates are trade dates,
+// not after as_of's day.
 func ParseHoldings(file string, data []byte) (*Holdings, error) {
 	r := &strictyaml.Reader{File: file}
 	root := r.Parse(data)
@@ -81,11 +99,16 @@ func ParseHoldings(file string, data []byte) (*Holdings, error) {
 		return nil, r.Errs.Err()
 	}
 	h := &Holdings{File: file}
-	f := r.Object(root, "", "as_of", "accounts")
+	f := r.Object(root, "", "as_of", "accounts", "trades")
 	if v, ok := f["as_of"]; ok {
 		h.AsOf, _ = r.Time(v, "as_of")
 	} else {
 		r.Errorf(root, "as_of", "required field is missing")
+	}
+	if v, ok := f["trades"]; ok {
+		for i, item := range r.Sequence(v, "trades") {
+			readTrade(r, item, fmt.Sprintf("trades[%d]", i), h)
+		}
 	}
 	// A missing field is reported once: Entries would add "missing".
 	var accounts []strictyaml.Entry
@@ -171,6 +194,58 @@ func readLots(r *strictyaml.Reader, pe strictyaml.Entry, field string, asOf time
 		return Position{}, false
 	}
 	return Position{Instrument: pe.Key, Quantity: l.Quantity(), Lots: l, Line: pe.KeyNode.Line}, true
+}
+
+// readTrade reads one trade of the trades list into h.Trades.
+func readTrade(r *strictyaml.Reader, n *yaml.Node, field string, h *Holdings) {
+	errs := len(r.Errs)
+	f := r.Object(n, field, "date", "account", "instrument", "side", "quantity")
+	if n == nil || n.Kind != yaml.MappingNode {
+		return // reported by Object
+	}
+	var t tax.Trade
+	str := func(name string) string {
+		v, ok := f[name]
+		if !ok {
+			r.Errorf(n, strictyaml.Join(field, name), "required field is missing")
+			return ""
+		}
+		s, _ := r.String(v, strictyaml.Join(field, name))
+		return s
+	}
+	t.Account, t.Instrument = str("account"), str("instrument")
+	side := str("side")
+	if side != "" && side != "buy" && side != "sell" {
+		r.Errorf(f["side"], strictyaml.Join(field, "side"), "want buy or sell (a sale at a loss), got %q", side)
+	}
+	if v, ok := f["date"]; !ok {
+		r.Errorf(n, strictyaml.Join(field, "date"), "required field is missing")
+	} else if s, ok := r.Scalar(v, strictyaml.Join(field, "date")); ok {
+		d, err := tax.ParseDate(strings.TrimSpace(s))
+		switch {
+		case err != nil:
+			r.Errorf(v, strictyaml.Join(field, "date"), "%v", err)
+		case !h.AsOf.IsZero() && d.After(tax.DateOf(h.AsOf)):
+			r.Errorf(v, strictyaml.Join(field, "date"), "%s is after the day of as_of, %s", d, tax.DateOf(h.AsOf))
+		}
+		t.Date = d
+	}
+	if v, ok := f["quantity"]; ok {
+		if q, ok := r.Decimal(v, strictyaml.Join(field, "quantity")); ok {
+			if q.Sign() <= 0 {
+				r.Errorf(v, strictyaml.Join(field, "quantity"), "must be positive, got %s", q)
+			}
+			t.Quantity = q
+		}
+	}
+	if len(r.Errs) != errs {
+		return
+	}
+	if side == "buy" {
+		h.Trades.Buys = append(h.Trades.Buys, t)
+	} else {
+		h.Trades.LossSales = append(h.Trades.LossSales, t)
+	}
 }
 
 // readLot reads one tax lot: {quantity, cost_basis or unit_cost, acquired}.

@@ -131,7 +131,7 @@ var badFiles = map[string][]string{
 		`holdings_bad_number.bad.yml:12: accounts.roth.positions.TM-BAL: want a number, got a boolean "true"`,
 	},
 	"holdings_unknown_key.bad.yml": {
-		"holdings_unknown_key.bad.yml:3: owner: unknown field (known: as_of, accounts)",
+		"holdings_unknown_key.bad.yml:3: owner: unknown field (known: as_of, accounts, trades)",
 		"holdings_unknown_key.bad.yml:7: accounts.roth.position: unknown field (known: cash, positions)",
 	},
 	"holdings_duplicate_key.bad.yml": {
@@ -657,4 +657,39 @@ func FuzzParsePrices(f *testing.F) {
 		}
 		checkPrices(t, q, "fuzz.yml")
 	})
+}
+
+// TestParseTrades: the trades list gives buys and loss sales; bad entries
+// name their field and line.
+func TestParseTrades(t *testing.T) {
+	h, err := ParseHoldings("h.yaml", []byte(`as_of: 2026-11-20T21:00:00Z
+accounts: {tx: {cash: "0"}}
+trades:
+  - {date: 2026-11-10, account: roth, instrument: VTI, side: buy, quantity: "10"}
+  - {date: 2026-11-02, account: tx, instrument: VOO, side: sell}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, s := h.Trades.Buys, h.Trades.LossSales
+	if len(b) != 1 || b[0].Account != "roth" || b[0].Instrument != "VTI" || b[0].Date != tax.NewDate(2026, 11, 10) || !b[0].Quantity.Equal(decimal.NewFromInt(10)) ||
+		len(s) != 1 || s[0].Instrument != "VOO" || s[0].Date != tax.NewDate(2026, 11, 2) || !s[0].Quantity.IsZero() {
+		t.Errorf("trades = %+v", h.Trades)
+	}
+	_, err = ParseHoldings("h.yaml", []byte(`as_of: 2026-11-20T21:00:00Z
+accounts: {tx: {cash: "0"}}
+trades:
+  - {date: 2026-11-21, account: roth, instrument: VTI, side: buy, quantity: "-1"}
+  - {date: 2026-11-02, instrument: VOO, side: short}
+`))
+	for _, want := range []string{
+		"h.yaml:4: trades[0].date: 2026-11-21 is after the day of as_of, 2026-11-20",
+		"h.yaml:4: trades[0].quantity: must be positive, got -1",
+		"h.yaml:5: trades[1].account: required field is missing",
+		`h.yaml:5: trades[1].side: want buy or sell (a sale at a loss), got "short"`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
+	}
 }

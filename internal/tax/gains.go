@@ -25,15 +25,20 @@ func (g Gains) Add(o Gains) Gains {
 	}
 }
 
-// GainsOf returns the gains and losses the sales realize.
+// GainsOf returns the gains and losses the sales realize: a loss counts
+// less the part the wash-sale rule disallows (Sale.Disallowed).
 func GainsOf(sales []Sale) Gains {
 	// Collected by field and summed once: decimal.Sum adds in place, which
 	// spares most of the allocations of one Add per sale.
 	var parts [4][]decimal.Decimal // ST gains, ST losses, LT gains, LT losses (negative)
 	for i := range sales {
 		s := &sales[i]
+		g := s.Gain
+		if s.Disallowed.Sign() > 0 {
+			g = g.Add(s.Disallowed)
+		}
 		f := 0
-		switch sign := s.Gain.Sign(); {
+		switch sign := g.Sign(); {
 		case sign == 0:
 			continue
 		case sign < 0:
@@ -42,7 +47,7 @@ func GainsOf(sales []Sale) Gains {
 		if s.LongTerm {
 			f += 2
 		}
-		parts[f] = append(parts[f], s.Gain)
+		parts[f] = append(parts[f], g)
 	}
 	sum := func(f int) decimal.Decimal {
 		if len(parts[f]) == 0 {

@@ -97,7 +97,7 @@ func (l Lots) SellsAtLossFirst(price decimal.Decimal) bool {
 
 // Sale is the part of one lot that a selection sells. Its JSON form names
 // the fields as a plan reports them (lot, acquired, quantity, cost_basis,
-// proceeds, gain, long_term), dates as YYYY-MM-DD.
+// proceeds, gain, long_term, wash_sale_disallowed), dates as YYYY-MM-DD.
 type Sale struct {
 	// Lot is the index of the lot, in the order given to NewLots (the
 	// order of the holdings file).
@@ -113,6 +113,10 @@ type Sale struct {
 	Gain decimal.Decimal `json:"gain"`
 	// LongTerm says whether the gain or loss is long-term on the sale date.
 	LongTerm bool `json:"long_term"`
+	// Disallowed is the part of a loss that the wash-sale rule disallows
+	// (WashSale.Match): positive, at most −Gain. GainsOf counts only the
+	// rest of the loss.
+	Disallowed decimal.Decimal `json:"wash_sale_disallowed,omitzero"`
 }
 
 // Selection is the outcome of Lots.Select: the lots sold and, when they do
@@ -169,7 +173,15 @@ const (
 	shortTermGain                 // sold last, if allowed and not waited for
 	waitFor                       // short-term gain, long-term within the wait
 	blocked                       // short-term gain that the options block
+	zeroGain                      // no gain and no loss, under LossesLast
 )
+
+// atZero reports whether the lot at position k of l.order would sell at
+// price for exactly its basis.
+func (l *Lots) atZero(k int, price decimal.Decimal) bool {
+	lot := &l.lots[l.order[k]]
+	return lot.Basis.Equal(price.Mul(lot.Quantity))
+}
 
 // Select chooses the lots that sell quantity at price on date, in this
 // order: lots at a loss, the largest loss per unit first, then lots at no
@@ -182,6 +194,9 @@ const (
 // that leaves unsold, and WaitUntil until when); under ShortTermGains
 // block, the other lots at a short-term gain are not sold either
 // (Selection.Blocked). Neither option concerns lots at a loss or no gain.
+// Under opts.LossesLast, lots at a loss are sold last: lots at no gain
+// first, then long-term gains, then short-term gains, then losses (the
+// largest loss per unit first).
 //
 // Rounding: proceeds and gains are exact. A whole lot sold carries its
 // basis exactly. The sold part q of a lot of quantity Q and basis B
@@ -201,13 +216,23 @@ func (l Lots) Select(quantity, price decimal.Decimal, date Date, opts Options) (
 	r := l.rank(price, date, opts)
 	n, firstGain, cat := len(l.order), r.firstGain, r.category
 	need := quantity
-	for _, want := range []category{noGain, longTermGain, shortTermGain} {
+	wants := []category{noGain, longTermGain, shortTermGain}
+	if opts.LossesLast {
+		wants = []category{zeroGain, longTermGain, shortTermGain, noGain}
+	}
+	for _, want := range wants {
 		from, to := firstGain, n
-		if want == noGain {
+		if want == noGain || want == zeroGain {
 			from, to = 0, firstGain
 		}
 		for k := from; k < to && need.Sign() > 0; k++ {
-			if cat(k) != want {
+			c := cat(k)
+			if want == zeroGain && c == noGain && l.atZero(k, price) {
+				c = zeroGain
+			} else if opts.LossesLast && want == noGain && l.atZero(k, price) {
+				continue // sold as zeroGain
+			}
+			if c != want {
 				continue
 			}
 			i := l.order[k]

@@ -38,6 +38,10 @@ type Options struct {
 	WaitLongTermDays int
 	WashSale         WashSale
 	Harvest          Harvest
+	// LossesLast makes Lots.Select sell lots at a loss after all the
+	// others: a planner asks for it when the loss would be disallowed by
+	// the wash-sale rule (see WashSale.Match). The policy does not set it.
+	LossesLast bool
 }
 
 // WashSale configures the wash-sale guard: no buy of an instrument, or of

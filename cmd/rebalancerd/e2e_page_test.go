@@ -1,0 +1,153 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/browsertest"
+	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
+)
+
+// pageSleeve is a sleeve row as the browser shows it.
+type pageSleeve struct {
+	Sleeve string `json:"sleeve"`
+	Weight string `json:"weight"` // data-weight: the exact figure
+	Shown  string `json:"shown"`  // the visible text, "60.29%"
+	Breach bool   `json:"breach"` // the row is marked
+	State  string `json:"state"`  // "OUT" or "in band"
+}
+
+const readSleevesJS = `Array.from(document.querySelectorAll('#allocation tr[data-sleeve]')).map(r => ({
+	sleeve: r.dataset.sleeve, weight: r.dataset.weight,
+	shown: r.querySelector('.weight').textContent.trim(),
+	breach: r.classList.contains('breach'),
+	state: r.querySelector('.state').textContent.trim()}))`
+
+// TestStatusPageInBrowser runs the real daemon on the shipped example and
+// looks at the status page in a real browser (chromium through chromedp):
+// every sleeve of jones-household with the weight /status reports, the
+// breaching ones marked, the pending orders of the first plan, and, after
+// a fill is published, the page updating by itself (no reload).
+func TestStatusPageInBrowser(t *testing.T) {
+	ctx := browsertest.New(t, 3*time.Minute)
+	bin := buildBinary(t)
+	d := startExample(t, bin)
+	const policy = "jones-household"
+	d.waitPending(policy, -1)
+
+	page := d.httpURL + "/household/" + policy
+	if err := chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitVisible(`#allocation tr[data-sleeve]`)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The weights move while the replay feed steps through its prices: the
+	// page (which refreshes itself) and /status must agree at some point,
+	// and on every sleeve at once.
+	checkFor(t, 30*time.Second, 250*time.Millisecond, func() error {
+		rows, err := chromedp.Run(ctx, chromedp.Evaluate[[]pageSleeve](readSleevesJS))
+		if err != nil {
+			return err
+		}
+		p := d.status().Policy(policy)
+		if len(rows) != len(p.Sleeves) || len(rows) == 0 {
+			return fmt.Errorf("page shows %d sleeves, /status %d", len(rows), len(p.Sleeves))
+		}
+		for i, sl := range p.Sleeves {
+			r := rows[i]
+			w := decimal.RequireFromString(sl.Weight)
+			want := w.Shift(2).StringFixed(2) + "%"
+			if r.Sleeve != sl.Sleeve || r.Weight != sl.Weight || r.Shown != want {
+				return fmt.Errorf("row %d: page %+v, /status %s weight %s (shown as %s)", i, r, sl.Sleeve, sl.Weight, want)
+			}
+			if r.Breach != sl.Breach || (r.State == "OUT") != sl.Breach {
+				return fmt.Errorf("sleeve %s: page marks breach=%v %q, /status says breach=%v", sl.Sleeve, r.Breach, r.State, sl.Breach)
+			}
+		}
+		if !slices.ContainsFunc(rows, func(r pageSleeve) bool { return r.Breach }) {
+			return fmt.Errorf("no breaching sleeve on the page: %+v", rows)
+		}
+		if !slices.ContainsFunc(rows, func(r pageSleeve) bool { return r.Sleeve == "crypto/large_cap" }) {
+			return fmt.Errorf("nested sleeve crypto/large_cap missing: %+v", rows)
+		}
+		return nil
+	})
+
+	// The pending orders of the first plan, as /status lists them.
+	doc := d.status()
+	p := doc.Policy(policy)
+	var want []string
+	for _, o := range p.PendingOrders {
+		want = append(want, o.OrderID)
+	}
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#pending tr[data-order]')).map(r => r.dataset.order)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) || len(want) == 0 {
+		t.Fatalf("page lists pending orders %v, /status %v", got, want)
+	}
+
+	// Keyboard: the first Tab reaches the skip link.
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("\t")); err != nil {
+		t.Fatal(err)
+	}
+	if cls, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.className`)); err != nil || cls != "skip" {
+		t.Errorf("first Tab focuses %q (%v), want the skip link", cls, err)
+	}
+
+	browsertest.Screenshot(t, ctx, "status-page-household")
+	if err := chromedp.Do(ctx, chromedp.Navigate(d.httpURL+"/"), chromedp.WaitVisible(`tr[data-policy]`)); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.Screenshot(t, ctx, "status-page-overview")
+	if err := chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitVisible(`#pending tr[data-order]`)); err != nil {
+		t.Fatal(err)
+	}
+
+	// A fill, published as an executor would: the page shows it without a
+	// reload (the marker set in this document survives).
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.rebalancerdTestMarker = 'same document'`)); err != nil {
+		t.Fatal(err)
+	}
+	o := p.PendingOrders[0]
+	f := events.Fill{SchemaVersion: 1, FillID: "browser-test-" + o.OrderID, OrderID: o.OrderID, Status: events.FillFilled,
+		Quantity: o.Quantity, Price: o.Price, Fees: decimal.Zero, At: time.Now().UTC()}
+	data, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := d.nats()
+	if err := nc.Publish(events.Subjects{Prefix: events.DefaultPrefix}.Fill(o.Policy, o.Account), data); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 30*time.Second, 250*time.Millisecond, func() error {
+		state, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](fmt.Sprintf(`[
+			String(window.rebalancerdTestMarker),
+			String(document.querySelector('#pending tr[data-order="%[1]s"]') !== null),
+			(document.querySelector('#last-plan tr[data-order="%[1]s"]') || {dataset: {}}).dataset.status || 'absent']`, o.OrderID)))
+		if err != nil {
+			return err
+		}
+		if state[0] != "same document" {
+			t.Fatalf("the page was reloaded (marker %q)", state[0])
+		}
+		if state[1] != "false" || state[2] != "filled" {
+			return fmt.Errorf("order %s: still pending on the page: %v, last plan shows status %s", o.OrderID, state[1], state[2])
+		}
+		return nil
+	})
+	if st := d.status().Policy(policy); slices.ContainsFunc(st.PendingOrders, func(p2 *ledger.Order) bool { return p2.OrderID == o.OrderID }) {
+		t.Errorf("/status still lists %s as pending", o.OrderID)
+	}
+	browsertest.Screenshot(t, ctx, "status-page-after-fill")
+}

@@ -1,0 +1,450 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"go.uber.org/zap"
+
+	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
+	"github.com/rebalancerd/rebalancerd/internal/policy"
+	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+)
+
+// Report is a fill or a positions snapshot from an executor.
+type Report struct {
+	Policy    string
+	Account   string
+	Fill      *events.Fill
+	Positions *events.Positions
+	CashFlow  *events.CashFlow
+}
+
+// ErrPermanent marks a report that can never be applied: the caller should
+// drop it (terminate the message) rather than retry.
+var ErrPermanent = errors.New("report cannot be applied")
+
+// Kinds of ErrPermanent, by the reason a report is refused.
+var (
+	// ErrUnknownPolicy: the report names a policy that is not loaded.
+	ErrUnknownPolicy = fmt.Errorf("%w: unknown policy", ErrPermanent)
+	// ErrInvalidFill: the ledger refuses the fill (an over-fill, a fill in
+	// another account than its order's, a negative quantity...).
+	ErrInvalidFill = fmt.Errorf("%w: invalid fill", ErrPermanent)
+	// ErrInvalidPositions: the positions snapshot cannot be a ledger.
+	ErrInvalidPositions = fmt.Errorf("%w: invalid positions", ErrPermanent)
+	// ErrInvalidCashFlow: the cash flow names an account the policy does
+	// not have, or cannot be applied.
+	ErrInvalidCashFlow = fmt.Errorf("%w: invalid cash flow", ErrPermanent)
+)
+
+// HandleReport applies a fill or a positions snapshot. It returns an error
+// wrapping ErrPermanent for a report that retrying cannot fix.
+func (e *Engine) HandleReport(r Report) error {
+	defer e.flushDrift() // after the unlock: publishing must not hold the engine
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rt, ok := e.policies[r.Policy]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownPolicy, r.Policy)
+	}
+	now := e.clk.Now()
+	switch {
+	case r.Fill != nil:
+		if err := rt.ledger.CheckFill(r.Fill, e.fillLimits(rt), now); err != nil {
+			e.log.Error("fill rejected", zap.String("policy", r.Policy), zap.String("order_id", r.Fill.OrderID),
+				zap.String("fill_id", r.Fill.FillID), zap.String("reason", ledger.RejectReason(err)), zap.Error(err))
+			return fmt.Errorf("%w: %w", ErrInvalidFill, err)
+		}
+		res, err := rt.ledger.ApplyFill(r.Account, r.Fill, now)
+		switch {
+		case errors.Is(err, ledger.ErrDuplicateFill):
+			// Applied before; its save may have failed (then this
+			// delivery retries it).
+			if rt.unsaved {
+				if err := e.save(rt, true); err != nil {
+					return fmt.Errorf("ledger of %s not saved: %w", r.Policy, err)
+				}
+			}
+			return nil
+		case errors.Is(err, ledger.ErrUnknownOrder):
+			e.log.Error("fill for an unknown order: planning stops until a positions snapshot arrives",
+				zap.String("policy", r.Policy), zap.String("order_id", r.Fill.OrderID), zap.String("fill_id", r.Fill.FillID))
+			if err := e.save(rt, true); err != nil {
+				return fmt.Errorf("ledger of %s not saved: %w", r.Policy, err)
+			}
+			e.evaluate(rt, now)
+			return nil
+		case err != nil:
+			e.log.Error("fill rejected", zap.String("policy", r.Policy), zap.Error(err))
+			return fmt.Errorf("%w: %w", ErrInvalidFill, err)
+		}
+		e.log.Info("fill", zap.String("policy", r.Policy), zap.String("order_id", res.Order.OrderID),
+			zap.String("fill_id", r.Fill.FillID), zap.String("quantity", r.Fill.Quantity.String()),
+			zap.String("price", r.Fill.Price.String()), zap.String("status", string(res.Order.Status)), zap.Bool("applied", res.Applied))
+	case r.Positions != nil:
+		p := r.Positions
+		if p.AsOf.After(now.Add(e.opts.MaxSkew)) {
+			err := &ledger.InputError{Reason: ledger.RejectPositionsFuture, Err: fmt.Errorf("positions of %s: as_of %s is more than %s after now (%s)",
+				r.Policy, p.AsOf.UTC().Format(time.RFC3339), e.opts.MaxSkew, now.UTC().Format(time.RFC3339))}
+			e.log.Error("positions snapshot rejected", zap.String("policy", r.Policy), zap.Error(err))
+			return fmt.Errorf("%w: %w", ErrInvalidPositions, err)
+		}
+		accounts, err := ledger.FromPositions(p)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidPositions, err)
+		}
+		// Newer than everything the ledger knows, fills included: an older
+		// snapshot delivered late would undo fills it does not contain. A
+		// ledger dated after the clock (saved by an earlier version that
+		// took a fill's date as it came) cannot be compared: the snapshot
+		// replaces it.
+		if !p.AsOf.After(rt.ledger.AsOf) && !rt.ledger.AsOf.After(now) {
+			e.log.Warn("positions snapshot ignored: not newer than the ledger", zap.String("policy", r.Policy),
+				zap.Time("as_of", p.AsOf), zap.Time("ledger_as_of", rt.ledger.AsOf))
+			return nil
+		}
+		if err := fits(rt.pol, accounts); err != nil {
+			// The executor holds what the policy does not know: the
+			// ledger is not the truth any more, and the snapshot cannot
+			// replace it. Planning stops (invalid_policy) until one that
+			// fits arrives.
+			rt.ledger.Refused = fmt.Sprintf("positions snapshot as of %s refused: %v", p.AsOf.UTC().Format(time.RFC3339), err)
+			e.log.Error("positions snapshot rejected: it does not fit the policy; planning stops until one that fits arrives",
+				zap.String("policy", r.Policy), zap.Time("as_of", p.AsOf), zap.Error(err))
+			if serr := e.save(rt, true); serr != nil {
+				e.evaluate(rt, now)
+				return fmt.Errorf("ledger of %s not saved: %w", r.Policy, serr)
+			}
+			e.evaluate(rt, now)
+			return fmt.Errorf("%w: %w", ErrInvalidPositions, err)
+		}
+		rt.ledger.SetBase(p.AsOf, "", accounts, now)
+		e.log.Info("positions snapshot applied", zap.String("policy", r.Policy), zap.Time("as_of", p.AsOf))
+	case r.CashFlow != nil:
+		c := r.CashFlow
+		if _, ok := rt.pol.AccountIndex(c.Account); !ok {
+			return fmt.Errorf("%w: cash flow %s names account %q, which policy %s does not have", ErrInvalidCashFlow, c.CashFlowID, c.Account, r.Policy)
+		}
+		applied, err := rt.ledger.ApplyCashFlow(c)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidCashFlow, err)
+		}
+		if !applied {
+			return nil // taken in before
+		}
+		e.log.Info("cash flow taken in", zap.String("policy", r.Policy), zap.String("cashflow_id", c.CashFlowID),
+			zap.String("kind", c.Kind), zap.String("account", c.Account), zap.String("amount", c.Amount.String()))
+	default:
+		return fmt.Errorf("%w: empty report", ErrPermanent)
+	}
+	rt.ledger.Prune(now.Add(-e.opts.Retention))
+	rt.symbols = neededSymbols(rt.pol, rt.ledger)
+	// Acknowledged only once saved: a report whose change is only in
+	// memory would be lost by a crash, and the stream would not send it
+	// again.
+	if err := e.save(rt, true); err != nil {
+		e.evaluate(rt, now)
+		return fmt.Errorf("ledger of %s not saved: %w", r.Policy, err)
+	}
+	e.evaluate(rt, now)
+	return nil
+}
+
+// fillLimits are the checks of a fill of rt's policy (see
+// ledger.CheckFill). Called with e.mu held.
+func (e *Engine) fillLimits(rt *runtime) ledger.FillLimits {
+	pol := rt.pol
+	return ledger.FillLimits{MaxSkew: e.opts.MaxSkew, Collar: e.opts.FillCollar,
+		Step: func(sym string) decimal.Decimal {
+			if i, ok := pol.InstrumentIndex(sym); ok {
+				return pol.Instruments[i].Step
+			}
+			return decimal.Zero
+		}}
+}
+
+// maxListed is how many names an error lists before it counts the rest.
+const maxListed = 5
+
+// fits checks that holdings name only accounts and instruments the policy
+// has, listing at most maxListed of each kind that it does not. The
+// error's reason (ledger.RejectReason) says which kind.
+func fits(pol *policy.Policy, accounts map[string]*ledger.Account) error {
+	var badAccounts, badInstruments []string
+	for _, name := range slices.Sorted(maps.Keys(accounts)) {
+		if _, ok := pol.AccountIndex(name); !ok {
+			badAccounts = append(badAccounts, name)
+		}
+		a := accounts[name]
+		if a == nil {
+			continue
+		}
+		for _, sym := range slices.Sorted(maps.Keys(a.Positions)) {
+			if _, ok := pol.InstrumentIndex(sym); !ok {
+				badInstruments = append(badInstruments, name+"/"+sym)
+			}
+		}
+	}
+	switch {
+	case len(badAccounts) > 0:
+		return &ledger.InputError{Reason: ledger.RejectPositionsAccount,
+			Err: fmt.Errorf("accounts the policy does not have: %s", listed(badAccounts))}
+	case len(badInstruments) > 0:
+		return &ledger.InputError{Reason: ledger.RejectPositionsInstrument,
+			Err: fmt.Errorf("instruments the policy does not have: %s", listed(badInstruments))}
+	}
+	return nil
+}
+
+// listed joins names, the first maxListed of them and a count of the rest.
+func listed(names []string) string {
+	if len(names) <= maxListed {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:maxListed], ", "), len(names)-maxListed)
+}
+
+// Resync replaces a policy's holdings with h whatever its as_of and the
+// ledger's, records it in the ledger (ledger.Resync) and saves the ledger
+// durably: the operator's way out of a block on the holdings (fills of
+// unknown orders, orders whose state cannot be known, a refused snapshot,
+// a ledger dated in the future). h must fit the policy. It returns an
+// error, and changes nothing, when the policy is not loaded or h does not
+// fit; when the save fails the policy stays blocked and the error is
+// returned.
+func (e *Engine) Resync(name string, h *portfolio.Holdings, hash, by, reason string) error {
+	defer e.flushDrift()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rt, ok := e.policies[name]
+	if !ok {
+		return fmt.Errorf("resync: policy %q is not loaded", name)
+	}
+	accounts := ledger.FromHoldings(h)
+	if err := fits(rt.pol, accounts); err != nil {
+		return fmt.Errorf("resync %s: %s does not fit the policy: %w", name, h.File, err)
+	}
+	now := e.clk.Now()
+	prev := rt.ledger.AsOf
+	rt.ledger.Resync(ledger.ResyncRecord{By: by, Reason: reason, File: h.File, Hash: hash, AsOf: h.AsOf}, accounts, now)
+	rt.symbols = neededSymbols(rt.pol, rt.ledger)
+	e.log.Warn("ledger resynced by the operator: holdings replaced", zap.String("policy", name), zap.String("by", by),
+		zap.String("reason", reason), zap.String("file", h.File), zap.Time("as_of", h.AsOf), zap.Time("previous_as_of", prev))
+	err := e.save(rt, true)
+	e.evaluate(rt, now)
+	if err != nil {
+		return fmt.Errorf("resync %s: holdings replaced in memory but not saved (planning stays blocked): %w", name, err)
+	}
+	return nil
+}
+
+// StreamHistory reads back what the streams hold, for Reconcile.
+type StreamHistory interface {
+	// OrdersSince returns the order events stored since the given time,
+	// of every policy, oldest first.
+	OrdersSince(ctx context.Context, since time.Time) ([]events.Order, error)
+	// FillsSince returns the fills stored since the given time (Report
+	// with Policy, Account and Fill set), oldest first; complete is false
+	// when the stream may have dropped some of them (its limits).
+	FillsSince(ctx context.Context, since time.Time) (fills []Report, complete bool, err error)
+}
+
+// Reconcile compares each policy's ledger with the streams at start.
+//
+// Orders: an order the orders stream holds that the ledger does not know
+// is adopted as published (tracked as pending, so it is neither planned
+// again nor forgotten) when it was created within the last order_ttl, or
+// after both the ledger's base snapshot and the last plan it knows: the
+// journal lost it (a power loss), or the state directory was deleted or
+// restored from an older backup. A journaled outbox order the stream
+// already has is marked published. The ledger's base never silently
+// stands for holdings after such orders:
+//
+// Fills: the fills the reports stream holds for the ledger's unsettled
+// orders (published, partial, expired; adopted ones included) are applied
+// again by order id, as the consumer would have (fill ids make it
+// idempotent): the consumer acknowledged them long ago and will not
+// deliver them again. When they cannot be read, or the stream may have
+// dropped some (its limits), the policy is blocked (unknown_order_state)
+// until a positions snapshot or a resync replaces its holdings.
+//
+// It reads each stream once, with one consumer, whatever the number of
+// policies, and returns how many orders it adopted or marked and how many
+// fills it recovered. Only a failure to read the orders stream is an
+// error.
+func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fills int, err error) {
+	e.mu.Lock()
+	now := e.clk.Now()
+	// since: the orders created from then on may be missing from the
+	// ledger; knownUntil: the ledger knows (or its base holds) those before.
+	since := make(map[string]time.Time, len(e.names))
+	knownUntil := make(map[string]time.Time, len(e.names))
+	var from time.Time
+	for i, name := range e.names {
+		rt := e.policies[name]
+		s := now.Add(-rt.pol.Rebalance.OrderTTL)
+		knownUntil[name] = laterOf(rt.ledger.BaseAsOf, rt.ledger.LastRebalance)
+		if knownUntil[name].Before(s) {
+			s = knownUntil[name]
+		}
+		since[name] = s
+		if i == 0 || s.Before(from) {
+			from = s
+		}
+	}
+	e.mu.Unlock()
+	if len(since) == 0 {
+		return 0, 0, nil
+	}
+	stream, err := src.OrdersSince(ctx, from)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reconcile: %w", err)
+	}
+
+	e.mu.Lock()
+	changed := map[string]bool{}
+	for _, o := range stream {
+		rt, ok := e.policies[o.Policy]
+		if !ok || o.CreatedAt.Before(since[o.Policy]) {
+			continue
+		}
+		switch lo, known := rt.ledger.Order(o.OrderID); {
+		case !known:
+			ttl := now.Add(-rt.pol.Rebalance.OrderTTL)
+			if o.CreatedAt.Before(ttl) && !o.CreatedAt.After(knownUntil[o.Policy]) {
+				continue // before what the ledger knows: in its base, or pruned
+			}
+			rt.ledger.AddOrders([]events.Order{o}, now)
+			rt.ledger.MarkPublished([]string{o.OrderID}, now)
+			if o.CreatedAt.After(rt.ledger.LastRebalance) {
+				rt.ledger.LastRebalance, rt.ledger.LastPlanID = o.CreatedAt, o.PlanID
+			}
+			rt.adopted++
+			e.log.Warn("order in the stream but not in the ledger: tracking it as pending, its fills are read back from the reports stream",
+				zap.String("policy", o.Policy), zap.String("order_id", o.OrderID), zap.Time("created_at", o.CreatedAt),
+				zap.Time("holdings_as_of", rt.ledger.BaseAsOf))
+			changed[o.Policy] = true
+			orders++
+		case lo.Status == ledger.Outbox:
+			rt.ledger.MarkPublished([]string{o.OrderID}, now)
+			changed[o.Policy] = true
+			orders++
+		}
+	}
+	// The orders whose fills the ledger may have missed, by id.
+	owner := map[string]string{}
+	var fillsFrom time.Time
+	for _, name := range e.names {
+		for _, o := range e.policies[name].ledger.Orders {
+			switch o.Status {
+			case ledger.Published, ledger.Partial, ledger.Expired:
+			default:
+				continue
+			}
+			if o.CreatedAt.Before(since[name]) {
+				continue
+			}
+			owner[o.OrderID] = name
+			if len(owner) == 1 || o.CreatedAt.Before(fillsFrom) {
+				fillsFrom = o.CreatedAt
+			}
+		}
+	}
+	e.mu.Unlock()
+
+	if len(owner) > 0 {
+		// Stored times are the server's; an order's creation time is the
+		// daemon's: allow for the skew between the clocks.
+		reports, complete, ferr := src.FillsSince(ctx, fillsFrom.Add(-e.opts.MaxSkew))
+		e.mu.Lock()
+		fills = e.recoverFills(owner, reports, changed, now)
+		if ferr != nil || !complete {
+			why := "the reports stream may have dropped some of them (its limits removed reports stored since)"
+			if ferr != nil {
+				why = "the reports stream could not be read: " + ferr.Error()
+			}
+			e.log.Error("fills of unsettled orders cannot all be recovered: planning stops until a positions snapshot or a resync",
+				zap.Time("since", fillsFrom), zap.String("why", why))
+			blocked := map[string]int{}
+			for id, name := range owner {
+				if o, ok := e.policies[name].ledger.Order(id); ok && (o.Status.Pending() || o.Status == ledger.Expired) {
+					blocked[name]++
+				}
+			}
+			for name, n := range blocked {
+				rt := e.policies[name]
+				rt.ledger.Unknown = append(rt.ledger.Unknown, fmt.Sprintf("fills of %d unsettled orders not recoverable: %s", n, why))
+				changed[name] = true
+			}
+		}
+		e.mu.Unlock()
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, name := range e.names {
+		if rt := e.policies[name]; changed[name] {
+			e.save(rt, true)
+			rt.symbols = neededSymbols(rt.pol, rt.ledger)
+		}
+	}
+	return orders, fills, nil
+}
+
+// recoverFills applies the fills of the orders in owner (order id to
+// policy) that the ledgers have not applied, and returns how many it
+// applied. Called with e.mu held.
+func (e *Engine) recoverFills(owner map[string]string, reports []Report, changed map[string]bool, now time.Time) int {
+	n := 0
+	for _, r := range reports {
+		name, ok := owner[r.Fill.OrderID]
+		if !ok {
+			continue
+		}
+		rt := e.policies[name]
+		if r.Policy != name {
+			e.log.Warn("fill in the reports stream names another policy than its order's; not applied",
+				zap.String("policy", r.Policy), zap.String("order_policy", name), zap.String("fill_id", r.Fill.FillID))
+			continue
+		}
+		err := rt.ledger.CheckFill(r.Fill, e.fillLimits(rt), now)
+		var res ledger.FillResult
+		if err == nil {
+			res, err = rt.ledger.ApplyFill(r.Account, r.Fill, now)
+		}
+		switch {
+		case errors.Is(err, ledger.ErrDuplicateFill):
+			continue
+		case err != nil:
+			e.log.Warn("fill in the reports stream not applied", zap.String("policy", name),
+				zap.String("fill_id", r.Fill.FillID), zap.Error(err))
+			continue
+		}
+		rt.recovered++
+		if m := e.opts.Metrics; m != nil {
+			m.FillsRecovered.WithLabelValues(name).Inc()
+		}
+		changed[name] = true
+		n++
+		e.log.Warn("fill recovered from the reports stream", zap.String("policy", name), zap.String("order_id", r.Fill.OrderID),
+			zap.String("fill_id", r.Fill.FillID), zap.String("quantity", r.Fill.Quantity.String()),
+			zap.String("status", string(res.Order.Status)), zap.Bool("applied", res.Applied))
+	}
+	return n
+}
+
+// laterOf returns the later of two times.
+func laterOf(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

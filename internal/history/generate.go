@@ -1,0 +1,3 @@
+package history
+
+//go:generate go run ../../cmd/mkhistory -source ../../configs/history/source -out ../../configs/examples/backtest
