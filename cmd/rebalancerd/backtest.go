@@ -65,7 +65,7 @@ func (c *BacktestCommand) Run(_ context.Context, args []string) error {
 	carry := fs.Bool("carry", false, "carry an instrument's last price forward over dates it has none")
 	report := fs.String("report", "", "write a self-contained HTML report to this `file`")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

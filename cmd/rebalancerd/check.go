@@ -21,18 +21,23 @@ import (
 // every problem, with file, line and field, when not.
 type CheckCommand struct {
 	Stdout io.Writer
+	// Stderr receives flag errors and -h; Stdout when nil.
+	Stderr io.Writer
 }
 
 // Run executes the command.
 func (c *CheckCommand) Run(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("rebalancerd check", flag.ContinueOnError)
 	fs.SetOutput(c.Stdout)
+	if c.Stderr != nil {
+		fs.SetOutput(c.Stderr)
+	}
 	var in inputs
 	fs.StringVar(&in.policyFile, "policy", "", "policy `file` (YAML)")
 	fs.StringVar(&in.holdingsFile, "holdings", "", "holdings `file` to check against the policy")
 	fs.StringVar(&in.pricesFile, "prices", "", "prices `file` to check against the policy")
 	configFile := fs.String("config", "", "daemon configuration `file`: check it and every policy it names")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

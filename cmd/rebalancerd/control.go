@@ -17,6 +17,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
 	"github.com/rebalancerd/rebalancerd/internal/state"
+	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 )
 
 // haltFile is where an engaged kill switch is kept, so that it survives a
@@ -126,7 +127,11 @@ func (m *Main) control(msg *natsgo.Msg, token string) events.ControlReply {
 		return reply
 	}
 	var req events.ControlRequest
-	if len(msg.Data) > 64<<10 {
+	limit := 64 << 10
+	if action == events.ControlResync { // carries a holdings file
+		limit += strictyaml.MaxFileSize
+	}
+	if len(msg.Data) > limit {
 		return fail("too_large", errors.New("request too large"))
 	}
 	if err := json.Unmarshal(msg.Data, &req); err != nil {
@@ -149,8 +154,22 @@ func (m *Main) control(msg *natsgo.Msg, token string) events.ControlReply {
 		err = m.SetHalt(nil)
 	case events.ControlRebalance:
 		err = m.Engine.RebalanceNow(req.Policy)
+	case events.ControlResync:
+		if strings.TrimSpace(req.Reason) == "" || req.Policy == "" || req.Holdings == "" {
+			return fail("missing_field", errors.New("a resync needs a policy, holdings and a reason"))
+		}
+		err = m.resync(req)
 	default:
 		return fail("unknown_action", fmt.Errorf("unknown action %q", action))
+	}
+	if errors.Is(err, engine.ErrRebalanceSkipped) {
+		// Not a bad request: the daemon tried and planned nothing.
+		m.Log.Warn("manual rebalance not done", zap.String("policy", req.Policy), zap.String("by", req.By), zap.Error(err))
+		reply.Error = err.Error()
+		if h := m.Engine.Halted(); h != nil {
+			reply.Halted, reply.Reason = true, h.Reason
+		}
+		return reply
 	}
 	if err != nil {
 		return fail("refused", err)

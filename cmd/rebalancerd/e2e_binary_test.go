@@ -174,8 +174,8 @@ http:
 	}
 	cancel()
 	_ = tail.Wait()
-	if len(orders) != 2 || !strings.Contains(strings.Join(orders, "\n"), "sell 6 VTI @ 130") {
-		t.Errorf("tail printed %q, want the two orders (sell 6 VTI @ 130, buy 6 BND)", orders)
+	if len(orders) != 2 || !strings.Contains(strings.Join(orders, "\n"), "sell 5 VTI @ 130") {
+		t.Errorf("tail printed %q, want the two orders (sell 5 VTI @ 130, buy 6 BND)", orders)
 	}
 
 	// SIGHUP reloads; an edit read at the reload shows in /status.

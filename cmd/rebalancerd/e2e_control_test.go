@@ -134,3 +134,28 @@ control: {token_file: token}
 		}
 	}
 }
+
+// TestManualRebalanceWhileHalted: `rebalancerd rebalance` under the kill
+// switch says it was skipped and why, and exits non-zero (it printed
+// "done" and exited 0 while the log said "rebalance skipped").
+func TestManualRebalanceWhileHalted(t *testing.T) {
+	pol := policyText("threshold", "")
+	d := startDaemon(t, pol, monday0959, nil)
+	w := d.watchOrders()
+	d.prices("VTI", "105", "BND", "100")
+	d.Engine.EvaluateAll()
+	var out, errb bytes.Buffer
+	if code := Run(context.Background(), []string{"halt", "-reason", "test", "-server", d.url()}, &out, &errb); code != 0 {
+		t.Fatalf("halt: exit %d: %s", code, errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	code := Run(context.Background(), []string{"rebalance", "-policy", "test-household", "-server", d.url()}, &out, &errb)
+	if code != exitInvalid || strings.Contains(out.String(), "done") ||
+		!strings.Contains(errb.String(), "rebalance: rebalance skipped: blocked: halted: kill switch engaged") {
+		t.Errorf("rebalance while halted: exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+	if n := len(w.snapshot()); n != 0 {
+		t.Errorf("%d orders published under the kill switch", n)
+	}
+}

@@ -335,6 +335,18 @@ func (d *daemon) waitArmed(n int) {
 	})
 }
 
+// waitEvaluated waits until the test policy has been evaluated and
+// nothing blocks its planning.
+func (d *daemon) waitEvaluated() {
+	d.t.Helper()
+	checkFor(d.t, 5*time.Second, 10*time.Millisecond, func() error {
+		if st := d.policyStatus(); st.LastEvaluated.IsZero() || len(st.Blocked) > 0 {
+			return fmt.Errorf("not evaluated or blocked: %+v", st.Blocked)
+		}
+		return nil
+	})
+}
+
 // fillAll reports every given order as completely filled at its price, as
 // an executor would, and waits until the ledger has no pending order.
 func (d *daemon) fillAll(orders []events.Order) {

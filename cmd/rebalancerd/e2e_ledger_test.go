@@ -2,17 +2,22 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	natstest "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/shopspring/decimal"
 
 	"github.com/rebalancerd/rebalancerd/internal/config"
+	"github.com/rebalancerd/rebalancerd/internal/events"
 )
 
 // externalNATS runs a NATS server with JetStream outside the daemons, so
@@ -101,7 +106,8 @@ func TestLostStateRecoversFills(t *testing.T) {
 // TestLostStateUnrecoverableFillsBlock: as above, but the reports stream
 // no longer holds the fills (its limits dropped them; here, a purge): the
 // policy is blocked (unknown_order_state) instead of planning again on the
-// holdings file, until a positions snapshot replaces the holdings.
+// holdings file, until a positions snapshot or `rebalancerd resync`
+// replaces the holdings.
 func TestLostStateUnrecoverableFillsBlock(t *testing.T) {
 	url := externalNATS(t)
 	first, _, n := planFilledThenStateLost(t, url, func(d *daemon) {
@@ -126,5 +132,98 @@ func TestLostStateUnrecoverableFillsBlock(t *testing.T) {
 	}
 	if _, body := second.httpGet("/metrics"); !strings.Contains(body, `rebalancerd_planning_blocked{policy="test-household",reason="unknown_order_state"} 1`) {
 		t.Error("/metrics does not show the unknown_order_state block")
+	}
+
+	// The way out: the operator resyncs the ledger with holdings (dated
+	// before the ledger: a resync takes them whatever their date).
+	hfile := filepath.Join(t.TempDir(), "now.yaml")
+	writeFile(t, hfile, `as_of: 2026-11-20T21:00:00Z
+accounts:
+  ira: {cash: "680", positions: {VTI: "54", BND: "41"}}
+`)
+	var out, errOut strings.Builder
+	if code := Run(context.Background(), []string{"resync", "-server", url, "-policy", "test-household", "-holdings", hfile,
+		"-reason", "fills lost with the state directory", "-by", "ops"}, &out, &errOut); code != 0 {
+		t.Fatalf("resync exited %d: %s", code, errOut.String())
+	}
+	if got := iraHoldings(second); fmt.Sprint(got) != fmt.Sprint(map[string]string{"cash": "680", "VTI": "54", "BND": "41"}) {
+		t.Errorf("holdings after the resync: %v", got)
+	}
+	if slices.Contains(second.blockedReasons(), "unknown_order_state") {
+		t.Errorf("still blocked after the resync: %v", second.blockedReasons())
+	}
+	data, err := os.ReadFile(filepath.Join(first.Config.StateDir, "ledgers", "test-household.json"))
+	if err != nil || !strings.Contains(string(data), "fills lost with the state directory") {
+		t.Errorf("the resync is not recorded in the saved ledger (%v)", err)
+	}
+}
+
+// TestLedgerDatedInTheFuture: a ledger saved with an as_of in year 9999
+// (by a version that took a fill's date as it came) is replaced by the
+// next positions snapshot instead of ignoring every snapshot as older.
+func TestLedgerDatedInTheFuture(t *testing.T) {
+	first := startDaemon(t, policyText("threshold", ""), monday0959, nil)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ledgerFile := filepath.Join(first.Config.StateDir, "ledgers", "test-household.json")
+	data, err := os.ReadFile(ledgerFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poisoned := regexp.MustCompile(`"as_of": ?"[^"]*"`).ReplaceAllString(string(data), `"as_of":"9999-12-31T23:59:59Z"`)
+	if poisoned == string(data) {
+		t.Fatal("no as_of in the ledger file")
+	}
+	writeFile(t, ledgerFile, poisoned)
+	second := startDaemon(t, policyText("threshold", ""), monday0959.Add(time.Minute), func(c *config.Config, m *Main) {
+		c.StateDir, c.Policies = first.Config.StateDir, first.Config.Policies
+	})
+	snap := events.Positions{SchemaVersion: 1, AsOf: second.clock.Now(), Accounts: map[string]events.AccountPositions{
+		"ira": {Cash: decimalFrom("400"), Positions: map[string]decimal.Decimal{"VTI": decimalFrom("61"), "BND": decimalFrom("35")}}}}
+	body, _ := json.Marshal(snap)
+	if err := second.client().Publish("rebalance.positions.test-household", body); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if st := second.policyStatus(); !st.HoldingsAsOf.Equal(snap.AsOf) {
+			return fmt.Errorf("holdings as of %v, want the snapshot's %v", st.HoldingsAsOf, snap.AsOf)
+		}
+		return nil
+	})
+}
+
+// TestBadFillsCounted: fills dated in year 9999, priced 1e30 or off the
+// instrument's step are refused for good, each reason counted in
+// rebalancerd_inputs_rejected_total, and the ledger is unchanged.
+func TestBadFillsCounted(t *testing.T) {
+	d := startDaemon(t, policyText("threshold", ""), monday0959, nil)
+	w := d.watchOrders()
+	d.prices("VTI", "130", "BND", "100")
+	o := w.waitOrders(t, d.waitAcked())[0]
+	before := iraHoldings(d)
+	subj := events.Subjects{Prefix: events.DefaultPrefix}.Fill(o.Policy, o.Account)
+	for i, f := range []events.Fill{
+		{Quantity: o.Quantity, Price: o.Price, At: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)},
+		{Quantity: o.Quantity, Price: decimal.New(1, 30), At: d.clock.Now()},
+		{Quantity: decimalFrom("0.5"), Price: o.Price, At: d.clock.Now()},
+	} {
+		f.SchemaVersion, f.FillID, f.OrderID, f.Status = 1, fmt.Sprintf("bad-%d", i), o.OrderID, events.FillPartial
+		body, _ := json.Marshal(f)
+		if err := d.client().Publish(subj, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		_, body := d.httpGet("/metrics")
+		for _, reason := range []string{"fill_in_future", "fill_price_outside_collar", "fill_off_step"} {
+			if !strings.Contains(body, `rebalancerd_inputs_rejected_total{input="report",reason="`+reason+`"} 1`) {
+				return fmt.Errorf("%s not counted", reason)
+			}
+		}
+		return nil
+	})
+	if got := iraHoldings(d); fmt.Sprint(got) != fmt.Sprint(before) || d.policyStatus().HoldingsAsOf.After(d.clock.Now()) {
+		t.Fatalf("holdings %v as of %v after refused fills, want %v", got, d.policyStatus().HoldingsAsOf, before)
 	}
 }

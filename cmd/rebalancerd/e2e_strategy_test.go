@@ -191,9 +191,9 @@ func TestCorrelationAlert(t *testing.T) {
 	}
 }
 
-// TestPhaseInAcrossReloadAndRestart: with phase_in over 90 days every 30,
-// an edit from 60/35/5 to 40/55/5 moves the targets in three steps, the
-// first at once; the phase survives a restart of the daemon, and a later
+// TestPhaseInAcrossReloadAndRestart: with phase_in over 60 days every 30,
+// an edit from 60/35/5 to 40/55/5 moves the targets in three steps, at
+// days 0, 30 and 60; the phase survives a restart of the daemon, and a later
 // edit starts a new phase from the targets in effect.
 //
 //	step 1: stocks 60x2/3 + 40/3 = 53.33333333..., bonds 35x2/3 + 55/3 = 41.66666666...
@@ -203,7 +203,7 @@ func TestCorrelationAlert(t *testing.T) {
 //	        0.46666666, 0.48333334 (the residue to bonds, now the largest), 0.05
 //	step 3: 0.4, 0.55, 0.05, and the phase is over.
 func TestPhaseInAcrossReloadAndRestart(t *testing.T) {
-	pol := policyText("threshold", "") + "phase_in: {over: 90d, every: 30d}\n"
+	pol := policyText("threshold", "") + "phase_in: {over: 60d, every: 30d}\n"
 	d := startDaemon(t, pol, monday0959, nil)
 	d.prices("VTI", "100", "BND", "100")
 	targetsNow := func(d *daemon, want string, step int) {
@@ -351,12 +351,7 @@ func TestCashFlows(t *testing.T) {
 	d := startDaemon(t, pol, monday0959, nil)
 	w := d.watchOrders()
 	d.prices("VTI", "100", "BND", "100")
-	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		if st := d.policyStatus(); st.LastEvaluated.IsZero() || len(st.Blocked) > 0 {
-			return fmt.Errorf("not evaluated or blocked: %+v", st.Blocked)
-		}
-		return nil
-	})
+	d.waitEvaluated()
 	send := func(c events.CashFlow) {
 		t.Helper()
 		data, _ := json.Marshal(c)
@@ -451,5 +446,122 @@ func TestScheduledContribution(t *testing.T) {
 	}
 	if vti != "6" {
 		t.Errorf("bought %s VTI, want 6: %+v", vti, orders)
+	}
+}
+
+// TestDepositPhasedIn: with phase_in over 60 days every 30 and
+// deposits_above 10000, a deposit of 12000 is invested in three equal
+// steps of 4000, at days 0, 30 and 60, each whatever the bands say; the
+// cash waiting shows in /status and survives a restart.
+//
+// The test household at prices of 100 is 6000 stocks, 3500 bonds, 500
+// cash (on target). Step 1 holds back 8000: the total is 14000, targets
+// 8400/4900/700, so the free cash above the cash target buys 24 VTI and
+// 14 BND. Step 2 releases 4000 more: 18000, targets 10800/6300/900, again
+// 24 VTI and 14 BND. Step 3 the same: 22000, 13200/7700/1100. Before, the
+// 12000 was invested at once.
+func TestDepositPhasedIn(t *testing.T) {
+	pol := policyText("threshold", "") + `phase_in: {over: 60d, every: 30d, deposits_above: "10000"}` + "\n"
+	d := startDaemon(t, pol, monday0959, nil)
+	w := d.watchOrders()
+	d.prices("VTI", "100", "BND", "100")
+	d.waitEvaluated()
+	data, _ := json.Marshal(events.CashFlow{SchemaVersion: 1, CashFlowID: "dep-1", Kind: events.CashFlowDeposit, Account: "ira",
+		Amount: decimal.RequireFromString("12000"), At: d.clock.Now()})
+	if err := d.client().Publish("rebalance.cashflows.test-household", data); err != nil {
+		t.Fatal(err)
+	}
+	var all []events.Order
+	step := func(d *daemon, k int, waiting string) {
+		t.Helper()
+		orders := w.waitOrders(t, len(all)+2)[len(all):]
+		got := map[string]string{}
+		for _, o := range orders {
+			if o.Side != "buy" || o.Trigger != "phase_in" || o.Rule != "invest" {
+				t.Errorf("step %d order %+v: want buys with trigger phase_in, rule invest", k, o)
+			}
+			got[o.Instrument] = o.Quantity.String()
+		}
+		if got["VTI"] != "24" || got["BND"] != "14" {
+			t.Fatalf("step %d bought %v, want VTI 24 and BND 14", k, got)
+		}
+		all = append(all, orders...)
+		st := d.policyStatus()
+		if waiting == "" {
+			if len(st.Waiting) != 0 {
+				t.Errorf("step %d: waiting %+v, want none", k, st.Waiting)
+			}
+		} else if len(st.Waiting) != 1 || st.Waiting[0].Amount.String() != waiting || st.Waiting[0].Step != k || st.Waiting[0].Steps != 3 {
+			t.Errorf("step %d: waiting %+v, want %s", k, st.Waiting, waiting)
+		}
+		d.waitAcked()
+		d.fillAll(orders)
+	}
+	step(d, 1, "8000")
+
+	// A restart keeps the phase: nothing more is bought before day 30.
+	at := d.clock.Now().Add(time.Hour)
+	if err := d.Main.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second := startDaemon(t, pol, at, func(c *config.Config, m *Main) {
+		c.StateDir = d.Config.StateDir
+		c.Policies = d.Config.Policies
+	})
+	w = second.watchOrders()
+	second.prices("VTI", "100", "BND", "100")
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		st := second.policyStatus()
+		if len(st.Waiting) != 1 || st.Waiting[0].Amount.String() != "8000" {
+			return fmt.Errorf("waiting after the restart: %+v", st.Waiting)
+		}
+		return nil
+	})
+	second.clock.Advance(30 * 24 * time.Hour)
+	second.prices("VTI", "100", "BND", "100")
+	step(second, 2, "4000") // the stream replays step 1's orders: all still counts them
+	second.clock.Advance(30 * 24 * time.Hour)
+	second.prices("VTI", "100", "BND", "100")
+	step(second, 3, "")
+}
+
+// TestPhaseStepsTradeInsideBands: each step of a phased edit trades to
+// the step's targets, though no band is breached. An edit from 60/35/5 to
+// 56/39/5 over 60 days every 30 moves stocks 4/3 of a point a step, well
+// inside the 5-point bands; before, no step traded. Step 1: stocks
+// 0.6x2/3 + 0.56/3 = 0.58666666..., bonds 0.36333333..., rounded down,
+// the residue to stocks: 0.58666667, 0.36333333. Of 10000, stocks want
+// 5866.667: sell 133.33 of VTI, rounded up to 2 VTI; bonds want
+// 3633.333: buy 133.33 of BND, 1 BND (the sale's 200 leaves 66.67). The
+// polish then sells one VTI fewer: 5900 / 3600 / 500 is nearer the step's
+// targets (largest deviation 33.33) than 5800 / 3600 / 600 (100).
+func TestPhaseStepsTradeInsideBands(t *testing.T) {
+	pol := policyText("threshold", "") + "phase_in: {over: 60d, every: 30d}\n"
+	d := startDaemon(t, pol, monday0959, nil)
+	w := d.watchOrders()
+	d.prices("VTI", "100", "BND", "100")
+	d.waitEvaluated()
+	writeFile(t, d.policy, strings.Replace(strings.Replace(pol, "stocks: 60%", "stocks: 56%", 1), "bonds: 35%", "bonds: 39%", 1))
+	orders := w.waitOrders(t, 2)
+	got := map[string]string{}
+	for _, o := range orders {
+		if o.Trigger != "phase_in" {
+			t.Errorf("order %+v: want trigger phase_in", o)
+		}
+		got[o.Side+" "+o.Instrument] = o.Quantity.String()
+	}
+	if got["sell VTI"] != "1" || got["buy BND"] != "1" {
+		t.Fatalf("step 1 traded %v, want sell 1 VTI, buy 1 BND", got)
+	}
+	if st := d.policyStatus(); len(st.Breaching) != 0 {
+		t.Errorf("breaching %v: the step was meant to be inside the bands", st.Breaching)
+	}
+	d.waitAcked()
+	d.fillAll(orders)
+	d.clock.Advance(30 * 24 * time.Hour)
+	d.prices("VTI", "100", "BND", "100")
+	more := w.waitOrders(t, 3)
+	if o := more[2]; o.Trigger != "phase_in" {
+		t.Errorf("step 2 order %+v: want trigger phase_in", o)
 	}
 }

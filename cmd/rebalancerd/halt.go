@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rebalancerd/rebalancerd/internal/engine"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 )
 
@@ -29,7 +30,7 @@ func (c *ControlCommand) Run(ctx context.Context, args []string) error {
 	reason := fs.String("reason", "", "why (required for halt)")
 	by := fs.String("by", os.Getenv("USER"), "who asks (recorded with the halt)")
 	pol := fs.String("policy", "", "the `policy` to rebalance (rebalance only)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -41,30 +42,16 @@ func (c *ControlCommand) Run(ctx context.Context, args []string) error {
 	case c.Action == events.ControlRebalance && *pol == "":
 		return usageError{"rebalance: -policy is required"}
 	}
-	cfg, nc, err := dialFromConfig(*configFile, *server, "rebalancerd-"+c.Action)
+	req := events.ControlRequest{SchemaVersion: events.SchemaVersion, Reason: *reason, By: *by, Policy: *pol}
+	reply, err := sendControl(ctx, *configFile, *server, c.Action, req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Action, err)
 	}
-	defer nc.Close()
-	req := events.ControlRequest{SchemaVersion: events.SchemaVersion, Reason: *reason, By: *by, Policy: *pol}
-	if cfg.ControlTokenFile != "" {
-		m := &Main{Config: cfg}
-		if req.Token, err = m.controlToken(); err != nil {
-			return fmt.Errorf("%s: %w", c.Action, err)
-		}
-	}
-	data, _ := json.Marshal(req)
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	msg, err := nc.RequestWithContext(rctx, events.Subjects{Prefix: cfg.NATS.Prefix}.Control(c.Action), data)
-	if err != nil {
-		return fmt.Errorf("%s: no answer from rebalancerd: %w", c.Action, err)
-	}
-	var reply events.ControlReply
-	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		return fmt.Errorf("%s: bad answer: %w", c.Action, err)
-	}
 	if !reply.OK {
+		if c.Action == events.ControlRebalance && strings.HasPrefix(reply.Error, engine.ErrRebalanceSkipped.Error()) {
+			// Not refused: the daemon tried, and says why nothing was planned.
+			return fmt.Errorf("%s: %s", c.Action, reply.Error)
+		}
 		return fmt.Errorf("%s: refused: %s", c.Action, reply.Error)
 	}
 	state := "publishing"
@@ -73,4 +60,33 @@ func (c *ControlCommand) Run(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.Stdout, "%s: done; rebalancerd is %s\n", c.Action, state)
 	return nil
+}
+
+// sendControl sends a control request to the running daemon, with the
+// control token of the configuration, and returns its answer (which may
+// be a refusal: reply.OK false, reply.Error why).
+func sendControl(ctx context.Context, configFile, server, action string, req events.ControlRequest) (events.ControlReply, error) {
+	var reply events.ControlReply
+	cfg, nc, err := dialFromConfig(configFile, server, "rebalancerd-"+action)
+	if err != nil {
+		return reply, err
+	}
+	defer nc.Close()
+	if cfg.ControlTokenFile != "" {
+		m := &Main{Config: cfg}
+		if req.Token, err = m.controlToken(); err != nil {
+			return reply, err
+		}
+	}
+	data, _ := json.Marshal(req)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msg, err := nc.RequestWithContext(rctx, events.Subjects{Prefix: cfg.NATS.Prefix}.Control(action), data)
+	if err != nil {
+		return reply, fmt.Errorf("no answer from rebalancerd: %w", err)
+	}
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		return reply, fmt.Errorf("bad answer: %w", err)
+	}
+	return reply, nil
 }

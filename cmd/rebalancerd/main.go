@@ -11,6 +11,7 @@
 //	rebalancerd halt  -config FILE -reason TEXT [-by NAME]
 //	rebalancerd release -config FILE
 //	rebalancerd rebalance -config FILE -policy NAME
+//	rebalancerd resync -config FILE -policy NAME -holdings FILE -reason TEXT [-by NAME]
 //	rebalancerd paper [-config FILE] [-server URL] [-price reference|latest] ...
 //	rebalancerd status [-config FILE | -url URL] [-policy NAME] [-json]
 //	rebalancerd version
@@ -51,9 +52,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "check":
-		err = (&CheckCommand{Stdout: stdout}).Run(ctx, rest)
+		err = (&CheckCommand{Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
 	case "plan":
-		err = (&PlanCommand{Stdout: stdout}).Run(ctx, rest)
+		err = (&PlanCommand{Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
 	case "backtest":
 		err = (&BacktestCommand{Stdout: stdout}).Run(ctx, rest)
 	case "run":
@@ -68,6 +69,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = (&VersionCommand{Stdout: stdout}).Run(ctx, rest)
 	case "halt", "release", "rebalance":
 		err = (&ControlCommand{Action: cmd, Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
+	case "resync":
+		err = (&ResyncCommand{Stdout: stdout, Stderr: stderr}).Run(ctx, rest)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return exitOK
@@ -81,6 +84,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.As(err, new(flagError)):
+		return exitUsage // the flag package printed the error and the usage
 	case errors.As(err, new(usageError)):
 		fmt.Fprintf(stderr, "rebalancerd: %v\n", err)
 		return exitUsage
@@ -89,6 +94,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 }
+
+// parseFlags parses a command's flags; an unknown or malformed flag is a
+// bad command line (exit 2), which the flag package has already reported.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return flagError{err}
+}
+
+// flagError is a flag the flag package could not parse.
+type flagError struct{ error }
 
 // usageError is a mistake on the command line.
 type usageError struct{ msg string }
@@ -122,6 +140,9 @@ Usage:
         release the kill switch
   rebalancerd rebalance -config FILE -policy NAME
         rebalance a policy now, to its destination (trigger "manual")
+  rebalancerd resync -config FILE -policy NAME -holdings FILE -reason TEXT [-by NAME]
+        replace a policy's ledger with a holdings file, whatever its date:
+        the way out of a block on the holdings (see docs/OPERATIONS.md)
   rebalancerd paper [-config FILE] [-server URL] [-price reference|latest]
                     [-fee-bps N] [-slippage-bps N] [-delay D] [-unfilled F]
         paper executor: fill the published orders on paper and report the fills

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -388,5 +389,58 @@ func TestPlanCashFlow(t *testing.T) {
 		if code, _, errOut := run(t, append(base, args...)...); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d (%s)", args, code, exitUsage, errOut)
 		}
+	}
+}
+
+// TestPlanPhasedNewMoney: under phase_in, plan shows the first step of a
+// first investment (an all-cash household) and of a deposit above
+// deposits_above, with the cash waiting. 70000 over seven steps: 10000
+// now, buying 6000 of A (60) and 4000 of B (80), 60000 waiting; a deposit
+// of 100000 into a household on target: 14285.71 now, 85714.29 waiting.
+// Before, plan invested everything at once.
+func TestPlanPhasedNewMoney(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	prices := filepath.Join(dir, "prices.yaml")
+	cash := filepath.Join(dir, "cash.yaml")
+	held := filepath.Join(dir, "held.yaml")
+	for name, text := range map[string]string{
+		pol: `policy: dca
+currency: USD
+targets: {stocks: 60%, bonds: 40%, cash: 0%}
+bands: {absolute: 5%}
+rebalance: {trigger: threshold, destination: target, min_trade: "0"}
+instruments: {A: {sleeve: stocks}, B: {sleeve: bonds}}
+accounts: {ira: {type: traditional_ira}}
+phase_in: {over: 180d, every: 30d, deposits_above: "10000"}
+`,
+		prices: "as_of: 2026-11-20T21:00:00Z\nprices: {A: \"100\", B: \"50\"}\n",
+		cash:   "as_of: 2026-11-20T21:00:00Z\naccounts: {ira: {cash: \"70000\"}}\n",
+		held:   "as_of: 2026-11-20T21:00:00Z\naccounts: {ira: {cash: \"0\", positions: {A: \"60\", B: \"80\"}}}\n",
+	} {
+		if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := []string{"plan", "-policy", pol, "-prices", prices, "-at", "2026-11-20T21:00:00Z"}
+	code, out, errOut := run(t, append(base, "-holdings", cash)...)
+	if code != exitOK || !strings.Contains(out, "phase-in: 60000.00 USD of first-investment in ira waits for later steps (step 1 of 7, next 2026-12-20 21:00 UTC)") ||
+		!regexp.MustCompile(`ira\s+buy\s+60\s+A\s`).MatchString(out) || !regexp.MustCompile(`ira\s+buy\s+80\s+B\s`).MatchString(out) {
+		t.Errorf("first investment: exit %d, %s\n%s", code, errOut, out)
+	}
+	code, out, errOut = run(t, append(base, "-holdings", held, "-deposit", "100000", "-json")...)
+	var doc struct {
+		Waiting []struct {
+			Amount      string
+			Step, Steps int
+		} `json:"waiting_cash"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); code != exitOK || err != nil || len(doc.Waiting) != 1 ||
+		doc.Waiting[0].Amount != "85714.29" || doc.Waiting[0].Step != 1 || doc.Waiting[0].Steps != 7 {
+		t.Errorf("deposit: exit %d, %s, %v: %+v", code, errOut, err, doc)
+	}
+	code, out, _ = run(t, append(base, "-holdings", held, "-deposit", "10000", "-json")...)
+	if code != exitOK || strings.Contains(out, "waiting_cash") {
+		t.Errorf("a deposit of 10000 (not above) waits:\n%s", out)
 	}
 }

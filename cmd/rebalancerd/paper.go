@@ -34,7 +34,7 @@ func (c *PaperCommand) Run(ctx context.Context, args []string) error {
 	unfilled := fs.String("unfilled", "0", "`fraction` of each order left unfilled (reported as partial), 0 to below 1")
 	delay := fs.Duration("delay", 0, "execution `delay` of each order")
 	durable := fs.String("durable", paper.DefaultDurable, "durable consumer `name` on the orders stream")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

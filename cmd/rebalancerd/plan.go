@@ -32,6 +32,8 @@ import (
 // the policy has one account.
 type PlanCommand struct {
 	Stdout io.Writer
+	// Stderr receives flag errors and -h; Stdout when nil.
+	Stderr io.Writer
 	// Now gives the default -at time; nil means time.Now.
 	Now func() time.Time
 }
@@ -47,6 +49,9 @@ type planOutput struct {
 func (c *PlanCommand) Run(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("rebalancerd plan", flag.ContinueOnError)
 	fs.SetOutput(c.Stdout)
+	if c.Stderr != nil {
+		fs.SetOutput(c.Stderr)
+	}
 	var in inputs
 	fs.StringVar(&in.policyFile, "policy", "", "policy `file` (YAML)")
 	fs.StringVar(&in.holdingsFile, "holdings", "", "holdings `file` (YAML)")
@@ -58,7 +63,7 @@ func (c *PlanCommand) Run(_ context.Context, args []string) error {
 	fs.StringVar(&flow.deposit, "deposit", "", "add this `amount` to -account's cash and invest the free cash without selling")
 	fs.StringVar(&flow.withdraw, "withdraw", "", "raise this `amount` of cash in -account by selling, without buying")
 	fs.StringVar(&flow.account, "account", "", "`name` of the account of -deposit or -withdraw (needed when the policy has several)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := flow.check(*dest); err != nil {
@@ -99,7 +104,7 @@ func (c *PlanCommand) Run(_ context.Context, args []string) error {
 	if !in.policy.HasStrategy() {
 		ex = nil
 	}
-	p, err := flow.plan(book, d, plan.Options{History: in.holdings.Trades})
+	p, err := flow.plan(book, d, plan.Options{History: in.holdings.Trades}, in.policy.PhaseIn, at)
 	if err != nil {
 		return err
 	}
@@ -171,6 +176,14 @@ func writeText(w io.Writer, p *plan.Plan, ex *targets.Explanation) error {
 	}
 	if p.CashFlow != nil {
 		writeCashFlow(w, p)
+	}
+	for _, x := range p.Waiting {
+		next := ""
+		if !x.Next.IsZero() {
+			next = ", next " + x.Next.Format("2006-01-02 15:04 MST")
+		}
+		fmt.Fprintf(w, "phase-in: %s %s of %s in %s waits for later steps (step %d of %d%s); it is not in the values below\n",
+			x.Amount.StringFixed(2), p.Currency, x.ID, x.Account, x.Step, x.Steps, next)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -316,9 +329,17 @@ func (f *cashFlowFlags) check(dest string) error {
 
 // plan plans book with options o (the recent trades of the holdings
 // file): a cash flow when the flags ask for one, otherwise a plan to
-// destination d.
-func (f *cashFlowFlags) plan(book *portfolio.Book, d policy.Destination, o plan.Options) (*plan.Plan, error) {
+// destination d. Under a phase_in rule, a household's first investment
+// and a deposit above deposits_above are invested in steps: the plan is
+// the first step, begun at time at, and lists the cash waiting.
+func (f *cashFlowFlags) plan(book *portfolio.Book, d policy.Destination, o plan.Options, rule *policy.PhaseIn, at time.Time) (*plan.Plan, error) {
 	if f.deposit == "" && f.withdraw == "" {
+		if phases := plan.FirstInvestment(drift.Compute(book), rule, at); phases != nil {
+			w := plan.WaitingAt(phases, at)
+			p := plan.Invest(drift.Compute(plan.HoldBack(book, w)), o)
+			p.Waiting = w
+			return p, nil
+		}
 		o.Destination = d
 		return plan.MakeWith(drift.Compute(book), o), nil
 	}
@@ -334,7 +355,15 @@ func (f *cashFlowFlags) plan(book *portfolio.Book, d policy.Destination, o plan.
 		return nil, usageError{fmt.Sprintf("plan: policy %s has %d accounts: say which with -account", pol.Name, len(pol.Accounts))}
 	}
 	if f.deposit != "" {
-		return plan.Invest(drift.Compute(plan.AddCash(book, a, f.amount)), o), nil
+		book = plan.AddCash(book, a, f.amount)
+		var w []plan.Waiting
+		if rule.IsPhased(f.amount) {
+			c := targets.NewCashPhase("deposit", pol.Accounts[a].Name, f.amount, at, rule)
+			w = plan.WaitingAt([]targets.CashPhase{c}, at)
+		}
+		p := plan.Invest(drift.Compute(plan.HoldBack(book, w)), o)
+		p.Waiting = w
+		return p, nil
 	}
 	return plan.Withdraw(drift.Compute(book), o, plan.Withdrawal{Account: pol.Accounts[a].Name, Amount: f.amount})
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	natsgo "github.com/nats-io/nats.go"
 )
 
 // readmeBlock returns the lines of the first fenced block of README.md
@@ -205,4 +207,64 @@ func TestReadmeQuickStart(t *testing.T) {
 			t.Errorf("README's status line\n\t%s\nnot printed; status printed:\n%s", l, out)
 		}
 	}
+
+	// 5. The README's fill example pasted as written names an order this
+	// run never published: it blocks the policy, and the README's
+	// positions snapshot clears the block.
+	nc, err := natsConnect(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	publishREADME := func(marker string) {
+		t.Helper()
+		subject, payload := readmePub(t, marker)
+		if err := nc.Publish(subject, []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	statusJSON := func() string {
+		b, err := exec.Command(bin, "status", "-config", config, "-policy", "jones-household", "-json").Output()
+		if err != nil {
+			t.Fatalf("status -json: %v", err)
+		}
+		return string(b)
+	}
+	publishREADME("**Send a fill**")
+	checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		if !strings.Contains(statusJSON(), `"reason": "unknown_order_state"`) {
+			return fmt.Errorf("the README's fill did not block jones-household")
+		}
+		return nil
+	})
+	publishREADME("To\nrecover")
+	checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		if st := statusJSON(); strings.Contains(st, "unknown_order_state") {
+			return fmt.Errorf("the README's positions snapshot did not clear the block:\n%s", st)
+		}
+		return nil
+	})
+}
+
+// readmePub returns the subject and payload of the first `nats pub` in the
+// code block after marker, with $(date -u +%Y-%m-%dT%H:%M:%SZ) evaluated.
+func readmePub(t *testing.T, marker string) (string, string) {
+	t.Helper()
+	cmd := strings.Join(readmeBlock(t, marker), "\n")
+	cmd = strings.ReplaceAll(cmd, "\\\n", " ")
+	cmd = strings.ReplaceAll(cmd, `'$(date -u +%Y-%m-%dT%H:%M:%SZ)'`, time.Now().UTC().Format(time.RFC3339))
+	m := regexp.MustCompile(`nats pub (\S+)\s+'([^']*)'`).FindStringSubmatch(cmd)
+	if m == nil {
+		t.Fatalf("README: no `nats pub SUBJECT 'JSON'` after %q:\n%s", marker, cmd)
+	}
+	return m[1], m[2]
+}
+
+// natsConnect connects to the NATS of a daemon configuration.
+func natsConnect(config string) (*natsgo.Conn, error) {
+	_, nc, err := dialFromConfig(config, "", "readme-test")
+	return nc, err
 }

@@ -29,7 +29,7 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	stateDir := fs.String("state-dir", "", "state `directory` (overrides state_dir; under systemd: ${STATE_DIRECTORY})")
 	level := fs.String("log-level", "", "log `level`: debug, info, warn or error (overrides log.level)")
 	format := fs.String("log-format", "", "log `format`: auto, json or console (overrides log.format)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

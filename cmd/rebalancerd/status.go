@@ -28,7 +28,7 @@ func (c *StatusCommand) Run(ctx context.Context, args []string) error {
 	url := fs.String("url", "", "daemon HTTP `url` (default: from -config, else http://127.0.0.1:8080)")
 	only := fs.String("policy", "", "show only this `policy`")
 	asJSON := fs.Bool("json", false, "print the status document (or the policy's part of it) as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

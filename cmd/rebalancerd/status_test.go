@@ -124,3 +124,17 @@ func TestStatusCommand(t *testing.T) {
 		t.Errorf("no daemon: exit %d, %s", code, errOut)
 	}
 }
+
+// TestBadFlagExitsUsage: an unknown flag is a bad command line, exit 2 as
+// the README says, for every command (plan -bogus exited 1).
+func TestBadFlagExitsUsage(t *testing.T) {
+	for _, cmd := range []string{"check", "plan", "run", "tail", "halt", "paper", "status"} {
+		code, _, errOut := run(t, cmd, "-bogus")
+		if code != exitUsage || !strings.Contains(errOut, "flag provided but not defined: -bogus") {
+			t.Errorf("%s -bogus: exit %d, want %d; stderr %q", cmd, code, exitUsage, errOut)
+		}
+	}
+	if code, _, _ := run(t, "backtest", "-bogus"); code != exitUsage {
+		t.Errorf("backtest -bogus: exit %d, want %d", code, exitUsage)
+	}
+}

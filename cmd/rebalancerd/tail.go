@@ -32,7 +32,7 @@ func (c *TailCommand) Run(ctx context.Context, args []string) error {
 	all := fs.Bool("all", false, "print the stream from its start, not only new events")
 	raw := fs.Bool("json", false, "print each event's JSON as received")
 	plans := fs.Bool("plans", false, "also print plan events")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

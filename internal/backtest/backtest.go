@@ -323,32 +323,35 @@ func (s *sim) step(r history.Row, first bool) error {
 	for i, sl := range snap.Sleeves {
 		tg[i] = sl.Target
 	}
-	var p *plan.Plan
-	trig := ""
-	switch {
-	case inflow:
-		p, trig = plan.Invest(snap, plan.Options{History: s.l.TaxHistory(now)}), trigger.CashFlow
-	case !s.v.Never:
-		d := trigger.Decide(trigger.Input{Kind: s.pol.Rebalance.Trigger, Due: s.due, Breaching: pt.Breaching,
+	// Money coming in goes first, as a cash flow does in the daemon; the
+	// daemon evaluates again within seconds, so the trigger is decided on
+	// the same date, after it.
+	if inflow {
+		p := plan.Invest(snap, plan.Options{History: s.l.TaxHistory(now)})
+		if err := s.apply(p, trigger.CashFlow, now, &pt); err != nil {
+			return err
+		}
+		if pt.Traded != "" {
+			if snap, err = s.snapshot(r, q); err != nil {
+				return err
+			}
+		}
+	}
+	if !s.v.Never {
+		d := trigger.Decide(trigger.Input{Kind: s.pol.Rebalance.Trigger, Due: s.due, Breaching: len(snap.Breaching()) > 0,
 			LastRebalance: s.l.LastRebalance, Cooldown: s.pol.Rebalance.Cooldown, Now: now})
 		if d.Consumed {
 			s.due = ""
 		}
 		if d.Trigger != "" {
-			p, trig = plan.MakeWith(snap, plan.Options{History: s.l.TaxHistory(now)}), d.Trigger
+			p := plan.MakeWith(snap, plan.Options{History: s.l.TaxHistory(now)})
+			if err := s.apply(p, d.Trigger, now, &pt); err != nil {
+				return err
+			}
 		}
-	}
-	if p != nil && len(p.Orders) > 0 {
-		if err := s.execute(p, trig, now); err != nil {
-			return err
-		}
-		pt.Traded = trig
-	}
-	if p != nil && len(p.Unresolved) > 0 {
-		s.res.Unresolved++
 	}
 	after := snap
-	if pt.Traded != "" || inflow {
+	if pt.Traded != "" {
 		if after, err = s.snapshot(r, q); err != nil {
 			return err
 		}
@@ -368,6 +371,21 @@ func (s *sim) step(r history.Row, first bool) error {
 	return nil
 }
 
+// apply executes a plan's orders, if any, and notes it on the point.
+func (s *sim) apply(p *plan.Plan, trig string, now time.Time, pt *Point) error {
+	if len(p.Unresolved) > 0 {
+		s.res.Unresolved++
+	}
+	if len(p.Orders) == 0 {
+		return nil
+	}
+	traded, err := s.execute(p, trig, now)
+	if traded {
+		pt.Traded = trig
+	}
+	return err
+}
+
 // householdValue is every position at its price plus all cash, reserves
 // included.
 func householdValue(snap *drift.Snapshot) decimal.Decimal {
@@ -383,17 +401,17 @@ func householdValue(snap *drift.Snapshot) decimal.Decimal {
 
 // execute checks the plan against the risk limits, records its orders in
 // the ledger as the daemon does, and fills them.
-func (s *sim) execute(p *plan.Plan, trig string, now time.Time) error {
+func (s *sim) execute(p *plan.Plan, trig string, now time.Time) (traded bool, err error) {
 	if v := risk.Check(p, s.pol.Limits, s.l.PlanTimes(), now); len(v) > 0 {
 		s.res.Rejected++
-		return nil
+		return false, nil
 	}
 	orders := events.OrdersOf(p, trig, now, s.pol.Rebalance.OrderTTL)
 	s.l.AddOrders(orders, now)
 	for _, o := range p.Orders {
 		if len(o.Lots) > 0 {
 			if err := s.l.SetLots(o.ID, o.Lots); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
@@ -402,12 +420,12 @@ func (s *sim) execute(p *plan.Plan, trig string, now time.Time) error {
 	s.res.Rebalances++
 	// Sells first: their proceeds pay for the buys, as the phases say.
 	for _, phase := range []int{plan.PhaseSell, plan.PhaseBuy} {
-		for i, o := range p.Orders {
+		for _, o := range p.Orders {
 			if o.Phase != phase {
 				continue
 			}
-			if err := s.fill(o, orders[i], now); err != nil {
-				return err
+			if err := s.fill(o, now); err != nil {
+				return true, err
 			}
 		}
 	}
@@ -416,7 +434,7 @@ func (s *sim) execute(p *plan.Plan, trig string, now time.Time) error {
 		s.res.Gains.LongTerm = s.res.Gains.LongTerm.Add(p.Tax.NetLongTerm)
 	}
 	s.l.Prune(now.Add(-7 * 24 * time.Hour))
-	return nil
+	return true, nil
 }
 
 func orderIDs(orders []events.Order) []string {
@@ -428,7 +446,7 @@ func orderIDs(orders []events.Order) []string {
 }
 
 // fill executes one order in full at its price moved by the slippage.
-func (s *sim) fill(o plan.Order, ev events.Order, now time.Time) error {
+func (s *sim) fill(o plan.Order, now time.Time) error {
 	price := o.Price.Mul(decimal.NewFromInt(1).Add(s.slip))
 	if o.Side == plan.Sell {
 		price = o.Price.Mul(decimal.NewFromInt(1).Sub(s.slip))

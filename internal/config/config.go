@@ -62,7 +62,29 @@ type Config struct {
 	// HA runs the daemon as one of several instances for the same
 	// policies; see HA.
 	HA HA
+	// Reports bounds what executors' fills and positions may say.
+	Reports Reports
 }
+
+// Reports bounds what fills and positions snapshots may say; reports
+// outside the bounds are refused (rebalancerd_inputs_rejected_total).
+type Reports struct {
+	// MaxClockSkew is how far a report may be dated after the daemon's
+	// clock, and a fill before its order's creation (default 5m).
+	MaxClockSkew time.Duration
+	// FillPriceCollar is how far a fill's price may be from its order's
+	// reference price, as a fraction of it (default 0.2: ±20%).
+	FillPriceCollar decimal.Decimal
+}
+
+// Default report bounds, and the largest clock skew accepted.
+const (
+	DefaultMaxClockSkew = 5 * time.Minute
+	MaxMaxClockSkew     = time.Hour
+)
+
+// DefaultFillPriceCollar is the default Reports.FillPriceCollar (20%).
+var DefaultFillPriceCollar = decimal.New(2, -1)
 
 // HA configures high availability: instances against the same NATS elect
 // one holder of a lease in a JetStream key-value bucket; only the holder
@@ -195,6 +217,7 @@ func DefaultConfig() *Config {
 		Log:          Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		JournalFsync: true,
 		HA:           HA{LeaseTTL: DefaultLeaseTTL},
+		Reports:      Reports{MaxClockSkew: DefaultMaxClockSkew, FillPriceCollar: DefaultFillPriceCollar},
 	}
 }
 
@@ -274,12 +297,15 @@ func expand(s string, env func(string) string, missing *[]string) string {
 
 func (p *parser) parse(root *yaml.Node) {
 	r, c := p.r, p.c
-	f := r.Object(root, "", "state_dir", "journal_fsync", "policies", "feeds", "nats", "http", "log", "control", "ha")
+	f := r.Object(root, "", "state_dir", "journal_fsync", "policies", "feeds", "nats", "http", "log", "control", "ha", "reports")
 	if v, ok := f["journal_fsync"]; ok {
 		c.JournalFsync, _ = p.bool(v, "journal_fsync")
 	}
 	if v, ok := f["ha"]; ok {
 		p.ha(v)
+	}
+	if v, ok := f["reports"]; ok {
+		p.reports(v)
 	}
 	if v, ok := f["control"]; ok {
 		cf := r.Object(v, "control", "token_file")
@@ -682,6 +708,27 @@ func (p *parser) bool(n *yaml.Node, field string) (v, ok bool) {
 }
 
 // ha reads the ha block: its presence enables HA unless enabled: false.
+func (p *parser) reports(v *yaml.Node) {
+	r, c := p.r, &p.c.Reports
+	f := r.Object(v, "reports", "max_clock_skew", "fill_price_collar")
+	if n, ok := f["max_clock_skew"]; ok {
+		if d, ok := r.Duration(n, "reports.max_clock_skew"); ok {
+			if d > MaxMaxClockSkew {
+				r.Errorf(n, "reports.max_clock_skew", "%s is more than %s: fix the clocks instead", d, MaxMaxClockSkew)
+			}
+			c.MaxClockSkew = d
+		}
+	}
+	if n, ok := f["fill_price_collar"]; ok {
+		if d, ok := r.Percent(n, "reports.fill_price_collar", true); ok {
+			if d.Sign() == 0 {
+				r.Errorf(n, "reports.fill_price_collar", "must be more than 0%%: a fill is never exactly at the reference price")
+			}
+			c.FillPriceCollar = d
+		}
+	}
+}
+
 func (p *parser) ha(v *yaml.Node) {
 	r, c := p.r, p.c
 	c.HA.Enabled, c.HA.Line = true, v.Line

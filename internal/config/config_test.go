@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml/yamltest"
@@ -103,9 +105,10 @@ func TestFullConfig(t *testing.T) {
 			// Atomic batches where the server takes them.
 			AtomicBatches: true,
 		},
-		HTTP: HTTP{Listen: "0.0.0.0:9090"},
-		Log:  Log{Level: "debug", Format: "json"},
-		HA:   HA{Enabled: true, Instance: "node-b", LeaseTTL: 6 * time.Second, Line: 65},
+		HTTP:    HTTP{Listen: "0.0.0.0:9090"},
+		Log:     Log{Level: "debug", Format: "json"},
+		HA:      HA{Enabled: true, Instance: "node-b", LeaseTTL: 6 * time.Second, Line: 65},
+		Reports: Reports{MaxClockSkew: 2 * time.Minute, FillPriceCollar: decimal.RequireFromString("0.15")},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Parse(full.good.yml):\n got %+v\nwant %+v", c, want)
@@ -146,6 +149,7 @@ func TestDefaultConfig(t *testing.T) {
 		Log:          Log{Level: "info", Format: "auto"},
 		JournalFsync: true,
 		HA:           HA{LeaseTTL: 10 * time.Second},
+		Reports:      Reports{MaxClockSkew: 5 * time.Minute, FillPriceCollar: decimal.New(2, -1)},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("DefaultConfig() = %+v\nwant %+v", c, want)
@@ -210,7 +214,7 @@ var badFiles = map[string][]string{
 		"unknown_key.bad.yml:16: nats.stream.max_msgs: unknown field (known: replicas, max_age, duplicates, atomic_batches)",
 		"unknown_key.bad.yml:18: http.address: unknown field (known: listen, token_file, tls, allow_plaintext)",
 		"unknown_key.bad.yml:20: log.lvl: unknown field (known: level, format)",
-		"unknown_key.bad.yml:21: statedir: unknown field (known: state_dir, journal_fsync, policies, feeds, nats, http, log, control, ha)",
+		"unknown_key.bad.yml:21: statedir: unknown field (known: state_dir, journal_fsync, policies, feeds, nats, http, log, control, ha, reports)",
 	},
 	"ha.bad.yml": {
 		`ha.bad.yml:3: journal_fsync: want true or false, got "sometimes"`,
@@ -345,6 +349,11 @@ var badFiles = map[string][]string{
 	},
 	"empty.bad.yml": {
 		"empty.bad.yml: file is empty",
+	},
+	"reports.bad.yml": {
+		"reports.bad.yml:5: reports.max_clock_skew: 2h0m0s is more than 1h0m0s: fix the clocks instead",
+		"reports.bad.yml:6: reports.fill_price_collar: must be more than 0%: a fill is never exactly at the reference price",
+		"reports.bad.yml:7: reports.collar: unknown field (known: max_clock_skew, fill_price_collar)",
 	},
 	"top_level_list.bad.yml": {
 		"top_level_list.bad.yml:1: top level must be a mapping of fields",

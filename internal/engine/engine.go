@@ -19,6 +19,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -68,6 +69,10 @@ const (
 	TriggerThreshold = trigger.Threshold
 	TriggerHybrid    = trigger.Hybrid
 	TriggerManual    = trigger.Manual
+	// TriggerPhaseIn is a step of a phase-in: of new targets (the plan
+	// goes to the step's targets whatever the bands say) or of new money
+	// invested in steps (an investment of the step's cash).
+	TriggerPhaseIn = "phase_in"
 	// TriggerCashFlow is a deposit or withdrawal on <prefix>.cashflows.
 	TriggerCashFlow = trigger.CashFlow
 )
@@ -133,6 +138,13 @@ type Options struct {
 	// (default 1s; the publisher retries under the same ids). Negative:
 	// every plan goes through the publisher.
 	InlinePublishTimeout time.Duration
+	// HouseholdMetrics caps the households that get metrics of their own
+	// (sleeve weights, price ages, blocks by reason, pending orders): the
+	// first ones by name (default 1,000; negative: no cap). Aggregates
+	// (rebalancerd_households, _households_breaching,
+	// _households_blocked, rebalancerd_evaluation_seconds) cover every
+	// household.
+	HouseholdMetrics int
 	// MaxSkew is how far a report may be dated after the clock, and a
 	// fill before its order's creation (default ledger.DefaultMaxSkew).
 	MaxSkew time.Duration
@@ -180,6 +192,12 @@ type Engine struct {
 	// does not wake the publisher (Quotes does, when it cannot publish).
 	holdWake bool
 	driftOut []events.Drift
+	// bySymbol indexes e.names by the instruments each policy needs
+	// (nil: to be rebuilt); see affected.
+	bySymbol map[string][]int
+	// driftAt indexes driftOut by policy: one pending event per policy,
+	// found without a search (a search made each tick quadratic).
+	driftAt map[string]int
 }
 
 // runtime is one loaded policy.
@@ -194,6 +212,9 @@ type runtime struct {
 	lastEval  time.Time
 	dirty     bool    // prices changed since the last evaluation
 	due       *firing // a calendar firing not yet acted on
+	// waiting is the new money the cash phases hold back at the last
+	// evaluation.
+	waiting   []plan.Waiting
 	blocked   []Block
 	breaching []string
 	snapshot  *drift.Snapshot
@@ -223,6 +244,9 @@ type runtime struct {
 	// started for contribSpecs.
 	contribStop  context.CancelFunc
 	contribSpecs string
+	// metered is set for the households that get metrics of their own
+	// (Options.HouseholdMetrics).
+	metered bool
 	// phase is the phase-in in progress (nil when none), phaseStep where
 	// it stood at the last evaluation, applied what was last applied.
 	phase     *targets.Phase
@@ -282,6 +306,9 @@ func New(opts Options) *Engine {
 	}
 	if opts.FillCollar.Sign() <= 0 {
 		opts.FillCollar = ledger.DefaultCollar
+	}
+	if opts.HouseholdMetrics == 0 {
+		opts.HouseholdMetrics = 1000
 	}
 	if opts.InlinePublishTimeout == 0 {
 		opts.InlinePublishTimeout = time.Second
@@ -375,7 +402,11 @@ func (e *Engine) Load(set []Loaded) error {
 				rt.ledger.SetBase(l.Holdings.AsOf, l.HoldingsHash, ledger.FromHoldings(l.Holdings), now)
 				e.log.Info("holdings loaded", zap.String("policy", name), zap.String("file", l.Holdings.File),
 					zap.Time("as_of", l.Holdings.AsOf))
-				e.save(rt, true)
+				// Not durable: should a power loss take this save, the next
+				// start finds the same holdings file newer than the ledger
+				// and loads it again. An fsync per household made starting
+				// 100,000 households take minutes.
+				e.save(rt, false)
 			case rt.ignoredHash == l.HoldingsHash:
 				// Said so already.
 			default:
@@ -388,7 +419,7 @@ func (e *Engine) Load(set []Loaded) error {
 		old := rt.pol
 		rt.pol = l.Policy
 		rt.ledger.HistoryDays = historyDays(rt.pol)
-		rt.symbols = neededSymbols(rt.pol, rt.ledger)
+		e.setSymbols(rt)
 		if old == nil || old.Version != rt.pol.Version {
 			e.loadCorrelation(rt)
 			e.loadPhase(rt, old, now)
@@ -419,8 +450,18 @@ func (e *Engine) Load(set []Loaded) error {
 		e.names = append(e.names, name)
 	}
 	sort.Strings(e.names)
+	e.bySymbol = nil // the set of policies changed: rebuilt at the next offer
+	for i, name := range e.names {
+		rt := e.policies[name]
+		metered := e.opts.HouseholdMetrics < 0 || i < e.opts.HouseholdMetrics
+		if rt.metered && !metered && e.opts.Metrics != nil {
+			e.opts.Metrics.ForgetPolicy(name) // pushed past the cap
+		}
+		rt.metered = metered
+	}
 	if e.opts.Metrics != nil {
 		e.opts.Metrics.PoliciesLoaded.Set(float64(len(next)))
+		e.opts.Metrics.Households.Set(float64(len(next)))
 	}
 	return nil
 }
@@ -493,9 +534,38 @@ func (e *Engine) RebalanceNow(name string) error {
 		return fmt.Errorf("no policy %q", name)
 	}
 	now := e.clk.Now()
+	before := rt.ledger.LastPlanID
 	rt.due = &firing{trigger: TriggerManual, at: now}
 	e.evaluate(rt, now)
-	return nil
+	return manualOutcome(rt, before, now)
+}
+
+// ErrRebalanceSkipped is returned by RebalanceNow when it planned nothing:
+// something blocks the policy, it is in its cooldown, or its prices are
+// not usable yet (then the request stays due and runs once they are).
+var ErrRebalanceSkipped = errors.New("rebalance skipped")
+
+// manualOutcome says whether the manual rebalance just evaluated made a
+// plan (the last plan id moved from before), and if not why. Called with
+// e.mu held.
+func manualOutcome(rt *runtime, before string, now time.Time) error {
+	if rt.ledger.LastPlanID != before {
+		return nil
+	}
+	var why []string
+	for _, b := range rt.blocked {
+		why = append(why, b.Reason+": "+b.Detail)
+	}
+	switch {
+	case rt.due != nil && rt.due.trigger == TriggerManual:
+		return fmt.Errorf("%w for now: prices not usable (%s); it runs once they are", ErrRebalanceSkipped, strings.Join(why, "; "))
+	case len(why) > 0:
+		return fmt.Errorf("%w: blocked: %s", ErrRebalanceSkipped, strings.Join(why, "; "))
+	case !rt.ledger.LastRebalance.IsZero() && now.Before(rt.ledger.LastRebalance.Add(rt.pol.Rebalance.Cooldown)):
+		return fmt.Errorf("%w: in cooldown until %s", ErrRebalanceSkipped,
+			rt.ledger.LastRebalance.Add(rt.pol.Rebalance.Cooldown).UTC().Format(time.RFC3339))
+	}
+	return nil // planned, with nothing to trade
 }
 
 // neededSymbols lists the instruments whose prices the policy needs: those
@@ -530,10 +600,14 @@ func neededSymbols(p *policy.Policy, l *ledger.Ledger) []string {
 // returns once JetStream has acknowledged it, or once it has handed it to
 // the publisher.
 func (e *Engine) Quotes(qs []feeds.Quote) {
+	start := time.Now() // a duration for the histogram, not a clock reading the logic uses
 	e.mu.Lock()
 	queued := len(e.outbox) // offer only appends to it
 	e.holdWake = e.opts.InlinePublishTimeout > 0
 	e.offer(qs)
+	if m := e.opts.Metrics; m != nil {
+		m.BatchEvaluationSeconds.Observe(time.Since(start).Seconds())
+	}
 	e.holdWake = false
 	var job *pubJob
 	if len(e.outbox) > queued {
@@ -549,12 +623,54 @@ func (e *Engine) Quotes(qs []feeds.Quote) {
 	e.flushDrift() // after the unlock: publishing must not hold the engine
 }
 
-// offer gives quotes to every policy and evaluates those due. Called with
-// e.mu held.
+// setSymbols recomputes the instruments whose prices a policy needs, and
+// has the index of policies by instrument rebuilt. Called with e.mu held.
+func (e *Engine) setSymbols(rt *runtime) {
+	syms := neededSymbols(rt.pol, rt.ledger)
+	if !slices.Equal(syms, rt.symbols) {
+		e.bySymbol = nil
+	}
+	rt.symbols = syms
+}
+
+// affected returns the policies that need a price of qs, in name order,
+// from an index of policies by instrument (built when missing): a quote
+// reaches only the households that hold or target its instrument. Called
+// with e.mu held.
+func (e *Engine) affected(qs []feeds.Quote) []*runtime {
+	if e.bySymbol == nil {
+		e.bySymbol = map[string][]int{}
+		for i, name := range e.names {
+			for _, sym := range e.policies[name].symbols {
+				e.bySymbol[sym] = append(e.bySymbol[sym], i)
+			}
+		}
+	}
+	mark := make([]bool, len(e.names))
+	n := 0
+	for _, q := range qs {
+		for _, i := range e.bySymbol[q.Symbol] {
+			if !mark[i] {
+				mark[i] = true
+				n++
+			}
+		}
+	}
+	out := make([]*runtime, 0, n)
+	for i, name := range e.names {
+		if mark[i] {
+			out = append(out, e.policies[name])
+		}
+	}
+	return out
+}
+
+// offer gives quotes to the policies that need them and evaluates those
+// due. Called with e.mu held.
 func (e *Engine) offer(qs []feeds.Quote) {
 	now := e.clk.Now()
-	for _, name := range e.names {
-		rt := e.policies[name]
+	for _, rt := range e.affected(qs) {
+		name := rt.pol.Name
 		changed := false
 		for _, q := range qs {
 			if _, ok := slices.BinarySearch(rt.symbols, q.Symbol); !ok {
@@ -605,6 +721,33 @@ func (e *Engine) tick() {
 		}
 	}
 	e.watchCorrelations(now)
+	e.exportAggregates()
+}
+
+// exportAggregates sets the metrics that count households: breaching, and
+// blocked by reason. Called with e.mu held, once a tick.
+func (e *Engine) exportAggregates() {
+	m := e.opts.Metrics
+	if m == nil {
+		return
+	}
+	breaching := 0
+	blocked := make(map[string]int, len(metrics.BlockReasons))
+	for _, name := range e.names {
+		rt := e.policies[name]
+		if len(rt.breaching) > 0 {
+			breaching++
+		}
+		for k, b := range rt.blocked {
+			if !hasReason(rt.blocked[:k], b.Reason) { // a household once per reason
+				blocked[b.Reason]++
+			}
+		}
+	}
+	m.HouseholdsBreaching.Set(float64(breaching))
+	for _, r := range metrics.BlockReasons {
+		m.HouseholdsBlocked.WithLabelValues(r).Set(float64(blocked[r]))
+	}
 }
 
 // refreshBlocks re-checks prices and pending orders without valuing the
@@ -657,7 +800,9 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	rt.dirty = false
 	m := e.opts.Metrics
 	if m != nil {
-		m.Evaluations.WithLabelValues(name).Inc()
+		if rt.metered {
+			m.Evaluations.WithLabelValues(name).Inc()
+		}
 		start := time.Now() // a duration for the histogram, not a clock reading the logic uses
 		defer func() { m.EvaluationSeconds.Observe(time.Since(start).Seconds()) }()
 	}
@@ -686,7 +831,8 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		if err != nil {
 			blocks = append(blocks, Block{metrics.BlockInvalidPolicy, err.Error()})
 		} else {
-			snap = drift.Compute(book)
+			rt.waiting = plan.WaitingAt(rt.ledger.CashPhases, now)
+			snap = drift.Compute(plan.HoldBack(book, rt.waiting))
 		}
 	}
 	if snap != nil {
@@ -730,6 +876,21 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		}
 		return
 	}
+	if len(blocks) == 0 && len(rt.ledger.CashPhases) == 0 {
+		if phases := plan.FirstInvestment(snap, rt.pol.PhaseIn, now); phases != nil {
+			e.log.Info("first investment: invested in steps (phase_in)", zap.String("policy", name),
+				zap.Int("steps", rt.pol.PhaseIn.Steps), zap.String("over", policy.FormatDays(rt.pol.PhaseIn.Over)))
+			snap = e.startCashPhases(rt, snap, phases, now)
+		}
+	}
+	if cashStepDue(rt.ledger.CashPhases, now) {
+		// A step of new money is invested whatever the bands say, and
+		// like a cash flow does not wait for the cooldown.
+		if len(blocks) == 0 {
+			e.investStep(rt, snap, now)
+		}
+		return
+	}
 
 	in := trigger.Input{Kind: rt.pol.Rebalance.Trigger, Breaching: len(rt.breaching) > 0,
 		Blocked: len(blocks) > 0, PriceBlocked: blocksPrices(blocks),
@@ -753,7 +914,13 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	if d.Trigger == "" {
 		return
 	}
-	e.rebalance(rt, plan.MakeWith(snap, plan.Options{History: taxHistory(rt, now)}), d.Trigger, now)
+	opts := plan.Options{History: taxHistory(rt, now)}
+	if d.Trigger == TriggerPhaseIn {
+		opts.Destination = policy.DestinationTarget // the step's targets, whatever the bands say
+	}
+	p := plan.MakeWith(snap, opts)
+	p.Waiting = rt.waiting
+	e.rebalance(rt, p, d.Trigger, now)
 }
 
 // cashFlow plans the oldest pending cash flow: a deposit is invested
@@ -765,6 +932,15 @@ func (e *Engine) cashFlow(rt *runtime, snap *drift.Snapshot, now time.Time) {
 	c := rt.ledger.PendingFlows[0]
 	opts := plan.Options{History: taxHistory(rt, now)}
 	var p *plan.Plan
+	if (c.Kind == events.CashFlowDeposit || c.Kind == CashFlowContribution) && rt.pol.PhaseIn.IsPhased(c.Amount) {
+		e.log.Info("cash flow: invested in steps (phase_in.deposits_above)", zap.String("policy", rt.pol.Name),
+			zap.String("cashflow_id", c.CashFlowID), zap.String("account", c.Account), zap.String("amount", c.Amount.String()),
+			zap.Int("steps", rt.pol.PhaseIn.Steps), zap.String("over", policy.FormatDays(rt.pol.PhaseIn.Over)))
+		rt.ledger.PendingFlows = rt.ledger.PendingFlows[1:]
+		snap = e.startCashPhases(rt, snap, []targets.CashPhase{targets.NewCashPhase(c.CashFlowID, c.Account, c.Amount, now, rt.pol.PhaseIn)}, now)
+		e.investStep(rt, snap, now)
+		return
+	}
 	if c.Kind == events.CashFlowDeposit || c.Kind == CashFlowContribution {
 		if a, ok := rt.pol.AccountIndex(c.Account); ok && c.Kind == CashFlowContribution && snap.Book.FreeCash(a).LessThan(c.Amount) {
 			e.log.Warn("scheduled contribution: the account's free cash is less than the amount; investing what there is",
@@ -912,7 +1088,7 @@ func (e *Engine) setBlocked(rt *runtime, blocks []Block) {
 		}
 	}
 	rt.blocked = blocks
-	if m := e.opts.Metrics; m != nil {
+	if m := e.opts.Metrics; m != nil && rt.metered {
 		reasons := make([]string, len(blocks))
 		for i, b := range blocks {
 			reasons[i] = b.Reason
@@ -955,6 +1131,9 @@ func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
 		d.Breaching = []string{}
 	}
 	m := e.opts.Metrics
+	if !rt.metered {
+		m = nil // past the cap of households with metrics of their own
+	}
 	for i, sl := range s.Sleeves {
 		d.Sleeves[i] = events.DriftSleeve{Sleeve: sl.Path, Target: sl.Target, Weight: sl.Weight, Deviation: sl.Deviation,
 			BandLow: sl.BandLow, BandHigh: sl.BandHigh, Breach: sl.Breach, Value: sl.Value}
@@ -977,12 +1156,14 @@ func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
 		}
 	}
 	// One pending event per policy: the latest evaluation's.
-	for i := range e.driftOut {
-		if e.driftOut[i].Policy == d.Policy {
-			e.driftOut[i] = d
-			return
-		}
+	if i, ok := e.driftAt[d.Policy]; ok {
+		e.driftOut[i] = d
+		return
 	}
+	if e.driftAt == nil {
+		e.driftAt = map[string]int{}
+	}
+	e.driftAt[d.Policy] = len(e.driftOut)
 	e.driftOut = append(e.driftOut, d)
 }
 
@@ -1002,6 +1183,7 @@ func (e *Engine) flushDrift() {
 	}
 	out := e.driftOut
 	e.driftOut = nil
+	clear(e.driftAt)
 	e.mu.Unlock()
 	for _, d := range out {
 		if err := e.mayPublish(); err != nil {
@@ -1539,8 +1721,10 @@ func (e *Engine) dropStale(b *batch) bool {
 	return true
 }
 
-// publish sends one batch and records the acknowledgement. A retry after
-// a failed plan publish does not send the orders again.
+// publish sends one batch and records the acknowledgement: orders and plan
+// event in one call when the Publisher stores them together (an atomic
+// batch), else the orders, then the event. A retry after a failed plan
+// event publish does not send the orders again.
 func (e *Engine) publish(ctx context.Context, b *batch) error {
 	if !b.ordersAcked {
 		planID := b.orders[0].PlanID

@@ -7,6 +7,8 @@ import (
 	"github.com/shopspring/decimal"
 	"go.uber.org/zap"
 
+	"github.com/rebalancerd/rebalancerd/internal/drift"
+	"github.com/rebalancerd/rebalancerd/internal/plan"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
 )
@@ -29,11 +31,8 @@ func (rt *runtime) phaseStepAt(now time.Time) int {
 	if rt.phase == nil || rt.pol.PhaseIn == nil {
 		return 0
 	}
-	ph := rt.pol.PhaseIn
-	if !now.After(rt.phase.Start) {
-		return 1
-	}
-	return min(ph.Steps, int(now.Sub(rt.phase.Start)/ph.Every)+1)
+	k, _ := rt.pol.PhaseIn.StepAt(rt.phase.Start, now)
+	return k
 }
 
 // loadPhase sets up the phase-in of a policy that was loaded or changed.
@@ -89,6 +88,7 @@ func (e *Engine) startPhase(rt *runtime, from map[string]decimal.Decimal, now ti
 	}
 	rt.phase = &targets.Phase{From: maps.Clone(from), Start: now}
 	rt.phaseStep = nil
+	rt.due = &firing{trigger: TriggerPhaseIn, at: now} // the first step, at once
 	e.log.Info("phase-in started: moving to the new targets in steps", zap.String("policy", rt.pol.Name),
 		zap.String("why", why), zap.Int("steps", ph.Steps), zap.String("every", policy.FormatDays(ph.Every)),
 		zap.String("over", policy.FormatDays(ph.Over)), zap.Time("start", now))
@@ -109,6 +109,10 @@ func (e *Engine) phased(rt *runtime, eff *policy.Policy, now time.Time) (*policy
 	if prev := rt.phaseStep; prev == nil || prev.Step != st.Step {
 		e.log.Info("phase-in step", zap.String("policy", rt.pol.Name), zap.Int("step", st.Step), zap.Int("steps", st.Steps),
 			zap.Time("next", st.Next), zap.String("skipped", st.Skipped))
+		if prev != nil && st.Skipped == "" {
+			// Each step trades to its targets, whatever the bands say.
+			rt.due = &firing{trigger: TriggerPhaseIn, at: now}
+		}
 	}
 	rt.phaseStep = &st
 	if st.Done {
@@ -146,4 +150,55 @@ func (e *Engine) savePhase(rt *runtime) {
 	if err := s.WriteJSON(phaseName(rt.pol.Name), &rt.applied); err != nil {
 		e.log.Warn("phase-in state not saved", zap.String("policy", rt.pol.Name), zap.Error(err))
 	}
+}
+
+// startCashPhases adds phases of new money to the ledger, saves it, and
+// returns snap with what they hold back at now taken out. Called with
+// e.mu held.
+func (e *Engine) startCashPhases(rt *runtime, snap *drift.Snapshot, phases []targets.CashPhase, now time.Time) *drift.Snapshot {
+	rt.ledger.CashPhases = append(rt.ledger.CashPhases, phases...)
+	w := plan.WaitingAt(phases, now)
+	rt.waiting = append(rt.waiting, w...)
+	_ = e.save(rt, true)
+	return drift.Compute(plan.HoldBack(snap.Book, w))
+}
+
+// cashStepDue reports whether a phase of new money has reached a step
+// not yet invested.
+func cashStepDue(phases []targets.CashPhase, now time.Time) bool {
+	for k := range phases {
+		if phases[k].At(now).Step > phases[k].Invested {
+			return true
+		}
+	}
+	return false
+}
+
+// investStep invests the cash the phases of new money released at now:
+// an investment plan (plan.Invest) of the free cash, waiting cash held
+// back, whatever the bands say. Once the plan is journaled (or has
+// nothing to trade), each phase records the step invested, and a phase
+// whose last step is invested ends. Called with e.mu held.
+func (e *Engine) investStep(rt *runtime, snap *drift.Snapshot, now time.Time) {
+	p := plan.Invest(snap, plan.Options{History: taxHistory(rt, now)})
+	p.Waiting = rt.waiting
+	if !e.rebalance(rt, p, TriggerPhaseIn, now) {
+		return // not journaled: the step stays due
+	}
+	kept := rt.ledger.CashPhases[:0]
+	for _, c := range rt.ledger.CashPhases {
+		st := c.At(now)
+		c.Invested = st.Step
+		e.log.Info("phase-in of new money: step invested", zap.String("policy", rt.pol.Name), zap.String("id", c.ID),
+			zap.String("account", c.Account), zap.Int("step", st.Step), zap.Int("steps", st.Steps),
+			zap.String("waiting", c.Waiting(st.Step).String()), zap.Time("next", st.Next))
+		if !st.Done {
+			kept = append(kept, c)
+		}
+	}
+	rt.ledger.CashPhases = kept
+	if len(kept) == 0 {
+		rt.ledger.CashPhases = nil
+	}
+	_ = e.save(rt, true)
 }

@@ -66,14 +66,7 @@ func (e *Engine) HandleReport(r Report) error {
 		res, err := rt.ledger.ApplyFill(r.Account, r.Fill, now)
 		switch {
 		case errors.Is(err, ledger.ErrDuplicateFill):
-			// Applied before; its save may have failed (then this
-			// delivery retries it).
-			if rt.unsaved {
-				if err := e.save(rt, true); err != nil {
-					return fmt.Errorf("ledger of %s not saved: %w", r.Policy, err)
-				}
-			}
-			return nil
+			return e.saveOwed(rt)
 		case errors.Is(err, ledger.ErrUnknownOrder):
 			e.log.Error("fill for an unknown order: planning stops until a positions snapshot arrives",
 				zap.String("policy", r.Policy), zap.String("order_id", r.Fill.OrderID), zap.String("fill_id", r.Fill.FillID))
@@ -109,7 +102,7 @@ func (e *Engine) HandleReport(r Report) error {
 		if !p.AsOf.After(rt.ledger.AsOf) && !rt.ledger.AsOf.After(now) {
 			e.log.Warn("positions snapshot ignored: not newer than the ledger", zap.String("policy", r.Policy),
 				zap.Time("as_of", p.AsOf), zap.Time("ledger_as_of", rt.ledger.AsOf))
-			return nil
+			return e.saveOwed(rt)
 		}
 		if err := fits(rt.pol, accounts); err != nil {
 			// The executor holds what the policy does not know: the
@@ -138,7 +131,7 @@ func (e *Engine) HandleReport(r Report) error {
 			return fmt.Errorf("%w: %v", ErrInvalidCashFlow, err)
 		}
 		if !applied {
-			return nil // taken in before
+			return e.saveOwed(rt) // taken in before
 		}
 		e.log.Info("cash flow taken in", zap.String("policy", r.Policy), zap.String("cashflow_id", c.CashFlowID),
 			zap.String("kind", c.Kind), zap.String("account", c.Account), zap.String("amount", c.Amount.String()))
@@ -146,7 +139,7 @@ func (e *Engine) HandleReport(r Report) error {
 		return fmt.Errorf("%w: empty report", ErrPermanent)
 	}
 	rt.ledger.Prune(now.Add(-e.opts.Retention))
-	rt.symbols = neededSymbols(rt.pol, rt.ledger)
+	e.setSymbols(rt)
 	// Acknowledged only once saved: a report whose change is only in
 	// memory would be lost by a crash, and the stream would not send it
 	// again.
@@ -155,6 +148,20 @@ func (e *Engine) HandleReport(r Report) error {
 		return fmt.Errorf("ledger of %s not saved: %w", r.Policy, err)
 	}
 	e.evaluate(rt, now)
+	return nil
+}
+
+// saveOwed saves the ledger if an earlier save failed, for a report that
+// changes nothing: it may be the redelivery of one whose change is in
+// memory only (its save failed, so it was not acknowledged), and it must
+// not be acknowledged before that change is saved. Called with e.mu held.
+func (e *Engine) saveOwed(rt *runtime) error {
+	if !rt.unsaved {
+		return nil
+	}
+	if err := e.save(rt, true); err != nil {
+		return fmt.Errorf("ledger of %s not saved: %w", rt.pol.Name, err)
+	}
 	return nil
 }
 
@@ -175,8 +182,10 @@ func (e *Engine) fillLimits(rt *runtime) ledger.FillLimits {
 const maxListed = 5
 
 // fits checks that holdings name only accounts and instruments the policy
-// has, listing at most maxListed of each kind that it does not. The
-// error's reason (ledger.RejectReason) says which kind.
+// has (as the holdings file is checked at load: a zero quantity of an
+// unknown instrument is dropped), listing at most maxListed of each kind
+// that it does not. The error's reason (ledger.RejectReason) says which
+// kind.
 func fits(pol *policy.Policy, accounts map[string]*ledger.Account) error {
 	var badAccounts, badInstruments []string
 	for _, name := range slices.Sorted(maps.Keys(accounts)) {
@@ -189,6 +198,10 @@ func fits(pol *policy.Policy, accounts map[string]*ledger.Account) error {
 		}
 		for _, sym := range slices.Sorted(maps.Keys(a.Positions)) {
 			if _, ok := pol.InstrumentIndex(sym); !ok {
+				if a.Positions[sym].IsZero() {
+					delete(a.Positions, sym) // held by none: nothing to know
+					continue
+				}
 				badInstruments = append(badInstruments, name+"/"+sym)
 			}
 		}
@@ -235,7 +248,7 @@ func (e *Engine) Resync(name string, h *portfolio.Holdings, hash, by, reason str
 	now := e.clk.Now()
 	prev := rt.ledger.AsOf
 	rt.ledger.Resync(ledger.ResyncRecord{By: by, Reason: reason, File: h.File, Hash: hash, AsOf: h.AsOf}, accounts, now)
-	rt.symbols = neededSymbols(rt.pol, rt.ledger)
+	e.setSymbols(rt)
 	e.log.Warn("ledger resynced by the operator: holdings replaced", zap.String("policy", name), zap.String("by", by),
 		zap.String("reason", reason), zap.String("file", h.File), zap.Time("as_of", h.AsOf), zap.Time("previous_as_of", prev))
 	err := e.save(rt, true)
@@ -365,7 +378,9 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 		// daemon's: allow for the skew between the clocks.
 		reports, complete, ferr := src.FillsSince(ctx, fillsFrom.Add(-e.opts.MaxSkew))
 		e.mu.Lock()
-		fills = e.recoverFills(owner, reports, changed, now)
+		// Now, not when Reconcile began: fills stored meanwhile are
+		// dated after that.
+		fills = e.recoverFills(owner, reports, changed, e.clk.Now())
 		if ferr != nil || !complete {
 			why := "the reports stream may have dropped some of them (its limits removed reports stored since)"
 			if ferr != nil {
@@ -393,7 +408,7 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 	for _, name := range e.names {
 		if rt := e.policies[name]; changed[name] {
 			e.save(rt, true)
-			rt.symbols = neededSymbols(rt.pol, rt.ledger)
+			e.setSymbols(rt)
 		}
 	}
 	return orders, fills, nil

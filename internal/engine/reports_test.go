@@ -2,11 +2,15 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/rebalancerd/rebalancerd/internal/clock"
+	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
@@ -44,7 +48,7 @@ func loadHousehold(t *testing.T, store Store) (*Engine, *clock.Fake) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := policy.Parse("household.yaml", []byte(strings.Replace(householdPolicy, "NAME", "household", 1)))
+	p, err := policy.Parse("household.yaml", []byte(strings.Replace(householdPolicy, "NAME", "household", 1)+"prices: {max_move: 50%}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,5 +72,155 @@ func TestSaveFailureAtFirstLoad(t *testing.T) {
 	st := e.Status().Policies[0]
 	if !hasReason(st.Blocked, metrics.BlockUnknownOrderState) || !strings.Contains(st.LastError, "disk full") {
 		t.Fatalf("after a failed save: blocked %+v, last error %q; want unknown_order_state with the error", st.Blocked, st.LastError)
+	}
+}
+
+// planHousehold makes the household plan (equities below their band) and
+// returns its orders, acknowledged.
+func planHousehold(t *testing.T, e *Engine, clk *clock.Fake) []*ledger.Order {
+	t.Helper()
+	e.Quotes(quotes(clk.Now(), 0))
+	clk.Advance(time.Minute)
+	qs := quotes(clk.Now(), 0)
+	for i := range qs {
+		if qs[i].Symbol == "VTI" {
+			qs[i].Price = decimal.RequireFromString("200")
+		}
+	}
+	e.Quotes(qs)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rt := e.policies["household"]
+	pending := rt.ledger.Pending()
+	if len(pending) == 0 {
+		t.Fatal("no plan")
+	}
+	ids := make([]string, len(pending))
+	for i, o := range pending {
+		ids[i] = o.OrderID
+	}
+	rt.ledger.MarkPublished(ids, clk.Now())
+	return pending
+}
+
+// TestFillChecks: fills dated in year 9999, before their order, off the
+// instrument's step, above the order's quantity or priced 1e30 are
+// refused for good with their reason; the ledger's as_of stays at or
+// before the clock, so a positions snapshot taken now still applies.
+func TestFillChecks(t *testing.T) {
+	e, clk := loadHousehold(t, nil)
+	orders := planHousehold(t, e, clk)
+	o := orders[0]
+	now := clk.Now()
+	at := func(d time.Duration) time.Time { return now.Add(d) }
+	for _, tc := range []struct {
+		name   string
+		f      events.Fill
+		reason string
+	}{
+		{"year 9999", events.Fill{Quantity: o.Quantity, Price: o.Price, At: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}, ledger.RejectFillFuture},
+		{"before the order", events.Fill{Quantity: o.Quantity, Price: o.Price, At: at(-time.Hour)}, ledger.RejectFillBeforeOrder},
+		{"off step", events.Fill{Quantity: decimal.RequireFromString("0.5"), Price: o.Price, At: at(0)}, ledger.RejectFillOffStep},
+		{"over quantity", events.Fill{Quantity: o.Quantity.Add(decimal.NewFromInt(1)), Price: o.Price, At: at(0)}, ledger.RejectFillOverQuantity},
+		{"price 1e30", events.Fill{Quantity: o.Quantity, Price: decimal.New(1, 30), At: at(0)}, ledger.RejectFillPrice},
+	} {
+		f := tc.f
+		f.SchemaVersion, f.FillID, f.OrderID, f.Status = 1, "f-"+tc.name, o.OrderID, events.FillFilled
+		err := e.HandleReport(Report{Policy: "household", Account: o.Account, Fill: &f})
+		if !errors.Is(err, ErrInvalidFill) || ledger.RejectReason(err) != tc.reason {
+			t.Errorf("%s: %v (reason %q), want an invalid fill for %s", tc.name, err, ledger.RejectReason(err), tc.reason)
+		}
+	}
+	st := e.Status().Policies[0]
+	if st.HoldingsAsOf.After(clk.Now()) || len(st.PendingOrders) != len(orders) {
+		t.Fatalf("holdings as of %v (now %v), %d pending: a refused fill changed the ledger", st.HoldingsAsOf, clk.Now(), len(st.PendingOrders))
+	}
+	// A fill a little ahead of the clock (within the skew) is taken, as
+	// of now.
+	f := events.Fill{SchemaVersion: 1, FillID: "ahead", OrderID: o.OrderID, Status: events.FillFilled,
+		Quantity: o.Quantity, Price: o.Price, At: at(2 * time.Minute)}
+	if err := e.HandleReport(Report{Policy: "household", Account: o.Account, Fill: &f}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Status().Policies[0].HoldingsAsOf; !got.Equal(now) {
+		t.Fatalf("holdings as of %v after a fill dated 2m ahead, want now %v", got, now)
+	}
+}
+
+// positions returns a snapshot of the balanced household at asOf, with
+// extra positions added to the roth account.
+func positions(asOf time.Time, extra map[string]string) *events.Positions {
+	p := &events.Positions{SchemaVersion: 1, AsOf: asOf, Accounts: map[string]events.AccountPositions{
+		"roth":    {Cash: decimal.RequireFromString("5000"), Positions: map[string]decimal.Decimal{"VXUS": decimal.RequireFromString("537")}},
+		"k401":    {Cash: decimal.Zero, Positions: map[string]decimal.Decimal{"VTI": decimal.RequireFromString("270"), "BND": decimal.RequireFromString("693")}},
+		"taxable": {Cash: decimal.RequireFromString("25000"), Positions: map[string]decimal.Decimal{}},
+	}}
+	for sym, q := range extra {
+		p.Accounts["roth"].Positions[sym] = decimal.RequireFromString(q)
+	}
+	return p
+}
+
+// TestPositionsChecks: a snapshot dated beyond the skew is refused; one
+// naming instruments the policy does not have is refused, listing a few
+// of them, and blocks planning as invalid_policy (not missing_price)
+// until a snapshot that fits arrives.
+func TestPositionsChecks(t *testing.T) {
+	e, clk := loadHousehold(t, nil)
+	e.Quotes(quotes(clk.Now(), 0))
+	err := e.HandleReport(Report{Policy: "household", Positions: positions(clk.Now().Add(time.Hour), nil)})
+	if ledger.RejectReason(err) != ledger.RejectPositionsFuture || !errors.Is(err, ErrInvalidPositions) {
+		t.Fatalf("snapshot an hour ahead: %v", err)
+	}
+	extra := map[string]string{}
+	for i := range 1000 {
+		extra[fmt.Sprintf("JUNK%04d", i)] = "1"
+	}
+	err = e.HandleReport(Report{Policy: "household", Positions: positions(clk.Now(), extra)})
+	if ledger.RejectReason(err) != ledger.RejectPositionsInstrument || !errors.Is(err, ErrInvalidPositions) || len(err.Error()) > 400 {
+		t.Fatalf("snapshot with unknown instruments: %v", err)
+	}
+	st := e.Status().Policies[0]
+	reasons := []string{}
+	for _, b := range st.Blocked {
+		reasons = append(reasons, b.Reason)
+	}
+	if fmt.Sprint(reasons) != "[invalid_policy]" || len(st.Holdings["roth"].Positions) > 10 {
+		t.Fatalf("after the refused snapshot: blocked %v, %d roth positions; want [invalid_policy] and the ledger unchanged", reasons, len(st.Holdings["roth"].Positions))
+	}
+	clk.Advance(time.Second)
+	if err := e.HandleReport(Report{Policy: "household", Positions: positions(clk.Now(), nil)}); err != nil {
+		t.Fatal(err)
+	}
+	if b := e.Status().Policies[0].Blocked; hasReason(b, metrics.BlockInvalidPolicy) {
+		t.Fatalf("a snapshot that fits left the policy blocked: %+v", b)
+	}
+}
+
+// TestRedeliveredReportWaitsForTheSave: a report applied in memory whose
+// save failed is not acknowledged; its redelivery, which changes nothing,
+// is not acknowledged either until the ledger is saved.
+func TestRedeliveredReportWaitsForTheSave(t *testing.T) {
+	s, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &failingStore{Store: s}
+	e, clk := loadHousehold(t, fs)
+	clk.Advance(time.Minute)
+	snap := Report{Policy: "household", Positions: positions(clk.Now(), nil)}
+	fs.failSave = true
+	if err := e.HandleReport(snap); err == nil || errors.Is(err, ErrPermanent) {
+		t.Fatalf("first delivery, save failing: %v, want a passing error", err)
+	}
+	if err := e.HandleReport(snap); err == nil || errors.Is(err, ErrPermanent) {
+		t.Fatalf("redelivery, save still failing: %v, want a passing error (not an ack)", err)
+	}
+	fs.failSave = false
+	if err := e.HandleReport(snap); err != nil {
+		t.Fatalf("redelivery, save working: %v", err)
+	}
+	if l, ok, err := s.Load("household"); err != nil || !ok || !l.BaseAsOf.Equal(clk.Now()) {
+		t.Fatalf("saved ledger: base as of %v, %v, %v; want the snapshot's", l.BaseAsOf, ok, err)
 	}
 }

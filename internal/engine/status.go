@@ -8,6 +8,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/drift"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
+	"github.com/rebalancerd/rebalancerd/internal/plan"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
 )
@@ -25,16 +26,19 @@ type PolicyStatus struct {
 	// whole portfolio, in sleeve order.
 	EffectiveTargets []SleeveTarget `json:"effective_targets,omitempty"`
 	// Phase is where the phase-in in progress stands; nil without one.
-	Phase         *targets.PhaseStep `json:"phase_in,omitempty"`
-	File          string             `json:"file"`
-	Trigger       string             `json:"trigger"`
-	Schedule      string             `json:"schedule,omitempty"`
-	Destination   string             `json:"destination"`
-	LastEvaluated time.Time          `json:"last_evaluated,omitzero"`
-	PricesAsOf    time.Time          `json:"prices_as_of,omitzero"`
-	HoldingsAsOf  time.Time          `json:"holdings_as_of,omitzero"`
-	TotalValue    string             `json:"total_value,omitempty"`
-	Breaching     []string           `json:"breaching"`
+	Phase *targets.PhaseStep `json:"phase_in,omitempty"`
+	// Waiting is the new money a phase-in holds back for later steps
+	// (deposits above phase_in.deposits_above, a first investment).
+	Waiting       []plan.Waiting `json:"waiting_cash,omitempty"`
+	File          string         `json:"file"`
+	Trigger       string         `json:"trigger"`
+	Schedule      string         `json:"schedule,omitempty"`
+	Destination   string         `json:"destination"`
+	LastEvaluated time.Time      `json:"last_evaluated,omitzero"`
+	PricesAsOf    time.Time      `json:"prices_as_of,omitzero"`
+	HoldingsAsOf  time.Time      `json:"holdings_as_of,omitzero"`
+	TotalValue    string         `json:"total_value,omitempty"`
+	Breaching     []string       `json:"breaching"`
 	// Blocked lists why the policy cannot be planned now; empty when it can.
 	Blocked       []Block         `json:"blocked"`
 	PendingOrders []*ledger.Order `json:"pending_orders"`
@@ -140,6 +144,7 @@ func (e *Engine) Status() Status {
 			st := *rt.phaseStep
 			ps.Phase = &st
 		}
+		ps.Waiting = append([]plan.Waiting(nil), rt.waiting...)
 		if rt.snapshot != nil {
 			ps.PricesAsOf = rt.snapshot.AsOf
 			ps.TotalValue = rt.snapshot.Total.StringFixed(2)

@@ -91,8 +91,8 @@ type Order struct {
 	PlanID        string `json:"plan_id"`
 	Policy        string `json:"policy"`
 	PolicyVersion string `json:"policy_version"`
-	// Trigger is what started the rebalance: calendar, threshold, hybrid or
-	// manual.
+	// Trigger is what started the rebalance: calendar, threshold, hybrid,
+	// manual, cashflow or phase_in (a step of a phase-in).
 	Trigger   string    `json:"trigger"`
 	CreatedAt time.Time `json:"created_at"`
 	// ExpiresAt is when the daemon stops waiting for fills of this order
@@ -248,6 +248,10 @@ const (
 	// ControlRebalance asks for a rebalance of ControlRequest.Policy now,
 	// to its destination (the "manual" trigger).
 	ControlRebalance = "rebalance"
+	// ControlResync replaces ControlRequest.Policy's ledger with the
+	// holdings in ControlRequest.Holdings, whatever their date: the
+	// operator's way out of a block on the holdings.
+	ControlResync = "resync"
 )
 
 // Control is the subject of a control action, <prefix>.control.<action>:
@@ -261,8 +265,12 @@ type ControlRequest struct {
 	Token         string `json:"token,omitempty"`
 	Reason        string `json:"reason,omitempty"`
 	By            string `json:"by,omitempty"`
-	// Policy names the policy of a rebalance request.
+	// Policy names the policy of a rebalance or resync request.
 	Policy string `json:"policy,omitempty"`
+	// Holdings is the text of a holdings file (a resync request), and
+	// HoldingsFile its name, for messages.
+	Holdings     string `json:"holdings,omitempty"`
+	HoldingsFile string `json:"holdings_file,omitempty"`
 }
 
 // ControlReply answers a ControlRequest.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+	"github.com/rebalancerd/rebalancerd/internal/targets"
 	"github.com/rebalancerd/rebalancerd/internal/tax"
 )
 
@@ -120,6 +121,10 @@ type Ledger struct {
 	// PendingFlows are cash flows taken in (ApplyCashFlow) and not yet
 	// planned, oldest first.
 	PendingFlows []events.CashFlow `json:"pending_cash_flows,omitempty"`
+	// CashPhases is new money being invested in steps under the policy's
+	// phase_in (a deposit above deposits_above, a first investment): what
+	// waits for a later step is held back from plans.
+	CashPhases []targets.CashPhase `json:"cash_phases,omitempty"`
 	// CashFlowIDs are the ids of the last cash flows taken in, to apply
 	// each once.
 	CashFlowIDs []string `json:"cash_flow_ids,omitempty"`

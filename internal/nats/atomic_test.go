@@ -299,3 +299,32 @@ func equalStrings(a, b []string) bool {
 	}
 	return true
 }
+
+// TestAtomicBatchRefusedFallsBack: a stream that stops taking atomic
+// batches after the start (another instance turned allow_atomic off, a
+// downgraded server) refuses the batch; the plan goes out one message at
+// a time, and so do the next ones.
+func TestAtomicBatchRefusedFallsBack(t *testing.T) {
+	ts := newTestServer(t)
+	nc := connect(t, ts.url())
+	b, logs := newBusLogged(t, nc, fastConfig())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := b.ordersStreamConfig() // allow_atomic off
+	if _, err := js.UpdateStream(t.Context(), sc); err != nil {
+		t.Fatal(err)
+	}
+	orders := householdOrders("p1", 2)
+	acks, sent, err := b.PublishPlanOrders(t.Context(), orders, new(testPlan("p1", orders)))
+	if err != nil || sent || len(acks) != 2 {
+		t.Fatalf("PublishPlanOrders: %d acks, sent %v, err %v", len(acks), sent, err)
+	}
+	if b.AtomicBatches() || logs.FilterMessage("the server refused an atomic batch; plans are published one message at a time from now on").Len() != 1 {
+		t.Fatal("the refusal did not turn atomic batches off with a warning")
+	}
+	if sp := readPlan(t, ts.url()); !equalStrings(sp.ids, []string{"p1-0", "p1-1"}) {
+		t.Fatalf("stream holds %v, want the two orders", sp.ids)
+	}
+}

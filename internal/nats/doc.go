@@ -14,6 +14,13 @@
 // with the same id until acknowledged: a timeout does not mean the message
 // was not stored (the ack may be what got lost), and the stream drops a
 // second copy of an id it already holds, answering with a duplicate ack.
+// On nats-server 2.12.1 or later a plan's orders and its plan event go out
+// as one atomic batch (PublishPlanOrders), stored all or none, each
+// message still under its id: a retried batch that was stored already is
+// refused whole by the server and then confirmed message by message. Every
+// message of every publish passes Bus.beforeSend first, the one place
+// where a publish can be stopped between two messages.
+//
 // That dedupe holds only within the stream's Duplicates window (24h here,
 // against the server's default of 2 minutes); after it the same id is
 // accepted again as a new message. JetStream requires the window to be at

@@ -159,9 +159,13 @@ func countDuplicates(acks []Ack) int {
 // batch by default.
 const maxAtomicBatch = 1000
 
-// errNoAtomic marks a batch the server refused as a batch: it does not
-// take atomic batches (any more), or not this one.
-var errNoAtomic = errors.New("nats: atomic batch refused")
+// Batches the server refused as batches.
+var (
+	// errNoAtomic: the server does not take atomic batches (any more).
+	errNoAtomic = errors.New("nats: atomic batch refused")
+	// errBatchTooLarge: the server takes smaller batches than this one.
+	errBatchTooLarge = errors.New("nats: atomic batch too large for the server")
+)
 
 // PublishPlanOrders publishes a plan's orders like PublishOrders and, when
 // the orders stream takes atomic batches (AtomicBatches), the plan event
@@ -206,10 +210,14 @@ func (b *Bus) PublishPlanOrders(ctx context.Context, orders []events.Order, plan
 		return acks, false, err
 	}
 	packs, err := b.publishAtomic(ctx, append(msgs, pm))
-	if errors.Is(err, errNoAtomic) {
-		b.atomic.Store(false)
-		b.log.Warn("the server refused an atomic batch; plans are published one message at a time from now on",
-			zap.String("plan_id", plan.ID), zap.Error(err))
+	if errors.Is(err, errNoAtomic) || errors.Is(err, errBatchTooLarge) {
+		// Nothing of the batch was stored: one message at a time then.
+		msg := "plan too large for the server's atomic batches; its orders are published one by one, then its event"
+		if errors.Is(err, errNoAtomic) {
+			b.atomic.Store(false)
+			msg = "the server refused an atomic batch; plans are published one message at a time from now on"
+		}
+		b.log.Warn(msg, zap.String("plan_id", plan.ID), zap.Int("orders", len(orders)), zap.Error(err))
 		acks, err := b.publishOrderMsgs(ctx, orders, msgs)
 		return acks, false, err
 	}
@@ -255,8 +263,10 @@ func (b *Bus) publishAtomic(ctx context.Context, msgs []outMsg) ([]*jetstream.Pu
 			b.log.Info("plan batch already stored by an earlier attempt; confirming its messages by id",
 				zap.Strings("ids", firstIDs(msgs, indices(len(msgs)), 10)), zap.Int("round", round))
 			return b.publishAcked(ctx, kind, msgs)
+		case apiErr != nil && apiErr.ErrorCode == jetstreamext.JSErrCodeBatchPublishExceedsLimit:
+			return acks, fmt.Errorf("%w: %w", errBatchTooLarge, err)
 		case apiErr != nil && slices.Contains([]jetstream.ErrorCode{jetstreamext.JSErrCodeBatchPublishNotEnabled,
-			jetstreamext.JSErrCodeBatchPublishUnsupportedHeader, jetstreamext.JSErrCodeBatchPublishExceedsLimit}, apiErr.ErrorCode),
+			jetstreamext.JSErrCodeBatchPublishUnsupportedHeader}, apiErr.ErrorCode),
 			errors.Is(err, jetstreamext.ErrInvalidBatchAck):
 			// An invalid ack is a server that took the messages one by
 			// one, ignoring the batch headers: each is stored once, by id.

@@ -113,23 +113,45 @@ func benchmark(b *testing.B, book *portfolio.Book, withPlan bool) {
 // (its relocation of BND out of the taxable account realizes no loss, so
 // the wash-sale guard lets it be), each taxable sell choosing among 200
 // lots.
-func lotsBook(tb testing.TB) *portfolio.Book {
+func lotsBook(tb testing.TB) *portfolio.Book { return lotsBookCosts(tb, 50, false) }
+
+// lossLotsBook is lotsBook with every lot at a loss (unit costs from 101%
+// to 150% of the price) and the last ones bought within 30 days of the
+// trade date (one every 12 days up to as_of), eight times the quantities
+// and no cash in the taxable account: its sells realize losses that the
+// recent lots partly wash (tax.WashSale.Match).
+func lossLotsBook(tb testing.TB) *portfolio.Book { return lotsBookCosts(tb, 101, true) }
+
+// lotsBookCosts builds the lots of lotsBook at unit costs from from% to
+// from+49% of the price, bought from 2019-11-20 on, or up to the holdings'
+// day when recent.
+func lotsBookCosts(tb testing.TB, from int, recent bool) *portfolio.Book {
 	var hold strings.Builder
-	hold.WriteString(`as_of: 2026-11-20T21:00:00Z
+	cash := "25000"
+	if recent {
+		cash = "0" // the taxable account then sells to fund its buys
+	}
+	fmt.Fprintf(&hold, `as_of: 2026-11-20T21:00:00Z
 accounts:
   roth:    {cash: "1200.50", positions: {VTI: "120", TM-LARGE: "0.5"}}
   k401:    {cash: "0", positions: {VTI: "300", BND: "400"}}
   taxable:
-    cash: "25000"
+    cash: "%s"
     positions:
-`)
+`, cash)
 	for _, pos := range []struct{ sym, each, price string }{{"BND", "1.5", "72.15"}, {"VNQ", "0.2", "88.90"}, {"VXUS", "0.25", "61.40"}} {
 		fmt.Fprintf(&hold, "      %s:\n        lots:\n", pos.sym)
-		price := decimal.RequireFromString(pos.price)
+		price, each := decimal.RequireFromString(pos.price), pos.each
+		if recent {
+			each = decimal.RequireFromString(each).Mul(decimal.NewFromInt(8)).String() // overweight: the taxable account sells
+		}
 		for k := 0; k < 200; k++ {
-			unit := price.Mul(decimal.New(int64(50+(k*37)%50), -2)).Round(2)
+			unit := price.Mul(decimal.New(int64(from+(k*37)%50), -2)).Round(2)
 			acquired := tax.NewDate(2019, 11, 20).AddDays(k * 12)
-			fmt.Fprintf(&hold, "          - {quantity: %q, unit_cost: %q, acquired: %s}\n", pos.each, unit.String(), acquired)
+			if recent {
+				acquired = tax.NewDate(2026, 11, 20).AddDays(-(199 - k) * 12)
+			}
+			fmt.Fprintf(&hold, "          - {quantity: %q, unit_cost: %q, acquired: %s}\n", each, unit.String(), acquired)
 		}
 	}
 	return book(tb, readConfig(tb, "policies/example.yaml"), hold.String(), readConfig(tb, "prices/example.yaml"))
@@ -171,5 +193,21 @@ func BenchmarkPlanHousehold(b *testing.B)  { benchmark(b, exampleBook(b), true) 
 // BenchmarkPlanHouseholdLots is BenchmarkPlanHousehold with 200 tax lots
 // per instrument in the taxable account (lotsBook).
 func BenchmarkPlanHouseholdLots(b *testing.B) { benchmark(b, lotsBook(b), true) }
-func BenchmarkDriftAdvisor(b *testing.B)      { benchmark(b, advisorBook(b), false) }
-func BenchmarkPlanAdvisor(b *testing.B)       { benchmark(b, advisorBook(b), true) }
+
+// BenchmarkPlanHouseholdLossLots plans lossLotsBook: every taxable sell at
+// a loss, partly washed by recent lots.
+func BenchmarkPlanHouseholdLossLots(b *testing.B) { benchmark(b, lossLotsBook(b), true) }
+
+// TestLossLotsBook: the loss-lots book's plan sells at a loss, reports
+// wash sales and keeps the invariants.
+func TestLossLotsBook(t *testing.T) {
+	b := lossLotsBook(t)
+	p := plan.Make(drift.Compute(b))
+	checkInvariants(t, b, p)
+	checkTax(t, b, p, tax.History{})
+	if p.Tax == nil || p.Tax.Disallowed == nil || p.Tax.Disallowed.Disallowed.Sign() <= 0 {
+		t.Errorf("no wash sale in the loss-lots plan: %+v", p.Tax)
+	}
+}
+func BenchmarkDriftAdvisor(b *testing.B) { benchmark(b, advisorBook(b), false) }
+func BenchmarkPlanAdvisor(b *testing.B)  { benchmark(b, advisorBook(b), true) }

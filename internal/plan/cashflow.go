@@ -3,12 +3,14 @@ package plan
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/shopspring/decimal"
 
 	"github.com/rebalancerd/rebalancerd/internal/drift"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+	"github.com/rebalancerd/rebalancerd/internal/targets"
 )
 
 // Cash flows: new money is invested without selling anything, and money
@@ -571,6 +573,12 @@ func (pl *planner) flowReport(out *Plan) {
 	cf.FromCash = decimal.Max(decimal.Zero, f.withdrawn.Sub(cf.Traded))
 	cf.Withdrawn = f.withdrawn
 	cf.Shortfall = f.amount.Sub(f.withdrawn)
+	for k := range out.Sleeves {
+		if r := &out.Sleeves[k]; r.BreachAfter && !pl.listed(out, r.Sleeve) {
+			out.Unresolved = append(out.Unresolved, Unresolved{Sleeve: r.Sleeve, WeightAfter: r.WeightAfter,
+				Reason: fmt.Sprintf("outside its band after the withdrawal, which only sells, in %s", cf.Account)})
+		}
+	}
 	if cf.Shortfall.Sign() > 0 {
 		why := "it holds nothing more that may be sold"
 		for i := 0; i < pl.nI; i++ {
@@ -744,3 +752,77 @@ func (c *bandCheck) all(d decimal.Decimal) bool {
 	left := cash.Sub(budget)
 	return !left.LessThan(cashSleeve.BandLow.Mul(total)) && !left.GreaterThan(cashSleeve.BandHigh.Mul(total))
 }
+
+// Waiting is new money that a phase-in holds back from a plan: cash
+// waiting for a later step of its dollar-cost averaging
+// (targets.CashPhase).
+type Waiting struct {
+	// ID names the money: a cash flow's id, or first-investment.
+	ID      string          `json:"id"`
+	Account string          `json:"account"`
+	Amount  decimal.Decimal `json:"amount"`
+	// Step of Steps is in effect; Next is when the next applies.
+	Step  int       `json:"step"`
+	Steps int       `json:"steps"`
+	Next  time.Time `json:"next,omitzero"`
+}
+
+// WaitingAt returns what the phases hold back at time at: for each phase
+// not done, the money its current step leaves for later steps.
+func WaitingAt(phases []targets.CashPhase, at time.Time) []Waiting {
+	var out []Waiting
+	for k := range phases {
+		c := &phases[k]
+		st := c.At(at)
+		if w := c.Waiting(st.Step); w.Sign() > 0 {
+			out = append(out, Waiting{ID: c.ID, Account: c.Account, Amount: w, Step: st.Step, Steps: st.Steps, Next: st.Next})
+		}
+	}
+	return out
+}
+
+// HoldBack returns a copy of book b without the cash that w waits with:
+// each account's cash less what waits in it, never below zero (a
+// withdrawal may have taken some). Drift and plans of the copy neither
+// count nor invest that cash: it is outside the allocation until its step
+// comes. b is not modified; w's accounts not in the policy are ignored.
+func HoldBack(b *portfolio.Book, w []Waiting) *portfolio.Book {
+	if len(w) == 0 {
+		return b
+	}
+	c := *b
+	c.Cash = slices.Clone(b.Cash)
+	for _, x := range w {
+		if a, ok := b.Policy.AccountIndex(x.Account); ok {
+			c.Cash[a] = decimal.Max(decimal.Zero, c.Cash[a].Sub(x.Amount))
+		}
+	}
+	return &c
+}
+
+// FirstInvestment returns the cash phases of a household's first
+// investment under rule, begun at start: the free cash (above its
+// reserve) of each account that has some, when the household holds
+// nothing outside the cash sleeve. It returns none otherwise, or without
+// a rule.
+func FirstInvestment(s *drift.Snapshot, rule *policy.PhaseIn, start time.Time) []targets.CashPhase {
+	p := s.Book.Policy
+	if rule == nil || s.Total.Sign() <= 0 {
+		return nil
+	}
+	for si := range p.Sleeves {
+		if si != p.Cash && p.Sleeves[si].Parent < 0 && s.Sleeves[si].Value.Sign() != 0 {
+			return nil
+		}
+	}
+	var out []targets.CashPhase
+	for a := range p.Accounts {
+		if free := s.FreeCash[a]; free.Sign() > 0 {
+			out = append(out, targets.NewCashPhase(FirstInvestmentID, p.Accounts[a].Name, free, start, rule))
+		}
+	}
+	return out
+}
+
+// FirstInvestmentID is the ID of the cash phases of a first investment.
+const FirstInvestmentID = "first-investment"

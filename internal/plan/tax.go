@@ -430,6 +430,9 @@ func (pl *planner) washLosses() {
 		if o.Side != Sell || o.Lots == nil || !tx.taxable[o.account] {
 			continue
 		}
+		if !realizesLoss(o) {
+			continue // no loss to disallow: its Gains stand
+		}
 		sales = append(sales, tax.LossSale{Account: o.Account, Instrument: o.Instrument, Class: tx.class[o.instrument], Date: tx.date, Sales: o.Lots})
 		idx = append(idx, k)
 	}
@@ -464,14 +467,6 @@ func (pl *planner) purchases() []tax.Trade {
 	}
 	recorded := map[key]decimal.Decimal{}
 	if tx.lots != nil {
-		sold := map[[2]int]decimal.Decimal{} // [position, lot]
-		for k := range pl.orders {
-			o := &pl.orders[k]
-			for _, s := range o.Lots {
-				pk := [2]int{o.account*pl.nI + o.instrument, s.Lot}
-				sold[pk] = sold[pk].Add(s.Quantity)
-			}
-		}
 		for k, l := range tx.lots {
 			a, i := k/pl.nI, k%pl.nI
 			for j := 0; j < l.Len(); j++ {
@@ -481,7 +476,7 @@ func (pl *planner) purchases() []tax.Trade {
 				}
 				kk := key{p.Accounts[a].Name, p.Instruments[i].Symbol, lot.Acquired}
 				recorded[kk] = recorded[kk].Add(lot.Quantity)
-				if q := lot.Quantity.Sub(sold[[2]int{k, j}]); q.Sign() > 0 {
+				if q := lot.Quantity.Sub(pl.soldOf(a, i, j)); q.Sign() > 0 {
 					out = append(out, tax.Trade{Instrument: kk.instrument, Account: kk.account, Date: lot.Acquired,
 						Quantity: q, TaxAdvantaged: !tx.taxable[a]})
 				}
@@ -513,6 +508,22 @@ func (pl *planner) purchases() []tax.Trade {
 		}
 	}
 	return out
+}
+
+// soldOf returns the quantity of lot j of instrument i in account a that
+// the plan's sells take.
+func (pl *planner) soldOf(a, i, j int) decimal.Decimal {
+	var q decimal.Decimal
+	for k := range pl.orders {
+		if o := &pl.orders[k]; o.account == a && o.instrument == i {
+			for _, s := range o.Lots {
+				if s.Lot == j {
+					q = q.Add(s.Quantity)
+				}
+			}
+		}
+	}
+	return q
 }
 
 // keepLossesAllowed selects the lots of a sell again, losses last
@@ -549,7 +560,7 @@ func (pl *planner) keepLossesAllowed() error {
 		if sel.Unsold().Sign() != 0 {
 			continue
 		}
-		o.Lots = sel.Sales
+		o.Lots, o.Gains = sel.Sales, sel.Gains
 		pl.washLosses()
 		saved := lostBefore.Sub(lost(o))
 		if extra := gains(o).Sub(gainsBefore); saved.Sign() > 0 && extra.LessThan(saved) {

@@ -243,7 +243,7 @@ func (c *compiler) levelSum(n *yaml.Node, field string, sum decimal.Decimal, sum
 
 func (c *compiler) band(n *yaml.Node, field string, extra ...string) (Band, map[string]*yaml.Node) {
 	r := c.r
-	known := append([]string{"absolute", "relative"}, extra...)
+	known := append([]string{"absolute", "relative", "within_sleeve"}, extra...)
 	f := r.Object(n, field, known...)
 	var b Band
 	if v, ok := f["absolute"]; ok {
@@ -254,6 +254,9 @@ func (c *compiler) band(n *yaml.Node, field string, extra ...string) (Band, map[
 		if b.HasRelative && b.Relative.Sign() < 0 {
 			r.Errorf(v, strictyaml.Join(field, "relative"), "must not be negative")
 		}
+	}
+	if v, ok := f["within_sleeve"]; ok {
+		b.WithinSleeve, b.HasWithinSleeve = r.Percent(v, strictyaml.Join(field, "within_sleeve"), true)
 	}
 	_, hasA := f["absolute"]
 	_, hasR := f["relative"]

@@ -67,16 +67,16 @@ var badFiles = map[string][]string{
 	},
 	"phase_in.bad.yml": {
 		"phase_in.bad.yml:18: phase_in.over: 10d is shorter than every (30d)",
-		"phase_in.bad.yml:20: phase_in.start: unknown field (known: over, every)",
+		"phase_in.bad.yml:20: phase_in.start: unknown field (known: over, every, deposits_above)",
 	},
 	"phase_in_steps.bad.yml": {
-		"phase_in_steps.bad.yml:12: phase_in.every: 8760 steps over 365d: at most 120",
+		"phase_in_steps.bad.yml:12: phase_in.every: 8761 steps over 365d: at most 120",
 	},
 	"unknown_key.bad.yml": {
 		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts, investor, glide_path, tilts, tax, asset_location, correlation, phase_in, contributions)",
 		"unknown_key.bad.yml:6: targets.bonds.sleves: unknown field (known: weight, sleeves)",
 		"unknown_key.bad.yml:6: targets.bonds.sleeves: required field is missing (or write the weight alone, like bonds: 10%)",
-		"unknown_key.bad.yml:10: bands.relativ: unknown field (known: absolute, relative, sleeves)",
+		"unknown_key.bad.yml:10: bands.relativ: unknown field (known: absolute, relative, within_sleeve, sleeves)",
 		"unknown_key.bad.yml:13: rebalance.every: unknown field (known: trigger, schedule, check_every, cooldown, order_ttl, destination, min_trade)",
 		"unknown_key.bad.yml:15: instruments.VTI.weight: unknown field (known: sleeve, share, step)",
 		"unknown_key.bad.yml:18: accounts.roth.owner: unknown field (known: type, reserve, may_hold)",
@@ -234,8 +234,10 @@ var badFiles = map[string][]string{
 	},
 	"bad_band.bad.yml": {
 		"bad_band.bad.yml:9: bands.absolute: must be between 0% and 100%, got 150%",
-		"bad_band.bad.yml:11: bands.sleeves.stocks: set absolute, relative or both",
-		`bad_band.bad.yml:12: bands.sleeves.bonds: want a mapping, got "5%"`,
+		"bad_band.bad.yml:10: bands.within_sleeve: must be between 0% and 100%, got 120%",
+		"bad_band.bad.yml:12: bands.sleeves.stocks: set absolute, relative or both",
+		`bad_band.bad.yml:13: bands.sleeves.bonds: want a mapping, got "5%"`,
+		`bad_band.bad.yml:14: bands.sleeves.cash.within_sleeve: "ten" is not a percentage; write it like 55%`,
 	},
 	"bad_check_every.bad.yml": {
 		`bad_check_every.bad.yml:12: rebalance.check_every: want a positive duration like 5m or 1h, got "5 minutes"`,
@@ -1065,4 +1067,42 @@ func FuzzParsePolicy(f *testing.F) {
 		}
 		checkPolicy(t, p, "fuzz.yml", data)
 	})
+}
+
+// TestWithinSleeve: bands.within_sleeve sets the split tolerance of the
+// sleeves it covers; without it, a sleeve's split tolerance is its own
+// relative band (half-width / target).
+func TestWithinSleeve(t *testing.T) {
+	const doc = `policy: w
+currency: USD
+targets: {stocks: 60%%, bonds: 40%%, cash: 0%%}
+bands:
+  absolute: 5%%
+%s
+rebalance: {trigger: threshold}
+instruments:
+  A: {sleeve: stocks}
+  B: {sleeve: bonds}
+accounts: {ira: {type: roth_ira}}
+`
+	for _, tt := range []struct{ bands, stocks, bonds string }{
+		// 5 points of 60% and of 40%.
+		{"", "0.08333333", "0.125"},
+		{"  within_sleeve: 10%", "0.1", "0.1"},
+		{"  within_sleeve: 10%\n  sleeves: {bonds: {absolute: 2%, within_sleeve: 30%}}", "0.1", "0.3"},
+		// An override without within_sleeve replaces the rule: bonds falls
+		// back to its own relative band, 2 points of 40%.
+		{"  within_sleeve: 10%\n  sleeves: {bonds: {absolute: 2%}}", "0.1", "0.05"},
+	} {
+		p, err := Parse("w.yml", []byte(fmt.Sprintf(doc, tt.bands)))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.bands, err)
+		}
+		if got := p.Sleeves[0].SplitTolerance(); !got.Equal(dec(tt.stocks)) {
+			t.Errorf("%q: stocks split tolerance %s, want %s", tt.bands, got, tt.stocks)
+		}
+		if got := p.Sleeves[1].SplitTolerance(); !got.Equal(dec(tt.bonds)) {
+			t.Errorf("%q: bonds split tolerance %s, want %s", tt.bands, got, tt.bonds)
+		}
+	}
 }

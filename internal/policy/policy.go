@@ -150,6 +150,20 @@ type Sleeve struct {
 	Line        int
 }
 
+// SplitTolerance returns the tolerance of the split between the sleeve's
+// instruments, relative to each instrument's share: bands.within_sleeve
+// when set, else the sleeve's half-width divided by its target (zero for
+// a 0% target).
+func (s *Sleeve) SplitTolerance() decimal.Decimal {
+	switch {
+	case s.Band.HasWithinSleeve:
+		return s.Band.WithinSleeve
+	case s.Target.Sign() > 0:
+		return s.HalfWidth.DivRound(s.Target, 8)
+	}
+	return decimal.Zero
+}
+
 // Leaf reports whether the sleeve has no sub-sleeves.
 func (s *Sleeve) Leaf() bool { return len(s.Children) == 0 }
 
@@ -161,6 +175,14 @@ type Band struct {
 	HasAbsolute bool
 	Relative    decimal.Decimal
 	HasRelative bool
+	// WithinSleeve is the tolerance of the split between the instruments
+	// of a leaf sleeve, relative to each instrument's share: an instrument
+	// of share s in a sleeve worth W is inside it while
+	// |value - s x W| <= WithinSleeve x s x W. Without it
+	// (HasWithinSleeve false) the sleeve's own relative band applies:
+	// its half-width divided by its target (see Sleeve.SplitTolerance).
+	WithinSleeve    decimal.Decimal
+	HasWithinSleeve bool
 }
 
 // HalfWidth returns the half-width of the band around target.

@@ -45,8 +45,9 @@ func LocalsOf(p *policy.Policy) map[string]decimal.Decimal {
 
 // Phased returns the targets in effect at time at during a phase-in
 // towards to (the effective targets of the policy, glide path and tilts
-// applied): step k of rule.Steps applies from ph.Start + (k-1) x
-// rule.Every, the first at once. At step k each level's weights are
+// applied): step k of rule.Steps applies from rule.StepTime(ph.Start, k):
+// the first at once, then one every rule.Every, the last at ph.Start +
+// rule.Over exactly. At step k each level's weights are
 //
 //	from x (Steps-k)/Steps + to x k/Steps
 //
@@ -63,16 +64,13 @@ func Phased(to *policy.Policy, ph Phase, rule policy.PhaseIn, at time.Time) (*po
 	if n < 1 || rule.Every <= 0 {
 		return nil, st, fmt.Errorf("phase-in of %d steps every %s", n, rule.Every)
 	}
-	k := 1
-	if at.After(ph.Start) {
-		k = min(n, int(at.Sub(ph.Start)/rule.Every)+1)
-	}
+	k, next := rule.StepAt(ph.Start, at)
 	st.Step = k
 	if k == n {
 		st.Done = true
 		return to, st, nil
 	}
-	st.Next = ph.Start.Add(time.Duration(k) * rule.Every)
+	st.Next = next
 	if len(ph.From) != len(to.Sleeves) {
 		st.Done, st.Skipped = true, fmt.Sprintf("the sleeves changed (%d before, %d now)", len(ph.From), len(to.Sleeves))
 		return to, st, nil
@@ -109,4 +107,60 @@ func Phased(to *policy.Policy, ph Phase, rule policy.PhaseIn, at time.Time) (*po
 		return nil, st, fmt.Errorf("phase-in step %d of %d: %w", k, n, err)
 	}
 	return q, st, nil
+}
+
+// CashPhase is new money invested in steps (dollar-cost averaging): a
+// deposit above the policy's phase_in.deposits_above, or a household's
+// first investment, invested in equal steps on the phase_in schedule
+// (policy.PhaseIn.StepAt). It is plain data, persisted by the daemon with
+// the rule it began with, so that neither a restart nor a reload that
+// edits phase_in changes a phase in progress.
+type CashPhase struct {
+	// ID names the money: the cash flow's id, or first-investment.
+	ID      string          `json:"id"`
+	Account string          `json:"account"`
+	Amount  decimal.Decimal `json:"amount"`
+	Start   time.Time       `json:"start"`
+	Over    time.Duration   `json:"over"`
+	Every   time.Duration   `json:"every"`
+	// Invested is the last step whose investment was planned; 0 before
+	// the first.
+	Invested int `json:"invested"`
+}
+
+// NewCashPhase returns the phase of amount in account under rule, begun
+// at start.
+func NewCashPhase(id, account string, amount decimal.Decimal, start time.Time, rule *policy.PhaseIn) CashPhase {
+	return CashPhase{ID: id, Account: account, Amount: amount, Start: start, Over: rule.Over, Every: rule.Every}
+}
+
+// Rule returns the phase_in rule the phase began with.
+func (c *CashPhase) Rule() policy.PhaseIn {
+	r := policy.PhaseIn{Over: c.Over, Every: c.Every, Steps: 1}
+	if c.Every > 0 {
+		r.Steps = int((c.Over+c.Every-1)/c.Every) + 1
+	}
+	return r
+}
+
+// At returns the step of the phase at time at; Done once the last step
+// applies.
+func (c *CashPhase) At(at time.Time) PhaseStep {
+	r := c.Rule()
+	k, next := r.StepAt(c.Start, at)
+	return PhaseStep{Step: k, Steps: r.Steps, Start: c.Start, Next: next, Done: k == r.Steps}
+}
+
+// Waiting returns the money step k leaves waiting for later steps: the
+// amount less amount x k / Steps rounded down to cents (each step invests
+// an equal part, to the cent), nothing from the last step on.
+func (c *CashPhase) Waiting(k int) decimal.Decimal {
+	n := c.Rule().Steps
+	if k >= n {
+		return decimal.Zero
+	}
+	// QuoRem truncates to cents, which is rounding down: both are
+	// positive.
+	released, _ := c.Amount.Mul(decimal.NewFromInt(int64(max(k, 0)))).QuoRem(decimal.NewFromInt(int64(n)), 2)
+	return c.Amount.Sub(released)
 }

@@ -38,7 +38,8 @@ func targetsOf(p *policy.Policy) string {
 	return strings.Join(parts, " ")
 }
 
-// TestPhased: from 60/35/5 to 40/55/5 in four steps every 30 days.
+// TestPhased: from 60/35/5 to 40/55/5 over 90 days every 30 days: four
+// steps, at days 0, 30, 60 and 90.
 // Step k is from x (4-k)/4 + to x k/4:
 //
 //	k=1 (at once):   stocks 60x3/4 + 40/4 = 55,   bonds 35x3/4 + 55/4 = 40,   cash 5
@@ -49,7 +50,7 @@ func TestPhased(t *testing.T) {
 	from, to := phasePolicy(t, "60%", "35%", "5%"), phasePolicy(t, "40%", "55%", "5%")
 	start := time.Date(2026, 11, 2, 15, 0, 0, 0, time.UTC)
 	ph := Phase{From: LocalsOf(from), Start: start}
-	rule := policy.PhaseIn{Over: 120 * 24 * time.Hour, Every: 30 * 24 * time.Hour, Steps: 4}
+	rule := policy.PhaseIn{Over: 90 * 24 * time.Hour, Every: 30 * 24 * time.Hour, Steps: 4}
 	day := 24 * time.Hour
 	for _, tc := range []struct {
 		at   time.Duration
@@ -87,7 +88,7 @@ func TestPhased(t *testing.T) {
 func TestPhasedRounding(t *testing.T) {
 	from, to := phasePolicy(t, "50%", "50%", "0%"), phasePolicy(t, "0%", "100%", "0%")
 	ph := Phase{From: LocalsOf(from), Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	got, _, err := Phased(to, ph, policy.PhaseIn{Over: 90 * 24 * time.Hour, Every: 30 * 24 * time.Hour, Steps: 3}, ph.Start)
+	got, _, err := Phased(to, ph, policy.PhaseIn{Over: 60 * 24 * time.Hour, Every: 30 * 24 * time.Hour, Steps: 3}, ph.Start)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestPhasedSkipsAChangedTree(t *testing.T) {
 	to := phasePolicy(t, "40%", "55%", "5%")
 	ph := Phase{From: map[string]decimal.Decimal{"stocks": decimal.NewFromInt(1), "cash": decimal.Zero, "gold": decimal.Zero},
 		Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	got, st, err := Phased(to, ph, policy.PhaseIn{Over: 60 * 24 * time.Hour, Every: 30 * 24 * time.Hour, Steps: 2}, ph.Start)
+	got, st, err := Phased(to, ph, policy.PhaseIn{Over: 30 * 24 * time.Hour, Every: 30 * 24 * time.Hour, Steps: 2}, ph.Start)
 	if err != nil || got != to || !st.Done || !strings.Contains(st.Skipped, "bonds is new") {
 		t.Fatalf("got %s, step %+v, err %v", targetsOf(got), st, err)
 	}

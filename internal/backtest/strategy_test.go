@@ -1,0 +1,78 @@
+package backtest
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/history"
+)
+
+// TestStrategyAsInTheDaemon replays a glide path, a tilt and monthly
+// contributions: the targets of each date are the glide path's row for the
+// investor's age on that date with the tilt until its last day, and each
+// contribution arrives as cash and is invested.
+func TestStrategyAsInTheDaemon(t *testing.T) {
+	pol := loadPolicy(t, "testdata/glide.yaml")
+	var csv strings.Builder
+	csv.WriteString("date,EQ,BD\n")
+	for _, d := range []string{"1999-12-01", "2000-01-01", "2000-02-01", "2000-03-01", "2000-04-01", "2000-05-01",
+		"2000-06-01", "2000-07-01", "2000-08-01"} {
+		csv.WriteString(d + ",100,50\n") // flat prices: only the targets move the weights
+		if d != "2000-08-01" {
+			csv.WriteString(d[:8] + "15,100,50\n")
+		}
+	}
+	h, err := history.Read("flat.csv", strings.NewReader(csv.String()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(Config{Policy: pol, Holdings: cash("taxable", "10000", h.Rows[0].Date), History: h}, AsWritten)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq, _ := pol.SleeveIndex("equities")
+	want := map[string]string{
+		// Before the 50th birthday the glide path interpolates between
+		// the rows of age 40 and 50 by the age in years and days (the
+		// year from 1999-03-01 has 366 days), less the 5% tilt:
+		// 0.8 - 0.2 x (9 + 275/366)/10 - 0.05 and 0.8 - 0.2 x (9 + 337/366)/10 - 0.05.
+		"1999-12-01": "0.55497268", "2000-02-01": "0.5515847",
+		// From the birthday: the age-50 row, less the tilt until 2000-06-30.
+		"2000-03-01": "0.55", "2000-06-01": "0.55",
+		// After the tilt: the row as written.
+		"2000-07-01": "0.6", "2000-08-01": "0.6",
+	}
+	for i, p := range r.Points {
+		d := p.Date.Format(history.DateLayout)
+		w, ok := want[d]
+		if !ok {
+			continue
+		}
+		if got := r.Targets[i][eq]; !got.Equal(decimal.RequireFromString(w)) {
+			t.Errorf("%s: equities target %s, want %s", d, got, w)
+		}
+		// Calendar monthly to target on the 1st: the household sits on
+		// the target after the date's trades (to the step's rounding).
+		if dev := p.Weights[eq].Sub(r.Targets[i][eq]).Abs(); dev.GreaterThan(decimal.RequireFromString("0.0001")) {
+			t.Errorf("%s: equities at %s after trading, target %s", d, p.Weights[eq], r.Targets[i][eq])
+		}
+	}
+	// 10,000 at the start and 1,000 on each of the 8 15ths of the month
+	// after it, all invested at flat prices: 18,000.
+	last := r.Points[len(r.Points)-1]
+	if last.Value.Sub(decimal.NewFromInt(18000)).Abs().GreaterThan(decimal.RequireFromString("0.01")) {
+		t.Errorf("final value %s, want 18000 (every contribution arrived)", last.Value)
+	}
+	in := decimal.Zero
+	for _, p := range r.Points {
+		in = in.Add(p.Inflow)
+	}
+	if !in.Equal(decimal.NewFromInt(8000)) {
+		t.Errorf("contributions %s, want 8 x 1000", in)
+	}
+	if s := r.Summary(); s.CAGR != 0 || s.MaxDrawdown != 0 {
+		t.Errorf("flat prices: CAGR %v, drawdown %v; contributions must not count as return", s.CAGR, s.MaxDrawdown)
+	}
+}
