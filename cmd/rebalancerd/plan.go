@@ -62,7 +62,7 @@ func (c *PlanCommand) Run(_ context.Context, args []string) error {
 	var flow cashFlowFlags
 	fs.StringVar(&flow.deposit, "deposit", "", "add this `amount` to -account's cash and invest the free cash without selling")
 	fs.StringVar(&flow.withdraw, "withdraw", "", "raise this `amount` of cash in -account by selling, without buying")
-	fs.StringVar(&flow.account, "account", "", "`name` of the account of -deposit or -withdraw (needed when the policy has several)")
+	fs.StringVar(&flow.account, "account", "", "`name` of the account of -deposit (needed when the policy has several) or -withdraw (default: the first in tax.withdrawals.order that can pay it)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -137,6 +137,13 @@ func (c *PlanCommand) at(flagValue string) (time.Time, error) {
 func writeStrategy(w io.Writer, ex *targets.Explanation) {
 	fmt.Fprintf(w, "targets for %s", ex.Date)
 	switch g := ex.Glide; {
+	case ex.Bands != nil:
+		b := ex.Bands
+		ramp := ""
+		if b.RampTo != "" {
+			ramp = fmt.Sprintf(", ramping to band %s, %s of the way", b.RampTo, pct(b.Fraction))
+		}
+		fmt.Fprintf(w, ": glide band %s (line %d)%s; age %s (%d years %d days)\n", b.Band, b.Line, ramp, b.Age.StringFixed(4), b.Years, b.Days)
 	case g == nil:
 		fmt.Fprintln(w, ": no glide path")
 	case g.FromAge == g.ToAge || g.Fraction.IsZero():
@@ -351,6 +358,9 @@ func (f *cashFlowFlags) plan(book *portfolio.Book, d policy.Destination, o plan.
 		if a, ok = pol.AccountIndex(f.account); !ok {
 			return nil, usageError{fmt.Sprintf("plan: -account %q: policy %s has no such account", f.account, pol.Name)}
 		}
+	case f.withdraw != "":
+		// The account order of tax.withdrawals: taxable first by default.
+		a = plan.WithdrawalAccount(drift.Compute(book), f.amount)
 	case len(pol.Accounts) > 1:
 		return nil, usageError{fmt.Sprintf("plan: policy %s has %d accounts: say which with -account", pol.Name, len(pol.Accounts))}
 	}
@@ -384,4 +394,11 @@ func writeCashFlow(w io.Writer, p *plan.Plan) {
 	fmt.Fprintf(w, "cash flow: withdraw %s %s from %s without buying: %s from its free cash, sells raise %s; withdrawn %s, short %s\n",
 		cf.Amount.StringFixed(2), p.Currency, cf.Account, cf.FromCash.StringFixed(2), cf.Traded.StringFixed(2),
 		cf.Withdrawn.StringFixed(2), cf.Shortfall.StringFixed(2))
+	if e := cf.Tax; e != nil {
+		fmt.Fprintf(w, "estimated tax: %s %s (ordinary income %s, additional 10%% %s, capital gains %s)\n",
+			e.Tax.StringFixed(2), p.Currency, e.OrdinaryIncome.StringFixed(2), e.Additional.StringFixed(2), e.CapitalGains.StringFixed(2))
+		for _, n := range e.Notes {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
+	}
 }

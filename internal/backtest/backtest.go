@@ -402,7 +402,9 @@ func householdValue(snap *drift.Snapshot) decimal.Decimal {
 // execute checks the plan against the risk limits, records its orders in
 // the ledger as the daemon does, and fills them.
 func (s *sim) execute(p *plan.Plan, trig string, now time.Time) (traded bool, err error) {
-	if v := risk.Check(p, s.pol.Limits, s.l.PlanTimes(), now); len(v) > 0 {
+	// Shares judged against the plan's own total (no accepted valuation:
+	// the backtest's prices are history, not a feed to be confirmed).
+	if v := risk.Check(p, s.pol.Limits, decimal.Zero, s.l.PlanTimes(), now); len(v) > 0 {
 		s.res.Rejected++
 		return false, nil
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,11 @@ func BenchmarkStartup(b *testing.B) {
 		if err := e.Load(householdSet(b, n)); err != nil {
 			b.Fatal(err)
 		}
+		// The heap the loaded engine holds, after a collection.
+		goruntime.GC()
+		var ms goruntime.MemStats
+		goruntime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
 		e.Close()
 		store.Close()
 	}

@@ -206,7 +206,12 @@ type runtime struct {
 	ledger  *ledger.Ledger
 	guard   *feeds.Guard
 	symbols []string // instruments whose prices the policy needs
-	stop    context.CancelFunc
+	// value holds back a valuation that moved more than
+	// limits.max_value_change (see valuation.go); limitBase is the
+	// valuation the last plan's limits are judged against.
+	value     *valueCheck
+	limitBase decimal.Decimal
+	stop      context.CancelFunc
 
 	lastCheck time.Time
 	lastEval  time.Time
@@ -385,16 +390,20 @@ func (e *Engine) Load(set []Loaded) error {
 			e.log.Info("policy changed", zap.String("policy", name), zap.String("file", l.Policy.File),
 				zap.String("old_version", rt.pol.Version), zap.String("version", l.Policy.Version))
 		}
-		if rt.guard == nil || rt.pol.Prices != l.Policy.Prices {
-			guard := feeds.NewGuard(l.Policy.Prices.MaxAge, l.Policy.Prices.MaxMove)
+		if pr := l.Policy.Prices; rt.guard == nil || !samePriceRules(rt.pol.Prices, pr) {
+			guard := feeds.NewGuard(pr.MaxAge, pr.MaxMove, pr.ConfirmAfter)
 			if rt.guard != nil {
+				// Held moves are dropped: their confirmation starts again.
 				for _, sym := range rt.symbols {
 					if q, ok := rt.guard.Quote(sym); ok {
-						guard.Offer(q)
+						guard.Offer(q, now)
 					}
 				}
 			}
 			rt.guard = guard
+		}
+		if rt.value == nil || !sameValueRules(rt.pol, l.Policy) {
+			rt.value = newValueCheck(l.Policy, rt.ledger, now)
 		}
 		if l.Holdings != nil && l.HoldingsHash != rt.ledger.BaseHash {
 			switch {
@@ -676,15 +685,20 @@ func (e *Engine) offer(qs []feeds.Quote) {
 			if _, ok := slices.BinarySearch(rt.symbols, q.Symbol); !ok {
 				continue
 			}
-			switch v := rt.guard.Offer(q); v {
+			switch v := rt.guard.Offer(q, now); v {
 			case feeds.Accepted:
 				rt.recordQuote(q)
 				changed = true
 			case feeds.Quarantined:
-				e.log.Warn("price quarantined: moved more than max_move", zap.String("policy", name),
-					zap.String("symbol", q.Symbol), zap.String("price", q.Price.String()), zap.String("source", q.Source))
+				e.log.Warn("price quarantined: moved more than max_move; unconfirmed until it persists for confirm_after or another feed reports it",
+					zap.String("policy", name), zap.String("symbol", q.Symbol), zap.String("price", q.Price.String()),
+					zap.String("source", q.Source), zap.Duration("confirm_after", rt.pol.Prices.ConfirmAfter))
 				changed = true
-			case feeds.Ignored:
+			case feeds.Confirmed:
+				e.log.Info("price move confirmed", zap.String("policy", name), zap.String("symbol", q.Symbol),
+					zap.String("price", q.Price.String()), zap.String("source", q.Source))
+				changed = true
+			case feeds.Ignored, feeds.Agreeing:
 			default:
 				changed = true
 			}
@@ -755,6 +769,10 @@ func (e *Engine) exportAggregates() {
 func (e *Engine) refreshBlocks(rt *runtime, now time.Time) {
 	for _, o := range rt.ledger.Expire(now) {
 		e.log.Warn("order expired without a final fill", zap.String("policy", rt.pol.Name), zap.String("order_id", o.OrderID))
+	}
+	if rt.valueConfirmable(now) {
+		e.evaluate(rt, now) // a held valuation may be confirmed now
+		return
 	}
 	problems := rt.guard.Check(rt.symbols, now)
 	if len(problems) == 0 && !blocksPrices(rt.blocked) && len(rt.ledger.Pending()) == 0 == !hasReason(rt.blocked, metrics.BlockPendingOrders) {
@@ -842,6 +860,10 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		// Queued, and published once the engine is unlocked: the drift
 		// event is informational and must not delay the orders.
 		defer e.publishDrift(rt, snap, now)
+		e.checkValuation(rt, snap.Total, now)
+	}
+	if b, held := rt.valueBlock(); held {
+		blocks = append(blocks, b)
 	}
 	pending := rt.ledger.Pending()
 	if len(pending) > 0 {
@@ -893,7 +915,8 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	}
 
 	in := trigger.Input{Kind: rt.pol.Rebalance.Trigger, Breaching: len(rt.breaching) > 0,
-		Blocked: len(blocks) > 0, PriceBlocked: blocksPrices(blocks),
+		// A firing waits for a held valuation as it waits for prices.
+		Blocked: len(blocks) > 0, PriceBlocked: blocksPrices(blocks) || hasReason(blocks, metrics.BlockValueChange),
 		LastRebalance: rt.ledger.LastRebalance, Cooldown: rt.pol.Rebalance.Cooldown, Now: now}
 	if rt.due != nil {
 		in.Due = rt.due.trigger
@@ -1215,7 +1238,7 @@ func (e *Engine) rebalance(rt *runtime, p *plan.Plan, trigger string, now time.T
 		e.log.Info("rebalance: nothing to trade", fields...)
 		return true
 	}
-	if v := risk.Check(p, rt.pol.Limits, rt.ledger.PlanTimes(), now); len(v) > 0 {
+	if v := risk.Check(p, rt.pol.Limits, rt.limitBase, rt.ledger.PlanTimes(), now); len(v) > 0 {
 		rt.rejected, rt.rejectedAt = v, now
 		e.log.Error("plan rejected by the policy's risk limits; not published", append(fields, zap.Any("violations", v))...)
 		if m := e.opts.Metrics; m != nil {

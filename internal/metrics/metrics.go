@@ -68,6 +68,10 @@ const (
 	// BlockHalted: an operator engaged the kill switch; nothing is
 	// published until it is released.
 	BlockHalted = "halted"
+	// BlockValueChange: the policy's investable total moved more than
+	// limits.max_value_change from the last accepted valuation; planning
+	// waits until the new valuation persists for prices.confirm_after.
+	BlockValueChange = "value_change"
 )
 
 // BlockReasons lists every reason SetPlanningBlocked accepts, in the order
@@ -82,6 +86,7 @@ var BlockReasons = []string{
 	BlockUnknownOrderState,
 	BlockRiskLimit,
 	BlockHalted,
+	BlockValueChange,
 }
 
 // Values of the result label of rebalancerd_config_reloads_total.

@@ -132,6 +132,7 @@ rebalancerd_planning_blocked{policy="smith",reason="quarantined_price"} 0
 rebalancerd_planning_blocked{policy="smith",reason="risk_limit"} 0
 rebalancerd_planning_blocked{policy="smith",reason="stale_price"} 1
 rebalancerd_planning_blocked{policy="smith",reason="unknown_order_state"} 0
+rebalancerd_planning_blocked{policy="smith",reason="value_change"} 0
 # HELP rebalancerd_plans_rejected_total Plans not published because they broke a pre-trade risk limit, by limit.
 # TYPE rebalancerd_plans_rejected_total counter
 rebalancerd_plans_rejected_total{policy="smith",rule="max_turnover"} 1

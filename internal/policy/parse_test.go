@@ -73,7 +73,7 @@ var badFiles = map[string][]string{
 		"phase_in_steps.bad.yml:12: phase_in.every: 8761 steps over 365d: at most 120",
 	},
 	"unknown_key.bad.yml": {
-		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts, investor, glide_path, tilts, tax, asset_location, correlation, phase_in, contributions)",
+		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts, investor, glide_path, glide_bands, tilts, tax, asset_location, correlation, phase_in, contributions)",
 		"unknown_key.bad.yml:6: targets.bonds.sleves: unknown field (known: weight, sleeves)",
 		"unknown_key.bad.yml:6: targets.bonds.sleeves: required field is missing (or write the weight alone, like bonds: 10%)",
 		"unknown_key.bad.yml:10: bands.relativ: unknown field (known: absolute, relative, within_sleeve, sleeves)",
@@ -92,13 +92,21 @@ var badFiles = map[string][]string{
 		`bad_daemon_fields.bad.yml:12: rebalance.order_ttl: want a positive duration like 5m or 1h, got "soon"`,
 		`bad_daemon_fields.bad.yml:14: prices.max_age: want a positive duration like 5m or 1h, got "-1m"`,
 		`bad_daemon_fields.bad.yml:15: prices.max_move: must be above 0%`,
-		`bad_daemon_fields.bad.yml:16: prices.stale: unknown field (known: max_age, max_move)`,
+		`bad_daemon_fields.bad.yml:16: prices.stale: unknown field (known: max_age, max_move, confirm_after)`,
 		`bad_daemon_fields.bad.yml:18: limits.max_order_notional: must be above 0 (leave it out for no absolute limit)`,
 		`bad_daemon_fields.bad.yml:19: limits.max_order_share: must be between 0% and 100%, got 120%`,
 		`bad_daemon_fields.bad.yml:20: limits.max_turnover: want more than 0% and at most 200%`,
 		`bad_daemon_fields.bad.yml:21: limits.max_orders: want a whole number from 1 to 10000, got 1.5`,
 		`bad_daemon_fields.bad.yml:22: limits.max_plans_per_day: want a whole number from 1 to 10000, got 0`,
-		`bad_daemon_fields.bad.yml:23: limits.max_loss: unknown field (known: max_order_notional, max_order_share, max_turnover, max_orders, max_plans_per_day)`,
+		`bad_daemon_fields.bad.yml:23: limits.max_loss: unknown field (known: max_order_notional, max_order_share, max_turnover, max_orders, max_plans_per_day, max_value_change)`,
+	},
+	"confirmation.bad.yml": {
+		`confirmation.bad.yml:12: prices.confirm_after: want a positive duration like 5m or 1h, got "0s"`,
+		`confirmation.bad.yml:14: limits.max_value_change: want more than 0% and at most 1000%`,
+	},
+	"confirmation_big.bad.yml": {
+		`confirmation_big.bad.yml:12: prices.confirm_after: want at most 24h, got 25h0m0s`,
+		`confirmation_big.bad.yml:14: limits.max_value_change: want more than 0% and at most 1000%`,
 	},
 	"bad_sum.bad.yml": {
 		"bad_sum.bad.yml:5: targets: level sums to 105%, want 100%",
@@ -550,11 +558,11 @@ func TestMinimalDefaults(t *testing.T) {
 		rb.Cooldown != DefaultCooldown || rb.OrderTTL != DefaultOrderTTL {
 		t.Errorf("Rebalance = %+v, want threshold with defaults", rb)
 	}
-	if p.Prices.MaxAge != DefaultMaxAge || !p.Prices.MaxMove.Equal(dec("0.1")) {
-		t.Errorf("Prices = %+v, want 15m and 10%%", p.Prices)
+	if p.Prices.MaxAge != DefaultMaxAge || !p.Prices.MaxMove.Equal(dec("0.1")) || p.Prices.ConfirmAfter != 5*time.Minute {
+		t.Errorf("Prices = %+v, want 15m, 10%% and 5m", p.Prices)
 	}
 	if l := p.Limits; !l.MaxOrderNotional.IsZero() || !l.MaxOrderShare.Equal(dec("0.25")) || !l.MaxTurnover.Equal(dec("1")) ||
-		l.MaxOrders != 100 || l.MaxPlansPerDay != 6 {
+		l.MaxOrders != 100 || l.MaxPlansPerDay != 6 || !l.MaxValueChange.Equal(dec("0.2")) {
 		t.Errorf("Limits = %+v, want the defaults", l)
 	}
 	for i, in := range p.Instruments {
@@ -583,12 +591,12 @@ func TestDaemonFields(t *testing.T) {
 	if rb.Cooldown != 4*time.Hour || rb.OrderTTL != 90*time.Minute || rb.CheckEvery != 10*time.Second {
 		t.Errorf("Rebalance = %+v, want cooldown 4h, order_ttl 1h30m, check_every 10s", rb)
 	}
-	if p.Prices.MaxAge != 2*time.Minute || !p.Prices.MaxMove.Equal(dec("0.075")) {
-		t.Errorf("Prices = %+v, want 2m and 7.5%%", p.Prices)
+	if p.Prices.MaxAge != 2*time.Minute || !p.Prices.MaxMove.Equal(dec("0.075")) || p.Prices.ConfirmAfter != 2*time.Minute {
+		t.Errorf("Prices = %+v, want 2m, 7.5%% and 2m", p.Prices)
 	}
 	l := p.Limits
 	if !l.MaxOrderNotional.Equal(dec("25000")) || !l.MaxOrderShare.Equal(dec("0.2")) || !l.MaxTurnover.Equal(dec("0.6")) ||
-		l.MaxOrders != 12 || l.MaxPlansPerDay != 2 {
+		l.MaxOrders != 12 || l.MaxPlansPerDay != 2 || !l.MaxValueChange.Equal(dec("0.35")) {
 		t.Errorf("Limits = %+v", l)
 	}
 }
