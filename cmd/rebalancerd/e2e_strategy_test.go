@@ -292,6 +292,11 @@ accounts:
 	var sold bool
 	for _, o := range first {
 		sold = sold || (o.Instrument == "VTI" && o.Side == "sell")
+		// The sell names its lot (the only one, index 0, 2024-01-02), so
+		// that the executor need not let the broker pick.
+		if o.Side == "sell" && (len(o.Lots) != 1 || o.Lots[0].Lot != 0 || o.Lots[0].Acquired.String() != "2024-01-02" || !o.Lots[0].Quantity.Equal(o.Quantity)) {
+			t.Errorf("sell %s %s names lots %+v, want all of lot 0", o.Quantity, o.Instrument, o.Lots)
+		}
 	}
 	if !sold {
 		t.Fatalf("first plan does not sell VTI: %+v", first)

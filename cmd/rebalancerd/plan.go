@@ -12,6 +12,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/drift"
 	"github.com/rebalancerd/rebalancerd/internal/plan"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
@@ -260,7 +261,7 @@ func writeTax(w io.Writer, p *plan.Plan) error {
 				if s.LongTerm {
 					term = "long"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, s.Lot+1, s.Acquired, s.Quantity,
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, s.Lot, s.Acquired, s.Quantity,
 					s.Basis.StringFixed(2), s.Proceeds.StringFixed(2), s.Gain.StringFixed(2), term)
 			}
 		}
@@ -277,7 +278,7 @@ func writeTax(w io.Writer, p *plan.Plan) error {
 				if r.Permanent {
 					how = r.Disallowed.StringFixed(2) + " lost for good: bought in a tax-advantaged account"
 				}
-				fmt.Fprintf(w, "  lot %d replaced by %s %s bought %s in %s: %s\n", r.Lot+1, r.Quantity, r.Instrument, r.Date, r.Account, how)
+				fmt.Fprintf(w, "  lot %d replaced by %s %s bought %s in %s: %s\n", r.Lot, r.Quantity, r.Instrument, r.Date, r.Account, how)
 			}
 		}
 	}
@@ -326,7 +327,7 @@ func (f *cashFlowFlags) check(dest string) error {
 	if dest != "" {
 		return usageError{fmt.Sprintf("plan: %s moves toward the targets without selling or buying; it does not take -destination", flag)}
 	}
-	amount, err := decimal.NewFromString(text)
+	amount, err := decimaltext.Parse(text)
 	if err != nil || amount.Sign() < 0 || (flag == "-withdraw" && amount.Sign() == 0) {
 		return usageError{fmt.Sprintf("plan: %s %q: want an amount like 2500 or 2500.50 (positive for -withdraw)", flag, text)}
 	}

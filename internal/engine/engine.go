@@ -41,6 +41,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/risk"
+	"github.com/rebalancerd/rebalancerd/internal/shortlist"
 	"github.com/rebalancerd/rebalancerd/internal/state"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
 	"github.com/rebalancerd/rebalancerd/internal/tax"
@@ -69,10 +70,7 @@ const (
 	TriggerThreshold = trigger.Threshold
 	TriggerHybrid    = trigger.Hybrid
 	TriggerManual    = trigger.Manual
-	// TriggerPhaseIn is a step of a phase-in: of new targets (the plan
-	// goes to the step's targets whatever the bands say) or of new money
-	// invested in steps (an investment of the step's cash).
-	TriggerPhaseIn = "phase_in"
+	TriggerPhaseIn   = trigger.PhaseIn
 	// TriggerCashFlow is a deposit or withdrawal on <prefix>.cashflows.
 	TriggerCashFlow = trigger.CashFlow
 )
@@ -407,7 +405,10 @@ func (e *Engine) Load(set []Loaded) error {
 		}
 		if l.Holdings != nil && l.HoldingsHash != rt.ledger.BaseHash {
 			switch {
-			case rt.ledger.BaseAsOf.IsZero() || l.Holdings.AsOf.After(rt.ledger.AsOf):
+			// A ledger dated after the clock (saved by a version that took
+			// a fill's date as it came) cannot be compared: the file
+			// replaces it.
+			case rt.ledger.BaseAsOf.IsZero() || l.Holdings.AsOf.After(rt.ledger.AsOf) || rt.ledger.AsOf.After(now):
 				rt.ledger.SetBase(l.Holdings.AsOf, l.HoldingsHash, ledger.FromHoldings(l.Holdings), now)
 				e.log.Info("holdings loaded", zap.String("policy", name), zap.String("file", l.Holdings.File),
 					zap.Time("as_of", l.Holdings.AsOf))
@@ -831,7 +832,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	var blocks []Block
 	if len(rt.ledger.Unknown) > 0 {
 		blocks = append(blocks, Block{metrics.BlockUnknownOrderState,
-			fmt.Sprintf("holdings uncertain (%s): waiting for a positions snapshot", strings.Join(rt.ledger.Unknown, ", "))})
+			fmt.Sprintf("holdings uncertain (%s): waiting for a positions snapshot", shortlist.Join(rt.ledger.Unknown, shortlist.Max, ", "))})
 	}
 	if rt.ledger.Refused != "" {
 		blocks = append(blocks, Block{metrics.BlockInvalidPolicy, rt.ledger.Refused})
@@ -905,7 +906,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 			snap = e.startCashPhases(rt, snap, phases, now)
 		}
 	}
-	if cashStepDue(rt.ledger.CashPhases, now) {
+	if targets.StepDue(rt.ledger.CashPhases, now) {
 		// A step of new money is invested whatever the bands say, and
 		// like a cash flow does not wait for the cooldown.
 		if len(blocks) == 0 {
@@ -1344,6 +1345,17 @@ func (e *Engine) requeue(l *ledger.Ledger) {
 		e.enqueue(&batch{policy: l.Policy, plan: ev, start: now, ordersAcked: true})
 	}
 	for _, id := range plans {
+		// The ledger keeps its own lot selection under "lots": the order
+		// events' lots come back from the plan event.
+		if ev := planEvents[id]; ev.Plan != nil {
+			for k := range byPlan[id] {
+				for x := range ev.Plan.Orders {
+					if ev.Plan.Orders[x].ID == byPlan[id][k].OrderID {
+						byPlan[id][k].Lots = events.LotsOf(&ev.Plan.Orders[x])
+					}
+				}
+			}
+		}
 		e.log.Warn("publishing orders journaled before the last stop", zap.String("policy", l.Policy),
 			zap.String("plan_id", id), zap.Int("orders", len(byPlan[id])))
 		e.enqueue(&batch{policy: l.Policy, plan: planEvents[id], orders: byPlan[id], start: now, attempts: 1})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rebalancerd/rebalancerd/internal/clock"
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/shortlist"
 )
 
 // Ack is JetStream's acknowledgement that an order is stored.
@@ -47,7 +48,7 @@ type UnackedError struct {
 func (e *UnackedError) Error() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "nats: %d message(s) not acknowledged by JetStream (%s): %v",
-		len(e.IDs), strings.Join(e.IDs, ", "), e.Err)
+		len(e.IDs), shortlist.Join(e.IDs, shortlist.Max, ", "), e.Err)
 	if e.Last != nil {
 		fmt.Fprintf(&sb, " (last publish error: %v)", e.Last)
 	}
