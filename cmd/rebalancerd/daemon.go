@@ -125,9 +125,6 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}()
 	m.Metrics = metrics.New()
-	if err := m.Metrics.Registry().Register(buildinfo.Read().Collector()); err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
 
 	store, err := state.Open(filepath.Join(cfg.StateDir, "ledgers"))
 	if err != nil {
