@@ -38,6 +38,7 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	armed Mode
+	held  bool
 	conns map[net.Conn]bool
 	wg    sync.WaitGroup
 }
@@ -60,6 +61,13 @@ func Start(t testing.TB, target, subjectPrefix string) *Proxy {
 			c, err := ln.Accept()
 			if err != nil {
 				return
+			}
+			p.mu.Lock()
+			held := p.held
+			p.mu.Unlock()
+			if held {
+				c.Close() // as if the server were down
+				continue
 			}
 			p.wg.Add(1)
 			go func() {
@@ -88,6 +96,15 @@ func (p *Proxy) Arm(m Mode) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.armed = m
+}
+
+// Hold refuses new connections while held is true (connections already
+// open go on): a client cut off by a trip cannot reconnect, and so cannot
+// receive the reply to what it sent before, until Hold(false).
+func (p *Proxy) Hold(held bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.held = held
 }
 
 // Tripped receives once after each trip, once the connection is broken
