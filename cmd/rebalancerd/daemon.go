@@ -23,6 +23,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/feeds"
 	rhttp "github.com/rebalancerd/rebalancerd/internal/http"
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
@@ -313,7 +314,7 @@ func (m *Main) openHTTP(runCtx context.Context) error {
 		if err := rnats.CheckPrivate("http token file", m.Config.HTTP.TokenFile); err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
-		tok, err := os.ReadFile(m.Config.HTTP.TokenFile)
+		tok, err := inputfile.Read(m.Config.HTTP.TokenFile, inputfile.MaxSecretSize)
 		if err != nil {
 			return fmt.Errorf("http: token: %w", err)
 		}
@@ -554,7 +555,7 @@ func buildFetcher(f config.Feed, env func(string) string, now func() time.Time) 
 		if err := rnats.CheckPrivate("api key file", f.APIKeyFile); err != nil {
 			return nil, pc, err
 		}
-		data, err := os.ReadFile(f.APIKeyFile)
+		data, err := inputfile.Read(f.APIKeyFile, inputfile.MaxSecretSize)
 		if err != nil {
 			return nil, pc, fmt.Errorf("api key: %w", err)
 		}

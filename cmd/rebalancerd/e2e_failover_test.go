@@ -51,7 +51,10 @@ func testFailover(t *testing.T, bin, trip string) {
 
 	dir := t.TempDir()
 	pol := policyText("threshold", "")
-	for _, r := range [][2]string{{"check_every: 1m", "check_every: 1s"}, {"cooldown: 1m", "cooldown: 1s"}} {
+	// The price step below (VTI +50%, the total +30%) is taken at once:
+	// this test is about the takeover, not about confirming moves.
+	for _, r := range [][2]string{{"check_every: 1m", "check_every: 1s"}, {"cooldown: 1m", "cooldown: 1s"},
+		{"max_move: 40%", "max_move: 90%"}, {"instruments:", "limits:\n  max_value_change: 100%\ninstruments:"}} {
 		pol = strings.Replace(pol, r[0], r[1], 1)
 	}
 	writeFile(t, filepath.Join(dir, "policies", "test.yaml"), pol)

@@ -193,6 +193,29 @@ func TestLedgerDatedInTheFuture(t *testing.T) {
 	})
 }
 
+// TestHoldingsFileReplacesLedgerDatedInTheFuture: the same ledger dated
+// 9999 is replaced at start by a changed holdings file, whatever the
+// file's as_of.
+func TestHoldingsFileReplacesLedgerDatedInTheFuture(t *testing.T) {
+	first := startDaemon(t, policyText("threshold", ""), monday0959, nil)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ledgerFile := filepath.Join(first.Config.StateDir, "ledgers", "test-household.json")
+	data, err := os.ReadFile(ledgerFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, ledgerFile, regexp.MustCompile(`"as_of": ?"[^"]*"`).ReplaceAllString(string(data), `"as_of":"9999-12-31T23:59:59Z"`))
+	writeFile(t, first.Config.Policies[0].Holdings, strings.Replace(testHoldings, `cash: "500"`, `cash: "700"`, 1))
+	second := startDaemon(t, policyText("threshold", ""), monday0959.Add(time.Minute), func(c *config.Config, m *Main) {
+		c.StateDir, c.Policies = first.Config.StateDir, first.Config.Policies
+	})
+	if st := second.policyStatus(); !st.HoldingsAsOf.Before(second.clock.Now()) || st.Holdings["ira"].Cash.String() != "700" {
+		t.Fatalf("holdings as of %v with cash %s, want the changed holdings file's", st.HoldingsAsOf, st.Holdings["ira"].Cash)
+	}
+}
+
 // TestBadFillsCounted: fills dated in year 9999, priced 1e30 or off the
 // instrument's step are refused for good, each reason counted in
 // rebalancerd_inputs_rejected_total, and the ledger is unchanged.

@@ -14,12 +14,12 @@ func TestRiskLimitRejectsPlan(t *testing.T) {
 	pol := policyText("threshold", "") + "limits:\n  max_turnover: 5%\n"
 	d := startDaemon(t, pol, monday0959, nil)
 	w := d.watchOrders()
-	// VTI at 130: the plan sells 6 VTI (780) and buys 6 BND (600), 1380
-	// of 11800: 11.7% turnover, above 5%.
+	// VTI at 130: the plan sells 5 VTI (650) and buys 6 BND (600), 1250
+	// of 11800: 10.6% turnover, above 5%.
 	d.prices("VTI", "130", "BND", "100")
 	d.waitBlocked("risk_limit")
 	st := d.policyStatus()
-	if len(st.Blocked) != 1 || !strings.Contains(st.Blocked[0].Detail, "max_turnover: orders total 1380, 11.69% of the portfolio's 11800.00; limit 5%") {
+	if len(st.Blocked) != 1 || !strings.Contains(st.Blocked[0].Detail, "max_turnover: orders total 1250, 10.59% of the portfolio's 11800.00; limit 5%") {
 		t.Errorf("blocked %+v", st.Blocked)
 	}
 	if _, body := d.httpGet("/metrics"); !strings.Contains(body, `rebalancerd_plans_rejected_total{policy="test-household",rule="max_turnover"} 1`) {

@@ -77,9 +77,24 @@ func TestPriceSafety(t *testing.T) {
 	if n := len(w.snapshot()); n != 0 {
 		t.Fatalf("planned on a quarantined price: %d orders", n)
 	}
-	// A second quote near 150 confirms it: planning resumes and trades.
+	// A second quote near 150 from the same feed a minute later does not
+	// confirm it: the move must persist for confirm_after (5m).
 	d.clock.Advance(time.Minute)
-	d.prices("VTI", "151")
+	d.prices("VTI", "151", "BND", "100")
+	d.waitBlocked("quarantined_price")
+	// Five minutes after the first, the move is confirmed; the total it
+	// gives (13060) is 30.6% above the last accepted valuation (10000),
+	// more than max_value_change (20%): planning waits again.
+	d.clock.Advance(4 * time.Minute)
+	d.prices("VTI", "151", "BND", "100")
+	d.waitBlocked("value_change")
+	d.Engine.EvaluateAll()
+	if n := len(w.snapshot()); n != 0 {
+		t.Fatalf("planned on an unconfirmed valuation: %d orders", n)
+	}
+	// Once the valuation persisted for confirm_after, planning resumes
+	// and trades, without a new quote.
+	d.clock.Advance(5 * time.Minute)
 	w.waitOrders(t, 1)
 	for _, o := range w.snapshot() {
 		if o.Instrument == "VTI" && !o.Price.Equal(decimalFrom("151")) {

@@ -290,7 +290,7 @@ func newFaultHarness(t *testing.T, bin string, seed uint64, atomicBatches bool) 
 
 	pol := policyText("threshold", "")
 	for _, r := range [][2]string{{"check_every: 1m", "check_every: 1s"}, {"cooldown: 1m", "cooldown: 1s"},
-		{"max_move: 40%", "max_move: 90%"}, {"instruments:", "limits:\n  max_plans_per_day: 10000\ninstruments:"}} {
+		{"max_move: 40%", "max_move: 90%"}, {"instruments:", "limits:\n  max_plans_per_day: 10000\n  max_value_change: 100%\ninstruments:"}} {
 		if !strings.Contains(pol, r[0]) {
 			t.Fatalf("test policy has no %q", r[0])
 		}

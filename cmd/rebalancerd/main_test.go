@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -274,6 +275,7 @@ func TestPlanTax(t *testing.T) {
 
 	var doc struct {
 		Orders []struct {
+			ID               string `json:"order_id"`
 			Instrument, Rule string
 			Lots             []struct{ Lot int }
 		}
@@ -294,6 +296,13 @@ func TestPlanTax(t *testing.T) {
 	lots := 0
 	for _, o := range doc.Orders {
 		lots += len(o.Lots)
+		// One numbering: the text's LOT column is the JSON's lot (the
+		// index in the holdings file, from 0); it was one more before.
+		for _, l := range o.Lots {
+			if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(o.ID) + `\s+` + fmt.Sprint(l.Lot) + `\s`).MatchString(out) {
+				t.Errorf("the text does not number lot %d of %s as the JSON does:\n%s", l.Lot, o.ID, out)
+			}
+		}
 	}
 	if lots != 2 {
 		t.Errorf("%d lots in the orders, want 2 (VXUS and the harvested BND)", lots)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/drift"
 	"github.com/rebalancerd/rebalancerd/internal/plan"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
@@ -62,7 +63,7 @@ func (c *PlanCommand) Run(_ context.Context, args []string) error {
 	var flow cashFlowFlags
 	fs.StringVar(&flow.deposit, "deposit", "", "add this `amount` to -account's cash and invest the free cash without selling")
 	fs.StringVar(&flow.withdraw, "withdraw", "", "raise this `amount` of cash in -account by selling, without buying")
-	fs.StringVar(&flow.account, "account", "", "`name` of the account of -deposit or -withdraw (needed when the policy has several)")
+	fs.StringVar(&flow.account, "account", "", "`name` of the account of -deposit (needed when the policy has several) or -withdraw (default: the first in tax.withdrawals.order that can pay it)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -137,6 +138,13 @@ func (c *PlanCommand) at(flagValue string) (time.Time, error) {
 func writeStrategy(w io.Writer, ex *targets.Explanation) {
 	fmt.Fprintf(w, "targets for %s", ex.Date)
 	switch g := ex.Glide; {
+	case ex.Bands != nil:
+		b := ex.Bands
+		ramp := ""
+		if b.RampTo != "" {
+			ramp = fmt.Sprintf(", ramping to band %s, %s of the way", b.RampTo, pct(b.Fraction))
+		}
+		fmt.Fprintf(w, ": glide band %s (line %d)%s; age %s (%d years %d days)\n", b.Band, b.Line, ramp, b.Age.StringFixed(4), b.Years, b.Days)
 	case g == nil:
 		fmt.Fprintln(w, ": no glide path")
 	case g.FromAge == g.ToAge || g.Fraction.IsZero():
@@ -253,7 +261,7 @@ func writeTax(w io.Writer, p *plan.Plan) error {
 				if s.LongTerm {
 					term = "long"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, s.Lot+1, s.Acquired, s.Quantity,
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, s.Lot, s.Acquired, s.Quantity,
 					s.Basis.StringFixed(2), s.Proceeds.StringFixed(2), s.Gain.StringFixed(2), term)
 			}
 		}
@@ -270,7 +278,7 @@ func writeTax(w io.Writer, p *plan.Plan) error {
 				if r.Permanent {
 					how = r.Disallowed.StringFixed(2) + " lost for good: bought in a tax-advantaged account"
 				}
-				fmt.Fprintf(w, "  lot %d replaced by %s %s bought %s in %s: %s\n", r.Lot+1, r.Quantity, r.Instrument, r.Date, r.Account, how)
+				fmt.Fprintf(w, "  lot %d replaced by %s %s bought %s in %s: %s\n", r.Lot, r.Quantity, r.Instrument, r.Date, r.Account, how)
 			}
 		}
 	}
@@ -319,7 +327,7 @@ func (f *cashFlowFlags) check(dest string) error {
 	if dest != "" {
 		return usageError{fmt.Sprintf("plan: %s moves toward the targets without selling or buying; it does not take -destination", flag)}
 	}
-	amount, err := decimal.NewFromString(text)
+	amount, err := decimaltext.Parse(text)
 	if err != nil || amount.Sign() < 0 || (flag == "-withdraw" && amount.Sign() == 0) {
 		return usageError{fmt.Sprintf("plan: %s %q: want an amount like 2500 or 2500.50 (positive for -withdraw)", flag, text)}
 	}
@@ -351,6 +359,9 @@ func (f *cashFlowFlags) plan(book *portfolio.Book, d policy.Destination, o plan.
 		if a, ok = pol.AccountIndex(f.account); !ok {
 			return nil, usageError{fmt.Sprintf("plan: -account %q: policy %s has no such account", f.account, pol.Name)}
 		}
+	case f.withdraw != "":
+		// The account order of tax.withdrawals: taxable first by default.
+		a = plan.WithdrawalAccount(drift.Compute(book), f.amount)
 	case len(pol.Accounts) > 1:
 		return nil, usageError{fmt.Sprintf("plan: policy %s has %d accounts: say which with -account", pol.Name, len(pol.Accounts))}
 	}
@@ -384,4 +395,11 @@ func writeCashFlow(w io.Writer, p *plan.Plan) {
 	fmt.Fprintf(w, "cash flow: withdraw %s %s from %s without buying: %s from its free cash, sells raise %s; withdrawn %s, short %s\n",
 		cf.Amount.StringFixed(2), p.Currency, cf.Account, cf.FromCash.StringFixed(2), cf.Traded.StringFixed(2),
 		cf.Withdrawn.StringFixed(2), cf.Shortfall.StringFixed(2))
+	if e := cf.Tax; e != nil {
+		fmt.Fprintf(w, "estimated tax: %s %s (ordinary income %s, additional 10%% %s, capital gains %s)\n",
+			e.Tax.StringFixed(2), p.Currency, e.OrdinaryIncome.StringFixed(2), e.Additional.StringFixed(2), e.CapitalGains.StringFixed(2))
+		for _, n := range e.Notes {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
+	}
 }

@@ -282,15 +282,17 @@ func (s *sim) snapshot(r history.Row, q *portfolio.Prices) (*drift.Snapshot, err
 	if err != nil {
 		return nil, err
 	}
-	return drift.Compute(book), nil
+	// Money waiting for a later step of its phase-in is held back, as in
+	// the daemon.
+	return drift.Compute(plan.HoldBack(book, plan.WaitingAt(s.l.CashPhases, r.Date))), nil
 }
 
 func (s *sim) step(r history.Row, first bool) error {
 	now := r.Date
 	q := s.prices(r)
-	// Contributions due by this date arrive as cash, and are invested
-	// like the daemon invests a deposit (plan.Invest).
-	inflow := first
+	// Contributions due by this date arrive as cash, deposits the daemon
+	// invests (below).
+	var deposits []deposit
 	in := decimal.Zero
 	for i := range s.contribs {
 		c := &s.contribs[i]
@@ -301,7 +303,8 @@ func (s *sim) step(r history.Row, first bool) error {
 			}
 			acc.Cash = acc.Cash.Add(c.c.Amount)
 			in = in.Add(c.c.Amount)
-			inflow = true
+			s.seq++
+			deposits = append(deposits, deposit{id: fmt.Sprintf("contribution-%d", s.seq), account: s.pol.Accounts[c.c.Account].Name, amount: c.c.Amount})
 			c.next = c.c.Cron.Next(c.next)
 		}
 	}
@@ -323,19 +326,8 @@ func (s *sim) step(r history.Row, first bool) error {
 	for i, sl := range snap.Sleeves {
 		tg[i] = sl.Target
 	}
-	// Money coming in goes first, as a cash flow does in the daemon; the
-	// daemon evaluates again within seconds, so the trigger is decided on
-	// the same date, after it.
-	if inflow {
-		p := plan.Invest(snap, plan.Options{History: s.l.TaxHistory(now)})
-		if err := s.apply(p, trigger.CashFlow, now, &pt); err != nil {
-			return err
-		}
-		if pt.Traded != "" {
-			if snap, err = s.snapshot(r, q); err != nil {
-				return err
-			}
-		}
+	if snap, err = s.moneyIn(r, q, snap, first, deposits, &pt); err != nil {
+		return err
 	}
 	if !s.v.Never {
 		d := trigger.Decide(trigger.Input{Kind: s.pol.Rebalance.Trigger, Due: s.due, Breaching: len(snap.Breaching()) > 0,
@@ -345,7 +337,7 @@ func (s *sim) step(r history.Row, first bool) error {
 		}
 		if d.Trigger != "" {
 			p := plan.MakeWith(snap, plan.Options{History: s.l.TaxHistory(now)})
-			if err := s.apply(p, d.Trigger, now, &pt); err != nil {
+			if _, err := s.apply(p, d.Trigger, now, &pt); err != nil {
 				return err
 			}
 		}
@@ -371,19 +363,87 @@ func (s *sim) step(r history.Row, first bool) error {
 	return nil
 }
 
-// apply executes a plan's orders, if any, and notes it on the point.
-func (s *sim) apply(p *plan.Plan, trig string, now time.Time, pt *Point) error {
+// deposit is money arriving in an account.
+type deposit struct {
+	id, account string
+	amount      decimal.Decimal
+}
+
+// moneyIn invests new money in the order of the daemon's evaluation (the
+// engine's cashFlow, FirstInvestment and investStep), with the same
+// functions: the starting cash is the first investment, in steps when the
+// policy has phase_in (plan.FirstInvestment), else at once (plan.Invest);
+// each contribution is a deposit, in steps when phase_in.deposits_above
+// says so; then a step of new money that is due is invested. The daemon
+// evaluates again within seconds after each plan, so the replay goes on on
+// the same date. It returns the snapshot after them.
+func (s *sim) moneyIn(r history.Row, q *portfolio.Prices, snap *drift.Snapshot, first bool, deposits []deposit, pt *Point) (*drift.Snapshot, error) {
+	now := r.Date
+	again := func(traded bool) (err error) {
+		if traded {
+			snap, err = s.snapshot(r, q)
+		}
+		return err
+	}
+	invest := func(trig string) error {
+		traded, err := s.apply(plan.Invest(snap, plan.Options{History: s.l.TaxHistory(now)}), trig, now, pt)
+		if err != nil {
+			return err
+		}
+		return again(traded)
+	}
+	if first {
+		if phases := plan.FirstInvestment(snap, s.pol.PhaseIn, now); phases != nil {
+			s.l.CashPhases = append(s.l.CashPhases, phases...)
+			if err := again(true); err != nil {
+				return nil, err
+			}
+		} else if err := invest(trigger.CashFlow); err != nil {
+			return nil, err
+		}
+	}
+	plain := false
+	for _, d := range deposits {
+		if s.pol.PhaseIn.IsPhased(d.amount) {
+			s.l.CashPhases = append(s.l.CashPhases, targets.NewCashPhase(d.id, d.account, d.amount, now, s.pol.PhaseIn))
+			if err := again(true); err != nil {
+				return nil, err
+			}
+		} else {
+			plain = true
+		}
+	}
+	if plain {
+		if err := invest(trigger.CashFlow); err != nil {
+			return nil, err
+		}
+	}
+	if targets.StepDue(s.l.CashPhases, now) {
+		rejected := s.res.Rejected
+		if err := invest(trigger.PhaseIn); err != nil {
+			return nil, err
+		}
+		if s.res.Rejected == rejected { // a refused step stays due, as in the daemon
+			s.l.CashPhases = targets.Invested(s.l.CashPhases, now)
+		}
+	}
+	return snap, nil
+}
+
+// apply executes a plan's orders, if any, notes it on the point, and
+// reports whether it traded.
+func (s *sim) apply(p *plan.Plan, trig string, now time.Time, pt *Point) (bool, error) {
 	if len(p.Unresolved) > 0 {
 		s.res.Unresolved++
 	}
 	if len(p.Orders) == 0 {
-		return nil
+		return false, nil
 	}
 	traded, err := s.execute(p, trig, now)
 	if traded {
 		pt.Traded = trig
 	}
-	return err
+	return traded, err
 }
 
 // householdValue is every position at its price plus all cash, reserves
@@ -402,7 +462,9 @@ func householdValue(snap *drift.Snapshot) decimal.Decimal {
 // execute checks the plan against the risk limits, records its orders in
 // the ledger as the daemon does, and fills them.
 func (s *sim) execute(p *plan.Plan, trig string, now time.Time) (traded bool, err error) {
-	if v := risk.Check(p, s.pol.Limits, s.l.PlanTimes(), now); len(v) > 0 {
+	// Shares judged against the plan's own total (no accepted valuation:
+	// the backtest's prices are history, not a feed to be confirmed).
+	if v := risk.Check(p, s.pol.Limits, decimal.Zero, s.l.PlanTimes(), now); len(v) > 0 {
 		s.res.Rejected++
 		return false, nil
 	}

@@ -3,6 +3,7 @@ package backtest
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -74,5 +75,50 @@ func TestStrategyAsInTheDaemon(t *testing.T) {
 	}
 	if s := r.Summary(); s.CAGR != 0 || s.MaxDrawdown != 0 {
 		t.Errorf("flat prices: CAGR %v, drawdown %v; contributions must not count as return", s.CAGR, s.MaxDrawdown)
+	}
+}
+
+// TestPhaseInOfNewMoney: with phase_in, the starting cash is invested in
+// equal steps on the phase_in schedule (days 0, 30, 60 and 90 for 90d
+// every 30d), and so is a contribution above deposits_above, from its day:
+// the daemon's rules (plan.FirstInvestment, targets.CashPhase), replayed.
+func TestPhaseInOfNewMoney(t *testing.T) {
+	pol := loadPolicy(t, "testdata/dca.yaml")
+	var csv strings.Builder
+	csv.WriteString("date,EQ,BD\n")
+	day := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	for d := range 200 {
+		csv.WriteString(day.AddDate(0, 0, d).Format(history.DateLayout) + ",100,50\n")
+	}
+	h, err := history.Read("flat.csv", strings.NewReader(csv.String()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(Config{Policy: pol, Holdings: cash("taxable", "12000", day), History: h}, AsWritten)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range r.Points {
+		if p.Traded != "" {
+			got = append(got, p.Date.Format("01-02")+" "+p.Traded)
+		}
+	}
+	// First investment: 1 January and 30, 60, 90 days later. The
+	// contribution of 15 February: that day and 30, 60, 90 days later.
+	want := []string{"01-01 phase_in", "01-31 phase_in", "02-15 phase_in", "03-02 phase_in", "03-17 phase_in",
+		"04-01 phase_in", "04-16 phase_in", "05-16 phase_in"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Fatalf("trades on\n  %s\nwant\n  %s", strings.Join(got, ", "), strings.Join(want, ", "))
+	}
+	// With flat prices nothing is lost: 12,000 + 8,000 at the end, all
+	// invested at 60/40.
+	last := r.Points[len(r.Points)-1]
+	if !last.Value.Equal(decimal.NewFromInt(20000)) {
+		t.Errorf("final value %s, want 20000", last.Value)
+	}
+	eq, _ := pol.SleeveIndex("equities")
+	if !last.Weights[eq].Equal(decimal.RequireFromString("0.6")) {
+		t.Errorf("equities end at %s, want 0.6", last.Weights[eq])
 	}
 }

@@ -7,7 +7,8 @@
 // (vcs.modified); `go install module@version` carries the module version.
 // Version can also be set at link time for packages built from a tarball:
 //
-//	go build -ldflags "-X github.com/rebalancerd/rebalancerd/internal/buildinfo.version=v1.2.3"
+//	go build -ldflags "-X github.com/rebalancerd/rebalancerd/internal/buildinfo.version=v1.2.3
+//	  -X github.com/rebalancerd/rebalancerd/internal/buildinfo.commit=0123abcd"
 package buildinfo
 
 import (
@@ -18,8 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// version, when set with -ldflags -X, overrides the module version.
-var version string
+// version and commit, when set with -ldflags -X, override the module
+// version and fill in the commit when the binary carries no VCS stamp (a
+// package built with -buildvcs=false or outside git, as packaging does).
+var version, commit string
 
 // Info is what a binary knows of its build.
 type Info struct {
@@ -40,9 +43,13 @@ type Info struct {
 func Read() Info {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return Info{Version: orDevel(version), GoVersion: "unknown"}
+		return Info{Version: orDevel(version), Commit: commit, GoVersion: "unknown"}
 	}
-	return fromBuildInfo(bi, version)
+	info := fromBuildInfo(bi, version)
+	if info.Commit == "" {
+		info.Commit = commit
+	}
+	return info
 }
 
 // fromBuildInfo extracts Info from bi; override, when set, is the version.

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -65,14 +66,9 @@ func (nopPublisher) PublishOrders(context.Context, []events.Order, *events.Plan)
 func (nopPublisher) PublishPlan(context.Context, events.Plan) error { return nil }
 func (nopPublisher) PublishDrift(events.Drift) error                { return nil }
 
-// loadHouseholds returns an engine running n copies of the household.
-func loadHouseholds(b *testing.B, n int, clk clock.Clock) *Engine {
+// householdSet parses n copies of the household, named household-0000...
+func householdSet(b testing.TB, n int) []Loaded {
 	b.Helper()
-	store, err := state.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: store})
 	h, err := portfolio.ParseHoldings("h.yaml", []byte(balancedHoldings))
 	if err != nil {
 		b.Fatal(err)
@@ -86,10 +82,60 @@ func loadHouseholds(b *testing.B, n int, clk clock.Clock) *Engine {
 		}
 		set[i] = Loaded{Policy: p, Holdings: h, HoldingsHash: "h"}
 	}
-	if err := e.Load(set); err != nil {
+	return set
+}
+
+// loadHouseholds returns an engine running n copies of the household.
+func loadHouseholds(b *testing.B, n int, clk clock.Clock) *Engine {
+	b.Helper()
+	store, err := state.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: store})
+	if err := e.Load(householdSet(b, n)); err != nil {
 		b.Fatal(err)
 	}
 	return e
+}
+
+// BenchmarkStartup: parsing n household policies and loading them, on a
+// first start (no saved state: each ledger is seeded from its holdings
+// and saved) and on a restart (each ledger read back from the state
+// directory).
+func BenchmarkStartup(b *testing.B) {
+	const n = 10000
+	clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
+	start := func(b *testing.B, dir string) {
+		store, err := state.Open(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: store})
+		if err := e.Load(householdSet(b, n)); err != nil {
+			b.Fatal(err)
+		}
+		// The heap the loaded engine holds, after a collection.
+		goruntime.GC()
+		var ms goruntime.MemStats
+		goruntime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
+		e.Close()
+		store.Close()
+	}
+	b.Run(fmt.Sprintf("first/households=%d", n), func(b *testing.B) {
+		for b.Loop() {
+			start(b, b.TempDir())
+		}
+	})
+	b.Run(fmt.Sprintf("saved/households=%d", n), func(b *testing.B) {
+		dir := b.TempDir()
+		start(b, dir)
+		b.ResetTimer()
+		for b.Loop() {
+			start(b, dir)
+		}
+	})
 }
 
 func quotes(at time.Time, bump int64) []feeds.Quote {
@@ -129,3 +175,83 @@ func BenchmarkEvaluate1000Policies(b *testing.B) {
 		b.Fatal("the last policy was not evaluated at the last tick")
 	}
 }
+
+// BenchmarkTick: one price tick with all eight prices moving reaches n
+// loaded households whose check is due; each is valued, checked for
+// breaches and queues its drift event. None breaches.
+func BenchmarkTick(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("households=%d", n), func(b *testing.B) {
+			start := time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)
+			clk := clock.NewFake(start)
+			e := loadHouseholds(b, n, clk)
+			e.Quotes(quotes(clk.Now(), 0))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				clk.Advance(time.Minute)
+				e.Quotes(quotes(clk.Now(), int64(i+1)))
+			}
+		})
+	}
+}
+
+// BenchmarkQuoteOneHousehold: a quote of an instrument that one household
+// of 10,001 holds (IYR) while the others are loaded: its cost must not grow
+// with the households that do not hold it.
+func BenchmarkQuoteOneHousehold(b *testing.B) {
+	clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
+	e := loadMixed(b, b.TempDir(), 10000, clk)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		clk.Advance(time.Minute)
+		e.Quotes([]feeds.Quote{{Symbol: "IYR", Price: decimal.New(8890+int64(i%7), -2), At: clk.Now(), Source: "bench"}})
+	}
+}
+
+// oddPolicy is the household with its real-estate fund IYR instead of VNQ.
+func oddPolicy(t testing.TB, name string) *policy.Policy {
+	t.Helper()
+	text := strings.Replace(strings.Replace(householdPolicy, "NAME", name, 1), "VNQ:       {sleeve: real_estate}", "IYR:       {sleeve: real_estate}", 1)
+	p, err := policy.Parse(name+".yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// loadMixed loads n households on VNQ and one, "odd", on IYR.
+func loadMixed(t testing.TB, dir string, n int, clk clock.Clock) *Engine {
+	t.Helper()
+	store, err := state.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: store})
+	h, err := portfolio.ParseHoldings("h.yaml", []byte(balancedHoldings))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hOdd, err := portfolio.ParseHoldings("h.yaml", []byte(strings.Replace(balancedHoldings, "VNQ", "IYR", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := []Loaded{{Policy: oddPolicy(t, "odd"), Holdings: hOdd, HoldingsHash: "h"}}
+	for i := range n {
+		name := "household-" + strings.Repeat("0", 6-len(itoa(i))) + itoa(i)
+		p, err := policy.Parse(name+".yaml", []byte(strings.Replace(householdPolicy, "NAME", name, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		set = append(set, Loaded{Policy: p, Holdings: h, HoldingsHash: "h"})
+	}
+	if err := e.Load(set); err != nil {
+		t.Fatal(err)
+	}
+	qs := quotes(clk.Now(), 0)
+	e.Quotes(append(qs, feeds.Quote{Symbol: "IYR", Price: decimal.RequireFromString("88.90"), At: clk.Now(), Source: "test"}))
+	return e
+}
+
+func itoa(i int) string { return decimal.NewFromInt(int64(i)).String() }

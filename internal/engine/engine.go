@@ -41,6 +41,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/risk"
+	"github.com/rebalancerd/rebalancerd/internal/shortlist"
 	"github.com/rebalancerd/rebalancerd/internal/state"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
 	"github.com/rebalancerd/rebalancerd/internal/tax"
@@ -69,10 +70,7 @@ const (
 	TriggerThreshold = trigger.Threshold
 	TriggerHybrid    = trigger.Hybrid
 	TriggerManual    = trigger.Manual
-	// TriggerPhaseIn is a step of a phase-in: of new targets (the plan
-	// goes to the step's targets whatever the bands say) or of new money
-	// invested in steps (an investment of the step's cash).
-	TriggerPhaseIn = "phase_in"
+	TriggerPhaseIn   = trigger.PhaseIn
 	// TriggerCashFlow is a deposit or withdrawal on <prefix>.cashflows.
 	TriggerCashFlow = trigger.CashFlow
 )
@@ -137,6 +135,13 @@ type Options struct {
 	// (default 1s; the publisher retries under the same ids). Negative:
 	// every plan goes through the publisher.
 	InlinePublishTimeout time.Duration
+	// HouseholdMetrics caps the households that get metrics of their own
+	// (sleeve weights, price ages, blocks by reason, pending orders): the
+	// first ones by name (default 1,000; negative: no cap). Aggregates
+	// (rebalancerd_households, _households_breaching,
+	// _households_blocked, rebalancerd_evaluation_seconds) cover every
+	// household.
+	HouseholdMetrics int
 	// MaxSkew is how far a report may be dated after the clock, and a
 	// fill before its order's creation (default ledger.DefaultMaxSkew).
 	MaxSkew time.Duration
@@ -184,6 +189,12 @@ type Engine struct {
 	// does not wake the publisher (Quotes does, when it cannot publish).
 	holdWake bool
 	driftOut []events.Drift
+	// bySymbol indexes e.names by the instruments each policy needs
+	// (nil: to be rebuilt); see affected.
+	bySymbol map[string][]int
+	// driftAt indexes driftOut by policy: one pending event per policy,
+	// found without a search (a search made each tick quadratic).
+	driftAt map[string]int
 }
 
 // runtime is one loaded policy.
@@ -192,7 +203,12 @@ type runtime struct {
 	ledger  *ledger.Ledger
 	guard   *feeds.Guard
 	symbols []string // instruments whose prices the policy needs
-	stop    context.CancelFunc
+	// value holds back a valuation that moved more than
+	// limits.max_value_change (see valuation.go); limitBase is the
+	// valuation the last plan's limits are judged against.
+	value     *valueCheck
+	limitBase decimal.Decimal
+	stop      context.CancelFunc
 
 	lastCheck time.Time
 	lastEval  time.Time
@@ -230,6 +246,9 @@ type runtime struct {
 	// started for contribSpecs.
 	contribStop  context.CancelFunc
 	contribSpecs string
+	// metered is set for the households that get metrics of their own
+	// (Options.HouseholdMetrics).
+	metered bool
 	// phase is the phase-in in progress (nil when none), phaseStep where
 	// it stood at the last evaluation, applied what was last applied.
 	phase     *targets.Phase
@@ -289,6 +308,9 @@ func New(opts Options) *Engine {
 	}
 	if opts.FillCollar.Sign() <= 0 {
 		opts.FillCollar = ledger.DefaultCollar
+	}
+	if opts.HouseholdMetrics == 0 {
+		opts.HouseholdMetrics = 1000
 	}
 	if opts.InlinePublishTimeout == 0 {
 		opts.InlinePublishTimeout = time.Second
@@ -365,24 +387,35 @@ func (e *Engine) Load(set []Loaded) error {
 			e.log.Info("policy changed", zap.String("policy", name), zap.String("file", l.Policy.File),
 				zap.String("old_version", rt.pol.Version), zap.String("version", l.Policy.Version))
 		}
-		if rt.guard == nil || rt.pol.Prices != l.Policy.Prices {
-			guard := feeds.NewGuard(l.Policy.Prices.MaxAge, l.Policy.Prices.MaxMove)
+		if pr := l.Policy.Prices; rt.guard == nil || !samePriceRules(rt.pol.Prices, pr) {
+			guard := feeds.NewGuard(pr.MaxAge, pr.MaxMove, pr.ConfirmAfter)
 			if rt.guard != nil {
+				// Held moves are dropped: their confirmation starts again.
 				for _, sym := range rt.symbols {
 					if q, ok := rt.guard.Quote(sym); ok {
-						guard.Offer(q)
+						guard.Offer(q, now)
 					}
 				}
 			}
 			rt.guard = guard
 		}
+		if rt.value == nil || !sameValueRules(rt.pol, l.Policy) {
+			rt.value = newValueCheck(l.Policy, rt.ledger, now)
+		}
 		if l.Holdings != nil && l.HoldingsHash != rt.ledger.BaseHash {
 			switch {
-			case rt.ledger.BaseAsOf.IsZero() || l.Holdings.AsOf.After(rt.ledger.AsOf):
+			// A ledger dated after the clock (saved by a version that took
+			// a fill's date as it came) cannot be compared: the file
+			// replaces it.
+			case rt.ledger.BaseAsOf.IsZero() || l.Holdings.AsOf.After(rt.ledger.AsOf) || rt.ledger.AsOf.After(now):
 				rt.ledger.SetBase(l.Holdings.AsOf, l.HoldingsHash, ledger.FromHoldings(l.Holdings), now)
 				e.log.Info("holdings loaded", zap.String("policy", name), zap.String("file", l.Holdings.File),
 					zap.Time("as_of", l.Holdings.AsOf))
-				e.save(rt, true)
+				// Not durable: should a power loss take this save, the next
+				// start finds the same holdings file newer than the ledger
+				// and loads it again. An fsync per household made starting
+				// 100,000 households take minutes.
+				e.save(rt, false)
 			case rt.ignoredHash == l.HoldingsHash:
 				// Said so already.
 			default:
@@ -395,7 +428,7 @@ func (e *Engine) Load(set []Loaded) error {
 		old := rt.pol
 		rt.pol = l.Policy
 		rt.ledger.HistoryDays = historyDays(rt.pol)
-		rt.symbols = neededSymbols(rt.pol, rt.ledger)
+		e.setSymbols(rt)
 		if old == nil || old.Version != rt.pol.Version {
 			e.loadCorrelation(rt)
 			e.loadPhase(rt, old, now)
@@ -426,8 +459,18 @@ func (e *Engine) Load(set []Loaded) error {
 		e.names = append(e.names, name)
 	}
 	sort.Strings(e.names)
+	e.bySymbol = nil // the set of policies changed: rebuilt at the next offer
+	for i, name := range e.names {
+		rt := e.policies[name]
+		metered := e.opts.HouseholdMetrics < 0 || i < e.opts.HouseholdMetrics
+		if rt.metered && !metered && e.opts.Metrics != nil {
+			e.opts.Metrics.ForgetPolicy(name) // pushed past the cap
+		}
+		rt.metered = metered
+	}
 	if e.opts.Metrics != nil {
 		e.opts.Metrics.PoliciesLoaded.Set(float64(len(next)))
+		e.opts.Metrics.Households.Set(float64(len(next)))
 	}
 	return nil
 }
@@ -566,10 +609,14 @@ func neededSymbols(p *policy.Policy, l *ledger.Ledger) []string {
 // returns once JetStream has acknowledged it, or once it has handed it to
 // the publisher.
 func (e *Engine) Quotes(qs []feeds.Quote) {
+	start := time.Now() // a duration for the histogram, not a clock reading the logic uses
 	e.mu.Lock()
 	queued := len(e.outbox) // offer only appends to it
 	e.holdWake = e.opts.InlinePublishTimeout > 0
 	e.offer(qs)
+	if m := e.opts.Metrics; m != nil {
+		m.BatchEvaluationSeconds.Observe(time.Since(start).Seconds())
+	}
 	e.holdWake = false
 	var job *pubJob
 	if len(e.outbox) > queued {
@@ -585,26 +632,73 @@ func (e *Engine) Quotes(qs []feeds.Quote) {
 	e.flushDrift() // after the unlock: publishing must not hold the engine
 }
 
-// offer gives quotes to every policy and evaluates those due. Called with
-// e.mu held.
+// setSymbols recomputes the instruments whose prices a policy needs, and
+// has the index of policies by instrument rebuilt. Called with e.mu held.
+func (e *Engine) setSymbols(rt *runtime) {
+	syms := neededSymbols(rt.pol, rt.ledger)
+	if !slices.Equal(syms, rt.symbols) {
+		e.bySymbol = nil
+	}
+	rt.symbols = syms
+}
+
+// affected returns the policies that need a price of qs, in name order,
+// from an index of policies by instrument (built when missing): a quote
+// reaches only the households that hold or target its instrument. Called
+// with e.mu held.
+func (e *Engine) affected(qs []feeds.Quote) []*runtime {
+	if e.bySymbol == nil {
+		e.bySymbol = map[string][]int{}
+		for i, name := range e.names {
+			for _, sym := range e.policies[name].symbols {
+				e.bySymbol[sym] = append(e.bySymbol[sym], i)
+			}
+		}
+	}
+	mark := make([]bool, len(e.names))
+	n := 0
+	for _, q := range qs {
+		for _, i := range e.bySymbol[q.Symbol] {
+			if !mark[i] {
+				mark[i] = true
+				n++
+			}
+		}
+	}
+	out := make([]*runtime, 0, n)
+	for i, name := range e.names {
+		if mark[i] {
+			out = append(out, e.policies[name])
+		}
+	}
+	return out
+}
+
+// offer gives quotes to the policies that need them and evaluates those
+// due. Called with e.mu held.
 func (e *Engine) offer(qs []feeds.Quote) {
 	now := e.clk.Now()
-	for _, name := range e.names {
-		rt := e.policies[name]
+	for _, rt := range e.affected(qs) {
+		name := rt.pol.Name
 		changed := false
 		for _, q := range qs {
 			if _, ok := slices.BinarySearch(rt.symbols, q.Symbol); !ok {
 				continue
 			}
-			switch v := rt.guard.Offer(q); v {
+			switch v := rt.guard.Offer(q, now); v {
 			case feeds.Accepted:
 				rt.recordQuote(q)
 				changed = true
 			case feeds.Quarantined:
-				e.log.Warn("price quarantined: moved more than max_move", zap.String("policy", name),
-					zap.String("symbol", q.Symbol), zap.String("price", q.Price.String()), zap.String("source", q.Source))
+				e.log.Warn("price quarantined: moved more than max_move; unconfirmed until it persists for confirm_after or another feed reports it",
+					zap.String("policy", name), zap.String("symbol", q.Symbol), zap.String("price", q.Price.String()),
+					zap.String("source", q.Source), zap.Duration("confirm_after", rt.pol.Prices.ConfirmAfter))
 				changed = true
-			case feeds.Ignored:
+			case feeds.Confirmed:
+				e.log.Info("price move confirmed", zap.String("policy", name), zap.String("symbol", q.Symbol),
+					zap.String("price", q.Price.String()), zap.String("source", q.Source))
+				changed = true
+			case feeds.Ignored, feeds.Agreeing:
 			default:
 				changed = true
 			}
@@ -641,6 +735,33 @@ func (e *Engine) tick() {
 		}
 	}
 	e.watchCorrelations(now)
+	e.exportAggregates()
+}
+
+// exportAggregates sets the metrics that count households: breaching, and
+// blocked by reason. Called with e.mu held, once a tick.
+func (e *Engine) exportAggregates() {
+	m := e.opts.Metrics
+	if m == nil {
+		return
+	}
+	breaching := 0
+	blocked := make(map[string]int, len(metrics.BlockReasons))
+	for _, name := range e.names {
+		rt := e.policies[name]
+		if len(rt.breaching) > 0 {
+			breaching++
+		}
+		for k, b := range rt.blocked {
+			if !hasReason(rt.blocked[:k], b.Reason) { // a household once per reason
+				blocked[b.Reason]++
+			}
+		}
+	}
+	m.HouseholdsBreaching.Set(float64(breaching))
+	for _, r := range metrics.BlockReasons {
+		m.HouseholdsBlocked.WithLabelValues(r).Set(float64(blocked[r]))
+	}
 }
 
 // refreshBlocks re-checks prices and pending orders without valuing the
@@ -648,6 +769,10 @@ func (e *Engine) tick() {
 func (e *Engine) refreshBlocks(rt *runtime, now time.Time) {
 	for _, o := range rt.ledger.Expire(now) {
 		e.log.Warn("order expired without a final fill", zap.String("policy", rt.pol.Name), zap.String("order_id", o.OrderID))
+	}
+	if rt.valueConfirmable(now) {
+		e.evaluate(rt, now) // a held valuation may be confirmed now
+		return
 	}
 	problems := rt.guard.Check(rt.symbols, now)
 	if len(problems) == 0 && !blocksPrices(rt.blocked) && len(rt.ledger.Pending()) == 0 == !hasReason(rt.blocked, metrics.BlockPendingOrders) {
@@ -693,7 +818,9 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	rt.dirty = false
 	m := e.opts.Metrics
 	if m != nil {
-		m.Evaluations.WithLabelValues(name).Inc()
+		if rt.metered {
+			m.Evaluations.WithLabelValues(name).Inc()
+		}
 		start := time.Now() // a duration for the histogram, not a clock reading the logic uses
 		defer func() { m.EvaluationSeconds.Observe(time.Since(start).Seconds()) }()
 	}
@@ -704,7 +831,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	var blocks []Block
 	if len(rt.ledger.Unknown) > 0 {
 		blocks = append(blocks, Block{metrics.BlockUnknownOrderState,
-			fmt.Sprintf("holdings uncertain (%s): waiting for a positions snapshot", strings.Join(rt.ledger.Unknown, ", "))})
+			fmt.Sprintf("holdings uncertain (%s): waiting for a positions snapshot", shortlist.Join(rt.ledger.Unknown, shortlist.Max, ", "))})
 	}
 	if rt.ledger.Refused != "" {
 		blocks = append(blocks, Block{metrics.BlockInvalidPolicy, rt.ledger.Refused})
@@ -733,6 +860,10 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		// Queued, and published once the engine is unlocked: the drift
 		// event is informational and must not delay the orders.
 		defer e.publishDrift(rt, snap, now)
+		e.checkValuation(rt, snap.Total, now)
+	}
+	if b, held := rt.valueBlock(); held {
+		blocks = append(blocks, b)
 	}
 	pending := rt.ledger.Pending()
 	if len(pending) > 0 {
@@ -774,7 +905,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 			snap = e.startCashPhases(rt, snap, phases, now)
 		}
 	}
-	if cashStepDue(rt.ledger.CashPhases, now) {
+	if targets.StepDue(rt.ledger.CashPhases, now) {
 		// A step of new money is invested whatever the bands say, and
 		// like a cash flow does not wait for the cooldown.
 		if len(blocks) == 0 {
@@ -784,7 +915,8 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	}
 
 	in := trigger.Input{Kind: rt.pol.Rebalance.Trigger, Breaching: len(rt.breaching) > 0,
-		Blocked: len(blocks) > 0, PriceBlocked: blocksPrices(blocks),
+		// A firing waits for a held valuation as it waits for prices.
+		Blocked: len(blocks) > 0, PriceBlocked: blocksPrices(blocks) || hasReason(blocks, metrics.BlockValueChange),
 		LastRebalance: rt.ledger.LastRebalance, Cooldown: rt.pol.Rebalance.Cooldown, Now: now}
 	if rt.due != nil {
 		in.Due = rt.due.trigger
@@ -979,7 +1111,7 @@ func (e *Engine) setBlocked(rt *runtime, blocks []Block) {
 		}
 	}
 	rt.blocked = blocks
-	if m := e.opts.Metrics; m != nil {
+	if m := e.opts.Metrics; m != nil && rt.metered {
 		reasons := make([]string, len(blocks))
 		for i, b := range blocks {
 			reasons[i] = b.Reason
@@ -1022,6 +1154,9 @@ func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
 		d.Breaching = []string{}
 	}
 	m := e.opts.Metrics
+	if !rt.metered {
+		m = nil // past the cap of households with metrics of their own
+	}
 	for i, sl := range s.Sleeves {
 		d.Sleeves[i] = events.DriftSleeve{Sleeve: sl.Path, Target: sl.Target, Weight: sl.Weight, Deviation: sl.Deviation,
 			BandLow: sl.BandLow, BandHigh: sl.BandHigh, Breach: sl.Breach, Value: sl.Value}
@@ -1044,12 +1179,14 @@ func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
 		}
 	}
 	// One pending event per policy: the latest evaluation's.
-	for i := range e.driftOut {
-		if e.driftOut[i].Policy == d.Policy {
-			e.driftOut[i] = d
-			return
-		}
+	if i, ok := e.driftAt[d.Policy]; ok {
+		e.driftOut[i] = d
+		return
 	}
+	if e.driftAt == nil {
+		e.driftAt = map[string]int{}
+	}
+	e.driftAt[d.Policy] = len(e.driftOut)
 	e.driftOut = append(e.driftOut, d)
 }
 
@@ -1069,6 +1206,7 @@ func (e *Engine) flushDrift() {
 	}
 	out := e.driftOut
 	e.driftOut = nil
+	clear(e.driftAt)
 	e.mu.Unlock()
 	for _, d := range out {
 		if err := e.opts.Publisher.PublishDrift(d); err != nil {
@@ -1096,7 +1234,7 @@ func (e *Engine) rebalance(rt *runtime, p *plan.Plan, trigger string, now time.T
 		e.log.Info("rebalance: nothing to trade", fields...)
 		return true
 	}
-	if v := risk.Check(p, rt.pol.Limits, rt.ledger.PlanTimes(), now); len(v) > 0 {
+	if v := risk.Check(p, rt.pol.Limits, rt.limitBase, rt.ledger.PlanTimes(), now); len(v) > 0 {
 		rt.rejected, rt.rejectedAt = v, now
 		e.log.Error("plan rejected by the policy's risk limits; not published", append(fields, zap.Any("violations", v))...)
 		if m := e.opts.Metrics; m != nil {
@@ -1202,6 +1340,17 @@ func (e *Engine) requeue(l *ledger.Ledger) {
 		e.enqueue(&batch{policy: l.Policy, plan: ev, start: now, ordersAcked: true})
 	}
 	for _, id := range plans {
+		// The ledger keeps its own lot selection under "lots": the order
+		// events' lots come back from the plan event.
+		if ev := planEvents[id]; ev.Plan != nil {
+			for k := range byPlan[id] {
+				for x := range ev.Plan.Orders {
+					if ev.Plan.Orders[x].ID == byPlan[id][k].OrderID {
+						byPlan[id][k].Lots = events.LotsOf(&ev.Plan.Orders[x])
+					}
+				}
+			}
+		}
 		e.log.Warn("publishing orders journaled before the last stop", zap.String("policy", l.Policy),
 			zap.String("plan_id", id), zap.Int("orders", len(byPlan[id])))
 		e.enqueue(&batch{policy: l.Policy, plan: planEvents[id], orders: byPlan[id], start: now, attempts: 1})

@@ -163,17 +163,6 @@ func (e *Engine) startCashPhases(rt *runtime, snap *drift.Snapshot, phases []tar
 	return drift.Compute(plan.HoldBack(snap.Book, w))
 }
 
-// cashStepDue reports whether a phase of new money has reached a step
-// not yet invested.
-func cashStepDue(phases []targets.CashPhase, now time.Time) bool {
-	for k := range phases {
-		if phases[k].At(now).Step > phases[k].Invested {
-			return true
-		}
-	}
-	return false
-}
-
 // investStep invests the cash the phases of new money released at now:
 // an investment plan (plan.Invest) of the free cash, waiting cash held
 // back, whatever the bands say. Once the plan is journaled (or has
@@ -185,20 +174,12 @@ func (e *Engine) investStep(rt *runtime, snap *drift.Snapshot, now time.Time) {
 	if !e.rebalance(rt, p, TriggerPhaseIn, now) {
 		return // not journaled: the step stays due
 	}
-	kept := rt.ledger.CashPhases[:0]
 	for _, c := range rt.ledger.CashPhases {
 		st := c.At(now)
-		c.Invested = st.Step
 		e.log.Info("phase-in of new money: step invested", zap.String("policy", rt.pol.Name), zap.String("id", c.ID),
 			zap.String("account", c.Account), zap.Int("step", st.Step), zap.Int("steps", st.Steps),
 			zap.String("waiting", c.Waiting(st.Step).String()), zap.Time("next", st.Next))
-		if !st.Done {
-			kept = append(kept, c)
-		}
 	}
-	rt.ledger.CashPhases = kept
-	if len(kept) == 0 {
-		rt.ledger.CashPhases = nil
-	}
+	rt.ledger.CashPhases = targets.Invested(rt.ledger.CashPhases, now)
 	_ = e.save(rt, true)
 }

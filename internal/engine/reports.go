@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -16,6 +15,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+	"github.com/rebalancerd/rebalancerd/internal/shortlist"
 )
 
 // Report is a fill or a positions snapshot from an executor.
@@ -139,7 +139,7 @@ func (e *Engine) HandleReport(r Report) error {
 		return fmt.Errorf("%w: empty report", ErrPermanent)
 	}
 	rt.ledger.Prune(now.Add(-e.opts.Retention))
-	rt.symbols = neededSymbols(rt.pol, rt.ledger)
+	e.setSymbols(rt)
 	// Acknowledged only once saved: a report whose change is only in
 	// memory would be lost by a crash, and the stream would not send it
 	// again.
@@ -218,12 +218,7 @@ func fits(pol *policy.Policy, accounts map[string]*ledger.Account) error {
 }
 
 // listed joins names, the first maxListed of them and a count of the rest.
-func listed(names []string) string {
-	if len(names) <= maxListed {
-		return strings.Join(names, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(names[:maxListed], ", "), len(names)-maxListed)
-}
+func listed(names []string) string { return shortlist.Join(names, maxListed, ", ") }
 
 // Resync replaces a policy's holdings with h whatever its as_of and the
 // ledger's, records it in the ledger (ledger.Resync) and saves the ledger
@@ -248,7 +243,7 @@ func (e *Engine) Resync(name string, h *portfolio.Holdings, hash, by, reason str
 	now := e.clk.Now()
 	prev := rt.ledger.AsOf
 	rt.ledger.Resync(ledger.ResyncRecord{By: by, Reason: reason, File: h.File, Hash: hash, AsOf: h.AsOf}, accounts, now)
-	rt.symbols = neededSymbols(rt.pol, rt.ledger)
+	e.setSymbols(rt)
 	e.log.Warn("ledger resynced by the operator: holdings replaced", zap.String("policy", name), zap.String("by", by),
 		zap.String("reason", reason), zap.String("file", h.File), zap.Time("as_of", h.AsOf), zap.Time("previous_as_of", prev))
 	err := e.save(rt, true)
@@ -274,10 +269,11 @@ type StreamHistory interface {
 //
 // Orders: an order the orders stream holds that the ledger does not know
 // is adopted as published (tracked as pending, so it is neither planned
-// again nor forgotten) when it was created within the last order_ttl, or
-// after both the ledger's base snapshot and the last plan it knows: the
-// journal lost it (a power loss), or the state directory was deleted or
-// restored from an older backup. A journaled outbox order the stream
+// again nor forgotten) when it was created after the last plan the ledger
+// knows (before that, the ledger knew every order, and pruned the
+// finished ones) and either within the last order_ttl or after the
+// ledger's base snapshot: the journal lost it (a power loss), or the state
+// directory was deleted or restored from an older backup. A journaled outbox order the stream
 // already has is marked published. The ledger's base never silently
 // stands for holdings after such orders:
 //
@@ -297,16 +293,18 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 	e.mu.Lock()
 	now := e.clk.Now()
 	// since: the orders created from then on may be missing from the
-	// ledger; knownUntil: the ledger knows (or its base holds) those before.
+	// ledger. lastPlan: the ledger's last plan; it knew every order
+	// created up to then (those it no longer has were finished and
+	// pruned: their fills are in it).
 	since := make(map[string]time.Time, len(e.names))
-	knownUntil := make(map[string]time.Time, len(e.names))
+	lastPlan := make(map[string]time.Time, len(e.names))
 	var from time.Time
 	for i, name := range e.names {
 		rt := e.policies[name]
+		lastPlan[name] = rt.ledger.LastRebalance
 		s := now.Add(-rt.pol.Rebalance.OrderTTL)
-		knownUntil[name] = laterOf(rt.ledger.BaseAsOf, rt.ledger.LastRebalance)
-		if knownUntil[name].Before(s) {
-			s = knownUntil[name]
+		if known := laterOf(rt.ledger.BaseAsOf, rt.ledger.LastRebalance); known.Before(s) {
+			s = known
 		}
 		since[name] = s
 		if i == 0 || s.Before(from) {
@@ -331,9 +329,11 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 		}
 		switch lo, known := rt.ledger.Order(o.OrderID); {
 		case !known:
-			ttl := now.Add(-rt.pol.Rebalance.OrderTTL)
-			if o.CreatedAt.Before(ttl) && !o.CreatedAt.After(knownUntil[o.Policy]) {
-				continue // before what the ledger knows: in its base, or pruned
+			// Missing: after the last plan the ledger knows, and either
+			// recent enough to be working or after its base.
+			recent := !o.CreatedAt.Before(now.Add(-rt.pol.Rebalance.OrderTTL))
+			if !o.CreatedAt.After(lastPlan[o.Policy]) || !recent && !o.CreatedAt.After(rt.ledger.BaseAsOf) {
+				continue // known once and pruned, or in the base
 			}
 			rt.ledger.AddOrders([]events.Order{o}, now)
 			rt.ledger.MarkPublished([]string{o.OrderID}, now)
@@ -408,7 +408,7 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 	for _, name := range e.names {
 		if rt := e.policies[name]; changed[name] {
 			e.save(rt, true)
-			rt.symbols = neededSymbols(rt.pol, rt.ledger)
+			e.setSymbols(rt)
 		}
 	}
 	return orders, fills, nil

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -35,15 +36,23 @@ func (s *failingStore) Save(l *ledger.Ledger, durable bool) error {
 // "household" loaded from balancedHoldings, on a fake clock.
 func loadHousehold(t *testing.T, store Store) (*Engine, *clock.Fake) {
 	t.Helper()
+	return loadHouseholdWith(t, Options{Store: store})
+}
+
+// loadHouseholdWith is loadHousehold with options (Clock and Publisher
+// are set here, Store when nil).
+func loadHouseholdWith(t *testing.T, opts Options) (*Engine, *clock.Fake) {
+	t.Helper()
 	clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
-	if store == nil {
+	if opts.Store == nil {
 		s, err := state.Open(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
-		store = s
+		opts.Store = s
 	}
-	e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: store})
+	opts.Clock, opts.Publisher = clk, nopPublisher{}
+	e := New(opts)
 	h, err := portfolio.ParseHoldings("h.yaml", []byte(balancedHoldings))
 	if err != nil {
 		t.Fatal(err)
@@ -222,5 +231,99 @@ func TestRedeliveredReportWaitsForTheSave(t *testing.T) {
 	}
 	if l, ok, err := s.Load("household"); err != nil || !ok || !l.BaseAsOf.Equal(clk.Now()) {
 		t.Fatalf("saved ledger: base as of %v, %v, %v; want the snapshot's", l.BaseAsOf, ok, err)
+	}
+}
+
+// streamHistory is a StreamHistory over given orders and fills.
+type streamHistory struct {
+	orders []events.Order
+	fills  []Report
+}
+
+func (h streamHistory) OrdersSince(_ context.Context, since time.Time) ([]events.Order, error) {
+	return h.orders, nil
+}
+
+func (h streamHistory) FillsSince(_ context.Context, since time.Time) ([]Report, bool, error) {
+	return h.fills, true, nil
+}
+
+// fillAllPending fills every pending order of the household at its price,
+// and returns the orders and fills as the streams would hold them.
+func fillAllPending(t *testing.T, e *Engine, clk *clock.Fake, orders []*ledger.Order) streamHistory {
+	t.Helper()
+	var h streamHistory
+	for _, o := range orders {
+		f := &events.Fill{SchemaVersion: 1, FillID: "fill-" + o.OrderID, OrderID: o.OrderID, Status: events.FillFilled,
+			Quantity: o.Quantity, Price: o.Price, At: clk.Now()}
+		r := Report{Policy: "household", Account: o.Account, Fill: f}
+		if err := e.HandleReport(r); err != nil {
+			t.Fatal(err)
+		}
+		h.orders = append(h.orders, o.Order)
+		h.fills = append(h.fills, r)
+	}
+	return h
+}
+
+// TestReconcileSkipsPrunedOrders: orders finished and pruned from the
+// ledger (Retention) are not adopted again at the next start, even within
+// their order_ttl, and their fills, still in the reports stream, are not
+// applied a second time.
+func TestReconcileSkipsPrunedOrders(t *testing.T) {
+	e, clk := loadHouseholdWith(t, Options{Retention: time.Hour})
+	h := fillAllPending(t, e, clk, planHousehold(t, e, clk))
+	clk.Advance(2 * time.Hour) // past the retention, within the 24h order_ttl
+	e.mu.Lock()
+	l := e.policies["household"].ledger
+	l.Prune(clk.Now().Add(-e.opts.Retention)) // as the next report or ack does
+	n := len(l.Orders)
+	e.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d orders left in the ledger, want them pruned", n)
+	}
+	before := e.Status().Policies[0].Holdings
+	orders, fills, err := e.Reconcile(context.Background(), h)
+	if err != nil || orders != 0 || fills != 0 {
+		t.Fatalf("Reconcile = %d orders, %d fills, %v; want nothing adopted or applied", orders, fills, err)
+	}
+	if after := e.Status().Policies[0].Holdings; fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("holdings changed by the reconciliation:\n%v\nwant\n%v", after, before)
+	}
+}
+
+// TestReconcileRecoversFillsOfRestoredLedger: a ledger restored from a
+// backup taken while its orders were pending gets their fills, which the
+// consumer acknowledged after the backup, back from the reports stream.
+func TestReconcileRecoversFillsOfRestoredLedger(t *testing.T) {
+	s, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, clk := loadHouseholdWith(t, Options{Store: s})
+	orders := planHousehold(t, e, clk)
+	e.mu.Lock()
+	if err := s.Save(e.policies["household"].ledger, true); err != nil { // the backup
+		t.Fatal(err)
+	}
+	e.mu.Unlock()
+	backup, _, err := s.Load("household")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := fillAllPending(t, e, clk, orders)
+	want := e.Status().Policies[0].Holdings
+
+	e2, _ := loadHouseholdWith(t, Options{Store: s})
+	e2.mu.Lock()
+	e2.policies["household"].ledger = backup // restored
+	e2.mu.Unlock()
+	_, fills, err := e2.Reconcile(context.Background(), h)
+	if err != nil || fills != len(orders) {
+		t.Fatalf("Reconcile recovered %d fills, %v; want %d", fills, err, len(orders))
+	}
+	st := e2.Status().Policies[0]
+	if fmt.Sprint(st.Holdings) != fmt.Sprint(want) || len(st.PendingOrders) != 0 || st.RecoveredFills != len(orders) {
+		t.Fatalf("after recovery: holdings %v, %d pending, %d recovered; want %v, 0, %d", st.Holdings, len(st.PendingOrders), st.RecoveredFills, want, len(orders))
 	}
 }

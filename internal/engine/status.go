@@ -38,7 +38,11 @@ type PolicyStatus struct {
 	PricesAsOf    time.Time      `json:"prices_as_of,omitzero"`
 	HoldingsAsOf  time.Time      `json:"holdings_as_of,omitzero"`
 	TotalValue    string         `json:"total_value,omitempty"`
-	Breaching     []string       `json:"breaching"`
+	// AcceptedValuation is the last accepted valuation, which risk
+	// limits are judged against and limits.max_value_change measures
+	// moves from; nil before the first.
+	AcceptedValuation *ledger.Valuation `json:"accepted_valuation,omitempty"`
+	Breaching         []string          `json:"breaching"`
 	// Blocked lists why the policy cannot be planned now; empty when it can.
 	Blocked       []Block         `json:"blocked"`
 	PendingOrders []*ledger.Order `json:"pending_orders"`
@@ -133,6 +137,10 @@ func (e *Engine) Status() Status {
 			Blocked: append([]Block{}, rt.blocked...), LastRebalance: rt.ledger.LastRebalance,
 			LastPlanID: rt.ledger.LastPlanID, CalendarDue: rt.due != nil, LastError: rt.lastError,
 			HoldingsAsOf: rt.ledger.AsOf, AdoptedOrders: rt.adopted, RecoveredFills: rt.recovered,
+		}
+		if v := rt.ledger.Valuation; v != nil {
+			c := *v
+			ps.AcceptedValuation = &c
 		}
 		if rt.eff != nil {
 			ps.EffectiveVersion, ps.Targets = rt.eff.Version, rt.explain

@@ -14,6 +14,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/rebalancerd/rebalancerd/internal/plan"
+	"github.com/rebalancerd/rebalancerd/internal/tax"
 )
 
 // SchemaVersion is the version of every event defined here. It changes only
@@ -107,6 +108,22 @@ type Order struct {
 	Notional   decimal.Decimal `json:"notional"`
 	Sleeve     string          `json:"sleeve"`
 	Rule       string          `json:"rule"`
+	// Lots are, for a sell in a taxable account whose lots are known, the
+	// tax lots to sell (specific identification, IRS Publication 550,
+	// "Adequate identification"): an executor that tells the broker these
+	// lots realizes the gains the plan estimated; without them the broker
+	// defaults, usually to first in, first out.
+	Lots []LotToSell `json:"lots,omitempty"`
+}
+
+// LotToSell names a tax lot a sell order sells.
+type LotToSell struct {
+	// Lot is the index of the lot among the position's lots, from 0, in
+	// the order of the holdings (the plan's tax.Sale.Lot).
+	Lot       int             `json:"lot"`
+	Acquired  tax.Date        `json:"acquired"`
+	Quantity  decimal.Decimal `json:"quantity"`
+	CostBasis decimal.Decimal `json:"cost_basis"`
 }
 
 // OrdersOf turns a plan's orders into order events: created is their
@@ -120,8 +137,19 @@ func OrdersOf(p *plan.Plan, trigger string, created time.Time, ttl time.Duration
 			Phase: o.Phase, Account: o.Account, Instrument: o.Instrument, Side: string(o.Side),
 			Quantity: o.Quantity, Price: o.Price, Notional: o.Notional, Sleeve: o.Sleeve, Rule: string(o.Rule),
 		}
+		orders[i].Lots = LotsOf(&p.Orders[i])
 	}
 	return orders
+}
+
+// LotsOf returns the lots to sell that a plan's order names (none for a
+// buy or a sell whose lots are unknown).
+func LotsOf(o *plan.Order) []LotToSell {
+	var out []LotToSell
+	for _, s := range o.Lots {
+		out = append(out, LotToSell{Lot: s.Lot, Acquired: s.Acquired, Quantity: s.Quantity, CostBasis: s.Basis})
+	}
+	return out
 }
 
 // FillStatus says whether more fills of an order may follow.

@@ -9,33 +9,38 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-// Verdict is what a Guard did with an offered quote.
+// Verdict is what a Guard (or a Confirmer) did with an offered quote.
 type Verdict int
 
-// The verdicts of Guard.Offer.
+// The verdicts of Guard.Offer and Confirmer.Offer.
 const (
 	// Accepted: the quote is the symbol's price now.
 	Accepted Verdict = iota + 1
-	// Quarantined: the quote jumped more than maxMove from the accepted
-	// price; it is held, not accepted, and the symbol is blocked until a
-	// newer quote confirms or discards it.
+	// Quarantined: the quote moved more than maxMove from the accepted
+	// price and does not agree with a move already held; it is held, not
+	// accepted, and the symbol is blocked until the move is confirmed or
+	// discarded. The time to confirm it starts again with this quote.
 	Quarantined
-	// Confirmed: the quote is within maxMove of the quarantined one, so
-	// the jump was real; the quote is accepted and the symbol unblocked.
+	// Confirmed: the quote agrees with the held move, which either has
+	// persisted for confirmAfter or is now reported by a second feed; the
+	// quote is accepted and the symbol unblocked.
 	Confirmed
 	// Discarded: the quote is back within maxMove of the accepted price,
-	// so the quarantined one was a spike; the spike is dropped and the
-	// quote accepted.
+	// so the held move was a spike; it is dropped and the quote accepted.
 	Discarded
 	// Ignored: the quote is not newer than the latest one seen for its
-	// symbol (accepted or quarantined); nothing changed.
+	// symbol (accepted or held); nothing changed.
 	Ignored
 	// Rejected: the quote is unusable (a bad symbol, no time, a price that
 	// is not positive or out of range); nothing changed.
 	Rejected
+	// Agreeing: the quote agrees with the held move, which is not
+	// confirmed yet (younger than confirmAfter, and from one feed); it
+	// joins the held quotes and the symbol stays blocked.
+	Agreeing
 )
 
-var verdictNames = [...]string{"", "accepted", "quarantined", "confirmed", "discarded", "ignored", "rejected"}
+var verdictNames = [...]string{"", "accepted", "quarantined", "confirmed", "discarded", "ignored", "rejected", "agreeing"}
 
 // String returns the verdict's name.
 func (v Verdict) String() string {
@@ -54,7 +59,7 @@ const (
 	ReasonMissing Reason = "missing"
 	// ReasonStale: the accepted quote is older than maxAge.
 	ReasonStale Reason = "stale"
-	// ReasonQuarantined: a jump is waiting for confirmation.
+	// ReasonQuarantined: a move larger than maxMove is not confirmed yet.
 	ReasonQuarantined Reason = "quarantined"
 	// ReasonFuture: the accepted quote's time is more than MaxClockSkew
 	// ahead of now; the quote's clock (or the local one) is wrong.
@@ -72,89 +77,197 @@ type Problem struct {
 // String formats the problem as "symbol: reason: detail".
 func (p Problem) String() string { return p.Symbol + ": " + string(p.Reason) + ": " + p.Detail }
 
-// Guard is the fail-closed check of one policy's prices. It keeps each
-// symbol's last accepted quote, holds back quotes that jump more than
-// maxMove until a newer quote confirms or refutes them, and reports the
-// symbols whose price is missing, stale or held back.
+// Confirmer decides when one series of values may be believed: the quotes
+// of one symbol (a Guard keeps one per symbol), or the valuations of a
+// policy. It keeps the last accepted value and holds back a value that
+// moved more than maxMove from it until the move is confirmed.
 //
-// The jump of a quote p from the accepted price last is |p-last|/last,
-// tested exactly as |p-last| > maxMove*last. When a quote jumps, it is
-// quarantined; the next newer quote resolves the quarantine:
+// The move of a value p from the accepted ref is tested exactly as
+// |p-ref| > maxMove*ref. A move is confirmed, and its latest value
+// accepted, by either:
 //
-//   - within maxMove of the quarantined price: the jump is confirmed and the
-//     new quote accepted;
-//   - else within maxMove of the accepted price: the quarantined quote was a
-//     spike, it is discarded and the new quote accepted;
-//   - else the new quote replaces the quarantined one, still quarantined.
+//   - persistence: every value offered since the first held one agrees
+//     with the others (the largest is within maxMove of the smallest:
+//     hi-lo <= maxMove*lo), and a value arrives at least confirmAfter
+//     after the first held one, by the local clock (now) and by the
+//     values' own times alike;
+//   - a second feed: an agreeing quote whose Source is not empty and
+//     differs from the Source of a held one.
 //
-// A Guard has no clock: Offer orders quotes by their own times and Check
-// takes the time to judge staleness at. It is not safe for concurrent use;
-// the engine owns one per policy.
-type Guard struct {
-	maxAge  time.Duration
-	maxMove decimal.Decimal
-	symbols map[string]*guardSymbol
+// A value back within maxMove of the accepted one discards the held move
+// (a spike); a value that agrees with neither starts a new held move, and
+// its time to confirm starts again. Until the move is confirmed the
+// accepted value stays in force.
+//
+// Offer does not check the order of values: the caller offers them
+// oldest first (a Guard ignores quotes not newer than the latest seen).
+// The zero Confirmer is not usable; create one with NewConfirmer. It is not
+// safe for concurrent use.
+type Confirmer struct {
+	maxMove      decimal.Decimal
+	confirmAfter time.Duration
+	accepted     *Quote
+	held         *heldMove
 }
 
-// guardSymbol is a Guard's state for one symbol.
-type guardSymbol struct {
-	accepted Quote
-	pending  *Quote // the quarantined quote, if any
+// heldMove is a run of agreeing values waiting for confirmation.
+type heldMove struct {
+	first, last Quote
+	lo, hi      decimal.Decimal
+	since       time.Time // when the first was offered, by the local clock
+	sources     []string  // the non-empty sources of the held values
+}
+
+// NewConfirmer returns a Confirmer that holds moves larger than maxMove (a
+// fraction: 0.10 is 10%) for confirmAfter. A zero maxMove accepts every
+// value; a negative one holds every value after the first, and a zero (or
+// negative) confirmAfter confirms a move at its second agreeing value:
+// callers validate both.
+func NewConfirmer(maxMove decimal.Decimal, confirmAfter time.Duration) *Confirmer {
+	return &Confirmer{maxMove: maxMove, confirmAfter: confirmAfter}
+}
+
+// Offer gives the Confirmer the value q.Price, dated q.At and received at
+// now, and returns what it did with it: Accepted, Quarantined, Agreeing,
+// Confirmed or Discarded.
+func (c *Confirmer) Offer(q Quote, now time.Time) Verdict {
+	switch {
+	case c.accepted == nil:
+		c.accepted = &q
+		return Accepted
+	case c.within(q.Price, c.accepted.Price):
+		v := Accepted
+		if c.held != nil {
+			v = Discarded
+		}
+		c.accepted, c.held = &q, nil
+		return v
+	case c.held == nil || !c.agrees(q.Price):
+		c.held = &heldMove{first: q, last: q, lo: q.Price, hi: q.Price, since: now}
+		c.held.addSource(q.Source)
+		return Quarantined
+	case c.held.otherSource(q.Source) ||
+		now.Sub(c.held.since) >= c.confirmAfter && q.At.Sub(c.held.first.At) >= c.confirmAfter:
+		c.accepted, c.held = &q, nil
+		return Confirmed
+	default:
+		h := c.held
+		h.last, h.lo, h.hi = q, decimal.Min(h.lo, q.Price), decimal.Max(h.hi, q.Price)
+		h.addSource(q.Source)
+		return Agreeing
+	}
+}
+
+// within reports whether p is within maxMove of ref: |p-ref| <=
+// maxMove*ref. A zero maxMove accepts any move.
+func (c *Confirmer) within(p, ref decimal.Decimal) bool {
+	if c.maxMove.IsZero() {
+		return true
+	}
+	return p.Sub(ref).Abs().Cmp(c.maxMove.Mul(ref)) <= 0
+}
+
+// agrees reports whether p agrees with every held value: with p among
+// them, the largest is within maxMove of the smallest.
+func (c *Confirmer) agrees(p decimal.Decimal) bool {
+	lo, hi := decimal.Min(c.held.lo, p), decimal.Max(c.held.hi, p)
+	return c.within(hi, lo)
+}
+
+func (h *heldMove) addSource(s string) {
+	if s != "" && !slices.Contains(h.sources, s) {
+		h.sources = append(h.sources, s)
+	}
+}
+
+// otherSource reports whether s is a feed other than one the held values
+// came from.
+func (h *heldMove) otherSource(s string) bool {
+	return s != "" && len(h.sources) > 0 && !slices.Contains(h.sources, s)
+}
+
+// Accepted returns the last accepted value, if any.
+func (c *Confirmer) Accepted() (Quote, bool) {
+	if c.accepted == nil {
+		return Quote{}, false
+	}
+	return *c.accepted, true
+}
+
+// Held describes a move waiting for confirmation.
+type Held struct {
+	// First and Last are the first and the latest held values.
+	First, Last Quote
+	// Since is when First was offered (local clock); the move is
+	// confirmed by persistence by an agreeing value offered at or after
+	// Since + confirmAfter.
+	Since, ConfirmableAt time.Time
+	// Sources are the feeds the held values came from.
+	Sources []string
+}
+
+// Held returns the move waiting for confirmation, if any.
+func (c *Confirmer) Held() (Held, bool) {
+	h := c.held
+	if h == nil {
+		return Held{}, false
+	}
+	return Held{First: h.first, Last: h.last, Since: h.since, ConfirmableAt: h.since.Add(c.confirmAfter),
+		Sources: slices.Clone(h.sources)}, true
+}
+
+// latest returns the time of the newest value offered (accepted or held).
+func (c *Confirmer) latest() time.Time {
+	if c.held != nil {
+		return c.held.last.At
+	}
+	return c.accepted.At
+}
+
+// Guard is the fail-closed check of one policy's prices. It keeps each
+// symbol's last accepted quote, holds back quotes that move more than
+// maxMove until the move is confirmed (see Confirmer: it persisted for
+// confirmAfter, or a second feed reports it), and reports the symbols
+// whose price is missing, stale, from the future or held back.
+//
+// Offer orders quotes by their own times (a quote not newer than the
+// latest seen for its symbol is ignored) and is given the local time of
+// arrival, which the confirmation period is also measured by; Check takes
+// the time to judge staleness at. A Guard reads no clock itself. It is
+// not safe for concurrent use; the engine owns one per policy.
+type Guard struct {
+	maxAge       time.Duration
+	maxMove      decimal.Decimal
+	confirmAfter time.Duration
+	symbols      map[string]*Confirmer
 }
 
 // NewGuard returns a Guard that reports an accepted quote older than
-// maxAge as stale and quarantines jumps larger than maxMove (a fraction:
-// 0.10 is 10%). A zero maxMove disables the jump check. maxAge must be
+// maxAge as stale, and holds back moves larger than maxMove (a fraction:
+// 0.10 is 10%) until confirmed, by persisting for confirmAfter or by a
+// second feed. A zero maxMove disables the move check. maxAge must be
 // positive: with zero (or less) every quote older than the time Check is
 // given is stale, which fails closed. A negative maxMove quarantines every
-// quote after the first, which also fails closed; callers validate both.
-func NewGuard(maxAge time.Duration, maxMove decimal.Decimal) *Guard {
-	return &Guard{maxAge: maxAge, maxMove: maxMove, symbols: map[string]*guardSymbol{}}
+// quote after the first, which also fails closed; callers validate all
+// three.
+func NewGuard(maxAge time.Duration, maxMove decimal.Decimal, confirmAfter time.Duration) *Guard {
+	return &Guard{maxAge: maxAge, maxMove: maxMove, confirmAfter: confirmAfter, symbols: map[string]*Confirmer{}}
 }
 
-// Offer gives the Guard a quote and returns what it did with it.
-func (g *Guard) Offer(q Quote) Verdict {
+// Offer gives the Guard a quote received at now and returns what it did
+// with it.
+func (g *Guard) Offer(q Quote, now time.Time) Verdict {
 	if checkSymbol(q.Symbol) != nil || q.At.IsZero() || checkPrice(q.Price) != nil {
 		return Rejected
 	}
-	s, ok := g.symbols[q.Symbol]
+	c, ok := g.symbols[q.Symbol]
 	if !ok {
-		g.symbols[q.Symbol] = &guardSymbol{accepted: q}
-		return Accepted
-	}
-	latest := s.accepted.At
-	if s.pending != nil {
-		latest = s.pending.At
-	}
-	if !q.At.After(latest) {
+		c = NewConfirmer(g.maxMove, g.confirmAfter)
+		g.symbols[q.Symbol] = c
+	} else if !q.At.After(c.latest()) {
 		return Ignored
 	}
-	switch {
-	case s.pending == nil && g.within(q.Price, s.accepted.Price):
-		s.accepted = q
-		return Accepted
-	case s.pending == nil:
-		s.pending = &q
-		return Quarantined
-	case g.within(q.Price, s.pending.Price):
-		s.accepted, s.pending = q, nil
-		return Confirmed
-	case g.within(q.Price, s.accepted.Price):
-		s.accepted, s.pending = q, nil
-		return Discarded
-	default:
-		s.pending = &q
-		return Quarantined
-	}
-}
-
-// within reports whether p is within maxMove of ref (a positive price):
-// |p-ref| <= maxMove*ref. A zero maxMove accepts any move.
-func (g *Guard) within(p, ref decimal.Decimal) bool {
-	if g.maxMove.IsZero() {
-		return true
-	}
-	return p.Sub(ref).Abs().Cmp(g.maxMove.Mul(ref)) <= 0
+	return c.Offer(q, now)
 }
 
 // Check returns the problems of symbols at time now, at most one per
@@ -163,48 +276,68 @@ func (g *Guard) within(p, ref decimal.Decimal) bool {
 func (g *Guard) Check(symbols []string, now time.Time) []Problem {
 	var out []Problem
 	for _, sym := range symbols {
-		s, ok := g.symbols[sym]
-		switch {
-		case !ok:
+		c, ok := g.symbols[sym]
+		if !ok {
 			out = append(out, Problem{Symbol: sym, Reason: ReasonMissing, Detail: "no price received"})
-		case s.pending != nil:
-			out = append(out, Problem{Symbol: sym, Reason: ReasonQuarantined, Detail: fmt.Sprintf(
-				"price %s at %s moved %s%% from the accepted %s at %s, more than %s%%; waiting for a newer quote to confirm or discard it",
-				s.pending.Price, s.pending.At.Format(time.RFC3339), movePercent(s.pending.Price, s.accepted.Price),
-				s.accepted.Price, s.accepted.At.Format(time.RFC3339), g.maxMove.Shift(2))})
-		case now.Sub(s.accepted.At) > g.maxAge:
+			continue
+		}
+		acc, _ := c.Accepted()
+		if h, held := c.Held(); held {
+			out = append(out, Problem{Symbol: sym, Reason: ReasonQuarantined, Detail: g.heldDetail(acc, h)})
+			continue
+		}
+		switch {
+		case now.Sub(acc.At) > g.maxAge:
 			out = append(out, Problem{Symbol: sym, Reason: ReasonStale, Detail: fmt.Sprintf(
 				"last price %s is from %s, %s old, more than the %s allowed",
-				s.accepted.Price, s.accepted.At.Format(time.RFC3339), now.Sub(s.accepted.At).Round(time.Second), g.maxAge)})
-		case s.accepted.At.Sub(now) > MaxClockSkew:
+				acc.Price, acc.At.Format(time.RFC3339), now.Sub(acc.At).Round(time.Second), g.maxAge)})
+		case acc.At.Sub(now) > MaxClockSkew:
 			out = append(out, Problem{Symbol: sym, Reason: ReasonFuture, Detail: fmt.Sprintf(
 				"last price %s is dated %s, %s ahead of the clock",
-				s.accepted.Price, s.accepted.At.Format(time.RFC3339), s.accepted.At.Sub(now).Round(time.Second))})
+				acc.Price, acc.At.Format(time.RFC3339), acc.At.Sub(now).Round(time.Second))})
 		}
 	}
 	slices.SortFunc(out, func(a, b Problem) int { return strings.Compare(a.Symbol, b.Symbol) })
 	return slices.CompactFunc(out, func(a, b Problem) bool { return a.Symbol == b.Symbol })
 }
 
-// movePercent returns |p-ref|/ref in percent, to two places, for messages.
-func movePercent(p, ref decimal.Decimal) string {
+// heldDetail explains an unconfirmed move.
+func (g *Guard) heldDetail(acc Quote, h Held) string {
+	from := ""
+	if len(h.Sources) > 0 {
+		from = " from feed " + strings.Join(h.Sources, ", ")
+	}
+	return fmt.Sprintf("unconfirmed price %s at %s%s moved %s%% from the accepted %s at %s, more than %s%%; "+
+		"the accepted price stays in force until quotes agreeing within %s%% persist for %s (not before %s) or another feed reports the move",
+		h.Last.Price, h.Last.At.Format(time.RFC3339), from, MovePercent(h.Last.Price, acc.Price),
+		acc.Price, acc.At.Format(time.RFC3339), g.maxMove.Shift(2), g.maxMove.Shift(2), g.confirmAfter,
+		h.ConfirmableAt.UTC().Format(time.RFC3339))
+}
+
+// MovePercent returns |p-ref|/ref in percent, to two places, for
+// messages; "n/a" for a ref that is not positive.
+func MovePercent(p, ref decimal.Decimal) string {
+	if ref.Sign() <= 0 {
+		return "n/a"
+	}
 	return p.Sub(ref).Abs().Shift(2).DivRound(ref, 2).String()
 }
 
 // Quote returns the symbol's last accepted quote.
 func (g *Guard) Quote(symbol string) (Quote, bool) {
-	s, ok := g.symbols[symbol]
+	c, ok := g.symbols[symbol]
 	if !ok {
 		return Quote{}, false
 	}
-	return s.accepted, true
+	return c.Accepted()
 }
 
-// Pending returns the symbol's quarantined quote, if any.
+// Pending returns the symbol's latest held quote, if any.
 func (g *Guard) Pending(symbol string) (Quote, bool) {
-	s, ok := g.symbols[symbol]
-	if !ok || s.pending == nil {
+	c, ok := g.symbols[symbol]
+	if !ok {
 		return Quote{}, false
 	}
-	return *s.pending, true
+	h, held := c.Held()
+	return h.Last, held
 }

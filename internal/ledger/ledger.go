@@ -18,6 +18,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
@@ -131,18 +132,31 @@ type Ledger struct {
 	// History is the household's recent buys and loss sales, for the
 	// wash-sale guard (see TaxHistory).
 	History History `json:"tax_history,omitzero"`
+	// Valuation is the policy's last accepted valuation: its prices are
+	// the reference against which limits.max_value_change holds a sudden
+	// move of the investable total, also after a restart. Nil until the
+	// first valuation.
+	Valuation *Valuation `json:"accepted_valuation,omitempty"`
 	// HistoryDays is how many days of trades History keeps; zero means
 	// DefaultHistoryDays. It is configuration, not saved: set it to at
 	// least the longest wash-sale window of the policy.
 	HistoryDays int `json:"-"`
 }
 
+// Valuation is an accepted valuation: the investable total at a time and
+// the prices it was made at.
+type Valuation struct {
+	Total  decimal.Decimal            `json:"total"`
+	At     time.Time                  `json:"at"`
+	Prices map[string]decimal.Decimal `json:"prices"`
+}
+
 // UnmarshalJSON reads a ledger and checks the lots of its accounts (see
 // Account.Lots), so that a damaged ledger file is refused rather than
-// planned from.
+// planned from. Its decimals are held to decimaltext's limits.
 func (l *Ledger) UnmarshalJSON(data []byte) error {
 	type plain Ledger // without this method
-	if err := json.Unmarshal(data, (*plain)(l)); err != nil {
+	if err := decimaltext.Unmarshal(data, (*plain)(l)); err != nil {
 		return err
 	}
 	for _, name := range slices.Sorted(maps.Keys(l.Accounts)) {

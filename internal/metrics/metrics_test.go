@@ -44,6 +44,10 @@ func populate(t *testing.T, m *Metrics, policy, feed string) {
 	m.NATSConnected.Set(1)
 	m.EvaluationSeconds.Observe(0.0003)
 	m.TriggerLatency.Observe(0.5)
+	m.Households.Set(2)
+	m.HouseholdsBreaching.Set(1)
+	m.HouseholdsBlocked.WithLabelValues(BlockPendingOrders).Set(1)
+	m.BatchEvaluationSeconds.Observe(0.002)
 }
 
 func TestExposition(t *testing.T) {
@@ -128,6 +132,7 @@ rebalancerd_planning_blocked{policy="smith",reason="quarantined_price"} 0
 rebalancerd_planning_blocked{policy="smith",reason="risk_limit"} 0
 rebalancerd_planning_blocked{policy="smith",reason="stale_price"} 1
 rebalancerd_planning_blocked{policy="smith",reason="unknown_order_state"} 0
+rebalancerd_planning_blocked{policy="smith",reason="value_change"} 0
 # HELP rebalancerd_plans_rejected_total Plans not published because they broke a pre-trade risk limit, by limit.
 # TYPE rebalancerd_plans_rejected_total counter
 rebalancerd_plans_rejected_total{policy="smith",rule="max_turnover"} 1
@@ -169,6 +174,32 @@ rebalancerd_trigger_to_publish_seconds_bucket{le="65.536"} 1
 rebalancerd_trigger_to_publish_seconds_bucket{le="+Inf"} 1
 rebalancerd_trigger_to_publish_seconds_sum 0.5
 rebalancerd_trigger_to_publish_seconds_count 1
+# HELP rebalancerd_evaluation_seconds Time from a batch of quotes to every household it affects evaluated.
+# TYPE rebalancerd_evaluation_seconds histogram
+rebalancerd_evaluation_seconds_bucket{le="1e-05"} 0
+rebalancerd_evaluation_seconds_bucket{le="4e-05"} 0
+rebalancerd_evaluation_seconds_bucket{le="0.00016"} 0
+rebalancerd_evaluation_seconds_bucket{le="0.00064"} 0
+rebalancerd_evaluation_seconds_bucket{le="0.00256"} 1
+rebalancerd_evaluation_seconds_bucket{le="0.01024"} 1
+rebalancerd_evaluation_seconds_bucket{le="0.04096"} 1
+rebalancerd_evaluation_seconds_bucket{le="0.16384"} 1
+rebalancerd_evaluation_seconds_bucket{le="0.65536"} 1
+rebalancerd_evaluation_seconds_bucket{le="2.62144"} 1
+rebalancerd_evaluation_seconds_bucket{le="10.48576"} 1
+rebalancerd_evaluation_seconds_bucket{le="41.94304"} 1
+rebalancerd_evaluation_seconds_bucket{le="+Inf"} 1
+rebalancerd_evaluation_seconds_sum 0.002
+rebalancerd_evaluation_seconds_count 1
+# HELP rebalancerd_households Households (policies) loaded.
+# TYPE rebalancerd_households gauge
+rebalancerd_households 2
+# HELP rebalancerd_households_blocked Households whose planning is blocked, by reason.
+# TYPE rebalancerd_households_blocked gauge
+rebalancerd_households_blocked{reason="pending_orders"} 1
+# HELP rebalancerd_households_breaching Households with a sleeve outside its band at their last evaluation.
+# TYPE rebalancerd_households_breaching gauge
+rebalancerd_households_breaching 1
 `
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), rebalancerdNames(t, m)...); err != nil {
 		t.Fatal(err)

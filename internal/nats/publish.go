@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/shortlist"
 )
 
 // Ack is JetStream's acknowledgement that an order is stored.
@@ -46,7 +47,7 @@ type UnackedError struct {
 func (e *UnackedError) Error() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "nats: %d message(s) not acknowledged by JetStream (%s): %v",
-		len(e.IDs), strings.Join(e.IDs, ", "), e.Err)
+		len(e.IDs), shortlist.Join(e.IDs, shortlist.Max, ", "), e.Err)
 	if e.Last != nil {
 		fmt.Fprintf(&sb, " (last publish error: %v)", e.Last)
 	}

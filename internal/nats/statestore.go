@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/state"
 )
@@ -263,7 +264,7 @@ func (s *StateStore) ReadJSON(name string, v any) (ok bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("state: read aux.%s: %w", name, err)
 	}
-	if err := json.Unmarshal(e.Value(), v); err != nil {
+	if err := decimaltext.Unmarshal(e.Value(), v); err != nil {
 		return false, fmt.Errorf("state: aux.%s: %w", name, err)
 	}
 	return true, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
+	"github.com/rebalancerd/rebalancerd/internal/tax"
 )
 
 // Cash flows: new money is invested without selling anything, and money
@@ -59,6 +60,8 @@ type CashFlow struct {
 	Withdrawn decimal.Decimal `json:"withdrawn,omitzero"`
 	// Shortfall is Amount less Withdrawn (withdrawal only).
 	Shortfall decimal.Decimal `json:"shortfall,omitzero"`
+	// Tax is the estimated tax of a withdrawal (see WithdrawalTax).
+	Tax *TaxEstimate `json:"tax_estimate,omitempty"`
 	// DepositToBands is, for an investment, the further deposit that,
 	// invested buy-only, would bring every sleeve inside its band (see
 	// DepositToBands): zero when the plan's free cash is enough, null when
@@ -572,7 +575,14 @@ func (pl *planner) flowReport(out *Plan) {
 	cf.Account = p.Accounts[a].Name
 	cf.FromCash = decimal.Max(decimal.Zero, f.withdrawn.Sub(cf.Traded))
 	cf.Withdrawn = f.withdrawn
+	cf.Tax = pl.withdrawalTax(out, a, f.withdrawn)
 	cf.Shortfall = f.amount.Sub(f.withdrawn)
+	for k := range out.Sleeves {
+		if r := &out.Sleeves[k]; r.BreachAfter && !pl.listed(out, r.Sleeve) {
+			out.Unresolved = append(out.Unresolved, Unresolved{Sleeve: r.Sleeve, WeightAfter: r.WeightAfter,
+				Reason: fmt.Sprintf("outside its band after the withdrawal, which only sells, in %s", cf.Account)})
+		}
+	}
 	if cf.Shortfall.Sign() > 0 {
 		why := "it holds nothing more that may be sold"
 		for i := 0; i < pl.nI; i++ {
@@ -820,3 +830,144 @@ func FirstInvestment(s *drift.Snapshot, rule *policy.PhaseIn, start time.Time) [
 
 // FirstInvestmentID is the ID of the cash phases of a first investment.
 const FirstInvestmentID = "first-investment"
+
+// TaxEstimate is the estimated federal tax of a withdrawal, in the policy
+// currency, rounded to cents (half away from zero). It is an estimate at
+// the policy's flat rates (tax.withdrawals), not a tax computation:
+// brackets, state taxes and the rest of the investor's income are not in
+// it.
+type TaxEstimate struct {
+	// Tax is the sum of the parts below.
+	Tax decimal.Decimal `json:"tax"`
+	// OrdinaryIncome is the tax on a distribution from a tax-deferred
+	// account: the amount withdrawn at the ordinary income rate.
+	OrdinaryIncome decimal.Decimal `json:"ordinary_income_tax"`
+	// Additional is the 10% additional tax on a distribution from a
+	// tax-deferred account before age 59½ (26 U.S.C. §72(t)), unless the
+	// account type is exempt.
+	Additional decimal.Decimal `json:"additional_tax"`
+	// CapitalGains is the tax on the gains the sells of a taxable account
+	// realize: short-term and long-term netted as Schedule D nets them,
+	// each net gain at its rate; a net loss gives none (see Notes).
+	CapitalGains decimal.Decimal `json:"capital_gains_tax"`
+	// Notes say what the estimate assumed or could not know.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// withdrawalTax estimates the tax of withdrawing amount from account a
+// with the orders of out.
+func (pl *planner) withdrawalTax(out *Plan, a int, amount decimal.Decimal) *TaxEstimate {
+	p := pl.p
+	var rules policy.Withdrawals
+	if p.Tax != nil {
+		rules = p.Tax.Withdrawals
+	}
+	e := &TaxEstimate{}
+	cents := func(d decimal.Decimal) decimal.Decimal { return d.Round(2) }
+	missing := func(key string) {
+		e.Notes = append(e.Notes, "tax.withdrawals."+key+" is not set: that part is estimated at 0")
+	}
+	t := p.Accounts[a].Type
+	switch {
+	case t == policy.AccountTaxable:
+		var g tax.Gains
+		unknown := false
+		for k := range out.Orders {
+			if o := &out.Orders[k]; o.Account == p.Accounts[a].Name && o.Side == Sell {
+				g = g.Add(o.Gains)
+				unknown = unknown || o.BasisUnknown
+			}
+		}
+		st, lt := g.NetShortTerm(), g.NetLongTerm()
+		// A net loss of one holding period offsets a net gain of the other.
+		switch {
+		case st.Sign() < 0 && lt.Sign() > 0:
+			st, lt = decimal.Zero, decimal.Max(decimal.Zero, lt.Add(st))
+		case lt.Sign() < 0 && st.Sign() > 0:
+			st, lt = decimal.Max(decimal.Zero, st.Add(lt)), decimal.Zero
+		}
+		stRate, hasST := rules.ShortTermRate, rules.HasShortTerm
+		if !hasST {
+			stRate, hasST = rules.OrdinaryRate, rules.HasOrdinary
+		}
+		if st.Sign() > 0 {
+			e.CapitalGains = e.CapitalGains.Add(st.Mul(stRate))
+			if !hasST {
+				missing("short_term_gains_rate")
+			}
+		}
+		if lt.Sign() > 0 {
+			e.CapitalGains = e.CapitalGains.Add(lt.Mul(rules.LongTermRate))
+			if !rules.HasLongTerm {
+				missing("long_term_gains_rate")
+			}
+		}
+		if net := g.Net(); net.Sign() < 0 {
+			e.Notes = append(e.Notes, fmt.Sprintf("a net capital loss of %s: it offsets other gains, and up to 3,000 a year of ordinary income (26 U.S.C. §1211(b))", cents(net.Neg())))
+		}
+		if unknown {
+			e.Notes = append(e.Notes, "some sells have no lots, so no cost basis: their gains are not in the estimate")
+		}
+	case t.TaxDeferred():
+		e.OrdinaryIncome = amount.Mul(rules.OrdinaryRate)
+		if !rules.HasOrdinary {
+			missing("ordinary_income_rate")
+		}
+		exempt := false
+		for _, x := range rules.PenaltyExempt {
+			exempt = exempt || x == t
+		}
+		date := pl.tradeDate()
+		switch {
+		case exempt:
+		case p.Investor == nil:
+			e.Additional = amount.Mul(additionalRate)
+			e.Notes = append(e.Notes, "investor.birth_date is not given: the 10% additional tax before age 59½ is assumed")
+		case date.Before(tax.DateOf(p.Investor.BirthDate.AddDate(59, 6, 0))):
+			e.Additional = amount.Mul(additionalRate)
+			e.Notes = append(e.Notes, fmt.Sprintf("before age 59½ (%s): 10%% additional tax unless an exception of 26 U.S.C. §72(t) applies", tax.DateOf(p.Investor.BirthDate.AddDate(59, 6, 0))))
+		}
+	default:
+		e.Notes = append(e.Notes, fmt.Sprintf("a %s distribution is taken to be qualified, so tax-free (Roth: after age 59½ and five years; HSA: medical expenses; 529: education)", t))
+	}
+	e.OrdinaryIncome, e.Additional, e.CapitalGains = cents(e.OrdinaryIncome), cents(e.Additional), cents(e.CapitalGains)
+	e.Tax = e.OrdinaryIncome.Add(e.Additional).Add(e.CapitalGains)
+	return e
+}
+
+// additionalRate is the additional tax on early distributions from
+// tax-deferred accounts (26 U.S.C. §72(t)).
+var additionalRate = decimal.New(1, -1)
+
+// tradeDate is the plan's trade date: that of its tax state, or the day
+// of its prices in UTC.
+func (pl *planner) tradeDate() tax.Date {
+	if pl.tx != nil {
+		return pl.tx.date
+	}
+	return tax.DateOf(pl.s.AsOf.UTC())
+}
+
+// WithdrawalAccount returns the account a withdrawal that names none
+// comes from: the first account in the order of tax.withdrawals (by
+// default taxable, then tax-deferred, then Roth, HSA and 529 accounts)
+// whose value above its reserve covers amount, or, when none does, the
+// one that holds the most.
+func WithdrawalAccount(s *drift.Snapshot, amount decimal.Decimal) int {
+	p := s.Book.Policy
+	order := p.WithdrawalOrder()
+	best, most := order[0], decimal.Zero
+	for _, a := range order {
+		v := s.FreeCash[a]
+		for i := range p.Instruments {
+			v = v.Add(s.Values[a][i])
+		}
+		if !v.LessThan(amount) {
+			return a
+		}
+		if v.GreaterThan(most) {
+			best, most = a, v
+		}
+	}
+	return best
+}

@@ -104,6 +104,10 @@ const (
 	// in another, leaving its sleeve unchanged, so that cash which cannot buy
 	// what is needed where it sits funds the buy in an account that may.
 	RuleRelocate Rule = "relocate"
+	// RuleRestoreSplit trades instruments inside one leaf sleeve whose
+	// split left the tolerance of bands.within_sleeve: the sleeve's weight
+	// is unchanged by them, so an account may buy and sell the sleeve.
+	RuleRestoreSplit Rule = "restore_split"
 	// RuleHarvest sells lots at a loss in a taxable account and buys the
 	// policy's substitute, of the same sleeve, with the proceeds.
 	RuleHarvest Rule = "harvest"
@@ -139,6 +143,7 @@ type Order struct {
 
 	account, instrument int
 	units               decimal.Decimal // Quantity / step
+	changed             bool            // the polish changed units, not yet Quantity and Notional
 }
 
 // SleeveReport is a sleeve's drift before the plan and its projected weight
@@ -246,8 +251,9 @@ func MakeWith(s *drift.Snapshot, o Options) *Plan {
 		pl.place()
 		pl.round()
 		pl.project()
-		if dest != policy.DestinationTarget {
-			pl.repair()
+		pl.polish()
+		if pl.harms() {
+			pl.withdrawAll()
 		}
 		if tx == nil {
 			return pl.finish()
@@ -318,6 +324,17 @@ type planner struct {
 	after      []decimal.Decimal // projected value per sleeve
 	totalAfter decimal.Decimal   // projected total
 	sameTotal  bool              // totalAfter equals T
+
+	// The polish (polish.go): the count of orders with steps, which
+	// sleeves are under their target after the plan, each sleeve's
+	// deviation, the allocation before the plan rated, and whether the
+	// orders found were all taken back because they did harm.
+	nOrders int
+	under   []bool
+	dev     []decimal.Decimal // per sleeve: after - target x total, during the polish
+	before  score
+	harmful bool
+	noPairs bool // the polish tries no pairs of orders (spendIdle)
 }
 
 func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *planner {
@@ -621,21 +638,7 @@ func (pl *planner) amounts() {
 		if !traded {
 			continue
 		}
-		rule := pl.ruleFor(si)
-		for _, i := range ps.Instruments {
-			pl.rule[i] = rule
-			wanted := pl.want[si]
-			if share := p.Instruments[i].Share; !isOne(share) {
-				wanted = wanted.Mul(share)
-			}
-			delta := sub(wanted, held[i])
-			switch delta.Sign() {
-			case 1:
-				pl.buy[i] = delta
-			case -1:
-				pl.sell[i] = delta.Neg()
-			}
-		}
+		pl.split(si)
 		if pl.tx != nil {
 			pl.keepOut(si)
 		}
@@ -669,6 +672,96 @@ func (pl *planner) amounts() {
 		given = given.Add(part)
 		pl.sell[i] = part
 		pl.rule[i] = RuleFundBuys
+	}
+}
+
+// split turns leaf sleeve si's desired value into amounts to buy and sell
+// of its instruments. The sleeve's weight is the policy; the split between
+// its instruments is a preference with its own tolerance
+// (policy.Sleeve.SplitTolerance). An instrument whose value lies outside
+// that tolerance of its share of the desired value is brought to its
+// share (restored); what the sleeve still needs or releases then goes to
+// the other instruments in proportion to how far each is from its share
+// on that side, so none is traded only to restore a split that is inside
+// its tolerance, and none is pushed past its share. The trades against
+// the sleeve's own direction, which only a restoration makes, carry
+// RuleRestoreSplit.
+func (pl *planner) split(si int) {
+	p := pl.p
+	ps := &p.Sleeves[si]
+	want, held := pl.want[si], pl.held
+	rule := pl.ruleFor(si)
+	if len(ps.Instruments) == 1 {
+		i := ps.Instruments[0]
+		pl.rule[i] = rule
+		pl.setDelta(i, sub(want, held[i]))
+		return
+	}
+	tol := ps.SplitTolerance()
+	n := len(ps.Instruments)
+	// share, then the delta, of each instrument; restored marks those
+	// outside the tolerance.
+	vals := make([]decimal.Decimal, 2*n)
+	shareOf, delta := vals[:n], vals[n:]
+	restored := make([]bool, n)
+	rest := want // what the sleeve still needs beyond the restored shares
+	for k, i := range ps.Instruments {
+		shareOf[k] = want.Mul(p.Instruments[i].Share)
+		gap := shareOf[k].Sub(held[i])
+		if gap.Abs().GreaterThan(tol.Mul(shareOf[k])) {
+			restored[k] = true
+			delta[k] = gap
+			rest = rest.Sub(shareOf[k])
+		} else {
+			rest = rest.Sub(held[i])
+		}
+	}
+	// rest goes to the others in proportion to their gaps on its side.
+	sign := rest.Sign()
+	gaps := decimal.Zero
+	last := -1
+	for k := range ps.Instruments {
+		if restored[k] {
+			continue
+		}
+		if g := shareOf[k].Sub(held[ps.Instruments[k]]); g.Sign() == sign && sign != 0 {
+			gaps = gaps.Add(g)
+			last = k
+		}
+	}
+	given := decimal.Zero
+	for k := range ps.Instruments {
+		if restored[k] || last < 0 {
+			continue
+		}
+		g := shareOf[k].Sub(held[ps.Instruments[k]])
+		if g.Sign() != sign {
+			continue
+		}
+		part := rest.Sub(given)
+		if k != last {
+			part = rest.Mul(g).DivRound(gaps, amountPlaces)
+		}
+		given = given.Add(part)
+		delta[k] = part
+	}
+	net := sub(want, pl.s.Sleeves[si].Value).Sign()
+	for k, i := range ps.Instruments {
+		pl.rule[i] = rule
+		if d := delta[k].Sign(); d != 0 && (d != net || net == 0 && d < 0) {
+			pl.rule[i] = RuleRestoreSplit
+		}
+		pl.setDelta(i, delta[k])
+	}
+}
+
+// setDelta records delta (positive: to buy) of instrument i.
+func (pl *planner) setDelta(i int, delta decimal.Decimal) {
+	switch delta.Sign() {
+	case 1:
+		pl.buy[i] = delta
+	case -1:
+		pl.sell[i] = delta.Neg()
 	}
 }
 
@@ -904,9 +997,7 @@ func (pl *planner) round() {
 			n++
 		}
 	}
-	if pl.dest != policy.DestinationTarget {
-		n += 4 // room for a few repair orders
-	}
+	n += 4 // room for a few orders of the polish
 	pl.orders = make([]Order, 0, n)
 	// cash is each account's cash minus its reserve: negative while the
 	// reserve is short, so that proceeds refill it before funding buys.
@@ -1050,43 +1141,6 @@ func (pl *planner) project() {
 	pl.sameTotal = pl.totalAfter.Equal(pl.T)
 }
 
-// repair adds single steps where a sleeve the plan should bring inside its
-// band still breaches because of rounding. A step that would push another
-// sleeve out of its band is taken back.
-func (pl *planner) repair() {
-	p := pl.p
-	for tries := 0; tries < 2*(len(pl.orders)+len(p.Sleeves)); tries++ {
-		before := pl.breachCount()
-		nudged := false
-		for si := range p.Sleeves {
-			ps := &p.Sleeves[si]
-			if !pl.s.Sleeves[si].Breach || !pl.outAfter(si) {
-				continue
-			}
-			targetValue := ps.Target.Mul(pl.totalAfter)
-			over := pl.after[si].GreaterThan(targetValue)
-			// gap is how far the sleeve lies beyond its band edge.
-			gap := pl.after[si].Sub(targetValue).Abs().Sub(ps.HalfWidth.Mul(pl.totalAfter))
-			orders := append([]Order(nil), pl.orders...)
-			cash := append([]decimal.Decimal(nil), pl.cash...)
-			if !pl.nudge(si, over, gap) {
-				continue
-			}
-			pl.project()
-			if pl.breachCount() > before {
-				pl.orders, pl.cash = orders, cash
-				pl.project()
-				continue
-			}
-			nudged = true
-			break
-		}
-		if !nudged {
-			return
-		}
-	}
-}
-
 // outAfter reports whether sleeve si lies outside its band after the
 // orders.
 func (pl *planner) outAfter(si int) bool {
@@ -1095,97 +1149,6 @@ func (pl *planner) outAfter(si int) bool {
 		return drift.OutOfBand(pl.after[si], d.TargetValue, d.HalfWidthValue)
 	}
 	return drift.Breaches(&pl.p.Sleeves[si], pl.after[si], pl.totalAfter)
-}
-
-// breachCount counts the sleeves outside their bands after the orders.
-func (pl *planner) breachCount() int {
-	n := 0
-	for si := range pl.p.Sleeves {
-		if pl.outAfter(si) {
-			n++
-		}
-	}
-	return n
-}
-
-// nudge adds the steps that move sleeve si back inside its band (by more
-// than gap) to one order, within holdings and cash: sells (over) or buys
-// (under) of an instrument in its subtree, on an existing order or as a new
-// order in an account that may trade it. For the cash sleeve it is the
-// reverse: too much cash wants more bought of an instrument still under its
-// target, too little more sold of one still over.
-func (pl *planner) nudge(si int, over bool, gap decimal.Decimal) bool {
-	p := pl.p
-	wantSell := over
-	if si == p.Cash {
-		wantSell = !over
-	}
-	eligible := func(i int) bool {
-		if !wantSell && !pl.mayBuy(i) {
-			return false
-		}
-		leaf := p.Instruments[i].Sleeve
-		if si != p.Cash {
-			return pl.within(leaf, si)
-		}
-		below := pl.after[leaf].LessThan(p.Sleeves[leaf].Target.Mul(pl.totalAfter))
-		return leaf != p.Cash && below != wantSell
-	}
-	for k := range pl.orders {
-		o := &pl.orders[k]
-		if (o.Side == Sell) != wantSell || !eligible(o.instrument) {
-			continue
-		}
-		if n := pl.steps(o.account, o.instrument, o.Quantity, wantSell, gap); n.Sign() > 0 {
-			pl.step(o.account, o.instrument, n, wantSell)
-			o.units = o.units.Add(n)
-			o.Quantity = pl.timesStep(o.instrument, o.units)
-			o.Notional = o.Quantity.Mul(o.Price)
-			return true
-		}
-	}
-	side := Buy
-	if wantSell {
-		side = Sell
-	}
-	for i := range p.Instruments {
-		if !eligible(i) {
-			continue
-		}
-		for a := range p.Accounts {
-			if pl.hasOrder(a, i) || (!wantSell && !p.Accounts[a].Allows(i)) {
-				continue
-			}
-			n := pl.steps(a, i, decimal.Zero, wantSell, gap)
-			if n.Sign() <= 0 || n.Mul(pl.unit[i]).LessThan(p.Rebalance.MinTrade) {
-				continue
-			}
-			pl.step(a, i, n, wantSell)
-			if pl.rule[i] == "" {
-				pl.rule[i] = pl.ruleFor(p.Instruments[i].Sleeve)
-			}
-			pl.addOrder(a, i, side, n, pl.timesStep(i, n), n.Mul(pl.unit[i]))
-			return true
-		}
-	}
-	return false
-}
-
-// steps returns how many more steps of instrument i account a should trade
-// on top of qty to move more than gap: as many as that takes, but no more
-// than its holding (sell) or its cash (buy) allows.
-func (pl *planner) steps(a, i int, qty decimal.Decimal, sell bool, gap decimal.Decimal) decimal.Decimal {
-	step := pl.p.Instruments[i].Step
-	unit := pl.unit[i]
-	want, _ := gap.QuoRem(unit, 0)
-	want = want.Add(oneUnit)
-	var most decimal.Decimal
-	if sell {
-		most, _ = pl.limit(a, i).Sub(qty).QuoRem(step, 0)
-	} else {
-		most, _ = pl.cash[a].QuoRem(unit, 0)
-	}
-	return decimal.Min(want, most)
 }
 
 // step moves account a's cash by n steps of instrument i.
@@ -1338,7 +1301,9 @@ func (pl *planner) unresolved(out *Plan) {
 	}
 	for si := range p.Sleeves {
 		var reason string
-		if pl.dest == policy.DestinationTarget {
+		if pl.harmful && out.Sleeves[si].BreachAfter {
+			reason = harmReason
+		} else if pl.dest == policy.DestinationTarget {
 			reason = gap[si]
 		} else if pl.s.Sleeves[si].Breach && out.Sleeves[si].BreachAfter {
 			reason = pl.firstBelow(si, gap)
@@ -1350,6 +1315,13 @@ func (pl *planner) unresolved(out *Plan) {
 			}
 			if reason == "" {
 				reason = "rounding to trading steps leaves it outside its band"
+			}
+		}
+		if reason == "" && out.Sleeves[si].BreachAfter && pl.flow == nil {
+			// Invariant 7: every sleeve out of band after the plan is listed
+			// (a cash flow's in flowReport).
+			if reason = pl.firstBelow(si, drop); reason == "" {
+				reason = pl.blocked(si)
 			}
 		}
 		if reason != "" {

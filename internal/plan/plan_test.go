@@ -66,6 +66,16 @@ func orderLines(p *plan.Plan) []string {
 	return out
 }
 
+// unresolvedOf returns p's unresolved entry for sleeve, or nil.
+func unresolvedOf(p *plan.Plan, sleeve string) *plan.Unresolved {
+	for k := range p.Unresolved {
+		if p.Unresolved[k].Sleeve == sleeve {
+			return &p.Unresolved[k]
+		}
+	}
+	return nil
+}
+
 // TestKnownAnswers checks plans worked out by hand.
 func TestKnownAnswers(t *testing.T) {
 	prices := stamp + `prices: {A: "100", B: "50"}`
@@ -127,20 +137,24 @@ func TestKnownAnswers(t *testing.T) {
 			want:     []string{"ira sell 10 A", "ira buy 20 B"},
 		},
 		{
-			// 10 shares of A is 1000; below min_trade 1500 nothing trades.
+			// 10 shares of A is 1000, below min_trade 1500: the orders to
+			// target are dropped. The polish then finds the smallest pair
+			// of orders at min_trade that brings both sleeves inside their
+			// bands: sell 15 A (1500), buy 30 B (1500): 55% / 45%.
 			name: "min_trade", destination: "target", minTrade: "1500",
 			accounts: "  ira: {type: traditional_ira}",
 			holdings: `ira: {cash: "0", positions: {A: "70", B: "60"}}`,
-			want:     []string{},
+			want:     []string{"ira sell 15 A", "ira buy 30 B"},
 		},
 		{
 			// The IRA may hold only A and has the cash; the taxable account may
-			// buy B but has nothing to sell but B itself: B stays short.
+			// buy B but has nothing to sell but B itself: B stays short, and
+			// cash (0% target) stays at 40%, out of its band.
 			name: "may_hold leaves a sleeve out", destination: "target", minTrade: "0",
 			accounts:   "  ira: {type: traditional_ira, may_hold: [A]}\n  tax: {type: taxable}",
 			holdings:   `ira: {cash: "4000", positions: {A: "60"}}` + "\n  " + `tax: {cash: "0", positions: {}}`,
 			want:       []string{},
-			unresolved: []string{"bonds"},
+			unresolved: []string{"bonds", "cash"},
 		},
 		{
 			// Idle cash in the IRA (which may not hold B) funds B in the

@@ -131,7 +131,7 @@ func checkInvariants(t testing.TB, b *portfolio.Book, p *plan.Plan) *drift.Snaps
 	return s
 }
 
-var cases = flag.Int("cases", 3000, "random portfolios TestRandomPortfolios plans")
+var cases = flag.Int("cases", 0, "random households TestRandomPortfolios and TestRandomHouseholds plan (0: 3,000 and 10,000)")
 
 // genCase builds a random but valid policy, holdings and prices.
 type genCase struct {
@@ -400,7 +400,10 @@ func tolerances(b *portfolio.Book) []decimal.Decimal {
 // households, and the destination guarantee (invariant 7) where no
 // may_hold constrains the accounts.
 func TestRandomPortfolios(t *testing.T) {
-	n := *cases
+	n := 3000
+	if *cases > 0 {
+		n = *cases
+	}
 	if testing.Short() {
 		n /= 10
 	}

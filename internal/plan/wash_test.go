@@ -89,7 +89,9 @@ func TestWashSaleBothWays(t *testing.T) {
 // TestWashSalePrefersAllowed: tx holds A at a loss (30 at 150) and at no
 // gain (30 at 100), the Roth 10 A it bought ten days ago: 70 A and 28 B
 // make 7000 + 1400 = 8400, of which stocks wants 5040: sell 19.6 A,
-// rounded up to 20, and buy 39 B with the 2000. Selling the 20 from the
+// rounded up to 20, and buy 40 B with the 2000 (39 to target; the polish
+// spends the 50 left: 5000 / 3400 / 0 is nearer 60/40 than
+// 5000 / 3350 / 50). Selling the 20 from the
 // lot at a loss would lose 10 × 50 = 500 for good (the Roth's 10 replace
 // them); the lot at no gain sells the same 20 A with no loss to
 // disallow, and the plan picks it.
@@ -107,7 +109,7 @@ func TestWashSalePrefersAllowed(t *testing.T) {
           - {quantity: "30", unit_cost: "100", acquired: 2025-01-10}
   roth: {cash: "0", positions: {A: "10"}}
 `, h)
-	wantOrders(t, p, "tx sell 20 A to_target", "tx buy 39 B to_target")
+	wantOrders(t, p, "tx sell 20 A to_target", "tx buy 40 B to_target")
 	if o := p.Orders[0]; o.WashSale != nil || len(o.Lots) != 1 || o.Lots[0].Lot != 1 {
 		t.Errorf("sell: lots %+v, wash sale %+v; want lot 1 (no gain) and no wash sale", o.Lots, o.WashSale)
 	}

@@ -31,6 +31,10 @@ const (
 	DefaultMaxAge = 15 * time.Minute
 )
 
+// DefaultConfirmAfter is how long a move beyond max_move (or a valuation
+// beyond limits.max_value_change) must persist before it is believed.
+const DefaultConfirmAfter = 5 * time.Minute
+
 // DefaultMaxMove is the largest move of a price from the last accepted one
 // that is taken without confirmation: 10%.
 var DefaultMaxMove = decimal.New(1, -1)
@@ -91,7 +95,7 @@ type compiler struct {
 func (c *compiler) compile(root *yaml.Node) {
 	r, p := c.r, c.p
 	f := r.Object(root, "", "policy", "currency", "targets", "bands", "rebalance", "prices", "limits", "instruments", "accounts",
-		"investor", "glide_path", "tilts", "tax", "asset_location", "correlation", "phase_in", "contributions")
+		"investor", "glide_path", "glide_bands", "tilts", "tax", "asset_location", "correlation", "phase_in", "contributions")
 	if s, ok := c.required(root, f, "", "policy"); ok {
 		if name, ok := r.String(s, "policy"); ok {
 			if !identifier.MatchString(name) {
@@ -122,6 +126,7 @@ func (c *compiler) compile(root *yaml.Node) {
 	p.derive()
 	c.investor(f["investor"])
 	c.glidePath(f["glide_path"])
+	c.glideBands(f["glide_bands"]) // strategy.go
 	if n, ok := c.required(root, f, "", "rebalance"); ok {
 		c.rebalance(n)
 	}
@@ -243,7 +248,7 @@ func (c *compiler) levelSum(n *yaml.Node, field string, sum decimal.Decimal, sum
 
 func (c *compiler) band(n *yaml.Node, field string, extra ...string) (Band, map[string]*yaml.Node) {
 	r := c.r
-	known := append([]string{"absolute", "relative"}, extra...)
+	known := append([]string{"absolute", "relative", "within_sleeve"}, extra...)
 	f := r.Object(n, field, known...)
 	var b Band
 	if v, ok := f["absolute"]; ok {
@@ -254,6 +259,9 @@ func (c *compiler) band(n *yaml.Node, field string, extra ...string) (Band, map[
 		if b.HasRelative && b.Relative.Sign() < 0 {
 			r.Errorf(v, strictyaml.Join(field, "relative"), "must not be negative")
 		}
+	}
+	if v, ok := f["within_sleeve"]; ok {
+		b.WithinSleeve, b.HasWithinSleeve = r.Percent(v, strictyaml.Join(field, "within_sleeve"), true)
 	}
 	_, hasA := f["absolute"]
 	_, hasR := f["relative"]
@@ -371,13 +379,21 @@ func (c *compiler) rebalance(n *yaml.Node) {
 // prices reads the optional price-safety rules; n is nil when absent.
 func (c *compiler) prices(n *yaml.Node) {
 	r, pr := c.r, &c.p.Prices
-	pr.MaxAge, pr.MaxMove = DefaultMaxAge, DefaultMaxMove
+	pr.MaxAge, pr.MaxMove, pr.ConfirmAfter = DefaultMaxAge, DefaultMaxMove, DefaultConfirmAfter
 	if n == nil {
 		return
 	}
-	f := r.Object(n, "prices", "max_age", "max_move")
+	f := r.Object(n, "prices", "max_age", "max_move", "confirm_after")
 	if v, ok := f["max_age"]; ok {
 		pr.MaxAge, _ = r.Duration(v, "prices.max_age")
+	}
+	if v, ok := f["confirm_after"]; ok {
+		if d, ok := r.Duration(v, "prices.confirm_after"); ok {
+			if d > 24*time.Hour {
+				r.Errorf(v, "prices.confirm_after", "want at most 24h, got %s", d)
+			}
+			pr.ConfirmAfter = d
+		}
 	}
 	if v, ok := f["max_move"]; ok {
 		if m, ok := r.Percent(v, "prices.max_move", false); ok {
@@ -396,7 +412,7 @@ func (c *compiler) limits(n *yaml.Node) {
 	if n == nil {
 		return
 	}
-	f := r.Object(n, "limits", "max_order_notional", "max_order_share", "max_turnover", "max_orders", "max_plans_per_day")
+	f := r.Object(n, "limits", "max_order_notional", "max_order_share", "max_turnover", "max_orders", "max_plans_per_day", "max_value_change")
 	if v, ok := f["max_order_notional"]; ok {
 		if d, ok := r.NonNegative(v, "limits.max_order_notional"); ok {
 			if d.Sign() == 0 {
@@ -419,6 +435,14 @@ func (c *compiler) limits(n *yaml.Node) {
 				r.Errorf(v, "limits.max_turnover", "want more than 0%% and at most 200%%")
 			}
 			l.MaxTurnover = d
+		}
+	}
+	if v, ok := f["max_value_change"]; ok {
+		if d, ok := r.Percent(v, "limits.max_value_change", false); ok {
+			if d.Sign() <= 0 || d.GreaterThan(decimal.NewFromInt(10)) {
+				r.Errorf(v, "limits.max_value_change", "want more than 0%% and at most 1000%%")
+			}
+			l.MaxValueChange = d
 		}
 	}
 	count := func(key string, dst *int) {

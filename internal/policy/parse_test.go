@@ -73,10 +73,10 @@ var badFiles = map[string][]string{
 		"phase_in_steps.bad.yml:12: phase_in.every: 8761 steps over 365d: at most 120",
 	},
 	"unknown_key.bad.yml": {
-		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts, investor, glide_path, tilts, tax, asset_location, correlation, phase_in, contributions)",
+		"unknown_key.bad.yml:3: owner: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts, investor, glide_path, glide_bands, tilts, tax, asset_location, correlation, phase_in, contributions)",
 		"unknown_key.bad.yml:6: targets.bonds.sleves: unknown field (known: weight, sleeves)",
 		"unknown_key.bad.yml:6: targets.bonds.sleeves: required field is missing (or write the weight alone, like bonds: 10%)",
-		"unknown_key.bad.yml:10: bands.relativ: unknown field (known: absolute, relative, sleeves)",
+		"unknown_key.bad.yml:10: bands.relativ: unknown field (known: absolute, relative, within_sleeve, sleeves)",
 		"unknown_key.bad.yml:13: rebalance.every: unknown field (known: trigger, schedule, check_every, cooldown, order_ttl, destination, min_trade)",
 		"unknown_key.bad.yml:15: instruments.VTI.weight: unknown field (known: sleeve, share, step)",
 		"unknown_key.bad.yml:18: accounts.roth.owner: unknown field (known: type, reserve, may_hold)",
@@ -92,13 +92,21 @@ var badFiles = map[string][]string{
 		`bad_daemon_fields.bad.yml:12: rebalance.order_ttl: want a positive duration like 5m or 1h, got "soon"`,
 		`bad_daemon_fields.bad.yml:14: prices.max_age: want a positive duration like 5m or 1h, got "-1m"`,
 		`bad_daemon_fields.bad.yml:15: prices.max_move: must be above 0%`,
-		`bad_daemon_fields.bad.yml:16: prices.stale: unknown field (known: max_age, max_move)`,
+		`bad_daemon_fields.bad.yml:16: prices.stale: unknown field (known: max_age, max_move, confirm_after)`,
 		`bad_daemon_fields.bad.yml:18: limits.max_order_notional: must be above 0 (leave it out for no absolute limit)`,
 		`bad_daemon_fields.bad.yml:19: limits.max_order_share: must be between 0% and 100%, got 120%`,
 		`bad_daemon_fields.bad.yml:20: limits.max_turnover: want more than 0% and at most 200%`,
 		`bad_daemon_fields.bad.yml:21: limits.max_orders: want a whole number from 1 to 10000, got 1.5`,
 		`bad_daemon_fields.bad.yml:22: limits.max_plans_per_day: want a whole number from 1 to 10000, got 0`,
-		`bad_daemon_fields.bad.yml:23: limits.max_loss: unknown field (known: max_order_notional, max_order_share, max_turnover, max_orders, max_plans_per_day)`,
+		`bad_daemon_fields.bad.yml:23: limits.max_loss: unknown field (known: max_order_notional, max_order_share, max_turnover, max_orders, max_plans_per_day, max_value_change)`,
+	},
+	"confirmation.bad.yml": {
+		`confirmation.bad.yml:12: prices.confirm_after: want a positive duration like 5m or 1h, got "0s"`,
+		`confirmation.bad.yml:14: limits.max_value_change: want more than 0% and at most 1000%`,
+	},
+	"confirmation_big.bad.yml": {
+		`confirmation_big.bad.yml:12: prices.confirm_after: want at most 24h, got 25h0m0s`,
+		`confirmation_big.bad.yml:14: limits.max_value_change: want more than 0% and at most 1000%`,
 	},
 	"bad_sum.bad.yml": {
 		"bad_sum.bad.yml:5: targets: level sums to 105%, want 100%",
@@ -234,8 +242,10 @@ var badFiles = map[string][]string{
 	},
 	"bad_band.bad.yml": {
 		"bad_band.bad.yml:9: bands.absolute: must be between 0% and 100%, got 150%",
-		"bad_band.bad.yml:11: bands.sleeves.stocks: set absolute, relative or both",
-		`bad_band.bad.yml:12: bands.sleeves.bonds: want a mapping, got "5%"`,
+		"bad_band.bad.yml:10: bands.within_sleeve: must be between 0% and 100%, got 120%",
+		"bad_band.bad.yml:12: bands.sleeves.stocks: set absolute, relative or both",
+		`bad_band.bad.yml:13: bands.sleeves.bonds: want a mapping, got "5%"`,
+		`bad_band.bad.yml:14: bands.sleeves.cash.within_sleeve: "ten" is not a percentage; write it like 55%`,
 	},
 	"bad_check_every.bad.yml": {
 		`bad_check_every.bad.yml:12: rebalance.check_every: want a positive duration like 5m or 1h, got "5 minutes"`,
@@ -548,11 +558,11 @@ func TestMinimalDefaults(t *testing.T) {
 		rb.Cooldown != DefaultCooldown || rb.OrderTTL != DefaultOrderTTL {
 		t.Errorf("Rebalance = %+v, want threshold with defaults", rb)
 	}
-	if p.Prices.MaxAge != DefaultMaxAge || !p.Prices.MaxMove.Equal(dec("0.1")) {
-		t.Errorf("Prices = %+v, want 15m and 10%%", p.Prices)
+	if p.Prices.MaxAge != DefaultMaxAge || !p.Prices.MaxMove.Equal(dec("0.1")) || p.Prices.ConfirmAfter != 5*time.Minute {
+		t.Errorf("Prices = %+v, want 15m, 10%% and 5m", p.Prices)
 	}
 	if l := p.Limits; !l.MaxOrderNotional.IsZero() || !l.MaxOrderShare.Equal(dec("0.25")) || !l.MaxTurnover.Equal(dec("1")) ||
-		l.MaxOrders != 100 || l.MaxPlansPerDay != 6 {
+		l.MaxOrders != 100 || l.MaxPlansPerDay != 6 || !l.MaxValueChange.Equal(dec("0.2")) {
 		t.Errorf("Limits = %+v, want the defaults", l)
 	}
 	for i, in := range p.Instruments {
@@ -581,12 +591,12 @@ func TestDaemonFields(t *testing.T) {
 	if rb.Cooldown != 4*time.Hour || rb.OrderTTL != 90*time.Minute || rb.CheckEvery != 10*time.Second {
 		t.Errorf("Rebalance = %+v, want cooldown 4h, order_ttl 1h30m, check_every 10s", rb)
 	}
-	if p.Prices.MaxAge != 2*time.Minute || !p.Prices.MaxMove.Equal(dec("0.075")) {
-		t.Errorf("Prices = %+v, want 2m and 7.5%%", p.Prices)
+	if p.Prices.MaxAge != 2*time.Minute || !p.Prices.MaxMove.Equal(dec("0.075")) || p.Prices.ConfirmAfter != 2*time.Minute {
+		t.Errorf("Prices = %+v, want 2m, 7.5%% and 2m", p.Prices)
 	}
 	l := p.Limits
 	if !l.MaxOrderNotional.Equal(dec("25000")) || !l.MaxOrderShare.Equal(dec("0.2")) || !l.MaxTurnover.Equal(dec("0.6")) ||
-		l.MaxOrders != 12 || l.MaxPlansPerDay != 2 {
+		l.MaxOrders != 12 || l.MaxPlansPerDay != 2 || !l.MaxValueChange.Equal(dec("0.35")) {
 		t.Errorf("Limits = %+v", l)
 	}
 }
@@ -1065,4 +1075,42 @@ func FuzzParsePolicy(f *testing.F) {
 		}
 		checkPolicy(t, p, "fuzz.yml", data)
 	})
+}
+
+// TestWithinSleeve: bands.within_sleeve sets the split tolerance of the
+// sleeves it covers; without it, a sleeve's split tolerance is its own
+// relative band (half-width / target).
+func TestWithinSleeve(t *testing.T) {
+	const doc = `policy: w
+currency: USD
+targets: {stocks: 60%%, bonds: 40%%, cash: 0%%}
+bands:
+  absolute: 5%%
+%s
+rebalance: {trigger: threshold}
+instruments:
+  A: {sleeve: stocks}
+  B: {sleeve: bonds}
+accounts: {ira: {type: roth_ira}}
+`
+	for _, tt := range []struct{ bands, stocks, bonds string }{
+		// 5 points of 60% and of 40%.
+		{"", "0.08333333", "0.125"},
+		{"  within_sleeve: 10%", "0.1", "0.1"},
+		{"  within_sleeve: 10%\n  sleeves: {bonds: {absolute: 2%, within_sleeve: 30%}}", "0.1", "0.3"},
+		// An override without within_sleeve replaces the rule: bonds falls
+		// back to its own relative band, 2 points of 40%.
+		{"  within_sleeve: 10%\n  sleeves: {bonds: {absolute: 2%}}", "0.1", "0.05"},
+	} {
+		p, err := Parse("w.yml", []byte(fmt.Sprintf(doc, tt.bands)))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.bands, err)
+		}
+		if got := p.Sleeves[0].SplitTolerance(); !got.Equal(dec(tt.stocks)) {
+			t.Errorf("%q: stocks split tolerance %s, want %s", tt.bands, got, tt.stocks)
+		}
+		if got := p.Sleeves[1].SplitTolerance(); !got.Equal(dec(tt.bonds)) {
+			t.Errorf("%q: bonds split tolerance %s, want %s", tt.bands, got, tt.bonds)
+		}
+	}
 }

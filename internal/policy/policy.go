@@ -103,6 +103,9 @@ type Policy struct {
 	// without one. Sleeves keep the weights of targets: the effective
 	// weights on a date are computed from the rows (package targets).
 	GlidePath []GlideRow
+	// GlideBands is the glide path as a table of age bands (strategy.go);
+	// nil without one. A policy has GlidePath or GlideBands, not both.
+	GlideBands *GlideBands
 	// Tilts are the tactical tilts in file order, active or expired.
 	Tilts []Tilt
 	// Correlation is the correlation watch (correlation.go); nil without
@@ -150,6 +153,20 @@ type Sleeve struct {
 	Line        int
 }
 
+// SplitTolerance returns the tolerance of the split between the sleeve's
+// instruments, relative to each instrument's share: bands.within_sleeve
+// when set, else the sleeve's half-width divided by its target (zero for
+// a 0% target).
+func (s *Sleeve) SplitTolerance() decimal.Decimal {
+	switch {
+	case s.Band.HasWithinSleeve:
+		return s.Band.WithinSleeve
+	case s.Target.Sign() > 0:
+		return s.HalfWidth.DivRound(s.Target, 8)
+	}
+	return decimal.Zero
+}
+
 // Leaf reports whether the sleeve has no sub-sleeves.
 func (s *Sleeve) Leaf() bool { return len(s.Children) == 0 }
 
@@ -161,6 +178,14 @@ type Band struct {
 	HasAbsolute bool
 	Relative    decimal.Decimal
 	HasRelative bool
+	// WithinSleeve is the tolerance of the split between the instruments
+	// of a leaf sleeve, relative to each instrument's share: an instrument
+	// of share s in a sleeve worth W is inside it while
+	// |value - s x W| <= WithinSleeve x s x W. Without it
+	// (HasWithinSleeve false) the sleeve's own relative band applies:
+	// its half-width divided by its target (see Sleeve.SplitTolerance).
+	WithinSleeve    decimal.Decimal
+	HasWithinSleeve bool
 }
 
 // HalfWidth returns the half-width of the band around target.
@@ -238,26 +263,35 @@ type Limits struct {
 	MaxOrders int
 	// MaxPlansPerDay caps the plans published in any 24 hours.
 	MaxPlansPerDay int
+	// MaxValueChange is the largest move of the investable total from
+	// the last accepted valuation (a fraction) that is planned on without
+	// confirmation; a larger one holds planning until it persists for
+	// PriceRules.ConfirmAfter.
+	MaxValueChange decimal.Decimal
 }
 
 // DefaultLimits are the limits of a policy that sets none: one order at
 // most 25% of the portfolio, a plan's orders at most 100% of it in total
-// (a complete swap of half the portfolio), 100 orders, 6 plans a day.
+// (a complete swap of half the portfolio), 100 orders, 6 plans a day, and
+// a valuation at most 20% away from the last accepted one.
 func DefaultLimits() Limits {
 	return Limits{
 		MaxOrderShare:  decimal.New(25, -2),
 		MaxTurnover:    decimal.NewFromInt(1),
 		MaxOrders:      100,
 		MaxPlansPerDay: 6,
+		MaxValueChange: decimal.New(2, -1),
 	}
 }
 
 // PriceRules say which prices the daemon may plan on: none older than
 // MaxAge, and none that moved more than MaxMove (a fraction) from the last
-// accepted price until a later quote confirms it.
+// accepted price until the move is confirmed: it persisted for
+// ConfirmAfter, or a second feed reports it.
 type PriceRules struct {
-	MaxAge  time.Duration
-	MaxMove decimal.Decimal
+	MaxAge       time.Duration
+	MaxMove      decimal.Decimal
+	ConfirmAfter time.Duration
 }
 
 // Investor is the person whose age drives a glide path.
@@ -301,7 +335,9 @@ type Tilt struct {
 
 // HasStrategy reports whether the policy has a glide path or tilts, so
 // that its effective targets may differ from Sleeves on some date.
-func (p *Policy) HasStrategy() bool { return len(p.GlidePath) > 0 || len(p.Tilts) > 0 }
+func (p *Policy) HasStrategy() bool {
+	return len(p.GlidePath) > 0 || p.GlideBands != nil || len(p.Tilts) > 0
+}
 
 // Levels returns the sibling groups of the sleeve tree: the top-level
 // sleeves first, then the children of each sleeve with sub-sleeves, in

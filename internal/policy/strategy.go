@@ -334,6 +334,16 @@ func (c *compiler) mayBeTargeted() []bool {
 			weighted[i] = weighted[i] || g.Local[i].Sign() > 0
 		}
 	}
+	if g := p.GlideBands; g != nil {
+		for _, b := range g.Bands {
+			for _, s := range b.Sleeves {
+				weighted[s.Sleeve] = weighted[s.Sleeve] || s.Target.Sign() > 0
+				for j, w := range s.Split {
+					weighted[j] = weighted[j] || w.Sign() > 0
+				}
+			}
+		}
+	}
 	for _, t := range p.Tilts {
 		if t.Delta.Sign() > 0 {
 			weighted[t.Sleeve] = true
@@ -355,4 +365,300 @@ func (c *compiler) mayBeTargeted() []bool {
 		}
 	}
 	return out
+}
+
+// GlideBands is the glide path written as the investor's table of age
+// bands (glide_bands): per band of ages, a range for some top-level
+// sleeves (the tolerance band in that age band; the target its midpoint
+// unless given) and the split inside them. Sleeves a band does not name
+// share the rest of their level in the proportions of targets.
+type GlideBands struct {
+	// Bands are contiguous and by increasing age: each band's From is the
+	// previous band's To. Only the last may be open (Open, "60+").
+	Bands []AgeBand
+	// Lower says that an age two bands share belongs to the band ending
+	// there (boundary: lower); by default it belongs to the band starting
+	// there (boundary: upper).
+	Lower bool
+	// Ramp, when positive, is a span of years over which the weights move
+	// linearly from one band's to the next instead of stepping: the Ramp
+	// years before the boundary (ending at it, where the upper band holds)
+	// or, with Lower, the Ramp years after it.
+	Ramp decimal.Decimal
+	Line int
+}
+
+// AgeBand is one band of ages of GlideBands.
+type AgeBand struct {
+	From, To decimal.Decimal
+	Open     bool
+	Sleeves  []BandSleeve
+	Line     int
+}
+
+// BandSleeve is what an age band sets for one top-level sleeve.
+type BandSleeve struct {
+	Sleeve int
+	// Low and High are the range (fractions of the portfolio); Target is
+	// inside it: the midpoint unless the file gives one.
+	Low, High, Target decimal.Decimal
+	// Split is the weight of each sub-sleeve within the sleeve, indexed
+	// like Policy.Sleeves (zero elsewhere); nil keeps the split of
+	// targets. A split names sub-sleeves of one level only.
+	Split []decimal.Decimal
+	Line  int
+}
+
+// glideBands reads the optional glide_bands block; n is nil when absent.
+// It needs the investor block, read before it.
+func (c *compiler) glideBands(n *yaml.Node) {
+	if n == nil {
+		return
+	}
+	r, p := c.r, c.p
+	const field = "glide_bands"
+	f := r.Object(n, field, "boundary", "ramp_years", "bands")
+	g := &GlideBands{Line: n.Line}
+	ok := plainMapping(n) && c.treeOK
+	if len(p.GlidePath) > 0 {
+		r.Errorf(n, field, "give glide_path or glide_bands, not both")
+		ok = false
+	}
+	if p.Investor == nil && !c.investorGiven {
+		r.Errorf(n, field, "needs investor.birth_date: the bands' ages are counted from it")
+		ok = false
+	}
+	if v, found := f["boundary"]; found {
+		if s, read := r.String(v, field+".boundary"); read {
+			switch s {
+			case "upper":
+			case "lower":
+				g.Lower = true
+			default:
+				r.Errorf(v, field+".boundary", "want upper (an age two bands share belongs to the band starting there) or lower, got %q", s)
+				ok = false
+			}
+		}
+	}
+	if v, found := f["ramp_years"]; found {
+		d, read := r.Decimal(v, field+".ramp_years")
+		if read && d.Sign() < 0 {
+			r.Errorf(v, field+".ramp_years", "must not be negative, got %s", d)
+			read = false
+		}
+		g.Ramp, ok = d, ok && read
+	}
+	v, found := c.required(n, f, field, "bands")
+	if !found {
+		return
+	}
+	items := r.Sequence(v, field+".bands")
+	if v.Kind == yaml.SequenceNode && len(items) == 0 {
+		r.Errorf(v, field+".bands", "no bands")
+		ok = false
+	}
+	for k, item := range items {
+		b, read := c.ageBand(item, fmt.Sprintf("%s.bands[%d]", field, k), k == len(items)-1)
+		ok = ok && read
+		if !read {
+			continue
+		}
+		if k > 0 && len(g.Bands) == k {
+			prev := g.Bands[k-1]
+			if !b.From.Equal(prev.To) {
+				r.Errorf(item, fmt.Sprintf("%s.bands[%d].ages", field, k), "starts at %s, but the band before ends at %s (line %d): bands must follow each other", b.From, prev.To, prev.Line)
+				ok = false
+			}
+		}
+		if g.Ramp.Sign() > 0 && !b.Open && b.To.Sub(b.From).LessThan(g.Ramp) {
+			r.Errorf(item, field+".ramp_years", "%s years is longer than the band %s-%s (line %d): ramps must not overlap", g.Ramp, b.From, b.To, b.Line)
+			ok = false
+		}
+		g.Bands = append(g.Bands, b)
+	}
+	if ok {
+		p.GlideBands = g
+	}
+}
+
+// ageBand reads one band: ages ("20-35", or "60+" for the last) and, per
+// top-level sleeve, {range, target, split}.
+func (c *compiler) ageBand(n *yaml.Node, field string, last bool) (AgeBand, bool) {
+	r, p := c.r, c.p
+	b := AgeBand{Line: n.Line}
+	entries := r.Entries(n, field)
+	if !plainMapping(n) {
+		return b, false
+	}
+	ok, hasAges := true, false
+	named := map[int]bool{}
+	sum := decimal.Zero
+	for _, e := range entries {
+		fieldK := strictyaml.Join(field, e.Key)
+		if e.Key == "ages" {
+			hasAges = true
+			ok = c.ages(e.Value, fieldK, last, &b) && ok
+			continue
+		}
+		i, known := p.sleeveIndex[e.Key]
+		switch {
+		case !known:
+			r.Errorf(e.KeyNode, fieldK, "no sleeve %q in targets (a band gives ages and top-level sleeves: %s)", e.Key, c.levelNames(-1))
+			ok = false
+			continue
+		case p.Sleeves[i].Parent >= 0:
+			r.Errorf(e.KeyNode, fieldK, "%q is not a top-level sleeve: give its share in its parent's split", e.Key)
+			ok = false
+			continue
+		}
+		s, read := c.bandSleeve(e.Value, fieldK, i)
+		ok = ok && read
+		named[i] = true
+		sum = sum.Add(s.Target)
+		b.Sleeves = append(b.Sleeves, s)
+	}
+	if !hasAges {
+		r.Errorf(n, strictyaml.Join(field, "ages"), "required field is missing (like 20-35, or 60+ for the last band)")
+		ok = false
+	}
+	if !ok {
+		return b, false
+	}
+	// The sleeves not named share what is left in their proportions of
+	// targets; with none left to share, the named targets must make 100%.
+	rest, restWeight := one.Sub(sum), decimal.Zero
+	for _, i := range c.level(-1) {
+		if !named[i] {
+			restWeight = restWeight.Add(p.Sleeves[i].Local)
+		}
+	}
+	switch {
+	case rest.Sign() < 0:
+		r.Errorf(n, field, "the targets of the band's sleeves sum to %s%%, more than 100%%", sum.Shift(2))
+		ok = false
+	case rest.Sign() > 0 && restWeight.IsZero():
+		r.Errorf(n, field, "the targets of the band's sleeves sum to %s%% and no other sleeve has a weight in targets to take the rest", sum.Shift(2))
+		ok = false
+	}
+	return b, ok
+}
+
+// ages reads a band's ages: "A-B" (A < B) or, for the last band, "A+".
+func (c *compiler) ages(n *yaml.Node, field string, last bool, b *AgeBand) bool {
+	s, ok := c.r.Scalar(n, field)
+	if !ok {
+		return false
+	}
+	s = strings.TrimSpace(s)
+	bad := func() bool {
+		c.r.Errorf(n, field, "want ages like 20-35 (from 20 to 35 years), or 60+ for the last band, got %q", s)
+		return false
+	}
+	from, to, found := strings.Cut(s, "-")
+	if !found {
+		var plus bool
+		from, plus = strings.CutSuffix(s, "+")
+		if !plus {
+			return bad()
+		}
+		if !last {
+			c.r.Errorf(n, field, "only the last band may be open (%s)", s)
+			return false
+		}
+		b.Open = true
+	}
+	var err error
+	if b.From, err = decimal.NewFromString(strings.TrimSpace(from)); err != nil || b.From.Sign() < 0 || b.From.GreaterThan(decimal.NewFromInt(maxAge)) {
+		return bad()
+	}
+	if b.Open {
+		return true
+	}
+	if b.To, err = decimal.NewFromString(strings.TrimSpace(to)); err != nil || !b.To.GreaterThan(b.From) || b.To.GreaterThan(decimal.NewFromInt(maxAge)) {
+		return bad()
+	}
+	return true
+}
+
+// bandSleeve reads {range: 20%-30%, target: 25%, split: {...}} for
+// top-level sleeve i.
+func (c *compiler) bandSleeve(n *yaml.Node, field string, i int) (BandSleeve, bool) {
+	r, p := c.r, c.p
+	s := BandSleeve{Sleeve: i, Line: n.Line}
+	f := r.Object(n, field, "range", "target", "split")
+	if !plainMapping(n) {
+		return s, false
+	}
+	ok := true
+	if v, found := c.required(n, f, field, "range"); found {
+		text, read := r.Scalar(v, strictyaml.Join(field, "range"))
+		lo, hi, cut := strings.Cut(text, "-")
+		var err1, err2 error
+		if read && cut {
+			s.Low, err1 = strictyaml.ParsePercent(strings.TrimSpace(lo))
+			s.High, err2 = strictyaml.ParsePercent(strings.TrimSpace(hi))
+		}
+		if !read || !cut || err1 != nil || err2 != nil || s.Low.Sign() < 0 || s.High.LessThan(s.Low) || s.High.GreaterThan(one) {
+			if read {
+				r.Errorf(v, strictyaml.Join(field, "range"), "want a range like 20%%-30%% within 0%%-100%%, got %q", text)
+			}
+			ok = false
+		}
+	} else {
+		ok = false
+	}
+	if ok {
+		s.Target = s.Low.Add(s.High).Div(decimal.NewFromInt(2))
+	}
+	if v, found := f["target"]; found {
+		t, read := r.Percent(v, strictyaml.Join(field, "target"), true)
+		if read && ok && (t.LessThan(s.Low) || t.GreaterThan(s.High)) {
+			r.Errorf(v, strictyaml.Join(field, "target"), "%s is outside the range %s%%-%s%%", strings.TrimSpace(v.Value), s.Low.Shift(2), s.High.Shift(2))
+			read = false
+		}
+		s.Target, ok = t, ok && read
+	}
+	if v, found := f["split"]; found {
+		if p.Sleeves[i].Leaf() {
+			r.Errorf(v, strictyaml.Join(field, "split"), "sleeve %q has no sub-sleeves in targets", p.Sleeves[i].Path)
+			return s, false
+		}
+		s.Split = make([]decimal.Decimal, len(p.Sleeves))
+		sum := decimal.Zero
+		sumOK := true
+		for _, e := range r.Entries(v, strictyaml.Join(field, "split")) {
+			fk := strictyaml.Join(field, "split."+e.Key)
+			j, known := p.sleeveIndex[p.Sleeves[i].Path+"/"+e.Key]
+			if !known || p.Sleeves[j].Parent != i {
+				r.Errorf(e.KeyNode, fk, "no sub-sleeve %q of %q in targets (%s)", e.Key, p.Sleeves[i].Path, c.levelNames(i))
+				sumOK = false
+				continue
+			}
+			w, read := r.Percent(e.Value, fk, true)
+			sumOK = sumOK && read
+			s.Split[j] = w
+			sum = sum.Add(w)
+		}
+		if sumOK && !sum.Equal(one) {
+			r.Errorf(v, strictyaml.Join(field, "split"), "the split sums to %s%%, want 100%% (a sub-sleeve left out gets 0%%)", sum.Shift(2))
+			sumOK = false
+		}
+		ok = ok && sumOK
+	}
+	return s, ok
+}
+
+// WithHalfWidths returns a copy of p whose sleeves at the given indices
+// have an absolute tolerance band of the given half-width (a fraction of
+// the portfolio): the ranges of glide_bands, applied to the effective
+// targets. p is unchanged.
+func (p *Policy) WithHalfWidths(halfWidths map[int]decimal.Decimal) *Policy {
+	q := *p
+	q.Sleeves = make([]Sleeve, len(p.Sleeves))
+	copy(q.Sleeves, p.Sleeves)
+	for i, hw := range halfWidths {
+		q.Sleeves[i].Band = Band{Absolute: hw, HasAbsolute: true}
+	}
+	q.derive()
+	return &q
 }

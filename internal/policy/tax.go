@@ -29,11 +29,19 @@ import (
 //	    min_loss: "500"               # currency; and/or
 //	    min_loss_pct: 5%              # of the lot's cost basis
 //	    substitutes: {VXUS: IXUS}     # an instrument of the same sleeve
+//	  withdrawals:
+//	    order: [taxable, traditional_ira, roth_ira]  # account names or types
+//	    ordinary_income_rate: 24%     # tax-deferred distributions, short-term gains
+//	    long_term_gains_rate: 15%
+//	    short_term_gains_rate: 24%    # default: ordinary_income_rate
+//	    penalty_exempt: [457b]        # types without the 10% additional tax
 //
 // Sleeves are named by path, instruments by symbol, both as the policy
 // lists them; package tax documents the options (tax.Options).
 type TaxRules struct {
 	tax.Options
+	// Withdrawals are the rules of tax-aware withdrawals (withdrawals:).
+	Withdrawals Withdrawals
 	// Zone is the time zone of time_zone, in which the trade date of a
 	// plan is taken from the time of its prices: holding periods and
 	// wash-sale windows count calendar days there. UTC by default.
@@ -84,7 +92,8 @@ func (c *compiler) tax(n *yaml.Node) {
 	// nodes maps the field names of tax.Options.Validate's messages to
 	// the nodes they were read from, for the line of each problem.
 	nodes := map[string]*yaml.Node{}
-	f := r.Object(n, "tax", "time_zone", "short_term_gains", "wait_long_term_days", "wash_sale", "harvest")
+	f := r.Object(n, "tax", "time_zone", "short_term_gains", "wait_long_term_days", "wash_sale", "harvest", "withdrawals")
+	t.Withdrawals = c.withdrawals(f["withdrawals"])
 	if v, ok := f["time_zone"]; ok {
 		if s, ok := r.String(v, "tax.time_zone"); ok {
 			loc, err := time.LoadLocation(s)
@@ -334,6 +343,157 @@ func (c *compiler) accountNames() string {
 	names := make([]string, len(c.p.Accounts))
 	for a := range c.p.Accounts {
 		names[a] = c.p.Accounts[a].Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// Withdrawals are the rules of tax-aware withdrawals: which account pays
+// first, and the rates that estimate the tax of a withdrawal.
+type Withdrawals struct {
+	// Order lists the accounts a withdrawal that names none comes from,
+	// most preferred first: every account of the policy, by default the
+	// taxable ones, then the tax-deferred ones, then Roth, HSA and 529
+	// accounts, each group in file order.
+	Order []int
+	// OrdinaryRate taxes distributions from tax-deferred accounts (and
+	// short-term gains unless ShortTermRate is set); LongTermRate taxes
+	// long-term gains. Zero when not set: the estimate is then 0 for that
+	// part, and the plan says the rate is missing.
+	OrdinaryRate, LongTermRate, ShortTermRate decimal.Decimal
+	HasOrdinary, HasLongTerm, HasShortTerm    bool
+	// PenaltyExempt are the account types whose distributions before age
+	// 59½ carry no 10% additional tax (26 U.S.C. §72(t) does not apply to
+	// governmental 457(b) plans: 457b by default).
+	PenaltyExempt []AccountType
+}
+
+// TaxDeferred reports whether distributions from accounts of type t are
+// ordinary income in full: traditional, SEP and SIMPLE IRAs, traditional
+// 401(k), 403(b) and 457(b) plans.
+func (t AccountType) TaxDeferred() bool {
+	switch t {
+	case AccountTraditionalIRA, AccountSEPIRA, AccountSimpleIRA, AccountTraditional401k, Account403b, Account457b:
+		return true
+	}
+	return false
+}
+
+// withdrawalRank orders account types for withdrawals: taxable, then
+// tax-deferred, then the others (Roth, HSA, 529).
+func withdrawalRank(t AccountType) int {
+	switch {
+	case t == AccountTaxable:
+		return 0
+	case t.TaxDeferred():
+		return 1
+	}
+	return 2
+}
+
+// withdrawals reads tax.withdrawals; n is nil when absent. It needs the
+// accounts, read before the tax block.
+func (c *compiler) withdrawals(n *yaml.Node) Withdrawals {
+	r, p := c.r, c.p
+	w := Withdrawals{PenaltyExempt: []AccountType{Account457b}}
+	const field = "tax.withdrawals"
+	f := map[string]*yaml.Node{}
+	if n != nil {
+		f = r.Object(n, field, "order", "ordinary_income_rate", "long_term_gains_rate", "short_term_gains_rate", "penalty_exempt")
+	}
+	for _, rate := range []struct {
+		key string
+		d   *decimal.Decimal
+		has *bool
+	}{{"ordinary_income_rate", &w.OrdinaryRate, &w.HasOrdinary}, {"long_term_gains_rate", &w.LongTermRate, &w.HasLongTerm}, {"short_term_gains_rate", &w.ShortTermRate, &w.HasShortTerm}} {
+		if v, ok := f[rate.key]; ok {
+			*rate.d, *rate.has = r.Percent(v, strictyaml.Join(field, rate.key), true)
+		}
+	}
+	if v, ok := f["penalty_exempt"]; ok {
+		w.PenaltyExempt = nil
+		for _, item := range r.Sequence(v, field+".penalty_exempt") {
+			if s, ok := r.String(item, field+".penalty_exempt"); ok {
+				if !containsType(AccountTypes, AccountType(s)) {
+					r.Errorf(item, field+".penalty_exempt", "%q is not an account type (%s)", s, typeNames())
+					continue
+				}
+				w.PenaltyExempt = append(w.PenaltyExempt, AccountType(s))
+			}
+		}
+	}
+	if v, ok := f["order"]; ok {
+		seen := map[int]bool{}
+		for _, item := range r.Sequence(v, field+".order") {
+			s, ok := r.String(item, field+".order")
+			if !ok {
+				continue
+			}
+			if a, ok := p.accountIndex[s]; ok {
+				if !seen[a] {
+					w.Order, seen[a] = append(w.Order, a), true
+				}
+				continue
+			}
+			if !containsType(AccountTypes, AccountType(s)) {
+				r.Errorf(item, field+".order", "%q is neither an account nor an account type", s)
+				continue
+			}
+			for a := range p.Accounts {
+				if p.Accounts[a].Type == AccountType(s) && !seen[a] {
+					w.Order, seen[a] = append(w.Order, a), true
+				}
+			}
+		}
+		// The accounts not listed come last, in the default order.
+		for _, a := range defaultOrder(p) {
+			if !seen[a] {
+				w.Order = append(w.Order, a)
+			}
+		}
+	} else {
+		w.Order = defaultOrder(p)
+	}
+	return w
+}
+
+// WithdrawalOrder returns the accounts a withdrawal that names none comes
+// from, most preferred first: tax.withdrawals.order, or by default the
+// taxable accounts, then the tax-deferred ones, then the others (Roth,
+// HSA, 529), each group in file order.
+func (p *Policy) WithdrawalOrder() []int {
+	if p.Tax != nil && len(p.Tax.Withdrawals.Order) == len(p.Accounts) {
+		return p.Tax.Withdrawals.Order
+	}
+	return defaultOrder(p)
+}
+
+// defaultOrder returns the accounts in the default order of withdrawals.
+func defaultOrder(p *Policy) []int {
+	var out []int
+	for rank := 0; rank < 3; rank++ {
+		for a := range p.Accounts {
+			if withdrawalRank(p.Accounts[a].Type) == rank {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+func containsType(ts []AccountType, t AccountType) bool {
+	for _, x := range ts {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// typeNames lists the account types for messages.
+func typeNames() string {
+	names := make([]string, len(AccountTypes))
+	for i, t := range AccountTypes {
+		names[i] = string(t)
 	}
 	return strings.Join(names, ", ")
 }

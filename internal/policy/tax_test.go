@@ -85,11 +85,59 @@ func TestTaxErrors(t *testing.T) {
 		`tax_errors.yml:26: tax.harvest.min_loss_pct: must be between 0% and 100%, got 150%`,
 		`tax_errors.yml:27: tax.harvest.substitutes.VTI: BND fills sleeve "bonds", VTI fills "stocks": a substitute must fill the same sleeve, so that harvesting keeps the sleeve's weight`,
 		`tax_errors.yml:27: tax.harvest.substitutes.BND: the substitute must be another instrument, got "BND"`,
-		`tax_errors.yml:28: tax.since: unknown field (known: time_zone, short_term_gains, wait_long_term_days, wash_sale, harvest)`,
+		`tax_errors.yml:28: tax.since: unknown field (known: time_zone, short_term_gains, wait_long_term_days, wash_sale, harvest, withdrawals)`,
 		`tax_errors.yml:30: asset_location.bonds: "k401" is neither an account nor the type of one (accounts: roth, taxable)`,
 		`tax_errors.yml:30: asset_location.bonds: account roth is listed twice`,
 		`tax_errors.yml:31: asset_location.cash: the cash sleeve is never bought: it needs no location`,
 		`tax_errors.yml:32: asset_location.gold: no sleeve "gold" in targets (known: stocks, bonds, cash)`,
 		`tax_errors.yml:33: asset_location.stocks: want at least one account`,
 	})
+}
+
+// TestWithdrawalRules: tax.withdrawals reads its rates, its order (names
+// and types; the accounts left out follow in the default order) and the
+// types exempt from the additional tax; mistakes name their field.
+func TestWithdrawalRules(t *testing.T) {
+	base, err := os.ReadFile("testdata/tax.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	with := func(block string) (*Policy, error) {
+		return Parse("tax.yml", []byte(strings.Replace(string(base), "\ntax:\n", "\ntax:\n  withdrawals: "+block+"\n", 1)))
+	}
+	names := func(p *Policy, order []int) string {
+		var out []string
+		for _, a := range order {
+			out = append(out, p.Accounts[a].Name)
+		}
+		return strings.Join(out, ",")
+	}
+	p, err := with(`{order: [roth_ira, k401], ordinary_income_rate: 24%, long_term_gains_rate: 15%, penalty_exempt: [403b]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := p.Tax.Withdrawals
+	if !w.HasOrdinary || !w.OrdinaryRate.Equal(dec("0.24")) || !w.LongTermRate.Equal(dec("0.15")) || w.HasShortTerm ||
+		len(w.PenaltyExempt) != 1 || w.PenaltyExempt[0] != Account403b {
+		t.Errorf("withdrawals = %+v", w)
+	}
+	// Listed first roth (the roth_ira type) and k401; then the others in
+	// the default order: taxable, then the tax-deferred ira.
+	if got := names(p, p.WithdrawalOrder()); got != "roth,k401,taxable,ira" {
+		t.Errorf("order = %s", got)
+	}
+	def, _ := with(`{}`)
+	if got := names(def, def.WithdrawalOrder()); got != "taxable,k401,ira,roth" {
+		t.Errorf("default order = %s", got)
+	}
+	for block, want := range map[string]string{
+		`{order: [nobody]}`:            `tax.withdrawals.order: "nobody" is neither an account nor an account type`,
+		`{ordinary_income_rate: 120%}`: "tax.withdrawals.ordinary_income_rate: must be between 0% and 100%",
+		`{penalty_exempt: [pension]}`:  `tax.withdrawals.penalty_exempt: "pension" is not an account type`,
+		`{rates: 1}`:                   "tax.withdrawals.rates: unknown field",
+	} {
+		if _, err := with(block); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", block, err, want)
+		}
+	}
 }

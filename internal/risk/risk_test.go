@@ -51,7 +51,7 @@ func TestCheck(t *testing.T) {
 			if tt.limits != nil {
 				tt.limits(&l)
 			}
-			got := Check(testPlan(), l, tt.recent, now)
+			got := Check(testPlan(), l, decimal.Zero, tt.recent, now)
 			if len(got) != len(tt.want) {
 				t.Fatalf("got %+v, want %v", got, tt.want)
 			}
@@ -65,13 +65,65 @@ func TestCheck(t *testing.T) {
 }
 
 func TestCheckEmptyPlanAndZeroTotal(t *testing.T) {
-	if v := Check(&plan.Plan{}, policy.DefaultLimits(), nil, now); len(v) != 0 {
+	if v := Check(&plan.Plan{}, policy.DefaultLimits(), decimal.Zero, nil, now); len(v) != 0 {
 		t.Errorf("an empty plan breaks %+v", v)
 	}
 	p := testPlan()
 	p.Total = decimal.Zero
-	v := Check(p, policy.DefaultLimits(), nil, now)
+	v := Check(p, policy.DefaultLimits(), decimal.Zero, nil, now)
 	if len(v) != 2 || !strings.Contains(v[0].Detail, "n/a") {
 		t.Errorf("zero total: %+v, want share and turnover breaks without dividing by zero", v)
+	}
+}
+
+// TestCheckAgainstAcceptedValuation: a price that inflates the plan's
+// total does not widen the share limits (issue 12).
+func TestCheckAgainstAcceptedValuation(t *testing.T) {
+	d := decimal.RequireFromString
+	p := testPlan()
+	p.Total = d("11800") // the new price values the portfolio higher
+	l := policy.DefaultLimits()
+	l.MaxOrderShare, l.MaxTurnover = d("0.14"), d("0.27")
+	if v := Check(p, l, decimal.Zero, nil, now); len(v) != 0 {
+		t.Fatalf("against the plan's own total: %+v, want none (1500 <= 14%% of 11800)", v)
+	}
+	want := []string{
+		"max_order_share: order p-1 is 1500, 15% of the portfolio's 10000.00 (last accepted valuation; the plan values it at 11800.00); limit 14%",
+		"max_turnover: orders total 2900, 29% of the portfolio's 10000.00 (last accepted valuation; the plan values it at 11800.00); limit 27%",
+	}
+	checkViolations(t, Check(p, l, d("10000"), nil, now), want)
+	// A lower total than the accepted valuation is judged as it is.
+	p.Total = d("9000")
+	checkViolations(t, Check(p, l, d("10000"), nil, now), []string{
+		"max_order_share: order p-1 is 1500, 16.67% of the portfolio's 9000.00; limit 14%",
+		"max_turnover: orders total 2900, 32.22% of the portfolio's 9000.00; limit 27%",
+	})
+}
+
+// TestCheckOrderSize: an order whose numbers do not fit the decimal limit
+// of messages is refused whatever the policy's limits.
+func TestCheckOrderSize(t *testing.T) {
+	d := decimal.RequireFromString
+	p := testPlan()
+	p.Total = d("6e40")
+	p.Orders[1].Quantity = d("2.1e38") // 39 digits: fits
+	p.Orders[1].Notional = d("2.1e40") // 41 digits
+	l := policy.DefaultLimits()
+	l.MaxOrderShare, l.MaxTurnover = d("1"), d("2")
+	checkViolations(t, Check(p, l, decimal.Zero, nil, now), []string{
+		"order_size: order p-2 (buy BND in ira) has a number of 41 characters, more than 40",
+	})
+	p.Orders[1].Notional = d("2.1e39")
+	checkViolations(t, Check(p, l, decimal.Zero, nil, now), nil)
+}
+
+func checkViolations(t *testing.T, got []Violation, want []string) {
+	t.Helper()
+	var lines []string
+	for _, v := range got {
+		lines = append(lines, v.Rule+": "+v.Detail)
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Errorf("violations:\n  %s\nwant:\n  %s", strings.Join(lines, "\n  "), strings.Join(want, "\n  "))
 	}
 }

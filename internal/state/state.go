@@ -20,6 +20,7 @@ package state
 
 import (
 	"bytes"
+	"container/list"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,7 +31,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 )
 
@@ -43,8 +46,25 @@ type Store struct {
 	// directory) before it returns. Set it before the first Append.
 	SyncJournal bool
 
+	// MaxOpenJournals bounds the journal files kept open between appends
+	// (default DefaultMaxOpenJournals): the most recently used stay open,
+	// so that Append on the tick-to-orders path writes without an open(2),
+	// and a daemon with 100,000 policies does not hold a file per policy.
+	// Set it before the first Append.
+	MaxOpenJournals int
+
 	mu       sync.Mutex
-	journals map[string]*os.File
+	journals map[string]*list.Element // of *openJournal, most recent first
+	lru      list.List
+}
+
+// DefaultMaxOpenJournals is the default of Store.MaxOpenJournals.
+const DefaultMaxOpenJournals = 256
+
+// openJournal is a journal file kept open, in the store's recency list.
+type openJournal struct {
+	policy string
+	f      *os.File
 }
 
 // Entry is one journal record: the orders of a plan about to be published,
@@ -89,7 +109,7 @@ func Open(dir string) (*Store, error) {
 			os.Remove(f)
 		}
 	}
-	return &Store{dir: dir, journals: map[string]*os.File{}}, nil
+	return &Store{dir: dir, journals: map[string]*list.Element{}}, nil
 }
 
 func (s *Store) journalPath(policy string) string {
@@ -106,11 +126,9 @@ func (s *Store) Append(policy string, e Entry) error {
 	line = append(line, '\n')
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f := s.journals[policy]
-	if f == nil {
-		if f, err = s.openJournal(policy); err != nil {
-			return err
-		}
+	f, err := s.journal(policy)
+	if err != nil {
+		return err
 	}
 	if _, err := f.Write(line); err != nil {
 		return fmt.Errorf("state: append to %s: %w", f.Name(), err)
@@ -123,22 +141,47 @@ func (s *Store) Append(policy string, e Entry) error {
 	return nil
 }
 
-// openJournal opens (creating) a policy's journal for appending. Called
-// with s.mu held.
-func (s *Store) openJournal(policy string) (*os.File, error) {
-	f, err := os.OpenFile(s.journalPath(policy), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+// journal returns the policy's journal open for appending, opening
+// (creating) it when it is not open, and closing the least recently used
+// one beyond MaxOpenJournals. Called with s.mu held.
+func (s *Store) journal(policy string) (*os.File, error) {
+	if el, ok := s.journals[policy]; ok {
+		s.lru.MoveToFront(el)
+		return el.Value.(*openJournal).f, nil
+	}
+	path := s.journalPath(policy)
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	if s.SyncJournal {
-		// The file may be new: make its directory entry durable too.
+	if s.SyncJournal && errors.Is(statErr, fs.ErrNotExist) {
+		// The file is new: make its directory entry durable too.
 		if err := s.syncDir(); err != nil {
 			f.Close()
 			return nil, err
 		}
 	}
-	s.journals[policy] = f
+	s.journals[policy] = s.lru.PushFront(&openJournal{policy: policy, f: f})
+	limit := s.MaxOpenJournals
+	if limit <= 0 {
+		limit = DefaultMaxOpenJournals
+	}
+	for s.lru.Len() > limit {
+		old := s.lru.Remove(s.lru.Back()).(*openJournal)
+		delete(s.journals, old.policy)
+		// Appends were written (and synced when SyncJournal): closing
+		// loses nothing; an error here has no write to report.
+		old.f.Close()
+	}
 	return f, nil
+}
+
+// OpenJournals returns how many journal files are open.
+func (s *Store) OpenJournals() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lru.Len()
 }
 
 // Close closes the open journal files.
@@ -146,10 +189,11 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
-	for name, f := range s.journals {
-		errs = append(errs, f.Close())
-		delete(s.journals, name)
+	for s.lru.Len() > 0 {
+		j := s.lru.Remove(s.lru.Front()).(*openJournal)
+		errs = append(errs, j.f.Close())
 	}
+	clear(s.journals)
 	return errors.Join(errs...)
 }
 
@@ -157,7 +201,7 @@ func (s *Store) Close() error {
 // A torn last line (a crash in the middle of the write) is skipped: its
 // orders were never published, since publishing waits for the write.
 func (s *Store) replay(l *ledger.Ledger) error {
-	data, err := os.ReadFile(s.journalPath(l.Policy))
+	data, err := inputfile.Read(s.journalPath(l.Policy), MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -172,7 +216,7 @@ func (s *Store) replay(l *ledger.Ledger) error {
 		var e Entry
 		// A torn last line (a crash mid-write) was never followed by a
 		// publish: skip it.
-		if err := json.Unmarshal(line, &e); err != nil {
+		if err := decimaltext.Unmarshal(line, &e); err != nil {
 			continue
 		}
 		entries = append(entries, e)
@@ -212,7 +256,7 @@ func (s *Store) path(policy string) string {
 // Load returns the saved ledger of policy, or ok false when there is none.
 func (s *Store) Load(policy string) (l *ledger.Ledger, ok bool, err error) {
 	path := s.path(policy)
-	data, err := os.ReadFile(path)
+	data, err := inputfile.Read(path, MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}
@@ -282,20 +326,19 @@ func (s *Store) Save(l *ledger.Ledger, durable bool) error {
 	if err := s.syncDir(); err != nil {
 		return err
 	}
-	// The snapshot now holds everything the journal did: empty it. The
-	// file stays open (creating files is slow on some file systems, and
-	// Append is on the latency path); with O_APPEND the next write goes
-	// to the new end.
+	// The snapshot now holds everything the journal did: empty it. An
+	// open journal stays open (Append is on the latency path); with
+	// O_APPEND the next write goes to the new end. One that is not open is
+	// truncated by name, and need not exist.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	j := s.journals[l.Policy]
-	if j == nil {
-		var err error
-		if j, err = s.openJournal(l.Policy); err != nil {
-			return err
+	if el, ok := s.journals[l.Policy]; ok {
+		if err := el.Value.(*openJournal).f.Truncate(0); err != nil {
+			return fmt.Errorf("state: %w", err)
 		}
+		return nil
 	}
-	if err := j.Truncate(0); err != nil {
+	if err := os.Truncate(s.journalPath(l.Policy), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("state: %w", err)
 	}
 	return nil

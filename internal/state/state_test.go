@@ -153,3 +153,59 @@ func TestOpenRemovesStaleTempFiles(t *testing.T) {
 		t.Errorf("stale temporary file still there: %v", err)
 	}
 }
+
+// TestOpenJournalsBounded: a store with many policies keeps at most
+// MaxOpenJournals journal files open (issue: one open journal per policy
+// gave "too many open files" at 20,000 households), and an append to a
+// policy whose journal was closed, and a durable save of one that was
+// never opened, still work.
+func TestOpenJournalsBounded(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.MaxOpenJournals = 3
+	s.SyncJournal = true
+	at := time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)
+	const n = 10
+	for round := range 2 {
+		for i := range n {
+			name := fmt.Sprintf("p%d", i)
+			if round == 0 {
+				l := ledger.New(name)
+				l.SetBase(at, "h", map[string]*ledger.Account{}, at)
+				if err := s.Save(l, true); err != nil { // no journal yet: nothing to truncate
+					t.Fatal(err)
+				}
+			}
+			id := fmt.Sprintf("%s-r%d", name, round)
+			if err := s.Append(name, Entry{PlanID: id, At: at.Add(time.Minute), Orders: []events.Order{{OrderID: id + "-1"}}}); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.OpenJournals(); got > 3 {
+				t.Fatalf("%d journals open, want at most 3", got)
+			}
+		}
+	}
+	for i := range n {
+		got, ok, err := s.Load(fmt.Sprintf("p%d", i))
+		if err != nil || !ok {
+			t.Fatalf("p%d: %v %v", i, ok, err)
+		}
+		if len(got.Orders) != 2 {
+			t.Fatalf("p%d: %d orders replayed, want 2 (one per round, whether its journal stayed open or not)", i, len(got.Orders))
+		}
+		if err := s.Save(got, true); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(filepath.Join(s.Dir(), fmt.Sprintf("p%d.journal", i))); err != nil || fi.Size() != 0 {
+			t.Errorf("p%d: journal not emptied by a durable save (%v)", i, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s.OpenJournals() != 0 {
+		t.Fatal("journals open after Close")
+	}
+}

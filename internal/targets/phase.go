@@ -102,7 +102,7 @@ func Phased(to *policy.Policy, ph Phase, rule policy.PhaseIn, at time.Time) (*po
 	if same {
 		return to, st, nil // this step is already the end targets (from equals to)
 	}
-	q, err := to.WithLocals(local, version(to, local))
+	q, err := to.WithLocals(local, version(to, local, nil))
 	if err != nil {
 		return nil, st, fmt.Errorf("phase-in step %d of %d: %w", k, n, err)
 	}

@@ -82,6 +82,8 @@ type Explanation struct {
 	Date string `json:"date"`
 	// Glide tells which glide path rows applied; nil without a glide path.
 	Glide *GlideStep `json:"glide_path,omitempty"`
+	// Bands tells which band of glide_bands applied; nil without them.
+	Bands *BandStep `json:"glide_bands,omitempty"`
 	// Active lists the tilts that applied, in file order.
 	Active []TiltStatus `json:"active_tilts"`
 	// Expired lists the tilts past their until day, in file order.
@@ -173,6 +175,14 @@ func Effective(p *policy.Policy, at time.Time) (*policy.Policy, *Explanation, er
 		}
 		ex.Glide = step
 	}
+	var halfWidths map[int]decimal.Decimal
+	if p.GlideBands != nil {
+		step, hw, err := glideBands(p, levels, day, local)
+		if err != nil {
+			return nil, nil, err
+		}
+		ex.Bands, halfWidths = step, hw
+	}
 	for k := range p.Tilts {
 		t := &p.Tilts[k]
 		st, err := tiltStatus(p, t)
@@ -186,29 +196,36 @@ func Effective(p *policy.Policy, at time.Time) (*policy.Policy, *Explanation, er
 		st.Applied = tilt(p, t, local)
 		ex.Active = append(ex.Active, st)
 	}
-	changed := false
+	changed := halfWidths != nil
 	for i := range p.Sleeves {
 		changed = changed || !local[i].Equal(p.Sleeves[i].Local)
 	}
 	if !changed {
 		return p, ex, nil
 	}
-	q, err := p.WithLocals(local, version(p, local))
+	q, err := p.WithLocals(local, version(p, local, halfWidths))
 	if err != nil {
 		return nil, nil, fmt.Errorf("effective targets of %s on %s: %w", p.File, ex.Date, err)
+	}
+	if halfWidths != nil {
+		q = q.WithHalfWidths(halfWidths)
 	}
 	return q, ex, nil
 }
 
-// version derives the effective policy's version from the file's and the
-// effective weights.
-func version(p *policy.Policy, local []decimal.Decimal) string {
+// version derives the effective policy's version from the file's, the
+// effective weights and the half-widths of the bands glide_bands sets.
+func version(p *policy.Policy, local []decimal.Decimal, halfWidths map[int]decimal.Decimal) string {
 	h := sha256.New()
 	for i := range p.Sleeves {
 		h.Write([]byte(p.Sleeves[i].Path))
 		h.Write([]byte{0})
 		h.Write([]byte(local[i].String()))
 		h.Write([]byte{0})
+		if hw, ok := halfWidths[i]; ok {
+			h.Write([]byte("band " + hw.String()))
+			h.Write([]byte{0})
+		}
 	}
 	return p.Version + "-" + hex.EncodeToString(h.Sum(nil)[:4])
 }
@@ -252,20 +269,28 @@ func glide(p *policy.Policy, levels [][]int, day time.Time, local []decimal.Deci
 		return step, nil
 	}
 	step.Fraction = n.DivRound(m, displayPlaces)
+	interpolate(levels, local, rows[lo].Local, rows[hi].Local, n, m)
+	return step, nil
+}
+
+// interpolate sets local to the weights n/m of the way from w0 to w1,
+// level by level: each weight (w0 x (m - n) + w1 x n) / m, rounded down to
+// Places within its level, the residue to the largest (distribute), so
+// each level sums to exactly 1.
+func interpolate(levels [][]int, local, w0, w1 []decimal.Decimal, n, m decimal.Decimal) {
 	rest := m.Sub(n)
 	w := make([]decimal.Decimal, 0, 8)
 	out := make([]decimal.Decimal, 0, 8)
 	for _, level := range levels {
 		w = w[:0]
 		for _, i := range level {
-			w = append(w, rows[lo].Local[i].Mul(rest).Add(rows[hi].Local[i].Mul(n)))
+			w = append(w, w0[i].Mul(rest).Add(w1[i].Mul(n)))
 		}
 		out = distribute(out[:0], one, w)
 		for k, i := range level {
 			local[i] = out[k]
 		}
 	}
-	return step, nil
 }
 
 // age returns the whole years since birth on day, the days since the last

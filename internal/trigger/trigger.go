@@ -18,6 +18,10 @@ const (
 	Manual    = "manual"
 	// CashFlow is a deposit or withdrawal on <prefix>.cashflows.
 	CashFlow = "cashflow"
+	// PhaseIn is a step of a phase-in: of new targets (the plan goes to
+	// the step's targets whatever the bands say) or of new money invested
+	// in steps (an investment of the step's cash).
+	PhaseIn = "phase_in"
 )
 
 // ForFiring is the trigger a calendar firing of a policy with kind k
