@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/rebalancerd/rebalancerd/internal/config"
 	"github.com/rebalancerd/rebalancerd/internal/events"
@@ -215,5 +218,80 @@ func TestManualRebalanceWhileHalted(t *testing.T) {
 	}
 	if n := len(w.snapshot()); n != 0 {
 		t.Errorf("%d orders published under the kill switch", n)
+	}
+}
+
+// TestCheckConfigRefusesExposedHTTP: `check -config` refuses an
+// off-loopback http.listen without a token, as `run` does (check accepted
+// it and run then refused to start).
+func TestCheckConfigRefusesExposedHTTP(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "p.yaml"), policyText("threshold", ""))
+	writeFile(t, filepath.Join(dir, "h.yaml"), testHoldings)
+	writeFile(t, filepath.Join(dir, "c.yaml"), "policies:\n  - {policy: p.yaml, holdings: h.yaml}\nhttp: {listen: \"0.0.0.0:9464\"}\n")
+	code, out, errOut := run(t, "check", "-config", filepath.Join(dir, "c.yaml"))
+	want := "http: http server: 0.0.0.0:9464 is not a loopback address: set a bearer token (http.token_file) to listen there"
+	if code != exitInvalid || !strings.Contains(errOut, want) {
+		t.Fatalf("exit %d, want %d and %q: %s%s", code, exitInvalid, want, out, errOut)
+	}
+	// What run refuses at start, with the same message.
+	cfg, err := readConfig(filepath.Join(dir, "c.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Main{Config: cfg, EmbeddedPort: -1}
+	cfg.StateDir = filepath.Join(dir, "state")
+	if err := m.Open(context.Background()); err == nil || !strings.Contains(err.Error(), want) {
+		m.Close()
+		t.Fatalf("run: Open = %v, want %q", err, want)
+	}
+}
+
+// TestControlFloodSampled: 20,000 control requests with a wrong token are
+// all refused and counted in rebalancerd_inputs_rejected_total, but the
+// log (the daemon's own logger, as `run` builds it) samples the repeated
+// warning instead of writing 20,000 lines; info lines are not sampled.
+func TestControlFloodSampled(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "control.token")
+	if err := os.WriteFile(tokenFile, []byte("let-me-halt\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	d := startDaemon(t, policyText("threshold", ""), monday0959, func(c *config.Config, m *Main) {
+		c.ControlTokenFile = tokenFile
+		log, _, err := newLogger(config.Log{Level: "info", Format: "json"}, &logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Log = log
+	})
+	const n = 20_000
+	data, _ := json.Marshal(events.ControlRequest{SchemaVersion: 1, Reason: "forged", Token: "guess"})
+	nc := d.client()
+	for range n {
+		if err := nc.Publish("rebalance.control.halt", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`rebalancerd_inputs_rejected_total{input="control",reason="wrong_token"} %d`, n)
+	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		if _, body := d.httpGet("/metrics"); !strings.Contains(body, want) {
+			return fmt.Errorf("/metrics lacks %s", want)
+		}
+		return nil
+	})
+	refused := strings.Count(logs.String(), `"msg":"control request refused"`)
+	if refused == 0 || refused > n/10 {
+		t.Errorf("%d warnings for %d refused control requests, want some and at most %d", refused, n, n/10)
+	}
+	for i := range 300 { // info lines are all written
+		d.Log.Info("info line", zap.Int("i", i))
+	}
+	if got := strings.Count(logs.String(), `"msg":"info line"`); got != 300 {
+		t.Errorf("%d of 300 info lines written", got)
 	}
 }
