@@ -295,3 +295,49 @@ func TestControlFloodSampled(t *testing.T) {
 		t.Errorf("%d of 300 info lines written", got)
 	}
 }
+
+// shadowLike is a file in the format of /etc/shadow: lines of
+// colon-separated fields with password hashes, which a YAML parser reads
+// as a mapping of long keys.
+const shadowLike = "root:$6$Zx9salt0salt1$S3CRETHASHpart1S3CRETHASHpart2S3CRETHASHpart3S3CRETHASHpart4:19000:0:99999:7:::\n" +
+	"daemon:*:19000:0:99999:7:::\n" +
+	"svc: $6$Q7salt$S3CRETHASHpart5S3CRETHASHpart6S3CRETHASHpart7S3CRETHASHpart8\n"
+
+// TestFileContentsDoNotLeak: a policy path that resolves to a shadow-like
+// file is refused on reload without any of its content in the log,
+// /status or /readyz (its first line was echoed in all three), and
+// `check` quotes none of it either.
+func TestFileContentsDoNotLeak(t *testing.T) {
+	var logs syncBuffer
+	d := startDaemon(t, policyText("threshold", ""), monday0959, func(_ *config.Config, m *Main) {
+		log, _, err := newLogger(config.Log{Level: "info", Format: "json"}, &logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Log = log
+	})
+	shadow := filepath.Join(d.dir, "shadow")
+	writeFile(t, shadow, shadowLike)
+	if err := os.Remove(d.policy); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(shadow, d.policy); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(reasonSIGHUP); err == nil {
+		t.Fatal("reload of a shadow-like policy succeeded")
+	}
+	_, status := d.httpGet("/status")
+	_, ready := d.httpGet("/readyz")
+	code, out, errOut := run(t, "check", "-policy", d.policy)
+	for what, text := range map[string]string{"log": logs.String(), "/status": status, "/readyz": ready, "check": out + errOut} {
+		for _, secret := range []string{"S3CRET", "Zx9salt", "Q7salt", "$6$"} {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s shows %q from the file:\n%s", what, secret, text)
+			}
+		}
+	}
+	if !strings.Contains(ready, "not a file of this kind") || code != exitInvalid {
+		t.Errorf("/readyz %q, check exit %d: want the reload error and exit %d", ready, code, exitInvalid)
+	}
+}
