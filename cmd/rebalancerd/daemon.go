@@ -79,6 +79,7 @@ type Main struct {
 	kvState    *rnats.StateStore // high availability: the shared state
 	lease      *rnats.Lease      // high availability: held while planning
 	lost       chan error        // the lease was lost
+	stepping   atomic.Bool       // high availability: stepping down, publishing nothing
 	cancelHold context.CancelFunc
 	holdDone   chan struct{}
 	httpOpen   bool
@@ -162,9 +163,15 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.Conn, err = rnats.ConnectEmbedded(m.Server, m.Log.Named("nats"), onState)
 	} else {
 		n := cfg.NATS
+		var reconnectWait time.Duration // the client's default
+		if cfg.HA.Enabled {
+			// A holder must reconnect well within its lease's life to
+			// keep it through a NATS restart.
+			reconnectWait = rnats.ReconnectWait(cfg.HA.LeaseTTL)
+		}
 		m.Conn, err = rnats.Connect(rnats.ConnConfig{URL: n.URL, Name: "rebalancerd", User: n.User, PasswordFile: n.PasswordFile,
 			TokenFile: n.TokenFile, NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile, CAFile: n.CAFile,
-			CertFile: n.CertFile, KeyFile: n.KeyFile}, m.Log.Named("nats"), onState)
+			CertFile: n.CertFile, KeyFile: n.KeyFile, ReconnectWait: reconnectWait}, m.Log.Named("nats"), onState)
 	}
 	if err != nil {
 		return fmt.Errorf("NATS: %w", err)
@@ -184,12 +191,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			return err
 		}
 		engStore = m.kvState
-		mayPublish = func() error {
-			if !m.lease.Valid() {
-				return errors.New("the high-availability lease is not held")
-			}
-			return nil
-		}
+		mayPublish = m.mayPublish
+		// Checked again by the bus immediately before each message.
+		m.Bus.SetGate(mayPublish)
 	}
 
 	var pub engine.Publisher = publisher{m.Bus}
@@ -307,18 +311,11 @@ func (m *Main) openHTTP(runCtx context.Context) error {
 	m.HTTP = &rhttp.Server{Addr: m.Config.HTTP.Listen, Gatherer: m.Metrics.Registry(), Ready: m.ready,
 		Status: m.status, Level: m.Level, Log: m.Log.Named("http"),
 		CertFile: m.Config.HTTP.CertFile, KeyFile: m.Config.HTTP.KeyFile, AllowPlaintext: m.Config.HTTP.AllowPlaintext}
-	if m.Config.HTTP.TokenFile != "" {
-		if err := rnats.CheckPrivate("http token file", m.Config.HTTP.TokenFile); err != nil {
-			return fmt.Errorf("http: %w", err)
-		}
-		tok, err := inputfile.Read(m.Config.HTTP.TokenFile, inputfile.MaxSecretSize)
-		if err != nil {
-			return fmt.Errorf("http: token: %w", err)
-		}
-		if m.HTTP.Token = string(trimSpace(tok)); m.HTTP.Token == "" {
-			return fmt.Errorf("http: token file %s is empty", m.Config.HTTP.TokenFile)
-		}
+	tok, err := httpToken(m.Config.HTTP)
+	if err != nil {
+		return err
 	}
+	m.HTTP.Token = tok
 	if err := m.HTTP.Open(); err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
@@ -353,7 +350,11 @@ func (m *Main) standBy(ctx, runCtx context.Context) error {
 	m.kvState, err = rnats.NewStateStore(ctx, m.Bus, rnats.StateStoreConfig{Bucket: base + "_STATE", Replicas: cfg.NATS.Replicas,
 		// Called while the engine holds its lock (a save): step down from
 		// a goroutine of its own, which ends once the halt is set.
-		Fenced: func(err error) { go m.stepDown(fmt.Errorf("shared state written by another instance: %w", err)) }})
+		Fenced: func(err error) { go m.stepDown(fmt.Errorf("shared state written by another instance: %w", err)) },
+		// Every write carries the lease's term and needs a valid lease
+		// (the lease exists before anything is written: Load runs after
+		// Acquire).
+		Term: func() (uint64, error) { return m.lease.Term() }})
 	if err != nil {
 		return fmt.Errorf("ha: %w", err)
 	}
@@ -390,10 +391,27 @@ func (m *Main) standBy(ctx, runCtx context.Context) error {
 	return nil
 }
 
-// stepDown stops publishing at once (the kill switch's cancellation of
-// the attempt in flight, not persisted) and reports on Lost that this
-// instance is no longer the planner.
+// mayPublish is the high-availability check before each message: the
+// lease is held with its margin left (read on the monotonic clock) and
+// this instance is not stepping down.
+func (m *Main) mayPublish() error {
+	if m.stepping.Load() {
+		return errors.New("stepping down: no longer the planner")
+	}
+	if !m.lease.Valid() {
+		return errors.New("the high-availability lease is not held with its margin left")
+	}
+	return nil
+}
+
+// stepDown stops publishing at once (the check before each message fails
+// from now on, and the kill switch, not persisted, cancels the attempt in
+// flight) and reports on Lost that this instance is no longer the
+// planner.
 func (m *Main) stepDown(err error) {
+	if m.stepping.Swap(true) {
+		return // stepping down already
+	}
 	m.Log.Error("high availability: no longer the planner; publishing stopped, stepping down", zap.Error(err))
 	if eng := m.eng.Load(); eng != nil {
 		eng.SetHalt(&engine.Halt{Reason: "high availability: this instance lost the planner lease", By: "ha",
@@ -589,6 +607,30 @@ func buildFetcher(f config.Feed, env func(string) string, now func() time.Time) 
 	return fetcher, pc, nil
 }
 
+// httpToken reads the HTTP bearer token of c ("" without a token file) and
+// checks that the listener may serve with it: off loopback a token is
+// required, and TLS or acknowledged plain HTTP. `run` and `check -config`
+// both call it, so that check refuses what run refuses.
+func httpToken(c config.HTTP) (string, error) {
+	tok := ""
+	if c.TokenFile != "" {
+		if err := rnats.CheckPrivate("http token file", c.TokenFile); err != nil {
+			return "", fmt.Errorf("http: %w", err)
+		}
+		data, err := inputfile.Read(c.TokenFile, inputfile.MaxSecretSize)
+		if err != nil {
+			return "", fmt.Errorf("http: token: %w", err)
+		}
+		if tok = string(trimSpace(data)); tok == "" {
+			return "", fmt.Errorf("http: token file %s is empty", c.TokenFile)
+		}
+	}
+	if err := rhttp.CheckExposure(c.Listen, tok != "", c.CertFile, c.KeyFile, c.AllowPlaintext); err != nil {
+		return "", fmt.Errorf("http: %w", err)
+	}
+	return tok, nil
+}
+
 func trimSpace(b []byte) []byte {
 	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
 		b = b[:len(b)-1]
@@ -636,6 +678,9 @@ func (m *Main) ready() []string {
 		return []string{"standby: " + m.standbyReason()}
 	}
 	out := eng.Ready()
+	if m.stepping.Load() {
+		out = append(out, "stepping down: no longer the planner")
+	}
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
 	if !m.lastReload.OK {
@@ -653,6 +698,9 @@ func (m *Main) status() any {
 		fs[i] = s.Status()
 	}
 	role := "planner"
+	if m.stepping.Load() {
+		role = "stepping down: no longer the planner"
+	}
 	var st engine.Status
 	if eng := m.eng.Load(); eng != nil {
 		st = eng.Status()
