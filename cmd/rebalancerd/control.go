@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/rebalancerd/rebalancerd/internal/engine"
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
 	"github.com/rebalancerd/rebalancerd/internal/state"
@@ -83,7 +83,7 @@ func (m *Main) controlToken() (string, error) {
 	if err := rnats.CheckPrivate("control token file", m.Config.ControlTokenFile); err != nil {
 		return "", err
 	}
-	data, err := os.ReadFile(m.Config.ControlTokenFile)
+	data, err := inputfile.Read(m.Config.ControlTokenFile, inputfile.MaxSecretSize)
 	if err != nil {
 		return "", fmt.Errorf("control token: %w", err)
 	}

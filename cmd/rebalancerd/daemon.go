@@ -23,6 +23,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/feeds"
 	rhttp "github.com/rebalancerd/rebalancerd/internal/http"
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
@@ -78,6 +79,7 @@ type Main struct {
 	kvState    *rnats.StateStore // high availability: the shared state
 	lease      *rnats.Lease      // high availability: held while planning
 	lost       chan error        // the lease was lost
+	stepping   atomic.Bool       // high availability: stepping down, publishing nothing
 	cancelHold context.CancelFunc
 	holdDone   chan struct{}
 	httpOpen   bool
@@ -123,9 +125,6 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}()
 	m.Metrics = metrics.New()
-	if err := m.Metrics.Registry().Register(buildinfo.Read().Collector()); err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
 
 	store, err := state.Open(filepath.Join(cfg.StateDir, "ledgers"))
 	if err != nil {
@@ -164,9 +163,15 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.Conn, err = rnats.ConnectEmbedded(m.Server, m.Log.Named("nats"), onState)
 	} else {
 		n := cfg.NATS
+		var reconnectWait time.Duration // the client's default
+		if cfg.HA.Enabled {
+			// A holder must reconnect well within its lease's life to
+			// keep it through a NATS restart.
+			reconnectWait = rnats.ReconnectWait(cfg.HA.LeaseTTL)
+		}
 		m.Conn, err = rnats.Connect(rnats.ConnConfig{URL: n.URL, Name: "rebalancerd", User: n.User, PasswordFile: n.PasswordFile,
 			TokenFile: n.TokenFile, NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile, CAFile: n.CAFile,
-			CertFile: n.CertFile, KeyFile: n.KeyFile}, m.Log.Named("nats"), onState)
+			CertFile: n.CertFile, KeyFile: n.KeyFile, ReconnectWait: reconnectWait}, m.Log.Named("nats"), onState)
 	}
 	if err != nil {
 		return fmt.Errorf("NATS: %w", err)
@@ -186,12 +191,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			return err
 		}
 		engStore = m.kvState
-		mayPublish = func() error {
-			if !m.lease.Valid() {
-				return errors.New("the high-availability lease is not held")
-			}
-			return nil
-		}
+		mayPublish = m.mayPublish
+		// Checked again by the bus immediately before each message.
+		m.Bus.SetGate(mayPublish)
 	}
 
 	var pub engine.Publisher = publisher{m.Bus}
@@ -313,7 +315,7 @@ func (m *Main) openHTTP(runCtx context.Context) error {
 		if err := rnats.CheckPrivate("http token file", m.Config.HTTP.TokenFile); err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
-		tok, err := os.ReadFile(m.Config.HTTP.TokenFile)
+		tok, err := inputfile.Read(m.Config.HTTP.TokenFile, inputfile.MaxSecretSize)
 		if err != nil {
 			return fmt.Errorf("http: token: %w", err)
 		}
@@ -355,7 +357,11 @@ func (m *Main) standBy(ctx, runCtx context.Context) error {
 	m.kvState, err = rnats.NewStateStore(ctx, m.Bus, rnats.StateStoreConfig{Bucket: base + "_STATE", Replicas: cfg.NATS.Replicas,
 		// Called while the engine holds its lock (a save): step down from
 		// a goroutine of its own, which ends once the halt is set.
-		Fenced: func(err error) { go m.stepDown(fmt.Errorf("shared state written by another instance: %w", err)) }})
+		Fenced: func(err error) { go m.stepDown(fmt.Errorf("shared state written by another instance: %w", err)) },
+		// Every write carries the lease's term and needs a valid lease
+		// (the lease exists before anything is written: Load runs after
+		// Acquire).
+		Term: func() (uint64, error) { return m.lease.Term() }})
 	if err != nil {
 		return fmt.Errorf("ha: %w", err)
 	}
@@ -392,10 +398,27 @@ func (m *Main) standBy(ctx, runCtx context.Context) error {
 	return nil
 }
 
-// stepDown stops publishing at once (the kill switch's cancellation of
-// the attempt in flight, not persisted) and reports on Lost that this
-// instance is no longer the planner.
+// mayPublish is the high-availability check before each message: the
+// lease is held with its margin left (read on the monotonic clock) and
+// this instance is not stepping down.
+func (m *Main) mayPublish() error {
+	if m.stepping.Load() {
+		return errors.New("stepping down: no longer the planner")
+	}
+	if !m.lease.Valid() {
+		return errors.New("the high-availability lease is not held with its margin left")
+	}
+	return nil
+}
+
+// stepDown stops publishing at once (the check before each message fails
+// from now on, and the kill switch, not persisted, cancels the attempt in
+// flight) and reports on Lost that this instance is no longer the
+// planner.
 func (m *Main) stepDown(err error) {
+	if m.stepping.Swap(true) {
+		return // stepping down already
+	}
 	m.Log.Error("high availability: no longer the planner; publishing stopped, stepping down", zap.Error(err))
 	if eng := m.eng.Load(); eng != nil {
 		eng.SetHalt(&engine.Halt{Reason: "high availability: this instance lost the planner lease", By: "ha",
@@ -554,7 +577,7 @@ func buildFetcher(f config.Feed, env func(string) string, now func() time.Time) 
 		if err := rnats.CheckPrivate("api key file", f.APIKeyFile); err != nil {
 			return nil, pc, err
 		}
-		data, err := os.ReadFile(f.APIKeyFile)
+		data, err := inputfile.Read(f.APIKeyFile, inputfile.MaxSecretSize)
 		if err != nil {
 			return nil, pc, fmt.Errorf("api key: %w", err)
 		}
@@ -638,6 +661,9 @@ func (m *Main) ready() []string {
 		return []string{"standby: " + m.standbyReason()}
 	}
 	out := eng.Ready()
+	if m.stepping.Load() {
+		out = append(out, "stepping down: no longer the planner")
+	}
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
 	if !m.lastReload.OK {
@@ -655,6 +681,9 @@ func (m *Main) status() any {
 		fs[i] = s.Status()
 	}
 	role := "planner"
+	if m.stepping.Load() {
+		role = "stepping down: no longer the planner"
+	}
 	var st engine.Status
 	if eng := m.eng.Load(); eng != nil {
 		st = eng.Status()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -131,27 +132,7 @@ http:
   listen: 127.0.0.1:0
 `, port))
 
-	cmd := exec.Command(bin, "run", "-config", filepath.Join(dir, "rebalancerd.yaml"), "-log-format", "json")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs logLines
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		logs.read(stderr)
-		close(done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs.raw.String())
-		}
-	})
+	cmd, logs, done := startBinary(t, bin, filepath.Join(dir, "rebalancerd.yaml"))
 	started := logs.wait(t, "rebalancerd started")
 	httpURL := fmt.Sprint(started["http"])
 
@@ -215,6 +196,45 @@ http:
 	})
 
 	// SIGTERM: a clean stop with exit code 0.
+	stopBinary(t, cmd, done, 30*time.Second)
+	if logs.find("stopped") == nil {
+		t.Error("no 'stopped' log line")
+	}
+}
+
+// startBinary runs `bin run -config config` with JSON logs collected in
+// logs; done is closed when its stderr ends. The process is killed at the
+// end of the test, and its log shown when the test failed.
+func startBinary(t *testing.T, bin, config string) (cmd *exec.Cmd, logs *logLines, done chan struct{}) {
+	t.Helper()
+	cmd = exec.Command(bin, "run", "-config", config, "-log-format", "json")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs = &logLines{}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done = make(chan struct{})
+	go func() {
+		logs.read(stderr)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", logs.raw.String())
+		}
+	})
+	return cmd, logs, done
+}
+
+// stopBinary sends SIGTERM and fails the test unless the process exits
+// cleanly within limit.
+func stopBinary(t *testing.T, cmd *exec.Cmd, done chan struct{}, limit time.Duration) {
+	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -228,10 +248,43 @@ http:
 		if err != nil {
 			t.Errorf("exit after SIGTERM: %v", err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no exit 30s after SIGTERM")
+	case <-time.After(limit):
+		t.Fatalf("no exit %v after SIGTERM", limit)
 	}
-	if logs.find("stopped") == nil {
-		t.Error("no 'stopped' log line")
+}
+
+// TestBinaryFIFOPolicyReload replaces a policy file with a FIFO: the
+// reloads it causes (the watcher's and SIGHUP's) fail at once instead of
+// waiting for a writer, and SIGTERM still stops the daemon promptly.
+func TestBinaryFIFOPolicyReload(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	polPath := filepath.Join(dir, "policies", "test.yaml")
+	writeFile(t, polPath, policyText("threshold", ""))
+	writeFile(t, filepath.Join(dir, "holdings", "test.yaml"), testHoldings)
+	writeFile(t, filepath.Join(dir, "rebalancerd.yaml"), fmt.Sprintf(`state_dir: state
+policies:
+  - {policy: policies/test.yaml, holdings: holdings/test.yaml}
+nats:
+  embedded: {port: %d}
+http:
+  listen: 127.0.0.1:0
+`, freePort(t)))
+	cmd, logs, done := startBinary(t, bin, filepath.Join(dir, "rebalancerd.yaml"))
+	logs.wait(t, "rebalancerd started")
+
+	if err := os.Remove(polPath); err != nil {
+		t.Fatal(err)
 	}
+	if err := syscall.Mkfifo(polPath, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	failed := logs.wait(t, "reload failed; the running policies stay as they were", "reason", "SIGHUP")
+	if e := fmt.Sprint(failed["error"]); !strings.Contains(e, "not a regular file (a FIFO)") {
+		t.Errorf("reload error %q does not say the policy is a FIFO", e)
+	}
+	stopBinary(t, cmd, done, 15*time.Second)
 }

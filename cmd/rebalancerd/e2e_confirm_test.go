@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,21 @@ func startOnTarget(t *testing.T, pol string) (*daemon, *orderWatcher) {
 	return d, w
 }
 
+// jumpTwice sends the same quote of sym on the NATS feed a minute later
+// and again 300 ms after that: the move stays quarantined, its detail
+// naming want, and nothing is published.
+func (d *daemon) jumpTwice(w *orderWatcher, sym, price, want string) {
+	d.t.Helper()
+	d.clock.Advance(time.Minute)
+	d.prices(sym, price)
+	d.waitBlocked("quarantined_price")
+	d.clock.Advance(300 * time.Millisecond)
+	d.prices(sym, price)
+	d.waitBlocked("quarantined_price")
+	d.wantBlockDetail("quarantined_price", want)
+	d.noOrders(w, "after the same feed sent the move twice")
+}
+
 // TestAbsurdPriceNotTraded: a 1e39 quote and an identical one 300 ms
 // later, on the NATS price feed, stay unconfirmed; when they persist for
 // confirm_after the valuation they give (6e40 against 10000) is held;
@@ -67,15 +83,8 @@ func startOnTarget(t *testing.T, pol string) (*daemon, *orderWatcher) {
 func TestAbsurdPriceNotTraded(t *testing.T) {
 	d, w := startOnTarget(t, policyText("threshold", "")+"limits:\n  max_order_share: 100%\n")
 
-	d.clock.Advance(time.Minute)
-	d.prices("VTI", "1e39")
-	d.waitBlocked("quarantined_price")
-	d.clock.Advance(300 * time.Millisecond)
-	d.prices("VTI", "1e39")
-	d.waitBlocked("quarantined_price")
-	d.wantBlockDetail("quarantined_price", "unconfirmed price 1000000000000000000000000000000000000000")
+	d.jumpTwice(w, "VTI", "1e39", "unconfirmed price 1000000000000000000000000000000000000000")
 	d.wantBlockDetail("quarantined_price", "the accepted price stays in force until quotes agreeing within 40% persist for 5m0s")
-	d.noOrders(w, "after the same absurd quote twice")
 
 	// The absurd price persists for confirm_after: the price is taken,
 	// but the valuation it gives is held.
@@ -156,4 +165,36 @@ func TestOrderLimitsAgainstAcceptedValuation(t *testing.T) {
 	d.waitBlocked("risk_limit")
 	d.wantBlockDetail("risk_limit", "is 650, 6.5% of the portfolio's 10000.00 (last accepted valuation; the plan values it at 11800.00); limit 6%")
 	d.noOrders(w, "above max_order_share of the accepted valuation")
+}
+
+// TestSecondFeedConfirms: a move beyond max_move repeated by the same feed
+// (the NATS feed "bus") stays unconfirmed; the same move read from another
+// configured feed (a prices file, polled) confirms it at once, and the
+// policy trades at the confirmed price. Policy: max_move 10%; VTI 100 to
+// 125 moves the total 15% (within max_value_change) and takes stocks out
+// of their band.
+func TestSecondFeedConfirms(t *testing.T) {
+	pol := strings.Replace(policyText("threshold", ""), "max_move: 40%", "max_move: 10%", 1)
+	var file string
+	writePrices := func(at time.Time, vti string) {
+		writeFile(t, file, fmt.Sprintf("as_of: %s\nprices: {VTI: %q, BND: \"100\"}\n", at.UTC().Format(time.RFC3339Nano), vti))
+	}
+	d := startDaemon(t, pol, monday0959, func(c *config.Config, m *Main) {
+		file = filepath.Join(filepath.Dir(c.File), "prices.yaml")
+		writePrices(monday0959, "100")
+		c.Feeds = append(c.Feeds, config.Feed{Name: "file", Kind: config.FeedFile, Path: file,
+			Interval: 20 * time.Millisecond, Timeout: time.Second, Retries: 0})
+	})
+	w := d.watchOrders()
+	d.waitBlocked() // the file feed priced both
+	d.jumpTwice(w, "VTI", "125", "unconfirmed price 125 at 2026-11-23T15:00:30Z from feed bus moved 25% from the accepted 100")
+
+	d.clock.Advance(time.Second)
+	writePrices(d.clock.Now(), "125")
+	orders := w.waitOrders(t, 2)
+	for _, o := range orders {
+		if o.Instrument == "VTI" && !o.Price.Equal(decimalFrom("125")) {
+			t.Errorf("order %s priced %s, want the confirmed 125", o.OrderID, o.Price)
+		}
+	}
 }

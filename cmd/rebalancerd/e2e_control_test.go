@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,6 +132,63 @@ control: {token_file: token}
 	} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("output lacks %q:\n%s", want, errOut)
+		}
+	}
+}
+
+// TestCheckConfigRefusesHostileFiles: `check -config` refuses policy and
+// holdings paths that are not regular files or are too large, at once and
+// without reading them: a symlink to /dev/zero, a 1 GiB sparse file, a
+// FIFO (which would block an open for reading until a writer came).
+func TestCheckConfigRefusesHostileFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "p.yaml"), policyText("threshold", ""))
+	writeFile(t, filepath.Join(dir, "h.yaml"), testHoldings)
+	if err := os.Symlink("/dev/zero", filepath.Join(dir, "zero.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.yaml"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sparse, err := os.Create(filepath.Join(dir, "sparse.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sparse.Truncate(1 << 30); err != nil {
+		t.Fatal(err)
+	}
+	sparse.Close()
+	writeFile(t, filepath.Join(dir, "c.yaml"), `policies:
+  - {policy: zero.yaml, holdings: h.yaml}
+  - {policy: p.yaml, holdings: fifo.yaml}
+  - {policy: sparse.yaml, holdings: h.yaml}
+`)
+	type result struct {
+		code   int
+		errOut string
+	}
+	done := make(chan result, 1)
+	go func() {
+		var stdout, stderr bytes.Buffer
+		code := Run(context.Background(), []string{"check", "-config", filepath.Join(dir, "c.yaml")}, &stdout, &stderr)
+		done <- result{code, stderr.String()}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("check -config did not return within 10s")
+	}
+	if r.code != exitInvalid {
+		t.Fatalf("exit %d, want %d: %s", r.code, exitInvalid, r.errOut)
+	}
+	for _, want := range []string{
+		"zero.yaml: read " + filepath.Join(dir, "zero.yaml") + ": not a regular file (a character device)",
+		"fifo.yaml: holdings of policy test-household: read " + filepath.Join(dir, "fifo.yaml") + ": not a regular file (a FIFO)",
+		"sparse.yaml: read " + filepath.Join(dir, "sparse.yaml") + ": file is larger than the limit of 1048576 bytes",
+	} {
+		if !strings.Contains(r.errOut, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.errOut)
 		}
 	}
 }

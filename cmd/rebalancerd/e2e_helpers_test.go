@@ -175,7 +175,9 @@ func (d *daemon) prices(kv ...string) {
 	polls := func() uint64 {
 		var n uint64
 		for _, f := range d.sources {
-			n += f.Status().Polls // the NATS feed counts messages
+			if st := f.Status(); st.Kind == config.FeedNATS {
+				n += st.Polls // the NATS feed counts messages (polled feeds, polls)
+			}
 		}
 		return n
 	}

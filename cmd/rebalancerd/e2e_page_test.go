@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -34,7 +36,9 @@ const readSleevesJS = `Array.from(document.querySelectorAll('#allocation tr[data
 // looks at the status page in a real browser (chromium through chromedp):
 // every sleeve of jones-household with the weight /status reports, the
 // breaching ones marked, the pending orders of the first plan, and, after
-// a fill is published, the page updating by itself (no reload).
+// a fill is published, the page updating by itself (no reload); then the
+// paper executor fills the rest and the page shows the household back
+// inside its bands.
 func TestStatusPageInBrowser(t *testing.T) {
 	ctx := browsertest.New(t, 3*time.Minute)
 	bin := buildBinary(t)
@@ -150,4 +154,42 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Errorf("/status still lists %s as pending", o.OrderID)
 	}
 	browsertest.Screenshot(t, ctx, "status-page-after-fill")
+
+	// The paper executor fills the rest: the page shows the household
+	// back inside its bands with nothing pending, still without a reload.
+	paper := exec.Command(bin, "paper", "-server", d.natsURL)
+	if err := paper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = paper.Process.Signal(os.Interrupt)
+		_ = paper.Wait()
+	}()
+	checkFor(t, 60*time.Second, 250*time.Millisecond, func() error {
+		rows, err := chromedp.Run(ctx, chromedp.Evaluate[[]pageSleeve](readSleevesJS))
+		if err != nil {
+			return err
+		}
+		pending, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#pending tr[data-order]').length`))
+		if err != nil {
+			return err
+		}
+		marker, err := chromedp.Run(ctx, chromedp.Evaluate[string](`String(window.rebalancerdTestMarker)`))
+		if err != nil || marker != "same document" {
+			t.Fatalf("the page was reloaded (marker %q, %v)", marker, err)
+		}
+		for _, r := range rows {
+			if r.Breach || r.State != "in band" {
+				return fmt.Errorf("sleeve %s still marked out of band (%d orders pending)", r.Sleeve, pending)
+			}
+		}
+		if pending != 0 || len(rows) == 0 {
+			return fmt.Errorf("%d orders pending on the page", pending)
+		}
+		return nil
+	})
+	if p := d.status().Policy(policy); len(p.Breaching) != 0 || len(p.PendingOrders) != 0 {
+		t.Errorf("/status: breaching %v, %d pending, while the page shows none", p.Breaching, len(p.PendingOrders))
+	}
+	browsertest.Screenshot(t, ctx, "status-page-after-paper")
 }

@@ -566,27 +566,36 @@ func (h *faultHarness) waitLog(p *faultProc, msg string, mark int) {
 // status reads the test policy's status from the current daemon's HTTP
 // endpoint.
 func (h *faultHarness) status() (engine.PolicyStatus, error) {
-	var ps engine.PolicyStatus
-	started := h.proc().logs.find("rebalancerd started")
+	_, ps, err := policyStatus(h.proc().logs)
+	return ps, err
+}
+
+// policyStatus reads the daemon's role and the test policy's status from
+// the HTTP endpoint its log announced.
+func policyStatus(logs *logLines) (role string, ps engine.PolicyStatus, err error) {
+	started := logs.find("rebalancerd started")
 	if started == nil {
-		return ps, errors.New("daemon not started yet")
+		return "", ps, errors.New("daemon not started yet")
 	}
 	client := http.Client{Timeout: 2 * time.Second}
 	resp, err := client.Get(fmt.Sprint(started["http"]) + "/status")
 	if err != nil {
-		return ps, err
+		return "", ps, err
 	}
 	defer resp.Body.Close()
-	var st engine.Status
+	var st struct {
+		Role string `json:"role"`
+		engine.Status
+	}
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return ps, fmt.Errorf("status: %w", err)
+		return "", ps, fmt.Errorf("status: %w", err)
 	}
 	for _, p := range st.Policies {
 		if p.Policy == faultPolicy {
-			return p, nil
+			return st.Role, p, nil
 		}
 	}
-	return ps, fmt.Errorf("status: no policy %s", faultPolicy)
+	return st.Role, ps, fmt.Errorf("status: no policy %s", faultPolicy)
 }
 
 // count returns how many log lines have msg.

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"fmt"
-	"io"
-	"os"
-
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
@@ -28,7 +25,7 @@ func (in *inputs) load() error {
 		if name == "" {
 			return
 		}
-		data, err := readLimited(name)
+		data, err := inputfile.Read(name, strictyaml.MaxFileSize)
 		if err != nil {
 			errs = append(errs, &strictyaml.Error{File: name, Msg: err.Error()})
 			return
@@ -56,21 +53,4 @@ func (in *inputs) load() error {
 		in.book = book
 	}
 	return errs.Err()
-}
-
-// readLimited reads a file, refusing one larger than the YAML readers take.
-func readLimited(name string) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, strictyaml.MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	if len(data) > strictyaml.MaxFileSize {
-		return nil, fmt.Errorf("file is larger than the limit of %d bytes", strictyaml.MaxFileSize)
-	}
-	return data, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/drift"
 	"github.com/rebalancerd/rebalancerd/internal/plan"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
@@ -220,6 +221,9 @@ func writeText(w io.Writer, p *plan.Plan, ex *targets.Explanation) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		if err := writeBeforeAfter(w, p); err != nil {
+			return err
+		}
 	}
 	if p.Tax != nil {
 		if err := writeTax(w, p); err != nil {
@@ -234,6 +238,26 @@ func writeText(w io.Writer, p *plan.Plan, ex *targets.Explanation) error {
 		fmt.Fprintf(w, "unresolved: %s stays at %s: %s\n", u.Sleeve, pct(u.WeightAfter), u.Reason)
 	}
 	return nil
+}
+
+// writeBeforeAfter prints, under the orders, each sleeve's weight before
+// and after them, its target and band, and whether it is inside the band
+// before and after.
+func writeBeforeAfter(w io.Writer, p *plan.Plan) error {
+	inOut := func(breach bool) string {
+		if breach {
+			return "out"
+		}
+		return "in"
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "SLEEVE\tBEFORE\t\tAFTER\t\tTARGET\tBAND\t")
+	for _, s := range p.Sleeves {
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\t%s-%s\t\n", strings.Repeat("  ", strings.Count(s.Sleeve, "/")), s.Sleeve,
+			pct(s.Weight), inOut(s.Breach), pct(s.WeightAfter), inOut(s.BreachAfter), pct(s.Target), pct(s.BandLow), pct(s.BandHigh))
+	}
+	return tw.Flush()
 }
 
 // writeTax prints the tax side of a tax-aware plan: the lots each sell in
@@ -326,7 +350,7 @@ func (f *cashFlowFlags) check(dest string) error {
 	if dest != "" {
 		return usageError{fmt.Sprintf("plan: %s moves toward the targets without selling or buying; it does not take -destination", flag)}
 	}
-	amount, err := decimal.NewFromString(text)
+	amount, err := decimaltext.Parse(text)
 	if err != nil || amount.Sign() < 0 || (flag == "-withdraw" && amount.Sign() == 0) {
 		return usageError{fmt.Sprintf("plan: %s %q: want an amount like 2500 or 2500.50 (positive for -withdraw)", flag, text)}
 	}

@@ -11,7 +11,9 @@ import (
 	"strings"
 
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 )
 
 // ResyncCommand replaces a policy's ledger in the running daemon with a
@@ -47,7 +49,7 @@ func (c *ResyncCommand) Run(ctx context.Context, args []string) error {
 	case strings.TrimSpace(*reason) == "":
 		return usageError{"resync: -reason is required"}
 	}
-	data, err := readLimited(*holdings)
+	data, err := inputfile.Read(*holdings, strictyaml.MaxFileSize)
 	if err != nil {
 		return fmt.Errorf("resync: %s: %w", *holdings, err)
 	}

@@ -13,6 +13,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/rebalancerd/rebalancerd/internal/config"
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
+	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 )
 
 // RunCommand runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the
@@ -98,7 +100,7 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 
 // readConfig reads and parses the daemon configuration.
 func readConfig(file string) (*config.Config, error) {
-	data, err := os.ReadFile(file)
+	data, err := inputfile.Read(file, strictyaml.MaxFileSize)
 	if err != nil {
 		return nil, err
 	}

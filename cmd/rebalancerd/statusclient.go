@@ -9,11 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/statusdoc"
+	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 )
 
 // statusClient reads a running daemon's /status over HTTP: the status
@@ -41,7 +42,7 @@ func newStatusClient(configFile, url string) (*statusClient, error) {
 	}
 	h := cfg.HTTP
 	if h.TokenFile != "" {
-		tok, err := os.ReadFile(h.TokenFile)
+		tok, err := inputfile.Read(h.TokenFile, inputfile.MaxSecretSize)
 		if err != nil {
 			return nil, fmt.Errorf("http token: %w", err)
 		}
@@ -50,7 +51,7 @@ func newStatusClient(configFile, url string) (*statusClient, error) {
 	scheme := "http"
 	if h.CertFile != "" {
 		scheme = "https"
-		pem, err := os.ReadFile(h.CertFile)
+		pem, err := inputfile.Read(h.CertFile, strictyaml.MaxFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("http certificate: %w", err)
 		}

@@ -4,6 +4,7 @@
 package clock
 
 import (
+	"context"
 	"sort"
 	"sync"
 	"time"
@@ -105,4 +106,19 @@ func (f *Fake) Set(t time.Time) {
 		}
 	}
 	f.waiters = kept
+}
+
+// ContextErr is ctx.Err, except that it also reports
+// context.DeadlineExceeded once ctx's deadline has passed on the system's
+// monotonic clock, before the context's timer has fired: a process
+// resumed after a pause (SIGSTOP, a VM freeze) runs on before its timers
+// do, and must not take a context that expired during the pause for live.
+func ContextErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 )
 
 // Close is the closing price of one symbol in one interval: the last quote
@@ -193,7 +195,7 @@ func (h *History) MarshalJSON() ([]byte, error) {
 // an error.
 func (h *History) UnmarshalJSON(data []byte) error {
 	var v historyJSON
-	if err := json.Unmarshal(data, &v); err != nil {
+	if err := decimaltext.Unmarshal(data, &v); err != nil {
 		return fmt.Errorf("correlation history: %w", err)
 	}
 	interval, err := time.ParseDuration(v.Interval)

@@ -195,9 +195,12 @@ func (e *Engine) flushAlerts() {
 			done[a.AlertID] = true // logged when queued; nothing to publish with
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err := ap.PublishAlert(ctx, a)
-		cancel()
+		err := e.mayPublish() // high availability: checked before each message
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			err = ap.PublishAlert(ctx, a)
+			cancel()
+		}
 		if err != nil {
 			e.log.Warn("alert not published; retrying at the next tick", zap.String("alert_id", a.AlertID), zap.Error(fmt.Errorf("%w", err)))
 			break // keep their order

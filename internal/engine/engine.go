@@ -41,6 +41,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/risk"
+	"github.com/rebalancerd/rebalancerd/internal/shortlist"
 	"github.com/rebalancerd/rebalancerd/internal/state"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
 	"github.com/rebalancerd/rebalancerd/internal/tax"
@@ -93,9 +94,10 @@ type Options struct {
 	Clock     clock.Clock
 	Publisher Publisher
 	Store     Store
-	// MayPublish, when set, is asked before each publish attempt; while
-	// it returns an error the outbox waits (high availability: the lease
-	// must be held with a margin left).
+	// MayPublish, when set, is asked immediately before each message is
+	// handed to the publisher (orders, plan events, alerts, drift events);
+	// while it returns an error nothing is published and the outbox waits
+	// (high availability: the lease must be held with a margin left).
 	MayPublish func() error
 	Metrics    *metrics.Metrics // optional
 	Log        *zap.Logger
@@ -831,7 +833,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	var blocks []Block
 	if len(rt.ledger.Unknown) > 0 {
 		blocks = append(blocks, Block{metrics.BlockUnknownOrderState,
-			fmt.Sprintf("holdings uncertain (%s): waiting for a positions snapshot", strings.Join(rt.ledger.Unknown, ", "))})
+			fmt.Sprintf("holdings uncertain (%s): waiting for a positions snapshot", shortlist.Join(rt.ledger.Unknown, shortlist.Max, ", "))})
 	}
 	if rt.ledger.Refused != "" {
 		blocks = append(blocks, Block{metrics.BlockInvalidPolicy, rt.ledger.Refused})
@@ -1209,6 +1211,10 @@ func (e *Engine) flushDrift() {
 	clear(e.driftAt)
 	e.mu.Unlock()
 	for _, d := range out {
+		if err := e.mayPublish(); err != nil {
+			e.log.Debug("drift event not published", zap.String("policy", d.Policy), zap.Error(err))
+			continue // informational: the next evaluation sends a newer one
+		}
 		if err := e.opts.Publisher.PublishDrift(d); err != nil {
 			e.log.Debug("drift event not published", zap.String("policy", d.Policy), zap.Error(err))
 		}
@@ -1408,6 +1414,7 @@ func (e *Engine) SetHalt(h *Halt) {
 		if e.pubCancel != nil {
 			e.pubCancel() // an attempt in flight stops; it is retried, same ids, after the release
 		}
+		e.wakeLocked() // a publisher waiting to retry decides again: a stopping one stops at once
 		e.log.Warn("kill switch engaged: publishing halted", zap.String("reason", h.Reason), zap.String("by", h.By))
 	} else {
 		e.log.Warn("kill switch released: publishing resumes")
@@ -1493,13 +1500,20 @@ func (e *Engine) Run(ctx context.Context) error {
 			<-pubDone
 			grace.Stop()
 			e.mu.Lock()
-			left := 0
+			left, plans := 0, 0
 			for _, b := range e.outbox {
+				if b.ordersAcked {
+					plans++ // its orders are stored; only the plan event is pending
+					continue
+				}
 				left += len(b.orders)
 			}
 			e.mu.Unlock()
 			if left > 0 {
 				e.log.Warn("stopping with unacknowledged orders; they are journaled and will be published at the next start", zap.Int("orders", left))
+			}
+			if plans > 0 {
+				e.log.Warn("stopping with unpublished plan events; their orders are acknowledged, and the events are published at the next start", zap.Int("plans", plans))
 			}
 			return nil
 		case <-c:
@@ -1523,8 +1537,11 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 		job := e.claim(false)
 		busy := e.pubBusy
 		// Decided under the lock that Quotes claims under: once the
-		// publisher stops, no inline publish starts.
-		stopping := job == nil && !busy && done.Err() != nil
+		// publisher stops, no inline publish starts. done is read once:
+		// read again after the unlock, it could have ended meanwhile, and
+		// the loop would wait for an inline publish that is not in flight.
+		ending := done.Err() != nil
+		stopping := job == nil && !busy && ending
 		if stopping {
 			e.pubCtx = nil
 		}
@@ -1534,7 +1551,7 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 			if stopping {
 				return
 			}
-			if done.Err() != nil {
+			if ending {
 				// An inline publish is in flight: it wakes us when it ends.
 				select {
 				case <-ctx.Done():
@@ -1560,12 +1577,24 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 				m.PublishErrors.WithLabelValues(job.b.policy).Inc()
 			}
 			c, stop := e.clk.After(e.opts.PublishRetry)
+			// Run's context ending cuts the pause short, so that a halted
+			// publisher (a step-down) stops at once instead of after the
+			// pause; once it has ended, the pause is kept unless halted.
+			ended := done.Done()
+			if done.Err() != nil {
+				if e.Halted() != nil {
+					continue // decide at once, under the lock
+				}
+				ended = nil
+			}
 			select {
 			case <-ctx.Done():
 				stop()
 				return
 			case <-c:
 			case <-e.wake: // released after a halt, say
+				stop()
+			case <-ended: // decide again, under the lock
 				stop()
 			}
 		}
@@ -1666,6 +1695,17 @@ func (e *Engine) publishInline(job *pubJob) {
 	}
 }
 
+// sendable reports why a message must not be sent now under the publish
+// attempt ctx, or nil. It reads the clock: an attempt whose deadline passed
+// while the process was paused has expired even if its timer has not fired
+// yet (then ctx.Err is still nil).
+func (e *Engine) sendable(ctx context.Context) error {
+	if err := clock.ContextErr(ctx); err != nil {
+		return err
+	}
+	return e.mayPublish()
+}
+
 // mayPublish asks Options.MayPublish, if set.
 func (e *Engine) mayPublish() error {
 	if e.opts.MayPublish == nil {
@@ -1722,11 +1762,11 @@ func (e *Engine) dropStale(b *batch) bool {
 // batch), else the orders, then the event. A retry after a failed plan
 // event publish does not send the orders again.
 func (e *Engine) publish(ctx context.Context, b *batch) error {
-	if err := ctx.Err(); err != nil {
-		return err // halted or stopping since the claim: send nothing
-	}
 	if !b.ordersAcked {
 		planID := b.orders[0].PlanID
+		if err := e.sendable(ctx); err != nil {
+			return err // halted, stopping or no longer the planner since the claim: send nothing
+		}
 		var withPlan *events.Plan
 		if b.plan.Plan != nil {
 			withPlan = &b.plan
@@ -1734,6 +1774,12 @@ func (e *Engine) publish(ctx context.Context, b *batch) error {
 		planSent, err := e.opts.Publisher.PublishOrders(ctx, b.orders, withPlan)
 		if err != nil {
 			return fmt.Errorf("orders: %w", err)
+		}
+		if err := e.mayPublish(); err != nil {
+			// Stored, but this instance may no longer record it (high
+			// availability: its successor publishes them again under the
+			// same ids, which JetStream drops as duplicates).
+			return fmt.Errorf("orders acknowledged, not recorded: %w", err)
 		}
 		b.ordersAcked = true
 		if e.opts.OnPublished != nil {
@@ -1745,6 +1791,9 @@ func (e *Engine) publish(ctx context.Context, b *batch) error {
 		}
 	}
 	if b.plan.Plan != nil {
+		if err := e.sendable(ctx); err != nil {
+			return fmt.Errorf("plan: %w", err)
+		}
 		if err := e.opts.Publisher.PublishPlan(ctx, b.plan); err != nil {
 			return fmt.Errorf("plan: %w", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -372,6 +373,168 @@ func TestNoInlinePublishAfterStop(t *testing.T) {
 	}
 	if st := te.Status(); st.Outbox != 1 || st.Policies[0].Unacked == 0 {
 		t.Fatalf("outbox %d, unacknowledged %d; want the plan kept for the next start", st.Outbox, st.Policies[0].Unacked)
+	}
+}
+
+// onDrift is a publisher that calls fn when a drift event is published.
+type onDrift struct {
+	gatedPublisher
+	fn func()
+}
+
+func (p *onDrift) PublishDrift(events.Drift) error {
+	p.fn()
+	return nil
+}
+
+// TestStopDecidedOnceExitsAtOnce is the regression test of a step-down
+// that waited the whole shutdown grace: the publisher decided under the
+// lock that it was not stopping, Run's context ended while it flushed the
+// drift events, and the publisher, reading it again after the unlock,
+// waited for an inline publish that was not in flight. It must stop at
+// once.
+func TestStopDecidedOnceExitsAtOnce(t *testing.T) {
+	done, stop := context.WithCancel(context.Background())
+	defer stop()
+	pub := &onDrift{fn: stop} // Run's context ends in the window
+	store, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(Options{Clock: clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)), Publisher: pub, Store: store})
+	e.driftOut = []events.Drift{{Policy: "household"}}
+	pubCtx, cancelPub := context.WithTimeout(context.Background(), 5*time.Second) // the shutdown grace
+	defer cancelPub()
+	start := time.Now()
+	e.publishLoop(pubCtx, done)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the publisher stopped %v after Run's context ended, with nothing to publish", d)
+	}
+}
+
+// lapsingPublisher acknowledges orders and then lets the lease lapse, as
+// when the holder is paused right after its orders' acks; it counts the
+// plan events published.
+type lapsingPublisher struct {
+	gatedPublisher
+	valid *atomic.Bool
+	kept  atomic.Bool // the lease no longer lapses
+	plans atomic.Int32
+}
+
+func (p *lapsingPublisher) PublishOrders(ctx context.Context, orders []events.Order, pl *events.Plan) (bool, error) {
+	sent, err := p.gatedPublisher.PublishOrders(ctx, orders, pl) // the plan event is not sent with them
+	if !p.kept.Load() {
+		p.valid.Store(false)
+	}
+	return sent, err
+}
+
+func (p *lapsingPublisher) PublishPlan(context.Context, events.Plan) error {
+	p.plans.Add(1)
+	return nil
+}
+
+// TestLeaseCheckedBeforeEachMessage is the regression test of a paused
+// old holder publishing its plan event after the takeover: the lease is
+// asked again before the plan event, not only before the attempt, and
+// orders acknowledged after it lapsed are not recorded as this
+// instance's (its successor publishes them again under the same ids).
+func TestLeaseCheckedBeforeEachMessage(t *testing.T) {
+	var valid atomic.Bool
+	valid.Store(true)
+	pub := &lapsingPublisher{valid: &valid}
+	te := runPolicies(t, pub, Options{InlinePublishTimeout: -1, PublishRetry: time.Millisecond,
+		MayPublish: func() error {
+			if !valid.Load() {
+				return errors.New("the lease is not held")
+			}
+			return nil
+		}}, map[string]string{"household": "1m"})
+	te.breach(2 * time.Minute)
+	waitFor(t, "the orders' acknowledgement", func() bool { _, acked := pub.snapshot(); return len(acked) == 1 })
+	// A while of retries: nothing more is sent, nothing is recorded.
+	deadline := time.Now().Add(100 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if n := pub.plans.Load(); n != 0 {
+			t.Fatalf("%d plan events published after the lease lapsed", n)
+		}
+		if st := te.Status(); st.Outbox != 1 || st.Policies[0].Unacked == 0 {
+			t.Fatalf("outbox %d, unacknowledged %d: orders acknowledged after the lease lapsed were recorded", st.Outbox, st.Policies[0].Unacked)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if calls, _ := pub.snapshot(); len(calls) != 1 {
+		t.Fatalf("%d order publishes without the lease", len(calls))
+	}
+	// Valid again (a renewal confirmed): published under the same ids.
+	pub.kept.Store(true)
+	valid.Store(true)
+	te.mu.Lock()
+	te.wakeLocked() // the retry waits on the fake clock
+	te.mu.Unlock()
+	waitFor(t, "the plan event", func() bool { return pub.plans.Load() == 1 && drained(te.Engine) })
+	calls, _ := pub.snapshot()
+	if len(calls) != 2 || !slices.Equal(calls[0], calls[1]) {
+		t.Fatalf("order publishes %v, want the same ids twice", calls)
+	}
+}
+
+// pausedCtx is a context whose deadline has passed while its timer has
+// not fired yet (a process resumed after a pause).
+type pausedCtx struct{ context.Context }
+
+func (pausedCtx) Deadline() (time.Time, bool) { return time.Now().Add(-time.Second), true }
+
+// TestSendableReadsTheClock: a publish attempt whose deadline passed is
+// expired even though its context does not say so yet.
+func TestSendableReadsTheClock(t *testing.T) {
+	e := New(Options{Clock: clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)), Publisher: &gatedPublisher{}})
+	if err := e.sendable(pausedCtx{context.Background()}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("sendable after the deadline: %v", err)
+	}
+	if err := e.sendable(context.Background()); err != nil {
+		t.Fatalf("sendable: %v", err)
+	}
+}
+
+// TestStepDownDuringRetryExitsAtOnce: a publisher waiting to retry a
+// publish the lease refused stops as soon as Run's context ends once the
+// kill switch is engaged (a step-down), not after the retry pause or the
+// shutdown grace.
+func TestStepDownDuringRetryExitsAtOnce(t *testing.T) {
+	for _, haltFirst := range []bool{false, true} {
+		refused := make(chan struct{}, 1)
+		var valid atomic.Bool
+		valid.Store(true)
+		pub := &lapsingPublisher{valid: &valid}
+		te := runPolicies(t, pub, Options{InlinePublishTimeout: -1, ShutdownGrace: 5 * time.Second,
+			MayPublish: func() error {
+				if valid.Load() {
+					return nil
+				}
+				select {
+				case refused <- struct{}{}:
+				default:
+				}
+				return errors.New("the lease is not held")
+			}}, map[string]string{"household": "1m"})
+		te.breach(2 * time.Minute)
+		recv(t, "a refused publish", refused) // the orders were acknowledged, then the lease lapsed
+		start := time.Now()
+		if haltFirst {
+			te.SetHalt(&Halt{Reason: "high availability: this instance lost the planner lease", By: "ha"})
+			te.stop()
+		} else {
+			go func() {
+				time.Sleep(10 * time.Millisecond) // the publisher is waiting to retry
+				te.SetHalt(&Halt{Reason: "high availability: this instance lost the planner lease", By: "ha"})
+			}()
+			te.stop()
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("halt first %v: Run returned %v after its context ended", haltFirst, d)
+		}
 	}
 }
 

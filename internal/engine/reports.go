@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -16,6 +15,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+	"github.com/rebalancerd/rebalancerd/internal/shortlist"
 )
 
 // Report is a fill or a positions snapshot from an executor.
@@ -218,12 +218,7 @@ func fits(pol *policy.Policy, accounts map[string]*ledger.Account) error {
 }
 
 // listed joins names, the first maxListed of them and a count of the rest.
-func listed(names []string) string {
-	if len(names) <= maxListed {
-		return strings.Join(names, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(names[:maxListed], ", "), len(names)-maxListed)
-}
+func listed(names []string) string { return shortlist.Join(names, maxListed, ", ") }
 
 // Resync replaces a policy's holdings with h whatever its as_of and the
 // ledger's, records it in the ledger (ledger.Resync) and saves the ledger

@@ -327,3 +327,46 @@ func TestReconcileRecoversFillsOfRestoredLedger(t *testing.T) {
 		t.Fatalf("after recovery: holdings %v, %d pending, %d recovered; want %v, 0, %d", st.Holdings, len(st.PendingOrders), st.RecoveredFills, want, len(orders))
 	}
 }
+
+// TestResync: a resync replaces the ledger whatever the dates (here a
+// ledger dated in year 9999 with an unknown fill) and is recorded; one
+// whose holdings name an instrument the policy does not have is refused
+// and changes nothing.
+func TestResync(t *testing.T) {
+	e, clk := loadHousehold(t, nil)
+	f := &events.Fill{SchemaVersion: 1, FillID: "stray", OrderID: "nope", Status: events.FillFilled,
+		Quantity: decimal.NewFromInt(1), Price: decimal.NewFromInt(1), At: clk.Now()}
+	if err := e.HandleReport(Report{Policy: "household", Account: "roth", Fill: f}); err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	e.policies["household"].ledger.AsOf = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	e.mu.Unlock()
+	bad, err := portfolio.ParseHoldings("bad.yaml", []byte("as_of: 2020-01-01T00:00:00Z\naccounts:\n  roth: {cash: \"1\", positions: {XYZ: \"3\"}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Resync("household", bad, "h1", "ops", "test"); err == nil || !strings.Contains(err.Error(), "XYZ") {
+		t.Fatalf("resync with an unknown instrument: %v", err)
+	}
+	if st := e.Status().Policies[0]; !hasReason(st.Blocked, metrics.BlockUnknownOrderState) {
+		t.Fatalf("a refused resync cleared the block: %+v", st.Blocked)
+	}
+	good, err := portfolio.ParseHoldings("good.yaml", []byte(balancedHoldings))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Resync("household", good, "h2", "ops", "broker statement"); err != nil {
+		t.Fatal(err)
+	}
+	st := e.Status().Policies[0]
+	if hasReason(st.Blocked, metrics.BlockUnknownOrderState) || st.HoldingsAsOf.After(clk.Now()) {
+		t.Fatalf("after the resync: blocked %+v, holdings as of %v", st.Blocked, st.HoldingsAsOf)
+	}
+	e.mu.Lock()
+	rs := e.policies["household"].ledger.Resyncs
+	e.mu.Unlock()
+	if len(rs) != 1 || rs[0].By != "ops" || rs[0].Reason != "broker statement" || len(rs[0].PrevUnknown) != 1 || rs[0].PrevAsOf.Year() != 9999 {
+		t.Fatalf("resync record %+v", rs)
+	}
+}

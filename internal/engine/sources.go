@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/rebalancerd/rebalancerd/internal/config"
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
@@ -76,7 +77,7 @@ func ReadSources(srcs []config.PolicySource) ([]Loaded, []string, error) {
 }
 
 func readPair(policyFile, holdingsFile string) (Loaded, error) {
-	data, err := os.ReadFile(policyFile)
+	data, err := inputfile.Read(policyFile, strictyaml.MaxFileSize)
 	if err != nil {
 		return Loaded{}, &strictyaml.Error{File: policyFile, Msg: err.Error()}
 	}
@@ -84,7 +85,7 @@ func readPair(policyFile, holdingsFile string) (Loaded, error) {
 	if err != nil {
 		return Loaded{}, err
 	}
-	hdata, err := os.ReadFile(holdingsFile)
+	hdata, err := inputfile.Read(holdingsFile, strictyaml.MaxFileSize)
 	if err != nil {
 		return Loaded{}, &strictyaml.Error{File: holdingsFile, Msg: fmt.Sprintf("holdings of policy %s: %v", p.Name, err)}
 	}

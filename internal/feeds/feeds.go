@@ -100,9 +100,6 @@ const (
 	maxDigits   = 40
 )
 
-// maxNumberText bounds the text of a number read from JSON.
-const maxNumberText = 64
-
 // checkPrice checks that d is a usable price: positive and of ordinary
 // magnitude.
 func checkPrice(d decimal.Decimal) error {

@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 )
@@ -50,28 +51,11 @@ func (f *FileFetcher) Fetch(ctx context.Context) ([]Quote, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	data, err := readLimited(f.path, strictyaml.MaxFileSize)
+	data, err := inputfile.Read(f.path, strictyaml.MaxFileSize)
 	if err != nil {
 		return nil, err
 	}
 	return f.parse(f.path, data)
-}
-
-// readLimited reads the file at path, refusing one larger than max bytes.
-func readLimited(path string, max int64) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("prices file %s is larger than %d bytes", path, max)
-	}
-	return data, nil
 }
 
 // parseYAMLPrices reads a prices file with portfolio.ParsePrices and returns
@@ -103,7 +87,7 @@ var csvColumns = []string{"symbol", "price", "time"}
 //	BTC,67187.33,2026-11-20T21:04:05Z
 //
 // The header row is optional; lines starting with # are comments. A price
-// is a plain positive decimal (the rules of strictyaml.ParseDecimal), a
+// is a plain positive decimal (the rules of decimaltext.Parse), a
 // time is RFC 3339, and each symbol appears once. Every problem is
 // reported, as strictyaml.Errors naming file, line and column name; a CSV
 // syntax error stops the reading.
@@ -158,7 +142,7 @@ func parseCSV(file string, data []byte) ([]Quote, error) {
 		} else {
 			first[q.Symbol] = line
 		}
-		if p, err := strictyaml.ParseDecimal(rec[1]); err != nil {
+		if p, err := decimaltext.Parse(rec[1]); err != nil {
 			fail(fieldLine(1), "price", "%v", err)
 			ok = false
 		} else if err := checkPrice(p); err != nil {

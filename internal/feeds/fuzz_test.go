@@ -4,11 +4,14 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 )
 
 // FuzzNATSPrice feeds arbitrary messages to the NATS feed's decoder: it
@@ -21,6 +24,9 @@ func FuzzNATSPrice(f *testing.F) {
 		`{"symbol": "VTI", "price": "-1", "at": "2026-11-20T21:00:00Z"}`,
 		`{"symbol": "VTI", "price": "1e9999999999", "at": "2026-11-20T21:00:00Z"}`,
 		`{"symbol": "", "price": "1"}`, `null`, `[]`, `{"schema_version": 2}`,
+		`{"schema_version": -5, "symbol": "VTI", "price": "285.12", "at": "2026-11-20T21:00:00Z"}`,
+		`{"symbol": "VTI", "Price": "` + strings.Repeat("9", 41) + `", "at": "2026-11-20T21:00:00Z"}`,
+		`{"symbol": "VTI", "price": 2.8512e2, "at": "2026-11-20T21:00:00Z"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -36,6 +42,11 @@ func FuzzNATSPrice(f *testing.F) {
 		}
 		if err := checkQuote(q, now, MaxClockSkew); err != nil {
 			t.Fatalf("accepted a quote that fails the checks: %+v: %v", q, err)
+		}
+		// Within decimaltext's limits: plain text of at most MaxLen
+		// characters has no positive exponent and at most MaxLen digits.
+		if e := q.Price.Exponent(); e > 0 || e < -decimaltext.MaxLen || q.Price.NumDigits() > decimaltext.MaxLen {
+			t.Fatalf("accepted price %s (%d digits, exponent %d)", q.Price, q.Price.NumDigits(), e)
 		}
 	})
 }

@@ -301,7 +301,9 @@ func (g *Guard) Check(symbols []string, now time.Time) []Problem {
 	return slices.CompactFunc(out, func(a, b Problem) bool { return a.Symbol == b.Symbol })
 }
 
-// heldDetail explains an unconfirmed move.
+// heldDetail explains an unconfirmed move by its first held quote, which
+// the confirmation period runs from (later agreeing quotes do not change
+// it, and the engine does not re-evaluate for them).
 func (g *Guard) heldDetail(acc Quote, h Held) string {
 	from := ""
 	if len(h.Sources) > 0 {
@@ -309,7 +311,7 @@ func (g *Guard) heldDetail(acc Quote, h Held) string {
 	}
 	return fmt.Sprintf("unconfirmed price %s at %s%s moved %s%% from the accepted %s at %s, more than %s%%; "+
 		"the accepted price stays in force until quotes agreeing within %s%% persist for %s (not before %s) or another feed reports the move",
-		h.Last.Price, h.Last.At.Format(time.RFC3339), from, MovePercent(h.Last.Price, acc.Price),
+		h.First.Price, h.First.At.Format(time.RFC3339Nano), from, MovePercent(h.First.Price, acc.Price),
 		acc.Price, acc.At.Format(time.RFC3339), g.maxMove.Shift(2), g.maxMove.Shift(2), g.confirmAfter,
 		h.ConfirmableAt.UTC().Format(time.RFC3339))
 }

@@ -304,7 +304,7 @@ func TestGuardDetails(t *testing.T) {
 	g.Offer(Quote{Symbol: "VTI", Price: dec("116"), At: t0.Add(20 * sec), Source: "bus"}, t0.Add(20*sec))
 	g.Offer(Quote{Symbol: "BND", Price: dec("72.15"), At: t0}, t0)
 	g.Offer(Quote{Symbol: "GLD", Price: dec("190"), At: t0.Add(3 * time.Minute)}, t0)
-	const vti = "VTI: quarantined: unconfirmed price 116 at 2026-11-20T21:00:20Z from feed bus moved 16% from the accepted 100 at 2026-11-20T21:00:00Z, " +
+	const vti = "VTI: quarantined: unconfirmed price 115.5 at 2026-11-20T21:00:10Z from feed bus moved 15.5% from the accepted 100 at 2026-11-20T21:00:00Z, " +
 		"more than 10%; the accepted price stays in force until quotes agreeing within 10% persist for 5m0s (not before 2026-11-20T21:05:10Z) or another feed reports the move"
 	tests := []struct {
 		at   time.Duration

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 )
 
 // DefaultMaxBody is the largest HTTP response body a fetcher reads.
@@ -328,18 +330,11 @@ func jsonNumberText(v any) (string, error) {
 	return "", fmt.Errorf("want a number or a numeric string, got %s", describeJSON(v))
 }
 
-// parseJSONDecimal reads a JSON number's text exactly. Unlike
-// strictyaml.ParseDecimal it accepts exponents, which APIs use for small
-// prices (6.5e-06).
+// parseJSONDecimal reads a JSON number's text exactly, within
+// decimaltext's limits. Unlike the policy files it accepts a bounded
+// exponent, which APIs use for small prices (6.5e-06).
 func parseJSONDecimal(s string) (decimal.Decimal, error) {
-	if len(s) > maxNumberText {
-		return decimal.Decimal{}, fmt.Errorf("number %.12q… is longer than %d characters", s, maxNumberText)
-	}
-	d, err := decimal.NewFromString(s)
-	if err != nil {
-		return decimal.Decimal{}, fmt.Errorf("%q is not a number", s)
-	}
-	return d, nil
+	return decimaltext.ParseExponent(s)
 }
 
 // jsonPrice reads a price: a positive JSON number or numeric string.

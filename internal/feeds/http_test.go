@@ -108,7 +108,7 @@ func TestHTTPFetcherErrors(t *testing.T) {
 		{"null", 200, `{"p": null}`, nil, nil, `price of X at "p": want a number or a numeric string, got null`},
 		{"bool", 200, `{"p": true}`, nil, nil, `price of X at "p": want a number or a numeric string, got a boolean`},
 		{"not numeric", 200, `{"p": "$1.00"}`, nil, nil, `price of X at "p": "$1.00" is not a number`},
-		{"huge", 200, `{"p": 1e400}`, nil, nil, `price of X at "p": price is out of range`},
+		{"huge", 200, `{"p": 1e400}`, nil, nil, `price of X at "p": number "1e400" has an exponent beyond ±40`},
 		{"bad time", 200, `{"p": 1, "t": "yesterday"}`, nil, map[string]string{"X": "t"},
 			`time of X at "t": want an RFC 3339 time like 2026-11-20T21:00:00Z, got "yesterday"`},
 		{"negative unix", 200, `{"p": 1, "t": -5}`, nil, map[string]string{"X": "t"}, `time of X at "t": unix time -5 is out of range`},

@@ -2,7 +2,7 @@ package feeds
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 )
 
@@ -134,9 +135,15 @@ func (f *NATSFeed) noteDropped(sub *nats.Subscription) {
 // decode reads and checks one price message.
 func (f *NATSFeed) decode(m *nats.Msg) (Quote, error) {
 	var p events.Price
-	if err := json.Unmarshal(m.Data, &p); err != nil {
+	if err := decimaltext.Unmarshal(m.Data, &p); err != nil {
+		if errors.Is(err, decimaltext.ErrTooLong) || errors.Is(err, decimaltext.ErrNotPlain) {
+			return Quote{}, reject(RejectPrice, fmt.Errorf("message on %s: %w", m.Subject, err))
+		}
 		// Not %w: decoding errors quote the input, which may be long.
 		return Quote{}, reject(RejectMalformed, fmt.Errorf("message on %s is not a price: %s", m.Subject, truncate(err.Error(), 200)))
+	}
+	if p.SchemaVersion < 0 {
+		return Quote{}, reject(RejectSchema, fmt.Errorf("message on %s has schema_version %d, below 0", m.Subject, p.SchemaVersion))
 	}
 	if p.SchemaVersion > events.SchemaVersion {
 		return Quote{}, reject(RejectSchema, fmt.Errorf("message on %s has schema_version %d, newer than %d", m.Subject, p.SchemaVersion, events.SchemaVersion))

@@ -134,3 +134,27 @@ func TestNATSFeedClosedConn(t *testing.T) {
 		t.Errorf("Run on a closed connection = %v", err)
 	}
 }
+
+// TestNATSDecodeLimits: a price message is held to decimaltext's limits
+// before its price is parsed (a 1 MiB price cost 2.6 s of CPU), and a
+// negative schema_version is refused.
+func TestNATSDecodeLimits(t *testing.T) {
+	now := t0.Add(time.Minute)
+	f := NewNATSFeed(nil, "rebalance.prices.>", nil, WithNATSClock(func() time.Time { return now }))
+	for _, tc := range []struct{ data, reason, msg string }{
+		{`{"symbol":"VTI","price":"` + strings.Repeat("1", 1<<20) + `","at":"2026-11-20T21:00:00Z"}`, RejectPrice, `"price": number "111111111111"… is longer than 40 characters`},
+		{`{"symbol":"VTI","price":` + strings.Repeat("1", 1<<20) + `,"at":"2026-11-20T21:00:00Z"}`, RejectPrice, "is longer than 40 characters"},
+		{`{"symbol":"VTI","price":"1e39","at":"2026-11-20T21:00:00Z"}`, RejectPrice, `"price": "1e39" is not a plain decimal number`},
+		{`{"schema_version":-5,"symbol":"VTI","price":"285.12","at":"2026-11-20T21:00:00Z"}`, RejectSchema, "schema_version -5, below 0"},
+	} {
+		start := time.Now()
+		_, err := f.decode(&nats.Msg{Subject: "rebalance.prices.VTI", Data: []byte(tc.data)})
+		took := time.Since(start)
+		if err == nil || RejectReason(err) != tc.reason || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%.80s: %v (reason %q), want reason %q and %q", tc.data, err, RejectReason(err), tc.reason, tc.msg)
+		}
+		if took > 500*time.Millisecond {
+			t.Errorf("%.80s: refusing took %v", tc.data, took)
+		}
+	}
+}

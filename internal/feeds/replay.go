@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 )
 
@@ -32,7 +33,7 @@ func NewReplayFetcher(path string, clock func() time.Time) (*ReplayFetcher, erro
 	if clock == nil {
 		clock = time.Now
 	}
-	data, err := readLimited(path, strictyaml.MaxFileSize)
+	data, err := inputfile.Read(path, strictyaml.MaxFileSize)
 	if err != nil {
 		return nil, err
 	}

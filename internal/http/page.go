@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
-	"io/fs"
 	"maps"
 	"net/http"
 	"net/url"
@@ -56,22 +55,19 @@ var (
 	householdTmpl = template.Must(template.New("layout.html").Funcs(pageFuncs).ParseFS(assetFS, "assets/layout.html", "assets/household.html"))
 )
 
-// assetsHandler serves the embedded stylesheet and script.
+// assetsHandler serves the embedded stylesheet and script. The embedded
+// tree has the same paths as the URLs (assets/style.css).
 func assetsHandler() http.Handler {
-	sub, err := fs.Sub(assetFS, "assets")
-	if err != nil {
-		panic(err) // the embed directive guarantees the directory
-	}
-	files := http.FileServerFS(sub)
-	return http.StripPrefix("/assets/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, ".html") || r.URL.Path == "" || strings.HasSuffix(r.URL.Path, "/") {
+	files := http.FileServerFS(assetFS)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".html") || strings.HasSuffix(r.URL.Path, "/") {
 			http.NotFound(w, r) // templates and listings are not assets
 			return
 		}
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		files.ServeHTTP(w, r)
-	}))
+	})
 }
 
 // document reads the status as the page's type, through its JSON: the

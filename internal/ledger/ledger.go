@@ -18,6 +18,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/targets"
@@ -164,10 +165,10 @@ type Valuation struct {
 
 // UnmarshalJSON reads a ledger and checks the lots of its accounts (see
 // Account.Lots), so that a damaged ledger file is refused rather than
-// planned from.
+// planned from. Its decimals are held to decimaltext's limits.
 func (l *Ledger) UnmarshalJSON(data []byte) error {
 	type plain Ledger // without this method
-	if err := json.Unmarshal(data, (*plain)(l)); err != nil {
+	if err := decimaltext.Unmarshal(data, (*plain)(l)); err != nil {
 		return err
 	}
 	for _, name := range slices.Sorted(maps.Keys(l.Accounts)) {

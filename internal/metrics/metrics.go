@@ -17,6 +17,8 @@
 package metrics
 
 import (
+	"github.com/rebalancerd/rebalancerd/internal/buildinfo"
+
 	"errors"
 	"fmt"
 	"slices"
@@ -98,6 +100,9 @@ const (
 // Metrics holds every rebalancerd collector. The fields are safe for
 // concurrent use; create one with New.
 type Metrics struct {
+	// BuildInfo is rebalancerd_build_info{version,revision,goversion}:
+	// always 1, the labels naming the running build (package buildinfo).
+	BuildInfo prometheus.Collector
 	// SleeveWeight is rebalancerd_sleeve_weight_ratio{policy,sleeve}: the
 	// sleeve's current value as a fraction of the policy's total.
 	SleeveWeight *prometheus.GaugeVec
@@ -313,6 +318,7 @@ func New() *Metrics {
 
 		registry: prometheus.NewRegistry(),
 	}
+	m.BuildInfo = buildinfo.Read().Collector()
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -324,6 +330,7 @@ func New() *Metrics {
 		m.ReloadSuccess, m.ReloadTimestamp, m.Reloads, m.PoliciesLoaded, m.NATSConnected,
 		m.EvaluationSeconds, m.TriggerLatency,
 		m.Households, m.HouseholdsBreaching, m.HouseholdsBlocked, m.BatchEvaluationSeconds,
+		m.BuildInfo,
 	)
 	// Both results are exported from the start, so that
 	// increase(rebalancerd_config_reloads_total{result="failure"}[1h]) sees

@@ -1,6 +1,10 @@
 package metrics
 
 import (
+	"fmt"
+
+	"github.com/rebalancerd/rebalancerd/internal/buildinfo"
+
 	"bufio"
 	"os"
 	"reflect"
@@ -201,7 +205,12 @@ rebalancerd_households_blocked{reason="pending_orders"} 1
 # TYPE rebalancerd_households_breaching gauge
 rebalancerd_households_breaching 1
 `
-	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), rebalancerdNames(t, m)...); err != nil {
+	bi := buildinfo.Read()
+	build := fmt.Sprintf(`# HELP rebalancerd_build_info Always 1; the labels say which build of rebalancerd runs.
+# TYPE rebalancerd_build_info gauge
+rebalancerd_build_info{goversion=%q,revision=%q,version=%q} 1
+`, bi.GoVersion, bi.Commit, bi.Version)
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(build+want), rebalancerdNames(t, m)...); err != nil {
 		t.Fatal(err)
 	}
 }

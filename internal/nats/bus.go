@@ -144,6 +144,8 @@ type Bus struct {
 	// atomic is set while the orders stream takes atomic batches: decided
 	// by NewBus, cleared if the server later refuses one.
 	atomic atomic.Bool
+
+	gate atomic.Pointer[func() error] // SetGate
 }
 
 // StreamNames returns the names of the orders and reports streams for a

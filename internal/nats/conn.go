@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	natsgo "github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 )
 
 // Defaults of ConnConfig.
@@ -288,7 +290,7 @@ func readSecret(what, path string) (string, error) {
 	if err := CheckPrivate(what, path); err != nil {
 		return "", err
 	}
-	b, err := os.ReadFile(path)
+	b, err := inputfile.Read(path, inputfile.MaxSecretSize)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}

@@ -2,6 +2,8 @@ package nats
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +38,10 @@ var errLeaseTTL = errors.New("lease TTL mismatch")
 // before it expired, or another instance holds it.
 var ErrLeaseLost = errors.New("lease lost")
 
+// ErrNotHolder is returned by Term (and by the writes fenced with it) when
+// this instance does not hold the lease with the safety margin left.
+var ErrNotHolder = errors.New("not the lease holder")
+
 // Lease is a lease on a key of a JetStream key-value bucket: at most one
 // instance holds it at a time. Acquire creates the key only if it is
 // absent (a create-if-absent write); Hold renews it by compare-and-set on
@@ -47,7 +53,18 @@ var ErrLeaseLost = errors.New("lease lost")
 // The holder stops considering itself the holder well before the server
 // can let the key expire: Valid reports false once the key's life minus a
 // safety margin of a fifth of the TTL has passed since the start of the
-// last successful renewal, measured on this process's monotonic clock.
+// last confirmed renewal, measured on this process's monotonic clock.
+//
+// Every value the holder writes carries a token drawn at acquisition, so a
+// renewal whose reply was lost (a NATS outage: the client buffers the
+// renewals that time out and flushes them all on reconnect, each expecting
+// the same revision; the first is stored, the others are refused) is
+// recognised by the token, whichever of them was stored: Hold steps down
+// only when the key is gone or holds another acquisition's token, or when
+// no renewal was confirmed for a whole TTL (the key has expired at the
+// server by then). Between the end of validity and that, the holder does
+// not publish but keeps renewing, and becomes valid again when a renewal
+// is confirmed.
 type Lease struct {
 	kv  jetstream.KeyValue
 	cfg LeaseConfig
@@ -55,14 +72,18 @@ type Lease struct {
 
 	mu       sync.Mutex
 	rev      uint64
-	renewed  time.Time // start of the last successful write
+	term     uint64    // the key's revision at acquisition
+	token    string    // drawn at acquisition, written with every renewal
+	renewed  time.Time // start of the last confirmed write
 	acquired time.Time
 	seen     string // the holder last seen (Holder)
 }
 
 // leaseValue is what the lease key holds.
 type leaseValue struct {
-	Holder   string    `json:"holder"`
+	Holder string `json:"holder"`
+	// Token identifies one acquisition by one instance.
+	Token    string    `json:"token,omitempty"`
 	Acquired time.Time `json:"acquired"`
 	Renewed  time.Time `json:"renewed"`
 }
@@ -115,6 +136,14 @@ func NewLease(ctx context.Context, b *Bus, cfg LeaseConfig) (*Lease, error) {
 // keyLife is how long the lease key lives after its last write.
 func keyLife(ttl time.Duration) time.Duration { return ttl * 2 / 3 }
 
+// ReconnectWait is the pause between a lease holder's NATS reconnect
+// attempts: a tenth of the TTL, at most DefaultReconnectWait. With the
+// client's default of 2s a lease shorter than about 4.3s lapsed in every
+// NATS restart, however short, before the client even tried to reconnect.
+// With it, a holder keeps its lease through an outage of up to about 0.4
+// TTL (docs/OPERATIONS.md, "High availability").
+func ReconnectWait(ttl time.Duration) time.Duration { return min(DefaultReconnectWait, ttl/10) }
+
 // validFor is how long after the start of its last successful write the
 // holder considers the lease its own: the key's life minus a margin.
 func (l *Lease) validFor() time.Duration { return keyLife(l.cfg.TTL) - l.cfg.TTL/5 }
@@ -130,14 +159,19 @@ func (l *Lease) Acquire(ctx context.Context) error {
 	waiting := ""
 	for {
 		start := time.Now()
-		v, _ := json.Marshal(leaseValue{Holder: l.cfg.Holder, Acquired: start.UTC(), Renewed: start.UTC()})
+		token, err := newToken(l.cfg.Holder)
+		if err != nil {
+			return err
+		}
+		v, _ := json.Marshal(leaseValue{Holder: l.cfg.Holder, Token: token, Acquired: start.UTC(), Renewed: start.UTC()})
 		rev, err := l.kv.Create(ctx, l.cfg.Key, v)
 		if err == nil {
 			l.mu.Lock()
-			l.rev, l.renewed, l.acquired = rev, start, start
+			l.rev, l.term, l.token, l.renewed, l.acquired = rev, rev, token, start, start
 			l.seen = l.cfg.Holder
 			l.mu.Unlock()
-			l.log.Info("lease acquired", zap.String("holder", l.cfg.Holder), zap.Duration("ttl", l.cfg.TTL))
+			l.log.Info("lease acquired", zap.String("holder", l.cfg.Holder), zap.Duration("ttl", l.cfg.TTL),
+				zap.Uint64("term", rev))
 			return nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
@@ -153,6 +187,15 @@ func (l *Lease) Acquire(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// newToken draws the token of one acquisition.
+func newToken(holder string) (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("nats: lease token: %w", err)
+	}
+	return holder + "/" + hex.EncodeToString(b[:]), nil
 }
 
 // holder returns the current holder's name, or "" if unknown.
@@ -178,20 +221,44 @@ func (l *Lease) Holder() string {
 }
 
 // Valid reports whether this instance holds the lease with a safety margin
-// left before the server could let it expire.
+// left before the server could let it expire. It reads the time on every
+// call (the monotonic clock, which runs on while the process is paused),
+// so a holder resumed after a long pause sees that its lease has lapsed
+// before any timer has fired.
 func (l *Lease) Valid() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.validLocked()
+}
+
+func (l *Lease) validLocked() bool {
 	return l.rev != 0 && time.Since(l.renewed) < l.validFor()
 }
 
+// Term returns the lease's term, the key's revision when this instance
+// acquired it (terms grow with each acquisition), while Valid holds;
+// otherwise an error wrapping ErrNotHolder. Writes to the shared state
+// carry it (StateStoreConfig.Term).
+func (l *Lease) Term() (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.validLocked() {
+		if l.rev == 0 {
+			return 0, fmt.Errorf("%w: the lease is not held", ErrNotHolder)
+		}
+		return 0, fmt.Errorf("%w: no renewal confirmed for %v", ErrNotHolder, time.Since(l.renewed).Round(time.Millisecond))
+	}
+	return l.term, nil
+}
+
 // Hold renews the lease until ctx ends (then it returns nil, still holding
-// the lease: call Release) or the lease is lost (ErrLeaseLost): another
-// instance holds it, or no renewal succeeded in time.
+// the lease: call Release) or the lease is lost (ErrLeaseLost): the key
+// is gone or holds another acquisition, or no renewal was confirmed for a
+// whole TTL.
 func (l *Lease) Hold(ctx context.Context) error {
 	t := time.NewTicker(l.renewEvery())
 	defer t.Stop()
-	var unknown []byte // the last renewal whose outcome is unknown
+	var pending time.Time // start of the first renewal since the last confirmed one whose outcome is unknown
 	for {
 		select {
 		case <-ctx.Done():
@@ -199,65 +266,98 @@ func (l *Lease) Hold(ctx context.Context) error {
 		case <-t.C:
 		}
 		l.mu.Lock()
-		rev, acquired := l.rev, l.acquired
+		rev, acquired, token, renewed := l.rev, l.acquired, l.token, l.renewed
 		l.mu.Unlock()
 		if rev == 0 {
 			return fmt.Errorf("%w: not held", ErrLeaseLost)
 		}
 		start := time.Now()
-		v, _ := json.Marshal(leaseValue{Holder: l.cfg.Holder, Acquired: acquired.UTC(), Renewed: start.UTC()})
+		v, _ := json.Marshal(leaseValue{Holder: l.cfg.Holder, Token: token, Acquired: acquired.UTC(), Renewed: start.UTC()})
 		// Not cancelled with ctx: a renewal cut short could be stored
 		// without this instance learning the new revision, and Release
 		// would then fail.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.renewEvery())
 		next, err := l.kv.Update(rctx, l.cfg.Key, v, rev)
 		cancel()
-		switch {
-		case err == nil:
-			unknown = nil
-			l.mu.Lock()
-			if l.rev == rev { // not released or lost meanwhile
-				l.rev, l.renewed = next, start
-			}
-			l.mu.Unlock()
-		case errors.Is(err, jetstream.ErrKeyRevisionMismatch) && unknown != nil && l.adopt(unknown):
-			// An earlier renewal that timed out was stored after all.
-			unknown = nil
-		case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
-			l.lose()
-			return fmt.Errorf("%w: the key changed (holder now %q): %v", ErrLeaseLost, l.holder(context.WithoutCancel(ctx)), err)
-		case !l.Valid():
-			l.lose()
-			return fmt.Errorf("%w: no renewal succeeded within %v: %v", ErrLeaseLost, l.validFor(), err)
-		default:
-			unknown = v // it may yet be stored
-			l.log.Warn("lease: renewal failed; retrying", zap.Error(err))
+		if err == nil {
+			l.confirm(rev, next, start)
+			pending = time.Time{}
+			continue
 		}
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			// Written since rev: by a renewal of this acquisition whose
+			// reply was lost (it may be any of those in flight), or by
+			// another instance after the key expired.
+			e, gerr := l.read()
+			switch {
+			case gerr == nil && e.mine:
+				if pending.IsZero() {
+					pending = renewed // no renewal of ours is unknown: keep the confirmed start
+				}
+				l.confirm(rev, e.rev, pending) // stored no earlier than it started
+				pending = time.Time{}
+				l.log.Info("lease: a renewal whose reply was lost was stored; keeping the lease", zap.Uint64("revision", e.rev))
+				continue
+			case gerr == nil:
+				l.lose()
+				return fmt.Errorf("%w: the key changed (holder now %q): %v", ErrLeaseLost, e.holder, err)
+			}
+			err = fmt.Errorf("%w (and reading the key: %v)", err, gerr)
+		}
+		if pending.IsZero() {
+			pending = start
+		}
+		if since := time.Since(renewed); since >= l.cfg.TTL {
+			l.lose()
+			return fmt.Errorf("%w: no renewal confirmed for %v, the lease TTL (the key has expired at the server): %v",
+				ErrLeaseLost, since.Round(time.Millisecond), err)
+		}
+		l.log.Warn("lease: renewal not confirmed; retrying", zap.Bool("valid", l.Valid()), zap.Error(err))
 	}
 }
 
-// adopt takes the key's revision when the key holds exactly the value
-// this instance wrote last (a renewal whose reply was lost), and reports
-// whether it did.
-func (l *Lease) adopt(last []byte) bool {
+// confirm records that the key holds a write of this acquisition at
+// revision next, which started at start, unless the lease was released or
+// lost since rev was read.
+func (l *Lease) confirm(rev, next uint64, start time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rev != rev {
+		return
+	}
+	l.rev = next
+	if start.After(l.renewed) {
+		l.renewed = start
+	}
+}
+
+// keyState is the lease key as read.
+type keyState struct {
+	rev    uint64
+	holder string // "" when the key is gone
+	mine   bool   // written by this acquisition
+}
+
+// read reads the lease key. A key that is gone is not an error: its
+// holder is "".
+func (l *Lease) read() (keyState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.renewEvery())
 	defer cancel()
 	e, err := l.kv.Get(ctx, l.cfg.Key)
-	if err != nil {
-		return false
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return keyState{}, nil
 	}
-	var got, mine leaseValue
-	if json.Unmarshal(e.Value(), &got) != nil || json.Unmarshal(last, &mine) != nil ||
-		got.Holder != mine.Holder || !got.Renewed.Equal(mine.Renewed) {
-		return false
+	if err != nil {
+		return keyState{}, err
+	}
+	var got leaseValue
+	if err := json.Unmarshal(e.Value(), &got); err != nil {
+		return keyState{rev: e.Revision(), holder: "(unreadable)"}, nil
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.rev == 0 {
-		return false
-	}
-	l.rev = e.Revision()
-	return true
+	token := l.token
+	l.mu.Unlock()
+	return keyState{rev: e.Revision(), holder: got.Holder, mine: got.Holder == l.cfg.Holder && token != "" && got.Token == token}, nil
 }
 
 // lose forgets the lease.

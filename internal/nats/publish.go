@@ -13,7 +13,9 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 	"go.uber.org/zap"
 
+	"github.com/rebalancerd/rebalancerd/internal/clock"
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/shortlist"
 )
 
 // Ack is JetStream's acknowledgement that an order is stored.
@@ -46,7 +48,7 @@ type UnackedError struct {
 func (e *UnackedError) Error() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "nats: %d message(s) not acknowledged by JetStream (%s): %v",
-		len(e.IDs), strings.Join(e.IDs, ", "), e.Err)
+		len(e.IDs), shortlist.Join(e.IDs, shortlist.Max, ", "), e.Err)
 	if e.Last != nil {
 		fmt.Fprintf(&sb, " (last publish error: %v)", e.Last)
 	}
@@ -277,6 +279,8 @@ func (b *Bus) publishAtomic(ctx context.Context, msgs []outMsg) ([]*jetstream.Pu
 			stop = natsgo.ErrConnectionClosed
 		case ctx.Err() != nil:
 			stop = ctx.Err()
+		case errors.Is(err, errNotSent):
+			stop = err
 		default:
 			wait := bo.next()
 			b.log.Warn(logRetry, zap.String("kind", kind), zap.Int("unacknowledged", len(msgs)), zap.Int("of", len(msgs)),
@@ -395,6 +399,9 @@ func (b *Bus) PublishDrift(d events.Drift) error {
 		return fmt.Errorf("nats: drift of %s: encode: %w", d.Policy, err)
 	}
 	subject := b.subjects.Drift(d.Policy)
+	if err := b.beforeSend(context.Background()); err != nil {
+		return fmt.Errorf("nats: publish %s: %w", subject, err)
+	}
 	if err := b.nc.Publish(subject, data); err != nil {
 		return fmt.Errorf("nats: publish %s: %w", subject, err)
 	}
@@ -520,10 +527,24 @@ func (b *Bus) checkPayloads(kind string, msgs []outMsg) error {
 // beforeSend is called before each message of every publish goes out,
 // one by one or in an atomic batch: the one place that may stop a publish
 // between two messages. It returns ctx's error once ctx has ended (the
-// kill switch, shutdown), and nothing more is sent.
+// kill switch, shutdown) or its deadline has passed on the clock (a
+// process resumed after a pause runs before its timers), or the gate's
+// (SetGate: a high-availability holder whose lease lapsed), and nothing
+// more is sent.
 func (b *Bus) beforeSend(ctx context.Context) error {
-	return ctx.Err()
+	err := clock.ContextErr(ctx)
+	if g := b.gate.Load(); err == nil && g != nil {
+		err = (*g)()
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNotSent, err)
+	}
+	return nil
 }
+
+// errNotSent marks beforeSend's errors: the publish stops, it is not
+// retried.
+var errNotSent = errors.New("nats: not sending")
 
 // firstIDs returns the ids of at most n of msgs[idx], for logs.
 func firstIDs(msgs []outMsg, idx []int, n int) []string {

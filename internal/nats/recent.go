@@ -2,7 +2,6 @@ package nats
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 )
 
@@ -26,7 +26,7 @@ func (b *Bus) OrdersSince(ctx context.Context, since time.Time) ([]events.Order,
 	var out []events.Order
 	err := b.readSince(ctx, b.ordersStream, b.subjects.Orders(), since, func(msg jetstream.Msg) {
 		var o events.Order
-		if err := json.Unmarshal(msg.Data(), &o); err != nil {
+		if err := decimaltext.Unmarshal(msg.Data(), &o); err != nil {
 			b.log.Warn("undecodable order event in the orders stream; skipped", zap.String("subject", msg.Subject()))
 			return
 		}

@@ -2,7 +2,6 @@ package nats
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 )
 
@@ -174,6 +174,7 @@ const (
 	ReportMissingField  = "missing_field"  // fill_id, order_id, as_of or accounts missing
 	ReportUnknownStatus = "unknown_status" // a fill status other than partial, filled, cancelled
 	ReportBadSubject    = "bad_subject"    // a subject outside the fills and positions layout
+	ReportBadNumber     = "bad_number"     // a decimal longer than 40 characters or with an exponent
 	ReportOther         = "other"          // rejected without a reason
 )
 
@@ -263,9 +264,13 @@ func parseReport(prefix, subject string, data []byte) (Report, error) {
 }
 
 // decodeReport decodes JSON into v, ignoring unknown fields, and checks the
-// schema version it decoded into version.
+// schema version it decoded into version. Decimals longer than
+// decimaltext.MaxLen or with an exponent are refused before any is parsed.
 func decodeReport(data []byte, v any, version *int) error {
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := decimaltext.Unmarshal(data, v); err != nil {
+		if errors.Is(err, decimaltext.ErrTooLong) || errors.Is(err, decimaltext.ErrNotPlain) {
+			return Reject(ReportBadNumber, err)
+		}
 		return Reject(ReportNotJSON, err)
 	}
 	if *version != events.SchemaVersion {

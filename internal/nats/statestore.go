@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/state"
 )
@@ -31,6 +32,15 @@ var ErrFenced = errors.New("state written by another instance")
 // writes fail with ErrFenced, and an order that is not journaled is not
 // published.
 //
+// The state is also fenced with the lease (StateStoreConfig.Term): every
+// write first asks for the lease's term, and is refused when this instance
+// does not hold the lease with its margin left; the term is stored with the
+// value. A claim (Load) is refused when the key carries a newer term, and
+// a claim that loses its compare-and-set to an older term's write (an old
+// holder resumed after a pause, between the new holder's read and write)
+// reads again and claims over it: holding the lease, not winning a write,
+// decides who owns the state.
+//
 // Journal entries are kept beside the ledger in the same value until the
 // next Save, so one write makes a plan durable (as durable as the
 // server's JetStream storage: file storage, replicas and sync_interval).
@@ -38,6 +48,10 @@ type StateStore struct {
 	kv       jetstream.KeyValue
 	timeout  time.Duration
 	onFenced func(error)
+	term     func() (uint64, error)
+	// claimRead, when set, runs in Load between the read and the claiming
+	// write (tests interleave another instance's write there).
+	claimRead func()
 
 	mu   sync.Mutex
 	keys map[string]*stateKey
@@ -54,7 +68,14 @@ type stateKey struct {
 type stateRecord struct {
 	Ledger  json.RawMessage `json:"ledger,omitempty"`
 	Journal []state.Entry   `json:"journal,omitempty"`
+	// Term is the lease term of the instance that wrote it (0 without
+	// StateStoreConfig.Term).
+	Term uint64 `json:"term,omitempty"`
 }
+
+// claimAttempts bounds how often Load claims again after losing its
+// compare-and-set to an older term's write.
+const claimAttempts = 5
 
 // fenced reports err to Config.Fenced and returns it.
 func (s *StateStore) fenced(err error) error {
@@ -75,6 +96,11 @@ type StateStoreConfig struct {
 	Replicas int
 	// Timeout bounds each read or write; default 5s.
 	Timeout time.Duration
+	// Term, when set, returns the lease term under which this instance may
+	// write (Lease.Term), or an error when it may not; every write of a
+	// policy's state or of a shared document carries it. The kill switch
+	// (WriteHalt) is not fenced: any instance may engage it.
+	Term func() (uint64, error)
 }
 
 // NewStateStore creates (or updates) the bucket and returns the store.
@@ -100,7 +126,20 @@ func NewStateStore(ctx context.Context, b *Bus, cfg StateStoreConfig) (*StateSto
 	if err != nil {
 		return nil, fmt.Errorf("nats: state bucket %s: %w", cfg.Bucket, err)
 	}
-	return &StateStore{kv: kv, timeout: cfg.Timeout, onFenced: cfg.Fenced, keys: map[string]*stateKey{}}, nil
+	return &StateStore{kv: kv, timeout: cfg.Timeout, onFenced: cfg.Fenced, term: cfg.Term, keys: map[string]*stateKey{}}, nil
+}
+
+// currentTerm returns the term this instance writes under, or why it may
+// not write.
+func (s *StateStore) currentTerm(key string) (uint64, error) {
+	if s.term == nil {
+		return 0, nil
+	}
+	t, err := s.term()
+	if err != nil {
+		return 0, fmt.Errorf("state: write %s refused: %w", key, err)
+	}
+	return t, nil
 }
 
 func ledgerKey(policy string) string { return "ledger." + policy }
@@ -117,26 +156,41 @@ func (s *StateStore) Load(policy string) (l *ledger.Ledger, ok bool, err error) 
 	key := ledgerKey(policy)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for attempt := 1; ; attempt++ {
+		l, ok, retry, err := s.loadOnce(ctx, policy, key)
+		if !retry {
+			return l, ok, err
+		}
+		if attempt == claimAttempts {
+			return nil, false, s.fenced(fmt.Errorf("state: claim %s: %w: lost the compare-and-set %d times: %v", key, ErrFenced, attempt, err))
+		}
+	}
+}
+
+// loadOnce is one read and, if needed, one claim of Load. retry is true
+// when the claim lost its compare-and-set to a write of an older term.
+// Called with s.mu held.
+func (s *StateStore) loadOnce(ctx context.Context, policy, key string) (l *ledger.Ledger, ok, retry bool, err error) {
 	var rec stateRecord
 	var rev uint64
 	e, err := s.kv.Get(ctx, key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case err != nil:
-		return nil, false, fmt.Errorf("state: read %s: %w", key, err)
+		return nil, false, false, fmt.Errorf("state: read %s: %w", key, err)
 	default:
 		rev = e.Revision()
 		if err := json.Unmarshal(e.Value(), &rec); err != nil {
-			return nil, false, fmt.Errorf("state: %s: %w", key, err)
+			return nil, false, false, fmt.Errorf("state: %s: %w", key, err)
 		}
 	}
 	if len(rec.Ledger) > 0 {
 		l = new(ledger.Ledger)
 		if err := json.Unmarshal(rec.Ledger, l); err != nil {
-			return nil, false, fmt.Errorf("state: %s: ledger: %w", key, err)
+			return nil, false, false, fmt.Errorf("state: %s: ledger: %w", key, err)
 		}
 		if l.Policy != policy {
-			return nil, false, fmt.Errorf("state: %s holds policy %q", key, l.Policy)
+			return nil, false, false, fmt.Errorf("state: %s holds policy %q", key, l.Policy)
 		}
 		if l.Accounts == nil {
 			l.Accounts = map[string]*ledger.Account{}
@@ -144,21 +198,34 @@ func (s *StateStore) Load(policy string) (l *ledger.Ledger, ok bool, err error) 
 		state.Replay(l, rec.Journal)
 		ok = true
 	}
-	if known, ok := s.keys[policy]; ok {
+	if known, found := s.keys[policy]; found {
 		// Read again by the instance that holds it: no new claim, which
 		// would take the key back from a successor.
 		if known.rev != rev {
-			return nil, false, s.fenced(fmt.Errorf("state: read %s: %w: revision %d, this instance wrote %d", key, ErrFenced, rev, known.rev))
+			return nil, false, false, s.fenced(fmt.Errorf("state: read %s: %w: revision %d, this instance wrote %d", key, ErrFenced, rev, known.rev))
 		}
-		return l, ok, nil
+		return l, ok, false, nil
 	}
-	// Claim: the same content under a new revision.
+	term, err := s.currentTerm(key)
+	if err != nil {
+		return nil, false, false, err
+	}
+	if rec.Term > term {
+		return nil, false, false, s.fenced(fmt.Errorf("state: claim %s: %w: written in lease term %d, this instance holds term %d", key, ErrFenced, rec.Term, term))
+	}
+	if s.claimRead != nil {
+		s.claimRead()
+	}
+	// Claim: the same content under a new revision and this term.
 	k := &stateKey{rev: rev, ledger: rec.Ledger, journal: rec.Journal}
-	if err := s.write(ctx, key, k); err != nil {
-		return nil, false, err
+	if err := s.writeTerm(ctx, key, k, term); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return nil, false, true, err // read again: the term decides
+		}
+		return nil, false, false, err
 	}
 	s.keys[policy] = k
-	return l, ok, nil
+	return l, ok, false, nil
 }
 
 // Save replaces a policy's ledger and empties its journal (the ledger
@@ -213,10 +280,27 @@ func (s *StateStore) known(policy string) (*stateKey, error) {
 	return k, nil
 }
 
-// write stores k under key by compare-and-set on k.rev (create when 0),
-// and sets k.rev to the new revision.
+// write stores k under key by compare-and-set on k.rev (create when 0)
+// under the current lease term, and sets k.rev to the new revision. A
+// compare-and-set that fails means another instance wrote the key since:
+// ErrFenced.
 func (s *StateStore) write(ctx context.Context, key string, k *stateKey) error {
-	data, err := json.Marshal(stateRecord{Ledger: k.ledger, Journal: k.journal})
+	term, err := s.currentTerm(key)
+	if err != nil {
+		return err
+	}
+	err = s.writeTerm(ctx, key, k, term)
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return s.fenced(fmt.Errorf("state: write %s: %w: %v", key, ErrFenced, err))
+	}
+	return err
+}
+
+// writeTerm stores k under key by compare-and-set on k.rev, recording
+// term, and sets k.rev to the new revision. The compare-and-set's error
+// is returned as it is.
+func (s *StateStore) writeTerm(ctx context.Context, key string, k *stateKey, term uint64) error {
+	data, err := json.Marshal(stateRecord{Ledger: k.ledger, Journal: k.journal, Term: term})
 	if err != nil {
 		return fmt.Errorf("state: encode %s: %w", key, err)
 	}
@@ -225,9 +309,6 @@ func (s *StateStore) write(ctx context.Context, key string, k *stateKey) error {
 		rev, err = s.kv.Create(ctx, key, data)
 	} else {
 		rev, err = s.kv.Update(ctx, key, data, k.rev)
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return s.fenced(fmt.Errorf("state: write %s: %w: %v", key, ErrFenced, err))
 	}
 	if err != nil {
 		return fmt.Errorf("state: write %s: %w", key, err)
@@ -263,14 +344,18 @@ func (s *StateStore) ReadJSON(name string, v any) (ok bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("state: read aux.%s: %w", name, err)
 	}
-	if err := json.Unmarshal(e.Value(), v); err != nil {
+	if err := decimaltext.Unmarshal(e.Value(), v); err != nil {
 		return false, fmt.Errorf("state: aux.%s: %w", name, err)
 	}
 	return true, nil
 }
 
-// WriteJSON replaces the shared document name with v.
+// WriteJSON replaces the shared document name with v, while this
+// instance holds the lease (StateStoreConfig.Term).
 func (s *StateStore) WriteJSON(name string, v any) error {
+	if _, err := s.currentTerm("aux." + name); err != nil {
+		return err
+	}
 	data, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("state: encode aux.%s: %w", name, err)

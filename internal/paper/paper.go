@@ -39,6 +39,7 @@ import (
 	"github.com/shopspring/decimal"
 	"go.uber.org/zap"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
 )
@@ -198,9 +199,10 @@ func (x *Executor) Run(ctx context.Context) error {
 // terminated and logged.
 func (x *Executor) handle(ctx context.Context, msg jetstream.Msg) error {
 	var o events.Order
-	if err := json.Unmarshal(msg.Data(), &o); err != nil || o.OrderID == "" || o.SchemaVersion != events.SchemaVersion {
+	if err := decimaltext.Unmarshal(msg.Data(), &o); err != nil || o.OrderID == "" || o.SchemaVersion != events.SchemaVersion {
+		data := msg.Data()
 		x.Log.Error("not an order this executor understands; terminated", zap.String("subject", msg.Subject()),
-			zap.ByteString("data", msg.Data()), zap.Error(err))
+			zap.ByteString("data", data[:min(len(data), 256)]), zap.Int("bytes", len(data)), zap.Error(err))
 		return msg.Term()
 	}
 	if !o.ExpiresAt.IsZero() && !x.Now().Before(o.ExpiresAt) {

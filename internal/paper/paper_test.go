@@ -211,7 +211,7 @@ func TestExecutorFillsOnceAcrossRestarts(t *testing.T) {
 // reports stream is gone) the order is not acknowledged; once it can, the
 // redelivered order is filled.
 func TestExecutorAcksOnlyStoredFills(t *testing.T) {
-	nc, js := bus(t)
+	_, js := bus(t)
 	ctx := context.Background()
 	cfg, err := js.Stream(ctx, "REBALANCE_REPORTS")
 	if err != nil {
@@ -264,7 +264,6 @@ func TestExecutorAcksOnlyStoredFills(t *testing.T) {
 		}
 		return nil
 	})
-	_ = nc
 }
 
 func equal(a, b []string) bool {

@@ -23,8 +23,16 @@ const households = 10_000
 // prices from 0.50 to 60,000, reserves above and below cash, holdings
 // from all cash to inside every band.
 func genHousehold(r *rand.Rand) (pol, hold, prices string) {
+	return genHouseholdWith(r, "", 6)
+}
+
+// genHouseholdWith is genHousehold with destination dest (empty: drawn)
+// and at most maxAccounts accounts.
+func genHouseholdWith(r *rand.Rand, dest policy.Destination, maxAccounts int) (pol, hold, prices string) {
 	var pb, hb, qb strings.Builder
-	dest := pick(r, policy.DestinationTarget, policy.DestinationBandEdge, policy.DestinationMidway)
+	if drawn := pick(r, policy.DestinationTarget, policy.DestinationBandEdge, policy.DestinationMidway); dest == "" {
+		dest = drawn
+	}
 	nTop := 2 + r.IntN(3)
 	cashUnits := pick(r, 0, 4, 10, 20) // units of 0.5%
 	// Every sleeve at least 0.5%: a 0% sleeve is another case.
@@ -88,7 +96,7 @@ func genHousehold(r *rand.Rand) (pol, hold, prices string) {
 		qb.WriteString("  MM: \"1\"\n")
 		instrs = append(instrs, instr{"MM", decimal.NewFromInt(1)})
 	}
-	nA := 1 + r.IntN(6)
+	nA := 1 + r.IntN(6)%maxAccounts
 	pb.WriteString("accounts:\n")
 	hb.WriteString(stamp + "accounts:\n")
 	scale := int64(pick(r, 100, 1_000, 10_000, 100_000))
@@ -140,8 +148,8 @@ func genHousehold(r *rand.Rand) (pol, hold, prices string) {
 
 // quality counts the plans that fail each plan-quality check.
 type quality struct {
-	unlisted, pushedOut, worse, accountSleeve, householdInstrument int
-	first                                                          map[string]string
+	unlisted, pushedOut, worse, accountSleeve, householdInstrument, unexplained int
+	first                                                                       map[string]string
 }
 
 func (q *quality) fail(class, format string, args ...any) {
@@ -182,7 +190,8 @@ func outOfBand(p *policy.Policy, s int, value, total decimal.Decimal) bool {
 //     |deviation| over sleeves does not grow;
 //   - no account buys and sells one sleeve, and the household does not
 //     buy and sell one instrument, relocations and split restorations
-//     aside.
+//     aside;
+//   - every order says why: its sleeve's weights and its rule.
 func checkQuality(q *quality, seed int, b *portfolio.Book, before, after *drift.Snapshot, p *plan.Plan) {
 	pol := b.Policy
 	listed := map[string]bool{}
@@ -227,6 +236,10 @@ func checkQuality(q *quality, seed int, b *portfolio.Book, before, after *drift.
 	sides := map[key]plan.Side{}
 	accountDone, householdDone := false, false
 	for _, o := range p.Orders {
+		if !strings.HasPrefix(o.Why, o.Sleeve+" from ") || !strings.Contains(o.Why, string(o.Rule)+": ") {
+			q.unexplained++
+			q.fail("why", "seed %d: order %s %s %s explains itself as %q", seed, o.Account, o.Side, o.Instrument, o.Why)
+		}
 		if o.Rule == plan.RuleRelocate {
 			continue
 		}

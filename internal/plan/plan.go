@@ -125,6 +125,10 @@ type Order struct {
 	Notional   decimal.Decimal `json:"notional"`
 	Sleeve     string          `json:"sleeve"`
 	Rule       Rule            `json:"rule"`
+	// Why explains the order in one line: its sleeve's weight before and
+	// after the plan, the sleeve's target and band, and what the rule
+	// does, in words.
+	Why string `json:"why"`
 	// Lots are the tax lots a sell in a taxable account sells, in the
 	// order chosen (tax.Lots.Select); none for buys, for sells in
 	// tax-advantaged accounts and for positions given without lots.
@@ -252,8 +256,18 @@ func MakeWith(s *drift.Snapshot, o Options) *Plan {
 		pl.round()
 		pl.project()
 		pl.polish()
+		if dest == policy.DestinationTarget && pl.flow == nil {
+			pl.secondStart()
+		}
 		if pl.harms() {
+			// Start again from no order at all, which does no harm, and
+			// keep only what the polish finds from there.
 			pl.withdrawAll()
+			pl.polish()
+			pl.harmful = true
+			if pl.harms() {
+				pl.withdrawAll()
+			}
 		}
 		if tx == nil {
 			return pl.finish()
@@ -1233,6 +1247,10 @@ func (pl *planner) finish() *Plan {
 		}
 		return x.instrument - y.instrument
 	})
+	for k := range out.Orders {
+		o := &out.Orders[k]
+		o.Why = pl.explain(o, &out.Sleeves[pl.p.Instruments[o.instrument].Sleeve])
+	}
 	pl.assignIDs(out)
 	return out
 }

@@ -248,7 +248,7 @@ func (pl *planner) newRule(i int) Rule {
 	if pl.p.Instruments[i].Sleeve == pl.p.Cash {
 		return RuleFundBuys
 	}
-	if r := pl.rule[i]; r != "" && r != RuleRelocate {
+	if r := pl.rule[i]; r != "" && r != RuleRelocate && r != RuleRestoreSplit {
 		return r
 	}
 	return pl.ruleFor(pl.p.Instruments[i].Sleeve)
@@ -275,7 +275,7 @@ func (pl *planner) compact() {
 // conflicts reports whether an order of instrument i in account a on side
 // would trade against the plan: the household trading i the other way
 // (relocations aside), or account a trading i's sleeve the other way
-// (relocations, split restorations and harvests aside).
+// (relocations and harvests aside: the polish adds no split restoration).
 func (pl *planner) conflicts(a, i int, side Side) bool {
 	leaf := pl.p.Instruments[i].Sleeve
 	for k := range pl.orders {
@@ -286,7 +286,7 @@ func (pl *planner) conflicts(a, i int, side Side) bool {
 		if o.instrument == i && o.Rule != RuleRelocate {
 			return true
 		}
-		if o.account == a && pl.p.Instruments[o.instrument].Sleeve == leaf && !exempt(o.Rule) {
+		if o.account == a && pl.p.Instruments[o.instrument].Sleeve == leaf && o.Rule != RuleRelocate && o.Rule != RuleHarvest {
 			return true
 		}
 	}
@@ -306,7 +306,7 @@ func (pl *planner) feasible(m move) bool {
 			return false
 		}
 		units = o.units.Add(m.n)
-		if units.Sign() < 0 {
+		if units.Sign() < 0 || o.units.IsZero() && pl.conflicts(m.a, m.i, m.side) {
 			return false
 		}
 	} else if m.n.Sign() <= 0 || pl.conflicts(m.a, m.i, m.side) {
@@ -547,14 +547,19 @@ func (pl *planner) moveOn(a, i int, side Side, n decimal.Decimal) (move, bool) {
 	return move{k: -1, a: a, i: i, side: side, n: pl.most(a, i, side, decimal.Zero, n)}, true
 }
 
-// partner returns the instrument that account a best trades the other way
-// of an order of instrument i on side: to pay for a buy, one it holds of
-// the leaf sleeve furthest over its target (or of the cash sleeve); to
-// spend a sell's proceeds, one it may buy of the leaf sleeve furthest
-// under its target. -1 when there is none.
-func (pl *planner) partner(a, i int, side Side) int {
+// maxPartners is how many partners tryPair tries for one move.
+const maxPartners = 3
+
+// partners returns the instruments that account a may trade the other way
+// of an order of instrument i on side, best first, at most maxPartners:
+// to pay for a buy, those it holds of the leaf sleeves furthest over their
+// targets (or of the cash sleeve); to spend a sell's proceeds, those it may
+// buy of the leaf sleeves furthest under their targets.
+func (pl *planner) partners(a, i int, side Side) []int {
 	p := pl.p
-	best, bestDev := -1, decimal.Zero
+	var best [maxPartners]int
+	var devs [maxPartners]decimal.Decimal
+	n := 0
 	for j := range p.Instruments {
 		leaf := p.Instruments[j].Sleeve
 		if j == i || leaf == p.Instruments[i].Sleeve || pl.unit[j].Sign() <= 0 {
@@ -572,11 +577,22 @@ func (pl *planner) partner(a, i int, side Side) int {
 			}
 			dev = dev.Neg()
 		}
-		if best < 0 || dev.GreaterThan(bestDev) {
-			best, bestDev = j, dev
+		// Insert j, keeping the list sorted by dev, largest first.
+		k := n
+		for k > 0 && dev.GreaterThan(devs[k-1]) {
+			k--
 		}
+		if k >= maxPartners {
+			continue
+		}
+		if n < maxPartners {
+			n++
+		}
+		copy(best[k+1:n], best[k:n-1])
+		copy(devs[k+1:n], devs[k:n-1])
+		best[k], devs[k] = j, dev
 	}
-	return best
+	return best[:n:n]
 }
 
 // tryPair tries n steps of instrument i on side in account a together with
@@ -588,26 +604,35 @@ func (pl *planner) tryPair(a, i int, side Side, n decimal.Decimal, cur *score, w
 	if side == Buy && (!p.Accounts[a].Allows(i) || !pl.mayBuy(i)) {
 		return *cur, false
 	}
-	j := pl.partner(a, i, side)
-	if j < 0 {
-		return *cur, false
-	}
 	first, ok := pl.moveOn(a, i, side, n)
 	if !ok {
 		return *cur, false
 	}
+	for _, j := range pl.partners(a, i, side) {
+		if sc, ok := pl.tryPairWith(a, i, j, side, first, cur, withIdle); ok {
+			return sc, true
+		}
+	}
+	return *cur, false
+}
+
+// tryPairWith tries first, a move of instrument i, with the trade of
+// partner j that pays for it or spends its proceeds.
+func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, withIdle bool) (score, bool) {
+	p := pl.p
 	// want is the partner's steps: sold first to pay for a buy, or bought
 	// after a sell with its proceeds and free cash, no further than its
 	// sleeve's target.
 	var want decimal.Decimal
 	if side == Buy {
+		// At least one step: the sale may be what keeps cash in its band.
 		need := pl.unit[i].Mul(first.n).Sub(decimal.Max(decimal.Zero, pl.cash[a]))
-		if need.Sign() <= 0 {
-			return *cur, false
-		}
-		var rem decimal.Decimal
-		if want, rem = need.QuoRem(pl.unit[j], 0); rem.Sign() > 0 {
-			want = want.Add(oneUnit)
+		want = oneUnit
+		if need.Sign() > 0 {
+			var rem decimal.Decimal
+			if want, rem = need.QuoRem(pl.unit[j], 0); rem.Sign() > 0 {
+				want = want.Add(oneUnit)
+			}
 		}
 		sell, ok := pl.moveOn(a, j, Sell, want)
 		if !ok {
@@ -791,20 +816,18 @@ func (pl *planner) harms() bool {
 	return pl.totalAfter.Sign() > 0 && devLess(&pl.before, &after)
 }
 
-// withdrawAll takes every order back: the plan that does no harm when the
-// orders found would.
+// withdrawAll takes every order back: the plan that does no harm.
 func (pl *planner) withdrawAll() {
 	for a := range pl.cash {
 		pl.cash[a] = sub(pl.b.Cash[a], pl.p.Accounts[a].Reserve)
 	}
 	pl.orders = pl.orders[:0]
-	pl.harmful = true
 	pl.project()
 }
 
-// harmReason is the reason of the sleeves left out of band when every
-// order was taken back because the plan did harm.
-const harmReason = "every plan found that brings it back pushes another sleeve out of its band or makes the largest deviation larger, so no order is placed"
+// harmReason is the reason of the sleeves left out of band when the plan
+// found did harm and was replaced by the best plan that does none.
+const harmReason = "the plans found that bring it back push another sleeve out of its band or make the largest deviation larger; only orders that do no harm are kept"
 
 // blocked says why sleeve si stays out of its band after the plan, from
 // what stops one more step that would bring it back: a step that costs
@@ -915,4 +938,134 @@ func (pl *planner) cannotSell(syms []string) string {
 		}
 	}
 	return fmt.Sprintf("what is left of %s is held in fractions of a trading step, which cannot be sold", strings.Join(syms, ", "))
+}
+
+// explain returns order o's why: "SLEEVE from W% to W'% (target T%, band
+// L%-H%): " and what its rule does.
+func (pl *planner) explain(o *Order, r *SleeveReport) string {
+	p := pl.p
+	pc := func(d decimal.Decimal) string { return d.Shift(2).StringFixed(2) + "%" }
+	head := fmt.Sprintf("%s from %s to %s (target %s, band %s-%s): ", r.Sleeve, pc(r.Weight), pc(r.WeightAfter), pc(r.Target), pc(r.BandLow), pc(r.BandHigh))
+	switch o.Rule {
+	case RuleToTarget:
+		return head + "to_target: toward its target"
+	case RuleToBandEdge:
+		return head + "to_band_edge: back inside the band it breached, near its edge"
+	case RuleToMidway:
+		return head + "to_midway: halfway back from the band edge it breached to its target"
+	case RuleCounterpart:
+		return head + "counterpart: inside its band, it takes what the breaching sleeves release or need"
+	case RuleFundBuys:
+		return head + "fund_buys: a cash-sleeve fund sold to pay for the buys"
+	case RuleRelocate:
+		return head + fmt.Sprintf("relocate: %s changes accounts so that cash which may not buy what is needed where it sits pays for it elsewhere; the sleeve is unchanged", o.Instrument)
+	case RuleRestoreSplit:
+		i := o.instrument
+		leaf := p.Instruments[i].Sleeve
+		share := decimal.Zero
+		if v := pl.s.Sleeves[leaf].Value; v.Sign() > 0 {
+			share = pl.held[i].DivRound(v, 4)
+		}
+		return head + fmt.Sprintf("restore_split: %s was %s of the sleeve, against a share of %s with a tolerance of %s of it (bands.within_sleeve)",
+			o.Instrument, pc(share), pc(p.Instruments[i].Share), pc(p.Sleeves[leaf].SplitTolerance()))
+	case RuleHarvest:
+		return head + "harvest: sells lots at a loss and buys the policy's substitute in the same sleeve"
+	case RuleInvest:
+		return head + "invest: free cash bought toward the target, without selling"
+	case RuleWithdraw:
+		return head + "withdraw: sold to raise the cash withdrawn, without buying"
+	}
+	return head + string(o.Rule)
+}
+
+// secondStart polishes a second plan, the simple whole-share one (simple),
+// and keeps it when it rates better than the plan polished so far: a
+// local search from two starts, so that the plan is never worse on the
+// allocation than the simple planner's.
+func (pl *planner) secondStart() {
+	target := true
+	pl.dev = make([]decimal.Decimal, len(pl.p.Sleeves))
+	pl.refreshDev()
+	first := pl.score(target)
+	pl.dev = nil
+	orders := append([]Order(nil), pl.orders...)
+	cash := append([]decimal.Decimal(nil), pl.cash...)
+	pl.withdrawAll()
+	pl.simple()
+	pl.project()
+	pl.polish()
+	pl.dev = make([]decimal.Decimal, len(pl.p.Sleeves))
+	pl.refreshDev()
+	second := pl.score(target)
+	pl.dev = nil
+	h := second.head(&first)
+	if h < 0 || h == 0 && (second.idle.LessThan(first.idle) || second.idle.Equal(first.idle) && second.orders < first.orders) {
+		return
+	}
+	pl.orders, pl.cash = orders, cash
+	pl.project()
+}
+
+// simple places the orders of a simple whole-share plan, sleeve by
+// sleeve: the instruments of a leaf sleeve over its target are sold down
+// to their target values, rounding sells up to whole steps, tax-advantaged
+// accounts first; then each account buys, with its free cash and
+// proceeds, the instruments it may hold of the leaf sleeves under their
+// targets, up to their target values, rounding down.
+func (pl *planner) simple() {
+	p, s := pl.p, pl.s
+	gap := make([]decimal.Decimal, pl.nI) // target value - held, per instrument
+	for i, in := range p.Instruments {
+		if in.Sleeve == p.Cash || pl.unit[i].Sign() <= 0 {
+			continue
+		}
+		gap[i] = s.Sleeves[in.Sleeve].TargetValue.Mul(in.Share).Sub(pl.held[i])
+		if over := s.Sleeves[in.Sleeve].Value.GreaterThan(s.Sleeves[in.Sleeve].TargetValue); over != (gap[i].Sign() < 0) {
+			gap[i] = decimal.Zero // against its sleeve's direction: left alone
+		}
+	}
+	minTrade := p.Rebalance.MinTrade
+	for i := range p.Instruments {
+		for _, a := range pl.sellOrder {
+			if gap[i].Sign() >= 0 {
+				break
+			}
+			want, rem := gap[i].Neg().QuoRem(pl.unit[i], 0)
+			if rem.Sign() > 0 {
+				want = want.Add(oneUnit)
+			}
+			most, _ := pl.limit(a, i).QuoRem(p.Instruments[i].Step, 0)
+			n := decimal.Min(want, most)
+			if n.Sign() <= 0 || n.Mul(pl.unit[i]).LessThan(minTrade) {
+				continue
+			}
+			pl.addSimple(a, i, Sell, n)
+			gap[i] = gap[i].Add(n.Mul(pl.unit[i]))
+		}
+	}
+	for _, a := range pl.spendOrder {
+		for i := range p.Instruments {
+			if pl.cash[a].Sign() <= 0 || gap[i].Sign() <= 0 || !p.Accounts[a].Allows(i) || !pl.mayBuy(i) {
+				continue
+			}
+			n, _ := decimal.Min(gap[i], pl.cash[a]).QuoRem(pl.unit[i], 0)
+			if n.Sign() <= 0 || n.Mul(pl.unit[i]).LessThan(minTrade) {
+				continue
+			}
+			pl.addSimple(a, i, Buy, n)
+			gap[i] = gap[i].Sub(n.Mul(pl.unit[i]))
+		}
+	}
+}
+
+// addSimple adds an order of n steps of instrument i in account a to the
+// simple plan and moves the account's cash.
+func (pl *planner) addSimple(a, i int, side Side, n decimal.Decimal) {
+	notional := n.Mul(pl.unit[i])
+	pl.orders = append(pl.orders, pl.order(a, i, side, n, pl.timesStep(i, n), notional, pl.newRule(i)))
+	if side == Sell {
+		pl.cash[a] = pl.cash[a].Add(notional)
+	} else {
+		pl.cash[a] = pl.cash[a].Sub(notional)
+	}
 }

@@ -7,6 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 )
 
 // WriteJSON replaces path with v encoded as JSON, durably: a temporary
@@ -41,14 +44,14 @@ func WriteJSON(path string, v any) error {
 
 // ReadJSON decodes path into v; ok is false when the file does not exist.
 func ReadJSON(path string, v any) (ok bool, err error) {
-	data, err := os.ReadFile(path)
+	data, err := inputfile.Read(path, MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("state: %w", err)
 	}
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := decimaltext.Unmarshal(data, v); err != nil {
 		return false, fmt.Errorf("state: %s: %w", path, err)
 	}
 	return true, nil
@@ -73,3 +76,8 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// MaxFileSize is the limit for the state files read back (ledgers and
+// journals): far above what a week of orders takes, it keeps a damaged or
+// replaced file from exhausting memory.
+const MaxFileSize = 256 << 20

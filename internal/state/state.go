@@ -31,7 +31,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 )
 
@@ -199,7 +201,7 @@ func (s *Store) Close() error {
 // A torn last line (a crash in the middle of the write) is skipped: its
 // orders were never published, since publishing waits for the write.
 func (s *Store) replay(l *ledger.Ledger) error {
-	data, err := os.ReadFile(s.journalPath(l.Policy))
+	data, err := inputfile.Read(s.journalPath(l.Policy), MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -214,7 +216,7 @@ func (s *Store) replay(l *ledger.Ledger) error {
 		var e Entry
 		// A torn last line (a crash mid-write) was never followed by a
 		// publish: skip it.
-		if err := json.Unmarshal(line, &e); err != nil {
+		if err := decimaltext.Unmarshal(line, &e); err != nil {
 			continue
 		}
 		entries = append(entries, e)
@@ -254,7 +256,7 @@ func (s *Store) path(policy string) string {
 // Load returns the saved ledger of policy, or ok false when there is none.
 func (s *Store) Load(policy string) (l *ledger.Ledger, ok bool, err error) {
 	path := s.path(policy)
-	data, err := os.ReadFile(path)
+	data, err := inputfile.Read(path, MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}

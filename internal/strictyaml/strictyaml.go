@@ -24,15 +24,13 @@ import (
 
 	"github.com/shopspring/decimal"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 )
 
 // MaxFileSize is the largest YAML file the readers accept, in bytes. Policy,
 // holdings and price files are small; a larger input is a mistake or an attack.
 const MaxFileSize = 1 << 20
-
-// maxNumberLen bounds the text of one number, so that no input makes decimal
-// arithmetic allocate without limit.
-const maxNumberLen = 40
 
 // Error is one problem found in a file.
 type Error struct {
@@ -396,24 +394,9 @@ func (r *Reader) String(n *yaml.Node, field string) (string, bool) {
 	return s, true
 }
 
-var plainDecimal = regexp.MustCompile(`^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$`)
-
-// ParseDecimal parses plain decimal text ("1200.50", "-3", ".5") exactly. It
-// refuses exponents, NaN, infinities, thousands separators and overlong
-// numbers, so that every accepted number is an ordinary amount.
-func ParseDecimal(s string) (decimal.Decimal, error) {
-	if len(s) > maxNumberLen {
-		return decimal.Decimal{}, fmt.Errorf("number %.12q… is longer than %d characters", s, maxNumberLen)
-	}
-	if !plainDecimal.MatchString(s) {
-		return decimal.Decimal{}, fmt.Errorf("%q is not a plain decimal number", s)
-	}
-	d, err := decimal.NewFromString(s)
-	if err != nil {
-		return decimal.Decimal{}, fmt.Errorf("%q is not a plain decimal number", s)
-	}
-	return d, nil
-}
+// ParseDecimal is decimaltext.Parse: plain decimal text of at most
+// decimaltext.MaxLen characters, without an exponent.
+func ParseDecimal(s string) (decimal.Decimal, error) { return decimaltext.Parse(s) }
 
 // Decimal reads a number written as a YAML number or a string ("50", 50,
 // "0.0001"), exactly.
@@ -428,7 +411,7 @@ func (r *Reader) Decimal(n *yaml.Node, field string) (decimal.Decimal, bool) {
 		r.Errorf(n, field, "want a number, got %s", describe(n))
 		return decimal.Decimal{}, false
 	}
-	d, err := ParseDecimal(strings.TrimSpace(s))
+	d, err := decimaltext.Parse(strings.TrimSpace(s))
 	if err != nil {
 		r.Errorf(n, field, "%v", err)
 		return decimal.Decimal{}, false
@@ -453,7 +436,7 @@ func ParsePercent(s string) (decimal.Decimal, error) {
 	if !strings.HasSuffix(t, "%") {
 		return decimal.Decimal{}, fmt.Errorf("%q is not a percentage; write it like 55%%", s)
 	}
-	d, err := ParseDecimal(strings.TrimSpace(strings.TrimSuffix(t, "%")))
+	d, err := decimaltext.Parse(strings.TrimSpace(strings.TrimSuffix(t, "%")))
 	if err != nil {
 		return decimal.Decimal{}, fmt.Errorf("%q is not a percentage; write it like 55%%", s)
 	}

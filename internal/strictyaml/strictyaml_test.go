@@ -9,6 +9,8 @@ import (
 
 	"github.com/shopspring/decimal"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 )
 
 // lines returns the messages of r's problems, sorted like Errors.Err sorts
@@ -319,61 +321,9 @@ func TestStringAndScalar(t *testing.T) {
 	}
 }
 
-func TestParseDecimal(t *testing.T) {
-	tests := []struct {
-		in   string
-		want string // exact value, or the error
-	}{
-		{"0", "0"},
-		{"1200.50", "1200.5"},
-		{"-3", "-3"},
-		{"+5", "5"},
-		{".5", "0.5"},
-		{"5.", "5"},
-		{"-0", "0"},
-		{"007", "7"},
-		{"0.0001", "0.0001"},
-		{"1234567890.123456789", "1234567890.123456789"},
-		{"0.000000000000000000000000000000000001", "0.000000000000000000000000000000000001"},
-		{"1234567890123456789012345678901234567890", "1234567890123456789012345678901234567890"},
-		{"12345678901234567890123456789012345678901", `number "123456789012"… is longer than 40 characters`},
-		{"1e5", `"1e5" is not a plain decimal number`},
-		{"1E5", `"1E5" is not a plain decimal number`},
-		{"abc", `"abc" is not a plain decimal number`},
-		{"NaN", `"NaN" is not a plain decimal number`},
-		{".nan", `".nan" is not a plain decimal number`},
-		{"Inf", `"Inf" is not a plain decimal number`},
-		{"-.inf", `"-.inf" is not a plain decimal number`},
-		{"1,000", `"1,000" is not a plain decimal number`},
-		{"1_000", `"1_000" is not a plain decimal number`},
-		{"0x10", `"0x10" is not a plain decimal number`},
-		{"$5", `"$5" is not a plain decimal number`},
-		{"5%", `"5%" is not a plain decimal number`},
-		{"", `"" is not a plain decimal number`},
-		{".", `"." is not a plain decimal number`},
-		{"-", `"-" is not a plain decimal number`},
-		{"1.2.3", `"1.2.3" is not a plain decimal number`},
-		{"--1", `"--1" is not a plain decimal number`},
-		{" 1", `" 1" is not a plain decimal number`},
-		{"1\n", `"1\n" is not a plain decimal number`},
-	}
-	for _, tt := range tests {
-		d, err := ParseDecimal(tt.in)
-		got := ""
-		if err != nil {
-			got = err.Error()
-		} else {
-			got = d.String()
-		}
-		if got != tt.want {
-			t.Errorf("ParseDecimal(%q) = %s, want %s", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestDecimalExact(t *testing.T) {
 	must := func(s string) decimal.Decimal {
-		d, err := ParseDecimal(s)
+		d, err := decimaltext.Parse(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -595,52 +545,6 @@ func TestJoin(t *testing.T) {
 	}
 }
 
-// FuzzParseDecimal checks that ParseDecimal never panics, accepts only
-// short plain decimals, and is exact: what it accepts reads back equal.
-func FuzzParseDecimal(f *testing.F) {
-	for _, s := range []string{"0", "1200.50", "-3", ".5", "5.", "+1", "1e5", "NaN", "1,000", "0x10", "1_000",
-		"1234567890.123456789", strings.Repeat("9", 41), "", ".", "-"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		d, err := ParseDecimal(s)
-		if err != nil {
-			return
-		}
-		if len(s) > maxNumberLen {
-			t.Fatalf("accepted %d characters: %q", len(s), s)
-		}
-		if !plainDecimal.MatchString(s) {
-			t.Fatalf("accepted %q, which is not a plain decimal", s)
-		}
-		// Exact: the value is the text itself, written canonically.
-		if want := canonical(s); d.String() != want {
-			t.Fatalf("ParseDecimal(%q) = %s, want %s", s, d, want)
-		}
-	})
-}
-
-// canonical writes a plain decimal without a plus sign, leading or trailing
-// zeros, or a dangling point: the form decimal.Decimal.String gives.
-func canonical(s string) string {
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimLeft(s, "+-")
-	whole, frac, _ := strings.Cut(s, ".")
-	whole = strings.TrimLeft(whole, "0")
-	frac = strings.TrimRight(frac, "0")
-	if whole == "" {
-		whole = "0"
-	}
-	out := whole
-	if frac != "" {
-		out += "." + frac
-	}
-	if neg && out != "0" {
-		out = "-" + out
-	}
-	return out
-}
-
 // FuzzParsePercent checks that ParsePercent never panics and that an
 // accepted percentage is the number before the sign, divided by 100.
 func FuzzParsePercent(f *testing.F) {
@@ -656,7 +560,7 @@ func FuzzParsePercent(f *testing.F) {
 		if !ok {
 			t.Fatalf("accepted %q without a %% sign", s)
 		}
-		d, err := ParseDecimal(strings.TrimSpace(num))
+		d, err := decimaltext.Parse(strings.TrimSpace(num))
 		if err != nil {
 			t.Fatalf("accepted %q, but its number does not parse: %v", s, err)
 		}

@@ -40,6 +40,18 @@ type Proxy struct {
 	armed Mode
 	conns map[net.Conn]bool
 	wg    sync.WaitGroup
+
+	record    string      // Record's subject prefix ("": none)
+	published []Published // recorded publishes
+	marker    []byte      // AfterReply
+	onReply   func()
+}
+
+// Published is one message a client published through the proxy.
+type Published struct {
+	// At is when the proxy read it.
+	At      time.Time
+	Subject string
 }
 
 // Start listens on a random loopback port and forwards each connection
@@ -90,6 +102,80 @@ func (p *Proxy) Arm(m Mode) {
 	p.armed = m
 }
 
+// Record makes the proxy record each message a client publishes on a
+// subject starting with prefix, from now on (Published).
+func (p *Proxy) Record(prefix string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.record = prefix
+}
+
+// Published returns the messages recorded so far, in the order read.
+func (p *Proxy) Published() []Published {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Published(nil), p.published...)
+}
+
+// AfterReply makes the proxy call fn once, right after it passed bytes
+// from the server containing marker to a client (say, an acknowledgement
+// of a message stored in a given stream).
+func (p *Proxy) AfterReply(marker []byte, fn func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.marker, p.onReply = marker, fn
+}
+
+// replied calls the AfterReply function if chunk, passed to a client,
+// holds its marker.
+func (p *Proxy) replied(chunk []byte) {
+	p.mu.Lock()
+	fn := p.onReply
+	if fn == nil || !bytes.Contains(chunk, p.marker) {
+		p.mu.Unlock()
+		return
+	}
+	p.onReply = nil
+	p.mu.Unlock()
+	fn()
+}
+
+// parse records the complete PUB and HPUB operations at the start of b
+// whose subject has the recorded prefix, and returns the rest (an
+// operation not read whole yet).
+func (p *Proxy) parse(b []byte, at time.Time) []byte {
+	for {
+		end := bytes.Index(b, []byte("\r\n"))
+		if end < 0 {
+			return b
+		}
+		// [H]PUB <subject> [reply] [<header bytes>] <total bytes>\r\n<payload>\r\n
+		fields := bytes.Fields(b[:end])
+		op := ""
+		if len(fields) > 0 {
+			op = string(bytes.ToUpper(fields[0]))
+		}
+		if (op != "PUB" && op != "HPUB") || len(fields) < 3 {
+			b = b[end+2:]
+			continue
+		}
+		size, err := strconv.Atoi(string(fields[len(fields)-1]))
+		if err != nil {
+			b = b[end+2:]
+			continue
+		}
+		if len(b) < end+2+size+2 {
+			return b // the payload is still to come
+		}
+		p.mu.Lock()
+		if p.record != "" && bytes.HasPrefix(fields[1], []byte(p.record)) {
+			p.published = append(p.published, Published{At: at, Subject: string(fields[1])})
+		}
+		p.mu.Unlock()
+		b = b[end+2+size+2:]
+	}
+}
+
 // Tripped receives once after each trip, once the connection is broken
 // (a trip not yet taken is not queued twice).
 func (p *Proxy) Tripped() <-chan struct{} { return p.tripped }
@@ -129,12 +215,16 @@ func (p *Proxy) pipe(client net.Conn) {
 		for {
 			n, err := server.Read(buf)
 			mu.Lock()
-			if n > 0 && !cut {
+			passed := n > 0 && !cut
+			if passed {
 				if _, werr := client.Write(buf[:n]); werr != nil {
 					err = werr
 				}
 			}
 			mu.Unlock()
+			if passed {
+				p.replied(buf[:n])
+			}
 			if err != nil {
 				client.Close()
 				return
@@ -142,10 +232,12 @@ func (p *Proxy) pipe(client net.Conn) {
 		}
 	}()
 	buf := make([]byte, 64<<10)
+	var pending []byte // a publish not read whole yet (Record)
 	for {
 		n, err := client.Read(buf)
 		if n > 0 {
 			chunk := buf[:n]
+			pending = p.parse(append(pending, chunk...), time.Now())
 			if fwd, ok := p.trip(chunk); ok {
 				// The connection breaks mid-publish, as it would if the
 				// process or the server died right then. The forwarded

@@ -1,0 +1,279 @@
+package decimaltext
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+
+	"github.com/shopspring/decimal"
+)
+
+// Unmarshal decodes the JSON document data into v, as json.Unmarshal does,
+// after checking that every value bound for a decimal.Decimal in v is
+// text Parse accepts (a JSON string or number; null is left to the
+// decoder). A document with a number that is too long or has an exponent
+// is refused before any of its decimals is parsed.
+//
+// Fields are matched to keys as encoding/json matches them: by the json
+// tag or the field name, exactly or else case-insensitively, through
+// embedded structs, pointers, slices, arrays and maps. A type with its own
+// UnmarshalJSON (other than decimal.Decimal) is not looked into: it must
+// decode its decimals with Unmarshal itself.
+func Unmarshal(data []byte, v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Pointer && !rv.IsNil() && holdsDecimal(rv.Type().Elem()) {
+		// The document is read as a stream of tokens, not decoded into a
+		// map: a key that appears twice is checked both times, as the
+		// decoder parses both.
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		if err := check(dec, rv.Type().Elem(), ""); err != nil {
+			var numErr *numberError
+			if errors.As(err, &numErr) {
+				return err
+			}
+			return json.Unmarshal(data, v) // the decoder's own error
+		}
+	}
+	return json.Unmarshal(data, v)
+}
+
+var (
+	decimalType     = reflect.TypeFor[decimal.Decimal]()
+	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+)
+
+// check reads the next value of dec, checking it along type t.
+func check(dec *json.Decoder, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok := tok.(type) {
+	case json.Delim:
+		switch {
+		case tok == '{' && t.Kind() == reflect.Struct && holdsDecimal(t):
+			fields := structFields(t)
+			for dec.More() {
+				key, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				k, _ := key.(string)
+				if f, ok := matchField(fields, k); ok {
+					err = check(dec, f.typ, join(path, k))
+				} else {
+					err = skip(dec)
+				}
+				if err != nil {
+					return err
+				}
+			}
+		case tok == '{' && t.Kind() == reflect.Map && holdsDecimal(t):
+			for dec.More() {
+				key, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				k, _ := key.(string)
+				if err := check(dec, t.Elem(), join(path, k)); err != nil {
+					return err
+				}
+			}
+		case tok == '[' && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) && holdsDecimal(t):
+			for i := 0; dec.More(); i++ {
+				if err := check(dec, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := skipRest(dec); err != nil {
+				return err
+			}
+		}
+		_, err := dec.Token() // the closing delimiter
+		return err
+	case string:
+		if t == decimalType {
+			return at(path, Check(tok))
+		}
+	case json.Number:
+		if t == decimalType {
+			return at(path, Check(string(tok)))
+		}
+	}
+	return nil
+}
+
+// matchField finds the field for a key as encoding/json does: an exact
+// match, else a case-insensitive one.
+func matchField(fields []field, key string) (field, bool) {
+	for _, f := range fields {
+		if f.name == key {
+			return f, true
+		}
+	}
+	for _, f := range fields {
+		if strings.EqualFold(f.name, key) {
+			return f, true
+		}
+	}
+	return field{}, false
+}
+
+// skip reads the next value of dec without looking at it.
+func skip(dec *json.Decoder) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if _, ok := tok.(json.Delim); ok { // an opening one: values end with a closing one
+		if err := skipRest(dec); err != nil {
+			return err
+		}
+		_, err = dec.Token()
+	}
+	return err
+}
+
+// skipRest reads the values of an object or a list up to its closing
+// delimiter, which it leaves.
+func skipRest(dec *json.Decoder) error {
+	for dec.More() {
+		if err := skip(dec); err != nil { // keys are skipped as values
+			return err
+		}
+	}
+	return nil
+}
+
+func at(path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &numberError{msg: where(path) + ": " + err.Error(), err: errors.Unwrap(err)}
+}
+
+func join(path, key string) string {
+	if len(key) > 40 {
+		key = key[:40] + "…"
+	}
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func where(path string) string {
+	if path == "" {
+		return "value"
+	}
+	return fmt.Sprintf("%q", path)
+}
+
+// field is a JSON field of a struct type: its key and Go type.
+type field struct {
+	name string
+	typ  reflect.Type
+}
+
+var (
+	fieldsCache sync.Map // reflect.Type -> []field
+	holdsCache  sync.Map // reflect.Type -> bool
+)
+
+// structFields lists the JSON fields of struct type t that hold decimals,
+// with encoding/json's rules: the tag's name or the field name, "-"
+// skipped, unexported fields skipped, the fields of untagged embedded
+// structs promoted (the shallowest field of a name wins).
+func structFields(t reflect.Type) []field {
+	if f, ok := fieldsCache.Load(t); ok {
+		return f.([]field)
+	}
+	type found struct {
+		field
+		depth int
+	}
+	byName := map[string]found{}
+	var walk func(t reflect.Type, depth int)
+	walk = func(t reflect.Type, depth int) {
+		for i := range t.NumField() {
+			sf := t.Field(i)
+			tag := sf.Tag.Get("json")
+			if tag == "-" {
+				continue
+			}
+			name, _, _ := strings.Cut(tag, ",")
+			ft := sf.Type
+			if sf.Anonymous && name == "" {
+				et := ft
+				if et.Kind() == reflect.Pointer {
+					et = et.Elem()
+				}
+				if et.Kind() == reflect.Struct {
+					walk(et, depth+1)
+					continue
+				}
+			}
+			if !sf.IsExported() {
+				continue
+			}
+			if name == "" {
+				name = sf.Name
+			}
+			if prev, ok := byName[name]; ok && prev.depth <= depth {
+				continue
+			}
+			byName[name] = found{field{name, ft}, depth}
+		}
+	}
+	walk(t, 0)
+	var out []field
+	for _, f := range byName {
+		if holdsDecimal(f.typ) {
+			out = append(out, f.field)
+		}
+	}
+	fieldsCache.Store(t, out)
+	return out
+}
+
+// holdsDecimal reports whether a value of type t may hold a decimal.Decimal
+// that the JSON decoder fills through t's shape (not through a custom
+// UnmarshalJSON).
+func holdsDecimal(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == decimalType {
+		return true
+	}
+	if h, ok := holdsCache.Load(t); ok {
+		return h.(bool)
+	}
+	holdsCache.Store(t, false) // a recursive type: assume not while looking
+	h := false
+	if !reflect.PointerTo(t).Implements(unmarshalerType) {
+		switch t.Kind() {
+		case reflect.Struct:
+			for i := range t.NumField() {
+				sf := t.Field(i)
+				if (sf.IsExported() || sf.Anonymous) && sf.Tag.Get("json") != "-" && holdsDecimal(sf.Type) {
+					h = true
+					break
+				}
+			}
+		case reflect.Map, reflect.Slice, reflect.Array:
+			h = holdsDecimal(t.Elem())
+		}
+	}
+	holdsCache.Store(t, h)
+	return h
+}
