@@ -108,11 +108,12 @@ func (c *CheckCommand) checkConfig(file string) error {
 			problems = append(problems, fmt.Sprintf("%s: nats: %v", file, err))
 		}
 	}
-	for what, path := range map[string]string{"http token file": cfg.HTTP.TokenFile, "control token file": cfg.ControlTokenFile} {
-		if path != "" {
-			if err := rnats.CheckPrivate(what, path); err != nil {
-				problems = append(problems, fmt.Sprintf("%s: %v", file, err))
-			}
+	if _, err := httpToken(cfg.HTTP); err != nil {
+		problems = append(problems, fmt.Sprintf("%s: %v", file, err))
+	}
+	if cfg.ControlTokenFile != "" {
+		if err := rnats.CheckPrivate("control token file", cfg.ControlTokenFile); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", file, err))
 		}
 	}
 	if len(problems) > 0 {

@@ -227,6 +227,9 @@ type runtime struct {
 	rejectedAt time.Time
 	// unsaved is set while the ledger could not be saved.
 	unsaved bool
+	// journalErr is the error of the last journal write when it failed:
+	// no plan can be published while writes fail.
+	journalErr string
 	// adopted and recovered count the orders Reconcile adopted from the
 	// orders stream and the fills it recovered from the reports stream.
 	adopted, recovered int
@@ -1275,9 +1278,13 @@ func (e *Engine) rebalance(rt *runtime, p *plan.Plan, trigger string, now time.T
 	if err := e.opts.Store.Append(name, state.Entry{PlanID: p.ID, At: now, Orders: orders, Plan: evData}); err != nil {
 		// Without a journal entry a crash could lose track of the orders:
 		// do not publish them.
-		rt.lastError = err.Error()
+		rt.lastError, rt.journalErr = err.Error(), err.Error()
 		e.log.Error("rebalance not published: journal write failed", append(fields, zap.Error(err))...)
 		return false
+	}
+	rt.journalErr = ""
+	if !rt.unsaved {
+		rt.lastError = "" // recovered
 	}
 	rt.ledger.AddOrders(orders, now)
 	for _, o := range p.Orders {
@@ -1388,6 +1395,9 @@ func (e *Engine) save(rt *runtime, durable bool) error {
 		rt.unsaved = true
 		e.log.Error("state not saved", zap.String("policy", rt.ledger.Policy), zap.Error(err))
 		return err
+	}
+	if rt.unsaved && rt.journalErr == "" {
+		rt.lastError = "" // recovered
 	}
 	rt.unsaved = false
 	return nil

@@ -126,7 +126,13 @@ func (e *Engine) HandleReport(r Report) error {
 		if _, ok := rt.pol.AccountIndex(c.Account); !ok {
 			return fmt.Errorf("%w: cash flow %s names account %q, which policy %s does not have", ErrInvalidCashFlow, c.CashFlowID, c.Account, r.Policy)
 		}
-		applied, err := rt.ledger.ApplyCashFlow(c)
+		if c.At.After(now.Add(e.opts.MaxSkew)) {
+			err := &ledger.InputError{Reason: ledger.RejectCashFlowFuture, Err: fmt.Errorf("cash flow %s: dated %s, more than %s after now (%s)",
+				c.CashFlowID, c.At.UTC().Format(time.RFC3339), e.opts.MaxSkew, now.UTC().Format(time.RFC3339))}
+			e.log.Error("cash flow rejected", zap.String("policy", r.Policy), zap.Error(err))
+			return fmt.Errorf("%w: %w", ErrInvalidCashFlow, err)
+		}
+		applied, err := rt.ledger.ApplyCashFlow(c, now)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalidCashFlow, err)
 		}
@@ -390,7 +396,11 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 				zap.Time("since", fillsFrom), zap.String("why", why))
 			blocked := map[string]int{}
 			for id, name := range owner {
-				if o, ok := e.policies[name].ledger.Order(id); ok && (o.Status.Pending() || o.Status == ledger.Expired) {
+				rt, ok := e.policies[name]
+				if !ok {
+					continue // removed meanwhile
+				}
+				if o, ok := rt.ledger.Order(id); ok && (o.Status.Pending() || o.Status == ledger.Expired) {
 					blocked[name]++
 				}
 			}
@@ -424,7 +434,10 @@ func (e *Engine) recoverFills(owner map[string]string, reports []Report, changed
 		if !ok {
 			continue
 		}
-		rt := e.policies[name]
+		rt, ok := e.policies[name]
+		if !ok {
+			continue // removed meanwhile
+		}
 		if r.Policy != name {
 			e.log.Warn("fill in the reports stream names another policy than its order's; not applied",
 				zap.String("policy", r.Policy), zap.String("order_policy", name), zap.String("fill_id", r.Fill.FillID))

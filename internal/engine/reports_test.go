@@ -90,13 +90,7 @@ func planHousehold(t *testing.T, e *Engine, clk *clock.Fake) []*ledger.Order {
 	t.Helper()
 	e.Quotes(quotes(clk.Now(), 0))
 	clk.Advance(time.Minute)
-	qs := quotes(clk.Now(), 0)
-	for i := range qs {
-		if qs[i].Symbol == "VTI" {
-			qs[i].Price = decimal.RequireFromString("200")
-		}
-	}
-	e.Quotes(qs)
+	e.Quotes(breachQuotes(clk.Now()))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rt := e.policies["household"]
@@ -368,5 +362,25 @@ func TestResync(t *testing.T) {
 	e.mu.Unlock()
 	if len(rs) != 1 || rs[0].By != "ops" || rs[0].Reason != "broker statement" || len(rs[0].PrevUnknown) != 1 || rs[0].PrevAsOf.Year() != 9999 {
 		t.Fatalf("resync record %+v", rs)
+	}
+}
+
+// TestCashFlowDatedInTheFuture: a deposit dated in year 9999 is refused
+// (it moved the ledger's as_of there, locking out every later snapshot);
+// one a little ahead of the clock counts as of now.
+func TestCashFlowDatedInTheFuture(t *testing.T) {
+	e, clk := loadHousehold(t, nil)
+	c := &events.CashFlow{SchemaVersion: 1, CashFlowID: "d1", Kind: events.CashFlowDeposit, Account: "taxable",
+		Amount: decimal.NewFromInt(1000), At: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}
+	err := e.HandleReport(Report{Policy: "household", CashFlow: c})
+	if !errors.Is(err, ErrInvalidCashFlow) || ledger.RejectReason(err) != ledger.RejectCashFlowFuture {
+		t.Fatalf("deposit dated 9999: %v", err)
+	}
+	c.CashFlowID, c.At = "d2", clk.Now().Add(time.Minute)
+	if err := e.HandleReport(Report{Policy: "household", CashFlow: c}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Status().Policies[0].HoldingsAsOf; got.After(clk.Now()) {
+		t.Fatalf("holdings as of %v after a deposit dated a minute ahead, want at most now %v", got, clk.Now())
 	}
 }
