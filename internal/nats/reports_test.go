@@ -441,7 +441,7 @@ func TestParseReportNumberLimits(t *testing.T) {
 		if RejectReason(err) != ReportBadNumber || !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s %.120s: %v, want a malformed report with reason %s", tc.subject, tc.data, err, ReportBadNumber)
 		}
-		if took > 500*time.Millisecond {
+		if took > 2*time.Second { // generous for -race on a shared machine; parsing took 2.4-5.9 s without -race
 			t.Errorf("%s: refusing took %v", tc.subject, took)
 		}
 	}
