@@ -64,7 +64,7 @@ func (e *Engine) contribute(name, spec string, sched cron.Schedule, at time.Time
 	account := rt.pol.Accounts[k.Account].Name
 	c := &events.CashFlow{SchemaVersion: events.SchemaVersion, CashFlowID: "contribution-" + account + "-" + fireKey(sched, at),
 		Kind: CashFlowContribution, Account: account, Amount: k.Amount, At: at}
-	applied, err := rt.ledger.ApplyCashFlow(c)
+	applied, err := rt.ledger.ApplyCashFlow(c, e.clk.Now())
 	if err != nil || !applied {
 		return
 	}

@@ -126,7 +126,13 @@ func (e *Engine) HandleReport(r Report) error {
 		if _, ok := rt.pol.AccountIndex(c.Account); !ok {
 			return fmt.Errorf("%w: cash flow %s names account %q, which policy %s does not have", ErrInvalidCashFlow, c.CashFlowID, c.Account, r.Policy)
 		}
-		applied, err := rt.ledger.ApplyCashFlow(c)
+		if c.At.After(now.Add(e.opts.MaxSkew)) {
+			err := &ledger.InputError{Reason: ledger.RejectCashFlowFuture, Err: fmt.Errorf("cash flow %s: dated %s, more than %s after now (%s)",
+				c.CashFlowID, c.At.UTC().Format(time.RFC3339), e.opts.MaxSkew, now.UTC().Format(time.RFC3339))}
+			e.log.Error("cash flow rejected", zap.String("policy", r.Policy), zap.Error(err))
+			return fmt.Errorf("%w: %w", ErrInvalidCashFlow, err)
+		}
+		applied, err := rt.ledger.ApplyCashFlow(c, now)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalidCashFlow, err)
 		}

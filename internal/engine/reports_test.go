@@ -370,3 +370,23 @@ func TestResync(t *testing.T) {
 		t.Fatalf("resync record %+v", rs)
 	}
 }
+
+// TestCashFlowDatedInTheFuture: a deposit dated in year 9999 is refused
+// (it moved the ledger's as_of there, locking out every later snapshot);
+// one a little ahead of the clock counts as of now.
+func TestCashFlowDatedInTheFuture(t *testing.T) {
+	e, clk := loadHousehold(t, nil)
+	c := &events.CashFlow{SchemaVersion: 1, CashFlowID: "d1", Kind: events.CashFlowDeposit, Account: "taxable",
+		Amount: decimal.NewFromInt(1000), At: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}
+	err := e.HandleReport(Report{Policy: "household", CashFlow: c})
+	if !errors.Is(err, ErrInvalidCashFlow) || ledger.RejectReason(err) != ledger.RejectCashFlowFuture {
+		t.Fatalf("deposit dated 9999: %v", err)
+	}
+	c.CashFlowID, c.At = "d2", clk.Now().Add(time.Minute)
+	if err := e.HandleReport(Report{Policy: "household", CashFlow: c}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Status().Policies[0].HoldingsAsOf; got.After(clk.Now()) {
+		t.Fatalf("holdings as of %v after a deposit dated a minute ahead, want at most now %v", got, clk.Now())
+	}
+}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -16,8 +17,9 @@ const maxCashFlowIDs = 256
 // ApplyCashFlow takes in a cash flow: a deposit is added to the account's
 // cash at once; both kinds are queued in PendingFlows until a plan carries
 // them out. It returns false, changing nothing, for a cash flow whose id
-// was taken in before.
-func (l *Ledger) ApplyCashFlow(c *events.CashFlow) (bool, error) {
+// was taken in before. A deposit moves the ledger's as_of to its time, but
+// not past now.
+func (l *Ledger) ApplyCashFlow(c *events.CashFlow, now time.Time) (bool, error) {
 	if slices.Contains(l.CashFlowIDs, c.CashFlowID) {
 		return false, nil
 	}
@@ -31,8 +33,8 @@ func (l *Ledger) ApplyCashFlow(c *events.CashFlow) (bool, error) {
 	}
 	if c.Kind == events.CashFlowDeposit {
 		acc.Cash = acc.Cash.Add(c.Amount)
-		if c.At.After(l.AsOf) {
-			l.AsOf = c.At
+		if at := minTime(c.At, now); at.After(l.AsOf) {
+			l.AsOf = at
 		}
 	}
 	l.CashFlowIDs = append(l.CashFlowIDs, c.CashFlowID)

@@ -28,6 +28,9 @@ const (
 	// RejectFillPrice: the fill's price is outside the collar around its
 	// order's reference price.
 	RejectFillPrice = "fill_price_outside_collar"
+	// RejectCashFlowFuture: the cash flow is dated further in the future
+	// than the allowed clock skew.
+	RejectCashFlowFuture = "cashflow_in_future"
 	// RejectPositionsFuture: the positions snapshot is dated further in
 	// the future than the allowed clock skew.
 	RejectPositionsFuture = "positions_in_future"

@@ -3,7 +3,9 @@ package nats
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
@@ -231,15 +233,36 @@ func TestAtomicBatchRetriedAfterLostAck(t *testing.T) {
 	px := natsproxy.Start(t, ts.server().Addr().String(), events.DefaultPrefix+".plans.")
 	b, logs := newBusLogged(t, connect(t, "nats://"+px.Addr()), fastConfig())
 	orders := householdOrders("p1", 3)
-	px.Arm(natsproxy.ForwardFirst) // the commit reaches the server, its ack is lost
-	acks, sent, err := b.PublishPlanOrders(t.Context(), orders, new(testPlan("p1", orders)))
-	if err != nil || !sent {
-		t.Fatalf("PublishPlanOrders: sent %v, err %v", sent, err)
+	// The commit reaches the server; the client cannot reconnect until it
+	// is stored, so its ack is lost for sure.
+	px.Hold(true)
+	px.Arm(natsproxy.ForwardFirst)
+	type result struct {
+		acks []Ack
+		sent bool
+		err  error
 	}
+	res := make(chan result, 1)
+	go func() {
+		acks, sent, err := b.PublishPlanOrders(t.Context(), orders, new(testPlan("p1", orders)))
+		res <- result{acks, sent, err}
+	}()
 	select {
 	case <-px.Tripped():
-	default:
+	case <-time.After(10 * time.Second):
 		t.Fatal("the proxy never cut the connection")
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if n := len(readPlan(t, ts.url()).ids); n != 4 {
+			return fmt.Errorf("%d messages stored", n)
+		}
+		return nil
+	})
+	px.Hold(false)
+	r := <-res
+	acks, sent, err := r.acks, r.sent, r.err
+	if err != nil || !sent {
+		t.Fatalf("PublishPlanOrders: sent %v, err %v", sent, err)
 	}
 	if logs.FilterMessage("plan batch already stored by an earlier attempt; confirming its messages by id").Len() != 1 {
 		t.Error("the retry was not refused as a duplicate batch")

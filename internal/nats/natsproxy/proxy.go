@@ -38,6 +38,7 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	armed Mode
+	held  bool
 	conns map[net.Conn]bool
 	wg    sync.WaitGroup
 
@@ -73,6 +74,13 @@ func Start(t testing.TB, target, subjectPrefix string) *Proxy {
 			if err != nil {
 				return
 			}
+			p.mu.Lock()
+			held := p.held
+			p.mu.Unlock()
+			if held {
+				c.Close() // as if the server were down
+				continue
+			}
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
@@ -100,6 +108,15 @@ func (p *Proxy) Arm(m Mode) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.armed = m
+}
+
+// Hold refuses new connections while held is true (connections already
+// open go on): a client cut off by a trip cannot reconnect, and so cannot
+// receive the reply to what it sent before, until Hold(false).
+func (p *Proxy) Hold(held bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.held = held
 }
 
 // Record makes the proxy record each message a client publishes on a
