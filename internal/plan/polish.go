@@ -12,8 +12,9 @@ import (
 // score rates the projected allocation after a plan. Lower is better, in
 // this order: fewer sleeves that were inside their band pushed out of it
 // (harm), fewer sleeves out of band, a smaller largest |deviation| over
-// sleeves, less idle free cash (destination target only), fewer orders,
-// less turnover.
+// sleeves, less idle free cash (destination target only), fewer orders;
+// less turnover, the last criterion, is decided from the move itself
+// (better).
 type score struct {
 	harmed, out int
 	// dev is the largest |value - target x total| over sleeves, in
