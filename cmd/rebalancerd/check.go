@@ -68,6 +68,12 @@ func (c *CheckCommand) Run(_ context.Context, args []string) error {
 	if in.prices != nil {
 		fmt.Fprintf(c.Stdout, "; prices: %d quotes", len(in.prices.Quotes))
 	}
+	// The zone of trade dates, holding periods, ages and tilts' last days.
+	loc, from := p.Zone()
+	fmt.Fprintf(c.Stdout, "; investor time zone %s (%s)", loc, from)
+	if p.Tax != nil && p.Tax.ZoneSet && p.Tax.Zone.String() != loc.String() {
+		fmt.Fprintf(c.Stdout, ", trade dates in %s (tax.time_zone)", p.Tax.Zone)
+	}
 	fmt.Fprintln(c.Stdout)
 	return nil
 }
@@ -102,11 +108,12 @@ func (c *CheckCommand) checkConfig(file string) error {
 			problems = append(problems, fmt.Sprintf("%s: nats: %v", file, err))
 		}
 	}
-	for what, path := range map[string]string{"http token file": cfg.HTTP.TokenFile, "control token file": cfg.ControlTokenFile} {
-		if path != "" {
-			if err := rnats.CheckPrivate(what, path); err != nil {
-				problems = append(problems, fmt.Sprintf("%s: %v", file, err))
-			}
+	if _, err := httpToken(cfg.HTTP); err != nil {
+		problems = append(problems, fmt.Sprintf("%s: %v", file, err))
+	}
+	if cfg.ControlTokenFile != "" {
+		if err := rnats.CheckPrivate("control token file", cfg.ControlTokenFile); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", file, err))
 		}
 	}
 	if len(problems) > 0 {

@@ -311,18 +311,11 @@ func (m *Main) openHTTP(runCtx context.Context) error {
 	m.HTTP = &rhttp.Server{Addr: m.Config.HTTP.Listen, Gatherer: m.Metrics.Registry(), Ready: m.ready,
 		Status: m.status, Level: m.Level, Log: m.Log.Named("http"),
 		CertFile: m.Config.HTTP.CertFile, KeyFile: m.Config.HTTP.KeyFile, AllowPlaintext: m.Config.HTTP.AllowPlaintext}
-	if m.Config.HTTP.TokenFile != "" {
-		if err := rnats.CheckPrivate("http token file", m.Config.HTTP.TokenFile); err != nil {
-			return fmt.Errorf("http: %w", err)
-		}
-		tok, err := inputfile.Read(m.Config.HTTP.TokenFile, inputfile.MaxSecretSize)
-		if err != nil {
-			return fmt.Errorf("http: token: %w", err)
-		}
-		if m.HTTP.Token = string(trimSpace(tok)); m.HTTP.Token == "" {
-			return fmt.Errorf("http: token file %s is empty", m.Config.HTTP.TokenFile)
-		}
+	tok, err := httpToken(m.Config.HTTP)
+	if err != nil {
+		return err
 	}
+	m.HTTP.Token = tok
 	if err := m.HTTP.Open(); err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
@@ -612,6 +605,30 @@ func buildFetcher(f config.Feed, env func(string) string, now func() time.Time) 
 		return nil, pc, err
 	}
 	return fetcher, pc, nil
+}
+
+// httpToken reads the HTTP bearer token of c ("" without a token file) and
+// checks that the listener may serve with it: off loopback a token is
+// required, and TLS or acknowledged plain HTTP. `run` and `check -config`
+// both call it, so that check refuses what run refuses.
+func httpToken(c config.HTTP) (string, error) {
+	tok := ""
+	if c.TokenFile != "" {
+		if err := rnats.CheckPrivate("http token file", c.TokenFile); err != nil {
+			return "", fmt.Errorf("http: %w", err)
+		}
+		data, err := inputfile.Read(c.TokenFile, inputfile.MaxSecretSize)
+		if err != nil {
+			return "", fmt.Errorf("http: token: %w", err)
+		}
+		if tok = string(trimSpace(data)); tok == "" {
+			return "", fmt.Errorf("http: token file %s is empty", c.TokenFile)
+		}
+	}
+	if err := rhttp.CheckExposure(c.Listen, tok != "", c.CertFile, c.KeyFile, c.AllowPlaintext); err != nil {
+		return "", fmt.Errorf("http: %w", err)
+	}
+	return tok, nil
 }
 
 func trimSpace(b []byte) []byte {

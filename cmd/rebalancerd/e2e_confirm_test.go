@@ -1,13 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rebalancerd/rebalancerd/internal/config"
+	"github.com/rebalancerd/rebalancerd/internal/events"
 )
 
 // Issue 12, "an absurd price confirmed twice is traded": a move beyond
@@ -196,5 +199,26 @@ func TestSecondFeedConfirms(t *testing.T) {
 		if o.Instrument == "VTI" && !o.Price.Equal(decimalFrom("125")) {
 			t.Errorf("order %s priced %s, want the confirmed 125", o.OrderID, o.Price)
 		}
+	}
+}
+
+// TestDepositIsNotAValueChange: a deposit larger than the portfolio
+// (12000 into 10000) moves the investable total by 120% but not its value
+// at the accepted prices: it is invested at once, without a value_change
+// hold. (max_order_share 50%: its buy of 7200 VTI is 32.7% of 22000.)
+func TestDepositIsNotAValueChange(t *testing.T) {
+	d, w := startOnTarget(t, policyText("threshold", "")+"limits:\n  max_order_share: 50%\n")
+	data, _ := json.Marshal(events.CashFlow{SchemaVersion: 1, CashFlowID: "dep-1", Kind: events.CashFlowDeposit, Account: "ira",
+		Amount: decimalFrom("12000"), At: d.clock.Now()})
+	if err := d.client().Publish("rebalance.cashflows.test-household", data); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range w.waitOrders(t, 2) {
+		if o.Side != "buy" || o.Trigger != "cashflow" {
+			t.Errorf("order %+v: want buys of the deposit", o)
+		}
+	}
+	if slices.Contains(d.blockedReasons(), "value_change") {
+		t.Errorf("blocked %v after a deposit", d.blockedReasons())
 	}
 }

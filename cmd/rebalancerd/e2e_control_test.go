@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/rebalancerd/rebalancerd/internal/config"
 	"github.com/rebalancerd/rebalancerd/internal/events"
@@ -215,5 +218,126 @@ func TestManualRebalanceWhileHalted(t *testing.T) {
 	}
 	if n := len(w.snapshot()); n != 0 {
 		t.Errorf("%d orders published under the kill switch", n)
+	}
+}
+
+// TestCheckConfigRefusesExposedHTTP: `check -config` refuses an
+// off-loopback http.listen without a token, as `run` does (check accepted
+// it and run then refused to start).
+func TestCheckConfigRefusesExposedHTTP(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "p.yaml"), policyText("threshold", ""))
+	writeFile(t, filepath.Join(dir, "h.yaml"), testHoldings)
+	writeFile(t, filepath.Join(dir, "c.yaml"), "policies:\n  - {policy: p.yaml, holdings: h.yaml}\nhttp: {listen: \"0.0.0.0:9464\"}\n")
+	code, out, errOut := run(t, "check", "-config", filepath.Join(dir, "c.yaml"))
+	want := "http: http server: 0.0.0.0:9464 is not a loopback address: set a bearer token (http.token_file) to listen there"
+	if code != exitInvalid || !strings.Contains(errOut, want) {
+		t.Fatalf("exit %d, want %d and %q: %s%s", code, exitInvalid, want, out, errOut)
+	}
+	// What run refuses at start, with the same message.
+	cfg, err := readConfig(filepath.Join(dir, "c.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Main{Config: cfg, EmbeddedPort: -1}
+	cfg.StateDir = filepath.Join(dir, "state")
+	if err := m.Open(context.Background()); err == nil || !strings.Contains(err.Error(), want) {
+		m.Close()
+		t.Fatalf("run: Open = %v, want %q", err, want)
+	}
+}
+
+// TestControlFloodSampled: 20,000 control requests with a wrong token are
+// all refused and counted in rebalancerd_inputs_rejected_total, but the
+// log (the daemon's own logger, as `run` builds it) samples the repeated
+// warning instead of writing 20,000 lines; info lines are not sampled.
+func TestControlFloodSampled(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "control.token")
+	if err := os.WriteFile(tokenFile, []byte("let-me-halt\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	d := startDaemon(t, policyText("threshold", ""), monday0959, func(c *config.Config, m *Main) {
+		c.ControlTokenFile = tokenFile
+		log, _, err := newLogger(config.Log{Level: "info", Format: "json"}, &logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Log = log
+	})
+	const n = 20_000
+	data, _ := json.Marshal(events.ControlRequest{SchemaVersion: 1, Reason: "forged", Token: "guess"})
+	nc := d.client()
+	for range n {
+		if err := nc.Publish("rebalance.control.halt", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`rebalancerd_inputs_rejected_total{input="control",reason="wrong_token"} %d`, n)
+	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		if _, body := d.httpGet("/metrics"); !strings.Contains(body, want) {
+			return fmt.Errorf("/metrics lacks %s", want)
+		}
+		return nil
+	})
+	refused := strings.Count(logs.String(), `"msg":"control request refused"`)
+	if refused == 0 || refused > n/10 {
+		t.Errorf("%d warnings for %d refused control requests, want some and at most %d", refused, n, n/10)
+	}
+	for i := range 300 { // info lines are all written
+		d.Log.Info("info line", zap.Int("i", i))
+	}
+	if got := strings.Count(logs.String(), `"msg":"info line"`); got != 300 {
+		t.Errorf("%d of 300 info lines written", got)
+	}
+}
+
+// shadowLike is a file in the format of /etc/shadow: lines of
+// colon-separated fields with password hashes, which a YAML parser reads
+// as a mapping of long keys.
+const shadowLike = "root:$6$Zx9salt0salt1$S3CRETHASHpart1S3CRETHASHpart2S3CRETHASHpart3S3CRETHASHpart4:19000:0:99999:7:::\n" +
+	"daemon:*:19000:0:99999:7:::\n" +
+	"svc: $6$Q7salt$S3CRETHASHpart5S3CRETHASHpart6S3CRETHASHpart7S3CRETHASHpart8\n"
+
+// TestFileContentsDoNotLeak: a policy path that resolves to a shadow-like
+// file is refused on reload without any of its content in the log,
+// /status or /readyz (its first line was echoed in all three), and
+// `check` quotes none of it either.
+func TestFileContentsDoNotLeak(t *testing.T) {
+	var logs syncBuffer
+	d := startDaemon(t, policyText("threshold", ""), monday0959, func(_ *config.Config, m *Main) {
+		log, _, err := newLogger(config.Log{Level: "info", Format: "json"}, &logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Log = log
+	})
+	shadow := filepath.Join(d.dir, "shadow")
+	writeFile(t, shadow, shadowLike)
+	if err := os.Remove(d.policy); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(shadow, d.policy); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(reasonSIGHUP); err == nil {
+		t.Fatal("reload of a shadow-like policy succeeded")
+	}
+	_, status := d.httpGet("/status")
+	_, ready := d.httpGet("/readyz")
+	code, out, errOut := run(t, "check", "-policy", d.policy)
+	for what, text := range map[string]string{"log": logs.String(), "/status": status, "/readyz": ready, "check": out + errOut} {
+		for _, secret := range []string{"S3CRET", "Zx9salt", "Q7salt", "$6$"} {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s shows %q from the file:\n%s", what, secret, text)
+			}
+		}
+	}
+	if !strings.Contains(ready, "not a file of this kind") || code != exitInvalid {
+		t.Errorf("/readyz %q, check exit %d: want the reload error and exit %d", ready, code, exitInvalid)
 	}
 }

@@ -177,7 +177,9 @@ func newChaosHarness(t *testing.T, seed uint64) *chaosHarness {
 	t.Cleanup(func() { h.stopping.Store(true); h.cancel(); h.wg.Wait() })
 
 	pol := policyText("threshold", "")
-	for _, r := range [][2]string{{"check_every: 1m", "check_every: 1s"}, {"cooldown: 1m", "cooldown: 1s"}} {
+	// As in the fault suite: every flip of the prices is a plan.
+	for _, r := range [][2]string{{"check_every: 1m", "check_every: 1s"}, {"cooldown: 1m", "cooldown: 1s"},
+		{"max_move: 40%", "max_move: 90%"}, {"instruments:", "limits:\n  max_plans_per_day: 10000\n  max_value_change: 100%\ninstruments:"}} {
 		pol = strings.Replace(pol, r[0], r[1], 1)
 	}
 	writeFile(t, filepath.Join(h.dir, "policies", "test.yaml"), pol)

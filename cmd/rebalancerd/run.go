@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -133,8 +134,26 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) 
 		ec.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
 		enc = zapcore.NewConsoleEncoder(ec)
 	}
-	// No sampling: every rebalance line is logged (the order events on
-	// NATS, not the log, are the audit trail).
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), atom)
+	sink := zapcore.Lock(zapcore.AddSync(w))
+	// Warnings are what hostile or broken inputs cause (bad price
+	// messages, refused reports and control requests): a flood of them is
+	// sampled, each message text logging its first warnSampleFirst in a
+	// second and then one in warnSampleThereafter, while the metrics
+	// (rebalancerd_inputs_rejected_total and the others) count every one.
+	// Other levels are not sampled: every rebalance line and every error
+	// is logged (the order events on NATS, not the log, are the audit
+	// trail).
+	warn := zap.LevelEnablerFunc(func(l zapcore.Level) bool { return l == zapcore.WarnLevel && atom.Enabled(l) })
+	rest := zap.LevelEnablerFunc(func(l zapcore.Level) bool { return l != zapcore.WarnLevel && atom.Enabled(l) })
+	core := zapcore.NewTee(
+		zapcore.NewSamplerWithOptions(zapcore.NewCore(enc, sink, warn), time.Second, warnSampleFirst, warnSampleThereafter),
+		zapcore.NewCore(enc.Clone(), sink, rest))
 	return zap.New(core, zap.ErrorOutput(zapcore.AddSync(w))), atom, nil
 }
+
+// The sampling of repeated warnings (see newLogger), zap's production
+// defaults: per message text and second, the first 100, then one in 100.
+const (
+	warnSampleFirst      = 100
+	warnSampleThereafter = 100
+)

@@ -227,6 +227,9 @@ type runtime struct {
 	rejectedAt time.Time
 	// unsaved is set while the ledger could not be saved.
 	unsaved bool
+	// journalErr is the error of the last journal write when it failed:
+	// no plan can be published while writes fail.
+	journalErr string
 	// adopted and recovered count the orders Reconcile adopted from the
 	// orders stream and the fills it recovered from the reports stream.
 	adopted, recovered int
@@ -429,6 +432,7 @@ func (e *Engine) Load(set []Loaded) error {
 		old := rt.pol
 		rt.pol = l.Policy
 		rt.ledger.HistoryDays = historyDays(rt.pol)
+		rt.ledger.Zone = rt.pol.TradeZone() // fills dated on the investor's day
 		e.setSymbols(rt)
 		if old == nil || old.Version != rt.pol.Version {
 			e.loadCorrelation(rt)
@@ -1026,7 +1030,7 @@ func historyDays(p *policy.Policy) int {
 // day and when the policy changes; a change of targets is logged, and so
 // is each tilt that expires. Called with e.mu held.
 func (e *Engine) effective(rt *runtime, now time.Time) (*policy.Policy, error) {
-	day := now.UTC().Format(time.DateOnly)
+	day := rt.pol.Day(now).Format(time.DateOnly) // the investor's day
 	step := rt.phaseStepAt(now)
 	if rt.effFrom == rt.pol && rt.effDate == day && rt.effStep == step {
 		return rt.eff, nil
@@ -1274,9 +1278,13 @@ func (e *Engine) rebalance(rt *runtime, p *plan.Plan, trigger string, now time.T
 	if err := e.opts.Store.Append(name, state.Entry{PlanID: p.ID, At: now, Orders: orders, Plan: evData}); err != nil {
 		// Without a journal entry a crash could lose track of the orders:
 		// do not publish them.
-		rt.lastError = err.Error()
+		rt.lastError, rt.journalErr = err.Error(), err.Error()
 		e.log.Error("rebalance not published: journal write failed", append(fields, zap.Error(err))...)
 		return false
+	}
+	rt.journalErr = ""
+	if !rt.unsaved {
+		rt.lastError = "" // recovered
 	}
 	rt.ledger.AddOrders(orders, now)
 	for _, o := range p.Orders {
@@ -1387,6 +1395,9 @@ func (e *Engine) save(rt *runtime, durable bool) error {
 		rt.unsaved = true
 		e.log.Error("state not saved", zap.String("policy", rt.ledger.Policy), zap.Error(err))
 		return err
+	}
+	if rt.unsaved && rt.journalErr == "" {
+		rt.lastError = "" // recovered
 	}
 	rt.unsaved = false
 	return nil

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/rebalancerd/rebalancerd/internal/clock"
 	"github.com/rebalancerd/rebalancerd/internal/events"
@@ -603,5 +606,31 @@ func TestPlanEventWithOrders(t *testing.T) {
 				t.Fatalf("the ledger still holds %d plan events to publish", left)
 			}
 		})
+	}
+}
+
+// planFailing acknowledges orders and fails every plan event publish.
+type planFailing struct{ gatedPublisher }
+
+func (p *planFailing) PublishPlan(context.Context, events.Plan) error {
+	return errors.New("test: plan event refused")
+}
+
+// TestStopLogCountsOnlyUnacknowledgedOrders: stopping with a plan whose
+// orders are acknowledged but whose event is not published does not
+// report its orders as unacknowledged.
+func TestStopLogCountsOnlyUnacknowledgedOrders(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	pub := &planFailing{}
+	te := runPolicies(t, pub, Options{InlinePublishTimeout: -1, ShutdownGrace: 50 * time.Millisecond, Log: zap.New(core)},
+		map[string]string{"household": "1m"})
+	te.breach(2 * time.Minute)
+	waitFor(t, "the orders' acknowledgement", func() bool { _, acked := pub.snapshot(); return len(acked) == 1 })
+	te.stop()
+	if n := logs.FilterMessage("stopping with unacknowledged orders; they are journaled and will be published at the next start").Len(); n != 0 {
+		t.Error("acknowledged orders reported as unacknowledged at stop")
+	}
+	if n := logs.FilterMessageSnippet("stopping with unpublished plan events").Len(); n != 1 {
+		t.Errorf("%d log lines about the pending plan event, want 1", n)
 	}
 }

@@ -396,7 +396,11 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 				zap.Time("since", fillsFrom), zap.String("why", why))
 			blocked := map[string]int{}
 			for id, name := range owner {
-				if o, ok := e.policies[name].ledger.Order(id); ok && (o.Status.Pending() || o.Status == ledger.Expired) {
+				rt, ok := e.policies[name]
+				if !ok {
+					continue // removed meanwhile
+				}
+				if o, ok := rt.ledger.Order(id); ok && (o.Status.Pending() || o.Status == ledger.Expired) {
 					blocked[name]++
 				}
 			}
@@ -430,7 +434,10 @@ func (e *Engine) recoverFills(owner map[string]string, reports []Report, changed
 		if !ok {
 			continue
 		}
-		rt := e.policies[name]
+		rt, ok := e.policies[name]
+		if !ok {
+			continue // removed meanwhile
+		}
 		if r.Policy != name {
 			e.log.Warn("fill in the reports stream names another policy than its order's; not applied",
 				zap.String("policy", r.Policy), zap.String("order_policy", name), zap.String("fill_id", r.Fill.FillID))

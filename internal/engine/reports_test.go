@@ -90,13 +90,7 @@ func planHousehold(t *testing.T, e *Engine, clk *clock.Fake) []*ledger.Order {
 	t.Helper()
 	e.Quotes(quotes(clk.Now(), 0))
 	clk.Advance(time.Minute)
-	qs := quotes(clk.Now(), 0)
-	for i := range qs {
-		if qs[i].Symbol == "VTI" {
-			qs[i].Price = decimal.RequireFromString("200")
-		}
-	}
-	e.Quotes(qs)
+	e.Quotes(breachQuotes(clk.Now()))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rt := e.policies["household"]

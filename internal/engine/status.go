@@ -255,6 +255,9 @@ func (e *Engine) Ready() []string {
 				out = append(out, name+": "+b.Reason+": "+b.Detail)
 			}
 		}
+		if rt.journalErr != "" {
+			out = append(out, name+": journal write failed: "+rt.journalErr)
+		}
 	}
 	return out
 }

@@ -23,7 +23,7 @@ func TestExposureRules(t *testing.T) {
 		{"cert without key", &Server{Addr: "127.0.0.1:0", CertFile: "c.pem"}, "needs both cert_file and key_file"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.s.checkExposure(tt.s.Addr)
+			err := CheckExposure(tt.s.Addr, tt.s.Token != "", tt.s.CertFile, tt.s.KeyFile, tt.s.AllowPlaintext)
 			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 				t.Fatalf("error %v, want %q", err, tt.want)
 			}
@@ -64,6 +64,13 @@ func TestBearerToken(t *testing.T) {
 		{"/status", "Bearer s3cret", 200},
 		{"/readyz", "", 401},
 		{"/readyz", "Bearer s3cret", 200},
+		// The scheme is case-insensitive (RFC 9110); the token is not.
+		{"/status", "bearer s3cret", 200},
+		{"/status", "BEARER  s3cret", 200},
+		{"/status", "bearer S3CRET", 401},
+		{"/status", "Basic s3cret", 401},
+		{"/status", "s3cret", 401},
+		{"/status", "Bearer", 401},
 	} {
 		if got := get(tt.path, tt.auth); got != tt.want {
 			t.Errorf("GET %s with %q = %d, want %d", tt.path, tt.auth, got, tt.want)

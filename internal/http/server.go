@@ -27,6 +27,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/rebalancerd/rebalancerd/internal/shortlist"
 )
 
 // DefaultAddr is the address Open listens on when Server.Addr is empty.
@@ -104,7 +107,7 @@ func (s *Server) Open() error {
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	if err := s.checkExposure(addr); err != nil {
+	if err := CheckExposure(addr, s.Token != "", s.CertFile, s.KeyFile, s.AllowPlaintext); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -157,10 +160,15 @@ func (s *Server) scheme() string {
 	return "http"
 }
 
-// checkExposure refuses to serve off loopback without a token, and without
-// TLS unless plain HTTP is acknowledged.
-func (s *Server) checkExposure(addr string) error {
-	if (s.CertFile == "") != (s.KeyFile == "") {
+// CheckExposure refuses to serve on addr (DefaultAddr when empty) off
+// loopback without a token, and without TLS unless plain HTTP is
+// acknowledged. Open applies it; `rebalancerd check -config` too, so that
+// it refuses what `run` refuses.
+func CheckExposure(addr string, token bool, certFile, keyFile string, allowPlaintext bool) error {
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	if (certFile == "") != (keyFile == "") {
 		return errors.New("http server: a certificate needs both cert_file and key_file")
 	}
 	host, _, err := net.SplitHostPort(addr)
@@ -170,10 +178,10 @@ func (s *Server) checkExposure(addr string) error {
 	if loopback(host) {
 		return nil
 	}
-	if s.Token == "" {
+	if !token {
 		return fmt.Errorf("http server: %s is not a loopback address: set a bearer token (http.token_file) to listen there", addr)
 	}
-	if s.CertFile == "" && !s.AllowPlaintext {
+	if certFile == "" && !allowPlaintext {
 		return fmt.Errorf("http server: %s is not a loopback address: serve TLS (http.tls) or acknowledge plain HTTP (http.allow_plaintext: true)", addr)
 	}
 	return nil
@@ -248,15 +256,26 @@ func (s *Server) Handler() http.Handler {
 	if s.Token == "" {
 		return mux
 	}
-	want := []byte("Bearer " + s.Token)
+	want := []byte(s.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		if r.URL.Path != "/healthz" && subtle.ConstantTimeCompare(bearerToken(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="rebalancerd"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// bearerToken returns the token of an "Authorization: Bearer <token>"
+// header, or nil. The scheme is case-insensitive (RFC 9110, section 11.1)
+// and may be followed by more than one space.
+func bearerToken(header string) []byte {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil
+	}
+	return []byte(strings.TrimLeft(token, " "))
 }
 
 func (s *Server) logger() *zap.Logger {
@@ -292,10 +311,20 @@ type readiness struct {
 	Reasons []string `json:"reasons"`
 }
 
+// maxReasonLen bounds each reason /readyz shows, in bytes.
+const maxReasonLen = 500
+
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	var reasons []string
 	if s.Ready != nil {
-		reasons = s.Ready()
+		// Bounded whatever the daemon's state: the first reasons, each
+		// cut short, and a count of the rest (/status has them all).
+		reasons = slices.Clone(shortlist.First(s.Ready(), shortlist.Max))
+		for i, reason := range reasons {
+			if len(reason) > maxReasonLen {
+				reasons[i] = strings.ToValidUTF8(reason[:maxReasonLen], "") + "…"
+			}
+		}
 	}
 	code := http.StatusOK
 	if len(reasons) > 0 {

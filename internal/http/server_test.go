@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -396,5 +397,33 @@ func TestHandlerWithoutOpen(t *testing.T) {
 	defer srv.Close()
 	if code, _, body := do(t, "GET", srv.URL+"/healthz", nil, ""); code != 200 || body != "ok\n" {
 		t.Errorf("Handler() /healthz = %d %q", code, body)
+	}
+}
+
+// TestReadyzBounded: /readyz shows the first shortlist.Max reasons, each
+// cut to maxReasonLen bytes, and a count of the rest, whatever the daemon
+// reports (5,000 fills for unknown orders made an 85 KB /readyz).
+func TestReadyzBounded(t *testing.T) {
+	reasons := make([]string, 5000)
+	for i := range reasons {
+		reasons[i] = fmt.Sprintf("p%d: unknown_order_state: holdings uncertain", i)
+	}
+	reasons[0] = "p0: " + strings.Repeat("x", 100_000)
+	s := open(t, &Server{Ready: func() []string { return reasons }})
+	code, _, body := do(t, "GET", s.URL()+"/readyz", nil, "")
+	lines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+	if code != 503 || len(lines) != 11 || lines[10] != "… and 4990 more" || len(body) > 2000 {
+		t.Fatalf("GET /readyz: %d, %d lines, %d bytes, last %q; want 503, 11 lines ending with a count", code, len(lines), len(body), lines[len(lines)-1])
+	}
+	if len(lines[0]) != maxReasonLen+len("…") {
+		t.Errorf("first reason is %d bytes, want it cut to %d", len(lines[0]), maxReasonLen)
+	}
+	_, _, body = do(t, "GET", s.URL()+"/readyz", http.Header{"Accept": {"application/json"}}, "")
+	var got readiness
+	if err := json.Unmarshal([]byte(body), &got); err != nil || len(got.Reasons) != 11 || got.Ready {
+		t.Errorf("JSON /readyz: %v, %d reasons", err, len(got.Reasons))
+	}
+	if reasons[0] != "p0: "+strings.Repeat("x", 100_000) {
+		t.Error("/readyz changed the daemon's reasons")
 	}
 }

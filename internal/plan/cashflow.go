@@ -940,12 +940,12 @@ func (pl *planner) withdrawalTax(out *Plan, a int, amount decimal.Decimal) *TaxE
 var additionalRate = decimal.New(1, -1)
 
 // tradeDate is the plan's trade date: that of its tax state, or the day
-// of its prices in UTC.
+// of its prices in the investor's zone.
 func (pl *planner) tradeDate() tax.Date {
 	if pl.tx != nil {
 		return pl.tx.date
 	}
-	return tax.DateOf(pl.s.AsOf.UTC())
+	return tax.DateOf(pl.s.AsOf.In(pl.p.TradeZone()))
 }
 
 // WithdrawalAccount returns the account a withdrawal that names none

@@ -222,8 +222,8 @@ type Options struct {
 	Destination policy.Destination
 	// Date is the trade date of the orders, to which holding periods and
 	// wash-sale windows are counted. The zero Date means the day of the
-	// snapshot's price time in the policy's tax time zone (UTC without a
-	// tax block).
+	// snapshot's price time in the policy's trade zone
+	// (policy.Policy.TradeZone: tax.time_zone, else the investor's).
 	Date tax.Date
 	// History is what the household traded recently in all its accounts.
 	// The wash-sale guard blocks buys within the window of its loss

@@ -16,7 +16,7 @@ import (
 // accounts are chosen, and the calendar their dates are counted in.
 //
 //	tax:
-//	  time_zone: America/New_York     # trade dates; default UTC
+//	  time_zone: America/New_York     # trade dates; default the investor's zone
 //	  short_term_gains: block         # or allow (the default)
 //	  wait_long_term_days: 30         # hold back lots long-term within 30 days
 //	  wash_sale:
@@ -44,9 +44,12 @@ type TaxRules struct {
 	Withdrawals Withdrawals
 	// Zone is the time zone of time_zone, in which the trade date of a
 	// plan is taken from the time of its prices: holding periods and
-	// wash-sale windows count calendar days there. UTC by default.
-	Zone *time.Location
-	Line int
+	// wash-sale windows count calendar days there. ZoneSet says whether
+	// the block gives one; without it the investor's zone applies
+	// (Policy.TradeZone).
+	Zone    *time.Location
+	ZoneSet bool
+	Line    int
 }
 
 // Location is one entry of the asset_location block: the accounts in which
@@ -88,24 +91,14 @@ func (c *compiler) tax(n *yaml.Node) {
 		return
 	}
 	r, p := c.r, c.p
-	t := &TaxRules{Zone: time.UTC, Line: n.Line}
+	t := &TaxRules{Line: n.Line}
 	// nodes maps the field names of tax.Options.Validate's messages to
 	// the nodes they were read from, for the line of each problem.
 	nodes := map[string]*yaml.Node{}
 	f := r.Object(n, "tax", "time_zone", "short_term_gains", "wait_long_term_days", "wash_sale", "harvest", "withdrawals")
 	t.Withdrawals = c.withdrawals(f["withdrawals"])
 	if v, ok := f["time_zone"]; ok {
-		if s, ok := r.String(v, "tax.time_zone"); ok {
-			loc, err := time.LoadLocation(s)
-			switch {
-			case s == "Local":
-				r.Errorf(v, "tax.time_zone", "Local depends on the machine; name a zone like America/New_York or UTC")
-			case err != nil:
-				r.Errorf(v, "tax.time_zone", "%q is not a time zone like America/New_York or UTC", s)
-			default:
-				t.Zone = loc
-			}
-		}
+		t.Zone, t.ZoneSet = c.zone(v, "tax.time_zone")
 	}
 	if v, ok := f["short_term_gains"]; ok {
 		nodes["short_term_gains"] = v
@@ -496,4 +489,14 @@ func typeNames() string {
 		names[i] = string(t)
 	}
 	return strings.Join(names, ", ")
+}
+
+// TradeZone returns the zone trade dates are counted in: tax.time_zone
+// when given, else the investor's zone (Zone).
+func (p *Policy) TradeZone() *time.Location {
+	if p.Tax != nil && p.Tax.ZoneSet {
+		return p.Tax.Zone
+	}
+	loc, _ := p.Zone()
+	return loc
 }

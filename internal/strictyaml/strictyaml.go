@@ -16,10 +16,12 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
@@ -126,8 +128,52 @@ func (r *Reader) Errorf(n *yaml.Node, field, format string, args ...any) {
 }
 
 // ErrorfLine records a problem at the given line (0 when unknown).
+//
+// Problems quote at most a short excerpt of the file: a string argument
+// formatted with %q is shown as Excerpt shows it, and a message is cut at
+// maxMsgLen bytes. A file that is not what the reader expects (a password
+// or key file given as a policy, say) must not end up in the log, /status
+// and /readyz.
 func (r *Reader) ErrorfLine(line int, field, format string, args ...any) {
-	r.Errs = append(r.Errs, &Error{File: r.File, Line: r.clamp(line), Field: field, Msg: fmt.Sprintf(format, args...)})
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = excerptArg(s)
+		}
+	}
+	msg := fmt.Sprintf(format, args...)
+	if len(msg) > maxMsgLen {
+		msg = strings.ToValidUTF8(msg[:maxMsgLen], "") + "…"
+	}
+	r.Errs = append(r.Errs, &Error{File: r.File, Line: r.clamp(line), Field: field, Msg: msg})
+}
+
+// maxMsgLen bounds the message of a problem, in bytes (the list of known
+// fields of a policy's top level is about 250).
+const maxMsgLen = 400
+
+// excerptLen is how much of a value or key from a file a problem quotes,
+// in bytes.
+const excerptLen = 64
+
+// Excerpt quotes the start of s, escaped as Go quotes strings: at most
+// excerptLen bytes, with an ellipsis after it when s is longer.
+func Excerpt(s string) string {
+	if len(s) <= excerptLen {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(strings.ToValidUTF8(s[:excerptLen], "")) + "…"
+}
+
+// excerptArg formats a string argument of a problem: as Excerpt with %q,
+// as itself otherwise (the readers' own lists of known names).
+type excerptArg string
+
+func (a excerptArg) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		io.WriteString(f, Excerpt(string(a)))
+		return
+	}
+	io.WriteString(f, string(a))
 }
 
 // clamp keeps a line within the file. yaml/v3 places an empty node at the
@@ -281,13 +327,21 @@ func allowedChar(c rune) bool {
 	return true
 }
 
-// Join returns the dotted path of key below field.
+// Join returns the dotted path of key below field. A key longer than
+// excerptLen bytes, or with a character that is not printable, a quote or
+// a backslash, is shown as an Excerpt.
 func Join(field, key string) string {
+	if len(key) > excerptLen || strings.IndexFunc(key, func(c rune) bool { return !unicode.IsPrint(c) || c == '"' || c == '\\' }) >= 0 {
+		key = Excerpt(key)
+	}
 	if field == "" {
 		return key
 	}
 	return field + "." + key
 }
+
+// fieldName matches the keys that look like the readers' field names.
+var fieldName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // usable reports whether n is a plain node the readers accept; aliases and
 // anchors are refused so that a small file cannot expand into a huge tree.
@@ -341,6 +395,14 @@ func (r *Reader) Entries(n *yaml.Node, field string) []Entry {
 func (r *Reader) Object(n *yaml.Node, field string, known ...string) map[string]*yaml.Node {
 	entries := r.Entries(n, field)
 	out := make(map[string]*yaml.Node, len(entries))
+	if field == "" && !slices.ContainsFunc(entries, func(e Entry) bool { return contains(known, e.Key) }) &&
+		slices.ContainsFunc(entries, func(e Entry) bool { return !fieldName.MatchString(e.Key) }) {
+		// None of the file's keys is known and some are not even names:
+		// it is not a file of this kind at all (a password file given as
+		// a policy). Say so without quoting any of it.
+		r.Errorf(nil, "", "none of the %d top-level keys is a known field (known: %s): not a file of this kind", len(entries), strings.Join(known, ", "))
+		return out
+	}
 	for _, e := range entries {
 		if !contains(known, e.Key) {
 			r.Errorf(e.KeyNode, Join(field, e.Key), "unknown field (known: %s)", strings.Join(known, ", "))
@@ -517,7 +579,7 @@ func describe(n *yaml.Node) string {
 		case "!!int", "!!float":
 			return "the number " + n.Value
 		}
-		return strconv.Quote(n.Value)
+		return Excerpt(n.Value)
 	}
 	return "an unsupported YAML node"
 }

@@ -569,3 +569,27 @@ func FuzzParsePercent(f *testing.F) {
 		}
 	})
 }
+
+// TestExcerpts: problems quote at most a short, escaped excerpt of a file
+// that parsed as YAML: values formatted with %q, keys in field paths, and
+// the whole message are bounded; a top level none of whose keys is even a
+// name is reported without quoting any of it.
+func TestExcerpts(t *testing.T) {
+	secret := strings.Repeat("S3CRET", 30) // 180 bytes
+	r := &Reader{File: "p.yaml"}
+	r.ErrorfLine(1, "currency", "%q is not a currency code (known: %s)", secret+"\x00", "USD, EUR")
+	r.ErrorfLine(2, Join("accounts", "\x1b[31m"+secret), "unknown field")
+	r.ErrorfLine(3, "x", "%v", errors.New(secret+secret+secret))
+	got := lines(r)
+	want := []string{
+		`p.yaml:1: currency: "` + secret[:64] + `"… is not a currency code (known: USD, EUR)`,
+		`p.yaml:2: accounts."\x1b[31m` + secret[:59] + `"…: unknown field`,
+		"p.yaml:3: x: " + (secret + secret + secret)[:maxMsgLen] + "…",
+	}
+	equalLines(t, got, want)
+
+	r = &Reader{File: "shadow"}
+	root := r.Parse([]byte("root:$6$salt$" + secret + ":19000:0:99999:7:::\nsvc: x\n"))
+	r.Object(root, "", "policy", "currency")
+	equalLines(t, lines(r), []string{"shadow: none of the 2 top-level keys is a known field (known: policy, currency): not a file of this kind"})
+}
