@@ -68,6 +68,12 @@ func (c *CheckCommand) Run(_ context.Context, args []string) error {
 	if in.prices != nil {
 		fmt.Fprintf(c.Stdout, "; prices: %d quotes", len(in.prices.Quotes))
 	}
+	// The zone of trade dates, holding periods, ages and tilts' last days.
+	loc, from := p.Zone()
+	fmt.Fprintf(c.Stdout, "; investor time zone %s (%s)", loc, from)
+	if p.Tax != nil && p.Tax.ZoneSet && p.Tax.Zone.String() != loc.String() {
+		fmt.Fprintf(c.Stdout, ", trade dates in %s (tax.time_zone)", p.Tax.Zone)
+	}
 	fmt.Fprintln(c.Stdout)
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/shopspring/decimal"
 
@@ -192,4 +195,25 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Errorf("/status: breaching %v, %d pending, while the page shows none", p.Breaching, len(p.PendingOrders))
 	}
 	browsertest.Screenshot(t, ctx, "status-page-after-paper")
+
+	// Without JavaScript the page is complete: every sleeve is there, and
+	// it says that it does not update by itself.
+	noJS := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+		return err
+	})
+	if err := chromedp.Do(ctx, noJS, chromedp.Navigate(page), chromedp.WaitVisible(`#allocation tr[data-sleeve]`)); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := chromedp.Run(ctx, chromedp.Nodes(`#allocation tr[data-sleeve]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := chromedp.Run(ctx, chromedp.Text(`#refresh-state`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != len(d.status().Policy(policy).Sleeves) || state != "Reload the page to update it." {
+		t.Errorf("without JavaScript: %d sleeve rows, refresh state %q", len(nodes), state)
+	}
 }

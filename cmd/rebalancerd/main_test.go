@@ -75,6 +75,11 @@ func TestCheckValid(t *testing.T) {
 	if lines := strings.Count(out, "\n"); lines != 1 || !strings.Contains(out, "policy smith-household") || !strings.Contains(out, "is valid") {
 		t.Errorf("want a one-line summary, got %q", out)
 	}
+	// check says which zone dates are counted in: the example's schedule
+	// has CRON_TZ=America/New_York.
+	if !strings.Contains(out, "; investor time zone America/New_York (rebalance.schedule's CRON_TZ)") {
+		t.Errorf("the summary does not say the investor's time zone: %q", out)
+	}
 }
 
 // TestCheckInvalid: every problem of every file is printed at once, each

@@ -432,6 +432,7 @@ func (e *Engine) Load(set []Loaded) error {
 		old := rt.pol
 		rt.pol = l.Policy
 		rt.ledger.HistoryDays = historyDays(rt.pol)
+		rt.ledger.Zone = rt.pol.TradeZone() // fills dated on the investor's day
 		e.setSymbols(rt)
 		if old == nil || old.Version != rt.pol.Version {
 			e.loadCorrelation(rt)
@@ -1029,7 +1030,7 @@ func historyDays(p *policy.Policy) int {
 // day and when the policy changes; a change of targets is logged, and so
 // is each tilt that expires. Called with e.mu held.
 func (e *Engine) effective(rt *runtime, now time.Time) (*policy.Policy, error) {
-	day := now.UTC().Format(time.DateOnly)
+	day := rt.pol.Day(now).Format(time.DateOnly) // the investor's day
 	step := rt.phaseStepAt(now)
 	if rt.effFrom == rt.pol && rt.effDate == day && rt.effStep == step {
 		return rt.eff, nil

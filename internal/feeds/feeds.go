@@ -11,7 +11,10 @@
 // A Guard keeps, per policy, the last accepted quote of each symbol and
 // fails closed: Check reports every symbol whose price is missing, stale or
 // quarantined after a jump, and the engine plans only when it reports
-// nothing. The Guard resumes by itself once good quotes arrive again.
+// nothing. A jump is believed only once it is confirmed (see Confirmer):
+// quotes agreeing with it persisted for a while, or a second feed reports
+// it; a repeat from the same feed is not a confirmation. The Guard resumes
+// by itself once good quotes arrive again.
 package feeds
 
 import (

@@ -2,6 +2,7 @@ package feeds
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -339,4 +340,75 @@ func TestVerdictString(t *testing.T) {
 			t.Errorf("Verdict(%d).String() = %q, want %q", int(v), got, want)
 		}
 	}
+}
+
+// TestConfirmerProperties offers random series of quotes (two feeds and
+// unnamed quotes, jumps and spikes, quotes received late or back-dated)
+// and checks every verdict against the rules: a value more than maxMove
+// from the accepted one is only ever accepted as Confirmed, and only after
+// agreeing values from its run persisted for confirmAfter (by the local
+// clock and the quotes' times) or came from a second named feed.
+func TestConfirmerProperties(t *testing.T) {
+	maxMove, after := dec("0.1"), 5*time.Minute
+	within := func(p, ref decimal.Decimal) bool { return p.Sub(ref).Abs().Cmp(maxMove.Mul(ref)) <= 0 }
+	sources := []string{"bus", "http", ""}
+	seen := map[string]int{}
+	for seed := range uint64(200) {
+		rng := rand.New(rand.NewPCG(seed, 12))
+		c := NewConfirmer(maxMove, after)
+		price, at, recv := dec("100"), t0, t0
+		c.Offer(Quote{Symbol: "VTI", Price: price, At: at}, recv)
+		for step := range 200 {
+			switch rng.IntN(4) {
+			case 0: // a jump of up to ±60%
+				price = price.Mul(decimal.NewFromInt(int64(40 + rng.IntN(121)))).Div(decimal.NewFromInt(100)).Round(4)
+			case 1: // a small move
+				price = price.Mul(decimal.NewFromInt(int64(97 + rng.IntN(7)))).Div(decimal.NewFromInt(100)).Round(4)
+			}
+			if price.Sign() <= 0 {
+				price = dec("1")
+			}
+			at = at.Add(time.Duration(rng.IntN(120)) * time.Second)
+			recv = recv.Add(time.Duration(rng.IntN(120)) * time.Second)
+			q := Quote{Symbol: "VTI", Price: price, At: at, Source: sources[rng.IntN(len(sources))]}
+			prev, _ := c.Accepted()
+			held, wasHeld := c.Held()
+			v := c.Offer(q, recv)
+			acc, _ := c.Accepted()
+			where := fmt.Sprintf("seed %d step %d: %s %s from %q after accepted %s (held %v %+v)", seed, step, v, q.Price, q.Source, prev.Price, wasHeld, held)
+			switch v {
+			case Accepted, Discarded:
+				if !within(q.Price, prev.Price) || !acc.Price.Equal(q.Price) || (v == Discarded) != wasHeld {
+					t.Fatal(where)
+				}
+			case Confirmed:
+				persisted := recv.Sub(held.Since) >= after && q.At.Sub(held.First.At) >= after
+				otherFeed := q.Source != "" && slices.ContainsFunc(held.Sources, func(s string) bool { return s != q.Source })
+				if !wasHeld || within(q.Price, prev.Price) || !acc.Price.Equal(q.Price) || !(persisted || otherFeed) {
+					t.Fatal(where)
+				}
+				if otherFeed {
+					seen["confirmed by another feed"]++
+				} else {
+					seen["confirmed by persistence"]++
+				}
+			case Quarantined, Agreeing:
+				if within(q.Price, prev.Price) || !acc.Price.Equal(prev.Price) || (v == Agreeing && !wasHeld) {
+					t.Fatal(where)
+				}
+				if h, _ := c.Held(); v == Quarantined && (!h.Since.Equal(recv) || !h.First.Price.Equal(q.Price)) {
+					t.Fatal(where + ": a new run must start at this quote")
+				}
+			default:
+				t.Fatal(where)
+			}
+			seen[v.String()]++
+		}
+	}
+	for _, k := range []string{"accepted", "discarded", "quarantined", "agreeing", "confirmed by persistence", "confirmed by another feed"} {
+		if seen[k] == 0 {
+			t.Errorf("no %s verdict in the random series: %v", k, seen)
+		}
+	}
+	t.Logf("verdicts: %v", seen)
 }

@@ -122,9 +122,14 @@ type overviewPage struct {
 	Sort      string
 	Attention bool
 	Total     int
+	Matching  int // rows before the cut at maxRows
 	Rows      []householdRow
 	Sorts     []sortLink
 }
+
+// maxRows is the most households the list shows at once; with more, the
+// page says so and the filter narrows them.
+const maxRows = 500
 
 // householdRow is one household in the list.
 type householdRow struct {
@@ -180,6 +185,10 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		v.Rows = append(v.Rows, row)
 	}
 	sortRows(v.Rows, v.Sort)
+	v.Matching = len(v.Rows)
+	if len(v.Rows) > maxRows {
+		v.Rows = v.Rows[:maxRows] // the most urgent first: filter to see others
+	}
 	for _, k := range sortKeys {
 		u := url.Values{}
 		if v.Query != "" {

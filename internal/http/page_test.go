@@ -1,6 +1,7 @@
 package http
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -154,5 +155,28 @@ func TestSleeveChartScale(t *testing.T) {
 	}
 	if r.Label != "crypto/large_cap: weight 10.10%, target 3.25%, band 1.25% – 5.25%, OUT OF BAND" {
 		t.Errorf("label %q", r.Label)
+	}
+}
+
+// TestPageOverviewCut: with more households than maxRows the list shows
+// the first maxRows in its order and says how many match.
+func TestPageOverviewCut(t *testing.T) {
+	doc := testDoc()
+	calm := doc.Policies[0]
+	for i := range maxRows + 10 {
+		p := calm
+		p.Policy = fmt.Sprintf("calm-%04d", i)
+		doc.Policies = append(doc.Policies, p)
+	}
+	s := open(t, &Server{Status: func() any { return doc }})
+	_, _, body := do(t, "GET", s.URL()+"/", nil, "")
+	if n := strings.Count(body, "<tr data-policy="); n != maxRows {
+		t.Errorf("%d rows, want %d", n, maxRows)
+	}
+	if !strings.Contains(body, fmt.Sprintf("%d of %d households", maxRows+13, maxRows+13)) || !strings.Contains(body, "Showing the first 500") {
+		t.Error("the cut is not said")
+	}
+	if !strings.Contains(body, `data-policy="jones"`) {
+		t.Error("the breaching household is not among the first rows")
 	}
 }

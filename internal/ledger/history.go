@@ -46,7 +46,7 @@ func (l *Ledger) historyCutoff(now time.Time) tax.Date {
 	if days <= 0 {
 		days = DefaultHistoryDays
 	}
-	return tax.DateOf(now.UTC()).AddDays(-days)
+	return l.day(now).AddDays(-days)
 }
 
 // record adds t to the buys or the loss sales and drops the trades before

@@ -141,6 +141,18 @@ type Ledger struct {
 	// DefaultHistoryDays. It is configuration, not saved: set it to at
 	// least the longest wash-sale window of the policy.
 	HistoryDays int `json:"-"`
+	// Zone is the investor's time zone, in which fills and snapshots are
+	// dated (trade dates of lots and of the history); nil means UTC. It is
+	// configuration, not saved: set it to the policy's TradeZone.
+	Zone *time.Location `json:"-"`
+}
+
+// day returns the trade date of t in the ledger's zone.
+func (l *Ledger) day(t time.Time) tax.Date {
+	if l.Zone == nil {
+		return tax.DateOf(t.UTC())
+	}
+	return tax.DateOf(t.In(l.Zone))
 }
 
 // Valuation is an accepted valuation: the investable total at a time and
@@ -215,7 +227,7 @@ func (l *Ledger) SetBase(asOf time.Time, hash string, accounts map[string]*Accou
 				was = old.Positions[sym]
 			}
 			if grew := acc.Positions[sym].Sub(was); grew.Sign() > 0 {
-				l.History.record(Trade{Instrument: sym, Account: name, Date: tax.DateOf(asOf.UTC()), Quantity: grew}, true, l.historyCutoff(now))
+				l.History.record(Trade{Instrument: sym, Account: name, Date: l.day(asOf), Quantity: grew}, true, l.historyCutoff(now))
 			}
 		}
 	}
@@ -553,7 +565,7 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 		return FillResult{}, fmt.Errorf("order %s: side %q", o.OrderID, o.Side)
 	}
 	applied := f.At.After(l.BaseAsOf)
-	trade := Trade{Instrument: o.Instrument, Account: o.Account, Date: tax.DateOf(f.At.UTC()), Quantity: f.Quantity}
+	trade := Trade{Instrument: o.Instrument, Account: o.Account, Date: l.day(f.At), Quantity: f.Quantity}
 	lossSale := false
 	if applied {
 		acc := l.Accounts[o.Account]

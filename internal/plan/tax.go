@@ -123,12 +123,10 @@ func newTaxState(s *drift.Snapshot, o Options) *taxState {
 	}
 	if p.Tax != nil {
 		tx.opts = p.Tax.Options
-		if tx.date.IsZero() {
-			tx.date = tax.DateOf(s.AsOf.In(p.Tax.Zone))
-		}
 	}
 	if tx.date.IsZero() {
-		tx.date = tax.DateOf(s.AsOf.UTC())
+		// The investor's day: a 21:00 New York sale is that day's.
+		tx.date = tax.DateOf(s.AsOf.In(p.TradeZone()))
 	}
 	for a := range p.Accounts {
 		tx.taxable[a] = !p.Accounts[a].Type.TaxAdvantaged()

@@ -281,7 +281,7 @@ var badFiles = map[string][]string{
 	"investor.bad.yml": {
 		`investor.bad.yml:5: investor.birth_date: want a date like 1990-05-01 (year, month, day), got "05/01/1990"`,
 		"investor.bad.yml:6: investor.retirement_age: must be above 0",
-		"investor.bad.yml:7: investor.name: unknown field (known: birth_date, retirement_age)",
+		"investor.bad.yml:7: investor.name: unknown field (known: birth_date, retirement_age, time_zone)",
 	},
 	"investor_missing_birth.bad.yml": {
 		"investor_missing_birth.bad.yml:4: investor.birth_date: required field is missing",

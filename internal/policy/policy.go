@@ -296,12 +296,16 @@ type PriceRules struct {
 
 // Investor is the person whose age drives a glide path.
 type Investor struct {
-	// BirthDate is the date of birth, at midnight UTC.
+	// BirthDate is the date of birth, at midnight UTC; zero when the block
+	// gives only time_zone.
 	BirthDate time.Time
 	// RetirementAge is the planned retirement age in whole years, 0 when
 	// not given. A glide path row may name it as its age.
 	RetirementAge int
-	Line          int
+	// Zone is the investor's time zone (time_zone); nil when not given
+	// (see Policy.Zone).
+	Zone *time.Location
+	Line int
 }
 
 // GlideRow is one row of a glide path: the whole sleeve tree's weights at

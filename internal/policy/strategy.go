@@ -56,13 +56,18 @@ func (c *compiler) investor(n *yaml.Node) {
 	}
 	r := c.r
 	c.investorGiven = true
-	f := r.Object(n, "investor", "birth_date", "retirement_age")
+	f := r.Object(n, "investor", "birth_date", "retirement_age", "time_zone")
 	inv := &Investor{Line: n.Line}
 	ok := plainMapping(n)
-	if v, found := c.required(n, f, "investor", "birth_date"); found {
+	if v, found := f["time_zone"]; found {
+		inv.Zone, found = c.zone(v, "investor.time_zone")
+		ok = ok && found
+	}
+	if v, found := f["birth_date"]; found {
 		inv.BirthDate, found = c.date(v, "investor.birth_date")
 		ok = ok && found
-	} else {
+	} else if inv.Zone == nil {
+		c.required(n, f, "investor", "birth_date")
 		ok = false
 	}
 	if v, found := f["retirement_age"]; found {
@@ -88,7 +93,7 @@ func (c *compiler) glidePath(n *yaml.Node) {
 	if n.Kind == yaml.SequenceNode && len(rows) == 0 {
 		r.Errorf(n, "glide_path", "no rows")
 	}
-	if p.Investor == nil && !c.investorGiven {
+	if (p.Investor == nil || p.Investor.BirthDate.IsZero()) && (!c.investorGiven || p.Investor != nil) {
 		r.Errorf(n, "glide_path", "needs investor.birth_date: the rows' ages are counted from it")
 	}
 	prev := -1
@@ -424,7 +429,7 @@ func (c *compiler) glideBands(n *yaml.Node) {
 		r.Errorf(n, field, "give glide_path or glide_bands, not both")
 		ok = false
 	}
-	if p.Investor == nil && !c.investorGiven {
+	if (p.Investor == nil || p.Investor.BirthDate.IsZero()) && (!c.investorGiven || p.Investor != nil) {
 		r.Errorf(n, field, "needs investor.birth_date: the bands' ages are counted from it")
 		ok = false
 	}
@@ -661,4 +666,51 @@ func (p *Policy) WithHalfWidths(halfWidths map[int]decimal.Decimal) *Policy {
 	}
 	q.derive()
 	return &q
+}
+
+// zone reads a time zone name like America/New_York; Local is refused,
+// since it depends on the machine.
+func (c *compiler) zone(n *yaml.Node, field string) (*time.Location, bool) {
+	s, ok := c.r.String(n, field)
+	if !ok {
+		return nil, false
+	}
+	loc, err := time.LoadLocation(s)
+	switch {
+	case s == "Local":
+		c.r.Errorf(n, field, "Local depends on the machine; name a zone like America/New_York or UTC")
+	case err != nil:
+		c.r.Errorf(n, field, "%q is not a time zone like America/New_York or UTC", s)
+	default:
+		return loc, true
+	}
+	return nil, false
+}
+
+// Zone returns the investor's time zone, in which trade dates, holding
+// periods, ages and the last day of tilts are counted, and where it comes
+// from: investor.time_zone; else the zone of rebalance.schedule's CRON_TZ
+// (or TZ) prefix; else the daemon's local zone (time.Local).
+func (p *Policy) Zone() (*time.Location, string) {
+	if p.Investor != nil && p.Investor.Zone != nil {
+		return p.Investor.Zone, "investor.time_zone"
+	}
+	spec := p.Rebalance.Schedule
+	for _, prefix := range []string{"CRON_TZ=", "TZ="} {
+		if rest, ok := strings.CutPrefix(spec, prefix); ok {
+			name, _, _ := strings.Cut(rest, " ")
+			if loc, err := time.LoadLocation(name); err == nil {
+				return loc, "rebalance.schedule's CRON_TZ"
+			}
+		}
+	}
+	return time.Local, "the daemon's local zone"
+}
+
+// Day returns the calendar day of t in the investor's zone (Zone), as
+// midnight UTC of that day: the day ages and tilts are counted on.
+func (p *Policy) Day(t time.Time) time.Time {
+	loc, _ := p.Zone()
+	y, m, d := t.In(loc).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }

@@ -180,3 +180,46 @@ func sameSleeve(a, b Sleeve) bool {
 	return a.Path == b.Path && a.Local.Equal(b.Local) && a.Target.Equal(b.Target) && a.HalfWidth.Equal(b.HalfWidth) &&
 		a.BandLow.Equal(b.BandLow) && a.BandHigh.Equal(b.BandHigh)
 }
+
+// TestZone: the investor's time zone comes from investor.time_zone, else
+// the schedule's CRON_TZ, else the local zone; tax.time_zone, when given,
+// sets the trade dates' zone. An investor block may give the zone alone.
+func TestZone(t *testing.T) {
+	base := `policy: z
+currency: USD
+targets: {stocks: 100%, cash: 0%}
+bands: {absolute: 5%}
+instruments: {A: {sleeve: stocks}}
+accounts: {tx: {type: taxable}}
+`
+	for _, tc := range []struct{ extra, zone, from, trade string }{
+		{"rebalance: {trigger: threshold}\ninvestor: {time_zone: Europe/Paris}\n", "Europe/Paris", "investor.time_zone", "Europe/Paris"},
+		{"rebalance: {trigger: calendar, schedule: \"CRON_TZ=America/New_York 0 10 * * MON-FRI\"}\n", "America/New_York", "rebalance.schedule's CRON_TZ", "America/New_York"},
+		{"rebalance: {trigger: calendar, schedule: \"CRON_TZ=America/New_York 0 10 * * MON-FRI\"}\ninvestor: {time_zone: Asia/Tokyo}\n", "Asia/Tokyo", "investor.time_zone", "Asia/Tokyo"},
+		{"rebalance: {trigger: threshold}\n", "Local", "the daemon's local zone", "Local"},
+		{"rebalance: {trigger: threshold}\ninvestor: {time_zone: Europe/Paris}\ntax: {time_zone: America/Chicago}\n", "Europe/Paris", "investor.time_zone", "America/Chicago"},
+	} {
+		p, err := Parse("z.yml", []byte(base+tc.extra))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.extra, err)
+		}
+		loc, from := p.Zone()
+		if loc.String() != tc.zone || from != tc.from || p.TradeZone().String() != tc.trade {
+			t.Errorf("%s: zone %s from %s, trade zone %s; want %s from %s, %s", tc.extra, loc, from, p.TradeZone(), tc.zone, tc.from, tc.trade)
+		}
+	}
+	// 2026-11-21 02:00 UTC is 2026-11-20 in New York: the investor's day.
+	p, _ := Parse("z.yml", []byte(base+"rebalance: {trigger: threshold}\ninvestor: {time_zone: America/New_York}\n"))
+	if d := p.Day(time.Date(2026, 11, 21, 2, 0, 0, 0, time.UTC)); d.Format(DateLayout) != "2026-11-20" {
+		t.Errorf("day = %s, want 2026-11-20", d.Format(DateLayout))
+	}
+	for extra, want := range map[string]string{
+		"rebalance: {trigger: threshold}\ninvestor: {time_zone: Mars/Olympus}\n": `investor.time_zone: "Mars/Olympus" is not a time zone`,
+		"rebalance: {trigger: threshold}\ninvestor: {time_zone: Local}\n":        "investor.time_zone: Local depends on the machine",
+		"rebalance: {trigger: threshold}\ninvestor: {retirement_age: 65}\n":      "investor.birth_date: required field is missing",
+	} {
+		if _, err := Parse("z.yml", []byte(base+extra)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", extra, err, want)
+		}
+	}
+}

@@ -16,7 +16,7 @@ import (
 // accounts are chosen, and the calendar their dates are counted in.
 //
 //	tax:
-//	  time_zone: America/New_York     # trade dates; default UTC
+//	  time_zone: America/New_York     # trade dates; default the investor's zone
 //	  short_term_gains: block         # or allow (the default)
 //	  wait_long_term_days: 30         # hold back lots long-term within 30 days
 //	  wash_sale:
@@ -35,6 +35,7 @@ import (
 //	    long_term_gains_rate: 15%
 //	    short_term_gains_rate: 24%    # default: ordinary_income_rate
 //	    penalty_exempt: [457b]        # types without the 10% additional tax
+//	    by: tax                       # taxable: least tax first; default allocation
 //
 // Sleeves are named by path, instruments by symbol, both as the policy
 // lists them; package tax documents the options (tax.Options).
@@ -44,9 +45,12 @@ type TaxRules struct {
 	Withdrawals Withdrawals
 	// Zone is the time zone of time_zone, in which the trade date of a
 	// plan is taken from the time of its prices: holding periods and
-	// wash-sale windows count calendar days there. UTC by default.
-	Zone *time.Location
-	Line int
+	// wash-sale windows count calendar days there. ZoneSet says whether
+	// the block gives one; without it the investor's zone applies
+	// (Policy.TradeZone).
+	Zone    *time.Location
+	ZoneSet bool
+	Line    int
 }
 
 // Location is one entry of the asset_location block: the accounts in which
@@ -88,24 +92,14 @@ func (c *compiler) tax(n *yaml.Node) {
 		return
 	}
 	r, p := c.r, c.p
-	t := &TaxRules{Zone: time.UTC, Line: n.Line}
+	t := &TaxRules{Line: n.Line}
 	// nodes maps the field names of tax.Options.Validate's messages to
 	// the nodes they were read from, for the line of each problem.
 	nodes := map[string]*yaml.Node{}
 	f := r.Object(n, "tax", "time_zone", "short_term_gains", "wait_long_term_days", "wash_sale", "harvest", "withdrawals")
 	t.Withdrawals = c.withdrawals(f["withdrawals"])
 	if v, ok := f["time_zone"]; ok {
-		if s, ok := r.String(v, "tax.time_zone"); ok {
-			loc, err := time.LoadLocation(s)
-			switch {
-			case s == "Local":
-				r.Errorf(v, "tax.time_zone", "Local depends on the machine; name a zone like America/New_York or UTC")
-			case err != nil:
-				r.Errorf(v, "tax.time_zone", "%q is not a time zone like America/New_York or UTC", s)
-			default:
-				t.Zone = loc
-			}
-		}
+		t.Zone, t.ZoneSet = c.zone(v, "tax.time_zone")
 	}
 	if v, ok := f["short_term_gains"]; ok {
 		nodes["short_term_gains"] = v
@@ -361,6 +355,10 @@ type Withdrawals struct {
 	// part, and the plan says the rate is missing.
 	OrdinaryRate, LongTermRate, ShortTermRate decimal.Decimal
 	HasOrdinary, HasLongTerm, HasShortTerm    bool
+	// ByTax makes a withdrawal from a taxable account sell the positions
+	// whose lots cost the least tax per currency unit raised, whatever the
+	// allocation (by: tax); by default the most overweight sleeves give.
+	ByTax bool
 	// PenaltyExempt are the account types whose distributions before age
 	// 59½ carry no 10% additional tax (26 U.S.C. §72(t) does not apply to
 	// governmental 457(b) plans: 457b by default).
@@ -398,7 +396,18 @@ func (c *compiler) withdrawals(n *yaml.Node) Withdrawals {
 	const field = "tax.withdrawals"
 	f := map[string]*yaml.Node{}
 	if n != nil {
-		f = r.Object(n, field, "order", "ordinary_income_rate", "long_term_gains_rate", "short_term_gains_rate", "penalty_exempt")
+		f = r.Object(n, field, "order", "ordinary_income_rate", "long_term_gains_rate", "short_term_gains_rate", "penalty_exempt", "by")
+	}
+	if v, ok := f["by"]; ok {
+		if s, ok := r.String(v, field+".by"); ok {
+			switch s {
+			case "allocation":
+			case "tax":
+				w.ByTax = true
+			default:
+				r.Errorf(v, field+".by", "want allocation (the most overweight sleeves give) or tax (the least tax), got %q", s)
+			}
+		}
 	}
 	for _, rate := range []struct {
 		key string
@@ -496,4 +505,14 @@ func typeNames() string {
 		names[i] = string(t)
 	}
 	return strings.Join(names, ", ")
+}
+
+// TradeZone returns the zone trade dates are counted in: tax.time_zone
+// when given, else the investor's zone (Zone).
+func (p *Policy) TradeZone() *time.Location {
+	if p.Tax != nil && p.Tax.ZoneSet {
+		return p.Tax.Zone
+	}
+	loc, _ := p.Zone()
+	return loc
 }

@@ -145,3 +145,32 @@ func TestGlideBandsErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestTiltExpiryInvestorZone: a tilt until 2026-11-20 still applies at
+// 21:00 that evening in New York (02:00 UTC on 2026-11-21) for a New York
+// investor, and has expired for one in UTC. Before, days were UTC days.
+func TestTiltExpiryInvestorZone(t *testing.T) {
+	for zone, active := range map[string]int{"America/New_York": 1, "UTC": 0} {
+		p, err := policy.Parse("tilt.yml", []byte(`policy: tilt
+currency: USD
+investor: {time_zone: `+zone+`}
+targets: {stocks: 60%, bonds: 40%, cash: 0%}
+bands: {absolute: 5%}
+rebalance: {trigger: threshold}
+instruments: {A: {sleeve: stocks}, B: {sleeve: bonds}}
+accounts: {tx: {type: taxable}}
+tilts:
+  - {sleeve: stocks, tilt: +5%, until: 2026-11-20, reason: test}
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ex, err := Effective(p, time.Date(2026, 11, 21, 2, 0, 0, 0, time.UTC))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ex.Active) != active || len(ex.Active)+len(ex.Expired) != 1 {
+			t.Errorf("%s: %d tilts active on %s, want %d", zone, len(ex.Active), ex.Date, active)
+		}
+	}
+}

@@ -8,9 +8,11 @@
 //
 // # Dates
 //
-// The date is the calendar day of the given time in UTC, so that one
-// instant gives one result whatever its time zone. A tilt applies up to
-// and including its until day: it has expired from the day after.
+// The date is the calendar day of the given time in the investor's time
+// zone (policy.Policy.Zone: investor.time_zone, else the schedule's
+// CRON_TZ, else the local zone), so that one instant gives one result
+// whatever the zone of the time passed in. A tilt applies up to and
+// including its until day: it has expired from the day after.
 //
 // # Age
 //
@@ -78,7 +80,8 @@ var one = decimal.NewFromInt(1)
 
 // Explanation says how the effective targets of a date came about.
 type Explanation struct {
-	// Date is the calendar day (UTC) the targets are for, as 2006-01-02.
+	// Date is the calendar day the targets are for, in the investor's zone
+	// (policy.Policy.Zone), as 2006-01-02.
 	Date string `json:"date"`
 	// Glide tells which glide path rows applied; nil without a glide path.
 	Glide *GlideStep `json:"glide_path,omitempty"`
@@ -158,7 +161,7 @@ func NewlyExpired(prev, cur *Explanation) []TiltStatus {
 // only for a policy Parse would refuse, or a date before the investor's
 // birth with a glide path.
 func Effective(p *policy.Policy, at time.Time) (*policy.Policy, *Explanation, error) {
-	day := at.UTC().Truncate(24 * time.Hour)
+	day := p.Day(at) // the investor's calendar day
 	ex := &Explanation{Date: day.Format(policy.DateLayout), Active: []TiltStatus{}, Expired: []TiltStatus{}}
 	if !p.HasStrategy() {
 		return p, ex, nil
