@@ -122,23 +122,20 @@ func publish(t testing.TB, nc *natsgo.Conn, subject string, data []byte) {
 	}
 }
 
-func consumerInfo(t testing.TB, nc *natsgo.Conn, stream, name string) *jetstream.ConsumerInfo {
-	t.Helper()
+// fetchConsumerInfo returns the consumer's info, or the error (the
+// consumer may not exist yet), for conditions polled with checkFor.
+func fetchConsumerInfo(nc *natsgo.Conn, stream, name string) (*jetstream.ConsumerInfo, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := js.Consumer(ctx, stream, name)
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("consumer %s on %s: %w", name, stream, err)
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info
+	return c.Info(ctx)
 }
 
 // waitAllAcked waits until the default consumer has nothing pending, its
@@ -146,7 +143,10 @@ func consumerInfo(t testing.TB, nc *natsgo.Conn, stream, name string) *jetstream
 func waitAllAcked(t *testing.T, nc *natsgo.Conn, floor uint64, redelivered int) {
 	t.Helper()
 	checkFor(t, 5*time.Second, func() error {
-		info := consumerInfo(t, nc, "REBALANCE_REPORTS", DefaultConsumer)
+		info, err := fetchConsumerInfo(nc, "REBALANCE_REPORTS", DefaultConsumer)
+		if err != nil {
+			return err
+		}
 		if info.NumAckPending != 0 || info.AckFloor.Stream != floor || info.NumRedelivered != redelivered {
 			return fmt.Errorf("ack pending %d, ack floor %d (want %d), redelivered %d (want %d)",
 				info.NumAckPending, info.AckFloor.Stream, floor, info.NumRedelivered, redelivered)
@@ -403,7 +403,11 @@ func TestConsumeReportsStopsOnClosedConnection(t *testing.T) {
 	// Wait until it consumes, then close the connection under it.
 	admin := connect(t, ts.url())
 	checkFor(t, 5*time.Second, func() error {
-		info := consumerInfo(t, admin, "REBALANCE_REPORTS", DefaultConsumer)
+		// ConsumeReports creates the consumer: it may not exist yet.
+		info, err := fetchConsumerInfo(admin, "REBALANCE_REPORTS", DefaultConsumer)
+		if err != nil {
+			return err
+		}
 		if info.NumWaiting == 0 {
 			return errors.New("no pull request waiting")
 		}
