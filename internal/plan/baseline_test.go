@@ -115,13 +115,7 @@ func freeCash(s *drift.Snapshot) decimal.Decimal {
 // on average, larger in at most 2% of the households (where the baseline
 // does no harm), and the planner leaves no more free cash on average. -cases N plans N households instead of 10,000.
 func TestBaseline(t *testing.T) {
-	n := households
-	if *cases > 0 {
-		n = *cases
-	}
-	if testing.Short() {
-		n /= 10
-	}
+	n := defaultCases(households)
 	var oursDev, baseDev, oursIdle, baseIdle decimal.Decimal
 	worse, better, excused := 0, 0, 0
 	for seed := 0; seed < n; seed++ {

@@ -430,6 +430,12 @@ func (pl *planner) withdraw() {
 			top = append(top, si)
 		}
 	}
+	if pl.byTax(a) {
+		pl.leastTax(a, raise.Sub(decimal.Min(raise, s.FreeCash[a])))
+		pl.round()
+		pl.topUp(surplus)
+		return
+	}
 	take := make([]decimal.Decimal, len(p.Sleeves))
 	pl.withdrawFrom(top, decimal.Min(raise, drift.TotalOf(p, avail)), surplus, avail, take)
 	for si := range p.Sleeves {
@@ -970,4 +976,81 @@ func WithdrawalAccount(s *drift.Snapshot, amount decimal.Decimal) int {
 		}
 	}
 	return best
+}
+
+// byTax reports whether a withdrawal from account a chooses its positions
+// by least tax: tax.withdrawals.by is tax, a is taxable and its lots are
+// known.
+func (pl *planner) byTax(a int) bool {
+	p := pl.p
+	return p.Tax != nil && p.Tax.Withdrawals.ByTax && !p.Accounts[a].Type.TaxAdvantaged() && pl.tx != nil && pl.tx.lots != nil
+}
+
+// leastTax places sells in account a that raise amount from the lots that
+// cost the least tax per currency unit raised, across all its positions:
+// each lot's gain at its rate (tax.withdrawals' long-term or short-term
+// rate; a loss is a negative tax, so the largest losses go first), divided
+// by its proceeds; ties in file order. Positions without lots, whose tax
+// is unknown, come last, in instrument order. Cash-sleeve instruments are
+// sold only when nothing else raises the amount. The lots each sell then
+// sells are those Lots.Select chooses for its quantity.
+func (pl *planner) leastTax(a int, amount decimal.Decimal) {
+	p, tx := pl.p, pl.tx
+	w := p.Tax.Withdrawals
+	st := w.ShortTermRate
+	if !w.HasShortTerm {
+		st = w.OrdinaryRate
+	}
+	type cand struct {
+		i       int
+		value   decimal.Decimal
+		perUnit decimal.Decimal // tax per currency unit raised
+		rank    int             // 0: lots, 1: no lots, 2: cash sleeve
+	}
+	var cands []cand
+	for i := 0; i < pl.nI; i++ {
+		k := a*pl.nI + i
+		price := pl.b.Price[i]
+		if pl.sellable[k].Sign() <= 0 || price.Sign() <= 0 {
+			continue
+		}
+		rank := 1
+		if p.Instruments[i].Sleeve == p.Cash {
+			rank = 2
+		}
+		l := tx.lotsAt(a, i, pl.nI)
+		if l.Len() == 0 || rank == 2 {
+			cands = append(cands, cand{i: i, value: pl.sellable[k], rank: rank})
+			continue
+		}
+		for j := 0; j < l.Len(); j++ {
+			lot := l.Lot(j)
+			proceeds := lot.Quantity.Mul(price)
+			rate := st
+			if tax.IsLongTerm(lot.Acquired, tx.date) {
+				rate = w.LongTermRate
+			}
+			cands = append(cands, cand{i: i, value: proceeds, perUnit: proceeds.Sub(lot.Basis).Mul(rate).DivRound(proceeds, amountPlaces)})
+		}
+	}
+	slices.SortStableFunc(cands, func(x, y cand) int {
+		if x.rank != y.rank {
+			return x.rank - y.rank
+		}
+		return x.perUnit.Cmp(y.perUnit)
+	})
+	left := amount
+	for _, c := range cands {
+		if left.Sign() <= 0 {
+			break
+		}
+		k := a*pl.nI + c.i
+		room := pl.sellable[k].Sub(pl.sellAt[k])
+		part := decimal.Min(left, c.value, room)
+		if part.Sign() <= 0 {
+			continue
+		}
+		pl.sellAt[k] = pl.sellAt[k].Add(part)
+		left = left.Sub(part)
+	}
 }

@@ -58,3 +58,14 @@ func TestPowerOfTen(t *testing.T) {
 		}
 	}
 }
+
+// TestPercentText: percentText gives what d.Shift(2).StringFixed(2) + "%"
+// gives.
+func TestPercentText(t *testing.T) {
+	for _, s := range []string{"0", "0.602927", "-0.052927", "0.00005", "-0.00005", "0.00004999", "1", "0.1", "0.123456789012", "-0.0000001", "12345.6789", "0.99995"} {
+		d := decimal.RequireFromString(s)
+		if got, want := percentText(d), d.Shift(2).StringFixed(2)+"%"; got != want {
+			t.Errorf("percentText(%s) = %s, want %s", s, got, want)
+		}
+	}
+}

@@ -146,6 +146,18 @@ func genHouseholdWith(r *rand.Rand, dest policy.Destination, maxAccounts int) (p
 	return pb.String(), hb.String(), qb.String()
 }
 
+// defaultCases returns how many random households a test plans: -cases
+// when given, else n, a tenth of it under -short or the race detector.
+func defaultCases(n int) int {
+	switch {
+	case *cases > 0:
+		return *cases
+	case testing.Short() || raceEnabled:
+		return n / 10
+	}
+	return n
+}
+
 // quality counts the plans that fail each plan-quality check.
 type quality struct {
 	unlisted, pushedOut, worse, accountSleeve, householdInstrument, unexplained int
@@ -264,13 +276,7 @@ func checkQuality(q *quality, seed int, b *portfolio.Book, before, after *drift.
 // the hard invariants and the plan-quality checks of checkQuality on each.
 // -cases N plans N households instead of 10,000.
 func TestRandomHouseholds(t *testing.T) {
-	n := households
-	if *cases > 0 {
-		n = *cases
-	}
-	if testing.Short() {
-		n /= 10
-	}
+	n := defaultCases(households)
 	var q quality
 	perDest := map[policy.Destination]int{}
 	for seed := 0; seed < n; seed++ {

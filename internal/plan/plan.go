@@ -14,7 +14,10 @@
 //     toward targets (in-band sleeves first), then into the room left inside
 //     the bands, then pro rata.
 //  2. Instrument amounts: a traded leaf sleeve's desired value is split over
-//     its instruments by share. The cash sleeve is met from free cash first;
+//     its instruments by share, restoring only the instruments outside the
+//     split tolerance (bands.within_sleeve); the rest of the sleeve's trade
+//     goes to the others toward their shares (split). The cash sleeve is
+//     met from free cash first;
 //     its instruments (money-market funds) are never bought and are sold
 //     only when free cash alone cannot fund the buys.
 //  3. Placement in accounts, in currency: free cash (above reserves) buys
@@ -28,10 +31,16 @@
 //     account has cash that its other planned buys do not need, and down
 //     otherwise, never beyond its free cash plus the proceeds of its sells.
 //     Orders below min_trade are dropped.
-//  5. Check: the projected allocation after the orders is computed; with a
-//     band destination a sleeve that still breaches by a rounding sliver gets
-//     one more step where cash or holdings allow. Whatever stays out, and
-//     any amount no account could place, is listed as unresolved with why.
+//  5. Polish (polish.go): the projected allocation after the orders is
+//     improved with whole-step moves, kept when they rate better: no
+//     in-band sleeve pushed out, fewer sleeves out of band, a smaller
+//     largest deviation, less idle cash (destination target), fewer
+//     orders, less turnover. With destination target a second start, the
+//     simple whole-share plan, is polished too and the better kept. A plan
+//     that still does harm is replaced by the best one polished from no
+//     order. Every sleeve out of band after the plan, and any amount no
+//     account could place, is listed as unresolved with why; every order
+//     says why it is there.
 //
 // A plan is tax-aware when the policy has a tax block or the holdings give
 // tax lots (see tax.go): sales in taxable accounts are capped at what the

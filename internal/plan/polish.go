@@ -12,8 +12,9 @@ import (
 // score rates the projected allocation after a plan. Lower is better, in
 // this order: fewer sleeves that were inside their band pushed out of it
 // (harm), fewer sleeves out of band, a smaller largest |deviation| over
-// sleeves, less idle free cash (destination target only), fewer orders,
-// less turnover.
+// sleeves, less idle free cash (destination target only), fewer orders;
+// less turnover, the last criterion, is decided from the move itself
+// (better).
 type score struct {
 	harmed, out int
 	// dev is the largest |value - target x total| over sleeves, in
@@ -444,14 +445,15 @@ func (pl *planner) improve(si int, amount decimal.Decimal, exceed bool, cur *sco
 	}
 	eligible := func(i int) bool {
 		leaf := p.Instruments[i].Sleeve
-		if pl.unit[i].Sign() <= 0 || !exceed && !pl.unit[i].LessThan(twice) {
+		if si != p.Cash {
+			if !pl.within(leaf, si) {
+				return false
+			}
+		} else if leaf == p.Cash || (pl.deviationAfter(leaf).Sign() > 0) != wantSell {
+			// Cash: buy what is under its target, sell what is over it.
 			return false
 		}
-		if si != p.Cash {
-			return pl.within(leaf, si)
-		}
-		// Cash: buy what is under its target, sell what is over it.
-		return leaf != p.Cash && (pl.deviationAfter(leaf).Sign() > 0) == wantSell
+		return pl.unit[i].Sign() > 0 && (exceed || pl.unit[i].LessThan(twice))
 	}
 	side, other := Buy, Sell
 	if wantSell {
@@ -571,15 +573,13 @@ func (pl *planner) partners(a, i int, side Side) []int {
 			if pl.b.Qty[a][j].Sign() <= 0 || (leaf != p.Cash && dev.Sign() <= 0) || pl.limit(a, j).LessThan(p.Instruments[j].Step) {
 				continue
 			}
-		} else {
-			if leaf == p.Cash || dev.Sign() >= 0 || !p.Accounts[a].Allows(j) || !pl.mayBuy(j) {
-				continue
-			}
-			dev = dev.Neg()
+		} else if leaf == p.Cash || dev.Sign() >= 0 || !p.Accounts[a].Allows(j) || !pl.mayBuy(j) {
+			continue
 		}
-		// Insert j, keeping the list sorted by dev, largest first.
+		// Insert j, keeping the list sorted by |dev|, largest first: over
+		// (Buy) the largest dev, under (Sell) the smallest.
 		k := n
-		for k > 0 && dev.GreaterThan(devs[k-1]) {
+		for k > 0 && (side == Buy && dev.GreaterThan(devs[k-1]) || side == Sell && dev.LessThan(devs[k-1])) {
 			k--
 		}
 		if k >= maxPartners {
@@ -760,8 +760,10 @@ func (pl *planner) trim(cur *score) {
 		if o.units.Sign() <= 0 || exempt(o.Rule) {
 			continue
 		}
-		// One step fewer must not take its sleeve further from its target.
-		if dev := pl.deviationAfter(pl.p.Instruments[o.instrument].Sleeve); dev.Sign() == 0 || (dev.Sign() > 0) != (o.Side == Buy) {
+		// One step fewer must bring its sleeve nearer its target: the right
+		// way, and a step worth less than twice the deviation.
+		dev := pl.deviationAfter(pl.p.Instruments[o.instrument].Sleeve)
+		if dev.Sign() == 0 || (dev.Sign() > 0) != (o.Side == Buy) || !pl.unit[o.instrument].LessThan(dev.Abs().Add(dev.Abs())) {
 			continue
 		}
 		// A sell whose proceeds sit idle first gives back what they left.
@@ -944,7 +946,7 @@ func (pl *planner) cannotSell(syms []string) string {
 // L%-H%): " and what its rule does.
 func (pl *planner) explain(o *Order, r *SleeveReport) string {
 	p := pl.p
-	pc := func(d decimal.Decimal) string { return d.Shift(2).StringFixed(2) + "%" }
+	pc := percentText
 	head := fmt.Sprintf("%s from %s to %s (target %s, band %s-%s): ", r.Sleeve, pc(r.Weight), pc(r.WeightAfter), pc(r.Target), pc(r.BandLow), pc(r.BandHigh))
 	switch o.Rule {
 	case RuleToTarget:
@@ -1068,4 +1070,38 @@ func (pl *planner) addSimple(a, i int, side Side, n decimal.Decimal) {
 	} else {
 		pl.cash[a] = pl.cash[a].Sub(notional)
 	}
+}
+
+// percentText writes fraction d as a percentage with two decimals, rounded
+// half away from zero ("60.29%"), as d.Shift(2).StringFixed(2) would,
+// without decimal arithmetic when d's coefficient fits in an int64.
+func percentText(d decimal.Decimal) string {
+	e := d.Exponent() + 4 // n = d x 10^4, the hundredths of a percent
+	if d.NumDigits() > 15 || e < -18 || e > 3 {
+		return d.Shift(2).StringFixed(2) + "%"
+	}
+	n := d.CoefficientInt64()
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	for ; e > 0; e-- {
+		n *= 10
+	}
+	if e < 0 {
+		div := int64(1)
+		for ; e < 0; e++ {
+			div *= 10
+		}
+		q, r := n/div, n%div
+		if 2*r >= div {
+			q++
+		}
+		n = q
+	}
+	sign := ""
+	if neg && n != 0 {
+		sign = "-"
+	}
+	return fmt.Sprintf("%s%d.%02d%%", sign, n/100, n%100)
 }

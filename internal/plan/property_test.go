@@ -400,13 +400,7 @@ func tolerances(b *portfolio.Book) []decimal.Decimal {
 // households, and the destination guarantee (invariant 7) where no
 // may_hold constrains the accounts.
 func TestRandomPortfolios(t *testing.T) {
-	n := 3000
-	if *cases > 0 {
-		n = *cases
-	}
-	if testing.Short() {
-		n /= 10
-	}
+	n := defaultCases(3000)
 	var unconstrainedTarget, buyOnly, taxableSells, bandChecked, taxed, flows int
 	for seed := 0; seed < n; seed++ {
 		r := rand.New(rand.NewPCG(uint64(seed), 42))
@@ -510,7 +504,7 @@ func TestRandomPortfolios(t *testing.T) {
 	}
 	t.Logf("%d portfolios: %d unconstrained target plans, %d buy-only, %d taxable sells checked, %d band checks, %d tax-aware, %d with cash flows",
 		n, unconstrainedTarget, buyOnly, taxableSells, bandChecked, taxed, flows)
-	if !testing.Short() && (unconstrainedTarget < 100 || buyOnly < 20 || taxableSells < 20 || bandChecked < 100) {
+	if n >= 3000 && (unconstrainedTarget < 100 || buyOnly < 20 || taxableSells < 20 || bandChecked < 100) {
 		t.Errorf("the generator rarely exercises some invariants; adjust it")
 	}
 }

@@ -120,3 +120,42 @@ func TestWithdrawalAccountOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestWithdrawalByTax: with tax.withdrawals.by: tax a taxable withdrawal
+// sells the positions whose lots cost the least tax per dollar raised,
+// across positions. tx holds 40 A bought 2026-06-01 at 60 (a short-term
+// gain of 40 a unit at 100) and 20 B bought 2020-01-10 at 60 (a long-term
+// loss of 10 a unit at 50): 4000 + 1000. Withdrawing 1000 by allocation
+// sells 10 A, stocks being over their target: 400 of short-term gain at
+// 32% = 128. By tax, B's lot costs -200 x 15% / 1000 = -0.03 a dollar, A's
+// 1600 x 32% / 4000 = 0.128: B goes first, 20 B raise the 1000, a
+// long-term loss of 200 and no tax.
+func TestWithdrawalByTax(t *testing.T) {
+	holdings := stamp + `accounts:
+  roth: {cash: "0"}
+  ira: {cash: "0"}
+  gov: {cash: "0"}
+  tx:
+    cash: "0"
+    positions:
+      A:
+        lots: [{quantity: "40", unit_cost: "60", acquired: 2026-06-01}]
+      B:
+        lots: [{quantity: "20", unit_cost: "60", acquired: 2020-01-10}]
+`
+	rates := "ordinary_income_rate: 24%, long_term_gains_rate: 15%, short_term_gains_rate: 32%"
+	for _, tc := range []struct{ by, order, tax string }{
+		{"", "tx sell 10 A withdraw", "128"},
+		{", by: tax", "tx sell 20 B withdraw", "0"},
+	} {
+		b := book(t, fmt.Sprintf(withdrawPolicy, "1990-05-01", rates+tc.by), holdings, stamp+`prices: {A: "100", B: "50"}`)
+		p := withdraw(t, b, plan.Options{}, "tx", "1000")
+		wantOrders(t, p, tc.order)
+		if e := p.CashFlow.Tax; e == nil || e.Tax.String() != tc.tax {
+			t.Errorf("%q: estimate %+v, want %s", tc.by, e, tc.tax)
+		}
+		if tc.by != "" && !strings.Contains(strings.Join(p.CashFlow.Tax.Notes, "; "), "a net capital loss of 200") {
+			t.Errorf("by tax: notes %q, want the net loss of 200", p.CashFlow.Tax.Notes)
+		}
+	}
+}

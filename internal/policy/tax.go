@@ -35,6 +35,7 @@ import (
 //	    long_term_gains_rate: 15%
 //	    short_term_gains_rate: 24%    # default: ordinary_income_rate
 //	    penalty_exempt: [457b]        # types without the 10% additional tax
+//	    by: tax                       # taxable: least tax first; default allocation
 //
 // Sleeves are named by path, instruments by symbol, both as the policy
 // lists them; package tax documents the options (tax.Options).
@@ -354,6 +355,10 @@ type Withdrawals struct {
 	// part, and the plan says the rate is missing.
 	OrdinaryRate, LongTermRate, ShortTermRate decimal.Decimal
 	HasOrdinary, HasLongTerm, HasShortTerm    bool
+	// ByTax makes a withdrawal from a taxable account sell the positions
+	// whose lots cost the least tax per currency unit raised, whatever the
+	// allocation (by: tax); by default the most overweight sleeves give.
+	ByTax bool
 	// PenaltyExempt are the account types whose distributions before age
 	// 59½ carry no 10% additional tax (26 U.S.C. §72(t) does not apply to
 	// governmental 457(b) plans: 457b by default).
@@ -391,7 +396,18 @@ func (c *compiler) withdrawals(n *yaml.Node) Withdrawals {
 	const field = "tax.withdrawals"
 	f := map[string]*yaml.Node{}
 	if n != nil {
-		f = r.Object(n, field, "order", "ordinary_income_rate", "long_term_gains_rate", "short_term_gains_rate", "penalty_exempt")
+		f = r.Object(n, field, "order", "ordinary_income_rate", "long_term_gains_rate", "short_term_gains_rate", "penalty_exempt", "by")
+	}
+	if v, ok := f["by"]; ok {
+		if s, ok := r.String(v, field+".by"); ok {
+			switch s {
+			case "allocation":
+			case "tax":
+				w.ByTax = true
+			default:
+				r.Errorf(v, field+".by", "want allocation (the most overweight sleeves give) or tax (the least tax), got %q", s)
+			}
+		}
 	}
 	for _, rate := range []struct {
 		key string
