@@ -358,7 +358,14 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 			orders++
 		}
 	}
-	// The orders whose fills the ledger may have missed, by id.
+	// The orders whose fills the ledger may have missed, by id: every
+	// unsettled one, however old. A ledger restored from a backup may
+	// have been saved after a positions snapshot newer than orders still
+	// working then: their fills since are after its base and must be
+	// read back too (since, the bound for adopting orders, is then the
+	// base, after those orders; Load has expired them by now). Only
+	// orders that expired before since are left out: the ledger knew
+	// then that they were over.
 	owner := map[string]string{}
 	var fillsFrom time.Time
 	for _, name := range e.names {
@@ -368,8 +375,8 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 			default:
 				continue
 			}
-			if o.CreatedAt.Before(since[name]) {
-				continue
+			if o.Status == ledger.Expired && o.CreatedAt.Before(since[name]) && o.Updated.Before(since[name]) {
+				continue // expired before the ledger's base and last plan: settled then
 			}
 			owner[o.OrderID] = name
 			if len(owner) == 1 || o.CreatedAt.Before(fillsFrom) {

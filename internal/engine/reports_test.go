@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -382,5 +383,67 @@ func TestCashFlowDatedInTheFuture(t *testing.T) {
 	}
 	if got := e.Status().Policies[0].HoldingsAsOf; got.After(clk.Now()) {
 		t.Fatalf("holdings as of %v after a deposit dated a minute ahead, want at most now %v", got, clk.Now())
+	}
+}
+
+// TestReconcileRecoversFillsOfOrdersOlderThanTheBase: a backup taken
+// while a plan's orders were working and after a positions snapshot newer
+// than those orders (the snapshot does not settle them) is restored after
+// their order_ttl. The orders' fills, acknowledged since the backup, are
+// read back from the reports stream: the ledger must not keep them
+// working until they expire and then plan the same trades again. (The
+// fills were only read back for orders created after the ledger's base,
+// so these were never settled.)
+func TestReconcileRecoversFillsOfOrdersOlderThanTheBase(t *testing.T) {
+	s, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, clk := loadHouseholdWith(t, Options{Store: s})
+	orders := planHousehold(t, e, clk)
+	clk.Advance(time.Minute)
+	// The executor reports its positions, the orders not yet executed.
+	snap := &events.Positions{SchemaVersion: 1, AsOf: clk.Now(), Accounts: map[string]events.AccountPositions{}}
+	e.mu.Lock()
+	for name, a := range e.policies["household"].ledger.Accounts {
+		snap.Accounts[name] = events.AccountPositions{Cash: a.Cash, Positions: maps.Clone(a.Positions)}
+	}
+	e.mu.Unlock()
+	if err := e.HandleReport(Report{Policy: "household", Positions: snap}); err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	l := e.policies["household"].ledger
+	if !l.BaseAsOf.After(orders[0].CreatedAt) || len(l.Pending()) != len(orders) {
+		e.mu.Unlock()
+		t.Fatalf("base as of %v, orders created %v, %d pending: the test needs a base newer than working orders",
+			l.BaseAsOf, orders[0].CreatedAt, len(l.Pending()))
+	}
+	if err := s.Save(l, true); err != nil { // the backup
+		e.mu.Unlock()
+		t.Fatal(err)
+	}
+	e.mu.Unlock()
+	backup, _, err := s.Load("household")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute)
+	h := fillAllPending(t, e, clk, orders)
+	want := e.Status().Policies[0].Holdings
+
+	e2, clk2 := loadHouseholdWith(t, Options{Store: s})
+	clk2.Set(clk.Now().Add(25 * time.Hour)) // past the orders' 24h order_ttl
+	e2.mu.Lock()
+	e2.policies["household"].ledger = backup // restored
+	e2.mu.Unlock()
+	e2.EvaluateAll() // as Load does before Reconcile: the orders expire
+	_, fills, err := e2.Reconcile(context.Background(), h)
+	if err != nil || fills != len(orders) {
+		t.Fatalf("Reconcile recovered %d fills, %v; want %d", fills, err, len(orders))
+	}
+	st := e2.Status().Policies[0]
+	if fmt.Sprint(st.Holdings) != fmt.Sprint(want) || len(st.PendingOrders) != 0 {
+		t.Fatalf("after recovery: holdings %v, %d pending; want %v, 0", st.Holdings, len(st.PendingOrders), want)
 	}
 }

@@ -153,7 +153,7 @@ func TestNATSDecodeLimits(t *testing.T) {
 		if err == nil || RejectReason(err) != tc.reason || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%.80s: %v (reason %q), want reason %q and %q", tc.data, err, RejectReason(err), tc.reason, tc.msg)
 		}
-		if took > 500*time.Millisecond {
+		if took > 2*time.Second { // generous for -race on a shared machine; parsing took 2.4-5.9 s without -race
 			t.Errorf("%.80s: refusing took %v", tc.data, took)
 		}
 	}

@@ -103,6 +103,11 @@ type Ledger struct {
 	// not empty the holdings cannot be trusted: planning stops until a
 	// positions snapshot replaces them.
 	Unknown []string `json:"unknown_fills,omitempty"`
+	// UnknownMore counts the fills of unknown orders beyond the first
+	// MaxUnknown, whose ids are not kept (a fill among them delivered
+	// again counts again): the ledger is saved after every report and must
+	// not grow with a flood of them.
+	UnknownMore int `json:"unknown_fills_more,omitempty"`
 	// Refused describes the last positions snapshot refused because it
 	// does not fit the policy (an account or instrument the policy does
 	// not have): the holdings it reported are not the ledger's, so
@@ -258,7 +263,7 @@ func (l *Ledger) SetBase(asOf time.Time, hash string, accounts map[string]*Accou
 	}
 	l.BaseAsOf, l.AsOf, l.BaseHash = asOf, asOf, hash
 	l.Accounts = accounts
-	l.Unknown = nil
+	l.Unknown, l.UnknownMore = nil, 0
 	l.Refused = ""
 }
 
@@ -476,6 +481,10 @@ func (l *Ledger) Prune(cutoff time.Time) {
 	l.Orders = kept
 }
 
+// MaxUnknown is how many ids of fills for unknown orders a ledger keeps
+// (Unknown); it counts the rest (UnknownMore).
+const MaxUnknown = 100
+
 // Errors of ApplyFill.
 var (
 	// ErrUnknownOrder: the fill names an order the ledger does not know.
@@ -533,7 +542,11 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 				return FillResult{}, ErrDuplicateFill
 			}
 		}
-		l.Unknown = append(l.Unknown, f.FillID)
+		if len(l.Unknown) < MaxUnknown {
+			l.Unknown = append(l.Unknown, f.FillID)
+		} else {
+			l.UnknownMore++
+		}
 		return FillResult{}, fmt.Errorf("%w: order %s (fill %s)", ErrUnknownOrder, f.OrderID, f.FillID)
 	}
 	for _, id := range o.FillIDs {

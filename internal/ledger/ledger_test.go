@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -185,5 +186,32 @@ func TestFromPositions(t *testing.T) {
 	got := h.Holdings()
 	if len(got.Accounts) != 2 || got.Accounts[0].Name != "a" || len(got.Accounts[1].Positions) != 1 {
 		t.Fatalf("holdings %+v: want accounts sorted and zero positions dropped", got)
+	}
+}
+
+// TestUnknownFillsBounded: a flood of fills for orders the ledger does not
+// know (hostile or broken executor) keeps at most MaxUnknown of their ids
+// and counts the rest: the ledger, saved after every report, does not
+// grow with them (it held every id: 5,000 fills made every later save
+// rewrite all of them). The policy stays blocked; a snapshot clears both.
+func TestUnknownFillsBounded(t *testing.T) {
+	l := newLedger()
+	at := t0.Add(time.Minute)
+	const n = 10 * MaxUnknown
+	for i := range n {
+		if _, err := l.ApplyFill("ira", fill(fmt.Sprintf("f%d", i), "nope", events.FillFilled, "1", "1", "0", at), at); !errors.Is(err, ErrUnknownOrder) {
+			t.Fatalf("fill %d: %v", i, err)
+		}
+	}
+	// A fill kept in the list, delivered again, is still a duplicate.
+	if _, err := l.ApplyFill("ira", fill("f0", "nope", events.FillFilled, "1", "1", "0", at), at); !errors.Is(err, ErrDuplicateFill) {
+		t.Fatalf("redelivered unknown fill: %v", err)
+	}
+	if len(l.Unknown) != MaxUnknown || l.UnknownMore != n-MaxUnknown {
+		t.Fatalf("%d unknown ids kept and %d more counted, want %d and %d", len(l.Unknown), l.UnknownMore, MaxUnknown, n-MaxUnknown)
+	}
+	l.SetBase(at, "", map[string]*Account{"ira": {Cash: dec("1"), Positions: map[string]decimal.Decimal{}}}, at)
+	if len(l.Unknown) != 0 || l.UnknownMore != 0 {
+		t.Fatalf("a snapshot left %d unknown ids and %d more", len(l.Unknown), l.UnknownMore)
 	}
 }

@@ -445,14 +445,15 @@ func (pl *planner) improve(si int, amount decimal.Decimal, exceed bool, cur *sco
 	}
 	eligible := func(i int) bool {
 		leaf := p.Instruments[i].Sleeve
-		if pl.unit[i].Sign() <= 0 || !exceed && !pl.unit[i].LessThan(twice) {
+		if si != p.Cash {
+			if !pl.within(leaf, si) {
+				return false
+			}
+		} else if leaf == p.Cash || (pl.deviationAfter(leaf).Sign() > 0) != wantSell {
+			// Cash: buy what is under its target, sell what is over it.
 			return false
 		}
-		if si != p.Cash {
-			return pl.within(leaf, si)
-		}
-		// Cash: buy what is under its target, sell what is over it.
-		return leaf != p.Cash && (pl.deviationAfter(leaf).Sign() > 0) == wantSell
+		return pl.unit[i].Sign() > 0 && (exceed || pl.unit[i].LessThan(twice))
 	}
 	side, other := Buy, Sell
 	if wantSell {
@@ -572,15 +573,13 @@ func (pl *planner) partners(a, i int, side Side) []int {
 			if pl.b.Qty[a][j].Sign() <= 0 || (leaf != p.Cash && dev.Sign() <= 0) || pl.limit(a, j).LessThan(p.Instruments[j].Step) {
 				continue
 			}
-		} else {
-			if leaf == p.Cash || dev.Sign() >= 0 || !p.Accounts[a].Allows(j) || !pl.mayBuy(j) {
-				continue
-			}
-			dev = dev.Neg()
+		} else if leaf == p.Cash || dev.Sign() >= 0 || !p.Accounts[a].Allows(j) || !pl.mayBuy(j) {
+			continue
 		}
-		// Insert j, keeping the list sorted by dev, largest first.
+		// Insert j, keeping the list sorted by |dev|, largest first: over
+		// (Buy) the largest dev, under (Sell) the smallest.
 		k := n
-		for k > 0 && dev.GreaterThan(devs[k-1]) {
+		for k > 0 && (side == Buy && dev.GreaterThan(devs[k-1]) || side == Sell && dev.LessThan(devs[k-1])) {
 			k--
 		}
 		if k >= maxPartners {

@@ -1114,3 +1114,20 @@ accounts: {ira: {type: roth_ira}}
 		}
 	}
 }
+
+// TestGlideBandAgesBounded: the ages of glide_bands go through the same
+// bounded decimal parser as every other number (no exponent, at most 40
+// characters).
+func TestGlideBandAgesBounded(t *testing.T) {
+	data, err := os.ReadFile("../../configs/examples/glidepath-seeds.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ages := range []string{"2e1-35", "20-" + strings.Repeat("3", 41)} {
+		bad := strings.Replace(string(data), "ages: 20-35", "ages: "+ages, 1)
+		_, err := Parse("seeds.yaml", []byte(bad))
+		if err == nil || !strings.Contains(err.Error(), "want ages like 20-35") {
+			t.Errorf("ages %.20s…: %v, want the ages refused", ages, err)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/shopspring/decimal"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 )
 
@@ -573,13 +574,13 @@ func (c *compiler) ages(n *yaml.Node, field string, last bool, b *AgeBand) bool 
 		b.Open = true
 	}
 	var err error
-	if b.From, err = decimal.NewFromString(strings.TrimSpace(from)); err != nil || b.From.Sign() < 0 || b.From.GreaterThan(decimal.NewFromInt(maxAge)) {
+	if b.From, err = decimaltext.Parse(strings.TrimSpace(from)); err != nil || b.From.Sign() < 0 || b.From.GreaterThan(decimal.NewFromInt(maxAge)) {
 		return bad()
 	}
 	if b.Open {
 		return true
 	}
-	if b.To, err = decimal.NewFromString(strings.TrimSpace(to)); err != nil || !b.To.GreaterThan(b.From) || b.To.GreaterThan(decimal.NewFromInt(maxAge)) {
+	if b.To, err = decimaltext.Parse(strings.TrimSpace(to)); err != nil || !b.To.GreaterThan(b.From) || b.To.GreaterThan(decimal.NewFromInt(maxAge)) {
 		return bad()
 	}
 	return true
