@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/rebalancerd/rebalancerd/internal/backtest"
 	pricehistory "github.com/rebalancerd/rebalancerd/internal/history"
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
@@ -193,17 +195,11 @@ func flagBps(name, v string) (decimal.Decimal, error) {
 // readHistory reads a -history file, refusing columns that name no
 // instrument of the policy.
 func readHistory(name string, pol *policy.Policy) (*pricehistory.Series, error) {
-	f, err := os.Open(name)
+	data, err := inputfile.Read(name, maxHistorySize)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	if st, err := f.Stat(); err != nil {
-		return nil, err
-	} else if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", name)
-	}
-	return pricehistory.Read(name, io.LimitReader(f, maxHistorySize), func(sym string) bool {
+	return pricehistory.Read(name, bytes.NewReader(data), func(sym string) bool {
 		_, ok := pol.InstrumentIndex(sym)
 		return ok
 	})

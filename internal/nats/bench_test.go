@@ -2,6 +2,7 @@ package nats
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,4 +98,18 @@ func benchBus(b *testing.B, sync time.Duration, inProcess bool, cfg StreamConfig
 		b.Fatal(err)
 	}
 	return bus
+}
+
+// BenchmarkParseReportHugeQuantity decodes a fill whose quantity has
+// 1,000,000 digits: refused by decimaltext's length check before any
+// decimal is parsed (parsing it takes seconds; see
+// BenchmarkUnmarshalHugeQuantity in internal/decimaltext).
+func BenchmarkParseReportHugeQuantity(b *testing.B) {
+	data := []byte(`{"schema_version":1,"fill_id":"f1","order_id":"o1","status":"filled","quantity":"` +
+		strings.Repeat("1", 1_000_000) + `"}`)
+	for b.Loop() {
+		if _, err := parseReport("rebalance", "rebalance.fills.p.a", data); RejectReason(err) != ReportBadNumber {
+			b.Fatalf("parseReport: %v, want reason %s", err, ReportBadNumber)
+		}
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 
+	"github.com/rebalancerd/rebalancerd/internal/decimaltext"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 )
 
@@ -425,24 +426,31 @@ func TestConsumeReportsStopsOnClosedConnection(t *testing.T) {
 
 // TestParseReportNumberLimits: every decimal of a fill, a positions
 // snapshot and a cash flow is held to decimaltext's limits (40 characters,
-// no exponent) before it is parsed, with the reason bad_number; a fill
-// with a 1,000,000-digit quantity (2.4 s to parse) is refused fast.
+// no exponent) before it is parsed, with the reason bad_number. Each is
+// refused by decimaltext's check of the token's text (ErrTooLong or
+// ErrNotPlain), which runs before any decimal is parsed, so a fill with a
+// 1,000,000-digit quantity (2.4 s to parse) is never parsed. The 2 s bound
+// is only a liveness bound; how fast it is refused is measured by
+// BenchmarkParseReportHugeQuantity.
 func TestParseReportNumberLimits(t *testing.T) {
 	fill := string(fillJSON(t, "f1", "o1"))
 	million := strings.Repeat("1", 1_000_000)
-	for _, tc := range []struct{ subject, data string }{
-		{"rebalance.fills.p.a", strings.Replace(fill, `"fill_id"`, `"quantity":"`+million+`","fill_id"`, 1)},
-		{"rebalance.fills.p.a", strings.Replace(fill, `"fill_id"`, `"Price":1e30,"fill_id"`, 1)},
-		{"rebalance.fills.p.a", strings.Replace(fill, `"fill_id"`, `"fees":"1e-999999999","fill_id"`, 1)},
-		{"rebalance.positions.p", `{"schema_version":1,"as_of":"2026-11-23T15:00:00Z","accounts":{"a":{"cash":"1","positions":{"VTI":"` + million + `"}}}}`},
-		{"rebalance.positions.p", `{"schema_version":1,"as_of":"2026-11-23T15:00:00Z","accounts":{"a":{"cash":"1E3"}}}`},
-		{"rebalance.cashflows.p", `{"schema_version":1,"cashflow_id":"c1","kind":"deposit","account":"a","amount":"` + strings.Repeat("9", 41) + `","at":"2026-11-23T15:00:00Z"}`},
+	for _, tc := range []struct {
+		subject, data string
+		want          error
+	}{
+		{"rebalance.fills.p.a", strings.Replace(fill, `"fill_id"`, `"quantity":"`+million+`","fill_id"`, 1), decimaltext.ErrTooLong},
+		{"rebalance.fills.p.a", strings.Replace(fill, `"fill_id"`, `"Price":1e30,"fill_id"`, 1), decimaltext.ErrNotPlain},
+		{"rebalance.fills.p.a", strings.Replace(fill, `"fill_id"`, `"fees":"1e-999999999","fill_id"`, 1), decimaltext.ErrNotPlain},
+		{"rebalance.positions.p", `{"schema_version":1,"as_of":"2026-11-23T15:00:00Z","accounts":{"a":{"cash":"1","positions":{"VTI":"` + million + `"}}}}`, decimaltext.ErrTooLong},
+		{"rebalance.positions.p", `{"schema_version":1,"as_of":"2026-11-23T15:00:00Z","accounts":{"a":{"cash":"1E3"}}}`, decimaltext.ErrNotPlain},
+		{"rebalance.cashflows.p", `{"schema_version":1,"cashflow_id":"c1","kind":"deposit","account":"a","amount":"` + strings.Repeat("9", 41) + `","at":"2026-11-23T15:00:00Z"}`, decimaltext.ErrTooLong},
 	} {
 		start := time.Now()
 		_, err := parseReport("rebalance", tc.subject, []byte(tc.data))
 		took := time.Since(start)
-		if RejectReason(err) != ReportBadNumber || !errors.Is(err, ErrMalformed) {
-			t.Errorf("%s %.120s: %v, want a malformed report with reason %s", tc.subject, tc.data, err, ReportBadNumber)
+		if RejectReason(err) != ReportBadNumber || !errors.Is(err, ErrMalformed) || !errors.Is(err, tc.want) {
+			t.Errorf("%s %.120s: %v, want a malformed report with reason %s wrapping %v", tc.subject, tc.data, err, ReportBadNumber, tc.want)
 		}
 		if took > 2*time.Second { // generous for -race on a shared machine; parsing took 2.4-5.9 s without -race
 			t.Errorf("%s: refusing took %v", tc.subject, took)

@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,7 +137,12 @@ func TestSendFailureIsLogged(t *testing.T) {
 }
 
 // TestWatchdog runs the loop with a 100ms watchdog (pings every 50ms) and a
-// health script: healthy for calls 1-2, unhealthy for 3-5, healthy after.
+// health script: healthy for checks 1-2, unhealthy for 3-5, healthy after.
+// The test answers each health check itself, so it knows which check each
+// ping belongs to without timing anything: the loop checks, pings (a
+// unixgram send is in the socket's queue when it returns), then waits for
+// the next tick, so when check k+1 is asked the ping of check k, if any, is
+// already queued, and none can be sent while the test holds check k+1.
 func TestWatchdog(t *testing.T) {
 	conn := listen(t)
 	const interval = 100 * time.Millisecond
@@ -147,36 +151,74 @@ func TestWatchdog(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	n := New(zap.New(core))
 
-	var calls atomic.Int64
-	healthy := func() bool {
-		c := calls.Add(1)
-		return c <= 2 || c >= 6
-	}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	asked := make(chan chan bool)
+	healthy := func() bool {
+		answer := make(chan bool)
+		select {
+		case asked <- answer:
+		case <-ctx.Done():
+			return false
+		}
+		select {
+		case ok := <-answer:
+			return ok
+		case <-ctx.Done():
+			return false
+		}
+	}
 	returned := make(chan struct{})
 	go func() {
 		n.RunWatchdog(ctx, healthy)
 		close(returned)
 	}()
 
-	var at [3]time.Time
-	for i := range at {
-		if got := recv(t, conn); got != "WATCHDOG=1" {
-			t.Fatalf("ping %d = %q, want WATCHDOG=1", i+1, got)
+	script := func(check int) bool { return check <= 2 || check >= 6 }
+	// ask waits for the loop's next health check.
+	ask := func(check int) chan bool {
+		t.Helper()
+		select {
+		case answer := <-asked:
+			return answer
+		case <-time.After(5 * time.Second):
+			t.Fatalf("health check %d not made", check)
+			return nil
 		}
-		at[i] = time.Now()
 	}
-	// The pings of calls 3, 4 and 5 were skipped, with a warning each.
-	if c := calls.Load(); c < 6 {
-		t.Fatalf("third ping after %d health checks, want it from the sixth", c)
+	// queued returns the notifications sent so far and not yet read.
+	queued := func() []string {
+		var msgs []string
+		for {
+			msg, err := tryRecv(conn, 10*time.Millisecond)
+			if err != nil {
+				return msgs
+			}
+			msgs = append(msgs, msg)
+		}
 	}
+	const checks = 7
+	for check := 1; check <= checks+1; check++ {
+		answer := ask(check)
+		// The loop is held in check: everything check-1 sent is queued.
+		got := queued()
+		if check == 1 {
+			if len(got) != 0 {
+				t.Errorf("sent %q before the first health check", got)
+			}
+		} else if want := script(check - 1); want && (len(got) != 1 || got[0] != "WATCHDOG=1") {
+			t.Errorf("healthy check %d sent %q, want one WATCHDOG=1", check-1, got)
+		} else if !want && len(got) != 0 {
+			t.Errorf("unhealthy check %d sent %q, want no ping", check-1, got)
+		}
+		if check > checks {
+			break // leave the loop held in this check until ctx ends
+		}
+		answer <- script(check)
+	}
+	// Checks 3, 4 and 5 skipped their ping, with a warning each.
 	if skipped := logs.FilterMessageSnippet("skipping ping").FilterLevelExact(zapcore.WarnLevel).Len(); skipped != 3 {
 		t.Errorf("%d skipped-ping warnings, want 3", skipped)
-	}
-	// Tickers only run late: four periods separate checks 2 and 6, so at
-	// least three (allowing for a late second ping) separate the pings.
-	if gap := at[2].Sub(at[1]); gap < 3*interval/2 {
-		t.Errorf("pings 2 and 3 are %v apart, want at least %v: unhealthy checks did not skip", gap, 3*interval/2)
 	}
 
 	cancel()
@@ -186,11 +228,7 @@ func TestWatchdog(t *testing.T) {
 		t.Fatal("RunWatchdog did not return after ctx ended")
 	}
 	// Drain what was sent before it returned; then nothing more comes.
-	for {
-		if _, err := tryRecv(conn, 10*time.Millisecond); err != nil {
-			break
-		}
-	}
+	queued()
 	if msg, err := tryRecv(conn, 2*interval); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("after return: got %q, %v; want no more pings", msg, err)
 	}
