@@ -118,7 +118,7 @@ func (e *Engine) HandleReport(r Report) error {
 		// ledger dated after the clock (saved by an earlier version that
 		// took a fill's date as it came) cannot be compared: the snapshot
 		// replaces it.
-		if !p.AsOf.After(rt.ledger.AsOf) && !rt.ledger.AsOf.After(now) {
+		if !p.AsOf.After(laterOf(rt.ledger.AsOf, rt.ledger.BaseAsOf)) && !rt.ledger.AsOf.After(now) {
 			e.log.Warn("positions snapshot ignored: not newer than the ledger", zap.String("policy", r.Policy),
 				zap.Time("as_of", p.AsOf), zap.Time("ledger_as_of", rt.ledger.AsOf))
 			return e.saveOwed(rt)
@@ -139,6 +139,13 @@ func (e *Engine) HandleReport(r Report) error {
 			return fmt.Errorf("%w: %w", ErrInvalidPositions, err)
 		}
 		rt.ledger.SetBase(p.AsOf, "", accounts, now)
+		// SetBase dates the holdings now at the latest; the base keeps
+		// the snapshot's own date (at most the skew ahead): fills the
+		// executor dated before it are in it, and are not applied again
+		// when delivered after it.
+		if p.AsOf.After(rt.ledger.BaseAsOf) {
+			rt.ledger.BaseAsOf = p.AsOf
+		}
 		e.log.Info("positions snapshot applied", zap.String("policy", r.Policy), zap.Time("as_of", p.AsOf))
 	case r.CashFlow != nil:
 		c := r.CashFlow

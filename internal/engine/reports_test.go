@@ -488,3 +488,48 @@ func TestRefusedFillBlocks(t *testing.T) {
 		t.Fatalf("still blocked after a positions snapshot: %+v", st.Blocked)
 	}
 }
+
+// TestFillInASnapshotDatedAheadNotAppliedAgain: the executor's clock runs
+// two minutes ahead (within the allowed skew). Its positions snapshot,
+// which includes an execution, arrives before that execution's fill
+// report (delivered late, or again after a failed save). The fill is
+// dated before the snapshot: it is in it, and must not move the holdings
+// a second time. (The snapshot's date was cut to the daemon's clock, so
+// the fill looked newer than the snapshot and was applied again.)
+func TestFillInASnapshotDatedAheadNotAppliedAgain(t *testing.T) {
+	e, clk := loadHousehold(t, nil)
+	o := planHousehold(t, e, clk)[0]
+	ahead := clk.Now().Add(2 * time.Minute) // the executor's clock
+	f := events.Fill{SchemaVersion: 1, FillID: "f-ahead", OrderID: o.OrderID, Status: events.FillFilled,
+		Quantity: o.Quantity, Price: o.Price, At: ahead.Add(-30 * time.Second)}
+	// The snapshot: the ledger's holdings with the fill executed.
+	snap := &events.Positions{SchemaVersion: 1, AsOf: ahead, Accounts: map[string]events.AccountPositions{}}
+	e.mu.Lock()
+	for name, a := range e.policies["household"].ledger.Accounts {
+		ap := events.AccountPositions{Cash: a.Cash, Positions: maps.Clone(a.Positions)}
+		if name == o.Account {
+			value := o.Quantity.Mul(o.Price)
+			if o.Side == "buy" {
+				ap.Cash, ap.Positions[o.Instrument] = ap.Cash.Sub(value), ap.Positions[o.Instrument].Add(o.Quantity)
+			} else {
+				ap.Cash, ap.Positions[o.Instrument] = ap.Cash.Add(value), ap.Positions[o.Instrument].Sub(o.Quantity)
+			}
+		}
+		snap.Accounts[name] = ap
+	}
+	e.mu.Unlock()
+	if err := e.HandleReport(Report{Policy: "household", Positions: snap}); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprint(e.Status().Policies[0].Holdings)
+	if err := e.HandleReport(Report{Policy: "household", Account: o.Account, Fill: &f}); err != nil {
+		t.Fatal(err)
+	}
+	st := e.Status().Policies[0]
+	if got := fmt.Sprint(st.Holdings); got != want {
+		t.Fatalf("holdings after the fill the snapshot includes:\n%s\nwant the snapshot's:\n%s", got, want)
+	}
+	if st.HoldingsAsOf.After(clk.Now()) {
+		t.Fatalf("holdings as of %v, after the clock %v", st.HoldingsAsOf, clk.Now())
+	}
+}
