@@ -58,12 +58,11 @@ func (e *Engine) HandleReport(r Report) error {
 	now := e.clk.Now()
 	switch {
 	case r.Fill != nil:
-		if err := rt.ledger.CheckFill(r.Fill, e.fillLimits(rt), now); err != nil {
-			e.log.Error("fill rejected", zap.String("policy", r.Policy), zap.String("order_id", r.Fill.OrderID),
-				zap.String("fill_id", r.Fill.FillID), zap.String("reason", ledger.RejectReason(err)), zap.Error(err))
-			return fmt.Errorf("%w: %w", ErrInvalidFill, err)
+		err := rt.ledger.CheckFill(r.Fill, e.fillLimits(rt), now)
+		var res ledger.FillResult
+		if err == nil {
+			res, err = rt.ledger.ApplyFill(r.Account, r.Fill, now)
 		}
-		res, err := rt.ledger.ApplyFill(r.Account, r.Fill, now)
 		switch {
 		case errors.Is(err, ledger.ErrDuplicateFill):
 			return e.saveOwed(rt)
@@ -76,7 +75,27 @@ func (e *Engine) HandleReport(r Report) error {
 			e.evaluate(rt, now)
 			return nil
 		case err != nil:
-			e.log.Error("fill rejected", zap.String("policy", r.Policy), zap.Error(err))
+			if r.Fill.Quantity.IsZero() {
+				// Executes nothing (a late cancel, say): the holdings
+				// stand.
+				e.log.Error("fill rejected", zap.String("policy", r.Policy), zap.String("order_id", r.Fill.OrderID),
+					zap.String("fill_id", r.Fill.FillID), zap.String("reason", ledger.RejectReason(err)), zap.Error(err))
+				return fmt.Errorf("%w: %w", ErrInvalidFill, err)
+			}
+			// The executor reports an execution the ledger cannot take:
+			// what the order did is unknown, and the holdings with it.
+			// Planning stops until a positions snapshot or a resync (the
+			// order would otherwise expire and its trades be planned
+			// again, though they may have been executed).
+			e.log.Error("fill rejected: planning stops until a positions snapshot arrives", zap.String("policy", r.Policy),
+				zap.String("order_id", r.Fill.OrderID), zap.String("fill_id", r.Fill.FillID),
+				zap.String("reason", ledger.RejectReason(err)), zap.Error(err))
+			rt.ledger.Doubt(refusedFill(r.Fill, err))
+			if serr := e.save(rt, true); serr != nil {
+				e.evaluate(rt, now)
+				return fmt.Errorf("ledger of %s not saved: %w", r.Policy, serr)
+			}
+			e.evaluate(rt, now)
 			return fmt.Errorf("%w: %w", ErrInvalidFill, err)
 		}
 		e.log.Info("fill", zap.String("policy", r.Policy), zap.String("order_id", res.Order.OrderID),
@@ -169,6 +188,15 @@ func (e *Engine) saveOwed(rt *runtime) error {
 		return fmt.Errorf("ledger of %s not saved: %w", rt.pol.Name, err)
 	}
 	return nil
+}
+
+// refusedFill is the ledger's note (Ledger.Doubt) of a fill it refused.
+func refusedFill(f *events.Fill, err error) string {
+	why := ledger.RejectReason(err)
+	if why == "" {
+		why = "invalid"
+	}
+	return fmt.Sprintf("fill %s of order %s refused (%s)", f.FillID, f.OrderID, why)
 }
 
 // fillLimits are the checks of a fill of rt's policy (see
@@ -413,7 +441,7 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 			}
 			for name, n := range blocked {
 				rt := e.policies[name]
-				rt.ledger.Unknown = append(rt.ledger.Unknown, fmt.Sprintf("fills of %d unsettled orders not recoverable: %s", n, why))
+				rt.ledger.Doubt(fmt.Sprintf("fills of %d unsettled orders not recoverable: %s", n, why))
 				changed[name] = true
 			}
 		}

@@ -447,3 +447,44 @@ func TestReconcileRecoversFillsOfOrdersOlderThanTheBase(t *testing.T) {
 		t.Fatalf("after recovery: holdings %v, %d pending; want %v, 0", st.Holdings, len(st.PendingOrders), want)
 	}
 }
+
+// TestRefusedFillBlocks: a fill the ledger refuses (here priced outside
+// the collar) for an order it published is an execution it cannot
+// account for: the policy is blocked (unknown_order_state) until a
+// positions snapshot says what the household holds. It used to be dropped
+// silently: the order then expired and its trades were planned again,
+// though the executor said it had executed them.
+func TestRefusedFillBlocks(t *testing.T) {
+	e, clk := loadHousehold(t, nil)
+	o := planHousehold(t, e, clk)[0]
+	f := events.Fill{SchemaVersion: 1, FillID: "crash", OrderID: o.OrderID, Status: events.FillFilled,
+		Quantity: o.Quantity, Price: o.Price.Div(decimal.NewFromInt(2)), At: clk.Now()}
+	if err := e.HandleReport(Report{Policy: "household", Account: o.Account, Fill: &f}); !errors.Is(err, ErrInvalidFill) {
+		t.Fatalf("fill at half the order's price: %v, want refused", err)
+	}
+	st := e.Status().Policies[0]
+	if !hasReason(st.Blocked, metrics.BlockUnknownOrderState) {
+		t.Fatalf("blocked %+v after a refused fill, want unknown_order_state", st.Blocked)
+	}
+	// Delivered again (a second executor instance, say): noted once.
+	_ = e.HandleReport(Report{Policy: "household", Account: o.Account, Fill: &f})
+	e.mu.Lock()
+	n := len(e.policies["household"].ledger.Unknown)
+	e.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d notes after the same refused fill twice, want 1", n)
+	}
+	clk.Advance(time.Minute)
+	snap := &events.Positions{SchemaVersion: 1, AsOf: clk.Now(), Accounts: map[string]events.AccountPositions{}}
+	e.mu.Lock()
+	for name, a := range e.policies["household"].ledger.Accounts {
+		snap.Accounts[name] = events.AccountPositions{Cash: a.Cash, Positions: maps.Clone(a.Positions)}
+	}
+	e.mu.Unlock()
+	if err := e.HandleReport(Report{Policy: "household", Positions: snap}); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.Status().Policies[0]; hasReason(st.Blocked, metrics.BlockUnknownOrderState) {
+		t.Fatalf("still blocked after a positions snapshot: %+v", st.Blocked)
+	}
+}

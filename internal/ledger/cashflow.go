@@ -18,7 +18,8 @@ const maxCashFlowIDs = 256
 // cash at once; both kinds are queued in PendingFlows until a plan carries
 // them out. It returns false, changing nothing, for a cash flow whose id
 // was taken in before. A deposit moves the ledger's as_of to its time, but
-// not past now.
+// not past now; one dated at or before BaseAsOf is in the base already
+// and is only queued.
 func (l *Ledger) ApplyCashFlow(c *events.CashFlow, now time.Time) (bool, error) {
 	if slices.Contains(l.CashFlowIDs, c.CashFlowID) {
 		return false, nil
@@ -31,7 +32,10 @@ func (l *Ledger) ApplyCashFlow(c *events.CashFlow, now time.Time) (bool, error) 
 		acc = &Account{Cash: decimal.Zero, Positions: map[string]decimal.Decimal{}}
 		l.Accounts[c.Account] = acc
 	}
-	if c.Kind == events.CashFlowDeposit {
+	// A deposit dated at or before the base is in the base's cash already
+	// (the snapshot was taken after the money arrived), as a fill is: it
+	// is still queued, to be invested, but not added again.
+	if c.Kind == events.CashFlowDeposit && c.At.After(l.BaseAsOf) {
 		acc.Cash = acc.Cash.Add(c.Amount)
 		if at := minTime(c.At, now); at.After(l.AsOf) {
 			l.AsOf = at

@@ -485,6 +485,20 @@ func (l *Ledger) Prune(cutoff time.Time) {
 // (Unknown); it counts the rest (UnknownMore).
 const MaxUnknown = 100
 
+// Doubt records why the holdings cannot be trusted (Unknown: a fill id
+// of an unknown order, or a sentence), once: planning stops until a
+// positions snapshot or a resync replaces them. Beyond MaxUnknown entries
+// it only counts (UnknownMore).
+func (l *Ledger) Doubt(why string) {
+	switch {
+	case slices.Contains(l.Unknown, why):
+	case len(l.Unknown) < MaxUnknown:
+		l.Unknown = append(l.Unknown, why)
+	default:
+		l.UnknownMore++
+	}
+}
+
 // Errors of ApplyFill.
 var (
 	// ErrUnknownOrder: the fill names an order the ledger does not know.
@@ -542,11 +556,7 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 				return FillResult{}, ErrDuplicateFill
 			}
 		}
-		if len(l.Unknown) < MaxUnknown {
-			l.Unknown = append(l.Unknown, f.FillID)
-		} else {
-			l.UnknownMore++
-		}
+		l.Doubt(f.FillID)
 		return FillResult{}, fmt.Errorf("%w: order %s (fill %s)", ErrUnknownOrder, f.OrderID, f.FillID)
 	}
 	for _, id := range o.FillIDs {
