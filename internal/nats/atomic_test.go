@@ -259,7 +259,12 @@ func TestAtomicBatchRetriedAfterLostAck(t *testing.T) {
 		return nil
 	})
 	px.Hold(false)
-	r := <-res
+	var r result
+	select {
+	case r = <-res:
+	case <-time.After(10 * time.Second):
+		t.Fatal("PublishPlanOrders did not return after the proxy let the client reconnect")
+	}
 	acks, sent, err := r.acks, r.sent, r.err
 	if err != nil || !sent {
 		t.Fatalf("PublishPlanOrders: sent %v, err %v", sent, err)
