@@ -403,13 +403,7 @@ func TestReconcileRecoversFillsOfOrdersOlderThanTheBase(t *testing.T) {
 	orders := planHousehold(t, e, clk)
 	clk.Advance(time.Minute)
 	// The executor reports its positions, the orders not yet executed.
-	snap := &events.Positions{SchemaVersion: 1, AsOf: clk.Now(), Accounts: map[string]events.AccountPositions{}}
-	e.mu.Lock()
-	for name, a := range e.policies["household"].ledger.Accounts {
-		snap.Accounts[name] = events.AccountPositions{Cash: a.Cash, Positions: maps.Clone(a.Positions)}
-	}
-	e.mu.Unlock()
-	if err := e.HandleReport(Report{Policy: "household", Positions: snap}); err != nil {
+	if err := e.HandleReport(Report{Policy: "household", Positions: ledgerSnapshot(e, clk.Now())}); err != nil {
 		t.Fatal(err)
 	}
 	e.mu.Lock()
@@ -475,13 +469,7 @@ func TestRefusedFillBlocks(t *testing.T) {
 		t.Fatalf("%d notes after the same refused fill twice, want 1", n)
 	}
 	clk.Advance(time.Minute)
-	snap := &events.Positions{SchemaVersion: 1, AsOf: clk.Now(), Accounts: map[string]events.AccountPositions{}}
-	e.mu.Lock()
-	for name, a := range e.policies["household"].ledger.Accounts {
-		snap.Accounts[name] = events.AccountPositions{Cash: a.Cash, Positions: maps.Clone(a.Positions)}
-	}
-	e.mu.Unlock()
-	if err := e.HandleReport(Report{Policy: "household", Positions: snap}); err != nil {
+	if err := e.HandleReport(Report{Policy: "household", Positions: ledgerSnapshot(e, clk.Now())}); err != nil {
 		t.Fatal(err)
 	}
 	if st := e.Status().Policies[0]; hasReason(st.Blocked, metrics.BlockUnknownOrderState) {
@@ -503,21 +491,15 @@ func TestFillInASnapshotDatedAheadNotAppliedAgain(t *testing.T) {
 	f := events.Fill{SchemaVersion: 1, FillID: "f-ahead", OrderID: o.OrderID, Status: events.FillFilled,
 		Quantity: o.Quantity, Price: o.Price, At: ahead.Add(-30 * time.Second)}
 	// The snapshot: the ledger's holdings with the fill executed.
-	snap := &events.Positions{SchemaVersion: 1, AsOf: ahead, Accounts: map[string]events.AccountPositions{}}
-	e.mu.Lock()
-	for name, a := range e.policies["household"].ledger.Accounts {
-		ap := events.AccountPositions{Cash: a.Cash, Positions: maps.Clone(a.Positions)}
-		if name == o.Account {
-			value := o.Quantity.Mul(o.Price)
-			if o.Side == "buy" {
-				ap.Cash, ap.Positions[o.Instrument] = ap.Cash.Sub(value), ap.Positions[o.Instrument].Add(o.Quantity)
-			} else {
-				ap.Cash, ap.Positions[o.Instrument] = ap.Cash.Add(value), ap.Positions[o.Instrument].Sub(o.Quantity)
-			}
-		}
-		snap.Accounts[name] = ap
+	snap := ledgerSnapshot(e, ahead)
+	ap := snap.Accounts[o.Account]
+	value := o.Quantity.Mul(o.Price)
+	if o.Side == "buy" {
+		ap.Cash, ap.Positions[o.Instrument] = ap.Cash.Sub(value), ap.Positions[o.Instrument].Add(o.Quantity)
+	} else {
+		ap.Cash, ap.Positions[o.Instrument] = ap.Cash.Add(value), ap.Positions[o.Instrument].Sub(o.Quantity)
 	}
-	e.mu.Unlock()
+	snap.Accounts[o.Account] = ap
 	if err := e.HandleReport(Report{Policy: "household", Positions: snap}); err != nil {
 		t.Fatal(err)
 	}
@@ -532,4 +514,16 @@ func TestFillInASnapshotDatedAheadNotAppliedAgain(t *testing.T) {
 	if st.HoldingsAsOf.After(clk.Now()) {
 		t.Fatalf("holdings as of %v, after the clock %v", st.HoldingsAsOf, clk.Now())
 	}
+}
+
+// ledgerSnapshot returns the household's ledger holdings as a positions
+// snapshot dated asOf.
+func ledgerSnapshot(e *Engine, asOf time.Time) *events.Positions {
+	snap := &events.Positions{SchemaVersion: 1, AsOf: asOf, Accounts: map[string]events.AccountPositions{}}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, a := range e.policies["household"].ledger.Accounts {
+		snap.Accounts[name] = events.AccountPositions{Cash: a.Cash, Positions: maps.Clone(a.Positions)}
+	}
+	return snap
 }
