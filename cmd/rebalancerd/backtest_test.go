@@ -151,3 +151,40 @@ func TestBacktestReport(t *testing.T) {
 		}
 	}
 }
+
+// TestBacktestFromHoldings starts from a holdings file instead of cash: its
+// positions are valued at the first date's prices and rebalanced by the
+// policy, and its accounts must be the policy's.
+func TestBacktestFromHoldings(t *testing.T) {
+	dir := t.TempDir()
+	holdings := filepath.Join(dir, "h.yaml")
+	// All in equities at the start: 1,000 units at 100 and 5,000 in cash.
+	if err := os.WriteFile(holdings, []byte("as_of: 1975-01-01T00:00:00Z\naccounts:\n  taxable: {cash: \"5000\", positions: {SPX-TR: \"1000\"}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCmd(t, "backtest", "-policy", backtestPolicy, "-history", backtestHistory, "-holdings", holdings, "-to", "1975-12-01", "-json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var res struct {
+		To       string
+		Variants []struct {
+			Rebalances int    `json:"rebalances"`
+			Orders     int    `json:"orders"`
+			FinalValue string `json:"final_value"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.To != "1975-12-01" || len(res.Variants) != 1 || res.Variants[0].Rebalances < 1 || res.Variants[0].Orders < 2 {
+		t.Fatalf("from an all-equities household the policy must rebalance: %+v", res)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("as_of: 1975-01-01T00:00:00Z\naccounts:\n  roth: {cash: \"5000\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCmd(t, "backtest", "-policy", backtestPolicy, "-history", backtestHistory, "-holdings", bad); code != exitInvalid || !strings.Contains(stderr, "bad.yaml") {
+		t.Fatalf("holdings with an account the policy lacks: exit %d, %q", code, stderr)
+	}
+}
