@@ -237,6 +237,11 @@ func replayed(cfg Config, pol *policy.Policy) ([]history.Row, error) {
 	return rows, nil
 }
 
+// maxFiringsPerDate bounds the contribution firings between two dates of
+// the history, each of which is a deposit: a schedule of every minute over
+// a history with years between its dates would otherwise make millions.
+const maxFiringsPerDate = 1000
+
 type contribution struct {
 	c    policy.Contribution
 	next time.Time
@@ -296,7 +301,11 @@ func (s *sim) step(r history.Row, first bool) error {
 	in := decimal.Zero
 	for i := range s.contribs {
 		c := &s.contribs[i]
-		for !c.next.IsZero() && !c.next.After(now) {
+		for n := 0; !c.next.IsZero() && !c.next.After(now); n++ {
+			if n == maxFiringsPerDate {
+				return fmt.Errorf("contribution to %s (line %d) fires more than %d times before this date: each firing is a deposit; use a coarser schedule or a history with more dates",
+					s.pol.Accounts[c.c.Account].Name, c.c.Line, maxFiringsPerDate)
+			}
 			acc := s.l.Accounts[s.pol.Accounts[c.c.Account].Name]
 			if acc == nil {
 				return fmt.Errorf("contribution to account %s: the holdings have no such account", s.pol.Accounts[c.c.Account].Name)
@@ -309,10 +318,9 @@ func (s *sim) step(r history.Row, first bool) error {
 		}
 	}
 	if !s.nextFire.IsZero() && !s.nextFire.After(now) {
+		// Firings between two dates act once, at the later date.
 		s.due = trigger.ForFiring(s.pol.Rebalance.Trigger)
-		for !s.nextFire.After(now) {
-			s.nextFire = s.pol.Rebalance.Cron.Next(s.nextFire)
-		}
+		s.nextFire = s.pol.Rebalance.Cron.Next(now)
 	}
 	snap, err := s.snapshot(r, q)
 	if err != nil {

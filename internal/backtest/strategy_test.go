@@ -8,6 +8,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/rebalancerd/rebalancerd/internal/history"
+	"github.com/rebalancerd/rebalancerd/internal/policy"
 )
 
 // TestStrategyAsInTheDaemon replays a glide path, a tilt and monthly
@@ -120,5 +121,39 @@ func TestPhaseInOfNewMoney(t *testing.T) {
 	eq, _ := pol.SleeveIndex("equities")
 	if !last.Weights[eq].Equal(decimal.RequireFromString("0.6")) {
 		t.Errorf("equities end at %s, want 0.6", last.Weights[eq])
+	}
+}
+
+// TestFastSchedulesOverSparseHistory: a rebalance schedule of every minute
+// over a century between two dates acts once, at once, and a contribution
+// of every minute is refused with its line instead of making millions of
+// deposits (it took 40 s, and gigabytes, before).
+func TestFastSchedulesOverSparseHistory(t *testing.T) {
+	h, err := history.Read("sparse.csv", strings.NewReader("date,EQ,BD\n1960-01-01,100,50\n2060-01-01,100,50\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := loadPolicy(t, "testdata/glide.yaml")
+	cp := *pol
+	cp.Contributions = nil
+	r := cp.Rebalance
+	if r, err = withSchedule(r, policy.TriggerCalendar, "* * * * *"); err != nil {
+		t.Fatal(err)
+	}
+	cp.Rebalance = r
+	cfg := Config{Policy: &cp, Holdings: cash("taxable", "10000", h.Rows[0].Date), History: h}
+	done := make(chan error, 1)
+	go func() { _, err := Run(cfg, AsWritten); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a minute schedule over a century did not finish in 20 s")
+	}
+	_, err = Run(Config{Policy: pol, Holdings: cash("taxable", "10000", h.Rows[0].Date), History: h}, AsWritten)
+	if err == nil || !strings.Contains(err.Error(), "fires more than 1000 times") {
+		t.Fatalf("a monthly contribution over a century: %v", err)
 	}
 }
