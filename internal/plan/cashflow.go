@@ -929,9 +929,9 @@ func (pl *planner) withdrawalTax(out *Plan, a int, amount decimal.Decimal) *TaxE
 		case p.Investor == nil:
 			e.Additional = amount.Mul(additionalRate)
 			e.Notes = append(e.Notes, "investor.birth_date is not given: the 10% additional tax before age 59½ is assumed")
-		case date.Before(tax.DateOf(p.Investor.BirthDate.AddDate(59, 6, 0))):
+		case date.Before(tax.DateOf(tax.AddMonthsClamped(p.Investor.BirthDate, 59*12+6))):
 			e.Additional = amount.Mul(additionalRate)
-			e.Notes = append(e.Notes, fmt.Sprintf("before age 59½ (%s): 10%% additional tax unless an exception of 26 U.S.C. §72(t) applies", tax.DateOf(p.Investor.BirthDate.AddDate(59, 6, 0))))
+			e.Notes = append(e.Notes, fmt.Sprintf("before age 59½ (%s): 10%% additional tax unless an exception of 26 U.S.C. §72(t) applies", tax.DateOf(tax.AddMonthsClamped(p.Investor.BirthDate, 59*12+6))))
 		}
 	default:
 		e.Notes = append(e.Notes, fmt.Sprintf("a %s distribution is taken to be qualified, so tax-free (Roth: after age 59½ and five years; HSA: medical expenses; 529: education)", t))

@@ -159,3 +159,22 @@ func TestWithdrawalByTax(t *testing.T) {
 		}
 	}
 }
+
+// TestWithdrawalTaxAt59HalfMonthEnd: born 31 May 1967, the investor is 59½
+// on 30 November 2026 (six months after the 59th birthday, the day capped
+// at the month's end), when a withdrawal owes no additional tax. Adding
+// six months with time.AddDate gave 1 December and charged 500 (from a
+// review).
+func TestWithdrawalTaxAt59HalfMonthEnd(t *testing.T) {
+	at := "2026-11-30T15:00:00Z"
+	hold := strings.Replace(withdrawHoldings, stamp, "as_of: "+at+"\n", 1)
+	if hold == withdrawHoldings {
+		t.Fatal("stamp not found in withdrawHoldings")
+	}
+	b := book(t, fmt.Sprintf(withdrawPolicy, "1967-05-31, time_zone: UTC", "ordinary_income_rate: 24%"), hold,
+		"as_of: "+at+"\n"+`prices: {A: "100", B: "50"}`)
+	p := withdraw(t, b, plan.Options{}, "ira", "5000")
+	if e := p.CashFlow.Tax; e == nil || !e.Additional.IsZero() {
+		t.Errorf("estimate %+v: additional tax charged on the day of 59½", e)
+	}
+}

@@ -614,7 +614,7 @@ func (c *compiler) bandSleeve(n *yaml.Node, field string, i int) (BandSleeve, bo
 		ok = false
 	}
 	if ok {
-		s.Target = s.Low.Add(s.High).Div(decimal.NewFromInt(2))
+		s.Target = s.Low.Add(s.High).Mul(decimal.New(5, -1)) // the midpoint, exactly
 	}
 	if v, found := f["target"]; found {
 		t, read := r.Percent(v, strictyaml.Join(field, "target"), true)

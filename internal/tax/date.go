@@ -137,3 +137,15 @@ func daysIn(y int, m time.Month) int {
 func IsLongTerm(acquired, sold Date) bool {
 	return !sold.Before(LongTermFrom(acquired))
 }
+
+// AddMonthsClamped returns t moved by months, with the day of the month
+// capped at the last day of the month reached: 31 May plus six months is
+// 30 November, where time.AddDate would give 1 December. It is how an age
+// such as 59½ (six months after the 59th birthday) falls at a month's end.
+func AddMonthsClamped(t time.Time, months int) time.Time {
+	y, m, d := t.Date()
+	h, mi, s := t.Clock()
+	first := time.Date(y, m+time.Month(months), 1, h, mi, s, t.Nanosecond(), t.Location())
+	last := first.AddDate(0, 1, -1).Day()
+	return time.Date(first.Year(), first.Month(), min(d, last), h, mi, s, t.Nanosecond(), t.Location())
+}

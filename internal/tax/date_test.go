@@ -143,3 +143,23 @@ func FuzzParseDate(f *testing.F) {
 		}
 	})
 }
+
+func TestAddMonthsClamped(t *testing.T) {
+	for _, c := range []struct {
+		from   string
+		months int
+		want   string
+	}{
+		{"1967-05-20", 59*12 + 6, "2026-11-20"},
+		{"1967-05-31", 59*12 + 6, "2026-11-30"}, // time.AddDate: 2026-12-01
+		{"1967-08-31", 59*12 + 6, "2027-02-28"}, // time.AddDate: 2027-03-03
+		{"1968-08-31", 59*12 + 6, "2028-02-29"}, // leap year
+		{"2024-01-31", 1, "2024-02-29"},
+		{"2024-12-31", -1, "2024-11-30"},
+	} {
+		from, _ := time.Parse("2006-01-02", c.from)
+		if got := tax.AddMonthsClamped(from, c.months).Format("2006-01-02"); got != c.want {
+			t.Errorf("%s + %d months = %s, want %s", c.from, c.months, got, c.want)
+		}
+	}
+}
