@@ -145,7 +145,10 @@ func run() error {
 		License:  "Apache-2.0",
 		MTime:    commitTime(),
 		Overridables: nfpm.Overridables{
-			Depends:  []string{"adduser | passwd"},
+			// Pre-Depends: the preinst creates the service's user with
+			// adduser (or useradd), which a plain Depends does not
+			// guarantee is installed when the preinst runs.
+			Deb:      nfpm.Deb{Predepends: []string{"adduser | passwd"}},
 			Contents: contents,
 			Scripts: nfpm.Scripts{
 				PreInstall:  r("packaging/files/preinstall.sh"),
