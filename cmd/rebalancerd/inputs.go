@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
@@ -32,7 +34,12 @@ func (in *inputs) load() error {
 		}
 		errs = append(errs, strictyaml.AsErrors(parse(name, data))...)
 	}
-	read(in.policyFile, func(f string, d []byte) (err error) { in.policy, err = policy.Parse(f, d); return })
+	read(in.policyFile, func(f string, d []byte) (err error) {
+		if in.policy, err = policy.Parse(f, d); err == nil {
+			in.policy.LocalZone = time.Local // the shell's zone, the last fallback of the investor's
+		}
+		return err
+	})
 	read(in.holdingsFile, func(f string, d []byte) (err error) { in.holdings, err = portfolio.ParseHoldings(f, d); return })
 	read(in.pricesFile, func(f string, d []byte) (err error) { in.prices, err = portfolio.ParsePrices(f, d); return })
 	if len(errs) == 0 && in.policy != nil && in.holdings != nil {

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"time"
+
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -85,6 +87,7 @@ func readPair(policyFile, holdingsFile string) (Loaded, error) {
 	if err != nil {
 		return Loaded{}, err
 	}
+	p.LocalZone = time.Local // the shell's zone, the last fallback of the investor's
 	hdata, err := inputfile.Read(holdingsFile, strictyaml.MaxFileSize)
 	if err != nil {
 		return Loaded{}, &strictyaml.Error{File: holdingsFile, Msg: fmt.Sprintf("holdings of policy %s: %v", p.Name, err)}

@@ -122,6 +122,11 @@ type Policy struct {
 	// Contributions are the scheduled payments into accounts
 	// (contributions.go), in file order.
 	Contributions []Contribution
+	// LocalZone is the zone of the host that runs the daemon or command,
+	// the last fallback of Zone. Parse leaves it nil (UTC), so that the
+	// core never reads process state; the shell that loads a policy sets
+	// it (to time.Local).
+	LocalZone *time.Location
 
 	// Cash is the index in Sleeves of the top-level cash sleeve.
 	Cash int

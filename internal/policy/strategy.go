@@ -691,7 +691,8 @@ func (c *compiler) zone(n *yaml.Node, field string) (*time.Location, bool) {
 // Zone returns the investor's time zone, in which trade dates, holding
 // periods, ages and the last day of tilts are counted, and where it comes
 // from: investor.time_zone; else the zone of rebalance.schedule's CRON_TZ
-// (or TZ) prefix; else the daemon's local zone (time.Local).
+// (or TZ) prefix; else LocalZone, the daemon's local zone as the shell that
+// loaded the policy gave it; else UTC.
 func (p *Policy) Zone() (*time.Location, string) {
 	if p.Investor != nil && p.Investor.Zone != nil {
 		return p.Investor.Zone, "investor.time_zone"
@@ -705,7 +706,10 @@ func (p *Policy) Zone() (*time.Location, string) {
 			}
 		}
 	}
-	return time.Local, "the daemon's local zone"
+	if p.LocalZone != nil {
+		return p.LocalZone, "the daemon's local zone"
+	}
+	return time.UTC, "UTC (no zone given)"
 }
 
 // Day returns the calendar day of t in the investor's zone (Zone), as

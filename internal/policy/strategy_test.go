@@ -182,7 +182,7 @@ func sameSleeve(a, b Sleeve) bool {
 }
 
 // TestZone: the investor's time zone comes from investor.time_zone, else
-// the schedule's CRON_TZ, else the local zone; tax.time_zone, when given,
+// the schedule's CRON_TZ, else the local zone the shell gives, else UTC; tax.time_zone, when given,
 // sets the trade dates' zone. An investor block may give the zone alone.
 func TestZone(t *testing.T) {
 	base := `policy: z
@@ -196,7 +196,7 @@ accounts: {tx: {type: taxable}}
 		{"rebalance: {trigger: threshold}\ninvestor: {time_zone: Europe/Paris}\n", "Europe/Paris", "investor.time_zone", "Europe/Paris"},
 		{"rebalance: {trigger: calendar, schedule: \"CRON_TZ=America/New_York 0 10 * * MON-FRI\"}\n", "America/New_York", "rebalance.schedule's CRON_TZ", "America/New_York"},
 		{"rebalance: {trigger: calendar, schedule: \"CRON_TZ=America/New_York 0 10 * * MON-FRI\"}\ninvestor: {time_zone: Asia/Tokyo}\n", "Asia/Tokyo", "investor.time_zone", "Asia/Tokyo"},
-		{"rebalance: {trigger: threshold}\n", "Local", "the daemon's local zone", "Local"},
+		{"rebalance: {trigger: threshold}\n", "UTC", "UTC (no zone given)", "UTC"},
 		{"rebalance: {trigger: threshold}\ninvestor: {time_zone: Europe/Paris}\ntax: {time_zone: America/Chicago}\n", "Europe/Paris", "investor.time_zone", "America/Chicago"},
 	} {
 		p, err := Parse("z.yml", []byte(base+tc.extra))
@@ -208,8 +208,19 @@ accounts: {tx: {type: taxable}}
 			t.Errorf("%s: zone %s from %s, trade zone %s; want %s from %s, %s", tc.extra, loc, from, p.TradeZone(), tc.zone, tc.from, tc.trade)
 		}
 	}
+	// The shell gives the host's zone as the last fallback; Parse never
+	// reads it (the core reads no process state).
+	p, _ := Parse("z.yml", []byte(base+"rebalance: {trigger: threshold}\n"))
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.LocalZone = tokyo
+	if loc, from := p.Zone(); loc != tokyo || from != "the daemon's local zone" {
+		t.Errorf("with LocalZone: zone %s from %s, want Asia/Tokyo from the daemon's local zone", loc, from)
+	}
 	// 2026-11-21 02:00 UTC is 2026-11-20 in New York: the investor's day.
-	p, _ := Parse("z.yml", []byte(base+"rebalance: {trigger: threshold}\ninvestor: {time_zone: America/New_York}\n"))
+	p, _ = Parse("z.yml", []byte(base+"rebalance: {trigger: threshold}\ninvestor: {time_zone: America/New_York}\n"))
 	if d := p.Day(time.Date(2026, 11, 21, 2, 0, 0, 0, time.UTC)); d.Format(DateLayout) != "2026-11-20" {
 		t.Errorf("day = %s, want 2026-11-20", d.Format(DateLayout))
 	}
