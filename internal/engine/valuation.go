@@ -68,18 +68,24 @@ func samePriceRules(a, b policy.PriceRules) bool {
 }
 
 // atPrices returns total with every position of the ledger revalued from
-// the guard's accepted price to its price in ref (positions without either
-// keep their value). Called with e.mu held.
+// the guard's accepted price to its price in ref. A position whose
+// instrument has no price in ref (one added since the reference, by a
+// reload and a positions snapshot) counts for nothing there: its whole
+// value is a move, so a first quote that values it absurdly is held like
+// any other jump instead of becoming the reference unchecked. Positions
+// without an accepted price keep their value. Called with e.mu held.
 func (rt *runtime) atPrices(total decimal.Decimal, ref map[string]decimal.Decimal) decimal.Decimal {
 	for _, a := range rt.ledger.Accounts {
 		for sym, q := range a.Positions {
-			p0, ok := ref[sym]
-			if !ok || q.IsZero() {
+			if q.IsZero() {
 				continue
 			}
-			if p, ok := rt.guard.Quote(sym); ok {
-				total = total.Sub(q.Mul(p.Price.Sub(p0)))
+			p, ok := rt.guard.Quote(sym)
+			if !ok {
+				continue
 			}
+			p0 := ref[sym] // none: valued at zero in the reference
+			total = total.Sub(q.Mul(p.Price.Sub(p0)))
 		}
 	}
 	return total
