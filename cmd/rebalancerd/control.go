@@ -103,7 +103,7 @@ func (m *Main) subscribeControl(token string) (*natsgo.Subscription, error) {
 		m.Log.Warn("control subjects are protected by NATS permissions only (no control.token_file)",
 			zap.String("subject", subj.Control("*")))
 	}
-	return m.Conn.Subscribe(subj.Control("*"), func(msg *natsgo.Msg) {
+	sub, err := m.Conn.Subscribe(subj.Control("*"), func(msg *natsgo.Msg) {
 		reply := m.control(msg, token)
 		data, _ := json.Marshal(reply)
 		if msg.Reply != "" {
@@ -112,6 +112,16 @@ func (m *Main) subscribeControl(token string) (*natsgo.Subscription, error) {
 			}
 		}
 	})
+	if err != nil {
+		return nil, err
+	}
+	// Subscribe only queues the interest; once the daemon says it has
+	// started, a halt must find it, so wait for the server to have it.
+	if err := m.Conn.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("register the control subscription with the server: %w", err)
+	}
+	return sub, nil
 }
 
 func (m *Main) control(msg *natsgo.Msg, token string) events.ControlReply {
