@@ -13,6 +13,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/clock"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/feeds"
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 	"github.com/rebalancerd/rebalancerd/internal/state"
@@ -57,6 +58,14 @@ accounts:
 
 var benchPrices = map[string]string{"VTI": "285.12", "VXUS": "61.40", "BND": "72.15", "VNQ": "88.90",
 	"TM-LARGE": "41250.00", "TM-BAL": "1830.25", "TM-GROWTH": "96.10", "VMFXX": "1.00"}
+
+// nopStore keeps nothing: benchmarks measure evaluation, not the state
+// store.
+type nopStore struct{}
+
+func (nopStore) Load(string) (*ledger.Ledger, bool, error) { return nil, false, nil }
+func (nopStore) Save(*ledger.Ledger, bool) error           { return nil }
+func (nopStore) Append(string, state.Entry) error          { return nil }
 
 type nopPublisher struct{}
 

@@ -137,6 +137,12 @@ type Options struct {
 	// _households_blocked, rebalancerd_evaluation_seconds) cover every
 	// household.
 	HouseholdMetrics int
+	// DriftEvery is how often a household's drift event is published at
+	// most (default 1m; negative: at every evaluation that values it). The
+	// latest evaluation's is sent; a change of the breaching sleeves is
+	// sent at once. Households start at different points of the period
+	// (by a hash of their name), so that their events spread over it.
+	DriftEvery time.Duration
 	// MaxSkew is how far a report may be dated after the clock, and a
 	// fill before its order's creation (default ledger.DefaultMaxSkew).
 	MaxSkew time.Duration
@@ -190,6 +196,11 @@ type Engine struct {
 	// driftAt indexes driftOut by policy: one pending event per policy,
 	// found without a search (a search made each tick quadratic).
 	driftAt map[string]int
+	// counts are the aggregates of breaching and blocked households.
+	counts counts
+	// noScreen turns the breach screen off: every evaluation in full (for
+	// tests comparing the two).
+	noScreen bool
 }
 
 // runtime is one loaded policy.
@@ -247,6 +258,17 @@ type runtime struct {
 	// metered is set for the households that get metrics of their own
 	// (Options.HouseholdMetrics).
 	metered bool
+	// scr is the breach screen's state (nil: none; see screen.go);
+	// snapStale is set when the last evaluation was screened, so that
+	// snapshot is older than it (snapshotOf).
+	scr       *screen
+	snapStale bool
+	// counted is what the household adds to the engine's counts.
+	counted counted
+	// driftNext is when the household's next drift event is due;
+	// driftBreaching the breaching sleeves of the last one queued.
+	driftNext      time.Time
+	driftBreaching []string
 	// phase is the phase-in in progress (nil when none), phaseStep where
 	// it stood at the last evaluation, applied what was last applied.
 	phase     *targets.Phase
@@ -293,6 +315,9 @@ func New(opts Options) *Engine {
 	}
 	if opts.FillCollar.Sign() <= 0 {
 		opts.FillCollar = ledger.DefaultCollar
+	}
+	if opts.DriftEvery == 0 {
+		opts.DriftEvery = time.Minute
 	}
 	if opts.HouseholdMetrics == 0 {
 		opts.HouseholdMetrics = 1000
@@ -368,7 +393,7 @@ func (e *Engine) Load(set []Loaded) error {
 				rt.ledger = ledger.New(name)
 			}
 			e.requeue(rt.ledger)
-		} else if rt.pol.Version != l.Policy.Version {
+		} else if rt.dropScreen(); rt.pol.Version != l.Policy.Version {
 			e.log.Info("policy changed", zap.String("policy", name), zap.String("file", l.Policy.File),
 				zap.String("old_version", rt.pol.Version), zap.String("version", l.Policy.Version))
 		}
@@ -433,6 +458,7 @@ func (e *Engine) Load(set []Loaded) error {
 			if rt.contribStop != nil {
 				rt.contribStop()
 			}
+			e.uncount(rt)
 			if e.opts.Metrics != nil {
 				e.opts.Metrics.ForgetPolicy(name)
 			}
@@ -474,6 +500,7 @@ func (e *Engine) Alive() bool {
 // policy is set (the first load of a policy saves its seeded ledger), so
 // it names the policy by its ledger.
 func (e *Engine) save(rt *runtime, durable bool) error {
+	rt.settleValuation() // the screen's last accepted valuation
 	if err := e.opts.Store.Save(rt.ledger, durable); err != nil {
 		rt.lastError = err.Error()
 		rt.unsaved = true

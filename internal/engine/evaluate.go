@@ -70,6 +70,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	name := rt.pol.Name
 	rt.lastEval = now
 	rt.dirty = false
+	defer e.recount(rt) // the aggregates follow breaches and blocks
 	m := e.opts.Metrics
 	if m != nil {
 		if rt.metered {
@@ -98,7 +99,10 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		blocks = append(blocks, Block{metrics.BlockInvalidPolicy, "effective targets: " + err.Error()})
 	}
 	var snap *drift.Snapshot
-	if !hasPriceBlock(blocks) && eff != nil {
+	// The breach screen settles most evaluations of households that do
+	// not breach (screen.go); the others are valued in full.
+	if !hasPriceBlock(blocks) && eff != nil && !e.screened(rt, eff, now) {
+		rt.settleValuation() // checkValuation reads it
 		book, err := portfolio.Bind(eff, rt.ledger.Holdings(), e.prices(rt))
 		if err != nil {
 			blocks = append(blocks, Block{metrics.BlockInvalidPolicy, err.Error()})
@@ -109,12 +113,13 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	}
 	if snap != nil {
 		rt.lastCheck = now
-		rt.snapshot = snap
+		rt.snapshot, rt.snapStale = snap, false
 		rt.breaching = snap.Breaching()
 		// Queued, and published once the engine is unlocked: the drift
 		// event is informational and must not delay the orders.
 		defer e.publishDrift(rt, snap, now)
 		e.checkValuation(rt, snap.Total, now)
+		e.buildScreen(rt, eff, snap)
 	}
 	if b, held := rt.valueBlock(); held {
 		blocks = append(blocks, b)
