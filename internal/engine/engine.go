@@ -170,6 +170,7 @@ type Engine struct {
 	mu       sync.Mutex
 	policies map[string]*runtime
 	names    []string // sorted
+	rts      []*runtime // the policies in names' order
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // calendar goroutines
@@ -265,6 +266,10 @@ type runtime struct {
 	snapStale bool
 	// counted is what the household adds to the engine's counts.
 	counted counted
+	// quietUntil is when the tick must look at the household again
+	// though no input arrived (a price going stale, an order expiring, a
+	// held valuation becoming confirmable); zero: at the next tick.
+	quietUntil time.Time
 	// driftNext is when the household's next drift event is due;
 	// driftBreaching the breaching sleeves of the last one queued.
 	driftNext      time.Time
@@ -472,8 +477,10 @@ func (e *Engine) Load(set []Loaded) error {
 	}
 	sort.Strings(e.names)
 	e.bySymbol = nil // the set of policies changed: rebuilt at the next offer
+	e.rts = e.rts[:0]
 	for i, name := range e.names {
 		rt := e.policies[name]
+		e.rts = append(e.rts, rt)
 		metered := e.opts.HouseholdMetrics < 0 || i < e.opts.HouseholdMetrics
 		if rt.metered && !metered && e.opts.Metrics != nil {
 			e.opts.Metrics.ForgetPolicy(name) // pushed past the cap

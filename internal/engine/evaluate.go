@@ -38,9 +38,37 @@ func (e *Engine) refreshBlocks(rt *runtime, now time.Time) {
 	}
 	problems := rt.guard.Check(rt.symbols, now)
 	if len(problems) == 0 && !blocksPrices(rt.blocked) && len(rt.ledger.Pending()) == 0 == !hasReason(rt.blocked, metrics.BlockPendingOrders) {
+		rt.quietUntil = rt.nextChange()
 		return // nothing changed that matters
 	}
 	e.evaluate(rt, now)
+}
+
+// nextChange is the first time at which refreshBlocks may find something
+// that the clock alone changes: an accepted price going stale, a
+// published order expiring, a held valuation becoming confirmable. Called
+// with e.mu held, when the household's prices have no problem.
+func (rt *runtime) nextChange() time.Time {
+	var next time.Time
+	earliest := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for _, sym := range rt.symbols {
+		if q, ok := rt.guard.Quote(sym); ok {
+			earliest(q.At.Add(rt.pol.Prices.MaxAge + time.Nanosecond)) // stale after MaxAge (feeds.Guard.Check)
+		}
+	}
+	for _, o := range rt.ledger.Orders {
+		if o.Status.Pending() && !o.ExpiresAt.IsZero() { // an order in the outbox is published later
+			earliest(o.ExpiresAt)
+		}
+	}
+	if h, held := rt.value.c.Held(); held {
+		earliest(h.ConfirmableAt)
+	}
+	return next
 }
 
 func hasReason(blocks []Block, reason string) bool {
@@ -70,6 +98,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	name := rt.pol.Name
 	rt.lastEval = now
 	rt.dirty = false
+	rt.quietUntil = time.Time{}
 	defer e.recount(rt) // the aggregates follow breaches and blocks
 	m := e.opts.Metrics
 	if m != nil {
@@ -370,6 +399,7 @@ func (e *Engine) setBlocked(rt *runtime, blocks []Block) {
 		}
 	}
 	rt.blocked = blocks
+	e.recount(rt)
 	if m := e.opts.Metrics; m != nil && rt.metered {
 		reasons := make([]string, len(blocks))
 		for i, b := range blocks {

@@ -145,6 +145,7 @@ func (e *Engine) offer(qs []feeds.Quote) {
 		}
 		if changed {
 			rt.dirty = true
+			rt.quietUntil = time.Time{} // the tick looks at the new prices
 			if rt.due != nil || !now.Before(rt.lastCheck.Add(rt.pol.Rebalance.CheckEvery)) {
 				e.evaluate(rt, now)
 			}
@@ -163,13 +164,15 @@ func (e *Engine) tick() {
 	defer e.mu.Unlock()
 	now := e.clk.Now()
 	e.lastTick = now
-	for _, name := range e.names {
-		rt := e.policies[name]
+	for _, rt := range e.rts {
 		switch {
 		case rt.dirty && !now.Before(rt.lastCheck.Add(rt.pol.Rebalance.CheckEvery)):
 			e.evaluate(rt, now)
 		case rt.due != nil:
 			e.evaluate(rt, now)
+		case now.Before(rt.quietUntil):
+			// Nothing can have changed (a walk over 100,000 households'
+			// prices at every tick held the engine for tens of ms).
 		default:
 			e.refreshBlocks(rt, now)
 		}
