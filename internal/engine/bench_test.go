@@ -303,7 +303,7 @@ func BenchmarkQuoteToOrders(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
 				b.StopTimer()
-				clk.Advance(2 * time.Second) // past check_every and the cooldown
+				clk.Advance(2 * time.Second)             // past check_every and the cooldown
 				price := []string{"96.90", "88.90"}[i%2] // 9%: within max_move
 				qs := []feeds.Quote{{Symbol: "IYR", Price: decimal.RequireFromString(price), At: clk.Now(), Source: "bench"}}
 				b.StartTimer()

@@ -169,7 +169,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	policies map[string]*runtime
-	names    []string // sorted
+	names    []string   // sorted
 	rts      []*runtime // the policies in names' order
 	ctx      context.Context
 	cancel   context.CancelFunc
