@@ -156,7 +156,8 @@ type Order struct {
 
 	account, instrument int
 	units               decimal.Decimal // Quantity / step
-	changed             bool            // the polish changed units, not yet Quantity and Notional
+	n                   num             // units, during the polish
+	changed             bool            // the polish changed n, not yet units, Quantity and Notional
 }
 
 // SleeveReport is a sleeve's drift before the plan and its projected weight
@@ -251,7 +252,12 @@ type Options struct {
 // relocations through those instruments are. Should the plan still not
 // pass the guard, or should a sell not find its lots, no order is planned
 // and the plan says why (fail closed).
-func MakeWith(s *drift.Snapshot, o Options) *Plan {
+func MakeWith(s *drift.Snapshot, o Options) *Plan { return makeWith(s, o, false) }
+
+// makeWith is MakeWith; exact makes the polish rate its moves in decimal
+// arithmetic throughout instead of int64 where the figures fit (num.go),
+// which must give the same plan: the tests compare the two.
+func makeWith(s *drift.Snapshot, o Options, exact bool) *Plan {
 	dest := o.Destination
 	if dest == "" {
 		dest = s.Book.Policy.Rebalance.Destination
@@ -259,6 +265,7 @@ func MakeWith(s *drift.Snapshot, o Options) *Plan {
 	tx := newTaxState(s, o)
 	for {
 		pl := newPlanner(s, dest, tx)
+		pl.exact = exact
 		pl.desired()
 		pl.amounts()
 		pl.place()
@@ -354,10 +361,12 @@ type planner struct {
 	// orders found were all taken back because they did harm.
 	nOrders int
 	under   []bool
-	dev     []decimal.Decimal // per sleeve: after - target x total, during the polish
+	dev     []num // per sleeve: after - target x total, during the polish
 	before  score
 	harmful bool
 	noPairs bool // the polish tries no pairs of orders (spendIdle)
+	f       numbers
+	exact   bool // the polish rates in decimal arithmetic only (makeWith)
 }
 
 func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *planner {
@@ -1256,9 +1265,11 @@ func (pl *planner) finish() *Plan {
 		}
 		return x.instrument - y.instrument
 	})
+	heads := make([]string, len(p.Sleeves))
 	for k := range out.Orders {
 		o := &out.Orders[k]
-		o.Why = pl.explain(o, &out.Sleeves[pl.p.Instruments[o.instrument].Sleeve])
+		si := p.Instruments[o.instrument].Sleeve
+		o.Why = pl.explain(o, &out.Sleeves[si], &heads[si])
 	}
 	pl.assignIDs(out)
 	return out
