@@ -35,10 +35,17 @@ var numOne = num{v: 1}
 
 // numOf returns d as a num.
 func numOf(d decimal.Decimal) num {
-	if d.NumDigits() <= 18 {
-		return num{v: d.CoefficientInt64(), e: d.Exponent()}
+	if d.NumDigits() > 18 {
+		return num{big: true, d: d}
 	}
-	return num{big: true, d: d}
+	// Trailing zeros dropped (0.25000000 is 25 x 10^-2), so that products
+	// stay small.
+	x := num{v: d.CoefficientInt64(), e: d.Exponent()}
+	for x.v != 0 && x.v%10 == 0 {
+		x.v /= 10
+		x.e++
+	}
+	return x
 }
 
 // numInt returns the integer n as a num.
@@ -95,7 +102,35 @@ func (x num) Add(y num) num {
 }
 
 // Sub returns x - y.
-func (x num) Sub(y num) num { return x.Add(y.Neg()) }
+func (x num) Sub(y num) num {
+	if x.big || y.big {
+		return bigNum(x.dec().Sub(y.dec()))
+	}
+	return x.Add(y.Neg())
+}
+
+// RoundFloor returns x rounded down to a multiple of 10^e, as decimal's
+// RoundFloor(-e) does.
+func (x num) RoundFloor(e int32) num {
+	switch {
+	case x.big:
+		return bigNum(x.d.RoundFloor(-e))
+	case x.e >= e:
+		return x
+	case e-x.e >= int32(len(powersOfTen)):
+		// |x| < 10^e: 0, or -10^e below zero.
+		if x.v < 0 {
+			return num{v: -1, e: e}
+		}
+		return num{e: e}
+	}
+	p := powersOfTen[e-x.e]
+	q := x.v / p
+	if x.v%p < 0 {
+		q--
+	}
+	return num{v: q, e: e}
+}
 
 // Neg returns -x.
 func (x num) Neg() num {
@@ -197,6 +232,19 @@ func (x num) DivRound(y num) num {
 		return num{v: q}
 	}
 	return bigNum(x.dec().DivRound(y.dec(), 0))
+}
+
+// DivRoundTo returns x / y rounded to a multiple of 10^-places, half away
+// from zero, as decimal's DivRound(y, places) does. y must not be zero.
+func (x num) DivRoundTo(y num, places int32) num {
+	if x.big || y.big {
+		return bigNum(x.dec().DivRound(y.dec(), places))
+	}
+	q := num{v: x.v, e: x.e + places}.DivRound(y)
+	if q.big {
+		return bigNum(q.d.Shift(-places))
+	}
+	return num{v: q.v, e: -places}
 }
 
 // ratio returns coefficients a and b with a / b = x / y, both at x and

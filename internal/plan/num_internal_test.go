@@ -51,6 +51,8 @@ func TestNumMatchesDecimal(t *testing.T) {
 		check("Mul", nx.Mul(ny), x.Mul(y))
 		check("Neg", nx.Neg(), x.Neg())
 		check("Abs", nx.Abs(), x.Abs())
+		places := int32(r.IntN(30) - 8)
+		check("RoundFloor", nx.RoundFloor(-places), x.RoundFloor(places))
 		if got, want := nx.Cmp(ny), x.Cmp(y); got != want {
 			t.Fatalf("Cmp(%s, %s) = %d, want %d", x, y, got, want)
 		}
@@ -63,6 +65,8 @@ func TestNumMatchesDecimal(t *testing.T) {
 			check("QuoRem quotient", q, wq)
 			check("QuoRem remainder", rem, wr)
 			check("DivRound", nx.DivRound(ny), x.DivRound(y, 0))
+			places := int32(r.IntN(12))
+			check("DivRoundTo", nx.DivRoundTo(ny, places), x.DivRound(y, places))
 		}
 		a, b, c, d := x.Abs(), y.Abs(), randDecimal(r).Abs(), randDecimal(r).Abs()
 		if got, want := cmpProducts(numOf(a), numOf(b), numOf(c), numOf(d)), a.Mul(b).Cmp(c.Mul(d)); got != want {

@@ -285,6 +285,7 @@ func makeWith(s *drift.Snapshot, o Options, exact bool) *Plan {
 				pl.withdrawAll()
 			}
 		}
+		pl.settle()
 		if tx == nil {
 			return pl.finish()
 		}
@@ -729,50 +730,52 @@ func (pl *planner) split(si int) {
 		pl.setDelta(i, sub(want, held[i]))
 		return
 	}
-	tol := ps.SplitTolerance()
+	// The split is figured in nums (num.go): exact, without decimal
+	// arithmetic while the figures fit an int64.
+	tol := pl.numOf(ps.SplitTolerance())
 	n := len(ps.Instruments)
 	// share, then the delta, of each instrument; restored marks those
 	// outside the tolerance.
-	vals := make([]decimal.Decimal, 2*n)
+	vals := make([]num, 2*n)
 	shareOf, delta := vals[:n], vals[n:]
 	restored := make([]bool, n)
-	rest := want // what the sleeve still needs beyond the restored shares
+	wantN := pl.numOf(want)
+	rest := wantN // what the sleeve still needs beyond the restored shares
 	for k, i := range ps.Instruments {
-		shareOf[k] = want.Mul(p.Instruments[i].Share)
-		gap := shareOf[k].Sub(held[i])
+		shareOf[k] = wantN.Mul(pl.numOf(p.Instruments[i].Share))
+		gap := shareOf[k].Sub(pl.numOf(held[i]))
 		if gap.Abs().GreaterThan(tol.Mul(shareOf[k])) {
 			restored[k] = true
 			delta[k] = gap
 			rest = rest.Sub(shareOf[k])
 		} else {
-			rest = rest.Sub(held[i])
+			rest = rest.Sub(pl.numOf(held[i]))
 		}
 	}
 	// rest goes to the others in proportion to their gaps on its side.
 	sign := rest.Sign()
-	gaps := decimal.Zero
+	var gaps, given num
 	last := -1
 	for k := range ps.Instruments {
 		if restored[k] {
 			continue
 		}
-		if g := shareOf[k].Sub(held[ps.Instruments[k]]); g.Sign() == sign && sign != 0 {
+		if g := shareOf[k].Sub(pl.numOf(held[ps.Instruments[k]])); g.Sign() == sign && sign != 0 {
 			gaps = gaps.Add(g)
 			last = k
 		}
 	}
-	given := decimal.Zero
 	for k := range ps.Instruments {
 		if restored[k] || last < 0 {
 			continue
 		}
-		g := shareOf[k].Sub(held[ps.Instruments[k]])
+		g := shareOf[k].Sub(pl.numOf(held[ps.Instruments[k]]))
 		if g.Sign() != sign {
 			continue
 		}
 		part := rest.Sub(given)
 		if k != last {
-			part = rest.Mul(g).DivRound(gaps, amountPlaces)
+			part = rest.Mul(g).DivRoundTo(gaps, amountPlaces)
 		}
 		given = given.Add(part)
 		delta[k] = part
@@ -783,7 +786,9 @@ func (pl *planner) split(si int) {
 		if d := delta[k].Sign(); d != 0 && (d != net || net == 0 && d < 0) {
 			pl.rule[i] = RuleRestoreSplit
 		}
-		pl.setDelta(i, delta[k])
+		if !delta[k].IsZero() {
+			pl.setDelta(i, delta[k].dec())
+		}
 	}
 }
 

@@ -46,6 +46,7 @@ func (pl *planner) numOf(d decimal.Decimal) num {
 // each order.
 func (pl *planner) load() {
 	p, f := pl.p, &pl.f
+	nS := len(p.Sleeves)
 	pl.loadFixed()
 	for si := range p.Sleeves {
 		f.after[si] = pl.numOf(pl.after[si])
@@ -55,7 +56,13 @@ func (pl *planner) load() {
 	}
 	f.total, f.same = pl.numOf(pl.totalAfter), pl.sameTotal
 	for k := range pl.orders {
-		pl.orders[k].n = pl.numOf(pl.orders[k].units)
+		if o := &pl.orders[k]; !o.changed {
+			o.n = pl.numOf(o.units)
+		}
+	}
+	pl.nOrders = len(pl.orders)
+	if pl.under == nil {
+		pl.under = make([]bool, 0, nS)
 	}
 	pl.refreshDev()
 }
@@ -375,25 +382,31 @@ func (pl *planner) newRule(i int) Rule {
 	return pl.ruleFor(pl.p.Instruments[i].Sleeve)
 }
 
-// compact removes the orders that fell to zero steps, sets the units,
-// quantity and notional of those the polish changed, and writes the
-// projection back to the planner's decimals.
+// compact removes the orders that fell to zero steps and writes the
+// projection back to the planner's decimals. The orders the polish
+// changed keep their steps in n (changed) until settle.
 func (pl *planner) compact() {
 	out := pl.orders[:0]
 	for _, o := range pl.orders {
-		if o.n.Sign() <= 0 {
-			continue
+		if o.n.Sign() > 0 {
+			out = append(out, o)
 		}
-		if o.changed {
+	}
+	pl.orders = out
+	pl.store()
+}
+
+// settle sets the units, quantity and notional of the orders the polish
+// changed: once, for the plan kept.
+func (pl *planner) settle() {
+	for k := range pl.orders {
+		if o := &pl.orders[k]; o.changed {
 			o.units = o.n.dec()
 			o.Quantity = pl.timesStep(o.instrument, o.units)
 			o.Notional = o.units.Mul(pl.unit[o.instrument])
 			o.changed = false
 		}
-		out = append(out, o)
 	}
-	pl.orders = out
-	pl.store()
 }
 
 // conflicts reports whether an order of instrument i in account a on side
@@ -792,13 +805,14 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, w
 // do not help. Each move is kept only when it improves the score (see
 // score for the order of the criteria).
 func (pl *planner) polish() {
+	pl.load()
+	pl.polishLoaded()
+}
+
+// polishLoaded is polish on the figures pl.f already holds.
+func (pl *planner) polishLoaded() {
 	p := pl.p
 	target := pl.dest == policy.DestinationTarget
-	pl.nOrders = len(pl.orders)
-	if pl.under == nil {
-		pl.under = make([]bool, 0, len(p.Sleeves))
-	}
-	pl.load()
 	pl.before = pl.beforeScore()
 	cur := pl.score(target)
 	limit := 4 * (len(pl.orders) + len(p.Sleeves) + pl.nA)
@@ -1133,20 +1147,26 @@ func (pl *planner) secondStart() {
 	target := true
 	pl.load()
 	first := pl.score(target)
+	// The first plan and its projection, kept to be put back.
 	orders := append([]Order(nil), pl.orders...)
-	cash := append([]decimal.Decimal(nil), pl.cash...)
+	kept := make([]decimal.Decimal, len(pl.cash)+len(pl.after))
+	copy(kept, pl.cash)
+	copy(kept[len(pl.cash):], pl.after)
+	total, same := pl.totalAfter, pl.sameTotal
 	pl.withdrawAll()
+	pl.load()
 	pl.simple()
-	pl.project()
-	pl.polish()
+	pl.polishLoaded()
 	pl.load()
 	second := pl.score(target)
 	h := second.head(&first)
 	if h < 0 || h == 0 && (second.idle.LessThan(first.idle) || second.idle.Equal(first.idle) && second.orders < first.orders) {
 		return
 	}
-	pl.orders, pl.cash = orders, cash
-	pl.project()
+	pl.orders = orders
+	copy(pl.cash, kept)
+	copy(pl.after, kept[len(pl.cash):])
+	pl.totalAfter, pl.sameTotal = total, same
 }
 
 // simple places the orders of a simple whole-share plan, sleeve by
@@ -1157,20 +1177,14 @@ func (pl *planner) secondStart() {
 // targets, up to their target values, rounding down.
 func (pl *planner) simple() {
 	p, s, f := pl.p, pl.s, &pl.f
-	pl.loadFixed()
-	// The simple plan is figured in nums (num.go): pl.f.cash holds each
-	// account's cash as the orders are placed.
-	for a := range p.Accounts {
-		f.cash[a] = pl.numOf(pl.cash[a])
-	}
 	gap := f.gap // target value - held, per instrument
 	clear(gap)
 	for i, in := range p.Instruments {
 		if in.Sleeve == p.Cash || f.unit[i].Sign() <= 0 {
 			continue
 		}
-		g := s.Sleeves[in.Sleeve].TargetValue.Mul(in.Share).Sub(pl.held[i])
-		if over := s.Sleeves[in.Sleeve].Value.GreaterThan(s.Sleeves[in.Sleeve].TargetValue); over != (g.Sign() < 0) {
+		g := f.tv[in.Sleeve].Mul(pl.numOf(in.Share)).Sub(pl.numOf(pl.held[i]))
+		if over := pl.numOf(s.Sleeves[in.Sleeve].Value).GreaterThan(f.tv[in.Sleeve]); over != (g.Sign() < 0) {
 			continue // against its sleeve's direction: left alone
 		}
 		// The gap is only divided by the step's value u = U x 10^k (U an
@@ -1178,7 +1192,7 @@ func (pl *planner) simple() {
 		// be rounded down to a multiple of 10^k: floor(floor(y)/U) =
 		// floor(y/U) and ceil(ceil(y)/U) = ceil(y/U) for an integer U > 0.
 		// Rounded, it fits a num where the share's digits made it big.
-		gap[i] = pl.numOf(g.RoundFloor(-pl.unit[i].Exponent()))
+		gap[i] = g.RoundFloor(pl.unit[i].Exponent())
 	}
 	for i := range p.Instruments {
 		for _, a := range pl.sellOrder {
@@ -1210,24 +1224,12 @@ func (pl *planner) simple() {
 			gap[i] = gap[i].Sub(n.Mul(f.unit[i]))
 		}
 	}
-	for a := range p.Accounts {
-		if !pl.numOf(pl.cash[a]).Equal(f.cash[a]) {
-			pl.cash[a] = f.cash[a].dec()
-		}
-	}
 }
 
 // addSimple adds an order of n steps of instrument i in account a to the
-// simple plan and moves the account's cash (pl.f.cash).
+// simple plan, moving the projection (pl.f) as the polish does.
 func (pl *planner) addSimple(a, i int, side Side, n num) {
-	notional := n.Mul(pl.f.unit[i])
-	units := n.dec()
-	pl.orders = append(pl.orders, pl.order(a, i, side, units, pl.timesStep(i, units), notional.dec(), pl.newRule(i)))
-	if side == Sell {
-		pl.f.cash[a] = pl.f.cash[a].Add(notional)
-	} else {
-		pl.f.cash[a] = pl.f.cash[a].Sub(notional)
-	}
+	pl.apply(&move{k: -1, a: a, i: i, side: side, n: n})
 }
 
 // percentText writes fraction d as a percentage with two decimals, rounded
