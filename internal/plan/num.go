@@ -72,12 +72,21 @@ func (x num) at(e int32) (int64, bool) {
 	if k < 0 || k >= int32(len(powersOfTen)) {
 		return 0, x.v == 0
 	}
-	p := powersOfTen[k]
-	if x.v > math.MaxInt64/p || x.v < -math.MaxInt64/p {
+	if lim := maxTimesTen[k]; x.v > lim || x.v < -lim {
 		return 0, false
 	}
-	return x.v * p, true
+	return x.v * powersOfTen[k], true
 }
+
+// maxTimesTen holds math.MaxInt64 / 10^k for k from 0 to 18: the largest
+// coefficient that may be raised k exponents.
+var maxTimesTen = func() []int64 {
+	m := make([]int64, len(powersOfTen))
+	for k, p := range powersOfTen {
+		m[k] = math.MaxInt64 / p
+	}
+	return m
+}()
 
 // align returns x and y's coefficients at their smaller exponent, and that
 // exponent; ok is false when either is big or does not fit there.

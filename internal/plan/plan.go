@@ -367,7 +367,8 @@ type planner struct {
 	harmful bool
 	noPairs bool // the polish tries no pairs of orders (spendIdle)
 	f       numbers
-	exact   bool // the polish rates in decimal arithmetic only (makeWith)
+	ranking
+	exact bool // the polish rates in decimal arithmetic only (makeWith)
 }
 
 func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *planner {

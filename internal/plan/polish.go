@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,6 +32,14 @@ type numbers struct {
 	unit, maxSteps, base []num
 	tgt, hwf, tv, hw     []num
 	gap                  []num // scratch of the simple plan, per instrument
+}
+
+// ranking is the order in which partners looks for partners
+// (ranked).
+type ranking struct {
+	rank     []int
+	rankOK   bool
+	rankSide Side
 }
 
 // numOf returns d as a num: a decimal (big) in every case when the
@@ -340,7 +349,9 @@ type move struct {
 // compact removes it.
 func (pl *planner) apply(m *move) {
 	if m.k < 0 {
-		pl.orders = append(pl.orders, pl.order(m.a, m.i, m.side, decimal.Zero, decimal.Zero, decimal.Zero, pl.newRule(m.i)))
+		// What the polish reads of an order; settle fills in the rest of
+		// the orders it keeps.
+		pl.orders = append(pl.orders, Order{Side: m.side, Rule: pl.newRule(m.i), account: m.a, instrument: m.i, changed: true})
 		m.k, m.added = len(pl.orders)-1, true
 	}
 	pl.change(m.k, m.n)
@@ -401,9 +412,13 @@ func (pl *planner) compact() {
 func (pl *planner) settle() {
 	for k := range pl.orders {
 		if o := &pl.orders[k]; o.changed {
-			o.units = o.n.dec()
-			o.Quantity = pl.timesStep(o.instrument, o.units)
-			o.Notional = o.units.Mul(pl.unit[o.instrument])
+			units := o.n.dec()
+			if o.Account == "" {
+				*o = pl.order(o.account, o.instrument, o.Side, units, decimal.Decimal{}, decimal.Decimal{}, o.Rule)
+			}
+			o.units = units
+			o.Quantity = pl.timesStep(o.instrument, units)
+			o.Notional = units.Mul(pl.unit[o.instrument])
 			o.changed = false
 		}
 	}
@@ -572,6 +587,7 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 // wants an instrument of a sleeve under its target bought.
 func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle bool) bool {
 	p, f := pl.p, &pl.f
+	pl.rankOK = false
 	over := pl.deviationAfter(si).Sign() > 0
 	wantSell := over
 	if si == p.Cash {
@@ -696,14 +712,14 @@ const maxPartners = 3
 // of an order of instrument i on side, best first, at most maxPartners, in
 // best: to pay for a buy, those it holds of the leaf sleeves furthest over
 // their targets (or of the cash sleeve); to spend a sell's proceeds, those
-// it may buy of the leaf sleeves furthest under their targets.
+// it may buy of the leaf sleeves furthest under their targets. Ties keep
+// the order of the instruments.
 func (pl *planner) partners(a, i int, side Side, best *[maxPartners]int) []int {
 	p, f := pl.p, &pl.f
-	var devs [maxPartners]num
 	n := 0
-	for j := range p.Instruments {
+	for _, j := range pl.ranked(side) {
 		leaf := p.Instruments[j].Sleeve
-		if j == i || leaf == p.Instruments[i].Sleeve || f.unit[j].Sign() <= 0 {
+		if j == i || leaf == p.Instruments[i].Sleeve {
 			continue
 		}
 		dev := pl.deviationAfter(leaf)
@@ -716,23 +732,39 @@ func (pl *planner) partners(a, i int, side Side, best *[maxPartners]int) []int {
 		} else if leaf == p.Cash || dev.Sign() >= 0 || !p.Accounts[a].Allows(j) || !pl.mayBuy(j) {
 			continue
 		}
-		// Insert j, keeping the list sorted by |dev|, largest first: over
-		// (Buy) the largest dev, under (Sell) the smallest.
-		k := n
-		for k > 0 && (side == Buy && dev.GreaterThan(devs[k-1]) || side == Sell && dev.LessThan(devs[k-1])) {
-			k--
+		best[n] = j
+		if n++; n == maxPartners {
+			break
 		}
-		if k >= maxPartners {
-			continue
-		}
-		if n < maxPartners {
-			n++
-		}
-		copy(best[k+1:n], best[k:n-1])
-		copy(devs[k+1:n], devs[k:n-1])
-		best[k], devs[k] = j, dev
 	}
 	return best[:n]
+}
+
+// ranked returns the instruments with a step of value, by the deviation
+// of their sleeves, largest first for side Buy (partners sold to pay for
+// a buy), smallest first for Sell; ties in the order of the instruments.
+// The ranking is kept until the deviations change: improve asks for it
+// afresh (pl.rankOK), and the moves it tries are taken back.
+func (pl *planner) ranked(side Side) []int {
+	if pl.rankOK && pl.rankSide == side {
+		return pl.rank
+	}
+	p, f := pl.p, &pl.f
+	pl.rank = pl.rank[:0]
+	for j := range p.Instruments {
+		if f.unit[j].Sign() > 0 {
+			pl.rank = append(pl.rank, j)
+		}
+	}
+	slices.SortStableFunc(pl.rank, func(x, y int) int {
+		c := pl.dev[p.Instruments[x].Sleeve].Cmp(pl.dev[p.Instruments[y].Sleeve])
+		if side == Buy {
+			return -c
+		}
+		return c
+	})
+	pl.rankOK, pl.rankSide = true, side
+	return pl.rank
 }
 
 // tryPair tries n steps of instrument i on side in account a together with
