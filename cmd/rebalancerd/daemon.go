@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +18,6 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/clock"
 	"github.com/rebalancerd/rebalancerd/internal/config"
 	"github.com/rebalancerd/rebalancerd/internal/engine"
-	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/feeds"
 	rhttp "github.com/rebalancerd/rebalancerd/internal/http"
 	"github.com/rebalancerd/rebalancerd/internal/inputfile"
@@ -126,12 +123,18 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}()
 	m.Metrics = metrics.New()
 
-	store, err := state.Open(filepath.Join(cfg.StateDir, "ledgers"))
+	store, err := state.OpenWith(cfg.StateDir, state.Options{AsyncJournal: !cfg.JournalFsync})
 	if err != nil {
 		return err
 	}
-	store.SyncJournal = cfg.JournalFsync
 	m.store = store
+	if !cfg.HA.Enabled {
+		// High availability keeps its state in NATS: a former state
+		// directory stays as it is, and checkLocalState refuses it.
+		if err := m.migrate(); err != nil {
+			return err
+		}
+	}
 	m.lost = make(chan error, 1)
 
 	// NATS: embedded unless a URL is configured.
@@ -200,13 +203,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.WrapPublisher != nil {
 		pub = m.WrapPublisher(pub)
 	}
-	var aux engine.AuxStore = m.kvState // shared in high availability
-	if m.kvState == nil {
-		auxDir := filepath.Join(cfg.StateDir, "strategy")
-		if err := os.MkdirAll(auxDir, 0o700); err != nil {
-			return fmt.Errorf("state: %w", err)
-		}
-		aux = auxStore{auxDir}
+	var aux engine.AuxStore = store
+	if m.kvState != nil {
+		aux = m.kvState // shared in high availability
 	}
 	eng := engine.New(engine.Options{Clock: m.Clock, Publisher: pub, Store: engStore, MayPublish: mayPublish,
 		Aux:     aux,
@@ -331,281 +330,11 @@ func (m *Main) openHTTP(runCtx context.Context) error {
 	return nil
 }
 
-// standBy, for high availability, prepares the shared state and waits
-// until this instance holds the lease, serving health and metrics
-// meanwhile; then it keeps renewing the lease until runCtx ends, and
-// reports a loss on Lost.
-func (m *Main) standBy(ctx, runCtx context.Context) error {
-	cfg := m.Config
-	instance := cfg.HA.Instance
-	if instance == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("ha: instance name: %w (set ha.instance)", err)
-		}
-		instance = h
-	}
-	base := strings.TrimSuffix(m.Bus.OrdersStream(), "_ORDERS")
-	var err error
-	m.kvState, err = rnats.NewStateStore(ctx, m.Bus, rnats.StateStoreConfig{Bucket: base + "_STATE", Replicas: cfg.NATS.Replicas,
-		// Called while the engine holds its lock (a save): step down from
-		// a goroutine of its own, which ends once the halt is set.
-		Fenced: func(err error) { go m.stepDown(fmt.Errorf("shared state written by another instance: %w", err)) },
-		// Every write carries the lease's term and needs a valid lease
-		// (the lease exists before anything is written: Load runs after
-		// Acquire).
-		Term: func() (uint64, error) { return m.lease.Term() }})
-	if err != nil {
-		return fmt.Errorf("ha: %w", err)
-	}
-	if err := m.checkLocalState(); err != nil {
-		return fmt.Errorf("ha: %w", err)
-	}
-	m.lease, err = rnats.NewLease(ctx, m.Bus, rnats.LeaseConfig{Bucket: base + "_LEASE", Key: "planner", Holder: instance,
-		TTL: cfg.HA.LeaseTTL, Replicas: cfg.NATS.Replicas})
-	if err != nil {
-		return fmt.Errorf("ha: %w", err)
-	}
-	if err := m.openHTTP(runCtx); err != nil {
-		return err
-	}
-	m.Notifier.Ready("standby: waiting for the planner lease")
-	m.Log.Info("high availability: waiting for the planner lease", zap.String("instance", instance),
-		zap.Duration("lease_ttl", cfg.HA.LeaseTTL))
-	if err := m.lease.Acquire(ctx); err != nil {
-		return fmt.Errorf("ha: waiting for the lease: %w", err)
-	}
-	m.Log.Info("high availability: this instance is the planner", zap.String("instance", instance))
-	// Renewed until the engine has stopped publishing (Close), not merely
-	// until the daemon is asked to stop: the lease must outlive the last
-	// publish.
-	holdCtx, cancelHold := context.WithCancel(context.WithoutCancel(runCtx))
-	m.holdDone = make(chan struct{})
-	m.cancelHold = cancelHold
-	go func() {
-		defer close(m.holdDone)
-		if err := m.lease.Hold(holdCtx); err != nil {
-			m.stepDown(err)
-		}
-	}()
-	return nil
-}
-
-// mayPublish is the high-availability check before each message: the
-// lease is held with its margin left (read on the monotonic clock) and
-// this instance is not stepping down.
-func (m *Main) mayPublish() error {
-	if m.stepping.Load() {
-		return errors.New("stepping down: no longer the planner")
-	}
-	if !m.lease.Valid() {
-		return errors.New("the high-availability lease is not held with its margin left")
-	}
-	return nil
-}
-
-// stepDown stops publishing at once (the check before each message fails
-// from now on, and the kill switch, not persisted, cancels the attempt in
-// flight) and reports on Lost that this instance is no longer the
-// planner.
-func (m *Main) stepDown(err error) {
-	if m.stepping.Swap(true) {
-		return // stepping down already
-	}
-	m.Log.Error("high availability: no longer the planner; publishing stopped, stepping down", zap.Error(err))
-	if eng := m.eng.Load(); eng != nil {
-		eng.SetHalt(&engine.Halt{Reason: "high availability: this instance lost the planner lease", By: "ha",
-			At: m.Clock.Now().UTC()})
-	}
-	select {
-	case m.lost <- err:
-	default: // reported already
-	}
-}
-
-// checkLocalState refuses to run in high availability over local state
-// the shared state does not have: an engaged kill switch or a ledger in the
-// state directory would otherwise be ignored (trading resumes, fills since
-// the holdings file are forgotten).
-func (m *Main) checkLocalState() error {
-	if _, err := os.Stat(m.haltFile()); err == nil {
-		return fmt.Errorf("the kill switch is engaged in %s, which high availability does not read: "+
-			"release it without ha (rebalancerd release), or remove the file and halt again with ha", m.haltFile())
-	}
-	local, err := m.store.Policies()
-	if err != nil {
-		return err
-	}
-	for _, p := range local {
-		ok, err := m.kvState.Has(p)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("policy %s has a ledger in %s but none in the shared state; high availability would start it "+
-				"from its holdings file and forget the fills since: move the ledger away only after updating the holdings file "+
-				"(docs/OPERATIONS.md, \"High availability\")", p, m.store.Dir())
-		}
-	}
-	return nil
-}
-
-// standbyReason says why this instance does not plan.
-func (m *Main) standbyReason() string {
-	if m.lease == nil {
-		return "starting"
-	}
-	if h := m.lease.Holder(); h != "" {
-		return "the planner lease is held by " + h
-	}
-	return "waiting for the planner lease"
-}
-
-// Lost delivers an error when this instance has lost the
-// high-availability lease. Publishing has stopped by then; the daemon must
-// stop too (its supervisor restarts it as a standby), since its view of
-// the shared state may be behind the new planner's.
-func (m *Main) Lost() <-chan error { return m.lost }
-
-// load reads every policy and hands the set to the engine.
-func (m *Main) load(reason string) ([]string, error) {
-	m.loadMu.Lock()
-	defer m.loadMu.Unlock()
-	set, dirs, err := engine.ReadSources(m.Config.Policies)
-	return dirs, m.apply(reason, set, err)
-}
-
-// apply records a load attempt and, when it read cleanly, swaps the set in.
-func (m *Main) apply(reason string, set []engine.Loaded, err error) error {
-	if err == nil {
-		err = m.Engine.Load(set)
-	}
-	now := m.Clock.Now()
-	m.reloadMu.Lock()
-	m.lastReload = statusdoc.Reload{OK: err == nil, At: now, Files: len(set), Reason: reason}
-	if err != nil {
-		m.lastReload.Error = err.Error()
-	} else {
-		m.fingerprint = fingerprint(set)
-	}
-	m.reloadMu.Unlock()
-	m.Metrics.ObserveReload(err == nil, now)
-	if err != nil {
-		m.Metrics.InputsRejected.WithLabelValues(metrics.InputPolicyFile, "invalid").Inc()
-	}
-	return err
-}
-
-// fingerprint identifies the content of a policy set.
-func fingerprint(set []engine.Loaded) string {
-	parts := make([]string, len(set))
-	for i, l := range set {
-		parts[i] = l.Policy.Name + "@" + l.Policy.Version + "+" + l.HoldingsHash
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ",")
-}
-
-// Reload re-reads the policies and holdings files. An invalid edit keeps
-// the running policies; the error is logged with file and line and shown
-// in /status, /readyz and rebalancerd_config_last_reload_successful.
-// A file-change notification that changes nothing (same content hashes,
-// or the same error as last time) is ignored quietly; SIGHUP always
-// reloads and reports.
-func (m *Main) Reload(reason string) error {
-	// A watcher reload and a SIGHUP must not interleave their reads and
-	// swaps: the older read could win.
-	m.loadMu.Lock()
-	defer m.loadMu.Unlock()
-	set, _, err := engine.ReadSources(m.Config.Policies)
-	if reason == reasonFileChange {
-		m.reloadMu.Lock()
-		last := m.lastReload
-		same := (err == nil && last.OK && fingerprint(set) == m.fingerprint) ||
-			(err != nil && !last.OK && err.Error() == last.Error)
-		m.reloadMu.Unlock()
-		if same {
-			return nil
-		}
-	}
-	m.Notifier.Reloading()
-	if err = m.apply(reason, set, err); err != nil {
-		m.Log.Error("reload failed; the running policies stay as they were", zap.String("reason", reason), zap.Error(err))
-		m.Notifier.Reloaded("reload failed: running the previous policies")
-		return err
-	}
-	m.Log.Info("policies reloaded", zap.String("reason", reason), zap.Int("policies", len(set)))
-	m.Notifier.Reloaded(fmt.Sprintf("running %d policies", len(set)))
-	m.Engine.EvaluateAll()
-	return nil
-}
-
 // Reload reasons.
 const (
 	reasonFileChange = "file change"
 	reasonSIGHUP     = "SIGHUP"
 )
-
-// feed builds a feed source from its configuration.
-func (m *Main) feed(f config.Feed) (feeds.Source, error) {
-	if f.Kind == config.FeedNATS {
-		return feeds.NewNATSFeed(m.Conn, events.Subjects{Prefix: m.Config.NATS.Prefix}.Prices(), m.Log.Named("feed"),
-			feeds.WithNATSName(f.Name), feeds.WithNATSClock(m.Clock.Now)), nil
-	}
-	fetcher, pc, err := buildFetcher(f, m.Env, m.Clock.Now)
-	if err != nil {
-		return nil, err
-	}
-	return feeds.NewPoller(f.Name, f.Kind, fetcher, pc, m.Log.Named("feed")), nil
-}
-
-// buildFetcher builds a polled feed's fetcher and poll settings: it reads
-// the API key (a private file or an environment variable) and the feed's
-// files, so that `check -config` finds what `run` would fail on.
-func buildFetcher(f config.Feed, env func(string) string, now func() time.Time) (feeds.Fetcher, feeds.PollConfig, error) {
-	var pc feeds.PollConfig
-	key := ""
-	switch {
-	case f.APIKeyFile != "":
-		if err := rnats.CheckPrivate("api key file", f.APIKeyFile); err != nil {
-			return nil, pc, err
-		}
-		data, err := inputfile.Read(f.APIKeyFile, inputfile.MaxSecretSize)
-		if err != nil {
-			return nil, pc, fmt.Errorf("api key: %w", err)
-		}
-		key = string(trimSpace(data))
-	case f.APIKeyEnv != "":
-		if key = env(f.APIKeyEnv); key == "" {
-			return nil, pc, fmt.Errorf("api key: environment variable %s is not set", f.APIKeyEnv)
-		}
-	}
-	var fetcher feeds.Fetcher
-	var err error
-	switch f.Kind {
-	case config.FeedFile:
-		fetcher, err = feeds.NewFileFetcher(f.Path)
-	case config.FeedReplay:
-		fetcher, err = feeds.NewReplayFetcher(f.Path, now)
-	case config.FeedHTTP:
-		fetcher, err = feeds.NewHTTPFetcher(feeds.HTTPConfig{URL: f.URL, Header: f.Header, APIKey: key,
-			Fields: f.Fields, TimeFields: f.TimeFields, Clock: now})
-	case config.FeedCoinGecko:
-		fetcher, err = feeds.NewCoinGecko(feeds.CoinGeckoConfig{BaseURL: f.URL, IDs: f.IDs, VsCurrency: f.VsCurrency,
-			Header: f.Header, APIKey: key})
-	default:
-		return nil, pc, fmt.Errorf("unknown kind %q", f.Kind)
-	}
-	if err != nil {
-		return nil, pc, err
-	}
-	pc = feeds.DefaultPollConfig()
-	pc.Interval, pc.Timeout, pc.Retries, pc.Clock = f.Interval, f.Timeout, f.Retries, now
-	if err := pc.Validate(); err != nil {
-		return nil, pc, err
-	}
-	return fetcher, pc, nil
-}
 
 // httpToken reads the HTTP bearer token of c ("" without a token file) and
 // checks that the listener may serve with it: off loopback a token is
@@ -636,40 +365,6 @@ func trimSpace(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
-}
-
-// feedMetrics copies the feeds' status into the metrics every few seconds
-// (and once more when ctx ends).
-func (m *Main) feedMetrics(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	last := make([]feeds.Status, len(m.sources))
-	for {
-		for i, s := range m.sources {
-			st := s.Status()
-			m.Metrics.FeedPolls.WithLabelValues(st.Name).Add(float64(st.Polls - last[i].Polls))
-			m.Metrics.FeedErrors.WithLabelValues(st.Name).Add(float64(st.Failures - last[i].Failures))
-			for reason, n := range st.Rejected {
-				if d := n - last[i].Rejected[reason]; d > 0 {
-					m.Metrics.InputsRejected.WithLabelValues(metrics.InputPrice, reason).Add(float64(d))
-				}
-			}
-			last[i] = st
-			if !st.LastSuccess.IsZero() {
-				m.Metrics.FeedLastSuccess.WithLabelValues(st.Name).Set(float64(st.LastSuccess.Unix()))
-			}
-			open := 0.0
-			if st.BreakerOpen {
-				open = 1
-			}
-			m.Metrics.FeedBreakerOpen.WithLabelValues(st.Name).Set(open)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 func (m *Main) ready() []string {
@@ -796,42 +491,6 @@ func reportError(err error) error {
 	return err
 }
 
-// publisher adapts the bus to the engine.
-type publisher struct{ b *rnats.Bus }
-
-// PublishOrders publishes the orders, with the plan event in the same
-// atomic batch where the server takes one, and waits for the ack.
-func (p publisher) PublishOrders(ctx context.Context, orders []events.Order, plan *events.Plan) (bool, error) {
-	_, planSent, err := p.b.PublishPlanOrders(ctx, orders, plan)
-	return planSent, err
-}
-
-// PublishPlan publishes the plan event and waits for its ack.
-func (p publisher) PublishPlan(ctx context.Context, pl events.Plan) error {
-	return p.b.PublishPlan(ctx, pl)
-}
-
-// PublishAlert publishes an alert and waits for its ack.
-func (p publisher) PublishAlert(ctx context.Context, a events.Alert) error {
-	return p.b.PublishAlert(ctx, a)
-}
-
-// auxStore keeps the engine's other data as JSON files in a directory.
-type auxStore struct{ dir string }
-
-// ReadJSON reads dir/name.json.
-func (s auxStore) ReadJSON(name string, v any) (bool, error) {
-	return state.ReadJSON(filepath.Join(s.dir, name+".json"), v)
-}
-
-// WriteJSON replaces dir/name.json durably.
-func (s auxStore) WriteJSON(name string, v any) error {
-	return state.WriteJSON(filepath.Join(s.dir, name+".json"), v)
-}
-
-// PublishDrift publishes a drift event (core NATS).
-func (p publisher) PublishDrift(d events.Drift) error { return p.b.PublishDrift(d) }
-
 // natsURL is where the daemon's NATS is, for logs: the embedded server's
 // client URL (the daemon itself is connected in process) or the external
 // server it is connected to, without credentials.
@@ -842,20 +501,25 @@ func (m *Main) natsURL() string {
 	return m.Conn.ConnectedUrlRedacted()
 }
 
-// history reads the streams back for the engine's reconciliation.
-type history struct{ b *rnats.Bus }
-
-// OrdersSince returns the order events stored since the given time.
-func (h history) OrdersSince(ctx context.Context, since time.Time) ([]events.Order, error) {
-	return h.b.OrdersSince(ctx, since)
-}
-
-// FillsSince returns the fills stored since the given time as reports.
-func (h history) FillsSince(ctx context.Context, since time.Time) ([]engine.Report, bool, error) {
-	rs, complete, err := h.b.FillsSince(ctx, since)
-	out := make([]engine.Report, len(rs))
-	for i, r := range rs {
-		out[i] = engine.Report{Policy: r.Policy, Account: r.Account, Fill: r.Fill}
+// migrate imports the state directory's former layout into the store,
+// once: the ledgers and journals (ledgers/) and the engine's documents
+// (strategy/), each directory renamed with state.MigratedSuffix after.
+func (m *Main) migrate() error {
+	for _, d := range []struct {
+		name    string
+		ledgers bool
+	}{{"ledgers", true}, {"strategy", false}} {
+		mig, err := m.store.Migrate(filepath.Join(m.Config.StateDir, d.name), d.ledgers)
+		if err != nil {
+			return fmt.Errorf("migrate the state directory: %w", err)
+		}
+		if mig.Dir == "" {
+			continue
+		}
+		m.Log.Warn("state directory migrated into the state file; the former files are kept",
+			zap.String("from", mig.Dir), zap.String("to", m.store.Path()), zap.String("kept_as", mig.RenamedTo),
+			zap.Int("ledgers", mig.Ledgers), zap.Int("journal_entries", mig.Entries), zap.Int("documents", mig.Documents),
+			zap.Int("orphan_journals_ignored", mig.Orphans), zap.Bool("resumed", mig.Resumed))
 	}
-	return out, complete, err
+	return nil
 }

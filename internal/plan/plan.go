@@ -286,6 +286,9 @@ func makeWith(s *drift.Snapshot, o Options, exact bool) *Plan {
 			}
 		}
 		pl.settle()
+		// The asset location of buys paid for by sales, once the polish
+		// has settled the allocation, which it leaves as it is.
+		pl.locateSales()
 		if tx == nil {
 			return pl.finish()
 		}

@@ -397,6 +397,12 @@ func (pl *planner) newRule(i int) Rule {
 // projection back to the planner's decimals. The orders the polish
 // changed keep their steps in n (changed) until settle.
 func (pl *planner) compact() {
+	pl.dropEmpty()
+	pl.store()
+}
+
+// dropEmpty removes the orders with no step left (n).
+func (pl *planner) dropEmpty() {
 	out := pl.orders[:0]
 	for _, o := range pl.orders {
 		if o.n.Sign() > 0 {
@@ -404,7 +410,6 @@ func (pl *planner) compact() {
 		}
 	}
 	pl.orders = out
-	pl.store()
 }
 
 // settle sets the units, quantity and notional of the orders the polish
@@ -412,9 +417,10 @@ func (pl *planner) compact() {
 func (pl *planner) settle() {
 	for k := range pl.orders {
 		if o := &pl.orders[k]; o.changed {
-			units := o.n.dec()
+			units, n := o.n.dec(), o.n
 			if o.Account == "" {
 				*o = pl.order(o.account, o.instrument, o.Side, units, decimal.Decimal{}, decimal.Decimal{}, o.Rule)
+				o.n = n
 			}
 			o.units = units
 			o.Quantity = pl.timesStep(o.instrument, units)

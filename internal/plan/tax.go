@@ -449,8 +449,9 @@ func (pl *planner) washLosses() {
 
 // purchases returns the household's purchases the wash-sale rule matches
 // against the plan's loss sales: the lots acquired within the longest
-// window before the trade date, less the shares the plan's sells take from
-// them (a lot sold is not its own replacement); the history's buys, less
+// window before the trade date that replace no earlier loss sale's shares
+// (tax.Lot.Replacement, booked by the ledger), less the shares the plan's
+// sells take from them (a lot sold is not its own replacement); the history's buys, less
 // the lots acquired the same day in the same account (the lots record
 // those buys; a buy of unknown quantity on a day a lot records is taken to
 // be that lot's); and the plan's buys. Trades in accounts the policy
@@ -474,6 +475,9 @@ func (pl *planner) purchases() []tax.Trade {
 				}
 				kk := key{p.Accounts[a].Name, p.Instruments[i].Symbol, lot.Acquired}
 				recorded[kk] = recorded[kk].Add(lot.Quantity)
+				if lot.Replacement {
+					continue // it replaces an earlier loss sale's shares already
+				}
 				if q := lot.Quantity.Sub(pl.soldOf(a, i, j)); q.Sign() > 0 {
 					out = append(out, tax.Trade{Instrument: kk.instrument, Account: kk.account, Date: lot.Acquired,
 						Quantity: q, TaxAdvantaged: !tx.taxable[a]})
@@ -584,7 +588,14 @@ func (pl *planner) chooseLots() error {
 			o.BasisUnknown = true
 			continue
 		}
-		sel, err := l.Select(o.Quantity, o.Price, tx.date, tx.opts)
+		var sel tax.Selection
+		var err error
+		if ranked, ok := pl.rankedLots(o.account, o.instrument); ok {
+			// A withdrawal by least tax sells the lots it ranked.
+			sel, err = l.SelectInOrder(ranked, o.Quantity, o.Price, tx.date, tx.opts)
+		} else {
+			sel, err = l.Select(o.Quantity, o.Price, tx.date, tx.opts)
+		}
 		if err != nil {
 			return fmt.Errorf("account %s: sell of %s %s: %w", o.Account, o.Quantity, o.Instrument, err)
 		}
@@ -594,6 +605,16 @@ func (pl *planner) chooseLots() error {
 		o.Lots, o.Gains = sel.Sales, sel.Gains
 	}
 	return nil
+}
+
+// rankedLots returns the lots of instrument i in account a in the order a
+// withdrawal by least tax ranked them (leastTax), if it did.
+func (pl *planner) rankedLots(a, i int) ([]int, bool) {
+	if pl.flow == nil || pl.flow.ranked == nil {
+		return nil, false
+	}
+	r, ok := pl.flow.ranked[a*pl.nI+i]
+	return r, ok
 }
 
 // realizesLoss reports whether order o is a sell whose lots sell some lot

@@ -1,0 +1,204 @@
+// Quotes: which households a batch of prices touches, the drift queue
+// that coalesces them, and the aggregates exported after each tick.
+
+package engine
+
+import (
+	"slices"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/rebalancerd/rebalancerd/internal/feeds"
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
+	"github.com/rebalancerd/rebalancerd/internal/metrics"
+	"github.com/rebalancerd/rebalancerd/internal/policy"
+)
+
+// neededSymbols lists the instruments whose prices the policy needs: those
+// held and those in a sleeve with a target above zero.
+func neededSymbols(p *policy.Policy, l *ledger.Ledger) []string {
+	need := map[string]bool{}
+	for _, in := range p.Instruments {
+		if p.Sleeves[in.Sleeve].Target.Sign() > 0 {
+			need[in.Symbol] = true
+		}
+	}
+	for _, a := range l.Accounts {
+		for sym, q := range a.Positions {
+			if !q.IsZero() {
+				need[sym] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(need))
+	for s := range need {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Quotes offers quotes to every policy and evaluates the policies whose
+// check is due. Feeds call it from their goroutines.
+//
+// A plan the quotes cause is published by the calling goroutine when the
+// publisher is idle (see Options.InlinePublishTimeout): Quotes then
+// returns once JetStream has acknowledged it, or once it has handed it to
+// the publisher.
+func (e *Engine) Quotes(qs []feeds.Quote) {
+	start := time.Now() // a duration for the histogram, not a clock reading the logic uses
+	e.mu.Lock()
+	queued := len(e.outbox) // offer only appends to it
+	e.holdWake = e.opts.InlinePublishTimeout > 0
+	e.offer(qs)
+	if m := e.opts.Metrics; m != nil {
+		m.BatchEvaluationSeconds.Observe(time.Since(start).Seconds())
+	}
+	e.holdWake = false
+	var job *pubJob
+	if len(e.outbox) > queued {
+		job = e.claim(true)
+		if job == nil {
+			e.wakeLocked() // enqueue did not
+		}
+	}
+	e.mu.Unlock()
+	if job != nil {
+		e.publishInline(job)
+	}
+	e.flushDrift() // after the unlock: publishing must not hold the engine
+}
+
+// setSymbols recomputes the instruments whose prices a policy needs, and
+// has the index of policies by instrument rebuilt. Called with e.mu held.
+func (e *Engine) setSymbols(rt *runtime) {
+	syms := neededSymbols(rt.pol, rt.ledger)
+	if !slices.Equal(syms, rt.symbols) {
+		e.bySymbol = nil
+	}
+	rt.symbols = syms
+}
+
+// affected returns the policies that need a price of qs, in name order,
+// from an index of policies by instrument (built when missing): a quote
+// reaches only the households that hold or target its instrument. Called
+// with e.mu held.
+func (e *Engine) affected(qs []feeds.Quote) []*runtime {
+	if e.bySymbol == nil {
+		e.bySymbol = map[string][]int{}
+		for i, name := range e.names {
+			for _, sym := range e.policies[name].symbols {
+				e.bySymbol[sym] = append(e.bySymbol[sym], i)
+			}
+		}
+	}
+	mark := make([]bool, len(e.names))
+	n := 0
+	for _, q := range qs {
+		for _, i := range e.bySymbol[q.Symbol] {
+			if !mark[i] {
+				mark[i] = true
+				n++
+			}
+		}
+	}
+	out := make([]*runtime, 0, n)
+	for i, name := range e.names {
+		if mark[i] {
+			out = append(out, e.policies[name])
+		}
+	}
+	return out
+}
+
+// offer gives quotes to the policies that need them and evaluates those
+// due. Called with e.mu held.
+func (e *Engine) offer(qs []feeds.Quote) {
+	now := e.clk.Now()
+	for _, rt := range e.affected(qs) {
+		name := rt.pol.Name
+		changed := false
+		for _, q := range qs {
+			if _, ok := slices.BinarySearch(rt.symbols, q.Symbol); !ok {
+				continue
+			}
+			switch v := rt.guard.Offer(q, now); v {
+			case feeds.Accepted:
+				rt.recordQuote(q)
+				changed = true
+			case feeds.Quarantined:
+				e.log.Warn("price quarantined: moved more than max_move; unconfirmed until it persists for confirm_after or another feed reports it",
+					zap.String("policy", name), zap.String("symbol", q.Symbol), zap.String("price", q.Price.String()),
+					zap.String("source", q.Source), zap.Duration("confirm_after", rt.pol.Prices.ConfirmAfter))
+				changed = true
+			case feeds.Confirmed:
+				e.log.Info("price move confirmed", zap.String("policy", name), zap.String("symbol", q.Symbol),
+					zap.String("price", q.Price.String()), zap.String("source", q.Source))
+				changed = true
+			case feeds.Ignored, feeds.Agreeing:
+			default:
+				changed = true
+			}
+		}
+		if changed {
+			rt.dirty = true
+			if rt.due != nil || !now.Before(rt.lastCheck.Add(rt.pol.Rebalance.CheckEvery)) {
+				e.evaluate(rt, now)
+			}
+		}
+	}
+}
+
+// tick evaluates the policies whose check is due and whose prices changed
+// since their last evaluation; for the others it only refreshes what
+// blocks them (a price going stale), so that a quote arriving later is
+// evaluated at once.
+func (e *Engine) tick() {
+	defer e.flushDrift()  // after the unlock: publishing must not hold the engine
+	defer e.flushAlerts() // likewise
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.clk.Now()
+	e.lastTick = now
+	for _, name := range e.names {
+		rt := e.policies[name]
+		switch {
+		case rt.dirty && !now.Before(rt.lastCheck.Add(rt.pol.Rebalance.CheckEvery)):
+			e.evaluate(rt, now)
+		case rt.due != nil:
+			e.evaluate(rt, now)
+		default:
+			e.refreshBlocks(rt, now)
+		}
+	}
+	e.watchCorrelations(now)
+	e.exportAggregates()
+}
+
+// exportAggregates sets the metrics that count households: breaching, and
+// blocked by reason. Called with e.mu held, once a tick.
+func (e *Engine) exportAggregates() {
+	m := e.opts.Metrics
+	if m == nil {
+		return
+	}
+	breaching := 0
+	blocked := make(map[string]int, len(metrics.BlockReasons))
+	for _, name := range e.names {
+		rt := e.policies[name]
+		if len(rt.breaching) > 0 {
+			breaching++
+		}
+		for k, b := range rt.blocked {
+			if !hasReason(rt.blocked[:k], b.Reason) { // a household once per reason
+				blocked[b.Reason]++
+			}
+		}
+	}
+	m.HouseholdsBreaching.Set(float64(breaching))
+	for _, r := range metrics.BlockReasons {
+		m.HouseholdsBlocked.WithLabelValues(r).Set(float64(blocked[r]))
+	}
+}
