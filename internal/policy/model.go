@@ -63,7 +63,7 @@ func ParseModel(file string, data []byte) (*Model, error) {
 	r := &strictyaml.Reader{File: file}
 	root := r.Parse(data)
 	if root == nil {
-		return nil, r.Errs.Err()
+		return nil, &ModelError{File: file, Errs: strictyaml.AsErrors(r.Errs.Err())}
 	}
 	m := &Model{File: file, sum: sha256.Sum256(data)}
 	m.Version = hex.EncodeToString(m.sum[:8])
@@ -72,13 +72,28 @@ func ParseModel(file string, data []byte) (*Model, error) {
 		schedules: map[string]cron.Schedule{}}
 	c.compile("model")
 	if err := r.Errs.Err(); err != nil {
-		return nil, err
+		return nil, &ModelError{Name: c.p.Name, File: file, Errs: strictyaml.AsErrors(err)}
 	}
 	m.Name, m.Policy, m.schedules = c.p.Name, c.p, c.schedules
 	m.r = *r
 	m.part = part{root: root, f: whole.f}
 	return m, nil
 }
+
+// ModelError is the error of a model file that does not validate; Name is
+// the model's name when it could be read, so that its households can say
+// which of their models is broken.
+type ModelError struct {
+	Name string
+	File string
+	Errs strictyaml.Errors
+}
+
+// Error lists the problems, one per line.
+func (e *ModelError) Error() string { return e.Errs.Error() }
+
+// Unwrap returns the problems (strictyaml.AsErrors finds them).
+func (e *ModelError) Unwrap() error { return e.Errs }
 
 // Household is a parsed household file, to be composed with its model.
 type Household struct {
@@ -90,6 +105,8 @@ type Household struct {
 	// taken from the household file's directory.
 	Holdings string
 	File     string
+	// ModelLine is the line of the model field.
+	ModelLine int
 
 	data []byte
 	r    strictyaml.Reader
@@ -130,6 +147,9 @@ func ParseHousehold(file string, data []byte) (*Household, error) {
 		return s
 	}
 	h.Name, h.Model = str("household"), str("model")
+	if n, ok := f["model"]; ok {
+		h.ModelLine = n.Line
+	}
 	if s := str("holdings"); s != "" {
 		if !filepath.IsAbs(s) {
 			s = filepath.Join(filepath.Dir(file), s)
