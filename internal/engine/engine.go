@@ -419,7 +419,8 @@ func (e *Engine) Load(set []Loaded) error {
 		old := rt.pol
 		rt.pol, rt.invalid = l.Policy, l.Blocked
 		rt.ledger.HistoryDays = historyDays(rt.pol)
-		rt.ledger.Zone = rt.pol.TradeZone() // fills dated on the investor's day
+		rt.ledger.Zone = rt.pol.TradeZone()         // fills dated on the investor's day
+		rt.ledger.Wash = ledger.WashRulesOf(rt.pol) // fills book wash sales in the lots
 		e.setSymbols(rt)
 		if old == nil || old.Version != rt.pol.Version {
 			e.loadCorrelation(rt)

@@ -278,6 +278,9 @@ func MakeWith(s *drift.Snapshot, o Options) *Plan {
 				pl.withdrawAll()
 			}
 		}
+		// The asset location of buys paid for by sales, once the polish
+		// has settled the allocation, which it leaves as it is.
+		pl.locateSales()
 		if tx == nil {
 			return pl.finish()
 		}

@@ -449,8 +449,9 @@ func (pl *planner) washLosses() {
 
 // purchases returns the household's purchases the wash-sale rule matches
 // against the plan's loss sales: the lots acquired within the longest
-// window before the trade date, less the shares the plan's sells take from
-// them (a lot sold is not its own replacement); the history's buys, less
+// window before the trade date that replace no earlier loss sale's shares
+// (tax.Lot.Replacement, booked by the ledger), less the shares the plan's
+// sells take from them (a lot sold is not its own replacement); the history's buys, less
 // the lots acquired the same day in the same account (the lots record
 // those buys; a buy of unknown quantity on a day a lot records is taken to
 // be that lot's); and the plan's buys. Trades in accounts the policy
@@ -474,6 +475,9 @@ func (pl *planner) purchases() []tax.Trade {
 				}
 				kk := key{p.Accounts[a].Name, p.Instruments[i].Symbol, lot.Acquired}
 				recorded[kk] = recorded[kk].Add(lot.Quantity)
+				if lot.Replacement {
+					continue // it replaces an earlier loss sale's shares already
+				}
 				if q := lot.Quantity.Sub(pl.soldOf(a, i, j)); q.Sign() > 0 {
 					out = append(out, tax.Trade{Instrument: kk.instrument, Account: kk.account, Date: lot.Acquired,
 						Quantity: q, TaxAdvantaged: !tx.taxable[a]})

@@ -366,3 +366,29 @@ func atLoss(o plan.Order) bool {
 	}
 	return false
 }
+
+// TestAssetLocationOfSales: buys paid for by sales follow the asset
+// location too. ira and roth (both tax-advantaged, ira first in the order
+// of sales) hold 40 A each (4000 + 4000) and roth 40 B (2000), no cash:
+// 10000 in all wants 6000 A (sell 20 A) and 4000 B (buy 40 B). Without a
+// location the first account sells: ira sells 20 A and buys 40 B with the
+// proceeds. With bonds located in roth, roth sells the 20 A and buys the
+// 40 B; the household trades the same, so the allocation is the same.
+func TestAssetLocationOfSales(t *testing.T) {
+	instruments := "  A: {sleeve: stocks}\n  B: {sleeve: bonds}"
+	accounts := "  ira: {type: traditional_ira}\n  roth: {type: roth_ira}"
+	holdings := `  ira: {cash: "0", positions: {A: "40"}}` + "\n" + `  roth: {cash: "0", positions: {A: "40", B: "40"}}`
+	p := taxPlan(t, instruments, accounts, "", holdings, tax.History{})
+	wantOrders(t, p, "ira sell 20 A to_target", "ira buy 40 B to_target")
+	p = taxPlan(t, instruments, accounts, "asset_location: {bonds: [roth]}", holdings, tax.History{})
+	wantOrders(t, p, "roth sell 20 A to_target", "roth buy 40 B to_target")
+	// Located in ira, where the sale is already: nothing moves.
+	p = taxPlan(t, instruments, accounts, "asset_location: {bonds: [ira]}", holdings, tax.History{})
+	wantOrders(t, p, "ira sell 20 A to_target", "ira buy 40 B to_target")
+	// A taxable account preferred for bonds does not take a sale from a
+	// tax-advantaged one: sales stay tax-advantaged first.
+	accounts = "  ira: {type: traditional_ira}\n  tx: {type: taxable}"
+	holdings = `  ira: {cash: "0", positions: {A: "40"}}` + "\n" + `  tx: {cash: "0", positions: {A: "40", B: "40"}}`
+	p = taxPlan(t, instruments, accounts, "asset_location: {bonds: [tx]}", holdings, tax.History{})
+	wantOrders(t, p, "ira sell 20 A to_target", "ira buy 40 B to_target")
+}

@@ -29,6 +29,24 @@ type Lot struct {
 	Basis decimal.Decimal
 	// Acquired is the trade date of the purchase.
 	Acquired Date
+	// HoldingFrom, when set, is the date the lot's holding period counts
+	// from instead of Acquired: a wash sale's replacement shares in a
+	// taxable account count from their purchase date moved back by the
+	// days the shares sold at a loss were held (IRS Publication 550,
+	// "Wash Sales"). It is not after Acquired.
+	HoldingFrom Date
+	// Replacement says the lot's shares already replace shares sold at a
+	// loss (a wash sale booked by the ledger): they replace no others.
+	Replacement bool
+}
+
+// HeldFrom returns the date the lot's holding period counts from:
+// HoldingFrom when set, else Acquired.
+func (l Lot) HeldFrom() Date {
+	if !l.HoldingFrom.IsZero() {
+		return l.HoldingFrom
+	}
+	return l.Acquired
 }
 
 // Lots is one position's tax lots, prepared for selection: sorted once by
@@ -55,9 +73,11 @@ func NewLots(lots []Lot) (Lots, error) {
 			return Lots{}, fmt.Errorf("lot %d: cost basis must not be negative, got %s", i, lot.Basis)
 		case lot.Acquired.IsZero():
 			return Lots{}, fmt.Errorf("lot %d: acquisition date is missing", i)
+		case lot.HoldingFrom.After(lot.Acquired):
+			return Lots{}, fmt.Errorf("lot %d: holding period from %s, after the acquisition on %s", i, lot.HoldingFrom, lot.Acquired)
 		}
 		l.order[i] = i
-		l.ltFrom[i] = LongTermFrom(lot.Acquired)
+		l.ltFrom[i] = LongTermFrom(lot.HeldFrom())
 		qty = append(qty, lot.Quantity)
 	}
 	if len(qty) > 0 {
@@ -113,6 +133,9 @@ type Sale struct {
 	Gain decimal.Decimal `json:"gain"`
 	// LongTerm says whether the gain or loss is long-term on the sale date.
 	LongTerm bool `json:"long_term"`
+	// HoldingFrom is the lot's Lot.HoldingFrom: set when its holding
+	// period counts from before Acquired (a wash sale's replacement).
+	HoldingFrom Date `json:"holding_from,omitzero"`
 	// Disallowed is the part of a loss that the wash-sale rule disallows
 	// (WashSale.Match): positive, at most −Gain. GainsOf counts only the
 	// rest of the loss.
@@ -341,14 +364,22 @@ func (l Lots) sale(i int, q, price decimal.Decimal, date Date) Sale {
 	}
 	proceeds := q.Mul(price)
 	return Sale{
-		Lot:      i,
-		Acquired: lot.Acquired,
-		Quantity: q,
-		Basis:    basis,
-		Proceeds: proceeds,
-		Gain:     proceeds.Sub(basis),
-		LongTerm: !date.Before(l.ltFrom[i]),
+		Lot:         i,
+		Acquired:    lot.Acquired,
+		Quantity:    q,
+		Basis:       basis,
+		Proceeds:    proceeds,
+		Gain:        proceeds.Sub(basis),
+		LongTerm:    !date.Before(l.ltFrom[i]),
+		HoldingFrom: lot.HoldingFrom,
 	}
+}
+
+// QuoHalfEven returns n / d rounded half to even to places decimals,
+// exactly, without the decimal package's division precision: n must not
+// be negative and d must be positive.
+func QuoHalfEven(n, d decimal.Decimal, places int32) decimal.Decimal {
+	return quoHalfEven(n, d, places)
 }
 
 // quoHalfEven returns n / d rounded half to even to places decimals,
