@@ -1,17 +1,14 @@
-// Adapters between the engine's interfaces and the NATS bus and the state
-// directory.
+// Adapters between the engine's interfaces and the NATS bus.
 
 package main
 
 import (
 	"context"
-	"path/filepath"
 	"time"
 
 	"github.com/rebalancerd/rebalancerd/internal/engine"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
-	"github.com/rebalancerd/rebalancerd/internal/state"
 )
 
 // publisher adapts the bus to the engine.
@@ -32,19 +29,6 @@ func (p publisher) PublishPlan(ctx context.Context, pl events.Plan) error {
 // PublishAlert publishes an alert and waits for its ack.
 func (p publisher) PublishAlert(ctx context.Context, a events.Alert) error {
 	return p.b.PublishAlert(ctx, a)
-}
-
-// auxStore keeps the engine's other data as JSON files in a directory.
-type auxStore struct{ dir string }
-
-// ReadJSON reads dir/name.json.
-func (s auxStore) ReadJSON(name string, v any) (bool, error) {
-	return state.ReadJSON(filepath.Join(s.dir, name+".json"), v)
-}
-
-// WriteJSON replaces dir/name.json durably.
-func (s auxStore) WriteJSON(name string, v any) error {
-	return state.WriteJSON(filepath.Join(s.dir, name+".json"), v)
 }
 
 // PublishDrift publishes a drift event (core NATS).

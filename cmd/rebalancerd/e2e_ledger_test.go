@@ -18,6 +18,8 @@ import (
 
 	"github.com/rebalancerd/rebalancerd/internal/config"
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
+	"github.com/rebalancerd/rebalancerd/internal/state"
 )
 
 // externalNATS runs a NATS server with JetStream outside the daemons, so
@@ -152,8 +154,8 @@ accounts:
 	if slices.Contains(second.blockedReasons(), "unknown_order_state") {
 		t.Errorf("still blocked after the resync: %v", second.blockedReasons())
 	}
-	data, err := os.ReadFile(filepath.Join(first.Config.StateDir, "ledgers", "test-household.json"))
-	if err != nil || !strings.Contains(string(data), "fills lost with the state directory") {
+	saved, ok, err := second.store.Load("test-household")
+	if data, _ := json.Marshal(saved); err != nil || !ok || !strings.Contains(string(data), "fills lost with the state directory") {
 		t.Errorf("the resync is not recorded in the saved ledger (%v)", err)
 	}
 }
@@ -166,16 +168,9 @@ func TestLedgerDatedInTheFuture(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ledgerFile := filepath.Join(first.Config.StateDir, "ledgers", "test-household.json")
-	data, err := os.ReadFile(ledgerFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	poisoned := regexp.MustCompile(`"as_of": ?"[^"]*"`).ReplaceAllString(string(data), `"as_of":"9999-12-31T23:59:59Z"`)
-	if poisoned == string(data) {
-		t.Fatal("no as_of in the ledger file")
-	}
-	writeFile(t, ledgerFile, poisoned)
+	editLedger(t, first.Config.StateDir, "test-household", func(l *ledger.Ledger) {
+		l.AsOf = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	})
 	second := startDaemon(t, policyText("threshold", ""), monday0959.Add(time.Minute), func(c *config.Config, m *Main) {
 		c.StateDir, c.Policies = first.Config.StateDir, first.Config.Policies
 	})
@@ -201,12 +196,9 @@ func TestHoldingsFileReplacesLedgerDatedInTheFuture(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ledgerFile := filepath.Join(first.Config.StateDir, "ledgers", "test-household.json")
-	data, err := os.ReadFile(ledgerFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, ledgerFile, regexp.MustCompile(`"as_of": ?"[^"]*"`).ReplaceAllString(string(data), `"as_of":"9999-12-31T23:59:59Z"`))
+	editLedger(t, first.Config.StateDir, "test-household", func(l *ledger.Ledger) {
+		l.AsOf = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	})
 	writeFile(t, first.Config.Policies[0].Holdings, strings.Replace(testHoldings, `cash: "500"`, `cash: "700"`, 1))
 	second := startDaemon(t, policyText("threshold", ""), monday0959.Add(time.Minute), func(c *config.Config, m *Main) {
 		c.StateDir, c.Policies = first.Config.StateDir, first.Config.Policies
@@ -248,5 +240,37 @@ func TestBadFillsCounted(t *testing.T) {
 	})
 	if got := iraHoldings(d); fmt.Sprint(got) != fmt.Sprint(before) || d.policyStatus().HoldingsAsOf.After(d.clock.Now()) {
 		t.Fatalf("holdings %v as of %v after refused fills, want %v", got, d.policyStatus().HoldingsAsOf, before)
+	}
+}
+
+// TestStartMigratesStateDirectory: a state directory in the former layout
+// (a ledger file per policy, written here by the former writer) is
+// imported into the state file at the first start: the policy runs on the
+// saved ledger, not on its holdings file, and the directory is kept under
+// a new name.
+func TestStartMigratesStateDirectory(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	former, err := state.OpenDir(filepath.Join(stateDir, "ledgers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	asOf := time.Date(2026, 11, 21, 21, 0, 0, 0, time.UTC) // after the holdings file's
+	l := ledger.New("test-household")
+	l.SetBase(asOf, "saved", map[string]*ledger.Account{"ira": {Cash: decimalFrom("777.25"),
+		Positions: map[string]decimal.Decimal{"VTI": decimalFrom("61"), "BND": decimalFrom("36")}}}, asOf)
+	if err := former.Save(l, true); err != nil {
+		t.Fatal(err)
+	}
+	former.Close()
+
+	d := startDaemon(t, policyText("threshold", ""), monday0959, func(c *config.Config, m *Main) { c.StateDir = stateDir })
+	if got := iraHoldings(d); fmt.Sprint(got) != fmt.Sprint(map[string]string{"cash": "777.25", "VTI": "61", "BND": "36"}) {
+		t.Errorf("holdings after the migration %v, want the saved ledger's", got)
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "ledgers"+state.MigratedSuffix, "test-household.json")); err != nil {
+		t.Errorf("the former ledger is not kept: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "ledgers")); !os.IsNotExist(err) {
+		t.Errorf("the former directory is still in place: %v", err)
 	}
 }
