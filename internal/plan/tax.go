@@ -588,7 +588,14 @@ func (pl *planner) chooseLots() error {
 			o.BasisUnknown = true
 			continue
 		}
-		sel, err := l.Select(o.Quantity, o.Price, tx.date, tx.opts)
+		var sel tax.Selection
+		var err error
+		if ranked, ok := pl.rankedLots(o.account, o.instrument); ok {
+			// A withdrawal by least tax sells the lots it ranked.
+			sel, err = l.SelectInOrder(ranked, o.Quantity, o.Price, tx.date, tx.opts)
+		} else {
+			sel, err = l.Select(o.Quantity, o.Price, tx.date, tx.opts)
+		}
 		if err != nil {
 			return fmt.Errorf("account %s: sell of %s %s: %w", o.Account, o.Quantity, o.Instrument, err)
 		}
@@ -598,6 +605,16 @@ func (pl *planner) chooseLots() error {
 		o.Lots, o.Gains = sel.Sales, sel.Gains
 	}
 	return nil
+}
+
+// rankedLots returns the lots of instrument i in account a in the order a
+// withdrawal by least tax ranked them (leastTax), if it did.
+func (pl *planner) rankedLots(a, i int) ([]int, bool) {
+	if pl.flow == nil || pl.flow.ranked == nil {
+		return nil, false
+	}
+	r, ok := pl.flow.ranked[a*pl.nI+i]
+	return r, ok
 }
 
 // realizesLoss reports whether order o is a sell whose lots sell some lot
