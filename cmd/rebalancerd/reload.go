@@ -26,7 +26,15 @@ func (m *Main) load(reason string) ([]string, error) {
 // apply records a load attempt and, when it read cleanly, swaps the set in.
 func (m *Main) apply(reason string, set []engine.Loaded, err error) error {
 	if err == nil {
-		err = m.Engine.Load(set)
+		err = m.loadOwned(set) // the engine runs the held partitions' households only
+	}
+	if err == nil {
+		m.allSet = set
+		names := make(map[string]bool, len(set))
+		for _, l := range set {
+			names[l.Policy.Name] = true
+		}
+		m.allNames.Store(&names)
 	}
 	now := m.Clock.Now()
 	m.reloadMu.Lock()

@@ -143,6 +143,12 @@ type Options struct {
 	// FillCollar is how far a fill's price may be from its order's
 	// reference price, as a fraction of it (default ledger.DefaultCollar).
 	FillCollar decimal.Decimal
+	// DropUnloaded, for a partitioned group, takes the queued batches of
+	// a policy out of the outbox when Load removes the policy: its
+	// partition went to another instance, which finds them in the shared
+	// journal and publishes them under the same ids. Without it a removed
+	// policy's batches are still published.
+	DropUnloaded bool
 }
 
 // Loaded is one policy ready to run: the parsed policy and the holdings file
@@ -438,6 +444,9 @@ func (e *Engine) Load(set []Loaded) error {
 			}
 			e.log.Info("policy removed", zap.String("policy", name))
 		}
+	}
+	if e.opts.DropUnloaded {
+		e.dropUnloaded(next)
 	}
 	e.policies = next
 	e.names = e.names[:0]

@@ -299,7 +299,7 @@ func (e *Engine) claim(inline bool) *pubJob {
 		// that is up: a tick never waits on an outage or a backlog.
 		return nil
 	}
-	for len(e.outbox) > 0 && e.dropStale(e.outbox[0]) {
+	for len(e.outbox) > 0 && (e.unloaded(e.outbox[0]) || e.dropStale(e.outbox[0])) {
 		e.outbox = e.outbox[1:]
 	}
 	if len(e.outbox) == 0 {
@@ -314,6 +314,30 @@ func (e *Engine) claim(inline bool) *pubJob {
 	e.pubBusy = true
 	e.pubCancel = job.cancel // the kill switch cancels the attempt (SetHalt)
 	return job
+}
+
+// unloaded reports whether b is the batch of a policy Load removed, to
+// be dropped with Options.DropUnloaded (a publish attempt that was in
+// flight when Load ran). Called with e.mu held.
+func (e *Engine) unloaded(b *batch) bool {
+	return e.opts.DropUnloaded && e.policies[b.policy] == nil
+}
+
+// dropUnloaded takes the batches of policies not in running out of the
+// outbox, but the one a publish attempt holds (claim drops it if the
+// attempt fails). Called with e.mu held.
+func (e *Engine) dropUnloaded(running map[string]*runtime) {
+	kept := e.outbox[:0]
+	for i, b := range e.outbox {
+		if _, ok := running[b.policy]; ok || (i == 0 && e.pubBusy) {
+			kept = append(kept, b)
+			continue
+		}
+		e.log.Info("queued orders left to the household's next holder", zap.String("policy", b.policy),
+			zap.String("plan_id", b.orders[0].PlanID))
+	}
+	clear(e.outbox[len(kept):])
+	e.outbox = kept
 }
 
 // publishClaimed makes one publish attempt of a claimed batch and
