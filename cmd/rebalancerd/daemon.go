@@ -197,12 +197,14 @@ func (m *Main) Open(ctx context.Context) (err error) {
 
 	var engStore engine.Store = store
 	var mayPublish func() error
+	var mayPublishPolicy func(string) error
 	if cfg.HA.Enabled && cfg.HA.Partitions > 1 {
 		if err := m.joinPartitions(ctx); err != nil {
 			return err
 		}
 		engStore = m.kvState
 		mayPublish = m.mayPublishPartitioned
+		mayPublishPolicy = m.parts.MayPublish
 	} else if cfg.HA.Enabled {
 		if err := m.standBy(ctx, runCtx); err != nil {
 			return err
@@ -229,7 +231,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Aux:     aux,
 		Metrics: m.Metrics, Log: m.Log.Named("engine"), OnPublished: m.OnPublished, ShutdownGrace: m.ShutdownGrace,
 		DedupeWindow: cfg.NATS.Duplicates, Retention: m.Retention, InlinePublishTimeout: m.InlinePublishTimeout,
-		MaxSkew: cfg.Reports.MaxClockSkew, FillCollar: cfg.Reports.FillPriceCollar, DropUnloaded: m.parts != nil})
+		MaxSkew: cfg.Reports.MaxClockSkew, FillCollar: cfg.Reports.FillPriceCollar, Partitioned: m.parts != nil, MayPublishPolicy: mayPublishPolicy})
 	m.Engine = eng
 	m.eng.Store(eng)
 	eng.SetNATSConnected(m.Conn.IsConnected())

@@ -7,13 +7,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
 	"github.com/rebalancerd/rebalancerd/internal/engine"
+	"github.com/rebalancerd/rebalancerd/internal/events"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
 )
 
@@ -105,22 +109,26 @@ func (m *Main) maySendSubject(subject string) error {
 // engine runs the households of the partitions now held, and those of
 // partitions gone leave it (their queued orders stay journaled in the
 // shared state for their next holder).
-func (m *Main) repartition(held []int) {
+func (m *Main) repartition([]int) {
+	if m.partsClosing.Load() {
+		return
+	}
+	m.loadMu.Lock()
+	defer m.loadMu.Unlock()
+	// Read under the lock: a retry must not apply an older set after a
+	// newer one.
+	held := m.parts.Held()
 	set := make(map[int]bool, len(held))
 	for _, p := range held {
 		set[p] = true
 	}
 	m.heldParts.Store(&set)
-	if m.partsClosing.Load() || m.Engine == nil {
-		return
-	}
-	m.loadMu.Lock()
-	defer m.loadMu.Unlock()
 	start := time.Now()
-	if err := m.loadOwned(m.allSet); err != nil {
-		// Keep what is loaded and still held (no shared state is read
-		// for it, so this cannot fail the same way), try the rest again.
-		m.Log.Error("partitions: households of newly held partitions not loaded; retrying in a second", zap.Error(err))
+	err := m.loadOwned(m.allSet)
+	var partial *engine.PartialLoadError
+	if err != nil && !errors.As(err, &partial) {
+		// Nothing changed: keep what is loaded and still held (no shared
+		// state is read for it, so this cannot fail the same way).
 		var running []engine.Loaded
 		names := *m.ownedNames.Load()
 		for _, l := range m.allSet {
@@ -128,15 +136,14 @@ func (m *Main) repartition(held []int) {
 				running = append(running, l)
 			}
 		}
-		if err := m.loadOwned(running); err != nil {
-			m.Log.Error("partitions: households of released partitions not unloaded", zap.Error(err))
+		if rerr := m.loadOwned(running); rerr != nil {
+			m.Log.Error("partitions: households of released partitions not unloaded", zap.Error(rerr))
 		}
-		time.AfterFunc(time.Second, func() {
-			if !m.partsClosing.Load() {
-				m.repartition(m.parts.Held())
-			}
-		})
-		return
+	}
+	if err != nil {
+		// Typically a partition lost while its households loaded.
+		m.Log.Warn("partitions: some households of the partitions held not loaded; trying again in a second", zap.Error(err))
+		time.AfterFunc(time.Second, func() { m.repartition(nil) })
 	}
 	m.Log.Info("partitions: households loaded", zap.Int("partitions", len(held)), zap.Int("households", len(*m.ownedNames.Load())),
 		zap.Duration("took", time.Since(start)))
@@ -159,16 +166,31 @@ func (m *Main) loadOwned(set []engine.Loaded) error {
 			names[l.Policy.Name] = true
 		}
 	}
-	if err := m.Engine.Load(owned); err != nil {
-		return err
+	err := m.Engine.Load(owned)
+	var partial *engine.PartialLoadError
+	switch {
+	case errors.As(err, &partial):
+		for name := range partial.Failed {
+			delete(names, name)
+		}
+	case err != nil:
+		return err // nothing changed
 	}
-	for name := range *m.ownedNames.Load() {
-		if !names[name] {
-			m.kvState.Forget(name) // taken again, it is claimed anew
+	// The shared state of every household the engine does not run is
+	// forgotten: taken again, it is claimed anew (a claim made by a load
+	// that failed would otherwise be taken as current).
+	for _, l := range m.allSet {
+		if !names[l.Policy.Name] {
+			m.kvState.Forget(l.Policy.Name)
+		}
+	}
+	for _, l := range set {
+		if !names[l.Policy.Name] {
+			m.kvState.Forget(l.Policy.Name)
 		}
 	}
 	m.ownedNames.Store(&names)
-	return nil
+	return err
 }
 
 // reportElsewhere says whether a report belongs to another instance of a
@@ -187,6 +209,29 @@ func (m *Main) reportElsewhere(policy string) error {
 		return fmt.Errorf("%w: %s is still loading", rnats.ErrElsewhere, policy)
 	}
 	return nil
+}
+
+// controlElsewhere says whether a control request is for another
+// instance of a partitioned group: a rebalance or resync of a household
+// whose partition is not held here. Every instance receives every control
+// request and the requester takes the first answer, so only the holder
+// answers those; a halt or release is applied (and answered) by every
+// instance.
+func (m *Main) controlElsewhere(msg *natsgo.Msg) bool {
+	if m.parts == nil {
+		return false
+	}
+	action := msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:]
+	if action != events.ControlRebalance && action != events.ControlResync {
+		return false
+	}
+	var req struct {
+		Policy string `json:"policy"`
+	}
+	if json.Unmarshal(msg.Data, &req) != nil || req.Policy == "" {
+		return false // refused by whoever answers first, as malformed
+	}
+	return !(*m.heldParts.Load())[m.parts.Of(req.Policy)]
 }
 
 // configured reports whether the loaded configuration names policy.

@@ -34,12 +34,14 @@ type PartitionsConfig struct {
 	TTL time.Duration
 	// Replicas of the bucket in a cluster; default 1.
 	Replicas int
-	// OnChange is called from Run's goroutine, one call at a time, each
-	// time the set of partitions this instance may plan changes, with the
-	// new set in ascending order. A partition to be released leaves the
-	// set (OnChange returns) before its lease is deleted; a lost one after
-	// its lease stopped being valid. It is also called once Run ends, with
-	// an empty set.
+	// OnChange is called from a goroutine of Run's, one call at a time,
+	// after the set of partitions this instance holds has changed, with
+	// the set in ascending order (changes made while it runs are
+	// coalesced into the next call). It may take long (loading the
+	// households of the partitions acquired): Run goes on meanwhile. A
+	// partition leaves the set when its lease is released or lost, and
+	// Term and MayPublish refuse its households from that moment on,
+	// before OnChange is called.
 	OnChange func(held []int)
 }
 
@@ -70,8 +72,9 @@ type Partitions struct {
 	leases map[int]*heldPartition
 	live   int
 
-	lost chan lostPartition
-	done chan struct{} // closed when Run ends
+	lost    chan lostPartition
+	changes chan struct{} // a change for OnChange, buffered 1
+	done    chan struct{} // closed when Run ends
 }
 
 // heldPartition is a partition lease this instance holds, with the
@@ -132,7 +135,8 @@ func NewPartitions(ctx context.Context, b *Bus, cfg PartitionsConfig) (*Partitio
 	}
 	p := &Partitions{cfg: cfg, bucket: lb, log: b.log.With(zap.String("partitions", cfg.Bucket)),
 		token: hex.EncodeToString(tok[:]), offset: partition.Of(cfg.Instance, cfg.Partitions),
-		leases: map[int]*heldPartition{}, lost: make(chan lostPartition, 16), done: make(chan struct{})}
+		leases: map[int]*heldPartition{}, lost: make(chan lostPartition, 16), changes: make(chan struct{}, 1),
+		done: make(chan struct{})}
 	snap, err := p.read(ctx)
 	if err != nil {
 		return nil, err
@@ -228,6 +232,7 @@ func (p *Partitions) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	beatCtx, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
 	wg.Go(func() { p.heartbeat(beatCtx) })
+	wg.Go(func() { p.notify(beatCtx) })
 	defer func() {
 		p.releaseAll()
 		stopBeat()
@@ -236,10 +241,10 @@ func (p *Partitions) Run(ctx context.Context) error {
 		_ = p.bucket.kv.Delete(dctx, memberPrefix+p.cfg.Instance)
 		cancel()
 	}()
-	// Let instances started at the same time register before the first
-	// count: an instance counting itself alone takes every partition and
-	// gives most of them back at once.
-	if sleepCtx(ctx, p.poll()) != nil {
+	// Let instances started at about the same time register before the
+	// first count: an instance counting itself alone takes every
+	// partition and gives most of them back soon after.
+	if sleepCtx(ctx, p.cfg.TTL/2) != nil {
 		return nil
 	}
 	t := time.NewTicker(p.poll())
@@ -276,7 +281,7 @@ func (p *Partitions) poll() time.Duration { return p.cfg.TTL / 10 }
 func (p *Partitions) heartbeat(ctx context.Context) {
 	v, _ := json.Marshal(memberValue{Instance: p.cfg.Instance, Token: p.token, Partitions: p.cfg.Partitions, Started: time.Now().UTC()})
 	for {
-		wctx, cancel := context.WithTimeout(ctx, p.poll())
+		wctx, cancel := context.WithTimeout(ctx, keyLife(p.cfg.TTL)/2)
 		_, err := p.bucket.kv.Put(wctx, memberPrefix+p.cfg.Instance, v)
 		cancel()
 		if err != nil && ctx.Err() == nil {
@@ -343,7 +348,10 @@ func (p *Partitions) balance(ctx context.Context, s snapshot) {
 		p.mu.Unlock()
 		p.log.Info("partitions released to a joining instance", zap.Ints("partitions", parts), zap.Int("held", target),
 			zap.Int("target", target), zap.Int("live_instances", live))
-		p.changed() // its households leave the engine before the lease goes
+		// Term and MayPublish refuse them already: what the engine still
+		// does for their households is neither written nor published,
+		// as after a lease's expiry.
+		p.changed()
 		for _, h := range out {
 			h.release()
 		}
@@ -441,10 +449,33 @@ func (p *Partitions) releaseAll() {
 	}
 }
 
-// changed calls OnChange with the partitions held now.
+// changed has OnChange called with the partitions held then.
 func (p *Partitions) changed() {
-	if p.cfg.OnChange != nil {
-		p.cfg.OnChange(p.Held())
+	select {
+	case p.changes <- struct{}{}:
+	default: // one is pending: it reads the set when it runs
+	}
+}
+
+// notify calls OnChange after changes until ctx ends, and once more then
+// if a change is pending.
+func (p *Partitions) notify(ctx context.Context) {
+	for {
+		select {
+		case <-p.changes:
+		case <-ctx.Done():
+			select {
+			case <-p.changes:
+				if p.cfg.OnChange != nil {
+					p.cfg.OnChange(p.Held())
+				}
+			default:
+			}
+			return
+		}
+		if p.cfg.OnChange != nil {
+			p.cfg.OnChange(p.Held())
+		}
 	}
 }
 
