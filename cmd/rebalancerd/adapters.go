@@ -1,17 +1,14 @@
-// Adapters between the engine's interfaces and the NATS bus and the state
-// directory.
+// Adapters between the engine's interfaces and the NATS bus.
 
 package main
 
 import (
 	"context"
-	"path/filepath"
 	"time"
 
 	"github.com/rebalancerd/rebalancerd/internal/engine"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
-	"github.com/rebalancerd/rebalancerd/internal/state"
 )
 
 // publisher adapts the bus to the engine.
@@ -34,19 +31,6 @@ func (p publisher) PublishAlert(ctx context.Context, a events.Alert) error {
 	return p.b.PublishAlert(ctx, a)
 }
 
-// auxStore keeps the engine's other data as JSON files in a directory.
-type auxStore struct{ dir string }
-
-// ReadJSON reads dir/name.json.
-func (s auxStore) ReadJSON(name string, v any) (bool, error) {
-	return state.ReadJSON(filepath.Join(s.dir, name+".json"), v)
-}
-
-// WriteJSON replaces dir/name.json durably.
-func (s auxStore) WriteJSON(name string, v any) error {
-	return state.WriteJSON(filepath.Join(s.dir, name+".json"), v)
-}
-
 // PublishDrift publishes a drift event (core NATS).
 func (p publisher) PublishDrift(d events.Drift) error { return p.b.PublishDrift(d) }
 
@@ -66,4 +50,16 @@ func (h history) FillsSince(ctx context.Context, since time.Time) ([]engine.Repo
 		out[i] = engine.Report{Policy: r.Policy, Account: r.Account, Fill: r.Fill}
 	}
 	return out, complete, err
+}
+
+// ReportsSince returns the positions snapshots and cash flows stored since
+// the given time, with whether the reports consumer acknowledged each.
+func (h history) ReportsSince(ctx context.Context, since time.Time) ([]engine.StoredReport, error) {
+	rs, err := h.b.ReportsSince(ctx, since)
+	out := make([]engine.StoredReport, len(rs))
+	for i, r := range rs {
+		out[i] = engine.StoredReport{Report: engine.Report{Policy: r.Policy, Positions: r.Positions, CashFlow: r.CashFlow},
+			Stored: r.Stored, Handled: r.Handled}
+	}
+	return out, err
 }

@@ -100,6 +100,7 @@ type Main struct {
 	reloadMu    sync.Mutex
 	lastReload  statusdoc.Reload
 	fingerprint string
+	households  householdState // reload.go
 	sources     []feeds.Source
 }
 
@@ -137,12 +138,18 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.ownedNames.Store(&map[string]bool{})
 	m.allNames.Store(&map[string]bool{})
 
-	store, err := state.Open(filepath.Join(cfg.StateDir, "ledgers"))
+	store, err := state.OpenWith(cfg.StateDir, state.Options{AsyncJournal: !cfg.JournalFsync})
 	if err != nil {
 		return err
 	}
-	store.SyncJournal = cfg.JournalFsync
 	m.store = store
+	if !cfg.HA.Enabled {
+		// High availability keeps its state in NATS: a former state
+		// directory stays as it is, and checkLocalState refuses it.
+		if err := m.migrate(); err != nil {
+			return err
+		}
+	}
 	m.lost = make(chan error, 1)
 
 	// NATS: embedded unless a URL is configured.
@@ -219,13 +226,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.WrapPublisher != nil {
 		pub = m.WrapPublisher(pub)
 	}
-	var aux engine.AuxStore = m.kvState // shared in high availability
-	if m.kvState == nil {
-		auxDir := filepath.Join(cfg.StateDir, "strategy")
-		if err := os.MkdirAll(auxDir, 0o700); err != nil {
-			return fmt.Errorf("state: %w", err)
-		}
-		aux = auxStore{auxDir}
+	var aux engine.AuxStore = store
+	if m.kvState != nil {
+		aux = m.kvState // shared in high availability
 	}
 	eng := engine.New(engine.Options{Clock: m.Clock, Publisher: pub, Store: engStore, MayPublish: mayPublish,
 		Aux:     aux,
@@ -529,4 +532,27 @@ func (m *Main) natsURL() string {
 		return m.Server.ClientURL()
 	}
 	return m.Conn.ConnectedUrlRedacted()
+}
+
+// migrate imports the state directory's former layout into the store,
+// once: the ledgers and journals (ledgers/) and the engine's documents
+// (strategy/), each directory renamed with state.MigratedSuffix after.
+func (m *Main) migrate() error {
+	for _, d := range []struct {
+		name    string
+		ledgers bool
+	}{{"ledgers", true}, {"strategy", false}} {
+		mig, err := m.store.Migrate(filepath.Join(m.Config.StateDir, d.name), d.ledgers)
+		if err != nil {
+			return fmt.Errorf("migrate the state directory: %w", err)
+		}
+		if mig.Dir == "" {
+			continue
+		}
+		m.Log.Warn("state directory migrated into the state file; the former files are kept",
+			zap.String("from", mig.Dir), zap.String("to", m.store.Path()), zap.String("kept_as", mig.RenamedTo),
+			zap.Int("ledgers", mig.Ledgers), zap.Int("journal_entries", mig.Entries), zap.Int("documents", mig.Documents),
+			zap.Int("orphan_journals_ignored", mig.Orphans), zap.Bool("resumed", mig.Resumed))
+	}
+	return nil
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/config"
 	"github.com/rebalancerd/rebalancerd/internal/engine"
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
+	"github.com/rebalancerd/rebalancerd/internal/state"
 )
 
 // checkFor polls cond until it returns nil or the deadline passes, like
@@ -391,4 +393,24 @@ func (d *daemon) waitAcked() int {
 		return nil
 	})
 	return n
+}
+
+// editLedger changes the saved ledger of policy in the state file of a
+// stopped daemon (edit gets it with its journal replayed; the save empties
+// the journal).
+func editLedger(t testing.TB, stateDir, policy string, edit func(*ledger.Ledger)) {
+	t.Helper()
+	s, err := state.Open(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l, ok, err := s.Load(policy)
+	if err != nil || !ok {
+		t.Fatalf("saved ledger of %s: %v %v", policy, ok, err)
+	}
+	edit(l)
+	if err := s.Save(l, true); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -34,7 +34,7 @@ var (
 
 // Settings of TestPartitionedGroup.
 const (
-	partitionTTL   = 3 * time.Second
+	partitionTTL   = 5 * time.Second
 	partitionCount = 64
 )
 

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +18,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/config"
 	"github.com/rebalancerd/rebalancerd/internal/engine"
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
 )
 
 // waitBlocked waits until the policy is blocked for exactly the reasons.
@@ -305,10 +304,9 @@ func TestRestartAfterDedupeWindowFailsClosed(t *testing.T) {
 func TestReconcileAdoptsOrdersTheJournalLost(t *testing.T) {
 	pol := policyText("threshold", "")
 	first := startDaemon(t, pol, monday0959, nil)
-	ledgerFile := filepath.Join(first.Config.StateDir, "ledgers", "test-household.json")
-	before, err := os.ReadFile(ledgerFile) // the snapshot before any plan
-	if err != nil {
-		t.Fatal(err)
+	before, ok, err := first.store.Load("test-household") // the ledger before any plan
+	if err != nil || !ok {
+		t.Fatalf("saved ledger: %v %v", ok, err)
 	}
 	first.prices("VTI", "130", "BND", "100")
 	first.waitAcked()
@@ -316,13 +314,9 @@ func TestReconcileAdoptsOrdersTheJournalLost(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// The power loss: the state directory is back to before the plan.
-	if err := os.WriteFile(ledgerFile, before, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(filepath.Join(first.Config.StateDir, "ledgers", "test-household.journal"), 0); err != nil {
-		t.Fatal(err)
-	}
+	// The power loss: the state is back to before the plan, journal
+	// included (a save empties it).
+	editLedger(t, first.Config.StateDir, "test-household", func(l *ledger.Ledger) { *l = *before })
 
 	second := startDaemon(t, pol, monday0959.Add(2*time.Minute), func(c *config.Config, m *Main) {
 		c.StateDir = first.Config.StateDir

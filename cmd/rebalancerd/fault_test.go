@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -166,8 +165,8 @@ func TestFaultInjection(t *testing.T) {
 	t.Logf("figures: plans=%d orders=%d order_messages=%d plan_events=%d (missing %d) fills=%d executor_deliveries=%d",
 		a.Plans, a.Orders, a.OrderMessages, a.PlanEvents, a.MissingPlanEvents, a.Fills, h.exec.deliveries())
 	partly := h.obs.partlyVisible()
-	t.Logf("figures: lost=%d duplicated=%d logical_duplicates=%d unjustified=%d unknown_to_journal=%d leftover_temp_files=%d",
-		len(a.Lost), len(a.Duplicated), len(a.LogicalDuplicates), len(a.Unjustified), len(a.Unjournaled), a.TempFiles)
+	t.Logf("figures: lost=%d duplicated=%d logical_duplicates=%d unjustified=%d unknown_to_journal=%d",
+		len(a.Lost), len(a.Duplicated), len(a.LogicalDuplicates), len(a.Unjustified), len(a.Unjournaled))
 	t.Logf("figures: partly_visible=%d (observer: %d plans seen whole) stored_as_one_batch=%d of %d plans",
 		len(partly), h.obs.whole(), a.AtomicPlans, a.Plans)
 	t.Logf("figures: duration=%s slow_cycles=%d (over %s) longest_cycle=%s", f.Duration, f.SlowCycles, faultSlowCycle,
@@ -195,9 +194,6 @@ func TestFaultInjection(t *testing.T) {
 	}
 	if atomicBatches && a.AtomicPlans != a.Plans {
 		t.Errorf("%d of %d plans stored as one atomic batch", a.AtomicPlans, a.Plans)
-	}
-	if a.TempFiles > 0 {
-		t.Errorf("%d snapshot temporaries left in the state directory after a clean start and stop", a.TempFiles)
 	}
 	if a.Plans < cycles {
 		t.Errorf("%d plans in the stream for %d cycles", a.Plans, cycles)
@@ -915,9 +911,6 @@ type faultAudit struct {
 	// plan event under one Nats-Batch-Id, in batch sequence 1..n+1, the
 	// plan event last with the commit.
 	AtomicPlans int
-	// TempFiles are snapshot temporaries in the state directory at the
-	// end: a kill during a save leaves one, the next start removes it.
-	TempFiles int
 
 	Lost              []string // journaled (or logged as planned) but not in the stream
 	Duplicated        []string // stored more than once
@@ -1206,12 +1199,6 @@ func (h *faultHarness) audit() *faultAudit {
 		}
 	}
 
-	tmps, err := filepath.Glob(filepath.Join(h.dir, "state", "ledgers", ".*.tmp"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.TempFiles = len(tmps)
-
 	// The final ledger: every order filled once, by its one fill, and the
 	// holdings those fills give.
 	for _, o := range final.Orders {
@@ -1225,39 +1212,31 @@ func (h *faultHarness) audit() *faultAudit {
 	return a
 }
 
-// journaledOrders returns the order ids of the final ledger snapshot and
-// journal, read from the files.
+// journaledOrders returns the order ids of the final ledger with its
+// journal replayed, read from the state file.
 func (h *faultHarness) journaledOrders() map[string]bool {
 	h.t.Helper()
 	out := map[string]bool{}
 	for _, o := range h.finalLedger().Orders {
 		out[o.OrderID] = true
 	}
-	data, err := os.ReadFile(filepath.Join(h.dir, "state", "ledgers", faultPolicy+".journal"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		h.t.Fatal(err)
-	}
-	for _, line := range bytes.Split(data, []byte("\n")) {
-		var e state.Entry
-		if len(bytes.TrimSpace(line)) == 0 || json.Unmarshal(line, &e) != nil {
-			continue
-		}
-		for _, o := range e.Orders {
-			out[o.OrderID] = true
-		}
-	}
 	return out
 }
 
-// finalLedger reads the policy's ledger snapshot.
+// finalLedger reads the policy's ledger, with its journal replayed, from
+// the state file of the stopped daemon.
 func (h *faultHarness) finalLedger() *ledger.Ledger {
 	h.t.Helper()
-	var l ledger.Ledger
-	ok, err := state.ReadJSON(filepath.Join(h.dir, "state", "ledgers", faultPolicy+".json"), &l)
+	s, err := state.Open(filepath.Join(h.dir, "state"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer s.Close()
+	l, ok, err := s.Load(faultPolicy)
 	if err != nil || !ok {
 		h.t.Fatalf("final ledger: %v (found %v)", err, ok)
 	}
-	return &l
+	return l
 }
 
 // auditHoldings is the auditor's own account of the household: the

@@ -150,6 +150,32 @@ func (m *Main) repartition([]int) {
 	m.Engine.EvaluateAll()
 }
 
+// loadConfigured hands the engine the households of a configuration just
+// read: those of the held partitions in a partitioned group, all of them
+// otherwise, and records the set for later changes of the partitions held.
+// Households of a partitioned group whose state could not be read (their
+// partition was lost meanwhile) do not fail it: they are tried again.
+// Called with loadMu held.
+func (m *Main) loadConfigured(set []engine.Loaded) error {
+	err := m.loadOwned(set)
+	var partial *engine.PartialLoadError
+	if errors.As(err, &partial) {
+		m.Log.Warn("partitions: some households of the partitions held not loaded; trying again in a second", zap.Error(err))
+		time.AfterFunc(time.Second, func() { m.repartition(nil) })
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	m.allSet = set
+	names := make(map[string]bool, len(set))
+	for _, l := range set {
+		names[l.Policy.Name] = true
+	}
+	m.allNames.Store(&names)
+	return nil
+}
+
 // loadOwned hands the engine the households of set that are in held
 // partitions (all of set when the group is not partitioned), and forgets
 // the shared state of those it no longer runs. Called with loadMu held.

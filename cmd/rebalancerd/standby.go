@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/rebalancerd/rebalancerd/internal/engine"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
+	"github.com/rebalancerd/rebalancerd/internal/state"
 )
 
 // standBy, for high availability, prepares the shared state and waits
@@ -133,19 +135,28 @@ func (m *Main) checkLocalState() error {
 		return fmt.Errorf("the kill switch is engaged in %s, which high availability does not read: "+
 			"release it without ha (rebalancerd release), or remove the file and halt again with ha", m.haltFile())
 	}
-	local, err := m.store.Policies()
-	if err != nil {
-		return err
-	}
-	for _, p := range local {
-		ok, err := m.kvState.Has(p)
+	former := filepath.Join(m.Config.StateDir, "ledgers") // the layout before the state file
+	for _, where := range []string{m.store.Path(), former} {
+		var local []string
+		var err error
+		if where == former {
+			local, err = state.DirPolicies(former)
+		} else {
+			local, err = m.store.Policies()
+		}
 		if err != nil {
 			return err
 		}
-		if !ok {
-			return fmt.Errorf("policy %s has a ledger in %s but none in the shared state; high availability would start it "+
-				"from its holdings file and forget the fills since: move the ledger away only after updating the holdings file "+
-				"(docs/OPERATIONS.md, \"High availability\")", p, m.store.Dir())
+		for _, p := range local {
+			ok, err := m.kvState.Has(p)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("policy %s has a ledger in %s but none in the shared state; high availability would start it "+
+					"from its holdings file and forget the fills since: move the ledger away only after updating the holdings file "+
+					"(docs/OPERATIONS.md, \"High availability\")", p, where)
+			}
 		}
 	}
 	return nil

@@ -22,11 +22,17 @@ type History struct {
 	LossSales []Trade `json:"loss_sales,omitempty"`
 	// Buys are buy fills.
 	Buys []Trade `json:"buys,omitempty"`
+	// Losses are the losses of sales in taxable accounts on shares that
+	// no purchase has replaced yet (see ApplyFill): a buy within the
+	// window after the sale replaces them.
+	Losses []PendingLoss `json:"unmatched_losses,omitempty"`
 }
 
 // IsZero reports whether the history holds no trade (then a ledger omits
 // it from its JSON, empty lists or not).
-func (h History) IsZero() bool { return len(h.LossSales) == 0 && len(h.Buys) == 0 }
+func (h History) IsZero() bool {
+	return len(h.LossSales) == 0 && len(h.Buys) == 0 && len(h.Losses) == 0
+}
 
 // Trade is a purchase or a sale of an instrument in an account on a day:
 // the JSON form of a tax.Trade.
@@ -38,6 +44,9 @@ type Trade struct {
 	// zero means unknown (trades recorded before quantities were), which
 	// the wash-sale rule takes as replacing any number of shares.
 	Quantity decimal.Decimal `json:"quantity,omitzero"`
+	// Replaced is how many of a buy's shares replace shares sold at a
+	// loss (a booked wash sale, see WashBooking): they replace no other.
+	Replaced decimal.Decimal `json:"replaced,omitzero"`
 }
 
 // historyCutoff returns the first day of the history kept at now.
@@ -56,6 +65,10 @@ func (l *Ledger) historyCutoff(now time.Time) tax.Date {
 func (h *History) record(t Trade, buy bool, cutoff tax.Date) {
 	h.LossSales = prune(h.LossSales, cutoff)
 	h.Buys = prune(h.Buys, cutoff)
+	h.Losses = slices.DeleteFunc(h.Losses, func(p PendingLoss) bool { return p.Date.Before(cutoff) })
+	if len(h.Losses) == 0 {
+		h.Losses = nil
+	}
 	list := &h.LossSales
 	if buy {
 		list = &h.Buys
@@ -97,12 +110,19 @@ func (l *Ledger) TaxHistory(now time.Time) tax.History {
 	return tax.History{LossSales: since(l.History.LossSales, cutoff), Buys: since(l.History.Buys, cutoff)}
 }
 
-// since returns trades on or after cutoff as tax trades.
+// since returns trades on or after cutoff as tax trades, less the shares
+// they replaced (a trade whose shares all did is left out).
 func since(trades []Trade, cutoff tax.Date) []tax.Trade {
 	var out []tax.Trade
 	for _, t := range trades {
+		q := t.Quantity
+		if q.Sign() > 0 {
+			if q = q.Sub(t.Replaced); q.Sign() <= 0 {
+				continue
+			}
+		}
 		if !t.Date.Before(cutoff) {
-			out = append(out, tax.Trade{Instrument: t.Instrument, Account: t.Account, Date: t.Date, Quantity: t.Quantity})
+			out = append(out, tax.Trade{Instrument: t.Instrument, Account: t.Account, Date: t.Date, Quantity: q})
 		}
 	}
 	return out

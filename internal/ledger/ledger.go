@@ -137,6 +137,10 @@ type Ledger struct {
 	// History is the household's recent buys and loss sales, for the
 	// wash-sale guard (see TaxHistory).
 	History History `json:"tax_history,omitzero"`
+	// WashSales is the journal of the wash-sale rule booked on fills (the
+	// latest MaxWashBookings): which purchase replaced which shares sold
+	// at a loss, the loss disallowed and how it was treated.
+	WashSales []WashBooking `json:"wash_sales,omitempty"`
 	// Valuation is the policy's last accepted valuation: its prices are
 	// the reference against which limits.max_value_change holds a sudden
 	// move of the investable total, also after a restart. Nil until the
@@ -150,6 +154,10 @@ type Ledger struct {
 	// dated (trade dates of lots and of the history); nil means UTC. It is
 	// configuration, not saved: set it to the policy's TradeZone.
 	Zone *time.Location `json:"-"`
+	// Wash is the policy's wash-sale rule, which fills book (see
+	// ApplyFill); nil books none. It is configuration, not saved: set it
+	// to WashRulesOf(policy).
+	Wash *WashRules `json:"-"`
 }
 
 // day returns the trade date of t in the ledger's zone.
@@ -216,9 +224,10 @@ func New(policy string) *Ledger {
 // lots they name are gone. The trade history is kept, and a position that
 // grew since the ledger's last figures (a dividend reinvested, a buy made
 // outside the daemon) is recorded in it as a buy of the increase on the
-// snapshot's day: the wash-sale rule counts it as a purchase. A buy fill
-// the snapshot already includes is then recorded twice, which can only
-// disallow more of a loss, never less.
+// snapshot's day: the wash-sale rule counts it as a purchase (and, with
+// Wash set, books it against the losses still unmatched, see ApplyFill).
+// A buy fill the snapshot already includes is then recorded twice, which
+// can only disallow more of a loss, never less.
 func (l *Ledger) SetBase(asOf time.Time, hash string, accounts map[string]*Account, now time.Time) {
 	kept := map[[2]string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(accounts)) {
@@ -233,6 +242,9 @@ func (l *Ledger) SetBase(asOf time.Time, hash string, accounts map[string]*Accou
 			}
 			if grew := acc.Positions[sym].Sub(was); grew.Sign() > 0 {
 				l.History.record(Trade{Instrument: sym, Account: name, Date: l.day(asOf), Quantity: grew}, true, l.historyCutoff(now))
+				if l.Wash != nil { // it replaces shares sold at a loss
+					l.bookBuy(&Order{Order: events.Order{Account: name, Instrument: sym}}, "snapshot", l.day(asOf), grew, 0)
+				}
 			}
 		}
 	}
@@ -381,7 +393,8 @@ func (l *Ledger) taxLots(account, instrument string, lots []Lot) (tax.Lots, erro
 
 // equal reports whether two lots are the same lot in the same state.
 func (a Lot) equal(b Lot) bool {
-	return a.ID == b.ID && a.Acquired == b.Acquired && a.Quantity.Equal(b.Quantity) && a.Basis.Equal(b.Basis)
+	return a.ID == b.ID && a.Acquired == b.Acquired && a.Quantity.Equal(b.Quantity) && a.Basis.Equal(b.Basis) &&
+		a.HoldingFrom == b.HoldingFrom && a.Replacement == b.Replacement && a.WashBasis.Equal(b.WashBasis)
 }
 
 // Order returns the order with the given id.
@@ -542,6 +555,16 @@ type FillResult struct {
 // the lot's basis more than its share of the proceeds, quantity x price
 // less fees. Sells of positions without lots record nothing: whether they
 // realize a loss is unknown.
+//
+// With Wash set, applied fills book the wash-sale rule (IRS Publication
+// 550, "Wash Sales"; Rev. Rul. 2008-5) in the lots, so that later plans
+// compute gains and holding periods from the adjusted lots: a sell in a
+// taxable account that sells lots at a loss is matched to the purchases
+// within the window before it, and a buy to the losses still unmatched
+// within the window after them (History.Losses); each replacement's lot
+// gets the disallowed loss added to its basis and its holding period
+// moved back, or, in a tax-advantaged account, the loss is lost for good
+// (see WashBooking, journaled in WashSales).
 func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillResult, error) {
 	if f.FillID == "" {
 		return FillResult{}, errors.New("fill: fill_id is missing")
@@ -590,6 +613,8 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 	applied := f.At.After(l.BaseAsOf)
 	trade := Trade{Instrument: o.Instrument, Account: o.Account, Date: l.day(f.At), Quantity: f.Quantity}
 	lossSale := false
+	var parts []soldPart // what a sell sold of the lots
+	newLot := 0          // the lot a buy added
 	if applied {
 		acc := l.Accounts[o.Account]
 		if acc == nil {
@@ -603,7 +628,8 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 		switch o.Side {
 		case "buy":
 			if f.Quantity.Sign() > 0 && (hasLots || pos.Sign() == 0) {
-				lots = append(lots[:len(lots):len(lots)], Lot{ID: nextLotID(lots), Quantity: f.Quantity,
+				newLot = nextLotID(lots)
+				lots = append(lots[:len(lots):len(lots)], Lot{ID: newLot, Quantity: f.Quantity,
 					Basis: value.Add(f.Fees), Acquired: trade.Date})
 				hasLots = true
 			}
@@ -621,6 +647,9 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 				s, err := sellLots(lots, sel, f.Quantity, f.Price, trade.Date)
 				lots, sel = s.lots, s.sel
 				lossSale = err == nil && s.atLoss(f.Quantity, f.Price, f.Fees)
+				if lossSale {
+					parts = s.parts
+				}
 			}
 			pos = pos.Sub(f.Quantity)
 			cash = acc.Cash.Add(value).Sub(f.Fees)
@@ -650,6 +679,13 @@ func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillR
 	}
 	if f.Quantity.Sign() > 0 && (o.Side == "buy" || lossSale) {
 		l.History.record(trade, o.Side == "buy", l.historyCutoff(now))
+	}
+	if applied && l.Wash != nil && f.Quantity.Sign() > 0 {
+		if o.Side == "buy" {
+			l.bookBuy(o, f.FillID, trade.Date, f.Quantity, newLot)
+		} else if parts != nil {
+			l.bookSale(o, f.FillID, trade.Date, parts, f.Quantity, f.Price, f.Fees)
+		}
 	}
 	o.Filled = o.Filled.Add(f.Quantity)
 	o.FillIDs = append(o.FillIDs, f.FillID)

@@ -20,6 +20,26 @@ type Lot struct {
 	Basis decimal.Decimal `json:"cost_basis"`
 	// Acquired is the trade date of the purchase.
 	Acquired tax.Date `json:"acquired"`
+	// HoldingFrom, when set, is the date the lot's holding period counts
+	// from: a wash sale's replacement in a taxable account counts from its
+	// purchase moved back by the days the shares sold at a loss were held
+	// (see bookWash).
+	HoldingFrom tax.Date `json:"holding_from,omitzero"`
+	// WashBasis is the part of Basis that is a loss the wash-sale rule
+	// disallowed and added to this replacement lot.
+	WashBasis decimal.Decimal `json:"wash_sale_basis,omitzero"`
+	// Replacement says the lot's shares replace shares sold at a loss (a
+	// booked wash sale): they replace no other.
+	Replacement bool `json:"wash_sale_replacement,omitempty"`
+}
+
+// HeldFrom returns the date the lot's holding period counts from:
+// HoldingFrom when set, else Acquired.
+func (l Lot) HeldFrom() tax.Date {
+	if !l.HoldingFrom.IsZero() {
+		return l.HoldingFrom
+	}
+	return l.Acquired
 }
 
 // LotSale is one lot of a sell order's lot selection: the plan chose to
@@ -35,7 +55,7 @@ type LotSale struct {
 func toTax(lots []Lot) []tax.Lot {
 	out := make([]tax.Lot, len(lots))
 	for i, l := range lots {
-		out[i] = tax.Lot{Quantity: l.Quantity, Basis: l.Basis, Acquired: l.Acquired}
+		out[i] = tax.Lot{Quantity: l.Quantity, Basis: l.Basis, Acquired: l.Acquired, HoldingFrom: l.HoldingFrom, Replacement: l.Replacement}
 	}
 	return out
 }
@@ -45,7 +65,7 @@ func fromTax(l tax.Lots) []Lot {
 	out := make([]Lot, l.Len())
 	for i := range out {
 		t := l.Lot(i)
-		out[i] = Lot{ID: i + 1, Quantity: t.Quantity, Basis: t.Basis, Acquired: t.Acquired}
+		out[i] = Lot{ID: i + 1, Quantity: t.Quantity, Basis: t.Basis, Acquired: t.Acquired, HoldingFrom: t.HoldingFrom, Replacement: t.Replacement}
 	}
 	return out
 }
@@ -74,6 +94,10 @@ func checkLots(lots []Lot, quantity decimal.Decimal) error {
 			return fmt.Errorf("lot %d: cost basis must not be negative, got %s", l.ID, l.Basis)
 		case l.Acquired.IsZero():
 			return fmt.Errorf("lot %d: acquisition date is missing", l.ID)
+		case l.HoldingFrom.After(l.Acquired):
+			return fmt.Errorf("lot %d: holding period from %s, after the acquisition on %s", l.ID, l.HoldingFrom, l.Acquired)
+		case l.WashBasis.Sign() < 0 || l.WashBasis.GreaterThan(l.Basis):
+			return fmt.Errorf("lot %d: wash-sale basis %s is negative or above the basis %s", l.ID, l.WashBasis, l.Basis)
 		}
 		ids[l.ID] = true
 	}
@@ -138,6 +162,7 @@ func (l *Ledger) SetLots(id string, sales []tax.Sale) error {
 // soldPart is the part of one lot that a sell fill sold.
 type soldPart struct {
 	quantity, basis decimal.Decimal
+	lot             Lot // the lot it came from, as it was (ID, dates)
 }
 
 // sale is what a sell fill does to a position's lots.
@@ -195,12 +220,11 @@ func sellLots(lots []Lot, sel []LotSale, quantity, price decimal.Decimal, date t
 	sold := make(map[int]tax.Sale, len(chosen.Sales))
 	for _, x := range chosen.Sales {
 		sold[x.Lot] = x
-		s.parts = append(s.parts, soldPart{x.Quantity, x.Basis})
+		s.parts = append(s.parts, soldPart{x.Quantity, x.Basis, s.lots[x.Lot]})
 	}
 	for i, lot := range s.lots {
 		if x, ok := sold[i]; ok {
-			lot.Quantity = lot.Quantity.Sub(x.Quantity)
-			lot.Basis = lot.Basis.Sub(x.Basis)
+			lot.shrink(x.Quantity, x.Basis)
 		}
 		if lot.Quantity.Sign() > 0 {
 			left = append(left, lot)
@@ -216,16 +240,27 @@ func (s *sale) take(i int, q, price decimal.Decimal, date tax.Date) (soldPart, e
 	lot := s.lots[i]
 	if q.Equal(lot.Quantity) {
 		s.lots = append(s.lots[:i], s.lots[i+1:]...)
-		return soldPart{q, lot.Basis}, nil
+		return soldPart{q, lot.Basis, lot}, nil
 	}
 	one, err := tax.SelectLots(toTax([]Lot{lot}), q, price, date, tax.Options{})
 	if err != nil {
 		return soldPart{}, err
 	}
 	basis := one.Sales[0].Basis
-	s.lots[i].Quantity = lot.Quantity.Sub(q)
-	s.lots[i].Basis = lot.Basis.Sub(basis)
-	return soldPart{q, basis}, nil
+	s.lots[i].shrink(q, basis)
+	return soldPart{q, basis, lot}, nil
+}
+
+// shrink takes q (less than the lot's quantity) and its basis out of the
+// lot. The part of the basis that is a disallowed loss (WashBasis) is
+// prorated to what stays, rounded half to even to cents, at most the
+// basis left.
+func (l *Lot) shrink(q, basis decimal.Decimal) {
+	was := l.Quantity
+	l.Quantity, l.Basis = l.Quantity.Sub(q), l.Basis.Sub(basis)
+	if l.WashBasis.Sign() > 0 && l.Quantity.Sign() > 0 {
+		l.WashBasis = decimal.Min(tax.QuoHalfEven(l.WashBasis.Mul(l.Quantity), was, tax.BasisPlaces), l.Basis)
+	}
 }
 
 // atLoss reports whether the sale realizes a loss on some lot: whether a

@@ -29,6 +29,24 @@ type Lot struct {
 	Basis decimal.Decimal
 	// Acquired is the trade date of the purchase.
 	Acquired Date
+	// HoldingFrom, when set, is the date the lot's holding period counts
+	// from instead of Acquired: a wash sale's replacement shares in a
+	// taxable account count from their purchase date moved back by the
+	// days the shares sold at a loss were held (IRS Publication 550,
+	// "Wash Sales"). It is not after Acquired.
+	HoldingFrom Date
+	// Replacement says the lot's shares already replace shares sold at a
+	// loss (a wash sale booked by the ledger): they replace no others.
+	Replacement bool
+}
+
+// HeldFrom returns the date the lot's holding period counts from:
+// HoldingFrom when set, else Acquired.
+func (l Lot) HeldFrom() Date {
+	if !l.HoldingFrom.IsZero() {
+		return l.HoldingFrom
+	}
+	return l.Acquired
 }
 
 // Lots is one position's tax lots, prepared for selection: sorted once by
@@ -55,9 +73,11 @@ func NewLots(lots []Lot) (Lots, error) {
 			return Lots{}, fmt.Errorf("lot %d: cost basis must not be negative, got %s", i, lot.Basis)
 		case lot.Acquired.IsZero():
 			return Lots{}, fmt.Errorf("lot %d: acquisition date is missing", i)
+		case lot.HoldingFrom.After(lot.Acquired):
+			return Lots{}, fmt.Errorf("lot %d: holding period from %s, after the acquisition on %s", i, lot.HoldingFrom, lot.Acquired)
 		}
 		l.order[i] = i
-		l.ltFrom[i] = LongTermFrom(lot.Acquired)
+		l.ltFrom[i] = LongTermFrom(lot.HeldFrom())
 		qty = append(qty, lot.Quantity)
 	}
 	if len(qty) > 0 {
@@ -113,6 +133,9 @@ type Sale struct {
 	Gain decimal.Decimal `json:"gain"`
 	// LongTerm says whether the gain or loss is long-term on the sale date.
 	LongTerm bool `json:"long_term"`
+	// HoldingFrom is the lot's Lot.HoldingFrom: set when its holding
+	// period counts from before Acquired (a wash sale's replacement).
+	HoldingFrom Date `json:"holding_from,omitzero"`
 	// Disallowed is the part of a loss that the wash-sale rule disallows
 	// (WashSale.Match): positive, at most −Gain. GainsOf counts only the
 	// rest of the loss.
@@ -305,6 +328,56 @@ func (r *ranking) category(k int) category {
 	return shortTermGain
 }
 
+// HoldsBack reports whether opts hold lot i (in the order given to
+// NewLots) back from a sale at price on date, as Select would: a lot at a
+// short-term gain that turns long-term within opts.WaitLongTermDays, or
+// that opts.ShortTermGains blocks.
+func (l Lots) HoldsBack(i int, price decimal.Decimal, date Date, opts Options) bool {
+	lot := &l.lots[i]
+	if lot.Basis.Cmp(price.Mul(lot.Quantity)) >= 0 || !date.Before(l.ltFrom[i]) {
+		return false // no gain, or long-term
+	}
+	return opts.WaitLongTermDays > 0 && !date.AddDays(opts.WaitLongTermDays).Before(l.ltFrom[i]) || opts.ShortTermGains.blocks()
+}
+
+// SelectInOrder sells quantity at price on date from the lots listed in
+// order (indices in the order given to NewLots), each whole or, the last,
+// in part, skipping those opts hold back (HoldsBack): a planner that
+// ranks lots by its own measure (the least tax per currency unit raised)
+// sells them so. What the listed lots do not cover is Missing. The basis
+// of a part is rounded as Select rounds it. quantity must not be negative
+// and price must be positive.
+func (l Lots) SelectInOrder(order []int, quantity, price decimal.Decimal, date Date, opts Options) (Selection, error) {
+	s := Selection{Requested: quantity}
+	if quantity.Sign() < 0 {
+		return s, fmt.Errorf("quantity to sell must not be negative, got %s", quantity)
+	}
+	if price.Sign() <= 0 {
+		return s, fmt.Errorf("price must be positive, got %s", price)
+	}
+	need := quantity
+	used := make(map[int]bool, len(order))
+	for _, i := range order {
+		if need.Sign() <= 0 {
+			break
+		}
+		if i < 0 || i >= len(l.lots) || used[i] {
+			return s, fmt.Errorf("lot %d is not one of the %d lots, or listed twice", i, len(l.lots))
+		}
+		used[i] = true
+		if l.HoldsBack(i, price, date, opts) {
+			continue
+		}
+		q := decimal.Min(need, l.lots[i].Quantity)
+		s.Sales = append(s.Sales, l.sale(i, q, price, date))
+		need = need.Sub(q)
+	}
+	s.Sold = quantity.Sub(need)
+	s.Gains = GainsOf(s.Sales)
+	s.Missing = need
+	return s, nil
+}
+
 // Sellable returns how much of the lots Select may sell at price on date
 // under opts: all but the lots it holds back (at a short-term gain, and
 // waited for or blocked). It is Select(Quantity()).Sold without building
@@ -341,14 +414,22 @@ func (l Lots) sale(i int, q, price decimal.Decimal, date Date) Sale {
 	}
 	proceeds := q.Mul(price)
 	return Sale{
-		Lot:      i,
-		Acquired: lot.Acquired,
-		Quantity: q,
-		Basis:    basis,
-		Proceeds: proceeds,
-		Gain:     proceeds.Sub(basis),
-		LongTerm: !date.Before(l.ltFrom[i]),
+		Lot:         i,
+		Acquired:    lot.Acquired,
+		Quantity:    q,
+		Basis:       basis,
+		Proceeds:    proceeds,
+		Gain:        proceeds.Sub(basis),
+		LongTerm:    !date.Before(l.ltFrom[i]),
+		HoldingFrom: lot.HoldingFrom,
 	}
+}
+
+// QuoHalfEven returns n / d rounded half to even to places decimals,
+// exactly, without the decimal package's division precision: n must not
+// be negative and d must be positive.
+func QuoHalfEven(n, d decimal.Decimal, places int32) decimal.Decimal {
+	return quoHalfEven(n, d, places)
 }
 
 // quoHalfEven returns n / d rounded half to even to places decimals,

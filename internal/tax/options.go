@@ -157,6 +157,10 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// WindowOf returns the window, in days, that applies to instruments of
+// sleeve class, and whether the class is exempt from the rule.
+func (w WashSale) WindowOf(class string) (days int, exempt bool) { return w.rule(class) }
+
 // rule returns the window, in days, that applies to instruments of sleeve
 // class, and whether the class is exempt from the guard.
 func (w WashSale) rule(class string) (window int, exempt bool) {

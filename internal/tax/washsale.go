@@ -139,6 +139,8 @@ type Replacement struct {
 	Date       Date   `json:"date"`
 	// Quantity is the number of shares matched.
 	Quantity decimal.Decimal `json:"quantity"`
+	// Purchase is the index of the purchase in the list given to Match.
+	Purchase int `json:"-"`
 	// Disallowed is the loss on those shares, which may not be deducted.
 	Disallowed decimal.Decimal `json:"disallowed"`
 	// Permanent says the replacement is in a tax-advantaged account: the
@@ -232,6 +234,10 @@ func (w WashSale) Match(purchases []Trade, sales []LossSale) []Wash {
 		for _, k := range lossLots {
 			sale := &ls.Sales[k]
 			loss := sale.Gain.Neg()
+			heldFrom := sale.Acquired // the sold shares' holding period
+			if !sale.HoldingFrom.IsZero() {
+				heldFrom = sale.HoldingFrom
+			}
 			need, matched := sale.Quantity, decimal.Zero
 			done := decimal.Zero // disallowed so far on this lot
 			for _, x := range order {
@@ -257,11 +263,11 @@ func (w WashSale) Match(purchases []Trade, sales []LossSale) []Wash {
 				part := upTo.Sub(done)
 				done = upTo
 				r := Replacement{Lot: sale.Lot, Account: p.Account, Instrument: p.Instrument, Date: p.Date,
-					Quantity: q, Disallowed: part, Permanent: p.TaxAdvantaged}
+					Quantity: q, Purchase: x, Disallowed: part, Permanent: p.TaxAdvantaged}
 				if p.TaxAdvantaged {
 					wash.Permanent = wash.Permanent.Add(part)
 				} else {
-					r.HoldingFrom = p.Date.AddDays(-sale.Acquired.DaysUntil(ls.Date))
+					r.HoldingFrom = p.Date.AddDays(-heldFrom.DaysUntil(ls.Date))
 					wash.BasisAdded = wash.BasisAdded.Add(part)
 				}
 				wash.Disallowed = wash.Disallowed.Add(part)

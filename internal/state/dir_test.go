@@ -16,7 +16,7 @@ import (
 )
 
 func TestSaveLoad(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "ledgers"))
+	s, err := OpenDir(filepath.Join(t.TempDir(), "ledgers"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,24 +48,24 @@ func TestSaveLoad(t *testing.T) {
 	if err != nil || len(names) != 1 || names[0] != "p" {
 		t.Errorf("policies %v %v", names, err)
 	}
-	left, _ := filepath.Glob(filepath.Join(s.Dir(), ".*tmp"))
+	left, _ := filepath.Glob(filepath.Join(s.Path(), ".*tmp"))
 	if len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
 
 func TestLoadCorrupt(t *testing.T) {
-	s, err := Open(t.TempDir())
+	s, err := OpenDir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(s.Dir(), "p.json"), []byte("{not json"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(s.Path(), "p.json"), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.Load("p"); err == nil || !strings.Contains(err.Error(), "p.json") {
 		t.Errorf("error %v, want one naming the file", err)
 	}
-	if err := os.WriteFile(filepath.Join(s.Dir(), "q.json"), []byte(`{"policy":"other"}`), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(s.Path(), "q.json"), []byte(`{"policy":"other"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.Load("q"); err == nil || !strings.Contains(err.Error(), `holds policy "other"`) {
@@ -84,7 +84,7 @@ func TestJournalReplay(t *testing.T) {
 }
 
 func testJournalReplay(t *testing.T, sync bool) {
-	s, err := Open(t.TempDir())
+	s, err := OpenDir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func testJournalReplay(t *testing.T, sync bool) {
 		t.Fatal(err)
 	}
 	// A torn second entry, as a crash in the middle of a write leaves it.
-	f, err := os.OpenFile(filepath.Join(s.Dir(), "p.journal"), os.O_WRONLY|os.O_APPEND, 0)
+	f, err := os.OpenFile(filepath.Join(s.Path(), "p.journal"), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func testJournalReplay(t *testing.T, sync bool) {
 	if err := s.Save(again, true); err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(filepath.Join(s.Dir(), "p.journal")); err != nil || fi.Size() != 0 {
+	if fi, err := os.Stat(filepath.Join(s.Path(), "p.journal")); err != nil || fi.Size() != 0 {
 		t.Errorf("journal not emptied by a durable save: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -146,7 +146,7 @@ func TestOpenRemovesStaleTempFiles(t *testing.T) {
 	if err := os.WriteFile(stale, []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(dir); err != nil {
+	if _, err := OpenDir(dir); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
@@ -160,7 +160,7 @@ func TestOpenRemovesStaleTempFiles(t *testing.T) {
 // policy whose journal was closed, and a durable save of one that was
 // never opened, still work.
 func TestOpenJournalsBounded(t *testing.T) {
-	s, err := Open(t.TempDir())
+	s, err := OpenDir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestOpenJournalsBounded(t *testing.T) {
 		if err := s.Save(got, true); err != nil {
 			t.Fatal(err)
 		}
-		if fi, err := os.Stat(filepath.Join(s.Dir(), fmt.Sprintf("p%d.journal", i))); err != nil || fi.Size() != 0 {
+		if fi, err := os.Stat(filepath.Join(s.Path(), fmt.Sprintf("p%d.journal", i))); err != nil || fi.Size() != 0 {
 			t.Errorf("p%d: journal not emptied by a durable save (%v)", i, err)
 		}
 	}
