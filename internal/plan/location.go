@@ -58,8 +58,7 @@ func (pl *planner) locateSales() {
 		}
 	}
 	if moved {
-		pl.dropEmpty()
-		pl.settle()
+		pl.compact()
 		pl.project()
 	}
 }

@@ -393,12 +393,29 @@ func (pl *planner) newRule(i int) Rule {
 	return pl.ruleFor(pl.p.Instruments[i].Sleeve)
 }
 
-// compact removes the orders that fell to zero steps and writes the
+// polishDone removes the orders that fell to zero steps and writes the
 // projection back to the planner's decimals. The orders the polish
 // changed keep their steps in n (changed) until settle.
-func (pl *planner) compact() {
+func (pl *planner) polishDone() {
 	pl.dropEmpty()
 	pl.store()
+}
+
+// compact is for the code that changes settled orders after the polish
+// (units, changed): it removes the orders left without units and sets the
+// steps, quantity and notional of those changed.
+func (pl *planner) compact() {
+	out := pl.orders[:0]
+	for _, o := range pl.orders {
+		if o.units.Sign() > 0 {
+			if o.changed {
+				o.n = pl.numOf(o.units)
+			}
+			out = append(out, o)
+		}
+	}
+	pl.orders = out
+	pl.settle()
 }
 
 // dropEmpty removes the orders with no step left (n).
@@ -887,7 +904,7 @@ func (pl *planner) polishLoaded() {
 		pl.spendIdle(&cur, limit)
 	}
 	pl.trim(&cur)
-	pl.compact()
+	pl.polishDone()
 }
 
 // largestAfter returns the sleeve of the largest |deviation| after the

@@ -995,7 +995,7 @@ func (pl *planner) keepLossesElsewhere() error {
 				lost := pl.lostForGood()
 				if saved := lostBefore.Sub(lost); saved.Sign() > 0 && pl.realized().Sub(gainsBefore).LessThan(saved) {
 					pl.project()
-					x-- // relot removed order x: look at what took its place
+					x-- // compact removed order x: look at what took its place
 					break
 				}
 			}
@@ -1069,8 +1069,7 @@ func (pl *planner) relot() error {
 			o.Lots, o.Gains, o.BasisUnknown, o.WashSale = nil, tax.Gains{}, false, nil
 		}
 	}
-	pl.dropEmpty()
-	pl.settle()
+	pl.compact()
 	if err := pl.chooseLots(); err != nil {
 		return err
 	}
