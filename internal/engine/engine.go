@@ -270,6 +270,8 @@ type runtime struct {
 	eff     *policy.Policy
 	effFrom *policy.Policy // the pol eff was computed from
 	effDate string
+	// effDayStart and effDayEnd bound effDate's day in the policy's zone.
+	effDayStart, effDayEnd time.Time
 	effStep int // the phase-in step eff has (0 without a phase)
 	explain *targets.Explanation
 	// corr is the correlation watch, when the policy has one.

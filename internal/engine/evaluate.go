@@ -316,8 +316,12 @@ func historyDays(p *policy.Policy) int {
 // day and when the policy changes; a change of targets is logged, and so
 // is each tilt that expires. Called with e.mu held.
 func (e *Engine) effective(rt *runtime, now time.Time) (*policy.Policy, error) {
-	day := rt.pol.Day(now).Format(time.DateOnly) // the investor's day
 	step := rt.phaseStepAt(now)
+	if rt.effFrom == rt.pol && rt.effStep == step && !now.Before(rt.effDayStart) && now.Before(rt.effDayEnd) {
+		return rt.eff, nil // the same day: no date formatted at each evaluation
+	}
+	date := rt.pol.Day(now) // the investor's day
+	day := date.Format(time.DateOnly)
 	if rt.effFrom == rt.pol && rt.effDate == day && rt.effStep == step {
 		return rt.eff, nil
 	}
@@ -350,6 +354,12 @@ func (e *Engine) effective(rt *runtime, now time.Time) (*policy.Policy, error) {
 		e.log.Info("effective targets", fields...)
 	}
 	rt.eff, rt.effFrom, rt.effDate, rt.effStep, rt.explain = eff, rt.pol, day, step, ex
+	loc, _ := rt.pol.Zone()
+	rt.effDayStart = time.Date(date.Year(), date.Month(), date.Day(), 0, 0, 0, 0, loc)
+	rt.effDayEnd = rt.effDayStart.AddDate(0, 0, 1)
+	if now.Before(rt.effDayStart) || !now.Before(rt.effDayEnd) {
+		rt.effDayStart, rt.effDayEnd = time.Time{}, time.Time{} // a day the zone does not start at midnight: no fast path
+	}
 	e.noteApplied(rt, eff)
 	return eff, nil
 }
