@@ -161,6 +161,32 @@ func quotes(at time.Time, bump int64) []feeds.Quote {
 	return qs
 }
 
+// BenchmarkEvaluate1000Policies: one price tick reaching 1,000 loaded
+// household policies whose check is due: each is valued (drift), checked
+// for breaches and publishes its drift event (to a no-op publisher). No
+// policy breaches, so none plans.
+func BenchmarkEvaluate1000Policies(b *testing.B) {
+	start := time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(start)
+	e := loadHouseholds(b, 1000, clk)
+	e.Quotes(quotes(clk.Now(), 0))
+	for _, name := range e.names {
+		if rt := e.policies[name]; len(rt.blocked) != 0 || len(rt.breaching) != 0 {
+			b.Fatalf("%s: blocked %v breaching %v", name, rt.blocked, rt.breaching)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		clk.Advance(time.Minute) // every policy's check is due
+		e.Quotes(quotes(clk.Now(), int64(i+1)))
+	}
+	b.StopTimer()
+	if e.policies[e.names[999]].lastEval != clk.Now() {
+		b.Fatal("the last policy was not evaluated at the last tick")
+	}
+}
+
 // movingQuotes are the eight prices, every one but the money-market
 // fund's moved by a few hundredths of a percent (tick decides which way):
 // no household breaches.
@@ -398,4 +424,3 @@ func newMixed(t testing.TB, n int, clk clock.Clock, opt func(*Options)) *Engine 
 	return e
 }
 
-func itoa(i int) string { return decimal.NewFromInt(int64(i)).String() }
