@@ -424,3 +424,45 @@ func newMixed(t testing.TB, n int, clk clock.Clock, opt func(*Options)) *Engine 
 	return e
 }
 
+
+// BenchmarkEvaluateOne: one household's evaluation at new prices, settled
+// by the breach screen (screened) or in full (drift and decimals, the
+// code before the screen), and the price guard's share: the eight quotes
+// offered to it.
+func BenchmarkEvaluateOne(b *testing.B) {
+	for _, mode := range []string{"screened", "full", "offer"} {
+		b.Run(mode, func(b *testing.B) {
+			clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
+			e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: nopStore{}, DriftEvery: time.Hour})
+			defer e.Close()
+			e.noScreen = mode == "full"
+			if err := e.Load(clonedHouseholds(b, 1)); err != nil {
+				b.Fatal(err)
+			}
+			e.Quotes(movingQuotes(clk.Now(), 0))
+			rt := e.rts[0]
+			var sets [5][]feeds.Quote // the prices, made once: the loop times the engine
+			for k := range sets {
+				sets[k] = movingQuotes(clk.Now(), k)
+			}
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				clk.Advance(time.Second)
+				now := clk.Now()
+				for _, q := range sets[(i+1)%5] {
+					q.At = now
+					rt.guard.Offer(q, now)
+				}
+				if mode != "offer" {
+					e.evaluate(rt, now)
+				}
+			}
+			b.StopTimer()
+			if mode == "screened" && !rt.snapStale {
+				b.Fatal("the last evaluation was not screened")
+			}
+		})
+	}
+}
