@@ -424,7 +424,6 @@ func newMixed(t testing.TB, n int, clk clock.Clock, opt func(*Options)) *Engine 
 	return e
 }
 
-
 // BenchmarkEvaluateOne: one household's evaluation at new prices, settled
 // by the breach screen (screened) or in full (drift and decimals, the
 // code before the screen), and the price guard's share: the eight quotes
