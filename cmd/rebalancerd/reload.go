@@ -29,6 +29,8 @@ type householdState struct {
 	// accepted is, by household file, the version last loaded: it runs,
 	// blocked, while the file on disk is invalid.
 	accepted map[string]engine.Loaded
+	// cache spares a reload the parsing of unchanged households.
+	cache households.Cache
 }
 
 // readResult is one reading of every policy and household file.
@@ -49,18 +51,19 @@ type readResult struct {
 // read reads the explicit policies and the households. Called with
 // m.loadMu held.
 func (m *Main) read() readResult {
-	return readPolicies(m.Config, m.households.accepted)
+	return readPolicies(m.Config, m.households.accepted, &m.households.cache)
 }
 
 // readPolicies reads the policies and households cfg names; accepted are
-// the households' versions last loaded, by file (nil for none).
-func readPolicies(cfg *config.Config, accepted map[string]engine.Loaded) readResult {
+// the households' versions last loaded, by file (nil for none), and cache
+// what the last reading composed (nil for none).
+func readPolicies(cfg *config.Config, accepted map[string]engine.Loaded, cache *households.Cache) readResult {
 	set, dirs, err := engine.ReadSources(cfg.Policies)
 	out := readResult{set: set, dirs: dirs, err: err}
 	if err != nil || cfg.HouseholdsDir == "" {
 		return out
 	}
-	res, err := households.Read(cfg.ModelsDir, cfg.HouseholdsDir, time.Local)
+	res, err := households.Read(cfg.ModelsDir, cfg.HouseholdsDir, time.Local, cache)
 	if err != nil {
 		out.err = &strictyaml.Error{File: cfg.File, Line: cfg.HouseholdsLine, Field: "households_dir", Msg: err.Error()}
 		return out
