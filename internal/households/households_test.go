@@ -10,6 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rebalancerd/rebalancerd/internal/config"
+	"github.com/rebalancerd/rebalancerd/internal/engine"
 )
 
 const testModel = `model: growth-2045
@@ -51,6 +54,9 @@ func tree(t testing.TB, files map[string]string) string {
 		}
 	}
 	for path, text := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, path)), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(dir, path), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -265,8 +271,34 @@ func BenchmarkRead(b *testing.B) {
 		files["households/"+name+".yaml"] = householdText(name)
 		files["holdings/"+name+".yaml"] = holdings
 	}
+	// The same households as policy files of their own, the way to run
+	// them before models: a policies entry with dir and holdings_dir.
+	model := files["models/growth.yaml"]
+	own := smith[strings.Index(smith, "investor:"):]
+	for i := range n {
+		name := fmt.Sprintf("h%06d", i)
+		files["policies/"+name+".yaml"] = strings.Replace(model, "model: growth-2045", "policy: "+name, 1) + own
+	}
 	dir := tree(b, files)
+	files = nil // not counted in the heap per household
 	models, households := filepath.Join(dir, "models"), filepath.Join(dir, "households")
+	b.Run("policy-files", func(b *testing.B) {
+		src := []config.PolicySource{{Dir: filepath.Join(dir, "policies"), HoldingsDir: filepath.Join(dir, "holdings")}}
+		var set []engine.Loaded
+		b.ReportAllocs()
+		cpu0 := cpuTime(b)
+		for b.Loop() {
+			set = nil
+			var err error
+			if set, _, err = engine.ReadSources(src); err != nil || len(set) != n {
+				b.Fatalf("%v: %d policies", err, len(set))
+			}
+		}
+		cpu := cpuTime(b) - cpu0
+		b.StopTimer()
+		reportPer(b, n, cpu)
+		runtime.KeepAlive(set)
+	})
 	for _, cached := range []bool{false, true} {
 		name := map[bool]string{false: "cold", true: "cached"}[cached]
 		b.Run(name, func(b *testing.B) {
@@ -296,15 +328,21 @@ func BenchmarkRead(b *testing.B) {
 			}
 			cpu := cpuTime(b) - cpu0
 			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(n), "µs/household")
-			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N)/float64(n), "cpu-µs/household")
-			var ms runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&ms)
-			b.ReportMetric(float64(ms.HeapAlloc)/float64(n)/1024, "heap-KiB/household")
+			reportPer(b, n, cpu)
 			runtime.KeepAlive(res)
 		})
 	}
+}
+
+// reportPer reports the wall and CPU time per household of a benchmark
+// over n households, and the heap per household with what it read alive.
+func reportPer(b *testing.B, n int, cpu time.Duration) {
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(n), "µs/household")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N)/float64(n), "cpu-µs/household")
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapAlloc)/float64(n)/1024, "heap-KiB/household")
 }
 
 // cpuTime is the CPU time the process has used, user and system.
