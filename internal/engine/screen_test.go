@@ -16,6 +16,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/clock"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/feeds"
+	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 )
@@ -266,4 +267,37 @@ func compareEngines(t *testing.T, tick int, a, b *Engine) int {
 		}
 	}
 	return screened
+}
+
+// TestQuietTickNoticesTime: a household the tick skips (nothing due) is
+// looked at again when its prices go stale and when a held valuation may
+// be confirmed, as the tick that walked every household did.
+func TestQuietTickNoticesTime(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
+	e := loadMixed(t, 2, clk)
+	defer e.Close()
+	e.tick()
+	e.mu.Lock()
+	for _, rt := range e.rts {
+		if len(rt.blocked) != 0 || rt.quietUntil.IsZero() {
+			t.Fatalf("%s: blocked %v, quiet until %v", rt.pol.Name, rt.blocked, rt.quietUntil)
+		}
+	}
+	e.mu.Unlock()
+	clk.Advance(policy.DefaultMaxAge) // stale only after MaxAge
+	e.tick()
+	e.mu.Lock()
+	if rt := e.rts[0]; len(rt.blocked) != 0 {
+		t.Fatalf("blocked at MaxAge: %v", rt.blocked)
+	}
+	e.mu.Unlock()
+	clk.Advance(time.Second)
+	e.tick()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, rt := range e.rts {
+		if !hasReason(rt.blocked, metrics.BlockStalePrice) {
+			t.Errorf("%s: not blocked a second past MaxAge: %v", rt.pol.Name, rt.blocked)
+		}
+	}
 }
