@@ -270,8 +270,8 @@ func compareEngines(t *testing.T, tick int, a, b *Engine) int {
 }
 
 // TestQuietTickNoticesTime: a household the tick skips (nothing due) is
-// looked at again when its prices go stale and when a held valuation may
-// be confirmed, as the tick that walked every household did.
+// looked at again when its prices go stale, as the tick that walked every
+// household did: blocked a second past MaxAge, not before.
 func TestQuietTickNoticesTime(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
 	e := loadMixed(t, 2, clk)
