@@ -21,7 +21,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 )
 
-var screenHouseholds = flag.Int("screen-households", 0, "households of TestScreenEqualsFullEvaluation (default 10,000; 1,000 under -race)")
+var screenHouseholds = flag.Int("screen-households", 0, "households of TestScreenEqualsFullEvaluation (default 10,000; 1,000 with -short, 400 under -race)")
 
 // randomHouseholds returns n households on variants of the example
 // household (bands, trigger, max_value_change, checked every second) with
@@ -102,9 +102,13 @@ func mapsKeys[V any](m map[string]V) iter.Seq[string] { return maps.Keys(m) }
 func TestScreenEqualsFullEvaluation(t *testing.T) {
 	n := *screenHouseholds
 	if n == 0 {
-		n = 10000
-		if raceEnabled || testing.Short() {
+		switch {
+		case raceEnabled:
+			n = 400
+		case testing.Short():
 			n = 1000
+		default:
+			n = 10000
 		}
 	}
 	r := rand.New(rand.NewPCG(14, uint64(n)))
