@@ -1375,6 +1375,9 @@ func (pl *planner) unresolved(out *Plan) {
 			out.Unresolved = append(out.Unresolved, Unresolved{Sleeve: p.Sleeves[si].Path, WeightAfter: out.Sleeves[si].WeightAfter, Reason: reason})
 		}
 	}
+	if pl.dest == policy.DestinationTarget && pl.flow == nil {
+		pl.unrestoredSplits(out)
+	}
 }
 
 // soldOut reports whether the plan sells every whole step held of every

@@ -1,0 +1,118 @@
+package plan
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/shopspring/decimal"
+)
+
+// unrestoredSplits lists, with destination target, the leaf sleeves whose
+// split between instruments the plan leaves outside its tolerance
+// (bands.within_sleeve; the test split applies to the desired value,
+// here to the sleeve's value after the plan) where something stops its
+// restoration (splitBlocked), so that it is said, not silent. A sleeve
+// already listed gets the split added to its reason. A split the polish
+// chose to leave, because a plan without the restoring orders rates as
+// well on the sleeves with fewer orders, is not listed
+// (docs/PLANNING.md), nor a sleeve the plan harvests in.
+func (pl *planner) unrestoredSplits(out *Plan) {
+	p := pl.p
+	var value []decimal.Decimal // per instrument, after the plan
+	for si := range p.Sleeves {
+		ps := &p.Sleeves[si]
+		if !ps.Leaf() || si == p.Cash || len(ps.Instruments) < 2 || pl.harvests(si) {
+			continue
+		}
+		if value == nil {
+			value = pl.valuesAfter()
+		}
+		w := pl.after[si]
+		if w.Sign() <= 0 {
+			continue
+		}
+		tol := ps.SplitTolerance()
+		var off []string
+		for _, i := range ps.Instruments {
+			share := w.Mul(p.Instruments[i].Share)
+			if value[i].Sub(share).Abs().LessThanOrEqual(tol.Mul(share)) {
+				continue
+			}
+			off = append(off, fmt.Sprintf("%s is %s of it against a share of %s", p.Instruments[i].Symbol,
+				percentText(value[i].DivRound(w, 4)), percentText(p.Instruments[i].Share)))
+		}
+		if len(off) == 0 {
+			continue
+		}
+		blocked := pl.splitBlocked(si, value, w, tol)
+		if blocked == "" {
+			continue
+		}
+		why := fmt.Sprintf("its split between instruments is outside the tolerance of %s of each share (bands.within_sleeve) after the plan: %s; %s",
+			percentText(tol), strings.Join(off, ", "), blocked)
+		listed := false
+		for k := range out.Unresolved {
+			if u := &out.Unresolved[k]; u.Sleeve == ps.Path {
+				u.Reason += "; " + why
+				listed = true
+			}
+		}
+		if !listed {
+			out.Unresolved = append(out.Unresolved, Unresolved{Sleeve: ps.Path, WeightAfter: out.Sleeves[si].WeightAfter, Reason: why})
+		}
+	}
+}
+
+// harvests reports whether the plan harvests a loss in leaf sleeve si:
+// its substitute moves the split on purpose.
+func (pl *planner) harvests(si int) bool {
+	for k := range pl.orders {
+		if o := &pl.orders[k]; o.Rule == RuleHarvest && pl.p.Instruments[o.instrument].Sleeve == si {
+			return true
+		}
+	}
+	return false
+}
+
+// valuesAfter returns the household's value of each instrument after the
+// orders.
+func (pl *planner) valuesAfter() []decimal.Decimal {
+	value := make([]decimal.Decimal, pl.nI)
+	copy(value, pl.held)
+	for k := range pl.orders {
+		o := &pl.orders[k]
+		if o.Side == Buy {
+			value[o.instrument] = value[o.instrument].Add(o.Notional)
+		} else {
+			value[o.instrument] = value[o.instrument].Sub(o.Notional)
+		}
+	}
+	return value
+}
+
+// splitBlocked says what stops the restoration of leaf sleeve si's split
+// (sleeve value w after the plan, tolerance tol), or "" when nothing
+// does: the wash-sale rule keeps an instrument under its share from being
+// bought, or an instrument over its share cannot be sold (the tax rules
+// hold its lots back). Rounding to whole steps is not listed, as it is
+// not for sleeves with destination target.
+func (pl *planner) splitBlocked(si int, value []decimal.Decimal, w, tol decimal.Decimal) string {
+	p := pl.p
+	for _, i := range p.Sleeves[si].Instruments {
+		share := w.Mul(p.Instruments[i].Share)
+		gap := share.Sub(value[i])
+		if gap.Abs().LessThanOrEqual(tol.Mul(share)) {
+			continue
+		}
+		sym := p.Instruments[i].Symbol
+		switch {
+		case gap.Sign() > 0 && !pl.mayBuy(i):
+			return fmt.Sprintf("the wash-sale rule keeps %s from being bought", sym)
+		case gap.Sign() < 0:
+			if why := pl.heldBackReason(i); why != "" {
+				return fmt.Sprintf("%s cannot be sold: %s", sym, why)
+			}
+		}
+	}
+	return ""
+}
