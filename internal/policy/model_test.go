@@ -1,12 +1,16 @@
 package policy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 )
 
 // modelBadFiles lists, for each testdata/models/*.bad.yml, every problem
@@ -284,4 +288,57 @@ func TestComposeShares(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameCompiled(t, smith, alone)
+}
+
+// FuzzHousehold checks that a household file, whatever its bytes, composed
+// with the test models never panics, that what is accepted keeps every
+// invariant of a Policy, and that every problem names one of the two
+// files.
+func FuzzHousehold(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/models/*.yml")
+	for _, path := range seeds {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	ms := Models{}
+	files := map[string]bool{"fuzz.yml": true}
+	for _, path := range []string{"testdata/models/growth-2045.model.good.yml", "testdata/models/glide.model.good.yml"} {
+		files[path] = true
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		m, err := ParseModel(path, data)
+		if err != nil {
+			f.Fatal(err)
+		}
+		ms[m.Name] = m
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := composeFile(ms, "fuzz.yml", data)
+		if err != nil {
+			if p != nil {
+				t.Fatal("a policy returned with its error")
+			}
+			es := strictyaml.AsErrors(err)
+			for _, e := range es {
+				if e.Msg == "" || e.Line < 0 || !files[e.File] {
+					t.Fatalf("bad problem %q", e.Error())
+				}
+			}
+			return
+		}
+		// The invariants of a policy file, the version aside (it hashes
+		// the model too).
+		q := *p
+		sum := sha256.Sum256(data)
+		q.Version = hex.EncodeToString(sum[:8])
+		checkPolicy(t, &q, "fuzz.yml", data)
+		if len(p.Version) != 16 || p.Version == q.Version || p.ModelVersion != ms[p.Model].Version {
+			t.Fatalf("version %q, model %s@%s", p.Version, p.Model, p.ModelVersion)
+		}
+	})
 }
