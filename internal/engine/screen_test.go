@@ -237,7 +237,7 @@ func compareEngines(t *testing.T, tick int, a, b *Engine) int {
 		if _, hx := x.value.c.Held(); hx != func() bool { _, h := y.value.c.Held(); return h }() {
 			fail("valuation held", hx, !hx)
 		}
-		sx, sy := a.snapshotOf(x), b.snapshotOf(y)
+		sx, sy := x.snapshotOf(), y.snapshotOf()
 		if (sx == nil) != (sy == nil) || sx != nil && (!sx.Total.Equal(sy.Total) || !sx.AsOf.Equal(sy.AsOf)) {
 			fail("snapshot", sx, sy)
 		}
