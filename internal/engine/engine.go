@@ -488,6 +488,22 @@ func (e *Engine) save(rt *runtime, durable bool) error {
 	return nil
 }
 
+// saveAll saves ledgers durably. With a store that group-commits
+// (state.Store, which has Sync) each is queued first, without waiting, so
+// that they share commits; the durable save that follows then only waits
+// for the commit holding it (a ledger equal to the one queued is not
+// written again) and reports its error. Called with e.mu held.
+func (e *Engine) saveAll(rts []*runtime) {
+	if _, ok := e.opts.Store.(interface{ Sync() error }); ok {
+		for _, rt := range rts {
+			_ = e.opts.Store.Save(rt.ledger, false) // its error is the durable save's below
+		}
+	}
+	for _, rt := range rts {
+		e.save(rt, true)
+	}
+}
+
 // Close stops the calendars and waits for them. Run calls it when its
 // context ends; call it yourself when Run never ran.
 func (e *Engine) Close() {
