@@ -19,8 +19,10 @@ package engine
 import (
 	"context"
 	"fmt"
+	goruntime "runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -341,18 +343,15 @@ func (e *Engine) Load(set []Loaded) error {
 		running[name] = true
 	}
 	e.mu.Unlock()
-	saved := map[string]*ledger.Ledger{}
+	var names []string
 	for _, l := range set {
-		if running[l.Policy.Name] {
-			continue
+		if !running[l.Policy.Name] {
+			names = append(names, l.Policy.Name)
 		}
-		led, ok, err := e.opts.Store.Load(l.Policy.Name)
-		if err != nil {
-			return err
-		}
-		if ok {
-			saved[l.Policy.Name] = led
-		}
+	}
+	saved, err := e.loadSaved(names)
+	if err != nil {
+		return err
 	}
 
 	e.mu.Lock()
@@ -460,6 +459,42 @@ func (e *Engine) Load(set []Loaded) error {
 		e.opts.Metrics.Households.Set(float64(len(next)))
 	}
 	return nil
+}
+
+// loadSaved reads the saved ledgers of the policies named, on as many
+// goroutines as there are CPUs (decoding them is most of a restart with
+// many households), and returns those found. The first error wins.
+func (e *Engine) loadSaved(names []string) (map[string]*ledger.Ledger, error) {
+	ledgers := make([]*ledger.Ledger, len(names))
+	errs := make([]error, len(names))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(goruntime.GOMAXPROCS(0), len(names)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(names); i = int(next.Add(1) - 1) {
+				l, ok, err := e.opts.Store.Load(names[i])
+				if err != nil {
+					errs[i] = err
+					next.Store(int64(len(names))) // stop the others
+					return
+				}
+				if ok {
+					ledgers[i] = l
+				}
+			}
+		})
+	}
+	wg.Wait()
+	saved := make(map[string]*ledger.Ledger, len(names))
+	for i, l := range ledgers {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if l != nil {
+			saved[names[i]] = l
+		}
+	}
+	return saved, nil
 }
 
 // Alive reports whether Run's loop has ticked within the last few ticks:
