@@ -51,3 +51,15 @@ func (h history) FillsSince(ctx context.Context, since time.Time) ([]engine.Repo
 	}
 	return out, complete, err
 }
+
+// ReportsSince returns the positions snapshots and cash flows stored since
+// the given time, with whether the reports consumer acknowledged each.
+func (h history) ReportsSince(ctx context.Context, since time.Time) ([]engine.StoredReport, error) {
+	rs, err := h.b.ReportsSince(ctx, since)
+	out := make([]engine.StoredReport, len(rs))
+	for i, r := range rs {
+		out[i] = engine.StoredReport{Report: engine.Report{Policy: r.Policy, Positions: r.Positions, CashFlow: r.CashFlow},
+			Stored: r.Stored, Handled: r.Handled}
+	}
+	return out, err
+}

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/rebalancerd/rebalancerd/internal/config"
-	"github.com/rebalancerd/rebalancerd/internal/engine"
+	"github.com/rebalancerd/rebalancerd/internal/inputfile"
 	rnats "github.com/rebalancerd/rebalancerd/internal/nats"
+	"github.com/rebalancerd/rebalancerd/internal/policy"
+	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 )
 
 // CheckCommand validates a policy and, optionally, holdings and prices
@@ -36,7 +38,8 @@ func (c *CheckCommand) Run(_ context.Context, args []string) error {
 	fs.StringVar(&in.policyFile, "policy", "", "policy `file` (YAML)")
 	fs.StringVar(&in.holdingsFile, "holdings", "", "holdings `file` to check against the policy")
 	fs.StringVar(&in.pricesFile, "prices", "", "prices `file` to check against the policy")
-	configFile := fs.String("config", "", "daemon configuration `file`: check it and every policy it names")
+	configFile := fs.String("config", "", "daemon configuration `file`: check it and every policy, model and household it names")
+	modelFile := fs.String("model", "", "model `file` (YAML): check it on its own")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -44,13 +47,19 @@ func (c *CheckCommand) Run(_ context.Context, args []string) error {
 		return usageError{fmt.Sprintf("check: unexpected argument %q", fs.Arg(0))}
 	}
 	if *configFile != "" {
-		if in.policyFile != "" || in.holdingsFile != "" || in.pricesFile != "" {
+		if in.policyFile != "" || in.holdingsFile != "" || in.pricesFile != "" || *modelFile != "" {
 			return usageError{"check: -config goes alone"}
 		}
 		return c.checkConfig(*configFile)
 	}
+	if *modelFile != "" {
+		if in.policyFile != "" || in.holdingsFile != "" || in.pricesFile != "" {
+			return usageError{"check: -model goes alone (check its households with -config)"}
+		}
+		return c.checkModel(*modelFile)
+	}
 	if in.policyFile == "" {
-		return usageError{"check: -policy or -config is required"}
+		return usageError{"check: -policy, -model or -config is required"}
 	}
 	if err := in.load(); err != nil {
 		return err
@@ -85,10 +94,14 @@ func (c *CheckCommand) checkConfig(file string) error {
 	if err != nil {
 		return err
 	}
-	set, _, err := engine.ReadSources(cfg.Policies)
-	if err != nil {
-		return err
+	rr := readPolicies(cfg, nil)
+	if rr.err != nil {
+		return rr.err
 	}
+	if len(rr.refused) > 0 {
+		return rr.refused.Err()
+	}
+	set := rr.set
 	// What `run` would fail on beyond the files' syntax: feed files and
 	// keys, secret files (present, private), NATS authentication.
 	var problems []string
@@ -128,7 +141,43 @@ func (c *CheckCommand) checkConfig(file string) error {
 	if cfg.NATS.URL != "" {
 		nats = "NATS at " + cfg.NATS.URL
 	}
-	fmt.Fprintf(c.Stdout, "%s: configuration is valid: %d policies (%s), %d feeds, %s\n",
-		file, len(set), strings.Join(names, ", "), len(cfg.Feeds), nats)
+	what := fmt.Sprintf("%d policies (%s)", len(set), strings.Join(names, ", "))
+	if rr.households > 0 {
+		// Thousands of households: name the explicit policies and the
+		// models only.
+		explicit := len(set) - rr.households // set lists them first
+		var models []string
+		seen := map[string]bool{}
+		for _, l := range set[explicit:] {
+			if !seen[l.Policy.Model] {
+				seen[l.Policy.Model] = true
+				models = append(models, l.Policy.Model)
+			}
+		}
+		sort.Strings(models)
+		what = fmt.Sprintf("%d households on %d models (%s)", rr.households, len(models), strings.Join(models, ", "))
+		if explicit > 0 {
+			what = fmt.Sprintf("%d policies (%s), %s", explicit, strings.Join(names[:explicit], ", "), what)
+		}
+	}
+	fmt.Fprintf(c.Stdout, "%s: configuration is valid: %s, %d feeds, %s\n", file, what, len(cfg.Feeds), nats)
+	return nil
+}
+
+// checkModel validates a model file on its own: what only a household can
+// show (the accounts asset_location names, a glide path's birth date) is
+// checked with each household by `check -config`.
+func (c *CheckCommand) checkModel(file string) error {
+	data, err := inputfile.Read(file, strictyaml.MaxFileSize)
+	if err != nil {
+		return err
+	}
+	m, err := policy.ParseModel(file, data)
+	if err != nil {
+		return err
+	}
+	p := m.Policy
+	fmt.Fprintf(c.Stdout, "%s: model %s (version %s) is valid: %d sleeves, %d instruments, trigger %s, destination %s\n",
+		file, m.Name, m.Version, len(p.Sleeves), len(p.Instruments), p.Rebalance.Trigger, p.Rebalance.Destination)
 	return nil
 }

@@ -89,6 +89,7 @@ type Main struct {
 	reloadMu    sync.Mutex
 	lastReload  statusdoc.Reload
 	fingerprint string
+	households  householdState // reload.go
 	sources     []feeds.Source
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	natstest "github.com/nats-io/nats-server/v2/test"
+	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 
@@ -240,6 +241,183 @@ func TestBadFillsCounted(t *testing.T) {
 	})
 	if got := iraHoldings(d); fmt.Sprint(got) != fmt.Sprint(before) || d.policyStatus().HoldingsAsOf.After(d.clock.Now()) {
 		t.Fatalf("holdings %v as of %v after refused fills, want %v", got, d.policyStatus().HoldingsAsOf, before)
+	}
+}
+
+// jetStreamAt connects to url for the rest of the test.
+func jetStreamAt(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := natsgo.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// publishReport stores a report in the reports stream with a JetStream
+// publish (acknowledged by the stream, whether a daemon runs or not).
+func publishReport(t *testing.T, url, subject string, v any) {
+	t.Helper()
+	js := jetStreamAt(t, url)
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := js.Publish(ctx, subject, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitReportsAcked waits until the daemon's reports consumer has
+// acknowledged every report the stream holds.
+func waitReportsAcked(t *testing.T, url string) {
+	t.Helper()
+	js := jetStreamAt(t, url)
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		c, err := js.Consumer(ctx, "REBALANCE_REPORTS", "rebalancerd")
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending > 0 || info.NumAckPending > 0 {
+			return fmt.Errorf("reports consumer: %d pending, %d awaiting ack", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
+}
+
+// deposit is a cash flow of amount into the test policy's ira account.
+func deposit(id, amount string, at time.Time) events.CashFlow {
+	return events.CashFlow{SchemaVersion: 1, CashFlowID: id, Kind: events.CashFlowDeposit, Account: "ira",
+		Amount: decimalFrom(amount), At: at}
+}
+
+// depositTakenIn runs a daemon on an external NATS until a deposit of
+// 1000 (id) is taken in and acknowledged (no prices: it is not invested),
+// and stops it.
+func depositTakenIn(t *testing.T, url, id string) *daemon {
+	t.Helper()
+	d := startDaemon(t, policyText("threshold", ""), monday0959, func(c *config.Config, m *Main) { c.NATS.URL = url })
+	publishReport(t, url, "rebalance.cashflows.test-household", deposit(id, "1000", d.clock.Now()))
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if got := iraHoldings(d)["cash"]; got != "1500" {
+			return fmt.Errorf("cash %s, want 1500 with the deposit", got)
+		}
+		return nil
+	})
+	waitReportsAcked(t, url)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestLostStateReplaysPositionsSnapshot: a positions snapshot newer than
+// the holdings file was applied and acknowledged; the state directory is
+// then deleted. At the next start the ledger is seeded from the older
+// holdings file, and the snapshot, which the reports consumer will not
+// deliver again, is applied again from the reports stream. (The daemon
+// used to plan on the holdings file.)
+func TestLostStateReplaysPositionsSnapshot(t *testing.T) {
+	url := externalNATS(t)
+	first := startDaemon(t, policyText("threshold", ""), monday0959, func(c *config.Config, m *Main) { c.NATS.URL = url })
+	snap := events.Positions{SchemaVersion: 1, AsOf: first.clock.Now(), Accounts: map[string]events.AccountPositions{
+		"ira": {Cash: decimalFrom("400"), Positions: map[string]decimal.Decimal{"VTI": decimalFrom("61"), "BND": decimalFrom("35")}}}}
+	publishReport(t, url, "rebalance.positions.test-household", snap)
+	want := map[string]string{"cash": "400", "VTI": "61", "BND": "35"}
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if got := iraHoldings(first); fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("holdings %v, want the snapshot's %v", got, want)
+		}
+		return nil
+	})
+	waitReportsAcked(t, url)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(first.Config.StateDir); err != nil {
+		t.Fatal(err)
+	}
+
+	second := restartOn(t, first, url, monday0959.Add(3*time.Hour))
+	if got := iraHoldings(second); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("holdings after the restart %v, want the acknowledged snapshot's %v (not the holdings file's)", got, want)
+	}
+	if st := second.policyStatus(); !st.HoldingsAsOf.Equal(snap.AsOf) {
+		t.Errorf("holdings as of %v, want the snapshot's %v", st.HoldingsAsOf, snap.AsOf)
+	}
+	if slices.Contains(second.blockedReasons(), "unknown_order_state") {
+		t.Errorf("blocked %v: the snapshot says what the household holds", second.blockedReasons())
+	}
+}
+
+// TestLostStateCashFlowBlocks: a deposit was taken in and acknowledged
+// (not yet invested: no prices); the state directory is then deleted. At
+// the next start the ledger, seeded from the holdings file, lacks the
+// deposit: the policy is blocked (unknown_order_state, naming the cash
+// flow) instead of planning on cash that is wrong, until a positions
+// snapshot says what the household holds. (It used to plan on the holdings
+// file's cash.)
+func TestLostStateCashFlowBlocks(t *testing.T) {
+	url := externalNATS(t)
+	first := depositTakenIn(t, url, "dep-lost")
+	if err := os.RemoveAll(first.Config.StateDir); err != nil {
+		t.Fatal(err)
+	}
+
+	second := restartOn(t, first, url, monday0959.Add(3*time.Hour))
+	second.prices("VTI", "100", "BND", "100")
+	second.Engine.EvaluateAll()
+	second.waitBlocked("unknown_order_state")
+	if _, body := second.httpGet("/status"); !strings.Contains(body, "dep-lost") {
+		t.Errorf("/status does not name the cash flow: %s", body)
+	}
+	if got := second.streamOrders(); got != 0 {
+		t.Fatalf("%d orders planned on the holdings file's cash", got)
+	}
+
+	// A positions snapshot newer than the ledger says what it holds.
+	publishReport(t, url, "rebalance.positions.test-household", events.Positions{SchemaVersion: 1, AsOf: second.clock.Now(),
+		Accounts: map[string]events.AccountPositions{"ira": {Cash: decimalFrom("1500"),
+			Positions: map[string]decimal.Decimal{"VTI": decimalFrom("60"), "BND": decimalFrom("35")}}}})
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if r := second.blockedReasons(); slices.Contains(r, "unknown_order_state") {
+			return fmt.Errorf("still blocked %v after the snapshot", r)
+		}
+		return nil
+	})
+}
+
+// TestRestartWithCashFlowsTakesNoDoubt: on an ordinary restart (the
+// state directory kept) a deposit acknowledged before is in the ledger,
+// and one stored while the daemon was down is delivered after the start:
+// neither blocks the policy, and both count once.
+func TestRestartWithCashFlowsTakesNoDoubt(t *testing.T) {
+	url := externalNATS(t)
+	first := depositTakenIn(t, url, "dep-1")
+	publishReport(t, url, "rebalance.cashflows.test-household", deposit("dep-2", "250", monday0959.Add(time.Hour)))
+
+	second := restartOn(t, first, url, monday0959.Add(3*time.Hour))
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if got := iraHoldings(second)["cash"]; got != "1750" {
+			return fmt.Errorf("cash %s, want 1750 with both deposits", got)
+		}
+		return nil
+	})
+	if r := second.blockedReasons(); slices.Contains(r, "unknown_order_state") {
+		t.Errorf("blocked %v after an ordinary restart", r)
 	}
 }
 

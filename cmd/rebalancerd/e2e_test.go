@@ -29,6 +29,12 @@ func expectedPlan(t *testing.T, policyYAML string, at time.Time, kv ...string) *
 	if err != nil {
 		t.Fatal(err)
 	}
+	return planOf(t, p, at, kv...)
+}
+
+// planOf is the plan of policy p on testHoldings at prices kv.
+func planOf(t *testing.T, p *policy.Policy, at time.Time, kv ...string) *plan.Plan {
+	t.Helper()
 	h, err := portfolio.ParseHoldings("h.yaml", []byte(testHoldings))
 	if err != nil {
 		t.Fatal(err)

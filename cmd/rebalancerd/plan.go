@@ -383,8 +383,9 @@ func (f *cashFlowFlags) plan(book *portfolio.Book, d policy.Destination, o plan.
 			return nil, usageError{fmt.Sprintf("plan: -account %q: policy %s has no such account", f.account, pol.Name)}
 		}
 	case f.withdraw != "":
-		// The account order of tax.withdrawals: taxable first by default.
-		a = plan.WithdrawalAccount(drift.Compute(book), f.amount)
+		// Split in the account order of tax.withdrawals: taxable first by
+		// default, each account paying what it can.
+		return plan.Withdraw(drift.Compute(book), o, plan.Withdrawal{Amount: f.amount})
 	case len(pol.Accounts) > 1:
 		return nil, usageError{fmt.Sprintf("plan: policy %s has %d accounts: say which with -account", pol.Name, len(pol.Accounts))}
 	}
@@ -415,9 +416,21 @@ func writeCashFlow(w io.Writer, p *plan.Plan) {
 		}
 		return
 	}
-	fmt.Fprintf(w, "cash flow: withdraw %s %s from %s without buying: %s from its free cash, sells raise %s; withdrawn %s, short %s\n",
-		cf.Amount.StringFixed(2), p.Currency, cf.Account, cf.FromCash.StringFixed(2), cf.Traded.StringFixed(2),
+	from, its := cf.Account, "its"
+	if cf.Account == "" {
+		var names []string
+		for _, part := range cf.Accounts {
+			names = append(names, part.Account)
+		}
+		from, its = strings.Join(names, ", ")+" in the order of withdrawals", "their"
+	}
+	fmt.Fprintf(w, "cash flow: withdraw %s %s from %s without buying: %s from %s free cash, sells raise %s; withdrawn %s, short %s\n",
+		cf.Amount.StringFixed(2), p.Currency, from, cf.FromCash.StringFixed(2), its, cf.Traded.StringFixed(2),
 		cf.Withdrawn.StringFixed(2), cf.Shortfall.StringFixed(2))
+	for _, part := range cf.Accounts {
+		fmt.Fprintf(w, "  %s pays %s: %s from its free cash, sells raise %s; estimated tax %s\n", part.Account,
+			part.Withdrawn.StringFixed(2), part.FromCash.StringFixed(2), part.Traded.StringFixed(2), part.Tax.Tax.StringFixed(2))
+	}
 	if e := cf.Tax; e != nil {
 		fmt.Fprintf(w, "estimated tax: %s %s (ordinary income %s, additional 10%% %s, capital gains %s)\n",
 			e.Tax.StringFixed(2), p.Currency, e.OrdinaryIncome.StringFixed(2), e.Additional.StringFixed(2), e.CapitalGains.StringFixed(2))

@@ -46,10 +46,17 @@ type Config struct {
 	// StateDir holds the daemon's journal and the embedded JetStream store.
 	StateDir string
 	Policies []PolicySource
-	Feeds    []Feed
-	NATS     NATS
-	HTTP     HTTP
-	Log      Log
+	// HouseholdsDir holds household files (policy.ParseHousehold), every
+	// *.yaml or *.yml file in it one household, on the models in
+	// ModelsDir; both empty without households.
+	HouseholdsDir string
+	ModelsDir     string
+	// HouseholdsLine is the line of households_dir, for messages.
+	HouseholdsLine int
+	Feeds          []Feed
+	NATS           NATS
+	HTTP           HTTP
+	Log            Log
 	// ControlTokenFile holds the token that kill-switch requests on
 	// <prefix>.control.* must carry; without it, only NATS permissions
 	// protect the control subjects.
@@ -297,7 +304,7 @@ func expand(s string, env func(string) string, missing *[]string) string {
 
 func (p *parser) parse(root *yaml.Node) {
 	r, c := p.r, p.c
-	f := r.Object(root, "", "state_dir", "journal_fsync", "policies", "feeds", "nats", "http", "log", "control", "ha", "reports")
+	f := r.Object(root, "", "state_dir", "journal_fsync", "policies", "households_dir", "models_dir", "feeds", "nats", "http", "log", "control", "ha", "reports")
 	if v, ok := f["journal_fsync"]; ok {
 		c.JournalFsync, _ = p.bool(v, "journal_fsync")
 	}
@@ -316,17 +323,18 @@ func (p *parser) parse(root *yaml.Node) {
 	if v, ok := f["state_dir"]; ok {
 		c.StateDir = p.path(v, "state_dir")
 	}
+	p.households(f)
 	if v, ok := f["policies"]; ok {
 		before := len(r.Errs)
 		items := r.Sequence(v, "policies")
-		if len(items) == 0 && len(r.Errs) == before {
+		if len(items) == 0 && len(r.Errs) == before && c.HouseholdsDir == "" {
 			r.Errorf(v, "policies", "name at least one policy")
 		}
 		for i, item := range items {
 			p.policy(item, fmt.Sprintf("policies[%d]", i))
 		}
-	} else {
-		r.Errorf(root, "policies", "required field is missing: name at least one policy")
+	} else if _, ok := f["households_dir"]; !ok {
+		r.Errorf(root, "policies", "required field is missing: name at least one policy (or set households_dir)")
 	}
 	if v, ok := f["feeds"]; ok {
 		for i, item := range r.Sequence(v, "feeds") {
@@ -397,6 +405,27 @@ func CheckLogFormat(s string) error {
 		return nil
 	}
 	return fmt.Errorf("%q is not a log format; want auto, json or console", s)
+}
+
+// households reads households_dir and models_dir, which go together.
+func (p *parser) households(f map[string]*yaml.Node) {
+	r, c := p.r, p.c
+	h, hok := f["households_dir"]
+	m, mok := f["models_dir"]
+	if hok {
+		c.HouseholdsDir, c.HouseholdsLine = p.path(h, "households_dir"), h.Line
+	}
+	if mok {
+		c.ModelsDir = p.path(m, "models_dir")
+	}
+	switch {
+	case hok && !mok:
+		r.Errorf(h, "models_dir", "required field is missing: the directory of the models the households name")
+	case mok && !hok:
+		r.Errorf(m, "households_dir", "required field is missing: models_dir serves the households of households_dir")
+	case hok && c.HouseholdsDir != "" && c.HouseholdsDir == c.ModelsDir:
+		r.Errorf(m, "models_dir", "must differ from households_dir: a model is not a household")
+	}
 }
 
 func (p *parser) policy(n *yaml.Node, field string) {
@@ -789,7 +818,7 @@ func (c *Config) validate() strictyaml.Errors {
 // changes) the way Parse checks a file.
 func (c *Config) Validate() error {
 	var errs strictyaml.Errors
-	if len(c.Policies) == 0 {
+	if len(c.Policies) == 0 && c.HouseholdsDir == "" {
 		errs = append(errs, &strictyaml.Error{File: c.File, Field: "policies", Msg: "name at least one policy"})
 	}
 	if c.StateDir == "" {

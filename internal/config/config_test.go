@@ -214,7 +214,7 @@ var badFiles = map[string][]string{
 		"unknown_key.bad.yml:16: nats.stream.max_msgs: unknown field (known: replicas, max_age, duplicates, atomic_batches)",
 		"unknown_key.bad.yml:18: http.address: unknown field (known: listen, token_file, tls, allow_plaintext)",
 		"unknown_key.bad.yml:20: log.lvl: unknown field (known: level, format)",
-		"unknown_key.bad.yml:21: statedir: unknown field (known: state_dir, journal_fsync, policies, feeds, nats, http, log, control, ha, reports)",
+		"unknown_key.bad.yml:21: statedir: unknown field (known: state_dir, journal_fsync, policies, households_dir, models_dir, feeds, nats, http, log, control, ha, reports)",
 	},
 	"ha.bad.yml": {
 		`ha.bad.yml:3: journal_fsync: want true or false, got "sometimes"`,
@@ -222,6 +222,12 @@ var badFiles = map[string][]string{
 		`ha.bad.yml:6: ha.instance: "node a": use letters, digits, '-' and '_' (at most 64)`,
 		`ha.bad.yml:7: ha.lease_ttl: 200ms is too short: at least 1s`,
 		`ha.bad.yml:8: ha.leader: unknown field (known: enabled, instance, lease_ttl)`,
+	},
+	"households.bad.yml": {
+		"households.bad.yml:2: models_dir: required field is missing: the directory of the models the households name",
+	},
+	"models_alone.bad.yml": {
+		"models_alone.bad.yml:2: households_dir: required field is missing: models_dir serves the households of households_dir",
 	},
 	"ha_embedded.bad.yml": {
 		`ha_embedded.bad.yml:4: ha: needs an external NATS (nats.url): instances cannot share an embedded server`,
@@ -470,6 +476,14 @@ func checkConfig(t testing.TB, c *Config) {
 		}
 	}
 	clean(c.StateDir)
+	clean(c.HouseholdsDir)
+	clean(c.ModelsDir)
+	if (c.HouseholdsDir == "") != (c.ModelsDir == "") || (c.HouseholdsDir != "" && c.HouseholdsDir == c.ModelsDir) {
+		fail("households_dir %q, models_dir %q", c.HouseholdsDir, c.ModelsDir)
+	}
+	if len(c.Policies) == 0 && c.HouseholdsDir == "" {
+		fail("no policies and no households")
+	}
 	for _, p := range c.Policies {
 		if (p.Policy == "") == (p.Dir == "") || (p.Policy != "") != (p.Holdings != "") || (p.Dir != "") != (p.HoldingsDir != "") {
 			fail("policy source %+v", p)

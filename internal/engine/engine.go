@@ -153,6 +153,10 @@ type Loaded struct {
 	Policy       *policy.Policy
 	Holdings     *portfolio.Holdings
 	HoldingsHash string
+	// Blocked, when set, says why the files on disk cannot replace Policy
+	// (the last version accepted): the policy keeps its state and is not
+	// planned (invalid_policy) until they can.
+	Blocked string
 }
 
 // Engine runs policies. Create it with New, give it policies with Load, and
@@ -218,6 +222,8 @@ type runtime struct {
 	breaching []string
 	snapshot  *drift.Snapshot
 	lastError string
+	// invalid is Loaded.Blocked: why the files on disk are not running.
+	invalid string
 	// rejected is the last plan's broken risk limits, at rejectedAt.
 	rejected   []risk.Violation
 	rejectedAt time.Time
@@ -410,7 +416,7 @@ func (e *Engine) Load(set []Loaded) error {
 			}
 		}
 		old := rt.pol
-		rt.pol = l.Policy
+		rt.pol, rt.invalid = l.Policy, l.Blocked
 		rt.ledger.HistoryDays = historyDays(rt.pol)
 		rt.ledger.Zone = rt.pol.TradeZone()         // fills dated on the investor's day
 		rt.ledger.Wash = ledger.WashRulesOf(rt.pol) // fills book wash sales in the lots

@@ -90,6 +90,9 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	if rt.ledger.Refused != "" {
 		blocks = append(blocks, Block{metrics.BlockInvalidPolicy, rt.ledger.Refused})
 	}
+	if rt.invalid != "" {
+		blocks = append(blocks, Block{metrics.BlockInvalidPolicy, rt.invalid})
+	}
 	for _, p := range rt.guard.Check(rt.symbols, now) {
 		blocks = append(blocks, Block{priceBlock(p.Reason), p.Symbol + ": " + p.Detail})
 	}

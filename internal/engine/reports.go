@@ -102,35 +102,12 @@ func (e *Engine) HandleReport(r Report) error {
 			zap.String("fill_id", r.Fill.FillID), zap.String("quantity", r.Fill.Quantity.String()),
 			zap.String("price", r.Fill.Price.String()), zap.String("status", string(res.Order.Status)), zap.Bool("applied", res.Applied))
 	case r.Positions != nil:
-		p := r.Positions
-		if p.AsOf.After(now.Add(e.opts.MaxSkew)) {
-			err := &ledger.InputError{Reason: ledger.RejectPositionsFuture, Err: fmt.Errorf("positions of %s: as_of %s is more than %s after now (%s)",
-				r.Policy, p.AsOf.UTC().Format(time.RFC3339), e.opts.MaxSkew, now.UTC().Format(time.RFC3339))}
-			e.log.Error("positions snapshot rejected", zap.String("policy", r.Policy), zap.Error(err))
-			return fmt.Errorf("%w: %w", ErrInvalidPositions, err)
-		}
-		accounts, err := ledger.FromPositions(p)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidPositions, err)
-		}
-		// Newer than everything the ledger knows, fills included: an older
-		// snapshot delivered late would undo fills it does not contain. A
-		// ledger dated after the clock (saved by an earlier version that
-		// took a fill's date as it came) cannot be compared: the snapshot
-		// replaces it.
-		if !p.AsOf.After(laterOf(rt.ledger.AsOf, rt.ledger.BaseAsOf)) && !rt.ledger.AsOf.After(now) {
-			e.log.Warn("positions snapshot ignored: not newer than the ledger", zap.String("policy", r.Policy),
-				zap.Time("as_of", p.AsOf), zap.Time("ledger_as_of", rt.ledger.AsOf))
+		switch res, err := e.applyPositions(rt, r.Positions, now); res {
+		case positionsIgnored:
 			return e.saveOwed(rt)
-		}
-		if err := fits(rt.pol, accounts); err != nil {
-			// The executor holds what the policy does not know: the
-			// ledger is not the truth any more, and the snapshot cannot
-			// replace it. Planning stops (invalid_policy) until one that
-			// fits arrives.
-			rt.ledger.Refused = fmt.Sprintf("positions snapshot as of %s refused: %v", p.AsOf.UTC().Format(time.RFC3339), err)
-			e.log.Error("positions snapshot rejected: it does not fit the policy; planning stops until one that fits arrives",
-				zap.String("policy", r.Policy), zap.Time("as_of", p.AsOf), zap.Error(err))
+		case positionsInvalid:
+			return fmt.Errorf("%w: %w", ErrInvalidPositions, err)
+		case positionsRefused:
 			if serr := e.save(rt, true); serr != nil {
 				e.evaluate(rt, now)
 				return fmt.Errorf("ledger of %s not saved: %w", r.Policy, serr)
@@ -138,15 +115,6 @@ func (e *Engine) HandleReport(r Report) error {
 			e.evaluate(rt, now)
 			return fmt.Errorf("%w: %w", ErrInvalidPositions, err)
 		}
-		rt.ledger.SetBase(p.AsOf, "", accounts, now)
-		// SetBase dates the holdings now at the latest; the base keeps
-		// the snapshot's own date (at most the skew ahead): fills the
-		// executor dated before it are in it, and are not applied again
-		// when delivered after it.
-		if p.AsOf.After(rt.ledger.BaseAsOf) {
-			rt.ledger.BaseAsOf = p.AsOf
-		}
-		e.log.Info("positions snapshot applied", zap.String("policy", r.Policy), zap.Time("as_of", p.AsOf))
 	case r.CashFlow != nil:
 		c := r.CashFlow
 		if _, ok := rt.pol.AccountIndex(c.Account); !ok {
@@ -181,6 +149,61 @@ func (e *Engine) HandleReport(r Report) error {
 	}
 	e.evaluate(rt, now)
 	return nil
+}
+
+// What applyPositions did with a snapshot.
+const (
+	positionsApplied = iota // the ledger's holdings are the snapshot's
+	positionsIgnored        // not newer than the ledger: nothing changed
+	positionsInvalid        // refused (dated ahead, a negative figure): nothing changed
+	positionsRefused        // does not fit the policy: Ledger.Refused set, planning stops
+)
+
+// applyPositions applies a positions snapshot to rt's ledger, for
+// HandleReport and Reconcile, and returns what it did (the error says why
+// for positionsInvalid and positionsRefused). Called with e.mu held.
+func (e *Engine) applyPositions(rt *runtime, p *events.Positions, now time.Time) (int, error) {
+	name := rt.pol.Name
+	if p.AsOf.After(now.Add(e.opts.MaxSkew)) {
+		err := &ledger.InputError{Reason: ledger.RejectPositionsFuture, Err: fmt.Errorf("positions of %s: as_of %s is more than %s after now (%s)",
+			name, p.AsOf.UTC().Format(time.RFC3339), e.opts.MaxSkew, now.UTC().Format(time.RFC3339))}
+		e.log.Error("positions snapshot rejected", zap.String("policy", name), zap.Error(err))
+		return positionsInvalid, err
+	}
+	accounts, err := ledger.FromPositions(p)
+	if err != nil {
+		return positionsInvalid, err
+	}
+	// Newer than everything the ledger knows, fills included: an older
+	// snapshot delivered late would undo fills it does not contain. A
+	// ledger dated after the clock (saved by an earlier version that
+	// took a fill's date as it came) cannot be compared: the snapshot
+	// replaces it.
+	if !newerThanLedger(rt.ledger, p.AsOf, now) {
+		e.log.Warn("positions snapshot ignored: not newer than the ledger", zap.String("policy", name),
+			zap.Time("as_of", p.AsOf), zap.Time("ledger_as_of", rt.ledger.AsOf))
+		return positionsIgnored, nil
+	}
+	if err := fits(rt.pol, accounts); err != nil {
+		// The executor holds what the policy does not know: the
+		// ledger is not the truth any more, and the snapshot cannot
+		// replace it. Planning stops (invalid_policy) until one that
+		// fits arrives.
+		rt.ledger.Refused = fmt.Sprintf("positions snapshot as of %s refused: %v", p.AsOf.UTC().Format(time.RFC3339), err)
+		e.log.Error("positions snapshot rejected: it does not fit the policy; planning stops until one that fits arrives",
+			zap.String("policy", name), zap.Time("as_of", p.AsOf), zap.Error(err))
+		return positionsRefused, err
+	}
+	rt.ledger.SetBase(p.AsOf, "", accounts, now)
+	// SetBase dates the holdings now at the latest; the base keeps the
+	// snapshot's own date (at most the skew ahead): fills the executor
+	// dated before it are in it, and are not applied again when
+	// delivered after it.
+	if p.AsOf.After(rt.ledger.BaseAsOf) {
+		rt.ledger.BaseAsOf = p.AsOf
+	}
+	e.log.Info("positions snapshot applied", zap.String("policy", name), zap.Time("as_of", p.AsOf))
+	return positionsApplied, nil
 }
 
 // saveOwed saves the ledger if an earlier save failed, for a report that
@@ -304,6 +327,21 @@ type StreamHistory interface {
 	// with Policy, Account and Fill set), oldest first; complete is false
 	// when the stream may have dropped some of them (its limits).
 	FillsSince(ctx context.Context, since time.Time) (fills []Report, complete bool, err error)
+	// ReportsSince returns the positions snapshots and cash flows stored
+	// since the given time, of every policy, oldest first, each with
+	// Handled set when the daemon's reports consumer acknowledged it.
+	ReportsSince(ctx context.Context, since time.Time) ([]StoredReport, error)
+}
+
+// StoredReport is a positions snapshot or a cash flow read back from the
+// reports stream.
+type StoredReport struct {
+	Report
+	// Stored is when the stream stored it.
+	Stored time.Time
+	// Handled is true when the daemon's reports consumer acknowledged it:
+	// it will not be delivered again.
+	Handled bool
 }
 
 // Reconcile compares each policy's ledger with the streams at start.
@@ -325,6 +363,15 @@ type StreamHistory interface {
 // deliver them again. When they cannot be read, or the stream may have
 // dropped some (its limits), the policy is blocked (unknown_order_state)
 // until a positions snapshot or a resync replaces its holdings.
+//
+// Positions snapshots and cash flows: those the reports consumer
+// acknowledged are not delivered again either, and a lost or restored
+// ledger may not have them (see reconcileReports): a snapshot newer than
+// the ledger is applied again, as when it was delivered; a cash flow newer
+// than the ledger's base that the ledger has not taken in blocks the
+// policy (unknown_order_state) until a positions snapshot or a resync.
+// They are reconciled before the fills, which then apply on top of the
+// snapshot as when they were delivered.
 //
 // It reads each stream once, with one consumer, whatever the number of
 // policies, and returns how many orders it adopted or marked and how many
@@ -393,6 +440,11 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 			orders++
 		}
 	}
+	e.mu.Unlock()
+	if err := e.reconcileReports(ctx, src, changed); err != nil {
+		return orders, 0, fmt.Errorf("reconcile: %w", err)
+	}
+	e.mu.Lock()
 	// The orders whose fills the ledger may have missed, by id: every
 	// unsettled one, however old. A ledger restored from a backup may
 	// have been saved after a positions snapshot newer than orders still
@@ -466,6 +518,123 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 	}
 	e.saveAll(rts)
 	return orders, fills, nil
+}
+
+// reconcileReports brings in what the reports consumer acknowledged of
+// positions snapshots and cash flows and a ledger lost or restored from an
+// older backup does not have. It reads them once, for every policy, since
+// the earliest base (less the clock skew: the stream dates them on the
+// server's clock), and marks the policies it changed in changed.
+//
+// A positions snapshot is applied as when it was delivered (applyPositions:
+// it replaces the holdings when it is newer than the ledger, and one that
+// does not fit the policy blocks it), in the order of the stream: that is
+// exact, since a newer snapshot replaces everything before it.
+//
+// A cash flow cannot be replayed exactly: the ledger does not keep which
+// plan carried out which cash flow (a deposit invested, a withdrawal
+// raised, a phase-in's steps), so a deposit taken in again could be
+// invested a second time or not at all, and a withdrawal raised a second
+// time. One dated after the ledger's base and not among the cash flows it
+// took in (Ledger.CashFlowIDs) blocks the policy instead
+// (Ledger.Doubt: unknown_order_state) until a positions snapshot or a
+// resync says what the household holds; one the daemon refuses whenever
+// delivered (an account the policy lacks, an amount not above zero, dated
+// beyond the skew) does not.
+//
+// Reports not yet acknowledged are left to the consumer, which delivers
+// them; reports stored before the ledger's last resync are left alone
+// (the operator's holdings replaced what the ledger knew then). Called
+// without e.mu.
+func (e *Engine) reconcileReports(ctx context.Context, src StreamHistory, changed map[string]bool) error {
+	e.mu.Lock()
+	var from time.Time
+	for i, name := range e.names {
+		if b := e.policies[name].ledger.BaseAsOf; i == 0 || b.Before(from) {
+			from = b
+		}
+	}
+	n := len(e.names)
+	e.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	reports, err := src.ReportsSince(ctx, from.Add(-e.opts.MaxSkew))
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.clk.Now()
+	for _, r := range reports {
+		rt, ok := e.policies[r.Policy]
+		if !ok || !r.Handled || r.Positions == nil || resyncedAfter(rt.ledger, r.Stored) ||
+			!newerThanLedger(rt.ledger, r.Positions.AsOf, now) {
+			continue
+		}
+		switch res, err := e.applyPositions(rt, r.Positions, now); res {
+		case positionsApplied:
+			e.log.Warn("positions snapshot acknowledged before but not in the ledger: applied again from the reports stream",
+				zap.String("policy", r.Policy), zap.Time("as_of", r.Positions.AsOf), zap.Time("stored", r.Stored))
+			changed[r.Policy] = true
+		case positionsRefused:
+			changed[r.Policy] = true
+		case positionsInvalid:
+			e.log.Warn("positions snapshot in the reports stream not applied", zap.String("policy", r.Policy),
+				zap.Time("as_of", r.Positions.AsOf), zap.Error(err))
+		}
+	}
+	for _, r := range reports {
+		rt, ok := e.policies[r.Policy]
+		if !ok || !r.Handled || r.CashFlow == nil {
+			continue
+		}
+		why := e.lostCashFlow(rt, r, now)
+		if why == "" {
+			continue
+		}
+		c := r.CashFlow
+		e.log.Error("cash flow acknowledged before but not in the ledger (state directory lost or restored?): "+
+			"planning stops until a positions snapshot or a resync", zap.String("policy", r.Policy),
+			zap.String("cashflow_id", c.CashFlowID), zap.String("kind", c.Kind), zap.String("account", c.Account),
+			zap.String("amount", c.Amount.String()), zap.Time("at", c.At), zap.Time("holdings_as_of", rt.ledger.BaseAsOf))
+		rt.ledger.Doubt(why)
+		changed[r.Policy] = true
+	}
+	return nil
+}
+
+// lostCashFlow returns why the ledger of rt cannot be trusted because of
+// a cash flow the reports consumer acknowledged, or "" when the ledger has
+// taken it in, it is in the base (dated at or before it), it was stored
+// before the last resync, or the daemon refuses it whenever delivered.
+// Called with e.mu held.
+func (e *Engine) lostCashFlow(rt *runtime, r StoredReport, now time.Time) string {
+	c, l := r.CashFlow, rt.ledger
+	_, hasAccount := rt.pol.AccountIndex(c.Account)
+	switch {
+	case slices.Contains(l.CashFlowIDs, c.CashFlowID), !c.At.After(l.BaseAsOf), resyncedAfter(l, r.Stored):
+		return ""
+	case !hasAccount, c.Amount.Sign() <= 0, c.At.After(now.Add(e.opts.MaxSkew)):
+		return "" // refused when it was delivered, as it would be now
+	}
+	return fmt.Sprintf("cash flow %s (%s of %s, account %s, at %s) acknowledged before but not in the ledger",
+		c.CashFlowID, c.Kind, c.Amount, c.Account, c.At.UTC().Format(time.RFC3339))
+}
+
+// newerThanLedger says whether a snapshot as of asOf replaces l's
+// holdings: it is newer than everything l knows, or l is dated after the
+// clock (and cannot be compared).
+func newerThanLedger(l *ledger.Ledger, asOf, now time.Time) bool {
+	return asOf.After(laterOf(l.AsOf, l.BaseAsOf)) || l.AsOf.After(now)
+}
+
+// resyncedAfter says whether l was resynced by the operator after a
+// report stored at stored: the resync's holdings replaced what the report
+// said.
+func resyncedAfter(l *ledger.Ledger, stored time.Time) bool {
+	n := len(l.Resyncs)
+	return n > 0 && !stored.After(l.Resyncs[n-1].At)
 }
 
 // recoverFills applies the fills of the orders in owner (order id to

@@ -231,8 +231,9 @@ func TestRedeliveredReportWaitsForTheSave(t *testing.T) {
 
 // streamHistory is a StreamHistory over given orders and fills.
 type streamHistory struct {
-	orders []events.Order
-	fills  []Report
+	orders  []events.Order
+	fills   []Report
+	reports []StoredReport
 }
 
 func (h streamHistory) OrdersSince(_ context.Context, since time.Time) ([]events.Order, error) {
@@ -241,6 +242,10 @@ func (h streamHistory) OrdersSince(_ context.Context, since time.Time) ([]events
 
 func (h streamHistory) FillsSince(_ context.Context, since time.Time) ([]Report, bool, error) {
 	return h.fills, true, nil
+}
+
+func (h streamHistory) ReportsSince(_ context.Context, since time.Time) ([]StoredReport, error) {
+	return h.reports, nil
 }
 
 // fillAllPending fills every pending order of the household at its price,

@@ -88,6 +88,13 @@ func readPair(policyFile, holdingsFile string) (Loaded, error) {
 		return Loaded{}, err
 	}
 	p.LocalZone = time.Local // the shell's zone, the last fallback of the investor's
+	return ReadHoldings(p, holdingsFile)
+}
+
+// ReadHoldings reads the holdings file that seeds p's ledger and checks
+// that it fits p: accounts and instruments p knows (prices come later,
+// from the feeds).
+func ReadHoldings(p *policy.Policy, holdingsFile string) (Loaded, error) {
 	hdata, err := inputfile.Read(holdingsFile, strictyaml.MaxFileSize)
 	if err != nil {
 		return Loaded{}, &strictyaml.Error{File: holdingsFile, Msg: fmt.Sprintf("holdings of policy %s: %v", p.Name, err)}
@@ -96,8 +103,6 @@ func readPair(policyFile, holdingsFile string) (Loaded, error) {
 	if err != nil {
 		return Loaded{}, err
 	}
-	// Check the holdings against the policy: accounts and instruments it
-	// knows (prices come later, from the feeds).
 	for _, a := range h.Accounts {
 		if _, ok := p.AccountIndex(a.Name); !ok {
 			return Loaded{}, &strictyaml.Error{File: holdingsFile, Line: a.Line, Field: "accounts." + a.Name,

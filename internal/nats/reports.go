@@ -36,6 +36,9 @@ type Report struct {
 	Delivered uint64
 	// Stored is when the stream stored the message.
 	Stored time.Time
+	// Handled is set by ReportsSince only: the daemon's reports consumer
+	// acknowledged the message, which will not be delivered again.
+	Handled bool
 }
 
 // ConsumeReports delivers the reports stream to handle, one message at a

@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -62,6 +63,10 @@ type CashFlow struct {
 	Shortfall decimal.Decimal `json:"shortfall,omitzero"`
 	// Tax is the estimated tax of a withdrawal (see WithdrawalTax).
 	Tax *TaxEstimate `json:"tax_estimate,omitempty"`
+	// Accounts are, for a withdrawal that named no account (split in the
+	// order of tax.withdrawals), what each account paid and its tax; the
+	// fields above are then their sums, and Account is empty.
+	Accounts []WithdrawalPart `json:"accounts,omitempty"`
 	// DepositToBands is, for an investment, the further deposit that,
 	// invested buy-only, would bring every sleeve inside its band (see
 	// DepositToBands): zero when the plan's free cash is enough, null when
@@ -69,12 +74,28 @@ type CashFlow struct {
 	DepositToBands *decimal.Decimal `json:"deposit_to_bands,omitempty"`
 }
 
-// Withdrawal is a request to raise cash in one account.
+// WithdrawalPart is the part of a split withdrawal one account pays.
+type WithdrawalPart struct {
+	Account string `json:"account"`
+	// Amount is the part of the withdrawal asked of the account: what it
+	// can pay (free cash above its reserve and what it may sell), in the
+	// order of the accounts, until the withdrawal is covered.
+	Amount    decimal.Decimal `json:"amount"`
+	Traded    decimal.Decimal `json:"traded"`
+	FromCash  decimal.Decimal `json:"from_cash,omitzero"`
+	Withdrawn decimal.Decimal `json:"withdrawn,omitzero"`
+	Tax       *TaxEstimate    `json:"tax_estimate,omitempty"`
+}
+
+// Withdrawal is a request to raise cash in one account, or in the
+// accounts in the order of tax.withdrawals.
 type Withdrawal struct {
-	// Account names the account the money leaves from. A withdrawal names
-	// its account because which account pays (a taxable sale, a
-	// distribution from an IRA) is a tax decision the policy does not
-	// describe.
+	// Account names the account the money leaves from: which account pays
+	// (a taxable sale, a distribution from an IRA) is a tax decision.
+	// Empty, the withdrawal is split in the policy's order of withdrawals
+	// (Policy.WithdrawalOrder: by default taxable accounts, then
+	// tax-deferred ones, then Roth, HSA and 529 accounts): each account in
+	// turn pays what it can until the amount is covered.
 	Account string
 	// Amount is the cash to raise, above the account's reserve; positive.
 	Amount decimal.Decimal
@@ -82,15 +103,37 @@ type Withdrawal struct {
 
 // cashFlow is the state of a cash-flow plan, shared by its passes.
 type cashFlow struct {
-	kind    CashFlowKind
-	account int             // withdrawal: the account
-	amount  decimal.Decimal // withdrawal: requested; investment: the budget
-	// withdrawn is what the last pass's orders let the account pay.
-	withdrawn decimal.Decimal
+	kind   CashFlowKind
+	amount decimal.Decimal // withdrawal: requested; investment: the budget
+	// parts are a withdrawal's accounts and what each is asked to pay;
+	// split says the request named no account.
+	parts []flowPart
+	split bool
+	// ranked are, per [a*nI+i], the lots of a withdrawal by least tax in
+	// the order leastTax ranked them: its sells sell them in that order.
+	ranked map[int][]int
 	// deposit is DepositToBands of an investment; reach says whether any
 	// deposit brings every sleeve inside its band.
 	deposit decimal.Decimal
 	reach   bool
+}
+
+// flowPart is what one account pays of a withdrawal.
+type flowPart struct {
+	account int
+	amount  decimal.Decimal
+	// withdrawn is what the last pass's orders let the account pay.
+	withdrawn decimal.Decimal
+}
+
+// part returns the part of the withdrawal account a pays, or nil.
+func (f *cashFlow) part(a int) *flowPart {
+	for k := range f.parts {
+		if f.parts[k].account == a {
+			return &f.parts[k]
+		}
+	}
+	return nil
 }
 
 // AddCash returns a copy of book b with amount added to the cash of
@@ -168,15 +211,51 @@ func Invest(s *drift.Snapshot, o Options) *Plan {
 // rule "withdraw" and nothing is bought.
 func Withdraw(s *drift.Snapshot, o Options, w Withdrawal) (*Plan, error) {
 	p := s.Book.Policy
+	if w.Amount.Sign() <= 0 {
+		return nil, fmt.Errorf("withdrawal from %s: amount %s must be positive", w.Account, w.Amount)
+	}
+	f := &cashFlow{kind: CashFlowWithdraw, amount: w.Amount}
+	if w.Account == "" {
+		f.split = true // the parts are set by each pass (splitWithdrawal)
+		return f.plan(s, o), nil
+	}
 	a, ok := p.AccountIndex(w.Account)
 	if !ok {
 		return nil, fmt.Errorf("withdrawal: account %q is not in policy %s", w.Account, p.Name)
 	}
-	if w.Amount.Sign() <= 0 {
-		return nil, fmt.Errorf("withdrawal from %s: amount %s must be positive", w.Account, w.Amount)
-	}
-	f := &cashFlow{kind: CashFlowWithdraw, account: a, amount: w.Amount}
+	f.parts = []flowPart{{account: a, amount: w.Amount}}
 	return f.plan(s, o), nil
+}
+
+// splitWithdrawal shares the withdrawal among the accounts in the policy's order of
+// withdrawals: each account in turn is asked for what it can pay, its
+// free cash above its reserve and what it may sell (the whole steps it
+// holds, less what the tax rules hold back), less what refills its
+// reserve, until the amount is covered. What no account can pay is asked
+// of the last account asked (the first in the order when none can pay
+// anything): the plan reports it as a shortfall.
+func (pl *planner) splitWithdrawal() {
+	f, p := pl.flow, pl.p
+	f.parts = f.parts[:0]
+	left := f.amount
+	for _, a := range p.WithdrawalOrder() {
+		if left.Sign() <= 0 {
+			break
+		}
+		can := pl.s.FreeCash[a].Add(pl.sumOf(pl.nI, func(i int) decimal.Decimal { return pl.sellable[a*pl.nI+i] })).Sub(pl.short[a])
+		if can.Sign() <= 0 {
+			continue
+		}
+		part := decimal.Min(left, can)
+		f.parts = append(f.parts, flowPart{account: a, amount: part})
+		left = left.Sub(part)
+	}
+	if left.Sign() > 0 {
+		if len(f.parts) == 0 {
+			f.parts = append(f.parts, flowPart{account: p.WithdrawalOrder()[0]})
+		}
+		f.parts[len(f.parts)-1].amount = f.parts[len(f.parts)-1].amount.Add(left)
+	}
 }
 
 // plan runs the passes of a cash-flow plan, as MakeWith does: again when
@@ -405,37 +484,73 @@ func fill(need, capacity []decimal.Decimal, amount decimal.Decimal) []decimal.De
 // them, makes up what min_trade dropped and settles the withdrawal.
 func (pl *planner) withdraw() {
 	p, s, f := pl.p, pl.s, pl.flow
-	a := f.account
 	pl.holdings()
 	for i := range pl.rule {
 		pl.rule[i] = RuleWithdraw
 	}
+	f.ranked = nil // each pass ranks again
+	if f.split {
+		pl.splitWithdrawal()
+	}
 	// The amount to take out of the sleeves: the withdrawal and what
-	// refills the reserve first.
-	raise := f.amount.Add(pl.short[a])
+	// refills the reserves first.
+	raise := f.amount
+	for _, part := range f.parts {
+		raise = raise.Add(pl.short[part.account])
+	}
 	after := pl.T.Sub(raise)
 	surplus := make([]decimal.Decimal, len(p.Sleeves))
-	avail := make([]decimal.Decimal, len(p.Sleeves))
 	for si := range p.Sleeves {
 		surplus[si] = s.Sleeves[si].Value.Sub(p.Sleeves[si].Target.Mul(after))
-		for _, i := range p.Sleeves[si].Instruments {
-			avail[si] = avail[si].Add(pl.sellable[a*pl.nI+i])
-		}
+		pl.want[si] = s.Sleeves[si].Value.Sub(surplus[si]) // the value after, at target
 	}
-	avail[p.Cash] = avail[p.Cash].Add(s.FreeCash[a])
-	drift.Rollup(p, avail)
 	top := make([]int, 0, len(p.Sleeves))
 	for si := range p.Sleeves {
 		if p.Sleeves[si].Parent < 0 {
 			top = append(top, si)
 		}
 	}
+	// Each account in turn, on the surpluses the accounts before it left.
+	for _, part := range f.parts {
+		pl.withdrawIn(part.account, part.amount.Add(pl.short[part.account]), surplus, top)
+	}
+	pl.round()
+	pl.topUp(surplus)
+}
+
+// withdrawIn places the sells that raise raise in account a (by least tax
+// or by allocation, see Withdraw), and lowers surplus by what the account
+// gives of each sleeve: its free cash and its sells.
+func (pl *planner) withdrawIn(a int, raise decimal.Decimal, surplus []decimal.Decimal, top []int) {
+	p, s := pl.p, pl.s
+	fromCash := decimal.Min(raise, s.FreeCash[a])
+	sold := make([]decimal.Decimal, pl.nI)
+	for i := range sold {
+		sold[i] = pl.sellAt[a*pl.nI+i]
+	}
+	defer func() {
+		given := make([]decimal.Decimal, len(p.Sleeves))
+		given[p.Cash] = fromCash
+		for i := range sold {
+			given[p.Instruments[i].Sleeve] = given[p.Instruments[i].Sleeve].Add(pl.sellAt[a*pl.nI+i].Sub(sold[i]))
+		}
+		drift.Rollup(p, given)
+		for si := range surplus {
+			surplus[si] = surplus[si].Sub(given[si])
+		}
+	}()
 	if pl.byTax(a) {
-		pl.leastTax(a, raise.Sub(decimal.Min(raise, s.FreeCash[a])))
-		pl.round()
-		pl.topUp(surplus)
+		pl.leastTax(a, raise.Sub(fromCash))
 		return
 	}
+	avail := make([]decimal.Decimal, len(p.Sleeves))
+	for si := range p.Sleeves {
+		for _, i := range p.Sleeves[si].Instruments {
+			avail[si] = avail[si].Add(pl.sellable[a*pl.nI+i])
+		}
+	}
+	avail[p.Cash] = avail[p.Cash].Add(s.FreeCash[a])
+	drift.Rollup(p, avail)
 	take := make([]decimal.Decimal, len(p.Sleeves))
 	pl.withdrawFrom(top, decimal.Min(raise, drift.TotalOf(p, avail)), surplus, avail, take)
 	for si := range p.Sleeves {
@@ -451,28 +566,31 @@ func (pl *planner) withdraw() {
 		over := make([]decimal.Decimal, n)
 		held := make([]decimal.Decimal, n)
 		for k, i := range ps.Instruments {
-			over[k] = pl.held[i].Sub(p.Instruments[i].Share.Mul(pl.want[si]))
+			// What the accounts before sold of it is no longer over.
+			over[k] = pl.held[i].Sub(pl.soldAll(i)).Sub(p.Instruments[i].Share.Mul(pl.want[si]))
 			held[k] = pl.sellable[a*pl.nI+i]
 		}
 		for k, part := range fill(over, held, x) {
 			pl.sellAt[a*pl.nI+ps.Instruments[k]] = part
 		}
 	}
-	pl.round()
-	pl.topUp(surplus)
+}
+
+// soldAll returns the value of instrument i placed for sale in every
+// account so far.
+func (pl *planner) soldAll(i int) decimal.Decimal {
+	return pl.sumOf(pl.nA, func(a int) decimal.Decimal { return pl.sellAt[a*pl.nI+i] })
 }
 
 // withdrawFrom takes amount (at most what the account holds of them)
 // from sibling sleeves kids (into take) by water-filling on their
 // surpluses, each within what the account holds of it (avail); then from
-// their children. want is set to each sleeve's target value after the
-// withdrawal, for the split among instruments.
+// their children.
 func (pl *planner) withdrawFrom(kids []int, amount decimal.Decimal, surplus, avail, take []decimal.Decimal) {
 	over := make([]decimal.Decimal, len(kids))
 	held := make([]decimal.Decimal, len(kids))
 	for k, c := range kids {
 		over[k], held[k] = surplus[c], avail[c]
-		pl.want[c] = pl.s.Sleeves[c].Value.Sub(surplus[c])
 	}
 	for k, x := range fill(over, held, amount) {
 		c := kids[k]
@@ -487,13 +605,23 @@ func (pl *planner) withdrawFrom(kids []int, amount decimal.Decimal, surplus, ava
 // then new sells of the positions of the sleeves with the largest
 // surpluses, within what may be sold.
 func (pl *planner) topUp(surplus []decimal.Decimal) {
-	f, p := pl.flow, pl.p
-	a := f.account
-	gap := func() decimal.Decimal { return f.amount.Sub(pl.cash[a]) }
+	for _, part := range pl.flow.parts {
+		pl.topUpIn(part.account, part.amount, surplus)
+	}
+}
+
+// topUpIn tops up the sells of account a until its free cash after the
+// orders covers amount (see topUp).
+func (pl *planner) topUpIn(a int, amount decimal.Decimal, surplus []decimal.Decimal) {
+	p := pl.p
+	gap := func() decimal.Decimal { return amount.Sub(pl.cash[a]) }
 	for k := range pl.orders {
 		o := &pl.orders[k]
 		if gap().Sign() <= 0 {
 			return
+		}
+		if o.account != a {
+			continue
 		}
 		if n := pl.sellSteps(a, o.instrument, o.Quantity, gap()); n.Sign() > 0 {
 			pl.step(a, o.instrument, n, true)
@@ -541,11 +669,15 @@ func (pl *planner) sellSteps(a, i int, qty, amount decimal.Decimal) decimal.Deci
 // amount or what there is (recorded as withdrawn).
 func (pl *planner) cashAfter(a int) decimal.Decimal {
 	f := pl.flow
-	if f == nil || f.kind != CashFlowWithdraw || a != f.account {
+	if f == nil || f.kind != CashFlowWithdraw {
 		return pl.cash[a]
 	}
-	f.withdrawn = decimal.Max(decimal.Zero, decimal.Min(f.amount, pl.cash[a]))
-	return pl.cash[a].Sub(f.withdrawn)
+	part := f.part(a)
+	if part == nil {
+		return pl.cash[a]
+	}
+	part.withdrawn = decimal.Max(decimal.Zero, decimal.Min(part.amount, pl.cash[a]))
+	return pl.cash[a].Sub(part.withdrawn)
 }
 
 // flowReport fills the plan's CashFlow and adds the cash flow's
@@ -577,21 +709,41 @@ func (pl *planner) flowReport(out *Plan) {
 		}
 		return
 	}
-	a := f.account
-	cf.Account = p.Accounts[a].Name
-	cf.FromCash = decimal.Max(decimal.Zero, f.withdrawn.Sub(cf.Traded))
-	cf.Withdrawn = f.withdrawn
-	cf.Tax = pl.withdrawalTax(out, a, f.withdrawn)
-	cf.Shortfall = f.amount.Sub(f.withdrawn)
+	var names []string
+	for _, part := range f.parts {
+		a := part.account
+		wp := WithdrawalPart{Account: p.Accounts[a].Name, Amount: part.amount, Withdrawn: part.withdrawn,
+			Tax: pl.withdrawalTax(out, a, part.withdrawn)}
+		for k := range out.Orders {
+			if o := &out.Orders[k]; o.account == a {
+				wp.Traded = wp.Traded.Add(o.Notional)
+			}
+		}
+		wp.FromCash = decimal.Max(decimal.Zero, part.withdrawn.Sub(wp.Traded))
+		cf.FromCash = cf.FromCash.Add(wp.FromCash)
+		cf.Withdrawn = cf.Withdrawn.Add(wp.Withdrawn)
+		cf.Tax = cf.Tax.plus(wp.Tax, wp.Account, f.split)
+		cf.Accounts = append(cf.Accounts, wp)
+		names = append(names, wp.Account)
+	}
+	if !f.split {
+		cf.Account, cf.Accounts = names[0], nil
+	}
+	cf.Shortfall = f.amount.Sub(cf.Withdrawn)
+	where := strings.Join(names, ", ")
 	for k := range out.Sleeves {
 		if r := &out.Sleeves[k]; r.BreachAfter && !pl.listed(out, r.Sleeve) {
 			out.Unresolved = append(out.Unresolved, Unresolved{Sleeve: r.Sleeve, WeightAfter: r.WeightAfter,
-				Reason: fmt.Sprintf("outside its band after the withdrawal, which only sells, in %s", cf.Account)})
+				Reason: fmt.Sprintf("outside its band after the withdrawal, which only sells, in %s", where)})
 		}
 	}
 	if cf.Shortfall.Sign() > 0 {
 		why := "it holds nothing more that may be sold"
-		for i := 0; i < pl.nI; i++ {
+		if f.split {
+			why = "the accounts hold nothing more that may be sold"
+		}
+		for k := 0; k < len(f.parts)*pl.nI; k++ {
+			a, i := f.parts[k/pl.nI].account, k%pl.nI
 			if pl.withheld != nil && pl.withheld[a*pl.nI+i].Sign() > 0 {
 				why += "; the tax rules hold lots back"
 				break
@@ -599,7 +751,7 @@ func (pl *planner) flowReport(out *Plan) {
 		}
 		out.Unresolved = append(out.Unresolved, Unresolved{WeightAfter: decimal.Zero,
 			Reason: fmt.Sprintf("withdrawal of %s %s from %s: only %s can be raised: %s",
-				f.amount.StringFixed(2), p.Currency, cf.Account, f.withdrawn.StringFixed(2), why)})
+				f.amount.StringFixed(2), p.Currency, where, cf.Withdrawn.StringFixed(2), why)})
 	}
 }
 
@@ -941,6 +1093,28 @@ func (pl *planner) withdrawalTax(out *Plan, a int, amount decimal.Decimal) *TaxE
 	return e
 }
 
+// plus returns e with o, the estimate of account's part of a withdrawal,
+// added: the first part's estimate as it is when the withdrawal is not
+// split; otherwise the sums, with each note saying its account.
+func (e *TaxEstimate) plus(o *TaxEstimate, account string, split bool) *TaxEstimate {
+	if !split {
+		return o
+	}
+	sum := &TaxEstimate{}
+	if e != nil {
+		*sum = *e
+		sum.Notes = slices.Clone(e.Notes)
+	}
+	sum.OrdinaryIncome = sum.OrdinaryIncome.Add(o.OrdinaryIncome)
+	sum.Additional = sum.Additional.Add(o.Additional)
+	sum.CapitalGains = sum.CapitalGains.Add(o.CapitalGains)
+	sum.Tax = sum.Tax.Add(o.Tax)
+	for _, n := range o.Notes {
+		sum.Notes = append(sum.Notes, account+": "+n)
+	}
+	return sum
+}
+
 // additionalRate is the additional tax on early distributions from
 // tax-deferred accounts (26 U.S.C. §72(t)).
 var additionalRate = decimal.New(1, -1)
@@ -952,30 +1126,6 @@ func (pl *planner) tradeDate() tax.Date {
 		return pl.tx.date
 	}
 	return tax.DateOf(pl.s.AsOf.In(pl.p.TradeZone()))
-}
-
-// WithdrawalAccount returns the account a withdrawal that names none
-// comes from: the first account in the order of tax.withdrawals (by
-// default taxable, then tax-deferred, then Roth, HSA and 529 accounts)
-// whose value above its reserve covers amount, or, when none does, the
-// one that holds the most.
-func WithdrawalAccount(s *drift.Snapshot, amount decimal.Decimal) int {
-	p := s.Book.Policy
-	order := p.WithdrawalOrder()
-	best, most := order[0], decimal.Zero
-	for _, a := range order {
-		v := s.FreeCash[a]
-		for i := range p.Instruments {
-			v = v.Add(s.Values[a][i])
-		}
-		if !v.LessThan(amount) {
-			return a
-		}
-		if v.GreaterThan(most) {
-			best, most = a, v
-		}
-	}
-	return best
 }
 
 // byTax reports whether a withdrawal from account a chooses its positions
@@ -1003,6 +1153,7 @@ func (pl *planner) leastTax(a int, amount decimal.Decimal) {
 	}
 	type cand struct {
 		i       int
+		lot     int // index in the position's lots; -1 without
 		value   decimal.Decimal
 		perUnit decimal.Decimal // tax per currency unit raised
 		rank    int             // 0: lots, 1: no lots, 2: cash sleeve
@@ -1020,17 +1171,20 @@ func (pl *planner) leastTax(a int, amount decimal.Decimal) {
 		}
 		l := tx.lotsAt(a, i, pl.nI)
 		if l.Len() == 0 || rank == 2 {
-			cands = append(cands, cand{i: i, value: pl.sellable[k], rank: rank})
+			cands = append(cands, cand{i: i, lot: -1, value: pl.sellable[k], rank: rank})
 			continue
 		}
 		for j := 0; j < l.Len(); j++ {
+			if l.HoldsBack(j, price, tx.date, tx.opts) {
+				continue // the tax rules keep it
+			}
 			lot := l.Lot(j)
 			proceeds := lot.Quantity.Mul(price)
 			rate := st
-			if tax.IsLongTerm(lot.Acquired, tx.date) {
+			if tax.IsLongTerm(lot.HeldFrom(), tx.date) {
 				rate = w.LongTermRate
 			}
-			cands = append(cands, cand{i: i, value: proceeds, perUnit: proceeds.Sub(lot.Basis).Mul(rate).DivRound(proceeds, amountPlaces)})
+			cands = append(cands, cand{i: i, lot: j, value: proceeds, perUnit: proceeds.Sub(lot.Basis).Mul(rate).DivRound(proceeds, amountPlaces)})
 		}
 	}
 	slices.SortStableFunc(cands, func(x, y cand) int {
@@ -1039,6 +1193,16 @@ func (pl *planner) leastTax(a int, amount decimal.Decimal) {
 		}
 		return x.perUnit.Cmp(y.perUnit)
 	})
+	// The sells follow the ranking: each position's lots in rank order
+	// (chooseLots), also for the steps rounding adds.
+	if pl.flow.ranked == nil {
+		pl.flow.ranked = map[int][]int{}
+	}
+	for _, c := range cands {
+		if k := a*pl.nI + c.i; c.lot >= 0 {
+			pl.flow.ranked[k] = append(pl.flow.ranked[k], c.lot)
+		}
+	}
 	left := amount
 	for _, c := range cands {
 		if left.Sign() <= 0 {

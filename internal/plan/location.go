@@ -150,9 +150,10 @@ func (pl *planner) moveBuy(k, x, b int) bool {
 	return true
 }
 
-// addUnits adds n steps to order k, for compact to set its quantity.
+// addUnits adds n steps to order k, for settle to set its quantity.
 func (pl *planner) addUnits(k int, n decimal.Decimal) {
 	o := &pl.orders[k]
 	o.units = o.units.Add(n)
+	o.n = pl.numOf(o.units)
 	o.changed = true
 }

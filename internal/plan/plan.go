@@ -156,7 +156,8 @@ type Order struct {
 
 	account, instrument int
 	units               decimal.Decimal // Quantity / step
-	changed             bool            // the polish changed units, not yet Quantity and Notional
+	n                   num             // units, during the polish
+	changed             bool            // the polish changed n, not yet units, Quantity and Notional
 }
 
 // SleeveReport is a sleeve's drift before the plan and its projected weight
@@ -251,7 +252,12 @@ type Options struct {
 // relocations through those instruments are. Should the plan still not
 // pass the guard, or should a sell not find its lots, no order is planned
 // and the plan says why (fail closed).
-func MakeWith(s *drift.Snapshot, o Options) *Plan {
+func MakeWith(s *drift.Snapshot, o Options) *Plan { return makeWith(s, o, false) }
+
+// makeWith is MakeWith; exact makes the polish rate its moves in decimal
+// arithmetic throughout instead of int64 where the figures fit (num.go),
+// which must give the same plan: the tests compare the two.
+func makeWith(s *drift.Snapshot, o Options, exact bool) *Plan {
 	dest := o.Destination
 	if dest == "" {
 		dest = s.Book.Policy.Rebalance.Destination
@@ -259,6 +265,7 @@ func MakeWith(s *drift.Snapshot, o Options) *Plan {
 	tx := newTaxState(s, o)
 	for {
 		pl := newPlanner(s, dest, tx)
+		pl.exact = exact
 		pl.desired()
 		pl.amounts()
 		pl.place()
@@ -278,6 +285,7 @@ func MakeWith(s *drift.Snapshot, o Options) *Plan {
 				pl.withdrawAll()
 			}
 		}
+		pl.settle()
 		// The asset location of buys paid for by sales, once the polish
 		// has settled the allocation, which it leaves as it is.
 		pl.locateSales()
@@ -357,10 +365,13 @@ type planner struct {
 	// orders found were all taken back because they did harm.
 	nOrders int
 	under   []bool
-	dev     []decimal.Decimal // per sleeve: after - target x total, during the polish
+	dev     []num // per sleeve: after - target x total, during the polish
 	before  score
 	harmful bool
 	noPairs bool // the polish tries no pairs of orders (spendIdle)
+	f       numbers
+	ranking
+	exact bool // the polish rates in decimal arithmetic only (makeWith)
 }
 
 func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *planner {
@@ -723,50 +734,52 @@ func (pl *planner) split(si int) {
 		pl.setDelta(i, sub(want, held[i]))
 		return
 	}
-	tol := ps.SplitTolerance()
+	// The split is figured in nums (num.go): exact, without decimal
+	// arithmetic while the figures fit an int64.
+	tol := pl.numOf(ps.SplitTolerance())
 	n := len(ps.Instruments)
 	// share, then the delta, of each instrument; restored marks those
 	// outside the tolerance.
-	vals := make([]decimal.Decimal, 2*n)
+	vals := make([]num, 2*n)
 	shareOf, delta := vals[:n], vals[n:]
 	restored := make([]bool, n)
-	rest := want // what the sleeve still needs beyond the restored shares
+	wantN := pl.numOf(want)
+	rest := wantN // what the sleeve still needs beyond the restored shares
 	for k, i := range ps.Instruments {
-		shareOf[k] = want.Mul(p.Instruments[i].Share)
-		gap := shareOf[k].Sub(held[i])
+		shareOf[k] = wantN.Mul(pl.numOf(p.Instruments[i].Share))
+		gap := shareOf[k].Sub(pl.numOf(held[i]))
 		if gap.Abs().GreaterThan(tol.Mul(shareOf[k])) {
 			restored[k] = true
 			delta[k] = gap
 			rest = rest.Sub(shareOf[k])
 		} else {
-			rest = rest.Sub(held[i])
+			rest = rest.Sub(pl.numOf(held[i]))
 		}
 	}
 	// rest goes to the others in proportion to their gaps on its side.
 	sign := rest.Sign()
-	gaps := decimal.Zero
+	var gaps, given num
 	last := -1
 	for k := range ps.Instruments {
 		if restored[k] {
 			continue
 		}
-		if g := shareOf[k].Sub(held[ps.Instruments[k]]); g.Sign() == sign && sign != 0 {
+		if g := shareOf[k].Sub(pl.numOf(held[ps.Instruments[k]])); g.Sign() == sign && sign != 0 {
 			gaps = gaps.Add(g)
 			last = k
 		}
 	}
-	given := decimal.Zero
 	for k := range ps.Instruments {
 		if restored[k] || last < 0 {
 			continue
 		}
-		g := shareOf[k].Sub(held[ps.Instruments[k]])
+		g := shareOf[k].Sub(pl.numOf(held[ps.Instruments[k]]))
 		if g.Sign() != sign {
 			continue
 		}
 		part := rest.Sub(given)
 		if k != last {
-			part = rest.Mul(g).DivRound(gaps, amountPlaces)
+			part = rest.Mul(g).DivRoundTo(gaps, amountPlaces)
 		}
 		given = given.Add(part)
 		delta[k] = part
@@ -777,7 +790,9 @@ func (pl *planner) split(si int) {
 		if d := delta[k].Sign(); d != 0 && (d != net || net == 0 && d < 0) {
 			pl.rule[i] = RuleRestoreSplit
 		}
-		pl.setDelta(i, delta[k])
+		if !delta[k].IsZero() {
+			pl.setDelta(i, delta[k].dec())
+		}
 	}
 }
 
@@ -1259,9 +1274,11 @@ func (pl *planner) finish() *Plan {
 		}
 		return x.instrument - y.instrument
 	})
+	heads := make([]string, len(p.Sleeves))
 	for k := range out.Orders {
 		o := &out.Orders[k]
-		o.Why = pl.explain(o, &out.Sleeves[pl.p.Instruments[o.instrument].Sleeve])
+		si := p.Instruments[o.instrument].Sleeve
+		o.Why = pl.explain(o, &out.Sleeves[si], &heads[si])
 	}
 	pl.assignIDs(out)
 	return out

@@ -2,12 +2,136 @@ package plan
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/shopspring/decimal"
 
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 )
+
+// numbers are the figures the polish rates moves with, as nums (num.go):
+// loaded from the planner's decimals when a polish starts (load) and
+// written back when it ends (store), so that every move tried is applied,
+// rated and taken back without decimal arithmetic while the figures fit in
+// an int64.
+type numbers struct {
+	after []num // projected value per sleeve (pl.after)
+	cash  []num // cash left after the orders less the reserve, per account (pl.cash)
+	total num   // projected total (pl.totalAfter)
+	same  bool  // total equals T (pl.sameTotal)
+
+	// Fixed for the planner: T; per instrument the value of a step; per
+	// [a*nI+i] the whole steps that may be sold (-1 when the limit is
+	// below zero); per account cash less the reserve before the plan; per
+	// sleeve the target and the half-width as fractions and as values at
+	// T; min_trade.
+	loaded               bool
+	T, minTrade          num
+	unit, maxSteps, base []num
+	tgt, hwf, tv, hw     []num
+	gap                  []num // scratch of the simple plan, per instrument
+}
+
+// ranking is the order in which partners looks for partners
+// (ranked).
+type ranking struct {
+	rank     []int
+	rankOK   bool
+	rankSide Side
+}
+
+// numOf returns d as a num: a decimal (big) in every case when the
+// planner is exact (tests compare its plans with the fast ones).
+func (pl *planner) numOf(d decimal.Decimal) num {
+	if pl.exact {
+		return bigNum(d)
+	}
+	return numOf(d)
+}
+
+// load sets pl.f and pl.dev from the planner's decimals, and the steps of
+// each order.
+func (pl *planner) load() {
+	p, f := pl.p, &pl.f
+	nS := len(p.Sleeves)
+	pl.loadFixed()
+	for si := range p.Sleeves {
+		f.after[si] = pl.numOf(pl.after[si])
+	}
+	for a := range p.Accounts {
+		f.cash[a] = pl.numOf(pl.cash[a])
+	}
+	f.total, f.same = pl.numOf(pl.totalAfter), pl.sameTotal
+	for k := range pl.orders {
+		if o := &pl.orders[k]; !o.changed {
+			o.n = pl.numOf(o.units)
+		}
+	}
+	pl.nOrders = len(pl.orders)
+	if pl.under == nil {
+		pl.under = make([]bool, 0, nS)
+	}
+	pl.refreshDev()
+}
+
+// loadFixed sets the figures of pl.f that are fixed for the planner, once.
+func (pl *planner) loadFixed() {
+	p, f := pl.p, &pl.f
+	nS := len(p.Sleeves)
+	if !f.loaded {
+		f.loaded = true
+		all := make([]num, 2*nS+pl.nA+2*pl.nI+pl.nA*pl.nI+pl.nA+4*nS+nS)
+		next := func(n int) []num {
+			out := all[:n:n]
+			all = all[n:]
+			return out
+		}
+		f.after, f.cash, f.unit, f.maxSteps, f.base = next(nS), next(pl.nA), next(pl.nI), next(pl.nA*pl.nI), next(pl.nA)
+		f.gap = next(pl.nI)
+		f.tgt, f.hwf, f.tv, f.hw, pl.dev = next(nS), next(nS), next(nS), next(nS), next(nS)
+		f.T, f.minTrade = pl.numOf(pl.T), pl.numOf(p.Rebalance.MinTrade)
+		for i := range p.Instruments {
+			f.unit[i] = pl.numOf(pl.unit[i])
+		}
+		for a := range p.Accounts {
+			f.base[a] = pl.numOf(pl.b.Cash[a].Sub(p.Accounts[a].Reserve))
+			for i := range p.Instruments {
+				switch l := pl.limit(a, i); l.Sign() {
+				case -1:
+					f.maxSteps[a*pl.nI+i] = numInt(-1)
+				case 1:
+					f.maxSteps[a*pl.nI+i], _ = pl.numOf(l).QuoRem(pl.numOf(p.Instruments[i].Step))
+				}
+			}
+		}
+		for si := range p.Sleeves {
+			f.tgt[si], f.hwf[si] = pl.numOf(p.Sleeves[si].Target), pl.numOf(p.Sleeves[si].HalfWidth)
+			f.tv[si], f.hw[si] = pl.numOf(pl.s.Sleeves[si].TargetValue), pl.numOf(pl.s.Sleeves[si].HalfWidthValue)
+		}
+	}
+}
+
+// store writes the figures of pl.f back to the planner's decimals, where
+// they changed.
+func (pl *planner) store() {
+	f := &pl.f
+	for si := range f.after {
+		if !pl.numOf(pl.after[si]).Equal(f.after[si]) {
+			pl.after[si] = f.after[si].dec()
+		}
+	}
+	for a := range f.cash {
+		if !pl.numOf(pl.cash[a]).Equal(f.cash[a]) {
+			pl.cash[a] = f.cash[a].dec()
+		}
+	}
+	if !pl.numOf(pl.totalAfter).Equal(f.total) {
+		pl.totalAfter = f.total.dec()
+	}
+	pl.sameTotal = f.same
+}
 
 // score rates the projected allocation after a plan. Lower is better, in
 // this order: fewer sleeves that were inside their band pushed out of it
@@ -19,8 +143,8 @@ type score struct {
 	harmed, out int
 	// dev is the largest |value - target x total| over sleeves, in
 	// currency, out of total.
-	dev, total decimal.Decimal
-	idle       decimal.Decimal
+	dev, total num
+	idle       num
 	orders     int
 }
 
@@ -30,7 +154,7 @@ func devLess(x, y *score) bool {
 	if x.total.Equal(y.total) {
 		return x.dev.LessThan(y.dev)
 	}
-	return x.dev.Mul(y.total).LessThan(y.dev.Mul(x.total))
+	return cmpProducts(x.dev, y.total, y.dev, x.total) < 0
 }
 
 // head compares x and y on the allocation alone (harm, sleeves out of
@@ -60,7 +184,7 @@ func cmpInt(x, y int) int {
 // the idle cash (withIdle) is computed only when it decides or is kept.
 //
 // turn is the change in turnover of the move made: the last criterion.
-func (pl *planner) better(cur *score, withIdle bool, turn decimal.Decimal) (score, bool) {
+func (pl *planner) better(cur *score, withIdle bool, turn num) (score, bool) {
 	sc := pl.score(false)
 	switch sc.head(cur) {
 	case 1:
@@ -85,43 +209,53 @@ func (pl *planner) better(cur *score, withIdle bool, turn decimal.Decimal) (scor
 
 // targetValueAfter returns sleeve si's target value out of the projected
 // total.
-func (pl *planner) targetValueAfter(si int) decimal.Decimal {
-	if pl.sameTotal {
-		return pl.s.Sleeves[si].TargetValue
+func (pl *planner) targetValueAfter(si int) num {
+	if pl.f.same {
+		return pl.f.tv[si]
 	}
-	return pl.p.Sleeves[si].Target.Mul(pl.totalAfter)
+	return pl.f.tgt[si].Mul(pl.f.total)
 }
 
-// deviationAfter returns after - target x total of sleeve si: during the
-// polish from pl.dev, which shift keeps, otherwise computed.
-func (pl *planner) deviationAfter(si int) decimal.Decimal {
-	if pl.dev != nil {
-		return pl.dev[si]
-	}
-	return pl.after[si].Sub(pl.targetValueAfter(si))
-}
+// deviationAfter returns after - target x total of sleeve si, which shift
+// keeps.
+func (pl *planner) deviationAfter(si int) num { return pl.dev[si] }
 
 // refreshDev computes pl.dev for every sleeve.
 func (pl *planner) refreshDev() {
 	for si := range pl.dev {
-		pl.dev[si] = pl.after[si].Sub(pl.targetValueAfter(si))
+		pl.dev[si] = pl.f.after[si].Sub(pl.targetValueAfter(si))
 	}
+}
+
+// halfWidthAfter returns sleeve si's half-width out of the projected
+// total.
+func (pl *planner) halfWidthAfter(si int) num {
+	if pl.f.same {
+		return pl.f.hw[si]
+	}
+	return pl.f.hwf[si].Mul(pl.f.total)
+}
+
+// outNow reports whether sleeve si lies outside its band after the orders,
+// as outAfter does, from the figures of the polish.
+func (pl *planner) outNow(si int) bool {
+	return pl.dev[si].Abs().GreaterThan(pl.halfWidthAfter(si))
 }
 
 // score rates the current projection. withIdle adds the idle free cash
 // (destination target).
 func (pl *planner) score(withIdle bool) score {
-	sc := score{total: pl.totalAfter, orders: pl.nOrders}
-	var lowest decimal.Decimal
+	sc := score{total: pl.f.total, orders: pl.nOrders}
+	var lowest num
 	under := pl.under[:0]
 	for si := range pl.p.Sleeves {
-		if pl.outAfter(si) {
+		if pl.outNow(si) {
 			sc.out++
 			if !pl.s.Sleeves[si].Breach {
 				sc.harmed++
 			}
 		}
-		d := pl.deviationAfter(si)
+		d := pl.dev[si]
 		under = append(under, d.Sign() < 0)
 		if d.Sign() < 0 {
 			if d.LessThan(lowest) {
@@ -132,7 +266,7 @@ func (pl *planner) score(withIdle bool) score {
 		}
 	}
 	if lowest.Sign() < 0 {
-		sc.dev = decimal.Max(sc.dev, lowest.Neg())
+		sc.dev = maxNum(sc.dev, lowest.Neg())
 	}
 	pl.under = under
 	if withIdle {
@@ -143,19 +277,20 @@ func (pl *planner) score(withIdle bool) score {
 
 // idleCash returns the free cash left in accounts that could buy a step of
 // an instrument of a sleeve under its target (pl.under, as score sets it).
-func (pl *planner) idleCash() decimal.Decimal {
-	idle := decimal.Zero
+func (pl *planner) idleCash() num {
+	var idle num
+	f := &pl.f
 	for a := range pl.p.Accounts {
-		if pl.cash[a].Sign() <= 0 {
+		if f.cash[a].Sign() <= 0 {
 			continue
 		}
 		for i := range pl.p.Instruments {
 			leaf := pl.p.Instruments[i].Sleeve
-			if leaf == pl.p.Cash || !pl.under[leaf] || pl.unit[i].Sign() <= 0 || !pl.p.Accounts[a].Allows(i) || !pl.mayBuy(i) ||
-				pl.unit[i].GreaterThan(pl.cash[a]) {
+			if leaf == pl.p.Cash || !pl.under[leaf] || f.unit[i].Sign() <= 0 || !pl.p.Accounts[a].Allows(i) || !pl.mayBuy(i) ||
+				f.unit[i].GreaterThan(f.cash[a]) {
 				continue
 			}
-			idle = idle.Add(pl.cash[a])
+			idle = idle.Add(f.cash[a])
 			break
 		}
 	}
@@ -170,31 +305,32 @@ func exempt(r Rule) bool {
 
 // shift moves the projection by the value of n steps of instrument i
 // bought (sell false) or sold in account a, and the account's cash.
-func (pl *planner) shift(a, i int, n decimal.Decimal, sell bool) {
-	p := pl.p
-	amount := pl.unit[i].Mul(n) // value into the instrument's sleeve
+func (pl *planner) shift(a, i int, n num, sell bool) {
+	p, f := pl.p, &pl.f
+	amount := f.unit[i].Mul(n) // value into the instrument's sleeve
 	if sell {
 		amount = amount.Neg()
 	}
-	was := pl.cash[a]
-	pl.cash[a] = was.Sub(amount)
+	was := f.cash[a]
+	f.cash[a] = was.Sub(amount)
 	for x := p.Instruments[i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
-		pl.after[x] = pl.after[x].Add(amount)
+		f.after[x] = f.after[x].Add(amount)
 		pl.dev[x] = pl.dev[x].Add(amount)
 	}
-	if was.Sign() >= 0 && pl.cash[a].Sign() >= 0 {
+	if was.Sign() >= 0 && f.cash[a].Sign() >= 0 {
 		// Free cash pays for it all: the total is unchanged.
-		pl.after[p.Cash] = pl.after[p.Cash].Sub(amount)
+		f.after[p.Cash] = f.after[p.Cash].Sub(amount)
 		pl.dev[p.Cash] = pl.dev[p.Cash].Sub(amount)
 		return
 	}
 	// The account's cash crosses or stays below its reserve: only the part
 	// above the reserve is free cash, and the total moves.
-	cashDelta := decimal.Max(decimal.Zero, pl.cash[a]).Sub(decimal.Max(decimal.Zero, was))
-	pl.after[p.Cash] = pl.after[p.Cash].Add(cashDelta)
+	var zero num
+	cashDelta := maxNum(zero, f.cash[a]).Sub(maxNum(zero, was))
+	f.after[p.Cash] = f.after[p.Cash].Add(cashDelta)
 	if moved := amount.Add(cashDelta); !moved.IsZero() {
-		pl.totalAfter = pl.totalAfter.Add(moved)
-		pl.sameTotal = pl.totalAfter.Equal(pl.T)
+		f.total = f.total.Add(moved)
+		f.same = f.total.Equal(f.T)
 	}
 	pl.refreshDev()
 }
@@ -204,7 +340,7 @@ func (pl *planner) shift(a, i int, n decimal.Decimal, sell bool) {
 type move struct {
 	k, a, i int
 	side    Side
-	n       decimal.Decimal
+	n       num
 	added   bool // apply appended the order
 }
 
@@ -213,7 +349,9 @@ type move struct {
 // compact removes it.
 func (pl *planner) apply(m *move) {
 	if m.k < 0 {
-		pl.orders = append(pl.orders, pl.order(m.a, m.i, m.side, decimal.Zero, decimal.Zero, decimal.Zero, pl.newRule(m.i)))
+		// What the polish reads of an order; settle fills in the rest of
+		// the orders it keeps.
+		pl.orders = append(pl.orders, Order{Side: m.side, Rule: pl.newRule(m.i), account: m.a, instrument: m.i, changed: true})
 		m.k, m.added = len(pl.orders)-1, true
 	}
 	pl.change(m.k, m.n)
@@ -229,12 +367,12 @@ func (pl *planner) undo(m *move) {
 }
 
 // change adds n steps to order k.
-func (pl *planner) change(k int, n decimal.Decimal) {
+func (pl *planner) change(k int, n num) {
 	o := &pl.orders[k]
-	was := o.units.Sign() > 0
-	o.units = o.units.Add(n)
+	was := o.n.Sign() > 0
+	o.n = o.n.Add(n)
 	o.changed = true
-	if is := o.units.Sign() > 0; is != was {
+	if is := o.n.Sign() > 0; is != was {
 		if is {
 			pl.nOrders++
 		} else {
@@ -255,22 +393,58 @@ func (pl *planner) newRule(i int) Rule {
 	return pl.ruleFor(pl.p.Instruments[i].Sleeve)
 }
 
-// compact removes the orders that fell to zero steps and sets the
-// quantity and notional of those the polish changed.
+// polishDone removes the orders that fell to zero steps and writes the
+// projection back to the planner's decimals. The orders the polish
+// changed keep their steps in n (changed) until settle.
+func (pl *planner) polishDone() {
+	pl.dropEmpty()
+	pl.store()
+}
+
+// compact is for the code that changes settled orders after the polish
+// (units, changed): it removes the orders left without units and sets the
+// steps, quantity and notional of those changed.
 func (pl *planner) compact() {
 	out := pl.orders[:0]
 	for _, o := range pl.orders {
-		if o.units.Sign() <= 0 {
-			continue
+		if o.units.Sign() > 0 {
+			if o.changed {
+				o.n = pl.numOf(o.units)
+			}
+			out = append(out, o)
 		}
-		if o.changed {
-			o.Quantity = pl.timesStep(o.instrument, o.units)
-			o.Notional = o.units.Mul(pl.unit[o.instrument])
-			o.changed = false
-		}
-		out = append(out, o)
 	}
 	pl.orders = out
+	pl.settle()
+}
+
+// dropEmpty removes the orders with no step left (n).
+func (pl *planner) dropEmpty() {
+	out := pl.orders[:0]
+	for _, o := range pl.orders {
+		if o.n.Sign() > 0 {
+			out = append(out, o)
+		}
+	}
+	pl.orders = out
+}
+
+// settle sets the units, quantity and notional of the orders the polish
+// changed: once, for the plan kept.
+func (pl *planner) settle() {
+	for k := range pl.orders {
+		if o := &pl.orders[k]; o.changed {
+			units, n := o.n.dec(), o.n
+			if o.Account == "" {
+				*o = pl.order(o.account, o.instrument, o.Side, units, decimal.Decimal{}, decimal.Decimal{}, o.Rule)
+				o.n = n
+			}
+			o.units = units
+			o.Quantity = pl.timesStep(o.instrument, units)
+			o.Notional = units.Mul(pl.unit[o.instrument])
+			o.changed = false
+		}
+	}
 }
 
 // conflicts reports whether an order of instrument i in account a on side
@@ -281,7 +455,7 @@ func (pl *planner) conflicts(a, i int, side Side) bool {
 	leaf := pl.p.Instruments[i].Sleeve
 	for k := range pl.orders {
 		o := &pl.orders[k]
-		if o.Side == side || o.units.Sign() <= 0 {
+		if o.Side == side || o.n.Sign() <= 0 {
 			continue
 		}
 		if o.instrument == i && o.Rule != RuleRelocate {
@@ -299,32 +473,34 @@ func (pl *planner) conflicts(a, i int, side Side) bool {
 // may_hold or the wash-sale guard, no order below min_trade, no trade
 // against the plan (conflicts).
 func (pl *planner) feasible(m move) bool {
-	p := pl.p
+	p, f := pl.p, &pl.f
 	units := m.n
 	if m.k >= 0 {
 		o := &pl.orders[m.k]
 		if exempt(o.Rule) {
 			return false
 		}
-		units = o.units.Add(m.n)
-		if units.Sign() < 0 || o.units.IsZero() && pl.conflicts(m.a, m.i, m.side) {
+		units = o.n.Add(m.n)
+		if units.Sign() < 0 || o.n.IsZero() && pl.conflicts(m.a, m.i, m.side) {
 			return false
 		}
 	} else if m.n.Sign() <= 0 || pl.conflicts(m.a, m.i, m.side) {
 		return false
 	}
 	if units.Sign() > 0 {
-		if minTrade := p.Rebalance.MinTrade; !minTrade.IsZero() && units.Mul(pl.unit[m.i]).LessThan(minTrade) {
+		if !f.minTrade.IsZero() && units.Mul(f.unit[m.i]).LessThan(f.minTrade) {
 			return false
 		}
 	}
 	if m.side == Sell && !pl.taxFirst(m) {
 		return false
 	}
-	cost := pl.unit[m.i].Mul(m.n) // cash the move takes from the account
+	cost := f.unit[m.i].Mul(m.n) // cash the move takes from the account
 	if m.side == Sell {
 		cost = cost.Neg()
-		if m.n.Sign() > 0 && pl.timesStep(m.i, units).GreaterThan(pl.limit(m.a, m.i)) {
+		// units x step > limit, for whole units: units > the whole steps
+		// of the limit.
+		if m.n.Sign() > 0 && units.GreaterThan(f.maxSteps[m.a*pl.nI+m.i]) {
 			return false
 		}
 	} else if m.n.Sign() > 0 && (p.Instruments[m.i].Sleeve == p.Cash || !p.Accounts[m.a].Allows(m.i) || !pl.mayBuy(m.i)) {
@@ -336,7 +512,7 @@ func (pl *planner) feasible(m move) bool {
 	// Cash after the move may not go below zero (cash less reserve) while
 	// the account buys; an account that only sells may end below its
 	// reserve, but not below where it started.
-	left := pl.cash[m.a].Sub(cost)
+	left := f.cash[m.a].Sub(cost)
 	if left.Sign() >= 0 {
 		return true
 	}
@@ -344,27 +520,27 @@ func (pl *planner) feasible(m move) bool {
 		return false
 	}
 	for k := range pl.orders {
-		if o := &pl.orders[k]; o.account == m.a && o.Side == Buy && o.units.Sign() > 0 {
+		if o := &pl.orders[k]; o.account == m.a && o.Side == Buy && o.n.Sign() > 0 {
 			return false
 		}
 	}
-	return left.GreaterThanOrEqual(pl.b.Cash[m.a].Sub(p.Accounts[m.a].Reserve))
+	return !left.LessThan(f.base[m.a])
 }
 
 // most returns n, or fewer steps when account a's cash (buy) or what it
 // may sell beyond the units of its order (sell) allows no more.
-func (pl *planner) most(a, i int, side Side, units, n decimal.Decimal) decimal.Decimal {
-	var most decimal.Decimal
+func (pl *planner) most(a, i int, side Side, units, n num) num {
+	f := &pl.f
+	var most, zero num
 	if side == Buy {
-		if pl.cash[a].Sign() <= 0 {
-			return decimal.Zero
+		if f.cash[a].Sign() <= 0 {
+			return zero
 		}
-		most, _ = pl.cash[a].QuoRem(pl.unit[i], 0)
+		most, _ = f.cash[a].QuoRem(f.unit[i])
 	} else {
-		most, _ = pl.limit(a, i).QuoRem(pl.p.Instruments[i].Step, 0)
-		most = most.Sub(units)
+		most = f.maxSteps[a*pl.nI+i].Sub(units)
 	}
-	return decimal.Max(decimal.Zero, decimal.Min(n, most))
+	return maxNum(zero, minNum(n, most))
 }
 
 // taxFirst reports whether sell move m keeps tax-advantaged accounts
@@ -377,23 +553,25 @@ func (pl *planner) taxFirst(m move) bool {
 	if (m.n.Sign() > 0) == advantaged {
 		return true
 	}
-	sold := func(a int) (decimal.Decimal, bool) {
+	sold := func(a int) (num, bool) {
 		for k := range pl.orders {
 			if o := &pl.orders[k]; o.account == a && o.instrument == m.i && o.Side == Sell && !exempt(o.Rule) {
-				return pl.timesStep(m.i, o.units), o.units.Sign() > 0
+				return o.n, o.n.Sign() > 0
 			}
 		}
-		return decimal.Zero, false
+		return num{}, false
 	}
 	for a := range p.Accounts {
 		if a == m.a || p.Accounts[a].Type.TaxAdvantaged() == advantaged {
 			continue
 		}
-		q, sells := sold(a)
+		units, sells := sold(a)
 		if advantaged && sells {
 			return false
 		}
-		if !advantaged && !pl.limit(a, m.i).Sub(q).LessThan(p.Instruments[m.i].Step) {
+		// Another step may be sold (limit - units x step >= step) when
+		// fewer units are sold than the whole steps of the limit.
+		if !advantaged && pl.f.maxSteps[a*pl.nI+m.i].GreaterThan(units) {
 			return false
 		}
 	}
@@ -403,12 +581,12 @@ func (pl *planner) taxFirst(m move) bool {
 // stepsFor returns how many steps of instrument i move about amount: the
 // nearest number, at least one; exceed adds one so that the move passes
 // amount.
-func (pl *planner) stepsFor(i int, amount decimal.Decimal, exceed bool) decimal.Decimal {
+func (pl *planner) stepsFor(i int, amount num, exceed bool) num {
 	if exceed {
-		q, _ := amount.QuoRem(pl.unit[i], 0)
-		return q.Add(oneUnit)
+		q, _ := amount.QuoRem(pl.f.unit[i])
+		return q.Add(numOne)
 	}
-	return decimal.Max(oneUnit, amount.DivRound(pl.unit[i], 0))
+	return maxNum(numOne, amount.DivRound(pl.f.unit[i]))
 }
 
 // try makes move m when it is feasible and improves the score cur; it
@@ -418,7 +596,7 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 		return *cur, false
 	}
 	pl.apply(&m)
-	if sc, ok := pl.better(cur, withIdle, pl.unit[m.i].Mul(m.n)); ok {
+	if sc, ok := pl.better(cur, withIdle, pl.f.unit[m.i].Mul(m.n)); ok {
 		return sc, true
 	}
 	pl.undo(&m)
@@ -430,8 +608,9 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 // the score: more (or fewer) steps on an order of the plan, or a new
 // order. Too much in a sleeve wants its instruments sold; too much cash
 // wants an instrument of a sleeve under its target bought.
-func (pl *planner) improve(si int, amount decimal.Decimal, exceed bool, cur *score, withIdle bool) bool {
-	p := pl.p
+func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle bool) bool {
+	p, f := pl.p, &pl.f
+	pl.rankOK = false
 	over := pl.deviationAfter(si).Sign() > 0
 	wantSell := over
 	if si == p.Cash {
@@ -439,7 +618,7 @@ func (pl *planner) improve(si int, amount decimal.Decimal, exceed bool, cur *sco
 	}
 	// Unless the move must pass amount (exceed), a step of amount x 2 or
 	// more cannot bring the sleeve nearer its target: skip it.
-	var twice decimal.Decimal
+	var twice num
 	if !exceed {
 		twice = amount.Add(amount)
 	}
@@ -453,7 +632,7 @@ func (pl *planner) improve(si int, amount decimal.Decimal, exceed bool, cur *sco
 			// Cash: buy what is under its target, sell what is over it.
 			return false
 		}
-		return pl.unit[i].Sign() > 0 && (exceed || pl.unit[i].LessThan(twice))
+		return f.unit[i].Sign() > 0 && (exceed || f.unit[i].LessThan(twice))
 	}
 	side, other := Buy, Sell
 	if wantSell {
@@ -461,7 +640,7 @@ func (pl *planner) improve(si int, amount decimal.Decimal, exceed bool, cur *sco
 	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
-		if o.units.Sign() <= 0 || !eligible(o.instrument) {
+		if o.n.Sign() <= 0 || !eligible(o.instrument) {
 			continue
 		}
 		if o.Side == side && !pl.canAdd(o.account, o.instrument, side) {
@@ -473,7 +652,7 @@ func (pl *planner) improve(si int, amount decimal.Decimal, exceed bool, cur *sco
 			// Fewer steps on an order the other way.
 			m = pl.fewer(k, n)
 		} else {
-			m.n = pl.most(o.account, o.instrument, o.Side, o.units, n)
+			m.n = pl.most(o.account, o.instrument, o.Side, o.n, n)
 		}
 		if sc, ok := pl.try(m, cur, withIdle); ok {
 			*cur = sc
@@ -491,7 +670,7 @@ func (pl *planner) improve(si int, amount decimal.Decimal, exceed bool, cur *sco
 			if !eligible(i) {
 				continue
 			}
-			var n decimal.Decimal
+			var n num
 			for _, a := range pl.sellOrder {
 				if !pair && !pl.canAdd(a, i, side) {
 					continue
@@ -525,81 +704,96 @@ func (pl *planner) canAdd(a, i int, side Side) bool {
 	if side == Sell {
 		return pl.b.Qty[a][i].Sign() > 0
 	}
-	return pl.p.Accounts[a].Allows(i) && pl.mayBuy(i) && pl.cash[a].Sign() > 0 && !pl.unit[i].GreaterThan(pl.cash[a])
+	return pl.p.Accounts[a].Allows(i) && pl.mayBuy(i) && pl.f.cash[a].Sign() > 0 && !pl.f.unit[i].GreaterThan(pl.f.cash[a])
 }
 
 // moveOn returns the move of n steps of instrument i in account a on side:
 // on the account's order of i, or as a new order; ok is false when the
 // account trades i the other way.
-func (pl *planner) moveOn(a, i int, side Side, n decimal.Decimal) (move, bool) {
+func (pl *planner) moveOn(a, i int, side Side, n num) (move, bool) {
 	for k := range pl.orders {
 		if o := &pl.orders[k]; o.account == a && o.instrument == i {
 			if o.Side != side {
 				return move{}, false
 			}
-			return move{k: k, a: a, i: i, side: side, n: pl.most(a, i, side, o.units, n)}, true
+			return move{k: k, a: a, i: i, side: side, n: pl.most(a, i, side, o.n, n)}, true
 		}
 	}
-	if minTrade := pl.p.Rebalance.MinTrade; !minTrade.IsZero() && n.Mul(pl.unit[i]).LessThan(minTrade) {
-		q, rem := minTrade.QuoRem(pl.unit[i], 0)
+	if f := &pl.f; !f.minTrade.IsZero() && n.Mul(f.unit[i]).LessThan(f.minTrade) {
+		q, rem := f.minTrade.QuoRem(f.unit[i])
 		if n = q; rem.Sign() > 0 {
-			n = q.Add(oneUnit)
+			n = q.Add(numOne)
 		}
 	}
-	return move{k: -1, a: a, i: i, side: side, n: pl.most(a, i, side, decimal.Zero, n)}, true
+	return move{k: -1, a: a, i: i, side: side, n: pl.most(a, i, side, num{}, n)}, true
 }
 
 // maxPartners is how many partners tryPair tries for one move.
 const maxPartners = 3
 
 // partners returns the instruments that account a may trade the other way
-// of an order of instrument i on side, best first, at most maxPartners:
-// to pay for a buy, those it holds of the leaf sleeves furthest over their
-// targets (or of the cash sleeve); to spend a sell's proceeds, those it may
-// buy of the leaf sleeves furthest under their targets.
-func (pl *planner) partners(a, i int, side Side) []int {
-	p := pl.p
-	var best [maxPartners]int
-	var devs [maxPartners]decimal.Decimal
+// of an order of instrument i on side, best first, at most maxPartners, in
+// best: to pay for a buy, those it holds of the leaf sleeves furthest over
+// their targets (or of the cash sleeve); to spend a sell's proceeds, those
+// it may buy of the leaf sleeves furthest under their targets. Ties keep
+// the order of the instruments.
+func (pl *planner) partners(a, i int, side Side, best *[maxPartners]int) []int {
+	p, f := pl.p, &pl.f
 	n := 0
-	for j := range p.Instruments {
+	for _, j := range pl.ranked(side) {
 		leaf := p.Instruments[j].Sleeve
-		if j == i || leaf == p.Instruments[i].Sleeve || pl.unit[j].Sign() <= 0 {
+		if j == i || leaf == p.Instruments[i].Sleeve {
 			continue
 		}
 		dev := pl.deviationAfter(leaf)
 		if side == Buy {
-			// j is sold: it must be held, over its target or cash.
-			if pl.b.Qty[a][j].Sign() <= 0 || (leaf != p.Cash && dev.Sign() <= 0) || pl.limit(a, j).LessThan(p.Instruments[j].Step) {
+			// j is sold: it must be held, over its target or cash, with a
+			// whole step that may be sold.
+			if pl.b.Qty[a][j].Sign() <= 0 || (leaf != p.Cash && dev.Sign() <= 0) || f.maxSteps[a*pl.nI+j].LessThan(numOne) {
 				continue
 			}
 		} else if leaf == p.Cash || dev.Sign() >= 0 || !p.Accounts[a].Allows(j) || !pl.mayBuy(j) {
 			continue
 		}
-		// Insert j, keeping the list sorted by |dev|, largest first: over
-		// (Buy) the largest dev, under (Sell) the smallest.
-		k := n
-		for k > 0 && (side == Buy && dev.GreaterThan(devs[k-1]) || side == Sell && dev.LessThan(devs[k-1])) {
-			k--
+		best[n] = j
+		if n++; n == maxPartners {
+			break
 		}
-		if k >= maxPartners {
-			continue
-		}
-		if n < maxPartners {
-			n++
-		}
-		copy(best[k+1:n], best[k:n-1])
-		copy(devs[k+1:n], devs[k:n-1])
-		best[k], devs[k] = j, dev
 	}
-	return best[:n:n]
+	return best[:n]
+}
+
+// ranked returns the instruments with a step of value, by the deviation
+// of their sleeves, largest first for side Buy (partners sold to pay for
+// a buy), smallest first for Sell; ties in the order of the instruments.
+// The ranking is kept until the deviations change: improve asks for it
+// afresh (pl.rankOK), and the moves it tries are taken back.
+func (pl *planner) ranked(side Side) []int {
+	if pl.rankOK && pl.rankSide == side {
+		return pl.rank
+	}
+	p, f := pl.p, &pl.f
+	pl.rank = pl.rank[:0]
+	for j := range p.Instruments {
+		if f.unit[j].Sign() > 0 {
+			pl.rank = append(pl.rank, j)
+		}
+	}
+	slices.SortStableFunc(pl.rank, func(x, y int) int {
+		c := pl.dev[p.Instruments[x].Sleeve].Cmp(pl.dev[p.Instruments[y].Sleeve])
+		if side == Buy {
+			return -c
+		}
+		return c
+	})
+	pl.rankOK, pl.rankSide = true, side
+	return pl.rank
 }
 
 // tryPair tries n steps of instrument i on side in account a together with
 // the trade of its partner that pays for it or spends its proceeds, and
 // keeps both when they improve the score.
-func (pl *planner) tryPair(a, i int, side Side, n decimal.Decimal, cur *score, withIdle bool) (score, bool) {
-
+func (pl *planner) tryPair(a, i int, side Side, n num, cur *score, withIdle bool) (score, bool) {
 	p := pl.p
 	if side == Buy && (!p.Accounts[a].Allows(i) || !pl.mayBuy(i)) {
 		return *cur, false
@@ -608,7 +802,8 @@ func (pl *planner) tryPair(a, i int, side Side, n decimal.Decimal, cur *score, w
 	if !ok {
 		return *cur, false
 	}
-	for _, j := range pl.partners(a, i, side) {
+	var best [maxPartners]int
+	for _, j := range pl.partners(a, i, side, &best) {
 		if sc, ok := pl.tryPairWith(a, i, j, side, first, cur, withIdle); ok {
 			return sc, true
 		}
@@ -619,19 +814,19 @@ func (pl *planner) tryPair(a, i int, side Side, n decimal.Decimal, cur *score, w
 // tryPairWith tries first, a move of instrument i, with the trade of
 // partner j that pays for it or spends its proceeds.
 func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, withIdle bool) (score, bool) {
-	p := pl.p
+	p, f := pl.p, &pl.f
 	// want is the partner's steps: sold first to pay for a buy, or bought
 	// after a sell with its proceeds and free cash, no further than its
 	// sleeve's target.
-	var want decimal.Decimal
+	var want, zero num
 	if side == Buy {
 		// At least one step: the sale may be what keeps cash in its band.
-		need := pl.unit[i].Mul(first.n).Sub(decimal.Max(decimal.Zero, pl.cash[a]))
-		want = oneUnit
+		need := f.unit[i].Mul(first.n).Sub(maxNum(zero, f.cash[a]))
+		want = numOne
 		if need.Sign() > 0 {
-			var rem decimal.Decimal
-			if want, rem = need.QuoRem(pl.unit[j], 0); rem.Sign() > 0 {
-				want = want.Add(oneUnit)
+			var rem num
+			if want, rem = need.QuoRem(f.unit[j]); rem.Sign() > 0 {
+				want = want.Add(numOne)
 			}
 		}
 		sell, ok := pl.moveOn(a, j, Sell, want)
@@ -640,8 +835,8 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, w
 		}
 		first, want, i, j = sell, first.n, j, i
 	} else {
-		spend := decimal.Min(pl.unit[i].Mul(first.n).Add(decimal.Max(decimal.Zero, pl.cash[a])), pl.deviationAfter(p.Instruments[j].Sleeve).Neg())
-		want, _ = spend.QuoRem(pl.unit[j], 0)
+		spend := minNum(f.unit[i].Mul(first.n).Add(maxNum(zero, f.cash[a])), pl.deviationAfter(p.Instruments[j].Sleeve).Neg())
+		want, _ = spend.QuoRem(f.unit[j])
 	}
 	if first.n.Sign() <= 0 || want.Sign() <= 0 || !pl.feasible(first) {
 		return *cur, false
@@ -649,7 +844,7 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, w
 	pl.apply(&first)
 	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(second) {
 		pl.apply(&second)
-		if sc, ok := pl.better(cur, withIdle, pl.unit[first.i].Mul(first.n).Add(pl.unit[second.i].Mul(second.n))); ok {
+		if sc, ok := pl.better(cur, withIdle, f.unit[first.i].Mul(first.n).Add(f.unit[second.i].Mul(second.n))); ok {
 			return sc, true
 		}
 		pl.undo(&second)
@@ -665,28 +860,25 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, w
 // do not help. Each move is kept only when it improves the score (see
 // score for the order of the criteria).
 func (pl *planner) polish() {
+	pl.load()
+	pl.polishLoaded()
+}
+
+// polishLoaded is polish on the figures pl.f already holds.
+func (pl *planner) polishLoaded() {
 	p := pl.p
 	target := pl.dest == policy.DestinationTarget
-	pl.nOrders = len(pl.orders)
-	pl.under = make([]bool, 0, len(p.Sleeves))
-	pl.dev = make([]decimal.Decimal, len(p.Sleeves))
-	pl.refreshDev()
 	pl.before = pl.beforeScore()
-	defer func() { pl.dev = nil }()
 	cur := pl.score(target)
 	limit := 4 * (len(pl.orders) + len(p.Sleeves) + pl.nA)
 	// Sleeves out of band, by more than their gap.
 	for tries := 0; tries < limit; tries++ {
 		fixed := false
 		for si := range p.Sleeves {
-			if !pl.outAfter(si) {
+			if !pl.outNow(si) {
 				continue
 			}
-			hw := pl.s.Sleeves[si].HalfWidthValue
-			if !pl.sameTotal {
-				hw = p.Sleeves[si].HalfWidth.Mul(pl.totalAfter)
-			}
-			gap := pl.deviationAfter(si).Abs().Sub(hw)
+			gap := pl.deviationAfter(si).Abs().Sub(pl.halfWidthAfter(si))
 			if pl.improve(si, gap, true, &cur, target) {
 				fixed = true
 				break
@@ -712,13 +904,13 @@ func (pl *planner) polish() {
 		pl.spendIdle(&cur, limit)
 	}
 	pl.trim(&cur)
-	pl.compact()
+	pl.polishDone()
 }
 
 // largestAfter returns the sleeve of the largest |deviation| after the
 // plan and that deviation.
-func (pl *planner) largestAfter() (int, decimal.Decimal) {
-	best, most := -1, decimal.Zero
+func (pl *planner) largestAfter() (int, num) {
+	best, most := -1, num{}
 	for si := range pl.p.Sleeves {
 		if d := pl.deviationAfter(si).Abs(); d.GreaterThan(most) {
 			best, most = si, d
@@ -755,29 +947,30 @@ func (pl *planner) spendIdle(cur *score, limit int) {
 // turnover at no cost to the allocation.
 func (pl *planner) trim(cur *score) {
 	withIdle := pl.dest == policy.DestinationTarget
+	f := &pl.f
 	for k := range pl.orders {
 		o := &pl.orders[k]
-		if o.units.Sign() <= 0 || exempt(o.Rule) {
+		if o.n.Sign() <= 0 || exempt(o.Rule) {
 			continue
 		}
 		// One step fewer must bring its sleeve nearer its target: the right
 		// way, and a step worth less than twice the deviation.
 		dev := pl.deviationAfter(pl.p.Instruments[o.instrument].Sleeve)
-		if dev.Sign() == 0 || (dev.Sign() > 0) != (o.Side == Buy) || !pl.unit[o.instrument].LessThan(dev.Abs().Add(dev.Abs())) {
+		if dev.Sign() == 0 || (dev.Sign() > 0) != (o.Side == Buy) || !f.unit[o.instrument].LessThan(dev.Abs().Add(dev.Abs())) {
 			continue
 		}
 		// A sell whose proceeds sit idle first gives back what they left.
-		if o.Side == Sell && pl.cash[o.account].Sign() > 0 {
-			if q, _ := pl.cash[o.account].QuoRem(pl.unit[o.instrument], 0); q.GreaterThan(oneUnit) {
+		if o.Side == Sell && f.cash[o.account].Sign() > 0 {
+			if q, _ := f.cash[o.account].QuoRem(f.unit[o.instrument]); q.GreaterThan(numOne) {
 				if sc, ok := pl.try(pl.fewer(k, q), cur, withIdle); ok {
 					*cur = sc
 				}
 			}
 		}
-		if o.units.Sign() <= 0 {
+		if o.n.Sign() <= 0 {
 			continue
 		}
-		if sc, ok := pl.try(pl.fewer(k, oneUnit), cur, withIdle); ok {
+		if sc, ok := pl.try(pl.fewer(k, numOne), cur, withIdle); ok {
 			*cur = sc
 		}
 	}
@@ -785,21 +978,20 @@ func (pl *planner) trim(cur *score) {
 
 // fewer returns the move that takes n steps (at most all) off order k,
 // or the whole order when what is left would fall below min_trade.
-func (pl *planner) fewer(k int, n decimal.Decimal) move {
+func (pl *planner) fewer(k int, n num) move {
 	o := &pl.orders[k]
-	n = decimal.Min(n, o.units)
-	if rest := o.units.Sub(n); rest.Sign() > 0 && rest.Mul(pl.unit[o.instrument]).LessThan(pl.p.Rebalance.MinTrade) {
-		n = o.units
+	n = minNum(n, o.n)
+	if rest := o.n.Sub(n); rest.Sign() > 0 && rest.Mul(pl.f.unit[o.instrument]).LessThan(pl.f.minTrade) {
+		n = o.n
 	}
 	return move{k: k, a: o.account, i: o.instrument, side: o.Side, n: n.Neg()}
 }
 
 // beforeScore rates the allocation before the plan.
 func (pl *planner) beforeScore() score {
-	sc := score{total: pl.T}
+	sc := score{total: pl.f.T}
 	for si := range pl.p.Sleeves {
-		d := &pl.s.Sleeves[si]
-		if dev := d.Value.Sub(d.TargetValue).Abs(); dev.GreaterThan(sc.dev) {
+		if dev := pl.numOf(pl.s.Sleeves[si].Value).Sub(pl.f.tv[si]).Abs(); dev.GreaterThan(sc.dev) {
 			sc.dev = dev
 		}
 	}
@@ -809,13 +1001,14 @@ func (pl *planner) beforeScore() score {
 // harms reports whether the plan pushes a sleeve that was inside its band
 // out of it, or makes the largest |deviation| larger than before.
 func (pl *planner) harms() bool {
+	pl.load()
 	for si := range pl.p.Sleeves {
-		if !pl.s.Sleeves[si].Breach && pl.outAfter(si) {
+		if !pl.s.Sleeves[si].Breach && pl.outNow(si) {
 			return true
 		}
 	}
 	after := pl.score(false)
-	return pl.totalAfter.Sign() > 0 && devLess(&pl.before, &after)
+	return pl.f.total.Sign() > 0 && devLess(&pl.before, &after)
 }
 
 // withdrawAll takes every order back: the plan that does no harm.
@@ -831,6 +1024,15 @@ func (pl *planner) withdrawAll() {
 // found did harm and was replaced by the best plan that does none.
 const harmReason = "the plans found that bring it back push another sleeve out of its band or make the largest deviation larger; only orders that do no harm are kept"
 
+// deviationDec returns after - target x total of sleeve si from the
+// planner's decimals, for the reasons written after the polish.
+func (pl *planner) deviationDec(si int) decimal.Decimal {
+	if pl.sameTotal {
+		return pl.after[si].Sub(pl.s.Sleeves[si].TargetValue)
+	}
+	return pl.after[si].Sub(pl.p.Sleeves[si].Target.Mul(pl.totalAfter))
+}
+
 // blocked says why sleeve si stays out of its band after the plan, from
 // what stops one more step that would bring it back: a step that costs
 // more than the free cash of every account that may hold it, may_hold,
@@ -838,7 +1040,7 @@ const harmReason = "the plans found that bring it back push another sleeve out o
 // back by the tax rules, or the harm the step would do.
 func (pl *planner) blocked(si int) string {
 	p := pl.p
-	over := pl.deviationAfter(si).Sign() > 0
+	over := pl.deviationDec(si).Sign() > 0
 	buy := !over
 	if si == p.Cash {
 		buy = over
@@ -848,7 +1050,7 @@ func (pl *planner) blocked(si int) string {
 		leaf := p.Instruments[i].Sleeve
 		switch {
 		case si != p.Cash && !pl.within(leaf, si):
-		case si == p.Cash && (leaf == p.Cash || (pl.deviationAfter(leaf).Sign() < 0) != buy):
+		case si == p.Cash && (leaf == p.Cash || (pl.deviationDec(leaf).Sign() < 0) != buy):
 		default:
 			syms = append(syms, p.Instruments[i].Symbol)
 		}
@@ -944,10 +1146,22 @@ func (pl *planner) cannotSell(syms []string) string {
 
 // explain returns order o's why: "SLEEVE from W% to W'% (target T%, band
 // L%-H%): " and what its rule does.
-func (pl *planner) explain(o *Order, r *SleeveReport) string {
+//
+// head caches the head of the line for the sleeve's other orders.
+func (pl *planner) explain(o *Order, r *SleeveReport, cache *string) string {
 	p := pl.p
 	pc := percentText
-	head := fmt.Sprintf("%s from %s to %s (target %s, band %s-%s): ", r.Sleeve, pc(r.Weight), pc(r.WeightAfter), pc(r.Target), pc(r.BandLow), pc(r.BandHigh))
+	if *cache == "" {
+		buf := make([]byte, 0, 96)
+		buf = append(append(buf, r.Sleeve...), " from "...)
+		buf = append(appendPercent(buf, r.Weight), " to "...)
+		buf = append(appendPercent(buf, r.WeightAfter), " (target "...)
+		buf = append(appendPercent(buf, r.Target), ", band "...)
+		buf = append(appendPercent(buf, r.BandLow), '-')
+		buf = append(appendPercent(buf, r.BandHigh), "): "...)
+		*cache = string(buf)
+	}
+	head := *cache
 	switch o.Rule {
 	case RuleToTarget:
 		return head + "to_target: toward its target"
@@ -986,26 +1200,28 @@ func (pl *planner) explain(o *Order, r *SleeveReport) string {
 // allocation than the simple planner's.
 func (pl *planner) secondStart() {
 	target := true
-	pl.dev = make([]decimal.Decimal, len(pl.p.Sleeves))
-	pl.refreshDev()
+	pl.load()
 	first := pl.score(target)
-	pl.dev = nil
+	// The first plan and its projection, kept to be put back.
 	orders := append([]Order(nil), pl.orders...)
-	cash := append([]decimal.Decimal(nil), pl.cash...)
+	kept := make([]decimal.Decimal, len(pl.cash)+len(pl.after))
+	copy(kept, pl.cash)
+	copy(kept[len(pl.cash):], pl.after)
+	total, same := pl.totalAfter, pl.sameTotal
 	pl.withdrawAll()
+	pl.load()
 	pl.simple()
-	pl.project()
-	pl.polish()
-	pl.dev = make([]decimal.Decimal, len(pl.p.Sleeves))
-	pl.refreshDev()
+	pl.polishLoaded()
+	pl.load()
 	second := pl.score(target)
-	pl.dev = nil
 	h := second.head(&first)
 	if h < 0 || h == 0 && (second.idle.LessThan(first.idle) || second.idle.Equal(first.idle) && second.orders < first.orders) {
 		return
 	}
-	pl.orders, pl.cash = orders, cash
-	pl.project()
+	pl.orders = orders
+	copy(pl.cash, kept)
+	copy(pl.after, kept[len(pl.cash):])
+	pl.totalAfter, pl.sameTotal = total, same
 }
 
 // simple places the orders of a simple whole-share plan, sleeve by
@@ -1015,70 +1231,72 @@ func (pl *planner) secondStart() {
 // proceeds, the instruments it may hold of the leaf sleeves under their
 // targets, up to their target values, rounding down.
 func (pl *planner) simple() {
-	p, s := pl.p, pl.s
-	gap := make([]decimal.Decimal, pl.nI) // target value - held, per instrument
+	p, s, f := pl.p, pl.s, &pl.f
+	gap := f.gap // target value - held, per instrument
+	clear(gap)
 	for i, in := range p.Instruments {
-		if in.Sleeve == p.Cash || pl.unit[i].Sign() <= 0 {
+		if in.Sleeve == p.Cash || f.unit[i].Sign() <= 0 {
 			continue
 		}
-		gap[i] = s.Sleeves[in.Sleeve].TargetValue.Mul(in.Share).Sub(pl.held[i])
-		if over := s.Sleeves[in.Sleeve].Value.GreaterThan(s.Sleeves[in.Sleeve].TargetValue); over != (gap[i].Sign() < 0) {
-			gap[i] = decimal.Zero // against its sleeve's direction: left alone
+		g := f.tv[in.Sleeve].Mul(pl.numOf(in.Share)).Sub(pl.numOf(pl.held[i]))
+		if over := pl.numOf(s.Sleeves[in.Sleeve].Value).GreaterThan(f.tv[in.Sleeve]); over != (g.Sign() < 0) {
+			continue // against its sleeve's direction: left alone
 		}
+		// The gap is only divided by the step's value u = U x 10^k (U an
+		// integer), compared with zero and moved by whole steps, so it may
+		// be rounded down to a multiple of 10^k: floor(floor(y)/U) =
+		// floor(y/U) and ceil(ceil(y)/U) = ceil(y/U) for an integer U > 0.
+		// Rounded, it fits a num where the share's digits made it big.
+		gap[i] = g.RoundFloor(pl.unit[i].Exponent())
 	}
-	minTrade := p.Rebalance.MinTrade
 	for i := range p.Instruments {
 		for _, a := range pl.sellOrder {
 			if gap[i].Sign() >= 0 {
 				break
 			}
-			want, rem := gap[i].Neg().QuoRem(pl.unit[i], 0)
+			want, rem := gap[i].Neg().QuoRem(f.unit[i])
 			if rem.Sign() > 0 {
-				want = want.Add(oneUnit)
+				want = want.Add(numOne)
 			}
-			most, _ := pl.limit(a, i).QuoRem(p.Instruments[i].Step, 0)
-			n := decimal.Min(want, most)
-			if n.Sign() <= 0 || n.Mul(pl.unit[i]).LessThan(minTrade) {
+			n := minNum(want, f.maxSteps[a*pl.nI+i])
+			if n.Sign() <= 0 || n.Mul(f.unit[i]).LessThan(f.minTrade) {
 				continue
 			}
 			pl.addSimple(a, i, Sell, n)
-			gap[i] = gap[i].Add(n.Mul(pl.unit[i]))
+			gap[i] = gap[i].Add(n.Mul(f.unit[i]))
 		}
 	}
 	for _, a := range pl.spendOrder {
 		for i := range p.Instruments {
-			if pl.cash[a].Sign() <= 0 || gap[i].Sign() <= 0 || !p.Accounts[a].Allows(i) || !pl.mayBuy(i) {
+			if f.cash[a].Sign() <= 0 || gap[i].Sign() <= 0 || !p.Accounts[a].Allows(i) || !pl.mayBuy(i) {
 				continue
 			}
-			n, _ := decimal.Min(gap[i], pl.cash[a]).QuoRem(pl.unit[i], 0)
-			if n.Sign() <= 0 || n.Mul(pl.unit[i]).LessThan(minTrade) {
+			n, _ := minNum(gap[i], f.cash[a]).QuoRem(f.unit[i])
+			if n.Sign() <= 0 || n.Mul(f.unit[i]).LessThan(f.minTrade) {
 				continue
 			}
 			pl.addSimple(a, i, Buy, n)
-			gap[i] = gap[i].Sub(n.Mul(pl.unit[i]))
+			gap[i] = gap[i].Sub(n.Mul(f.unit[i]))
 		}
 	}
 }
 
 // addSimple adds an order of n steps of instrument i in account a to the
-// simple plan and moves the account's cash.
-func (pl *planner) addSimple(a, i int, side Side, n decimal.Decimal) {
-	notional := n.Mul(pl.unit[i])
-	pl.orders = append(pl.orders, pl.order(a, i, side, n, pl.timesStep(i, n), notional, pl.newRule(i)))
-	if side == Sell {
-		pl.cash[a] = pl.cash[a].Add(notional)
-	} else {
-		pl.cash[a] = pl.cash[a].Sub(notional)
-	}
+// simple plan, moving the projection (pl.f) as the polish does.
+func (pl *planner) addSimple(a, i int, side Side, n num) {
+	pl.apply(&move{k: -1, a: a, i: i, side: side, n: n})
 }
 
 // percentText writes fraction d as a percentage with two decimals, rounded
 // half away from zero ("60.29%"), as d.Shift(2).StringFixed(2) would,
 // without decimal arithmetic when d's coefficient fits in an int64.
-func percentText(d decimal.Decimal) string {
+func percentText(d decimal.Decimal) string { return string(appendPercent(nil, d)) }
+
+// appendPercent appends percentText(d) to buf.
+func appendPercent(buf []byte, d decimal.Decimal) []byte {
 	e := d.Exponent() + 4 // n = d x 10^4, the hundredths of a percent
 	if d.NumDigits() > 15 || e < -18 || e > 3 {
-		return d.Shift(2).StringFixed(2) + "%"
+		return append(append(buf, d.Shift(2).StringFixed(2)...), '%')
 	}
 	n := d.CoefficientInt64()
 	neg := n < 0
@@ -1099,9 +1317,10 @@ func percentText(d decimal.Decimal) string {
 		}
 		n = q
 	}
-	sign := ""
 	if neg && n != 0 {
-		sign = "-"
+		buf = append(buf, '-')
 	}
-	return fmt.Sprintf("%s%d.%02d%%", sign, n/100, n%100)
+	buf = strconv.AppendInt(buf, n/100, 10)
+	buf = append(buf, '.', byte('0'+n%100/10), byte('0'+n%10))
+	return append(buf, '%')
 }

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,9 +104,15 @@ func checkInvariants(t testing.TB, b *portfolio.Book, p *plan.Plan) *drift.Snaps
 	// A withdrawal leaves its account after the orders.
 	withdrawn := decimal.Zero
 	if f := p.CashFlow; f != nil && f.Kind == plan.CashFlowWithdraw {
-		a, _ := pol.AccountIndex(f.Account)
 		withdrawn = f.Withdrawn
-		after.Cash[a] = after.Cash[a].Sub(withdrawn)
+		if f.Account != "" {
+			a, _ := pol.AccountIndex(f.Account)
+			after.Cash[a] = after.Cash[a].Sub(withdrawn)
+		}
+		for _, part := range f.Accounts { // a split withdrawal
+			a, _ := pol.AccountIndex(part.Account)
+			after.Cash[a] = after.Cash[a].Sub(part.Withdrawn)
+		}
 	}
 	for a := range pol.Accounts {
 		if limit := b.FreeCash(a).Add(sells[a]); buys[a].GreaterThan(limit) {
@@ -561,4 +568,59 @@ func checkCashFlows(t *testing.T, r *rand.Rand, b *portfolio.Book, h tax.History
 	checkInvariants(t, b, w)
 	checkWithdraw(t, b, w, pol.Accounts[a].Name, amount)
 	checkTax(t, b, w, h)
+
+	// The same amount, split in the order of withdrawals.
+	w, err = plan.Withdraw(s, plan.Options{History: h}, plan.Withdrawal{Amount: amount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, b, w)
+	checkTax(t, b, w, h)
+	checkSplit(t, b, w, amount)
+}
+
+// checkSplit checks a split withdrawal: it only sells, with rule
+// withdraw, in the accounts of its parts, which follow the order of
+// withdrawals; the parts ask for the amount in all, each but the last
+// pays what it is asked, each pays its free cash after its orders up to
+// what it is asked, and the totals are their sums.
+func checkSplit(t testing.TB, b *portfolio.Book, p *plan.Plan, amount decimal.Decimal) {
+	t.Helper()
+	pol := b.Policy
+	cf := p.CashFlow
+	if cf == nil || cf.Account != "" || len(cf.Accounts) == 0 {
+		t.Fatalf("split withdrawal: cash flow %+v", cf)
+	}
+	order := pol.WithdrawalOrder()
+	asked, withdrawn, last := decimal.Zero, decimal.Zero, -1
+	for n, part := range cf.Accounts {
+		a, _ := pol.AccountIndex(part.Account)
+		pos := slices.Index(order, a)
+		if pos <= last {
+			t.Errorf("split withdrawal: %s out of the order of withdrawals", part.Account)
+		}
+		last = pos
+		asked, withdrawn = asked.Add(part.Amount), withdrawn.Add(part.Withdrawn)
+		proceeds := decimal.Zero
+		for _, o := range p.Orders {
+			if o.Account == part.Account {
+				proceeds = proceeds.Add(o.Notional)
+			}
+		}
+		free := b.Cash[a].Sub(pol.Accounts[a].Reserve).Add(proceeds)
+		if want := decimal.Max(decimal.Zero, decimal.Min(part.Amount, free)); !part.Withdrawn.Equal(want) {
+			t.Errorf("split withdrawal: %s pays %s, its free cash after %s, asked %s", part.Account, part.Withdrawn, free, part.Amount)
+		}
+		if n < len(cf.Accounts)-1 && !part.Withdrawn.Equal(part.Amount) {
+			t.Errorf("split withdrawal: %s pays %s of the %s asked, and a later account pays", part.Account, part.Withdrawn, part.Amount)
+		}
+	}
+	for _, o := range p.Orders {
+		if o.Side != plan.Sell || o.Rule != plan.RuleWithdraw || !slices.ContainsFunc(cf.Accounts, func(w plan.WithdrawalPart) bool { return w.Account == o.Account }) {
+			t.Errorf("split withdrawal has %s (%s)", orderLine(o), o.Rule)
+		}
+	}
+	if !asked.Equal(amount) || !cf.Withdrawn.Equal(withdrawn) || !cf.Shortfall.Equal(amount.Sub(withdrawn)) {
+		t.Errorf("split withdrawal: asked %s, withdrawn %s of %s: cash flow %+v", asked, withdrawn, amount, cf)
+	}
 }

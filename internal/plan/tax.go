@@ -409,7 +409,10 @@ func (pl *planner) taxPass() error {
 		pl.project()
 	}
 	pl.washLosses()
-	return pl.keepLossesAllowed()
+	if err := pl.keepLossesAllowed(); err != nil {
+		return err
+	}
+	return pl.keepLossesElsewhere()
 }
 
 // washLosses applies the wash-sale rule (tax.WashSale.Match) to the loss
@@ -588,7 +591,14 @@ func (pl *planner) chooseLots() error {
 			o.BasisUnknown = true
 			continue
 		}
-		sel, err := l.Select(o.Quantity, o.Price, tx.date, tx.opts)
+		var sel tax.Selection
+		var err error
+		if ranked, ok := pl.rankedLots(o.account, o.instrument); ok {
+			// A withdrawal by least tax sells the lots it ranked.
+			sel, err = l.SelectInOrder(ranked, o.Quantity, o.Price, tx.date, tx.opts)
+		} else {
+			sel, err = l.Select(o.Quantity, o.Price, tx.date, tx.opts)
+		}
 		if err != nil {
 			return fmt.Errorf("account %s: sell of %s %s: %w", o.Account, o.Quantity, o.Instrument, err)
 		}
@@ -598,6 +608,16 @@ func (pl *planner) chooseLots() error {
 		o.Lots, o.Gains = sel.Sales, sel.Gains
 	}
 	return nil
+}
+
+// rankedLots returns the lots of instrument i in account a in the order a
+// withdrawal by least tax ranked them (leastTax), if it did.
+func (pl *planner) rankedLots(a, i int) ([]int, bool) {
+	if pl.flow == nil || pl.flow.ranked == nil {
+		return nil, false
+	}
+	r, ok := pl.flow.ranked[a*pl.nI+i]
+	return r, ok
 }
 
 // realizesLoss reports whether order o is a sell whose lots sell some lot
@@ -939,4 +959,142 @@ func (pl *planner) heldBackReason(i int) string {
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// keepLossesElsewhere moves a sell in a taxable account whose loss the
+// wash-sale rule disallows for good to another account that holds the
+// same instrument, when the allocation stays the same: the household sells
+// the same quantity of it. The sell moves alone when its account does not
+// need its proceeds; otherwise it moves with the buys it pays for, as the
+// asset location moves them (moveBuy), to an account that may hold them
+// and that the location does not rank below. Accounts are tried in the
+// order of sales (tax-advantaged first). A move is kept, like a new lot
+// selection in keepLossesAllowed, when the plan then loses less for good
+// and realizes less in gains more than the loss it saves; the loss not
+// realized stays in the lots for a later sale. Harvests, relocations and
+// cash flows are left alone.
+func (pl *planner) keepLossesElsewhere() error {
+	if pl.flow != nil {
+		return nil
+	}
+	for x := 0; x < len(pl.orders); x++ {
+		o := &pl.orders[x]
+		if o.Side != Sell || o.WashSale == nil || o.WashSale.Permanent.Sign() <= 0 || exempt(o.Rule) {
+			continue
+		}
+		lostBefore, gainsBefore := pl.lostForGood(), pl.realized()
+		for _, b := range pl.sellOrder {
+			if b == pl.orders[x].account {
+				continue
+			}
+			orders, cash := slices.Clone(pl.orders), slices.Clone(pl.cash)
+			if pl.moveSale(x, b) {
+				if err := pl.relot(); err != nil {
+					return err
+				}
+				lost := pl.lostForGood()
+				if saved := lostBefore.Sub(lost); saved.Sign() > 0 && pl.realized().Sub(gainsBefore).LessThan(saved) {
+					pl.project()
+					x-- // compact removed order x: look at what took its place
+					break
+				}
+			}
+			pl.orders, pl.cash = orders, cash
+			pl.washLosses()
+		}
+	}
+	return nil
+}
+
+// moveSale moves sell order x (instrument i, account a) to account b, as
+// keepLossesElsewhere says, and reports whether it moved all of it.
+func (pl *planner) moveSale(x, b int) bool {
+	o := pl.orders[x]
+	a, i := o.account, o.instrument
+	if pl.orderOn(b, i, Buy) >= 0 || pl.conflicts(b, i, Sell) || pl.tx.taxable[b] && pl.tx.lotsAt(b, i, pl.nI).Len() == 0 {
+		return false // b would sell at an unknown gain
+	}
+	mayB, _ := pl.limit(b, i).QuoRem(pl.p.Instruments[i].Step, 0)
+	if y := pl.orderOn(b, i, Sell); y >= 0 {
+		mayB = mayB.Sub(pl.orders[y].units)
+	}
+	if mayB.LessThan(o.units) {
+		return false
+	}
+	if pl.cash[a].Sub(o.Notional).Sign() >= 0 {
+		// a does not need the proceeds: the sell moves alone.
+		y := pl.orderOn(b, i, Sell)
+		if y < 0 {
+			pl.orders = append(pl.orders, pl.order(b, i, Sell, decimal.Zero, decimal.Zero, decimal.Zero, o.Rule))
+			y = len(pl.orders) - 1
+		}
+		pl.addUnits(y, o.units)
+		pl.addUnits(x, o.units.Neg())
+		pl.cash[a] = pl.cash[a].Sub(o.Notional)
+		pl.cash[b] = pl.cash[b].Add(o.Notional)
+		return true
+	}
+	// With the buys of a that its proceeds pay for.
+	for k := 0; k < len(pl.orders) && pl.orders[x].units.Sign() > 0; k++ {
+		buy := &pl.orders[k]
+		if buy.account != a || buy.Side != Buy || buy.units.Sign() <= 0 || exempt(buy.Rule) || pl.ranksBelow(b, a, buy.instrument) {
+			continue
+		}
+		pl.moveBuy(k, x, b)
+	}
+	return pl.orders[x].units.Sign() <= 0 && pl.cash[a].Sign() >= 0
+}
+
+// ranksBelow reports whether the asset location prefers account a to
+// account b for instrument i.
+func (pl *planner) ranksBelow(b, a, i int) bool {
+	if pl.prefer == nil {
+		return false
+	}
+	rank := func(x int) int {
+		if r := slices.Index(pl.prefer[i], x); r >= 0 {
+			return r
+		}
+		return len(pl.prefer[i])
+	}
+	return rank(b) > rank(a)
+}
+
+// relot sets the quantities of the orders moves changed, drops those
+// left without steps, selects the lots of the sells that have none (or
+// whose quantity changed) and applies the wash-sale rule again.
+func (pl *planner) relot() error {
+	for k := range pl.orders {
+		if o := &pl.orders[k]; o.changed && o.Side == Sell {
+			o.Lots, o.Gains, o.BasisUnknown, o.WashSale = nil, tax.Gains{}, false, nil
+		}
+	}
+	pl.compact()
+	if err := pl.chooseLots(); err != nil {
+		return err
+	}
+	pl.washLosses()
+	return nil
+}
+
+// lostForGood returns what the wash-sale rule disallows for good of the
+// plan's losses.
+func (pl *planner) lostForGood() decimal.Decimal {
+	var sum decimal.Decimal
+	for k := range pl.orders {
+		if w := pl.orders[k].WashSale; w != nil {
+			sum = sum.Add(w.Permanent)
+		}
+	}
+	return sum
+}
+
+// realized returns the gains (not net of losses) the plan's sells realize.
+func (pl *planner) realized() decimal.Decimal {
+	var sum decimal.Decimal
+	for k := range pl.orders {
+		g := &pl.orders[k].Gains
+		sum = sum.Add(g.ShortTermGains).Add(g.LongTermGains)
+	}
+	return sum
 }

@@ -392,3 +392,48 @@ func TestAssetLocationOfSales(t *testing.T) {
 	p = taxPlan(t, instruments, accounts, "asset_location: {bonds: [tx]}", holdings, tax.History{})
 	wantOrders(t, p, "ira sell 20 A to_target", "ira buy 40 B to_target")
 }
+
+// TestLossKeptInOtherAccount: a sale whose loss the wash-sale rule would
+// lose for good moves to another account holding the same instrument when
+// the allocation stays the same. A and B at 100 and 50; tx1 holds 20 A
+// bought 2025-01-10 at 150 and 10 B, tx2 20 A bought 2020-01-01 at 90
+// and 10 B: 5000 in all wants 3000 A (sell 10) and 2000 B (buy 20). tx1,
+// first in the order of sales, would sell 10 A at a loss of 500, which
+// the Roth's purchase of 20 A ten days before disallows for good
+// (Rev. Rul. 2008-5). tx2 sells them instead, at a long-term gain of 10 x
+// 10 = 100, less than the 500 saved, and buys the 20 B with the proceeds;
+// tx1's loss stays in its lots.
+func TestLossKeptInOtherAccount(t *testing.T) {
+	instruments := "  A: {sleeve: stocks}\n  B: {sleeve: bonds}"
+	accounts := "  tx1: {type: taxable}\n  tx2: {type: taxable}\n  roth: {type: roth_ira, may_hold: [A]}"
+	holdings := `  tx1:
+    cash: "0"
+    positions:
+      A: {lots: [{quantity: "20", unit_cost: "150", acquired: 2025-01-10}]}
+      B: {lots: [{quantity: "10", unit_cost: "50", acquired: 2025-01-10}]}
+  tx2:
+    cash: "0"
+    positions:
+      A: {lots: [{quantity: "20", unit_cost: "90", acquired: 2020-01-01}]}
+      B: {lots: [{quantity: "10", unit_cost: "50", acquired: 2025-01-10}]}
+  roth: {cash: "0"}`
+	prices := stamp + `prices: {A: "100", A2: "40", B: "50", B2: "25"}`
+	plan1 := func(h tax.History) *plan.Plan {
+		b := book(t, fmt.Sprintf(taxPolicy, instruments, accounts, "tax: {}"), stamp+"accounts:\n"+holdings, prices)
+		p := plan.MakeWith(drift.Compute(b), plan.Options{History: h})
+		checkInvariants(t, b, p)
+		checkTax(t, b, p, h)
+		return p
+	}
+	// Without the Roth's purchase tx1 sells at an allowed loss.
+	p := plan1(tax.History{})
+	wantOrders(t, p, "tx1 sell 10 A to_target", "tx1 buy 20 B to_target")
+	wantGains(t, p.Tax.Gains, "0", "0", "0", "500")
+	h := tax.History{Buys: []tax.Trade{{Instrument: "A", Account: "roth", Date: taxDate.AddDays(-10), Quantity: d("20")}}}
+	p = plan1(h)
+	wantOrders(t, p, "tx2 sell 10 A to_target", "tx2 buy 20 B to_target")
+	wantGains(t, p.Tax.Gains, "0", "0", "100", "0")
+	if p.Tax.Disallowed != nil {
+		t.Errorf("disallowed %+v, want none", p.Tax.Disallowed)
+	}
+}

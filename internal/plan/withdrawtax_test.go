@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/rebalancerd/rebalancerd/internal/drift"
 	"github.com/rebalancerd/rebalancerd/internal/plan"
 )
@@ -102,21 +104,75 @@ func TestWithdrawalTaxable(t *testing.T) {
 	}
 }
 
-// TestWithdrawalAccountOrder: by default a withdrawal that names no
-// account comes from the taxable account, then the tax-deferred ones,
-// then the Roth; tax.withdrawals.order changes that; an account that
-// cannot pay the amount is passed over.
-func TestWithdrawalAccountOrder(t *testing.T) {
-	for _, tc := range []struct{ order, amount, want string }{
-		{"", "1000", "tx"},
-		{"", "6000", "tx"}, // none can pay 6000: the one holding the most, the first in order on a tie
-		{"order: [roth_ira]", "1000", "roth"},
-		{"order: [gov, ira]", "1000", "gov"},
+// TestWithdrawalSplit: a withdrawal that names no account is split in
+// the order of withdrawals (by default taxable, then tax-deferred, then
+// Roth; tax.withdrawals.order changes it), each account paying what it
+// can. Every account holds 30 A + 40 B = 5000; the household 20000.
+//
+// 8000, by default: tx pays its 5000 and ira, the first tax-deferred
+// account, 3000. The total after is 12000: stocks 7200, bonds 4800, a
+// surplus of 4800 and 3200. tx gives all it holds (30 A, 40 B): its lots
+// of A realize 20 x 30 = 600 long-term (15%: 90) and 10 x 10 = 100
+// short-term (32%: 32), 122 of tax; B has no lots. That leaves surpluses
+// of 1800 and 1200: ira's 3000 takes 600 of stocks first, then 1200 of
+// each: 18 A and 24 B, a distribution at 36 of 3000 x 24% = 720 and 300
+// of additional tax: 1020. In all 1142, and both sleeves end on target.
+func TestWithdrawalSplit(t *testing.T) {
+	rates := "ordinary_income_rate: 24%, long_term_gains_rate: 15%, short_term_gains_rate: 32%"
+	for _, tc := range []struct {
+		order, amount string
+		parts, orders []string
+		tax           string
+	}{
+		{rates, "8000", []string{"tx 5000 5000 122", "ira 3000 3000 1020"},
+			[]string{"ira sell 18 A withdraw", "ira sell 24 B withdraw", "tx sell 30 A withdraw", "tx sell 40 B withdraw"}, "1142"},
+		// tx can pay 1000 alone: 6 A and 8 B (surpluses 600 and 400 of
+		// 19000's targets): 6 long-term units at a gain of 30: 27.
+		{rates, "1000", []string{"tx 1000 1000 27"}, []string{"tx sell 6 A withdraw", "tx sell 8 B withdraw"}, "27"},
+		{rates + ", order: [roth_ira]", "1000", []string{"roth 1000 1000 0"}, []string{"roth sell 6 A withdraw", "roth sell 8 B withdraw"}, "0"},
+		// gov (457(b), no additional tax) then ira: 5000 x 24% = 1200,
+		// then 1000 x 34% = 340.
+		{rates + ", order: [gov, ira]", "6000", []string{"gov 5000 5000 1200", "ira 1000 1000 340"}, nil, "1540"},
+		// More than the household holds: every account pays all it has,
+		// the last asked is short.
+		{rates, "21000", []string{"tx 5000 5000 122", "ira 5000 5000 1700", "gov 5000 5000 1200", "roth 6000 5000 0"}, nil, "3022"},
 	} {
 		b := book(t, fmt.Sprintf(withdrawPolicy, "1990-05-01", tc.order), withdrawHoldings, stamp+`prices: {A: "100", B: "50"}`)
-		a := plan.WithdrawalAccount(drift.Compute(b), d(tc.amount))
-		if got := b.Policy.Accounts[a].Name; got != tc.want {
-			t.Errorf("order %q, %s: %s, want %s", tc.order, tc.amount, got, tc.want)
+		p, err := plan.Withdraw(drift.Compute(b), plan.Options{}, plan.Withdrawal{Amount: d(tc.amount)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkInvariants(t, b, p)
+		checkSplit(t, b, p, d(tc.amount))
+		cf := p.CashFlow
+		var parts []string
+		withdrawn := decimal.Zero
+		for _, part := range cf.Accounts {
+			parts = append(parts, fmt.Sprintf("%s %s %s %s", part.Account, part.Amount, part.Withdrawn, part.Tax.Tax))
+			withdrawn = withdrawn.Add(part.Withdrawn)
+			raised := decimal.Zero
+			for _, o := range p.Orders {
+				if o.Account == part.Account {
+					raised = raised.Add(o.Notional)
+				}
+			}
+			if !raised.Equal(part.Traded) {
+				t.Errorf("%s %s: %s traded %s, its orders %s", tc.order, tc.amount, part.Account, part.Traded, raised)
+			}
+		}
+		if fmt.Sprint(parts) != fmt.Sprint(tc.parts) {
+			t.Errorf("%s %s: parts %q, want %q", tc.order, tc.amount, parts, tc.parts)
+		}
+		if tc.orders != nil {
+			wantOrders(t, p, tc.orders...)
+		}
+		if cf.Account != "" || !cf.Withdrawn.Equal(withdrawn) || !cf.Shortfall.Equal(d(tc.amount).Sub(withdrawn)) || cf.Tax == nil || cf.Tax.Tax.String() != tc.tax {
+			t.Errorf("%s %s: cash flow %+v, tax %+v, want %s", tc.order, tc.amount, cf, cf.Tax, tc.tax)
+		}
+		for _, o := range p.Orders {
+			if o.Side != plan.Sell || o.Rule != plan.RuleWithdraw {
+				t.Errorf("withdrawal has %s (%s)", orderLine(o), o.Rule)
+			}
 		}
 	}
 }
@@ -176,5 +232,44 @@ func TestWithdrawalTaxAt59HalfMonthEnd(t *testing.T) {
 	p := withdraw(t, b, plan.Options{}, "ira", "5000")
 	if e := p.CashFlow.Tax; e == nil || !e.Additional.IsZero() {
 		t.Errorf("estimate %+v: additional tax charged on the day of 59½", e)
+	}
+}
+
+// TestWithdrawalByTaxFollowsLots: the sale follows the lots least tax
+// ranked, not the tax order of Select. tx holds 10 A bought 2020-01-10
+// at 20 (long-term, a gain of 80 a unit at 100: 800 x 15% / 1000 = 0.12
+// of tax a dollar) and 10 A bought 2026-06-01 at 95 (short-term, a gain
+// of 5 a unit: 50 x 32% / 1000 = 0.016 a dollar). 1000 by tax sells the
+// 10 short-term units: 16 of tax. Select's order (long-term gains before
+// short-term ones) sold the long-term lot: 120.
+func TestWithdrawalByTaxFollowsLots(t *testing.T) {
+	holdings := stamp + `accounts:
+  roth: {cash: "0"}
+  ira: {cash: "0"}
+  gov: {cash: "0"}
+  tx:
+    cash: "0"
+    positions:
+      A:
+        lots:
+          - {quantity: "10", unit_cost: "20", acquired: 2020-01-10}
+          - {quantity: "10", unit_cost: "95", acquired: 2026-06-01}
+`
+	rates := "ordinary_income_rate: 24%, long_term_gains_rate: 15%, short_term_gains_rate: 32%, by: tax"
+	b := book(t, fmt.Sprintf(withdrawPolicy, "1990-05-01", rates), holdings, stamp+`prices: {A: "100", B: "50"}`)
+	p := withdraw(t, b, plan.Options{}, "tx", "1000")
+	wantOrders(t, p, "tx sell 10 A withdraw")
+	if lots := p.Orders[0].Lots; len(lots) != 1 || lots[0].Lot != 1 || lots[0].LongTerm {
+		t.Errorf("lots sold %+v, want the short-term lot 1", lots)
+	}
+	if e := p.CashFlow.Tax; e == nil || e.Tax.String() != "16" {
+		t.Errorf("estimate %+v, want 16", e)
+	}
+	// With short-term gains blocked, the short-term lot is held back: the
+	// long-term one is sold, 120.
+	b = book(t, fmt.Sprintf(withdrawPolicy, "1990-05-01", rates)+"  short_term_gains: block\n", holdings, stamp+`prices: {A: "100", B: "50"}`)
+	p = withdraw(t, b, plan.Options{}, "tx", "1000")
+	if e := p.CashFlow.Tax; len(p.Orders) != 1 || p.Orders[0].Lots[0].Lot != 0 || e == nil || e.Tax.String() != "120" {
+		t.Errorf("short-term gains blocked: orders %+v, estimate %+v, want lot 0 and 120", p.Orders, e)
 	}
 }

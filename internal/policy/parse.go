@@ -54,6 +54,11 @@ var (
 	one        = decimal.NewFromInt(1)
 )
 
+// policyFields are the top-level fields of a policy file, in the order
+// of messages.
+var policyFields = []string{"policy", "currency", "targets", "bands", "rebalance", "prices", "limits", "instruments", "accounts",
+	"investor", "glide_path", "glide_bands", "tilts", "tax", "asset_location", "correlation", "phase_in", "contributions"}
+
 // Parse reads and validates a policy file. file names the file in error
 // messages. On failure the error is a strictyaml.Errors listing every
 // problem with its line and field.
@@ -64,25 +69,51 @@ func Parse(file string, data []byte) (*Policy, error) {
 		return nil, r.Errs.Err()
 	}
 	sum := sha256.Sum256(data)
-	p := &Policy{
-		File:            file,
-		Version:         hex.EncodeToString(sum[:8]),
-		Cash:            -1,
-		sleeveIndex:     map[string]int{},
-		instrumentIndex: map[string]int{},
-		accountIndex:    map[string]int{},
-	}
-	c := compiler{r: r, p: p}
-	c.compile(root)
+	p := newPolicy(file, hex.EncodeToString(sum[:8]))
+	whole := &part{r: r, root: root, f: r.Object(root, "", policyFields...)}
+	c := compiler{r: r, p: p, owner: func(string) *part { return whole }}
+	c.compile("policy")
 	if err := r.Errs.Err(); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
+// newPolicy returns an empty policy read from file at version.
+func newPolicy(file, version string) *Policy {
+	return &Policy{
+		File:            file,
+		Version:         version,
+		Cash:            -1,
+		sleeveIndex:     map[string]int{},
+		instrumentIndex: map[string]int{},
+		accountIndex:    map[string]int{},
+	}
+}
+
+// part is one file's share of a policy's top-level fields: a policy file
+// holds them all, a model and a household file each some (model.go).
+type part struct {
+	r    *strictyaml.Reader
+	root *yaml.Node
+	f    map[string]*yaml.Node
+}
+
 type compiler struct {
 	r *strictyaml.Reader
 	p *Policy
+	// owner returns the part that holds, or must hold, a top-level field;
+	// field and need switch r to its reader, so that a problem names the
+	// file it is in.
+	owner func(key string) *part
+	// modelOnly is set while a model is checked on its own: the
+	// household's fields (accounts, investor) are absent, and what refers
+	// to them is checked when a household is composed with the model.
+	modelOnly bool
+	// schedules are the schedules of a model, parsed once (a zone is read
+	// from disk) and shared by its households: filled while the model is
+	// compiled on its own, read-only after.
+	schedules map[string]cron.Schedule
 	// treeOK is set when targets compiled without a problem: rows and
 	// tilts are checked against the tree only then, so that one mistake
 	// in targets is not repeated for every row.
@@ -92,59 +123,89 @@ type compiler struct {
 	investorGiven bool
 }
 
-func (c *compiler) compile(root *yaml.Node) {
-	r, p := c.r, c.p
-	f := r.Object(root, "", "policy", "currency", "targets", "bands", "rebalance", "prices", "limits", "instruments", "accounts",
-		"investor", "glide_path", "glide_bands", "tilts", "tax", "asset_location", "correlation", "phase_in", "contributions")
-	if s, ok := c.required(root, f, "", "policy"); ok {
-		if name, ok := r.String(s, "policy"); ok {
+// field returns the top-level field key (nil when absent) and makes the
+// file that holds it the one problems are reported in.
+func (c *compiler) field(key string) *yaml.Node {
+	pt := c.owner(key)
+	c.r = pt.r
+	return pt.f[key]
+}
+
+// need is field for a required field: its absence is reported.
+func (c *compiler) need(key string) (*yaml.Node, bool) {
+	pt := c.owner(key)
+	c.r = pt.r
+	return c.required(pt.root, pt.f, "", key)
+}
+
+// compile reads every top-level field; nameKey is the field that names
+// the policy (policy, model or household).
+func (c *compiler) compile(nameKey string) {
+	p := c.p
+	if s, ok := c.need(nameKey); ok {
+		if name, ok := c.r.String(s, nameKey); ok {
 			if !identifier.MatchString(name) {
-				r.Errorf(s, "policy", "%q: use letters, digits, '-' and '_' only (it names NATS subjects)", name)
+				c.r.Errorf(s, nameKey, "%q: use letters, digits, '-' and '_' only (it names NATS subjects)", name)
 			}
 			p.Name = name
 		}
 	}
-	if s, ok := c.required(root, f, "", "currency"); ok {
-		if cur, ok := r.String(s, "currency"); ok {
+	if s, ok := c.need("currency"); ok {
+		if cur, ok := c.r.String(s, "currency"); ok {
 			if !currency.MatchString(cur) {
-				r.Errorf(s, "currency", "%q is not a three-letter ISO 4217 code like USD", cur)
+				c.r.Errorf(s, "currency", "%q is not a three-letter ISO 4217 code like USD", cur)
 			}
 			p.Currency = cur
 		}
 	}
-	if n, ok := c.required(root, f, "", "targets"); ok {
-		before := len(r.Errs)
+	if n, ok := c.need("targets"); ok {
+		before := c.errors()
 		c.targets(n, -1, "targets")
-		c.treeOK = len(r.Errs) == before
+		c.treeOK = c.errors() == before
 		if p.Cash < 0 && len(p.Sleeves) > 0 {
-			r.Errorf(n, "targets", "no top-level %q sleeve: free cash counts toward it (write `cash: 0%%` to hold none)", CashSleeve)
+			c.r.Errorf(n, "targets", "no top-level %q sleeve: free cash counts toward it (write `cash: 0%%` to hold none)", CashSleeve)
 		}
 	}
-	if n, ok := c.required(root, f, "", "bands"); ok {
+	if n, ok := c.need("bands"); ok {
 		c.bands(n)
 	}
 	p.derive()
-	c.investor(f["investor"])
-	c.glidePath(f["glide_path"])
-	c.glideBands(f["glide_bands"]) // strategy.go
-	if n, ok := c.required(root, f, "", "rebalance"); ok {
+	c.investor(c.field("investor"))
+	c.glidePath(c.field("glide_path"))
+	c.glideBands(c.field("glide_bands")) // strategy.go
+	if n, ok := c.need("rebalance"); ok {
 		c.rebalance(n)
 	}
-	c.prices(f["prices"])
-	c.limits(f["limits"])
-	if n, ok := c.required(root, f, "", "instruments"); ok {
+	c.prices(c.field("prices"))
+	c.limits(c.field("limits"))
+	if n, ok := c.need("instruments"); ok {
 		c.instruments(n)
 	}
-	if n, ok := c.required(root, f, "", "accounts"); ok {
-		c.accounts(n)
+	if !c.modelOnly {
+		if n, ok := c.need("accounts"); ok {
+			c.accounts(n)
+		}
 	}
-	c.tilts(f["tilts"])
-	c.tax(f["tax"])                      // tax.go
-	c.assetLocation(f["asset_location"]) // tax.go
-	c.correlation(f["correlation"])      // correlation.go
-	c.phaseIn(f["phase_in"])             // phasein.go
-	c.contributions(f["contributions"])  // contributions.go
+	c.tilts(c.field("tilts"))
+	c.tax(c.field("tax"))                      // tax.go
+	c.assetLocation(c.field("asset_location")) // tax.go
+	c.correlation(c.field("correlation"))      // correlation.go
+	c.phaseIn(c.field("phase_in"))             // phasein.go
+	c.contributions(c.field("contributions"))  // contributions.go
 	c.coverage()
+}
+
+// errors counts the problems found so far in every part.
+func (c *compiler) errors() int {
+	n := 0
+	seen := map[*strictyaml.Reader]bool{}
+	for _, key := range policyFields {
+		if r := c.owner(key).r; !seen[r] {
+			seen[r] = true
+			n += len(r.Errs)
+		}
+	}
+	return n
 }
 
 // required returns the value of key in f, the fields of the mapping parent
@@ -467,10 +528,16 @@ func (c *compiler) schedule(n *yaml.Node, field string) (spec string, sched cron
 	if !ok {
 		return "", nil, false
 	}
+	if sched, ok := c.schedules[spec]; ok {
+		return spec, sched, true
+	}
 	sched, err := ParseSchedule(spec)
 	if err != nil {
 		c.r.Errorf(n, field, "%v", err)
 		return spec, nil, false
+	}
+	if c.modelOnly && c.schedules != nil {
+		c.schedules[spec] = sched
 	}
 	return spec, sched, true
 }
@@ -674,10 +741,11 @@ func (c *compiler) accounts(n *yaml.Node) {
 // when every sleeve on its path has a weight above 0% in targets or in a
 // glide path row, or may get one from a tilt.
 func (c *compiler) coverage() {
-	r, p := c.r, c.p
-	if len(r.Errs) > 0 {
+	if c.errors() > 0 {
 		return // the checks below would repeat earlier problems
 	}
+	r, p := c.owner("instruments").r, c.p
+	c.r = r
 	targeted := c.mayBeTargeted()
 	for i := range p.Sleeves {
 		s := &p.Sleeves[i]
@@ -687,7 +755,7 @@ func (c *compiler) coverage() {
 	}
 	for i := range p.Instruments {
 		in := &p.Instruments[i]
-		if !targeted[in.Sleeve] || in.Share.Sign() == 0 {
+		if c.modelOnly || !targeted[in.Sleeve] || in.Share.Sign() == 0 {
 			continue
 		}
 		allowed := false

@@ -86,6 +86,10 @@ type Policy struct {
 	// the SHA-256 of the file's bytes. Order ids derive from it.
 	Version string
 	File    string // file name the policy was read from
+	// Model names the model of a household's policy (model.go), and
+	// ModelVersion is the model's version; both are empty for a policy
+	// read from one file.
+	Model, ModelVersion string
 
 	// Sleeves lists the sleeve tree depth-first in file order; a sleeve's
 	// parent always precedes it.

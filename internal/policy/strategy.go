@@ -94,7 +94,7 @@ func (c *compiler) glidePath(n *yaml.Node) {
 	if n.Kind == yaml.SequenceNode && len(rows) == 0 {
 		r.Errorf(n, "glide_path", "no rows")
 	}
-	if (p.Investor == nil || p.Investor.BirthDate.IsZero()) && (!c.investorGiven || p.Investor != nil) {
+	if !c.modelOnly && (p.Investor == nil || p.Investor.BirthDate.IsZero()) && (!c.investorGiven || p.Investor != nil) {
 		r.Errorf(n, "glide_path", "needs investor.birth_date: the rows' ages are counted from it")
 	}
 	prev := -1
@@ -430,7 +430,7 @@ func (c *compiler) glideBands(n *yaml.Node) {
 		r.Errorf(n, field, "give glide_path or glide_bands, not both")
 		ok = false
 	}
-	if (p.Investor == nil || p.Investor.BirthDate.IsZero()) && (!c.investorGiven || p.Investor != nil) {
+	if !c.modelOnly && (p.Investor == nil || p.Investor.BirthDate.IsZero()) && (!c.investorGiven || p.Investor != nil) {
 		r.Errorf(n, field, "needs investor.birth_date: the bands' ages are counted from it")
 		ok = false
 	}

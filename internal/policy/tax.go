@@ -292,6 +292,9 @@ func (c *compiler) assetLocation(n *yaml.Node) {
 			if !ok {
 				continue
 			}
+			if c.modelOnly {
+				continue // names the accounts of households: checked with each
+			}
 			accounts := c.accountsNamed(s)
 			if len(accounts) == 0 {
 				r.Errorf(item, field, "%q is neither an account nor the type of one (accounts: %s)", s, c.accountNames())
@@ -307,6 +310,9 @@ func (c *compiler) assetLocation(n *yaml.Node) {
 			}
 		}
 		if len(loc.Accounts) == 0 {
+			if c.modelOnly {
+				continue
+			}
 			if len(r.Sequence(e.Value, field)) == 0 && e.Value != nil && e.Value.Kind == yaml.SequenceNode {
 				r.Errorf(e.Value, field, "want at least one account")
 			}
@@ -444,6 +450,9 @@ func (c *compiler) withdrawals(n *yaml.Node) Withdrawals {
 				continue
 			}
 			if !containsType(AccountTypes, AccountType(s)) {
+				if c.modelOnly {
+					continue // may name the accounts of households: checked with each
+				}
 				r.Errorf(item, field+".order", "%q is neither an account nor an account type", s)
 				continue
 			}

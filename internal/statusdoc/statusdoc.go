@@ -32,6 +32,11 @@ type Reload struct {
 	Error  string    `json:"error,omitempty"`
 	Files  int       `json:"policies"`
 	Reason string    `json:"reason"`
+	// Households counts the policies from households_dir (included in
+	// Files); Refused the problems of household and model files that
+	// do not run as they are on disk (Error shows the first ones).
+	Households int `json:"households,omitempty"`
+	Refused    int `json:"refused,omitempty"`
 }
 
 // Policy returns the status of the named policy, or nil.

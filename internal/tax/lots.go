@@ -328,6 +328,56 @@ func (r *ranking) category(k int) category {
 	return shortTermGain
 }
 
+// HoldsBack reports whether opts hold lot i (in the order given to
+// NewLots) back from a sale at price on date, as Select would: a lot at a
+// short-term gain that turns long-term within opts.WaitLongTermDays, or
+// that opts.ShortTermGains blocks.
+func (l Lots) HoldsBack(i int, price decimal.Decimal, date Date, opts Options) bool {
+	lot := &l.lots[i]
+	if lot.Basis.Cmp(price.Mul(lot.Quantity)) >= 0 || !date.Before(l.ltFrom[i]) {
+		return false // no gain, or long-term
+	}
+	return opts.WaitLongTermDays > 0 && !date.AddDays(opts.WaitLongTermDays).Before(l.ltFrom[i]) || opts.ShortTermGains.blocks()
+}
+
+// SelectInOrder sells quantity at price on date from the lots listed in
+// order (indices in the order given to NewLots), each whole or, the last,
+// in part, skipping those opts hold back (HoldsBack): a planner that
+// ranks lots by its own measure (the least tax per currency unit raised)
+// sells them so. What the listed lots do not cover is Missing. The basis
+// of a part is rounded as Select rounds it. quantity must not be negative
+// and price must be positive.
+func (l Lots) SelectInOrder(order []int, quantity, price decimal.Decimal, date Date, opts Options) (Selection, error) {
+	s := Selection{Requested: quantity}
+	if quantity.Sign() < 0 {
+		return s, fmt.Errorf("quantity to sell must not be negative, got %s", quantity)
+	}
+	if price.Sign() <= 0 {
+		return s, fmt.Errorf("price must be positive, got %s", price)
+	}
+	need := quantity
+	used := make(map[int]bool, len(order))
+	for _, i := range order {
+		if need.Sign() <= 0 {
+			break
+		}
+		if i < 0 || i >= len(l.lots) || used[i] {
+			return s, fmt.Errorf("lot %d is not one of the %d lots, or listed twice", i, len(l.lots))
+		}
+		used[i] = true
+		if l.HoldsBack(i, price, date, opts) {
+			continue
+		}
+		q := decimal.Min(need, l.lots[i].Quantity)
+		s.Sales = append(s.Sales, l.sale(i, q, price, date))
+		need = need.Sub(q)
+	}
+	s.Sold = quantity.Sub(need)
+	s.Gains = GainsOf(s.Sales)
+	s.Missing = need
+	return s, nil
+}
+
 // Sellable returns how much of the lots Select may sell at price on date
 // under opts: all but the lots it holds back (at a short-term gain, and
 // waited for or blocked). It is Select(Quantity()).Sold without building

@@ -1,0 +1,336 @@
+package plan
+
+import (
+	"math"
+	"math/bits"
+
+	"github.com/shopspring/decimal"
+)
+
+// num is an exact decimal number for the polish, which tries thousands of
+// moves and rates each: v x 10^e in an int64 while the figure fits, and a
+// decimal.Decimal (big) only when it does not.
+//
+// Every operation is exact, as decimal's is: it is done on int64
+// coefficients brought to the smaller of the two exponents, and each step
+// that could overflow (raising a coefficient to a smaller exponent, a sum,
+// a product) is checked; the first that would not fit makes the operation
+// fall back to decimal arithmetic on the same values, so a result never
+// differs from decimal's. The planner's figures are sums of money of a
+// household and quantities of steps: at the usual exponents (cents, and a
+// few more decimals for steps of 0.0001 and prices in cents) they stay far
+// below 2^63 (9.2 x 10^18, a household of 10^12 dollars at 10^-6), so the
+// fallback is rare and costs only the allocations decimal arithmetic
+// always costs. A small num never holds math.MinInt64, so that negating
+// it cannot overflow.
+type num struct {
+	v   int64
+	e   int32
+	big bool
+	d   decimal.Decimal // the value when big
+}
+
+// numOne is the number 1.
+var numOne = num{v: 1}
+
+// numOf returns d as a num.
+func numOf(d decimal.Decimal) num {
+	if d.NumDigits() > 18 {
+		return num{big: true, d: d}
+	}
+	// Trailing zeros dropped (0.25000000 is 25 x 10^-2), so that products
+	// stay small.
+	x := num{v: d.CoefficientInt64(), e: d.Exponent()}
+	for x.v != 0 && x.v%10 == 0 {
+		x.v /= 10
+		x.e++
+	}
+	return x
+}
+
+// numInt returns the integer n as a num.
+func numInt(n int64) num { return num{v: n} }
+
+// dec returns x as a decimal.
+func (x num) dec() decimal.Decimal {
+	if x.big {
+		return x.d
+	}
+	return decimal.New(x.v, x.e)
+}
+
+// bigNum returns d as a big num: a figure that did not fit stays a
+// decimal for the rest of the polish.
+func bigNum(d decimal.Decimal) num { return num{big: true, d: d} }
+
+// at returns x's coefficient at exponent e <= x.e, if it fits.
+func (x num) at(e int32) (int64, bool) {
+	k := x.e - e
+	if k == 0 {
+		return x.v, true
+	}
+	if k < 0 || k >= int32(len(powersOfTen)) {
+		return 0, x.v == 0
+	}
+	if lim := maxTimesTen[k]; x.v > lim || x.v < -lim {
+		return 0, false
+	}
+	return x.v * powersOfTen[k], true
+}
+
+// maxTimesTen holds math.MaxInt64 / 10^k for k from 0 to 18: the largest
+// coefficient that may be raised k exponents.
+var maxTimesTen = func() []int64 {
+	m := make([]int64, len(powersOfTen))
+	for k, p := range powersOfTen {
+		m[k] = math.MaxInt64 / p
+	}
+	return m
+}()
+
+// align returns x and y's coefficients at their smaller exponent, and that
+// exponent; ok is false when either is big or does not fit there.
+func align(x, y num) (a, b int64, e int32, ok bool) {
+	if x.big || y.big {
+		return 0, 0, 0, false
+	}
+	e = min(x.e, y.e)
+	a, okA := x.at(e)
+	b, okB := y.at(e)
+	return a, b, e, okA && okB
+}
+
+// Add returns x + y.
+func (x num) Add(y num) num {
+	if a, b, e, ok := align(x, y); ok {
+		if s := a + b; (s > a) == (b > 0) && s != math.MinInt64 {
+			return num{v: s, e: e}
+		}
+	}
+	return bigNum(x.dec().Add(y.dec()))
+}
+
+// Sub returns x - y.
+func (x num) Sub(y num) num {
+	if x.big || y.big {
+		return bigNum(x.dec().Sub(y.dec()))
+	}
+	return x.Add(y.Neg())
+}
+
+// RoundFloor returns x rounded down to a multiple of 10^e, as decimal's
+// RoundFloor(-e) does.
+func (x num) RoundFloor(e int32) num {
+	switch {
+	case x.big:
+		return bigNum(x.d.RoundFloor(-e))
+	case x.e >= e:
+		return x
+	case e-x.e >= int32(len(powersOfTen)):
+		// |x| < 10^e: 0, or -10^e below zero.
+		if x.v < 0 {
+			return num{v: -1, e: e}
+		}
+		return num{e: e}
+	}
+	p := powersOfTen[e-x.e]
+	q := x.v / p
+	if x.v%p < 0 {
+		q--
+	}
+	return num{v: q, e: e}
+}
+
+// Neg returns -x.
+func (x num) Neg() num {
+	if x.big {
+		return bigNum(x.d.Neg())
+	}
+	return num{v: -x.v, e: x.e}
+}
+
+// Abs returns |x|.
+func (x num) Abs() num {
+	if x.Sign() < 0 {
+		return x.Neg()
+	}
+	return x
+}
+
+// Sign returns -1, 0 or 1.
+func (x num) Sign() int {
+	switch {
+	case x.big:
+		return x.d.Sign()
+	case x.v < 0:
+		return -1
+	case x.v > 0:
+		return 1
+	}
+	return 0
+}
+
+// IsZero reports whether x is 0.
+func (x num) IsZero() bool { return x.Sign() == 0 }
+
+// Cmp returns -1, 0 or 1 as x is less than, equal to or greater than y.
+func (x num) Cmp(y num) int {
+	if a, b, _, ok := align(x, y); ok {
+		switch {
+		case a < b:
+			return -1
+		case a > b:
+			return 1
+		}
+		return 0
+	}
+	if sx, sy := x.Sign(), y.Sign(); sx != sy {
+		return cmpInt(sx, sy)
+	}
+	return x.dec().Cmp(y.dec())
+}
+
+// LessThan reports whether x < y.
+func (x num) LessThan(y num) bool { return x.Cmp(y) < 0 }
+
+// GreaterThan reports whether x > y.
+func (x num) GreaterThan(y num) bool { return x.Cmp(y) > 0 }
+
+// Equal reports whether x = y.
+func (x num) Equal(y num) bool { return x.Cmp(y) == 0 }
+
+// Mul returns x x y.
+func (x num) Mul(y num) num {
+	if !x.big && !y.big {
+		hi, lo := bits.Mul64(absU(x.v), absU(y.v))
+		if hi == 0 && lo <= math.MaxInt64 {
+			v := int64(lo)
+			if (x.v < 0) != (y.v < 0) {
+				v = -v
+			}
+			return num{v: v, e: x.e + y.e}
+		}
+	}
+	return bigNum(x.dec().Mul(y.dec()))
+}
+
+// QuoRem returns the integer quotient of x by y, truncated toward zero,
+// and the remainder x - q x y, as decimal's QuoRem(y, 0) does. y must not
+// be zero.
+func (x num) QuoRem(y num) (q, r num) {
+	if a, b, e, ok := x.ratio(y); ok {
+		qv := a / b
+		return num{v: qv}, num{v: a - qv*b, e: e}
+	}
+	qd, rd := x.dec().QuoRem(y.dec(), 0)
+	return bigNum(qd), bigNum(rd)
+}
+
+// DivRound returns x / y rounded to an integer, half away from zero, as
+// decimal's DivRound(y, 0) does. y must not be zero.
+func (x num) DivRound(y num) num {
+	if a, b, _, ok := x.ratio(y); ok {
+		q, r := a/b, a%b
+		if ar, ab := absU(r), absU(b); ar >= ab-ar {
+			if (a < 0) != (b < 0) {
+				q--
+			} else {
+				q++
+			}
+		}
+		return num{v: q}
+	}
+	return bigNum(x.dec().DivRound(y.dec(), 0))
+}
+
+// DivRoundTo returns x / y rounded to a multiple of 10^-places, half away
+// from zero, as decimal's DivRound(y, places) does. y must not be zero.
+func (x num) DivRoundTo(y num, places int32) num {
+	if x.big || y.big {
+		return bigNum(x.dec().DivRound(y.dec(), places))
+	}
+	q := num{v: x.v, e: x.e + places}.DivRound(y)
+	if q.big {
+		return bigNum(q.d.Shift(-places))
+	}
+	return num{v: q.v, e: -places}
+}
+
+// ratio returns coefficients a and b with a / b = x / y, both at x and
+// y's smaller exponent e, for an integer division.
+func (x num) ratio(y num) (a, b int64, e int32, ok bool) {
+	a, b, e, ok = align(x, y)
+	return a, b, e, ok && b != 0
+}
+
+// absU returns |v| for v > math.MinInt64.
+func absU(v int64) uint64 {
+	if v < 0 {
+		return uint64(-v)
+	}
+	return uint64(v)
+}
+
+// maxNum returns the larger of x and y.
+func maxNum(x, y num) num {
+	if x.Cmp(y) >= 0 {
+		return x
+	}
+	return y
+}
+
+// minNum returns the smaller of x and y.
+func minNum(x, y num) num {
+	if x.Cmp(y) <= 0 {
+		return x
+	}
+	return y
+}
+
+// cmpProducts compares a x b with c x d, without allocating while the
+// four are small, at least zero, and the products fit in 128 bits at a
+// common exponent.
+func cmpProducts(a, b, c, d num) int {
+	if !a.big && !b.big && !c.big && !d.big && a.v >= 0 && b.v >= 0 && c.v >= 0 && d.v >= 0 {
+		h1, l1 := bits.Mul64(absU(a.v), absU(b.v))
+		h2, l2 := bits.Mul64(absU(c.v), absU(d.v))
+		e1, e2 := a.e+b.e, c.e+d.e
+		ok := true
+		// Bring the product of the larger exponent down to the other's.
+		for ; ok && e1 > e2; e1-- {
+			h1, l1, ok = times10(h1, l1)
+		}
+		for ; ok && e2 > e1; e2-- {
+			h2, l2, ok = times10(h2, l2)
+		}
+		if ok {
+			switch {
+			case h1 != h2:
+				return cmpU(h1, h2)
+			case l1 != l2:
+				return cmpU(l1, l2)
+			}
+			return 0
+		}
+	}
+	return a.dec().Mul(b.dec()).Cmp(c.dec().Mul(d.dec()))
+}
+
+func cmpU(x, y uint64) int {
+	if x < y {
+		return -1
+	}
+	return 1
+}
+
+// times10 returns the 128-bit number hi:lo times 10; ok is false on
+// overflow.
+func times10(hi, lo uint64) (h, l uint64, ok bool) {
+	ph, pl := bits.Mul64(lo, 10)
+	hh, hl := bits.Mul64(hi, 10)
+	if hh != 0 {
+		return 0, 0, false
+	}
+	h, carry := bits.Add64(hl, ph, 0)
+	return h, pl, carry == 0
+}
