@@ -105,6 +105,11 @@ func (c *CheckCommand) checkConfig(file string) error {
 	// What `run` would fail on beyond the files' syntax: feed files and
 	// keys, secret files (present, private), NATS authentication.
 	var problems []string
+	for _, l := range set {
+		if why := ttlBeyondStream(cfg, l.Policy); why != "" {
+			problems = append(problems, why)
+		}
+	}
 	for _, f := range cfg.Feeds {
 		if f.Kind == config.FeedNATS {
 			continue

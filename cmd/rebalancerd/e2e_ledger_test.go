@@ -452,3 +452,35 @@ func TestStartMigratesStateDirectory(t *testing.T) {
 		t.Errorf("the former directory is still in place: %v", err)
 	}
 }
+
+// TestOrderTTLBeyondStreamMaxAge: a policy whose orders may outlive the
+// orders stream (order_ttl 2h, nats.stream.max_age 1h) does not plan
+// (invalid_policy, naming both settings), and `check -config` refuses the
+// configuration: the stream could drop an order an executor may still act
+// on, and a lost state directory could not be reconciled with it.
+func TestOrderTTLBeyondStreamMaxAge(t *testing.T) {
+	d := startDaemon(t, policyText("threshold", ""), monday0959, func(c *config.Config, m *Main) {
+		c.NATS.MaxAge, c.NATS.Duplicates = time.Hour, time.Hour
+	})
+	d.prices("VTI", "130", "BND", "100")
+	d.waitBlocked("invalid_policy")
+	if _, body := d.httpGet("/status"); !strings.Contains(body, "rebalance.order_ttl 2h0m0s is longer than the orders stream keeps orders (nats.stream.max_age 1h0m0s") {
+		t.Errorf("/status does not say why: %s", body)
+	}
+	if got := d.streamOrders(); got != 0 {
+		t.Fatalf("%d orders published", got)
+	}
+
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "p.yaml"), policyText("threshold", ""))
+	writeFile(t, filepath.Join(dir, "h.yaml"), testHoldings)
+	writeFile(t, filepath.Join(dir, "c.yaml"), `policies:
+  - {policy: p.yaml, holdings: h.yaml}
+nats:
+  stream: {max_age: 1h, duplicates: 1h}
+`)
+	code, out, errOut := run(t, "check", "-config", filepath.Join(dir, "c.yaml"))
+	if code != exitInvalid || !strings.Contains(errOut, "p.yaml: rebalance.order_ttl 2h0m0s is longer than the orders stream keeps orders") {
+		t.Fatalf("check exited %d: %s%s", code, out, errOut)
+	}
+}

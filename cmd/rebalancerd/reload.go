@@ -19,6 +19,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/engine"
 	"github.com/rebalancerd/rebalancerd/internal/households"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
+	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/shortlist"
 	"github.com/rebalancerd/rebalancerd/internal/statusdoc"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
@@ -49,7 +50,27 @@ type readResult struct {
 // read reads the explicit policies and the households. Called with
 // m.loadMu held.
 func (m *Main) read() readResult {
-	return readPolicies(m.Config, m.households.accepted)
+	rr := readPolicies(m.Config, m.households.accepted)
+	for i, l := range rr.set {
+		if why := ttlBeyondStream(m.Config, l.Policy); why != "" && l.Blocked == "" {
+			rr.set[i].Blocked = why
+		}
+	}
+	return rr
+}
+
+// ttlBeyondStream says why a policy must not plan when its orders may
+// outlive the orders stream (rebalance.order_ttl longer than
+// nats.stream.max_age), or "". The stream would drop an order while an
+// executor may still act on it: an executor that reads it late never sees
+// it, and a lost or restored state directory cannot be reconciled with it
+// (docs/OPERATIONS.md, "Lost or restored state").
+func ttlBeyondStream(cfg *config.Config, p *policy.Policy) string {
+	if ttl, age := p.Rebalance.OrderTTL, cfg.NATS.MaxAge; age > 0 && ttl > age {
+		return fmt.Sprintf("%s: rebalance.order_ttl %s is longer than the orders stream keeps orders (nats.stream.max_age %s in %s)",
+			p.File, ttl, age, cfg.File)
+	}
+	return ""
 }
 
 // readPolicies reads the policies and households cfg names; accepted are

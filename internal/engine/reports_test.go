@@ -532,3 +532,67 @@ func ledgerSnapshot(e *Engine, asOf time.Time) *events.Positions {
 	}
 	return snap
 }
+
+// TestReconcileReportsSkips: of the positions snapshots and cash flows
+// the reports consumer acknowledged, Reconcile leaves alone those stored
+// before the ledger's last resync (the operator's holdings replaced them),
+// those not yet acknowledged (the consumer delivers them), and cash flows
+// the daemon refuses whenever delivered (an account the policy lacks, an
+// amount not above zero); an unknown acknowledged deposit after the base
+// blocks the policy.
+func TestReconcileReportsSkips(t *testing.T) {
+	e, clk := loadHousehold(t, nil)
+	base := e.Status().Policies[0].HoldingsAsOf
+	h, err := portfolio.ParseHoldings("now.yaml", []byte(balancedHoldings))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Hour)
+	beforeResync := clk.Now()
+	clk.Advance(time.Hour)
+	if err := e.Resync("household", h, "h2", "ops", "test"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Hour)
+	after := clk.Now()
+	cash := func(id, account, amount string, at, stored time.Time, handled bool) StoredReport {
+		return StoredReport{Report: Report{Policy: "household", CashFlow: &events.CashFlow{SchemaVersion: 1, CashFlowID: id,
+			Kind: events.CashFlowDeposit, Account: account, Amount: decimal.RequireFromString(amount), At: at}},
+			Stored: stored, Handled: handled}
+	}
+	skipped := streamHistory{reports: []StoredReport{
+		{Report: Report{Policy: "household", Positions: positions(beforeResync, map[string]string{"VNQ": "1"})}, Stored: beforeResync, Handled: true},
+		cash("before-resync", "taxable", "100", beforeResync, beforeResync, true),
+		cash("not-acked", "taxable", "100", after, after, false),
+		cash("no-account", "savings", "100", after, after, true),
+		cash("zero", "taxable", "0", after, after, true),
+	}}
+	want := e.Status().Policies[0].Holdings
+	if _, _, err := e.Reconcile(context.Background(), skipped); err != nil {
+		t.Fatal(err)
+	}
+	st := e.Status().Policies[0]
+	if fmt.Sprint(st.Holdings) != fmt.Sprint(want) || !st.HoldingsAsOf.Equal(base) {
+		t.Errorf("holdings changed to %v as of %v; want the resync's %v as of %v", st.Holdings, st.HoldingsAsOf, want, base)
+	}
+	for _, b := range st.Blocked {
+		if b.Reason == "unknown_order_state" {
+			t.Errorf("blocked by reports that do not count: %+v", b)
+		}
+	}
+
+	lost := streamHistory{reports: []StoredReport{cash("lost", "taxable", "100", after, after, true)}}
+	if _, _, err := e.Reconcile(context.Background(), lost); err != nil {
+		t.Fatal(err)
+	}
+	e.EvaluateAll()
+	var why string
+	for _, b := range e.Status().Policies[0].Blocked {
+		if b.Reason == "unknown_order_state" {
+			why = b.Detail
+		}
+	}
+	if !strings.Contains(why, "cash flow lost (deposit of 100, account taxable") {
+		t.Errorf("an acknowledged deposit the ledger lacks: block %q, want unknown_order_state naming it", why)
+	}
+}

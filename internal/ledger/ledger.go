@@ -224,9 +224,10 @@ func New(policy string) *Ledger {
 // lots they name are gone. The trade history is kept, and a position that
 // grew since the ledger's last figures (a dividend reinvested, a buy made
 // outside the daemon) is recorded in it as a buy of the increase on the
-// snapshot's day: the wash-sale rule counts it as a purchase. A buy fill
-// the snapshot already includes is then recorded twice, which can only
-// disallow more of a loss, never less.
+// snapshot's day: the wash-sale rule counts it as a purchase (and, with
+// Wash set, books it against the losses still unmatched, see ApplyFill).
+// A buy fill the snapshot already includes is then recorded twice, which
+// can only disallow more of a loss, never less.
 func (l *Ledger) SetBase(asOf time.Time, hash string, accounts map[string]*Account, now time.Time) {
 	kept := map[[2]string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(accounts)) {
@@ -241,6 +242,9 @@ func (l *Ledger) SetBase(asOf time.Time, hash string, accounts map[string]*Accou
 			}
 			if grew := acc.Positions[sym].Sub(was); grew.Sign() > 0 {
 				l.History.record(Trade{Instrument: sym, Account: name, Date: l.day(asOf), Quantity: grew}, true, l.historyCutoff(now))
+				if l.Wash != nil { // it replaces shares sold at a loss
+					l.bookBuy(&Order{Order: events.Order{Account: name, Instrument: sym}}, "snapshot", l.day(asOf), grew, 0)
+				}
 			}
 		}
 	}

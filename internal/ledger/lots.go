@@ -224,8 +224,7 @@ func sellLots(lots []Lot, sel []LotSale, quantity, price decimal.Decimal, date t
 	}
 	for i, lot := range s.lots {
 		if x, ok := sold[i]; ok {
-			lot.Quantity = lot.Quantity.Sub(x.Quantity)
-			lot.Basis = lot.Basis.Sub(x.Basis)
+			lot.shrink(x.Quantity, x.Basis)
 		}
 		if lot.Quantity.Sign() > 0 {
 			left = append(left, lot)
@@ -248,9 +247,20 @@ func (s *sale) take(i int, q, price decimal.Decimal, date tax.Date) (soldPart, e
 		return soldPart{}, err
 	}
 	basis := one.Sales[0].Basis
-	s.lots[i].Quantity = lot.Quantity.Sub(q)
-	s.lots[i].Basis = lot.Basis.Sub(basis)
+	s.lots[i].shrink(q, basis)
 	return soldPart{q, basis, lot}, nil
+}
+
+// shrink takes q (less than the lot's quantity) and its basis out of the
+// lot. The part of the basis that is a disallowed loss (WashBasis) is
+// prorated to what stays, rounded half to even to cents, at most the
+// basis left.
+func (l *Lot) shrink(q, basis decimal.Decimal) {
+	was := l.Quantity
+	l.Quantity, l.Basis = l.Quantity.Sub(q), l.Basis.Sub(basis)
+	if l.WashBasis.Sign() > 0 && l.Quantity.Sign() > 0 {
+		l.WashBasis = decimal.Min(tax.QuoHalfEven(l.WashBasis.Mul(l.Quantity), was, tax.BasisPlaces), l.Basis)
+	}
 }
 
 // atLoss reports whether the sale realizes a loss on some lot: whether a

@@ -48,8 +48,35 @@ func (r *propRun) id(prefix string) string {
 // survives a JSON round trip.
 func TestLotsProperty(t *testing.T) {
 	for seed := uint64(1); seed <= 16; seed++ {
+		lotsRun(t, seed, nil)
+	}
+}
+
+// TestWashBookingProperty runs TestLotsProperty's sequences with the
+// wash-sale rule booked (X and Z substantially identical, ira
+// tax-advantaged, prices up to 200 against bases up to 200 a unit, so
+// that sales at a loss and purchases on both sides of them are frequent)
+// and checks after every fill and snapshot (checkWash) that no loss is
+// left unmatched while a purchase within its window has shares that
+// replace nothing: the ledger never keeps a disallowed loss as allowed.
+func TestWashBookingProperty(t *testing.T) {
+	booked := 0
+	for seed := uint64(1); seed <= 30; seed++ {
+		booked += lotsRun(t, seed, &WashRules{Rule: tax.WashSale{SubstituteGroups: [][]string{{"X", "Z"}}},
+			Class: map[string]string{}, TaxAdvantaged: map[string]bool{"ira": true}})
+	}
+	if booked < 100 {
+		t.Errorf("%d bookings in 30 sequences: the generator does not exercise the rule", booked)
+	}
+}
+
+// lotsRun runs one random sequence (TestLotsProperty) with the wash-sale
+// rules wash, and returns how many wash sales the ledger booked.
+func lotsRun(t *testing.T, seed uint64, wash *WashRules) int {
+	{
 		r := &propRun{t: t, rng: rand.New(rand.NewPCG(seed, 7)), at: t0}
 		r.l = New("p")
+		r.l.Wash = wash
 		accounts := map[string]*Account{}
 		for _, name := range []string{"tx", "ira"} {
 			acc := &Account{Cash: r.dec(100000, 2), Positions: map[string]decimal.Decimal{}, Lots: map[string][]Lot{}}
@@ -77,6 +104,10 @@ func TestLotsProperty(t *testing.T) {
 				t.Fatalf("seed %d", seed)
 			}
 		}
+		if wash != nil {
+			r.roundTrip()
+		}
+		return len(r.l.WashSales)
 	}
 }
 
@@ -181,6 +212,13 @@ func (r *propRun) fill(o *Order, q decimal.Decimal, st events.FillStatus) {
 		t.Fatalf("fill %+v of %+v: %v", f, o.Order, err)
 	}
 	checkLedgerLots(t, r.l)
+	if r.l.Wash != nil {
+		// Bookings split and adjust lots: checkWash checks them instead
+		// (and lotsRun makes one round trip at the end: the ledger's JSON
+		// grows with the orders).
+		r.checkWash()
+		return
+	}
 	after := acc.Lots[o.Instrument]
 	if q.Sign() == 0 {
 		if lotsLine(after) != lotsLine(before) {
@@ -269,6 +307,9 @@ func (r *propRun) snapshot() {
 	before := lotsLine(r.l.Accounts["ira"].Lots["X"])
 	r.l.SetBase(at, "", accs, at)
 	checkLedgerLots(r.t, r.l)
+	if r.l.Wash != nil {
+		r.checkWash()
+	}
 	if got := lotsLine(r.l.Accounts["ira"].Lots["X"]); got != before {
 		r.t.Fatalf("a snapshot of the same quantity changed the lots: %s -> %s", before, got)
 	}
@@ -295,6 +336,51 @@ func (r *propRun) roundTrip() {
 		for sym, lots := range a.Lots {
 			if lotsLine(got.Accounts[name].Lots[sym]) != lotsLine(lots) {
 				r.t.Fatalf("%s %s: lots %s after a round trip, want %s", name, sym, lotsLine(got.Accounts[name].Lots[sym]), lotsLine(lots))
+			}
+		}
+	}
+}
+
+// checkWash checks the wash-sale bookings of the ledger: a lot with a
+// disallowed loss in its basis is a replacement in a taxable account with
+// its holding period moved back; a replacement in the tax-advantaged
+// account has neither; every booking is of shares and not negative; and
+// no loss waits unmatched while a lot acquired within its window (30 days
+// either side, of X or Z for either) has shares that replace nothing.
+// (The history's buys are left out: once the lots of a day are sold, or
+// dropped by a snapshot of another quantity, the buy of that day counts
+// again for what they no longer show, more purchases than there are,
+// which can only disallow more.)
+func (r *propRun) checkWash() {
+	t := r.t
+	t.Helper()
+	for name, a := range r.l.Accounts {
+		for sym, lots := range a.Lots {
+			for _, lot := range lots {
+				adv := r.l.Wash.TaxAdvantaged[name]
+				switch {
+				case lot.WashBasis.Sign() > 0 && (!lot.Replacement || adv || lot.HoldingFrom.IsZero()):
+					t.Fatalf("%s %s: lot %+v has a wash-sale basis but is no taxable replacement", name, sym, lot)
+				case adv && (lot.WashBasis.Sign() != 0 || !lot.HoldingFrom.IsZero()):
+					t.Fatalf("%s %s: lot %+v in a tax-advantaged account was adjusted", name, sym, lot)
+				}
+			}
+		}
+	}
+	for _, b := range r.l.WashSales {
+		if b.Quantity.Sign() <= 0 || b.Disallowed.Sign() < 0 {
+			t.Fatalf("booking %+v", b)
+		}
+	}
+	same := func(a, b string) bool { return a == b || a != "Y" && b != "Y" }
+	for _, p := range r.l.History.Losses {
+		if p.Quantity.Sign() <= 0 || p.Loss.Sign() <= 0 {
+			t.Fatalf("pending loss %+v", p)
+		}
+		purchases, src := r.l.purchases(p.Date.AddDays(-30))
+		for k, b := range purchases {
+			if src[k].lot > 0 && same(b.Instrument, p.Instrument) && !b.Date.After(p.Date.AddDays(30)) {
+				t.Fatalf("loss %+v waits unmatched while purchase %+v replaces nothing\nhistory %+v\njournal %+v\nlots %+v", p, b, r.l.History, r.l.WashSales, r.l.Accounts["tx"].Lots)
 			}
 		}
 	}

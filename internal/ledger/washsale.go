@@ -240,10 +240,9 @@ func (l *Ledger) purchases(since tax.Date) ([]tax.Trade, []source) {
 		k := key{t.Account, t.Instrument, t.Date}
 		q := t.Quantity
 		if rec := recorded[k]; rec.Sign() > 0 {
-			if q.Sign() <= 0 {
-				continue
+			if q = q.Sub(rec); q.Sign() <= 0 {
+				continue // the lots record it all (or it is of unknown quantity)
 			}
-			q = q.Sub(rec)
 		}
 		if q.Sign() > 0 {
 			if q = q.Sub(t.Replaced); q.Sign() <= 0 {
@@ -301,6 +300,15 @@ func (l *Ledger) replace(s source, rp tax.Replacement, b WashBooking) {
 		}
 		acc.Lots[s.instrument] = lots
 		b.Replacement.Lot = repl.ID
+		// The history's buy of that day, which the lot records, counts
+		// the shares too: should the lots be dropped (a snapshot of
+		// another quantity), it must not replace them again.
+		if n := slices.IndexFunc(l.History.Buys, func(t Trade) bool {
+			return t.Account == s.account && t.Instrument == s.instrument && t.Date == rp.Date
+		}); n >= 0 && l.History.Buys[n].Quantity.Sign() > 0 {
+			t := &l.History.Buys[n]
+			t.Replaced = decimal.Min(t.Quantity, t.Replaced.Add(rp.Quantity))
+		}
 	case s.buy >= 0 && s.buy < len(l.History.Buys):
 		t := &l.History.Buys[s.buy]
 		if t.Quantity.Sign() > 0 {

@@ -206,3 +206,53 @@ func TestWashSaleBookingSurvivesJSON(t *testing.T) {
 		t.Errorf("pending after JSON %q, want %q", got, want)
 	}
 }
+
+// TestWashSaleHistoryRecordedByLots: a buy of the history that the lots
+// of its day record (here the Roth's lots of 2026-11-10 hold 12, the
+// history's buy of that day 2) is those lots, not a purchase of unknown
+// quantity: the 12 Roth shares replace 12 of the 16 sold (600 lost for
+// good), and 4 (200) wait for a later purchase. Read as unknown, the
+// buy replaced all 16 (800).
+func TestWashSaleHistoryRecordedByLots(t *testing.T) {
+	l := washLedger(nil, []Lot{lot(1, "10", "1000", "2026-11-10"), lot(2, "2", "200", "2026-11-10")})
+	l.History.Buys = []Trade{{Instrument: "VTI", Account: "roth", Date: tax.DateOf(t0).AddDays(-10), Quantity: dec("2")}}
+	if _, err := l.ApplyFill("tx", fill("f-s", "s", events.FillFilled, "16", "100", "0", t0.Add(time.Minute)), t0); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := washJournal(l.WashSales), "1 10 500 -> roth 1 permanent; 1 2 100 -> roth 2 permanent"; got != want {
+		t.Errorf("journal\n got %s\nwant %s", got, want)
+	}
+	if got, want := pendingLine(l.History.Losses), "tx 1 4/200"; got != want {
+		t.Errorf("pending %q, want %q", got, want)
+	}
+}
+
+// TestWashSaleSnapshotGrowth: a position that grew in a positions
+// snapshot (a reinvested dividend) is a purchase: 3 VTI in the taxable
+// account five days after the loss sale replace 3 of its 16 shares
+// (3 x 50 = 150); their lots are unknown, so the history's buy counts
+// them as replaced.
+func TestWashSaleSnapshotGrowth(t *testing.T) {
+	l := washLedger(nil, nil)
+	if _, err := l.ApplyFill("tx", fill("f-s", "s", events.FillFilled, "16", "100", "0", t0.Add(time.Minute)), t0); err != nil {
+		t.Fatal(err)
+	}
+	at := t0.Add(5 * 24 * time.Hour)
+	accs, err := FromPositions(&events.Positions{AsOf: at, Accounts: map[string]events.AccountPositions{
+		"tx":   {Cash: dec("1600"), Positions: map[string]decimal.Decimal{"VTI": dec("3")}},
+		"roth": {Cash: dec("5000"), Positions: map[string]decimal.Decimal{}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetBase(at, "", accs, at)
+	if got, want := washJournal(l.WashSales), "1 3 150 -> tx 0"; got != want {
+		t.Errorf("journal %q, want %q", got, want)
+	}
+	if got, want := pendingLine(l.History.Losses), "tx 1 13/650"; got != want {
+		t.Errorf("pending %q, want %q", got, want)
+	}
+	if h := l.TaxHistory(at); len(h.Buys) != 0 {
+		t.Errorf("the replaced buy still counts: %+v", h.Buys)
+	}
+}

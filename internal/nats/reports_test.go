@@ -457,3 +457,92 @@ func TestParseReportNumberLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestReportsSinceHandled: ReportsSince returns the positions snapshots
+// and cash flows (not the fills) with Handled from the durable consumer's
+// state: nothing before the consumer exists; the reports at or below its
+// ack floor, not those delivered and awaiting their ack; and, once a report above the floor was acknowledged out of
+// order, every delivered one (which of them were is not known), never one
+// not yet delivered.
+func TestReportsSinceHandled(t *testing.T) {
+	ts := newTestServer(t)
+	nc := connect(t, ts.url())
+	b := newBus(t, nc, fastConfig())
+	ctx := t.Context()
+	cash := func(id string) []byte {
+		data, err := json.Marshal(events.CashFlow{SchemaVersion: events.SchemaVersion, CashFlowID: id, Kind: events.CashFlowDeposit,
+			Account: "taxable", Amount: decimal.RequireFromString("100"), At: time.Date(2026, 3, 2, 16, 0, 0, 0, time.UTC)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	for _, m := range []struct {
+		subject string
+		data    []byte
+	}{
+		{"rebalance.cashflows.p", cash("c1")},
+		{"rebalance.positions.p", positionsJSON(t)},
+		{"rebalance.fills.p.taxable", fillJSON(t, "f1", "o1")},
+		{"rebalance.cashflows.p", cash("c2")},
+		{"rebalance.cashflows.p", cash("c3")},
+	} {
+		if _, err := b.js.Publish(ctx, m.subject, m.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handled := func() string {
+		t.Helper()
+		rs, err := b.ReportsSince(ctx, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sb strings.Builder
+		for _, r := range rs {
+			fmt.Fprintf(&sb, "%d:%t ", r.Sequence, r.Handled)
+		}
+		return strings.TrimSpace(sb.String())
+	}
+	if got, want := handled(), "1:false 2:false 4:false 5:false"; got != want {
+		t.Fatalf("without a consumer: %s, want %s", got, want)
+	}
+
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.reportsStream, jetstream.ConsumerConfig{
+		Durable: b.cfg.Consumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetch := func(n int) []jetstream.Msg {
+		t.Helper()
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		if len(msgs) != n {
+			t.Fatalf("fetched %d messages, want %d", len(msgs), n)
+		}
+		return msgs
+	}
+	for _, m := range fetch(2) {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := handled(), "1:true 2:true 4:false 5:false"; got != want {
+		t.Fatalf("after 2 acknowledged: %s, want %s", got, want)
+	}
+	msgs := fetch(2) // 3 and 4: 3 stays unacknowledged, 4 is acknowledged
+	if got, want := handled(), "1:true 2:true 4:false 5:false"; got != want {
+		t.Fatalf("3 and 4 delivered, awaiting their ack: %s, want %s", got, want)
+	}
+	if err := msgs[1].DoubleAck(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := handled(), "1:true 2:true 4:true 5:false"; got != want {
+		t.Fatalf("after 4 acknowledged out of order: %s, want %s", got, want)
+	}
+}
