@@ -104,6 +104,9 @@ func (m *Main) subscribeControl(token string) (*natsgo.Subscription, error) {
 			zap.String("subject", subj.Control("*")))
 	}
 	sub, err := m.Conn.Subscribe(subj.Control("*"), func(msg *natsgo.Msg) {
+		if m.controlElsewhere(msg) {
+			return // the instance holding the household's partition answers
+		}
 		reply := m.control(msg, token)
 		data, _ := json.Marshal(reply)
 		if msg.Reply != "" {

@@ -79,12 +79,23 @@ type Main struct {
 	stepping   atomic.Bool       // high availability: stepping down, publishing nothing
 	cancelHold context.CancelFunc
 	holdDone   chan struct{}
-	httpOpen   bool
-	eng        atomic.Pointer[engine.Engine] // for HTTP and NATS callbacks
-	controlSub *natsgo.Subscription
-	loadMu     sync.Mutex // one load or reload at a time
-	closeOnce  sync.Once
-	closeErr   error
+	// A partitioned group (ha.partitions above 1): the manager, the
+	// partitions held, the households the engine runs of them, and the
+	// configured households.
+	parts        *rnats.Partitions
+	cancelParts  context.CancelFunc
+	partsDone    chan struct{}
+	partsClosing atomic.Bool
+	heldParts    atomic.Pointer[map[int]bool]
+	ownedNames   atomic.Pointer[map[string]bool]
+	allNames     atomic.Pointer[map[string]bool]
+	allSet       []engine.Loaded // guarded by loadMu
+	httpOpen     bool
+	eng          atomic.Pointer[engine.Engine] // for HTTP and NATS callbacks
+	controlSub   *natsgo.Subscription
+	loadMu       sync.Mutex // one load or reload at a time
+	closeOnce    sync.Once
+	closeErr     error
 
 	reloadMu    sync.Mutex
 	lastReload  statusdoc.Reload
@@ -123,6 +134,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}()
 	m.Metrics = metrics.New()
+	m.heldParts.Store(&map[int]bool{})
+	m.ownedNames.Store(&map[string]bool{})
+	m.allNames.Store(&map[string]bool{})
 
 	store, err := state.OpenWith(cfg.StateDir, state.Options{AsyncJournal: !cfg.JournalFsync})
 	if err != nil {
@@ -190,7 +204,15 @@ func (m *Main) Open(ctx context.Context) (err error) {
 
 	var engStore engine.Store = store
 	var mayPublish func() error
-	if cfg.HA.Enabled {
+	var mayPublishPolicy func(string) error
+	if cfg.HA.Enabled && cfg.HA.Partitions > 1 {
+		if err := m.joinPartitions(ctx); err != nil {
+			return err
+		}
+		engStore = m.kvState
+		mayPublish = m.mayPublishPartitioned
+		mayPublishPolicy = m.parts.MayPublish
+	} else if cfg.HA.Enabled {
 		if err := m.standBy(ctx, runCtx); err != nil {
 			return err
 		}
@@ -212,7 +234,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Aux:     aux,
 		Metrics: m.Metrics, Log: m.Log.Named("engine"), OnPublished: m.OnPublished, ShutdownGrace: m.ShutdownGrace,
 		DedupeWindow: cfg.NATS.Duplicates, Retention: m.Retention, InlinePublishTimeout: m.InlinePublishTimeout,
-		MaxSkew: cfg.Reports.MaxClockSkew, FillCollar: cfg.Reports.FillPriceCollar})
+		MaxSkew: cfg.Reports.MaxClockSkew, FillCollar: cfg.Reports.FillPriceCollar, Partitioned: m.parts != nil, MayPublishPolicy: mayPublishPolicy})
 	m.Engine = eng
 	m.eng.Store(eng)
 	eng.SetNATSConnected(m.Conn.IsConnected())
@@ -273,6 +295,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	go func() {
 		defer m.wg.Done()
 		err := m.Bus.ConsumeReports(runCtx, func(r rnats.Report) error {
+			if err := m.reportElsewhere(r.Policy); err != nil {
+				return err // the instance holding its partition takes it
+			}
 			err := eng.HandleReport(engine.Report{Policy: r.Policy, Account: r.Account, Fill: r.Fill, Positions: r.Positions, CashFlow: r.CashFlow})
 			return reportError(err)
 		})
@@ -296,6 +321,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return err
 	}
 	eng.EvaluateAll()
+	if m.parts != nil {
+		m.startPartitions()
+	}
 	m.Log.Info("rebalancerd started", zap.String("http", m.HTTP.URL()), zap.String("nats", m.natsURL()),
 		zap.Int("policies", m.lastReload.Files), zap.Int("feeds", len(cfg.Feeds)))
 	m.Notifier.Ready(fmt.Sprintf("running %d policies", m.lastReload.Files))
@@ -397,6 +425,9 @@ func (m *Main) status() any {
 	if m.stepping.Load() {
 		role = "stepping down: no longer the planner"
 	}
+	if m.parts != nil && !m.stepping.Load() {
+		role = m.partitionsRole()
+	}
 	var st engine.Status
 	if eng := m.eng.Load(); eng != nil {
 		st = eng.Status()
@@ -431,6 +462,7 @@ func (m *Main) close() error {
 	} else if m.Engine != nil {
 		m.Engine.Close() // Open failed before Run: stop the calendars Load started
 	}
+	m.stopPartitions()
 	if m.cancelHold != nil {
 		m.cancelHold()
 		<-m.holdDone

@@ -17,7 +17,6 @@ import (
 	natstest "github.com/nats-io/nats-server/v2/test"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/shopspring/decimal"
 
 	"github.com/rebalancerd/rebalancerd/internal/events"
 )
@@ -206,19 +205,5 @@ func startProcess(t *testing.T, bin, cfg string) *faultProc {
 // accepted), until ctx ends. Core NATS: a quote lost in an outage is
 // replaced 50ms later.
 func publishLevel(ctx context.Context, nc *natsgo.Conn, level func() map[string]string) {
-	subj := events.Subjects{Prefix: events.DefaultPrefix}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		at := time.Now().UTC()
-		for sym, px := range level() {
-			data, _ := json.Marshal(events.Price{SchemaVersion: events.SchemaVersion, Symbol: sym, Price: decimal.RequireFromString(px), At: at})
-			_ = nc.Publish(subj.Price(sym), data)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+	publishPrices(ctx, nc, 50*time.Millisecond, level)
 }

@@ -173,7 +173,7 @@ func (m *Main) load(reason string) ([]string, error) {
 func (m *Main) apply(reason string, rr *readResult) error {
 	err := rr.err
 	if err == nil {
-		err = m.Engine.Load(rr.set)
+		err = m.loadConfigured(rr.set)
 	}
 	now := m.Clock.Now()
 	m.reloadMu.Lock()

@@ -24,16 +24,11 @@ import (
 // reports a loss on Lost.
 func (m *Main) standBy(ctx, runCtx context.Context) error {
 	cfg := m.Config
-	instance := cfg.HA.Instance
-	if instance == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("ha: instance name: %w (set ha.instance)", err)
-		}
-		instance = h
+	instance, err := m.haInstance()
+	if err != nil {
+		return err
 	}
-	base := strings.TrimSuffix(m.Bus.OrdersStream(), "_ORDERS")
-	var err error
+	base := m.haBase()
 	m.kvState, err = rnats.NewStateStore(ctx, m.Bus, rnats.StateStoreConfig{Bucket: base + "_STATE", Replicas: cfg.NATS.Replicas,
 		// Called while the engine holds its lock (a save): step down from
 		// a goroutine of its own, which ends once the halt is set.
@@ -48,11 +43,15 @@ func (m *Main) standBy(ctx, runCtx context.Context) error {
 	if err := m.checkLocalState(); err != nil {
 		return fmt.Errorf("ha: %w", err)
 	}
-	m.lease, err = rnats.NewLease(ctx, m.Bus, rnats.LeaseConfig{Bucket: base + "_LEASE", Key: "planner", Holder: instance,
-		TTL: cfg.HA.LeaseTTL, Replicas: cfg.NATS.Replicas})
+	leases, err := rnats.OpenLeaseBucket(ctx, m.Bus, rnats.LeaseConfig{Bucket: base + "_LEASE", TTL: cfg.HA.LeaseTTL,
+		Replicas: cfg.NATS.Replicas})
 	if err != nil {
 		return fmt.Errorf("ha: %w", err)
 	}
+	if err := leases.CheckNoPartitions(ctx); err != nil {
+		return fmt.Errorf("ha: %w", err)
+	}
+	m.lease = leases.Lease("planner", instance)
 	if err := m.openHTTP(runCtx); err != nil {
 		return err
 	}
@@ -77,6 +76,23 @@ func (m *Main) standBy(ctx, runCtx context.Context) error {
 	}()
 	return nil
 }
+
+// haInstance is this instance's name in its group: ha.instance, else the
+// host name.
+func (m *Main) haInstance() (string, error) {
+	if i := m.Config.HA.Instance; i != "" {
+		return i, nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("ha: instance name: %w (set ha.instance)", err)
+	}
+	return h, nil
+}
+
+// haBase is the prefix of the group's buckets: the orders stream's name
+// without _ORDERS.
+func (m *Main) haBase() string { return strings.TrimSuffix(m.Bus.OrdersStream(), "_ORDERS") }
 
 // mayPublish is the high-availability check before each message: the
 // lease is held with its margin left (read on the monotonic clock) and

@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/partition"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 )
 
@@ -104,7 +105,13 @@ type HA struct {
 	// LeaseTTL is how long a lease lives without renewal: the longest a
 	// dead holder keeps its policies without a planner (default 10s).
 	LeaseTTL time.Duration
-	Line     int
+	// Partitions, above 1, shares the policies among the live instances
+	// instead of electing one planner: each household hashes to one of
+	// Partitions partitions (partition.Of), and each instance holds a
+	// lease on about Partitions/instances of them (docs/SCALING.md). 0 or
+	// 1: one planner, the others stand by.
+	Partitions int
+	Line       int
 }
 
 // Default HA settings.
@@ -761,7 +768,16 @@ func (p *parser) reports(v *yaml.Node) {
 func (p *parser) ha(v *yaml.Node) {
 	r, c := p.r, p.c
 	c.HA.Enabled, c.HA.Line = true, v.Line
-	f := r.Object(v, "ha", "enabled", "instance", "lease_ttl")
+	f := r.Object(v, "ha", "enabled", "instance", "lease_ttl", "partitions")
+	if n, ok := f["partitions"]; ok {
+		if d, ok := r.NonNegative(n, "ha.partitions"); ok {
+			if !d.IsInteger() || d.Sign() == 0 || d.GreaterThan(decimal.NewFromInt(partition.Max)) {
+				r.Errorf(n, "ha.partitions", "want a whole number from 1 to %d, got %s", partition.Max, d)
+			} else {
+				c.HA.Partitions = int(d.IntPart())
+			}
+		}
+	}
 	if n, ok := f["enabled"]; ok {
 		c.HA.Enabled, _ = p.bool(n, "ha.enabled")
 	}

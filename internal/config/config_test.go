@@ -107,7 +107,7 @@ func TestFullConfig(t *testing.T) {
 		},
 		HTTP:    HTTP{Listen: "0.0.0.0:9090"},
 		Log:     Log{Level: "debug", Format: "json"},
-		HA:      HA{Enabled: true, Instance: "node-b", LeaseTTL: 6 * time.Second, Line: 65},
+		HA:      HA{Enabled: true, Instance: "node-b", LeaseTTL: 6 * time.Second, Partitions: 64, Line: 65},
 		Reports: Reports{MaxClockSkew: 2 * time.Minute, FillPriceCollar: decimal.RequireFromString("0.15")},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -221,7 +221,8 @@ var badFiles = map[string][]string{
 		`ha.bad.yml:5: ha.enabled: want true or false, got "yes"`,
 		`ha.bad.yml:6: ha.instance: "node a": use letters, digits, '-' and '_' (at most 64)`,
 		`ha.bad.yml:7: ha.lease_ttl: 200ms is too short: at least 1s`,
-		`ha.bad.yml:8: ha.leader: unknown field (known: enabled, instance, lease_ttl)`,
+		`ha.bad.yml:8: ha.leader: unknown field (known: enabled, instance, lease_ttl, partitions)`,
+		`ha.bad.yml:9: ha.partitions: want a whole number from 1 to 4096, got 0`,
 	},
 	"households.bad.yml": {
 		"households.bad.yml:2: models_dir: required field is missing: the directory of the models the households name",

@@ -19,7 +19,9 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
 	goruntime "runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -145,6 +147,20 @@ type Options struct {
 	// FillCollar is how far a fill's price may be from its order's
 	// reference price, as a fraction of it (default ledger.DefaultCollar).
 	FillCollar decimal.Decimal
+	// MayPublishPolicy, when set, is asked before a policy's batch is
+	// taken from the outbox: while it returns an error the batch stays
+	// queued and those of other policies go first (a partitioned group:
+	// the policy's partition is not held with the lease's margin left).
+	MayPublishPolicy func(policy string) error
+	// Partitioned is set for an instance of a partitioned group, whose
+	// households come and go with the partitions it holds. Load then
+	// takes the queued batches of a policy it removes out of the outbox
+	// (its partition went to another instance, which finds them in the
+	// shared journal and publishes them under the same ids), and a policy
+	// whose saved state cannot be read (its partition was lost meanwhile)
+	// is left out of the load instead of failing it: Load loads the
+	// others and returns a *PartialLoadError naming it.
+	Partitioned bool
 }
 
 // Loaded is one policy ready to run: the parsed policy and the holdings file
@@ -355,9 +371,16 @@ func (e *Engine) Load(set []Loaded) error {
 			names = append(names, l.Policy.Name)
 		}
 	}
-	saved, err := e.loadSaved(names)
-	if err != nil {
-		return err
+	saved, failed := e.loadSaved(names)
+	var partial *PartialLoadError
+	for _, name := range names {
+		if err := failed[name]; err != nil && !e.opts.Partitioned {
+			return err
+		}
+	}
+	if len(failed) > 0 {
+		partial = &PartialLoadError{Failed: failed}
+		set = slices.DeleteFunc(slices.Clone(set), func(l Loaded) bool { return partial.Failed[l.Policy.Name] != nil })
 	}
 
 	e.mu.Lock()
@@ -431,6 +454,7 @@ func (e *Engine) Load(set []Loaded) error {
 		}
 		next[name] = rt
 	}
+	forget := map[string]bool{} // metrics of households removed or pushed past the cap: one pass for all
 	for name, rt := range e.policies {
 		if _, ok := next[name]; !ok {
 			if rt.stop != nil {
@@ -439,11 +463,12 @@ func (e *Engine) Load(set []Loaded) error {
 			if rt.contribStop != nil {
 				rt.contribStop()
 			}
-			if e.opts.Metrics != nil {
-				e.opts.Metrics.ForgetPolicy(name)
-			}
+			forget[name] = true
 			e.log.Info("policy removed", zap.String("policy", name))
 		}
+	}
+	if e.opts.Partitioned {
+		e.dropUnloaded(next)
 	}
 	e.policies = next
 	e.names = e.names[:0]
@@ -455,22 +480,29 @@ func (e *Engine) Load(set []Loaded) error {
 	for i, name := range e.names {
 		rt := e.policies[name]
 		metered := e.opts.HouseholdMetrics < 0 || i < e.opts.HouseholdMetrics
-		if rt.metered && !metered && e.opts.Metrics != nil {
-			e.opts.Metrics.ForgetPolicy(name) // pushed past the cap
+		if rt.metered && !metered {
+			forget[name] = true // pushed past the cap
 		}
 		rt.metered = metered
 	}
 	if e.opts.Metrics != nil {
+		e.opts.Metrics.ForgetPolicies(forget)
+	}
+	if e.opts.Metrics != nil {
 		e.opts.Metrics.PoliciesLoaded.Set(float64(len(next)))
 		e.opts.Metrics.Households.Set(float64(len(next)))
+	}
+	if partial != nil {
+		return partial
 	}
 	return nil
 }
 
 // loadSaved reads the saved ledgers of the policies named, on as many
 // goroutines as there are CPUs (decoding them is most of a restart with
-// many households), and returns those found. The first error wins.
-func (e *Engine) loadSaved(names []string) (map[string]*ledger.Ledger, error) {
+// many households), and returns those found and the errors of those that
+// could not be read.
+func (e *Engine) loadSaved(names []string) (saved map[string]*ledger.Ledger, failed map[string]error) {
 	ledgers := make([]*ledger.Ledger, len(names))
 	errs := make([]error, len(names))
 	var next atomic.Int64
@@ -479,28 +511,41 @@ func (e *Engine) loadSaved(names []string) (map[string]*ledger.Ledger, error) {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(names); i = int(next.Add(1) - 1) {
 				l, ok, err := e.opts.Store.Load(names[i])
-				if err != nil {
+				switch {
+				case err != nil:
 					errs[i] = err
-					next.Store(int64(len(names))) // stop the others
-					return
-				}
-				if ok {
+				case ok:
 					ledgers[i] = l
 				}
 			}
 		})
 	}
 	wg.Wait()
-	saved := make(map[string]*ledger.Ledger, len(names))
+	saved = make(map[string]*ledger.Ledger, len(names))
 	for i, l := range ledgers {
 		if errs[i] != nil {
-			return nil, errs[i]
-		}
-		if l != nil {
+			if failed == nil {
+				failed = map[string]error{}
+			}
+			failed[names[i]] = errs[i]
+		} else if l != nil {
 			saved[names[i]] = l
 		}
 	}
-	return saved, nil
+	return saved, failed
+}
+
+// PartialLoadError is Load's error, with Options.Partitioned, when the
+// saved state of some policies could not be read: the others were loaded.
+type PartialLoadError struct {
+	// Failed maps each policy left out to its error.
+	Failed map[string]error
+}
+
+// Error names a few of the policies left out and the first error.
+func (e *PartialLoadError) Error() string {
+	names := slices.Sorted(maps.Keys(e.Failed))
+	return fmt.Sprintf("%d policies not loaded (%s): %v", len(names), listed(names), e.Failed[names[0]])
 }
 
 // Alive reports whether Run's loop has ticked within the last few ticks:

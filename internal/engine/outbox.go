@@ -210,6 +210,9 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 		e.mu.Lock()
 		job := e.claim(false)
 		busy := e.pubBusy
+		// Batches held back (their households may not publish now, or
+		// publishing is halted): look again after a pause.
+		heldBack := job == nil && len(e.outbox) > 0 && e.opts.MayPublishPolicy != nil
 		// Decided under the lock that Quotes claims under: once the
 		// publisher stops, no inline publish starts. done is read once:
 		// read again after the unlock, it could have ended meanwhile, and
@@ -234,12 +237,20 @@ func (e *Engine) publishLoop(ctx, done context.Context) {
 				}
 				continue
 			}
+			var again <-chan time.Time
+			stopAgain := func() {}
+			if heldBack {
+				again, stopAgain = e.clk.After(e.opts.PublishRetry)
+			}
 			select {
 			case <-ctx.Done():
+				stopAgain()
 				return
 			case <-done.Done(): // decide again, under the lock
 			case <-e.wake:
+			case <-again:
 			}
+			stopAgain()
 			continue
 		}
 		if err := e.publishClaimed(job); err != nil {
@@ -299,13 +310,25 @@ func (e *Engine) claim(inline bool) *pubJob {
 		// that is up: a tick never waits on an outage or a backlog.
 		return nil
 	}
-	for len(e.outbox) > 0 && e.dropStale(e.outbox[0]) {
-		e.outbox = e.outbox[1:]
+	i := 0
+	for i < len(e.outbox) {
+		b := e.outbox[i]
+		switch {
+		case e.unloaded(b):
+			e.outbox = slices.Delete(e.outbox, i, i+1)
+		case !e.policyPublishable(b.policy):
+			// Partitioned: its partition is not held with the lease's
+			// margin now; the batches of other households go first.
+			i++
+		case e.dropStale(b):
+			e.outbox = slices.Delete(e.outbox, i, i+1)
+		default:
+			goto found
+		}
 	}
-	if len(e.outbox) == 0 {
-		return nil
-	}
-	job := &pubJob{b: e.outbox[0]}
+	return nil
+found:
+	job := &pubJob{b: e.outbox[i]}
 	if inline {
 		job.attempt, job.cancel = context.WithTimeout(e.pubCtx, e.opts.InlinePublishTimeout)
 	} else {
@@ -314,6 +337,35 @@ func (e *Engine) claim(inline bool) *pubJob {
 	e.pubBusy = true
 	e.pubCancel = job.cancel // the kill switch cancels the attempt (SetHalt)
 	return job
+}
+
+// policyPublishable asks Options.MayPublishPolicy, if set.
+func (e *Engine) policyPublishable(policy string) bool {
+	return e.opts.MayPublishPolicy == nil || e.opts.MayPublishPolicy(policy) == nil
+}
+
+// unloaded reports whether b is the batch of a policy Load removed, to
+// be dropped with Options.Partitioned (a publish attempt that was in
+// flight when Load ran). Called with e.mu held.
+func (e *Engine) unloaded(b *batch) bool {
+	return e.opts.Partitioned && e.policies[b.policy] == nil
+}
+
+// dropUnloaded takes the batches of policies not in running out of the
+// outbox, but the one a publish attempt holds (claim drops it if the
+// attempt fails). Called with e.mu held.
+func (e *Engine) dropUnloaded(running map[string]*runtime) {
+	kept := e.outbox[:0]
+	for i, b := range e.outbox {
+		if _, ok := running[b.policy]; ok || (i == 0 && e.pubBusy) {
+			kept = append(kept, b)
+			continue
+		}
+		e.log.Info("queued orders left to the household's next holder", zap.String("policy", b.policy),
+			zap.String("plan_id", b.orders[0].PlanID))
+	}
+	clear(e.outbox[len(kept):])
+	e.outbox = kept
 }
 
 // publishClaimed makes one publish attempt of a claimed batch and
@@ -335,8 +387,8 @@ func (e *Engine) publishClaimed(job *pubJob) error {
 	e.pubBusy = false
 	if err == nil {
 		// The claim kept the batch at the head: nothing else removes it.
-		if i := slices.Index(e.outbox, b); i == 0 {
-			e.outbox = e.outbox[1:]
+		if i := slices.Index(e.outbox, b); i == 0 || (i > 0 && e.opts.MayPublishPolicy != nil) {
+			e.outbox = slices.Delete(e.outbox, i, i+1) // not at the head when others were held back
 		} else {
 			e.log.Error("published batch was not at the head of the outbox", zap.String("policy", b.policy), zap.Int("index", i))
 			if i > 0 {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 )
 
 const namespace = "rebalancerd"
@@ -391,11 +392,53 @@ func (m *Metrics) SetPlanningBlocked(policy string, blocked ...string) error {
 // ForgetPolicy deletes every series labelled with the policy, for a policy
 // that a reload removed. It returns how many series it deleted.
 func (m *Metrics) ForgetPolicy(name string) int {
-	return deletePartial(prometheus.Labels{LabelPolicy: name},
-		m.SleeveWeight.MetricVec, m.SleeveTarget.MetricVec, m.SleeveDeviation.MetricVec, m.SleeveBreach.MetricVec,
+	return deletePartial(prometheus.Labels{LabelPolicy: name}, m.policyVecs()...)
+}
+
+// policyVecs are the vectors with a policy label.
+func (m *Metrics) policyVecs() []*prometheus.MetricVec {
+	return []*prometheus.MetricVec{m.SleeveWeight.MetricVec, m.SleeveTarget.MetricVec, m.SleeveDeviation.MetricVec, m.SleeveBreach.MetricVec,
 		m.Evaluations.MetricVec, m.Rebalances.MetricVec, m.OrdersPublished.MetricVec, m.PublishErrors.MetricVec, m.PlansRejected.MetricVec,
 		m.PendingOrders.MetricVec, m.FillsRecovered.MetricVec, m.PlanningBlocked.MetricVec, m.PriceAge.MetricVec,
-		m.Correlation.MetricVec, m.CorrelationAlert.MetricVec)
+		m.Correlation.MetricVec, m.CorrelationAlert.MetricVec}
+}
+
+// ForgetPolicies is ForgetPolicy for many policies at once, with one pass
+// over each vector (ForgetPolicy passes over every vector for each policy:
+// removing a thousand households of several thousand took seconds). It
+// returns how many series it deleted.
+func (m *Metrics) ForgetPolicies(names map[string]bool) int {
+	if len(names) == 0 {
+		return 0
+	}
+	n := 0
+	for _, v := range m.policyVecs() {
+		ch := make(chan prometheus.Metric, 256)
+		go func() {
+			v.Collect(ch)
+			close(ch)
+		}()
+		var doomed []prometheus.Labels
+		for metric := range ch {
+			var d dto.Metric
+			if metric.Write(&d) != nil {
+				continue
+			}
+			labels := prometheus.Labels{}
+			for _, lp := range d.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if names[labels[LabelPolicy]] {
+				doomed = append(doomed, labels)
+			}
+		}
+		for _, l := range doomed {
+			if v.Delete(l) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // ForgetFeed deletes every series labelled with the feed, for a feed that a

@@ -354,6 +354,71 @@ func TestForget(t *testing.T) {
 	}
 }
 
+// TestForgetPolicies checks that ForgetPolicies deletes exactly what
+// ForgetPolicy would for each named policy, in one call.
+func TestForgetPolicies(t *testing.T) {
+	m := New()
+	populate(t, m, "smith", "stooq")
+	populate(t, m, "jones", "yahoo")
+	populate(t, m, "brown", "yahoo")
+	policyVecs := 15
+	if got, want := m.ForgetPolicies(map[string]bool{"smith": true, "brown": true, "nobody": true}), 2*(policyVecs-1+len(BlockReasons)); got != want {
+		t.Errorf("ForgetPolicies deleted %d series, want %d", got, want)
+	}
+	if got := m.ForgetPolicy("jones"); got != policyVecs-1+len(BlockReasons) {
+		t.Errorf("jones lost series to ForgetPolicies: %d left, want %d", got, policyVecs-1+len(BlockReasons))
+	}
+	for _, v := range m.policyVecs() {
+		ch := make(chan prometheus.Metric, 64)
+		go func() { v.Collect(ch); close(ch) }()
+		for range ch {
+			t.Errorf("a series is left")
+		}
+	}
+	if m.ForgetPolicies(nil) != 0 {
+		t.Error("ForgetPolicies(nil) deleted series")
+	}
+}
+
+// BenchmarkForgetPolicies removes 1,000 of 3,000 households' series at
+// once, against ForgetPolicy for each.
+func BenchmarkForgetPolicies(b *testing.B) {
+	fill := func() (*Metrics, map[string]bool) {
+		m := New()
+		names := map[string]bool{}
+		for i := range 3000 {
+			n := fmt.Sprintf("h%05d", i)
+			m.Rebalances.WithLabelValues(n, "threshold").Inc()
+			m.OrdersPublished.WithLabelValues(n).Inc()
+			if i < 1000 {
+				names[n] = true
+				for _, s := range []string{"stocks", "bonds", "cash"} {
+					m.SleeveWeight.WithLabelValues(n, s).Set(1)
+				}
+			}
+		}
+		return m, names
+	}
+	b.Run("one-pass", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			m, names := fill()
+			b.StartTimer()
+			m.ForgetPolicies(names)
+		}
+	})
+	b.Run("each", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			m, names := fill()
+			b.StartTimer()
+			for n := range names {
+				m.ForgetPolicy(n)
+			}
+		}
+	})
+}
+
 // docRow matches a row of the metrics table in docs/SYSTEMD.md:
 // | `name` | type | `label`, `label` | meaning |
 var docRow = regexp.MustCompile("^\\| `(rebalancerd_[a-z_]+)` \\| (counter|gauge|histogram) \\| ([^|]*)\\|")

@@ -145,7 +145,8 @@ type Bus struct {
 	// by NewBus, cleared if the server later refuses one.
 	atomic atomic.Bool
 
-	gate atomic.Pointer[func() error] // SetGate
+	gate        atomic.Pointer[func() error]               // SetGate
+	subjectGate atomic.Pointer[func(subject string) error] // SetSubjectGate
 }
 
 // StreamNames returns the names of the orders and reports streams for a

@@ -14,3 +14,15 @@ func (b *Bus) SetGate(gate func() error) {
 	}
 	b.gate.Store(&gate)
 }
+
+// SetSubjectGate sets a check like SetGate's that is also given the
+// subject of the message about to be sent: a partitioned planner refuses
+// the messages of households whose partition it no longer holds. nil
+// removes it.
+func (b *Bus) SetSubjectGate(gate func(subject string) error) {
+	if gate == nil {
+		b.subjectGate.Store(nil)
+		return
+	}
+	b.subjectGate.Store(&gate)
+}

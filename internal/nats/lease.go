@@ -90,10 +90,33 @@ type leaseValue struct {
 
 // NewLease creates (or updates) the bucket and returns an unheld lease.
 func NewLease(ctx context.Context, b *Bus, cfg LeaseConfig) (*Lease, error) {
+	if cfg.Key == "" || cfg.Holder == "" {
+		return nil, errors.New("nats: lease: bucket, key and holder are required")
+	}
+	lb, err := OpenLeaseBucket(ctx, b, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return lb.Lease(cfg.Key, cfg.Holder), nil
+}
+
+// LeaseBucket is a key-value bucket of leases that share one TTL: the
+// planner lease of an active/standby group, or the partition leases and
+// member keys of a partitioned group (Partitions).
+type LeaseBucket struct {
+	kv  jetstream.KeyValue
+	cfg LeaseConfig
+	log *zap.Logger
+}
+
+// OpenLeaseBucket creates (or updates) the bucket of cfg (Bucket, TTL,
+// Replicas; Key and Holder are not used). Every instance of a group must
+// give the same TTL: the bucket's max age is the keys' life.
+func OpenLeaseBucket(ctx context.Context, b *Bus, cfg LeaseConfig) (*LeaseBucket, error) {
 	if cfg.TTL < time.Second {
 		return nil, fmt.Errorf("nats: lease TTL %v: at least 1s", cfg.TTL)
 	}
-	if cfg.Key == "" || cfg.Holder == "" || cfg.Bucket == "" {
+	if cfg.Bucket == "" {
 		return nil, errors.New("nats: lease: bucket, key and holder are required")
 	}
 	if cfg.Replicas == 0 {
@@ -130,7 +153,14 @@ func NewLease(ctx context.Context, b *Bus, cfg LeaseConfig) (*Lease, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats: lease bucket %s: %w", cfg.Bucket, err)
 	}
-	return &Lease{kv: kv, cfg: cfg, log: b.log.With(zap.String("lease", cfg.Bucket+"/"+cfg.Key))}, nil
+	return &LeaseBucket{kv: kv, cfg: cfg, log: b.log}, nil
+}
+
+// Lease returns an unheld lease on key, held under the name holder.
+func (lb *LeaseBucket) Lease(key, holder string) *Lease {
+	cfg := lb.cfg
+	cfg.Key, cfg.Holder = key, holder
+	return &Lease{kv: lb.kv, cfg: cfg, log: lb.log.With(zap.String("lease", cfg.Bucket+"/"+cfg.Key))}
 }
 
 // keyLife is how long the lease key lives after its last write.
@@ -158,23 +188,11 @@ func (l *Lease) poll() time.Duration { return l.cfg.TTL / 20 }
 func (l *Lease) Acquire(ctx context.Context) error {
 	waiting := ""
 	for {
-		start := time.Now()
-		token, err := newToken(l.cfg.Holder)
-		if err != nil {
-			return err
-		}
-		v, _ := json.Marshal(leaseValue{Holder: l.cfg.Holder, Token: token, Acquired: start.UTC(), Renewed: start.UTC()})
-		rev, err := l.kv.Create(ctx, l.cfg.Key, v)
-		if err == nil {
-			l.mu.Lock()
-			l.rev, l.term, l.token, l.renewed, l.acquired = rev, rev, token, start, start
-			l.seen = l.cfg.Holder
-			l.mu.Unlock()
-			l.log.Info("lease acquired", zap.String("holder", l.cfg.Holder), zap.Duration("ttl", l.cfg.TTL),
-				zap.Uint64("term", rev))
+		ok, err := l.TryAcquire(ctx)
+		if ok {
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if err != nil {
 			l.log.Warn("lease: acquire failed; retrying", zap.Error(err))
 		} else if h := l.holder(ctx); h != waiting {
 			waiting = h
@@ -187,6 +205,32 @@ func (l *Lease) Acquire(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// TryAcquire makes one attempt to acquire the lease: ok is true when this
+// instance now holds it, false with a nil error when another instance
+// does.
+func (l *Lease) TryAcquire(ctx context.Context) (ok bool, err error) {
+	start := time.Now()
+	token, err := newToken(l.cfg.Holder)
+	if err != nil {
+		return false, err
+	}
+	v, _ := json.Marshal(leaseValue{Holder: l.cfg.Holder, Token: token, Acquired: start.UTC(), Renewed: start.UTC()})
+	rev, err := l.kv.Create(ctx, l.cfg.Key, v)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	l.mu.Lock()
+	l.rev, l.term, l.token, l.renewed, l.acquired = rev, rev, token, start, start
+	l.seen = l.cfg.Holder
+	l.mu.Unlock()
+	l.log.Info("lease acquired", zap.String("holder", l.cfg.Holder), zap.Duration("ttl", l.cfg.TTL),
+		zap.Uint64("term", rev))
+	return true, nil
 }
 
 // newToken draws the token of one acquisition.

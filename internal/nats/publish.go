@@ -309,7 +309,7 @@ func (b *Bus) sendBatch(ctx context.Context, msgs []outMsg) (*jetstreamext.Batch
 	}
 	expect := jetstreamext.WithBatchExpectStream(b.ordersStream)
 	for i, m := range msgs {
-		if err := b.beforeSend(ctx); err != nil {
+		if err := b.beforeSend(ctx, m.subject); err != nil {
 			_ = bp.Discard() // the server drops the staged part after its timeout
 			return nil, err
 		}
@@ -399,7 +399,7 @@ func (b *Bus) PublishDrift(d events.Drift) error {
 		return fmt.Errorf("nats: drift of %s: encode: %w", d.Policy, err)
 	}
 	subject := b.subjects.Drift(d.Policy)
-	if err := b.beforeSend(context.Background()); err != nil {
+	if err := b.beforeSend(context.Background(), subject); err != nil {
 		return fmt.Errorf("nats: publish %s: %w", subject, err)
 	}
 	if err := b.nc.Publish(subject, data); err != nil {
@@ -469,7 +469,7 @@ func (b *Bus) publishRound(ctx context.Context, msgs []outMsg, todo []int, acks 
 	next := 0
 	for next < len(todo) || len(window) > 0 {
 		for next < len(todo) && len(window) < b.cfg.MaxInFlight {
-			if err := b.beforeSend(ctx); err != nil {
+			if err := b.beforeSend(ctx, msgs[todo[next]].subject); err != nil {
 				// Halted or stopping: send nothing more (PublishMsgAsync
 				// does not look at ctx).
 				return failed, errs, err
@@ -529,12 +529,16 @@ func (b *Bus) checkPayloads(kind string, msgs []outMsg) error {
 // between two messages. It returns ctx's error once ctx has ended (the
 // kill switch, shutdown) or its deadline has passed on the clock (a
 // process resumed after a pause runs before its timers), or the gate's
-// (SetGate: a high-availability holder whose lease lapsed), and nothing
+// (SetGate: a high-availability holder whose lease lapsed; SetSubjectGate:
+// the partition of subject's household is no longer held), and nothing
 // more is sent.
-func (b *Bus) beforeSend(ctx context.Context) error {
+func (b *Bus) beforeSend(ctx context.Context, subject string) error {
 	err := clock.ContextErr(ctx)
 	if g := b.gate.Load(); err == nil && g != nil {
 		err = (*g)()
+	}
+	if g := b.subjectGate.Load(); err == nil && g != nil {
+		err = (*g)(subject)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", errNotSent, err)

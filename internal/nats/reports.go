@@ -145,6 +145,16 @@ func (b *Bus) handleReport(ctx context.Context, msg jetstream.Msg, handle func(R
 		if terr := msg.TermWithReason(truncateString(err.Error(), 256)); terr != nil {
 			b.log.Warn("terminating report failed; it will be redelivered and rejected again", append(fields, zap.Error(terr))...)
 		}
+	case errors.Is(err, ErrElsewhere):
+		// Not this instance's: back to the consumer at once for another
+		// instance to take, a little later each time so that a report no
+		// instance holds yet (a partition between two holders) does not
+		// circulate quickly.
+		delay := min(b.cfg.NakDelay/10<<min(max(r.Delivered, 1)-1, 10), b.cfg.NakDelay)
+		b.log.Debug("report for another instance; handing it back", append(fields, zap.Duration("redeliver_in", delay), zap.Error(err))...)
+		if nerr := msg.NakWithDelay(delay); nerr != nil {
+			b.log.Warn("nak failed; the report will be redelivered after the ack wait", append(fields, zap.Error(nerr))...)
+		}
 	case err != nil:
 		delay := b.nakDelay(r.Delivered)
 		b.log.Warn("report handler failed; redelivering later", append(fields, zap.Duration("redeliver_in", delay), zap.Error(err))...)
@@ -169,6 +179,13 @@ func (b *Bus) nakDelay(delivered uint64) time.Duration {
 	}
 	return min(d, b.cfg.MaxNakDelay)
 }
+
+// ErrElsewhere marks a report that another instance of a partitioned
+// group must handle (its household is in a partition this instance does
+// not hold). ConsumeReports negatively acknowledges it at once with a
+// short delay, so that the instance holding the partition, which pulls from
+// the same durable consumer, receives it.
+var ErrElsewhere = errors.New("report for another instance")
 
 // Reasons a report is rejected, passed to StreamConfig.Rejected.
 const (

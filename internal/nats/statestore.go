@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,10 +46,12 @@ var ErrFenced = errors.New("state written by another instance")
 // next Save, so one write makes a plan durable (as durable as the
 // server's JetStream storage: file storage, replicas and sync_interval).
 type StateStore struct {
-	kv       jetstream.KeyValue
-	timeout  time.Duration
-	onFenced func(error)
-	term     func() (uint64, error)
+	kv        jetstream.KeyValue
+	timeout   time.Duration
+	onFenced  func(error)
+	fencedFor func(policy string, err error)
+	term      func() (uint64, error)
+	termFor   func(policy string) (uint64, error)
 	// claimRead, when set, runs in Load between the read and the claiming
 	// write (tests interleave another instance's write there).
 	claimRead func()
@@ -77,10 +80,14 @@ type stateRecord struct {
 // compare-and-set to an older term's write.
 const claimAttempts = 5
 
-// fenced reports err to Config.Fenced and returns it.
-func (s *StateStore) fenced(err error) error {
+// fenced reports err about policy's state to Config.Fenced and
+// Config.FencedFor, and returns it.
+func (s *StateStore) fenced(policy string, err error) error {
 	if s.onFenced != nil {
 		s.onFenced(err)
+	}
+	if s.fencedFor != nil {
+		s.fencedFor(policy, err)
 	}
 	return err
 }
@@ -101,6 +108,16 @@ type StateStoreConfig struct {
 	// policy's state or of a shared document carries it. The kill switch
 	// (WriteHalt) is not fenced: any instance may engage it.
 	Term func() (uint64, error)
+	// TermFor, when set, replaces Term with a term per household: that of
+	// the lease on the household's partition (Partitions.Term), so that an
+	// instance that lost a partition can no longer write the state of its
+	// households while it keeps the others. A shared document's household
+	// is its name up to the first dot (the engine's documents are named
+	// "<policy>.<what>").
+	TermFor func(policy string) (uint64, error)
+	// FencedFor, when set, is called like Fenced with the household whose
+	// state another instance wrote.
+	FencedFor func(policy string, err error)
 }
 
 // NewStateStore creates (or updates) the bucket and returns the store.
@@ -126,16 +143,23 @@ func NewStateStore(ctx context.Context, b *Bus, cfg StateStoreConfig) (*StateSto
 	if err != nil {
 		return nil, fmt.Errorf("nats: state bucket %s: %w", cfg.Bucket, err)
 	}
-	return &StateStore{kv: kv, timeout: cfg.Timeout, onFenced: cfg.Fenced, term: cfg.Term, keys: map[string]*stateKey{}}, nil
+	return &StateStore{kv: kv, timeout: cfg.Timeout, onFenced: cfg.Fenced, fencedFor: cfg.FencedFor, term: cfg.Term,
+		termFor: cfg.TermFor, keys: map[string]*stateKey{}}, nil
 }
 
-// currentTerm returns the term this instance writes under, or why it may
-// not write.
-func (s *StateStore) currentTerm(key string) (uint64, error) {
-	if s.term == nil {
+// currentTerm returns the term this instance writes policy's key under,
+// or why it may not write.
+func (s *StateStore) currentTerm(policy, key string) (uint64, error) {
+	var t uint64
+	var err error
+	switch {
+	case s.termFor != nil:
+		t, err = s.termFor(policy)
+	case s.term != nil:
+		t, err = s.term()
+	default:
 		return 0, nil
 	}
-	t, err := s.term()
 	if err != nil {
 		return 0, fmt.Errorf("state: write %s refused: %w", key, err)
 	}
@@ -162,7 +186,7 @@ func (s *StateStore) Load(policy string) (l *ledger.Ledger, ok bool, err error) 
 			return l, ok, err
 		}
 		if attempt == claimAttempts {
-			return nil, false, s.fenced(fmt.Errorf("state: claim %s: %w: lost the compare-and-set %d times: %v", key, ErrFenced, attempt, err))
+			return nil, false, s.fenced(policy, fmt.Errorf("state: claim %s: %w: lost the compare-and-set %d times: %v", key, ErrFenced, attempt, err))
 		}
 	}
 }
@@ -202,16 +226,16 @@ func (s *StateStore) loadOnce(ctx context.Context, policy, key string) (l *ledge
 		// Read again by the instance that holds it: no new claim, which
 		// would take the key back from a successor.
 		if known.rev != rev {
-			return nil, false, false, s.fenced(fmt.Errorf("state: read %s: %w: revision %d, this instance wrote %d", key, ErrFenced, rev, known.rev))
+			return nil, false, false, s.fenced(policy, fmt.Errorf("state: read %s: %w: revision %d, this instance wrote %d", key, ErrFenced, rev, known.rev))
 		}
 		return l, ok, false, nil
 	}
-	term, err := s.currentTerm(key)
+	term, err := s.currentTerm(policy, key)
 	if err != nil {
 		return nil, false, false, err
 	}
 	if rec.Term > term {
-		return nil, false, false, s.fenced(fmt.Errorf("state: claim %s: %w: written in lease term %d, this instance holds term %d", key, ErrFenced, rec.Term, term))
+		return nil, false, false, s.fenced(policy, fmt.Errorf("state: claim %s: %w: written in lease term %d, this instance holds term %d", key, ErrFenced, rec.Term, term))
 	}
 	if s.claimRead != nil {
 		s.claimRead()
@@ -245,7 +269,7 @@ func (s *StateStore) Save(l *ledger.Ledger, durable bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	next := &stateKey{rev: k.rev, ledger: data}
-	if err := s.write(ctx, ledgerKey(l.Policy), next); err != nil {
+	if err := s.write(ctx, l.Policy, next); err != nil {
 		return err
 	}
 	s.keys[l.Policy] = next
@@ -263,7 +287,7 @@ func (s *StateStore) Append(policy string, e state.Entry) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	next := &stateKey{rev: k.rev, ledger: k.ledger, journal: append(k.journal[:len(k.journal):len(k.journal)], e)}
-	if err := s.write(ctx, ledgerKey(policy), next); err != nil {
+	if err := s.write(ctx, policy, next); err != nil {
 		return err
 	}
 	s.keys[policy] = next
@@ -280,18 +304,19 @@ func (s *StateStore) known(policy string) (*stateKey, error) {
 	return k, nil
 }
 
-// write stores k under key by compare-and-set on k.rev (create when 0)
-// under the current lease term, and sets k.rev to the new revision. A
-// compare-and-set that fails means another instance wrote the key since:
-// ErrFenced.
-func (s *StateStore) write(ctx context.Context, key string, k *stateKey) error {
-	term, err := s.currentTerm(key)
+// write stores k under policy's key by compare-and-set on k.rev (create
+// when 0) under the current lease term, and sets k.rev to the new
+// revision. A compare-and-set that fails means another instance wrote the
+// key since: ErrFenced.
+func (s *StateStore) write(ctx context.Context, policy string, k *stateKey) error {
+	key := ledgerKey(policy)
+	term, err := s.currentTerm(policy, key)
 	if err != nil {
 		return err
 	}
 	err = s.writeTerm(ctx, key, k, term)
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return s.fenced(fmt.Errorf("state: write %s: %w: %v", key, ErrFenced, err))
+		return s.fenced(policy, fmt.Errorf("state: write %s: %w: %v", key, ErrFenced, err))
 	}
 	return err
 }
@@ -315,6 +340,15 @@ func (s *StateStore) writeTerm(ctx context.Context, key string, k *stateKey, ter
 	}
 	k.rev = rev
 	return nil
+}
+
+// Forget drops what this store knows of policy's key: the instance no
+// longer holds the household (its partition went to another instance).
+// Loading it again claims the key anew, at the revision its holder left.
+func (s *StateStore) Forget(policy string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.keys, policy)
 }
 
 // Has reports whether the bucket holds a state for policy.
@@ -353,7 +387,8 @@ func (s *StateStore) ReadJSON(name string, v any) (ok bool, err error) {
 // WriteJSON replaces the shared document name with v, while this
 // instance holds the lease (StateStoreConfig.Term).
 func (s *StateStore) WriteJSON(name string, v any) error {
-	if _, err := s.currentTerm("aux." + name); err != nil {
+	policy, _, _ := strings.Cut(name, ".")
+	if _, err := s.currentTerm(policy, "aux."+name); err != nil {
 		return err
 	}
 	data, err := json.Marshal(v)
