@@ -273,7 +273,7 @@ func makeWith(s *drift.Snapshot, o Options, exact bool) *Plan {
 		pl.project()
 		pl.polish()
 		if dest == policy.DestinationTarget && pl.flow == nil {
-			pl.secondStart()
+			pl.otherStarts()
 		}
 		if pl.harms() {
 			// Start again from no order at all, which does no harm, and

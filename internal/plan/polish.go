@@ -268,6 +268,10 @@ func (pl *planner) score(withIdle bool) score {
 	if lowest.Sign() < 0 {
 		sc.dev = maxNum(sc.dev, lowest.Neg())
 	}
+	if devLess(&pl.before, &sc) {
+		// A larger largest deviation than before the plan is harm too.
+		sc.harmed++
+	}
 	pl.under = under
 	if withIdle {
 		sc.idle = pl.idleCash()
@@ -1198,7 +1202,7 @@ func (pl *planner) explain(o *Order, r *SleeveReport, cache *string) string {
 // and keeps it when it rates better than the plan polished so far: a
 // local search from two starts, so that the plan is never worse on the
 // allocation than the simple planner's.
-func (pl *planner) secondStart() {
+func (pl *planner) secondStart(plain bool) {
 	target := true
 	pl.load()
 	first := pl.score(target)
@@ -1210,7 +1214,7 @@ func (pl *planner) secondStart() {
 	total, same := pl.totalAfter, pl.sameTotal
 	pl.withdrawAll()
 	pl.load()
-	pl.simple()
+	pl.simple(plain)
 	pl.polishLoaded()
 	pl.load()
 	second := pl.score(target)
@@ -1230,16 +1234,13 @@ func (pl *planner) secondStart() {
 // accounts first; then each account buys, with its free cash and
 // proceeds, the instruments it may hold of the leaf sleeves under their
 // targets, up to their target values, rounding down.
-func (pl *planner) simple() {
-	p, s, f := pl.p, pl.s, &pl.f
+func (pl *planner) simple(plain bool) {
+	p, f := pl.p, &pl.f
 	gap := f.gap // target value - held, per instrument
 	clear(gap)
-	for i, in := range p.Instruments {
-		if in.Sleeve == p.Cash || f.unit[i].Sign() <= 0 {
-			continue
-		}
-		g := f.tv[in.Sleeve].Mul(pl.numOf(in.Share)).Sub(pl.numOf(pl.held[i]))
-		if over := pl.numOf(s.Sleeves[in.Sleeve].Value).GreaterThan(f.tv[in.Sleeve]); over != (g.Sign() < 0) {
+	for i := range p.Instruments {
+		g, against := pl.simpleGap(i)
+		if g.IsZero() || !plain && against {
 			continue // against its sleeve's direction: left alone
 		}
 		// The gap is only divided by the step's value u = U x 10^k (U an
@@ -1249,8 +1250,12 @@ func (pl *planner) simple() {
 		// Rounded, it fits a num where the share's digits made it big.
 		gap[i] = g.RoundFloor(pl.unit[i].Exponent())
 	}
+	sellOrder := pl.sellOrder
+	if plain {
+		sellOrder = pl.plainSellOrder()
+	}
 	for i := range p.Instruments {
-		for _, a := range pl.sellOrder {
+		for _, a := range sellOrder {
 			if gap[i].Sign() >= 0 {
 				break
 			}
@@ -1266,9 +1271,14 @@ func (pl *planner) simple() {
 			gap[i] = gap[i].Add(n.Mul(f.unit[i]))
 		}
 	}
-	for _, a := range pl.spendOrder {
+	for k := range pl.spendOrder {
+		a := pl.spendOrder[k]
+		if plain {
+			a = k
+		}
 		for i := range p.Instruments {
-			if f.cash[a].Sign() <= 0 || gap[i].Sign() <= 0 || !p.Accounts[a].Allows(i) || !pl.mayBuy(i) {
+			if f.cash[a].Sign() <= 0 || gap[i].Sign() <= 0 || !p.Accounts[a].Allows(i) || !pl.mayBuy(i) ||
+				plain && pl.conflicts(a, i, Buy) {
 				continue
 			}
 			n, _ := minNum(gap[i], f.cash[a]).QuoRem(f.unit[i])
@@ -1285,6 +1295,56 @@ func (pl *planner) simple() {
 // simple plan, moving the projection (pl.f) as the polish does.
 func (pl *planner) addSimple(a, i int, side Side, n num) {
 	pl.apply(&move{k: -1, a: a, i: i, side: side, n: n})
+}
+
+// simpleGap returns the gap of the simple plans for instrument i: its
+// share of its sleeve's target value less what the household holds of it
+// (zero for the cash sleeve and instruments without a price), and whether
+// it goes against its sleeve's direction (an instrument under its share
+// of a sleeve over its target, or the other way).
+func (pl *planner) simpleGap(i int) (gap num, against bool) {
+	p, f := pl.p, &pl.f
+	in := &p.Instruments[i]
+	if in.Sleeve == p.Cash || f.unit[i].Sign() <= 0 {
+		return num{}, false
+	}
+	g := f.tv[in.Sleeve].Mul(pl.numOf(in.Share)).Sub(pl.numOf(pl.held[i]))
+	over := pl.numOf(pl.s.Sleeves[in.Sleeve].Value).GreaterThan(f.tv[in.Sleeve])
+	return g, over != (g.Sign() < 0)
+}
+
+// plainSellOrder returns the accounts in the order the plain simple plan
+// sells in: tax-advantaged accounts first, each group in the policy's
+// order, whatever their reserves.
+func (pl *planner) plainSellOrder() []int {
+	order := make([]int, 0, pl.nA)
+	for _, taxable := range []bool{false, true} {
+		for a := range pl.p.Accounts {
+			if !pl.p.Accounts[a].Type.TaxAdvantaged() == taxable {
+				order = append(order, a)
+			}
+		}
+	}
+	return order
+}
+
+// otherStarts polishes the simple plan (secondStart), and the plain one
+// too where it differs: one whose gaps go against their sleeves'
+// directions, or whose accounts sell or buy in another order.
+func (pl *planner) otherStarts() {
+	pl.loadFixed()
+	pl.secondStart(false)
+	differs := !slices.Equal(pl.sellOrder, pl.plainSellOrder())
+	for k, a := range pl.spendOrder {
+		differs = differs || a != k
+	}
+	for i := 0; i < pl.nI && !differs; i++ {
+		g, against := pl.simpleGap(i)
+		differs = against && !g.IsZero()
+	}
+	if differs {
+		pl.secondStart(true)
+	}
 }
 
 // percentText writes fraction d as a percentage with two decimals, rounded
