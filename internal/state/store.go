@@ -582,8 +582,10 @@ func (s *Store) Policies() ([]string, error) {
 	return out, nil
 }
 
-// Sync waits until every write queued before it is committed, and returns
-// the error of the last commit it waited for.
+// Sync waits until every ledger and document write queued before it is
+// committed, and returns the error of the last commit it waited for.
+// (Journal entries are durable when Append returns, unless
+// Options.AsyncJournal; Close fsyncs them then.)
 func (s *Store) Sync() error {
 	s.mu.Lock()
 	b := s.inflight
