@@ -51,8 +51,9 @@ var ErrClosed = errors.New("state: store closed")
 // next batch. A caller that needs its write durable waits for the commit
 // that holds it, so concurrent writers share fsyncs, and writes that need
 // not be durable (a ledger seeded from its holdings file at the first
-// start) do not wait at all: 100,000 households' first start takes a few
-// dozen commits, not 100,000 fsyncs. Every commit is fsynced: a power
+// start) do not wait at all: 100,000 households' first start takes
+// commits of whatever was queued meanwhile (up to MaxPendingBytes each),
+// not 100,000 fsyncs. Every commit is fsynced: a power
 // loss loses at most the writes whose callers were not yet told they were
 // durable, and never leaves the file half-written (bbolt's copy-on-write
 // pages and two checksummed meta pages).
