@@ -273,7 +273,7 @@ func makeWith(s *drift.Snapshot, o Options, exact bool) *Plan {
 		pl.project()
 		pl.polish()
 		if dest == policy.DestinationTarget && pl.flow == nil {
-			pl.otherStarts()
+			pl.secondStart()
 		}
 		if pl.harms() {
 			// Start again from no order at all, which does no harm, and
@@ -1253,7 +1253,7 @@ func (pl *planner) finish() *Plan {
 			// Untouched: the figures before are those after.
 			r.WeightAfter, r.BreachAfter = d.Weight, d.Breach
 		default:
-			r.WeightAfter = pl.after[si].DivRound(pl.totalAfter, drift.WeightPlaces)
+			r.WeightAfter = pl.numOf(pl.after[si]).DivRoundTo(pl.numOf(pl.totalAfter), drift.WeightPlaces).dec()
 			r.BreachAfter = pl.outAfter(si)
 		}
 		out.Sleeves[si] = r

@@ -1202,8 +1202,9 @@ func (pl *planner) explain(o *Order, r *SleeveReport, cache *string) string {
 // and keeps it when it rates better than the plan polished so far: a
 // local search from two starts, so that the plan is never worse on the
 // allocation than the simple planner's.
-func (pl *planner) secondStart(plain bool) {
+func (pl *planner) secondStart() {
 	target := true
+	pl.loadFixed()
 	pl.load()
 	first := pl.score(target)
 	// The first plan and its projection, kept to be put back.
@@ -1214,7 +1215,7 @@ func (pl *planner) secondStart(plain bool) {
 	total, same := pl.totalAfter, pl.sameTotal
 	pl.withdrawAll()
 	pl.load()
-	pl.simple(plain)
+	pl.simple()
 	pl.polishLoaded()
 	pl.load()
 	second := pl.score(target)
@@ -1228,20 +1229,23 @@ func (pl *planner) secondStart(plain bool) {
 	pl.totalAfter, pl.sameTotal = total, same
 }
 
-// simple places the orders of a simple whole-share plan, sleeve by
-// sleeve: the instruments of a leaf sleeve over its target are sold down
-// to their target values, rounding sells up to whole steps, tax-advantaged
-// accounts first; then each account buys, with its free cash and
-// proceeds, the instruments it may hold of the leaf sleeves under their
-// targets, up to their target values, rounding down.
-func (pl *planner) simple(plain bool) {
+// simple places the orders of a simple whole-share plan on the
+// projection pl.f (load must have run): each instrument over its share of
+// its sleeve's target value is sold down to it, rounding sells up to whole
+// steps, tax-advantaged accounts first; then each account, in the policy's
+// order, buys with its free cash and proceeds the instruments it may hold
+// that are under their shares, up to them, rounding down, except where it
+// sells the same sleeve (no account trades a sleeve both ways). This is
+// the plan of the simple planner the tests compare with
+// (baseline_test.go), within the rules the planner keeps.
+func (pl *planner) simple() {
 	p, f := pl.p, &pl.f
 	gap := f.gap // target value - held, per instrument
 	clear(gap)
 	for i := range p.Instruments {
-		g, against := pl.simpleGap(i)
-		if g.IsZero() || !plain && against {
-			continue // against its sleeve's direction: left alone
+		g := pl.simpleGap(i)
+		if g.IsZero() {
+			continue
 		}
 		// The gap is only divided by the step's value u = U x 10^k (U an
 		// integer), compared with zero and moved by whole steps, so it may
@@ -1250,10 +1254,7 @@ func (pl *planner) simple(plain bool) {
 		// Rounded, it fits a num where the share's digits made it big.
 		gap[i] = g.RoundFloor(pl.unit[i].Exponent())
 	}
-	sellOrder := pl.sellOrder
-	if plain {
-		sellOrder = pl.plainSellOrder()
-	}
+	sellOrder := pl.simpleSellOrder()
 	for i := range p.Instruments {
 		for _, a := range sellOrder {
 			if gap[i].Sign() >= 0 {
@@ -1271,14 +1272,10 @@ func (pl *planner) simple(plain bool) {
 			gap[i] = gap[i].Add(n.Mul(f.unit[i]))
 		}
 	}
-	for k := range pl.spendOrder {
-		a := pl.spendOrder[k]
-		if plain {
-			a = k
-		}
+	for a := range p.Accounts {
 		for i := range p.Instruments {
 			if f.cash[a].Sign() <= 0 || gap[i].Sign() <= 0 || !p.Accounts[a].Allows(i) || !pl.mayBuy(i) ||
-				plain && pl.conflicts(a, i, Buy) {
+				pl.conflicts(a, i, Buy) {
 				continue
 			}
 			n, _ := minNum(gap[i], f.cash[a]).QuoRem(f.unit[i])
@@ -1297,26 +1294,22 @@ func (pl *planner) addSimple(a, i int, side Side, n num) {
 	pl.apply(&move{k: -1, a: a, i: i, side: side, n: n})
 }
 
-// simpleGap returns the gap of the simple plans for instrument i: its
+// simpleGap returns the gap of the simple plan for instrument i: its
 // share of its sleeve's target value less what the household holds of it
-// (zero for the cash sleeve and instruments without a price), and whether
-// it goes against its sleeve's direction (an instrument under its share
-// of a sleeve over its target, or the other way).
-func (pl *planner) simpleGap(i int) (gap num, against bool) {
+// (zero for the cash sleeve and instruments without a price).
+func (pl *planner) simpleGap(i int) num {
 	p, f := pl.p, &pl.f
 	in := &p.Instruments[i]
 	if in.Sleeve == p.Cash || f.unit[i].Sign() <= 0 {
-		return num{}, false
+		return num{}
 	}
-	g := f.tv[in.Sleeve].Mul(pl.numOf(in.Share)).Sub(pl.numOf(pl.held[i]))
-	over := pl.numOf(pl.s.Sleeves[in.Sleeve].Value).GreaterThan(f.tv[in.Sleeve])
-	return g, over != (g.Sign() < 0)
+	return f.tv[in.Sleeve].Mul(pl.numOf(in.Share)).Sub(pl.numOf(pl.held[i]))
 }
 
-// plainSellOrder returns the accounts in the order the plain simple plan
-// sells in: tax-advantaged accounts first, each group in the policy's
-// order, whatever their reserves.
-func (pl *planner) plainSellOrder() []int {
+// simpleSellOrder returns the accounts in the order the simple plan sells
+// in: tax-advantaged accounts first, each group in the policy's order,
+// whatever their reserves.
+func (pl *planner) simpleSellOrder() []int {
 	order := make([]int, 0, pl.nA)
 	for _, taxable := range []bool{false, true} {
 		for a := range pl.p.Accounts {
@@ -1326,25 +1319,6 @@ func (pl *planner) plainSellOrder() []int {
 		}
 	}
 	return order
-}
-
-// otherStarts polishes the simple plan (secondStart), and the plain one
-// too where it differs: one whose gaps go against their sleeves'
-// directions, or whose accounts sell or buy in another order.
-func (pl *planner) otherStarts() {
-	pl.loadFixed()
-	pl.secondStart(false)
-	differs := !slices.Equal(pl.sellOrder, pl.plainSellOrder())
-	for k, a := range pl.spendOrder {
-		differs = differs || a != k
-	}
-	for i := 0; i < pl.nI && !differs; i++ {
-		g, against := pl.simpleGap(i)
-		differs = against && !g.IsZero()
-	}
-	if differs {
-		pl.secondStart(true)
-	}
 }
 
 // percentText writes fraction d as a percentage with two decimals, rounded

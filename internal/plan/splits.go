@@ -3,8 +3,6 @@ package plan
 import (
 	"fmt"
 	"strings"
-
-	"github.com/shopspring/decimal"
 )
 
 // unrestoredSplits lists, with destination target, the leaf sleeves whose
@@ -18,7 +16,7 @@ import (
 // (docs/PLANNING.md), nor a sleeve the plan harvests in.
 func (pl *planner) unrestoredSplits(out *Plan) {
 	p := pl.p
-	var value []decimal.Decimal // per instrument, after the plan
+	var value []num // per instrument, after the plan
 	for si := range p.Sleeves {
 		ps := &p.Sleeves[si]
 		if !ps.Leaf() || si == p.Cash || len(ps.Instruments) < 2 || pl.harvests(si) {
@@ -27,19 +25,18 @@ func (pl *planner) unrestoredSplits(out *Plan) {
 		if value == nil {
 			value = pl.valuesAfter()
 		}
-		w := pl.after[si]
+		w := pl.numOf(pl.after[si])
 		if w.Sign() <= 0 {
 			continue
 		}
-		tol := ps.SplitTolerance()
+		tol := pl.numOf(ps.SplitTolerance())
 		var off []string
 		for _, i := range ps.Instruments {
-			share := w.Mul(p.Instruments[i].Share)
-			if value[i].Sub(share).Abs().LessThanOrEqual(tol.Mul(share)) {
+			if !pl.splitOff(i, value[i], w, tol) {
 				continue
 			}
 			off = append(off, fmt.Sprintf("%s is %s of it against a share of %s", p.Instruments[i].Symbol,
-				percentText(value[i].DivRound(w, 4)), percentText(p.Instruments[i].Share)))
+				percentText(value[i].dec().DivRound(w.dec(), 4)), percentText(p.Instruments[i].Share)))
 		}
 		if len(off) == 0 {
 			continue
@@ -49,7 +46,7 @@ func (pl *planner) unrestoredSplits(out *Plan) {
 			continue
 		}
 		why := fmt.Sprintf("its split between instruments is outside the tolerance of %s of each share (bands.within_sleeve) after the plan: %s; %s",
-			percentText(tol), strings.Join(off, ", "), blocked)
+			percentText(ps.SplitTolerance()), strings.Join(off, ", "), blocked)
 		listed := false
 		for k := range out.Unresolved {
 			if u := &out.Unresolved[k]; u.Sleeve == ps.Path {
@@ -76,18 +73,28 @@ func (pl *planner) harvests(si int) bool {
 
 // valuesAfter returns the household's value of each instrument after the
 // orders.
-func (pl *planner) valuesAfter() []decimal.Decimal {
-	value := make([]decimal.Decimal, pl.nI)
-	copy(value, pl.held)
+func (pl *planner) valuesAfter() []num {
+	value := make([]num, pl.nI)
+	for i := range value {
+		value[i] = pl.numOf(pl.held[i])
+	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
-		if o.Side == Buy {
-			value[o.instrument] = value[o.instrument].Add(o.Notional)
+		if n := pl.numOf(o.Notional); o.Side == Buy {
+			value[o.instrument] = value[o.instrument].Add(n)
 		} else {
-			value[o.instrument] = value[o.instrument].Sub(o.Notional)
+			value[o.instrument] = value[o.instrument].Sub(n)
 		}
 	}
 	return value
+}
+
+// splitOff reports whether instrument i, worth value after the plan, lies
+// outside the tolerance tol of its share of its sleeve's value w:
+// |value - w x share| > tol x w x share.
+func (pl *planner) splitOff(i int, value, w, tol num) bool {
+	share := w.Mul(pl.numOf(pl.p.Instruments[i].Share))
+	return value.Sub(share).Abs().GreaterThan(tol.Mul(share))
 }
 
 // splitBlocked says what stops the restoration of leaf sleeve si's split
@@ -96,19 +103,18 @@ func (pl *planner) valuesAfter() []decimal.Decimal {
 // bought, or an instrument over its share cannot be sold (the tax rules
 // hold its lots back). Rounding to whole steps is not listed, as it is
 // not for sleeves with destination target.
-func (pl *planner) splitBlocked(si int, value []decimal.Decimal, w, tol decimal.Decimal) string {
+func (pl *planner) splitBlocked(si int, value []num, w, tol num) string {
 	p := pl.p
 	for _, i := range p.Sleeves[si].Instruments {
-		share := w.Mul(p.Instruments[i].Share)
-		gap := share.Sub(value[i])
-		if gap.Abs().LessThanOrEqual(tol.Mul(share)) {
+		if !pl.splitOff(i, value[i], w, tol) {
 			continue
 		}
 		sym := p.Instruments[i].Symbol
+		under := value[i].LessThan(w.Mul(pl.numOf(p.Instruments[i].Share)))
 		switch {
-		case gap.Sign() > 0 && !pl.mayBuy(i):
+		case under && !pl.mayBuy(i):
 			return fmt.Sprintf("the wash-sale rule keeps %s from being bought", sym)
-		case gap.Sign() < 0:
+		case !under:
 			if why := pl.heldBackReason(i); why != "" {
 				return fmt.Sprintf("%s cannot be sold: %s", sym, why)
 			}
