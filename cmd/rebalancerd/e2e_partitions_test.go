@@ -268,6 +268,17 @@ ha:
 			}
 		}
 	}
+	requeued := 0 // b's journaled plans the survivors published under their ids
+	for _, name := range []string{"a", "c"} {
+		p := procs[name]
+		p.logs.mu.Lock()
+		for _, m := range p.logs.lines {
+			if m["msg"] == "publishing orders journaled before the last stop" && slices.Contains(bParts, partition.Of(fmt.Sprint(m["policy"]), partitionCount)) {
+				requeued++
+			}
+		}
+		p.logs.mu.Unlock()
+	}
 	bShare := 0
 	for _, name := range households {
 		if slices.Contains(bParts, partition.Of(name, partitionCount)) {
@@ -276,9 +287,9 @@ ha:
 	}
 	t.Logf("b held %d partitions (%d households); killed after journaling %d plans (%d acknowledged); "+
 		"its partitions were taken over %v after the SIGKILL (lease TTL %v); "+
-		"the survivors planned %d of its households and published the %d it had journaled; every household had its plan %v after the SIGKILL; "+
+		"the survivors planned %d of its households and published %d plans it had journaled under their ids; every household had its plan %v after the SIGKILL; "+
 		"%d orders in the stream, each once",
-		len(bParts), bShare, len(bPlanned), bAcked, tookOver.Round(time.Millisecond), partitionTTL, after, len(bPlanned),
+		len(bParts), bShare, len(bPlanned), bAcked, tookOver.Round(time.Millisecond), partitionTTL, after, requeued,
 		done.Round(time.Millisecond), orders)
 	if len(seen) != orders {
 		t.Errorf("%d order messages, %d distinct ids", orders, len(seen))
