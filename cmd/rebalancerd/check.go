@@ -94,7 +94,7 @@ func (c *CheckCommand) checkConfig(file string) error {
 	if err != nil {
 		return err
 	}
-	rr := readPolicies(cfg, nil)
+	rr := readPolicies(cfg, nil, nil)
 	if rr.err != nil {
 		return rr.err
 	}

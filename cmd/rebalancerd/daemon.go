@@ -234,7 +234,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Aux:     aux,
 		Metrics: m.Metrics, Log: m.Log.Named("engine"), OnPublished: m.OnPublished, ShutdownGrace: m.ShutdownGrace,
 		DedupeWindow: cfg.NATS.Duplicates, Retention: m.Retention, InlinePublishTimeout: m.InlinePublishTimeout,
-		MaxSkew: cfg.Reports.MaxClockSkew, FillCollar: cfg.Reports.FillPriceCollar, Partitioned: m.parts != nil, MayPublishPolicy: mayPublishPolicy})
+		MaxSkew: cfg.Reports.MaxClockSkew, FillCollar: cfg.Reports.FillPriceCollar, Partitioned: m.parts != nil, MayPublishPolicy: mayPublishPolicy,
+		DriftEvery: cfg.DriftEvery, HouseholdMetrics: cfg.Metrics.HouseholdSeries})
 	m.Engine = eng
 	m.eng.Store(eng)
 	eng.SetNATSConnected(m.Conn.IsConnected())

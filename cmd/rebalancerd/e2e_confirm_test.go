@@ -98,7 +98,8 @@ func TestAbsurdPriceNotTraded(t *testing.T) {
 	d.noOrders(w, "on a held valuation")
 
 	// It persists again: the plan it makes carries numbers no consumer
-	// can read, and is refused.
+	// can read, and is refused (at the engine's next tick).
+	d.waitArmed(0)
 	d.clock.Advance(5 * time.Minute)
 	d.waitBlocked("risk_limit")
 	d.wantBlockDetail("risk_limit", "order_size: order ")
@@ -123,6 +124,7 @@ func TestValueChangeHeld(t *testing.T) {
 	d.waitBlocked("value_change")
 	d.noOrders(w, "4 minutes into the hold")
 
+	d.waitArmed(0)               // the tick re-armed after the last one
 	d.clock.Advance(time.Minute) // confirm_after (5m) since the first held valuation
 	w.waitOrders(t, 2)
 	if v := d.policyStatus().AcceptedValuation; v == nil || !v.Total.Equal(decimalFrom("12340")) {

@@ -92,7 +92,9 @@ func TestPriceSafety(t *testing.T) {
 		t.Fatalf("planned on an unconfirmed valuation: %d orders", n)
 	}
 	// Once the valuation persisted for confirm_after, planning resumes
-	// and trades, without a new quote.
+	// and trades, without a new quote: at the engine's next tick, so wait
+	// for the tick to be armed again after the last one.
+	d.waitArmed(0)
 	d.clock.Advance(5 * time.Minute)
 	w.waitOrders(t, 1)
 	for _, o := range w.snapshot() {

@@ -5,6 +5,7 @@
 //
 //	rebalancerd check -policy FILE [-holdings FILE] [-prices FILE]
 //	rebalancerd check -config FILE
+//	rebalancerd check -model FILE
 //	rebalancerd plan  -policy FILE -holdings FILE -prices FILE [-json] [-at TIME]
 //	rebalancerd run   -config FILE [-state-dir DIR] [-log-level L] [-log-format F]
 //	rebalancerd tail  [-config FILE] [-server URL] [-all] [-plans] [-json]
@@ -121,7 +122,9 @@ Usage:
   rebalancerd check -policy FILE [-holdings FILE] [-prices FILE]
         validate a policy (and holdings and prices against it)
   rebalancerd check -config FILE
-        validate the daemon configuration and every policy it names
+        validate the daemon configuration and every policy, model and household it names
+  rebalancerd check -model FILE
+        validate a model on its own (its households: check -config)
   rebalancerd plan -policy FILE -holdings FILE -prices FILE [-json] [-destination D] [-at TIME]
         print the drift of every sleeve and the orders that rebalance it
         (on the targets in effect at TIME: glide path and tilts);

@@ -390,6 +390,16 @@ func TestPlanCashFlow(t *testing.T) {
 		}
 	}
 
+	// Without -account the withdrawal is split in the withdrawal order:
+	// the taxable account pays what it can (its 5,000 of cash and what it
+	// holds), the 401(k) the rest.
+	code, out, errOut := run(t, append(base, "-withdraw", "60000")...)
+	if code != exitOK || !strings.Contains(out, "cash flow: withdraw 60000.00 USD from taxable, k401 in the order of withdrawals without buying") ||
+		!strings.Contains(out, "\n  taxable pays 24828.00: 5000.00 from its free cash, sells raise 19828.00; estimated tax 0.00\n") ||
+		!strings.Contains(out, "\n  k401 pays 35172.00: ") || !strings.Contains(out, "withdrawn 60000.00, short 0.00") {
+		t.Errorf("split withdrawal: exit %d: %s\n%s", code, errOut, out)
+	}
+
 	for _, args := range [][]string{
 		{"-deposit", "100"},                         // several accounts: which?
 		{"-deposit", "100", "-account", "nope"},     // no such account

@@ -62,8 +62,8 @@ func (c *PlanCommand) Run(_ context.Context, args []string) error {
 	atFlag := fs.String("at", "", "`time` (RFC 3339, or a date like 2026-11-20 for midnight UTC) of the glide path and tilts; default now")
 	var flow cashFlowFlags
 	fs.StringVar(&flow.deposit, "deposit", "", "add this `amount` to -account's cash and invest the free cash without selling")
-	fs.StringVar(&flow.withdraw, "withdraw", "", "raise this `amount` of cash in -account by selling, without buying")
-	fs.StringVar(&flow.account, "account", "", "`name` of the account of -deposit (needed when the policy has several) or -withdraw (default: the first in tax.withdrawals.order that can pay it)")
+	fs.StringVar(&flow.withdraw, "withdraw", "", "raise this `amount` of cash in -account (or the accounts in withdrawal order) by selling, without buying")
+	fs.StringVar(&flow.account, "account", "", "`name` of the account of -deposit (needed when the policy has several) or -withdraw (default: split across the accounts in tax.withdrawals.order, each paying what it can)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -30,6 +30,8 @@ type householdState struct {
 	// accepted is, by household file, the version last loaded: it runs,
 	// blocked, while the file on disk is invalid.
 	accepted map[string]engine.Loaded
+	// cache spares a reload the parsing of unchanged households.
+	cache households.Cache
 }
 
 // readResult is one reading of every policy and household file.
@@ -50,7 +52,7 @@ type readResult struct {
 // read reads the explicit policies and the households. Called with
 // m.loadMu held.
 func (m *Main) read() readResult {
-	rr := readPolicies(m.Config, m.households.accepted)
+	rr := readPolicies(m.Config, m.households.accepted, &m.households.cache)
 	for i, l := range rr.set {
 		if why := ttlBeyondStream(m.Config, l.Policy); why != "" && l.Blocked == "" {
 			rr.set[i].Blocked = why
@@ -74,14 +76,15 @@ func ttlBeyondStream(cfg *config.Config, p *policy.Policy) string {
 }
 
 // readPolicies reads the policies and households cfg names; accepted are
-// the households' versions last loaded, by file (nil for none).
-func readPolicies(cfg *config.Config, accepted map[string]engine.Loaded) readResult {
+// the households' versions last loaded, by file (nil for none), and cache
+// what the last reading composed (nil for none).
+func readPolicies(cfg *config.Config, accepted map[string]engine.Loaded, cache *households.Cache) readResult {
 	set, dirs, err := engine.ReadSources(cfg.Policies)
 	out := readResult{set: set, dirs: dirs, err: err}
 	if err != nil || cfg.HouseholdsDir == "" {
 		return out
 	}
-	res, err := households.Read(cfg.ModelsDir, cfg.HouseholdsDir, time.Local)
+	res, err := households.Read(cfg.ModelsDir, cfg.HouseholdsDir, time.Local, cache)
 	if err != nil {
 		out.err = &strictyaml.Error{File: cfg.File, Line: cfg.HouseholdsLine, Field: "households_dir", Msg: err.Error()}
 		return out

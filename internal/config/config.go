@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -72,7 +73,27 @@ type Config struct {
 	HA HA
 	// Reports bounds what executors' fills and positions may say.
 	Reports Reports
+	// DriftEvery is how often each household's drift event is published
+	// at most (default 1m); a change of its breaching sleeves is
+	// published at once.
+	DriftEvery time.Duration
+	// Metrics configures the per-household series of /metrics.
+	Metrics Metrics
 }
+
+// Metrics configures the per-household series of /metrics.
+type Metrics struct {
+	// HouseholdSeries is how many households (the first by name) get
+	// series of their own (sleeve weights, price ages, blocks, pending
+	// orders); -1: every household. Aggregates cover all of them.
+	HouseholdSeries int
+}
+
+// Defaults of the drift events and the per-household series.
+const (
+	DefaultDriftEvery      = time.Minute
+	DefaultHouseholdSeries = 1000
+)
 
 // Reports bounds what fills and positions snapshots may say; reports
 // outside the bounds are refused (rebalancerd_inputs_rejected_total).
@@ -232,6 +253,8 @@ func DefaultConfig() *Config {
 		JournalFsync: true,
 		HA:           HA{LeaseTTL: DefaultLeaseTTL},
 		Reports:      Reports{MaxClockSkew: DefaultMaxClockSkew, FillPriceCollar: DefaultFillPriceCollar},
+		DriftEvery:   DefaultDriftEvery,
+		Metrics:      Metrics{HouseholdSeries: DefaultHouseholdSeries},
 	}
 }
 
@@ -311,7 +334,25 @@ func expand(s string, env func(string) string, missing *[]string) string {
 
 func (p *parser) parse(root *yaml.Node) {
 	r, c := p.r, p.c
-	f := r.Object(root, "", "state_dir", "journal_fsync", "policies", "households_dir", "models_dir", "feeds", "nats", "http", "log", "control", "ha", "reports")
+	f := r.Object(root, "", "state_dir", "journal_fsync", "policies", "households_dir", "models_dir", "feeds", "nats", "http", "log", "control", "ha", "reports", "drift_every", "metrics")
+	if v, ok := f["drift_every"]; ok {
+		if d, ok := r.Duration(v, "drift_every"); ok {
+			c.DriftEvery = d
+		}
+	}
+	if v, ok := f["metrics"]; ok {
+		mf := r.Object(v, "metrics", "household_series")
+		if n, ok := mf["household_series"]; ok {
+			if s, ok := r.Scalar(n, "metrics.household_series"); ok {
+				k, err := strconv.Atoi(strings.TrimSpace(s))
+				if err != nil || k < -1 || k == 0 {
+					r.Errorf(n, "metrics.household_series", "want a number of households (at least 1), or -1 for every household; got %q", s)
+				} else {
+					c.Metrics.HouseholdSeries = k
+				}
+			}
+		}
+	}
 	if v, ok := f["journal_fsync"]; ok {
 		c.JournalFsync, _ = p.bool(v, "journal_fsync")
 	}

@@ -105,10 +105,12 @@ func TestFullConfig(t *testing.T) {
 			// Atomic batches where the server takes them.
 			AtomicBatches: true,
 		},
-		HTTP:    HTTP{Listen: "0.0.0.0:9090"},
-		Log:     Log{Level: "debug", Format: "json"},
-		HA:      HA{Enabled: true, Instance: "node-b", LeaseTTL: 6 * time.Second, Partitions: 64, Line: 65},
-		Reports: Reports{MaxClockSkew: 2 * time.Minute, FillPriceCollar: decimal.RequireFromString("0.15")},
+		HTTP:       HTTP{Listen: "0.0.0.0:9090"},
+		Log:        Log{Level: "debug", Format: "json"},
+		HA:         HA{Enabled: true, Instance: "node-b", LeaseTTL: 6 * time.Second, Partitions: 64, Line: 65},
+		Reports:    Reports{MaxClockSkew: 2 * time.Minute, FillPriceCollar: decimal.RequireFromString("0.15")},
+		DriftEvery: 30 * time.Second,
+		Metrics:    Metrics{HouseholdSeries: 200},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Parse(full.good.yml):\n got %+v\nwant %+v", c, want)
@@ -150,6 +152,8 @@ func TestDefaultConfig(t *testing.T) {
 		JournalFsync: true,
 		HA:           HA{LeaseTTL: 10 * time.Second},
 		Reports:      Reports{MaxClockSkew: 5 * time.Minute, FillPriceCollar: decimal.New(2, -1)},
+		DriftEvery:   time.Minute,
+		Metrics:      Metrics{HouseholdSeries: 1000},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("DefaultConfig() = %+v\nwant %+v", c, want)
@@ -214,7 +218,7 @@ var badFiles = map[string][]string{
 		"unknown_key.bad.yml:16: nats.stream.max_msgs: unknown field (known: replicas, max_age, duplicates, atomic_batches)",
 		"unknown_key.bad.yml:18: http.address: unknown field (known: listen, token_file, tls, allow_plaintext)",
 		"unknown_key.bad.yml:20: log.lvl: unknown field (known: level, format)",
-		"unknown_key.bad.yml:21: statedir: unknown field (known: state_dir, journal_fsync, policies, households_dir, models_dir, feeds, nats, http, log, control, ha, reports)",
+		"unknown_key.bad.yml:21: statedir: unknown field (known: state_dir, journal_fsync, policies, households_dir, models_dir, feeds, nats, http, log, control, ha, reports, drift_every, metrics)",
 	},
 	"ha.bad.yml": {
 		`ha.bad.yml:3: journal_fsync: want true or false, got "sometimes"`,
@@ -361,6 +365,11 @@ var badFiles = map[string][]string{
 		"reports.bad.yml:5: reports.max_clock_skew: 2h0m0s is more than 1h0m0s: fix the clocks instead",
 		"reports.bad.yml:6: reports.fill_price_collar: must be more than 0%: a fill is never exactly at the reference price",
 		"reports.bad.yml:7: reports.collar: unknown field (known: max_clock_skew, fill_price_collar)",
+	},
+	"scale.bad.yml": {
+		"scale.bad.yml:4: drift_every: ",
+		"scale.bad.yml:6: metrics.household_series: want a number of households (at least 1), or -1 for every household; got \"0\"",
+		"scale.bad.yml:7: metrics.series: unknown field (known: household_series)",
 	},
 	"top_level_list.bad.yml": {
 		"top_level_list.bad.yml:1: top level must be a mapping of fields",
@@ -593,5 +602,25 @@ func TestAtomicBatchesOff(t *testing.T) {
 	_, err = Parse("bad.yml", []byte(base+"sometimes\n"), nil)
 	if err == nil || !strings.Contains(err.Error(), `bad.yml:5: nats.stream.atomic_batches: want true or false, got "sometimes"`) {
 		t.Errorf("atomic_batches: sometimes: error %v", err)
+	}
+}
+
+// TestDriftEveryAndSeries: drift_every and metrics.household_series are
+// read, with their defaults when absent.
+func TestDriftEveryAndSeries(t *testing.T) {
+	const base = "policies:\n  - {policy: policy.yaml, holdings: holdings.yaml}\n"
+	c, err := Parse("d.yml", []byte(base), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DriftEvery != DefaultDriftEvery || c.Metrics.HouseholdSeries != DefaultHouseholdSeries {
+		t.Errorf("defaults: drift_every %s, household_series %d", c.DriftEvery, c.Metrics.HouseholdSeries)
+	}
+	c, err = Parse("d.yml", []byte(base+"drift_every: 5m\nmetrics: {household_series: -1}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DriftEvery != 5*time.Minute || c.Metrics.HouseholdSeries != -1 {
+		t.Errorf("drift_every %s, household_series %d", c.DriftEvery, c.Metrics.HouseholdSeries)
 	}
 }

@@ -105,8 +105,8 @@ func (rt *runtime) recordQuote(q feeds.Quote) {
 // watchCorrelations measures the correlations of the policies due, and
 // queues the alerts of the transitions. Called with e.mu held.
 func (e *Engine) watchCorrelations(now time.Time) {
-	for _, name := range e.names {
-		rt := e.policies[name]
+	for _, rt := range e.rts {
+		name := rt.pol.Name
 		c := rt.corr
 		if c == nil || now.Sub(c.lastRun) < corrEvery(rt.pol.Correlation.Interval) {
 			continue

@@ -4,6 +4,8 @@
 package engine
 
 import (
+	"hash/fnv"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -12,8 +14,41 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/events"
 )
 
-// publishDrift sets the drift metrics and queues the drift event.
+// publishDrift sets the drift metrics of a household that has its own
+// (Options.HouseholdMetrics) and, when one is due (Options.DriftEvery) or
+// its breaching sleeves changed, queues its drift event.
 func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
+	if m := e.opts.Metrics; m != nil && rt.metered {
+		for _, sl := range s.Sleeves {
+			m.SleeveWeight.WithLabelValues(rt.pol.Name, sl.Path).Set(sl.Weight.InexactFloat64())
+			m.SleeveTarget.WithLabelValues(rt.pol.Name, sl.Path).Set(sl.Target.InexactFloat64())
+			m.SleeveDeviation.WithLabelValues(rt.pol.Name, sl.Path).Set(sl.Deviation.InexactFloat64())
+			breach := 0.0
+			if sl.Breach {
+				breach = 1
+			}
+			m.SleeveBreach.WithLabelValues(rt.pol.Name, sl.Path).Set(breach)
+		}
+		for _, sym := range rt.symbols {
+			if q, ok := rt.guard.Quote(sym); ok {
+				m.PriceAge.WithLabelValues(rt.pol.Name, sym).Set(now.Sub(q.At).Seconds())
+			}
+		}
+	}
+	if !e.driftDue(rt, now) && slices.Equal(rt.driftBreaching, rt.breaching) {
+		return // rate-limited
+	}
+	every := e.opts.DriftEvery
+	if rt.driftNext.IsZero() && every > 0 {
+		// The first: the next is due after a part of the period that
+		// depends on the name, so that households loaded together do
+		// not all report in the same tick.
+		h := fnv.New64a()
+		_, _ = h.Write([]byte(rt.pol.Name))
+		every -= time.Duration(h.Sum64() % uint64(every))
+	}
+	rt.driftNext = now.Add(every)
+	rt.driftBreaching = rt.breaching
 	d := events.Drift{
 		SchemaVersion: events.SchemaVersion,
 		Policy:        rt.pol.Name,
@@ -29,30 +64,9 @@ func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
 	if d.Breaching == nil {
 		d.Breaching = []string{}
 	}
-	m := e.opts.Metrics
-	if !rt.metered {
-		m = nil // past the cap of households with metrics of their own
-	}
 	for i, sl := range s.Sleeves {
 		d.Sleeves[i] = events.DriftSleeve{Sleeve: sl.Path, Target: sl.Target, Weight: sl.Weight, Deviation: sl.Deviation,
 			BandLow: sl.BandLow, BandHigh: sl.BandHigh, Breach: sl.Breach, Value: sl.Value}
-		if m != nil {
-			m.SleeveWeight.WithLabelValues(rt.pol.Name, sl.Path).Set(sl.Weight.InexactFloat64())
-			m.SleeveTarget.WithLabelValues(rt.pol.Name, sl.Path).Set(sl.Target.InexactFloat64())
-			m.SleeveDeviation.WithLabelValues(rt.pol.Name, sl.Path).Set(sl.Deviation.InexactFloat64())
-			breach := 0.0
-			if sl.Breach {
-				breach = 1
-			}
-			m.SleeveBreach.WithLabelValues(rt.pol.Name, sl.Path).Set(breach)
-		}
-	}
-	if m != nil {
-		for _, sym := range rt.symbols {
-			if q, ok := rt.guard.Quote(sym); ok {
-				m.PriceAge.WithLabelValues(rt.pol.Name, sym).Set(now.Sub(q.At).Seconds())
-			}
-		}
 	}
 	// One pending event per policy: the latest evaluation's.
 	if i, ok := e.driftAt[d.Policy]; ok {
@@ -64,6 +78,11 @@ func (e *Engine) publishDrift(rt *runtime, s *drift.Snapshot, now time.Time) {
 	}
 	e.driftAt[d.Policy] = len(e.driftOut)
 	e.driftOut = append(e.driftOut, d)
+}
+
+// driftDue reports whether the household's drift event is due at now.
+func (e *Engine) driftDue(rt *runtime, now time.Time) bool {
+	return e.opts.DriftEvery < 0 || !now.Before(rt.driftNext)
 }
 
 // flushDrift publishes the drift events queued by evaluations. Called

@@ -139,6 +139,12 @@ type Options struct {
 	// _households_blocked, rebalancerd_evaluation_seconds) cover every
 	// household.
 	HouseholdMetrics int
+	// DriftEvery is how often a household's drift event is published at
+	// most (default 1m; negative: at every evaluation that values it). The
+	// latest evaluation's is sent; a change of the breaching sleeves is
+	// sent at once. Households start at different points of the period
+	// (by a hash of their name), so that their events spread over it.
+	DriftEvery time.Duration
 	// MaxSkew is how far a report may be dated after the clock, and a
 	// fill before its order's creation (default ledger.DefaultMaxSkew).
 	MaxSkew time.Duration
@@ -183,7 +189,8 @@ type Engine struct {
 
 	mu       sync.Mutex
 	policies map[string]*runtime
-	names    []string // sorted
+	names    []string   // sorted
+	rts      []*runtime // the policies in names' order
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // calendar goroutines
@@ -210,6 +217,11 @@ type Engine struct {
 	// driftAt indexes driftOut by policy: one pending event per policy,
 	// found without a search (a search made each tick quadratic).
 	driftAt map[string]int
+	// counts are the aggregates of breaching and blocked households.
+	counts counts
+	// noScreen turns the breach screen off: every evaluation in full (for
+	// tests comparing the two).
+	noScreen bool
 }
 
 // runtime is one loaded policy.
@@ -258,6 +270,8 @@ type runtime struct {
 	eff     *policy.Policy
 	effFrom *policy.Policy // the pol eff was computed from
 	effDate string
+	// effDayStart and effDayEnd bound effDate's day in the policy's zone.
+	effDayStart, effDayEnd time.Time
 	effStep int // the phase-in step eff has (0 without a phase)
 	explain *targets.Explanation
 	// corr is the correlation watch, when the policy has one.
@@ -269,6 +283,21 @@ type runtime struct {
 	// metered is set for the households that get metrics of their own
 	// (Options.HouseholdMetrics).
 	metered bool
+	// scr is the breach screen's state (nil: none; see screen.go);
+	// snapStale is set when the last evaluation was screened, so that
+	// snapshot is older than it (snapshotOf).
+	scr       *screen
+	snapStale bool
+	// counted is what the household adds to the engine's counts.
+	counted counted
+	// quietUntil is when the tick must look at the household again
+	// though no input arrived (a price going stale, an order expiring, a
+	// held valuation becoming confirmable); zero: at the next tick.
+	quietUntil time.Time
+	// driftNext is when the household's next drift event is due;
+	// driftBreaching the breaching sleeves of the last one queued.
+	driftNext      time.Time
+	driftBreaching []string
 	// phase is the phase-in in progress (nil when none), phaseStep where
 	// it stood at the last evaluation, applied what was last applied.
 	phase     *targets.Phase
@@ -315,6 +344,9 @@ func New(opts Options) *Engine {
 	}
 	if opts.FillCollar.Sign() <= 0 {
 		opts.FillCollar = ledger.DefaultCollar
+	}
+	if opts.DriftEvery == 0 {
+		opts.DriftEvery = time.Minute
 	}
 	if opts.HouseholdMetrics == 0 {
 		opts.HouseholdMetrics = 1000
@@ -401,7 +433,7 @@ func (e *Engine) Load(set []Loaded) error {
 				rt.ledger = ledger.New(name)
 			}
 			e.requeue(rt.ledger)
-		} else if rt.pol.Version != l.Policy.Version {
+		} else if rt.dropScreen(); rt.pol.Version != l.Policy.Version {
 			e.log.Info("policy changed", zap.String("policy", name), zap.String("file", l.Policy.File),
 				zap.String("old_version", rt.pol.Version), zap.String("version", l.Policy.Version))
 		}
@@ -468,6 +500,7 @@ func (e *Engine) Load(set []Loaded) error {
 			if rt.contribStop != nil {
 				rt.contribStop()
 			}
+			e.uncount(rt)
 			forget[name] = true
 			e.log.Info("policy removed", zap.String("policy", name))
 		}
@@ -482,8 +515,10 @@ func (e *Engine) Load(set []Loaded) error {
 	}
 	sort.Strings(e.names)
 	e.bySymbol = nil // the set of policies changed: rebuilt at the next offer
+	e.rts = e.rts[:0]
 	for i, name := range e.names {
 		rt := e.policies[name]
+		e.rts = append(e.rts, rt)
 		metered := e.opts.HouseholdMetrics < 0 || i < e.opts.HouseholdMetrics
 		if rt.metered && !metered {
 			forget[name] = true // pushed past the cap
@@ -529,6 +564,7 @@ func (e *Engine) Alive() bool {
 // policy is set (the first load of a policy saves its seeded ledger), so
 // it names the policy by its ledger.
 func (e *Engine) save(rt *runtime, durable bool) error {
+	rt.settleValuation() // the screen's last accepted valuation
 	if err := e.opts.Store.Save(rt.ledger, durable); err != nil {
 		rt.lastError = err.Error()
 		rt.unsaved = true

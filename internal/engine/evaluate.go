@@ -38,9 +38,37 @@ func (e *Engine) refreshBlocks(rt *runtime, now time.Time) {
 	}
 	problems := rt.guard.Check(rt.symbols, now)
 	if len(problems) == 0 && !blocksPrices(rt.blocked) && len(rt.ledger.Pending()) == 0 == !hasReason(rt.blocked, metrics.BlockPendingOrders) {
+		rt.quietUntil = rt.nextChange()
 		return // nothing changed that matters
 	}
 	e.evaluate(rt, now)
+}
+
+// nextChange is the first time at which refreshBlocks may find something
+// that the clock alone changes: an accepted price going stale, a
+// published order expiring, a held valuation becoming confirmable. Called
+// with e.mu held, when the household's prices have no problem.
+func (rt *runtime) nextChange() time.Time {
+	var next time.Time
+	earliest := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for _, sym := range rt.symbols {
+		if q, ok := rt.guard.Quote(sym); ok {
+			earliest(q.At.Add(rt.pol.Prices.MaxAge + time.Nanosecond)) // stale after MaxAge (feeds.Guard.Check)
+		}
+	}
+	for _, o := range rt.ledger.Orders {
+		if o.Status.Pending() && !o.ExpiresAt.IsZero() { // an order in the outbox is published later
+			earliest(o.ExpiresAt)
+		}
+	}
+	if h, held := rt.value.c.Held(); held {
+		earliest(h.ConfirmableAt)
+	}
+	return next
 }
 
 func hasReason(blocks []Block, reason string) bool {
@@ -70,6 +98,8 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	name := rt.pol.Name
 	rt.lastEval = now
 	rt.dirty = false
+	rt.quietUntil = time.Time{}
+	defer e.recount(rt) // the aggregates follow breaches and blocks
 	m := e.opts.Metrics
 	if m != nil {
 		if rt.metered {
@@ -101,7 +131,10 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		blocks = append(blocks, Block{metrics.BlockInvalidPolicy, "effective targets: " + err.Error()})
 	}
 	var snap *drift.Snapshot
-	if !hasPriceBlock(blocks) && eff != nil {
+	// The breach screen settles most evaluations of households that do
+	// not breach (screen.go); the others are valued in full.
+	if !hasPriceBlock(blocks) && eff != nil && !e.screened(rt, eff, now) {
+		rt.settleValuation() // checkValuation reads it
 		book, err := portfolio.Bind(eff, rt.ledger.Holdings(), e.prices(rt))
 		if err != nil {
 			blocks = append(blocks, Block{metrics.BlockInvalidPolicy, err.Error()})
@@ -112,12 +145,13 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	}
 	if snap != nil {
 		rt.lastCheck = now
-		rt.snapshot = snap
+		rt.snapshot, rt.snapStale = snap, false
 		rt.breaching = snap.Breaching()
 		// Queued, and published once the engine is unlocked: the drift
 		// event is informational and must not delay the orders.
 		defer e.publishDrift(rt, snap, now)
 		e.checkValuation(rt, snap.Total, now)
+		e.buildScreen(rt, eff, snap)
 	}
 	if b, held := rt.valueBlock(); held {
 		blocks = append(blocks, b)
@@ -282,8 +316,12 @@ func historyDays(p *policy.Policy) int {
 // day and when the policy changes; a change of targets is logged, and so
 // is each tilt that expires. Called with e.mu held.
 func (e *Engine) effective(rt *runtime, now time.Time) (*policy.Policy, error) {
-	day := rt.pol.Day(now).Format(time.DateOnly) // the investor's day
 	step := rt.phaseStepAt(now)
+	if rt.effFrom == rt.pol && rt.effStep == step && !now.Before(rt.effDayStart) && now.Before(rt.effDayEnd) {
+		return rt.eff, nil // the same day: no date formatted at each evaluation
+	}
+	date := rt.pol.Day(now) // the investor's day
+	day := date.Format(time.DateOnly)
 	if rt.effFrom == rt.pol && rt.effDate == day && rt.effStep == step {
 		return rt.eff, nil
 	}
@@ -316,6 +354,12 @@ func (e *Engine) effective(rt *runtime, now time.Time) (*policy.Policy, error) {
 		e.log.Info("effective targets", fields...)
 	}
 	rt.eff, rt.effFrom, rt.effDate, rt.effStep, rt.explain = eff, rt.pol, day, step, ex
+	loc, _ := rt.pol.Zone()
+	rt.effDayStart = time.Date(date.Year(), date.Month(), date.Day(), 0, 0, 0, 0, loc)
+	rt.effDayEnd = rt.effDayStart.AddDate(0, 0, 1)
+	if now.Before(rt.effDayStart) || !now.Before(rt.effDayEnd) {
+		rt.effDayStart, rt.effDayEnd = time.Time{}, time.Time{} // a day the zone does not start at midnight: no fast path
+	}
 	e.noteApplied(rt, eff)
 	return eff, nil
 }
@@ -368,6 +412,7 @@ func (e *Engine) setBlocked(rt *runtime, blocks []Block) {
 		}
 	}
 	rt.blocked = blocks
+	e.recount(rt)
 	if m := e.opts.Metrics; m != nil && rt.metered {
 		reasons := make([]string, len(blocks))
 		for i, b := range blocks {

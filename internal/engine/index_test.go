@@ -22,7 +22,7 @@ import (
 // that need its instrument, and to no other.
 func TestQuotesReachOnlyTheirHouseholds(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
-	e := loadMixed(t, t.TempDir(), 3, clk)
+	e := loadMixed(t, 3, clk)
 	for _, name := range e.names {
 		if rt := e.policies[name]; len(rt.blocked) != 0 || !rt.lastEval.Equal(clk.Now()) {
 			t.Fatalf("%s not evaluated at the start (blocked %v)", name, rt.blocked)

@@ -117,6 +117,7 @@ func (e *Engine) rebalance(rt *runtime, p *plan.Plan, trigger string, now time.T
 		m.PendingOrders.WithLabelValues(name).Set(float64(len(rt.ledger.Pending())))
 	}
 	rt.blocked = append(rt.blocked, Block{metrics.BlockPendingOrders, fmt.Sprintf("%d orders of plan %s just planned", len(orders), p.ID)})
+	e.recount(rt)
 	e.enqueue(&batch{policy: name, plan: ev, orders: orders, start: now})
 	return true
 }

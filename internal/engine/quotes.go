@@ -77,6 +77,7 @@ func (e *Engine) setSymbols(rt *runtime) {
 	syms := neededSymbols(rt.pol, rt.ledger)
 	if !slices.Equal(syms, rt.symbols) {
 		e.bySymbol = nil
+		rt.dropScreen() // built for the old list
 	}
 	rt.symbols = syms
 }
@@ -144,6 +145,7 @@ func (e *Engine) offer(qs []feeds.Quote) {
 		}
 		if changed {
 			rt.dirty = true
+			rt.quietUntil = time.Time{} // the tick looks at the new prices
 			if rt.due != nil || !now.Before(rt.lastCheck.Add(rt.pol.Rebalance.CheckEvery)) {
 				e.evaluate(rt, now)
 			}
@@ -162,13 +164,15 @@ func (e *Engine) tick() {
 	defer e.mu.Unlock()
 	now := e.clk.Now()
 	e.lastTick = now
-	for _, name := range e.names {
-		rt := e.policies[name]
+	for _, rt := range e.rts {
 		switch {
 		case rt.dirty && !now.Before(rt.lastCheck.Add(rt.pol.Rebalance.CheckEvery)):
 			e.evaluate(rt, now)
 		case rt.due != nil:
 			e.evaluate(rt, now)
+		case now.Before(rt.quietUntil):
+			// Nothing can have changed (a walk over 100,000 households'
+			// prices at every tick held the engine for tens of ms).
 		default:
 			e.refreshBlocks(rt, now)
 		}
@@ -178,27 +182,77 @@ func (e *Engine) tick() {
 }
 
 // exportAggregates sets the metrics that count households: breaching, and
-// blocked by reason. Called with e.mu held, once a tick.
+// blocked by reason, from the counts recount keeps. Called with e.mu held,
+// once a tick.
 func (e *Engine) exportAggregates() {
 	m := e.opts.Metrics
 	if m == nil {
 		return
 	}
-	breaching := 0
-	blocked := make(map[string]int, len(metrics.BlockReasons))
-	for _, name := range e.names {
-		rt := e.policies[name]
-		if len(rt.breaching) > 0 {
-			breaching++
-		}
-		for k, b := range rt.blocked {
-			if !hasReason(rt.blocked[:k], b.Reason) { // a household once per reason
-				blocked[b.Reason]++
-			}
-		}
-	}
-	m.HouseholdsBreaching.Set(float64(breaching))
+	m.HouseholdsBreaching.Set(float64(e.counts.breaching))
 	for _, r := range metrics.BlockReasons {
-		m.HouseholdsBlocked.WithLabelValues(r).Set(float64(blocked[r]))
+		m.HouseholdsBlocked.WithLabelValues(r).Set(float64(e.counts.blocked[r]))
 	}
+}
+
+// counts are the aggregates over households, kept as households change
+// (a walk over 100,000 households under the lock at every tick cost more
+// than the tick's evaluations).
+type counts struct {
+	breaching int
+	blocked   map[string]int // households blocked, by reason
+}
+
+// counted is what a household adds to the counts.
+type counted struct {
+	breaching bool
+	reasons   []string // distinct, in the order of its blocks
+}
+
+// recount updates the counts after the household's breaches or blocks may
+// have changed. Called with e.mu held.
+func (e *Engine) recount(rt *runtime) {
+	now := counted{breaching: len(rt.breaching) > 0}
+	same := now.breaching == rt.counted.breaching
+	k := 0
+	for i, b := range rt.blocked {
+		if hasReason(rt.blocked[:i], b.Reason) { // a household once per reason
+			continue
+		}
+		if k >= len(rt.counted.reasons) || rt.counted.reasons[k] != b.Reason {
+			same = false
+		}
+		k++
+	}
+	if same && k == len(rt.counted.reasons) {
+		return
+	}
+	for i, b := range rt.blocked {
+		if !hasReason(rt.blocked[:i], b.Reason) {
+			now.reasons = append(now.reasons, b.Reason)
+		}
+	}
+	e.uncount(rt)
+	rt.counted = now
+	if now.breaching {
+		e.counts.breaching++
+	}
+	if e.counts.blocked == nil {
+		e.counts.blocked = map[string]int{}
+	}
+	for _, r := range now.reasons {
+		e.counts.blocked[r]++
+	}
+}
+
+// uncount takes the household out of the counts (it is removed, or about
+// to be counted anew). Called with e.mu held.
+func (e *Engine) uncount(rt *runtime) {
+	if rt.counted.breaching {
+		e.counts.breaching--
+	}
+	for _, r := range rt.counted.reasons {
+		e.counts.blocked[r]--
+	}
+	rt.counted = counted{}
 }

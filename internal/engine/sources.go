@@ -99,6 +99,11 @@ func ReadHoldings(p *policy.Policy, holdingsFile string) (Loaded, error) {
 	if err != nil {
 		return Loaded{}, &strictyaml.Error{File: holdingsFile, Msg: fmt.Sprintf("holdings of policy %s: %v", p.Name, err)}
 	}
+	return HoldingsFor(p, holdingsFile, hdata)
+}
+
+// HoldingsFor is ReadHoldings on the bytes of the holdings file.
+func HoldingsFor(p *policy.Policy, holdingsFile string, hdata []byte) (Loaded, error) {
 	h, err := portfolio.ParseHoldings(holdingsFile, hdata)
 	if err != nil {
 		return Loaded{}, err

@@ -130,6 +130,7 @@ func (e *Engine) Status() Status {
 	st := Status{At: now.UTC(), NATSConnected: e.natsUp, Halt: e.halt, Outbox: len(e.outbox), Policies: make([]PolicyStatus, 0, len(e.names))}
 	for _, name := range e.names {
 		rt := e.policies[name]
+		rt.settleValuation()
 		ps := PolicyStatus{
 			Policy: name, Version: rt.pol.Version, File: rt.pol.File, Trigger: string(rt.pol.Rebalance.Trigger),
 			Schedule: rt.pol.Rebalance.Schedule, Destination: string(rt.pol.Rebalance.Destination),
@@ -153,10 +154,10 @@ func (e *Engine) Status() Status {
 			ps.Phase = &st
 		}
 		ps.Waiting = append([]plan.Waiting(nil), rt.waiting...)
-		if rt.snapshot != nil {
-			ps.PricesAsOf = rt.snapshot.AsOf
-			ps.TotalValue = rt.snapshot.Total.StringFixed(2)
-			ps.Sleeves = sleeveStatus(rt.snapshot)
+		if snap := e.snapshotOf(rt); snap != nil {
+			ps.PricesAsOf = snap.AsOf
+			ps.TotalValue = snap.Total.StringFixed(2)
+			ps.Sleeves = sleeveStatus(snap)
 		}
 		if ps.Sleeves == nil {
 			ps.Sleeves = []SleeveStatus{}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/fixed"
 )
 
 // Verdict is what a Guard (or a Confirmer) did with an offered quote.
@@ -106,8 +108,12 @@ func (p Problem) String() string { return p.Symbol + ": " + string(p.Reason) + "
 type Confirmer struct {
 	maxMove      decimal.Decimal
 	confirmAfter time.Duration
-	accepted     *Quote
-	held         *heldMove
+	// accepted is the last accepted value (valid when hasAccepted), kept
+	// by value: a pointer made each offer an allocation, and a Guard is
+	// offered every quote of every household.
+	accepted    Quote
+	hasAccepted bool
+	held        *heldMove
 }
 
 // heldMove is a run of agreeing values waiting for confirmation.
@@ -132,15 +138,15 @@ func NewConfirmer(maxMove decimal.Decimal, confirmAfter time.Duration) *Confirme
 // Confirmed or Discarded.
 func (c *Confirmer) Offer(q Quote, now time.Time) Verdict {
 	switch {
-	case c.accepted == nil:
-		c.accepted = &q
+	case !c.hasAccepted:
+		c.accepted, c.hasAccepted = q, true
 		return Accepted
 	case c.within(q.Price, c.accepted.Price):
 		v := Accepted
 		if c.held != nil {
 			v = Discarded
 		}
-		c.accepted, c.held = &q, nil
+		c.accepted, c.held = q, nil
 		return v
 	case c.held == nil || !c.agrees(q.Price):
 		c.held = &heldMove{first: q, last: q, lo: q.Price, hi: q.Price, since: now}
@@ -148,7 +154,7 @@ func (c *Confirmer) Offer(q Quote, now time.Time) Verdict {
 		return Quarantined
 	case c.held.otherSource(q.Source) ||
 		now.Sub(c.held.since) >= c.confirmAfter && q.At.Sub(c.held.first.At) >= c.confirmAfter:
-		c.accepted, c.held = &q, nil
+		c.accepted, c.held = q, nil
 		return Confirmed
 	default:
 		h := c.held
@@ -164,7 +170,29 @@ func (c *Confirmer) within(p, ref decimal.Decimal) bool {
 	if c.maxMove.IsZero() {
 		return true
 	}
+	if in, ok := withinFixed(p, ref, c.maxMove); ok {
+		return in
+	}
 	return p.Sub(ref).Abs().Cmp(c.maxMove.Mul(ref)) <= 0
+}
+
+// withinFixed is within in exact integer arithmetic, without the
+// allocations of decimals; ok is false when a figure does not fit (then
+// the caller asks decimals).
+func withinFixed(p, ref, maxMove decimal.Decimal) (in, ok bool) {
+	np, okP := fixed.Of(p)
+	nr, okR := fixed.Of(ref)
+	nm, okM := fixed.Of(maxMove)
+	if !okP || !okR || !okM {
+		return false, false
+	}
+	d, okD := fixed.Diff(np, nr)
+	lim, okL := nm.Mul(nr)
+	if !okD || !okL {
+		return false, false
+	}
+	c, ok := fixed.Cmp(d, lim)
+	return c <= 0, ok
 }
 
 // agrees reports whether p agrees with every held value: with p among
@@ -188,10 +216,10 @@ func (h *heldMove) otherSource(s string) bool {
 
 // Accepted returns the last accepted value, if any.
 func (c *Confirmer) Accepted() (Quote, bool) {
-	if c.accepted == nil {
+	if !c.hasAccepted {
 		return Quote{}, false
 	}
-	return *c.accepted, true
+	return c.accepted, true
 }
 
 // Held describes a move waiting for confirmation.

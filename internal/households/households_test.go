@@ -5,9 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rebalancerd/rebalancerd/internal/config"
+	"github.com/rebalancerd/rebalancerd/internal/engine"
 )
 
 const testModel = `model: growth-2045
@@ -49,6 +54,9 @@ func tree(t testing.TB, files map[string]string) string {
 		}
 	}
 	for path, text := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, path)), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(dir, path), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +66,7 @@ func tree(t testing.TB, files map[string]string) string {
 
 func read(t *testing.T, dir string) *Result {
 	t.Helper()
-	res, err := Read(filepath.Join(dir, "models"), filepath.Join(dir, "households"), time.UTC)
+	res, err := Read(filepath.Join(dir, "models"), filepath.Join(dir, "households"), time.UTC, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,33 +171,185 @@ func TestReadDuplicateModel(t *testing.T) {
 	}
 }
 
+// TestReadCache: a Read with the cache of the last one keeps what did not
+// change (the same policy, not parsed again) and reads again what did: a
+// household file, its holdings, its model.
+func TestReadCache(t *testing.T) {
+	dir := tree(t, map[string]string{
+		"models/growth.yaml": testModel,
+		"households/a.yaml":  household("a", "growth-2045"),
+		"households/b.yaml":  household("b", "growth-2045"),
+		"households/c.yaml":  household("c", "growth-2045"),
+		"holdings/a.yaml":    testHoldings,
+		"holdings/b.yaml":    testHoldings,
+		"holdings/c.yaml":    testHoldings,
+	})
+	cache := &Cache{}
+	readCached := func() *Result {
+		t.Helper()
+		res, err := Read(filepath.Join(dir, "models"), filepath.Join(dir, "households"), time.UTC, cache)
+		if err != nil || res.Bad() != 0 {
+			t.Fatalf("%v: %+v", err, res)
+		}
+		return res
+	}
+	first := readCached()
+	write := func(path, text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, path), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("households/a.yaml", household("a", "growth-2045")+"limits: {max_orders: 5}\n")
+	write("holdings/b.yaml", strings.Replace(testHoldings, `cash: "100"`, `cash: "200"`, 1))
+	if err := os.Remove(filepath.Join(dir, "households", "c.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	second := readCached()
+	if len(second.Households) != 2 || len(cache.entries) != 2 {
+		t.Fatalf("%d households, %d cached", len(second.Households), len(cache.entries))
+	}
+	a0, a1 := first.Households[0].Loaded, second.Households[0].Loaded
+	if a1.Policy == a0.Policy || a1.Policy.Version == a0.Policy.Version || a1.Policy.Limits.MaxOrders != 5 {
+		t.Errorf("a edited: version %s -> %s, max_orders %d", a0.Policy.Version, a1.Policy.Version, a1.Policy.Limits.MaxOrders)
+	}
+	b0, b1 := first.Households[1].Loaded, second.Households[1].Loaded
+	if b1.HoldingsHash == b0.HoldingsHash || b1.Holdings.Accounts[0].Cash.String() != "200" {
+		t.Errorf("b's holdings edited: hash %s -> %s", b0.HoldingsHash, b1.HoldingsHash)
+	}
+	third := readCached()
+	for i := range third.Households {
+		if third.Households[i].Loaded.Policy != second.Households[i].Loaded.Policy {
+			t.Errorf("%s parsed again without a change", third.Households[i].File)
+		}
+	}
+	write("models/growth.yaml", strings.Replace(testModel, "check_every: 5m", "check_every: 6m", 1))
+	fourth := readCached()
+	for i := range fourth.Households {
+		p := fourth.Households[i].Loaded.Policy
+		if p == third.Households[i].Loaded.Policy || p.Version == third.Households[i].Loaded.Policy.Version || p.Rebalance.CheckEvery != 6*time.Minute {
+			t.Errorf("%s: the model's edit not followed (check_every %v)", fourth.Households[i].File, p.Rebalance.CheckEvery)
+		}
+	}
+}
+
 func TestReadMissingDir(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Read(filepath.Join(dir, "models"), dir, time.UTC); err == nil {
+	if _, err := Read(filepath.Join(dir, "models"), dir, time.UTC, nil); err == nil {
 		t.Error("no error for a missing models directory")
 	}
 }
 
 var benchHouseholds = flag.Int("households", 1000, "households in BenchmarkRead")
 
-// BenchmarkRead reads -households household files (default 1,000) on one
-// model, each with its holdings file: what a daemon's start and every
-// reload does.
+// BenchmarkRead reads -households household files (default 1,000) on the
+// shipped example model (8 sleeves, 8 instruments), each a copy of the
+// shipped smith household (3 accounts) with its holdings file: "cold" as at a daemon's start,
+// "cached" as a reload after one file changed (every file read, none
+// parsed again but that one). Besides the wall time it reports the
+// process's CPU time per household (user and system: the machine is
+// shared, so wall time depends on the other load) and the heap the result
+// holds.
 func BenchmarkRead(b *testing.B) {
-	files := map[string]string{"models/growth.yaml": testModel}
-	for i := range *benchHouseholds {
+	n := *benchHouseholds
+	example := func(path string) string {
+		data, err := os.ReadFile(filepath.Join("..", "..", "configs", "examples", path))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return string(data)
+	}
+	smith := example("households/smith.yaml")
+	files := map[string]string{"models/growth.yaml": example("models/growth-2045.yaml")}
+	holdings := example("households/holdings/smith.yaml")
+	householdText := func(name string) string {
+		return strings.NewReplacer("household: smith", "household: "+name,
+			"holdings: holdings/smith.yaml", "holdings: ../holdings/"+name+".yaml").Replace(smith)
+	}
+	for i := range n {
 		name := fmt.Sprintf("h%06d", i)
-		files["households/"+name+".yaml"] = household(name, "growth-2045")
-		files["holdings/"+name+".yaml"] = testHoldings
+		files["households/"+name+".yaml"] = householdText(name)
+		files["holdings/"+name+".yaml"] = holdings
+	}
+	// The same households as policy files of their own, the way to run
+	// them before models: a policies entry with dir and holdings_dir.
+	model := files["models/growth.yaml"]
+	own := smith[strings.Index(smith, "investor:"):]
+	for i := range n {
+		name := fmt.Sprintf("h%06d", i)
+		files["policies/"+name+".yaml"] = strings.Replace(model, "model: growth-2045", "policy: "+name, 1) + own
 	}
 	dir := tree(b, files)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		res, err := Read(filepath.Join(dir, "models"), filepath.Join(dir, "households"), time.UTC)
-		if err != nil || res.Bad() != 0 || len(res.Households) != *benchHouseholds {
-			b.Fatalf("%v: %d bad of %d", err, res.Bad(), len(res.Households))
+	files = nil // not counted in the heap per household
+	models, households := filepath.Join(dir, "models"), filepath.Join(dir, "households")
+	b.Run("policy-files", func(b *testing.B) {
+		src := []config.PolicySource{{Dir: filepath.Join(dir, "policies"), HoldingsDir: filepath.Join(dir, "holdings")}}
+		var set []engine.Loaded
+		b.ReportAllocs()
+		cpu0 := cpuTime(b)
+		for b.Loop() {
+			set = nil
+			var err error
+			if set, _, err = engine.ReadSources(src); err != nil || len(set) != n {
+				b.Fatalf("%v: %d policies", err, len(set))
+			}
 		}
+		cpu := cpuTime(b) - cpu0
+		b.StopTimer()
+		reportPer(b, n, cpu)
+		runtime.KeepAlive(set)
+	})
+	for _, cached := range []bool{false, true} {
+		name := map[bool]string{false: "cold", true: "cached"}[cached]
+		b.Run(name, func(b *testing.B) {
+			var cache *Cache
+			if cached {
+				cache = &Cache{}
+				if _, err := Read(models, households, time.UTC, cache); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var res *Result
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime(b)
+			for b.Loop() {
+				if cached {
+					if err := os.WriteFile(filepath.Join(households, "h000000.yaml"), []byte(householdText("h000000")+"# edited\n"), 0o644); err != nil {
+						b.Fatal(err)
+					}
+				}
+				res = nil // the previous result is garbage while the next is read
+				var err error
+				res, err = Read(models, households, time.UTC, cache)
+				if err != nil || res.Bad() != 0 || len(res.Households) != n {
+					b.Fatalf("%v: %d bad of %d", err, res.Bad(), len(res.Households))
+				}
+			}
+			cpu := cpuTime(b) - cpu0
+			b.StopTimer()
+			reportPer(b, n, cpu)
+			runtime.KeepAlive(res)
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(*benchHouseholds), "µs/household")
+}
+
+// reportPer reports the wall and CPU time per household of a benchmark
+// over n households, and the heap per household with what it read alive.
+func reportPer(b *testing.B, n int, cpu time.Duration) {
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(n), "µs/household")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N)/float64(n), "cpu-µs/household")
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapAlloc)/float64(n)/1024, "heap-KiB/household")
+}
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

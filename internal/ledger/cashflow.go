@@ -21,6 +21,7 @@ const maxCashFlowIDs = 256
 // not past now; one dated at or before BaseAsOf is in the base already
 // and is only queued.
 func (l *Ledger) ApplyCashFlow(c *events.CashFlow, now time.Time) (bool, error) {
+	l.rev++
 	if slices.Contains(l.CashFlowIDs, c.CashFlowID) {
 		return false, nil
 	}

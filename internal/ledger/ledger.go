@@ -124,6 +124,8 @@ type Ledger struct {
 
 	// lotsCache keeps positions' sorted lots for Holdings (not saved).
 	lotsCache map[lotsKey]cachedLots
+	// rev counts the calls that may change cash or positions (see Rev).
+	rev uint64
 	// PendingFlows are cash flows taken in (ApplyCashFlow) and not yet
 	// planned, oldest first.
 	PendingFlows []events.CashFlow `json:"pending_cash_flows,omitempty"`
@@ -159,6 +161,12 @@ type Ledger struct {
 	// to WashRulesOf(policy).
 	Wash *WashRules `json:"-"`
 }
+
+// Rev is a number that changes whenever cash or positions may have
+// changed (SetBase, ApplyFill, ApplyCashFlow): a caller that derived
+// figures from the holdings knows they still hold while Rev is the same.
+// It is not saved.
+func (l *Ledger) Rev() uint64 { return l.rev }
 
 // day returns the trade date of t in the ledger's zone.
 func (l *Ledger) day(t time.Time) tax.Date {
@@ -229,6 +237,7 @@ func New(policy string) *Ledger {
 // A buy fill the snapshot already includes is then recorded twice, which
 // can only disallow more of a loss, never less.
 func (l *Ledger) SetBase(asOf time.Time, hash string, accounts map[string]*Account, now time.Time) {
+	l.rev++
 	kept := map[[2]string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(accounts)) {
 		acc, old := accounts[name], l.Accounts[name]
@@ -566,6 +575,7 @@ type FillResult struct {
 // moved back, or, in a tax-advantaged account, the loss is lost for good
 // (see WashBooking, journaled in WashSales).
 func (l *Ledger) ApplyFill(account string, f *events.Fill, now time.Time) (FillResult, error) {
+	l.rev++
 	if f.FillID == "" {
 		return FillResult{}, errors.New("fill: fill_id is missing")
 	}

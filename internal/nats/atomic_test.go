@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -354,5 +356,37 @@ func TestAtomicBatchRefusedFallsBack(t *testing.T) {
 	}
 	if sp := readPlan(t, ts.url()); !equalStrings(sp.ids, []string{"p1-0", "p1-1"}) {
 		t.Fatalf("stream holds %v, want the two orders", sp.ids)
+	}
+}
+
+// TestAtomicBatchOneRoundTrip: a plan's batch goes out as core publishes,
+// only its commit (the plan event) awaiting a reply: one round trip per
+// plan, whatever its size. (jetstreamext's default flow control, AckFirst,
+// would make the first order a request too; see docs/BENCHMARKS.md, "Why an
+// atomic batch costs milliseconds".)
+func TestAtomicBatchOneRoundTrip(t *testing.T) {
+	ts := newTestServer(t)
+	px := natsproxy.Start(t, ts.server().Addr().String(), "no.trip.")
+	b := newBus(t, connect(t, "nats://"+px.Addr()), fastConfig())
+	if !b.AtomicBatches() {
+		t.Fatal("the server takes no atomic batches")
+	}
+	orders := householdOrders("p1", 3)
+	px.Record(events.DefaultPrefix + ".")
+	if _, sent, err := b.PublishPlanOrders(t.Context(), orders, new(testPlan("p1", orders))); err != nil || !sent {
+		t.Fatalf("PublishPlanOrders: plan sent %v, %v", sent, err)
+	}
+	var got []string
+	for _, m := range px.Published() {
+		got = append(got, fmt.Sprintf("%s reply=%t", m.Subject, m.Reply != ""))
+	}
+	want := []string{
+		"rebalance.orders.smith-family.taxable reply=false",
+		"rebalance.orders.smith-family.ira reply=false",
+		"rebalance.orders.smith-family.taxable reply=false",
+		"rebalance.plans.smith-family reply=true",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("messages sent:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -67,12 +68,40 @@ type testServer struct {
 
 func newTestServer(t testing.TB) *testServer {
 	t.Helper()
-	ts := &testServer{t: t, cfg: EmbeddedConfig{Port: -1, StoreDir: t.TempDir()}}
+	ts := &testServer{t: t, cfg: EmbeddedConfig{Port: -1, StoreDir: storeDir(t)}}
 	ts.start()
 	ts.port = ts.s.Addr().(*net.TCPAddr).Port
 	ts.cfg.Port = ts.port
 	t.Cleanup(ts.stop)
 	return ts
+}
+
+// storeDir is a JetStream store directory removed at the end of the test.
+// Unlike t.TempDir, its removal retries for a while: a server that staged
+// an atomic batch the test abandoned may still write its staging files
+// just after WaitForShutdown returns (seen under load as "unlinkat ...
+// directory not empty").
+func storeDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rebalancerd-js-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			err := os.RemoveAll(dir)
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("remove the JetStream store %s: %v", dir, err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	return dir
 }
 
 func (ts *testServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", ts.port) }

@@ -303,7 +303,12 @@ func (b *Bus) publishAtomic(ctx context.Context, msgs []outMsg) ([]*jetstream.Pu
 // last commits the batch and waits at most AckTimeout for the ack, so one
 // round trip per plan.
 func (b *Bus) sendBatch(ctx context.Context, msgs []outMsg) (*jetstreamext.BatchAck, error) {
-	bp, err := jetstreamext.NewBatchPublisher(b.js, jetstreamext.BatchFlowControl{AckTimeout: b.cfg.AckTimeout})
+	// No flow control (jetstreamext's default waits for the server's
+	// reply to the first message): a plan is far below the server's
+	// batch limit, and every message but the commit goes out as a core
+	// publish. What a batch costs beyond that round trip is the server's
+	// staging of it (docs/BENCHMARKS.md).
+	bp, err := jetstreamext.NewBatchPublisher(b.js, jetstreamext.BatchFlowControl{AckFirst: false, AckEvery: 0, AckTimeout: b.cfg.AckTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("nats: batch publisher: %w", err)
 	}

@@ -112,12 +112,21 @@ func freeCash(s *drift.Snapshot) decimal.Decimal {
 // TestBaseline plans random households of one to three accounts with
 // destination target, with the planner and with the simple whole-share
 // planner of baselineAfter: the planner's largest |deviation| is smaller
-// on average, larger in at most 2% of the households (where the baseline
-// does no harm), and the planner leaves no more free cash on average. -cases N plans N households instead of 10,000.
+// on average, and the planner leaves no more free cash on average. In no
+// household is its largest |deviation| larger than the simple plan's,
+// unless the simple plan got there in a way the planner may not take
+// (each excuse checked here on the two plans, independently of the
+// planner): it pushed a sleeve that was inside its band out of it (no
+// harm), it left more sleeves out of band than the planner (the first
+// criterion of the planner's order, docs/PLANNING.md), it sold in a
+// taxable account what a tax-advantaged account still holds (invariant
+// 6), or one of its accounts bought and sold the same sleeve (issue 11).
+// -cases N plans N households instead of 10,000.
 func TestBaseline(t *testing.T) {
 	n := defaultCases(households)
 	var oursDev, baseDev, oursIdle, baseIdle decimal.Decimal
-	worse, better, excused := 0, 0, 0
+	worse, better := 0, 0
+	excused := map[string]int{}
 	for seed := 0; seed < n; seed++ {
 		r := rand.New(rand.NewPCG(uint64(seed), 2222))
 		pol, hold, prices := genHouseholdWith(r, policy.DestinationTarget, 3)
@@ -125,7 +134,8 @@ func TestBaseline(t *testing.T) {
 		before := drift.Compute(b)
 		p := plan.Make(before)
 		ours := checkInvariants(t, b, p)
-		base := drift.Compute(baselineAfter(b, before))
+		baseBook := baselineAfter(b, before)
+		base := drift.Compute(baseBook)
 		od, bd := largestWeight(ours), largestWeight(base)
 		// Exactly: largest(ours) / total(ours) > largest(base) / total(base).
 		ov, bv := make([]decimal.Decimal, len(ours.Sleeves)), make([]decimal.Decimal, len(base.Sleeves))
@@ -133,30 +143,36 @@ func TestBaseline(t *testing.T) {
 			ov[k], bv[k] = ours.Sleeves[k].Value, base.Sleeves[k].Value
 		}
 		pl := b.Policy
-		switch c := largest(pl, ov, ours.Total).Mul(base.Total).Cmp(largest(pl, bv, base.Total).Mul(ours.Total)); {
-		case c > 0 && baselineHarms(pl, before, base):
-			// The baseline got there by pushing a sleeve out of its band,
-			// which the planner never does.
-			excused++
-		case c > 0:
-			worse++
-			if worse <= 3 && testing.Verbose() {
-				t.Logf("seed %d: largest deviation %s, baseline %s\npolicy:\n%s\nholdings:\n%s\nprices:\n%s", seed, od, bd, pol, hold, prices)
-			}
+		c := largest(pl, ov, ours.Total).Mul(base.Total).Cmp(largest(pl, bv, base.Total).Mul(ours.Total))
+		switch {
 		case c < 0:
 			better++
+		case c > 0:
+			switch {
+			case baselineHarms(pl, before, base):
+				excused["the simple plan pushes a sleeve out of its band"]++
+			case outCount(pl, ov, ours.Total) < outCount(pl, bv, base.Total):
+				excused["the planner leaves fewer sleeves out of band"]++
+			case baselineSellsTaxableFirst(b, baseBook):
+				excused["the simple plan sells in a taxable account first"]++
+			case baselineBothWays(b, baseBook):
+				excused["an account of the simple plan buys and sells a sleeve"]++
+			default:
+				worse++
+				if worse <= 3 {
+					t.Errorf("seed %d: largest deviation %s, the simple plan's %s, without an excuse\npolicy:\n%s\nholdings:\n%s\nprices:\n%s", seed, od, bd, pol, hold, prices)
+				}
+			}
 		}
 		oursDev, baseDev = oursDev.Add(od), baseDev.Add(bd)
 		oursIdle, baseIdle = oursIdle.Add(freeCash(ours)), baseIdle.Add(freeCash(base))
 	}
 	count := decimal.NewFromInt(int64(n))
 	avg := func(d decimal.Decimal, places int32) string { return d.DivRound(count, places).String() }
-	t.Logf("%d households: largest deviation on average %s%% (baseline %s%%); better in %d, worse in %d, worse where the baseline pushes a sleeve out of its band in %d; free cash after on average %s (baseline %s)",
+	t.Logf("%d households: largest deviation on average %s%% (simple plan %s%%); smaller in %d, larger without an excuse in %d, larger where %v; free cash after on average %s (simple plan %s)",
 		n, avg(oursDev.Shift(2), 4), avg(baseDev.Shift(2), 4), better, worse, excused, avg(oursIdle, 2), avg(baseIdle, 2))
-	// Issue 11 asks for no household at all; 1.3% of them are still worse
-	// (docs/BENCHMARKS.md). This bound keeps that from growing.
-	if worse*50 > n {
-		t.Errorf("the planner's largest deviation is larger than the baseline's in %d of %d households", worse, n)
+	if worse > 0 {
+		t.Errorf("the planner's largest deviation is larger than the simple plan's, without an excuse, in %d of %d households", worse, n)
 	}
 	if !oursDev.LessThan(baseDev) {
 		t.Errorf("the planner's largest deviation is not smaller on average: %s vs %s", avg(oursDev, 8), avg(baseDev, 8))
@@ -164,4 +180,64 @@ func TestBaseline(t *testing.T) {
 	if oursIdle.GreaterThan(baseIdle) {
 		t.Errorf("the planner leaves more free cash on average: %s vs %s", avg(oursIdle, 2), avg(baseIdle, 2))
 	}
+}
+
+// outCount returns how many sleeves lie outside their bands with sleeve
+// values values out of total.
+func outCount(p *policy.Policy, values []decimal.Decimal, total decimal.Decimal) int {
+	n := 0
+	for k := range values {
+		if outOfBand(p, k, values[k], total) {
+			n++
+		}
+	}
+	return n
+}
+
+// baselineSellsTaxableFirst reports whether the baseline's plan sells an
+// instrument in a taxable account while a tax-advantaged account still
+// holds a step of it after the plan: what invariant 6 forbids the planner.
+func baselineSellsTaxableFirst(b, after *portfolio.Book) bool {
+	p := b.Policy
+	for i, in := range p.Instruments {
+		sold := false
+		for a := range p.Accounts {
+			if !p.Accounts[a].Type.TaxAdvantaged() && after.Qty[a][i].LessThan(b.Qty[a][i]) {
+				sold = true
+			}
+		}
+		if !sold {
+			continue
+		}
+		for a := range p.Accounts {
+			if p.Accounts[a].Type.TaxAdvantaged() && !after.Qty[a][i].LessThan(in.Step) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// baselineBothWays reports whether the baseline's plan has an account buy
+// and sell instruments of the same leaf sleeve, which issue 11 forbids
+// the planner outside split restorations.
+func baselineBothWays(b, after *portfolio.Book) bool {
+	p := b.Policy
+	for a := range p.Accounts {
+		bought, sold := map[int]bool{}, map[int]bool{}
+		for i, in := range p.Instruments {
+			switch after.Qty[a][i].Cmp(b.Qty[a][i]) {
+			case 1:
+				bought[in.Sleeve] = true
+			case -1:
+				sold[in.Sleeve] = true
+			}
+		}
+		for sl := range bought {
+			if sold[sl] {
+				return true
+			}
+		}
+	}
+	return false
 }

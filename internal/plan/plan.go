@@ -1253,7 +1253,7 @@ func (pl *planner) finish() *Plan {
 			// Untouched: the figures before are those after.
 			r.WeightAfter, r.BreachAfter = d.Weight, d.Breach
 		default:
-			r.WeightAfter = pl.after[si].DivRound(pl.totalAfter, drift.WeightPlaces)
+			r.WeightAfter = pl.numOf(pl.after[si]).DivRoundTo(pl.numOf(pl.totalAfter), drift.WeightPlaces).dec()
 			r.BreachAfter = pl.outAfter(si)
 		}
 		out.Sleeves[si] = r
@@ -1374,6 +1374,9 @@ func (pl *planner) unresolved(out *Plan) {
 		if reason != "" {
 			out.Unresolved = append(out.Unresolved, Unresolved{Sleeve: p.Sleeves[si].Path, WeightAfter: out.Sleeves[si].WeightAfter, Reason: reason})
 		}
+	}
+	if pl.dest == policy.DestinationTarget && pl.flow == nil {
+		pl.unrestoredSplits(out)
 	}
 }
 

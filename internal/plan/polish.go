@@ -268,6 +268,10 @@ func (pl *planner) score(withIdle bool) score {
 	if lowest.Sign() < 0 {
 		sc.dev = maxNum(sc.dev, lowest.Neg())
 	}
+	if devLess(&pl.before, &sc) {
+		// A larger largest deviation than before the plan is harm too.
+		sc.harmed++
+	}
 	pl.under = under
 	if withIdle {
 		sc.idle = pl.idleCash()
@@ -1200,6 +1204,7 @@ func (pl *planner) explain(o *Order, r *SleeveReport, cache *string) string {
 // allocation than the simple planner's.
 func (pl *planner) secondStart() {
 	target := true
+	pl.loadFixed()
 	pl.load()
 	first := pl.score(target)
 	// The first plan and its projection, kept to be put back.
@@ -1224,23 +1229,23 @@ func (pl *planner) secondStart() {
 	pl.totalAfter, pl.sameTotal = total, same
 }
 
-// simple places the orders of a simple whole-share plan, sleeve by
-// sleeve: the instruments of a leaf sleeve over its target are sold down
-// to their target values, rounding sells up to whole steps, tax-advantaged
-// accounts first; then each account buys, with its free cash and
-// proceeds, the instruments it may hold of the leaf sleeves under their
-// targets, up to their target values, rounding down.
+// simple places the orders of a simple whole-share plan on the
+// projection pl.f (load must have run): each instrument over its share of
+// its sleeve's target value is sold down to it, rounding sells up to whole
+// steps, tax-advantaged accounts first; then each account, in the policy's
+// order, buys with its free cash and proceeds the instruments it may hold
+// that are under their shares, up to them, rounding down, except where it
+// sells the same sleeve (no account trades a sleeve both ways). This is
+// the plan of the simple planner the tests compare with
+// (baseline_test.go), within the rules the planner keeps.
 func (pl *planner) simple() {
-	p, s, f := pl.p, pl.s, &pl.f
+	p, f := pl.p, &pl.f
 	gap := f.gap // target value - held, per instrument
 	clear(gap)
-	for i, in := range p.Instruments {
-		if in.Sleeve == p.Cash || f.unit[i].Sign() <= 0 {
+	for i := range p.Instruments {
+		g := pl.simpleGap(i)
+		if g.IsZero() {
 			continue
-		}
-		g := f.tv[in.Sleeve].Mul(pl.numOf(in.Share)).Sub(pl.numOf(pl.held[i]))
-		if over := pl.numOf(s.Sleeves[in.Sleeve].Value).GreaterThan(f.tv[in.Sleeve]); over != (g.Sign() < 0) {
-			continue // against its sleeve's direction: left alone
 		}
 		// The gap is only divided by the step's value u = U x 10^k (U an
 		// integer), compared with zero and moved by whole steps, so it may
@@ -1249,8 +1254,9 @@ func (pl *planner) simple() {
 		// Rounded, it fits a num where the share's digits made it big.
 		gap[i] = g.RoundFloor(pl.unit[i].Exponent())
 	}
+	sellOrder := pl.simpleSellOrder()
 	for i := range p.Instruments {
-		for _, a := range pl.sellOrder {
+		for _, a := range sellOrder {
 			if gap[i].Sign() >= 0 {
 				break
 			}
@@ -1266,9 +1272,10 @@ func (pl *planner) simple() {
 			gap[i] = gap[i].Add(n.Mul(f.unit[i]))
 		}
 	}
-	for _, a := range pl.spendOrder {
+	for a := range p.Accounts {
 		for i := range p.Instruments {
-			if f.cash[a].Sign() <= 0 || gap[i].Sign() <= 0 || !p.Accounts[a].Allows(i) || !pl.mayBuy(i) {
+			if f.cash[a].Sign() <= 0 || gap[i].Sign() <= 0 || !p.Accounts[a].Allows(i) || !pl.mayBuy(i) ||
+				pl.conflicts(a, i, Buy) {
 				continue
 			}
 			n, _ := minNum(gap[i], f.cash[a]).QuoRem(f.unit[i])
@@ -1285,6 +1292,33 @@ func (pl *planner) simple() {
 // simple plan, moving the projection (pl.f) as the polish does.
 func (pl *planner) addSimple(a, i int, side Side, n num) {
 	pl.apply(&move{k: -1, a: a, i: i, side: side, n: n})
+}
+
+// simpleGap returns the gap of the simple plan for instrument i: its
+// share of its sleeve's target value less what the household holds of it
+// (zero for the cash sleeve and instruments without a price).
+func (pl *planner) simpleGap(i int) num {
+	p, f := pl.p, &pl.f
+	in := &p.Instruments[i]
+	if in.Sleeve == p.Cash || f.unit[i].Sign() <= 0 {
+		return num{}
+	}
+	return f.tv[in.Sleeve].Mul(pl.numOf(in.Share)).Sub(pl.numOf(pl.held[i]))
+}
+
+// simpleSellOrder returns the accounts in the order the simple plan sells
+// in: tax-advantaged accounts first, each group in the policy's order,
+// whatever their reserves.
+func (pl *planner) simpleSellOrder() []int {
+	order := make([]int, 0, pl.nA)
+	for _, taxable := range []bool{false, true} {
+		for a := range pl.p.Accounts {
+			if !pl.p.Accounts[a].Type.TaxAdvantaged() == taxable {
+				order = append(order, a)
+			}
+		}
+	}
+	return order
 }
 
 // percentText writes fraction d as a percentage with two decimals, rounded

@@ -2,6 +2,7 @@ package plan_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -119,10 +120,10 @@ func TestShortTermBlocked(t *testing.T) {
 	wantOrders(t, p, "tx sell 10 A to_target", "tx buy 20 B to_target")
 	wantGains(t, p.Tax.Gains, "0", "0", "0", "200")
 	// bonds, short by what stocks could not sell, is listed too.
-	if u := unresolvedOf(p, "stocks"); len(p.Unresolved) != 2 || unresolvedOf(p, "bonds") == nil || u == nil || !u.WeightAfter.Equal(d("0.75")) ||
-		!strings.Contains(u.Reason, "12 of 22 not sold: 12 would realize short-term gains, which the policy blocks") {
-		t.Errorf("unresolved = %+v", p.Unresolved)
-	}
+	wantUnresolved(t, p,
+		"stocks 0.75: 1200.00 USD of A could not be sold: in tx, 12 of 22 not sold: 12 would realize short-term gains, which the policy blocks",
+		// bonds, short by what stocks could not sell, is listed too.
+		"bonds 0.25: no account that may hold B has free cash left above its reserve")
 	if h := p.Tax.HeldBack; len(h) != 1 || h[0].Account != "tx" || h[0].Instrument != "A" || !h[0].Quantity.Equal(d("12")) {
 		t.Errorf("held back = %+v", h)
 	}
@@ -134,9 +135,9 @@ func TestShortTermBlocked(t *testing.T) {
 func TestWaitLongTerm(t *testing.T) {
 	p := taxPlan(t, "  A: {sleeve: stocks}\n  B: {sleeve: bonds}", "  tx: {type: taxable}", "tax: {wait_long_term_days: 30}", heldBackHoldings, tax.History{})
 	wantOrders(t, p, "tx sell 10 A to_target", "tx buy 20 B to_target")
-	if u := unresolvedOf(p, "stocks"); u == nil || !strings.Contains(u.Reason, "12 waits until 2026-12-02") {
-		t.Errorf("unresolved = %+v", p.Unresolved)
-	}
+	wantUnresolved(t, p,
+		"stocks 0.75: 1200.00 USD of A could not be sold: in tx, 12 of 22 not sold: 12 waits until 2026-12-02, when the lots at a short-term gain that would sell it turn long-term",
+		"bonds 0.25: no account that may hold B has free cash left above its reserve")
 	// A wait of 12 days reaches 2026-12-02 too; 11 does not: the lot is
 	// sold at its short-term gain, 12 x 5 = 60.
 	p = taxPlan(t, "  A: {sleeve: stocks}\n  B: {sleeve: bonds}", "  tx: {type: taxable}", "tax: {wait_long_term_days: 11}", heldBackHoldings, tax.History{})
@@ -165,9 +166,9 @@ func TestWashSaleMovesBuy(t *testing.T) {
 
 	// With B alone in bonds, the sleeve stays short and says why.
 	p = taxPlan(t, "  A: {sleeve: stocks}\n  B: {sleeve: bonds}", accounts, "tax: {}", holdings, h)
-	if u := unresolvedOf(p, "bonds"); u == nil || !strings.Contains(u.Reason, "wash-sale guard: B traded in account tx on 2026-11-10") {
-		t.Errorf("unresolved = %+v", p.Unresolved)
-	}
+	wantUnresolved(t, p,
+		"stocks 0.8375: selling more of A would push another sleeve out of its band, make the largest deviation larger, or trade against another order of the plan",
+		"bonds 0.125: no instrument of the sleeve may be bought: wash-sale guard: B traded in account tx on 2026-11-10; blocked through 2026-12-10")
 }
 
 // TestHarvest: the household is on target (60 A = 6000, 80 B = 4000), so
@@ -248,9 +249,9 @@ func TestRelocationLoss(t *testing.T) {
 	if n := p.Tax.NotRelocated; len(n) != 1 || n[0].Instrument != "A" || !strings.Contains(n[0].Reason, "tx would sell A at a loss while ira buys A") {
 		t.Errorf("not relocated = %+v", n)
 	}
-	if unresolvedOf(p, "bonds") == nil {
-		t.Errorf("unresolved = %+v", p.Unresolved)
-	}
+	wantUnresolved(t, p,
+		"bonds 0: 4000.00 USD of B could not be bought: no account that may hold it has free cash or sale proceeds left",
+		"cash 0.4: the free cash left (in ira) may not buy B (may_hold), and the accounts that may hold it have none above their reserve")
 }
 
 // checkTax verifies what every tax-aware plan guarantees:
@@ -435,5 +436,18 @@ func TestLossKeptInOtherAccount(t *testing.T) {
 	wantGains(t, p.Tax.Gains, "0", "0", "100", "0")
 	if p.Tax.Disallowed != nil {
 		t.Errorf("disallowed %+v, want none", p.Tax.Disallowed)
+	}
+}
+
+// wantUnresolved checks p's unresolved entries, exactly and in order, each
+// written "SLEEVE WEIGHT_AFTER: REASON".
+func wantUnresolved(t *testing.T, p *plan.Plan, want ...string) {
+	t.Helper()
+	got := make([]string, len(p.Unresolved))
+	for k, u := range p.Unresolved {
+		got[k] = fmt.Sprintf("%s %s: %s", u.Sleeve, u.WeightAfter, u.Reason)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("unresolved:\n got %q\nwant %q", got, want)
 	}
 }

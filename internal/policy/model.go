@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/robfig/cron/v3"
 
@@ -50,10 +52,10 @@ type Model struct {
 	// its sleeves, instruments and rules, for summaries.
 	Policy *Policy
 
-	sum       [sha256.Size]byte
-	schedules map[string]cron.Schedule
-	r         strictyaml.Reader // the file's reader, without problems
-	part      part
+	sum  [sha256.Size]byte
+	memo *memo
+	r    strictyaml.Reader // the file's reader, without problems
+	part part
 }
 
 // ParseModel reads and validates a model file. A problem that only a
@@ -69,12 +71,12 @@ func ParseModel(file string, data []byte) (*Model, error) {
 	m.Version = hex.EncodeToString(m.sum[:8])
 	whole := &part{r: r, root: root, f: r.Object(root, "", modelFields...)}
 	c := compiler{r: r, p: newPolicy(file, m.Version), owner: func(string) *part { return whole }, modelOnly: true,
-		schedules: map[string]cron.Schedule{}}
+		memo: &memo{}}
 	c.compile("model")
 	if err := r.Errs.Err(); err != nil {
 		return nil, &ModelError{Name: c.p.Name, File: file, Errs: strictyaml.AsErrors(err)}
 	}
-	m.Name, m.Policy, m.schedules = c.p.Name, c.p, c.schedules
+	m.Name, m.Policy, m.memo = c.p.Name, c.p, c.memo
 	m.r = *r
 	m.part = part{root: root, f: whole.f}
 	return m, nil
@@ -198,7 +200,11 @@ func Compose(m *Model, h *Household) (*Policy, error) {
 	p.Model, p.ModelVersion = m.Name, m.Version
 	model := &part{r: &mr, root: m.part.root, f: m.part.f}
 	household := &part{r: &hr, root: h.part.root, f: h.part.f}
-	c := compiler{r: &hr, p: p, schedules: m.schedules, owner: func(key string) *part {
+	// The sections of the model a household cannot change are taken as
+	// the model compiled them: parsed once, one copy in memory for all its
+	// households (a Policy is immutable; WithLocals and WithHalfWidths
+	// copy the sleeves they change).
+	c := compiler{r: &hr, p: p, base: m.Policy, memo: m.memo, owner: func(key string) *part {
 		if _, ok := household.f[key]; ok || slices.Contains(householdOwn, key) {
 			return household
 		}
@@ -236,4 +242,48 @@ func (ms Models) Compose(h *Household) (*Policy, error) {
 	r.Errs = nil
 	r.Errorf(h.part.f["model"], "model", "no model %q (known: %s)", h.Model, strings.Join(names, ", "))
 	return nil, r.Errs.Err()
+}
+
+// memo shares what the households of one model parse alike: time zones and
+// cron schedules. Each time.LoadLocation reads the zone database and
+// returns a new 4 KiB Location; 100,000 households in New York need one.
+// A Location and a cron.Schedule are immutable once made. Safe for
+// concurrent use; a nil memo keeps nothing.
+type memo struct {
+	zones     sync.Map // name -> *time.Location
+	schedules sync.Map // spec -> cron.Schedule
+}
+
+func (m *memo) zone(name string) (*time.Location, bool) {
+	if m == nil {
+		return nil, false
+	}
+	v, ok := m.zones.Load(name)
+	if !ok {
+		return nil, false
+	}
+	return v.(*time.Location), true
+}
+
+func (m *memo) keepZone(name string, loc *time.Location) {
+	if m != nil && name != "Local" {
+		m.zones.Store(name, loc)
+	}
+}
+
+func (m *memo) schedule(spec string) (cron.Schedule, bool) {
+	if m == nil {
+		return nil, false
+	}
+	v, ok := m.schedules.Load(spec)
+	if !ok {
+		return nil, false
+	}
+	return v.(cron.Schedule), true
+}
+
+func (m *memo) keepSchedule(spec string, s cron.Schedule) {
+	if m != nil {
+		m.schedules.Store(spec, s)
+	}
 }

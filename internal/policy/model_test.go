@@ -1,11 +1,16 @@
 package policy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 )
 
 // modelBadFiles lists, for each testdata/models/*.bad.yml, every problem
@@ -162,27 +167,44 @@ contributions:
 	if got.Name != "jones" || got.Sleeves[0].HalfWidth.String() != "0.03" {
 		t.Errorf("name %q, equities half-width %s", got.Name, got.Sleeves[0].HalfWidth)
 	}
-	for _, p := range []*Policy{got, want} {
-		p.File, p.Version, p.Model, p.ModelVersion = "", "", "", ""
-		for i := range p.Sleeves {
-			p.Sleeves[i].Line = 0
+	sameCompiled(t, got, want)
+}
+
+// sameCompiled checks that a composed policy equals one compiled from a
+// policy file, but for names of files, versions and lines.
+func sameCompiled(t *testing.T, got, want *Policy) {
+	t.Helper()
+	norm := func(p *Policy) *Policy {
+		q := *p
+		q.File, q.Version, q.Model, q.ModelVersion = "", "", "", ""
+		q.Sleeves = slices.Clone(p.Sleeves)
+		for i := range q.Sleeves {
+			q.Sleeves[i].Line = 0
 		}
-		for i := range p.Instruments {
-			p.Instruments[i].Line = 0
+		q.Instruments = slices.Clone(p.Instruments)
+		for i := range q.Instruments {
+			q.Instruments[i].Line = 0
 		}
-		for i := range p.Accounts {
-			p.Accounts[i].Line = 0
+		q.Accounts = slices.Clone(p.Accounts)
+		for i := range q.Accounts {
+			q.Accounts[i].Line = 0
 		}
-		for i := range p.Contributions {
-			p.Contributions[i].Line = 0
+		q.Contributions = slices.Clone(p.Contributions)
+		for i := range q.Contributions {
+			q.Contributions[i].Line = 0
 		}
-		for i := range p.AssetLocation {
-			p.AssetLocation[i].Line = 0
+		q.AssetLocation = slices.Clone(p.AssetLocation)
+		for i := range q.AssetLocation {
+			q.AssetLocation[i].Line = 0
 		}
 		if p.Investor != nil {
-			p.Investor.Line = 0
+			inv := *p.Investor
+			inv.Line = 0
+			q.Investor = &inv
 		}
+		return &q
 	}
+	got, want = norm(got), norm(want)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("composed policy differs from the merged file:\n got %+v\nwant %+v", got, want)
 	}
@@ -230,4 +252,93 @@ func TestComposeVersion(t *testing.T) {
 	if p, err := Parse(hName, household); err == nil && p.Version == base {
 		t.Errorf("household version %s equals a lone file's", base)
 	}
+}
+
+// TestComposeShares: households on one model share its sleeves and
+// instruments (one copy in memory), except the sleeves of a household
+// with bands of its own, and are equal to what they would be unshared.
+func TestComposeShares(t *testing.T) {
+	ms := testModels(t)
+	compose := func(path string) *Policy {
+		t.Helper()
+		name, data := readFile(t, path)
+		p, err := composeFile(ms, name, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	smith, jones := compose("testdata/models/smith.good.yml"), compose("testdata/models/overrides.good.yml")
+	model := ms["growth-2045"].Policy
+	if &smith.Sleeves[0] != &model.Sleeves[0] || &smith.Instruments[0] != &model.Instruments[0] || &jones.Instruments[0] != &model.Instruments[0] {
+		t.Error("sleeves or instruments not shared with the model")
+	}
+	if &jones.Sleeves[0] == &model.Sleeves[0] || !jones.Sleeves[0].HalfWidth.Equal(dec("0.03")) || !model.Sleeves[0].HalfWidth.Equal(dec("0.05")) {
+		t.Errorf("jones's own bands shared: half-width %s, model's %s", jones.Sleeves[0].HalfWidth, model.Sleeves[0].HalfWidth)
+	}
+	// Zones are loaded once per model: a Location is 4 KiB.
+	if again := compose("testdata/models/overrides.good.yml"); again.Investor.Zone != jones.Investor.Zone || again.Investor.Zone.String() != "Europe/Paris" {
+		t.Errorf("zone %p %s, then %p", jones.Investor.Zone, jones.Investor.Zone, again.Investor.Zone)
+	}
+	// The same file as a policy of its own compiles to equal sleeves.
+	text, _ := os.ReadFile("testdata/models/growth-2045.model.good.yml")
+	alone, err := Parse("alone.yml", []byte(strings.Replace(string(text), "model: growth-2045", "policy: smith-household", 1)+
+		"accounts:\n  roth:    {type: roth_ira}\n  k401:    {type: traditional_401k, may_hold: [VTI, BND, VMFXX]}\n  taxable: {type: taxable, reserve: \"20000\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameCompiled(t, smith, alone)
+}
+
+// FuzzHousehold checks that a household file, whatever its bytes, composed
+// with the test models never panics, that what is accepted keeps every
+// invariant of a Policy, and that every problem names one of the two
+// files.
+func FuzzHousehold(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/models/*.yml")
+	for _, path := range seeds {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	ms := Models{}
+	files := map[string]bool{"fuzz.yml": true}
+	for _, path := range []string{"testdata/models/growth-2045.model.good.yml", "testdata/models/glide.model.good.yml"} {
+		files[path] = true
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		m, err := ParseModel(path, data)
+		if err != nil {
+			f.Fatal(err)
+		}
+		ms[m.Name] = m
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := composeFile(ms, "fuzz.yml", data)
+		if err != nil {
+			if p != nil {
+				t.Fatal("a policy returned with its error")
+			}
+			es := strictyaml.AsErrors(err)
+			for _, e := range es {
+				if e.Msg == "" || e.Line < 0 || !files[e.File] {
+					t.Fatalf("bad problem %q", e.Error())
+				}
+			}
+			return
+		}
+		// The invariants of a policy file, the version aside (it hashes
+		// the model too).
+		q := *p
+		sum := sha256.Sum256(data)
+		q.Version = hex.EncodeToString(sum[:8])
+		checkPolicy(t, &q, "fuzz.yml", data)
+		if len(p.Version) != 16 || p.Version == q.Version || p.ModelVersion != ms[p.Model].Version {
+			t.Fatalf("version %q, model %s@%s", p.Version, p.Model, p.ModelVersion)
+		}
+	})
 }

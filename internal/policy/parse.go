@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -81,14 +82,9 @@ func Parse(file string, data []byte) (*Policy, error) {
 
 // newPolicy returns an empty policy read from file at version.
 func newPolicy(file, version string) *Policy {
-	return &Policy{
-		File:            file,
-		Version:         version,
-		Cash:            -1,
-		sleeveIndex:     map[string]int{},
-		instrumentIndex: map[string]int{},
-		accountIndex:    map[string]int{},
-	}
+	// The indexes are made by the sections that fill them: a household
+	// shares its model's sleeve and instrument indexes.
+	return &Policy{File: file, Version: version, Cash: -1}
 }
 
 // part is one file's share of a policy's top-level fields: a policy file
@@ -110,10 +106,12 @@ type compiler struct {
 	// household's fields (accounts, investor) are absent, and what refers
 	// to them is checked when a household is composed with the model.
 	modelOnly bool
-	// schedules are the schedules of a model, parsed once (a zone is read
-	// from disk) and shared by its households: filled while the model is
-	// compiled on its own, read-only after.
-	schedules map[string]cron.Schedule
+	// base is the model compiled on its own when a household is composed
+	// with it (model.go), nil otherwise: see reuse.
+	base *Policy
+	// memo shares the zones and schedules a model's households parse
+	// alike (model.go); nil for a policy file.
+	memo *memo
 	// treeOK is set when targets compiled without a problem: rows and
 	// tilts are checked against the tree only then, so that one mistake
 	// in targets is not repeated for every row.
@@ -141,7 +139,7 @@ func (c *compiler) need(key string) (*yaml.Node, bool) {
 // compile reads every top-level field; nameKey is the field that names
 // the policy (policy, model or household).
 func (c *compiler) compile(nameKey string) {
-	p := c.p
+	p, base := c.p, c.base
 	if s, ok := c.need(nameKey); ok {
 		if name, ok := c.r.String(s, nameKey); ok {
 			if !identifier.MatchString(name) {
@@ -150,7 +148,9 @@ func (c *compiler) compile(nameKey string) {
 			p.Name = name
 		}
 	}
-	if s, ok := c.need("currency"); ok {
+	if c.reuse("currency") {
+		p.Currency = base.Currency
+	} else if s, ok := c.need("currency"); ok {
 		if cur, ok := c.r.String(s, "currency"); ok {
 			if !currency.MatchString(cur) {
 				c.r.Errorf(s, "currency", "%q is not a three-letter ISO 4217 code like USD", cur)
@@ -158,27 +158,52 @@ func (c *compiler) compile(nameKey string) {
 			p.Currency = cur
 		}
 	}
-	if n, ok := c.need("targets"); ok {
-		before := c.errors()
-		c.targets(n, -1, "targets")
-		c.treeOK = c.errors() == before
-		if p.Cash < 0 && len(p.Sleeves) > 0 {
-			c.r.Errorf(n, "targets", "no top-level %q sleeve: free cash counts toward it (write `cash: 0%%` to hold none)", CashSleeve)
+	switch {
+	case c.reuse("targets") && c.reuse("bands"):
+		p.Sleeves, p.sleeveIndex, p.Cash, c.treeOK = base.Sleeves, base.sleeveIndex, base.Cash, true
+	case c.reuse("targets"):
+		// Bands of its own: its own copy of the sleeves to band.
+		p.Sleeves, p.sleeveIndex, p.Cash, c.treeOK = slices.Clone(base.Sleeves), base.sleeveIndex, base.Cash, true
+		if n, ok := c.need("bands"); ok {
+			c.bands(n)
 		}
+		p.derive()
+	default:
+		p.sleeveIndex = map[string]int{}
+		if n, ok := c.need("targets"); ok {
+			before := c.errors()
+			c.targets(n, -1, "targets")
+			c.treeOK = c.errors() == before
+			if p.Cash < 0 && len(p.Sleeves) > 0 {
+				c.r.Errorf(n, "targets", "no top-level %q sleeve: free cash counts toward it (write `cash: 0%%` to hold none)", CashSleeve)
+			}
+		}
+		if n, ok := c.need("bands"); ok {
+			c.bands(n)
+		}
+		p.derive()
 	}
-	if n, ok := c.need("bands"); ok {
-		c.bands(n)
-	}
-	p.derive()
 	c.investor(c.field("investor"))
 	c.glidePath(c.field("glide_path"))
 	c.glideBands(c.field("glide_bands")) // strategy.go
-	if n, ok := c.need("rebalance"); ok {
+	if c.reuse("rebalance") {
+		p.Rebalance = base.Rebalance
+	} else if n, ok := c.need("rebalance"); ok {
 		c.rebalance(n)
 	}
-	c.prices(c.field("prices"))
-	c.limits(c.field("limits"))
-	if n, ok := c.need("instruments"); ok {
+	if c.reuse("prices") {
+		p.Prices = base.Prices
+	} else {
+		c.prices(c.field("prices"))
+	}
+	if c.reuse("limits") {
+		p.Limits = base.Limits
+	} else {
+		c.limits(c.field("limits"))
+	}
+	if c.reuse("instruments") {
+		p.Instruments, p.instrumentIndex = base.Instruments, base.instrumentIndex
+	} else if n, ok := c.need("instruments"); ok {
 		c.instruments(n)
 	}
 	if !c.modelOnly {
@@ -186,13 +211,42 @@ func (c *compiler) compile(nameKey string) {
 			c.accounts(n)
 		}
 	}
-	c.tilts(c.field("tilts"))
+	if c.reuse("tilts") {
+		p.Tilts = base.Tilts
+	} else {
+		c.tilts(c.field("tilts"))
+	}
 	c.tax(c.field("tax"))                      // tax.go
 	c.assetLocation(c.field("asset_location")) // tax.go
-	c.correlation(c.field("correlation"))      // correlation.go
-	c.phaseIn(c.field("phase_in"))             // phasein.go
-	c.contributions(c.field("contributions"))  // contributions.go
+	if c.reuse("correlation") {
+		p.Correlation = base.Correlation
+	} else {
+		c.correlation(c.field("correlation")) // correlation.go
+	}
+	if c.reuse("phase_in") {
+		p.PhaseIn = base.PhaseIn
+	} else {
+		c.phaseIn(c.field("phase_in")) // phasein.go
+	}
+	c.contributions(c.field("contributions")) // contributions.go
 	c.coverage()
+}
+
+// reusable are the sections of a model that depend on nothing of a
+// household's: a household that does not replace them takes them as the
+// model compiled them, parsed once and shared in memory. The others
+// (glide_path and glide_bands count ages from the investor's birth date;
+// tax and asset_location name accounts) are compiled for each household.
+var reusable = []string{"currency", "targets", "bands", "rebalance", "prices", "limits", "instruments", "tilts", "correlation", "phase_in"}
+
+// reuse reports whether section key is taken from base, the model
+// compiled on its own.
+func (c *compiler) reuse(key string) bool {
+	if c.base == nil || !slices.Contains(reusable, key) || c.owner(key) != c.owner("targets") {
+		return false
+	}
+	c.r = c.owner(key).r
+	return true
 }
 
 // errors counts the problems found so far in every part.
@@ -528,7 +582,7 @@ func (c *compiler) schedule(n *yaml.Node, field string) (spec string, sched cron
 	if !ok {
 		return "", nil, false
 	}
-	if sched, ok := c.schedules[spec]; ok {
+	if sched, ok := c.memo.schedule(spec); ok {
 		return spec, sched, true
 	}
 	sched, err := ParseSchedule(spec)
@@ -536,9 +590,7 @@ func (c *compiler) schedule(n *yaml.Node, field string) (spec string, sched cron
 		c.r.Errorf(n, field, "%v", err)
 		return spec, nil, false
 	}
-	if c.modelOnly && c.schedules != nil {
-		c.schedules[spec] = sched
-	}
+	c.memo.keepSchedule(spec, sched)
 	return spec, sched, true
 }
 
@@ -585,6 +637,7 @@ func ParseSchedule(spec string) (sched cron.Schedule, err error) {
 
 func (c *compiler) instruments(n *yaml.Node) {
 	r, p := c.r, c.p
+	p.instrumentIndex = map[string]int{}
 	type shareInfo struct {
 		node  *yaml.Node
 		share decimal.Decimal
@@ -685,6 +738,7 @@ func (c *compiler) instruments(n *yaml.Node) {
 
 func (c *compiler) accounts(n *yaml.Node) {
 	r, p := c.r, c.p
+	p.accountIndex = map[string]int{}
 	for _, e := range r.Entries(n, "accounts") {
 		field := strictyaml.Join("accounts", e.Key)
 		if !identifier.MatchString(e.Key) {

@@ -676,6 +676,9 @@ func (c *compiler) zone(n *yaml.Node, field string) (*time.Location, bool) {
 	if !ok {
 		return nil, false
 	}
+	if loc, ok := c.memo.zone(s); ok {
+		return loc, true
+	}
 	loc, err := time.LoadLocation(s)
 	switch {
 	case s == "Local":
@@ -683,6 +686,7 @@ func (c *compiler) zone(n *yaml.Node, field string) (*time.Location, bool) {
 	case err != nil:
 		c.r.Errorf(n, field, "%q is not a time zone like America/New_York or UTC", s)
 	default:
+		c.memo.keepZone(s, loc)
 		return loc, true
 	}
 	return nil, false

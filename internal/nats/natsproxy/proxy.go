@@ -53,6 +53,9 @@ type Published struct {
 	// At is when the proxy read it.
 	At      time.Time
 	Subject string
+	// Reply is its reply subject: empty for a publish that awaits no
+	// answer.
+	Reply string
 }
 
 // Start listens on a random loopback port and forwards each connection
@@ -186,7 +189,13 @@ func (p *Proxy) parse(b []byte, at time.Time) []byte {
 		}
 		p.mu.Lock()
 		if p.record != "" && bytes.HasPrefix(fields[1], []byte(p.record)) {
-			p.published = append(p.published, Published{At: at, Subject: string(fields[1])})
+			pub := Published{At: at, Subject: string(fields[1])}
+			// A reply subject makes one field more than the operation's
+			// bare form: PUB <subject> <size>, HPUB <subject> <header size> <size>.
+			if bare := map[string]int{"PUB": 3, "HPUB": 4}[op]; len(fields) > bare {
+				pub.Reply = string(fields[2])
+			}
+			p.published = append(p.published, pub)
 		}
 		p.mu.Unlock()
 		b = b[end+2+size+2:]

@@ -1,0 +1,395 @@
+// The breach screen: a cheap, exact test that a household's evaluation at
+// new prices would change nothing but its valuation, so that drift and
+// planning (decimal arithmetic, about 30 µs a household) run only for the
+// households that may breach or whose check is due otherwise.
+
+package engine
+
+import (
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/drift"
+	"github.com/rebalancerd/rebalancerd/internal/fixed"
+	"github.com/rebalancerd/rebalancerd/internal/ledger"
+	"github.com/rebalancerd/rebalancerd/internal/plan"
+	"github.com/rebalancerd/rebalancerd/internal/policy"
+	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+)
+
+// screen is what the breach screen keeps of a household's last full
+// evaluation: the figures that do not depend on prices, as exact
+// integers. It is valid while the effective policy, the ledger and its
+// holdings (ledger.Rev) are the ones it was built from.
+//
+// The figures are exact (fixed: unsigned 128-bit integers at a power of
+// ten), so the screen has no error bound to respect: a figure that does
+// not fit, a sleeve that breaches or may breach, a valuation that is not
+// clearly accepted, anything the screen does not model (a calendar
+// firing, a cash flow, a phase-in, a drift event due) sends the household
+// to the full evaluation.
+type screen struct {
+	eff *policy.Policy
+	led *ledger.Ledger
+	rev uint64
+	// syms are rt.symbols when built; held[k] is a held instrument.
+	syms []string
+	held []heldInstr
+	// need are the symbols whose quotes Bind requires: held, or targeted
+	// by the effective policy.
+	need []string
+	// free is the free cash the cash sleeve counts (zero without a cash
+	// sleeve), cash the cash sleeve's index (-1 without one).
+	free fixed.Num
+	cash int
+	// target and half are each sleeve's target and band half-width.
+	target, half []fixed.Num
+	// phaseIn: the policy has a phase_in rule (a first investment may
+	// start when nothing but cash is held).
+	phaseIn bool
+	// maxMove is limits.max_value_change: valuation checks are screened
+	// only when it is a non-negative decimal of at most 14 places.
+	maxMove fixed.Num
+	// valuation is the ledger's accepted valuation the references come
+	// from (pending: a newer one the screen accepted and has not written
+	// to the ledger yet; see settleValuation); saved is the valuation
+	// check's last saved reference.
+	valuation *ledger.Valuation
+	saved     *ledger.Valuation
+	pending   bool
+	pendAt    time.Time
+	pendTotal fixed.Num
+	// prices and at are the quotes of syms at the last screen that
+	// settled an evaluation (has: a quote was there), for the valuation it
+	// accepted and for Status; cur, curAt and curHas are the scratch of a
+	// screen in progress.
+	prices, cur []decimal.Decimal
+	at, curAt   []time.Time
+	has, curHas []bool
+	// values is scratch: each sleeve's value.
+	values []fixed.Num
+}
+
+// heldInstr is an instrument the household holds.
+type heldInstr struct {
+	sym    int // index in screen.syms
+	sleeve int
+	qty    fixed.Num // over all accounts
+	// ref and saved are its prices in the accepted valuation and in the
+	// last saved one (absent: zero).
+	ref, saved fixed.Num
+}
+
+// maxMovePlaces bounds the places of a max_value_change the screen
+// handles: the save check divides it by four exactly (decimal.Div keeps
+// 16 places), and the ratio test scales it to 16 places.
+const maxMovePlaces = 14
+
+// buildScreen records, after a full evaluation that valued the household
+// (snap, from the effective policy eff), what the screen needs; it leaves
+// no screen when the household is outside what the screen models. Called
+// with e.mu held.
+func (e *Engine) buildScreen(rt *runtime, eff *policy.Policy, snap *drift.Snapshot) {
+	rt.dropScreen()
+	if e.noScreen || len(rt.waiting) > 0 || snap.Book.Policy != eff {
+		return
+	}
+	mm, ok := fixed.Of(rt.pol.Limits.MaxValueChange)
+	if !ok || mm.Exp < -maxMovePlaces || rt.value.saved == nil {
+		return
+	}
+	b := snap.Book
+	s := &screen{eff: eff, led: rt.ledger, rev: rt.ledger.Rev(), syms: rt.symbols, cash: eff.Cash,
+		phaseIn: rt.pol.PhaseIn != nil, maxMove: mm, valuation: rt.ledger.Valuation, saved: rt.value.saved,
+		target: make([]fixed.Num, len(eff.Sleeves)), half: make([]fixed.Num, len(eff.Sleeves)),
+		values: make([]fixed.Num, len(eff.Sleeves)),
+		prices: make([]decimal.Decimal, len(rt.symbols)), at: make([]time.Time, len(rt.symbols)), has: make([]bool, len(rt.symbols)),
+		cur: make([]decimal.Decimal, len(rt.symbols)), curAt: make([]time.Time, len(rt.symbols)), curHas: make([]bool, len(rt.symbols))}
+	symIndex := func(sym string) int {
+		for k, s := range rt.symbols {
+			if s == sym {
+				return k
+			}
+		}
+		return -1
+	}
+	for i := range eff.Instruments {
+		in := &eff.Instruments[i]
+		qty := decimal.Zero
+		for a := range b.Qty {
+			if !b.Qty[a][i].IsZero() {
+				qty = qty.Add(b.Qty[a][i])
+			}
+		}
+		targeted := eff.Sleeves[in.Sleeve].Target.Sign() > 0 && in.Share.Sign() > 0
+		if qty.IsZero() {
+			if targeted {
+				s.need = append(s.need, in.Symbol)
+			}
+			continue
+		}
+		k := symIndex(in.Symbol)
+		q, ok := fixed.Of(qty)
+		if k < 0 || !ok {
+			return
+		}
+		h := heldInstr{sym: k, sleeve: in.Sleeve, qty: q}
+		if v := rt.ledger.Valuation; v != nil {
+			if h.ref, ok = fixed.Of(v.Prices[in.Symbol]); !ok {
+				return
+			}
+		}
+		if h.saved, ok = fixed.Of(rt.value.saved.Prices[in.Symbol]); !ok {
+			return
+		}
+		s.held = append(s.held, h)
+	}
+	if s.cash >= 0 {
+		free := decimal.Zero
+		for _, f := range snap.FreeCash {
+			if !f.IsZero() {
+				free = free.Add(f)
+			}
+		}
+		if s.free, ok = fixed.Of(free); !ok {
+			return
+		}
+	}
+	for i := range eff.Sleeves {
+		t, okT := fixed.Of(eff.Sleeves[i].Target)
+		h, okH := fixed.Of(eff.Sleeves[i].HalfWidth)
+		if !okT || !okH {
+			return
+		}
+		s.target[i], s.half[i] = t, h
+	}
+	rt.scr = s
+}
+
+// screened reports whether the breach screen settles the household's
+// evaluation at now: no sleeve breaches its band, nothing else is due
+// (calendar firing, cash flow, phase-in step, first investment, drift
+// event), and the valuation check accepts the new investable total
+// without a save. It then does what the full evaluation would have done
+// (lastCheck, breaching, the accepted valuation) and returns true; it
+// changes nothing and returns false when the full evaluation must run.
+// Called with e.mu held, after the blocks of prices were found empty.
+func (e *Engine) screened(rt *runtime, eff *policy.Policy, now time.Time) bool {
+	s := rt.scr
+	if s == nil || s.eff != eff || s.led != rt.ledger || s.rev != rt.ledger.Rev() ||
+		rt.due != nil || len(rt.ledger.PendingFlows) > 0 || len(rt.ledger.CashPhases) > 0 || len(rt.breaching) > 0 ||
+		e.driftDue(rt, now) || s.saved != rt.value.saved || (!s.pending && s.valuation != rt.ledger.Valuation) {
+		return false
+	}
+	if _, held := rt.value.c.Held(); held {
+		return false
+	}
+	for k, sym := range s.syms {
+		q, ok := rt.guard.Quote(sym)
+		s.cur[k], s.curAt[k], s.curHas[k] = q.Price, q.At, ok
+	}
+	for _, sym := range s.need {
+		if _, ok := rt.guard.Quote(sym); !ok {
+			return false // Bind would fail: a targeted instrument without a price
+		}
+	}
+	// The sleeves' values: each held instrument's quantity times its
+	// price, free cash in the cash sleeve, parents the sum of their own
+	// and their children's.
+	clear(s.values)
+	var ok bool
+	for k := range s.held {
+		h := &s.held[k]
+		if !s.curHas[h.sym] {
+			return false
+		}
+		p, okP := fixed.Of(s.cur[h.sym])
+		v, okV := h.qty.Mul(p)
+		if s.values[h.sleeve], ok = s.values[h.sleeve].Add(v); !okP || !okV || !ok {
+			return false
+		}
+	}
+	if s.cash >= 0 {
+		if s.values[s.cash], ok = s.values[s.cash].Add(s.free); !ok {
+			return false
+		}
+	}
+	for i := len(eff.Sleeves) - 1; i >= 0; i-- { // children follow their parents
+		for _, c := range eff.Sleeves[i].Children {
+			if s.values[i], ok = s.values[i].Add(s.values[c]); !ok {
+				return false
+			}
+		}
+	}
+	var total fixed.Num
+	for i := range eff.Sleeves {
+		if eff.Sleeves[i].Parent < 0 {
+			if total, ok = total.Add(s.values[i]); !ok {
+				return false
+			}
+		}
+	}
+	if !total.V.IsZero() {
+		// A breach is |value - target*total| > half*total (drift.Describe).
+		for i := range eff.Sleeves {
+			tv, okT := s.target[i].Mul(total)
+			hv, okH := s.half[i].Mul(total)
+			d, okD := fixed.Diff(s.values[i], tv)
+			c, okC := fixed.Cmp(d, hv)
+			if !okT || !okH || !okD || !okC || c > 0 {
+				return false
+			}
+		}
+		if s.phaseIn && onlyCash(eff, s.values) {
+			return false // a first investment may start (plan.FirstInvestment)
+		}
+	}
+	// The valuation check (checkValuation): ref is the total at the
+	// accepted valuation's prices, refSaved at the last saved one's.
+	ref, refSaved := fixed.Num{}, fixed.Num{}
+	if s.cash >= 0 {
+		ref, refSaved = s.free, s.free
+	}
+	for k := range s.held {
+		h := &s.held[k]
+		r, okR := h.qty.Mul(h.ref)
+		v, okV := h.qty.Mul(h.saved)
+		var okA, okB bool
+		ref, okA = ref.Add(r)
+		refSaved, okB = refSaved.Add(v)
+		if !okR || !okV || !okA || !okB {
+			return false
+		}
+	}
+	if rt.ledger.Valuation == nil && !s.pending {
+		ref = total // no reference yet
+	}
+	if !valueAccepted(total, ref, s.maxMove) || valueMoved(total, refSaved, s.maxMove) {
+		return false
+	}
+	// What the full evaluation does for a household that neither breaches
+	// nor plans: the new valuation becomes the reference (written to the
+	// ledger when someone reads it), the valuation check starts again from
+	// it (its accepted ratio stays 1: the state after reset), and the
+	// drift snapshot is computed when asked for (snapshotOf).
+	rt.lastCheck = now
+	rt.breaching = nil
+	rt.waiting = nil
+	rt.snapStale = true
+	s.pending, s.pendAt, s.pendTotal = true, now, total
+	copy(s.prices, s.cur)
+	copy(s.at, s.curAt)
+	copy(s.has, s.curHas)
+	for k := range s.held {
+		h := &s.held[k]
+		h.ref, _ = fixed.Of(s.prices[h.sym]) // converted above
+	}
+	return true
+}
+
+// onlyCash reports whether nothing outside the cash sleeve has a value.
+func onlyCash(p *policy.Policy, values []fixed.Num) bool {
+	for i := range p.Sleeves {
+		if i != p.Cash && p.Sleeves[i].Parent < 0 && !values[i].V.IsZero() {
+			return false
+		}
+	}
+	return true
+}
+
+// valueAccepted reports whether the valuation check accepts total against
+// ref for certain: the ratio total/ref, rounded to ratioPlaces, is within
+// maxMove of 1. With d = |total-ref| and m = maxMove, that holds when
+// d/ref < m + 5e-17 (then any rounding to 16 places lands within m), that
+// is 2*d*10^16 < (2*m*10^16 + 1)*ref. It answers false when unsure (a
+// figure does not fit, or the ratio sits at a rounding tie), and the
+// full evaluation decides.
+func valueAccepted(total, ref, maxMove fixed.Num) bool {
+	if ref.V.IsZero() || maxMove.V.IsZero() {
+		return true // accepted without a ratio, or any move accepted
+	}
+	d, ok := fixed.Diff(total, ref)
+	if !ok {
+		return false
+	}
+	lhs, okL := d.V.Scale(ratioPlaces)
+	if lhs, ok = lhs.Mul(2); !okL || !ok {
+		return false
+	}
+	m, okM := maxMove.At(-ratioPlaces)
+	if m, ok = m.Mul(2); !okM || !ok {
+		return false
+	}
+	if m, ok = m.Add(fixed.From(1)); !ok {
+		return false
+	}
+	// lhs is at d's exponent, m at -16: m*ref at ref's exponent - 16.
+	rhs, ok := (fixed.Num{V: m, Exp: -ratioPlaces}).Mul(ref)
+	if !ok {
+		return false
+	}
+	c, ok := fixed.Cmp(fixed.Num{V: lhs, Exp: d.Exp - ratioPlaces}, rhs)
+	return ok && c < 0
+}
+
+// valueMoved reports whether the total moved more than a quarter of
+// maxMove from the value at the saved reference's prices (moved in
+// valuation.go): |total-saved|*4 > maxMove*saved. It answers true when a
+// figure does not fit, so that the full evaluation decides.
+func valueMoved(total, saved, maxMove fixed.Num) bool {
+	d, okD := fixed.Diff(total, saved)
+	d4, ok4 := d.Mul(fixed.Num{V: fixed.From(4)})
+	lim, okL := maxMove.Mul(saved)
+	c, okC := fixed.Cmp(d4, lim)
+	return !okD || !ok4 || !okL || !okC || c > 0
+}
+
+// settleValuation writes the valuation the screen accepted last to the
+// ledger, for whoever reads or saves it. Called with e.mu held.
+func (rt *runtime) settleValuation() {
+	s := rt.scr
+	if s == nil || !s.pending {
+		return
+	}
+	prices := make(map[string]decimal.Decimal, len(s.syms))
+	for k, sym := range s.syms {
+		if s.has[k] {
+			prices[sym] = s.prices[k]
+		}
+	}
+	rt.ledger.Valuation = &ledger.Valuation{Total: s.pendTotal.V.Big(s.pendTotal.Exp), At: s.pendAt, Prices: prices}
+	s.valuation, s.pending = rt.ledger.Valuation, false
+}
+
+// dropScreen forgets the screen, once its valuation is in the ledger.
+// Called with e.mu held.
+func (rt *runtime) dropScreen() {
+	rt.settleValuation()
+	rt.scr = nil
+}
+
+// snapshotOf returns the household's drift at its last evaluation,
+// computing it if that evaluation was screened: from the same effective
+// policy, holdings and quotes. Nil when it has none. Called with e.mu
+// held.
+func (e *Engine) snapshotOf(rt *runtime) *drift.Snapshot {
+	if !rt.snapStale || rt.scr == nil {
+		return rt.snapshot
+	}
+	s := rt.scr
+	q := &portfolio.Prices{File: "feeds", Quotes: make(map[string]portfolio.Quote, len(s.syms))}
+	for k, sym := range s.syms {
+		if s.has[k] {
+			q.Quotes[sym] = portfolio.Quote{Price: s.prices[k], At: s.at[k]}
+			if q.AsOf.IsZero() || s.at[k].Before(q.AsOf) {
+				q.AsOf = s.at[k]
+			}
+		}
+	}
+	if book, err := portfolio.Bind(s.eff, rt.ledger.Holdings(), q); err == nil {
+		rt.snapshot = drift.Compute(plan.HoldBack(book, rt.waiting))
+	}
+	rt.snapStale = false
+	return rt.snapshot
+}

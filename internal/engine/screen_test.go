@@ -1,0 +1,269 @@
+package engine
+
+import (
+	"flag"
+	"fmt"
+	"iter"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/clock"
+	"github.com/rebalancerd/rebalancerd/internal/events"
+	"github.com/rebalancerd/rebalancerd/internal/feeds"
+	"github.com/rebalancerd/rebalancerd/internal/policy"
+	"github.com/rebalancerd/rebalancerd/internal/portfolio"
+)
+
+var screenHouseholds = flag.Int("screen-households", 0, "households of TestScreenEqualsFullEvaluation (default 10,000; 1,000 under -race)")
+
+// randomHouseholds returns n households on variants of the example
+// household (bands, trigger, max_value_change, checked every second) with
+// random holdings: some far inside their bands, many near an edge, some
+// breaching.
+func randomHouseholds(t testing.TB, r *rand.Rand, n int) []Loaded {
+	t.Helper()
+	var variants []*policy.Policy
+	for k := range 24 {
+		text := strings.Replace(householdPolicy, "NAME", fmt.Sprintf("variant-%d", k), 1)
+		text = strings.Replace(text, "check_every: 1m", "check_every: 1s", 1)
+		text = strings.Replace(text, "bands: {absolute: 5%, relative: 25%", fmt.Sprintf("bands: {absolute: %d.%d%%, relative: 25%%", 1+k%6, k%10), 1)
+		if k%3 == 1 {
+			text = strings.Replace(text, "trigger: threshold", "trigger: hybrid, schedule: \"*/2 * * * *\"", 1)
+		}
+		if k%4 == 2 {
+			text = strings.Replace(text, "currency: USD\n", "currency: USD\nlimits: {max_value_change: 0.5%}\n", 1)
+		}
+		if k%5 == 3 {
+			text = strings.Replace(text, "currency: USD\n", "currency: USD\nphase_in: {over: 3d, every: 1d}\n", 1)
+		}
+		p, err := policy.Parse(fmt.Sprintf("variant-%d.yaml", k), []byte(text))
+		if err != nil {
+			t.Fatalf("variant %d: %v", k, err)
+		}
+		variants = append(variants, p)
+	}
+	base := map[string]float64{"VXUS": 537, "VNQ": 225, "TM-LARGE": 0.1576, "TM-BAL": 1.366, "TM-GROWTH": 10.4, "VTI": 270, "BND": 693}
+	acct := map[string]string{"VXUS": "roth", "VNQ": "roth", "TM-LARGE": "roth", "TM-BAL": "roth", "TM-GROWTH": "roth", "VTI": "k401", "BND": "k401"}
+	places := map[string]int32{"TM-LARGE": 4, "TM-BAL": 4, "TM-GROWTH": 4}
+	set := make([]Loaded, n)
+	for i := range set {
+		p := *variants[r.IntN(len(variants))]
+		p.Name = fmt.Sprintf("household-%06d", i)
+		h := &portfolio.Holdings{File: p.Name + ".holdings.yaml", AsOf: time.Date(2026, 11, 20, 21, 0, 0, 0, time.UTC)}
+		pos := map[string][]portfolio.Position{}
+		spread := []float64{0.02, 0.06, 0.15}[r.IntN(3)] // near target, near an edge, far
+		for _, sym := range slices.Sorted(mapsKeys(base)) {
+			if r.IntN(100) == 0 {
+				continue // not held
+			}
+			q := decimal.NewFromFloat(base[sym] * (1 + spread*(2*r.Float64()-1))).Round(places[sym])
+			pos[acct[sym]] = append(pos[acct[sym]], portfolio.Position{Instrument: sym, Quantity: q})
+		}
+		cash := decimal.New(400000+r.Int64N(200000), -2)
+		h.Accounts = []portfolio.AccountHoldings{
+			{Name: "roth", Cash: cash, Positions: pos["roth"]},
+			{Name: "k401", Positions: pos["k401"]},
+			{Name: "taxable", Cash: decimal.New(int64(20000+r.IntN(6000)), 0)},
+		}
+		if r.IntN(20) == 0 {
+			h.Accounts[0].Positions, h.Accounts[1].Positions = nil, nil // cash only: a first investment
+		}
+		set[i] = Loaded{Policy: &p, Holdings: h, HoldingsHash: "h"}
+	}
+	return set
+}
+
+// driftRecorder keeps what each drift event said, in order.
+type driftRecorder struct {
+	nopPublisher
+	got []string
+}
+
+func (r *driftRecorder) PublishDrift(d events.Drift) error {
+	r.got = append(r.got, d.Policy+" "+d.EvaluatedAt.String()+" "+d.Total.String()+" "+strings.Join(d.Breaching, ","))
+	return nil
+}
+
+func mapsKeys[V any](m map[string]V) iter.Seq[string] { return maps.Keys(m) }
+
+// TestScreenEqualsFullEvaluation: households evaluated with the breach
+// screen end every tick exactly where the full evaluation of every
+// household (the code before the screen) leaves them: same blocks,
+// breaches, plans, drift events, accepted valuations, drift snapshots.
+// Prices walk, jump now and then (held moves, held valuations), and the
+// clock passes calendar firings and drift periods.
+func TestScreenEqualsFullEvaluation(t *testing.T) {
+	n := *screenHouseholds
+	if n == 0 {
+		n = 10000
+		if raceEnabled || testing.Short() {
+			n = 1000
+		}
+	}
+	r := rand.New(rand.NewPCG(14, uint64(n)))
+	set := randomHouseholds(t, r, n)
+	start := time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)
+	clkA, clkB := clock.NewFake(start), clock.NewFake(start)
+	recA, recB := &driftRecorder{}, &driftRecorder{}
+	screenedEng := New(Options{Clock: clkA, Publisher: recA, Store: nopStore{}, InlinePublishTimeout: -1})
+	fullEng := New(Options{Clock: clkB, Publisher: recB, Store: nopStore{}, InlinePublishTimeout: -1})
+	fullEng.noScreen = true
+	for _, e := range []*Engine{screenedEng, fullEng} {
+		if err := e.Load(set); err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+	}
+	prices := map[string]decimal.Decimal{}
+	for sym, p := range benchPrices {
+		prices[sym] = decimal.RequireFromString(p)
+	}
+	screenedTotal := 0
+	for tick := range 40 {
+		var qs []feeds.Quote
+		for _, sym := range slices.Sorted(mapsKeys(prices)) {
+			if sym == "VMFXX" {
+				qs = append(qs, feeds.Quote{Symbol: sym, Price: prices[sym], At: clkA.Now(), Source: "test"})
+				continue
+			}
+			move := decimal.New(int64(r.IntN(41)-20), -4) // within ±0.2%
+			if tick == 12 || tick == 31 {
+				move = decimal.New(8, -3) // the market: valuations held under max_value_change 0.5%
+			}
+			if tick == 25 && sym == "TM-GROWTH" {
+				move = decimal.New(15, -2) // a 15% jump: held, then confirmed
+			}
+			prices[sym] = prices[sym].Add(prices[sym].Mul(move)).Round(4)
+			qs = append(qs, feeds.Quote{Symbol: sym, Price: prices[sym], At: clkA.Now(), Source: "test"})
+		}
+		screenedEng.Quotes(qs)
+		fullEng.Quotes(qs)
+		if tick%4 == 3 {
+			// The executor fills what was planned: holdings change.
+			for _, f := range pendingFills(screenedEng, clkA.Now()) {
+				errA, errB := screenedEng.HandleReport(f), fullEng.HandleReport(f)
+				if (errA == nil) != (errB == nil) {
+					t.Fatalf("tick %d: fill of %s: %v with the screen, %v without", tick, f.Policy, errA, errB)
+				}
+			}
+		}
+		screenedEng.tick()
+		fullEng.tick()
+		screenedTotal += compareEngines(t, tick, screenedEng, fullEng)
+		if !slices.Equal(recA.got, recB.got) {
+			t.Fatalf("tick %d: drift events differ: %d with the screen, %d without", tick, len(recA.got), len(recB.got))
+		}
+		step := time.Second
+		if tick%10 == 9 {
+			step = 37 * time.Second // past drift periods and calendar firings
+		}
+		clkA.Advance(step)
+		clkB.Advance(step)
+	}
+	if screenedTotal < n*40/8 {
+		t.Fatalf("the screen settled %d of %d evaluations: it is not exercised", screenedTotal, n*40)
+	}
+	t.Logf("%d households, 40 ticks: %d evaluations settled by the screen", n, screenedTotal)
+}
+
+// pendingFills are fills of every pending order, in full at its price.
+func pendingFills(e *Engine, now time.Time) []Report {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []Report
+	for _, name := range e.names {
+		for _, o := range e.policies[name].ledger.Pending() {
+			out = append(out, Report{Policy: name, Account: o.Account, Fill: &events.Fill{SchemaVersion: events.SchemaVersion,
+				FillID: "fill-" + o.OrderID, OrderID: o.OrderID, Status: events.FillFilled, Quantity: o.Remaining(), Price: o.Price, At: now}})
+		}
+	}
+	return out
+}
+
+// compareEngines fails the test where a and b differ; it returns how many
+// of a's households were screened at their last evaluation.
+func compareEngines(t *testing.T, tick int, a, b *Engine) int {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	screened := 0
+	for _, name := range a.names {
+		x, y := a.policies[name], b.policies[name]
+		if x.snapStale {
+			screened++
+		}
+		x.settleValuation()
+		fail := func(what string, got, want any) {
+			t.Fatalf("tick %d, %s: %s: screened %v, full %v", tick, name, what, got, want)
+		}
+		if !slices.Equal(x.blocked, y.blocked) {
+			fail("blocks", x.blocked, y.blocked)
+		}
+		if !slices.Equal(x.breaching, y.breaching) {
+			fail("breaching", x.breaching, y.breaching)
+		}
+		if !x.lastCheck.Equal(y.lastCheck) || !x.lastEval.Equal(y.lastEval) {
+			fail("last check", x.lastCheck, y.lastCheck)
+		}
+		if x.ledger.LastPlanID != y.ledger.LastPlanID || len(x.ledger.Orders) != len(y.ledger.Orders) || len(x.ledger.CashPhases) != len(y.ledger.CashPhases) {
+			fail("plans", x.ledger.LastPlanID, y.ledger.LastPlanID)
+		}
+		if vx, vy := x.ledger.Valuation, y.ledger.Valuation; (vx == nil) != (vy == nil) ||
+			vx != nil && (!vx.Total.Equal(vy.Total) || !vx.At.Equal(vy.At) || len(vx.Prices) != len(vy.Prices)) {
+			fail("accepted valuation", vx, vy)
+		} else if vx != nil {
+			for sym, p := range vy.Prices {
+				if !vx.Prices[sym].Equal(p) {
+					fail("accepted valuation price of "+sym, vx.Prices[sym], p)
+				}
+			}
+		}
+		if sx, sy := x.value.saved, y.value.saved; (sx == nil) != (sy == nil) || sx != nil && (!sx.At.Equal(sy.At) || !sx.Total.Equal(sy.Total)) {
+			fail("saved valuation", sx, sy)
+		}
+		if _, hx := x.value.c.Held(); hx != func() bool { _, h := y.value.c.Held(); return h }() {
+			fail("valuation held", hx, !hx)
+		}
+		sx, sy := a.snapshotOf(x), b.snapshotOf(y)
+		if (sx == nil) != (sy == nil) || sx != nil && (!sx.Total.Equal(sy.Total) || !sx.AsOf.Equal(sy.AsOf)) {
+			fail("snapshot", sx, sy)
+		}
+		if sx != nil {
+			for i := range sx.Sleeves {
+				if !sx.Sleeves[i].Weight.Equal(sy.Sleeves[i].Weight) || sx.Sleeves[i].Breach != sy.Sleeves[i].Breach {
+					fail("sleeve "+sx.Sleeves[i].Path, sx.Sleeves[i], sy.Sleeves[i])
+				}
+			}
+		}
+	}
+	if len(a.outbox) != len(b.outbox) {
+		t.Fatalf("tick %d: %d plans queued with the screen, %d without", tick, len(a.outbox), len(b.outbox))
+	}
+	for i := range a.outbox {
+		if a.outbox[i].policy != b.outbox[i].policy || len(a.outbox[i].orders) != len(b.outbox[i].orders) {
+			t.Fatalf("tick %d: plan %d differs", tick, i)
+		}
+		for k := range a.outbox[i].orders {
+			if a.outbox[i].orders[k].OrderID != b.outbox[i].orders[k].OrderID || !a.outbox[i].orders[k].Quantity.Equal(b.outbox[i].orders[k].Quantity) {
+				t.Fatalf("tick %d: plan %d: order %d differs", tick, i, k)
+			}
+		}
+	}
+	if len(a.driftOut) != len(b.driftOut) {
+		t.Fatalf("tick %d: %d drift events queued with the screen, %d without", tick, len(a.driftOut), len(b.driftOut))
+	}
+	for i := range a.driftOut {
+		if a.driftOut[i].Policy != b.driftOut[i].Policy || !a.driftOut[i].Total.Equal(b.driftOut[i].Total) {
+			t.Fatalf("tick %d: drift event %d differs", tick, i)
+		}
+	}
+	return screened
+}
