@@ -272,8 +272,8 @@ type runtime struct {
 	effDate string
 	// effDayStart and effDayEnd bound effDate's day in the policy's zone.
 	effDayStart, effDayEnd time.Time
-	effStep int // the phase-in step eff has (0 without a phase)
-	explain *targets.Explanation
+	effStep                int // the phase-in step eff has (0 without a phase)
+	explain                *targets.Explanation
 	// corr is the correlation watch, when the policy has one.
 	corr *corrWatch
 	// contribStop stops the calendars of the policy's contributions,

@@ -375,8 +375,9 @@ type StoredReport struct {
 //
 // It reads each stream once, with one consumer, whatever the number of
 // policies, and returns how many orders it adopted or marked and how many
-// fills it recovered. Only a failure to read the orders stream is an
-// error.
+// fills it recovered. Only a failure to read the orders stream, or the
+// positions snapshots and cash flows of the reports stream, is an error
+// (fills that cannot be read block the policies that need them).
 func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fills int, err error) {
 	e.mu.Lock()
 	now := e.clk.Now()
