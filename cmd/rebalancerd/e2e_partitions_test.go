@@ -77,9 +77,14 @@ func TestPartitionedGroup(t *testing.T) {
 	t.Cleanup(srv.Shutdown)
 
 	dir := t.TempDir()
+	// A household with new quotes is evaluated at most every check_every
+	// (2s); quotes come every 10s and at the breach, so that the
+	// machine's time goes to planning and publishing rather than to
+	// evaluating 1,000 households a second (the engine evaluates under
+	// the lock the publisher needs).
 	pol := policyText("threshold", "")
-	for _, r := range [][2]string{{"check_every: 1m", "check_every: 1s"}, {"cooldown: 1m", "cooldown: 1s"},
-		{"max_move: 40%", "max_move: 90%"}, {"instruments:", "limits:\n  max_value_change: 100%\ninstruments:"}} {
+	for _, r := range [][2]string{{"check_every: 1m", "check_every: 2s"}, {"max_move: 40%", "max_move: 90%"},
+		{"instruments:", "limits:\n  max_value_change: 100%\ninstruments:"}} {
 		pol = strings.Replace(pol, r[0], r[1], 1)
 	}
 	n := *partitionHouseholds
@@ -133,7 +138,7 @@ ha:
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	wg.Go(func() { publishPrices(ctx, nc, time.Second, func() map[string]string { return *level.Load() }) })
+	wg.Go(func() { publishPrices(ctx, nc, 10*time.Second, func() map[string]string { return *level.Load() }) })
 
 	// The orders as they are stored (polling the stream would load the
 	// server more than the daemons do).
@@ -176,6 +181,7 @@ ha:
 	// Every household out of band; b is killed while planning its share.
 	victim := procs["b"]
 	level.Store(&map[string]string{"VTI": "150", "BND": "100"})
+	publishQuotes(nc, *level.Load())
 	checkFor(t, 60*time.Second, 5*time.Millisecond, func() error {
 		if c := victim.logs.count("rebalance"); c < 20 {
 			return fmt.Errorf("b made %d plans", c)
@@ -214,7 +220,7 @@ ha:
 	})
 	tookOver = time.Since(killed)
 	var done time.Duration
-	checkFor(t, 4*time.Minute, 200*time.Millisecond, func() error {
+	checkFor(t, 10*time.Minute, 200*time.Millisecond, func() error {
 		if got := watch.households(); got < n {
 			return fmt.Errorf("%d of %d households have a plan in the stream", got, n)
 		}
@@ -262,6 +268,17 @@ ha:
 			}
 		}
 	}
+	requeued := 0 // b's journaled plans the survivors published under their ids
+	for _, name := range []string{"a", "c"} {
+		p := procs[name]
+		p.logs.mu.Lock()
+		for _, m := range p.logs.lines {
+			if m["msg"] == "publishing orders journaled before the last stop" && slices.Contains(bParts, partition.Of(fmt.Sprint(m["policy"]), partitionCount)) {
+				requeued++
+			}
+		}
+		p.logs.mu.Unlock()
+	}
 	bShare := 0
 	for _, name := range households {
 		if slices.Contains(bParts, partition.Of(name, partitionCount)) {
@@ -270,9 +287,9 @@ ha:
 	}
 	t.Logf("b held %d partitions (%d households); killed after journaling %d plans (%d acknowledged); "+
 		"its partitions were taken over %v after the SIGKILL (lease TTL %v); "+
-		"the survivors planned %d of its households and published the %d it had journaled; every household had its plan %v after the SIGKILL; "+
+		"the survivors planned %d of its households and published %d plans it had journaled under their ids; every household had its plan %v after the SIGKILL; "+
 		"%d orders in the stream, each once",
-		len(bParts), bShare, len(bPlanned), bAcked, tookOver.Round(time.Millisecond), partitionTTL, after, len(bPlanned),
+		len(bParts), bShare, len(bPlanned), bAcked, tookOver.Round(time.Millisecond), partitionTTL, after, requeued,
 		done.Round(time.Millisecond), orders)
 	if len(seen) != orders {
 		t.Errorf("%d order messages, %d distinct ids", orders, len(seen))
@@ -282,15 +299,10 @@ ha:
 // publishPrices publishes quotes at the prices level returns every
 // interval, each timed now, until ctx ends.
 func publishPrices(ctx context.Context, nc *natsgo.Conn, every time.Duration, level func() map[string]string) {
-	subj := events.Subjects{Prefix: events.DefaultPrefix}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		at := time.Now().UTC()
-		for sym, px := range level() {
-			data, _ := json.Marshal(events.Price{SchemaVersion: events.SchemaVersion, Symbol: sym, Price: decimal.RequireFromString(px), At: at})
-			_ = nc.Publish(subj.Price(sym), data)
-		}
+		publishQuotes(nc, level())
 		select {
 		case <-ctx.Done():
 			return
@@ -336,6 +348,16 @@ func watchOrders(ctx context.Context, t *testing.T, js jetstream.JetStream) *ord
 	context.AfterFunc(ctx, cc.Stop)
 	t.Cleanup(cc.Stop)
 	return w
+}
+
+// publishQuotes publishes one quote of each price, timed now.
+func publishQuotes(nc *natsgo.Conn, prices map[string]string) {
+	subj := events.Subjects{Prefix: events.DefaultPrefix}
+	at := time.Now().UTC()
+	for sym, px := range prices {
+		data, _ := json.Marshal(events.Price{SchemaVersion: events.SchemaVersion, Symbol: sym, Price: decimal.RequireFromString(px), At: at})
+		_ = nc.Publish(subj.Price(sym), data)
+	}
 }
 
 // partitionHolders reads the holder of every held partition from the

@@ -111,45 +111,6 @@ func loadHouseholds(b *testing.B, n int, clk clock.Clock) *Engine {
 	return e
 }
 
-// BenchmarkStartup: parsing n household policies and loading them, on a
-// first start (no saved state: each ledger is seeded from its holdings
-// and saved) and on a restart (each ledger read back from the state
-// directory).
-func BenchmarkStartup(b *testing.B) {
-	const n = 10000
-	clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
-	start := func(b *testing.B, dir string) {
-		store, err := state.Open(dir)
-		if err != nil {
-			b.Fatal(err)
-		}
-		e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: store})
-		if err := e.Load(householdSet(b, n)); err != nil {
-			b.Fatal(err)
-		}
-		// The heap the loaded engine holds, after a collection.
-		goruntime.GC()
-		var ms goruntime.MemStats
-		goruntime.ReadMemStats(&ms)
-		b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
-		e.Close()
-		store.Close()
-	}
-	b.Run(fmt.Sprintf("first/households=%d", n), func(b *testing.B) {
-		for b.Loop() {
-			start(b, b.TempDir())
-		}
-	})
-	b.Run(fmt.Sprintf("saved/households=%d", n), func(b *testing.B) {
-		dir := b.TempDir()
-		start(b, dir)
-		b.ResetTimer()
-		for b.Loop() {
-			start(b, dir)
-		}
-	})
-}
-
 func quotes(at time.Time, bump int64) []feeds.Quote {
 	var qs []feeds.Quote
 	for sym, p := range benchPrices {

@@ -74,10 +74,32 @@ func Parse(file string, data []byte) (*Policy, error) {
 	whole := &part{r: r, root: root, f: r.Object(root, "", policyFields...)}
 	c := compiler{r: r, p: p, owner: func(string) *part { return whole }}
 	c.compile("policy")
+	hintKind(r.Errs)
 	if err := r.Errs.Err(); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// hintKind says so when a policy file is a model or household file: the
+// problem of its top-level model or household key becomes the hint.
+func hintKind(errs strictyaml.Errors) {
+	unknown := map[string]*strictyaml.Error{}
+	for _, e := range errs {
+		if e.Msg == unknownField(policyFields) {
+			unknown[e.Field] = e
+		}
+	}
+	if e, ok := unknown["household"]; ok {
+		e.Msg = "a household file is not a policy: put it in households_dir (docs/CONFIG.md, \"Models and households\"); check it with check -config"
+	} else if e, ok := unknown["model"]; ok {
+		e.Msg = "a model file is not a policy: list it in models_dir (docs/CONFIG.md, \"Models and households\"); check it with check -model"
+	}
+}
+
+// unknownField is strictyaml's message for a key not in known.
+func unknownField(known []string) string {
+	return "unknown field (known: " + strings.Join(known, ", ") + ")"
 }
 
 // newPolicy returns an empty policy read from file at version.

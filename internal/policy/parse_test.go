@@ -59,6 +59,22 @@ func TestGoodFiles(t *testing.T) {
 // badFiles lists, for each testdata/*.bad.yml, every problem Parse must
 // report, in order.
 var badFiles = map[string][]string{
+	// A model or household file given where a policy file goes says so.
+	"model_as_policy.bad.yml": {
+		`model_as_policy.bad.yml:1: model: a model file is not a policy: list it in models_dir (docs/CONFIG.md, "Models and households"); check it with check -model`,
+		"model_as_policy.bad.yml:1: policy: required field is missing",
+		"model_as_policy.bad.yml:1: accounts: required field is missing",
+	},
+	"household_as_policy.bad.yml": {
+		`household_as_policy.bad.yml:1: household: a household file is not a policy: put it in households_dir (docs/CONFIG.md, "Models and households"); check it with check -config`,
+		"household_as_policy.bad.yml:1: policy: required field is missing",
+		"household_as_policy.bad.yml:1: currency: required field is missing",
+		"household_as_policy.bad.yml:1: targets: required field is missing",
+		"household_as_policy.bad.yml:1: bands: required field is missing",
+		"household_as_policy.bad.yml:1: rebalance: required field is missing",
+		"household_as_policy.bad.yml:1: instruments: required field is missing",
+		"household_as_policy.bad.yml:2: model: unknown field (known: policy, currency, targets, bands, rebalance, prices, limits, instruments, accounts, investor, glide_path, glide_bands, tilts, tax, asset_location, correlation, phase_in, contributions)",
+	},
 	"contributions.bad.yml": {
 		`contributions.bad.yml:13: contributions[0].account: no account "k401" (known: broker)`,
 		`contributions.bad.yml:14: contributions[1].amount: must be positive, got 0`,
