@@ -20,9 +20,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	goruntime "runtime"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -219,6 +221,8 @@ type Engine struct {
 	driftAt map[string]int
 	// counts are the aggregates of breaching and blocked households.
 	counts counts
+	// scratch is the breach screen's working memory.
+	scratch screenScratch
 	// noScreen turns the breach screen off: every evaluation in full (for
 	// tests comparing the two).
 	noScreen bool
@@ -284,8 +288,8 @@ type runtime struct {
 	// (Options.HouseholdMetrics).
 	metered bool
 	// scr is the breach screen's state (nil: none; see screen.go);
-	// snapStale is set when the last evaluation was screened, so that
-	// snapshot is older than it (snapshotOf).
+	// snapStale is set when the last evaluation was screened: snapshot is
+	// then nil, and snapshotOf computes it.
 	scr       *screen
 	snapStale bool
 	// counted is what the household adds to the engine's counts.
@@ -395,28 +399,21 @@ func (e *Engine) Load(set []Loaded) error {
 		running[name] = true
 	}
 	e.mu.Unlock()
-	saved := map[string]*ledger.Ledger{}
-	var partial *PartialLoadError
+	var names []string
 	for _, l := range set {
-		if running[l.Policy.Name] {
-			continue
-		}
-		led, ok, err := e.opts.Store.Load(l.Policy.Name)
-		if err != nil && e.opts.Partitioned {
-			if partial == nil {
-				partial = &PartialLoadError{Failed: map[string]error{}}
-			}
-			partial.Failed[l.Policy.Name] = err
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if ok {
-			saved[l.Policy.Name] = led
+		if !running[l.Policy.Name] {
+			names = append(names, l.Policy.Name)
 		}
 	}
-	if partial != nil {
+	saved, failed := e.loadSaved(names)
+	var partial *PartialLoadError
+	for _, name := range names {
+		if err := failed[name]; err != nil && !e.opts.Partitioned {
+			return err
+		}
+	}
+	if len(failed) > 0 {
+		partial = &PartialLoadError{Failed: failed}
 		set = slices.DeleteFunc(slices.Clone(set), func(l Loaded) bool { return partial.Failed[l.Policy.Name] != nil })
 	}
 
@@ -538,6 +535,43 @@ func (e *Engine) Load(set []Loaded) error {
 	return nil
 }
 
+// loadSaved reads the saved ledgers of the policies named, on as many
+// goroutines as there are CPUs (decoding them is most of a restart with
+// many households), and returns those found and the errors of those that
+// could not be read.
+func (e *Engine) loadSaved(names []string) (saved map[string]*ledger.Ledger, failed map[string]error) {
+	ledgers := make([]*ledger.Ledger, len(names))
+	errs := make([]error, len(names))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(goruntime.GOMAXPROCS(0), len(names)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(names); i = int(next.Add(1) - 1) {
+				l, ok, err := e.opts.Store.Load(names[i])
+				switch {
+				case err != nil:
+					errs[i] = err
+				case ok:
+					ledgers[i] = l
+				}
+			}
+		})
+	}
+	wg.Wait()
+	saved = make(map[string]*ledger.Ledger, len(names))
+	for i, l := range ledgers {
+		if errs[i] != nil {
+			if failed == nil {
+				failed = map[string]error{}
+			}
+			failed[names[i]] = errs[i]
+		} else if l != nil {
+			saved[names[i]] = l
+		}
+	}
+	return saved, failed
+}
+
 // PartialLoadError is Load's error, with Options.Partitioned, when the
 // saved state of some policies could not be read: the others were loaded.
 type PartialLoadError struct {
@@ -576,6 +610,22 @@ func (e *Engine) save(rt *runtime, durable bool) error {
 	}
 	rt.unsaved = false
 	return nil
+}
+
+// saveAll saves ledgers durably. With a store that group-commits
+// (state.Store, which has Sync) each is queued first, without waiting, so
+// that they share commits; the durable save that follows then only waits
+// for the commit holding it (a ledger equal to the one queued is not
+// written again) and reports its error. Called with e.mu held.
+func (e *Engine) saveAll(rts []*runtime) {
+	if _, ok := e.opts.Store.(interface{ Sync() error }); ok {
+		for _, rt := range rts {
+			_ = e.opts.Store.Save(rt.ledger, false) // its error is the durable save's below
+		}
+	}
+	for _, rt := range rts {
+		e.save(rt, true)
+	}
 }
 
 // Close stops the calendars and waits for them. Run calls it when its

@@ -510,12 +510,14 @@ func (e *Engine) Reconcile(ctx context.Context, src StreamHistory) (orders, fill
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	var rts []*runtime
 	for _, name := range e.names {
 		if rt := e.policies[name]; changed[name] {
-			e.save(rt, true)
+			rts = append(rts, rt)
 			e.setSymbols(rt)
 		}
 	}
+	e.saveAll(rts)
 	return orders, fills, nil
 }
 

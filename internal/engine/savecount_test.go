@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/rebalancerd/rebalancerd/internal/clock"
+	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/state"
+	"github.com/shopspring/decimal"
 )
 
 // TestLedgerWrittenOnChange: evaluations that change no ledger (prices
@@ -45,6 +48,52 @@ func TestLedgerWrittenOnChange(t *testing.T) {
 	for _, name := range e.names {
 		if rt := e.policies[name]; rt.lastEval != clk.Now() {
 			t.Fatalf("%s not evaluated at the last tick", name)
+		}
+	}
+}
+
+// TestReconcileSavesShareCommits: a reconciliation that changes many
+// ledgers at start (orders adopted from the stream for each) saves them
+// durably in a few commits of the state file, not one commit each.
+func TestReconcileSavesShareCommits(t *testing.T) {
+	st, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
+	e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: st})
+	const n = 40
+	if err := e.Load(householdSet(t, n)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute)
+	var h streamHistory
+	for _, name := range e.names {
+		h.orders = append(h.orders, events.Order{SchemaVersion: 1, OrderID: name + "-p-1", PlanID: name + "-p", Policy: name,
+			Account: "taxable", Instrument: "VTI", Side: "buy", Quantity: decimal.NewFromInt(1), Price: decimal.NewFromInt(285),
+			CreatedAt: clk.Now(), ExpiresAt: clk.Now().Add(24 * time.Hour)})
+	}
+	clk.Advance(time.Minute)
+	if err := st.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	before := st.Stats()
+	orders, _, err := e.Reconcile(context.Background(), h)
+	if err != nil || orders != n {
+		t.Fatalf("Reconcile = %d orders, %v; want %d adopted", orders, err, n)
+	}
+	after := st.Stats()
+	if w := after.LedgerWrites - before.LedgerWrites; w != n {
+		t.Errorf("%d ledgers written, want %d", w, n)
+	}
+	if c := after.Commits - before.Commits; c > 3 {
+		t.Errorf("%d ledgers saved durably in %d commits, want them to share a few", n, c)
+	}
+	for _, name := range e.names {
+		l, ok, err := st.Load(name)
+		if err != nil || !ok || len(l.Pending()) != 1 {
+			t.Fatalf("%s: saved ledger without the adopted order (%v %v)", name, ok, err)
 		}
 	}
 }

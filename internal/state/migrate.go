@@ -207,7 +207,7 @@ func (s *Store) importLedgers(dir string, names []string, m *Migration) error {
 		}
 		w.add(op{kind: opLedger, key: policy, data: data})
 		for _, e := range entries {
-			w.add(op{kind: opJournal, key: policy, data: e})
+			w.add(op{kind: opJournal, key: policy, data: e, seq: s.nextSeq()})
 		}
 		m.Ledgers++
 		m.Entries += len(entries)

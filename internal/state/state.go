@@ -1,18 +1,18 @@
-// Package state persists the daemon's state: each policy's ledger, the
-// journal of plans about to be published, and other documents of the
-// engine (the correlation watch's price history, phase-in state), all in
-// one file in the state directory (Store, a bbolt B+tree with
-// group-committed transactions; see docs/OPERATIONS.md).
+// Package state persists the daemon's state: each policy's ledger and
+// other documents of the engine (the correlation watch's price history,
+// phase-in state) in one file in the state directory (Store, a bbolt
+// B+tree with group-committed transactions), and the journal of plans
+// about to be published in one append-only file beside it (see
+// docs/OPERATIONS.md, "State directory").
 //
 // The journal takes the orders of a new plan before they are published:
-// Append returns once the entry is committed and fsynced (unless
-// Options.AsyncJournal), so the plan survives a power loss before its
-// first order is published. Load replays the journal over the saved
-// ledger, so a crash re-publishes those orders under the same ids, which
-// JetStream deduplicates. Once JetStream has acknowledged them the daemon
-// saves the ledger, which empties the journal in the same transaction.
-// What a lost journal entry held, the daemon recovers from the orders
-// stream itself.
+// Append returns once the entry is fsynced (unless Options.AsyncJournal),
+// so the plan survives a power loss before its first order is published.
+// Load replays the journal over the saved ledger, so a crash re-publishes
+// those orders under the same ids, which JetStream deduplicates. Once
+// JetStream has acknowledged them the daemon saves the ledger, which
+// supersedes the entries. What a lost journal entry held, the daemon
+// recovers from the orders stream itself.
 //
 // Dir is the former layout, one file per policy, kept for the migration
 // (Store.Migrate) and for benchmarks.

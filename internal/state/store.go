@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,33 +33,46 @@ var (
 	bucketJournal = []byte("journal") // policy 0x00 seq(8, big endian) → Entry JSON
 	bucketAux     = []byte("aux")     // document name → JSON (correlation history, phase-in)
 	bucketMeta    = []byte("meta")    // "migrated " + directory → Migration JSON
+	bucketCleared = []byte("cleared") // policy → seq(8): journal file entries up to it are in the saved ledger
 )
 
 // ErrClosed is returned by the methods of a closed Store.
 var ErrClosed = errors.New("state: store closed")
 
-// Store keeps every policy's ledger, journal and other documents in one
-// file (FileName in the state directory), a bbolt B+tree. Its methods are
-// safe for concurrent use.
+// Store keeps every policy's ledger and other documents in one file
+// (FileName in the state directory), a bbolt B+tree, and the journal of
+// plans about to be published in one append-only file beside it
+// (JournalName). Its methods are safe for concurrent use; no file is kept
+// open per policy.
 //
-// Writes are group-committed: Save, Append and WriteJSON queue their
-// change, and one goroutine commits whatever is queued in one transaction
-// (one fsync of the data, one of the meta page), then the next batch.
-// A caller that needs its write durable waits for the commit that holds it,
-// so concurrent writers share fsyncs, and writes that need not be durable
-// (a ledger seeded from its holdings file at the first start) do not wait
-// at all: 100,000 households' first start takes a few commits, not
-// 100,000 fsyncs. Every commit is fsynced: a power loss loses at most the
-// writes whose callers were not yet told they were durable, and never
-// leaves the file half-written (bbolt's copy-on-write pages and two
-// checksummed meta pages).
+// Ledger and document writes are group-committed: Save and WriteJSON
+// queue their change, and one goroutine commits whatever is queued in one
+// transaction (one fsync of the data, one of the meta page), then the
+// next batch. A caller that needs its write durable waits for the commit
+// that holds it, so concurrent writers share fsyncs, and writes that need
+// not be durable (a ledger seeded from its holdings file at the first
+// start) do not wait at all: 100,000 households' first start takes
+// commits of whatever was queued meanwhile (up to MaxPendingBytes each),
+// not 100,000 fsyncs. Every commit is fsynced: a power
+// loss loses at most the writes whose callers were not yet told they were
+// durable, and never leaves the file half-written (bbolt's copy-on-write
+// pages and two checksummed meta pages).
+//
+// Append writes a journal line to the journal file and fsyncs it (one
+// fsync serves the appenders waiting meanwhile): on the path from a price
+// tick to the published orders, an append costs one fsync of one file,
+// not a B+tree commit. The file's entries are superseded by the next
+// committed save of their policy's ledger (recorded in the same
+// transaction); at Open the entries not superseded move into the state
+// file and the journal file starts empty, and so does it while running
+// once it outgrows Options.MaxJournalBytes.
 //
 // A Save whose ledger encodes to the bytes last saved for the policy, with
 // no journal entry since, writes nothing (a durable one waits for the
 // earlier write's commit).
 //
-// Reads (Load, Has, ReadJSON, Policies) see every write queued before
-// them: they wait for the commit of a pending write of the same key.
+// Reads (Load, Has, ReadJSON, Policies) see every write made before them:
+// they wait for the commit of a pending write of the same key.
 type Store struct {
 	db   *bolt.DB
 	dir  string
@@ -72,17 +87,33 @@ type Store struct {
 	auxLast  map[string]*batch // the last batch writing each document, until it is committed
 	done     chan struct{}     // closed when the committer returns
 
-	stats struct{ commits, ledgerWrites, skipped, journalWrites atomic.Int64 }
+	// The journal file (JournalName). Lock order: mu, then walMu.
+	walMu   sync.Mutex
+	wal     *os.File
+	walGen  uint64 // incremented when the file is emptied
+	walSize int64
+	seq     uint64                 // the last sequence number given to a journal entry
+	live    map[string][]liveEntry // entries in the file not yet superseded by a committed save
+	// syncMu serializes the file's fsyncs; synced is how far (in walGen)
+	// it is durable.
+	syncMu sync.Mutex
+	synced int64
+
+	stats struct{ commits, ledgerWrites, skipped, journalWrites, rotations atomic.Int64 }
 }
 
 // Options configure a Store.
 type Options struct {
-	// AsyncJournal makes Append return once its entry is queued, before
-	// the commit that makes it durable (a millisecond or so later): a
-	// crash in between loses the entry, which the orders stream's
+	// AsyncJournal makes Append return once its entry is written to the
+	// journal file, without waiting for its fsync: it survives a crash of
+	// the process, not a power loss, which the orders stream's
 	// reconciliation then recovers (config journal_fsync: false). By
-	// default Append returns once the entry is committed and fsynced.
+	// default Append returns once the entry is fsynced.
 	AsyncJournal bool
+	// MaxJournalBytes is the size of the journal file beyond which its
+	// live entries move into the state file and it starts empty (default
+	// DefaultMaxJournalBytes).
+	MaxJournalBytes int64
 	// MaxPendingBytes bounds the bytes queued for the next commit; writers
 	// wait beyond it (default DefaultMaxPendingBytes).
 	MaxPendingBytes int
@@ -95,7 +126,8 @@ type Options struct {
 type polState struct {
 	sum     [sha256.Size]byte // of the last ledger written
 	hasSum  bool
-	journal int    // journal entries stored or queued since the last ledger write
+	journal int    // journal entries stored or written since the last ledger write
+	walSeq  uint64 // the sequence number of its last entry in the journal file
 	last    *batch // the last batch writing the policy
 	// failed is the error of the last batch writing the policy when it
 	// failed: the next Save writes the ledger again and waits.
@@ -107,14 +139,15 @@ type op struct {
 	kind   opKind
 	key    string // policy or document name
 	data   []byte
-	policy *polState // kind opLedger, opJournal
+	seq    uint64    // opLedger: the journal entries it supersedes; opJournal: the entry's
+	policy *polState // kind opLedger
 }
 
 type opKind uint8
 
 const (
 	opLedger  opKind = iota // put the ledger, delete its journal
-	opJournal               // add a journal entry
+	opJournal               // add a journal entry (migration)
 	opAux                   // put a document
 )
 
@@ -156,6 +189,9 @@ func OpenWith(dir string, opts Options) (*Store, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = 5 * time.Second
 	}
+	if opts.MaxJournalBytes <= 0 {
+		opts.MaxJournalBytes = DefaultMaxJournalBytes
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
@@ -168,23 +204,19 @@ func OpenWith(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("state: open %s: %w", path, err)
 	}
 	s := &Store{db: db, dir: dir, opts: opts, open: newBatch(), pols: map[string]*polState{},
-		auxLast: map[string]*batch{}, done: make(chan struct{})}
+		auxLast: map[string]*batch{}, done: make(chan struct{}), live: map[string][]liveEntry{}}
 	s.cond = sync.NewCond(&s.mu)
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketLedgers, bucketJournal, bucketAux, bucketMeta} {
+		for _, b := range [][]byte{bucketLedgers, bucketJournal, bucketAux, bucketMeta, bucketCleared} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		// Which policies have journal entries: their next Save deletes
-		// them.
-		return tx.Bucket(bucketJournal).ForEach(func(k, _ []byte) error {
-			if p, ok := journalPolicy(k); ok {
-				s.pol(p).journal++
-			}
-			return nil
-		})
+		return nil
 	})
+	if err == nil {
+		err = s.recoverJournal()
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state: open %s: %w", path, err)
@@ -256,14 +288,23 @@ func (s *Store) enqueue(o op) (*batch, error) {
 // store closes.
 func (s *Store) commitLoop() {
 	defer close(s.done)
+	rotateFailed := false // retried after the next batch
 	for {
 		s.mu.Lock()
-		for len(s.open.ops) == 0 && !s.closing {
+		for len(s.open.ops) == 0 && !s.closing && (rotateFailed || !s.rotateDue()) {
 			s.cond.Wait()
 		}
+		if !rotateFailed && s.rotateDue() {
+			// Appends go on to the file meanwhile, which only grows.
+			rotateFailed = s.rotateJournal() != nil
+		}
 		if len(s.open.ops) == 0 {
+			closing := s.closing
 			s.mu.Unlock()
-			return
+			if closing {
+				return
+			}
+			continue
 		}
 		b := s.open
 		s.open, s.inflight = newBatch(), b
@@ -278,21 +319,21 @@ func (s *Store) commitLoop() {
 
 		s.mu.Lock()
 		s.inflight = nil
+		rotateFailed = false
 		for _, o := range b.ops {
 			switch {
 			case o.policy != nil && err != nil:
 				o.policy.failed, o.policy.hasSum = err, false
-			case o.policy != nil && o.policy.last == b:
-				o.policy.failed = nil
+			case o.policy != nil:
+				// Its journal entries up to o.seq are in the saved
+				// ledger now.
+				s.clearLive(o.key, o.seq)
+				s.stats.ledgerWrites.Add(1)
+				if o.policy.last == b {
+					o.policy.failed = nil
+				}
 			case o.kind == opAux && s.auxLast[o.key] == b:
 				delete(s.auxLast, o.key)
-			}
-			switch {
-			case err != nil:
-			case o.kind == opLedger:
-				s.stats.ledgerWrites.Add(1)
-			case o.kind == opJournal:
-				s.stats.journalWrites.Add(1)
 			}
 		}
 		b.err = err
@@ -301,9 +342,17 @@ func (s *Store) commitLoop() {
 	}
 }
 
+// rotateDue reports whether the journal file has outgrown
+// Options.MaxJournalBytes.
+func (s *Store) rotateDue() bool {
+	s.walMu.Lock()
+	defer s.walMu.Unlock()
+	return s.walSize > s.opts.MaxJournalBytes
+}
+
 // apply writes a batch's ops in order.
 func apply(tx *bolt.Tx, ops []op) error {
-	ledgers, journal, aux := tx.Bucket(bucketLedgers), tx.Bucket(bucketJournal), tx.Bucket(bucketAux)
+	ledgers, journal, aux, cleared := tx.Bucket(bucketLedgers), tx.Bucket(bucketJournal), tx.Bucket(bucketAux), tx.Bucket(bucketCleared)
 	for _, o := range ops {
 		switch o.kind {
 		case opLedger:
@@ -313,12 +362,15 @@ func apply(tx *bolt.Tx, ops []op) error {
 			if err := deletePrefix(journal, journalPrefix(o.key)); err != nil {
 				return err
 			}
-		case opJournal:
-			seq, err := journal.NextSequence()
-			if err != nil {
-				return err
+			if o.seq > 0 {
+				var v [8]byte
+				binary.BigEndian.PutUint64(v[:], o.seq)
+				if err := cleared.Put([]byte(o.key), v[:]); err != nil {
+					return err
+				}
 			}
-			if err := journal.Put(journalKey(o.key, seq), o.data); err != nil {
+		case opJournal:
+			if err := journal.Put(journalKey(o.key, o.seq), o.data); err != nil {
 				return err
 			}
 		case opAux:
@@ -362,7 +414,7 @@ func (s *Store) Save(l *ledger.Ledger, durable bool) error {
 	if p.hasSum && p.sum == sum && p.journal == 0 {
 		s.stats.skipped.Add(1)
 	} else {
-		if b, err = s.enqueue(op{kind: opLedger, key: l.Policy, data: data, policy: p}); err != nil {
+		if b, err = s.enqueue(op{kind: opLedger, key: l.Policy, data: data, seq: p.walSeq, policy: p}); err != nil {
 			s.mu.Unlock()
 			return err
 		}
@@ -375,28 +427,32 @@ func (s *Store) Save(l *ledger.Ledger, durable bool) error {
 	return b.wait()
 }
 
-// Append adds an entry to the policy's journal; it returns once the entry
-// is committed, unless Options.AsyncJournal.
+// Append adds an entry to the policy's journal: a line of the journal
+// file, fsynced before Append returns unless Options.AsyncJournal (one
+// fsync serves the appenders waiting meanwhile).
 func (s *Store) Append(policy string, e Entry) error {
 	line, err := e.encode()
 	if err != nil {
 		return fmt.Errorf("state: encode journal entry of %s: %w", policy, err)
 	}
 	s.mu.Lock()
-	p := s.pol(policy)
-	failed := p.failed
-	b, err := s.enqueue(op{kind: opJournal, key: policy, data: line, policy: p})
+	if s.closing {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	gen, end, err := s.appendJournal(policy, line)
 	if err == nil {
-		p.journal++
+		s.pol(policy).journal++
+		s.stats.journalWrites.Add(1)
+		if end > s.opts.MaxJournalBytes {
+			s.cond.Broadcast() // the committer rotates the file
+		}
 	}
 	s.mu.Unlock()
-	if err != nil {
+	if err != nil || s.opts.AsyncJournal {
 		return err
 	}
-	if s.opts.AsyncJournal && failed == nil {
-		return nil
-	}
-	return b.wait()
+	return s.syncJournal(gen, end)
 }
 
 // WriteJSON replaces the document name with v, durably.
@@ -454,7 +510,11 @@ func (s *Store) waitPolicy(policy string) {
 // false when there is none.
 func (s *Store) Load(policy string) (l *ledger.Ledger, ok bool, err error) {
 	s.waitPolicy(policy)
-	var entries []Entry
+	// The journal file's entries first: a rotation that moves them into
+	// the bucket meanwhile leaves them in both, once by sequence number.
+	s.walMu.Lock()
+	live := slices.Clone(s.live[policy])
+	s.walMu.Unlock()
 	err = s.db.View(func(tx *bolt.Tx) error {
 		data := tx.Bucket(bucketLedgers).Get([]byte(policy))
 		if data == nil {
@@ -470,12 +530,17 @@ func (s *Store) Load(policy string) (l *ledger.Ledger, ok bool, err error) {
 		prefix := journalPrefix(policy)
 		c := tx.Bucket(bucketJournal).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			var e Entry
-			if err := decimaltext.Unmarshal(v, &e); err != nil {
+			live = append(live, liveEntry{seq: binary.BigEndian.Uint64(k[len(k)-8:]), data: v})
+		}
+		slices.SortStableFunc(live, func(a, b liveEntry) int { return cmp.Compare(a.seq, b.seq) })
+		live = slices.CompactFunc(live, func(a, b liveEntry) bool { return a.seq == b.seq })
+		entries := make([]Entry, len(live))
+		for i, e := range live {
+			if err := decimaltext.Unmarshal(e.data, &entries[i]); err != nil {
 				return fmt.Errorf("journal entry of %s: %w", policy, err)
 			}
-			entries = append(entries, e)
 		}
+		Replay(l, entries)
 		return nil
 	})
 	if err != nil {
@@ -487,7 +552,6 @@ func (s *Store) Load(policy string) (l *ledger.Ledger, ok bool, err error) {
 	if l.Accounts == nil {
 		l.Accounts = map[string]*ledger.Account{}
 	}
-	Replay(l, entries)
 	return l, true, nil
 }
 
@@ -519,8 +583,10 @@ func (s *Store) Policies() ([]string, error) {
 	return out, nil
 }
 
-// Sync waits until every write queued before it is committed, and returns
-// the error of the last commit it waited for.
+// Sync waits until every ledger and document write queued before it is
+// committed, and returns the error of the last commit it waited for.
+// (Journal entries are durable when Append returns, unless
+// Options.AsyncJournal; Close fsyncs them then.)
 func (s *Store) Sync() error {
 	s.mu.Lock()
 	b := s.inflight
@@ -538,18 +604,21 @@ func (s *Store) Sync() error {
 type Stats struct {
 	// Commits is the number of transactions committed (or failed).
 	Commits int64
-	// LedgerWrites and JournalWrites count the ledgers and journal
-	// entries committed.
+	// LedgerWrites counts the ledgers committed, JournalWrites the
+	// journal entries written.
 	LedgerWrites, JournalWrites int64
 	// SkippedSaves counts the saves of a ledger unchanged since its last
 	// save, which wrote nothing.
 	SkippedSaves int64
+	// Rotations counts the journal file's rotations.
+	Rotations int64
 }
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
 	return Stats{Commits: s.stats.commits.Load(), LedgerWrites: s.stats.ledgerWrites.Load(),
-		JournalWrites: s.stats.journalWrites.Load(), SkippedSaves: s.stats.skipped.Load()}
+		JournalWrites: s.stats.journalWrites.Load(), SkippedSaves: s.stats.skipped.Load(),
+		Rotations: s.stats.rotations.Load()}
 }
 
 // Close commits what is queued and closes the file.
@@ -564,8 +633,13 @@ func (s *Store) Close() error {
 	s.cond.Broadcast()
 	s.mu.Unlock()
 	<-s.done
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("state: close %s: %w", s.db.Path(), err)
+	var errs []error
+	if s.opts.AsyncJournal {
+		errs = append(errs, s.wal.Sync())
 	}
-	return nil
+	errs = append(errs, s.wal.Close())
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("state: close %s: %w", s.db.Path(), err))
+	}
+	return errors.Join(errs...)
 }

@@ -296,14 +296,22 @@ func TestStoreLocked(t *testing.T) {
 // closed or flushed) and checks that every write it was told is durable is
 // in the store when it is opened again: durable saves and journal entries
 // (ledger "p<i>" with cash i, then plan "j<i>").
+// With AsyncJournal the journal entries are not fsynced, and survive the
+// kill of the process all the same (not a power loss).
 func TestStoreCrash(t *testing.T) {
 	if os.Getenv("STATE_CRASH_DIR") != "" {
-		crashWriter(os.Getenv("STATE_CRASH_DIR"))
+		crashWriter(os.Getenv("STATE_CRASH_DIR"), os.Getenv("STATE_CRASH_ASYNC") == "true")
 		return
 	}
+	for _, async := range []bool{false, true} {
+		t.Run(fmt.Sprintf("async=%v", async), func(t *testing.T) { testStoreCrash(t, async) })
+	}
+}
+
+func testStoreCrash(t *testing.T, async bool) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestStoreCrash$")
-	cmd.Env = append(os.Environ(), "STATE_CRASH_DIR="+dir)
+	cmd.Env = append(os.Environ(), "STATE_CRASH_DIR="+dir, fmt.Sprintf("STATE_CRASH_ASYNC=%v", async))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -345,9 +353,10 @@ func TestStoreCrash(t *testing.T) {
 }
 
 // crashWriter saves and journals policies until it is killed, printing
-// "ack <policy> <cash>" after each durable save and journal entry.
-func crashWriter(dir string) {
-	s, err := OpenWith(dir, Options{})
+// "ack <policy> <cash>" after each durable save and journal entry. Its
+// journal file rotates every 16 KiB.
+func crashWriter(dir string, async bool) {
+	s, err := OpenWith(dir, Options{AsyncJournal: async, MaxJournalBytes: 16 << 10})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)

@@ -1,0 +1,136 @@
+package state
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rebalancerd/rebalancerd/internal/events"
+)
+
+// planEntry is a journal entry of plan id with one order, id-1.
+func planEntry(id string, at time.Time) Entry {
+	return Entry{PlanID: id, At: at, Orders: []events.Order{{OrderID: id + "-1"}}}
+}
+
+func journalSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(dir, JournalName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// TestJournalFileRecovery: entries in the journal file come back at the
+// next open, which moves them into the state file and empties the file;
+// entries a committed save superseded do not, even when the saved ledger
+// no longer holds their orders (pruned); a torn last line is skipped.
+func TestJournalFileRecovery(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{})
+	for _, p := range []string{"kept", "saved"} {
+		if err := s.Save(testLedger(p, "1"), true); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if err := s.Append(p, planEntry(fmt.Sprintf("%s-plan%d", p, i), testAt.Add(time.Duration(i+1)*time.Minute))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// "saved" is saved without the plans' orders (as once pruned): they
+	// must not come back.
+	if err := s.Save(testLedger("saved", "2"), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append("saved", planEntry("saved-after", testAt.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustLoad(t, s, "kept"); len(got.Orders) != 4 || got.LastPlanID != "kept-plan2" {
+		t.Fatalf("kept before reopening: %d orders, last plan %q", len(got.Orders), got.LastPlanID)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, JournalName), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"seq":999,"policy":"kept","entry":{"plan_id":"torn","orders":[{"order_id":"to`)
+	f.Close()
+
+	for round := range 2 {
+		s = openStore(t, dir, Options{})
+		if n := journalSize(t, dir); n != 0 {
+			t.Errorf("round %d: journal file of %d bytes after opening, want it emptied", round, n)
+		}
+		kept := mustLoad(t, s, "kept")
+		if len(kept.Orders) != 4 || kept.LastPlanID != "kept-plan2" {
+			t.Errorf("round %d: kept: %d orders, last plan %q; want its 3 plans replayed", round, len(kept.Orders), kept.LastPlanID)
+		}
+		saved := mustLoad(t, s, "saved")
+		if _, ok := saved.Order("saved-plan0-1"); ok || len(saved.Orders) != 2 || saved.LastPlanID != "saved-after" {
+			t.Errorf("round %d: saved: orders %v, last plan %q; want only the plan journaled after its save", round, saved.Orders, saved.LastPlanID)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestJournalFileRotation: a journal file beyond MaxJournalBytes moves its
+// live entries into the state file and starts empty; loads before and after
+// a reopen see exactly the entries no save superseded.
+func TestJournalFileRotation(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{MaxJournalBytes: 2 << 10})
+	const policies, rounds = 8, 30
+	want := map[string]int{}
+	for p := range policies {
+		if err := s.Save(testLedger(fmt.Sprintf("p%d", p), "0"), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for r := range rounds {
+		for p := range policies {
+			name := fmt.Sprintf("p%d", p)
+			if err := s.Append(name, planEntry(fmt.Sprintf("%s-r%d", name, r), testAt.Add(time.Duration(r+1)*time.Minute))); err != nil {
+				t.Fatal(err)
+			}
+			want[name]++
+			if (r+p)%3 == 0 {
+				l := mustLoad(t, s, name)
+				if got := len(l.Orders) - 1; got != want[name] {
+					t.Fatalf("%s round %d: %d journaled orders loaded, want %d", name, r, got, want[name])
+				}
+				if err := s.Save(l, r%2 == 0); err != nil { // holds them: the journal is emptied
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Rotations == 0 {
+		t.Fatalf("no rotation: %+v", st)
+	}
+	check := func(s *Store) {
+		t.Helper()
+		for p := range policies {
+			name := fmt.Sprintf("p%d", p)
+			l := mustLoad(t, s, name)
+			if got := len(l.Orders) - 1; got != want[name] || l.LastPlanID != fmt.Sprintf("%s-r%d", name, rounds-1) {
+				t.Errorf("%s: %d journaled orders, last plan %q; want %d", name, got, l.LastPlanID, want[name])
+			}
+		}
+	}
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check(openStore(t, dir, Options{}))
+}
