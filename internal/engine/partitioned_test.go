@@ -45,12 +45,12 @@ func TestPartitionedOutboxSkipsHeldBack(t *testing.T) {
 	if done.has("p1") {
 		t.Fatal("p1's orders published while its partition may not publish")
 	}
-	te.mu.Lock()
-	queued := len(te.outbox)
-	te.mu.Unlock()
-	if queued != 1 {
-		t.Fatalf("%d batches queued, want p1's", queued)
-	}
+	// p2's batch leaves the outbox once recorded, after OnPublished.
+	waitFor(t, "p1's batch alone in the outbox", func() bool {
+		te.mu.Lock()
+		defer te.mu.Unlock()
+		return len(te.outbox) == 1 && te.outbox[0].policy == "p1"
+	})
 	blocked.Store(false)
 	// The publisher looks again after PublishRetry on the fake clock.
 	waitFor(t, "p1's orders published", func() bool { te.clk.Advance(time.Millisecond); return done.has("p1") })
