@@ -45,12 +45,13 @@ func TestPartitionedOutboxSkipsHeldBack(t *testing.T) {
 	if done.has("p1") {
 		t.Fatal("p1's orders published while its partition may not publish")
 	}
-	te.mu.Lock()
-	queued := len(te.outbox)
-	te.mu.Unlock()
-	if queued != 1 {
-		t.Fatalf("%d batches queued, want p1's", queued)
-	}
+	// OnPublished runs before the batch leaves the outbox (after its
+	// ledger's durable save): wait for that.
+	waitFor(t, "p2's batch out of the outbox, p1's left", func() bool {
+		te.mu.Lock()
+		defer te.mu.Unlock()
+		return len(te.outbox) == 1 && te.outbox[0].policy == "p1"
+	})
 	blocked.Store(false)
 	// The publisher looks again after PublishRetry on the fake clock.
 	waitFor(t, "p1's orders published", func() bool { te.clk.Advance(time.Millisecond); return done.has("p1") })
@@ -98,7 +99,9 @@ func TestPartitionedLoadDropsQueued(t *testing.T) {
 			t.Fatal(err)
 		}
 		blocked.Store(false)
-		waitFor(t, "p2's orders published", func() bool { return done.has("p2") })
+		// A publisher held back looks again after PublishRetry on the
+		// fake clock.
+		waitFor(t, "p2's orders published", func() bool { te.clk.Advance(time.Millisecond); return done.has("p2") })
 		waitFor(t, "the outbox drained", func() bool { return drained(te.Engine) })
 		if got := done.has("p1"); got == partitioned {
 			t.Errorf("partitioned %v: p1's orders published after p1 was unloaded: %v", partitioned, got)
