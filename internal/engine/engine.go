@@ -221,6 +221,8 @@ type Engine struct {
 	driftAt map[string]int
 	// counts are the aggregates of breaching and blocked households.
 	counts counts
+	// scratch is the breach screen's working memory.
+	scratch screenScratch
 	// noScreen turns the breach screen off: every evaluation in full (for
 	// tests comparing the two).
 	noScreen bool
@@ -286,8 +288,8 @@ type runtime struct {
 	// (Options.HouseholdMetrics).
 	metered bool
 	// scr is the breach screen's state (nil: none; see screen.go);
-	// snapStale is set when the last evaluation was screened, so that
-	// snapshot is older than it (snapshotOf).
+	// snapStale is set when the last evaluation was screened: snapshot is
+	// then nil, and snapshotOf computes it.
 	scr       *screen
 	snapStale bool
 	// counted is what the household adds to the engine's counts.

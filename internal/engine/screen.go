@@ -62,13 +62,34 @@ type screen struct {
 	pendTotal fixed.Num
 	// prices and at are the quotes of syms at the last screen that
 	// settled an evaluation (has: a quote was there), for the valuation it
-	// accepted and for Status; cur, curAt and curHas are the scratch of a
-	// screen in progress.
-	prices, cur []decimal.Decimal
-	at, curAt   []time.Time
-	has, curHas []bool
-	// values is scratch: each sleeve's value.
-	values []fixed.Num
+	// accepted and for Status.
+	prices []decimal.Decimal
+	at     []time.Time
+	has    []bool
+}
+
+// screenScratch is the working memory of a screen in progress, one per
+// engine (screens run under its lock): kept per household it cost
+// hundreds of bytes each.
+type screenScratch struct {
+	cur    []decimal.Decimal
+	curAt  []time.Time
+	curHas []bool
+	values []fixed.Num // each sleeve's value
+}
+
+// sized returns the scratch with room for syms symbols and sleeves
+// sleeves, its values cleared.
+func (w *screenScratch) sized(syms, sleeves int) *screenScratch {
+	if cap(w.cur) < syms {
+		w.cur, w.curAt, w.curHas = make([]decimal.Decimal, syms), make([]time.Time, syms), make([]bool, syms)
+	}
+	if cap(w.values) < sleeves {
+		w.values = make([]fixed.Num, sleeves)
+	}
+	w.cur, w.curAt, w.curHas, w.values = w.cur[:syms], w.curAt[:syms], w.curHas[:syms], w.values[:sleeves]
+	clear(w.values)
+	return w
 }
 
 // heldInstr is an instrument the household holds.
@@ -103,9 +124,7 @@ func (e *Engine) buildScreen(rt *runtime, eff *policy.Policy, snap *drift.Snapsh
 	s := &screen{eff: eff, led: rt.ledger, rev: rt.ledger.Rev(), syms: rt.symbols, cash: eff.Cash,
 		phaseIn: rt.pol.PhaseIn != nil, maxMove: mm, valuation: rt.ledger.Valuation, saved: rt.value.saved,
 		target: make([]fixed.Num, len(eff.Sleeves)), half: make([]fixed.Num, len(eff.Sleeves)),
-		values: make([]fixed.Num, len(eff.Sleeves)),
-		prices: make([]decimal.Decimal, len(rt.symbols)), at: make([]time.Time, len(rt.symbols)), has: make([]bool, len(rt.symbols)),
-		cur: make([]decimal.Decimal, len(rt.symbols)), curAt: make([]time.Time, len(rt.symbols)), curHas: make([]bool, len(rt.symbols))}
+		prices: make([]decimal.Decimal, len(rt.symbols)), at: make([]time.Time, len(rt.symbols)), has: make([]bool, len(rt.symbols))}
 	symIndex := func(sym string) int {
 		for k, s := range rt.symbols {
 			if s == sym {
@@ -185,9 +204,10 @@ func (e *Engine) screened(rt *runtime, eff *policy.Policy, now time.Time) bool {
 	if _, held := rt.value.c.Held(); held {
 		return false
 	}
+	w := e.scratch.sized(len(s.syms), len(eff.Sleeves))
 	for k, sym := range s.syms {
 		q, ok := rt.guard.Quote(sym)
-		s.cur[k], s.curAt[k], s.curHas[k] = q.Price, q.At, ok
+		w.cur[k], w.curAt[k], w.curHas[k] = q.Price, q.At, ok
 	}
 	for _, sym := range s.need {
 		if _, ok := rt.guard.Quote(sym); !ok {
@@ -197,27 +217,26 @@ func (e *Engine) screened(rt *runtime, eff *policy.Policy, now time.Time) bool {
 	// The sleeves' values: each held instrument's quantity times its
 	// price, free cash in the cash sleeve, parents the sum of their own
 	// and their children's.
-	clear(s.values)
 	var ok bool
 	for k := range s.held {
 		h := &s.held[k]
-		if !s.curHas[h.sym] {
+		if !w.curHas[h.sym] {
 			return false
 		}
-		p, okP := fixed.Of(s.cur[h.sym])
+		p, okP := fixed.Of(w.cur[h.sym])
 		v, okV := h.qty.Mul(p)
-		if s.values[h.sleeve], ok = s.values[h.sleeve].Add(v); !okP || !okV || !ok {
+		if w.values[h.sleeve], ok = w.values[h.sleeve].Add(v); !okP || !okV || !ok {
 			return false
 		}
 	}
 	if s.cash >= 0 {
-		if s.values[s.cash], ok = s.values[s.cash].Add(s.free); !ok {
+		if w.values[s.cash], ok = w.values[s.cash].Add(s.free); !ok {
 			return false
 		}
 	}
 	for i := len(eff.Sleeves) - 1; i >= 0; i-- { // children follow their parents
 		for _, c := range eff.Sleeves[i].Children {
-			if s.values[i], ok = s.values[i].Add(s.values[c]); !ok {
+			if w.values[i], ok = w.values[i].Add(w.values[c]); !ok {
 				return false
 			}
 		}
@@ -225,7 +244,7 @@ func (e *Engine) screened(rt *runtime, eff *policy.Policy, now time.Time) bool {
 	var total fixed.Num
 	for i := range eff.Sleeves {
 		if eff.Sleeves[i].Parent < 0 {
-			if total, ok = total.Add(s.values[i]); !ok {
+			if total, ok = total.Add(w.values[i]); !ok {
 				return false
 			}
 		}
@@ -235,13 +254,13 @@ func (e *Engine) screened(rt *runtime, eff *policy.Policy, now time.Time) bool {
 		for i := range eff.Sleeves {
 			tv, okT := s.target[i].Mul(total)
 			hv, okH := s.half[i].Mul(total)
-			d, okD := fixed.Diff(s.values[i], tv)
+			d, okD := fixed.Diff(w.values[i], tv)
 			c, okC := fixed.Cmp(d, hv)
 			if !okT || !okH || !okD || !okC || c > 0 {
 				return false
 			}
 		}
-		if s.phaseIn && onlyCash(eff, s.values) {
+		if s.phaseIn && onlyCash(eff, w.values) {
 			return false // a first investment may start (plan.FirstInvestment)
 		}
 	}
@@ -276,11 +295,11 @@ func (e *Engine) screened(rt *runtime, eff *policy.Policy, now time.Time) bool {
 	rt.lastCheck = now
 	rt.breaching = nil
 	rt.waiting = nil
-	rt.snapStale = true
+	rt.snapshot, rt.snapStale = nil, true // computed when asked for: kept, it cost 3 KB a household
 	s.pending, s.pendAt, s.pendTotal = true, now, total
-	copy(s.prices, s.cur)
-	copy(s.at, s.curAt)
-	copy(s.has, s.curHas)
+	copy(s.prices, w.cur)
+	copy(s.at, w.curAt)
+	copy(s.has, w.curHas)
 	for k := range s.held {
 		h := &s.held[k]
 		h.ref, _ = fixed.Of(s.prices[h.sym]) // converted above
@@ -362,18 +381,22 @@ func (rt *runtime) settleValuation() {
 	s.valuation, s.pending = rt.ledger.Valuation, false
 }
 
-// dropScreen forgets the screen, once its valuation is in the ledger.
+// dropScreen forgets the screen, once its valuation is in the ledger and
+// its drift snapshot computed.
 // Called with e.mu held.
 func (rt *runtime) dropScreen() {
 	rt.settleValuation()
+	if rt.snapStale {
+		rt.snapshot, rt.snapStale = rt.snapshotOf(), false // while the screen's prices are there
+	}
 	rt.scr = nil
 }
 
 // snapshotOf returns the household's drift at its last evaluation,
-// computing it if that evaluation was screened: from the same effective
-// policy, holdings and quotes. Nil when it has none. Called with e.mu
-// held.
-func (e *Engine) snapshotOf(rt *runtime) *drift.Snapshot {
+// computing it if that evaluation was screened (from the same effective
+// policy, holdings and quotes; not kept, as a snapshot per household is
+// memory). Nil when it has none. Called with e.mu held.
+func (rt *runtime) snapshotOf() *drift.Snapshot {
 	if !rt.snapStale || rt.scr == nil {
 		return rt.snapshot
 	}
@@ -387,9 +410,9 @@ func (e *Engine) snapshotOf(rt *runtime) *drift.Snapshot {
 			}
 		}
 	}
-	if book, err := portfolio.Bind(s.eff, rt.ledger.Holdings(), q); err == nil {
-		rt.snapshot = drift.Compute(plan.HoldBack(book, rt.waiting))
+	book, err := portfolio.Bind(s.eff, rt.ledger.Holdings(), q)
+	if err != nil {
+		return nil
 	}
-	rt.snapStale = false
-	return rt.snapshot
+	return drift.Compute(plan.HoldBack(book, rt.waiting))
 }

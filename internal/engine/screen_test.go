@@ -16,11 +16,12 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/clock"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/feeds"
+	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 )
 
-var screenHouseholds = flag.Int("screen-households", 0, "households of TestScreenEqualsFullEvaluation (default 10,000; 1,000 under -race)")
+var screenHouseholds = flag.Int("screen-households", 0, "households of TestScreenEqualsFullEvaluation (default 10,000; 1,000 with -short, 400 under -race)")
 
 // randomHouseholds returns n households on variants of the example
 // household (bands, trigger, max_value_change, checked every second) with
@@ -101,9 +102,13 @@ func mapsKeys[V any](m map[string]V) iter.Seq[string] { return maps.Keys(m) }
 func TestScreenEqualsFullEvaluation(t *testing.T) {
 	n := *screenHouseholds
 	if n == 0 {
-		n = 10000
-		if raceEnabled || testing.Short() {
+		switch {
+		case raceEnabled:
+			n = 400
+		case testing.Short():
 			n = 1000
+		default:
+			n = 10000
 		}
 	}
 	r := rand.New(rand.NewPCG(14, uint64(n)))
@@ -232,7 +237,7 @@ func compareEngines(t *testing.T, tick int, a, b *Engine) int {
 		if _, hx := x.value.c.Held(); hx != func() bool { _, h := y.value.c.Held(); return h }() {
 			fail("valuation held", hx, !hx)
 		}
-		sx, sy := a.snapshotOf(x), b.snapshotOf(y)
+		sx, sy := x.snapshotOf(), y.snapshotOf()
 		if (sx == nil) != (sy == nil) || sx != nil && (!sx.Total.Equal(sy.Total) || !sx.AsOf.Equal(sy.AsOf)) {
 			fail("snapshot", sx, sy)
 		}
@@ -266,4 +271,37 @@ func compareEngines(t *testing.T, tick int, a, b *Engine) int {
 		}
 	}
 	return screened
+}
+
+// TestQuietTickNoticesTime: a household the tick skips (nothing due) is
+// looked at again when its prices go stale, as the tick that walked every
+// household did: blocked a second past MaxAge, not before.
+func TestQuietTickNoticesTime(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
+	e := loadMixed(t, 2, clk)
+	defer e.Close()
+	e.tick()
+	e.mu.Lock()
+	for _, rt := range e.rts {
+		if len(rt.blocked) != 0 || rt.quietUntil.IsZero() {
+			t.Fatalf("%s: blocked %v, quiet until %v", rt.pol.Name, rt.blocked, rt.quietUntil)
+		}
+	}
+	e.mu.Unlock()
+	clk.Advance(policy.DefaultMaxAge) // stale only after MaxAge
+	e.tick()
+	e.mu.Lock()
+	if rt := e.rts[0]; len(rt.blocked) != 0 {
+		t.Fatalf("blocked at MaxAge: %v", rt.blocked)
+	}
+	e.mu.Unlock()
+	clk.Advance(time.Second)
+	e.tick()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, rt := range e.rts {
+		if !hasReason(rt.blocked, metrics.BlockStalePrice) {
+			t.Errorf("%s: not blocked a second past MaxAge: %v", rt.pol.Name, rt.blocked)
+		}
+	}
 }

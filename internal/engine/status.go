@@ -154,7 +154,7 @@ func (e *Engine) Status() Status {
 			ps.Phase = &st
 		}
 		ps.Waiting = append([]plan.Waiting(nil), rt.waiting...)
-		if snap := e.snapshotOf(rt); snap != nil {
+		if snap := rt.snapshotOf(); snap != nil {
 			ps.PricesAsOf = snap.AsOf
 			ps.TotalValue = snap.Total.StringFixed(2)
 			ps.Sleeves = sleeveStatus(snap)

@@ -125,10 +125,25 @@ func checkSymbol(s string) error {
 	if len(s) > 64 {
 		return fmt.Errorf("symbol %.16q… is longer than 64 bytes", s)
 	}
+	if printableASCII(s) {
+		return nil // the common case, without decoding runes
+	}
 	if strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == unicode.ReplacementChar }) >= 0 {
 		return fmt.Errorf("symbol %q holds a space, a control character or invalid UTF-8", s)
 	}
 	return nil
+}
+
+// printableASCII reports whether s holds only ASCII from '!' to '~': no
+// space, control character or invalid UTF-8 (checkSymbol's rule, for the
+// symbols most feeds send).
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // Reasons a quote or a price message is rejected, as counted in

@@ -180,6 +180,21 @@ func (c *Confirmer) within(p, ref decimal.Decimal) bool {
 // allocations of decimals; ok is false when a figure does not fit (then
 // the caller asks decimals).
 func withinFixed(p, ref, maxMove decimal.Decimal) (in, ok bool) {
+	pc, pe, okP := fixed.Coef(p)
+	rc, re, okR := fixed.Coef(ref)
+	mc, me, okM := fixed.Coef(maxMove)
+	if !okP || !okR || !okM {
+		return false, false
+	}
+	if scale, ok := fixed.Pow10(-me); ok && pe == re {
+		// The common case, two prices of one feed: |p-ref|*10^-me <=
+		// mc*ref, all at the prices' exponent.
+		d := pc - rc
+		if rc > pc {
+			d = rc - pc
+		}
+		return !fixed.Less64(mc, rc, d, scale), true
+	}
 	np, okP := fixed.Of(p)
 	nr, okR := fixed.Of(ref)
 	nm, okM := fixed.Of(maxMove)

@@ -16,8 +16,14 @@ func TestWithinFixedExact(t *testing.T) {
 		ref := decimal.New(r.Int64N(1e12)+1, int32(r.IntN(12)-8))
 		move := decimal.New(r.Int64N(5000), -4)
 		p := ref.Add(ref.Mul(decimal.New(r.Int64N(4000)-2000, -4)))
-		if k%3 == 0 { // exactly at the edge
+		switch k % 4 {
+		case 3: // exactly at the edge, at the reference's exponent
+			ref = decimal.New((r.Int64N(1e8)+1)*10000, ref.Exponent())
+			p = ref.Add(ref.Mul(move)).Round(-ref.Exponent())
+		case 0: // exactly at the edge
 			p = ref.Add(ref.Mul(move))
+		case 1: // at the reference's exponent, as a feed's prices are
+			p = p.Round(-ref.Exponent())
 		}
 		if p.Sign() <= 0 {
 			continue

@@ -50,6 +50,9 @@ func (x U128) Mul(m uint64) (U128, bool) {
 	return U128{hi, ll}, hh == 0 && c == 0
 }
 
+// Less64 reports whether a*b < c*d, exactly.
+func Less64(a, b, c, d uint64) bool { return Mul64(a, b).Cmp(Mul64(c, d)) < 0 }
+
 // Cmp returns -1, 0 or +1 as x is less than, equal to or greater than y.
 func (x U128) Cmp(y U128) int {
 	switch {
@@ -80,6 +83,14 @@ func (x U128) Scale(k int32) (U128, bool) {
 		k -= n
 	}
 	return x, true
+}
+
+// Pow10 returns 10^k for 0 <= k <= 19; ok is false otherwise.
+func Pow10(k int32) (uint64, bool) {
+	if k < 0 || int(k) >= len(pow10) {
+		return 0, false
+	}
+	return pow10[k], true
 }
 
 // pow10[k] is 10^k, for k <= 19.

@@ -376,6 +376,23 @@ func writeTax(r *rand.Rand, pol *strings.Builder, leaves []leafPath, syms []stri
 	}
 }
 
+// coarseSteps reports whether one step of some instrument is worth more
+// than the instrument's whole target value in a household of this total
+// (a $394 share where the target is $130): whole steps then cannot come
+// near the target, and the planner rightly says so in unresolved even
+// without constraints (TestRandomHouseholds checks that every sleeve left
+// out of band is listed).
+func coarseSteps(b *portfolio.Book, total decimal.Decimal) bool {
+	p := b.Policy
+	for i, in := range p.Instruments {
+		want := p.Sleeves[in.Sleeve].Target.Mul(in.Share).Mul(total)
+		if want.Sign() > 0 && b.Price[i].Mul(in.Step).GreaterThan(want) {
+			return true
+		}
+	}
+	return false
+}
+
 // tolerances returns, per sleeve, how far rounding to steps and min_trade
 // may leave the sleeve from where the plan aims: per instrument and
 // account, one step or min_trade for each of a buy and a sell, plus one
@@ -434,9 +451,10 @@ func TestRandomPortfolios(t *testing.T) {
 			// Invariant 7.
 			switch {
 			case g.destination == policy.DestinationTarget:
+				coarse := coarseSteps(b, p.Total)
 				if !g.constrained {
 					unconstrainedTarget++
-					if len(p.Unresolved) != 0 {
+					if len(p.Unresolved) != 0 && !coarse {
 						t.Errorf("invariant 7: unresolved without constraints: %+v", p.Unresolved)
 					}
 				}
