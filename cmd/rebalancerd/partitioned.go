@@ -71,10 +71,10 @@ func (m *Main) startPartitions() {
 
 // stopPartitions stops the manager, which releases every partition.
 func (m *Main) stopPartitions() {
+	m.partsClosing.Store(true) // the engine is stopped: nothing to unload, no retry to make
 	if m.cancelParts == nil {
 		return
 	}
-	m.partsClosing.Store(true) // the engine is stopped: nothing to unload
 	m.cancelParts()
 	<-m.partsDone
 }
