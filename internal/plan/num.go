@@ -102,6 +102,12 @@ func align(x, y num) (a, b int64, e int32, ok bool) {
 
 // Add returns x + y.
 func (x num) Add(y num) num {
+	if !x.big && !y.big && x.e == y.e {
+		// The common case, at the same exponent: no raising.
+		if s := x.v + y.v; (s > x.v) == (y.v > 0) && s != math.MinInt64 {
+			return num{v: s, e: x.e}
+		}
+	}
 	if a, b, e, ok := align(x, y); ok {
 		if s := a + b; (s > a) == (b > 0) && s != math.MinInt64 {
 			return num{v: s, e: e}
@@ -175,6 +181,21 @@ func (x num) IsZero() bool { return x.Sign() == 0 }
 
 // Cmp returns -1, 0 or 1 as x is less than, equal to or greater than y.
 func (x num) Cmp(y num) int {
+	if !x.big && !y.big && (x.e == y.e || x.v == 0 || y.v == 0 || (x.v < 0) != (y.v < 0)) {
+		// Same exponent, or a zero, or opposite signs: the coefficients'
+		// order (their signs') is the numbers'.
+		a, b := x.v, y.v
+		if x.e != y.e {
+			a, b = int64(x.Sign()), int64(y.Sign())
+		}
+		switch {
+		case a < b:
+			return -1
+		case a > b:
+			return 1
+		}
+		return 0
+	}
 	if a, b, _, ok := align(x, y); ok {
 		switch {
 		case a < b:

@@ -1207,8 +1207,13 @@ func (pl *planner) secondStart() {
 	pl.loadFixed()
 	pl.load()
 	first := pl.score(target)
-	// The first plan and its projection, kept to be put back.
-	orders := append([]Order(nil), pl.orders...)
+	// The first plan and its projection, kept to be put back. The second
+	// plan gets orders of its own (the first plan's are left untouched),
+	// with room for more orders than the first plan has (an order per four
+	// instruments, and four), so that it seldom grows, copying every order,
+	// while the polish tries new orders.
+	orders := pl.orders
+	pl.orders = make([]Order, 0, len(orders)+pl.nI/4+4)
 	kept := make([]decimal.Decimal, len(pl.cash)+len(pl.after))
 	copy(kept, pl.cash)
 	copy(kept[len(pl.cash):], pl.after)
