@@ -118,14 +118,26 @@ func (pl *planner) loadFixed() {
 		}
 		// What each account may buy is fixed for the planner: the
 		// wash-sale guard changes only between planners (washConflicts).
-		f.buyableAt = make([]int, 1, pl.nA+1)
+		buys := func(a, i int) bool {
+			return p.Instruments[i].Sleeve != p.Cash && f.unit[i].Sign() > 0 && p.Accounts[a].Allows(i) && pl.mayBuy(i)
+		}
+		n := 0
 		for a := range p.Accounts {
 			for i := range p.Instruments {
-				if p.Instruments[i].Sleeve != p.Cash && f.unit[i].Sign() > 0 && p.Accounts[a].Allows(i) && pl.mayBuy(i) {
+				if buys(a, i) {
+					n++
+				}
+			}
+		}
+		lists := make([]int, pl.nA+1, pl.nA+1+n)
+		f.buyableAt, f.buyable = lists[:pl.nA+1], lists[pl.nA+1:pl.nA+1]
+		for a := range p.Accounts {
+			for i := range p.Instruments {
+				if buys(a, i) {
 					f.buyable = append(f.buyable, i)
 				}
 			}
-			f.buyableAt = append(f.buyableAt, len(f.buyable))
+			f.buyableAt[a+1] = len(f.buyable)
 		}
 	}
 }
