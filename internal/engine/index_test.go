@@ -133,4 +133,25 @@ func TestHouseholdMetricsCapped(t *testing.T) {
 	if n := testutil.CollectAndCount(m.BatchEvaluationSeconds); n != 1 {
 		t.Errorf("evaluation_seconds histogram: %d series", n)
 	}
+	// The counts follow every change, not only evaluations: NATS going
+	// down and up, a household removed.
+	e.SetNATSConnected(false)
+	e.tick()
+	if got := testutil.ToFloat64(m.HouseholdsBlocked.WithLabelValues(metrics.BlockNATSDown)); got != 4 {
+		t.Errorf("households blocked by NATS down %v, want 4", got)
+	}
+	e.SetNATSConnected(true)
+	if err := e.Load(set[1:]); err != nil { // "d" removed
+		t.Fatal(err)
+	}
+	e.tick()
+	if got := testutil.ToFloat64(m.HouseholdsBlocked.WithLabelValues(metrics.BlockNATSDown)); got != 0 {
+		t.Errorf("households blocked by NATS down %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(m.HouseholdsBreaching); got != 3 {
+		t.Errorf("households breaching %v after a removal, want 3", got)
+	}
+	if got := testutil.ToFloat64(m.HouseholdsBlocked.WithLabelValues(metrics.BlockPendingOrders)); got != 3 {
+		t.Errorf("households blocked by pending orders %v after a removal, want 3", got)
+	}
 }
