@@ -98,8 +98,10 @@ func TestPartitionedLoadDropsQueued(t *testing.T) {
 			t.Fatal(err)
 		}
 		blocked.Store(false)
-		waitFor(t, "p2's orders published", func() bool { return done.has("p2") })
-		waitFor(t, "the outbox drained", func() bool { return drained(te.Engine) })
+		// A publisher that was refused retries after PublishRetry on the
+		// fake clock.
+		waitFor(t, "p2's orders published", func() bool { te.clk.Advance(time.Millisecond); return done.has("p2") })
+		waitFor(t, "the outbox drained", func() bool { te.clk.Advance(time.Millisecond); return drained(te.Engine) })
 		if got := done.has("p1"); got == partitioned {
 			t.Errorf("partitioned %v: p1's orders published after p1 was unloaded: %v", partitioned, got)
 		}

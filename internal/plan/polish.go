@@ -32,6 +32,12 @@ type numbers struct {
 	unit, maxSteps, base []num
 	tgt, hwf, tv, hw     []num
 	gap                  []num // scratch of the simple plan, per instrument
+
+	// buyable lists, per account a, the instruments of leaf sleeves other
+	// than cash with a step of value that a may buy (may_hold, the
+	// wash-sale guard) in buyable[buyableAt[a]:buyableAt[a+1]], for
+	// idleCash.
+	buyable, buyableAt []int
 }
 
 // ranking is the order in which partners looks for partners
@@ -109,6 +115,29 @@ func (pl *planner) loadFixed() {
 		for si := range p.Sleeves {
 			f.tgt[si], f.hwf[si] = pl.numOf(p.Sleeves[si].Target), pl.numOf(p.Sleeves[si].HalfWidth)
 			f.tv[si], f.hw[si] = pl.numOf(pl.s.Sleeves[si].TargetValue), pl.numOf(pl.s.Sleeves[si].HalfWidthValue)
+		}
+		// What each account may buy is fixed for the planner: the
+		// wash-sale guard changes only between planners (washConflicts).
+		buys := func(a, i int) bool {
+			return p.Instruments[i].Sleeve != p.Cash && f.unit[i].Sign() > 0 && p.Accounts[a].Allows(i) && pl.mayBuy(i)
+		}
+		n := 0
+		for a := range p.Accounts {
+			for i := range p.Instruments {
+				if buys(a, i) {
+					n++
+				}
+			}
+		}
+		lists := make([]int, pl.nA+1, pl.nA+1+n)
+		f.buyableAt, f.buyable = lists[:pl.nA+1], lists[pl.nA+1:pl.nA+1]
+		for a := range p.Accounts {
+			for i := range p.Instruments {
+				if buys(a, i) {
+					f.buyable = append(f.buyable, i)
+				}
+			}
+			f.buyableAt[a+1] = len(f.buyable)
 		}
 	}
 }
@@ -288,10 +317,8 @@ func (pl *planner) idleCash() num {
 		if f.cash[a].Sign() <= 0 {
 			continue
 		}
-		for i := range pl.p.Instruments {
-			leaf := pl.p.Instruments[i].Sleeve
-			if leaf == pl.p.Cash || !pl.under[leaf] || f.unit[i].Sign() <= 0 || !pl.p.Accounts[a].Allows(i) || !pl.mayBuy(i) ||
-				f.unit[i].GreaterThan(f.cash[a]) {
+		for _, i := range f.buyable[f.buyableAt[a]:f.buyableAt[a+1]] {
+			if !pl.under[pl.p.Instruments[i].Sleeve] || f.unit[i].GreaterThan(f.cash[a]) {
 				continue
 			}
 			idle = idle.Add(f.cash[a])
