@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -235,6 +236,9 @@ func parseReport(prefix, subject string, data []byte) (Report, error) {
 		return r, Reject(ReportBadSubject, fmt.Errorf("subject %s is not under %s", subject, prefix))
 	}
 	toks := strings.Split(rest, ".")
+	if slices.Contains(toks, "") { // "rebalance.cashflows." names no policy
+		return r, Reject(ReportBadSubject, fmt.Errorf("subject %s has an empty token", subject))
+	}
 	switch {
 	case toks[0] == "fills" && len(toks) == 3:
 		var f events.Fill
