@@ -305,10 +305,14 @@ func TestConsumeReportsAcrossServerRestart(t *testing.T) {
 	publish(t, pub, "rebalance.fills.smith-family.taxable", fillJSON(t, "f1", "o1"))
 	c.waitFor(t, 1)
 
+	pubBefore, ncBefore := pub.Stats().Reconnects, nc.Stats().Reconnects
 	ts.stop()
 	ts.start()
+	// Connected and reconnected both: right after the restart a client
+	// may still say it is connected before it noticed the old server go,
+	// and a flush then fails with "connection closed".
 	checkFor(t, 10*time.Second, func() error {
-		if !pub.IsConnected() || !nc.IsConnected() {
+		if !pub.IsConnected() || !nc.IsConnected() || pub.Stats().Reconnects == pubBefore || nc.Stats().Reconnects == ncBefore {
 			return errors.New("not reconnected")
 		}
 		return nil
