@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -205,7 +206,8 @@ func (s *Store) importLedgers(dir string, names []string, m *Migration) error {
 		if err != nil {
 			return err
 		}
-		w.add(op{kind: opLedger, key: policy, data: data})
+		// A re-run after a crash replaces what an earlier run imported.
+		w.add(op{kind: opLedger, key: policy, data: data, upTo: math.MaxUint64})
 		for _, e := range entries {
 			w.add(op{kind: opJournal, key: policy, data: e, seq: s.nextSeq()})
 		}

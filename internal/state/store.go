@@ -141,6 +141,12 @@ type op struct {
 	data   []byte
 	seq    uint64    // opLedger: the journal entries it supersedes; opJournal: the entry's
 	policy *polState // kind opLedger
+	// upTo (opLedger): the policy's journal entries moved into the state
+	// file with a sequence number up to upTo are deleted with the write.
+	// Entries appended after the ledger was encoded have higher numbers
+	// and stay, even when a rotation moved them into the state file
+	// before this write commits.
+	upTo uint64
 }
 
 type opKind uint8
@@ -359,7 +365,7 @@ func apply(tx *bolt.Tx, ops []op) error {
 			if err := ledgers.Put([]byte(o.key), o.data); err != nil {
 				return err
 			}
-			if err := deletePrefix(journal, journalPrefix(o.key)); err != nil {
+			if err := deleteJournal(journal, o.key, o.upTo); err != nil {
 				return err
 			}
 			if o.seq > 0 {
@@ -382,10 +388,15 @@ func apply(tx *bolt.Tx, ops []op) error {
 	return nil
 }
 
-// deletePrefix deletes the keys of b that start with prefix.
-func deletePrefix(b *bolt.Bucket, prefix []byte) error {
+// deleteJournal deletes the policy's journal entries in b with a sequence
+// number up to upTo (keys sort by sequence number within a policy).
+func deleteJournal(b *bolt.Bucket, policy string, upTo uint64) error {
+	prefix := journalPrefix(policy)
 	c := b.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if binary.BigEndian.Uint64(k[len(k)-8:]) > upTo {
+			return nil
+		}
 		if err := c.Delete(); err != nil {
 			return err
 		}
@@ -414,7 +425,7 @@ func (s *Store) Save(l *ledger.Ledger, durable bool) error {
 	if p.hasSum && p.sum == sum && p.journal == 0 {
 		s.stats.skipped.Add(1)
 	} else {
-		if b, err = s.enqueue(op{kind: opLedger, key: l.Policy, data: data, seq: p.walSeq, policy: p}); err != nil {
+		if b, err = s.enqueue(op{kind: opLedger, key: l.Policy, data: data, seq: p.walSeq, policy: p, upTo: s.lastSeq()}); err != nil {
 			s.mu.Unlock()
 			return err
 		}

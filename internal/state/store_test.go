@@ -2,7 +2,9 @@ package state
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
@@ -383,4 +386,51 @@ func crashWriter(dir string, async bool) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestLedgerWriteKeepsLaterJournal: a ledger write deletes the journal
+// entries in the state file up to the sequence number it was queued with,
+// not those appended after it (a rotation can move such an entry into the
+// state file before the queued ledger write commits; the write used to
+// delete every entry of the policy and lose that acknowledged plan).
+func TestLedgerWriteKeepsLaterJournal(t *testing.T) {
+	s := openStore(t, t.TempDir(), Options{})
+	entry := func(seq uint64) op { return op{kind: opJournal, key: "p", data: []byte(`{}`), seq: seq} }
+	count := func() int {
+		n := 0
+		if err := s.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketJournal).Cursor()
+			prefix := journalPrefix("p")
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				n++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	update := func(ops ...op) {
+		t.Helper()
+		if err := s.db.Update(func(tx *bolt.Tx) error { return apply(tx, ops) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update(entry(3), entry(4), entry(7), op{kind: opJournal, key: "q", data: []byte(`{}`), seq: 5})
+	update(op{kind: opLedger, key: "p", data: []byte(`{}`), upTo: 4})
+	if n := count(); n != 1 {
+		t.Fatalf("%d journal entries of p left after a ledger write up to 4; want 1 (seq 7)", n)
+	}
+	update(op{kind: opLedger, key: "p", data: []byte(`{}`), upTo: 7})
+	if n := count(); n != 0 {
+		t.Fatalf("%d journal entries of p left after a ledger write up to 7", n)
+	}
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketJournal).Get(journalKey("q", 5)) == nil {
+			return errors.New("another policy's entry was deleted")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -192,6 +192,13 @@ func (s *Store) syncJournal(gen uint64, end int64) error {
 	return nil
 }
 
+// lastSeq returns the last sequence number given to a journal entry.
+func (s *Store) lastSeq() uint64 {
+	s.walMu.Lock()
+	defer s.walMu.Unlock()
+	return s.seq
+}
+
 // nextSeq returns a new sequence number for a journal entry.
 func (s *Store) nextSeq() uint64 {
 	s.walMu.Lock()
