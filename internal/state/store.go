@@ -92,6 +92,9 @@ type Store struct {
 	wal     *os.File
 	walGen  uint64 // incremented when the file is emptied
 	walSize int64
+	// walTorn: a failed write left part of a line that could not be cut
+	// off; the next line starts with a newline.
+	walTorn bool
 	seq     uint64                 // the last sequence number given to a journal entry
 	live    map[string][]liveEntry // entries in the file not yet superseded by a committed save
 	// syncMu serializes the file's fsyncs; synced is how far (in walGen)

@@ -154,13 +154,25 @@ func (s *Store) appendJournal(policy string, entry []byte) (gen uint64, end int6
 	defer s.walMu.Unlock()
 	s.seq++
 	line := encodeRecord(s.seq, policy, entry)
-	if _, err := s.wal.Write(line); err != nil {
-		// A part of the line may be in the file: it does not decode
-		// (torn) unless whole, and then it was not acknowledged but
-		// replays harmlessly (its orders are never published, and a
-		// plan with the same orders is journaled again).
-		return 0, 0, fmt.Errorf("state: append to %s: %w", s.wal.Name(), err)
+	if s.walTorn { // a torn line could not be cut off: start a line of our own
+		line = append([]byte{'\n'}, line...)
 	}
+	if _, err := s.wal.Write(line); err != nil {
+		// A part of the line may be in the file: cut it off, or the next
+		// line, acknowledged, would be written onto it and not decode at
+		// recovery. If even that fails, the part stays: it does not
+		// decode (torn) unless whole, and then it was not acknowledged but
+		// replays harmlessly (its orders are never published, and a plan
+		// with the same orders is journaled again); the next append then
+		// starts a line of its own.
+		err = fmt.Errorf("state: append to %s: %w", s.wal.Name(), err)
+		if terr := s.wal.Truncate(s.walSize); terr != nil { // O_APPEND: the next write goes to the new end
+			s.walTorn = true
+			return 0, 0, errors.Join(err, fmt.Errorf("state: cut the torn line off %s: %w", s.wal.Name(), terr))
+		}
+		return 0, 0, err
+	}
+	s.walTorn = false
 	s.walSize += int64(len(line))
 	s.live[policy] = append(s.live[policy], liveEntry{seq: s.seq, data: entry})
 	s.pol(policy).walSeq = s.seq
@@ -251,7 +263,7 @@ func (s *Store) rotateJournal() error {
 		return fmt.Errorf("state: rotate %s: %w", s.wal.Name(), err)
 	}
 	s.walGen++
-	s.walSize, s.synced = 0, 0
+	s.walSize, s.synced, s.walTorn = 0, 0, false
 	s.stats.rotations.Add(1)
 	return nil
 }
