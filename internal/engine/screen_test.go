@@ -174,7 +174,7 @@ func TestScreenEqualsFullEvaluation(t *testing.T) {
 	if screenedTotal < n*40/8 {
 		t.Fatalf("the screen settled %d of %d evaluations: it is not exercised", screenedTotal, n*40)
 	}
-	t.Logf("%d households, 40 ticks: %d evaluations settled by the screen", n, screenedTotal)
+	t.Logf("%d households, 40 ticks: %d evaluations settled by the screen, %d of them by its bound", n, screenedTotal, screenedEng.boundSettled)
 }
 
 // pendingFills are fills of every pending order, in full at its price.
