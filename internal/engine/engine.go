@@ -219,6 +219,9 @@ type Engine struct {
 	// bySymbol indexes e.names by the instruments each policy needs
 	// (nil: to be rebuilt); see affected.
 	bySymbol map[string][]int
+	// mark and affectedBuf are affected's working memory.
+	mark        []bool
+	affectedBuf []*runtime
 	// driftAt indexes driftOut by policy: one pending event per policy,
 	// found without a search (a search made each tick quadratic).
 	driftAt map[string]int

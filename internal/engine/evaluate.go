@@ -110,6 +110,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		// Prices moved within the bound of the household's breach
 		// screen: settled without arithmetic, and nothing blocks it.
 		e.setBlocked(rt, nil)
+		e.settledDrift(rt, now)
 		return
 	}
 	defer e.recount(rt) // the aggregates follow breaches and blocks
@@ -140,7 +141,9 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	var snap *drift.Snapshot
 	// The breach screen settles most evaluations of households that do
 	// not breach (screen.go); the others are valued in full.
-	if !hasPriceBlock(blocks) && eff != nil && !e.screened(rt, eff, now) {
+	if !hasPriceBlock(blocks) && eff != nil && e.screened(rt, eff, now) {
+		defer e.settledDrift(rt, now) // as the full evaluation's below: after the blocks
+	} else if !hasPriceBlock(blocks) && eff != nil {
 		rt.settleValuation() // checkValuation reads it
 		book, err := portfolio.Bind(eff, rt.ledger.Holdings(), e.prices(rt))
 		if err != nil {
@@ -242,6 +245,19 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	p := plan.MakeWith(snap, opts)
 	p.Waiting = rt.waiting
 	e.rebalance(rt, p, d.Trigger, now)
+}
+
+// settledDrift queues the drift event of an evaluation the breach screen
+// settled, when one is due: from the snapshot of the settled prices,
+// which is the full evaluation's (not kept: see snapshotOf). Called with
+// e.mu held.
+func (e *Engine) settledDrift(rt *runtime, now time.Time) {
+	if !e.driftDue(rt, now) {
+		return
+	}
+	if snap := rt.snapshotOf(); snap != nil {
+		e.publishDrift(rt, snap, now)
+	}
 }
 
 // cashFlow plans the oldest pending cash flow: a deposit is invested

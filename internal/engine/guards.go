@@ -36,8 +36,11 @@ type priceGuard struct {
 	// those symbols are offered to it.
 	need map[string]int
 	// verdicts are the guard's verdicts on the batch of quotes being
-	// offered, by quote; zero for a quote not offered to it.
+	// offered, by quote; zero for a quote not offered to it. changed[k]
+	// is set when a quote of the batch changed what the guard holds of
+	// its symbol number k (a verdict other than ignored or agreeing).
 	verdicts []feeds.Verdict
+	changed  []bool
 	// syms numbers the symbols households of the guard needed (index
 	// their numbers), for the price epochs; epoch is the current one (nil:
 	// made when asked for), seq the number of the last made.
@@ -60,9 +63,30 @@ type priceEpoch struct {
 	fx     []fixed.Num
 	fxOK   []bool
 	// moves[k] bounds the relative move of symbol k's price from this
-	// epoch to the epoch numbered movesTo (see movesTo).
+	// epoch to the epoch numbered movesTo (see movesFrom).
 	movesTo uint64
 	moves   []uint64
+	// usable reports whether every symbol's price may be planned on at
+	// usableAt (see allUsable).
+	usableAt time.Time
+	usable   bool
+}
+
+// allUsable reports whether every symbol of the epoch has a price that
+// may be planned on at now: accepted, no move held back, fresh
+// (Guard.Check finds no problem). Computed once per epoch and time.
+func (ep *priceEpoch) allUsable(g *priceGuard, now time.Time) bool {
+	if !ep.usableAt.IsZero() && ep.usableAt.Equal(now) {
+		return ep.usable
+	}
+	ep.usableAt, ep.usable = now, true
+	for k := range ep.quotes {
+		if !ep.has[k] || ep.held[k] || !g.Fresh(ep.quotes[k], now) {
+			ep.usable = false
+			break
+		}
+	}
+	return ep.usable
 }
 
 // boundPlaces are the decimal places of relative moves and the breach
@@ -229,10 +253,18 @@ func (g *priceGuard) setNeed(old, new []string) {
 func (e *Engine) offerGuards(qs []feeds.Quote, now time.Time) {
 	for _, g := range e.guardList {
 		g.verdicts = g.verdicts[:0]
+		clear(g.changed)
 		for _, q := range qs {
 			var v feeds.Verdict
 			if n := g.need[q.Symbol]; n > 0 {
 				v = g.Offer(q, now)
+				if v != feeds.Ignored && v != feeds.Agreeing {
+					k := int(g.number(q.Symbol))
+					if k >= len(g.changed) {
+						g.changed = append(g.changed, make([]bool, k+1-len(g.changed))...)
+					}
+					g.changed[k] = true
+				}
 				switch v {
 				case feeds.Quarantined:
 					e.log.Warn("price quarantined: moved more than max_move; unconfirmed until it persists for confirm_after or another feed reports it",
@@ -267,10 +299,26 @@ func (rt *runtime) numbers() []int32 {
 func (e *Engine) pricesUsable(rt *runtime, now time.Time) bool {
 	gidx := rt.numbers() // before current: it may number a symbol
 	ep := rt.guard.current()
+	if ep.allUsable(rt.guard, now) {
+		return true // the household's are among them
+	}
 	for _, k := range gidx {
 		if !ep.has[k] || ep.held[k] || !rt.guard.Fresh(ep.quotes[k], now) {
 			return false
 		}
 	}
 	return true
+}
+
+// pricesChanged reports whether the last batch of quotes changed what the
+// household's guard holds of a symbol it needs. Called with e.mu held,
+// after offerGuards.
+func (rt *runtime) pricesChanged() bool {
+	g := rt.guard
+	for _, k := range rt.numbers() {
+		if int(k) < len(g.changed) && g.changed[k] {
+			return true
+		}
+	}
+	return false
 }

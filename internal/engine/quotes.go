@@ -97,22 +97,23 @@ func (e *Engine) affected(qs []feeds.Quote) []*runtime {
 			}
 		}
 	}
-	mark := make([]bool, len(e.names))
-	n := 0
+	if cap(e.mark) < len(e.names) {
+		e.mark = make([]bool, len(e.names))
+	}
+	mark := e.mark[:len(e.names)]
+	clear(mark)
 	for _, q := range qs {
 		for _, i := range e.bySymbol[q.Symbol] {
-			if !mark[i] {
-				mark[i] = true
-				n++
-			}
+			mark[i] = true
 		}
 	}
-	out := make([]*runtime, 0, n)
-	for i, name := range e.names {
+	out := e.affectedBuf[:0]
+	for i, rt := range e.rts {
 		if mark[i] {
-			out = append(out, e.policies[name])
+			out = append(out, rt)
 		}
 	}
+	e.affectedBuf = out[:0:cap(out)] // reused by the next batch (no call nests)
 	return out
 }
 
@@ -123,21 +124,25 @@ func (e *Engine) offer(qs []feeds.Quote) {
 	e.offerGuards(qs, now)
 	for _, rt := range e.affected(qs) {
 		changed := false
-		for k, q := range qs {
-			v := rt.guard.verdicts[k]
-			if v == 0 {
-				continue // not offered: no household of the guard needs it
-			}
-			if _, ok := slices.BinarySearch(rt.symbols, q.Symbol); !ok {
-				continue
-			}
-			switch v {
-			case feeds.Accepted:
-				rt.recordQuote(q)
-				changed = true
-			case feeds.Ignored, feeds.Agreeing:
-			default:
-				changed = true
+		if rt.corr == nil {
+			changed = rt.pricesChanged()
+		} else { // quote by quote: the correlation watch records those accepted
+			for k, q := range qs {
+				v := rt.guard.verdicts[k]
+				if v == 0 {
+					continue // not offered: no household of the guard needs it
+				}
+				if _, ok := slices.BinarySearch(rt.symbols, q.Symbol); !ok {
+					continue
+				}
+				switch v {
+				case feeds.Accepted:
+					rt.recordQuote(q)
+					changed = true
+				case feeds.Ignored, feeds.Agreeing:
+				default:
+					changed = true
+				}
 			}
 		}
 		if changed {

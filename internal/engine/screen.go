@@ -79,6 +79,28 @@ type screen struct {
 	// save (see setBound).
 	anchor *priceEpoch
 	bound  uint64
+	// from, when set, is the epoch of the last settle, whose prices
+	// prices, at, has and the held instruments' ref are to be (see
+	// copyPrices): copying them at each settle was most of its cost.
+	from *priceEpoch
+}
+
+// copyPrices copies the prices of the last settle's epoch into the
+// screen, if not done yet. Called with e.mu held.
+func (s *screen) copyPrices() {
+	cur := s.from
+	if cur == nil {
+		return
+	}
+	s.from = nil
+	for k, g := range s.gidx {
+		q := cur.quotes[g]
+		s.prices[k], s.at[k], s.has[k] = q.Price, q.At, cur.has[g]
+	}
+	for k := range s.held {
+		h := &s.held[k]
+		h.ref = cur.fx[s.gidx[h.sym]] // it fits: the settle multiplied by it
+	}
 }
 
 // screenScratch is the working memory of a screen in progress, one per
@@ -202,13 +224,14 @@ func (e *Engine) buildScreen(rt *runtime, eff *policy.Policy, snap *drift.Snapsh
 // screenable reports whether nothing but prices can make the
 // household's evaluation at now differ from its last one: the screen was
 // built from the same effective policy, ledger and holdings, and no
-// calendar firing, cash flow, cash phase, breach, drift event or held
-// valuation is due. Called with e.mu held.
+// calendar firing, cash flow, cash phase, breach or held valuation is
+// due. (A drift event due is sent from the settled evaluation's
+// snapshot: see evaluate.) Called with e.mu held.
 func (e *Engine) screenable(rt *runtime, eff *policy.Policy, now time.Time) bool {
 	s := rt.scr
 	if s == nil || s.eff != eff || s.led != rt.ledger || s.rev != rt.ledger.Rev() || s.guard != rt.guard ||
 		rt.due != nil || len(rt.ledger.PendingFlows) > 0 || len(rt.ledger.CashPhases) > 0 || len(rt.breaching) > 0 ||
-		e.driftDue(rt, now) || s.saved != rt.value.saved || (!s.pending && s.valuation != rt.ledger.Valuation) {
+		s.saved != rt.value.saved || (!s.pending && s.valuation != rt.ledger.Valuation) {
 		return false
 	}
 	_, held := rt.value.c.Held()
@@ -217,8 +240,7 @@ func (e *Engine) screenable(rt *runtime, eff *policy.Policy, now time.Time) bool
 
 // screened reports whether the breach screen settles the household's
 // evaluation at now: no sleeve breaches its band, nothing else is due
-// (calendar firing, cash flow, phase-in step, first investment, drift
-// event), and the valuation check accepts the new investable total
+// (calendar firing, cash flow, phase-in step, first investment), and the valuation check accepts the new investable total
 // without a save. It then does what the full evaluation would have done
 // (lastCheck, breaching, the accepted valuation) and returns true; it
 // changes nothing and returns false when the full evaluation must run.
@@ -228,6 +250,7 @@ func (e *Engine) screened(rt *runtime, eff *policy.Policy, now time.Time) bool {
 		return false
 	}
 	s := rt.scr
+	s.copyPrices() // the references of the valuation check
 	for _, sym := range s.need {
 		if _, ok := rt.guard.Quote(sym); !ok {
 			return false // Bind would fail: a targeted instrument without a price
@@ -326,14 +349,7 @@ func (e *Engine) settle(rt *runtime, cur *priceEpoch, total fixed.Num, now time.
 	rt.waiting = nil
 	rt.snapshot, rt.snapStale = nil, true // computed when asked for: kept, it cost 3 KB a household
 	s.pending, s.pendAt, s.pendTotal = true, now, total
-	for k, g := range s.gidx {
-		q := cur.quotes[g]
-		s.prices[k], s.at[k], s.has[k] = q.Price, q.At, cur.has[g]
-	}
-	for k := range s.held {
-		h := &s.held[k]
-		h.ref = cur.fx[s.gidx[h.sym]] // it fits: the caller multiplied by it
-	}
+	s.from = cur // its prices: copied when read (copyPrices)
 }
 
 // setBound records, after a settle at the prices of epoch cur that did
@@ -524,6 +540,7 @@ func (rt *runtime) settleValuation() {
 	if s == nil || !s.pending {
 		return
 	}
+	s.copyPrices()
 	prices := make(map[string]decimal.Decimal, len(s.syms))
 	for k, sym := range s.syms {
 		if s.has[k] {
@@ -554,6 +571,7 @@ func (rt *runtime) snapshotOf() *drift.Snapshot {
 		return rt.snapshot
 	}
 	s := rt.scr
+	s.copyPrices()
 	q := &portfolio.Prices{File: "feeds", Quotes: make(map[string]portfolio.Quote, len(s.syms))}
 	for k, sym := range s.syms {
 		if s.has[k] {
