@@ -89,7 +89,7 @@ type Store struct {
 
 	// The journal file (JournalName). Lock order: mu, then walMu.
 	walMu   sync.Mutex
-	wal     *os.File
+	wal     journalFile
 	walGen  uint64 // incremented when the file is emptied
 	walSize int64
 	// walTorn: a failed write left part of a line that could not be cut
@@ -123,6 +123,9 @@ type Options struct {
 	// LockTimeout bounds the wait for the file's lock, held by another
 	// process using the same state directory (default 5s).
 	LockTimeout time.Duration
+
+	// wrapJournal, when set (by tests), wraps the journal file.
+	wrapJournal func(journalFile) journalFile
 }
 
 // polState is what the store knows of one policy's saved state.

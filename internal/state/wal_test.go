@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -133,4 +134,93 @@ func TestJournalFileRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(openStore(t, dir, Options{}))
+}
+
+// tornFile is a journal file whose next write can be made to stop half
+// way with an error (a full disk, an I/O error), and whose Truncate can be
+// made to fail.
+type tornFile struct {
+	journalFile
+	tearNext     bool
+	failTruncate bool
+}
+
+func (f *tornFile) Write(b []byte) (int, error) {
+	if !f.tearNext {
+		return f.journalFile.Write(b)
+	}
+	f.tearNext = false
+	n, err := f.journalFile.Write(b[:len(b)/2])
+	if err == nil {
+		err = errors.New("injected: no space left on device")
+	}
+	return n, err
+}
+
+func (f *tornFile) Truncate(size int64) error {
+	if f.failTruncate {
+		return errors.New("injected: truncate failed")
+	}
+	return f.journalFile.Truncate(size)
+}
+
+// TestJournalTornWrite: an append whose write fails half way leaves no
+// part of its line where the next, acknowledged, line would be written
+// onto it (it did not decode at recovery and was lost). When the torn part
+// cannot be cut off, the next line starts on a line of its own, and a
+// later torn line is cut off without cutting into the lines acknowledged
+// after the first.
+func TestJournalTornWrite(t *testing.T) {
+	for _, truncateFails := range []bool{false, true} {
+		t.Run(fmt.Sprintf("truncate_fails=%v", truncateFails), func(t *testing.T) {
+			dir := t.TempDir()
+			var tf *tornFile
+			s := openStore(t, dir, Options{wrapJournal: func(f journalFile) journalFile {
+				tf = &tornFile{journalFile: f}
+				return tf
+			}})
+			if err := s.Save(testLedger("p", "1"), true); err != nil {
+				t.Fatal(err)
+			}
+			appendOK := func(id string, i int) {
+				t.Helper()
+				if err := s.Append("p", planEntry(id, testAt.Add(time.Duration(i)*time.Minute))); err != nil {
+					t.Fatalf("append %s: %v", id, err)
+				}
+			}
+			appendTorn := func(id string, i int) {
+				t.Helper()
+				tf.tearNext = true
+				if err := s.Append("p", planEntry(id, testAt.Add(time.Duration(i)*time.Minute))); err == nil {
+					t.Fatalf("append %s: no error from a torn write", id)
+				}
+			}
+			appendOK("plan0", 1)
+			tf.failTruncate = truncateFails
+			appendTorn("torn1", 2)
+			appendOK("plan2", 3) // the truncate fails again here when truncateFails
+			tf.failTruncate = false
+			appendTorn("torn3", 4) // cut off: must not cut into plan2's line
+			appendOK("plan4", 5)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = openStore(t, dir, Options{})
+			defer s.Close()
+			got := mustLoad(t, s, "p")
+			for _, id := range []string{"plan0", "plan2", "plan4"} {
+				if _, ok := got.Order(id + "-1"); !ok {
+					t.Errorf("acknowledged %s lost at recovery; orders %v", id, got.Orders)
+				}
+			}
+			for _, id := range []string{"torn1", "torn3"} {
+				if _, ok := got.Order(id + "-1"); ok {
+					t.Errorf("%s, whose append failed, came back", id)
+				}
+			}
+			if got.LastPlanID != "plan4" {
+				t.Errorf("last plan %q, want plan4", got.LastPlanID)
+			}
+		})
+	}
 }
