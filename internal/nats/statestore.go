@@ -48,7 +48,14 @@ var ErrStaleTerm = errors.New("state loaded under an older lease term")
 // a claim that loses its compare-and-set to an older term's write (an old
 // holder resumed after a pause, between the new holder's read and write)
 // reads again and claims over it: holding the lease, not winning a write,
-// decides who owns the state.
+// decides who owns the state. The claim records its term: a write under
+// a later term (the lease lost and acquired again since) is refused with
+// ErrStaleTerm, as MayPublish refuses the policy's messages, until the
+// policy is forgotten and loaded afresh.
+//
+// The shared documents (ReadJSON, WriteJSON) are fenced the same way:
+// compare-and-set on the revision last read or written, the term stored
+// with the value.
 //
 // Journal entries are kept beside the ledger in the same value until the
 // next Save, so one write makes a plan durable (as durable as the
