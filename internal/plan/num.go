@@ -108,6 +108,12 @@ func (x num) Add(y num) num {
 			return num{v: s, e: x.e}
 		}
 	}
+	switch {
+	case !y.big && y.v == 0:
+		return x
+	case !x.big && x.v == 0:
+		return y
+	}
 	if a, b, e, ok := align(x, y); ok {
 		if s := a + b; (s > a) == (b > 0) && s != math.MinInt64 {
 			return num{v: s, e: e}

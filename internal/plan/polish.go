@@ -29,6 +29,10 @@ type numbers struct {
 	// T; min_trade.
 	loaded               bool
 	T, minTrade          num
+	// e is the exponent the money figures are brought to (money): the
+	// smallest of the fixed ones', so that adding and comparing them
+	// seldom needs to align exponents.
+	e int32
 	unit, maxSteps, base []num
 	tgt, hwf, tv, hw     []num
 	gap                  []num // scratch of the simple plan, per instrument
@@ -57,6 +61,22 @@ func (pl *planner) numOf(d decimal.Decimal) num {
 	return numOf(d)
 }
 
+// money returns d as a num at the exponent of the money figures (f.e)
+// when it fits there, else as numOf does: the same value either way.
+func (pl *planner) money(d decimal.Decimal) num { return pl.atMoney(pl.numOf(d)) }
+
+// atMoney returns x at the exponent of the money figures (f.e) when it
+// fits there, else x.
+func (pl *planner) atMoney(x num) num {
+	if x.big || x.e <= pl.f.e {
+		return x
+	}
+	if v, ok := x.at(pl.f.e); ok {
+		return num{v: v, e: pl.f.e}
+	}
+	return x
+}
+
 // load sets pl.f and pl.dev from the planner's decimals, and the steps of
 // each order.
 func (pl *planner) load() {
@@ -64,12 +84,12 @@ func (pl *planner) load() {
 	nS := len(p.Sleeves)
 	pl.loadFixed()
 	for si := range p.Sleeves {
-		f.after[si] = pl.numOf(pl.after[si])
+		f.after[si] = pl.money(pl.after[si])
 	}
 	for a := range p.Accounts {
-		f.cash[a] = pl.numOf(pl.cash[a])
+		f.cash[a] = pl.money(pl.cash[a])
 	}
-	f.total, f.same = pl.numOf(pl.totalAfter), pl.sameTotal
+	f.total, f.same = pl.money(pl.totalAfter), pl.sameTotal
 	for k := range pl.orders {
 		if o := &pl.orders[k]; !o.changed {
 			o.n = pl.numOf(o.units)
@@ -116,6 +136,22 @@ func (pl *planner) loadFixed() {
 			f.tgt[si], f.hwf[si] = pl.numOf(p.Sleeves[si].Target), pl.numOf(p.Sleeves[si].HalfWidth)
 			f.tv[si], f.hw[si] = pl.numOf(pl.s.Sleeves[si].TargetValue), pl.numOf(pl.s.Sleeves[si].HalfWidthValue)
 		}
+		// The money figures at one exponent, the smallest of theirs.
+		f.e = f.T.e
+		money := [][]num{f.unit, f.base, f.tv, f.hw, {f.minTrade}}
+		for _, xs := range money {
+			for _, x := range xs {
+				if !x.big && x.v != 0 {
+					f.e = min(f.e, x.e)
+				}
+			}
+		}
+		for _, xs := range money[:4] {
+			for k := range xs {
+				xs[k] = pl.atMoney(xs[k])
+			}
+		}
+		f.T, f.minTrade = pl.atMoney(f.T), pl.atMoney(f.minTrade)
 		// What each account may buy is fixed for the planner: the
 		// wash-sale guard changes only between planners (washConflicts).
 		buys := func(a, i int) bool {
