@@ -370,6 +370,8 @@ type planner struct {
 	harmful bool
 	noPairs bool // the polish tries no pairs of orders (spendIdle)
 	f       numbers
+	idx     orderIndex
+	view    view
 	ranking
 	exact bool // the polish rates in decimal arithmetic only (makeWith)
 }
@@ -1204,6 +1206,9 @@ func (pl *planner) step(a, i int, n decimal.Decimal, sell bool) {
 
 // hasOrder reports whether the plan already trades instrument i in account a.
 func (pl *planner) hasOrder(a, i int) bool {
+	if pl.idx.ok {
+		return pl.idx.at[a*pl.nI+i] >= 0
+	}
 	for k := range pl.orders {
 		if pl.orders[k].account == a && pl.orders[k].instrument == i {
 			return true

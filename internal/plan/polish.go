@@ -27,12 +27,12 @@ type numbers struct {
 	// below zero); per account cash less the reserve before the plan; per
 	// sleeve the target and the half-width as fractions and as values at
 	// T; min_trade.
-	loaded               bool
-	T, minTrade          num
+	loaded      bool
+	T, minTrade num
 	// e is the exponent the money figures are brought to (money): the
 	// smallest of the fixed ones', so that adding and comparing them
 	// seldom needs to align exponents.
-	e int32
+	e                    int32
 	unit, maxSteps, base []num
 	tgt, hwf, tv, hw     []num
 	gap                  []num // scratch of the simple plan, per instrument
@@ -44,12 +44,83 @@ type numbers struct {
 	buyable, buyableAt []int
 }
 
+// orderIndex indexes the orders while the polish moves them (from
+// indexOrders to polishDone, ok), so that finding an account's order of an
+// instrument, or an order the other way, does not scan the orders: the
+// moves it tries only append an order, take the last one back or change
+// an order's steps (change keeps the counts).
+type orderIndex struct {
+	ok bool
+	// at is, per [a*nI+i], the first order of instrument i in account a,
+	// or -1.
+	at []int32
+	// Orders with steps, per side (0 buy, 1 sell): of instrument i,
+	// relocations aside, in inst[side*nI+i]; of account a in leaf sleeve
+	// l, relocations and harvests aside, in leaf[(side*nA+a)*nS+l]; buys
+	// of account a in buys[a].
+	inst, leaf, buys []int32
+}
+
+// sideIndex is 0 for buys, 1 for sells.
+func sideIndex(s Side) int {
+	if s == Sell {
+		return 1
+	}
+	return 0
+}
+
+// indexOrders builds pl.idx from the orders.
+func (pl *planner) indexOrders() {
+	x, nS := &pl.idx, len(pl.p.Sleeves)
+	if x.at == nil {
+		all := make([]int32, pl.nA*pl.nI+2*pl.nI+2*pl.nA*nS+pl.nA)
+		x.at, all = all[:pl.nA*pl.nI], all[pl.nA*pl.nI:]
+		x.inst, all = all[:2*pl.nI], all[2*pl.nI:]
+		x.leaf, x.buys = all[:2*pl.nA*nS], all[2*pl.nA*nS:]
+	}
+	for k := range x.at {
+		x.at[k] = -1
+	}
+	clear(x.inst)
+	clear(x.leaf)
+	clear(x.buys)
+	for k := range pl.orders {
+		o := &pl.orders[k]
+		if at := &x.at[o.account*pl.nI+o.instrument]; *at < 0 {
+			*at = int32(k)
+		}
+		if o.n.Sign() > 0 {
+			pl.count(o, 1)
+		}
+	}
+	x.ok = true
+}
+
+// count adds d to the counts of pl.idx that order o, with steps, is in.
+func (pl *planner) count(o *Order, d int32) {
+	x, s := &pl.idx, sideIndex(o.Side)
+	if s == 0 {
+		x.buys[o.account] += d
+	}
+	if o.Rule == RuleRelocate {
+		return
+	}
+	x.inst[s*pl.nI+o.instrument] += d
+	if o.Rule != RuleHarvest {
+		x.leaf[(s*pl.nA+o.account)*len(pl.p.Sleeves)+pl.p.Instruments[o.instrument].Sleeve] += d
+	}
+}
+
 // ranking is the order in which partners looks for partners
 // (ranked).
 type ranking struct {
 	rank     []int
 	rankOK   bool
 	rankSide Side
+	// rankLeaves are the leaf sleeves of the instruments with a step of
+	// value, and rankInst[rankAt[si]:rankAt[si+1]] those of sleeve si,
+	// in the order of the instruments: fixed for the planner.
+	rankLeaves, rankInst, rankAt []int
 }
 
 // numOf returns d as a num: a decimal (big) in every case when the
@@ -287,6 +358,7 @@ func (pl *planner) deviationAfter(si int) num { return pl.dev[si] }
 
 // refreshDev computes pl.dev for every sleeve.
 func (pl *planner) refreshDev() {
+	pl.view.ok = false
 	for si := range pl.dev {
 		pl.dev[si] = pl.f.after[si].Sub(pl.targetValueAfter(si))
 	}
@@ -374,6 +446,7 @@ func exempt(r Rule) bool {
 // bought (sell false) or sold in account a, and the account's cash.
 func (pl *planner) shift(a, i int, n num, sell bool) {
 	p, f := pl.p, &pl.f
+	pl.view.ok = false
 	amount := f.unit[i].Mul(n) // value into the instrument's sleeve
 	if sell {
 		amount = amount.Neg()
@@ -420,6 +493,9 @@ func (pl *planner) apply(m *move) {
 		// the orders it keeps.
 		pl.orders = append(pl.orders, Order{Side: m.side, Rule: pl.newRule(m.i), account: m.a, instrument: m.i, changed: true})
 		m.k, m.added = len(pl.orders)-1, true
+		if at := &pl.idx.at[m.a*pl.nI+m.i]; pl.idx.ok && *at < 0 {
+			*at = int32(m.k)
+		}
 	}
 	pl.change(m.k, m.n)
 }
@@ -428,6 +504,9 @@ func (pl *planner) apply(m *move) {
 func (pl *planner) undo(m *move) {
 	pl.change(m.k, m.n.Neg())
 	if m.added {
+		if at := &pl.idx.at[m.a*pl.nI+m.i]; pl.idx.ok && *at == int32(m.k) {
+			*at = -1
+		}
 		pl.orders = pl.orders[:m.k]
 		m.k, m.added = -1, false
 	}
@@ -440,10 +519,13 @@ func (pl *planner) change(k int, n num) {
 	o.n = o.n.Add(n)
 	o.changed = true
 	if is := o.n.Sign() > 0; is != was {
+		d := int32(-1)
 		if is {
-			pl.nOrders++
-		} else {
-			pl.nOrders--
+			d = 1
+		}
+		pl.nOrders += int(d)
+		if pl.idx.ok {
+			pl.count(o, d)
 		}
 	}
 	pl.shift(o.account, o.instrument, n, o.Side == Sell)
@@ -464,6 +546,7 @@ func (pl *planner) newRule(i int) Rule {
 // projection back to the planner's decimals. The orders the polish
 // changed keep their steps in n (changed) until settle.
 func (pl *planner) polishDone() {
+	pl.idx.ok = false
 	pl.dropEmpty()
 	pl.store()
 }
@@ -520,6 +603,10 @@ func (pl *planner) settle() {
 // (relocations and harvests aside: the polish adds no split restoration).
 func (pl *planner) conflicts(a, i int, side Side) bool {
 	leaf := pl.p.Instruments[i].Sleeve
+	if x := &pl.idx; x.ok {
+		s := 1 - sideIndex(side) // the other way
+		return x.inst[s*pl.nI+i] > 0 || x.leaf[(s*pl.nA+a)*len(pl.p.Sleeves)+leaf] > 0
+	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
 		if o.Side == side || o.n.Sign() <= 0 {
@@ -586,9 +673,15 @@ func (pl *planner) feasible(m move) bool {
 	if m.side == Buy {
 		return false
 	}
-	for k := range pl.orders {
-		if o := &pl.orders[k]; o.account == m.a && o.Side == Buy && o.n.Sign() > 0 {
+	if pl.idx.ok {
+		if pl.idx.buys[m.a] > 0 {
 			return false
+		}
+	} else {
+		for k := range pl.orders {
+			if o := &pl.orders[k]; o.account == m.a && o.Side == Buy && o.n.Sign() > 0 {
+				return false
+			}
 		}
 	}
 	return !left.LessThan(f.base[m.a])
@@ -659,15 +752,138 @@ func (pl *planner) stepsFor(i int, amount num, exceed bool) num {
 // try makes move m when it is feasible and improves the score cur; it
 // reports whether it did, with the new score.
 func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
-	if m.n.IsZero() || !pl.feasible(m) {
+	if m.n.IsZero() || !pl.feasible(m) || pl.worse(&m, cur) {
 		return *cur, false
 	}
+	viewed := pl.view.ok
 	pl.apply(&m)
 	if sc, ok := pl.better(cur, withIdle, pl.f.unit[m.i].Mul(m.n)); ok {
 		return sc, true
 	}
 	pl.undo(&m)
+	// The projection is back where it was, figure for figure.
+	pl.view.ok = viewed
 	return *cur, false
+}
+
+// view is the projection rated per sleeve, for worse: valid (ok) until
+// the projection moves (shift, refreshDev).
+type view struct {
+	ok  bool
+	out []bool // per sleeve: outside its band
+	abs []num  // per sleeve: |deviation|
+	// byDev lists the sleeves, the largest |deviation| first.
+	byDev         []int
+	nOut, nHarmed int // sleeves out of band; of those, the ones that were inside before the plan
+}
+
+// look builds pl.view from the projection.
+func (pl *planner) look() {
+	v, p := &pl.view, pl.p
+	nS := len(p.Sleeves)
+	if v.out == nil {
+		v.out, v.abs, v.byDev = make([]bool, nS), make([]num, nS), make([]int, nS)
+	}
+	v.nOut, v.nHarmed = 0, 0
+	for si := range p.Sleeves {
+		v.abs[si] = pl.dev[si].Abs()
+		v.out[si] = v.abs[si].GreaterThan(pl.halfWidthAfter(si))
+		if v.out[si] {
+			v.nOut++
+			if !pl.s.Sleeves[si].Breach {
+				v.nHarmed++
+			}
+		}
+		// Insertion sort: a few sleeves.
+		k := si
+		for ; k > 0 && v.abs[v.byDev[k-1]].LessThan(v.abs[si]); k-- {
+			v.byDev[k] = v.byDev[k-1]
+		}
+		v.byDev[k] = si
+	}
+	v.ok = true
+}
+
+// maxMoved is the most sleeves worse rates a move for: the instrument's
+// sleeve, its ancestors and the cash sleeve.
+const maxMoved = 8
+
+// worse reports, without making it, whether move m would rate worse than
+// cur on the allocation (score.head), where better would reject it: when
+// the move leaves the total as it is, only the sleeves on its
+// instrument's path and the cash sleeve move, and the rest of the
+// projection is rated once (look). It reports false when it cannot tell
+// cheaply; better then decides.
+func (pl *planner) worse(m *move, cur *score) bool {
+	p, f := pl.p, &pl.f
+	amount := f.unit[m.i].Mul(m.n)
+	if m.side == Sell {
+		amount = amount.Neg()
+	}
+	// The total moves unless free cash pays for it all (shift).
+	if f.cash[m.a].Sign() < 0 || f.cash[m.a].Sub(amount).Sign() < 0 {
+		return false
+	}
+	var moved [maxMoved]int
+	var delta [maxMoved]num
+	n := 0
+	add := func(si int, d num) bool {
+		for k := 0; k < n; k++ {
+			if moved[k] == si {
+				delta[k] = delta[k].Add(d)
+				return true
+			}
+		}
+		if n == maxMoved {
+			return false
+		}
+		moved[n], delta[n] = si, d
+		n++
+		return true
+	}
+	for x := p.Instruments[m.i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
+		if !add(x, amount) {
+			return false
+		}
+	}
+	if !add(p.Cash, amount.Neg()) {
+		return false
+	}
+	v := &pl.view
+	if !v.ok {
+		pl.look()
+	}
+	sc := score{harmed: v.nHarmed, out: v.nOut, total: f.total}
+	for k := 0; k < n; k++ {
+		si := moved[k]
+		d := pl.dev[si].Add(delta[k]).Abs()
+		if out := d.GreaterThan(pl.halfWidthAfter(si)); out != v.out[si] {
+			c := 1
+			if !out {
+				c = -1
+			}
+			sc.out += c
+			if !pl.s.Sleeves[si].Breach {
+				sc.harmed += c
+			}
+		}
+		if d.GreaterThan(sc.dev) {
+			sc.dev = d
+		}
+	}
+	// The largest |deviation| of the sleeves the move leaves alone.
+	for _, si := range v.byDev {
+		if !slices.Contains(moved[:n], si) {
+			if v.abs[si].GreaterThan(sc.dev) {
+				sc.dev = v.abs[si]
+			}
+			break
+		}
+	}
+	if devLess(&pl.before, &sc) {
+		sc.harmed++
+	}
+	return sc.head(cur) > 0
 }
 
 // improve tries the moves that bring sleeve si toward its target by about
@@ -778,13 +994,23 @@ func (pl *planner) canAdd(a, i int, side Side) bool {
 // on the account's order of i, or as a new order; ok is false when the
 // account trades i the other way.
 func (pl *planner) moveOn(a, i int, side Side, n num) (move, bool) {
-	for k := range pl.orders {
-		if o := &pl.orders[k]; o.account == a && o.instrument == i {
-			if o.Side != side {
-				return move{}, false
+	k := -1
+	if pl.idx.ok {
+		k = int(pl.idx.at[a*pl.nI+i])
+	} else {
+		for j := range pl.orders {
+			if o := &pl.orders[j]; o.account == a && o.instrument == i {
+				k = j
+				break
 			}
-			return move{k: k, a: a, i: i, side: side, n: pl.most(a, i, side, o.n, n)}, true
 		}
+	}
+	if k >= 0 {
+		o := &pl.orders[k]
+		if o.Side != side {
+			return move{}, false
+		}
+		return move{k: k, a: a, i: i, side: side, n: pl.most(a, i, side, o.n, n)}, true
 	}
 	if f := &pl.f; !f.minTrade.IsZero() && n.Mul(f.unit[i]).LessThan(f.minTrade) {
 		q, rem := f.minTrade.QuoRem(f.unit[i])
@@ -840,19 +1066,57 @@ func (pl *planner) ranked(side Side) []int {
 		return pl.rank
 	}
 	p, f := pl.p, &pl.f
-	pl.rank = pl.rank[:0]
-	for j := range p.Instruments {
-		if f.unit[j].Sign() > 0 {
-			pl.rank = append(pl.rank, j)
+	if pl.rankLeaves == nil {
+		// The leaf sleeves of the instruments with a step of value, and
+		// those instruments, per sleeve in the order of the instruments.
+		pl.rankAt = make([]int, len(p.Sleeves)+1)
+		for j := range p.Instruments {
+			if f.unit[j].Sign() > 0 {
+				pl.rankAt[p.Instruments[j].Sleeve+1]++
+			}
+		}
+		for si := range p.Sleeves {
+			if pl.rankAt[si+1] > 0 {
+				pl.rankLeaves = append(pl.rankLeaves, si)
+			}
+			pl.rankAt[si+1] += pl.rankAt[si]
+		}
+		pl.rankInst = make([]int, pl.rankAt[len(p.Sleeves)])
+		next := slices.Clone(pl.rankAt[:len(p.Sleeves)])
+		for j := range p.Instruments {
+			if f.unit[j].Sign() > 0 {
+				si := p.Instruments[j].Sleeve
+				pl.rankInst[next[si]] = j
+				next[si]++
+			}
 		}
 	}
-	slices.SortStableFunc(pl.rank, func(x, y int) int {
-		c := pl.dev[p.Instruments[x].Sleeve].Cmp(pl.dev[p.Instruments[y].Sleeve])
+	// A stable sort of the instruments by their sleeves' deviations: the
+	// sleeves sorted, then the instruments of sleeves with equal
+	// deviations merged in their order.
+	cmp := func(x, y int) int {
+		c := pl.dev[x].Cmp(pl.dev[y])
 		if side == Buy {
 			return -c
 		}
 		return c
-	})
+	}
+	slices.SortStableFunc(pl.rankLeaves, cmp)
+	pl.rank = pl.rank[:0]
+	for g := 0; g < len(pl.rankLeaves); {
+		h := g + 1
+		for h < len(pl.rankLeaves) && cmp(pl.rankLeaves[g], pl.rankLeaves[h]) == 0 {
+			h++
+		}
+		from := len(pl.rank)
+		for _, si := range pl.rankLeaves[g:h] {
+			pl.rank = append(pl.rank, pl.rankInst[pl.rankAt[si]:pl.rankAt[si+1]]...)
+		}
+		if h > g+1 {
+			slices.Sort(pl.rank[from:])
+		}
+		g = h
+	}
 	pl.rankOK, pl.rankSide = true, side
 	return pl.rank
 }
@@ -935,6 +1199,7 @@ func (pl *planner) polish() {
 func (pl *planner) polishLoaded() {
 	p := pl.p
 	target := pl.dest == policy.DestinationTarget
+	pl.indexOrders()
 	pl.before = pl.beforeScore()
 	cur := pl.score(target)
 	limit := 4 * (len(pl.orders) + len(p.Sleeves) + pl.nA)
@@ -1322,6 +1587,7 @@ func (pl *planner) simple() {
 		// Rounded, it fits a num where the share's digits made it big.
 		gap[i] = g.RoundFloor(pl.unit[i].Exponent())
 	}
+	pl.indexOrders()
 	sellOrder := pl.simpleSellOrder()
 	for i := range p.Instruments {
 		for _, a := range sellOrder {
