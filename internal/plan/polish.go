@@ -139,7 +139,7 @@ func (pl *planner) money(d decimal.Decimal) num { return pl.atMoney(pl.numOf(d))
 // atMoney returns x at the exponent of the money figures (f.e) when it
 // fits there, else x.
 func (pl *planner) atMoney(x num) num {
-	if x.big || x.e <= pl.f.e {
+	if x.isBig() || x.e <= pl.f.e {
 		return x
 	}
 	if v, ok := x.at(pl.f.e); ok {
@@ -212,7 +212,7 @@ func (pl *planner) loadFixed() {
 		money := [][]num{f.unit, f.base, f.tv, f.hw, {f.minTrade}}
 		for _, xs := range money {
 			for _, x := range xs {
-				if !x.big && x.v != 0 {
+				if !x.isBig() && x.v != 0 {
 					f.e = min(f.e, x.e)
 				}
 			}
@@ -752,17 +752,22 @@ func (pl *planner) stepsFor(i int, amount num, exceed bool) num {
 // try makes move m when it is feasible and improves the score cur; it
 // reports whether it did, with the new score.
 func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
-	if m.n.IsZero() || !pl.feasible(m) || pl.worse(&m, cur) {
+	if m.n.IsZero() || !pl.feasible(m) {
 		return *cur, false
 	}
-	viewed := pl.view.ok
+	if !pl.view.ok {
+		pl.look()
+	}
+	if pl.keepsTotal(&m) && pl.worse(&m, nil, cur) {
+		return *cur, false
+	}
 	pl.apply(&m)
 	if sc, ok := pl.better(cur, withIdle, pl.f.unit[m.i].Mul(m.n)); ok {
 		return sc, true
 	}
 	pl.undo(&m)
 	// The projection is back where it was, figure for figure.
-	pl.view.ok = viewed
+	pl.view.ok = true
 	return *cur, false
 }
 
@@ -785,19 +790,32 @@ func (pl *planner) look() {
 		v.out, v.abs, v.byDev = make([]bool, nS), make([]num, nS), make([]int, nS)
 	}
 	v.nOut, v.nHarmed = 0, 0
+	// The coefficients sort the sleeves when the deviations share an
+	// exponent (the money figures' as a rule), else the nums do.
+	same := true
 	for si := range p.Sleeves {
-		v.abs[si] = pl.dev[si].Abs()
-		v.out[si] = v.abs[si].GreaterThan(pl.halfWidthAfter(si))
+		a := pl.dev[si].Abs()
+		v.abs[si] = a
+		same = same && !a.isBig() && (a.e == pl.f.e || a.v == 0)
+		v.out[si] = a.GreaterThan(pl.halfWidthAfter(si))
 		if v.out[si] {
 			v.nOut++
 			if !pl.s.Sleeves[si].Breach {
 				v.nHarmed++
 			}
 		}
-		// Insertion sort: a few sleeves.
+	}
+	// Insertion sort: a few sleeves.
+	for si := range p.Sleeves {
 		k := si
-		for ; k > 0 && v.abs[v.byDev[k-1]].LessThan(v.abs[si]); k-- {
-			v.byDev[k] = v.byDev[k-1]
+		if same {
+			for x := v.abs[si].v; k > 0 && v.abs[v.byDev[k-1]].v < x; k-- {
+				v.byDev[k] = v.byDev[k-1]
+			}
+		} else {
+			for ; k > 0 && v.abs[v.byDev[k-1]].LessThan(v.abs[si]); k-- {
+				v.byDev[k] = v.byDev[k-1]
+			}
 		}
 		v.byDev[k] = si
 	}
@@ -808,22 +826,33 @@ func (pl *planner) look() {
 // sleeve, its ancestors and the cash sleeve.
 const maxMoved = 8
 
-// worse reports, without making it, whether move m would rate worse than
-// cur on the allocation (score.head), where better would reject it: when
-// the move leaves the total as it is, only the sleeves on its
-// instrument's path and the cash sleeve move, and the rest of the
-// projection is rated once (look). It reports false when it cannot tell
-// cheaply; better then decides.
-func (pl *planner) worse(m *move, cur *score) bool {
-	p, f := pl.p, &pl.f
-	amount := f.unit[m.i].Mul(m.n)
+// amount returns the value move m moves into its instrument's sleeve.
+func (pl *planner) amount(m *move) num {
+	amount := pl.f.unit[m.i].Mul(m.n)
 	if m.side == Sell {
-		amount = amount.Neg()
+		return amount.Neg()
 	}
-	// The total moves unless free cash pays for it all (shift).
-	if f.cash[m.a].Sign() < 0 || f.cash[m.a].Sub(amount).Sign() < 0 {
-		return false
-	}
+	return amount
+}
+
+// keepsTotal reports whether move m leaves the projected total as it is:
+// when free cash pays for it all (shift).
+func (pl *planner) keepsTotal(m *move) bool {
+	c := pl.f.cash[m.a]
+	return c.Sign() >= 0 && c.Sub(pl.amount(m)).Sign() >= 0
+}
+
+// worse reports, without making it, whether move m would rate worse than
+// cur on the allocation (score.head), where better would reject it. The
+// move must leave the total as it is (keepsTotal): then only the sleeves
+// on its instrument's path and the cash sleeve move, and the rest of the
+// projection is rated once (pl.view, look). made is a move already made
+// since the view was taken (nil: none), which also left the total as it
+// was: its sleeves are rated afresh too. worse reports false when it
+// cannot tell cheaply; better then decides.
+func (pl *planner) worse(m, made *move, cur *score) bool {
+	p, f := pl.p, &pl.f
+	amount := pl.amount(m)
 	var moved [maxMoved]int
 	var delta [maxMoved]num
 	n := 0
@@ -841,6 +870,14 @@ func (pl *planner) worse(m *move, cur *score) bool {
 		n++
 		return true
 	}
+	if made != nil {
+		// Its sleeves, already moved in pl.dev.
+		for x := p.Instruments[made.i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
+			if !add(x, num{}) {
+				return false
+			}
+		}
+	}
 	for x := p.Instruments[m.i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
 		if !add(x, amount) {
 			return false
@@ -850,9 +887,6 @@ func (pl *planner) worse(m *move, cur *score) bool {
 		return false
 	}
 	v := &pl.view
-	if !v.ok {
-		pl.look()
-	}
 	sc := score{harmed: v.nHarmed, out: v.nOut, total: f.total}
 	for k := 0; k < n; k++ {
 		si := moved[k]
@@ -871,7 +905,7 @@ func (pl *planner) worse(m *move, cur *score) bool {
 			sc.dev = d
 		}
 	}
-	// The largest |deviation| of the sleeves the move leaves alone.
+	// The largest |deviation| of the sleeves the moves leave alone.
 	for _, si := range v.byDev {
 		if !slices.Contains(moved[:n], si) {
 			if v.abs[si].GreaterThan(sc.dev) {
@@ -1172,8 +1206,14 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, w
 	if first.n.Sign() <= 0 || want.Sign() <= 0 || !pl.feasible(first) {
 		return *cur, false
 	}
+	// The view of the projection before the first move, for worse.
+	if !pl.view.ok {
+		pl.look()
+	}
+	keeps := pl.keepsTotal(&first)
 	pl.apply(&first)
-	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(second) {
+	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(second) &&
+		!(keeps && pl.worse(&second, &first, cur)) {
 		pl.apply(&second)
 		if sc, ok := pl.better(cur, withIdle, f.unit[first.i].Mul(first.n).Add(f.unit[second.i].Mul(second.n))); ok {
 			return sc, true
@@ -1181,6 +1221,8 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, w
 		pl.undo(&second)
 	}
 	pl.undo(&first)
+	// The projection is back where it was, figure for figure.
+	pl.view.ok = true
 	return *cur, false
 }
 
