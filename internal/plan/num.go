@@ -24,9 +24,9 @@ import (
 // always costs. A small num never holds math.MinInt64, so that negating
 // it cannot overflow.
 type num struct {
-	v   int64
-	e   int32
-	d   *decimal.Decimal // the value when big: nil while it fits
+	v int64
+	e int32
+	d *decimal.Decimal // the value when big: nil while it fits
 }
 
 // numOne is the number 1.
