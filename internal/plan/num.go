@@ -104,12 +104,18 @@ func align(x, y num) (a, b int64, e int32, ok bool) {
 
 // Add returns x + y.
 func (x num) Add(y num) num {
-	if !x.isBig() && !y.isBig() && x.e == y.e {
+	if x.d == nil && y.d == nil && x.e == y.e {
 		// The common case, at the same exponent: no raising.
 		if s := x.v + y.v; (s > x.v) == (y.v > 0) && s != math.MinInt64 {
 			return num{v: s, e: x.e}
 		}
 	}
+	return x.addSlow(y)
+}
+
+// addSlow is Add when the exponents differ, a figure is big or the sum
+// overflows.
+func (x num) addSlow(y num) num {
 	switch {
 	case !y.isBig() && y.v == 0:
 		return x
@@ -126,6 +132,12 @@ func (x num) Add(y num) num {
 
 // Sub returns x - y.
 func (x num) Sub(y num) num {
+	if x.d == nil && y.d == nil && x.e == y.e {
+		// y.v is never math.MinInt64: -y.v does not overflow.
+		if s := x.v - y.v; (s < x.v) == (y.v > 0) && s != math.MinInt64 {
+			return num{v: s, e: x.e}
+		}
+	}
 	if x.isBig() || y.isBig() {
 		return bigNum(x.dec().Sub(y.dec()))
 	}
@@ -165,16 +177,19 @@ func (x num) Neg() num {
 
 // Abs returns |x|.
 func (x num) Abs() num {
-	if x.Sign() < 0 {
-		return x.Neg()
+	if x.d == nil {
+		if x.v < 0 {
+			x.v = -x.v
+		}
+		return x
 	}
-	return x
+	return bigNum(x.d.Abs())
 }
 
 // Sign returns -1, 0 or 1.
 func (x num) Sign() int {
 	switch {
-	case x.isBig():
+	case x.d != nil:
 		return x.d.Sign()
 	case x.v < 0:
 		return -1
@@ -189,6 +204,21 @@ func (x num) IsZero() bool { return x.Sign() == 0 }
 
 // Cmp returns -1, 0 or 1 as x is less than, equal to or greater than y.
 func (x num) Cmp(y num) int {
+	if x.d == nil && y.d == nil && x.e == y.e {
+		// The common case, at the same exponent.
+		switch {
+		case x.v < y.v:
+			return -1
+		case x.v > y.v:
+			return 1
+		}
+		return 0
+	}
+	return x.cmpSlow(y)
+}
+
+// cmpSlow is Cmp when the exponents differ or a figure is big.
+func (x num) cmpSlow(y num) int {
 	if !x.isBig() && !y.isBig() && (x.e == y.e || x.v == 0 || y.v == 0 || (x.v < 0) != (y.v < 0)) {
 		// Same exponent, or a zero, or opposite signs: the coefficients'
 		// order (their signs') is the numbers'.
@@ -220,10 +250,20 @@ func (x num) Cmp(y num) int {
 }
 
 // LessThan reports whether x < y.
-func (x num) LessThan(y num) bool { return x.Cmp(y) < 0 }
+func (x num) LessThan(y num) bool {
+	if x.d == nil && y.d == nil && x.e == y.e {
+		return x.v < y.v
+	}
+	return x.cmpSlow(y) < 0
+}
 
 // GreaterThan reports whether x > y.
-func (x num) GreaterThan(y num) bool { return x.Cmp(y) > 0 }
+func (x num) GreaterThan(y num) bool {
+	if x.d == nil && y.d == nil && x.e == y.e {
+		return x.v > y.v
+	}
+	return x.cmpSlow(y) > 0
+}
 
 // Equal reports whether x = y.
 func (x num) Equal(y num) bool { return x.Cmp(y) == 0 }
