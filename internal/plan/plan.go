@@ -359,12 +359,10 @@ type planner struct {
 	totalAfter decimal.Decimal   // projected total
 	sameTotal  bool              // totalAfter equals T
 
-	// The polish (polish.go): the count of orders with steps, which
-	// sleeves are under their target after the plan, each sleeve's
-	// deviation, the allocation before the plan rated, and whether the
+	// The polish (polish.go): the count of orders with steps, each
+	// sleeve's deviation, the allocation before the plan rated, and whether the
 	// orders found were all taken back because they did harm.
 	nOrders int
-	under   []bool
 	dev     []num // per sleeve: after - target x total, during the polish
 	before  score
 	harmful bool

@@ -152,7 +152,6 @@ func (pl *planner) atMoney(x num) num {
 // each order.
 func (pl *planner) load() {
 	p, f := pl.p, &pl.f
-	nS := len(p.Sleeves)
 	pl.loadFixed()
 	for si := range p.Sleeves {
 		f.after[si] = pl.money(pl.after[si])
@@ -167,9 +166,6 @@ func (pl *planner) load() {
 		}
 	}
 	pl.nOrders = len(pl.orders)
-	if pl.under == nil {
-		pl.under = make([]bool, 0, nS)
-	}
 	pl.refreshDev()
 }
 
@@ -379,37 +375,15 @@ func (pl *planner) outNow(si int) bool {
 	return pl.dev[si].Abs().GreaterThan(pl.halfWidthAfter(si))
 }
 
-// score rates the current projection. withIdle adds the idle free cash
-// (destination target).
+// score rates the current projection (from pl.view). withIdle adds the
+// idle free cash (destination target).
 func (pl *planner) score(withIdle bool) score {
-	sc := score{total: pl.f.total, orders: pl.nOrders}
-	var lowest num
-	under := pl.under[:0]
-	for si := range pl.p.Sleeves {
-		if pl.outNow(si) {
-			sc.out++
-			if !pl.s.Sleeves[si].Breach {
-				sc.harmed++
-			}
-		}
-		d := pl.dev[si]
-		under = append(under, d.Sign() < 0)
-		if d.Sign() < 0 {
-			if d.LessThan(lowest) {
-				lowest = d
-			}
-		} else if d.GreaterThan(sc.dev) {
-			sc.dev = d
-		}
-	}
-	if lowest.Sign() < 0 {
-		sc.dev = maxNum(sc.dev, lowest.Neg())
-	}
+	v := pl.viewed()
+	sc := score{total: pl.f.total, orders: pl.nOrders, harmed: v.nHarmed, out: v.nOut, dev: v.abs[v.byDev[0]]}
 	if devLess(&pl.before, &sc) {
 		// A larger largest deviation than before the plan is harm too.
 		sc.harmed++
 	}
-	pl.under = under
 	if withIdle {
 		sc.idle = pl.idleCash()
 	}
@@ -417,7 +391,7 @@ func (pl *planner) score(withIdle bool) score {
 }
 
 // idleCash returns the free cash left in accounts that could buy a step of
-// an instrument of a sleeve under its target (pl.under, as score sets it).
+// an instrument of a sleeve under its target.
 func (pl *planner) idleCash() num {
 	var idle num
 	f := &pl.f
@@ -426,7 +400,7 @@ func (pl *planner) idleCash() num {
 			continue
 		}
 		for _, i := range f.buyable[f.buyableAt[a]:f.buyableAt[a+1]] {
-			if !pl.under[pl.p.Instruments[i].Sleeve] || f.unit[i].GreaterThan(f.cash[a]) {
+			if pl.dev[pl.p.Instruments[i].Sleeve].Sign() >= 0 || f.unit[i].GreaterThan(f.cash[a]) {
 				continue
 			}
 			idle = idle.Add(f.cash[a])
@@ -446,7 +420,6 @@ func exempt(r Rule) bool {
 // bought (sell false) or sold in account a, and the account's cash.
 func (pl *planner) shift(a, i int, n num, sell bool) {
 	p, f := pl.p, &pl.f
-	pl.view.ok = false
 	amount := f.unit[i].Mul(n) // value into the instrument's sleeve
 	if sell {
 		amount = amount.Neg()
@@ -456,11 +429,13 @@ func (pl *planner) shift(a, i int, n num, sell bool) {
 	for x := p.Instruments[i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
 		f.after[x] = f.after[x].Add(amount)
 		pl.dev[x] = pl.dev[x].Add(amount)
+		pl.reView(x)
 	}
 	if was.Sign() >= 0 && f.cash[a].Sign() >= 0 {
 		// Free cash pays for it all: the total is unchanged.
 		f.after[p.Cash] = f.after[p.Cash].Sub(amount)
 		pl.dev[p.Cash] = pl.dev[p.Cash].Sub(amount)
+		pl.reView(p.Cash)
 		return
 	}
 	// The account's cash crosses or stays below its reserve: only the part
@@ -755,9 +730,6 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 	if m.n.IsZero() || !pl.feasible(m) {
 		return *cur, false
 	}
-	if !pl.view.ok {
-		pl.look()
-	}
 	if pl.keepsTotal(&m) && pl.worse(&m, nil, cur) {
 		return *cur, false
 	}
@@ -766,20 +738,46 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 		return sc, true
 	}
 	pl.undo(&m)
-	// The projection is back where it was, figure for figure.
-	pl.view.ok = true
 	return *cur, false
 }
 
-// view is the projection rated per sleeve, for worse: valid (ok) until
-// the projection moves (shift, refreshDev).
+// view is the projection rated per sleeve, for score and worse: built
+// (look) when the total moves (refreshDev), else kept up to date sleeve
+// by sleeve as moves are made and taken back (shift, reView).
 type view struct {
 	ok  bool
 	out []bool // per sleeve: outside its band
 	abs []num  // per sleeve: |deviation|
-	// byDev lists the sleeves, the largest |deviation| first.
+	// byDev lists the sleeves, the largest |deviation| first, once sorted
+	// again (sorted).
 	byDev         []int
+	sorted        bool
 	nOut, nHarmed int // sleeves out of band; of those, the ones that were inside before the plan
+	// frozen holds the view as it was before the first move of a pair
+	// (freeze), for worse; the updates wait until thaw.
+	frozen bool
+	held   []int
+}
+
+// viewed returns pl.view, built and sorted.
+func (pl *planner) viewed() *view {
+	v := &pl.view
+	if !v.ok {
+		pl.look()
+	}
+	if !v.sorted {
+		// Insertion sort: a few sleeves, a few of them moved.
+		for k := 1; k < len(v.byDev); k++ {
+			si := v.byDev[k]
+			j := k
+			for ; j > 0 && v.abs[v.byDev[j-1]].LessThan(v.abs[si]); j-- {
+				v.byDev[j] = v.byDev[j-1]
+			}
+			v.byDev[j] = si
+		}
+		v.sorted = true
+	}
+	return v
 }
 
 // look builds pl.view from the projection.
@@ -788,16 +786,14 @@ func (pl *planner) look() {
 	nS := len(p.Sleeves)
 	if v.out == nil {
 		v.out, v.abs, v.byDev = make([]bool, nS), make([]num, nS), make([]int, nS)
+		for si := range v.byDev {
+			v.byDev[si] = si
+		}
 	}
 	v.nOut, v.nHarmed = 0, 0
-	// The coefficients sort the sleeves when the deviations share an
-	// exponent (the money figures' as a rule), else the nums do.
-	same := true
 	for si := range p.Sleeves {
-		a := pl.dev[si].Abs()
-		v.abs[si] = a
-		same = same && !a.isBig() && (a.e == pl.f.e || a.v == 0)
-		v.out[si] = a.GreaterThan(pl.halfWidthAfter(si))
+		v.abs[si] = pl.dev[si].Abs()
+		v.out[si] = v.abs[si].GreaterThan(pl.halfWidthAfter(si))
 		if v.out[si] {
 			v.nOut++
 			if !pl.s.Sleeves[si].Breach {
@@ -805,21 +801,52 @@ func (pl *planner) look() {
 			}
 		}
 	}
-	// Insertion sort: a few sleeves.
-	for si := range p.Sleeves {
-		k := si
-		if same {
-			for x := v.abs[si].v; k > 0 && v.abs[v.byDev[k-1]].v < x; k-- {
-				v.byDev[k] = v.byDev[k-1]
-			}
-		} else {
-			for ; k > 0 && v.abs[v.byDev[k-1]].LessThan(v.abs[si]); k-- {
-				v.byDev[k] = v.byDev[k-1]
-			}
-		}
-		v.byDev[k] = si
+	v.ok, v.sorted = true, false
+}
+
+// reView updates pl.view for sleeve si, whose deviation moved while the
+// total did not.
+func (pl *planner) reView(si int) {
+	v := &pl.view
+	if !v.ok {
+		return
 	}
-	v.ok = true
+	if v.frozen {
+		v.held = append(v.held, si)
+		return
+	}
+	v.abs[si] = pl.dev[si].Abs()
+	if out := v.abs[si].GreaterThan(pl.halfWidthAfter(si)); out != v.out[si] {
+		c := 1
+		if !out {
+			c = -1
+		}
+		v.out[si] = out
+		v.nOut += c
+		if !pl.s.Sleeves[si].Breach {
+			v.nHarmed += c
+		}
+	}
+	v.sorted = false
+}
+
+// freeze keeps pl.view as it is, sorted, while the first move of a pair
+// is made (worse rates the pair against it); thaw brings it up to date.
+func (pl *planner) freeze() {
+	v := pl.viewed()
+	v.frozen, v.held = true, v.held[:0]
+}
+
+// thaw ends freeze: the sleeves moved since are rated again.
+func (pl *planner) thaw() {
+	v := &pl.view
+	if !v.frozen {
+		return
+	}
+	v.frozen = false
+	for _, si := range v.held {
+		pl.reView(si)
+	}
 }
 
 // maxMoved is the most sleeves worse rates a move for: the instrument's
@@ -887,6 +914,9 @@ func (pl *planner) worse(m, made *move, cur *score) bool {
 		return false
 	}
 	v := &pl.view
+	if made == nil {
+		v = pl.viewed()
+	}
 	sc := score{harmed: v.nHarmed, out: v.nOut, total: f.total}
 	for k := 0; k < n; k++ {
 		si := moved[k]
@@ -1207,13 +1237,14 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, w
 		return *cur, false
 	}
 	// The view of the projection before the first move, for worse.
-	if !pl.view.ok {
-		pl.look()
-	}
 	keeps := pl.keepsTotal(&first)
+	if keeps {
+		pl.freeze()
+	}
 	pl.apply(&first)
 	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(second) &&
 		!(keeps && pl.worse(&second, &first, cur)) {
+		pl.thaw()
 		pl.apply(&second)
 		if sc, ok := pl.better(cur, withIdle, f.unit[first.i].Mul(first.n).Add(f.unit[second.i].Mul(second.n))); ok {
 			return sc, true
@@ -1221,8 +1252,7 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, w
 		pl.undo(&second)
 	}
 	pl.undo(&first)
-	// The projection is back where it was, figure for figure.
-	pl.view.ok = true
+	pl.thaw()
 	return *cur, false
 }
 
