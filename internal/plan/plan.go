@@ -367,9 +367,12 @@ type planner struct {
 	before  score
 	harmful bool
 	noPairs bool // the polish tries no pairs of orders (spendIdle)
-	f       numbers
-	idx     orderIndex
-	view    view
+	// eligible is improve's scratch: per instrument, whether its moves
+	// may bring the sleeve improved toward its target.
+	eligible []bool
+	f        numbers
+	idx      orderIndex
+	view     view
 	ranking
 	exact bool // the polish rates in decimal arithmetic only (makeWith)
 }

@@ -37,11 +37,13 @@ type numbers struct {
 	tgt, hwf, tv, hw     []num
 	gap                  []num // scratch of the simple plan, per instrument
 
-	// buyable lists, per account a, the instruments of leaf sleeves other
-	// than cash with a step of value that a may buy (may_hold, the
-	// wash-sale guard) in buyable[buyableAt[a]:buyableAt[a+1]], for
+	// buyLeaf lists, per account a, the leaf sleeves other than cash of
+	// the instruments with a step of value that a may buy (may_hold, the
+	// wash-sale guard) in buyLeaf[buyableAt[a]:buyableAt[a+1]], and in
+	// buyUnit the value of the cheapest step a may buy in each, for
 	// idleCash.
-	buyable, buyableAt []int
+	buyLeaf, buyableAt []int
+	buyUnit            []num
 }
 
 // orderIndex indexes the orders while the polish moves them (from
@@ -224,23 +226,23 @@ func (pl *planner) loadFixed() {
 		buys := func(a, i int) bool {
 			return p.Instruments[i].Sleeve != p.Cash && f.unit[i].Sign() > 0 && p.Accounts[a].Allows(i) && pl.mayBuy(i)
 		}
-		n := 0
+		f.buyableAt = make([]int, pl.nA+1)
+		at := make([]int, len(p.Sleeves)) // per leaf: its place in buyLeaf, for this account
 		for a := range p.Accounts {
+			clear(at)
 			for i := range p.Instruments {
-				if buys(a, i) {
-					n++
+				if !buys(a, i) {
+					continue
 				}
-			}
-		}
-		lists := make([]int, pl.nA+1, pl.nA+1+n)
-		f.buyableAt, f.buyable = lists[:pl.nA+1], lists[pl.nA+1:pl.nA+1]
-		for a := range p.Accounts {
-			for i := range p.Instruments {
-				if buys(a, i) {
-					f.buyable = append(f.buyable, i)
+				leaf := p.Instruments[i].Sleeve
+				if k := at[leaf] - 1; k >= 0 {
+					f.buyUnit[k] = minNum(f.buyUnit[k], f.unit[i])
+					continue
 				}
+				f.buyLeaf, f.buyUnit = append(f.buyLeaf, leaf), append(f.buyUnit, f.unit[i])
+				at[leaf] = len(f.buyLeaf)
 			}
-			f.buyableAt[a+1] = len(f.buyable)
+			f.buyableAt[a+1] = len(f.buyLeaf)
 		}
 	}
 }
@@ -399,8 +401,8 @@ func (pl *planner) idleCash() num {
 		if f.cash[a].Sign() <= 0 {
 			continue
 		}
-		for _, i := range f.buyable[f.buyableAt[a]:f.buyableAt[a+1]] {
-			if pl.dev[pl.p.Instruments[i].Sleeve].Sign() >= 0 || f.unit[i].GreaterThan(f.cash[a]) {
+		for k := f.buyableAt[a]; k < f.buyableAt[a+1]; k++ {
+			if pl.dev[f.buyLeaf[k]].Sign() >= 0 || f.buyUnit[k].GreaterThan(f.cash[a]) {
 				continue
 			}
 			idle = idle.Add(f.cash[a])
@@ -748,6 +750,7 @@ type view struct {
 	ok  bool
 	out []bool // per sleeve: outside its band
 	abs []num  // per sleeve: |deviation|
+	hw  []num  // per sleeve: half-width (halfWidthAfter), fixed while the total is unchanged
 	// byDev lists the sleeves, the largest |deviation| first, once sorted
 	// again (sorted).
 	byDev         []int
@@ -770,7 +773,16 @@ func (pl *planner) viewed() *view {
 		for k := 1; k < len(v.byDev); k++ {
 			si := v.byDev[k]
 			j := k
-			for ; j > 0 && v.abs[v.byDev[j-1]].LessThan(v.abs[si]); j-- {
+			x := v.abs[si]
+			for ; j > 0; j-- {
+				y := v.abs[v.byDev[j-1]]
+				if x.d == nil && y.d == nil && x.e == y.e {
+					if y.v >= x.v {
+						break
+					}
+				} else if !y.LessThan(x) {
+					break
+				}
 				v.byDev[j] = v.byDev[j-1]
 			}
 			v.byDev[j] = si
@@ -785,15 +797,15 @@ func (pl *planner) look() {
 	v, p := &pl.view, pl.p
 	nS := len(p.Sleeves)
 	if v.out == nil {
-		v.out, v.abs, v.byDev = make([]bool, nS), make([]num, nS), make([]int, nS)
+		v.out, v.abs, v.hw, v.byDev = make([]bool, nS), make([]num, nS), make([]num, nS), make([]int, nS)
 		for si := range v.byDev {
 			v.byDev[si] = si
 		}
 	}
 	v.nOut, v.nHarmed = 0, 0
 	for si := range p.Sleeves {
-		v.abs[si] = pl.dev[si].Abs()
-		v.out[si] = v.abs[si].GreaterThan(pl.halfWidthAfter(si))
+		v.abs[si], v.hw[si] = pl.dev[si].Abs(), pl.halfWidthAfter(si)
+		v.out[si] = v.abs[si].GreaterThan(v.hw[si])
 		if v.out[si] {
 			v.nOut++
 			if !pl.s.Sleeves[si].Breach {
@@ -816,7 +828,7 @@ func (pl *planner) reView(si int) {
 		return
 	}
 	v.abs[si] = pl.dev[si].Abs()
-	if out := v.abs[si].GreaterThan(pl.halfWidthAfter(si)); out != v.out[si] {
+	if out := v.abs[si].GreaterThan(v.hw[si]); out != v.out[si] {
 		c := 1
 		if !out {
 			c = -1
@@ -921,7 +933,7 @@ func (pl *planner) worse(m, made *move, cur *score) bool {
 	for k := 0; k < n; k++ {
 		si := moved[k]
 		d := pl.dev[si].Add(delta[k]).Abs()
-		if out := d.GreaterThan(pl.halfWidthAfter(si)); out != v.out[si] {
+		if out := d.GreaterThan(v.hw[si]); out != v.out[si] {
 			c := 1
 			if !out {
 				c = -1
@@ -969,25 +981,31 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 	if !exceed {
 		twice = amount.Add(amount)
 	}
-	eligible := func(i int) bool {
+	// The instruments whose moves may bring si toward its target, once:
+	// the moves tried are taken back, or the first that improves is kept
+	// and improve returns.
+	if pl.eligible == nil {
+		pl.eligible = make([]bool, pl.nI)
+	}
+	for i := range p.Instruments {
 		leaf := p.Instruments[i].Sleeve
+		ok := true
 		if si != p.Cash {
-			if !pl.within(leaf, si) {
-				return false
-			}
+			ok = pl.within(leaf, si)
 		} else if leaf == p.Cash || (pl.deviationAfter(leaf).Sign() > 0) != wantSell {
 			// Cash: buy what is under its target, sell what is over it.
-			return false
+			ok = false
 		}
-		return f.unit[i].Sign() > 0 && (exceed || f.unit[i].LessThan(twice))
+		pl.eligible[i] = ok && f.unit[i].Sign() > 0 && (exceed || f.unit[i].LessThan(twice))
 	}
+	eligible := pl.eligible
 	side, other := Buy, Sell
 	if wantSell {
 		side, other = Sell, Buy
 	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
-		if o.n.Sign() <= 0 || !eligible(o.instrument) {
+		if o.n.Sign() <= 0 || !eligible[o.instrument] {
 			continue
 		}
 		if o.Side == side && !pl.canAdd(o.account, o.instrument, side) {
@@ -1014,7 +1032,7 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 			break
 		}
 		for i := range p.Instruments {
-			if !eligible(i) {
+			if !eligible[i] {
 				continue
 			}
 			var n num
