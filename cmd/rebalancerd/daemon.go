@@ -211,7 +211,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 		engStore = m.kvState
 		mayPublish = m.mayPublishPartitioned
-		mayPublishPolicy = m.parts.MayPublish
+		// The partition is held, and the household was loaded under the
+		// partition's current term.
+		mayPublishPolicy = m.kvState.MayPublish
 	} else if cfg.HA.Enabled {
 		if err := m.standBy(ctx, runCtx); err != nil {
 			return err

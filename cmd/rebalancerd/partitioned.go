@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,7 +91,9 @@ func (m *Main) mayPublishPartitioned() error {
 }
 
 // maySendSubject refuses a message about a household whose partition
-// this instance does not hold with its lease's margin left. Subjects are
+// this instance does not hold with its lease's margin left, or whose state
+// it loaded under an older term of that partition (lost and taken back
+// since: the household is loaded afresh first). Subjects are
 // <prefix>.<kind>.<household>[.<account>]; a subject without a household
 // passes.
 func (m *Main) maySendSubject(subject string) error {
@@ -102,7 +106,7 @@ func (m *Main) maySendSubject(subject string) error {
 	if household == "" {
 		return nil
 	}
-	return m.parts.MayPublish(household)
+	return m.kvState.MayPublish(household)
 }
 
 // repartition runs when the partitions this instance holds change: the
@@ -184,6 +188,9 @@ func (m *Main) loadOwned(set []engine.Loaded) error {
 		return m.Engine.Load(set)
 	}
 	held := *m.heldParts.Load()
+	if err := m.unloadStale(set, held); err != nil {
+		return err
+	}
 	var owned []engine.Loaded
 	names := map[string]bool{}
 	for _, l := range set {
@@ -217,6 +224,63 @@ func (m *Main) loadOwned(set []engine.Loaded) error {
 	}
 	m.ownedNames.Store(&names)
 	return err
+}
+
+// unloadStale takes out of the engine the households it runs whose state
+// was claimed under another term of their partition's lease than the one
+// held now: the partition
+// was lost and taken back since, perhaps while this load waited for
+// loadMu, and the instance that held it in between may have expired,
+// replaced or published what this one still has in memory (its runtime,
+// its queued batches, its screen). They leave the engine with their
+// queued batches and their shared state is forgotten, so that the load
+// that follows reads and claims them afresh under the current term;
+// until then the bus's gate and the outbox refuse their messages
+// (StateStore.MayPublish). Called with loadMu held.
+func (m *Main) unloadStale(set []engine.Loaded, held map[int]bool) error {
+	running := *m.ownedNames.Load()
+	stale := map[string]bool{}
+	for name := range running {
+		claimed, ok := m.kvState.ClaimedTerm(name)
+		// A partition not held now: its households leave at the load
+		// that follows.
+		if term, holds := m.parts.HeldTerm(name); holds && (!ok || claimed != term) {
+			stale[name] = true
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	var keep []engine.Loaded
+	for _, l := range set {
+		if name := l.Policy.Name; running[name] && !stale[name] && held[m.parts.Of(name)] {
+			keep = append(keep, l)
+		}
+	}
+	// Only households already running: nothing is read, nothing can fail
+	// to load.
+	if err := m.Engine.Load(keep); err != nil {
+		return err
+	}
+	names := make(map[string]bool, len(keep))
+	for _, l := range keep {
+		names[l.Policy.Name] = true
+	}
+	for name := range running {
+		if !names[name] {
+			m.kvState.Forget(name)
+		}
+	}
+	m.ownedNames.Store(&names)
+	m.Log.Warn("partitions: households whose partition was lost and taken back since they were loaded unloaded; loading them afresh",
+		zap.Int("households", len(stale)), zap.Strings("some", firstNames(stale, 5)))
+	return nil
+}
+
+// firstNames returns up to n of the names of set, sorted.
+func firstNames(set map[string]bool, n int) []string {
+	names := slices.Sorted(maps.Keys(set))
+	return names[:min(n, len(names))]
 }
 
 // reportElsewhere says whether a report belongs to another instance of a

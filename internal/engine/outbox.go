@@ -26,6 +26,10 @@ import (
 // batch is one plan's events on their way to JetStream.
 type batch struct {
 	policy string
+	// ledger is the ledger of the runtime that queued it: with
+	// Options.Partitioned, a batch whose household was unloaded and loaded
+	// again since (a new runtime, its state read afresh) is not sent.
+	ledger *ledger.Ledger
 	plan   events.Plan
 	orders []events.Order
 	start  time.Time
@@ -34,6 +38,18 @@ type batch struct {
 	// attempts counts the publish attempts of the orders; a batch queued
 	// again at start counts as attempted (it may have been sent).
 	attempts int
+}
+
+// planID names the batch's plan: a batch holds orders, or a plan event
+// alone (its orders were acknowledged before a restart), or both.
+func (b *batch) planID() string {
+	if len(b.orders) > 0 {
+		return b.orders[0].PlanID
+	}
+	if b.plan.Plan != nil {
+		return b.plan.ID
+	}
+	return ""
 }
 
 // rebalance plans, journals and queues the orders. Called with e.mu held.
@@ -118,7 +134,7 @@ func (e *Engine) rebalance(rt *runtime, p *plan.Plan, trigger string, now time.T
 	}
 	rt.blocked = append(rt.blocked, Block{metrics.BlockPendingOrders, fmt.Sprintf("%d orders of plan %s just planned", len(orders), p.ID)})
 	e.recount(rt)
-	e.enqueue(&batch{policy: name, plan: ev, orders: orders, start: now})
+	e.enqueue(&batch{policy: name, ledger: rt.ledger, plan: ev, orders: orders, start: now})
 	return true
 }
 
@@ -163,7 +179,7 @@ func (e *Engine) requeue(l *ledger.Ledger) {
 		}
 		e.log.Warn("publishing a plan event journaled before the last stop", zap.String("policy", l.Policy),
 			zap.String("plan_id", pe.ID))
-		e.enqueue(&batch{policy: l.Policy, plan: ev, start: now, ordersAcked: true})
+		e.enqueue(&batch{policy: l.Policy, ledger: l, plan: ev, start: now, ordersAcked: true})
 	}
 	for _, id := range plans {
 		// The ledger keeps its own lot selection under "lots": the order
@@ -179,7 +195,7 @@ func (e *Engine) requeue(l *ledger.Ledger) {
 		}
 		e.log.Warn("publishing orders journaled before the last stop", zap.String("policy", l.Policy),
 			zap.String("plan_id", id), zap.Int("orders", len(byPlan[id])))
-		e.enqueue(&batch{policy: l.Policy, plan: planEvents[id], orders: byPlan[id], start: now, attempts: 1})
+		e.enqueue(&batch{policy: l.Policy, ledger: l, plan: planEvents[id], orders: byPlan[id], start: now, attempts: 1})
 	}
 }
 
@@ -347,23 +363,48 @@ func (e *Engine) policyPublishable(policy string) bool {
 
 // unloaded reports whether b is the batch of a policy Load removed, to
 // be dropped with Options.Partitioned (a publish attempt that was in
-// flight when Load ran). Called with e.mu held.
+// flight when Load ran), or of a runtime Load replaced since (the
+// household was unloaded and loaded afresh: its new runtime queued what
+// its state holds now). Called with e.mu held.
 func (e *Engine) unloaded(b *batch) bool {
-	return e.opts.Partitioned && e.policies[b.policy] == nil
+	if !e.opts.Partitioned {
+		return false
+	}
+	rt := e.policies[b.policy]
+	return rt == nil || rt.ledger != b.ledger
+}
+
+// current returns the runtime b belongs to: the policy's, unless b is a
+// batch of a runtime unloaded since (see unloaded), whose outcome must not
+// be recorded in its household's new ledger. Called with e.mu held.
+func (e *Engine) current(b *batch) (*runtime, bool) {
+	rt, ok := e.policies[b.policy]
+	if ok && e.opts.Partitioned && rt.ledger != b.ledger {
+		return nil, false
+	}
+	return rt, ok
 }
 
 // dropUnloaded takes the batches of policies not in running out of the
 // outbox, but the one a publish attempt holds (claim drops it if the
-// attempt fails). Called with e.mu held.
+// attempt fails), whose attempt is cancelled: what it has not sent yet is
+// not sent. Called with e.mu held.
 func (e *Engine) dropUnloaded(running map[string]*runtime) {
 	kept := e.outbox[:0]
 	for i, b := range e.outbox {
-		if _, ok := running[b.policy]; ok || (i == 0 && e.pubBusy) {
+		if _, ok := running[b.policy]; ok {
 			kept = append(kept, b)
 			continue
 		}
+		if i == 0 && e.pubBusy {
+			kept = append(kept, b)
+			if e.pubCancel != nil {
+				e.pubCancel()
+			}
+			continue
+		}
 		e.log.Info("queued orders left to the household's next holder", zap.String("policy", b.policy),
-			zap.String("plan_id", b.orders[0].PlanID))
+			zap.String("plan_id", b.planID()))
 	}
 	clear(e.outbox[len(kept):])
 	e.outbox = kept
@@ -533,7 +574,7 @@ func (e *Engine) publish(ctx context.Context, b *batch) error {
 func (e *Engine) planPublished(b *batch) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if rt, ok := e.policies[b.policy]; ok {
+	if rt, ok := e.current(b); ok {
 		rt.ledger.ForgetPlan(b.plan.ID)
 		e.save(rt, false)
 	}
@@ -553,7 +594,16 @@ func (e *Engine) markPublished(b *batch, planSent bool) {
 		m.OrdersPublished.WithLabelValues(b.policy).Add(float64(len(b.orders)))
 		m.TriggerLatency.Observe(e.clk.Now().Sub(b.start).Seconds())
 	}
-	rt, ok := e.policies[b.policy]
+	rt, ok := e.current(b)
+	if !ok && e.policies[b.policy] != nil {
+		// Unloaded and loaded afresh while publishing: its new ledger is
+		// the shared state as read then, which the holder of the meantime
+		// decided; if its journal still has these orders, they are
+		// published again under the same ids.
+		e.log.Warn("orders acknowledged for a household loaded afresh since; not recorded", zap.String("policy", b.policy),
+			zap.String("plan_id", b.orders[0].PlanID))
+		return
+	}
 	if !ok {
 		// Removed while publishing: update its saved ledger directly.
 		l, found, err := e.opts.Store.Load(b.policy)

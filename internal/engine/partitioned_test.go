@@ -162,3 +162,75 @@ func TestPartitionedPartialLoad(t *testing.T) {
 		e.Close()
 	}
 }
+
+// TestPartitionedUnloadCancelsInFlight: when Load takes out a household
+// whose batch a publish attempt holds (its partition was lost while the
+// attempt waited for JetStream), the attempt is cancelled: what it has not
+// sent yet is not sent, and the batch is dropped, not retried. The old
+// code let the attempt run to the end and record it. Loaded again, the
+// household publishes what its state holds then, once.
+func TestPartitionedUnloadCancelsInFlight(t *testing.T) {
+	pub := &gatedPublisher{gate: make(chan struct{}), entered: make(chan struct{}, 10)}
+	var done published
+	te := runPolicies(t, pub, Options{Partitioned: true, InlinePublishTimeout: -1, PublishRetry: 1, OnPublished: done.record},
+		map[string]string{"p1": "1m", "p2": "1m"})
+	te.breach(2 * 60e9)
+	<-pub.entered // the first batch's attempt waits for JetStream
+	te.mu.Lock()
+	first := te.outbox[0].policy
+	other := "p1"
+	if first == "p1" {
+		other = "p2"
+	}
+	keep := te.policies[other].pol
+	gone := te.policies[first].pol
+	te.mu.Unlock()
+	if err := te.Load([]Loaded{{Policy: keep}}); err != nil {
+		t.Fatal(err)
+	}
+	close(pub.gate)
+	waitFor(t, other+"'s orders published", func() bool { te.clk.Advance(time.Millisecond); return done.has(other) })
+	if done.has(first) {
+		t.Fatalf("%s's orders published by an attempt in flight when %s was unloaded", first, first)
+	}
+	// Loaded again: its journal publishes the same orders, once.
+	if err := te.Load([]Loaded{{Policy: keep}, {Policy: gone}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, first+"'s orders published", func() bool { te.clk.Advance(time.Millisecond); return done.has(first) })
+	waitFor(t, "the outbox drained", func() bool { te.clk.Advance(time.Millisecond); return drained(te.Engine) })
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	counts := map[string]int{}
+	for _, ids := range pub.acked {
+		for _, id := range ids {
+			counts[id]++
+		}
+	}
+	for id, n := range counts {
+		if n != 1 {
+			t.Errorf("order %s acknowledged %d times", id, n)
+		}
+	}
+}
+
+// TestPartitionedUnloadPlanOnlyBatch: Load takes out a household whose
+// queued batch is a plan event alone (its orders were acknowledged before
+// a restart). The old code named the batch by its first order and
+// panicked with an index out of range.
+func TestPartitionedUnloadPlanOnlyBatch(t *testing.T) {
+	te := runPolicies(t, &gatedPublisher{}, Options{Partitioned: true, InlinePublishTimeout: -1, PublishRetry: 1,
+		MayPublishPolicy: func(string) error { return errors.New("test: held back") }}, map[string]string{"p1": "1m", "p2": "1m"})
+	te.mu.Lock()
+	keep := te.policies["p2"].pol
+	te.enqueue(&batch{policy: "p1", ledger: te.policies["p1"].ledger, ordersAcked: true})
+	te.mu.Unlock()
+	if err := te.Load([]Loaded{{Policy: keep}}); err != nil {
+		t.Fatal(err)
+	}
+	te.mu.Lock()
+	defer te.mu.Unlock()
+	if len(te.outbox) != 0 {
+		t.Errorf("outbox holds %d batches after p1 was unloaded", len(te.outbox))
+	}
+}

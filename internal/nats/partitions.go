@@ -519,6 +519,23 @@ func (p *Partitions) Term(household string) (uint64, error) {
 	return t, nil
 }
 
+// HeldTerm returns the term of the lease this instance holds on
+// household's partition, valid or not at the moment; ok is false when it
+// does not hold it. A term that differs from the one the household's state
+// was claimed under means that the partition was lost and acquired again
+// since.
+func (p *Partitions) HeldTerm(household string) (term uint64, ok bool) {
+	p.mu.Lock()
+	h, ok := p.leases[p.Of(household)]
+	p.mu.Unlock()
+	if !ok {
+		return 0, false
+	}
+	h.lease.mu.Lock()
+	defer h.lease.mu.Unlock()
+	return h.lease.term, true
+}
+
 // MayPublish reports why a message of household must not be published
 // now (its partition is not held with the lease's margin left), or nil.
 func (p *Partitions) MayPublish(household string) error {

@@ -21,6 +21,14 @@ import (
 // longer the one that may plan for the policy.
 var ErrFenced = errors.New("state written by another instance")
 
+// ErrStaleTerm is returned by a StateStore write, and by MayPublish, for a
+// household whose state this store claimed under an older term of the
+// lease than the one this instance holds now: the lease was lost and
+// acquired again since, and another instance may have changed the state
+// in between. The household must be loaded afresh (Forget, then Load)
+// before anything of it is written or published.
+var ErrStaleTerm = errors.New("state loaded under an older lease term")
+
 // StateStore keeps each policy's ledger and journal in one key of a
 // JetStream key-value bucket, so that another instance can take over a
 // policy where a failed one stopped (high availability). It has the
@@ -58,6 +66,13 @@ type StateStore struct {
 
 	mu   sync.Mutex
 	keys map[string]*stateKey
+	aux  map[string]*auxKey // by document name
+
+	// claimed holds each policy's claim term, as in keys, under a lock
+	// of its own: MayPublish reads it before every message, and mu is
+	// held during reads and writes of the bucket.
+	claimedMu sync.Mutex
+	claimed   map[string]uint64
 }
 
 // stateKey is what this store last wrote or read for one policy.
@@ -65,6 +80,24 @@ type stateKey struct {
 	rev     uint64
 	ledger  json.RawMessage
 	journal []state.Entry
+	// term is the lease term of the claim: every later write must be made
+	// under it.
+	term uint64
+}
+
+// auxKey is what this store last read or wrote of a shared document: its
+// revision (0: absent) and the term it was read or written under.
+type auxKey struct {
+	rev  uint64
+	term uint64
+}
+
+// auxRecord is the value of a shared document's key: the document with
+// the term of the instance that wrote it. A value without "document" is
+// a document written by a version before fencing (term 0).
+type auxRecord struct {
+	Term     uint64          `json:"term"`
+	Document json.RawMessage `json:"document"`
 }
 
 // stateRecord is the value of a policy's key.
@@ -144,7 +177,8 @@ func NewStateStore(ctx context.Context, b *Bus, cfg StateStoreConfig) (*StateSto
 		return nil, fmt.Errorf("nats: state bucket %s: %w", cfg.Bucket, err)
 	}
 	return &StateStore{kv: kv, timeout: cfg.Timeout, onFenced: cfg.Fenced, fencedFor: cfg.FencedFor, term: cfg.Term,
-		termFor: cfg.TermFor, keys: map[string]*stateKey{}}, nil
+		termFor: cfg.TermFor, keys: map[string]*stateKey{}, aux: map[string]*auxKey{},
+		claimed: map[string]uint64{}}, nil
 }
 
 // currentTerm returns the term this instance writes policy's key under,
@@ -222,7 +256,8 @@ func (s *StateStore) loadOnce(ctx context.Context, policy, key string) (l *ledge
 		state.Replay(l, rec.Journal)
 		ok = true
 	}
-	if known, found := s.keys[policy]; found {
+	term, terr := s.currentTerm(policy, key)
+	if known, found := s.keys[policy]; found && (terr != nil || known.term == term) {
 		// Read again by the instance that holds it: no new claim, which
 		// would take the key back from a successor.
 		if known.rev != rev {
@@ -230,10 +265,11 @@ func (s *StateStore) loadOnce(ctx context.Context, policy, key string) (l *ledge
 		}
 		return l, ok, false, nil
 	}
-	term, err := s.currentTerm(policy, key)
-	if err != nil {
-		return nil, false, false, err
+	if terr != nil {
+		return nil, false, false, terr
 	}
+	// Not known, or claimed under an older term (the lease was lost and
+	// acquired again since): claimed anew as it is now.
 	if rec.Term > term {
 		return nil, false, false, s.fenced(policy, fmt.Errorf("state: claim %s: %w: written in lease term %d, this instance holds term %d", key, ErrFenced, rec.Term, term))
 	}
@@ -241,7 +277,7 @@ func (s *StateStore) loadOnce(ctx context.Context, policy, key string) (l *ledge
 		s.claimRead()
 	}
 	// Claim: the same content under a new revision and this term.
-	k := &stateKey{rev: rev, ledger: rec.Ledger, journal: rec.Journal}
+	k := &stateKey{rev: rev, ledger: rec.Ledger, journal: rec.Journal, term: term}
 	if err := s.writeTerm(ctx, key, k, term); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return nil, false, true, err // read again: the term decides
@@ -249,6 +285,9 @@ func (s *StateStore) loadOnce(ctx context.Context, policy, key string) (l *ledge
 		return nil, false, false, err
 	}
 	s.keys[policy] = k
+	s.claimedMu.Lock()
+	s.claimed[policy] = term
+	s.claimedMu.Unlock()
 	return l, ok, false, nil
 }
 
@@ -268,7 +307,7 @@ func (s *StateStore) Save(l *ledger.Ledger, durable bool) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	next := &stateKey{rev: k.rev, ledger: data}
+	next := &stateKey{rev: k.rev, ledger: data, term: k.term}
 	if err := s.write(ctx, l.Policy, next); err != nil {
 		return err
 	}
@@ -286,7 +325,7 @@ func (s *StateStore) Append(policy string, e state.Entry) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	next := &stateKey{rev: k.rev, ledger: k.ledger, journal: append(k.journal[:len(k.journal):len(k.journal)], e)}
+	next := &stateKey{rev: k.rev, ledger: k.ledger, journal: append(k.journal[:len(k.journal):len(k.journal)], e), term: k.term}
 	if err := s.write(ctx, policy, next); err != nil {
 		return err
 	}
@@ -307,12 +346,17 @@ func (s *StateStore) known(policy string) (*stateKey, error) {
 // write stores k under policy's key by compare-and-set on k.rev (create
 // when 0) under the current lease term, and sets k.rev to the new
 // revision. A compare-and-set that fails means another instance wrote the
-// key since: ErrFenced.
+// key since: ErrFenced. A write under a term other than the claim's is
+// refused (ErrStaleTerm): the state in memory predates a loss of the
+// lease, and the key may hold another instance's writes of the meantime.
 func (s *StateStore) write(ctx context.Context, policy string, k *stateKey) error {
 	key := ledgerKey(policy)
 	term, err := s.currentTerm(policy, key)
 	if err != nil {
 		return err
+	}
+	if term != k.term {
+		return fmt.Errorf("state: write %s refused: %w: claimed in term %d, the lease is now in term %d", key, ErrStaleTerm, k.term, term)
 	}
 	err = s.writeTerm(ctx, key, k, term)
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -349,6 +393,42 @@ func (s *StateStore) Forget(policy string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.keys, policy)
+	s.claimedMu.Lock()
+	delete(s.claimed, policy)
+	s.claimedMu.Unlock()
+	prefix := policy + "."
+	for name := range s.aux {
+		if strings.HasPrefix(name, prefix) {
+			delete(s.aux, name)
+		}
+	}
+}
+
+// ClaimedTerm returns the lease term under which this store claimed
+// policy's state; ok is false when it has not (or has forgotten it).
+func (s *StateStore) ClaimedTerm(policy string) (term uint64, ok bool) {
+	s.claimedMu.Lock()
+	defer s.claimedMu.Unlock()
+	term, ok = s.claimed[policy]
+	return term, ok
+}
+
+// MayPublish reports why a message of policy must not be published now,
+// or nil: this instance may not write its state (StateStoreConfig.Term
+// or TermFor refuses), or it claimed the state under an older term than
+// the one it holds now (ErrStaleTerm: what it has in memory predates a
+// loss of the lease, and may have been expired, replaced or published by
+// another instance in between). A policy whose state is not claimed
+// passes the second check.
+func (s *StateStore) MayPublish(policy string) error {
+	term, err := s.currentTerm(policy, ledgerKey(policy))
+	if err != nil {
+		return err
+	}
+	if claimed, ok := s.ClaimedTerm(policy); ok && claimed != term {
+		return fmt.Errorf("%s: %w: claimed in term %d, the lease is now in term %d", policy, ErrStaleTerm, claimed, term)
+	}
+	return nil
 }
 
 // Has reports whether the bucket holds a state for policy.
@@ -368,38 +448,115 @@ func (s *StateStore) Has(policy string) (bool, error) {
 // ReadJSON decodes the shared document name (key "aux.<name>") into v; ok
 // is false when there is none. With WriteJSON it keeps the daemon's other
 // state (phase-ins, the correlation watch) where a successor finds it.
+//
+// Read while this instance may write it (StateStoreConfig.Term or
+// TermFor), the document's revision is recorded for WriteJSON's
+// compare-and-set; a document written under a newer term than this
+// instance's is refused (ErrFenced), as a claim of the ledger is.
 func (s *StateStore) ReadJSON(name string, v any) (ok bool, err error) {
+	policy, _, _ := strings.Cut(name, ".")
+	key := "aux." + name
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	e, err := s.kv.Get(ctx, "aux."+name)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rev, rec, err := s.readAux(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	if term, terr := s.currentTerm(policy, key); terr == nil {
+		if rec.Term > term {
+			delete(s.aux, name)
+			return false, s.fenced(policy, fmt.Errorf("state: read %s: %w: written in lease term %d, this instance holds term %d", key, ErrFenced, rec.Term, term))
+		}
+		s.aux[name] = &auxKey{rev: rev, term: term}
+	}
+	if rev == 0 {
 		return false, nil
 	}
-	if err != nil {
-		return false, fmt.Errorf("state: read aux.%s: %w", name, err)
-	}
-	if err := decimaltext.Unmarshal(e.Value(), v); err != nil {
-		return false, fmt.Errorf("state: aux.%s: %w", name, err)
+	if err := decimaltext.Unmarshal(rec.Document, v); err != nil {
+		return false, fmt.Errorf("state: %s: %w", key, err)
 	}
 	return true, nil
 }
 
+// readAux reads a shared document's key: its revision (0 when absent)
+// and its record.
+func (s *StateStore) readAux(ctx context.Context, key string) (rev uint64, rec auxRecord, err error) {
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, rec, nil
+	}
+	if err != nil {
+		return 0, rec, fmt.Errorf("state: read %s: %w", key, err)
+	}
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return 0, rec, fmt.Errorf("state: %s: %w", key, err)
+	}
+	if rec.Document == nil {
+		// Written by a version before the documents were fenced: the
+		// whole value is the document, of no term.
+		rec = auxRecord{Document: e.Value()}
+	}
+	return e.Revision(), rec, nil
+}
+
 // WriteJSON replaces the shared document name with v, while this
-// instance holds the lease (StateStoreConfig.Term).
+// instance holds the lease (StateStoreConfig.Term or TermFor), like a
+// ledger write: by compare-and-set on the revision this store last read
+// or wrote, carrying the term. A document this store has not read under
+// the current term is read first, and is not overwritten when a newer
+// term wrote it. A compare-and-set that fails means another instance
+// wrote the document since: ErrFenced (reported to Fenced and FencedFor).
+// A document last read or written under an older term of the lease is
+// refused (ErrStaleTerm): the household must be loaded afresh.
 func (s *StateStore) WriteJSON(name string, v any) error {
 	policy, _, _ := strings.Cut(name, ".")
-	if _, err := s.currentTerm(policy, "aux."+name); err != nil {
+	key := "aux." + name
+	term, err := s.currentTerm(policy, key)
+	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(v)
+	doc, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("state: encode aux.%s: %w", name, err)
+		return fmt.Errorf("state: encode %s: %w", key, err)
+	}
+	data, err := json.Marshal(auxRecord{Term: term, Document: doc})
+	if err != nil {
+		return fmt.Errorf("state: encode %s: %w", key, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	if _, err := s.kv.Put(ctx, "aux."+name, data); err != nil {
-		return fmt.Errorf("state: write aux.%s: %w", name, err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.aux[name]
+	switch {
+	case ok && k.term != term:
+		return fmt.Errorf("state: write %s refused: %w: read in term %d, the lease is now in term %d", key, ErrStaleTerm, k.term, term)
+	case !ok:
+		rev, rec, err := s.readAux(ctx, key)
+		if err != nil {
+			return err
+		}
+		if rec.Term > term {
+			return s.fenced(policy, fmt.Errorf("state: write %s: %w: written in lease term %d, this instance holds term %d", key, ErrFenced, rec.Term, term))
+		}
+		k = &auxKey{rev: rev, term: term}
 	}
+	var rev uint64
+	if k.rev == 0 {
+		rev, err = s.kv.Create(ctx, key, data)
+	} else {
+		rev, err = s.kv.Update(ctx, key, data, k.rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		delete(s.aux, name)
+		return s.fenced(policy, fmt.Errorf("state: write %s: %w: %v", key, ErrFenced, err))
+	}
+	if err != nil {
+		return fmt.Errorf("state: write %s: %w", key, err)
+	}
+	s.aux[name] = &auxKey{rev: rev, term: term}
 	return nil
 }
 

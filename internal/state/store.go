@@ -89,7 +89,7 @@ type Store struct {
 
 	// The journal file (JournalName). Lock order: mu, then walMu.
 	walMu   sync.Mutex
-	wal     *os.File
+	wal     journalFile
 	walGen  uint64 // incremented when the file is emptied
 	walSize int64
 	// walTorn: a failed write left part of a line that could not be cut
@@ -123,6 +123,13 @@ type Options struct {
 	// LockTimeout bounds the wait for the file's lock, held by another
 	// process using the same state directory (default 5s).
 	LockTimeout time.Duration
+
+	// wrapJournal, when set (by tests), wraps the journal file.
+	wrapJournal func(journalFile) journalFile
+	// beforeCommit, when set (by tests), runs before each batch's commit;
+	// onFirstLedgerWait before an Append waits for its policy's first
+	// ledger to commit.
+	beforeCommit, onFirstLedgerWait func()
 }
 
 // polState is what the store knows of one policy's saved state.
@@ -132,6 +139,9 @@ type polState struct {
 	journal int    // journal entries stored or written since the last ledger write
 	walSeq  uint64 // the sequence number of its last entry in the journal file
 	last    *batch // the last batch writing the policy
+	// stored: a ledger of the policy is committed in the state file (a
+	// write of it committed, or Load found one).
+	stored bool
 	// failed is the error of the last batch writing the policy when it
 	// failed: the next Save writes the ledger again and waits.
 	failed error
@@ -320,6 +330,9 @@ func (s *Store) commitLoop() {
 		s.cond.Broadcast() // writers waiting for room
 		s.mu.Unlock()
 
+		if s.opts.beforeCommit != nil {
+			s.opts.beforeCommit()
+		}
 		err := s.db.Update(func(tx *bolt.Tx) error { return apply(tx, b.ops) })
 		if err != nil {
 			err = fmt.Errorf("state: commit to %s: %w", s.db.Path(), err)
@@ -338,6 +351,7 @@ func (s *Store) commitLoop() {
 				// ledger now.
 				s.clearLive(o.key, o.seq)
 				s.stats.ledgerWrites.Add(1)
+				o.policy.stored = true
 				if o.policy.last == b {
 					o.policy.failed = nil
 				}
@@ -454,6 +468,25 @@ func (s *Store) Append(policy string, e Entry) error {
 		s.mu.Unlock()
 		return ErrClosed
 	}
+	if p := s.pol(policy); !p.stored && p.last != nil && !p.last.committed() {
+		// The policy's first ledger is queued, not committed (a seed saved
+		// without waiting): recovery replays journal entries only over a
+		// saved ledger, so an entry written now would be lost if the
+		// process died before that commit. Wait for it (once per policy).
+		first := p.last
+		s.mu.Unlock()
+		if s.opts.onFirstLedgerWait != nil {
+			s.opts.onFirstLedgerWait()
+		}
+		if err := first.wait(); err != nil {
+			return fmt.Errorf("state: journal entry of %s: its first ledger was not saved: %w", policy, err)
+		}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+	}
 	gen, end, err := s.appendJournal(policy, line)
 	if err == nil {
 		s.pol(policy).journal++
@@ -566,6 +599,9 @@ func (s *Store) Load(policy string) (l *ledger.Ledger, ok bool, err error) {
 	if l.Accounts == nil {
 		l.Accounts = map[string]*ledger.Account{}
 	}
+	s.mu.Lock()
+	s.pol(policy).stored = true
+	s.mu.Unlock()
 	return l, true, nil
 }
 

@@ -31,6 +31,17 @@ type walRecord struct {
 	Entry  json.RawMessage `json:"entry"`
 }
 
+// journalFile is what the store uses of its journal file: an *os.File
+// opened for appending (tests wrap it to make writes fail part way).
+type journalFile interface {
+	Write(b []byte) (int, error)
+	Truncate(size int64) error
+	Stat() (os.FileInfo, error)
+	Sync() error
+	Close() error
+	Name() string
+}
+
 // liveEntry is a journal entry in the journal file that no committed save
 // of its policy's ledger has superseded yet.
 type liveEntry struct {
@@ -143,6 +154,9 @@ func (s *Store) recoverJournal() error {
 		return fmt.Errorf("state: %s: %w", path, err)
 	}
 	s.wal = f
+	if s.opts.wrapJournal != nil {
+		s.wal = s.opts.wrapJournal(f)
+	}
 	return nil
 }
 
@@ -154,8 +168,21 @@ func (s *Store) appendJournal(policy string, entry []byte) (gen uint64, end int6
 	defer s.walMu.Unlock()
 	s.seq++
 	line := encodeRecord(s.seq, policy, entry)
-	if s.walTorn { // a torn line could not be cut off: start a line of our own
-		line = append([]byte{'\n'}, line...)
+	if s.walTorn {
+		// A torn line could not be cut off: try again, else start a line
+		// of our own after it, from the file's real end (walSize then
+		// counts the torn part, so that cutting off a later torn line
+		// never cuts into an acknowledged one).
+		if err := s.wal.Truncate(s.walSize); err == nil {
+			s.walTorn = false
+		} else {
+			fi, serr := s.wal.Stat()
+			if serr != nil {
+				return 0, 0, fmt.Errorf("state: append to %s: a torn line could not be cut off (%w), nor the file's end found: %w", s.wal.Name(), err, serr)
+			}
+			s.walSize = fi.Size()
+			line = append([]byte{'\n'}, line...)
+		}
 	}
 	if _, err := s.wal.Write(line); err != nil {
 		// A part of the line may be in the file: cut it off, or the next
