@@ -285,7 +285,8 @@ func firstNames(set map[string]bool, n int) []string {
 
 // reportElsewhere says whether a report belongs to another instance of a
 // partitioned group: its household's partition is not held here, or its
-// households are still loading. The holder of the partition decides about
+// households are still loading (or waiting to be loaded afresh, their
+// partition lost and taken back). The holder of the partition decides about
 // a household no configuration names.
 func (m *Main) reportElsewhere(policy string) error {
 	if m.parts == nil {
@@ -297,6 +298,11 @@ func (m *Main) reportElsewhere(policy string) error {
 	}
 	if !(*m.ownedNames.Load())[policy] && m.configured(policy) {
 		return fmt.Errorf("%w: %s is still loading", rnats.ErrElsewhere, policy)
+	}
+	if err := m.kvState.MayPublish(policy); errors.Is(err, rnats.ErrStaleTerm) {
+		// Its partition was lost and taken back: it is loaded afresh
+		// before a report changes it.
+		return fmt.Errorf("%w: %w", rnats.ErrElsewhere, err)
 	}
 	return nil
 }

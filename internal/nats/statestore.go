@@ -48,7 +48,14 @@ var ErrStaleTerm = errors.New("state loaded under an older lease term")
 // a claim that loses its compare-and-set to an older term's write (an old
 // holder resumed after a pause, between the new holder's read and write)
 // reads again and claims over it: holding the lease, not winning a write,
-// decides who owns the state.
+// decides who owns the state. The claim records its term: a write under
+// a later term (the lease lost and acquired again since) is refused with
+// ErrStaleTerm, as MayPublish refuses the policy's messages, until the
+// policy is forgotten and loaded afresh.
+//
+// The shared documents (ReadJSON, WriteJSON) are fenced the same way:
+// compare-and-set on the revision last read or written, the term stored
+// with the value.
 //
 // Journal entries are kept beside the ledger in the same value until the
 // next Save, so one write makes a plan durable (as durable as the
@@ -66,7 +73,7 @@ type StateStore struct {
 
 	mu   sync.Mutex
 	keys map[string]*stateKey
-	aux  map[string]*auxKey // by document name
+	aux  map[string]map[string]*auxKey // by household, then document name
 
 	// claimed holds each policy's claim term, as in keys, under a lock
 	// of its own: MayPublish reads it before every message, and mu is
@@ -177,7 +184,7 @@ func NewStateStore(ctx context.Context, b *Bus, cfg StateStoreConfig) (*StateSto
 		return nil, fmt.Errorf("nats: state bucket %s: %w", cfg.Bucket, err)
 	}
 	return &StateStore{kv: kv, timeout: cfg.Timeout, onFenced: cfg.Fenced, fencedFor: cfg.FencedFor, term: cfg.Term,
-		termFor: cfg.TermFor, keys: map[string]*stateKey{}, aux: map[string]*auxKey{},
+		termFor: cfg.TermFor, keys: map[string]*stateKey{}, aux: map[string]map[string]*auxKey{},
 		claimed: map[string]uint64{}}, nil
 }
 
@@ -396,12 +403,7 @@ func (s *StateStore) Forget(policy string) {
 	s.claimedMu.Lock()
 	delete(s.claimed, policy)
 	s.claimedMu.Unlock()
-	prefix := policy + "."
-	for name := range s.aux {
-		if strings.HasPrefix(name, prefix) {
-			delete(s.aux, name)
-		}
-	}
+	delete(s.aux, policy)
 }
 
 // ClaimedTerm returns the lease term under which this store claimed
@@ -466,10 +468,10 @@ func (s *StateStore) ReadJSON(name string, v any) (ok bool, err error) {
 	}
 	if term, terr := s.currentTerm(policy, key); terr == nil {
 		if rec.Term > term {
-			delete(s.aux, name)
+			delete(s.aux[policy], name)
 			return false, s.fenced(policy, fmt.Errorf("state: read %s: %w: written in lease term %d, this instance holds term %d", key, ErrFenced, rec.Term, term))
 		}
-		s.aux[name] = &auxKey{rev: rev, term: term}
+		s.setAux(policy, name, &auxKey{rev: rev, term: term})
 	}
 	if rev == 0 {
 		return false, nil
@@ -529,7 +531,7 @@ func (s *StateStore) WriteJSON(name string, v any) error {
 	defer cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k, ok := s.aux[name]
+	k, ok := s.aux[policy][name]
 	switch {
 	case ok && k.term != term:
 		return fmt.Errorf("state: write %s refused: %w: read in term %d, the lease is now in term %d", key, ErrStaleTerm, k.term, term)
@@ -550,14 +552,25 @@ func (s *StateStore) WriteJSON(name string, v any) error {
 		rev, err = s.kv.Update(ctx, key, data, k.rev)
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		delete(s.aux, name)
+		delete(s.aux[policy], name)
 		return s.fenced(policy, fmt.Errorf("state: write %s: %w: %v", key, ErrFenced, err))
 	}
 	if err != nil {
 		return fmt.Errorf("state: write %s: %w", key, err)
 	}
-	s.aux[name] = &auxKey{rev: rev, term: term}
+	s.setAux(policy, name, &auxKey{rev: rev, term: term})
 	return nil
+}
+
+// setAux records what this store read or wrote of a shared document.
+// Called with s.mu held.
+func (s *StateStore) setAux(policy, name string, k *auxKey) {
+	docs := s.aux[policy]
+	if docs == nil {
+		docs = map[string]*auxKey{}
+		s.aux[policy] = docs
+	}
+	docs[name] = k
 }
 
 // haltKey holds the kill switch shared by the instances.

@@ -24,10 +24,9 @@ import (
 // always costs. A small num never holds math.MinInt64, so that negating
 // it cannot overflow.
 type num struct {
-	v   int64
-	e   int32
-	big bool
-	d   decimal.Decimal // the value when big
+	v int64
+	e int32
+	d *decimal.Decimal // the value when big: nil while it fits
 }
 
 // numOne is the number 1.
@@ -36,7 +35,7 @@ var numOne = num{v: 1}
 // numOf returns d as a num.
 func numOf(d decimal.Decimal) num {
 	if d.NumDigits() > 18 {
-		return num{big: true, d: d}
+		return bigNum(d)
 	}
 	// Trailing zeros dropped (0.25000000 is 25 x 10^-2), so that products
 	// stay small.
@@ -53,15 +52,18 @@ func numInt(n int64) num { return num{v: n} }
 
 // dec returns x as a decimal.
 func (x num) dec() decimal.Decimal {
-	if x.big {
-		return x.d
+	if x.isBig() {
+		return *x.d
 	}
 	return decimal.New(x.v, x.e)
 }
 
 // bigNum returns d as a big num: a figure that did not fit stays a
 // decimal for the rest of the polish.
-func bigNum(d decimal.Decimal) num { return num{big: true, d: d} }
+func bigNum(d decimal.Decimal) num { return num{d: &d} }
+
+// isBig reports whether x is held as a decimal.
+func (x num) isBig() bool { return x.d != nil }
 
 // at returns x's coefficient at exponent e <= x.e, if it fits.
 func (x num) at(e int32) (int64, bool) {
@@ -91,7 +93,7 @@ var maxTimesTen = func() []int64 {
 // align returns x and y's coefficients at their smaller exponent, and that
 // exponent; ok is false when either is big or does not fit there.
 func align(x, y num) (a, b int64, e int32, ok bool) {
-	if x.big || y.big {
+	if x.isBig() || y.isBig() {
 		return 0, 0, 0, false
 	}
 	e = min(x.e, y.e)
@@ -102,11 +104,23 @@ func align(x, y num) (a, b int64, e int32, ok bool) {
 
 // Add returns x + y.
 func (x num) Add(y num) num {
-	if !x.big && !y.big && x.e == y.e {
+	if x.d == nil && y.d == nil && x.e == y.e {
 		// The common case, at the same exponent: no raising.
 		if s := x.v + y.v; (s > x.v) == (y.v > 0) && s != math.MinInt64 {
 			return num{v: s, e: x.e}
 		}
+	}
+	return x.addSlow(y)
+}
+
+// addSlow is Add when the exponents differ, a figure is big or the sum
+// overflows.
+func (x num) addSlow(y num) num {
+	switch {
+	case !y.isBig() && y.v == 0:
+		return x
+	case !x.isBig() && x.v == 0:
+		return y
 	}
 	if a, b, e, ok := align(x, y); ok {
 		if s := a + b; (s > a) == (b > 0) && s != math.MinInt64 {
@@ -118,7 +132,13 @@ func (x num) Add(y num) num {
 
 // Sub returns x - y.
 func (x num) Sub(y num) num {
-	if x.big || y.big {
+	if x.d == nil && y.d == nil && x.e == y.e {
+		// y.v is never math.MinInt64: -y.v does not overflow.
+		if s := x.v - y.v; (s < x.v) == (y.v > 0) && s != math.MinInt64 {
+			return num{v: s, e: x.e}
+		}
+	}
+	if x.isBig() || y.isBig() {
 		return bigNum(x.dec().Sub(y.dec()))
 	}
 	return x.Add(y.Neg())
@@ -128,7 +148,7 @@ func (x num) Sub(y num) num {
 // RoundFloor(-e) does.
 func (x num) RoundFloor(e int32) num {
 	switch {
-	case x.big:
+	case x.isBig():
 		return bigNum(x.d.RoundFloor(-e))
 	case x.e >= e:
 		return x
@@ -149,7 +169,7 @@ func (x num) RoundFloor(e int32) num {
 
 // Neg returns -x.
 func (x num) Neg() num {
-	if x.big {
+	if x.isBig() {
 		return bigNum(x.d.Neg())
 	}
 	return num{v: -x.v, e: x.e}
@@ -157,16 +177,19 @@ func (x num) Neg() num {
 
 // Abs returns |x|.
 func (x num) Abs() num {
-	if x.Sign() < 0 {
-		return x.Neg()
+	if x.d == nil {
+		if x.v < 0 {
+			x.v = -x.v
+		}
+		return x
 	}
-	return x
+	return bigNum(x.d.Abs())
 }
 
 // Sign returns -1, 0 or 1.
 func (x num) Sign() int {
 	switch {
-	case x.big:
+	case x.d != nil:
 		return x.d.Sign()
 	case x.v < 0:
 		return -1
@@ -181,7 +204,22 @@ func (x num) IsZero() bool { return x.Sign() == 0 }
 
 // Cmp returns -1, 0 or 1 as x is less than, equal to or greater than y.
 func (x num) Cmp(y num) int {
-	if !x.big && !y.big && (x.e == y.e || x.v == 0 || y.v == 0 || (x.v < 0) != (y.v < 0)) {
+	if x.d == nil && y.d == nil && x.e == y.e {
+		// The common case, at the same exponent.
+		switch {
+		case x.v < y.v:
+			return -1
+		case x.v > y.v:
+			return 1
+		}
+		return 0
+	}
+	return x.cmpSlow(y)
+}
+
+// cmpSlow is Cmp when the exponents differ or a figure is big.
+func (x num) cmpSlow(y num) int {
+	if !x.isBig() && !y.isBig() && (x.e == y.e || x.v == 0 || y.v == 0 || (x.v < 0) != (y.v < 0)) {
 		// Same exponent, or a zero, or opposite signs: the coefficients'
 		// order (their signs') is the numbers'.
 		a, b := x.v, y.v
@@ -212,17 +250,27 @@ func (x num) Cmp(y num) int {
 }
 
 // LessThan reports whether x < y.
-func (x num) LessThan(y num) bool { return x.Cmp(y) < 0 }
+func (x num) LessThan(y num) bool {
+	if x.d == nil && y.d == nil && x.e == y.e {
+		return x.v < y.v
+	}
+	return x.cmpSlow(y) < 0
+}
 
 // GreaterThan reports whether x > y.
-func (x num) GreaterThan(y num) bool { return x.Cmp(y) > 0 }
+func (x num) GreaterThan(y num) bool {
+	if x.d == nil && y.d == nil && x.e == y.e {
+		return x.v > y.v
+	}
+	return x.cmpSlow(y) > 0
+}
 
 // Equal reports whether x = y.
 func (x num) Equal(y num) bool { return x.Cmp(y) == 0 }
 
 // Mul returns x x y.
 func (x num) Mul(y num) num {
-	if !x.big && !y.big {
+	if !x.isBig() && !y.isBig() {
 		hi, lo := bits.Mul64(absU(x.v), absU(y.v))
 		if hi == 0 && lo <= math.MaxInt64 {
 			v := int64(lo)
@@ -267,11 +315,11 @@ func (x num) DivRound(y num) num {
 // DivRoundTo returns x / y rounded to a multiple of 10^-places, half away
 // from zero, as decimal's DivRound(y, places) does. y must not be zero.
 func (x num) DivRoundTo(y num, places int32) num {
-	if x.big || y.big {
+	if x.isBig() || y.isBig() {
 		return bigNum(x.dec().DivRound(y.dec(), places))
 	}
 	q := num{v: x.v, e: x.e + places}.DivRound(y)
-	if q.big {
+	if q.isBig() {
 		return bigNum(q.d.Shift(-places))
 	}
 	return num{v: q.v, e: -places}
@@ -312,7 +360,7 @@ func minNum(x, y num) num {
 // four are small, at least zero, and the products fit in 128 bits at a
 // common exponent.
 func cmpProducts(a, b, c, d num) int {
-	if !a.big && !b.big && !c.big && !d.big && a.v >= 0 && b.v >= 0 && c.v >= 0 && d.v >= 0 {
+	if !a.isBig() && !b.isBig() && !c.isBig() && !d.isBig() && a.v >= 0 && b.v >= 0 && c.v >= 0 && d.v >= 0 {
 		h1, l1 := bits.Mul64(absU(a.v), absU(b.v))
 		h2, l2 := bits.Mul64(absU(c.v), absU(d.v))
 		e1, e2 := a.e+b.e, c.e+d.e

@@ -359,17 +359,20 @@ type planner struct {
 	totalAfter decimal.Decimal   // projected total
 	sameTotal  bool              // totalAfter equals T
 
-	// The polish (polish.go): the count of orders with steps, which
-	// sleeves are under their target after the plan, each sleeve's
-	// deviation, the allocation before the plan rated, and whether the
+	// The polish (polish.go): the count of orders with steps, each
+	// sleeve's deviation, the allocation before the plan rated, and whether the
 	// orders found were all taken back because they did harm.
 	nOrders int
-	under   []bool
 	dev     []num // per sleeve: after - target x total, during the polish
 	before  score
 	harmful bool
 	noPairs bool // the polish tries no pairs of orders (spendIdle)
-	f       numbers
+	// eligible is improve's scratch: per instrument, whether its moves
+	// may bring the sleeve improved toward its target.
+	eligible []bool
+	f        numbers
+	idx      orderIndex
+	view     view
 	ranking
 	exact bool // the polish rates in decimal arithmetic only (makeWith)
 }
@@ -1204,6 +1207,9 @@ func (pl *planner) step(a, i int, n decimal.Decimal, sell bool) {
 
 // hasOrder reports whether the plan already trades instrument i in account a.
 func (pl *planner) hasOrder(a, i int) bool {
+	if pl.idx.ok {
+		return pl.idx.at[a*pl.nI+i] >= 0
+	}
 	for k := range pl.orders {
 		if pl.orders[k].account == a && pl.orders[k].instrument == i {
 			return true

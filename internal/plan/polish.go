@@ -27,17 +27,90 @@ type numbers struct {
 	// below zero); per account cash less the reserve before the plan; per
 	// sleeve the target and the half-width as fractions and as values at
 	// T; min_trade.
-	loaded               bool
-	T, minTrade          num
+	loaded      bool
+	T, minTrade num
+	// e is the exponent the money figures are brought to (money): the
+	// smallest of the fixed ones', so that adding and comparing them
+	// seldom needs to align exponents.
+	e                    int32
 	unit, maxSteps, base []num
 	tgt, hwf, tv, hw     []num
 	gap                  []num // scratch of the simple plan, per instrument
 
-	// buyable lists, per account a, the instruments of leaf sleeves other
-	// than cash with a step of value that a may buy (may_hold, the
-	// wash-sale guard) in buyable[buyableAt[a]:buyableAt[a+1]], for
+	// buyLeaf lists, per account a, the leaf sleeves other than cash of
+	// the instruments with a step of value that a may buy (may_hold, the
+	// wash-sale guard) in buyLeaf[buyableAt[a]:buyableAt[a+1]], and in
+	// buyUnit the value of the cheapest step a may buy in each, for
 	// idleCash.
-	buyable, buyableAt []int
+	buyLeaf, buyableAt []int
+	buyUnit            []num
+}
+
+// orderIndex indexes the orders while the polish moves them (from
+// indexOrders to polishDone, ok), so that finding an account's order of an
+// instrument, or an order the other way, does not scan the orders: the
+// moves it tries only append an order, take the last one back or change
+// an order's steps (change keeps the counts).
+type orderIndex struct {
+	ok bool
+	// at is, per [a*nI+i], the first order of instrument i in account a,
+	// or -1.
+	at []int32
+	// Orders with steps, per side (0 buy, 1 sell): of instrument i,
+	// relocations aside, in inst[side*nI+i]; of account a in leaf sleeve
+	// l, relocations and harvests aside, in leaf[(side*nA+a)*nS+l]; buys
+	// of account a in buys[a].
+	inst, leaf, buys []int32
+}
+
+// sideIndex is 0 for buys, 1 for sells.
+func sideIndex(s Side) int {
+	if s == Sell {
+		return 1
+	}
+	return 0
+}
+
+// indexOrders builds pl.idx from the orders.
+func (pl *planner) indexOrders() {
+	x, nS := &pl.idx, len(pl.p.Sleeves)
+	if x.at == nil {
+		all := make([]int32, pl.nA*pl.nI+2*pl.nI+2*pl.nA*nS+pl.nA)
+		x.at, all = all[:pl.nA*pl.nI], all[pl.nA*pl.nI:]
+		x.inst, all = all[:2*pl.nI], all[2*pl.nI:]
+		x.leaf, x.buys = all[:2*pl.nA*nS], all[2*pl.nA*nS:]
+	}
+	for k := range x.at {
+		x.at[k] = -1
+	}
+	clear(x.inst)
+	clear(x.leaf)
+	clear(x.buys)
+	for k := range pl.orders {
+		o := &pl.orders[k]
+		if at := &x.at[o.account*pl.nI+o.instrument]; *at < 0 {
+			*at = int32(k)
+		}
+		if o.n.Sign() > 0 {
+			pl.count(o, 1)
+		}
+	}
+	x.ok = true
+}
+
+// count adds d to the counts of pl.idx that order o, with steps, is in.
+func (pl *planner) count(o *Order, d int32) {
+	x, s := &pl.idx, sideIndex(o.Side)
+	if s == 0 {
+		x.buys[o.account] += d
+	}
+	if o.Rule == RuleRelocate {
+		return
+	}
+	x.inst[s*pl.nI+o.instrument] += d
+	if o.Rule != RuleHarvest {
+		x.leaf[(s*pl.nA+o.account)*len(pl.p.Sleeves)+pl.p.Instruments[o.instrument].Sleeve] += d
+	}
 }
 
 // ranking is the order in which partners looks for partners
@@ -46,6 +119,10 @@ type ranking struct {
 	rank     []int
 	rankOK   bool
 	rankSide Side
+	// rankLeaves are the leaf sleeves of the instruments with a step of
+	// value, and rankInst[rankAt[si]:rankAt[si+1]] those of sleeve si,
+	// in the order of the instruments: fixed for the planner.
+	rankLeaves, rankInst, rankAt []int
 }
 
 // numOf returns d as a num: a decimal (big) in every case when the
@@ -57,28 +134,40 @@ func (pl *planner) numOf(d decimal.Decimal) num {
 	return numOf(d)
 }
 
+// money returns d as a num at the exponent of the money figures (f.e)
+// when it fits there, else as numOf does: the same value either way.
+func (pl *planner) money(d decimal.Decimal) num { return pl.atMoney(pl.numOf(d)) }
+
+// atMoney returns x at the exponent of the money figures (f.e) when it
+// fits there, else x.
+func (pl *planner) atMoney(x num) num {
+	if x.isBig() || x.e <= pl.f.e {
+		return x
+	}
+	if v, ok := x.at(pl.f.e); ok {
+		return num{v: v, e: pl.f.e}
+	}
+	return x
+}
+
 // load sets pl.f and pl.dev from the planner's decimals, and the steps of
 // each order.
 func (pl *planner) load() {
 	p, f := pl.p, &pl.f
-	nS := len(p.Sleeves)
 	pl.loadFixed()
 	for si := range p.Sleeves {
-		f.after[si] = pl.numOf(pl.after[si])
+		f.after[si] = pl.money(pl.after[si])
 	}
 	for a := range p.Accounts {
-		f.cash[a] = pl.numOf(pl.cash[a])
+		f.cash[a] = pl.money(pl.cash[a])
 	}
-	f.total, f.same = pl.numOf(pl.totalAfter), pl.sameTotal
+	f.total, f.same = pl.money(pl.totalAfter), pl.sameTotal
 	for k := range pl.orders {
 		if o := &pl.orders[k]; !o.changed {
 			o.n = pl.numOf(o.units)
 		}
 	}
 	pl.nOrders = len(pl.orders)
-	if pl.under == nil {
-		pl.under = make([]bool, 0, nS)
-	}
 	pl.refreshDev()
 }
 
@@ -116,28 +205,44 @@ func (pl *planner) loadFixed() {
 			f.tgt[si], f.hwf[si] = pl.numOf(p.Sleeves[si].Target), pl.numOf(p.Sleeves[si].HalfWidth)
 			f.tv[si], f.hw[si] = pl.numOf(pl.s.Sleeves[si].TargetValue), pl.numOf(pl.s.Sleeves[si].HalfWidthValue)
 		}
+		// The money figures at one exponent, the smallest of theirs.
+		f.e = f.T.e
+		money := [][]num{f.unit, f.base, f.tv, f.hw, {f.minTrade}}
+		for _, xs := range money {
+			for _, x := range xs {
+				if !x.isBig() && x.v != 0 {
+					f.e = min(f.e, x.e)
+				}
+			}
+		}
+		for _, xs := range money[:4] {
+			for k := range xs {
+				xs[k] = pl.atMoney(xs[k])
+			}
+		}
+		f.T, f.minTrade = pl.atMoney(f.T), pl.atMoney(f.minTrade)
 		// What each account may buy is fixed for the planner: the
 		// wash-sale guard changes only between planners (washConflicts).
 		buys := func(a, i int) bool {
 			return p.Instruments[i].Sleeve != p.Cash && f.unit[i].Sign() > 0 && p.Accounts[a].Allows(i) && pl.mayBuy(i)
 		}
-		n := 0
+		f.buyableAt = make([]int, pl.nA+1)
+		at := make([]int, len(p.Sleeves)) // per leaf: its place in buyLeaf, for this account
 		for a := range p.Accounts {
+			clear(at)
 			for i := range p.Instruments {
-				if buys(a, i) {
-					n++
+				if !buys(a, i) {
+					continue
 				}
-			}
-		}
-		lists := make([]int, pl.nA+1, pl.nA+1+n)
-		f.buyableAt, f.buyable = lists[:pl.nA+1], lists[pl.nA+1:pl.nA+1]
-		for a := range p.Accounts {
-			for i := range p.Instruments {
-				if buys(a, i) {
-					f.buyable = append(f.buyable, i)
+				leaf := p.Instruments[i].Sleeve
+				if k := at[leaf] - 1; k >= 0 {
+					f.buyUnit[k] = minNum(f.buyUnit[k], f.unit[i])
+					continue
 				}
+				f.buyLeaf, f.buyUnit = append(f.buyLeaf, leaf), append(f.buyUnit, f.unit[i])
+				at[leaf] = len(f.buyLeaf)
 			}
-			f.buyableAt[a+1] = len(f.buyable)
+			f.buyableAt[a+1] = len(f.buyLeaf)
 		}
 	}
 }
@@ -251,6 +356,7 @@ func (pl *planner) deviationAfter(si int) num { return pl.dev[si] }
 
 // refreshDev computes pl.dev for every sleeve.
 func (pl *planner) refreshDev() {
+	pl.view.ok = false
 	for si := range pl.dev {
 		pl.dev[si] = pl.f.after[si].Sub(pl.targetValueAfter(si))
 	}
@@ -271,37 +377,15 @@ func (pl *planner) outNow(si int) bool {
 	return pl.dev[si].Abs().GreaterThan(pl.halfWidthAfter(si))
 }
 
-// score rates the current projection. withIdle adds the idle free cash
-// (destination target).
+// score rates the current projection (from pl.view). withIdle adds the
+// idle free cash (destination target).
 func (pl *planner) score(withIdle bool) score {
-	sc := score{total: pl.f.total, orders: pl.nOrders}
-	var lowest num
-	under := pl.under[:0]
-	for si := range pl.p.Sleeves {
-		if pl.outNow(si) {
-			sc.out++
-			if !pl.s.Sleeves[si].Breach {
-				sc.harmed++
-			}
-		}
-		d := pl.dev[si]
-		under = append(under, d.Sign() < 0)
-		if d.Sign() < 0 {
-			if d.LessThan(lowest) {
-				lowest = d
-			}
-		} else if d.GreaterThan(sc.dev) {
-			sc.dev = d
-		}
-	}
-	if lowest.Sign() < 0 {
-		sc.dev = maxNum(sc.dev, lowest.Neg())
-	}
+	v := pl.viewed()
+	sc := score{total: pl.f.total, orders: pl.nOrders, harmed: v.nHarmed, out: v.nOut, dev: v.abs[v.byDev[0]]}
 	if devLess(&pl.before, &sc) {
 		// A larger largest deviation than before the plan is harm too.
 		sc.harmed++
 	}
-	pl.under = under
 	if withIdle {
 		sc.idle = pl.idleCash()
 	}
@@ -309,7 +393,7 @@ func (pl *planner) score(withIdle bool) score {
 }
 
 // idleCash returns the free cash left in accounts that could buy a step of
-// an instrument of a sleeve under its target (pl.under, as score sets it).
+// an instrument of a sleeve under its target.
 func (pl *planner) idleCash() num {
 	var idle num
 	f := &pl.f
@@ -317,8 +401,8 @@ func (pl *planner) idleCash() num {
 		if f.cash[a].Sign() <= 0 {
 			continue
 		}
-		for _, i := range f.buyable[f.buyableAt[a]:f.buyableAt[a+1]] {
-			if !pl.under[pl.p.Instruments[i].Sleeve] || f.unit[i].GreaterThan(f.cash[a]) {
+		for k := f.buyableAt[a]; k < f.buyableAt[a+1]; k++ {
+			if pl.dev[f.buyLeaf[k]].Sign() >= 0 || f.buyUnit[k].GreaterThan(f.cash[a]) {
 				continue
 			}
 			idle = idle.Add(f.cash[a])
@@ -347,11 +431,13 @@ func (pl *planner) shift(a, i int, n num, sell bool) {
 	for x := p.Instruments[i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
 		f.after[x] = f.after[x].Add(amount)
 		pl.dev[x] = pl.dev[x].Add(amount)
+		pl.reView(x)
 	}
 	if was.Sign() >= 0 && f.cash[a].Sign() >= 0 {
 		// Free cash pays for it all: the total is unchanged.
 		f.after[p.Cash] = f.after[p.Cash].Sub(amount)
 		pl.dev[p.Cash] = pl.dev[p.Cash].Sub(amount)
+		pl.reView(p.Cash)
 		return
 	}
 	// The account's cash crosses or stays below its reserve: only the part
@@ -384,6 +470,9 @@ func (pl *planner) apply(m *move) {
 		// the orders it keeps.
 		pl.orders = append(pl.orders, Order{Side: m.side, Rule: pl.newRule(m.i), account: m.a, instrument: m.i, changed: true})
 		m.k, m.added = len(pl.orders)-1, true
+		if at := &pl.idx.at[m.a*pl.nI+m.i]; pl.idx.ok && *at < 0 {
+			*at = int32(m.k)
+		}
 	}
 	pl.change(m.k, m.n)
 }
@@ -392,6 +481,9 @@ func (pl *planner) apply(m *move) {
 func (pl *planner) undo(m *move) {
 	pl.change(m.k, m.n.Neg())
 	if m.added {
+		if at := &pl.idx.at[m.a*pl.nI+m.i]; pl.idx.ok && *at == int32(m.k) {
+			*at = -1
+		}
 		pl.orders = pl.orders[:m.k]
 		m.k, m.added = -1, false
 	}
@@ -404,10 +496,13 @@ func (pl *planner) change(k int, n num) {
 	o.n = o.n.Add(n)
 	o.changed = true
 	if is := o.n.Sign() > 0; is != was {
+		d := int32(-1)
 		if is {
-			pl.nOrders++
-		} else {
-			pl.nOrders--
+			d = 1
+		}
+		pl.nOrders += int(d)
+		if pl.idx.ok {
+			pl.count(o, d)
 		}
 	}
 	pl.shift(o.account, o.instrument, n, o.Side == Sell)
@@ -428,6 +523,7 @@ func (pl *planner) newRule(i int) Rule {
 // projection back to the planner's decimals. The orders the polish
 // changed keep their steps in n (changed) until settle.
 func (pl *planner) polishDone() {
+	pl.idx.ok = false
 	pl.dropEmpty()
 	pl.store()
 }
@@ -484,6 +580,10 @@ func (pl *planner) settle() {
 // (relocations and harvests aside: the polish adds no split restoration).
 func (pl *planner) conflicts(a, i int, side Side) bool {
 	leaf := pl.p.Instruments[i].Sleeve
+	if x := &pl.idx; x.ok {
+		s := 1 - sideIndex(side) // the other way
+		return x.inst[s*pl.nI+i] > 0 || x.leaf[(s*pl.nA+a)*len(pl.p.Sleeves)+leaf] > 0
+	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
 		if o.Side == side || o.n.Sign() <= 0 {
@@ -550,9 +650,15 @@ func (pl *planner) feasible(m move) bool {
 	if m.side == Buy {
 		return false
 	}
-	for k := range pl.orders {
-		if o := &pl.orders[k]; o.account == m.a && o.Side == Buy && o.n.Sign() > 0 {
+	if pl.idx.ok {
+		if pl.idx.buys[m.a] > 0 {
 			return false
+		}
+	} else {
+		for k := range pl.orders {
+			if o := &pl.orders[k]; o.account == m.a && o.Side == Buy && o.n.Sign() > 0 {
+				return false
+			}
 		}
 	}
 	return !left.LessThan(f.base[m.a])
@@ -626,12 +732,234 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 	if m.n.IsZero() || !pl.feasible(m) {
 		return *cur, false
 	}
+	if pl.keepsTotal(&m) && pl.worse(&m, nil, cur) {
+		return *cur, false
+	}
 	pl.apply(&m)
 	if sc, ok := pl.better(cur, withIdle, pl.f.unit[m.i].Mul(m.n)); ok {
 		return sc, true
 	}
 	pl.undo(&m)
 	return *cur, false
+}
+
+// view is the projection rated per sleeve, for score and worse: built
+// (look) when the total moves (refreshDev), else kept up to date sleeve
+// by sleeve as moves are made and taken back (shift, reView).
+type view struct {
+	ok  bool
+	out []bool // per sleeve: outside its band
+	abs []num  // per sleeve: |deviation|
+	hw  []num  // per sleeve: half-width (halfWidthAfter), fixed while the total is unchanged
+	// byDev lists the sleeves, the largest |deviation| first, once sorted
+	// again (sorted).
+	byDev         []int
+	sorted        bool
+	nOut, nHarmed int // sleeves out of band; of those, the ones that were inside before the plan
+	// frozen holds the view as it was before the first move of a pair
+	// (freeze), for worse; the updates wait until thaw.
+	frozen bool
+	held   []int
+}
+
+// viewed returns pl.view, built and sorted.
+func (pl *planner) viewed() *view {
+	v := &pl.view
+	if !v.ok {
+		pl.look()
+	}
+	if !v.sorted {
+		// Insertion sort: a few sleeves, a few of them moved.
+		for k := 1; k < len(v.byDev); k++ {
+			si := v.byDev[k]
+			j := k
+			x := v.abs[si]
+			for ; j > 0; j-- {
+				y := v.abs[v.byDev[j-1]]
+				if x.d == nil && y.d == nil && x.e == y.e {
+					if y.v >= x.v {
+						break
+					}
+				} else if !y.LessThan(x) {
+					break
+				}
+				v.byDev[j] = v.byDev[j-1]
+			}
+			v.byDev[j] = si
+		}
+		v.sorted = true
+	}
+	return v
+}
+
+// look builds pl.view from the projection.
+func (pl *planner) look() {
+	v, p := &pl.view, pl.p
+	nS := len(p.Sleeves)
+	if v.out == nil {
+		v.out, v.abs, v.hw, v.byDev = make([]bool, nS), make([]num, nS), make([]num, nS), make([]int, nS)
+		for si := range v.byDev {
+			v.byDev[si] = si
+		}
+	}
+	v.nOut, v.nHarmed = 0, 0
+	for si := range p.Sleeves {
+		v.abs[si], v.hw[si] = pl.dev[si].Abs(), pl.halfWidthAfter(si)
+		v.out[si] = v.abs[si].GreaterThan(v.hw[si])
+		if v.out[si] {
+			v.nOut++
+			if !pl.s.Sleeves[si].Breach {
+				v.nHarmed++
+			}
+		}
+	}
+	v.ok, v.sorted = true, false
+}
+
+// reView updates pl.view for sleeve si, whose deviation moved while the
+// total did not.
+func (pl *planner) reView(si int) {
+	v := &pl.view
+	if !v.ok {
+		return
+	}
+	if v.frozen {
+		v.held = append(v.held, si)
+		return
+	}
+	v.abs[si] = pl.dev[si].Abs()
+	if out := v.abs[si].GreaterThan(v.hw[si]); out != v.out[si] {
+		c := 1
+		if !out {
+			c = -1
+		}
+		v.out[si] = out
+		v.nOut += c
+		if !pl.s.Sleeves[si].Breach {
+			v.nHarmed += c
+		}
+	}
+	v.sorted = false
+}
+
+// freeze keeps pl.view as it is, sorted, while the first move of a pair
+// is made (worse rates the pair against it); thaw brings it up to date.
+func (pl *planner) freeze() {
+	v := pl.viewed()
+	v.frozen, v.held = true, v.held[:0]
+}
+
+// thaw ends freeze: the sleeves moved since are rated again.
+func (pl *planner) thaw() {
+	v := &pl.view
+	if !v.frozen {
+		return
+	}
+	v.frozen = false
+	for _, si := range v.held {
+		pl.reView(si)
+	}
+}
+
+// maxMoved is the most sleeves worse rates a move for: the instrument's
+// sleeve, its ancestors and the cash sleeve.
+const maxMoved = 8
+
+// amount returns the value move m moves into its instrument's sleeve.
+func (pl *planner) amount(m *move) num {
+	amount := pl.f.unit[m.i].Mul(m.n)
+	if m.side == Sell {
+		return amount.Neg()
+	}
+	return amount
+}
+
+// keepsTotal reports whether move m leaves the projected total as it is:
+// when free cash pays for it all (shift).
+func (pl *planner) keepsTotal(m *move) bool {
+	c := pl.f.cash[m.a]
+	return c.Sign() >= 0 && c.Sub(pl.amount(m)).Sign() >= 0
+}
+
+// worse reports, without making it, whether move m would rate worse than
+// cur on the allocation (score.head), where better would reject it. The
+// move must leave the total as it is (keepsTotal): then only the sleeves
+// on its instrument's path and the cash sleeve move, and the rest of the
+// projection is rated once (pl.view, look). made is a move already made
+// since the view was taken (nil: none), which also left the total as it
+// was: its sleeves are rated afresh too. worse reports false when it
+// cannot tell cheaply; better then decides.
+func (pl *planner) worse(m, made *move, cur *score) bool {
+	p, f := pl.p, &pl.f
+	amount := pl.amount(m)
+	var moved [maxMoved]int
+	var delta [maxMoved]num
+	n := 0
+	add := func(si int, d num) bool {
+		for k := 0; k < n; k++ {
+			if moved[k] == si {
+				delta[k] = delta[k].Add(d)
+				return true
+			}
+		}
+		if n == maxMoved {
+			return false
+		}
+		moved[n], delta[n] = si, d
+		n++
+		return true
+	}
+	if made != nil {
+		// Its sleeves, already moved in pl.dev.
+		for x := p.Instruments[made.i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
+			if !add(x, num{}) {
+				return false
+			}
+		}
+	}
+	for x := p.Instruments[m.i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
+		if !add(x, amount) {
+			return false
+		}
+	}
+	if !add(p.Cash, amount.Neg()) {
+		return false
+	}
+	v := &pl.view
+	if made == nil {
+		v = pl.viewed()
+	}
+	sc := score{harmed: v.nHarmed, out: v.nOut, total: f.total}
+	for k := 0; k < n; k++ {
+		si := moved[k]
+		d := pl.dev[si].Add(delta[k]).Abs()
+		if out := d.GreaterThan(v.hw[si]); out != v.out[si] {
+			c := 1
+			if !out {
+				c = -1
+			}
+			sc.out += c
+			if !pl.s.Sleeves[si].Breach {
+				sc.harmed += c
+			}
+		}
+		if d.GreaterThan(sc.dev) {
+			sc.dev = d
+		}
+	}
+	// The largest |deviation| of the sleeves the moves leave alone.
+	for _, si := range v.byDev {
+		if !slices.Contains(moved[:n], si) {
+			if v.abs[si].GreaterThan(sc.dev) {
+				sc.dev = v.abs[si]
+			}
+			break
+		}
+	}
+	if devLess(&pl.before, &sc) {
+		sc.harmed++
+	}
+	return sc.head(cur) > 0
 }
 
 // improve tries the moves that bring sleeve si toward its target by about
@@ -653,25 +981,31 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 	if !exceed {
 		twice = amount.Add(amount)
 	}
-	eligible := func(i int) bool {
+	// The instruments whose moves may bring si toward its target, once:
+	// the moves tried are taken back, or the first that improves is kept
+	// and improve returns.
+	if pl.eligible == nil {
+		pl.eligible = make([]bool, pl.nI)
+	}
+	for i := range p.Instruments {
 		leaf := p.Instruments[i].Sleeve
+		ok := true
 		if si != p.Cash {
-			if !pl.within(leaf, si) {
-				return false
-			}
+			ok = pl.within(leaf, si)
 		} else if leaf == p.Cash || (pl.deviationAfter(leaf).Sign() > 0) != wantSell {
 			// Cash: buy what is under its target, sell what is over it.
-			return false
+			ok = false
 		}
-		return f.unit[i].Sign() > 0 && (exceed || f.unit[i].LessThan(twice))
+		pl.eligible[i] = ok && f.unit[i].Sign() > 0 && (exceed || f.unit[i].LessThan(twice))
 	}
+	eligible := pl.eligible
 	side, other := Buy, Sell
 	if wantSell {
 		side, other = Sell, Buy
 	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
-		if o.n.Sign() <= 0 || !eligible(o.instrument) {
+		if o.n.Sign() <= 0 || !eligible[o.instrument] {
 			continue
 		}
 		if o.Side == side && !pl.canAdd(o.account, o.instrument, side) {
@@ -698,7 +1032,7 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 			break
 		}
 		for i := range p.Instruments {
-			if !eligible(i) {
+			if !eligible[i] {
 				continue
 			}
 			var n num
@@ -742,13 +1076,23 @@ func (pl *planner) canAdd(a, i int, side Side) bool {
 // on the account's order of i, or as a new order; ok is false when the
 // account trades i the other way.
 func (pl *planner) moveOn(a, i int, side Side, n num) (move, bool) {
-	for k := range pl.orders {
-		if o := &pl.orders[k]; o.account == a && o.instrument == i {
-			if o.Side != side {
-				return move{}, false
+	k := -1
+	if pl.idx.ok {
+		k = int(pl.idx.at[a*pl.nI+i])
+	} else {
+		for j := range pl.orders {
+			if o := &pl.orders[j]; o.account == a && o.instrument == i {
+				k = j
+				break
 			}
-			return move{k: k, a: a, i: i, side: side, n: pl.most(a, i, side, o.n, n)}, true
 		}
+	}
+	if k >= 0 {
+		o := &pl.orders[k]
+		if o.Side != side {
+			return move{}, false
+		}
+		return move{k: k, a: a, i: i, side: side, n: pl.most(a, i, side, o.n, n)}, true
 	}
 	if f := &pl.f; !f.minTrade.IsZero() && n.Mul(f.unit[i]).LessThan(f.minTrade) {
 		q, rem := f.minTrade.QuoRem(f.unit[i])
@@ -804,19 +1148,57 @@ func (pl *planner) ranked(side Side) []int {
 		return pl.rank
 	}
 	p, f := pl.p, &pl.f
-	pl.rank = pl.rank[:0]
-	for j := range p.Instruments {
-		if f.unit[j].Sign() > 0 {
-			pl.rank = append(pl.rank, j)
+	if pl.rankLeaves == nil {
+		// The leaf sleeves of the instruments with a step of value, and
+		// those instruments, per sleeve in the order of the instruments.
+		pl.rankAt = make([]int, len(p.Sleeves)+1)
+		for j := range p.Instruments {
+			if f.unit[j].Sign() > 0 {
+				pl.rankAt[p.Instruments[j].Sleeve+1]++
+			}
+		}
+		for si := range p.Sleeves {
+			if pl.rankAt[si+1] > 0 {
+				pl.rankLeaves = append(pl.rankLeaves, si)
+			}
+			pl.rankAt[si+1] += pl.rankAt[si]
+		}
+		pl.rankInst = make([]int, pl.rankAt[len(p.Sleeves)])
+		next := slices.Clone(pl.rankAt[:len(p.Sleeves)])
+		for j := range p.Instruments {
+			if f.unit[j].Sign() > 0 {
+				si := p.Instruments[j].Sleeve
+				pl.rankInst[next[si]] = j
+				next[si]++
+			}
 		}
 	}
-	slices.SortStableFunc(pl.rank, func(x, y int) int {
-		c := pl.dev[p.Instruments[x].Sleeve].Cmp(pl.dev[p.Instruments[y].Sleeve])
+	// A stable sort of the instruments by their sleeves' deviations: the
+	// sleeves sorted, then the instruments of sleeves with equal
+	// deviations merged in their order.
+	cmp := func(x, y int) int {
+		c := pl.dev[x].Cmp(pl.dev[y])
 		if side == Buy {
 			return -c
 		}
 		return c
-	})
+	}
+	slices.SortStableFunc(pl.rankLeaves, cmp)
+	pl.rank = pl.rank[:0]
+	for g := 0; g < len(pl.rankLeaves); {
+		h := g + 1
+		for h < len(pl.rankLeaves) && cmp(pl.rankLeaves[g], pl.rankLeaves[h]) == 0 {
+			h++
+		}
+		from := len(pl.rank)
+		for _, si := range pl.rankLeaves[g:h] {
+			pl.rank = append(pl.rank, pl.rankInst[pl.rankAt[si]:pl.rankAt[si+1]]...)
+		}
+		if h > g+1 {
+			slices.Sort(pl.rank[from:])
+		}
+		g = h
+	}
 	pl.rankOK, pl.rankSide = true, side
 	return pl.rank
 }
@@ -872,8 +1254,15 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, w
 	if first.n.Sign() <= 0 || want.Sign() <= 0 || !pl.feasible(first) {
 		return *cur, false
 	}
+	// The view of the projection before the first move, for worse.
+	keeps := pl.keepsTotal(&first)
+	if keeps {
+		pl.freeze()
+	}
 	pl.apply(&first)
-	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(second) {
+	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(second) &&
+		!(keeps && pl.worse(&second, &first, cur)) {
+		pl.thaw()
 		pl.apply(&second)
 		if sc, ok := pl.better(cur, withIdle, f.unit[first.i].Mul(first.n).Add(f.unit[second.i].Mul(second.n))); ok {
 			return sc, true
@@ -881,6 +1270,7 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, w
 		pl.undo(&second)
 	}
 	pl.undo(&first)
+	pl.thaw()
 	return *cur, false
 }
 
@@ -899,6 +1289,7 @@ func (pl *planner) polish() {
 func (pl *planner) polishLoaded() {
 	p := pl.p
 	target := pl.dest == policy.DestinationTarget
+	pl.indexOrders()
 	pl.before = pl.beforeScore()
 	cur := pl.score(target)
 	limit := 4 * (len(pl.orders) + len(p.Sleeves) + pl.nA)
@@ -1286,6 +1677,7 @@ func (pl *planner) simple() {
 		// Rounded, it fits a num where the share's digits made it big.
 		gap[i] = g.RoundFloor(pl.unit[i].Exponent())
 	}
+	pl.indexOrders()
 	sellOrder := pl.simpleSellOrder()
 	for i := range p.Instruments {
 		for _, a := range sellOrder {
