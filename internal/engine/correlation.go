@@ -105,7 +105,7 @@ func (rt *runtime) recordQuote(q feeds.Quote) {
 // watchCorrelations measures the correlations of the policies due, and
 // queues the alerts of the transitions. Called with e.mu held.
 func (e *Engine) watchCorrelations(now time.Time) {
-	for _, rt := range e.rts {
+	for _, rt := range e.corrRTs {
 		name := rt.pol.Name
 		c := rt.corr
 		if c == nil || now.Sub(c.lastRun) < corrEvery(rt.pol.Correlation.Interval) {

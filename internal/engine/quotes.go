@@ -150,6 +150,8 @@ func (e *Engine) offer(qs []feeds.Quote) {
 			rt.quietUntil = time.Time{} // the tick looks at the new prices
 			if rt.due != nil || !now.Before(rt.lastCheck.Add(rt.pol.Rebalance.CheckEvery)) {
 				e.evaluate(rt, now)
+			} else {
+				e.schedule(rt)
 			}
 		}
 	}
@@ -158,7 +160,8 @@ func (e *Engine) offer(qs []feeds.Quote) {
 // tick evaluates the policies whose check is due and whose prices changed
 // since their last evaluation; for the others it only refreshes what
 // blocks them (a price going stale), so that a quote arriving later is
-// evaluated at once.
+// evaluated at once. It looks only at the households whose state asks
+// for it (attending): the others would be skipped as quiet.
 func (e *Engine) tick() {
 	defer e.flushDrift()  // after the unlock: publishing must not hold the engine
 	defer e.flushAlerts() // likewise
@@ -166,7 +169,8 @@ func (e *Engine) tick() {
 	defer e.mu.Unlock()
 	now := e.clk.Now()
 	e.lastTick = now
-	for _, rt := range e.rts {
+	due := e.attending(now)
+	for _, rt := range due {
 		switch {
 		case rt.dirty && !now.Before(rt.lastCheck.Add(rt.pol.Rebalance.CheckEvery)):
 			e.evaluate(rt, now)
@@ -178,6 +182,9 @@ func (e *Engine) tick() {
 		default:
 			e.refreshBlocks(rt, now)
 		}
+	}
+	for _, rt := range due {
+		e.schedule(rt)
 	}
 	e.watchCorrelations(now)
 	e.exportAggregates()

@@ -100,8 +100,10 @@ func (r *driftRecorder) PublishDrift(d events.Drift) error {
 func mapsKeys[V any](m map[string]V) iter.Seq[string] { return maps.Keys(m) }
 
 // TestScreenEqualsFullEvaluation: households evaluated with the breach
-// screen end every tick exactly where the full evaluation of every
-// household (the code before the screen) leaves them: same blocks,
+// screen (and ticks that look only at the households that ask for it)
+// end every tick exactly where the full evaluation of every household
+// (the code before the screen, and a tick over every household) leaves
+// them: same blocks,
 // breaches, plans, drift events, accepted valuations, drift snapshots.
 // Prices walk, within the screens' bounds and beyond them, jump now and
 // then (held moves, held valuations), a price goes stale for the
@@ -128,6 +130,7 @@ func TestScreenEqualsFullEvaluation(t *testing.T) {
 	screenedEng := New(Options{Clock: clkA, Publisher: recA, Store: nopStore{}, InlinePublishTimeout: -1})
 	fullEng := New(Options{Clock: clkB, Publisher: recB, Store: nopStore{}, InlinePublishTimeout: -1})
 	fullEng.noScreen = true
+	fullEng.walkAll = true // and its tick looks at every household
 	for _, e := range []*Engine{screenedEng, fullEng} {
 		if err := e.Load(set); err != nil {
 			t.Fatal(err)
@@ -371,6 +374,44 @@ func TestQuietTickNoticesTime(t *testing.T) {
 	}
 	e.mu.Unlock()
 	clk.Advance(time.Second)
+	e.tick()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, rt := range e.rts {
+		if !hasReason(rt.blocked, metrics.BlockStalePrice) {
+			t.Errorf("%s: not blocked a second past MaxAge: %v", rt.pol.Name, rt.blocked)
+		}
+	}
+}
+
+// TestBoundSettledGoesStale: a household whose evaluations the screen's
+// bound settles, and which then gets no quote, is blocked by stale prices
+// a second past MaxAge by the tick, as one evaluated in full is.
+func TestBoundSettledGoesStale(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
+	e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: nopStore{}})
+	defer e.Close()
+	if err := e.Load(clonedHouseholds(t, 2)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		e.Quotes(movingQuotes(clk.Now(), i))
+		e.tick()
+		clk.Advance(time.Second)
+	}
+	if e.boundSettled == 0 {
+		t.Fatal("no evaluation settled by the bound: the test tests nothing")
+	}
+	clk.Advance(policy.DefaultMaxAge - 2*time.Second)
+	e.tick()
+	e.mu.Lock()
+	for _, rt := range e.rts {
+		if len(rt.blocked) != 0 {
+			t.Errorf("%s: blocked before MaxAge: %v", rt.pol.Name, rt.blocked)
+		}
+	}
+	e.mu.Unlock()
+	clk.Advance(2 * time.Second)
 	e.tick()
 	e.mu.Lock()
 	defer e.mu.Unlock()
