@@ -375,13 +375,7 @@ func TestQuietTickNoticesTime(t *testing.T) {
 	e.mu.Unlock()
 	clk.Advance(time.Second)
 	e.tick()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, rt := range e.rts {
-		if !hasReason(rt.blocked, metrics.BlockStalePrice) {
-			t.Errorf("%s: not blocked a second past MaxAge: %v", rt.pol.Name, rt.blocked)
-		}
-	}
+	wantStale(t, e)
 }
 
 // TestBoundSettledGoesStale: a household whose evaluations the screen's
@@ -413,6 +407,13 @@ func TestBoundSettledGoesStale(t *testing.T) {
 	e.mu.Unlock()
 	clk.Advance(2 * time.Second)
 	e.tick()
+	wantStale(t, e)
+}
+
+// wantStale fails the test unless every household is blocked by a stale
+// price.
+func wantStale(t *testing.T, e *Engine) {
+	t.Helper()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, rt := range e.rts {
