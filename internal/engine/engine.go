@@ -226,8 +226,9 @@ type Engine struct {
 	attn    attnHeap
 	tickBuf []*runtime
 	corrRTs []*runtime
-	// mark and affectedBuf are affected's working memory.
+	// mark, affectedIdx and affectedBuf are affected's working memory.
 	mark        []bool
+	affectedIdx []int
 	affectedBuf []*runtime
 	// driftAt indexes driftOut by policy: one pending event per policy,
 	// found without a search (a search made each tick quadratic).

@@ -97,22 +97,35 @@ func (e *Engine) affected(qs []feeds.Quote) []*runtime {
 			}
 		}
 	}
-	if cap(e.mark) < len(e.names) {
-		e.mark = make([]bool, len(e.names))
+	if len(e.mark) != len(e.rts) {
+		e.mark = make([]bool, len(e.rts)) // all false between calls
 	}
-	mark := e.mark[:len(e.names)]
-	clear(mark)
+	idx := e.affectedIdx[:0]
 	for _, q := range qs {
 		for _, i := range e.bySymbol[q.Symbol] {
-			mark[i] = true
+			if !e.mark[i] {
+				e.mark[i] = true
+				idx = append(idx, i)
+			}
 		}
 	}
 	out := e.affectedBuf[:0]
-	for i, rt := range e.rts {
-		if mark[i] {
-			out = append(out, rt)
+	if len(idx) > len(e.rts)/16 { // many: in name order by a walk
+		for i, rt := range e.rts {
+			if e.mark[i] {
+				out = append(out, rt)
+			}
+		}
+	} else { // few (a quote of a rare instrument): by sorting them
+		slices.Sort(idx)
+		for _, i := range idx {
+			out = append(out, e.rts[i])
 		}
 	}
+	for _, i := range idx {
+		e.mark[i] = false
+	}
+	e.affectedIdx = idx[:0]
 	e.affectedBuf = out[:0:cap(out)] // reused by the next batch (no call nests)
 	return out
 }
