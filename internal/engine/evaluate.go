@@ -116,8 +116,10 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		e.settledDrift(rt, now)
 		// What the next tick's refreshBlocks would find (no block, no
 		// order that may expire, no held valuation): quiet until a price
-		// goes stale. The tick then skips it.
-		rt.quietUntil = rt.nextChange()
+		// goes stale. The tick then skips it. The guard's oldest quote
+		// needed goes stale first or with the household's (the tick
+		// looks then, and refreshBlocks finds the household's own time).
+		rt.quietUntil = rt.guard.current().oldest.Add(rt.pol.Prices.MaxAge + time.Nanosecond)
 		return
 	}
 	defer e.recount(rt) // the aggregates follow breaches and blocks

@@ -16,6 +16,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/clock"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/feeds"
+	"github.com/rebalancerd/rebalancerd/internal/fixed"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
@@ -419,6 +420,32 @@ func wantStale(t *testing.T, e *Engine) {
 	for _, rt := range e.rts {
 		if !hasReason(rt.blocked, metrics.BlockStalePrice) {
 			t.Errorf("%s: not blocked a second past MaxAge: %v", rt.pol.Name, rt.blocked)
+		}
+	}
+}
+
+// TestValueAtExact: the value at an epoch's prices that the bound's
+// settle sums lazily is exact, in decimals when it does not fit in 128
+// bits.
+func TestValueAtExact(t *testing.T) {
+	big, _ := fixed.Of(decimal.RequireFromString("900000000000000000")) // 9e17: products near 2^126
+	price := decimal.RequireFromString("9000000000000000.01")
+	p, _ := fixed.Of(price)
+	cur := &priceEpoch{quotes: []feeds.Quote{{Price: price}}, has: []bool{true}, fx: []fixed.Num{p}, fxOK: []bool{true}}
+	for _, n := range []int{1, 1000} { // one product fits; a thousand overflow the sum
+		s := &screen{cash: 0, free: fixed.Num{V: fixed.From(5)}, gidx: []int32{0}}
+		want := decimal.NewFromInt(5)
+		for range n {
+			s.held = append(s.held, heldInstr{sym: 0, qty: big})
+			want = want.Add(decimal.RequireFromString("900000000000000000").Mul(price))
+		}
+		total, sum := s.valueAt(cur)
+		got := total.V.Big(total.Exp)
+		if sum != nil {
+			got = *sum
+		}
+		if !got.Equal(want) || (n > 1) != (sum != nil) {
+			t.Fatalf("%d held: value %s (as a decimal: %v), want %s", n, got, sum != nil, want)
 		}
 	}
 }
