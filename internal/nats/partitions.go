@@ -538,6 +538,8 @@ func (p *Partitions) HeldTerm(household string) (term uint64, ok bool) {
 
 // MayPublish reports why a message of household must not be published
 // now (its partition is not held with the lease's margin left), or nil.
+// StateStore.MayPublish adds the check that the household's state was
+// claimed under the partition's current term.
 func (p *Partitions) MayPublish(household string) error {
 	_, err := p.Term(household)
 	return err
