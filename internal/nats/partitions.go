@@ -41,7 +41,9 @@ type PartitionsConfig struct {
 	// households of the partitions acquired): Run goes on meanwhile. A
 	// partition leaves the set when its lease is released or lost, and
 	// Term and MayPublish refuse its households from that moment on,
-	// before OnChange is called.
+	// before OnChange is called. A partition lost and acquired again
+	// between two calls is in both sets, under a new term (HeldTerm):
+	// what was loaded of it under the old one must be loaded afresh.
 	OnChange func(held []int)
 }
 
