@@ -228,15 +228,14 @@ func (m *Main) loadOwned(set []engine.Loaded) error {
 
 // unloadStale takes out of the engine the households it runs whose state
 // was claimed under another term of their partition's lease than the one
-// held now: the partition
-// was lost and taken back since, perhaps while this load waited for
-// loadMu, and the instance that held it in between may have expired,
-// replaced or published what this one still has in memory (its runtime,
-// its queued batches, its screen). They leave the engine with their
-// queued batches and their shared state is forgotten, so that the load
-// that follows reads and claims them afresh under the current term;
-// until then the bus's gate and the outbox refuse their messages
-// (StateStore.MayPublish). Called with loadMu held.
+// held now: the partition was lost and taken back since, perhaps while
+// this load waited for loadMu, and the instance that held it in between
+// may have expired, replaced or published what this one still has in
+// memory (its runtime, its queued batches, its screen). They leave the
+// engine with their queued batches and their shared state is forgotten,
+// so that the load that follows reads and claims them afresh under the
+// current term; until then the bus's gate and the outbox refuse their
+// messages (StateStore.MayPublish). Called with loadMu held.
 func (m *Main) unloadStale(set []engine.Loaded, held map[int]bool) error {
 	running := *m.ownedNames.Load()
 	stale := map[string]bool{}

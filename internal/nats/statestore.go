@@ -1,10 +1,12 @@
 package nats
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -99,12 +101,45 @@ type auxKey struct {
 	term uint64
 }
 
-// auxRecord is the value of a shared document's key: the document with
-// the term of the instance that wrote it. A value without "document" is
-// a document written by a version before fencing (term 0).
+// auxRecord is a shared document's key as read: the document, and the
+// term of the instance that wrote it.
 type auxRecord struct {
-	Term     uint64          `json:"term"`
-	Document json.RawMessage `json:"document"`
+	Term     uint64
+	Document []byte
+}
+
+// auxTermField is the field that carries the writer's term in a shared
+// document (a JSON object). It sits beside the document's own fields, so
+// that a version that does not know it (a document written before the
+// documents were fenced has none: term 0), or an instance of such a
+// version in the group during a rolling upgrade, reads the document as it
+// is: decoders ignore unknown fields.
+const auxTermField = "rebalancerd_term"
+
+// withTerm returns the JSON object doc with the term field added. A
+// document that is not an object is returned as it is, without a term.
+func withTerm(doc []byte, term uint64) []byte {
+	if len(doc) < 2 || doc[0] != '{' {
+		return doc
+	}
+	out := make([]byte, 0, len(doc)+32)
+	out = append(out, `{"`+auxTermField+`":`...)
+	out = strconv.AppendUint(out, term, 10)
+	if rest := bytes.TrimSpace(doc[1:]); len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, doc[1:]...)
+}
+
+// termOf returns the term a shared document carries (0 without one).
+func termOf(doc []byte) uint64 {
+	var t struct {
+		Term uint64 `json:"rebalancerd_term"`
+	}
+	if json.Unmarshal(doc, &t) != nil {
+		return 0 // not an object: written without a term
+	}
+	return t.Term
 }
 
 // stateRecord is the value of a policy's key.
@@ -492,15 +527,7 @@ func (s *StateStore) readAux(ctx context.Context, key string) (rev uint64, rec a
 	if err != nil {
 		return 0, rec, fmt.Errorf("state: read %s: %w", key, err)
 	}
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return 0, rec, fmt.Errorf("state: %s: %w", key, err)
-	}
-	if rec.Document == nil {
-		// Written by a version before the documents were fenced: the
-		// whole value is the document, of no term.
-		rec = auxRecord{Document: e.Value()}
-	}
-	return e.Revision(), rec, nil
+	return e.Revision(), auxRecord{Term: termOf(e.Value()), Document: e.Value()}, nil
 }
 
 // WriteJSON replaces the shared document name with v, while this
@@ -523,10 +550,7 @@ func (s *StateStore) WriteJSON(name string, v any) error {
 	if err != nil {
 		return fmt.Errorf("state: encode %s: %w", key, err)
 	}
-	data, err := json.Marshal(auxRecord{Term: term, Document: doc})
-	if err != nil {
-		return fmt.Errorf("state: encode %s: %w", key, err)
-	}
+	data := withTerm(doc, term)
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	s.mu.Lock()
