@@ -155,3 +155,46 @@ func TestHouseholdMetricsCapped(t *testing.T) {
 		t.Errorf("households blocked by pending orders %v after a removal, want 3", got)
 	}
 }
+
+// TestEvaluationMetrics: rebalancerd_evaluation_seconds counts each batch
+// of quotes once, rebalancerd_evaluation_duration_seconds each household
+// evaluation, those the breach screen's bound settles included, and
+// rebalancerd_households the households loaded.
+func TestEvaluationMetrics(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
+	m := metrics.New()
+	e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: nopStore{}, Metrics: m})
+	defer e.Close()
+	if err := e.Load(clonedHouseholds(t, 5)); err != nil {
+		t.Fatal(err)
+	}
+	count := func(h prometheus.Histogram) uint64 {
+		var pb dto.Metric
+		if err := h.(prometheus.Metric).Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		return pb.GetHistogram().GetSampleCount()
+	}
+	for i := range 4 {
+		e.Quotes(movingQuotes(clk.Now(), i))
+		clk.Advance(time.Second)
+	}
+	if e.boundSettled == 0 {
+		t.Fatal("no evaluation settled by the bound: the test tests nothing")
+	}
+	if got := count(m.BatchEvaluationSeconds); got != 4 {
+		t.Errorf("rebalancerd_evaluation_seconds counted %d batches, want 4", got)
+	}
+	if got := count(m.EvaluationSeconds); got != 20 {
+		t.Errorf("rebalancerd_evaluation_duration_seconds counted %d evaluations, want 20 (5 households, 4 batches)", got)
+	}
+	if got := testutil.ToFloat64(m.Households); got != 5 {
+		t.Errorf("rebalancerd_households %v, want 5", got)
+	}
+	if err := e.Load(clonedHouseholds(t, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(m.Households); got != 3 {
+		t.Errorf("rebalancerd_households %v after a reload with 3, want 3", got)
+	}
+}
