@@ -19,7 +19,7 @@ import (
 // offered to it, and every household needing a symbol was offered every
 // quote of it: households with the same rules had guards in the same
 // state, which one guard now holds. A quote is offered once per guard
-// (800,000 offers per tick at 100,000 households became a few dozen),
+// (800,000 offers per tick at 100,000 households became one per guard),
 // and a held move is logged once per guard, not once per household.
 //
 // One difference: a household that starts needing a symbol (loaded, or
@@ -53,8 +53,9 @@ type priceGuard struct {
 // priceEpoch is what a guard held at one moment, by the guard's number
 // of each symbol: the accepted quotes (has: one is there), the symbols
 // with a move held back, and the accepted prices as exact integers (fxOK:
-// the price fits). It does not change once made: any offer that changes
-// the guard makes the next epoch.
+// the price fits). These do not change once it is made: any offer that
+// changes the guard, and a symbol needed anew, make the next epoch (moves
+// and usable are memos).
 type priceEpoch struct {
 	seq    uint64
 	quotes []feeds.Quote
@@ -215,9 +216,7 @@ func (e *Engine) useGuard(rt *runtime, pr policy.PriceRules, now time.Time) {
 	e.dropGuard(rt)
 	rt.guard, rt.gidxOK = g, false
 	g.users++
-	for _, sym := range rt.symbols {
-		g.need[sym]++
-	}
+	g.setNeed(nil, rt.symbols)
 }
 
 // dropGuard takes the household off its guard, which goes when no
@@ -241,7 +240,9 @@ func (e *Engine) dropGuard(rt *runtime) {
 	}
 }
 
-// setNeed counts a household's symbols new instead of old.
+// setNeed counts a household's symbols new instead of old. A symbol
+// needed anew ends the current epoch (its oldest quote counts only the
+// symbols needed).
 func (g *priceGuard) setNeed(old, new []string) {
 	for _, sym := range old {
 		if g.need[sym]--; g.need[sym] <= 0 {
@@ -249,7 +250,9 @@ func (g *priceGuard) setNeed(old, new []string) {
 		}
 	}
 	for _, sym := range new {
-		g.need[sym]++
+		if g.need[sym]++; g.need[sym] == 1 {
+			g.epoch = nil
+		}
 	}
 }
 

@@ -133,3 +133,48 @@ func TestSharedPriceGuards(t *testing.T) {
 		t.Fatalf("%d guards left without households", len(e.guardList))
 	}
 }
+
+// TestNewlyNeededSymbolGoesStale: a household that starts needing a symbol
+// its guard holds an older quote of (no household needed it meanwhile) is
+// blocked when that quote goes stale, also after evaluations the screen's
+// bound settled: the guard's epoch counts the symbol's quote as soon as a
+// household needs it.
+func TestNewlyNeededSymbolGoesStale(t *testing.T) {
+	start := time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(start)
+	e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: nopStore{}})
+	defer e.Close()
+	hOdd, err := portfolio.ParseHoldings("h.yaml", []byte(strings.Replace(balancedHoldings, "VNQ", "IYR", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := clonedHouseholds(t, 1)[0]
+	odd := Loaded{Policy: oddPolicy(t, "odd"), Holdings: hOdd, HoldingsHash: "h"}
+	if err := e.Load([]Loaded{h, odd}); err != nil {
+		t.Fatal(err)
+	}
+	iyr := feeds.Quote{Symbol: "IYR", Price: decimal.RequireFromString("88.90"), At: clk.Now(), Source: "test"}
+	e.Quotes(append(quotes(clk.Now(), 0), iyr)) // IYR's only quote
+	clk.Advance(time.Minute)
+	if err := e.Load([]Loaded{h}); err != nil { // nobody needs IYR
+		t.Fatal(err)
+	}
+	e.Quotes(quotes(clk.Now(), 1))
+	clk.Advance(time.Minute)
+	if err := e.Load([]Loaded{h, odd}); err != nil { // IYR needed again
+		t.Fatal(err)
+	}
+	for range 3 { // in full, by the screen, by its bound
+		e.EvaluateAll()
+	}
+	if e.boundSettled == 0 {
+		t.Fatal("no evaluation settled by the bound: the test tests nothing")
+	}
+	clk.Set(start.Add(policy.DefaultMaxAge + time.Second)) // IYR stale, the others not
+	e.tick()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if rt := e.policies["odd"]; !hasReason(rt.blocked, metrics.BlockStalePrice) {
+		t.Fatalf("odd: not blocked a second after IYR's quote went stale: %v", rt.blocked)
+	}
+}
