@@ -370,9 +370,12 @@ type planner struct {
 	// eligible is improve's scratch: per instrument, whether its moves
 	// may bring the sleeve improved toward its target.
 	eligible []bool
-	f        numbers
-	idx      orderIndex
-	view     view
+	// under lists, per sleeve, the instruments improve may move for it
+	// (instrumentsUnder).
+	under [][]int
+	f     numbers
+	idx   orderIndex
+	view  view
 	ranking
 	exact bool // the polish rates in decimal arithmetic only (makeWith)
 }

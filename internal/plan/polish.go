@@ -381,7 +381,7 @@ func (pl *planner) outNow(si int) bool {
 // idle free cash (destination target).
 func (pl *planner) score(withIdle bool) score {
 	v := pl.viewed()
-	sc := score{total: pl.f.total, orders: pl.nOrders, harmed: v.nHarmed, out: v.nOut, dev: v.abs[v.byDev[0]]}
+	sc := score{total: pl.f.total, orders: pl.nOrders, harmed: v.nHarmed, out: v.nOut, dev: v.largest(num{}, nil)}
 	if devLess(&pl.before, &sc) {
 		// A larger largest deviation than before the plan is harm too.
 		sc.harmed++
@@ -401,8 +401,17 @@ func (pl *planner) idleCash() num {
 		if f.cash[a].Sign() <= 0 {
 			continue
 		}
+		c := f.cash[a]
 		for k := f.buyableAt[a]; k < f.buyableAt[a+1]; k++ {
-			if pl.dev[f.buyLeaf[k]].Sign() >= 0 || f.buyUnit[k].GreaterThan(f.cash[a]) {
+			if pl.dev[f.buyLeaf[k]].Sign() >= 0 {
+				continue
+			}
+			if u := f.buyUnit[k]; u.d == c.d && u.e == c.e {
+				// The common case, inline: small, at one exponent.
+				if u.v > c.v {
+					continue
+				}
+			} else if u.GreaterThan(c) {
 				continue
 			}
 			idle = idle.Add(f.cash[a])
@@ -547,8 +556,12 @@ func (pl *planner) compact() {
 
 // dropEmpty removes the orders with no step left (n).
 func (pl *planner) dropEmpty() {
-	out := pl.orders[:0]
-	for _, o := range pl.orders {
+	k := 0
+	for k < len(pl.orders) && pl.orders[k].n.Sign() > 0 {
+		k++
+	}
+	out := pl.orders[:k]
+	for _, o := range pl.orders[k:] {
 		if o.n.Sign() > 0 {
 			out = append(out, o)
 		}
@@ -691,7 +704,14 @@ func (pl *planner) taxFirst(m move) bool {
 		return true
 	}
 	sold := func(a int) (num, bool) {
-		for k := range pl.orders {
+		from := 0
+		if pl.idx.ok {
+			// No order of m.i in account a before its first.
+			if from = int(pl.idx.at[a*pl.nI+m.i]); from < 0 {
+				return num{}, false
+			}
+		}
+		for k := from; k < len(pl.orders); k++ {
 			if o := &pl.orders[k]; o.account == a && o.instrument == m.i && o.Side == Sell && !exempt(o.Rule) {
 				return o.n, o.n.Sign() > 0
 			}
@@ -751,10 +771,6 @@ type view struct {
 	out []bool // per sleeve: outside its band
 	abs []num  // per sleeve: |deviation|
 	hw  []num  // per sleeve: half-width (halfWidthAfter), fixed while the total is unchanged
-	// byDev lists the sleeves, the largest |deviation| first, once sorted
-	// again (sorted).
-	byDev         []int
-	sorted        bool
 	nOut, nHarmed int // sleeves out of band; of those, the ones that were inside before the plan
 	// frozen holds the view as it was before the first move of a pair
 	// (freeze), for worse; the updates wait until thaw.
@@ -762,34 +778,33 @@ type view struct {
 	held   []int
 }
 
-// viewed returns pl.view, built and sorted.
+// viewed returns pl.view, built.
 func (pl *planner) viewed() *view {
 	v := &pl.view
 	if !v.ok {
 		pl.look()
 	}
-	if !v.sorted {
-		// Insertion sort: a few sleeves, a few of them moved.
-		for k := 1; k < len(v.byDev); k++ {
-			si := v.byDev[k]
-			j := k
-			x := v.abs[si]
-			for ; j > 0; j-- {
-				y := v.abs[v.byDev[j-1]]
-				if x.d == nil && y.d == nil && x.e == y.e {
-					if y.v >= x.v {
-						break
-					}
-				} else if !y.LessThan(x) {
-					break
-				}
-				v.byDev[j] = v.byDev[j-1]
-			}
-			v.byDev[j] = si
-		}
-		v.sorted = true
-	}
 	return v
+}
+
+// largest returns the largest |deviation| of the view's sleeves but
+// those in skip, or most when larger.
+func (v *view) largest(most num, skip []int) num {
+	for si := range v.abs {
+		x := v.abs[si]
+		if x.d == most.d && x.e == most.e {
+			// The common case, inline: small, at one exponent.
+			if x.v <= most.v {
+				continue
+			}
+		} else if !x.GreaterThan(most) {
+			continue
+		}
+		if !slices.Contains(skip, si) {
+			most = x
+		}
+	}
+	return most
 }
 
 // look builds pl.view from the projection.
@@ -797,10 +812,7 @@ func (pl *planner) look() {
 	v, p := &pl.view, pl.p
 	nS := len(p.Sleeves)
 	if v.out == nil {
-		v.out, v.abs, v.hw, v.byDev = make([]bool, nS), make([]num, nS), make([]num, nS), make([]int, nS)
-		for si := range v.byDev {
-			v.byDev[si] = si
-		}
+		v.out, v.abs, v.hw = make([]bool, nS), make([]num, nS), make([]num, nS)
 	}
 	v.nOut, v.nHarmed = 0, 0
 	for si := range p.Sleeves {
@@ -813,7 +825,7 @@ func (pl *planner) look() {
 			}
 		}
 	}
-	v.ok, v.sorted = true, false
+	v.ok = true
 }
 
 // reView updates pl.view for sleeve si, whose deviation moved while the
@@ -839,10 +851,9 @@ func (pl *planner) reView(si int) {
 			v.nHarmed += c
 		}
 	}
-	v.sorted = false
 }
 
-// freeze keeps pl.view as it is, sorted, while the first move of a pair
+// freeze keeps pl.view as it is while the first move of a pair
 // is made (worse rates the pair against it); thaw brings it up to date.
 func (pl *planner) freeze() {
 	v := pl.viewed()
@@ -948,14 +959,7 @@ func (pl *planner) worse(m, made *move, cur *score) bool {
 		}
 	}
 	// The largest |deviation| of the sleeves the moves leave alone.
-	for _, si := range v.byDev {
-		if !slices.Contains(moved[:n], si) {
-			if v.abs[si].GreaterThan(sc.dev) {
-				sc.dev = v.abs[si]
-			}
-			break
-		}
-	}
+	sc.dev = v.largest(sc.dev, moved[:n])
 	if devLess(&pl.before, &sc) {
 		sc.harmed++
 	}
@@ -986,19 +990,18 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 	// and improve returns.
 	if pl.eligible == nil {
 		pl.eligible = make([]bool, pl.nI)
-	}
-	for i := range p.Instruments {
-		leaf := p.Instruments[i].Sleeve
-		ok := true
-		if si != p.Cash {
-			ok = pl.within(leaf, si)
-		} else if leaf == p.Cash || (pl.deviationAfter(leaf).Sign() > 0) != wantSell {
-			// Cash: buy what is under its target, sell what is over it.
-			ok = false
-		}
-		pl.eligible[i] = ok && f.unit[i].Sign() > 0 && (exceed || f.unit[i].LessThan(twice))
+		pl.under = pl.instrumentsUnder()
 	}
 	eligible := pl.eligible
+	clear(eligible)
+	for _, i := range pl.under[si] {
+		leaf := p.Instruments[i].Sleeve
+		if si == p.Cash && (leaf == p.Cash || (pl.deviationAfter(leaf).Sign() > 0) != wantSell) {
+			// Cash: buy what is under its target, sell what is over it.
+			continue
+		}
+		eligible[i] = f.unit[i].Sign() > 0 && (exceed || f.unit[i].LessThan(twice))
+	}
 	side, other := Buy, Sell
 	if wantSell {
 		side, other = Sell, Buy
@@ -1060,6 +1063,23 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 		}
 	}
 	return false
+}
+
+// instrumentsUnder returns, per sleeve, the instruments of it and of the
+// sleeves below it, in their order; every instrument for the cash sleeve
+// (improve sells or buys any of them for cash).
+func (pl *planner) instrumentsUnder() [][]int {
+	p := pl.p
+	under := make([][]int, len(p.Sleeves))
+	for i := range p.Instruments {
+		for x := p.Instruments[i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
+			if x != p.Cash {
+				under[x] = append(under[x], i)
+			}
+		}
+		under[p.Cash] = append(under[p.Cash], i)
+	}
+	return under
 }
 
 // canAdd is a cheap first check that account a could trade at least one
