@@ -767,11 +767,11 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 // (look) when the total moves (refreshDev), else kept up to date sleeve
 // by sleeve as moves are made and taken back (shift, reView).
 type view struct {
-	ok  bool
-	out []bool // per sleeve: outside its band
-	abs []num  // per sleeve: |deviation|
-	hw  []num  // per sleeve: half-width (halfWidthAfter), fixed while the total is unchanged
-	nOut, nHarmed int // sleeves out of band; of those, the ones that were inside before the plan
+	ok            bool
+	out           []bool // per sleeve: outside its band
+	abs           []num  // per sleeve: |deviation|
+	hw            []num  // per sleeve: half-width (halfWidthAfter), fixed while the total is unchanged
+	nOut, nHarmed int    // sleeves out of band; of those, the ones that were inside before the plan
 	// frozen holds the view as it was before the first move of a pair
 	// (freeze), for worse; the updates wait until thaw.
 	frozen bool
@@ -1070,15 +1070,26 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 // (improve sells or buys any of them for cash).
 func (pl *planner) instrumentsUnder() [][]int {
 	p := pl.p
-	under := make([][]int, len(p.Sleeves))
-	for i := range p.Instruments {
-		for x := p.Instruments[i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
-			if x != p.Cash {
-				under[x] = append(under[x], i)
+	// Counted first, so that the lists share one array.
+	n := make([]int, len(p.Sleeves))
+	each := func(add func(si, i int)) {
+		for i := range p.Instruments {
+			for x := p.Instruments[i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
+				if x != p.Cash {
+					add(x, i)
+				}
 			}
+			add(p.Cash, i)
 		}
-		under[p.Cash] = append(under[p.Cash], i)
 	}
+	total := 0
+	each(func(si, _ int) { n[si]++; total++ })
+	all := make([]int, 0, total)
+	under := make([][]int, len(p.Sleeves))
+	for si := range under {
+		under[si], all = all[:0:n[si]], all[n[si]:n[si]:cap(all)]
+	}
+	each(func(si, i int) { under[si] = append(under[si], i) })
 	return under
 }
 
