@@ -1283,11 +1283,21 @@ func (pl *planner) finish() *Plan {
 		}
 		return x.instrument - y.instrument
 	})
-	heads := make([]string, len(p.Sleeves))
+	// Every order's why in one string (the builder's, not copied), each
+	// order's a part of it.
+	ends := make([]int, len(out.Orders))
+	var why strings.Builder
+	why.Grow(112 * len(out.Orders))
+	line := make([]byte, 0, 256)
 	for k := range out.Orders {
 		o := &out.Orders[k]
-		si := p.Instruments[o.instrument].Sleeve
-		o.Why = pl.explain(o, &out.Sleeves[si], &heads[si])
+		line = pl.appendWhy(line[:0], o, &out.Sleeves[p.Instruments[o.instrument].Sleeve])
+		why.Write(line)
+		ends[k] = why.Len()
+	}
+	whys, from := why.String(), 0
+	for k := range out.Orders {
+		out.Orders[k].Why, from = whys[from:ends[k]], ends[k]
 	}
 	pl.assignIDs(out)
 	return out

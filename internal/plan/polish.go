@@ -1597,37 +1597,31 @@ func (pl *planner) cannotSell(syms []string) string {
 	return fmt.Sprintf("what is left of %s is held in fractions of a trading step, which cannot be sold", strings.Join(syms, ", "))
 }
 
-// explain returns order o's why: "SLEEVE from W% to W'% (target T%, band
-// L%-H%): " and what its rule does.
-//
-// head caches the head of the line for the sleeve's other orders.
-func (pl *planner) explain(o *Order, r *SleeveReport, cache *string) string {
+// appendWhy appends order o's why to buf: "SLEEVE from W% to W'% (target
+// T%, band L%-H%): " and what its rule does. r is the report of o's
+// sleeve.
+func (pl *planner) appendWhy(buf []byte, o *Order, r *SleeveReport) []byte {
 	p := pl.p
 	pc := percentText
-	if *cache == "" {
-		buf := make([]byte, 0, 96)
-		buf = append(append(buf, r.Sleeve...), " from "...)
-		buf = append(appendPercent(buf, r.Weight), " to "...)
-		buf = append(appendPercent(buf, r.WeightAfter), " (target "...)
-		buf = append(appendPercent(buf, r.Target), ", band "...)
-		buf = append(appendPercent(buf, r.BandLow), '-')
-		buf = append(appendPercent(buf, r.BandHigh), "): "...)
-		*cache = string(buf)
-	}
-	head := *cache
+	buf = append(append(buf, r.Sleeve...), " from "...)
+	buf = append(appendPercent(buf, r.Weight), " to "...)
+	buf = append(appendPercent(buf, r.WeightAfter), " (target "...)
+	buf = append(appendPercent(buf, r.Target), ", band "...)
+	buf = append(appendPercent(buf, r.BandLow), '-')
+	buf = append(appendPercent(buf, r.BandHigh), "): "...)
 	switch o.Rule {
 	case RuleToTarget:
-		return head + "to_target: toward its target"
+		return append(buf, "to_target: toward its target"...)
 	case RuleToBandEdge:
-		return head + "to_band_edge: back inside the band it breached, near its edge"
+		return append(buf, "to_band_edge: back inside the band it breached, near its edge"...)
 	case RuleToMidway:
-		return head + "to_midway: halfway back from the band edge it breached to its target"
+		return append(buf, "to_midway: halfway back from the band edge it breached to its target"...)
 	case RuleCounterpart:
-		return head + "counterpart: inside its band, it takes what the breaching sleeves release or need"
+		return append(buf, "counterpart: inside its band, it takes what the breaching sleeves release or need"...)
 	case RuleFundBuys:
-		return head + "fund_buys: a cash-sleeve fund sold to pay for the buys"
+		return append(buf, "fund_buys: a cash-sleeve fund sold to pay for the buys"...)
 	case RuleRelocate:
-		return head + fmt.Sprintf("relocate: %s changes accounts so that cash which may not buy what is needed where it sits pays for it elsewhere; the sleeve is unchanged", o.Instrument)
+		return fmt.Appendf(buf, "relocate: %s changes accounts so that cash which may not buy what is needed where it sits pays for it elsewhere; the sleeve is unchanged", o.Instrument)
 	case RuleRestoreSplit:
 		i := o.instrument
 		leaf := p.Instruments[i].Sleeve
@@ -1635,16 +1629,16 @@ func (pl *planner) explain(o *Order, r *SleeveReport, cache *string) string {
 		if v := pl.s.Sleeves[leaf].Value; v.Sign() > 0 {
 			share = pl.held[i].DivRound(v, 4)
 		}
-		return head + fmt.Sprintf("restore_split: %s was %s of the sleeve, against a share of %s with a tolerance of %s of it (bands.within_sleeve)",
+		return fmt.Appendf(buf, "restore_split: %s was %s of the sleeve, against a share of %s with a tolerance of %s of it (bands.within_sleeve)",
 			o.Instrument, pc(share), pc(p.Instruments[i].Share), pc(p.Sleeves[leaf].SplitTolerance()))
 	case RuleHarvest:
-		return head + "harvest: sells lots at a loss and buys the policy's substitute in the same sleeve"
+		return append(buf, "harvest: sells lots at a loss and buys the policy's substitute in the same sleeve"...)
 	case RuleInvest:
-		return head + "invest: free cash bought toward the target, without selling"
+		return append(buf, "invest: free cash bought toward the target, without selling"...)
 	case RuleWithdraw:
-		return head + "withdraw: sold to raise the cash withdrawn, without buying"
+		return append(buf, "withdraw: sold to raise the cash withdrawn, without buying"...)
 	}
-	return head + string(o.Rule)
+	return append(buf, o.Rule...)
 }
 
 // secondStart polishes a second plan, the simple whole-share one (simple),
