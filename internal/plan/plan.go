@@ -372,10 +372,11 @@ type planner struct {
 	eligible []bool
 	// under lists, per sleeve, the instruments improve may move for it
 	// (instrumentsUnder).
-	under [][]int
-	f     numbers
-	idx   orderIndex
-	view  view
+	under  [][]int
+	f      numbers
+	fixedN fixedNums
+	idx    orderIndex
+	view   view
 	ranking
 	exact bool // the polish rates in decimal arithmetic only (makeWith)
 }
@@ -742,7 +743,8 @@ func (pl *planner) split(si int) {
 	}
 	// The split is figured in nums (num.go): exact, without decimal
 	// arithmetic while the figures fit an int64.
-	tol := pl.numOf(ps.SplitTolerance())
+	x := pl.fixed()
+	tol := x.tol[si]
 	n := len(ps.Instruments)
 	// share, then the delta, of each instrument; restored marks those
 	// outside the tolerance.
@@ -752,14 +754,14 @@ func (pl *planner) split(si int) {
 	wantN := pl.numOf(want)
 	rest := wantN // what the sleeve still needs beyond the restored shares
 	for k, i := range ps.Instruments {
-		shareOf[k] = wantN.Mul(pl.numOf(p.Instruments[i].Share))
-		gap := shareOf[k].Sub(pl.numOf(held[i]))
+		shareOf[k] = wantN.Mul(x.share[i])
+		gap := shareOf[k].Sub(x.held[i])
 		if gap.Abs().GreaterThan(tol.Mul(shareOf[k])) {
 			restored[k] = true
 			delta[k] = gap
 			rest = rest.Sub(shareOf[k])
 		} else {
-			rest = rest.Sub(pl.numOf(held[i]))
+			rest = rest.Sub(x.held[i])
 		}
 	}
 	// rest goes to the others in proportion to their gaps on its side.
@@ -770,7 +772,7 @@ func (pl *planner) split(si int) {
 		if restored[k] {
 			continue
 		}
-		if g := shareOf[k].Sub(pl.numOf(held[ps.Instruments[k]])); g.Sign() == sign && sign != 0 {
+		if g := shareOf[k].Sub(x.held[ps.Instruments[k]]); g.Sign() == sign && sign != 0 {
 			gaps = gaps.Add(g)
 			last = k
 		}
@@ -779,7 +781,7 @@ func (pl *planner) split(si int) {
 		if restored[k] || last < 0 {
 			continue
 		}
-		g := shareOf[k].Sub(pl.numOf(held[ps.Instruments[k]]))
+		g := shareOf[k].Sub(x.held[ps.Instruments[k]])
 		if g.Sign() != sign {
 			continue
 		}
@@ -1288,10 +1290,20 @@ func (pl *planner) finish() *Plan {
 	ends := make([]int, len(out.Orders))
 	var why strings.Builder
 	why.Grow(112 * len(out.Orders))
+	// The head of a sleeve's lines is written once, at its first order,
+	// in heads[at[2si]:at[2si+1]].
+	at := make([]int, 2*len(p.Sleeves))
+	heads := make([]byte, 0, 96*len(p.Sleeves))
 	line := make([]byte, 0, 256)
 	for k := range out.Orders {
 		o := &out.Orders[k]
-		line = pl.appendWhy(line[:0], o, &out.Sleeves[p.Instruments[o.instrument].Sleeve])
+		si := p.Instruments[o.instrument].Sleeve
+		if at[2*si+1] == 0 {
+			at[2*si] = len(heads)
+			heads = appendHead(heads, &out.Sleeves[si])
+			at[2*si+1] = len(heads)
+		}
+		line = pl.appendWhy(line[:0], heads[at[2*si]:at[2*si+1]], o)
 		why.Write(line)
 		ends[k] = why.Len()
 	}

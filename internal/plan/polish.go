@@ -150,6 +150,32 @@ func (pl *planner) atMoney(x num) num {
 	return x
 }
 
+// fixedNums are figures of the policy and the holdings as nums, fixed
+// for the planner and made once (fixed).
+type fixedNums struct {
+	share, held []num // per instrument: its share of its sleeve, the household's value of it
+	tol         []num // per sleeve: its split tolerance (policy.Sleeve.SplitTolerance)
+}
+
+// fixed returns pl's fixedNums.
+func (pl *planner) fixed() *fixedNums {
+	x := &pl.fixedN
+	if x.share == nil {
+		p := pl.p
+		all := make([]num, 2*pl.nI+len(p.Sleeves))
+		x.share, x.held, x.tol = all[:pl.nI], all[pl.nI:2*pl.nI], all[2*pl.nI:]
+		for i := range p.Instruments {
+			x.share[i], x.held[i] = pl.numOf(p.Instruments[i].Share), pl.numOf(pl.held[i])
+		}
+		for si := range p.Sleeves {
+			if ps := &p.Sleeves[si]; ps.Leaf() && len(ps.Instruments) > 1 {
+				x.tol[si] = pl.numOf(ps.SplitTolerance())
+			}
+		}
+	}
+	return x
+}
+
 // load sets pl.f and pl.dev from the planner's decimals, and the steps of
 // each order.
 func (pl *planner) load() {
@@ -1597,18 +1623,23 @@ func (pl *planner) cannotSell(syms []string) string {
 	return fmt.Sprintf("what is left of %s is held in fractions of a trading step, which cannot be sold", strings.Join(syms, ", "))
 }
 
-// appendWhy appends order o's why to buf: "SLEEVE from W% to W'% (target
-// T%, band L%-H%): " and what its rule does. r is the report of o's
-// sleeve.
-func (pl *planner) appendWhy(buf []byte, o *Order, r *SleeveReport) []byte {
-	p := pl.p
-	pc := percentText
+// appendHead appends the head of the why of an order of the sleeve of
+// report r: "SLEEVE from W% to W'% (target T%, band L%-H%): ".
+func appendHead(buf []byte, r *SleeveReport) []byte {
 	buf = append(append(buf, r.Sleeve...), " from "...)
 	buf = append(appendPercent(buf, r.Weight), " to "...)
 	buf = append(appendPercent(buf, r.WeightAfter), " (target "...)
 	buf = append(appendPercent(buf, r.Target), ", band "...)
 	buf = append(appendPercent(buf, r.BandLow), '-')
-	buf = append(appendPercent(buf, r.BandHigh), "): "...)
+	return append(appendPercent(buf, r.BandHigh), "): "...)
+}
+
+// appendWhy appends order o's why to buf: its sleeve's head (appendHead)
+// and what its rule does.
+func (pl *planner) appendWhy(buf, head []byte, o *Order) []byte {
+	p := pl.p
+	pc := percentText
+	buf = append(buf, head...)
 	switch o.Rule {
 	case RuleToTarget:
 		return append(buf, "to_target: toward its target"...)
@@ -1752,7 +1783,8 @@ func (pl *planner) simpleGap(i int) num {
 	if in.Sleeve == p.Cash || f.unit[i].Sign() <= 0 {
 		return num{}
 	}
-	return f.tv[in.Sleeve].Mul(pl.numOf(in.Share)).Sub(pl.numOf(pl.held[i]))
+	x := pl.fixed()
+	return f.tv[in.Sleeve].Mul(x.share[i]).Sub(x.held[i])
 }
 
 // simpleSellOrder returns the accounts in the order the simple plan sells

@@ -29,7 +29,7 @@ func (pl *planner) unrestoredSplits(out *Plan) {
 		if w.Sign() <= 0 {
 			continue
 		}
-		tol := pl.numOf(ps.SplitTolerance())
+		tol := pl.fixed().tol[si]
 		var off []string
 		for _, i := range ps.Instruments {
 			if !pl.splitOff(i, value[i], w, tol) {
@@ -76,7 +76,7 @@ func (pl *planner) harvests(si int) bool {
 func (pl *planner) valuesAfter() []num {
 	value := make([]num, pl.nI)
 	for i := range value {
-		value[i] = pl.numOf(pl.held[i])
+		value[i] = pl.fixed().held[i]
 	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
@@ -93,7 +93,7 @@ func (pl *planner) valuesAfter() []num {
 // outside the tolerance tol of its share of its sleeve's value w:
 // |value - w x share| > tol x w x share.
 func (pl *planner) splitOff(i int, value, w, tol num) bool {
-	share := w.Mul(pl.numOf(pl.p.Instruments[i].Share))
+	share := w.Mul(pl.fixed().share[i])
 	return value.Sub(share).Abs().GreaterThan(tol.Mul(share))
 }
 
@@ -110,7 +110,7 @@ func (pl *planner) splitBlocked(si int, value []num, w, tol num) string {
 			continue
 		}
 		sym := p.Instruments[i].Symbol
-		under := value[i].LessThan(w.Mul(pl.numOf(p.Instruments[i].Share)))
+		under := value[i].LessThan(w.Mul(pl.fixed().share[i]))
 		switch {
 		case under && !pl.mayBuy(i):
 			return fmt.Sprintf("the wash-sale rule keeps %s from being bought", sym)
