@@ -29,6 +29,9 @@ type numbers struct {
 	// T; min_trade.
 	loaded      bool
 	T, minTrade num
+	// minSteps is, per instrument with a step of value, the fewest whole
+	// steps worth min_trade: ceil(min_trade / step value).
+	minSteps []num
 	// e is the exponent the money figures are brought to (money): the
 	// smallest of the fixed ones', so that adding and comparing them
 	// seldom needs to align exponents.
@@ -247,6 +250,16 @@ func (pl *planner) loadFixed() {
 			}
 		}
 		f.T, f.minTrade = pl.atMoney(f.T), pl.atMoney(f.minTrade)
+		f.minSteps = make([]num, pl.nI)
+		for i := range f.minSteps {
+			if f.minTrade.Sign() > 0 && f.unit[i].Sign() > 0 {
+				q, rem := f.minTrade.QuoRem(f.unit[i])
+				if rem.Sign() > 0 {
+					q = q.Add(numOne)
+				}
+				f.minSteps[i] = q
+			}
+		}
 		// What each account may buy is fixed for the planner: the
 		// wash-sale guard changes only between planners (washConflicts).
 		buys := func(a, i int) bool {
@@ -658,7 +671,7 @@ func (pl *planner) feasible(m move) bool {
 		return false
 	}
 	if units.Sign() > 0 {
-		if !f.minTrade.IsZero() && units.Mul(f.unit[m.i]).LessThan(f.minTrade) {
+		if pl.belowMin(m.i, units) {
 			return false
 		}
 	}
@@ -701,6 +714,17 @@ func (pl *planner) feasible(m move) bool {
 		}
 	}
 	return !left.LessThan(f.base[m.a])
+}
+
+// belowMin reports whether n whole steps of instrument i are worth less
+// than min_trade: n x step value < min_trade, that is n < minSteps when
+// the step has a value.
+func (pl *planner) belowMin(i int, n num) bool {
+	f := &pl.f
+	if f.unit[i].Sign() <= 0 {
+		return n.Mul(f.unit[i]).LessThan(f.minTrade)
+	}
+	return n.LessThan(f.minSteps[i])
 }
 
 // most returns n, or fewer steps when account a's cash (buy) or what it
@@ -1151,7 +1175,7 @@ func (pl *planner) moveOn(a, i int, side Side, n num) (move, bool) {
 		}
 		return move{k: k, a: a, i: i, side: side, n: pl.most(a, i, side, o.n, n)}, true
 	}
-	if f := &pl.f; !f.minTrade.IsZero() && n.Mul(f.unit[i]).LessThan(f.minTrade) {
+	if f := &pl.f; pl.belowMin(i, n) {
 		q, rem := f.minTrade.QuoRem(f.unit[i])
 		if n = q; rem.Sign() > 0 {
 			n = q.Add(numOne)
@@ -1460,7 +1484,7 @@ func (pl *planner) trim(cur *score) {
 func (pl *planner) fewer(k int, n num) move {
 	o := &pl.orders[k]
 	n = minNum(n, o.n)
-	if rest := o.n.Sub(n); rest.Sign() > 0 && rest.Mul(pl.f.unit[o.instrument]).LessThan(pl.f.minTrade) {
+	if rest := o.n.Sub(n); rest.Sign() > 0 && pl.belowMin(o.instrument, rest) {
 		n = o.n
 	}
 	return move{k: k, a: o.account, i: o.instrument, side: o.Side, n: n.Neg()}
@@ -1745,7 +1769,7 @@ func (pl *planner) simple() {
 				want = want.Add(numOne)
 			}
 			n := minNum(want, f.maxSteps[a*pl.nI+i])
-			if n.Sign() <= 0 || n.Mul(f.unit[i]).LessThan(f.minTrade) {
+			if n.Sign() <= 0 || pl.belowMin(i, n) {
 				continue
 			}
 			pl.addSimple(a, i, Sell, n)
@@ -1759,7 +1783,7 @@ func (pl *planner) simple() {
 				continue
 			}
 			n, _ := minNum(gap[i], f.cash[a]).QuoRem(f.unit[i])
-			if n.Sign() <= 0 || n.Mul(f.unit[i]).LessThan(f.minTrade) {
+			if n.Sign() <= 0 || pl.belowMin(i, n) {
 				continue
 			}
 			pl.addSimple(a, i, Buy, n)
