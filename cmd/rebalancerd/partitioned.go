@@ -228,15 +228,14 @@ func (m *Main) loadOwned(set []engine.Loaded) error {
 
 // unloadStale takes out of the engine the households it runs whose state
 // was claimed under another term of their partition's lease than the one
-// held now: the partition
-// was lost and taken back since, perhaps while this load waited for
-// loadMu, and the instance that held it in between may have expired,
-// replaced or published what this one still has in memory (its runtime,
-// its queued batches, its screen). They leave the engine with their
-// queued batches and their shared state is forgotten, so that the load
-// that follows reads and claims them afresh under the current term;
-// until then the bus's gate and the outbox refuse their messages
-// (StateStore.MayPublish). Called with loadMu held.
+// held now: the partition was lost and taken back since, perhaps while
+// this load waited for loadMu, and the instance that held it in between
+// may have expired, replaced or published what this one still has in
+// memory (its runtime, its queued batches, its screen). They leave the
+// engine with their queued batches and their shared state is forgotten,
+// so that the load that follows reads and claims them afresh under the
+// current term; until then the bus's gate and the outbox refuse their
+// messages (StateStore.MayPublish). Called with loadMu held.
 func (m *Main) unloadStale(set []engine.Loaded, held map[int]bool) error {
 	running := *m.ownedNames.Load()
 	stale := map[string]bool{}
@@ -285,7 +284,8 @@ func firstNames(set map[string]bool, n int) []string {
 
 // reportElsewhere says whether a report belongs to another instance of a
 // partitioned group: its household's partition is not held here, or its
-// households are still loading. The holder of the partition decides about
+// households are still loading (or waiting to be loaded afresh, their
+// partition lost and taken back). The holder of the partition decides about
 // a household no configuration names.
 func (m *Main) reportElsewhere(policy string) error {
 	if m.parts == nil {
@@ -297,6 +297,11 @@ func (m *Main) reportElsewhere(policy string) error {
 	}
 	if !(*m.ownedNames.Load())[policy] && m.configured(policy) {
 		return fmt.Errorf("%w: %s is still loading", rnats.ErrElsewhere, policy)
+	}
+	if err := m.kvState.MayPublish(policy); errors.Is(err, rnats.ErrStaleTerm) {
+		// Its partition was lost and taken back: it is loaded afresh
+		// before a report changes it.
+		return fmt.Errorf("%w: %w", rnats.ErrElsewhere, err)
 	}
 	return nil
 }

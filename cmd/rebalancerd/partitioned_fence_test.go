@@ -161,6 +161,9 @@ func TestPartitionRetakenReloads(t *testing.T) {
 	if err := m.kvState.MayPublish(household); !errors.Is(err, rnats.ErrStaleTerm) {
 		t.Fatalf("publishing allowed for a household claimed under the old term: %v", err)
 	}
+	if err := m.reportElsewhere(household); !errors.Is(err, rnats.ErrElsewhere) {
+		t.Fatalf("a report taken for a household claimed under the old term: %v", err)
+	}
 	w := d.watchOrders()
 	pub.down.Store(false)
 	d.clock.Advance(time.Second) // a publish retry; the old code published the stale plan

@@ -34,7 +34,6 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/clock"
 	"github.com/rebalancerd/rebalancerd/internal/drift"
 	"github.com/rebalancerd/rebalancerd/internal/events"
-	"github.com/rebalancerd/rebalancerd/internal/feeds"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	"github.com/rebalancerd/rebalancerd/internal/plan"
@@ -213,9 +212,16 @@ type Engine struct {
 	// does not wake the publisher (Quotes does, when it cannot publish).
 	holdWake bool
 	driftOut []events.Drift
+	// guards are the price guards by price rules, guardList the same in
+	// the order they were made (see priceGuard).
+	guards    map[guardKey]*priceGuard
+	guardList []*priceGuard
 	// bySymbol indexes e.names by the instruments each policy needs
 	// (nil: to be rebuilt); see affected.
 	bySymbol map[string][]int
+	// mark and affectedBuf are affected's working memory.
+	mark        []bool
+	affectedBuf []*runtime
 	// driftAt indexes driftOut by policy: one pending event per policy,
 	// found without a search (a search made each tick quadratic).
 	driftAt map[string]int
@@ -223,6 +229,9 @@ type Engine struct {
 	counts counts
 	// scratch is the breach screen's working memory.
 	scratch screenScratch
+	// boundSettled counts the evaluations the bound of the breach
+	// screen settled (see bounded), for tests and benchmarks.
+	boundSettled int
 	// noScreen turns the breach screen off: every evaluation in full (for
 	// tests comparing the two).
 	noScreen bool
@@ -232,8 +241,12 @@ type Engine struct {
 type runtime struct {
 	pol     *policy.Policy
 	ledger  *ledger.Ledger
-	guard   *feeds.Guard
-	symbols []string // instruments whose prices the policy needs
+	guard   *priceGuard // shared by the households with the same price rules
+	symbols []string    // instruments whose prices the policy needs
+	// gidx are the guard's numbers of symbols (see numbers), valid while
+	// gidxOK is set.
+	gidx   []int32
+	gidxOK bool
 	// value holds back a valuation that moved more than
 	// limits.max_value_change (see valuation.go); limitBase is the
 	// valuation the last plan's limits are judged against.
@@ -434,18 +447,7 @@ func (e *Engine) Load(set []Loaded) error {
 			e.log.Info("policy changed", zap.String("policy", name), zap.String("file", l.Policy.File),
 				zap.String("old_version", rt.pol.Version), zap.String("version", l.Policy.Version))
 		}
-		if pr := l.Policy.Prices; rt.guard == nil || !samePriceRules(rt.pol.Prices, pr) {
-			guard := feeds.NewGuard(pr.MaxAge, pr.MaxMove, pr.ConfirmAfter)
-			if rt.guard != nil {
-				// Held moves are dropped: their confirmation starts again.
-				for _, sym := range rt.symbols {
-					if q, ok := rt.guard.Quote(sym); ok {
-						guard.Offer(q, now)
-					}
-				}
-			}
-			rt.guard = guard
-		}
+		e.useGuard(rt, l.Policy.Prices, now)
 		if rt.value == nil || !sameValueRules(rt.pol, l.Policy) {
 			rt.value = newValueCheck(l.Policy, rt.ledger, now)
 		}
@@ -498,6 +500,7 @@ func (e *Engine) Load(set []Loaded) error {
 				rt.contribStop()
 			}
 			e.uncount(rt)
+			e.dropGuard(rt)
 			forget[name] = true
 			e.log.Info("policy removed", zap.String("policy", name))
 		}

@@ -36,8 +36,7 @@ func (e *Engine) refreshBlocks(rt *runtime, now time.Time) {
 		e.evaluate(rt, now) // a held valuation may be confirmed now
 		return
 	}
-	problems := rt.guard.Check(rt.symbols, now)
-	if len(problems) == 0 && !blocksPrices(rt.blocked) && len(rt.ledger.Pending()) == 0 == !hasReason(rt.blocked, metrics.BlockPendingOrders) {
+	if e.pricesUsable(rt, now) && !blocksPrices(rt.blocked) && len(rt.ledger.Pending()) == 0 == !hasReason(rt.blocked, metrics.BlockPendingOrders) {
 		rt.quietUntil = rt.nextChange()
 		return // nothing changed that matters
 	}
@@ -99,7 +98,6 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	rt.lastEval = now
 	rt.dirty = false
 	rt.quietUntil = time.Time{}
-	defer e.recount(rt) // the aggregates follow breaches and blocks
 	m := e.opts.Metrics
 	if m != nil {
 		if rt.metered {
@@ -108,6 +106,14 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		start := time.Now() // a duration for the histogram, not a clock reading the logic uses
 		defer func() { m.EvaluationSeconds.Observe(time.Since(start).Seconds()) }()
 	}
+	if e.bounded(rt, now) {
+		// Prices moved within the bound of the household's breach
+		// screen: settled without arithmetic, and nothing blocks it.
+		e.setBlocked(rt, nil)
+		e.settledDrift(rt, now)
+		return
+	}
+	defer e.recount(rt) // the aggregates follow breaches and blocks
 	for _, o := range rt.ledger.Expire(now) {
 		e.log.Warn("order expired without a final fill", zap.String("policy", name), zap.String("order_id", o.OrderID),
 			zap.String("filled", o.Filled.String()), zap.String("quantity", o.Quantity.String()))
@@ -123,8 +129,10 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	if rt.invalid != "" {
 		blocks = append(blocks, Block{metrics.BlockInvalidPolicy, rt.invalid})
 	}
-	for _, p := range rt.guard.Check(rt.symbols, now) {
-		blocks = append(blocks, Block{priceBlock(p.Reason), p.Symbol + ": " + p.Detail})
+	if !e.pricesUsable(rt, now) {
+		for _, p := range rt.guard.Check(rt.symbols, now) {
+			blocks = append(blocks, Block{priceBlock(p.Reason), p.Symbol + ": " + p.Detail})
+		}
 	}
 	eff, err := e.effective(rt, now)
 	if err != nil {
@@ -133,7 +141,9 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	var snap *drift.Snapshot
 	// The breach screen settles most evaluations of households that do
 	// not breach (screen.go); the others are valued in full.
-	if !hasPriceBlock(blocks) && eff != nil && !e.screened(rt, eff, now) {
+	if !hasPriceBlock(blocks) && eff != nil && e.screened(rt, eff, now) {
+		defer e.settledDrift(rt, now) // as the full evaluation's below: after the blocks
+	} else if !hasPriceBlock(blocks) && eff != nil {
 		rt.settleValuation() // checkValuation reads it
 		book, err := portfolio.Bind(eff, rt.ledger.Holdings(), e.prices(rt))
 		if err != nil {
@@ -237,6 +247,19 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	e.rebalance(rt, p, d.Trigger, now)
 }
 
+// settledDrift queues the drift event of an evaluation the breach screen
+// settled, when one is due: from the snapshot of the settled prices,
+// which is the full evaluation's (not kept: see snapshotOf). Called with
+// e.mu held.
+func (e *Engine) settledDrift(rt *runtime, now time.Time) {
+	if !e.driftDue(rt, now) {
+		return
+	}
+	if snap := rt.snapshotOf(); snap != nil {
+		e.publishDrift(rt, snap, now)
+	}
+}
+
 // cashFlow plans the oldest pending cash flow: a deposit is invested
 // without selling, a withdrawal raised without buying. After a withdrawal
 // the policy is blocked until a positions snapshot shows the money gone:
@@ -316,10 +339,10 @@ func historyDays(p *policy.Policy) int {
 // day and when the policy changes; a change of targets is logged, and so
 // is each tilt that expires. Called with e.mu held.
 func (e *Engine) effective(rt *runtime, now time.Time) (*policy.Policy, error) {
-	step := rt.phaseStepAt(now)
-	if rt.effFrom == rt.pol && rt.effStep == step && !now.Before(rt.effDayStart) && now.Before(rt.effDayEnd) {
-		return rt.eff, nil // the same day: no date formatted at each evaluation
+	if eff, ok := rt.effectiveToday(now); ok {
+		return eff, nil // the same day: no date formatted at each evaluation
 	}
+	step := rt.phaseStepAt(now)
 	date := rt.pol.Day(now) // the investor's day
 	day := date.Format(time.DateOnly)
 	if rt.effFrom == rt.pol && rt.effDate == day && rt.effStep == step {
@@ -362,6 +385,16 @@ func (e *Engine) effective(rt *runtime, now time.Time) (*policy.Policy, error) {
 	}
 	e.noteApplied(rt, eff)
 	return eff, nil
+}
+
+// effectiveToday returns the effective policy computed last when it is
+// still the one in effect at now (the same policy, day and phase-in
+// step); ok is false when effective must compute it.
+func (rt *runtime) effectiveToday(now time.Time) (*policy.Policy, bool) {
+	if rt.effFrom == rt.pol && rt.effStep == rt.phaseStepAt(now) && !now.Before(rt.effDayStart) && now.Before(rt.effDayEnd) {
+		return rt.eff, true
+	}
+	return nil, false
 }
 
 // riskBlock describes the last rejection.

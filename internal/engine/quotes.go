@@ -8,8 +8,6 @@ import (
 	"sort"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/rebalancerd/rebalancerd/internal/feeds"
 	"github.com/rebalancerd/rebalancerd/internal/ledger"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
@@ -78,6 +76,10 @@ func (e *Engine) setSymbols(rt *runtime) {
 	if !slices.Equal(syms, rt.symbols) {
 		e.bySymbol = nil
 		rt.dropScreen() // built for the old list
+		if rt.guard != nil {
+			rt.guard.setNeed(rt.symbols, syms)
+		}
+		rt.gidxOK = false
 	}
 	rt.symbols = syms
 }
@@ -95,52 +97,52 @@ func (e *Engine) affected(qs []feeds.Quote) []*runtime {
 			}
 		}
 	}
-	mark := make([]bool, len(e.names))
-	n := 0
+	if cap(e.mark) < len(e.names) {
+		e.mark = make([]bool, len(e.names))
+	}
+	mark := e.mark[:len(e.names)]
+	clear(mark)
 	for _, q := range qs {
 		for _, i := range e.bySymbol[q.Symbol] {
-			if !mark[i] {
-				mark[i] = true
-				n++
-			}
+			mark[i] = true
 		}
 	}
-	out := make([]*runtime, 0, n)
-	for i, name := range e.names {
+	out := e.affectedBuf[:0]
+	for i, rt := range e.rts {
 		if mark[i] {
-			out = append(out, e.policies[name])
+			out = append(out, rt)
 		}
 	}
+	e.affectedBuf = out[:0:cap(out)] // reused by the next batch (no call nests)
 	return out
 }
 
-// offer gives quotes to the policies that need them and evaluates those
-// due. Called with e.mu held.
+// offer gives quotes to the guards of the policies that need them and
+// evaluates those due. Called with e.mu held.
 func (e *Engine) offer(qs []feeds.Quote) {
 	now := e.clk.Now()
+	e.offerGuards(qs, now)
 	for _, rt := range e.affected(qs) {
-		name := rt.pol.Name
 		changed := false
-		for _, q := range qs {
-			if _, ok := slices.BinarySearch(rt.symbols, q.Symbol); !ok {
-				continue
-			}
-			switch v := rt.guard.Offer(q, now); v {
-			case feeds.Accepted:
-				rt.recordQuote(q)
-				changed = true
-			case feeds.Quarantined:
-				e.log.Warn("price quarantined: moved more than max_move; unconfirmed until it persists for confirm_after or another feed reports it",
-					zap.String("policy", name), zap.String("symbol", q.Symbol), zap.String("price", q.Price.String()),
-					zap.String("source", q.Source), zap.Duration("confirm_after", rt.pol.Prices.ConfirmAfter))
-				changed = true
-			case feeds.Confirmed:
-				e.log.Info("price move confirmed", zap.String("policy", name), zap.String("symbol", q.Symbol),
-					zap.String("price", q.Price.String()), zap.String("source", q.Source))
-				changed = true
-			case feeds.Ignored, feeds.Agreeing:
-			default:
-				changed = true
+		if rt.corr == nil {
+			changed = rt.pricesChanged()
+		} else { // quote by quote: the correlation watch records those accepted
+			for k, q := range qs {
+				v := rt.guard.verdicts[k]
+				if v == 0 {
+					continue // not offered: no household of the guard needs it
+				}
+				if _, ok := slices.BinarySearch(rt.symbols, q.Symbol); !ok {
+					continue
+				}
+				switch v {
+				case feeds.Accepted:
+					rt.recordQuote(q)
+					changed = true
+				case feeds.Ignored, feeds.Agreeing:
+				default:
+					changed = true
+				}
 			}
 		}
 		if changed {

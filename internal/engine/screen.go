@@ -6,6 +6,7 @@
 package engine
 
 import (
+	"slices"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -66,28 +67,56 @@ type screen struct {
 	prices []decimal.Decimal
 	at     []time.Time
 	has    []bool
+	// guard is the household's price guard when built, gidx its numbers
+	// of syms; needIn is set when every symbol of need is in syms.
+	guard  *priceGuard
+	gidx   []int32
+	needIn bool
+	// anchor is the guard's epoch at the last settle that did the
+	// arithmetic (nil: no bound), bound the proven bound of relative
+	// price moves from it, at boundPlaces places, within which the
+	// household cannot breach and the valuation check accepts without a
+	// save (see setBound).
+	anchor *priceEpoch
+	bound  uint64
+	// from, when set, is the epoch of the last settle, whose prices
+	// prices, at, has and the held instruments' ref are to be (see
+	// copyPrices): copying them at each settle was most of its cost.
+	from *priceEpoch
+}
+
+// copyPrices copies the prices of the last settle's epoch into the
+// screen, if not done yet. Called with e.mu held.
+func (s *screen) copyPrices() {
+	cur := s.from
+	if cur == nil {
+		return
+	}
+	s.from = nil
+	for k, g := range s.gidx {
+		q := cur.quotes[g]
+		s.prices[k], s.at[k], s.has[k] = q.Price, q.At, cur.has[g]
+	}
+	for k := range s.held {
+		h := &s.held[k]
+		h.ref = cur.fx[s.gidx[h.sym]] // it fits: the settle multiplied by it
+	}
 }
 
 // screenScratch is the working memory of a screen in progress, one per
 // engine (screens run under its lock): kept per household it cost
 // hundreds of bytes each.
 type screenScratch struct {
-	cur    []decimal.Decimal
-	curAt  []time.Time
-	curHas []bool
 	values []fixed.Num // each sleeve's value
 }
 
-// sized returns the scratch with room for syms symbols and sleeves
-// sleeves, its values cleared.
-func (w *screenScratch) sized(syms, sleeves int) *screenScratch {
-	if cap(w.cur) < syms {
-		w.cur, w.curAt, w.curHas = make([]decimal.Decimal, syms), make([]time.Time, syms), make([]bool, syms)
-	}
+// sized returns the scratch with room for sleeves sleeves, its values
+// cleared.
+func (w *screenScratch) sized(sleeves int) *screenScratch {
 	if cap(w.values) < sleeves {
 		w.values = make([]fixed.Num, sleeves)
 	}
-	w.cur, w.curAt, w.curHas, w.values = w.cur[:syms], w.curAt[:syms], w.curHas[:syms], w.values[:sleeves]
+	w.values = w.values[:sleeves]
 	clear(w.values)
 	return w
 }
@@ -121,7 +150,7 @@ func (e *Engine) buildScreen(rt *runtime, eff *policy.Policy, snap *drift.Snapsh
 		return
 	}
 	b := snap.Book
-	s := &screen{eff: eff, led: rt.ledger, rev: rt.ledger.Rev(), syms: rt.symbols, cash: eff.Cash,
+	s := &screen{eff: eff, led: rt.ledger, rev: rt.ledger.Rev(), syms: rt.symbols, cash: eff.Cash, guard: rt.guard, gidx: rt.numbers(),
 		phaseIn: rt.pol.PhaseIn != nil, maxMove: mm, valuation: rt.ledger.Valuation, saved: rt.value.saved,
 		target: make([]fixed.Num, len(eff.Sleeves)), half: make([]fixed.Num, len(eff.Sleeves)),
 		prices: make([]decimal.Decimal, len(rt.symbols)), at: make([]time.Time, len(rt.symbols)), has: make([]bool, len(rt.symbols))}
@@ -183,49 +212,64 @@ func (e *Engine) buildScreen(rt *runtime, eff *policy.Policy, snap *drift.Snapsh
 		}
 		s.target[i], s.half[i] = t, h
 	}
+	s.needIn = true
+	for _, sym := range s.need {
+		if !slices.Contains(s.syms, sym) {
+			s.needIn = false
+		}
+	}
 	rt.scr = s
+}
+
+// screenable reports whether nothing but prices can make the
+// household's evaluation at now differ from its last one: the screen was
+// built from the same effective policy, ledger and holdings, and no
+// calendar firing, cash flow, cash phase, breach or held valuation is
+// due. (A drift event due is sent from the settled evaluation's
+// snapshot: see evaluate.) Called with e.mu held.
+func (e *Engine) screenable(rt *runtime, eff *policy.Policy, now time.Time) bool {
+	s := rt.scr
+	if s == nil || s.eff != eff || s.led != rt.ledger || s.rev != rt.ledger.Rev() || s.guard != rt.guard ||
+		rt.due != nil || len(rt.ledger.PendingFlows) > 0 || len(rt.ledger.CashPhases) > 0 || len(rt.breaching) > 0 ||
+		s.saved != rt.value.saved || (!s.pending && s.valuation != rt.ledger.Valuation) {
+		return false
+	}
+	_, held := rt.value.c.Held()
+	return !held
 }
 
 // screened reports whether the breach screen settles the household's
 // evaluation at now: no sleeve breaches its band, nothing else is due
-// (calendar firing, cash flow, phase-in step, first investment, drift
-// event), and the valuation check accepts the new investable total
+// (calendar firing, cash flow, phase-in step, first investment), and the valuation check accepts the new investable total
 // without a save. It then does what the full evaluation would have done
 // (lastCheck, breaching, the accepted valuation) and returns true; it
 // changes nothing and returns false when the full evaluation must run.
 // Called with e.mu held, after the blocks of prices were found empty.
 func (e *Engine) screened(rt *runtime, eff *policy.Policy, now time.Time) bool {
+	if !e.screenable(rt, eff, now) {
+		return false
+	}
 	s := rt.scr
-	if s == nil || s.eff != eff || s.led != rt.ledger || s.rev != rt.ledger.Rev() ||
-		rt.due != nil || len(rt.ledger.PendingFlows) > 0 || len(rt.ledger.CashPhases) > 0 || len(rt.breaching) > 0 ||
-		e.driftDue(rt, now) || s.saved != rt.value.saved || (!s.pending && s.valuation != rt.ledger.Valuation) {
-		return false
-	}
-	if _, held := rt.value.c.Held(); held {
-		return false
-	}
-	w := e.scratch.sized(len(s.syms), len(eff.Sleeves))
-	for k, sym := range s.syms {
-		q, ok := rt.guard.Quote(sym)
-		w.cur[k], w.curAt[k], w.curHas[k] = q.Price, q.At, ok
-	}
+	s.copyPrices() // the references of the valuation check
 	for _, sym := range s.need {
 		if _, ok := rt.guard.Quote(sym); !ok {
 			return false // Bind would fail: a targeted instrument without a price
 		}
 	}
+	cur := s.guard.current() // the guard's accepted quotes
+	w := e.scratch.sized(len(eff.Sleeves))
 	// The sleeves' values: each held instrument's quantity times its
 	// price, free cash in the cash sleeve, parents the sum of their own
 	// and their children's.
 	var ok bool
 	for k := range s.held {
 		h := &s.held[k]
-		if !w.curHas[h.sym] {
+		g := s.gidx[h.sym]
+		if !cur.has[g] || !cur.fxOK[g] {
 			return false
 		}
-		p, okP := fixed.Of(w.cur[h.sym])
-		v, okV := h.qty.Mul(p)
-		if w.values[h.sleeve], ok = w.values[h.sleeve].Add(v); !okP || !okV || !ok {
+		v, okV := h.qty.Mul(cur.fx[g])
+		if w.values[h.sleeve], ok = w.values[h.sleeve].Add(v); !okV || !ok {
 			return false
 		}
 	}
@@ -287,24 +331,149 @@ func (e *Engine) screened(rt *runtime, eff *policy.Policy, now time.Time) bool {
 	if !valueAccepted(total, ref, s.maxMove) || valueMoved(total, refSaved, s.maxMove) {
 		return false
 	}
-	// What the full evaluation does for a household that neither breaches
-	// nor plans: the new valuation becomes the reference (written to the
-	// ledger when someone reads it), the valuation check starts again from
-	// it (its accepted ratio stays 1: the state after reset), and the
-	// drift snapshot is computed when asked for (snapshotOf).
+	e.settle(rt, cur, total, now)
+	s.setBound(eff, cur, w.values, total, refSaved)
+	return true
+}
+
+// settle does what the full evaluation does for a household that neither
+// breaches nor plans, total being its value at the prices of epoch cur:
+// the new valuation becomes the reference (written to the ledger when
+// someone reads it), the valuation check starts again from it (its
+// accepted ratio stays 1: the state after reset), and the drift snapshot
+// is computed when asked for (snapshotOf). Called with e.mu held.
+func (e *Engine) settle(rt *runtime, cur *priceEpoch, total fixed.Num, now time.Time) {
+	s := rt.scr
 	rt.lastCheck = now
 	rt.breaching = nil
 	rt.waiting = nil
 	rt.snapshot, rt.snapStale = nil, true // computed when asked for: kept, it cost 3 KB a household
 	s.pending, s.pendAt, s.pendTotal = true, now, total
-	copy(s.prices, w.cur)
-	copy(s.at, w.curAt)
-	copy(s.has, w.curHas)
+	s.from = cur // its prices: copied when read (copyPrices)
+}
+
+// setBound records, after a settle at the prices of epoch cur that did
+// the arithmetic (values and total the sleeves' values and the total
+// there, saved the total at the last saved valuation's prices), a bound
+// d of relative price moves from cur within which the household settles
+// again without the arithmetic (see bounded). With every held price p'
+// within d*p of its price p in cur:
+//
+//   - each sleeve's value v and the total T move by at most d*v and d*T
+//     (free cash does not move), so |v'-t*T'| <= |v-t*T| + d*(v+t*T) and
+//     h*T' >= h*T - d*h*T: no sleeve breaches when
+//     d <= (h*T - |v-t*T|) / (v + t*T + h*T);
+//   - the valuation check compares the total with its value at the
+//     prices of the previous settle, both within d*I of T (I = T - free
+//     cash): accepted when 2*d*I <= m*(T - d*I), that is
+//     d <= m*T / ((2+m)*I), m being max_value_change (valueAccepted);
+//   - and nothing is saved while 4*|T'-S| <= m*S (valueMoved), which
+//     |T'-S| <= |T-S| + d*I makes d <= (m*S - 4*|T-S|) / (4*I).
+//
+// d is the smallest of these, rounded down at boundPlaces places (exact
+// integers, fixed.RatioFloor); no bound when a figure does not fit. A
+// sleeve's values that are zero stay zero (prices are positive), so a
+// first investment cannot start within the bound either.
+func (s *screen) setBound(eff *policy.Policy, cur *priceEpoch, values []fixed.Num, total, saved fixed.Num) {
+	s.anchor, s.bound = nil, 0
+	if total.V.IsZero() || !s.needIn {
+		return
+	}
+	d := ^uint64(0) - 1 // below the "unknown" move
+	lower := func(num, den fixed.Num) bool {
+		if den.V.IsZero() {
+			return true // no constraint: nothing in it moves
+		}
+		q, ok := fixed.RatioFloor(num, den, boundPlaces)
+		d = min(d, q)
+		return ok
+	}
+	for i := range eff.Sleeves {
+		tv, okT := s.target[i].Mul(total)
+		hv, okH := s.half[i].Mul(total)
+		dev, okD := fixed.Diff(values[i], tv)
+		num, okN := fixed.Sub(hv, dev)
+		den, okA := values[i].Add(tv)
+		den, okB := den.Add(hv)
+		if !okT || !okH || !okD || !okN || !okA || !okB || !lower(num, den) {
+			return
+		}
+	}
+	invested := total
+	if s.cash >= 0 {
+		var ok bool
+		if invested, ok = fixed.Sub(total, s.free); !ok {
+			return
+		}
+	}
+	if !invested.V.IsZero() {
+		if s.maxMove.V.IsZero() {
+			d = 0 // valueMoved holds at any change of the total
+		} else {
+			m := s.maxMove
+			mT, ok1 := m.Mul(total)
+			mI, ok2 := m.Mul(invested)
+			i2, ok3 := invested.Mul(fixed.Num{V: fixed.From(2)})
+			den, ok4 := i2.Add(mI)
+			mS, ok5 := m.Mul(saved)
+			dev, ok6 := fixed.Diff(total, saved)
+			dev4, ok7 := dev.Mul(fixed.Num{V: fixed.From(4)})
+			num, ok8 := fixed.Sub(mS, dev4)
+			i4, ok9 := invested.Mul(fixed.Num{V: fixed.From(4)})
+			if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || !ok7 || !ok8 || !ok9 || !lower(mT, den) || !lower(num, i4) {
+				return
+			}
+		}
+	}
+	s.anchor, s.bound = cur, d
+}
+
+// bounded settles the household's evaluation at now without arithmetic
+// when nothing can block or plan it and every held price is within the
+// bound of its screen (setBound): it does what evaluate does then (the
+// screen's settle, the blocks found empty) and returns true. It changes
+// nothing and returns false otherwise, and evaluate goes on. Called with
+// e.mu held.
+func (e *Engine) bounded(rt *runtime, now time.Time) bool {
+	s := rt.scr
+	if s == nil || s.anchor == nil || len(rt.blocked) > 0 || !e.natsUp || e.halt != nil || rt.unsaved || rt.rejected != nil ||
+		len(rt.ledger.Unknown) > 0 || rt.ledger.Refused != "" || rt.invalid != "" || hasPending(rt.ledger) {
+		return false // something evaluate blocks on, or an order that may expire
+	}
+	eff, ok := rt.effectiveToday(now)
+	if !ok || !e.screenable(rt, eff, now) || !e.pricesUsable(rt, now) {
+		return false
+	}
+	cur := s.guard.current()
+	moves := cur.movesFrom(s.anchor)
+	total := fixed.Num{}
+	if s.cash >= 0 {
+		total = s.free
+	}
 	for k := range s.held {
 		h := &s.held[k]
-		h.ref, _ = fixed.Of(s.prices[h.sym]) // converted above
+		g := s.gidx[h.sym]
+		if moves[g] > s.bound {
+			return false
+		}
+		v, okV := h.qty.Mul(cur.fx[g])
+		if total, ok = total.Add(v); !okV || !ok {
+			return false
+		}
 	}
+	e.settle(rt, cur, total, now)
+	e.boundSettled++
 	return true
+}
+
+// hasPending reports whether the ledger has an order not final yet.
+func hasPending(l *ledger.Ledger) bool {
+	for _, o := range l.Orders {
+		if o.Status.Pending() {
+			return true
+		}
+	}
+	return false
 }
 
 // onlyCash reports whether nothing outside the cash sleeve has a value.
@@ -371,6 +540,7 @@ func (rt *runtime) settleValuation() {
 	if s == nil || !s.pending {
 		return
 	}
+	s.copyPrices()
 	prices := make(map[string]decimal.Decimal, len(s.syms))
 	for k, sym := range s.syms {
 		if s.has[k] {
@@ -401,6 +571,7 @@ func (rt *runtime) snapshotOf() *drift.Snapshot {
 		return rt.snapshot
 	}
 	s := rt.scr
+	s.copyPrices()
 	q := &portfolio.Prices{File: "feeds", Quotes: make(map[string]portfolio.Quote, len(s.syms))}
 	for k, sym := range s.syms {
 		if s.has[k] {

@@ -43,6 +43,12 @@ func randomHouseholds(t testing.TB, r *rand.Rand, n int) []Loaded {
 		if k%5 == 3 {
 			text = strings.Replace(text, "currency: USD\n", "currency: USD\nphase_in: {over: 3d, every: 1d}\n", 1)
 		}
+		switch k % 7 { // price rules: households on other guards
+		case 1:
+			text = strings.Replace(text, "currency: USD\n", "currency: USD\nprices: {max_move: 20%}\n", 1) // the jump is accepted
+		case 4:
+			text = strings.Replace(text, "currency: USD\n", "currency: USD\nprices: {max_age: 20s, max_move: 5%}\n", 1) // VNQ goes stale
+		}
 		p, err := policy.Parse(fmt.Sprintf("variant-%d.yaml", k), []byte(text))
 		if err != nil {
 			t.Fatalf("variant %d: %v", k, err)
@@ -97,8 +103,11 @@ func mapsKeys[V any](m map[string]V) iter.Seq[string] { return maps.Keys(m) }
 // screen end every tick exactly where the full evaluation of every
 // household (the code before the screen) leaves them: same blocks,
 // breaches, plans, drift events, accepted valuations, drift snapshots.
-// Prices walk, jump now and then (held moves, held valuations), and the
-// clock passes calendar firings and drift periods.
+// Prices walk, within the screens' bounds and beyond them, jump now and
+// then (held moves, held valuations), a price goes stale for the
+// households with a short max_age, households have different price rules
+// (other guards), and the clock passes calendar firings and drift
+// periods.
 func TestScreenEqualsFullEvaluation(t *testing.T) {
 	n := *screenHouseholds
 	if n == 0 {
@@ -130,14 +139,21 @@ func TestScreenEqualsFullEvaluation(t *testing.T) {
 		prices[sym] = decimal.RequireFromString(p)
 	}
 	screenedTotal := 0
+	stale := map[int]int{} // households blocked by a stale price, by tick
 	for tick := range 40 {
 		var qs []feeds.Quote
 		for _, sym := range slices.Sorted(mapsKeys(prices)) {
+			if sym == "VNQ" && tick >= 15 && tick <= 20 {
+				continue // no quote: stale where max_age is 20s (tick 19 moves the clock 37s)
+			}
 			if sym == "VMFXX" {
 				qs = append(qs, feeds.Quote{Symbol: sym, Price: prices[sym], At: clkA.Now(), Source: "test"})
 				continue
 			}
 			move := decimal.New(int64(r.IntN(41)-20), -4) // within ±0.2%
+			if tick >= 33 && tick <= 37 {
+				move = decimal.New(6, -4) // a trend: totals move more than single prices do at random
+			}
 			if tick == 12 || tick == 31 {
 				move = decimal.New(8, -3) // the market: valuations held under max_value_change 0.5%
 			}
@@ -160,8 +176,8 @@ func TestScreenEqualsFullEvaluation(t *testing.T) {
 		}
 		screenedEng.tick()
 		fullEng.tick()
-		screenedTotal += compareEngines(t, tick, screenedEng, fullEng)
-		if !slices.Equal(recA.got, recB.got) {
+		screenedTotal += compareEngines(t, tick, screenedEng, fullEng, stale)
+		if !slices.Equal(slices.Sorted(slices.Values(recA.got)), slices.Sorted(slices.Values(recB.got))) { // firings send theirs in any order
 			t.Fatalf("tick %d: drift events differ: %d with the screen, %d without", tick, len(recA.got), len(recB.got))
 		}
 		step := time.Second
@@ -170,11 +186,54 @@ func TestScreenEqualsFullEvaluation(t *testing.T) {
 		}
 		clkA.Advance(step)
 		clkB.Advance(step)
+		waitFirings(t, screenedEng, start)
+		waitFirings(t, fullEng, start)
 	}
 	if screenedTotal < n*40/8 {
 		t.Fatalf("the screen settled %d of %d evaluations: it is not exercised", screenedTotal, n*40)
 	}
-	t.Logf("%d households, 40 ticks: %d evaluations settled by the screen", n, screenedTotal)
+	if stale[20] == 0 || stale[22] != 0 {
+		t.Fatalf("households blocked by a stale price: %d at tick 20, %d at tick 22 (want some, then none)", stale[20], stale[22])
+	}
+	if b := screenedEng.boundSettled; b < screenedTotal/4 || b > screenedTotal*9/10 {
+		t.Fatalf("the bound settled %d of the %d evaluations the screen settled: its two paths are not both exercised", b, screenedTotal)
+	}
+	t.Logf("%d households, 40 ticks: %d evaluations settled by the screen, %d of them by its bound", n, screenedTotal, screenedEng.boundSettled)
+}
+
+// waitFirings waits until every household of e has acted on its
+// calendar's firings since start, up to the clock's now: calendars fire in
+// goroutines of their own, and a firing acted on after the next quotes
+// instead of before plans at other prices.
+func waitFirings(t *testing.T, e *Engine, start time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		e.mu.Lock()
+		now, late := e.clk.Now(), ""
+		for _, rt := range e.rts {
+			c := rt.pol.Rebalance.Cron
+			if c == nil || rt.pol.Rebalance.Trigger == policy.TriggerThreshold {
+				continue
+			}
+			var last time.Time
+			for at := c.Next(start); !at.After(now); at = c.Next(at) {
+				last = at
+			}
+			if !last.IsZero() && rt.ledger.LastFire != fireKey(c, last) {
+				late = rt.pol.Name
+				break
+			}
+		}
+		e.mu.Unlock()
+		if late == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: its calendar firing was not acted on", late)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // pendingFills are fills of every pending order, in full at its price.
@@ -193,17 +252,25 @@ func pendingFills(e *Engine, now time.Time) []Report {
 
 // compareEngines fails the test where a and b differ; it returns how many
 // of a's households were screened at their last evaluation.
-func compareEngines(t *testing.T, tick int, a, b *Engine) int {
+func compareEngines(t *testing.T, tick int, a, b *Engine, stale map[int]int) int {
 	t.Helper()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	screened := 0
+	now := a.clk.Now()
 	for _, name := range a.names {
 		x, y := a.policies[name], b.policies[name]
 		if x.snapStale {
 			screened++
+		}
+		// The guard's epoch says what Guard.Check says.
+		if got, want := a.pricesUsable(x, now), len(x.guard.Check(x.symbols, now)) == 0; got != want {
+			t.Fatalf("tick %d, %s: prices usable %v, Guard.Check finds no problem %v", tick, name, got, want)
+		}
+		if hasReason(x.blocked, metrics.BlockStalePrice) {
+			stale[tick]++
 		}
 		x.settleValuation()
 		fail := func(what string, got, want any) {
@@ -252,21 +319,29 @@ func compareEngines(t *testing.T, tick int, a, b *Engine) int {
 	if len(a.outbox) != len(b.outbox) {
 		t.Fatalf("tick %d: %d plans queued with the screen, %d without", tick, len(a.outbox), len(b.outbox))
 	}
-	for i := range a.outbox {
-		if a.outbox[i].policy != b.outbox[i].policy || len(a.outbox[i].orders) != len(b.outbox[i].orders) {
-			t.Fatalf("tick %d: plan %d differs", tick, i)
+	// In the order of the households: calendar firings queue theirs in
+	// the order their goroutines run.
+	byPolicy := func(x, y *batch) int {
+		return strings.Compare(x.policy+" "+x.plan.Plan.ID, y.policy+" "+y.plan.Plan.ID)
+	}
+	qa, qb := slices.SortedStableFunc(slices.Values(a.outbox), byPolicy), slices.SortedStableFunc(slices.Values(b.outbox), byPolicy)
+	for i := range qa {
+		if qa[i].policy != qb[i].policy || len(qa[i].orders) != len(qb[i].orders) {
+			t.Fatalf("tick %d: plan %d differs: %s with the screen, %s without", tick, i, qa[i].policy, qb[i].policy)
 		}
-		for k := range a.outbox[i].orders {
-			if a.outbox[i].orders[k].OrderID != b.outbox[i].orders[k].OrderID || !a.outbox[i].orders[k].Quantity.Equal(b.outbox[i].orders[k].Quantity) {
-				t.Fatalf("tick %d: plan %d: order %d differs", tick, i, k)
+		for k := range qa[i].orders {
+			if qa[i].orders[k].OrderID != qb[i].orders[k].OrderID || !qa[i].orders[k].Quantity.Equal(qb[i].orders[k].Quantity) {
+				t.Fatalf("tick %d: plan %d of %s: order %d differs", tick, i, qa[i].policy, k)
 			}
 		}
 	}
 	if len(a.driftOut) != len(b.driftOut) {
 		t.Fatalf("tick %d: %d drift events queued with the screen, %d without", tick, len(a.driftOut), len(b.driftOut))
 	}
-	for i := range a.driftOut {
-		if a.driftOut[i].Policy != b.driftOut[i].Policy || !a.driftOut[i].Total.Equal(b.driftOut[i].Total) {
+	da := slices.SortedStableFunc(slices.Values(a.driftOut), func(x, y events.Drift) int { return strings.Compare(x.Policy, y.Policy) })
+	db := slices.SortedStableFunc(slices.Values(b.driftOut), func(x, y events.Drift) int { return strings.Compare(x.Policy, y.Policy) })
+	for i := range da {
+		if da[i].Policy != db[i].Policy || !da[i].Total.Equal(db[i].Total) {
 			t.Fatalf("tick %d: drift event %d differs", tick, i)
 		}
 	}

@@ -61,12 +61,6 @@ func sameValueRules(a, b *policy.Policy) bool {
 	return a != nil && a.Limits.MaxValueChange.Equal(b.Limits.MaxValueChange) && a.Prices.ConfirmAfter == b.Prices.ConfirmAfter
 }
 
-// samePriceRules reports whether a and b check prices alike (the
-// decimals compared by value, not by their pointers).
-func samePriceRules(a, b policy.PriceRules) bool {
-	return a.MaxAge == b.MaxAge && a.MaxMove.Equal(b.MaxMove) && a.ConfirmAfter == b.ConfirmAfter
-}
-
 // atPrices returns total with every position of the ledger revalued from
 // the guard's accepted price to its price in ref. A position whose
 // instrument has no price in ref (one added since the reference, by a

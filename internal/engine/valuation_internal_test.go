@@ -20,7 +20,7 @@ func TestAtPricesCountsUnreferencedPositions(t *testing.T) {
 	d := decimal.RequireFromString
 	l := ledger.New("p")
 	l.Accounts["tx"] = &ledger.Account{Cash: d("1000"), Positions: map[string]decimal.Decimal{"A": d("10"), "X": d("5")}}
-	rt := &runtime{ledger: l, guard: feeds.NewGuard(time.Hour, d("0.5"), 5*time.Minute)}
+	rt := &runtime{ledger: l, guard: &priceGuard{Guard: feeds.NewGuard(time.Hour, d("0.5"), 5*time.Minute)}}
 	for sym, price := range map[string]string{"A": "110", "X": "9000"} { // X: 100 times its real 90
 		if v := rt.guard.Offer(feeds.Quote{Symbol: sym, Price: d(price), At: now, Source: "test"}, now); v != feeds.Accepted {
 			t.Fatalf("%s: %v", sym, v)

@@ -329,6 +329,9 @@ func (g *Guard) Check(symbols []string, now time.Time) []Problem {
 			out = append(out, Problem{Symbol: sym, Reason: ReasonQuarantined, Detail: g.heldDetail(acc, h)})
 			continue
 		}
+		if g.Fresh(acc, now) {
+			continue
+		}
 		switch {
 		case now.Sub(acc.At) > g.maxAge:
 			out = append(out, Problem{Symbol: sym, Reason: ReasonStale, Detail: fmt.Sprintf(
@@ -342,6 +345,14 @@ func (g *Guard) Check(symbols []string, now time.Time) []Problem {
 	}
 	slices.SortFunc(out, func(a, b Problem) int { return strings.Compare(a.Symbol, b.Symbol) })
 	return slices.CompactFunc(out, func(a, b Problem) bool { return a.Symbol == b.Symbol })
+}
+
+// Fresh reports whether an accepted quote may be planned on at now as far
+// as its time goes: it is neither stale (older than maxAge) nor from the
+// future (more than MaxClockSkew ahead of now). Check reports a symbol
+// whose accepted quote is not fresh.
+func (g *Guard) Fresh(q Quote, now time.Time) bool {
+	return now.Sub(q.At) <= g.maxAge && q.At.Sub(now) <= MaxClockSkew
 }
 
 // heldDetail explains an unconfirmed move by its first held quote, which

@@ -198,3 +198,75 @@ func Diff(a, b Num) (Num, bool) {
 	x, y, e, ok := Align(a, b)
 	return Num{x.Diff(y), e}, ok
 }
+
+// Sub returns a-b; ok is false when b is greater than a or they cannot be
+// aligned.
+func Sub(a, b Num) (Num, bool) {
+	x, y, e, ok := Align(a, b)
+	if !ok || x.Cmp(y) < 0 {
+		return Num{}, false
+	}
+	return Num{x.Diff(y), e}, true
+}
+
+// divSmall returns x/m rounded down and the remainder; m must not be zero.
+func (x U128) divSmall(m uint64) (U128, uint64) {
+	hi, r := x.hi/m, x.hi%m
+	lo, r := bits.Div64(r, x.lo, m)
+	return U128{hi, lo}, r
+}
+
+// RatioFloor returns an integer q <= a/b*10^places: the ratio rounded
+// down, exactly so when b's coefficient fits in 64 bits at the exponent
+// a and b share (else both are cut to fit, a rounded down and b up, which
+// only lowers q). A ratio of 2^64 or more gives the largest uint64. ok is
+// false when b is zero, a and b cannot be aligned, or places is negative.
+func RatioFloor(a, b Num, places int32) (q uint64, ok bool) {
+	return ratio(a, b, places, false)
+}
+
+// RatioCeil returns an integer q >= a/b*10^places: the ratio rounded up,
+// exactly so when b's coefficient fits in 64 bits at the exponent a and b
+// share (else both are cut to fit, a rounded up and b down, which only
+// raises q). ok is false when b is zero, the figures cannot be aligned,
+// places is negative, or q does not fit in 64 bits.
+func RatioCeil(a, b Num, places int32) (q uint64, ok bool) {
+	return ratio(a, b, places, true)
+}
+
+func ratio(a, b Num, places int32, up bool) (uint64, bool) {
+	x, y, _, ok := Align(a, b)
+	if !ok || y.IsZero() || places < 0 {
+		return 0, false
+	}
+	for y.hi != 0 { // b cut to 64 bits, a with it: the ratio moves the safe way
+		var rx, ry uint64
+		x, rx = x.divSmall(10)
+		y, ry = y.divSmall(10)
+		if up {
+			if rx > 0 {
+				x, _ = x.Add(From(1)) // x < 2^124 after the division: no overflow
+			}
+		} else if ry > 0 {
+			y, _ = y.Add(From(1))
+		}
+	}
+	if y.lo == 0 {
+		return 0, false
+	}
+	xs, fits := x.Scale(places)
+	if !fits || xs.hi >= y.lo { // the quotient is 2^64 or more
+		if up {
+			return 0, false
+		}
+		return ^uint64(0), true
+	}
+	q, r := bits.Div64(xs.hi, xs.lo, y.lo)
+	if up && r > 0 {
+		if q == ^uint64(0) {
+			return 0, false
+		}
+		q++
+	}
+	return q, true
+}

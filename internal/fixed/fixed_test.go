@@ -84,3 +84,74 @@ func TestZeroAllocs(t *testing.T) {
 		t.Fatalf("%v allocations", n)
 	}
 }
+
+// TestRatioBounds: RatioFloor and RatioCeil bound a/b*10^places from
+// below and above, exactly (the rounded ratio) when b fits in 64 bits,
+// including for figures whose 128-bit products need cutting.
+func TestRatioBounds(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	exact, checked := 0, 0
+	for range 200000 {
+		a, b := randDec(r), randDec(r)
+		na, okA := Of(a)
+		nb, okB := Of(b)
+		if !okA || !okB {
+			continue
+		}
+		if r.IntN(3) == 0 { // 128-bit figures, as sleeve values times totals are
+			pa, okA := na.Mul(nb)
+			pb, okB := nb.Mul(nb)
+			if !okA || !okB {
+				continue
+			}
+			na, nb, a, b = pa, pb, pa.V.Big(pa.Exp), pb.V.Big(pb.Exp)
+		}
+		places := int32(r.IntN(16))
+		want := a.Shift(places)
+		lo, okLo := RatioFloor(na, nb, places)
+		hi, okHi := RatioCeil(na, nb, places)
+		if b.IsZero() {
+			if okLo || okHi {
+				t.Fatalf("%s/%s: ok with a zero divisor", a, b)
+			}
+			continue
+		}
+		q, rem := want.QuoRem(b, 0) // exact: want = q*b + rem
+		if okLo {
+			checked++
+			if decimal.NewFromUint64(lo).GreaterThan(q) {
+				t.Fatalf("floor(%s/%s*10^%d) = %s, got %d", a, b, places, q, lo)
+			}
+			if lo == ^uint64(0) && q.LessThan(decimal.NewFromUint64(lo)) {
+				t.Fatalf("%s/%s*10^%d: capped at 2^64-1 though the ratio is %s", a, b, places, q)
+			}
+			if nb.V.hi == 0 && na.Exp == nb.Exp && lo != ^uint64(0) && !decimal.NewFromUint64(lo).Equal(q) {
+				t.Fatalf("floor(%s/%s*10^%d) = %s, got %d (not exact)", a, b, places, q, lo)
+			}
+			if decimal.NewFromUint64(lo).Equal(q) {
+				exact++
+			}
+		}
+		if okHi {
+			ceil := q
+			if !rem.IsZero() {
+				ceil = q.Add(decimal.NewFromInt(1))
+			}
+			if decimal.NewFromUint64(hi).LessThan(ceil) {
+				t.Fatalf("ceil(%s/%s*10^%d) = %s, got %d", a, b, places, ceil, hi)
+			}
+		}
+	}
+	if checked < 50000 || exact < checked/2 {
+		t.Fatalf("%d ratios checked, %d exact: the test checks too little", checked, exact)
+	}
+	if q, ok := RatioFloor(Num{V: From(1)}, Num{V: From(3)}, 3); !ok || q != 333 {
+		t.Fatalf("floor(1/3*1000) = %d, %v", q, ok)
+	}
+	if q, ok := RatioCeil(Num{V: From(1)}, Num{V: From(3)}, 3); !ok || q != 334 {
+		t.Fatalf("ceil(1/3*1000) = %d, %v", q, ok)
+	}
+	if s, ok := Sub(Num{V: From(5), Exp: -1}, Num{V: From(2)}); ok {
+		t.Fatalf("0.5-2 = %v: want not ok", s)
+	}
+}

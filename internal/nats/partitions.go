@@ -41,7 +41,9 @@ type PartitionsConfig struct {
 	// households of the partitions acquired): Run goes on meanwhile. A
 	// partition leaves the set when its lease is released or lost, and
 	// Term and MayPublish refuse its households from that moment on,
-	// before OnChange is called.
+	// before OnChange is called. A partition lost and acquired again
+	// between two calls is in both sets, under a new term (HeldTerm):
+	// what was loaded of it under the old one must be loaded afresh.
 	OnChange func(held []int)
 }
 
@@ -538,6 +540,8 @@ func (p *Partitions) HeldTerm(household string) (term uint64, ok bool) {
 
 // MayPublish reports why a message of household must not be published
 // now (its partition is not held with the lease's margin left), or nil.
+// StateStore.MayPublish adds the check that the household's state was
+// claimed under the partition's current term.
 func (p *Partitions) MayPublish(household string) error {
 	_, err := p.Term(household)
 	return err

@@ -1,10 +1,12 @@
 package nats
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -48,7 +50,14 @@ var ErrStaleTerm = errors.New("state loaded under an older lease term")
 // a claim that loses its compare-and-set to an older term's write (an old
 // holder resumed after a pause, between the new holder's read and write)
 // reads again and claims over it: holding the lease, not winning a write,
-// decides who owns the state.
+// decides who owns the state. The claim records its term: a write under
+// a later term (the lease lost and acquired again since) is refused with
+// ErrStaleTerm, as MayPublish refuses the policy's messages, until the
+// policy is forgotten and loaded afresh.
+//
+// The shared documents (ReadJSON, WriteJSON) are fenced the same way:
+// compare-and-set on the revision last read or written, the term stored
+// with the value.
 //
 // Journal entries are kept beside the ledger in the same value until the
 // next Save, so one write makes a plan durable (as durable as the
@@ -66,7 +75,7 @@ type StateStore struct {
 
 	mu   sync.Mutex
 	keys map[string]*stateKey
-	aux  map[string]*auxKey // by document name
+	aux  map[string]map[string]*auxKey // by household, then document name
 
 	// claimed holds each policy's claim term, as in keys, under a lock
 	// of its own: MayPublish reads it before every message, and mu is
@@ -92,12 +101,45 @@ type auxKey struct {
 	term uint64
 }
 
-// auxRecord is the value of a shared document's key: the document with
-// the term of the instance that wrote it. A value without "document" is
-// a document written by a version before fencing (term 0).
+// auxRecord is a shared document's key as read: the document, and the
+// term of the instance that wrote it.
 type auxRecord struct {
-	Term     uint64          `json:"term"`
-	Document json.RawMessage `json:"document"`
+	Term     uint64
+	Document []byte
+}
+
+// auxTermField is the field that carries the writer's term in a shared
+// document (a JSON object). It sits beside the document's own fields, so
+// that a version that does not know it (a document written before the
+// documents were fenced has none: term 0), or an instance of such a
+// version in the group during a rolling upgrade, reads the document as it
+// is: decoders ignore unknown fields.
+const auxTermField = "rebalancerd_term"
+
+// withTerm returns the JSON object doc with the term field added. A
+// document that is not an object is returned as it is, without a term.
+func withTerm(doc []byte, term uint64) []byte {
+	if len(doc) < 2 || doc[0] != '{' {
+		return doc
+	}
+	out := make([]byte, 0, len(doc)+32)
+	out = append(out, `{"`+auxTermField+`":`...)
+	out = strconv.AppendUint(out, term, 10)
+	if rest := bytes.TrimSpace(doc[1:]); len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, doc[1:]...)
+}
+
+// termOf returns the term a shared document carries (0 without one).
+func termOf(doc []byte) uint64 {
+	var t struct {
+		Term uint64 `json:"rebalancerd_term"`
+	}
+	if json.Unmarshal(doc, &t) != nil {
+		return 0 // not an object: written without a term
+	}
+	return t.Term
 }
 
 // stateRecord is the value of a policy's key.
@@ -177,7 +219,7 @@ func NewStateStore(ctx context.Context, b *Bus, cfg StateStoreConfig) (*StateSto
 		return nil, fmt.Errorf("nats: state bucket %s: %w", cfg.Bucket, err)
 	}
 	return &StateStore{kv: kv, timeout: cfg.Timeout, onFenced: cfg.Fenced, fencedFor: cfg.FencedFor, term: cfg.Term,
-		termFor: cfg.TermFor, keys: map[string]*stateKey{}, aux: map[string]*auxKey{},
+		termFor: cfg.TermFor, keys: map[string]*stateKey{}, aux: map[string]map[string]*auxKey{},
 		claimed: map[string]uint64{}}, nil
 }
 
@@ -396,12 +438,7 @@ func (s *StateStore) Forget(policy string) {
 	s.claimedMu.Lock()
 	delete(s.claimed, policy)
 	s.claimedMu.Unlock()
-	prefix := policy + "."
-	for name := range s.aux {
-		if strings.HasPrefix(name, prefix) {
-			delete(s.aux, name)
-		}
-	}
+	delete(s.aux, policy)
 }
 
 // ClaimedTerm returns the lease term under which this store claimed
@@ -466,10 +503,10 @@ func (s *StateStore) ReadJSON(name string, v any) (ok bool, err error) {
 	}
 	if term, terr := s.currentTerm(policy, key); terr == nil {
 		if rec.Term > term {
-			delete(s.aux, name)
+			delete(s.aux[policy], name)
 			return false, s.fenced(policy, fmt.Errorf("state: read %s: %w: written in lease term %d, this instance holds term %d", key, ErrFenced, rec.Term, term))
 		}
-		s.aux[name] = &auxKey{rev: rev, term: term}
+		s.setAux(policy, name, &auxKey{rev: rev, term: term})
 	}
 	if rev == 0 {
 		return false, nil
@@ -490,15 +527,7 @@ func (s *StateStore) readAux(ctx context.Context, key string) (rev uint64, rec a
 	if err != nil {
 		return 0, rec, fmt.Errorf("state: read %s: %w", key, err)
 	}
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return 0, rec, fmt.Errorf("state: %s: %w", key, err)
-	}
-	if rec.Document == nil {
-		// Written by a version before the documents were fenced: the
-		// whole value is the document, of no term.
-		rec = auxRecord{Document: e.Value()}
-	}
-	return e.Revision(), rec, nil
+	return e.Revision(), auxRecord{Term: termOf(e.Value()), Document: e.Value()}, nil
 }
 
 // WriteJSON replaces the shared document name with v, while this
@@ -521,15 +550,12 @@ func (s *StateStore) WriteJSON(name string, v any) error {
 	if err != nil {
 		return fmt.Errorf("state: encode %s: %w", key, err)
 	}
-	data, err := json.Marshal(auxRecord{Term: term, Document: doc})
-	if err != nil {
-		return fmt.Errorf("state: encode %s: %w", key, err)
-	}
+	data := withTerm(doc, term)
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k, ok := s.aux[name]
+	k, ok := s.aux[policy][name]
 	switch {
 	case ok && k.term != term:
 		return fmt.Errorf("state: write %s refused: %w: read in term %d, the lease is now in term %d", key, ErrStaleTerm, k.term, term)
@@ -550,14 +576,25 @@ func (s *StateStore) WriteJSON(name string, v any) error {
 		rev, err = s.kv.Update(ctx, key, data, k.rev)
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		delete(s.aux, name)
+		delete(s.aux[policy], name)
 		return s.fenced(policy, fmt.Errorf("state: write %s: %w: %v", key, ErrFenced, err))
 	}
 	if err != nil {
 		return fmt.Errorf("state: write %s: %w", key, err)
 	}
-	s.aux[name] = &auxKey{rev: rev, term: term}
+	s.setAux(policy, name, &auxKey{rev: rev, term: term})
 	return nil
+}
+
+// setAux records what this store read or wrote of a shared document.
+// Called with s.mu held.
+func (s *StateStore) setAux(policy, name string, k *auxKey) {
+	docs := s.aux[policy]
+	if docs == nil {
+		docs = map[string]*auxKey{}
+		s.aux[policy] = docs
+	}
+	docs[name] = k
 }
 
 // haltKey holds the kill switch shared by the instances.

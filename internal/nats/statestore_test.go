@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"encoding/json"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -102,6 +103,16 @@ func TestStateStoreDocumentsFenced(t *testing.T) {
 	if err := b.WriteJSON(name, doc{6}); err != nil {
 		t.Fatal(err)
 	}
+	// The term is a field beside the document's own: a version that does
+	// not know it reads the document as it is.
+	e, err := check.kv.Get(t.Context(), "aux."+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain doc
+	if err := json.Unmarshal(e.Value(), &plain); err != nil || plain.N != 6 || termOf(e.Value()) != 5 {
+		t.Fatalf("stored %s: read as %+v (%v), term %d", e.Value(), plain, err, termOf(e.Value()))
+	}
 
 	// A document written before the documents were fenced (the document
 	// itself as the value) is read, and written over.
@@ -154,5 +165,24 @@ func TestStateStoreStaleTerm(t *testing.T) {
 	}
 	if err := s.MayPublish("p"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWithTerm: the term field is added to objects, empty or not, and
+// documents that are not objects are stored as they are.
+func TestWithTerm(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{`{"n":1}`, `{"rebalancerd_term":7,"n":1}`},
+		{`{}`, `{"rebalancerd_term":7}`},
+		{`null`, `null`},
+		{`[1]`, `[1]`},
+	} {
+		got := string(withTerm([]byte(tc.doc), 7))
+		if got != tc.want {
+			t.Errorf("withTerm(%s) = %s, want %s", tc.doc, got, tc.want)
+		}
+		if !json.Valid([]byte(got)) {
+			t.Errorf("withTerm(%s) = %s: not JSON", tc.doc, got)
+		}
 	}
 }
