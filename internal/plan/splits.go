@@ -16,6 +16,12 @@ import (
 // (docs/PLANNING.md), nor a sleeve the plan harvests in.
 func (pl *planner) unrestoredSplits(out *Plan) {
 	p := pl.p
+	// Only the wash-sale guard and lots the tax rules hold back stop a
+	// restoration (splitBlocked): without either, nothing is listed, and
+	// nothing need be figured.
+	if len(pl.heldBackList) == 0 && !pl.washBlocks() {
+		return
+	}
 	var value []num // per instrument, after the plan
 	for si := range p.Sleeves {
 		ps := &p.Sleeves[si]
@@ -58,6 +64,17 @@ func (pl *planner) unrestoredSplits(out *Plan) {
 			out.Unresolved = append(out.Unresolved, Unresolved{Sleeve: ps.Path, WeightAfter: out.Sleeves[si].WeightAfter, Reason: why})
 		}
 	}
+}
+
+// washBlocks reports whether the wash-sale guard keeps any instrument
+// from being bought.
+func (pl *planner) washBlocks() bool {
+	for i := range pl.p.Instruments {
+		if !pl.mayBuy(i) {
+			return true
+		}
+	}
+	return false
 }
 
 // harvests reports whether the plan harvests a loss in leaf sleeve si:
