@@ -358,7 +358,12 @@ func cmpInt(x, y int) int {
 //
 // turn is the change in turnover of the move made: the last criterion.
 func (pl *planner) better(cur *score, withIdle bool, turn num) (score, bool) {
-	sc := pl.score(false)
+	return pl.decide(pl.score(false), cur, withIdle, turn)
+}
+
+// decide is better with the projection rated on the allocation already
+// (sc: harm, sleeves out of band, largest deviation, total, orders).
+func (pl *planner) decide(sc score, cur *score, withIdle bool, turn num) (score, bool) {
 	switch sc.head(cur) {
 	case 1:
 		return sc, false
@@ -802,11 +807,25 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 	if m.n.IsZero() || !pl.feasible(m) {
 		return *cur, false
 	}
-	if pl.keepsTotal(&m) && pl.worse(&m, nil, cur) {
-		return *cur, false
+	amount := pl.amount(&m)
+	var sc score
+	rated := false
+	if pl.keepsTotal(m.a, amount) {
+		if sc, rated = pl.rate(&m, nil, amount); rated && sc.head(cur) > 0 {
+			return *cur, false
+		}
 	}
 	pl.apply(&m)
-	if sc, ok := pl.better(cur, withIdle, pl.f.unit[m.i].Mul(m.n)); ok {
+	if rated {
+		sc.orders = pl.nOrders
+	} else {
+		sc = pl.score(false)
+	}
+	turn := amount // unit x n, the change in turnover
+	if m.side == Sell {
+		turn = amount.Neg()
+	}
+	if sc, ok := pl.decide(sc, cur, withIdle, turn); ok {
 		return sc, true
 	}
 	pl.undo(&m)
@@ -935,24 +954,26 @@ func (pl *planner) amount(m *move) num {
 	return amount
 }
 
-// keepsTotal reports whether move m leaves the projected total as it is:
-// when free cash pays for it all (shift).
-func (pl *planner) keepsTotal(m *move) bool {
-	c := pl.f.cash[m.a]
-	return c.Sign() >= 0 && c.Sub(pl.amount(m)).Sign() >= 0
+// keepsTotal reports whether a move of amount (amount) in account a
+// leaves the projected total as it is: when free cash pays for it all
+// (shift).
+func (pl *planner) keepsTotal(a int, amount num) bool {
+	c := pl.f.cash[a]
+	return c.Sign() >= 0 && c.Sub(amount).Sign() >= 0
 }
 
-// worse reports, without making it, whether move m would rate worse than
-// cur on the allocation (score.head), where better would reject it. The
-// move must leave the total as it is (keepsTotal): then only the sleeves
-// on its instrument's path and the cash sleeve move, and the rest of the
-// projection is rated once (pl.view, look). made is a move already made
-// since the view was taken (nil: none), which also left the total as it
-// was: its sleeves are rated afresh too. worse reports false when it
-// cannot tell cheaply; better then decides.
-func (pl *planner) worse(m, made *move, cur *score) bool {
+// rate rates the projection move m (of amount, pl.amount) would leave on
+// the allocation, without making it: the harm, the sleeves out of band,
+// the largest deviation and the total, as score does, so that a move that
+// rates worse than the current score (score.head) is not made. The move
+// must leave the total as it is (keepsTotal): then only the sleeves on
+// its instrument's path and the cash sleeve move, and the rest of the
+// projection is rated once (pl.view). made is a move already made since
+// the view was taken (nil: none, freeze), which also left the total as
+// it was: its sleeves are rated afresh too. ok is false when rate cannot
+// tell cheaply; score then does.
+func (pl *planner) rate(m, made *move, amount num) (sc score, ok bool) {
 	p, f := pl.p, &pl.f
-	amount := pl.amount(m)
 	var moved [maxMoved]int
 	var delta [maxMoved]num
 	n := 0
@@ -974,23 +995,23 @@ func (pl *planner) worse(m, made *move, cur *score) bool {
 		// Its sleeves, already moved in pl.dev.
 		for x := p.Instruments[made.i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
 			if !add(x, num{}) {
-				return false
+				return sc, false
 			}
 		}
 	}
 	for x := p.Instruments[m.i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
 		if !add(x, amount) {
-			return false
+			return sc, false
 		}
 	}
 	if !add(p.Cash, amount.Neg()) {
-		return false
+		return sc, false
 	}
 	v := &pl.view
 	if made == nil {
 		v = pl.viewed()
 	}
-	sc := score{harmed: v.nHarmed, out: v.nOut, total: f.total}
+	sc = score{harmed: v.nHarmed, out: v.nOut, total: f.total}
 	for k := 0; k < n; k++ {
 		si := moved[k]
 		d := pl.dev[si].Add(delta[k]).Abs()
@@ -1013,7 +1034,7 @@ func (pl *planner) worse(m, made *move, cur *score) bool {
 	if devLess(&pl.before, &sc) {
 		sc.harmed++
 	}
-	return sc.head(cur) > 0
+	return sc, true
 }
 
 // improve tries the moves that bring sleeve si toward its target by about
@@ -1336,19 +1357,30 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, w
 		return *cur, false
 	}
 	// The view of the projection before the first move, for worse.
-	keeps := pl.keepsTotal(&first)
+	keeps := pl.keepsTotal(first.a, pl.amount(&first))
 	if keeps {
 		pl.freeze()
 	}
 	pl.apply(&first)
-	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(second) &&
-		!(keeps && pl.worse(&second, &first, cur)) {
-		pl.thaw()
-		pl.apply(&second)
-		if sc, ok := pl.better(cur, withIdle, f.unit[first.i].Mul(first.n).Add(f.unit[second.i].Mul(second.n))); ok {
-			return sc, true
+	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(second) {
+		var sc score
+		rated := false
+		if amount := pl.amount(&second); keeps && pl.keepsTotal(second.a, amount) {
+			sc, rated = pl.rate(&second, &first, amount)
 		}
-		pl.undo(&second)
+		if !rated || sc.head(cur) <= 0 {
+			pl.thaw()
+			pl.apply(&second)
+			if rated {
+				sc.orders = pl.nOrders
+			} else {
+				sc = pl.score(false)
+			}
+			if sc, ok := pl.decide(sc, cur, withIdle, f.unit[first.i].Mul(first.n).Add(f.unit[second.i].Mul(second.n))); ok {
+				return sc, true
+			}
+			pl.undo(&second)
+		}
 	}
 	pl.undo(&first)
 	pl.thaw()
