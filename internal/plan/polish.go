@@ -139,7 +139,17 @@ func (pl *planner) numOf(d decimal.Decimal) num {
 
 // money returns d as a num at the exponent of the money figures (f.e)
 // when it fits there, else as numOf does: the same value either way.
-func (pl *planner) money(d decimal.Decimal) num { return pl.atMoney(pl.numOf(d)) }
+func (pl *planner) money(d decimal.Decimal) num {
+	if !pl.exact && d.NumDigits() <= 18 {
+		// Straight to the money exponent, without dropping zeros first.
+		if x := (num{v: d.CoefficientInt64(), e: d.Exponent()}); x.e >= pl.f.e {
+			if v, ok := x.at(pl.f.e); ok {
+				return num{v: v, e: pl.f.e}
+			}
+		}
+	}
+	return pl.atMoney(pl.numOf(d))
+}
 
 // atMoney returns x at the exponent of the money figures (f.e) when it
 // fits there, else x.
@@ -1403,7 +1413,10 @@ func (pl *planner) polishLoaded() {
 	p := pl.p
 	target := pl.dest == policy.DestinationTarget
 	pl.indexOrders()
-	pl.before = pl.beforeScore()
+	if pl.before.total.IsZero() {
+		// Fixed for the planner: the allocation before the plan.
+		pl.before = pl.beforeScore()
+	}
 	cur := pl.score(target)
 	limit := 4 * (len(pl.orders) + len(p.Sleeves) + pl.nA)
 	// Sleeves out of band, by more than their gap.
