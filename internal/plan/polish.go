@@ -275,8 +275,17 @@ func (pl *planner) loadFixed() {
 		buys := func(a, i int) bool {
 			return p.Instruments[i].Sleeve != p.Cash && f.unit[i].Sign() > 0 && p.Accounts[a].Allows(i) && pl.mayBuy(i)
 		}
-		f.buyableAt = make([]int, pl.nA+1)
-		at := make([]int, len(p.Sleeves)) // per leaf: its place in buyLeaf, for this account
+		// At most one entry per account and leaf sleeve with instruments.
+		most := 0
+		for si := range p.Sleeves {
+			if len(p.Sleeves[si].Instruments) > 0 {
+				most += pl.nA
+			}
+		}
+		ints := make([]int, pl.nA+1+len(p.Sleeves)+most)
+		f.buyableAt, ints = ints[:pl.nA+1], ints[pl.nA+1:]
+		at, ints := ints[:len(p.Sleeves)], ints[len(p.Sleeves):] // per leaf: its place in buyLeaf, for this account
+		f.buyLeaf, f.buyUnit = ints[:0], make([]num, 0, most)
 		for a := range p.Accounts {
 			clear(at)
 			for i := range p.Instruments {
@@ -1263,7 +1272,13 @@ func (pl *planner) ranked(side Side) []int {
 	if pl.rankLeaves == nil {
 		// The leaf sleeves of the instruments with a step of value, and
 		// those instruments, per sleeve in the order of the instruments.
-		pl.rankAt = make([]int, len(p.Sleeves)+1)
+		nS, nI := len(p.Sleeves), pl.nI
+		ints := make([]int, 3*nS+1+2*nI)
+		pl.rankAt = ints[:nS+1]
+		pl.rankLeaves = ints[nS+1 : nS+1 : 2*nS+1]
+		next := ints[2*nS+1 : 3*nS+1]
+		pl.rankInst = ints[3*nS+1 : 3*nS+1+nI]
+		pl.rank = ints[3*nS+1+nI : 3*nS+1+nI : 3*nS+1+2*nI]
 		for j := range p.Instruments {
 			if f.unit[j].Sign() > 0 {
 				pl.rankAt[p.Instruments[j].Sleeve+1]++
@@ -1275,8 +1290,8 @@ func (pl *planner) ranked(side Side) []int {
 			}
 			pl.rankAt[si+1] += pl.rankAt[si]
 		}
-		pl.rankInst = make([]int, pl.rankAt[len(p.Sleeves)])
-		next := slices.Clone(pl.rankAt[:len(p.Sleeves)])
+		pl.rankInst = pl.rankInst[:pl.rankAt[nS]]
+		copy(next, pl.rankAt[:nS])
 		for j := range p.Instruments {
 			if f.unit[j].Sign() > 0 {
 				si := p.Instruments[j].Sleeve
