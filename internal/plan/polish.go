@@ -1474,10 +1474,16 @@ func (pl *planner) polishLoaded() {
 // plan and that deviation.
 func (pl *planner) largestAfter() (int, num) {
 	best, most := -1, num{}
-	for si := range pl.p.Sleeves {
-		if d := pl.deviationAfter(si).Abs(); d.GreaterThan(most) {
-			best, most = si, d
+	for si, d := range pl.viewed().abs {
+		if d.d == most.d && d.e == most.e {
+			// The common case, inline: small, at one exponent.
+			if d.v <= most.v {
+				continue
+			}
+		} else if !d.GreaterThan(most) {
+			continue
 		}
+		best, most = si, d
 	}
 	return best, most
 }
