@@ -105,7 +105,7 @@ func (rt *runtime) recordQuote(q feeds.Quote) {
 // watchCorrelations measures the correlations of the policies due, and
 // queues the alerts of the transitions. Called with e.mu held.
 func (e *Engine) watchCorrelations(now time.Time) {
-	for _, rt := range e.rts {
+	for _, rt := range e.corrRTs {
 		name := rt.pol.Name
 		c := rt.corr
 		if c == nil || now.Sub(c.lastRun) < corrEvery(rt.pol.Correlation.Interval) {
@@ -180,10 +180,8 @@ func (e *Engine) flushAlerts() {
 		return // they wait for NATS rather than hold up the tick
 	}
 	var todo []events.Alert
-	for _, name := range e.names {
-		if c := e.policies[name].corr; c != nil {
-			todo = append(todo, c.out...)
-		}
+	for _, rt := range e.corrRTs { // in name order, as e.rts
+		todo = append(todo, rt.corr.out...)
 	}
 	e.mu.Unlock()
 	if len(todo) == 0 {
@@ -209,10 +207,9 @@ func (e *Engine) flushAlerts() {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, name := range e.names {
-		rt := e.policies[name]
+	for _, rt := range e.corrRTs {
 		c := rt.corr
-		if c == nil || len(c.out) == 0 {
+		if len(c.out) == 0 {
 			continue
 		}
 		kept := c.out[:0]

@@ -219,8 +219,16 @@ type Engine struct {
 	// bySymbol indexes e.names by the instruments each policy needs
 	// (nil: to be rebuilt); see affected.
 	bySymbol map[string][]int
-	// mark and affectedBuf are affected's working memory.
+	// soon are the households the next tick looks at, attn those it looks
+	// at from a time on, tickBuf the tick's working memory (see
+	// attention.go); corrRTs the households with a correlation watch.
+	soon    []*runtime
+	attn    attnHeap
+	tickBuf []*runtime
+	corrRTs []*runtime
+	// mark, affectedIdx and affectedBuf are affected's working memory.
 	mark        []bool
+	affectedIdx []int
 	affectedBuf []*runtime
 	// driftAt indexes driftOut by policy: one pending event per policy,
 	// found without a search (a search made each tick quadratic).
@@ -232,6 +240,9 @@ type Engine struct {
 	// boundSettled counts the evaluations the bound of the breach
 	// screen settled (see bounded), for tests and benchmarks.
 	boundSettled int
+	// walkAll has the tick look at every household, as it did before it
+	// kept its attention (for tests comparing the two).
+	walkAll bool
 	// noScreen turns the breach screen off: every evaluation in full (for
 	// tests comparing the two).
 	noScreen bool
@@ -307,6 +318,14 @@ type runtime struct {
 	snapStale bool
 	// counted is what the household adds to the engine's counts.
 	counted counted
+	// idx is the household's place in e.rts; gone is set once Load
+	// removed it. soon, attnAt and inTick are its place in the tick's
+	// attention (see schedule).
+	idx    int
+	gone   bool
+	soon   bool
+	inTick bool
+	attnAt time.Time
 	// quietUntil is when the tick must look at the household again
 	// though no input arrived (a price going stale, an order expiring, a
 	// held valuation becoming confirmable); zero: at the next tick.
@@ -501,6 +520,7 @@ func (e *Engine) Load(set []Loaded) error {
 			}
 			e.uncount(rt)
 			e.dropGuard(rt)
+			rt.gone = true
 			forget[name] = true
 			e.log.Info("policy removed", zap.String("policy", name))
 		}
@@ -516,9 +536,15 @@ func (e *Engine) Load(set []Loaded) error {
 	sort.Strings(e.names)
 	e.bySymbol = nil // the set of policies changed: rebuilt at the next offer
 	e.rts = e.rts[:0]
+	e.corrRTs = e.corrRTs[:0]
 	for i, name := range e.names {
 		rt := e.policies[name]
 		e.rts = append(e.rts, rt)
+		rt.idx = i
+		if rt.corr != nil {
+			e.corrRTs = append(e.corrRTs, rt)
+		}
+		e.schedule(rt) // new, or changed: its firing or state may be due
 		metered := e.opts.HouseholdMetrics < 0 || i < e.opts.HouseholdMetrics
 		if rt.metered && !metered {
 			forget[name] = true // pushed past the cap

@@ -54,9 +54,11 @@ func (rt *runtime) nextChange() time.Time {
 			next = t
 		}
 	}
-	for _, sym := range rt.symbols {
-		if q, ok := rt.guard.Quote(sym); ok {
-			earliest(q.At.Add(rt.pol.Prices.MaxAge + time.Nanosecond)) // stale after MaxAge (feeds.Guard.Check)
+	gidx := rt.numbers() // before current: it may number a symbol
+	ep := rt.guard.current()
+	for _, k := range gidx {
+		if ep.has[k] {
+			earliest(ep.quotes[k].At.Add(rt.pol.Prices.MaxAge + time.Nanosecond)) // stale after MaxAge (feeds.Guard.Check)
 		}
 	}
 	for _, o := range rt.ledger.Orders {
@@ -98,6 +100,7 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 	rt.lastEval = now
 	rt.dirty = false
 	rt.quietUntil = time.Time{}
+	defer e.schedule(rt) // the next tick looks at it (or at its quiet time's end)
 	m := e.opts.Metrics
 	if m != nil {
 		if rt.metered {
@@ -111,6 +114,12 @@ func (e *Engine) evaluate(rt *runtime, now time.Time) {
 		// screen: settled without arithmetic, and nothing blocks it.
 		e.setBlocked(rt, nil)
 		e.settledDrift(rt, now)
+		// What the next tick's refreshBlocks would find (no block, no
+		// order that may expire, no held valuation): quiet until a price
+		// goes stale. The tick then skips it. The guard's oldest quote
+		// needed goes stale first or with the household's (the tick
+		// looks then, and refreshBlocks finds the household's own time).
+		rt.quietUntil = rt.guard.current().oldest.Add(rt.pol.Prices.MaxAge + time.Nanosecond)
 		return
 	}
 	defer e.recount(rt) // the aggregates follow breaches and blocks

@@ -70,6 +70,9 @@ type priceEpoch struct {
 	// usableAt (see allUsable).
 	usableAt time.Time
 	usable   bool
+	// oldest is the time of the oldest accepted quote of a symbol some
+	// household of the guard needs (zero: none).
+	oldest time.Time
 }
 
 // allUsable reports whether every symbol of the epoch has a price that
@@ -133,6 +136,9 @@ func (g *priceGuard) current() *priceEpoch {
 		_, ep.held[k] = g.Pending(sym)
 		if ok {
 			ep.fx[k], ep.fxOK[k] = fixed.Of(q.Price)
+			if g.need[sym] > 0 && (ep.oldest.IsZero() || q.At.Before(ep.oldest)) {
+				ep.oldest = q.At
+			}
 		}
 	}
 	g.epoch = ep

@@ -97,22 +97,35 @@ func (e *Engine) affected(qs []feeds.Quote) []*runtime {
 			}
 		}
 	}
-	if cap(e.mark) < len(e.names) {
-		e.mark = make([]bool, len(e.names))
+	if len(e.mark) != len(e.rts) {
+		e.mark = make([]bool, len(e.rts)) // all false between calls
 	}
-	mark := e.mark[:len(e.names)]
-	clear(mark)
+	idx := e.affectedIdx[:0]
 	for _, q := range qs {
 		for _, i := range e.bySymbol[q.Symbol] {
-			mark[i] = true
+			if !e.mark[i] {
+				e.mark[i] = true
+				idx = append(idx, i)
+			}
 		}
 	}
 	out := e.affectedBuf[:0]
-	for i, rt := range e.rts {
-		if mark[i] {
-			out = append(out, rt)
+	if len(idx) > len(e.rts)/16 { // many: in name order by a walk
+		for i, rt := range e.rts {
+			if e.mark[i] {
+				out = append(out, rt)
+			}
+		}
+	} else { // few (a quote of a rare instrument): by sorting them
+		slices.Sort(idx)
+		for _, i := range idx {
+			out = append(out, e.rts[i])
 		}
 	}
+	for _, i := range idx {
+		e.mark[i] = false
+	}
+	e.affectedIdx = idx[:0]
 	e.affectedBuf = out[:0:cap(out)] // reused by the next batch (no call nests)
 	return out
 }
@@ -150,6 +163,8 @@ func (e *Engine) offer(qs []feeds.Quote) {
 			rt.quietUntil = time.Time{} // the tick looks at the new prices
 			if rt.due != nil || !now.Before(rt.lastCheck.Add(rt.pol.Rebalance.CheckEvery)) {
 				e.evaluate(rt, now)
+			} else {
+				e.schedule(rt)
 			}
 		}
 	}
@@ -158,7 +173,8 @@ func (e *Engine) offer(qs []feeds.Quote) {
 // tick evaluates the policies whose check is due and whose prices changed
 // since their last evaluation; for the others it only refreshes what
 // blocks them (a price going stale), so that a quote arriving later is
-// evaluated at once.
+// evaluated at once. It looks only at the households whose state asks
+// for it (attending): the others would be skipped as quiet.
 func (e *Engine) tick() {
 	defer e.flushDrift()  // after the unlock: publishing must not hold the engine
 	defer e.flushAlerts() // likewise
@@ -166,7 +182,8 @@ func (e *Engine) tick() {
 	defer e.mu.Unlock()
 	now := e.clk.Now()
 	e.lastTick = now
-	for _, rt := range e.rts {
+	due := e.attending(now)
+	for _, rt := range due {
 		switch {
 		case rt.dirty && !now.Before(rt.lastCheck.Add(rt.pol.Rebalance.CheckEvery)):
 			e.evaluate(rt, now)
@@ -178,6 +195,9 @@ func (e *Engine) tick() {
 		default:
 			e.refreshBlocks(rt, now)
 		}
+	}
+	for _, rt := range due {
+		e.schedule(rt)
 	}
 	e.watchCorrelations(now)
 	e.exportAggregates()

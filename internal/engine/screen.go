@@ -61,6 +61,11 @@ type screen struct {
 	pending   bool
 	pendAt    time.Time
 	pendTotal fixed.Num
+	// pendSum is set when pendTotal is still to be summed from the
+	// prices of from (copyPrices), pendBig when it did not fit (the exact
+	// decimal then).
+	pendSum bool
+	pendBig *decimal.Decimal
 	// prices and at are the quotes of syms at the last screen that
 	// settled an evaluation (has: a quote was there), for the valuation it
 	// accepted and for Status.
@@ -83,6 +88,9 @@ type screen struct {
 	// prices, at, has and the held instruments' ref are to be (see
 	// copyPrices): copying them at each settle was most of its cost.
 	from *priceEpoch
+	// heldG are the guard's numbers of the held instruments' symbols, in
+	// the order of held (compact: the bound's test reads only them).
+	heldG []int32
 }
 
 // copyPrices copies the prices of the last settle's epoch into the
@@ -97,10 +105,46 @@ func (s *screen) copyPrices() {
 		q := cur.quotes[g]
 		s.prices[k], s.at[k], s.has[k] = q.Price, q.At, cur.has[g]
 	}
+	if s.pendSum {
+		s.pendSum = false
+		s.pendTotal, s.pendBig = s.valueAt(cur)
+	}
 	for k := range s.held {
 		h := &s.held[k]
-		h.ref = cur.fx[s.gidx[h.sym]] // it fits: the settle multiplied by it
+		h.ref = cur.fx[s.gidx[h.sym]] // it fits: bounded checked fxOK (moves)
 	}
+}
+
+// valueAt returns the household's value at the prices of epoch cur (free
+// cash and each held instrument's quantity times its price), exactly: as
+// a fixed.Num, or as a decimal when that does not fit (then big is set).
+// Every held instrument has a price there that fits (the bound's test).
+func (s *screen) valueAt(cur *priceEpoch) (total fixed.Num, big *decimal.Decimal) {
+	if s.cash >= 0 {
+		total = s.free
+	}
+	ok := true
+	for k := range s.held {
+		h := &s.held[k]
+		v, okV := h.qty.Mul(cur.fx[s.gidx[h.sym]])
+		var okA bool
+		total, okA = total.Add(v)
+		if ok = okV && okA; !ok {
+			break
+		}
+	}
+	if ok {
+		return total, nil
+	}
+	sum := decimal.Zero
+	if s.cash >= 0 {
+		sum = s.free.V.Big(s.free.Exp)
+	}
+	for k := range s.held {
+		h := &s.held[k]
+		sum = sum.Add(h.qty.V.Big(h.qty.Exp).Mul(cur.quotes[s.gidx[h.sym]].Price))
+	}
+	return fixed.Num{}, &sum
 }
 
 // screenScratch is the working memory of a screen in progress, one per
@@ -211,6 +255,9 @@ func (e *Engine) buildScreen(rt *runtime, eff *policy.Policy, snap *drift.Snapsh
 			return
 		}
 		s.target[i], s.half[i] = t, h
+	}
+	for k := range s.held {
+		s.heldG = append(s.heldG, s.gidx[s.held[k].sym])
 	}
 	s.needIn = true
 	for _, sym := range s.need {
@@ -331,25 +378,26 @@ func (e *Engine) screened(rt *runtime, eff *policy.Policy, now time.Time) bool {
 	if !valueAccepted(total, ref, s.maxMove) || valueMoved(total, refSaved, s.maxMove) {
 		return false
 	}
-	e.settle(rt, cur, total, now)
+	e.settle(rt, cur, now)
+	s.pendTotal, s.pendSum = total, false // summed above
 	s.setBound(eff, cur, w.values, total, refSaved)
 	return true
 }
 
 // settle does what the full evaluation does for a household that neither
-// breaches nor plans, total being its value at the prices of epoch cur:
+// breaches nor plans, at the prices of epoch cur:
 // the new valuation becomes the reference (written to the ledger when
 // someone reads it), the valuation check starts again from it (its
 // accepted ratio stays 1: the state after reset), and the drift snapshot
 // is computed when asked for (snapshotOf). Called with e.mu held.
-func (e *Engine) settle(rt *runtime, cur *priceEpoch, total fixed.Num, now time.Time) {
+func (e *Engine) settle(rt *runtime, cur *priceEpoch, now time.Time) {
 	s := rt.scr
 	rt.lastCheck = now
 	rt.breaching = nil
 	rt.waiting = nil
 	rt.snapshot, rt.snapStale = nil, true // computed when asked for: kept, it cost 3 KB a household
-	s.pending, s.pendAt, s.pendTotal = true, now, total
-	s.from = cur // its prices: copied when read (copyPrices)
+	s.pending, s.pendAt, s.pendSum, s.pendBig = true, now, true, nil
+	s.from = cur // its prices, and the total there: copied and summed when read (copyPrices)
 }
 
 // setBound records, after a settle at the prices of epoch cur that did
@@ -446,22 +494,12 @@ func (e *Engine) bounded(rt *runtime, now time.Time) bool {
 	}
 	cur := s.guard.current()
 	moves := cur.movesFrom(s.anchor)
-	total := fixed.Num{}
-	if s.cash >= 0 {
-		total = s.free
-	}
-	for k := range s.held {
-		h := &s.held[k]
-		g := s.gidx[h.sym]
-		if moves[g] > s.bound {
-			return false
-		}
-		v, okV := h.qty.Mul(cur.fx[g])
-		if total, ok = total.Add(v); !okV || !ok {
+	for _, g := range s.heldG {
+		if moves[g] > s.bound { // also when a price is missing or does not fit
 			return false
 		}
 	}
-	e.settle(rt, cur, total, now)
+	e.settle(rt, cur, now)
 	e.boundSettled++
 	return true
 }
@@ -547,7 +585,11 @@ func (rt *runtime) settleValuation() {
 			prices[sym] = s.prices[k]
 		}
 	}
-	rt.ledger.Valuation = &ledger.Valuation{Total: s.pendTotal.V.Big(s.pendTotal.Exp), At: s.pendAt, Prices: prices}
+	total := s.pendTotal.V.Big(s.pendTotal.Exp)
+	if s.pendBig != nil {
+		total = *s.pendBig
+	}
+	rt.ledger.Valuation = &ledger.Valuation{Total: total, At: s.pendAt, Prices: prices}
 	s.valuation, s.pending = rt.ledger.Valuation, false
 }
 

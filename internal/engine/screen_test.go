@@ -16,6 +16,7 @@ import (
 	"github.com/rebalancerd/rebalancerd/internal/clock"
 	"github.com/rebalancerd/rebalancerd/internal/events"
 	"github.com/rebalancerd/rebalancerd/internal/feeds"
+	"github.com/rebalancerd/rebalancerd/internal/fixed"
 	"github.com/rebalancerd/rebalancerd/internal/metrics"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
@@ -100,8 +101,10 @@ func (r *driftRecorder) PublishDrift(d events.Drift) error {
 func mapsKeys[V any](m map[string]V) iter.Seq[string] { return maps.Keys(m) }
 
 // TestScreenEqualsFullEvaluation: households evaluated with the breach
-// screen end every tick exactly where the full evaluation of every
-// household (the code before the screen) leaves them: same blocks,
+// screen (and ticks that look only at the households that ask for it)
+// end every tick exactly where the full evaluation of every household
+// (the code before the screen, and a tick over every household) leaves
+// them: same blocks,
 // breaches, plans, drift events, accepted valuations, drift snapshots.
 // Prices walk, within the screens' bounds and beyond them, jump now and
 // then (held moves, held valuations), a price goes stale for the
@@ -128,6 +131,7 @@ func TestScreenEqualsFullEvaluation(t *testing.T) {
 	screenedEng := New(Options{Clock: clkA, Publisher: recA, Store: nopStore{}, InlinePublishTimeout: -1})
 	fullEng := New(Options{Clock: clkB, Publisher: recB, Store: nopStore{}, InlinePublishTimeout: -1})
 	fullEng.noScreen = true
+	fullEng.walkAll = true // and its tick looks at every household
 	for _, e := range []*Engine{screenedEng, fullEng} {
 		if err := e.Load(set); err != nil {
 			t.Fatal(err)
@@ -372,11 +376,76 @@ func TestQuietTickNoticesTime(t *testing.T) {
 	e.mu.Unlock()
 	clk.Advance(time.Second)
 	e.tick()
+	wantStale(t, e)
+}
+
+// TestBoundSettledGoesStale: a household whose evaluations the screen's
+// bound settles, and which then gets no quote, is blocked by stale prices
+// a second past MaxAge by the tick, as one evaluated in full is.
+func TestBoundSettledGoesStale(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC))
+	e := New(Options{Clock: clk, Publisher: nopPublisher{}, Store: nopStore{}})
+	defer e.Close()
+	if err := e.Load(clonedHouseholds(t, 2)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		e.Quotes(movingQuotes(clk.Now(), i))
+		e.tick()
+		clk.Advance(time.Second)
+	}
+	if e.boundSettled == 0 {
+		t.Fatal("no evaluation settled by the bound: the test tests nothing")
+	}
+	clk.Advance(policy.DefaultMaxAge - 2*time.Second)
+	e.tick()
+	e.mu.Lock()
+	for _, rt := range e.rts {
+		if len(rt.blocked) != 0 {
+			t.Errorf("%s: blocked before MaxAge: %v", rt.pol.Name, rt.blocked)
+		}
+	}
+	e.mu.Unlock()
+	clk.Advance(2 * time.Second)
+	e.tick()
+	wantStale(t, e)
+}
+
+// wantStale fails the test unless every household is blocked by a stale
+// price.
+func wantStale(t *testing.T, e *Engine) {
+	t.Helper()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, rt := range e.rts {
 		if !hasReason(rt.blocked, metrics.BlockStalePrice) {
 			t.Errorf("%s: not blocked a second past MaxAge: %v", rt.pol.Name, rt.blocked)
+		}
+	}
+}
+
+// TestValueAtExact: the value at an epoch's prices that the bound's
+// settle sums lazily is exact, in decimals when it does not fit in 128
+// bits.
+func TestValueAtExact(t *testing.T) {
+	big, _ := fixed.Of(decimal.RequireFromString("900000000000000000")) // 9e17: products near 2^126
+	price := decimal.RequireFromString("9000000000000000.01")
+	p, _ := fixed.Of(price)
+	cur := &priceEpoch{quotes: []feeds.Quote{{Price: price}}, has: []bool{true}, fx: []fixed.Num{p}, fxOK: []bool{true}}
+	for _, n := range []int{1, 1000} { // one product fits; a thousand overflow the sum
+		s := &screen{cash: 0, free: fixed.Num{V: fixed.From(5)}, gidx: []int32{0}}
+		want := decimal.NewFromInt(5)
+		for range n {
+			s.held = append(s.held, heldInstr{sym: 0, qty: big})
+			want = want.Add(decimal.RequireFromString("900000000000000000").Mul(price))
+		}
+		total, sum := s.valueAt(cur)
+		got := total.V.Big(total.Exp)
+		if sum != nil {
+			got = *sum
+		}
+		if !got.Equal(want) || (n > 1) != (sum != nil) {
+			t.Fatalf("%d held: value %s (as a decimal: %v), want %s", n, got, sum != nil, want)
 		}
 	}
 }
