@@ -252,12 +252,18 @@ type Options struct {
 // relocations through those instruments are. Should the plan still not
 // pass the guard, or should a sell not find its lots, no order is planned
 // and the plan says why (fail closed).
-func MakeWith(s *drift.Snapshot, o Options) *Plan { return makeWith(s, o, false) }
+func MakeWith(s *drift.Snapshot, o Options) *Plan { return makeWith(s, o, rating{}) }
 
-// makeWith is MakeWith; exact makes the polish rate its moves in decimal
-// arithmetic throughout instead of int64 where the figures fit (num.go),
-// which must give the same plan: the tests compare the two.
-func makeWith(s *drift.Snapshot, o Options, exact bool) *Plan {
+// rating says how the polish rates its moves, for the tests that compare
+// the ways, which must give the same plan: exact rates in decimal
+// arithmetic throughout instead of int64 where the figures fit (num.go);
+// plain does without the polish's shortcuts (the order index, moves rated
+// before they are made, the view of the projection kept up to date move
+// by move) and rates every move made over every sleeve.
+type rating struct{ exact, plain bool }
+
+// makeWith is MakeWith, rating the polish's moves as r says.
+func makeWith(s *drift.Snapshot, o Options, r rating) *Plan {
 	dest := o.Destination
 	if dest == "" {
 		dest = s.Book.Policy.Rebalance.Destination
@@ -265,7 +271,7 @@ func makeWith(s *drift.Snapshot, o Options, exact bool) *Plan {
 	tx := newTaxState(s, o)
 	for {
 		pl := newPlanner(s, dest, tx)
-		pl.exact = exact
+		pl.exact, pl.plain = r.exact, r.plain
 		pl.desired()
 		pl.amounts()
 		pl.place()
@@ -379,6 +385,7 @@ type planner struct {
 	view   view
 	ranking
 	exact bool // the polish rates in decimal arithmetic only (makeWith)
+	plain bool // the polish takes no shortcut (makeWith)
 }
 
 func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *planner {

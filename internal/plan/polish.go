@@ -89,6 +89,11 @@ func (pl *planner) indexOrders() {
 	clear(x.inst)
 	clear(x.leaf)
 	clear(x.buys)
+	if pl.plain {
+		// The orders are scanned.
+		x.ok = false
+		return
+	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
 		if at := &x.at[o.account*pl.nI+o.instrument]; *at < 0 {
@@ -829,7 +834,7 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 	amount := pl.amount(&m)
 	var sc score
 	rated := false
-	if pl.keepsTotal(m.a, amount) {
+	if !pl.plain && pl.keepsTotal(m.a, amount) {
 		if sc, rated = pl.rate(&m, nil, amount); rated && sc.head(cur) > 0 {
 			return *cur, false
 		}
@@ -869,7 +874,7 @@ type view struct {
 // viewed returns pl.view, built.
 func (pl *planner) viewed() *view {
 	v := &pl.view
-	if !v.ok {
+	if !v.ok || pl.plain && !v.frozen {
 		pl.look()
 	}
 	return v
@@ -1382,7 +1387,7 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, w
 		return *cur, false
 	}
 	// The view of the projection before the first move, for worse.
-	keeps := pl.keepsTotal(first.a, pl.amount(&first))
+	keeps := !pl.plain && pl.keepsTotal(first.a, pl.amount(&first))
 	if keeps {
 		pl.freeze()
 	}
