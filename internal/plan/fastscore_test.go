@@ -18,7 +18,18 @@ import (
 // accounts, tiny steps and large prices, where figures overflow an int64
 // and fall back to decimals) and the property households with tax lots
 // and history.
-func TestFastScoringExact(t *testing.T) {
+func TestFastScoringExact(t *testing.T) { samePlans(t, "the decimal one", plan.MakeExact) }
+
+// TestPolishShortcutsExact is TestFastScoringExact against the polish
+// without its shortcuts (MakePlain: no order index, every move made and
+// rated over every sleeve): rating a move before making it from the
+// sleeves it moves, and keeping the view of the projection up to date
+// move by move, may not change a plan.
+func TestPolishShortcutsExact(t *testing.T) { samePlans(t, "the plain one", plan.MakePlain) }
+
+// samePlans plans random households of both generators with MakeWith and
+// with other (called name), and requires the same plans, byte for byte.
+func samePlans(t *testing.T, name string, other func(*drift.Snapshot, plan.Options) *plan.Plan) {
 	n := defaultCases(1000)
 	var compared, trades int
 	same := func(seed int, fast, exact *plan.Plan) {
@@ -36,7 +47,7 @@ func TestFastScoringExact(t *testing.T) {
 			trades++
 		}
 		if !bytes.Equal(f, e) {
-			t.Fatalf("seed %d: the fast rating planned\n%s\nthe decimal one\n%s", seed, f, e)
+			t.Fatalf("seed %d: MakeWith planned\n%s\n%s\n%s", seed, f, name, e)
 		}
 	}
 	for seed := 0; seed < n; seed++ {
@@ -44,7 +55,7 @@ func TestFastScoringExact(t *testing.T) {
 		pol, hold, prices := genHousehold(r)
 		b := book(t, pol, hold, prices)
 		s := drift.Compute(b)
-		same(seed, plan.MakeWith(s, plan.Options{}), plan.MakeExact(s, plan.Options{}))
+		same(seed, plan.MakeWith(s, plan.Options{}), other(s, plan.Options{}))
 
 		r = rand.New(rand.NewPCG(uint64(seed), 42))
 		var rt *rand.Rand
@@ -55,7 +66,7 @@ func TestFastScoringExact(t *testing.T) {
 		b = book(t, g.policy, g.holdings, g.prices)
 		s = drift.Compute(b)
 		o := plan.Options{History: g.history}
-		same(seed, plan.MakeWith(s, o), plan.MakeExact(s, o))
+		same(seed, plan.MakeWith(s, o), other(s, o))
 	}
 	if trades < compared/2 {
 		t.Fatalf("only %d of %d plans trade: the comparison would not exercise the polish", trades, compared)

@@ -251,7 +251,8 @@ func (x num) cmpSlow(y num) int {
 
 // LessThan reports whether x < y.
 func (x num) LessThan(y num) bool {
-	if x.d == nil && y.d == nil && x.e == y.e {
+	// Both small (or the same big figure, v 0) at one exponent.
+	if x.d == y.d && x.e == y.e {
 		return x.v < y.v
 	}
 	return x.cmpSlow(y) < 0
@@ -259,7 +260,8 @@ func (x num) LessThan(y num) bool {
 
 // GreaterThan reports whether x > y.
 func (x num) GreaterThan(y num) bool {
-	if x.d == nil && y.d == nil && x.e == y.e {
+	// Both small (or the same big figure, v 0) at one exponent.
+	if x.d == y.d && x.e == y.e {
 		return x.v > y.v
 	}
 	return x.cmpSlow(y) > 0

@@ -252,12 +252,18 @@ type Options struct {
 // relocations through those instruments are. Should the plan still not
 // pass the guard, or should a sell not find its lots, no order is planned
 // and the plan says why (fail closed).
-func MakeWith(s *drift.Snapshot, o Options) *Plan { return makeWith(s, o, false) }
+func MakeWith(s *drift.Snapshot, o Options) *Plan { return makeWith(s, o, rating{}) }
 
-// makeWith is MakeWith; exact makes the polish rate its moves in decimal
-// arithmetic throughout instead of int64 where the figures fit (num.go),
-// which must give the same plan: the tests compare the two.
-func makeWith(s *drift.Snapshot, o Options, exact bool) *Plan {
+// rating says how the polish rates its moves, for the tests that compare
+// the ways, which must give the same plan: exact rates in decimal
+// arithmetic throughout instead of int64 where the figures fit (num.go);
+// plain does without the polish's shortcuts (the order index, moves rated
+// before they are made, the view of the projection kept up to date move
+// by move) and rates every move made over every sleeve.
+type rating struct{ exact, plain bool }
+
+// makeWith is MakeWith, rating the polish's moves as r says.
+func makeWith(s *drift.Snapshot, o Options, r rating) *Plan {
 	dest := o.Destination
 	if dest == "" {
 		dest = s.Book.Policy.Rebalance.Destination
@@ -265,7 +271,7 @@ func makeWith(s *drift.Snapshot, o Options, exact bool) *Plan {
 	tx := newTaxState(s, o)
 	for {
 		pl := newPlanner(s, dest, tx)
-		pl.exact = exact
+		pl.exact, pl.plain = r.exact, r.plain
 		pl.desired()
 		pl.amounts()
 		pl.place()
@@ -370,11 +376,16 @@ type planner struct {
 	// eligible is improve's scratch: per instrument, whether its moves
 	// may bring the sleeve improved toward its target.
 	eligible []bool
-	f        numbers
-	idx      orderIndex
-	view     view
+	// under lists, per sleeve, the instruments improve may move for it
+	// (instrumentsUnder).
+	under  [][]int
+	f      numbers
+	fixedN fixedNums
+	idx    orderIndex
+	view   view
 	ranking
 	exact bool // the polish rates in decimal arithmetic only (makeWith)
+	plain bool // the polish takes no shortcut (makeWith)
 }
 
 func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *planner {
@@ -739,7 +750,8 @@ func (pl *planner) split(si int) {
 	}
 	// The split is figured in nums (num.go): exact, without decimal
 	// arithmetic while the figures fit an int64.
-	tol := pl.numOf(ps.SplitTolerance())
+	x := pl.fixed()
+	tol := x.tol[si]
 	n := len(ps.Instruments)
 	// share, then the delta, of each instrument; restored marks those
 	// outside the tolerance.
@@ -749,14 +761,14 @@ func (pl *planner) split(si int) {
 	wantN := pl.numOf(want)
 	rest := wantN // what the sleeve still needs beyond the restored shares
 	for k, i := range ps.Instruments {
-		shareOf[k] = wantN.Mul(pl.numOf(p.Instruments[i].Share))
-		gap := shareOf[k].Sub(pl.numOf(held[i]))
+		shareOf[k] = wantN.Mul(x.share[i])
+		gap := shareOf[k].Sub(x.held[i])
 		if gap.Abs().GreaterThan(tol.Mul(shareOf[k])) {
 			restored[k] = true
 			delta[k] = gap
 			rest = rest.Sub(shareOf[k])
 		} else {
-			rest = rest.Sub(pl.numOf(held[i]))
+			rest = rest.Sub(x.held[i])
 		}
 	}
 	// rest goes to the others in proportion to their gaps on its side.
@@ -767,7 +779,7 @@ func (pl *planner) split(si int) {
 		if restored[k] {
 			continue
 		}
-		if g := shareOf[k].Sub(pl.numOf(held[ps.Instruments[k]])); g.Sign() == sign && sign != 0 {
+		if g := shareOf[k].Sub(x.held[ps.Instruments[k]]); g.Sign() == sign && sign != 0 {
 			gaps = gaps.Add(g)
 			last = k
 		}
@@ -776,7 +788,7 @@ func (pl *planner) split(si int) {
 		if restored[k] || last < 0 {
 			continue
 		}
-		g := shareOf[k].Sub(pl.numOf(held[ps.Instruments[k]]))
+		g := shareOf[k].Sub(x.held[ps.Instruments[k]])
 		if g.Sign() != sign {
 			continue
 		}
@@ -1280,11 +1292,31 @@ func (pl *planner) finish() *Plan {
 		}
 		return x.instrument - y.instrument
 	})
-	heads := make([]string, len(p.Sleeves))
+	// Every order's why in one string (the builder's, not copied), each
+	// order's a part of it.
+	ends := make([]int, len(out.Orders))
+	var why strings.Builder
+	why.Grow(112 * len(out.Orders))
+	// The head of a sleeve's lines is written once, at its first order,
+	// in heads[at[2si]:at[2si+1]].
+	at := make([]int, 2*len(p.Sleeves))
+	heads := make([]byte, 0, 96*len(p.Sleeves))
+	line := make([]byte, 0, 256)
 	for k := range out.Orders {
 		o := &out.Orders[k]
 		si := p.Instruments[o.instrument].Sleeve
-		o.Why = pl.explain(o, &out.Sleeves[si], &heads[si])
+		if at[2*si+1] == 0 {
+			at[2*si] = len(heads)
+			heads = appendHead(heads, &out.Sleeves[si])
+			at[2*si+1] = len(heads)
+		}
+		line = pl.appendWhy(line[:0], heads[at[2*si]:at[2*si+1]], o)
+		why.Write(line)
+		ends[k] = why.Len()
+	}
+	whys, from := why.String(), 0
+	for k := range out.Orders {
+		out.Orders[k].Why, from = whys[from:ends[k]], ends[k]
 	}
 	pl.assignIDs(out)
 	return out

@@ -29,6 +29,9 @@ type numbers struct {
 	// T; min_trade.
 	loaded      bool
 	T, minTrade num
+	// minSteps is, per instrument with a step of value, the fewest whole
+	// steps worth min_trade: ceil(min_trade / step value).
+	minSteps []num
 	// e is the exponent the money figures are brought to (money): the
 	// smallest of the fixed ones', so that adding and comparing them
 	// seldom needs to align exponents.
@@ -86,6 +89,11 @@ func (pl *planner) indexOrders() {
 	clear(x.inst)
 	clear(x.leaf)
 	clear(x.buys)
+	if pl.plain {
+		// The orders are scanned.
+		x.ok = false
+		return
+	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
 		if at := &x.at[o.account*pl.nI+o.instrument]; *at < 0 {
@@ -136,7 +144,17 @@ func (pl *planner) numOf(d decimal.Decimal) num {
 
 // money returns d as a num at the exponent of the money figures (f.e)
 // when it fits there, else as numOf does: the same value either way.
-func (pl *planner) money(d decimal.Decimal) num { return pl.atMoney(pl.numOf(d)) }
+func (pl *planner) money(d decimal.Decimal) num {
+	if !pl.exact && d.NumDigits() <= 18 {
+		// Straight to the money exponent, without dropping zeros first.
+		if x := (num{v: d.CoefficientInt64(), e: d.Exponent()}); x.e >= pl.f.e {
+			if v, ok := x.at(pl.f.e); ok {
+				return num{v: v, e: pl.f.e}
+			}
+		}
+	}
+	return pl.atMoney(pl.numOf(d))
+}
 
 // atMoney returns x at the exponent of the money figures (f.e) when it
 // fits there, else x.
@@ -146,6 +164,32 @@ func (pl *planner) atMoney(x num) num {
 	}
 	if v, ok := x.at(pl.f.e); ok {
 		return num{v: v, e: pl.f.e}
+	}
+	return x
+}
+
+// fixedNums are figures of the policy and the holdings as nums, fixed
+// for the planner and made once (fixed).
+type fixedNums struct {
+	share, held []num // per instrument: its share of its sleeve, the household's value of it
+	tol         []num // per sleeve: its split tolerance (policy.Sleeve.SplitTolerance)
+}
+
+// fixed returns pl's fixedNums.
+func (pl *planner) fixed() *fixedNums {
+	x := &pl.fixedN
+	if x.share == nil {
+		p := pl.p
+		all := make([]num, 2*pl.nI+len(p.Sleeves))
+		x.share, x.held, x.tol = all[:pl.nI], all[pl.nI:2*pl.nI], all[2*pl.nI:]
+		for i := range p.Instruments {
+			x.share[i], x.held[i] = pl.numOf(p.Instruments[i].Share), pl.numOf(pl.held[i])
+		}
+		for si := range p.Sleeves {
+			if ps := &p.Sleeves[si]; ps.Leaf() && len(ps.Instruments) > 1 {
+				x.tol[si] = pl.numOf(ps.SplitTolerance())
+			}
+		}
 	}
 	return x
 }
@@ -221,13 +265,32 @@ func (pl *planner) loadFixed() {
 			}
 		}
 		f.T, f.minTrade = pl.atMoney(f.T), pl.atMoney(f.minTrade)
+		f.minSteps = make([]num, pl.nI)
+		for i := range f.minSteps {
+			if f.minTrade.Sign() > 0 && f.unit[i].Sign() > 0 {
+				q, rem := f.minTrade.QuoRem(f.unit[i])
+				if rem.Sign() > 0 {
+					q = q.Add(numOne)
+				}
+				f.minSteps[i] = q
+			}
+		}
 		// What each account may buy is fixed for the planner: the
 		// wash-sale guard changes only between planners (washConflicts).
 		buys := func(a, i int) bool {
 			return p.Instruments[i].Sleeve != p.Cash && f.unit[i].Sign() > 0 && p.Accounts[a].Allows(i) && pl.mayBuy(i)
 		}
-		f.buyableAt = make([]int, pl.nA+1)
-		at := make([]int, len(p.Sleeves)) // per leaf: its place in buyLeaf, for this account
+		// At most one entry per account and leaf sleeve with instruments.
+		most := 0
+		for si := range p.Sleeves {
+			if len(p.Sleeves[si].Instruments) > 0 {
+				most += pl.nA
+			}
+		}
+		ints := make([]int, pl.nA+1+len(p.Sleeves)+most)
+		f.buyableAt, ints = ints[:pl.nA+1], ints[pl.nA+1:]
+		at, ints := ints[:len(p.Sleeves)], ints[len(p.Sleeves):] // per leaf: its place in buyLeaf, for this account
+		f.buyLeaf, f.buyUnit = ints[:0], make([]num, 0, most)
 		for a := range p.Accounts {
 			clear(at)
 			for i := range p.Instruments {
@@ -319,7 +382,12 @@ func cmpInt(x, y int) int {
 //
 // turn is the change in turnover of the move made: the last criterion.
 func (pl *planner) better(cur *score, withIdle bool, turn num) (score, bool) {
-	sc := pl.score(false)
+	return pl.decide(pl.score(false), cur, withIdle, turn)
+}
+
+// decide is better with the projection rated on the allocation already
+// (sc: harm, sleeves out of band, largest deviation, total, orders).
+func (pl *planner) decide(sc score, cur *score, withIdle bool, turn num) (score, bool) {
 	switch sc.head(cur) {
 	case 1:
 		return sc, false
@@ -381,7 +449,7 @@ func (pl *planner) outNow(si int) bool {
 // idle free cash (destination target).
 func (pl *planner) score(withIdle bool) score {
 	v := pl.viewed()
-	sc := score{total: pl.f.total, orders: pl.nOrders, harmed: v.nHarmed, out: v.nOut, dev: v.abs[v.byDev[0]]}
+	sc := score{total: pl.f.total, orders: pl.nOrders, harmed: v.nHarmed, out: v.nOut, dev: v.largest(num{}, nil)}
 	if devLess(&pl.before, &sc) {
 		// A larger largest deviation than before the plan is harm too.
 		sc.harmed++
@@ -401,8 +469,17 @@ func (pl *planner) idleCash() num {
 		if f.cash[a].Sign() <= 0 {
 			continue
 		}
+		c := f.cash[a]
 		for k := f.buyableAt[a]; k < f.buyableAt[a+1]; k++ {
-			if pl.dev[f.buyLeaf[k]].Sign() >= 0 || f.buyUnit[k].GreaterThan(f.cash[a]) {
+			if pl.dev[f.buyLeaf[k]].Sign() >= 0 {
+				continue
+			}
+			if u := f.buyUnit[k]; u.d == c.d && u.e == c.e {
+				// The common case, inline: small, at one exponent.
+				if u.v > c.v {
+					continue
+				}
+			} else if u.GreaterThan(c) {
 				continue
 			}
 			idle = idle.Add(f.cash[a])
@@ -547,8 +624,12 @@ func (pl *planner) compact() {
 
 // dropEmpty removes the orders with no step left (n).
 func (pl *planner) dropEmpty() {
-	out := pl.orders[:0]
-	for _, o := range pl.orders {
+	k := 0
+	for k < len(pl.orders) && pl.orders[k].n.Sign() > 0 {
+		k++
+	}
+	out := pl.orders[:k]
+	for _, o := range pl.orders[k:] {
 		if o.n.Sign() > 0 {
 			out = append(out, o)
 		}
@@ -619,7 +700,7 @@ func (pl *planner) feasible(m move) bool {
 		return false
 	}
 	if units.Sign() > 0 {
-		if !f.minTrade.IsZero() && units.Mul(f.unit[m.i]).LessThan(f.minTrade) {
+		if pl.belowMin(m.i, units) {
 			return false
 		}
 	}
@@ -664,6 +745,17 @@ func (pl *planner) feasible(m move) bool {
 	return !left.LessThan(f.base[m.a])
 }
 
+// belowMin reports whether n whole steps of instrument i are worth less
+// than min_trade: n x step value < min_trade, that is n < minSteps when
+// the step has a value.
+func (pl *planner) belowMin(i int, n num) bool {
+	f := &pl.f
+	if f.unit[i].Sign() <= 0 {
+		return n.Mul(f.unit[i]).LessThan(f.minTrade)
+	}
+	return n.LessThan(f.minSteps[i])
+}
+
 // most returns n, or fewer steps when account a's cash (buy) or what it
 // may sell beyond the units of its order (sell) allows no more.
 func (pl *planner) most(a, i int, side Side, units, n num) num {
@@ -691,7 +783,14 @@ func (pl *planner) taxFirst(m move) bool {
 		return true
 	}
 	sold := func(a int) (num, bool) {
-		for k := range pl.orders {
+		from := 0
+		if pl.idx.ok {
+			// No order of m.i in account a before its first.
+			if from = int(pl.idx.at[a*pl.nI+m.i]); from < 0 {
+				return num{}, false
+			}
+		}
+		for k := from; k < len(pl.orders); k++ {
 			if o := &pl.orders[k]; o.account == a && o.instrument == m.i && o.Side == Sell && !exempt(o.Rule) {
 				return o.n, o.n.Sign() > 0
 			}
@@ -732,11 +831,25 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 	if m.n.IsZero() || !pl.feasible(m) {
 		return *cur, false
 	}
-	if pl.keepsTotal(&m) && pl.worse(&m, nil, cur) {
-		return *cur, false
+	amount := pl.amount(&m)
+	var sc score
+	rated := false
+	if !pl.plain && pl.keepsTotal(m.a, amount) {
+		if sc, rated = pl.rate(&m, nil, amount); rated && sc.head(cur) > 0 {
+			return *cur, false
+		}
 	}
 	pl.apply(&m)
-	if sc, ok := pl.better(cur, withIdle, pl.f.unit[m.i].Mul(m.n)); ok {
+	if rated {
+		sc.orders = pl.nOrders
+	} else {
+		sc = pl.score(false)
+	}
+	turn := amount // unit x n, the change in turnover
+	if m.side == Sell {
+		turn = amount.Neg()
+	}
+	if sc, ok := pl.decide(sc, cur, withIdle, turn); ok {
 		return sc, true
 	}
 	pl.undo(&m)
@@ -747,49 +860,44 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 // (look) when the total moves (refreshDev), else kept up to date sleeve
 // by sleeve as moves are made and taken back (shift, reView).
 type view struct {
-	ok  bool
-	out []bool // per sleeve: outside its band
-	abs []num  // per sleeve: |deviation|
-	hw  []num  // per sleeve: half-width (halfWidthAfter), fixed while the total is unchanged
-	// byDev lists the sleeves, the largest |deviation| first, once sorted
-	// again (sorted).
-	byDev         []int
-	sorted        bool
-	nOut, nHarmed int // sleeves out of band; of those, the ones that were inside before the plan
+	ok            bool
+	out           []bool // per sleeve: outside its band
+	abs           []num  // per sleeve: |deviation|
+	hw            []num  // per sleeve: half-width (halfWidthAfter), fixed while the total is unchanged
+	nOut, nHarmed int    // sleeves out of band; of those, the ones that were inside before the plan
 	// frozen holds the view as it was before the first move of a pair
 	// (freeze), for worse; the updates wait until thaw.
 	frozen bool
 	held   []int
 }
 
-// viewed returns pl.view, built and sorted.
+// viewed returns pl.view, built.
 func (pl *planner) viewed() *view {
 	v := &pl.view
-	if !v.ok {
+	if !v.ok || pl.plain && !v.frozen {
 		pl.look()
 	}
-	if !v.sorted {
-		// Insertion sort: a few sleeves, a few of them moved.
-		for k := 1; k < len(v.byDev); k++ {
-			si := v.byDev[k]
-			j := k
-			x := v.abs[si]
-			for ; j > 0; j-- {
-				y := v.abs[v.byDev[j-1]]
-				if x.d == nil && y.d == nil && x.e == y.e {
-					if y.v >= x.v {
-						break
-					}
-				} else if !y.LessThan(x) {
-					break
-				}
-				v.byDev[j] = v.byDev[j-1]
-			}
-			v.byDev[j] = si
-		}
-		v.sorted = true
-	}
 	return v
+}
+
+// largest returns the largest |deviation| of the view's sleeves but
+// those in skip, or most when larger.
+func (v *view) largest(most num, skip []int) num {
+	for si := range v.abs {
+		x := v.abs[si]
+		if x.d == most.d && x.e == most.e {
+			// The common case, inline: small, at one exponent.
+			if x.v <= most.v {
+				continue
+			}
+		} else if !x.GreaterThan(most) {
+			continue
+		}
+		if !slices.Contains(skip, si) {
+			most = x
+		}
+	}
+	return most
 }
 
 // look builds pl.view from the projection.
@@ -797,10 +905,7 @@ func (pl *planner) look() {
 	v, p := &pl.view, pl.p
 	nS := len(p.Sleeves)
 	if v.out == nil {
-		v.out, v.abs, v.hw, v.byDev = make([]bool, nS), make([]num, nS), make([]num, nS), make([]int, nS)
-		for si := range v.byDev {
-			v.byDev[si] = si
-		}
+		v.out, v.abs, v.hw = make([]bool, nS), make([]num, nS), make([]num, nS)
 	}
 	v.nOut, v.nHarmed = 0, 0
 	for si := range p.Sleeves {
@@ -813,7 +918,7 @@ func (pl *planner) look() {
 			}
 		}
 	}
-	v.ok, v.sorted = true, false
+	v.ok = true
 }
 
 // reView updates pl.view for sleeve si, whose deviation moved while the
@@ -839,10 +944,9 @@ func (pl *planner) reView(si int) {
 			v.nHarmed += c
 		}
 	}
-	v.sorted = false
 }
 
-// freeze keeps pl.view as it is, sorted, while the first move of a pair
+// freeze keeps pl.view as it is while the first move of a pair
 // is made (worse rates the pair against it); thaw brings it up to date.
 func (pl *planner) freeze() {
 	v := pl.viewed()
@@ -874,24 +978,26 @@ func (pl *planner) amount(m *move) num {
 	return amount
 }
 
-// keepsTotal reports whether move m leaves the projected total as it is:
-// when free cash pays for it all (shift).
-func (pl *planner) keepsTotal(m *move) bool {
-	c := pl.f.cash[m.a]
-	return c.Sign() >= 0 && c.Sub(pl.amount(m)).Sign() >= 0
+// keepsTotal reports whether a move of amount (amount) in account a
+// leaves the projected total as it is: when free cash pays for it all
+// (shift).
+func (pl *planner) keepsTotal(a int, amount num) bool {
+	c := pl.f.cash[a]
+	return c.Sign() >= 0 && c.Sub(amount).Sign() >= 0
 }
 
-// worse reports, without making it, whether move m would rate worse than
-// cur on the allocation (score.head), where better would reject it. The
-// move must leave the total as it is (keepsTotal): then only the sleeves
-// on its instrument's path and the cash sleeve move, and the rest of the
-// projection is rated once (pl.view, look). made is a move already made
-// since the view was taken (nil: none), which also left the total as it
-// was: its sleeves are rated afresh too. worse reports false when it
-// cannot tell cheaply; better then decides.
-func (pl *planner) worse(m, made *move, cur *score) bool {
+// rate rates the projection move m (of amount, pl.amount) would leave on
+// the allocation, without making it: the harm, the sleeves out of band,
+// the largest deviation and the total, as score does, so that a move that
+// rates worse than the current score (score.head) is not made. The move
+// must leave the total as it is (keepsTotal): then only the sleeves on
+// its instrument's path and the cash sleeve move, and the rest of the
+// projection is rated once (pl.view). made is a move already made since
+// the view was taken (nil: none, freeze), which also left the total as
+// it was: its sleeves are rated afresh too. ok is false when rate cannot
+// tell cheaply; score then does.
+func (pl *planner) rate(m, made *move, amount num) (sc score, ok bool) {
 	p, f := pl.p, &pl.f
-	amount := pl.amount(m)
 	var moved [maxMoved]int
 	var delta [maxMoved]num
 	n := 0
@@ -913,23 +1019,23 @@ func (pl *planner) worse(m, made *move, cur *score) bool {
 		// Its sleeves, already moved in pl.dev.
 		for x := p.Instruments[made.i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
 			if !add(x, num{}) {
-				return false
+				return sc, false
 			}
 		}
 	}
 	for x := p.Instruments[m.i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
 		if !add(x, amount) {
-			return false
+			return sc, false
 		}
 	}
 	if !add(p.Cash, amount.Neg()) {
-		return false
+		return sc, false
 	}
 	v := &pl.view
 	if made == nil {
 		v = pl.viewed()
 	}
-	sc := score{harmed: v.nHarmed, out: v.nOut, total: f.total}
+	sc = score{harmed: v.nHarmed, out: v.nOut, total: f.total}
 	for k := 0; k < n; k++ {
 		si := moved[k]
 		d := pl.dev[si].Add(delta[k]).Abs()
@@ -948,18 +1054,11 @@ func (pl *planner) worse(m, made *move, cur *score) bool {
 		}
 	}
 	// The largest |deviation| of the sleeves the moves leave alone.
-	for _, si := range v.byDev {
-		if !slices.Contains(moved[:n], si) {
-			if v.abs[si].GreaterThan(sc.dev) {
-				sc.dev = v.abs[si]
-			}
-			break
-		}
-	}
+	sc.dev = v.largest(sc.dev, moved[:n])
 	if devLess(&pl.before, &sc) {
 		sc.harmed++
 	}
-	return sc.head(cur) > 0
+	return sc, true
 }
 
 // improve tries the moves that bring sleeve si toward its target by about
@@ -986,19 +1085,18 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 	// and improve returns.
 	if pl.eligible == nil {
 		pl.eligible = make([]bool, pl.nI)
-	}
-	for i := range p.Instruments {
-		leaf := p.Instruments[i].Sleeve
-		ok := true
-		if si != p.Cash {
-			ok = pl.within(leaf, si)
-		} else if leaf == p.Cash || (pl.deviationAfter(leaf).Sign() > 0) != wantSell {
-			// Cash: buy what is under its target, sell what is over it.
-			ok = false
-		}
-		pl.eligible[i] = ok && f.unit[i].Sign() > 0 && (exceed || f.unit[i].LessThan(twice))
+		pl.under = pl.instrumentsUnder()
 	}
 	eligible := pl.eligible
+	clear(eligible)
+	for _, i := range pl.under[si] {
+		leaf := p.Instruments[i].Sleeve
+		if si == p.Cash && (leaf == p.Cash || (pl.deviationAfter(leaf).Sign() > 0) != wantSell) {
+			// Cash: buy what is under its target, sell what is over it.
+			continue
+		}
+		eligible[i] = f.unit[i].Sign() > 0 && (exceed || f.unit[i].LessThan(twice))
+	}
 	side, other := Buy, Sell
 	if wantSell {
 		side, other = Sell, Buy
@@ -1062,6 +1160,34 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 	return false
 }
 
+// instrumentsUnder returns, per sleeve, the instruments of it and of the
+// sleeves below it, in their order; every instrument for the cash sleeve
+// (improve sells or buys any of them for cash).
+func (pl *planner) instrumentsUnder() [][]int {
+	p := pl.p
+	// Counted first, so that the lists share one array.
+	n := make([]int, len(p.Sleeves))
+	each := func(add func(si, i int)) {
+		for i := range p.Instruments {
+			for x := p.Instruments[i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
+				if x != p.Cash {
+					add(x, i)
+				}
+			}
+			add(p.Cash, i)
+		}
+	}
+	total := 0
+	each(func(si, _ int) { n[si]++; total++ })
+	all := make([]int, 0, total)
+	under := make([][]int, len(p.Sleeves))
+	for si := range under {
+		under[si], all = all[:0:n[si]], all[n[si]:n[si]:cap(all)]
+	}
+	each(func(si, i int) { under[si] = append(under[si], i) })
+	return under
+}
+
 // canAdd is a cheap first check that account a could trade at least one
 // more step of instrument i on side: a buy needs may_hold, the wash-sale
 // guard and a step's worth of cash; a sell needs a holding.
@@ -1094,7 +1220,7 @@ func (pl *planner) moveOn(a, i int, side Side, n num) (move, bool) {
 		}
 		return move{k: k, a: a, i: i, side: side, n: pl.most(a, i, side, o.n, n)}, true
 	}
-	if f := &pl.f; !f.minTrade.IsZero() && n.Mul(f.unit[i]).LessThan(f.minTrade) {
+	if f := &pl.f; pl.belowMin(i, n) {
 		q, rem := f.minTrade.QuoRem(f.unit[i])
 		if n = q; rem.Sign() > 0 {
 			n = q.Add(numOne)
@@ -1151,7 +1277,13 @@ func (pl *planner) ranked(side Side) []int {
 	if pl.rankLeaves == nil {
 		// The leaf sleeves of the instruments with a step of value, and
 		// those instruments, per sleeve in the order of the instruments.
-		pl.rankAt = make([]int, len(p.Sleeves)+1)
+		nS, nI := len(p.Sleeves), pl.nI
+		ints := make([]int, 3*nS+1+2*nI)
+		pl.rankAt = ints[:nS+1]
+		pl.rankLeaves = ints[nS+1 : nS+1 : 2*nS+1]
+		next := ints[2*nS+1 : 3*nS+1]
+		pl.rankInst = ints[3*nS+1 : 3*nS+1+nI]
+		pl.rank = ints[3*nS+1+nI : 3*nS+1+nI : 3*nS+1+2*nI]
 		for j := range p.Instruments {
 			if f.unit[j].Sign() > 0 {
 				pl.rankAt[p.Instruments[j].Sleeve+1]++
@@ -1163,8 +1295,8 @@ func (pl *planner) ranked(side Side) []int {
 			}
 			pl.rankAt[si+1] += pl.rankAt[si]
 		}
-		pl.rankInst = make([]int, pl.rankAt[len(p.Sleeves)])
-		next := slices.Clone(pl.rankAt[:len(p.Sleeves)])
+		pl.rankInst = pl.rankInst[:pl.rankAt[nS]]
+		copy(next, pl.rankAt[:nS])
 		for j := range p.Instruments {
 			if f.unit[j].Sign() > 0 {
 				si := p.Instruments[j].Sleeve
@@ -1255,19 +1387,30 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, w
 		return *cur, false
 	}
 	// The view of the projection before the first move, for worse.
-	keeps := pl.keepsTotal(&first)
+	keeps := !pl.plain && pl.keepsTotal(first.a, pl.amount(&first))
 	if keeps {
 		pl.freeze()
 	}
 	pl.apply(&first)
-	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(second) &&
-		!(keeps && pl.worse(&second, &first, cur)) {
-		pl.thaw()
-		pl.apply(&second)
-		if sc, ok := pl.better(cur, withIdle, f.unit[first.i].Mul(first.n).Add(f.unit[second.i].Mul(second.n))); ok {
-			return sc, true
+	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(second) {
+		var sc score
+		rated := false
+		if amount := pl.amount(&second); keeps && pl.keepsTotal(second.a, amount) {
+			sc, rated = pl.rate(&second, &first, amount)
 		}
-		pl.undo(&second)
+		if !rated || sc.head(cur) <= 0 {
+			pl.thaw()
+			pl.apply(&second)
+			if rated {
+				sc.orders = pl.nOrders
+			} else {
+				sc = pl.score(false)
+			}
+			if sc, ok := pl.decide(sc, cur, withIdle, f.unit[first.i].Mul(first.n).Add(f.unit[second.i].Mul(second.n))); ok {
+				return sc, true
+			}
+			pl.undo(&second)
+		}
 	}
 	pl.undo(&first)
 	pl.thaw()
@@ -1290,7 +1433,10 @@ func (pl *planner) polishLoaded() {
 	p := pl.p
 	target := pl.dest == policy.DestinationTarget
 	pl.indexOrders()
-	pl.before = pl.beforeScore()
+	if pl.before.total.IsZero() {
+		// Fixed for the planner: the allocation before the plan.
+		pl.before = pl.beforeScore()
+	}
 	cur := pl.score(target)
 	limit := 4 * (len(pl.orders) + len(p.Sleeves) + pl.nA)
 	// Sleeves out of band, by more than their gap.
@@ -1333,10 +1479,16 @@ func (pl *planner) polishLoaded() {
 // plan and that deviation.
 func (pl *planner) largestAfter() (int, num) {
 	best, most := -1, num{}
-	for si := range pl.p.Sleeves {
-		if d := pl.deviationAfter(si).Abs(); d.GreaterThan(most) {
-			best, most = si, d
+	for si, d := range pl.viewed().abs {
+		if d.d == most.d && d.e == most.e {
+			// The common case, inline: small, at one exponent.
+			if d.v <= most.v {
+				continue
+			}
+		} else if !d.GreaterThan(most) {
+			continue
 		}
+		best, most = si, d
 	}
 	return best, most
 }
@@ -1403,7 +1555,7 @@ func (pl *planner) trim(cur *score) {
 func (pl *planner) fewer(k int, n num) move {
 	o := &pl.orders[k]
 	n = minNum(n, o.n)
-	if rest := o.n.Sub(n); rest.Sign() > 0 && rest.Mul(pl.f.unit[o.instrument]).LessThan(pl.f.minTrade) {
+	if rest := o.n.Sub(n); rest.Sign() > 0 && pl.belowMin(o.instrument, rest) {
 		n = o.n
 	}
 	return move{k: k, a: o.account, i: o.instrument, side: o.Side, n: n.Neg()}
@@ -1566,37 +1718,36 @@ func (pl *planner) cannotSell(syms []string) string {
 	return fmt.Sprintf("what is left of %s is held in fractions of a trading step, which cannot be sold", strings.Join(syms, ", "))
 }
 
-// explain returns order o's why: "SLEEVE from W% to W'% (target T%, band
-// L%-H%): " and what its rule does.
-//
-// head caches the head of the line for the sleeve's other orders.
-func (pl *planner) explain(o *Order, r *SleeveReport, cache *string) string {
+// appendHead appends the head of the why of an order of the sleeve of
+// report r: "SLEEVE from W% to W'% (target T%, band L%-H%): ".
+func appendHead(buf []byte, r *SleeveReport) []byte {
+	buf = append(append(buf, r.Sleeve...), " from "...)
+	buf = append(appendPercent(buf, r.Weight), " to "...)
+	buf = append(appendPercent(buf, r.WeightAfter), " (target "...)
+	buf = append(appendPercent(buf, r.Target), ", band "...)
+	buf = append(appendPercent(buf, r.BandLow), '-')
+	return append(appendPercent(buf, r.BandHigh), "): "...)
+}
+
+// appendWhy appends order o's why to buf: its sleeve's head (appendHead)
+// and what its rule does.
+func (pl *planner) appendWhy(buf, head []byte, o *Order) []byte {
 	p := pl.p
 	pc := percentText
-	if *cache == "" {
-		buf := make([]byte, 0, 96)
-		buf = append(append(buf, r.Sleeve...), " from "...)
-		buf = append(appendPercent(buf, r.Weight), " to "...)
-		buf = append(appendPercent(buf, r.WeightAfter), " (target "...)
-		buf = append(appendPercent(buf, r.Target), ", band "...)
-		buf = append(appendPercent(buf, r.BandLow), '-')
-		buf = append(appendPercent(buf, r.BandHigh), "): "...)
-		*cache = string(buf)
-	}
-	head := *cache
+	buf = append(buf, head...)
 	switch o.Rule {
 	case RuleToTarget:
-		return head + "to_target: toward its target"
+		return append(buf, "to_target: toward its target"...)
 	case RuleToBandEdge:
-		return head + "to_band_edge: back inside the band it breached, near its edge"
+		return append(buf, "to_band_edge: back inside the band it breached, near its edge"...)
 	case RuleToMidway:
-		return head + "to_midway: halfway back from the band edge it breached to its target"
+		return append(buf, "to_midway: halfway back from the band edge it breached to its target"...)
 	case RuleCounterpart:
-		return head + "counterpart: inside its band, it takes what the breaching sleeves release or need"
+		return append(buf, "counterpart: inside its band, it takes what the breaching sleeves release or need"...)
 	case RuleFundBuys:
-		return head + "fund_buys: a cash-sleeve fund sold to pay for the buys"
+		return append(buf, "fund_buys: a cash-sleeve fund sold to pay for the buys"...)
 	case RuleRelocate:
-		return head + fmt.Sprintf("relocate: %s changes accounts so that cash which may not buy what is needed where it sits pays for it elsewhere; the sleeve is unchanged", o.Instrument)
+		return fmt.Appendf(buf, "relocate: %s changes accounts so that cash which may not buy what is needed where it sits pays for it elsewhere; the sleeve is unchanged", o.Instrument)
 	case RuleRestoreSplit:
 		i := o.instrument
 		leaf := p.Instruments[i].Sleeve
@@ -1604,16 +1755,16 @@ func (pl *planner) explain(o *Order, r *SleeveReport, cache *string) string {
 		if v := pl.s.Sleeves[leaf].Value; v.Sign() > 0 {
 			share = pl.held[i].DivRound(v, 4)
 		}
-		return head + fmt.Sprintf("restore_split: %s was %s of the sleeve, against a share of %s with a tolerance of %s of it (bands.within_sleeve)",
+		return fmt.Appendf(buf, "restore_split: %s was %s of the sleeve, against a share of %s with a tolerance of %s of it (bands.within_sleeve)",
 			o.Instrument, pc(share), pc(p.Instruments[i].Share), pc(p.Sleeves[leaf].SplitTolerance()))
 	case RuleHarvest:
-		return head + "harvest: sells lots at a loss and buys the policy's substitute in the same sleeve"
+		return append(buf, "harvest: sells lots at a loss and buys the policy's substitute in the same sleeve"...)
 	case RuleInvest:
-		return head + "invest: free cash bought toward the target, without selling"
+		return append(buf, "invest: free cash bought toward the target, without selling"...)
 	case RuleWithdraw:
-		return head + "withdraw: sold to raise the cash withdrawn, without buying"
+		return append(buf, "withdraw: sold to raise the cash withdrawn, without buying"...)
 	}
-	return head + string(o.Rule)
+	return append(buf, o.Rule...)
 }
 
 // secondStart polishes a second plan, the simple whole-share one (simple),
@@ -1689,7 +1840,7 @@ func (pl *planner) simple() {
 				want = want.Add(numOne)
 			}
 			n := minNum(want, f.maxSteps[a*pl.nI+i])
-			if n.Sign() <= 0 || n.Mul(f.unit[i]).LessThan(f.minTrade) {
+			if n.Sign() <= 0 || pl.belowMin(i, n) {
 				continue
 			}
 			pl.addSimple(a, i, Sell, n)
@@ -1703,7 +1854,7 @@ func (pl *planner) simple() {
 				continue
 			}
 			n, _ := minNum(gap[i], f.cash[a]).QuoRem(f.unit[i])
-			if n.Sign() <= 0 || n.Mul(f.unit[i]).LessThan(f.minTrade) {
+			if n.Sign() <= 0 || pl.belowMin(i, n) {
 				continue
 			}
 			pl.addSimple(a, i, Buy, n)
@@ -1727,7 +1878,8 @@ func (pl *planner) simpleGap(i int) num {
 	if in.Sleeve == p.Cash || f.unit[i].Sign() <= 0 {
 		return num{}
 	}
-	return f.tv[in.Sleeve].Mul(pl.numOf(in.Share)).Sub(pl.numOf(pl.held[i]))
+	x := pl.fixed()
+	return f.tv[in.Sleeve].Mul(x.share[i]).Sub(x.held[i])
 }
 
 // simpleSellOrder returns the accounts in the order the simple plan sells

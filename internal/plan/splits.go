@@ -16,6 +16,12 @@ import (
 // (docs/PLANNING.md), nor a sleeve the plan harvests in.
 func (pl *planner) unrestoredSplits(out *Plan) {
 	p := pl.p
+	// Only the wash-sale guard and lots the tax rules hold back stop a
+	// restoration (splitBlocked): without either, nothing is listed, and
+	// nothing need be figured.
+	if len(pl.heldBackList) == 0 && !pl.washBlocks() {
+		return
+	}
 	var value []num // per instrument, after the plan
 	for si := range p.Sleeves {
 		ps := &p.Sleeves[si]
@@ -29,7 +35,7 @@ func (pl *planner) unrestoredSplits(out *Plan) {
 		if w.Sign() <= 0 {
 			continue
 		}
-		tol := pl.numOf(ps.SplitTolerance())
+		tol := pl.fixed().tol[si]
 		var off []string
 		for _, i := range ps.Instruments {
 			if !pl.splitOff(i, value[i], w, tol) {
@@ -60,6 +66,17 @@ func (pl *planner) unrestoredSplits(out *Plan) {
 	}
 }
 
+// washBlocks reports whether the wash-sale guard keeps any instrument
+// from being bought.
+func (pl *planner) washBlocks() bool {
+	for i := range pl.p.Instruments {
+		if !pl.mayBuy(i) {
+			return true
+		}
+	}
+	return false
+}
+
 // harvests reports whether the plan harvests a loss in leaf sleeve si:
 // its substitute moves the split on purpose.
 func (pl *planner) harvests(si int) bool {
@@ -76,7 +93,7 @@ func (pl *planner) harvests(si int) bool {
 func (pl *planner) valuesAfter() []num {
 	value := make([]num, pl.nI)
 	for i := range value {
-		value[i] = pl.numOf(pl.held[i])
+		value[i] = pl.fixed().held[i]
 	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
@@ -93,7 +110,7 @@ func (pl *planner) valuesAfter() []num {
 // outside the tolerance tol of its share of its sleeve's value w:
 // |value - w x share| > tol x w x share.
 func (pl *planner) splitOff(i int, value, w, tol num) bool {
-	share := w.Mul(pl.numOf(pl.p.Instruments[i].Share))
+	share := w.Mul(pl.fixed().share[i])
 	return value.Sub(share).Abs().GreaterThan(tol.Mul(share))
 }
 
@@ -110,7 +127,7 @@ func (pl *planner) splitBlocked(si int, value []num, w, tol num) string {
 			continue
 		}
 		sym := p.Instruments[i].Symbol
-		under := value[i].LessThan(w.Mul(pl.numOf(p.Instruments[i].Share)))
+		under := value[i].LessThan(w.Mul(pl.fixed().share[i]))
 		switch {
 		case under && !pl.mayBuy(i):
 			return fmt.Sprintf("the wash-sale rule keeps %s from being bought", sym)
