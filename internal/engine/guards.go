@@ -4,6 +4,7 @@
 package engine
 
 import (
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -48,6 +49,12 @@ type priceGuard struct {
 	index map[string]int32
 	epoch *priceEpoch
 	seq   uint64
+	// prev is the last epoch made; the next is made from it, reading
+	// again only the symbols numbered in stale (offered since), unless
+	// rebuild is set (a symbol numbered or needed anew).
+	prev    *priceEpoch
+	stale   []int32
+	rebuild bool
 }
 
 // priceEpoch is what a guard held at one moment, by the guard's number
@@ -63,6 +70,7 @@ type priceEpoch struct {
 	held   []bool
 	fx     []fixed.Num
 	fxOK   []bool
+	needed []bool // some household of the guard needs the symbol
 	// moves[k] bounds the relative move of symbol k's price from this
 	// epoch to the epoch numbered movesTo (see movesFrom).
 	movesTo uint64
@@ -103,6 +111,11 @@ func (g *priceGuard) Offer(q feeds.Quote, now time.Time) feeds.Verdict {
 	v := g.Guard.Offer(q, now)
 	if v != feeds.Ignored && v != feeds.Rejected {
 		g.epoch = nil
+		if k, ok := g.index[q.Symbol]; ok && !g.rebuild {
+			if g.stale = append(g.stale, k); len(g.stale) > len(g.syms) {
+				g.stale, g.rebuild = g.stale[:0], true // cheaper read in full
+			}
+		}
 	}
 	return v
 }
@@ -118,32 +131,54 @@ func (g *priceGuard) number(sym string) int32 {
 	k := int32(len(g.syms))
 	g.syms = append(g.syms, sym)
 	g.index[sym] = k
-	g.epoch = nil // one symbol short
+	g.epoch, g.rebuild = nil, true // one symbol short
 	return k
 }
 
-// current returns the guard's current epoch, made when there is none.
+// current returns the guard's current epoch, made when there is none:
+// from the previous one with the symbols offered since read again (a
+// copy, not a read of every symbol: with thousands of symbols quoted one
+// at a time that was most of a quote's cost), or read in full.
 func (g *priceGuard) current() *priceEpoch {
 	if g.epoch != nil {
 		return g.epoch
 	}
 	n := len(g.syms)
 	g.seq++
-	ep := &priceEpoch{seq: g.seq, quotes: make([]feeds.Quote, n), has: make([]bool, n), held: make([]bool, n),
-		fx: make([]fixed.Num, n), fxOK: make([]bool, n)}
-	for k, sym := range g.syms {
-		q, ok := g.Quote(sym)
-		ep.quotes[k], ep.has[k] = q, ok
-		_, ep.held[k] = g.Pending(sym)
-		if ok {
-			ep.fx[k], ep.fxOK[k] = fixed.Of(q.Price)
-			if g.need[sym] > 0 && (ep.oldest.IsZero() || q.At.Before(ep.oldest)) {
-				ep.oldest = q.At
-			}
+	ep := &priceEpoch{seq: g.seq}
+	if p := g.prev; p != nil && !g.rebuild && len(p.quotes) == n {
+		ep.quotes, ep.has, ep.held = slices.Clone(p.quotes), slices.Clone(p.has), slices.Clone(p.held)
+		ep.fx, ep.fxOK, ep.needed = slices.Clone(p.fx), slices.Clone(p.fxOK), slices.Clone(p.needed)
+		for _, k := range g.stale {
+			g.read(ep, int(k))
+		}
+	} else {
+		ep.quotes, ep.has, ep.held = make([]feeds.Quote, n), make([]bool, n), make([]bool, n)
+		ep.fx, ep.fxOK, ep.needed = make([]fixed.Num, n), make([]bool, n), make([]bool, n)
+		for k, sym := range g.syms {
+			g.read(ep, k)
+			ep.needed[k] = g.need[sym] > 0
 		}
 	}
-	g.epoch = ep
+	for k := range ep.quotes {
+		if ep.has[k] && ep.needed[k] && (ep.oldest.IsZero() || ep.quotes[k].At.Before(ep.oldest)) {
+			ep.oldest = ep.quotes[k].At
+		}
+	}
+	g.epoch, g.prev, g.stale, g.rebuild = ep, ep, g.stale[:0], false
 	return ep
+}
+
+// read sets symbol k's entry of the epoch being made from the guard.
+func (g *priceGuard) read(ep *priceEpoch, k int) {
+	sym := g.syms[k]
+	q, ok := g.Quote(sym)
+	ep.quotes[k], ep.has[k] = q, ok
+	_, ep.held[k] = g.Pending(sym)
+	ep.fx[k], ep.fxOK[k] = fixed.Num{}, false
+	if ok {
+		ep.fx[k], ep.fxOK[k] = fixed.Of(q.Price)
+	}
 }
 
 // movesFrom returns, for each symbol of the anchor epoch a, an upper
@@ -251,7 +286,7 @@ func (g *priceGuard) setNeed(old, new []string) {
 	}
 	for _, sym := range new {
 		if g.need[sym]++; g.need[sym] == 1 {
-			g.epoch = nil
+			g.epoch, g.rebuild = nil, true
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -176,5 +177,36 @@ func TestNewlyNeededSymbolGoesStale(t *testing.T) {
 	defer e.mu.Unlock()
 	if rt := e.policies["odd"]; !hasReason(rt.blocked, metrics.BlockStalePrice) {
 		t.Fatalf("odd: not blocked a second after IYR's quote went stale: %v", rt.blocked)
+	}
+}
+
+// BenchmarkGuardEpoch: a quote of one symbol of a guard holding n, and
+// the epoch made after it (as the first evaluation of the batch asks):
+// from the previous epoch, reading the quoted symbol again ("next"), or
+// read in full ("full", how every epoch was made before).
+func BenchmarkGuardEpoch(b *testing.B) {
+	for _, n := range []int{8, 2000} {
+		for _, mode := range []string{"next", "full"} {
+			b.Run(fmt.Sprintf("symbols=%d/%s", n, mode), func(b *testing.B) {
+				at := time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)
+				g := &priceGuard{Guard: feeds.NewGuard(time.Hour, decimal.New(1, -1), time.Minute), need: map[string]int{}}
+				for k := range n {
+					sym := fmt.Sprintf("S%04d", k)
+					g.setNeed(nil, []string{sym})
+					g.number(sym)
+					g.Offer(feeds.Quote{Symbol: sym, Price: decimal.New(10000+int64(k), -2), At: at, Source: "bench"}, at)
+				}
+				g.current()
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					now := at.Add(time.Duration(i+1) * time.Second)
+					g.Offer(feeds.Quote{Symbol: g.syms[i%n], Price: decimal.New(10000+int64(i%7), -2), At: now, Source: "bench"}, now)
+					if mode == "full" {
+						g.rebuild = true
+					}
+					g.current()
+				}
+			})
+		}
 	}
 }
