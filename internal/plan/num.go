@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"math"
 	"math/bits"
 
@@ -206,13 +207,7 @@ func (x num) IsZero() bool { return x.Sign() == 0 }
 func (x num) Cmp(y num) int {
 	if x.d == nil && y.d == nil && x.e == y.e {
 		// The common case, at the same exponent.
-		switch {
-		case x.v < y.v:
-			return -1
-		case x.v > y.v:
-			return 1
-		}
-		return 0
+		return cmp.Compare(x.v, y.v)
 	}
 	return x.cmpSlow(y)
 }
@@ -226,25 +221,13 @@ func (x num) cmpSlow(y num) int {
 		if x.e != y.e {
 			a, b = int64(x.Sign()), int64(y.Sign())
 		}
-		switch {
-		case a < b:
-			return -1
-		case a > b:
-			return 1
-		}
-		return 0
+		return cmp.Compare(a, b)
 	}
 	if a, b, _, ok := align(x, y); ok {
-		switch {
-		case a < b:
-			return -1
-		case a > b:
-			return 1
-		}
-		return 0
+		return cmp.Compare(a, b)
 	}
 	if sx, sy := x.Sign(), y.Sign(); sx != sy {
-		return cmpInt(sx, sy)
+		return cmp.Compare(sx, sy)
 	}
 	return x.dec().Cmp(y.dec())
 }

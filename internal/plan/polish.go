@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -359,22 +360,15 @@ func devLess(x, y *score) bool {
 func (x *score) head(y *score) int {
 	switch {
 	case x.harmed != y.harmed:
-		return cmpInt(x.harmed, y.harmed)
+		return cmp.Compare(x.harmed, y.harmed)
 	case x.out != y.out:
-		return cmpInt(x.out, y.out)
+		return cmp.Compare(x.out, y.out)
 	case devLess(x, y):
 		return -1
 	case devLess(y, x):
 		return 1
 	}
 	return 0
-}
-
-func cmpInt(x, y int) int {
-	if x < y {
-		return -1
-	}
-	return 1
 }
 
 // better rates the projection and reports whether it is better than cur;
