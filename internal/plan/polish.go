@@ -22,6 +22,10 @@ type numbers struct {
 	cash  []num // cash left after the orders less the reserve, per account (pl.cash)
 	total num   // projected total (pl.totalAfter)
 	same  bool  // total equals T (pl.sameTotal)
+	// live is true while the figures above, pl.dev and the orders' steps
+	// hold the projection (from load until withdrawAll); stale, while the
+	// planner's decimals are behind them (from polishDone until sync).
+	live, stale bool
 
 	// Fixed for the planner: T; per instrument the value of a step; per
 	// [a*nI+i] the whole steps that may be sold (-1 when the limit is
@@ -214,6 +218,7 @@ func (pl *planner) load() {
 	}
 	pl.nOrders = len(pl.orders)
 	pl.refreshDev()
+	pl.f.live, pl.f.stale = true, false
 }
 
 // loadFixed sets the figures of pl.f that are fixed for the planner, once.
@@ -590,13 +595,27 @@ func (pl *planner) newRule(i int) Rule {
 	return pl.ruleFor(pl.p.Instruments[i].Sleeve)
 }
 
-// polishDone removes the orders that fell to zero steps and writes the
-// projection back to the planner's decimals. The orders the polish
-// changed keep their steps in n (changed) until settle.
+// polishDone removes the orders that fell to zero steps and leaves the
+// projection in pl.f, as load would leave it: the planner's decimals are
+// written from it only once the plan is chosen (sync), so that the plans
+// compared and not kept never are. The orders the polish changed keep
+// their steps in n (changed) until settle.
 func (pl *planner) polishDone() {
 	pl.idx.ok = false
 	pl.dropEmpty()
-	pl.store()
+	pl.nOrders = len(pl.orders)
+	pl.refreshDev()
+	pl.f.stale = true
+}
+
+// sync writes the projection of the polish (pl.f) back to the planner's
+// decimals when they are behind it (stale), for the code that reads them
+// after the polish.
+func (pl *planner) sync() {
+	if pl.f.stale {
+		pl.store()
+		pl.f.stale = false
+	}
 }
 
 // compact is for the code that changes settled orders after the polish
@@ -634,6 +653,7 @@ func (pl *planner) dropEmpty() {
 // settle sets the units, quantity and notional of the orders the polish
 // changed: once, for the plan kept.
 func (pl *planner) settle() {
+	pl.sync()
 	for k := range pl.orders {
 		if o := &pl.orders[k]; o.changed {
 			units, n := o.n.dec(), o.n
@@ -1569,7 +1589,9 @@ func (pl *planner) beforeScore() score {
 // harms reports whether the plan pushes a sleeve that was inside its band
 // out of it, or makes the largest |deviation| larger than before.
 func (pl *planner) harms() bool {
-	pl.load()
+	if !pl.f.live {
+		pl.load()
+	}
 	for si := range pl.p.Sleeves {
 		if !pl.s.Sleeves[si].Breach && pl.outNow(si) {
 			return true
@@ -1586,6 +1608,7 @@ func (pl *planner) withdrawAll() {
 	}
 	pl.orders = pl.orders[:0]
 	pl.project()
+	pl.f.live, pl.f.stale = false, false
 }
 
 // harmReason is the reason of the sleeves left out of band when the plan
@@ -1767,25 +1790,34 @@ func (pl *planner) appendWhy(buf, head []byte, o *Order) []byte {
 // allocation than the simple planner's.
 func (pl *planner) secondStart() {
 	target := true
-	pl.loadFixed()
-	pl.load()
+	if !pl.f.live {
+		pl.load()
+	}
 	first := pl.score(target)
-	// The first plan and its projection, kept to be put back. The second
-	// plan gets orders of its own (the first plan's are left untouched),
-	// with room for more orders than the first plan has (an order per four
-	// instruments, and four), so that it seldom grows, copying every order,
-	// while the polish tries new orders.
+	// The first plan and its projection, kept to be put back: the
+	// planner's decimals (behind the polish's figures until sync) and the
+	// polish's figures. The second plan gets orders of its own (the first
+	// plan's are left untouched), with room for more orders than the first
+	// plan has (an order per four instruments, and four), so that it
+	// seldom grows, copying every order, while the polish tries new
+	// orders.
 	orders := pl.orders
 	pl.orders = make([]Order, 0, len(orders)+pl.nI/4+4)
-	kept := make([]decimal.Decimal, len(pl.cash)+len(pl.after))
+	f := &pl.f
+	nA, nS := len(pl.cash), len(pl.after)
+	kept := make([]decimal.Decimal, nA+nS)
 	copy(kept, pl.cash)
-	copy(kept[len(pl.cash):], pl.after)
+	copy(kept[nA:], pl.after)
 	total, same := pl.totalAfter, pl.sameTotal
+	keptF := make([]num, nA+2*nS)
+	copy(keptF, f.cash)
+	copy(keptF[nA:], f.after)
+	copy(keptF[nA+nS:], pl.dev)
+	fTotal, fSame, nOrders := f.total, f.same, pl.nOrders
 	pl.withdrawAll()
 	pl.load()
 	pl.simple()
 	pl.polishLoaded()
-	pl.load()
 	second := pl.score(target)
 	h := second.head(&first)
 	if h < 0 || h == 0 && (second.idle.LessThan(first.idle) || second.idle.Equal(first.idle) && second.orders < first.orders) {
@@ -1793,8 +1825,14 @@ func (pl *planner) secondStart() {
 	}
 	pl.orders = orders
 	copy(pl.cash, kept)
-	copy(pl.after, kept[len(pl.cash):])
+	copy(pl.after, kept[nA:])
 	pl.totalAfter, pl.sameTotal = total, same
+	copy(f.cash, keptF)
+	copy(f.after, keptF[nA:])
+	copy(pl.dev, keptF[nA+nS:])
+	f.total, f.same, pl.nOrders = fTotal, fSame, nOrders
+	pl.view.ok = false
+	pl.f.live, pl.f.stale = true, true
 }
 
 // simple places the orders of a simple whole-share plan on the
