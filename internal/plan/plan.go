@@ -1042,7 +1042,10 @@ func (pl *planner) spendIn(a int, amount decimal.Decimal) (spent, left decimal.D
 	return sub(amount, left), left
 }
 
-// round turns the placed amounts into orders of whole steps.
+// round turns the placed amounts into orders of whole steps. It figures
+// in nums (num.go), exact like decimal arithmetic and without its
+// allocations while the figures fit an int64, and makes decimals only of
+// the orders it keeps and of the cash left.
 func (pl *planner) round() {
 	p, b := pl.p, pl.b
 	n := 0
@@ -1056,68 +1059,100 @@ func (pl *planner) round() {
 	}
 	n += 4 // room for a few orders of the polish
 	pl.orders = make([]Order, 0, n)
+	nums := make([]num, 2*pl.nI+pl.nA)
+	// unit and step of each instrument, as nums once it has an order.
+	unit, step, cash := nums[:pl.nI], nums[pl.nI:2*pl.nI], nums[2*pl.nI:]
+	have := func(i int) {
+		if step[i].IsZero() {
+			unit[i], step[i] = pl.numOf(pl.unit[i]), pl.numOf(p.Instruments[i].Step)
+		}
+	}
 	// cash is each account's cash minus its reserve: negative while the
 	// reserve is short, so that proceeds refill it before funding buys.
-	for a := range pl.cash {
-		pl.cash[a] = sub(b.Cash[a], p.Accounts[a].Reserve)
+	for a := range cash {
+		cash[a] = pl.numOf(b.Cash[a]).Sub(pl.numOf(p.Accounts[a].Reserve))
 	}
 	for a := 0; a < pl.nA; a++ {
 		for i := 0; i < pl.nI; i++ {
-			amt := pl.sellAt[a*pl.nI+i]
-			if amt.Sign() <= 0 {
+			amtD := pl.sellAt[a*pl.nI+i]
+			if amtD.Sign() <= 0 {
 				continue
 			}
+			have(i)
 			// Round up: units x unit = amt - rem exactly.
-			unit := pl.unit[i]
-			units, rem := dec64.QuoRem(amt, unit)
+			amt := pl.numOf(amtD)
+			units, rem := amt.QuoRem(unit[i])
 			notional := amt
 			if rem.Sign() > 0 {
-				units = add(units, oneUnit)
-				notional = mul(units, unit)
+				units = units.Add(numOne)
+				notional = units.Mul(unit[i])
 			}
-			qty := pl.timesStep(i, units)
-			if held := pl.limit(a, i); greater(qty, held) {
-				units, _ = dec64.QuoRem(held, p.Instruments[i].Step)
-				qty, notional = pl.timesStep(i, units), mul(units, unit)
+			qty := units.Mul(step[i])
+			if held := pl.numOf(pl.limit(a, i)); qty.GreaterThan(held) {
+				units, _ = held.QuoRem(step[i])
+				qty, notional = units.Mul(step[i]), units.Mul(unit[i])
 			}
-			if pl.addOrder(a, i, Sell, units, qty, notional) {
-				pl.cash[a] = add(pl.cash[a], notional)
+			if pl.addOrderNum(a, i, Sell, units, qty, notional) {
+				cash[a] = cash[a].Add(notional)
 			}
 		}
 	}
 	for a := 0; a < pl.nA; a++ {
 		for k, i := range pl.buyOrder {
-			amt := pl.buyAt[a*pl.nI+i]
-			if amt.Sign() <= 0 {
+			amtD := pl.buyAt[a*pl.nI+i]
+			if amtD.Sign() <= 0 {
 				continue
 			}
+			have(i)
 			// The nearest number of steps, half up; down again when rounding
 			// up would spend cash that the account's buys not yet rounded
 			// were planned to spend.
-			unit := pl.unit[i]
-			units := dec64.DivRound(amt, unit, 0)
-			notional := mul(units, unit)
-			if greater(notional, amt) {
-				rest := pl.buyOrder[k+1:]
-				pending := pl.sumOf(len(rest), func(m int) decimal.Decimal {
-					if x := pl.buyAt[a*pl.nI+rest[m]]; x.Sign() > 0 {
-						return x
+			amt := pl.numOf(amtD)
+			units := amt.DivRound(unit[i])
+			notional := units.Mul(unit[i])
+			if notional.GreaterThan(amt) {
+				var pending num
+				for _, j := range pl.buyOrder[k+1:] {
+					if x := pl.buyAt[a*pl.nI+j]; x.Sign() > 0 {
+						pending = pending.Add(pl.numOf(x))
 					}
-					return decimal.Decimal{}
-				})
-				if less(sub(pl.cash[a], pending), notional) {
-					units, notional = sub(units, oneUnit), sub(notional, unit)
+				}
+				if cash[a].Sub(pending).LessThan(notional) {
+					units, notional = units.Sub(numOne), notional.Sub(unit[i])
 				}
 			}
-			if greater(notional, pl.cash[a]) {
-				units, _ = dec64.QuoRem(pl.cash[a], unit)
-				notional = mul(units, unit)
+			if notional.GreaterThan(cash[a]) {
+				units, _ = cash[a].QuoRem(unit[i])
+				notional = units.Mul(unit[i])
 			}
-			if pl.addOrder(a, i, Buy, units, pl.timesStep(i, units), notional) {
-				pl.cash[a] = sub(pl.cash[a], notional)
+			if pl.addOrderNum(a, i, Buy, units, units.Mul(step[i]), notional) {
+				cash[a] = cash[a].Sub(notional)
 			}
 		}
 	}
+	for a := range cash {
+		pl.cash[a] = cash[a].dec()
+	}
+}
+
+// addOrderNum is addOrder of figures in nums: the decimals of an order
+// are made only when it is kept. qty is units when the step is 1, which
+// then share one decimal.
+func (pl *planner) addOrderNum(a, i int, side Side, units, qty, notional num) bool {
+	if units.Sign() <= 0 {
+		return false
+	}
+	if minTrade := pl.p.Rebalance.MinTrade; !minTrade.IsZero() && notional.LessThan(pl.numOf(minTrade)) {
+		pl.dropped[i] = true
+		return false
+	}
+	u := units.dec()
+	q := u
+	if !pl.wholeStep[i] {
+		q = qty.dec()
+	}
+	pl.orders = append(pl.orders, pl.order(a, i, side, u, q, notional.dec(), pl.ruleAt(a, i)))
+	return true
 }
 
 var oneUnit = decimal.NewFromInt(1)
