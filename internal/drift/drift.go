@@ -8,6 +8,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/rebalancerd/rebalancerd/internal/dec64"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
 )
@@ -71,7 +72,7 @@ func Compute(b *portfolio.Book) *Snapshot {
 		s.Values[a] = row
 		for i, q := range b.Qty[a] {
 			if !q.IsZero() {
-				row[i] = q.Mul(b.Price[i])
+				row[i] = dec64.Mul(q, b.Price[i])
 			}
 		}
 		if cash := b.Cash[a]; p.Accounts[a].Reserve.IsZero() && cash.Sign() >= 0 {
@@ -110,19 +111,11 @@ func appendNonZero(parts []decimal.Decimal, d decimal.Decimal) []decimal.Decimal
 	return append(parts, d)
 }
 
-// Sum returns the sum of values, zero for none. It adds in place after
-// the first addition (decimal.Sum does), so that a sum of many values costs
-// a few allocations rather than two for each value, as repeated Add would.
-// Leaving zeros out of values spares their rescaling.
-func Sum(values []decimal.Decimal) decimal.Decimal {
-	switch len(values) {
-	case 0:
-		return decimal.Decimal{}
-	case 1:
-		return values[0]
-	}
-	return decimal.Sum(values[0], values[1:]...)
-}
+// Sum returns the sum of values, zero for none: decimal.Sum's, on int64
+// coefficients while they fit (dec64.Sum), so that a sum costs one
+// decimal rather than two allocations for each value, as repeated Add
+// would.
+func Sum(values []decimal.Decimal) decimal.Decimal { return dec64.Sum(values) }
 
 // Rollup adds each sleeve's value into its ancestors, so that a parent's
 // value is the sum of its children's. values is indexed like p.Sleeves and
@@ -161,7 +154,7 @@ func TotalOf(p *policy.Policy, values []decimal.Decimal) decimal.Decimal {
 // Breaches reports whether a sleeve of this target and half-width, holding
 // value out of total, lies outside its band. It is exact.
 func Breaches(ps *policy.Sleeve, value, total decimal.Decimal) bool {
-	return OutOfBand(value, ps.Target.Mul(total), ps.HalfWidth.Mul(total))
+	return OutOfBand(value, dec64.Mul(ps.Target, total), dec64.Mul(ps.HalfWidth, total))
 }
 
 // OutOfBand reports whether |value - targetValue| > halfWidthValue.
@@ -183,11 +176,12 @@ func OutOfBand(value, targetValue, halfWidthValue decimal.Decimal) bool {
 // decimal arithmetic and, unlike it, does not allocate: drift and the
 // planner's check ask this question of every sleeve.
 func outOfBandInt64(value, targetValue, halfWidthValue decimal.Decimal) (out, ok bool) {
+	const limit = 1 << 62
 	e := min(value.Exponent(), targetValue.Exponent(), halfWidthValue.Exponent())
-	v, okV := coefficientAt(value, e)
-	t, okT := coefficientAt(targetValue, e)
-	h, okH := coefficientAt(halfWidthValue, e)
-	if !okV || !okT || !okH {
+	v, okV := dec64.Coef(value, e)
+	t, okT := dec64.Coef(targetValue, e)
+	h, okH := dec64.Coef(halfWidthValue, e)
+	if !okV || !okT || !okH || v >= limit || v <= -limit || t >= limit || t <= -limit {
 		return false, false
 	}
 	d := v - t
@@ -195,23 +189,6 @@ func outOfBandInt64(value, targetValue, halfWidthValue decimal.Decimal) (out, ok
 		d = -d
 	}
 	return d > h, true
-}
-
-// coefficientAt returns c such that d = c x 10^e, for e <= d.Exponent(),
-// if |c| < 2^62.
-func coefficientAt(d decimal.Decimal, e int32) (int64, bool) {
-	const limit = 1 << 62
-	if d.NumDigits() > 18 { // beyond what CoefficientInt64 can hold
-		return 0, false
-	}
-	c := d.CoefficientInt64()
-	for k := d.Exponent(); k > e; k-- {
-		if c >= limit/10 || c <= -limit/10 {
-			return 0, false
-		}
-		c *= 10
-	}
-	return c, true
 }
 
 // zeroWeight is the weight of an empty sleeve, as value.DivRound(total,
@@ -231,15 +208,17 @@ func Describe(ps *policy.Sleeve, value, total decimal.Decimal) Sleeve {
 	if total.Sign() <= 0 {
 		return d
 	}
-	d.TargetValue = ps.Target.Mul(total)
-	d.HalfWidthValue = ps.HalfWidth.Mul(total)
+	// Each figure as decimal arithmetic gives it, on int64 coefficients
+	// while they fit (dec64).
+	d.TargetValue = dec64.Mul(ps.Target, total)
+	d.HalfWidthValue = dec64.Mul(ps.HalfWidth, total)
 	d.Weight = zeroWeight
 	if !value.IsZero() {
-		d.Weight = value.DivRound(total, WeightPlaces)
+		d.Weight = dec64.DivRound(value, total, WeightPlaces)
 	}
-	d.Deviation = d.Weight.Sub(ps.Target)
+	d.Deviation = dec64.Sub(d.Weight, ps.Target)
 	if d.Deviation.Exponent() < -WeightPlaces {
-		d.Deviation = d.Deviation.Round(WeightPlaces)
+		d.Deviation = dec64.Round(d.Deviation, WeightPlaces)
 	}
 	d.Breach = OutOfBand(value, d.TargetValue, d.HalfWidthValue)
 	return d

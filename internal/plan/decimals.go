@@ -4,15 +4,20 @@ import (
 	"strconv"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/dec64"
 )
 
 // Every shopspring/decimal operation allocates (a big.Int and its words;
-// a division about seven times), and allocation is most of what planning
-// costs. The helpers below skip the operations whose result is already
-// known: adding or subtracting zero, multiplying by one, dividing by a
-// power of ten that cannot leave a remainder. They return exactly the value
-// the full operation would. Decimals are immutable, so returning an operand
-// as the result is safe.
+// a division about seven times; an operation on figures of different
+// exponents rescales first, which allocates again), and allocation is most
+// of what planning costs. The helpers below skip the operations whose
+// result is already known: adding or subtracting zero, multiplying by one,
+// dividing by a power of ten that cannot leave a remainder; and do the
+// others on int64 coefficients while they fit (dec64), which costs one
+// decimal for a result and nothing for a comparison. They return exactly
+// the value the full operation would. Decimals are immutable, so returning
+// an operand as the result is safe.
 
 // add returns x + y.
 func add(x, y decimal.Decimal) decimal.Decimal {
@@ -22,7 +27,7 @@ func add(x, y decimal.Decimal) decimal.Decimal {
 	case x.IsZero():
 		return y
 	}
-	return x.Add(y)
+	return dec64.Add(x, y)
 }
 
 // sub returns x - y.
@@ -30,19 +35,49 @@ func sub(x, y decimal.Decimal) decimal.Decimal {
 	if y.IsZero() {
 		return x
 	}
-	return x.Sub(y)
+	return dec64.Sub(x, y)
+}
+
+// mul returns x x y.
+func mul(x, y decimal.Decimal) decimal.Decimal { return dec64.Mul(x, y) }
+
+// greater reports whether x > y.
+func greater(x, y decimal.Decimal) bool { return dec64.Cmp(x, y) > 0 }
+
+// less reports whether x < y.
+func less(x, y decimal.Decimal) bool { return dec64.Cmp(x, y) < 0 }
+
+// equal reports whether x = y.
+func equal(x, y decimal.Decimal) bool { return dec64.Cmp(x, y) == 0 }
+
+// minDec returns the smaller of x and y (x when they are equal), as
+// decimal.Min does.
+func minDec(x, y decimal.Decimal) decimal.Decimal {
+	if dec64.Cmp(y, x) < 0 {
+		return y
+	}
+	return x
+}
+
+// maxDec returns the larger of x and y (x when they are equal), as
+// decimal.Max does.
+func maxDec(x, y decimal.Decimal) decimal.Decimal {
+	if dec64.Cmp(y, x) > 0 {
+		return y
+	}
+	return x
 }
 
 // take removes up to want from *pool, which must not be negative, and
 // returns what it removed: min(*pool, want). An emptied pool is set to zero
 // without a subtraction.
 func take(pool *decimal.Decimal, want decimal.Decimal) decimal.Decimal {
-	if want.Cmp(*pool) >= 0 {
+	if dec64.Cmp(want, *pool) >= 0 {
 		got := *pool
 		*pool = decimal.Decimal{}
 		return got
 	}
-	*pool = pool.Sub(want)
+	*pool = dec64.Sub(*pool, want)
 	return want
 }
 
@@ -82,7 +117,8 @@ func wholeSteps(q, step decimal.Decimal) bool {
 	if k, ok := powerOfTen(step); ok && q.Exponent() >= k {
 		return true
 	}
-	return q.Mod(step).IsZero()
+	_, r := dec64.QuoRem(q, step)
+	return r.IsZero()
 }
 
 // appendDecimal appends d.String() to buf. big.Int's text conversion costs

@@ -63,6 +63,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/rebalancerd/rebalancerd/internal/dec64"
 	"github.com/rebalancerd/rebalancerd/internal/drift"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/portfolio"
@@ -422,8 +423,8 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 			if step := p.Instruments[i].Step; wholeSteps(q, step) {
 				pl.sellable[a*nI+i] = s.Values[a][i]
 			} else {
-				steps, _ := q.QuoRem(step, 0)
-				pl.sellable[a*nI+i] = pl.timesStep(i, steps).Mul(b.Price[i])
+				steps, _ := dec64.QuoRem(q, step)
+				pl.sellable[a*nI+i] = mul(pl.timesStep(i, steps), b.Price[i])
 			}
 		}
 	}
@@ -431,8 +432,8 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 		pl.capSales()
 	}
 	for a := range p.Accounts {
-		if r := p.Accounts[a].Reserve; r.Sign() > 0 && r.GreaterThan(b.Cash[a]) {
-			pl.short[a] = r.Sub(b.Cash[a])
+		if r := p.Accounts[a].Reserve; r.Sign() > 0 && greater(r, b.Cash[a]) {
+			pl.short[a] = sub(r, b.Cash[a])
 		}
 	}
 	pl.rule = make([]Rule, nI)
@@ -448,7 +449,7 @@ func (pl *planner) timesStep(i int, x decimal.Decimal) decimal.Decimal {
 	if pl.wholeStep[i] {
 		return x
 	}
-	return x.Mul(pl.p.Instruments[i].Step)
+	return mul(x, pl.p.Instruments[i].Step)
 }
 
 // sumOf returns the sum of term(k) for k in [0, n), with drift.Sum on the
@@ -532,25 +533,25 @@ func (pl *planner) allocate(children []int, total decimal.Decimal) {
 		case sd.Breach:
 			edge := sd.HalfWidthValue
 			if pl.dest == policy.DestinationMidway {
-				edge = edge.Mul(half)
+				edge = mul(edge, half)
 			} else {
 				// Aim inside the edge by one step of every instrument below,
 				// so that rounding to steps cannot leave the sleeve outside;
 				// never further in than midway.
-				edge = decimal.Max(edge.Sub(pl.margin(c)), edge.Mul(half))
+				edge = maxDec(sub(edge, pl.margin(c)), mul(edge, half))
 			}
-			if sd.Value.GreaterThan(targetValue) {
-				pl.want[c] = targetValue.Add(edge)
+			if greater(sd.Value, targetValue) {
+				pl.want[c] = add(targetValue, edge)
 			} else {
-				pl.want[c] = targetValue.Sub(edge)
+				pl.want[c] = sub(targetValue, edge)
 			}
 		default:
 			pl.want[c] = sd.Value
 		}
 	}
 	sum := pl.sumOf(len(children), func(k int) decimal.Decimal { return pl.want[children[k]] })
-	if !total.Equal(sum) {
-		pl.spread(children, total.Sub(sum))
+	if !equal(total, sum) {
+		pl.spread(children, sub(total, sum))
 	}
 	for _, c := range children {
 		if kids := pl.p.Sleeves[c].Children; len(kids) > 0 {
@@ -575,10 +576,10 @@ func (pl *planner) margin(si int) decimal.Decimal {
 	accounts := decimal.NewFromInt(int64(pl.nA))
 	for i := range pl.p.Instruments {
 		if si == pl.p.Cash || pl.within(pl.p.Instruments[i].Sleeve, si) {
-			m = m.Add(pl.unit[i])
+			m = add(m, pl.unit[i])
 		}
 	}
-	return m.Mul(accounts)
+	return mul(m, accounts)
 }
 
 // spread adds residual (positive: money to place; negative: money to
@@ -600,18 +601,18 @@ func (pl *planner) spread(children []int, residual decimal.Decimal) {
 			weights[k] = decimal.Zero
 			if w := weight(k, c); w.Sign() > 0 {
 				weights[k] = w
-				sum = sum.Add(w)
+				sum = add(sum, w)
 			}
 		}
 		if sum.Sign() == 0 {
 			return
 		}
-		moved := decimal.Min(need, sum)
+		moved := minDec(need, sum)
 		pl.share(children, weights, sum, moved, sign)
-		need = need.Sub(moved)
+		need = sub(need, moved)
 	}
 	toward := func(k, c int) decimal.Decimal {
-		gap := pl.s.Sleeves[c].TargetValue.Sub(pl.want[c])
+		gap := sub(pl.s.Sleeves[c].TargetValue, pl.want[c])
 		if sign < 0 {
 			gap = gap.Neg()
 		}
@@ -631,11 +632,11 @@ func (pl *planner) spread(children []int, residual decimal.Decimal) {
 	})
 	stage(func(k, c int) decimal.Decimal {
 		sd := &pl.s.Sleeves[c]
-		room := sd.HalfWidthValue.Sub(pl.margin(c))
+		room := sub(sd.HalfWidthValue, pl.margin(c))
 		if sign > 0 {
-			return sd.TargetValue.Add(room).Sub(pl.want[c])
+			return sub(add(sd.TargetValue, room), pl.want[c])
 		}
-		return pl.want[c].Sub(sd.TargetValue.Sub(room))
+		return sub(pl.want[c], sub(sd.TargetValue, room))
 	})
 	stage(func(k, c int) decimal.Decimal {
 		if sign > 0 {
@@ -660,15 +661,15 @@ func (pl *planner) share(children []int, weights []decimal.Decimal, wSum, amount
 		if weights[k].Sign() <= 0 {
 			continue
 		}
-		part := amount.Sub(given)
+		part := sub(amount, given)
 		if k != last {
-			part = amount.Mul(weights[k]).DivRound(wSum, amountPlaces)
+			part = dec64.DivRound(mul(amount, weights[k]), wSum, amountPlaces)
 		}
-		given = given.Add(part)
+		given = add(given, part)
 		if sign < 0 {
 			part = part.Neg()
 		}
-		pl.want[c] = pl.want[c].Add(part)
+		pl.want[c] = add(pl.want[c], part)
 	}
 }
 
@@ -685,7 +686,7 @@ func (pl *planner) amounts() {
 		if !ps.Leaf() || si == p.Cash {
 			continue
 		}
-		traded := pl.dest == policy.DestinationTarget || !pl.want[si].Equal(s.Sleeves[si].Value)
+		traded := pl.dest == policy.DestinationTarget || !equal(pl.want[si], s.Sleeves[si].Value)
 		if !traded {
 			continue
 		}
@@ -696,13 +697,13 @@ func (pl *planner) amounts() {
 	}
 	// The cash sleeve: spend free cash when it is over target; sell its
 	// instruments only for what free cash cannot cover.
-	excess := s.Sleeves[p.Cash].Value.Sub(pl.want[p.Cash])
+	excess := sub(s.Sleeves[p.Cash].Value, pl.want[p.Cash])
 	if excess.Sign() <= 0 {
 		return
 	}
 	freeTotal := pl.sumOf(pl.nA, func(a int) decimal.Decimal { return s.FreeCash[a] })
-	pl.budget = decimal.Min(excess, freeTotal)
-	rest := excess.Sub(pl.budget)
+	pl.budget = minDec(excess, freeTotal)
+	rest := sub(excess, pl.budget)
 	if rest.Sign() <= 0 {
 		return
 	}
@@ -715,12 +716,12 @@ func (pl *planner) amounts() {
 		}
 		var part decimal.Decimal
 		if k == len(instr)-1 {
-			part = rest.Sub(given)
+			part = sub(rest, given)
 		} else {
-			part = rest.Mul(held[i]).DivRound(heldSum, amountPlaces)
+			part = dec64.DivRound(mul(rest, held[i]), heldSum, amountPlaces)
 		}
-		part = decimal.Min(part, held[i])
-		given = given.Add(part)
+		part = minDec(part, held[i])
+		given = add(given, part)
 		pl.sell[i] = part
 		pl.rule[i] = RuleFundBuys
 	}
@@ -860,7 +861,7 @@ func (pl *planner) place() {
 		if pl.free[a].Sign() <= 0 {
 			continue
 		}
-		used, _ := pl.spendIn(a, decimal.Min(pl.free[a], pl.budget))
+		used, _ := pl.spendIn(a, minDec(pl.free[a], pl.budget))
 		pl.free[a] = sub(pl.free[a], used)
 		pl.budget = sub(pl.budget, used)
 	}
@@ -888,7 +889,7 @@ func (pl *planner) place() {
 			if usable.Sign() <= 0 {
 				break
 			}
-			amt := take(&pl.sell[j], decimal.Min(avail, usable))
+			amt := take(&pl.sell[j], minDec(avail, usable))
 			pl.sellAt[k] = add(pl.sellAt[k], amt)
 			spent, _ := pl.spendIn(a, amt)
 			usable = sub(usable, spent)
@@ -970,8 +971,8 @@ func (pl *planner) relocate() {
 					if avail.Sign() <= 0 {
 						break
 					}
-					fromFree := decimal.Min(pl.free[x], pl.budget)
-					m := decimal.Min(pl.buy[i], avail, add(pl.idle[x], fromFree))
+					fromFree := minDec(pl.free[x], pl.budget)
+					m := minDec(minDec(pl.buy[i], avail), add(pl.idle[x], fromFree))
 					if m.Sign() <= 0 {
 						continue
 					}
@@ -979,13 +980,13 @@ func (pl *planner) relocate() {
 						break
 					}
 					// Spend x's idle proceeds before its free cash.
-					if pl.idle[x].GreaterThanOrEqual(m) {
-						pl.idle[x] = pl.idle[x].Sub(m)
+					if !less(pl.idle[x], m) {
+						pl.idle[x] = sub(pl.idle[x], m)
 					} else {
 						rest := sub(m, pl.idle[x])
 						pl.idle[x] = decimal.Decimal{}
-						pl.free[x] = pl.free[x].Sub(rest)
-						pl.budget = pl.budget.Sub(rest)
+						pl.free[x] = sub(pl.free[x], rest)
+						pl.budget = sub(pl.budget, rest)
 					}
 					pl.buyAt[x*nI+j] = add(pl.buyAt[x*nI+j], m)
 					pl.sellAt[y*nI+j] = add(pl.sellAt[y*nI+j], m)
@@ -1028,20 +1029,23 @@ func (pl *planner) spendIn(a int, amount decimal.Decimal) (spent, left decimal.D
 			continue
 		}
 		k := a*pl.nI + i
-		if need.GreaterThan(left) {
-			pl.buy[i] = need.Sub(left)
+		if greater(need, left) {
+			pl.buy[i] = sub(need, left)
 			pl.buyAt[k] = add(pl.buyAt[k], left)
 			left = decimal.Decimal{}
 			break
 		}
 		pl.buy[i] = decimal.Decimal{}
 		pl.buyAt[k] = add(pl.buyAt[k], need)
-		left = left.Sub(need)
+		left = sub(left, need)
 	}
 	return sub(amount, left), left
 }
 
-// round turns the placed amounts into orders of whole steps.
+// round turns the placed amounts into orders of whole steps. It figures
+// in nums (num.go), exact like decimal arithmetic and without its
+// allocations while the figures fit an int64, and makes decimals only of
+// the orders it keeps and of the cash left.
 func (pl *planner) round() {
 	p, b := pl.p, pl.b
 	n := 0
@@ -1055,68 +1059,100 @@ func (pl *planner) round() {
 	}
 	n += 4 // room for a few orders of the polish
 	pl.orders = make([]Order, 0, n)
+	nums := make([]num, 2*pl.nI+pl.nA)
+	// unit and step of each instrument, as nums once it has an order.
+	unit, step, cash := nums[:pl.nI], nums[pl.nI:2*pl.nI], nums[2*pl.nI:]
+	have := func(i int) {
+		if step[i].IsZero() {
+			unit[i], step[i] = pl.numOf(pl.unit[i]), pl.numOf(p.Instruments[i].Step)
+		}
+	}
 	// cash is each account's cash minus its reserve: negative while the
 	// reserve is short, so that proceeds refill it before funding buys.
-	for a := range pl.cash {
-		pl.cash[a] = sub(b.Cash[a], p.Accounts[a].Reserve)
+	for a := range cash {
+		cash[a] = pl.numOf(b.Cash[a]).Sub(pl.numOf(p.Accounts[a].Reserve))
 	}
 	for a := 0; a < pl.nA; a++ {
 		for i := 0; i < pl.nI; i++ {
-			amt := pl.sellAt[a*pl.nI+i]
-			if amt.Sign() <= 0 {
+			amtD := pl.sellAt[a*pl.nI+i]
+			if amtD.Sign() <= 0 {
 				continue
 			}
+			have(i)
 			// Round up: units x unit = amt - rem exactly.
-			unit := pl.unit[i]
-			units, rem := amt.QuoRem(unit, 0)
+			amt := pl.numOf(amtD)
+			units, rem := amt.QuoRem(unit[i])
 			notional := amt
 			if rem.Sign() > 0 {
-				units = units.Add(oneUnit)
-				notional = units.Mul(unit)
+				units = units.Add(numOne)
+				notional = units.Mul(unit[i])
 			}
-			qty := pl.timesStep(i, units)
-			if held := pl.limit(a, i); qty.GreaterThan(held) {
-				units, _ = held.QuoRem(p.Instruments[i].Step, 0)
-				qty, notional = pl.timesStep(i, units), units.Mul(unit)
+			qty := units.Mul(step[i])
+			if held := pl.numOf(pl.limit(a, i)); qty.GreaterThan(held) {
+				units, _ = held.QuoRem(step[i])
+				qty, notional = units.Mul(step[i]), units.Mul(unit[i])
 			}
-			if pl.addOrder(a, i, Sell, units, qty, notional) {
-				pl.cash[a] = add(pl.cash[a], notional)
+			if pl.addOrderNum(a, i, Sell, units, qty, notional) {
+				cash[a] = cash[a].Add(notional)
 			}
 		}
 	}
 	for a := 0; a < pl.nA; a++ {
 		for k, i := range pl.buyOrder {
-			amt := pl.buyAt[a*pl.nI+i]
-			if amt.Sign() <= 0 {
+			amtD := pl.buyAt[a*pl.nI+i]
+			if amtD.Sign() <= 0 {
 				continue
 			}
+			have(i)
 			// The nearest number of steps, half up; down again when rounding
 			// up would spend cash that the account's buys not yet rounded
 			// were planned to spend.
-			unit := pl.unit[i]
-			units := amt.DivRound(unit, 0)
-			notional := units.Mul(unit)
+			amt := pl.numOf(amtD)
+			units := amt.DivRound(unit[i])
+			notional := units.Mul(unit[i])
 			if notional.GreaterThan(amt) {
-				rest := pl.buyOrder[k+1:]
-				pending := pl.sumOf(len(rest), func(m int) decimal.Decimal {
-					if x := pl.buyAt[a*pl.nI+rest[m]]; x.Sign() > 0 {
-						return x
+				var pending num
+				for _, j := range pl.buyOrder[k+1:] {
+					if x := pl.buyAt[a*pl.nI+j]; x.Sign() > 0 {
+						pending = pending.Add(pl.numOf(x))
 					}
-					return decimal.Decimal{}
-				})
-				if sub(pl.cash[a], pending).LessThan(notional) {
-					units, notional = units.Sub(oneUnit), notional.Sub(unit)
+				}
+				if cash[a].Sub(pending).LessThan(notional) {
+					units, notional = units.Sub(numOne), notional.Sub(unit[i])
 				}
 			}
-			if notional.GreaterThan(pl.cash[a]) {
-				units, _ = pl.cash[a].QuoRem(unit, 0)
-				notional = units.Mul(unit)
+			if notional.GreaterThan(cash[a]) {
+				units, _ = cash[a].QuoRem(unit[i])
+				notional = units.Mul(unit[i])
 			}
-			if pl.addOrder(a, i, Buy, units, pl.timesStep(i, units), notional) {
-				pl.cash[a] = pl.cash[a].Sub(notional)
+			if pl.addOrderNum(a, i, Buy, units, units.Mul(step[i]), notional) {
+				cash[a] = cash[a].Sub(notional)
 			}
 		}
 	}
+	for a := range cash {
+		pl.cash[a] = cash[a].dec()
+	}
+}
+
+// addOrderNum is addOrder of figures in nums: the decimals of an order
+// are made only when it is kept. qty is units when the step is 1, which
+// then share one decimal.
+func (pl *planner) addOrderNum(a, i int, side Side, units, qty, notional num) bool {
+	if units.Sign() <= 0 {
+		return false
+	}
+	if minTrade := pl.p.Rebalance.MinTrade; !minTrade.IsZero() && notional.LessThan(pl.numOf(minTrade)) {
+		pl.dropped[i] = true
+		return false
+	}
+	u := units.dec()
+	q := u
+	if !pl.wholeStep[i] {
+		q = qty.dec()
+	}
+	pl.orders = append(pl.orders, pl.order(a, i, side, u, q, notional.dec(), pl.ruleAt(a, i)))
+	return true
 }
 
 var oneUnit = decimal.NewFromInt(1)
@@ -1128,7 +1164,7 @@ func (pl *planner) addOrder(a, i int, side Side, units, qty, notional decimal.De
 	if units.Sign() <= 0 {
 		return false
 	}
-	if minTrade := pl.p.Rebalance.MinTrade; !minTrade.IsZero() && notional.LessThan(minTrade) {
+	if minTrade := pl.p.Rebalance.MinTrade; !minTrade.IsZero() && less(notional, minTrade) {
 		pl.dropped[i] = true
 		return false
 	}
@@ -1194,7 +1230,7 @@ func (pl *planner) project() {
 	}
 	drift.Rollup(p, pl.after)
 	pl.totalAfter = drift.TotalOf(p, pl.after)
-	pl.sameTotal = pl.totalAfter.Equal(pl.T)
+	pl.sameTotal = equal(pl.totalAfter, pl.T)
 }
 
 // outAfter reports whether sleeve si lies outside its band after the
@@ -1209,11 +1245,11 @@ func (pl *planner) outAfter(si int) bool {
 
 // step moves account a's cash by n steps of instrument i.
 func (pl *planner) step(a, i int, n decimal.Decimal, sell bool) {
-	amount := pl.unit[i].Mul(n)
+	amount := mul(pl.unit[i], n)
 	if sell {
-		pl.cash[a] = pl.cash[a].Add(amount)
+		pl.cash[a] = add(pl.cash[a], amount)
 	} else {
-		pl.cash[a] = pl.cash[a].Sub(amount)
+		pl.cash[a] = sub(pl.cash[a], amount)
 	}
 }
 
@@ -1267,7 +1303,7 @@ func (pl *planner) finish() *Plan {
 		}
 		switch {
 		case pl.totalAfter.Sign() <= 0:
-		case pl.sameTotal && pl.after[si].Equal(d.Value):
+		case pl.sameTotal && equal(pl.after[si], d.Value):
 			// Untouched: the figures before are those after.
 			r.WeightAfter, r.BreachAfter = d.Weight, d.Breach
 		default:
@@ -1354,17 +1390,17 @@ func (pl *planner) unresolved(out *Plan) {
 			})
 			haveTails = true
 		}
-		tol := decimal.Max(p.Rebalance.MinTrade, pl.unit[i])
+		tol := maxDec(p.Rebalance.MinTrade, pl.unit[i])
 		switch {
 		case gap[in.Sleeve] != "":
-		case pl.buy[i].GreaterThan(add(tol, tails)):
+		case greater(pl.buy[i], add(tol, tails)):
 			gap[in.Sleeve] = fmt.Sprintf("%s %s of %s could not be bought: no account that may hold it has free cash or sale proceeds left",
 				pl.buy[i].StringFixed(2), p.Currency, in.Symbol)
 			if pl.refill.Sign() > 0 {
 				gap[in.Sleeve] += fmt.Sprintf(" (%s %s of proceeds refill reserves of accounts whose cash is below their reserve)",
 					pl.refill.StringFixed(2), p.Currency)
 			}
-		case pl.sell[i].GreaterThan(tol.Add(pl.tail(i))) && in.Sleeve != p.Cash:
+		case greater(pl.sell[i], add(tol, pl.tail(i))) && in.Sleeve != p.Cash:
 			gap[in.Sleeve] = fmt.Sprintf("%s %s of %s could not be sold", pl.sell[i].StringFixed(2), p.Currency, in.Symbol)
 			if why := pl.heldBackReason(i); why != "" {
 				gap[in.Sleeve] += ": " + why
@@ -1377,7 +1413,7 @@ func (pl *planner) unresolved(out *Plan) {
 	if pl.refill.Sign() > 0 && gap[p.Cash] == "" {
 		var short []string
 		for a := range p.Accounts {
-			if pl.b.Cash[a].LessThan(p.Accounts[a].Reserve) {
+			if less(pl.b.Cash[a], p.Accounts[a].Reserve) {
 				short = append(short, p.Accounts[a].Name)
 			}
 		}
@@ -1432,7 +1468,7 @@ func (pl *planner) soldOut(si int) bool {
 			continue
 		}
 		for a := 0; a < pl.nA; a++ {
-			if !pl.limit(a, i).Sub(sold[a*pl.nI+i]).LessThan(pl.p.Instruments[i].Step) {
+			if !less(sub(pl.limit(a, i), sold[a*pl.nI+i]), pl.p.Instruments[i].Step) {
 				return false
 			}
 		}
@@ -1446,7 +1482,7 @@ func (pl *planner) tail(i int) decimal.Decimal {
 	t := decimal.Zero
 	for a := 0; a < pl.nA; a++ {
 		k := a*pl.nI + i
-		t = t.Add(pl.s.Values[a][i].Sub(pl.sellable[k]))
+		t = add(t, sub(pl.s.Values[a][i], pl.sellable[k]))
 		if pl.withheld != nil {
 			t = sub(t, pl.withheld[k])
 		}

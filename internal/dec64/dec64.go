@@ -1,0 +1,264 @@
+// Package dec64 does shopspring/decimal arithmetic on the int64
+// coefficients of the operands while they fit, and with decimal itself when
+// they do not. Every function returns exactly what the decimal method it
+// is named after returns, value and exponent: only the cost differs.
+//
+// Each decimal operation allocates a big.Int and its words, and those
+// whose operands have different exponents (a price in cents times a step
+// of 0.0001 plus a cash balance) rescale first, which allocates and
+// multiplies again; a comparison of two such figures allocates too. Drift
+// and the planner do these operations on every sleeve, position and order,
+// on figures that almost always fit an int64 at their common exponent: a
+// household of 10^12 dollars at 10^-6. Here each step that could overflow
+// (raising a coefficient to a smaller exponent, a sum, a product) is
+// checked, and the first that would not fit hands the whole operation to
+// decimal, so no result ever differs from decimal's. A result costs one
+// decimal.New, or nothing for a comparison.
+package dec64
+
+import (
+	"math"
+	"math/bits"
+
+	"github.com/shopspring/decimal"
+)
+
+// pow10 holds 10^0 to 10^19, the powers of ten a uint64 holds.
+var pow10 = func() [20]uint64 {
+	var p [20]uint64
+	p[0] = 1
+	for k := 1; k < len(p); k++ {
+		p[k] = p[k-1] * 10
+	}
+	return p
+}()
+
+// Coef returns c with d = c x 10^e, for e <= d.Exponent(), when c fits an
+// int64 (and is not math.MinInt64, so that it can be negated).
+func Coef(d decimal.Decimal, e int32) (int64, bool) {
+	if d.NumDigits() > 18 { // beyond what CoefficientInt64 holds
+		return 0, false
+	}
+	c := d.CoefficientInt64()
+	k := d.Exponent() - e
+	switch {
+	case k == 0 || c == 0:
+		return c, k >= 0
+	case k < 0 || k >= int32(len(pow10)):
+		return 0, false
+	}
+	hi, lo := bits.Mul64(absU(c), pow10[k])
+	if hi != 0 || lo > math.MaxInt64 {
+		return 0, false
+	}
+	if c < 0 {
+		return -int64(lo), true
+	}
+	return int64(lo), true
+}
+
+// pair returns x and y's coefficients at their smaller exponent, and that
+// exponent, when both fit.
+func pair(x, y decimal.Decimal) (a, b int64, e int32, ok bool) {
+	e = min(x.Exponent(), y.Exponent())
+	a, okA := Coef(x, e)
+	b, okB := Coef(y, e)
+	return a, b, e, okA && okB
+}
+
+// absU returns |v| for v > math.MinInt64.
+func absU(v int64) uint64 {
+	if v < 0 {
+		return uint64(-v)
+	}
+	return uint64(v)
+}
+
+// signed returns u with the sign neg as an int64, when it fits.
+func signed(u uint64, neg bool) (int64, bool) {
+	if u > math.MaxInt64 {
+		return 0, false
+	}
+	if neg {
+		return -int64(u), true
+	}
+	return int64(u), true
+}
+
+// Cmp returns x.Cmp(y).
+func Cmp(x, y decimal.Decimal) int {
+	if a, b, _, ok := pair(x, y); ok {
+		return cmp64(a, b)
+	}
+	if sx, sy := x.Sign(), y.Sign(); sx != sy {
+		return cmp64(int64(sx), int64(sy))
+	}
+	return x.Cmp(y)
+}
+
+func cmp64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Add returns x.Add(y).
+func Add(x, y decimal.Decimal) decimal.Decimal {
+	if a, b, e, ok := pair(x, y); ok {
+		if s, ok := add64(a, b); ok {
+			return decimal.New(s, e)
+		}
+	}
+	return x.Add(y)
+}
+
+// Sub returns x.Sub(y).
+func Sub(x, y decimal.Decimal) decimal.Decimal {
+	if a, b, e, ok := pair(x, y); ok {
+		if s, ok := add64(a, -b); ok {
+			return decimal.New(s, e)
+		}
+	}
+	return x.Sub(y)
+}
+
+// add64 returns a + b when it fits (and is not math.MinInt64).
+func add64(a, b int64) (int64, bool) {
+	s := a + b
+	return s, (s > a) == (b > 0) && s != math.MinInt64
+}
+
+// Sum returns decimal.Sum of values, and zero (decimal.Decimal{}) for none.
+func Sum(values []decimal.Decimal) decimal.Decimal {
+	switch len(values) {
+	case 0:
+		return decimal.Decimal{}
+	case 1:
+		return values[0]
+	}
+	e := values[0].Exponent()
+	for _, v := range values[1:] {
+		e = min(e, v.Exponent())
+	}
+	var s int64
+	for _, v := range values {
+		c, ok := Coef(v, e)
+		if ok {
+			s, ok = add64(s, c)
+		}
+		if !ok {
+			return decimal.Sum(values[0], values[1:]...)
+		}
+	}
+	return decimal.New(s, e)
+}
+
+// Mul returns x.Mul(y).
+func Mul(x, y decimal.Decimal) decimal.Decimal {
+	e := int64(x.Exponent()) + int64(y.Exponent())
+	if x.NumDigits() <= 18 && y.NumDigits() <= 18 && e >= math.MinInt32 && e <= math.MaxInt32 {
+		a, b := x.CoefficientInt64(), y.CoefficientInt64()
+		if hi, lo := bits.Mul64(absU(a), absU(b)); hi == 0 {
+			if p, ok := signed(lo, (a < 0) != (b < 0)); ok {
+				return decimal.New(p, int32(e))
+			}
+		}
+	}
+	return x.Mul(y)
+}
+
+// quo returns |x| / |y| at exponent -places, truncated, the remainder and
+// the divisor of that division as decimal's quoRem makes them, and the
+// remainder's exponent; ok is false when a figure does not fit a uint64
+// or the quotient an int64.
+func quo(x, y decimal.Decimal, places int32) (q, r, div uint64, re int32, ok bool) {
+	if x.NumDigits() > 18 || y.NumDigits() > 18 || y.Sign() == 0 {
+		return 0, 0, 0, 0, false
+	}
+	a, b := absU(x.CoefficientInt64()), absU(y.CoefficientInt64())
+	// x / y = a / b x 10^(ex-ey); at exponent -places the quotient is
+	// a x 10^e / b with e = ex - ey + places (or a / (b x 10^-e)).
+	e := int64(x.Exponent()) - int64(y.Exponent()) + int64(places)
+	var hi, lo uint64
+	switch {
+	case e < 0:
+		if -e >= int64(len(pow10)) {
+			return 0, 0, 0, 0, false
+		}
+		h, l := bits.Mul64(b, pow10[-e])
+		if h != 0 {
+			return 0, 0, 0, 0, false
+		}
+		hi, lo, div, re = 0, a, l, x.Exponent()
+	default:
+		if e >= int64(len(pow10)) {
+			return 0, 0, 0, 0, false
+		}
+		hi, lo = bits.Mul64(a, pow10[e])
+		div, re = b, y.Exponent()-places
+	}
+	if hi >= div { // the quotient would not fit 64 bits
+		return 0, 0, 0, 0, false
+	}
+	q, r = bits.Div64(hi, lo, div)
+	if q >= math.MaxInt64 || r > math.MaxInt64 { // q may still grow by one
+		return 0, 0, 0, 0, false
+	}
+	return q, r, div, re, true
+}
+
+// QuoRem returns x.QuoRem(y, 0). y must not be zero.
+func QuoRem(x, y decimal.Decimal) (q, r decimal.Decimal) {
+	if uq, ur, _, re, ok := quo(x, y, 0); ok {
+		qv, _ := signed(uq, (x.Sign() < 0) != (y.Sign() < 0))
+		rv, _ := signed(ur, x.Sign() < 0)
+		return decimal.New(qv, 0), decimal.New(rv, re)
+	}
+	return x.QuoRem(y, 0)
+}
+
+// DivRound returns x.DivRound(y, places): the quotient rounded half away
+// from zero to places decimals. y must not be zero.
+func DivRound(x, y decimal.Decimal, places int32) decimal.Decimal {
+	if uq, ur, div, _, ok := quo(x, y, places); ok {
+		if ur >= div-ur {
+			uq++
+		}
+		qv, _ := signed(uq, (x.Sign() < 0) != (y.Sign() < 0))
+		return decimal.New(qv, -places)
+	}
+	return x.DivRound(y, places)
+}
+
+// Round returns d.Round(places): d rounded half away from zero to places
+// decimals.
+func Round(d decimal.Decimal, places int32) decimal.Decimal {
+	if d.Exponent() == -places {
+		return d
+	}
+	if d.Exponent() > -places {
+		if c, ok := Coef(d, -places); ok {
+			return decimal.New(c, -places)
+		}
+		return d.Round(places)
+	}
+	k := -places - d.Exponent()
+	if d.NumDigits() > 18 || k >= int32(len(pow10)) {
+		return d.Round(places)
+	}
+	c := d.CoefficientInt64()
+	p := int64(pow10[k])
+	q, r := c/p, c%p
+	if absU(r) >= uint64(p)-absU(r) {
+		if c < 0 {
+			q--
+		} else {
+			q++
+		}
+	}
+	return decimal.New(q, -places)
+}

@@ -1,0 +1,114 @@
+package dec64
+
+import (
+	"math/big"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/shopspring/decimal"
+)
+
+// randDec returns a random decimal of either sign: up to 21 digits (some
+// beyond an int64), at an exponent from -12 to 6, zero now and then (as
+// decimal.Decimal{} or at an exponent).
+func randDec(r *rand.Rand) decimal.Decimal {
+	switch r.IntN(12) {
+	case 0:
+		return decimal.Decimal{}
+	case 1:
+		return decimal.New(0, int32(r.IntN(19)-12))
+	}
+	n := uint(r.IntN(70) + 1) // bits
+	c := new(big.Int).Lsh(new(big.Int).SetUint64(r.Uint64()), 64)
+	c.Add(c, new(big.Int).SetUint64(r.Uint64()))
+	c.Rsh(c, 128-n)
+	if r.IntN(2) == 0 {
+		c.Neg(c)
+	}
+	return decimal.NewFromBigInt(c, int32(r.IntN(19)-12))
+}
+
+// same reports whether got is want, value and exponent.
+func same(got, want decimal.Decimal) bool {
+	return got.Exponent() == want.Exponent() && got.Cmp(want) == 0
+}
+
+// TestAgainstDecimal: every function gives what decimal's method gives,
+// value and exponent, on operands that fit an int64 and operands that
+// do not.
+func TestAgainstDecimal(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 300000 {
+		x, y := randDec(r), randDec(r)
+		if got, want := Cmp(x, y), x.Cmp(y); got != want {
+			t.Fatalf("Cmp(%s, %s) = %d, want %d", x, y, got, want)
+		}
+		if got, want := Add(x, y), x.Add(y); !same(got, want) {
+			t.Fatalf("Add(%s, %s) = %s e%d, want %s e%d", x, y, got, got.Exponent(), want, want.Exponent())
+		}
+		if got, want := Sub(x, y), x.Sub(y); !same(got, want) {
+			t.Fatalf("Sub(%s, %s) = %s e%d, want %s e%d", x, y, got, got.Exponent(), want, want.Exponent())
+		}
+		if got, want := Mul(x, y), x.Mul(y); !same(got, want) {
+			t.Fatalf("Mul(%s, %s) = %s e%d, want %s e%d", x, y, got, got.Exponent(), want, want.Exponent())
+		}
+		places := int32(r.IntN(12) - 2)
+		if got, want := Round(x, places), x.Round(places); !same(got, want) {
+			t.Fatalf("Round(%s, %d) = %s e%d, want %s e%d", x, places, got, got.Exponent(), want, want.Exponent())
+		}
+		zs := []decimal.Decimal{x, y, randDec(r), randDec(r)}[:r.IntN(5)]
+		var want decimal.Decimal
+		if len(zs) > 0 {
+			want = decimal.Sum(zs[0], zs[1:]...)
+		}
+		if got := Sum(zs); !same(got, want) {
+			t.Fatalf("Sum(%s) = %s e%d, want %s e%d", zs, got, got.Exponent(), want, want.Exponent())
+		}
+		if y.IsZero() {
+			continue
+		}
+		q, rem := QuoRem(x, y)
+		wq, wr := x.QuoRem(y, 0)
+		if !same(q, wq) || !same(rem, wr) {
+			t.Fatalf("QuoRem(%s, %s) = %s e%d, %s e%d, want %s e%d, %s e%d", x, y, q, q.Exponent(), rem, rem.Exponent(), wq, wq.Exponent(), wr, wr.Exponent())
+		}
+		if got, want := DivRound(x, y, places), x.DivRound(y, places); !same(got, want) {
+			t.Fatalf("DivRound(%s, %s, %d) = %s e%d, want %s e%d", x, y, places, got, got.Exponent(), want, want.Exponent())
+		}
+	}
+}
+
+// TestHalfWay: DivRound and Round round exact halves away from zero, on
+// both signs, and the fast paths are taken for them.
+func TestHalfWay(t *testing.T) {
+	for _, c := range []struct{ x, y, want string }{
+		{"1", "8", "0.125"}, {"-1", "8", "-0.125"}, {"5", "40", "0.125"},
+		{"0.0125", "0.1", "0.125"}, {"-0.0125", "0.1", "-0.125"},
+		{"2.5", "1000", "0.003"}, {"-2.5", "1000", "-0.003"}, {"2.4999", "1000", "0.002"},
+	} {
+		x, y := decimal.RequireFromString(c.x), decimal.RequireFromString(c.y)
+		if got := DivRound(x, y, 3); got.String() != c.want || !same(got, x.DivRound(y, 3)) {
+			t.Errorf("DivRound(%s, %s, 3) = %s, want %s", c.x, c.y, got, c.want)
+		}
+	}
+	for _, c := range []struct{ x, want string }{{"0.0125", "0.013"}, {"-0.0125", "-0.013"}, {"0.01249", "0.012"}} {
+		x := decimal.RequireFromString(c.x)
+		if got := Round(x, 3); got.String() != c.want || !same(got, x.Round(3)) {
+			t.Errorf("Round(%s, 3) = %s, want %s", c.x, got, c.want)
+		}
+	}
+}
+
+// TestNoAllocation: a comparison of figures that fit does not allocate,
+// whatever their exponents, and an addition allocates only its result.
+func TestNoAllocation(t *testing.T) {
+	x, y := decimal.RequireFromString("1234.5678"), decimal.RequireFromString("-99.1")
+	if n := testing.AllocsPerRun(100, func() { Cmp(x, y) }); n != 0 {
+		t.Errorf("Cmp allocates %v times", n)
+	}
+	if n, m := testing.AllocsPerRun(100, func() { sink = Add(x, y) }), testing.AllocsPerRun(100, func() { sink = decimal.New(1, 0) }); n != m {
+		t.Errorf("Add allocates %v times, decimal.New %v", n, m)
+	}
+}
+
+var sink decimal.Decimal
