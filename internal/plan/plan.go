@@ -325,8 +325,11 @@ type planner struct {
 	unit   []decimal.Decimal // value of one step, price x step, per instrument
 	buy    []decimal.Decimal // household amount still to buy, per instrument
 	sell   []decimal.Decimal // household amount still to sell, per instrument
-	buyAt  []decimal.Decimal // amount to buy, [a*nI+i]
-	sellAt []decimal.Decimal // amount to sell, [a*nI+i]
+	// buyAt and sellAt are the amounts to buy and sell per account,
+	// [a*nI+i], before place (the asset location's, a withdrawal's): place
+	// keeps its own in pl.placed, and round reads them there (amountsAt).
+	buyAt  []decimal.Decimal
+	sellAt []decimal.Decimal
 	// sellable is the value of the whole steps held, [a*nI+i]: a holding
 	// that is not a multiple of its step cannot be sold to the last unit.
 	sellable []decimal.Decimal
@@ -341,6 +344,9 @@ type planner struct {
 	// them is their number of steps.
 	wholeStep []bool
 	parts     []decimal.Decimal // scratch for sums
+	// placed is place's figures in nums, which round reads; nil before
+	// place.
+	placed *placement
 
 	buyOrder   []int // instruments, most constrained first
 	spendOrder []int // accounts, most constrained first
@@ -931,6 +937,7 @@ func (pl *planner) place() {
 		m.relocate()
 	}
 	m.store()
+	pl.placed = m
 }
 
 // placement is the state of place in nums (num.go): the planner's amounts
@@ -973,11 +980,13 @@ func (m *placement) store() {
 	for _, x := range []struct {
 		dst []decimal.Decimal
 		src []num
-	}{{pl.buy, m.buy}, {pl.sell, m.sell}, {pl.buyAt, m.buyAt}, {pl.sellAt, m.sellAt}, {pl.free, m.free}, {pl.idle, m.idle}, {pl.short, m.short}} {
+	}{{pl.buy, m.buy}, {pl.sell, m.sell}, {pl.free, m.free}, {pl.idle, m.idle}, {pl.short, m.short}} {
 		for k := range x.src {
 			x.dst[k] = m.storeOne(x.dst[k], x.src[k])
 		}
 	}
+	// The amounts per account stay in m (pl.placed), where round reads
+	// them: pl.buyAt and pl.sellAt are what place starts from.
 }
 
 // storeOne returns d when it is x, else x as a decimal.
@@ -1132,12 +1141,13 @@ func (m *placement) spendIn(a int, amount num) (spent, left num) {
 // the orders it keeps and of the cash left.
 func (pl *planner) round() {
 	p, b := pl.p, pl.b
+	buyAt, sellAt := pl.amountsAt()
 	n := 0
-	for k := range pl.buyAt {
-		if pl.buyAt[k].Sign() > 0 {
+	for k := range buyAt {
+		if buyAt[k].Sign() > 0 {
 			n++
 		}
-		if pl.sellAt[k].Sign() > 0 {
+		if sellAt[k].Sign() > 0 {
 			n++
 		}
 	}
@@ -1158,13 +1168,12 @@ func (pl *planner) round() {
 	}
 	for a := 0; a < pl.nA; a++ {
 		for i := 0; i < pl.nI; i++ {
-			amtD := pl.sellAt[a*pl.nI+i]
-			if amtD.Sign() <= 0 {
+			amt := sellAt[a*pl.nI+i]
+			if amt.Sign() <= 0 {
 				continue
 			}
 			have(i)
 			// Round up: units x unit = amt - rem exactly.
-			amt := pl.numOf(amtD)
 			units, rem := amt.QuoRem(unit[i])
 			notional := amt
 			if rem.Sign() > 0 {
@@ -1183,22 +1192,21 @@ func (pl *planner) round() {
 	}
 	for a := 0; a < pl.nA; a++ {
 		for k, i := range pl.buyOrder {
-			amtD := pl.buyAt[a*pl.nI+i]
-			if amtD.Sign() <= 0 {
+			amt := buyAt[a*pl.nI+i]
+			if amt.Sign() <= 0 {
 				continue
 			}
 			have(i)
 			// The nearest number of steps, half up; down again when rounding
 			// up would spend cash that the account's buys not yet rounded
 			// were planned to spend.
-			amt := pl.numOf(amtD)
 			units := amt.DivRound(unit[i])
 			notional := units.Mul(unit[i])
 			if notional.GreaterThan(amt) {
 				var pending num
 				for _, j := range pl.buyOrder[k+1:] {
-					if x := pl.buyAt[a*pl.nI+j]; x.Sign() > 0 {
-						pending = pending.Add(pl.numOf(x))
+					if x := buyAt[a*pl.nI+j]; x.Sign() > 0 {
+						pending = pending.Add(x)
 					}
 				}
 				if cash[a].Sub(pending).LessThan(notional) {
@@ -1217,6 +1225,21 @@ func (pl *planner) round() {
 	for a := range cash {
 		pl.cash[a] = cash[a].dec()
 	}
+}
+
+// amountsAt returns the amounts to buy and sell per account, [a*nI+i],
+// as place left them (pl.placed), or as nums of the planner's decimals
+// when place did not set them.
+func (pl *planner) amountsAt() (buyAt, sellAt []num) {
+	if m := pl.placed; m != nil {
+		return m.buyAt, m.sellAt
+	}
+	all := make([]num, 2*len(pl.buyAt))
+	buyAt, sellAt = all[:len(pl.buyAt)], all[len(pl.buyAt):]
+	for k := range pl.buyAt {
+		buyAt[k], sellAt[k] = pl.numOf(pl.buyAt[k]), pl.numOf(pl.sellAt[k])
+	}
+	return buyAt, sellAt
 }
 
 // addOrderNum is addOrder of figures in nums: the decimals of an order
