@@ -62,7 +62,10 @@ func TestPowerOfTen(t *testing.T) {
 // TestPercentText: percentText gives what d.Shift(2).StringFixed(2) + "%"
 // gives.
 func TestPercentText(t *testing.T) {
-	for _, s := range []string{"0", "0.602927", "-0.052927", "0.00005", "-0.00005", "0.00004999", "1", "0.1", "0.123456789012", "-0.0000001", "12345.6789", "0.99995"} {
+	for _, s := range []string{"0", "0.602927", "-0.052927", "0.00005", "-0.00005", "0.00004999", "1", "0.1", "0.123456789012", "-0.0000001", "12345.6789", "0.99995",
+		// 16 to 19 digits, at the edges of the int64 path.
+		"0.1234567890123456", "-0.9999499999999999", "0.123456789012345678", "0.999949999999999999", "-0.000049999999999999",
+		"12345678901234.5678", "123456789012345.678", "0.1234567890123456789", "999999999999999999"} {
 		d := decimal.RequireFromString(s)
 		if got, want := percentText(d), d.Shift(2).StringFixed(2)+"%"; got != want {
 			t.Errorf("percentText(%s) = %s, want %s", s, got, want)

@@ -22,6 +22,10 @@ type numbers struct {
 	cash  []num // cash left after the orders less the reserve, per account (pl.cash)
 	total num   // projected total (pl.totalAfter)
 	same  bool  // total equals T (pl.sameTotal)
+	// live is true while the figures above, pl.dev and the orders' steps
+	// hold the projection (from load until withdrawAll); stale, while the
+	// planner's decimals are behind them (from polishDone until sync).
+	live, stale bool
 
 	// Fixed for the planner: T; per instrument the value of a step; per
 	// [a*nI+i] the whole steps that may be sold (-1 when the limit is
@@ -45,9 +49,15 @@ type numbers struct {
 	// the instruments with a step of value that a may buy (may_hold, the
 	// wash-sale guard) in buyLeaf[buyableAt[a]:buyableAt[a+1]], and in
 	// buyUnit the value of the cheapest step a may buy in each, for
-	// idleCash.
+	// idleCash: cheapest first.
 	buyLeaf, buyableAt []int
 	buyUnit            []num
+	// idleHas is, per account whose idleOK is true, whether it could buy
+	// a step of a leaf sleeve under its target (idleCash): it changes only
+	// with the account's cash or with the sign of the deviation of a leaf
+	// in buyLeaf (buysLeaf[a*nS+leaf]), so shift and refreshDev forget it
+	// then (idleOK false).
+	idleOK, idleHas, buysLeaf []bool
 }
 
 // orderIndex indexes the orders while the polish moves them (from
@@ -214,6 +224,7 @@ func (pl *planner) load() {
 	}
 	pl.nOrders = len(pl.orders)
 	pl.refreshDev()
+	pl.f.live, pl.f.stale = true, false
 }
 
 // loadFixed sets the figures of pl.f that are fixed for the planner, once.
@@ -278,9 +289,6 @@ func (pl *planner) loadFixed() {
 		}
 		// What each account may buy is fixed for the planner: the
 		// wash-sale guard changes only between planners (washConflicts).
-		buys := func(a, i int) bool {
-			return p.Instruments[i].Sleeve != p.Cash && f.unit[i].Sign() > 0 && p.Accounts[a].Allows(i) && pl.mayBuy(i)
-		}
 		// At most one entry per account and leaf sleeve with instruments.
 		most := 0
 		for si := range p.Sleeves {
@@ -288,14 +296,21 @@ func (pl *planner) loadFixed() {
 				most += pl.nA
 			}
 		}
-		ints := make([]int, pl.nA+1+len(p.Sleeves)+most)
+		ints := make([]int, pl.nA+1+len(p.Sleeves)+pl.nI+most)
 		f.buyableAt, ints = ints[:pl.nA+1], ints[pl.nA+1:]
 		at, ints := ints[:len(p.Sleeves)], ints[len(p.Sleeves):] // per leaf: its place in buyLeaf, for this account
+		buyable, ints := ints[:0:pl.nI], ints[pl.nI:]            // the instruments some account may buy
+		for i := range p.Instruments {
+			if p.Instruments[i].Sleeve != p.Cash && f.unit[i].Sign() > 0 && pl.mayBuy(i) {
+				buyable = append(buyable, i)
+			}
+		}
 		f.buyLeaf, f.buyUnit = ints[:0], make([]num, 0, most)
 		for a := range p.Accounts {
 			clear(at)
-			for i := range p.Instruments {
-				if !buys(a, i) {
+			from := len(f.buyLeaf)
+			for _, i := range buyable {
+				if !p.Accounts[a].Allows(i) {
 					continue
 				}
 				leaf := p.Instruments[i].Sleeve
@@ -306,7 +321,22 @@ func (pl *planner) loadFixed() {
 				f.buyLeaf, f.buyUnit = append(f.buyLeaf, leaf), append(f.buyUnit, f.unit[i])
 				at[leaf] = len(f.buyLeaf)
 			}
+			// Cheapest step first, for mayBuyUnder (insertion sort: a few
+			// leaf sleeves).
+			for k := from + 1; k < len(f.buyLeaf); k++ {
+				for j := k; j > from && f.buyUnit[j].LessThan(f.buyUnit[j-1]); j-- {
+					f.buyUnit[j], f.buyUnit[j-1] = f.buyUnit[j-1], f.buyUnit[j]
+					f.buyLeaf[j], f.buyLeaf[j-1] = f.buyLeaf[j-1], f.buyLeaf[j]
+				}
+			}
 			f.buyableAt[a+1] = len(f.buyLeaf)
+		}
+		flags := make([]bool, 2*pl.nA+pl.nA*nS)
+		f.idleOK, f.idleHas, f.buysLeaf = flags[:pl.nA], flags[pl.nA:2*pl.nA], flags[2*pl.nA:]
+		for a := range p.Accounts {
+			for _, leaf := range f.buyLeaf[f.buyableAt[a]:f.buyableAt[a+1]] {
+				f.buysLeaf[a*nS+leaf] = true
+			}
 		}
 	}
 }
@@ -419,6 +449,7 @@ func (pl *planner) deviationAfter(si int) num { return pl.dev[si] }
 // refreshDev computes pl.dev for every sleeve.
 func (pl *planner) refreshDev() {
 	pl.view.ok = false
+	clear(pl.f.idleOK)
 	for si := range pl.dev {
 		pl.dev[si] = pl.f.after[si].Sub(pl.targetValueAfter(si))
 	}
@@ -463,24 +494,36 @@ func (pl *planner) idleCash() num {
 		if f.cash[a].Sign() <= 0 {
 			continue
 		}
-		c := f.cash[a]
-		for k := f.buyableAt[a]; k < f.buyableAt[a+1]; k++ {
-			if pl.dev[f.buyLeaf[k]].Sign() >= 0 {
-				continue
-			}
-			if u := f.buyUnit[k]; u.d == c.d && u.e == c.e {
-				// The common case, inline: small, at one exponent.
-				if u.v > c.v {
-					continue
-				}
-			} else if u.GreaterThan(c) {
-				continue
-			}
+		has := f.idleHas[a]
+		if pl.plain || !f.idleOK[a] {
+			has = pl.mayBuyUnder(a)
+			f.idleOK[a], f.idleHas[a] = !pl.plain, has
+		}
+		if has {
 			idle = idle.Add(f.cash[a])
-			break
 		}
 	}
 	return idle
+}
+
+// mayBuyUnder reports whether account a's free cash could buy a step of
+// an instrument it may hold of a leaf sleeve under its target.
+func (pl *planner) mayBuyUnder(a int) bool {
+	f := &pl.f
+	c := f.cash[a]
+	for k := f.buyableAt[a]; k < f.buyableAt[a+1]; k++ {
+		if pl.dev[f.buyLeaf[k]].Sign() >= 0 {
+			continue
+		}
+		// The cheapest step of the leaves under target: a may buy it, or
+		// none of them.
+		if u := f.buyUnit[k]; u.d == c.d && u.e == c.e {
+			// The common case, inline: small, at one exponent.
+			return u.v <= c.v
+		}
+		return !f.buyUnit[k].GreaterThan(c)
+	}
+	return false
 }
 
 // exempt reports whether an order's rule lets its account trade both sides
@@ -499,10 +542,22 @@ func (pl *planner) shift(a, i int, n num, sell bool) {
 	}
 	was := f.cash[a]
 	f.cash[a] = was.Sub(amount)
-	for x := p.Instruments[i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
+	f.idleOK[a] = false
+	leaf := p.Instruments[i].Sleeve
+	under := pl.dev[leaf].Sign() < 0
+	for x := leaf; x >= 0; x = p.Sleeves[x].Parent {
 		f.after[x] = f.after[x].Add(amount)
 		pl.dev[x] = pl.dev[x].Add(amount)
 		pl.reView(x)
+	}
+	if pl.dev[leaf].Sign() < 0 != under {
+		// The accounts that may buy the leaf may now buy it, or no more.
+		nS := len(p.Sleeves)
+		for b := range f.idleOK {
+			if f.buysLeaf[b*nS+leaf] {
+				f.idleOK[b] = false
+			}
+		}
 	}
 	if was.Sign() >= 0 && f.cash[a].Sign() >= 0 {
 		// Free cash pays for it all: the total is unchanged.
@@ -590,13 +645,27 @@ func (pl *planner) newRule(i int) Rule {
 	return pl.ruleFor(pl.p.Instruments[i].Sleeve)
 }
 
-// polishDone removes the orders that fell to zero steps and writes the
-// projection back to the planner's decimals. The orders the polish
-// changed keep their steps in n (changed) until settle.
+// polishDone removes the orders that fell to zero steps and leaves the
+// projection in pl.f, as load would leave it: the planner's decimals are
+// written from it only once the plan is chosen (sync), so that the plans
+// compared and not kept never are. The orders the polish changed keep
+// their steps in n (changed) until settle.
 func (pl *planner) polishDone() {
 	pl.idx.ok = false
 	pl.dropEmpty()
-	pl.store()
+	pl.nOrders = len(pl.orders)
+	pl.refreshDev()
+	pl.f.stale = true
+}
+
+// sync writes the projection of the polish (pl.f) back to the planner's
+// decimals when they are behind it (stale), for the code that reads them
+// after the polish.
+func (pl *planner) sync() {
+	if pl.f.stale {
+		pl.store()
+		pl.f.stale = false
+	}
 }
 
 // compact is for the code that changes settled orders after the polish
@@ -634,6 +703,7 @@ func (pl *planner) dropEmpty() {
 // settle sets the units, quantity and notional of the orders the polish
 // changed: once, for the plan kept.
 func (pl *planner) settle() {
+	pl.sync()
 	for k := range pl.orders {
 		if o := &pl.orders[k]; o.changed {
 			units, n := o.n.dec(), o.n
@@ -1342,8 +1412,23 @@ func (pl *planner) tryPair(a, i int, side Side, n num, cur *score, withIdle bool
 		return *cur, false
 	}
 	var best [maxPartners]int
-	for _, j := range pl.partners(a, i, side, &best) {
-		if sc, ok := pl.tryPairWith(a, i, j, side, first, cur, withIdle); ok {
+	partners := pl.partners(a, i, side, &best)
+	if len(partners) == 0 {
+		return *cur, false
+	}
+	// What the partner pays for or spends, the same for each partner (a
+	// pair tried and not kept is taken back): the cost of the buy less
+	// the free cash, or the proceeds of the sell and the free cash.
+	f := &pl.f
+	pay := f.unit[i].Mul(first.n)
+	if free := maxNum(num{}, f.cash[a]); side == Buy {
+		pay = pay.Sub(free)
+	} else {
+		pay = pay.Add(free)
+	}
+	feasible := 0 // first's feasibility, once known for a sell: 1 yes, -1 no
+	for _, j := range partners {
+		if sc, ok := pl.tryPairWith(a, i, j, side, first, pay, &feasible, cur, withIdle); ok {
 			return sc, true
 		}
 	}
@@ -1351,16 +1436,19 @@ func (pl *planner) tryPair(a, i int, side Side, n num, cur *score, withIdle bool
 }
 
 // tryPairWith tries first, a move of instrument i, with the trade of
-// partner j that pays for it or spends its proceeds.
-func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, withIdle bool) (score, bool) {
+// partner j that pays for it or spends its proceeds: pay is the cost of
+// a buy less account a's free cash, or the proceeds of a sell and that
+// cash (tryPair); feasible keeps whether a sell first is feasible, once
+// known, for the next partner.
+func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feasible *int, cur *score, withIdle bool) (score, bool) {
 	p, f := pl.p, &pl.f
 	// want is the partner's steps: sold first to pay for a buy, or bought
 	// after a sell with its proceeds and free cash, no further than its
 	// sleeve's target.
-	var want, zero num
+	var want num
 	if side == Buy {
 		// At least one step: the sale may be what keeps cash in its band.
-		need := f.unit[i].Mul(first.n).Sub(maxNum(zero, f.cash[a]))
+		need := pay
 		want = numOne
 		if need.Sign() > 0 {
 			var rem num
@@ -1374,11 +1462,26 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, cur *score, w
 		}
 		first, want, i, j = sell, first.n, j, i
 	} else {
-		spend := minNum(f.unit[i].Mul(first.n).Add(maxNum(zero, f.cash[a])), pl.deviationAfter(p.Instruments[j].Sleeve).Neg())
+		spend := minNum(pay, pl.deviationAfter(p.Instruments[j].Sleeve).Neg())
 		want, _ = spend.QuoRem(f.unit[j])
 	}
-	if first.n.Sign() <= 0 || want.Sign() <= 0 || !pl.feasible(first) {
+	if first.n.Sign() <= 0 || want.Sign() <= 0 {
 		return *cur, false
+	}
+	if side == Buy {
+		if !pl.feasible(first) {
+			return *cur, false
+		}
+	} else {
+		if *feasible == 0 {
+			*feasible = -1
+			if pl.feasible(first) {
+				*feasible = 1
+			}
+		}
+		if *feasible < 0 {
+			return *cur, false
+		}
 	}
 	// The view of the projection before the first move, for worse.
 	keeps := !pl.plain && pl.keepsTotal(first.a, pl.amount(&first))
@@ -1569,7 +1672,9 @@ func (pl *planner) beforeScore() score {
 // harms reports whether the plan pushes a sleeve that was inside its band
 // out of it, or makes the largest |deviation| larger than before.
 func (pl *planner) harms() bool {
-	pl.load()
+	if !pl.f.live {
+		pl.load()
+	}
 	for si := range pl.p.Sleeves {
 		if !pl.s.Sleeves[si].Breach && pl.outNow(si) {
 			return true
@@ -1586,6 +1691,7 @@ func (pl *planner) withdrawAll() {
 	}
 	pl.orders = pl.orders[:0]
 	pl.project()
+	pl.f.live, pl.f.stale = false, false
 }
 
 // harmReason is the reason of the sleeves left out of band when the plan
@@ -1767,25 +1873,34 @@ func (pl *planner) appendWhy(buf, head []byte, o *Order) []byte {
 // allocation than the simple planner's.
 func (pl *planner) secondStart() {
 	target := true
-	pl.loadFixed()
-	pl.load()
+	if !pl.f.live {
+		pl.load()
+	}
 	first := pl.score(target)
-	// The first plan and its projection, kept to be put back. The second
-	// plan gets orders of its own (the first plan's are left untouched),
-	// with room for more orders than the first plan has (an order per four
-	// instruments, and four), so that it seldom grows, copying every order,
-	// while the polish tries new orders.
+	// The first plan and its projection, kept to be put back: the
+	// planner's decimals (behind the polish's figures until sync) and the
+	// polish's figures. The second plan gets orders of its own (the first
+	// plan's are left untouched), with room for more orders than the first
+	// plan has (an order per four instruments, and four), so that it
+	// seldom grows, copying every order, while the polish tries new
+	// orders.
 	orders := pl.orders
 	pl.orders = make([]Order, 0, len(orders)+pl.nI/4+4)
-	kept := make([]decimal.Decimal, len(pl.cash)+len(pl.after))
+	f := &pl.f
+	nA, nS := len(pl.cash), len(pl.after)
+	kept := make([]decimal.Decimal, nA+nS)
 	copy(kept, pl.cash)
-	copy(kept[len(pl.cash):], pl.after)
+	copy(kept[nA:], pl.after)
 	total, same := pl.totalAfter, pl.sameTotal
+	keptF := make([]num, nA+2*nS)
+	copy(keptF, f.cash)
+	copy(keptF[nA:], f.after)
+	copy(keptF[nA+nS:], pl.dev)
+	fTotal, fSame, nOrders := f.total, f.same, pl.nOrders
 	pl.withdrawAll()
 	pl.load()
 	pl.simple()
 	pl.polishLoaded()
-	pl.load()
 	second := pl.score(target)
 	h := second.head(&first)
 	if h < 0 || h == 0 && (second.idle.LessThan(first.idle) || second.idle.Equal(first.idle) && second.orders < first.orders) {
@@ -1793,8 +1908,15 @@ func (pl *planner) secondStart() {
 	}
 	pl.orders = orders
 	copy(pl.cash, kept)
-	copy(pl.after, kept[len(pl.cash):])
+	copy(pl.after, kept[nA:])
 	pl.totalAfter, pl.sameTotal = total, same
+	copy(f.cash, keptF)
+	copy(f.after, keptF[nA:])
+	copy(pl.dev, keptF[nA+nS:])
+	f.total, f.same, pl.nOrders = fTotal, fSame, nOrders
+	pl.view.ok = false
+	clear(f.idleOK)
+	pl.f.live, pl.f.stale = true, true
 }
 
 // simple places the orders of a simple whole-share plan on the
@@ -1829,6 +1951,10 @@ func (pl *planner) simple() {
 			if gap[i].Sign() >= 0 {
 				break
 			}
+			if f.maxSteps[a*pl.nI+i].Sign() <= 0 {
+				// Nothing to sell here (want is at least one step).
+				continue
+			}
 			want, rem := gap[i].Neg().QuoRem(f.unit[i])
 			if rem.Sign() > 0 {
 				want = want.Add(numOne)
@@ -1843,11 +1969,20 @@ func (pl *planner) simple() {
 	}
 	for a := range p.Accounts {
 		for i := range p.Instruments {
-			if f.cash[a].Sign() <= 0 || gap[i].Sign() <= 0 || !p.Accounts[a].Allows(i) || !pl.mayBuy(i) ||
-				pl.conflicts(a, i, Buy) {
+			if f.cash[a].Sign() <= 0 {
+				// The account buys only with free cash, which only a buy
+				// would change.
+				break
+			}
+			if gap[i].Sign() <= 0 || !p.Accounts[a].Allows(i) || !pl.mayBuy(i) || pl.conflicts(a, i, Buy) {
 				continue
 			}
-			n, _ := minNum(gap[i], f.cash[a]).QuoRem(f.unit[i])
+			most := minNum(gap[i], f.cash[a])
+			if most.LessThan(f.unit[i]) {
+				// Not a whole step.
+				continue
+			}
+			n, _ := most.QuoRem(f.unit[i])
 			if n.Sign() <= 0 || pl.belowMin(i, n) {
 				continue
 			}
@@ -1899,7 +2034,10 @@ func percentText(d decimal.Decimal) string { return string(appendPercent(nil, d)
 // appendPercent appends percentText(d) to buf.
 func appendPercent(buf []byte, d decimal.Decimal) []byte {
 	e := d.Exponent() + 4 // n = d x 10^4, the hundredths of a percent
-	if d.NumDigits() > 15 || e < -18 || e > 3 {
+	// n fits an int64 below 10^18: at most 18 digits, raised by at most
+	// 18 - digits, or divided by at most 10^18 (twice the remainder stays
+	// below 2 x 10^18).
+	if digits := int32(d.NumDigits()); digits > 18 || e < -18 || e > 3 || digits+e > 18 {
 		return append(append(buf, d.Shift(2).StringFixed(2)...), '%')
 	}
 	n := d.CoefficientInt64()
