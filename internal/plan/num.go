@@ -41,6 +41,9 @@ func numOf(d decimal.Decimal) num {
 	// Trailing zeros dropped (0.25000000 is 25 x 10^-2), so that products
 	// stay small.
 	x := num{v: d.CoefficientInt64(), e: d.Exponent()}
+	if x.v&1 != 0 {
+		return x // odd: no trailing zero
+	}
 	for x.v != 0 && x.v%10 == 0 {
 		x.v /= 10
 		x.e++

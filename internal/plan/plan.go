@@ -325,8 +325,11 @@ type planner struct {
 	unit   []decimal.Decimal // value of one step, price x step, per instrument
 	buy    []decimal.Decimal // household amount still to buy, per instrument
 	sell   []decimal.Decimal // household amount still to sell, per instrument
-	buyAt  []decimal.Decimal // amount to buy, [a*nI+i]
-	sellAt []decimal.Decimal // amount to sell, [a*nI+i]
+	// buyAt and sellAt are the amounts to buy and sell per account,
+	// [a*nI+i], before place (the asset location's, a withdrawal's): place
+	// keeps its own in pl.placed, and round reads them there (amountsAt).
+	buyAt  []decimal.Decimal
+	sellAt []decimal.Decimal
 	// sellable is the value of the whole steps held, [a*nI+i]: a holding
 	// that is not a multiple of its step cannot be sold to the last unit.
 	sellable []decimal.Decimal
@@ -341,6 +344,9 @@ type planner struct {
 	// them is their number of steps.
 	wholeStep []bool
 	parts     []decimal.Decimal // scratch for sums
+	// placed is place's figures in nums, which round reads; nil before
+	// place.
+	placed *placement
 
 	buyOrder   []int // instruments, most constrained first
 	spendOrder []int // accounts, most constrained first
@@ -854,51 +860,52 @@ func (pl *planner) place() {
 	if pl.prefer != nil {
 		pl.spendPreferred()
 	}
+	m := pl.placing()
 	for _, a := range pl.spendOrder {
-		if pl.budget.Sign() <= 0 {
+		if m.budget.Sign() <= 0 {
 			break
 		}
-		if pl.free[a].Sign() <= 0 {
+		if m.free[a].Sign() <= 0 {
 			continue
 		}
-		used, _ := pl.spendIn(a, minDec(pl.free[a], pl.budget))
-		pl.free[a] = sub(pl.free[a], used)
-		pl.budget = sub(pl.budget, used)
+		used, _ := m.spendIn(a, minNum(m.free[a], m.budget))
+		m.free[a] = m.free[a].Sub(used)
+		m.budget = m.budget.Sub(used)
 	}
 	// Sales that fund buys in the same account, tax-advantaged first.
 	for _, a := range pl.sellOrder {
-		if pl.short[a].Sign() > 0 {
+		if m.short[a].Sign() > 0 {
 			continue
 		}
 		// usable is what the account could still spend on the buys it may
 		// hold, computed once it has something to sell.
-		var usable decimal.Decimal
+		var usable num
 		haveUsable := false
 		for j := 0; j < pl.nI; j++ {
 			k := a*pl.nI + j
-			if pl.sell[j].Sign() <= 0 || pl.sellable[k].Sign() <= 0 {
+			if m.sell[j].Sign() <= 0 || pl.sellable[k].Sign() <= 0 {
 				continue
 			}
-			avail := sub(pl.sellable[k], pl.sellAt[k])
+			avail := m.avail(k)
 			if avail.Sign() <= 0 {
 				continue
 			}
 			if !haveUsable {
-				usable, haveUsable = pl.fundable(a), true
+				usable, haveUsable = m.fundable(a), true
 			}
 			if usable.Sign() <= 0 {
 				break
 			}
-			amt := take(&pl.sell[j], minDec(avail, usable))
-			pl.sellAt[k] = add(pl.sellAt[k], amt)
-			spent, _ := pl.spendIn(a, amt)
-			usable = sub(usable, spent)
+			amt := takeNum(&m.sell[j], minNum(avail, usable))
+			m.sellAt[k] = m.sellAt[k].Add(amt)
+			spent, _ := m.spendIn(a, amt)
+			usable = usable.Sub(spent)
 		}
 	}
 	// Remaining sales raise cash toward the cash target. Cash-sleeve
 	// instruments are sold only to fund buys, so they are left alone here.
 	for j := 0; j < pl.nI; j++ {
-		if pl.sell[j].Sign() <= 0 || p.Instruments[j].Sleeve == p.Cash {
+		if m.sell[j].Sign() <= 0 || p.Instruments[j].Sleeve == p.Cash {
 			continue
 		}
 		for _, a := range pl.sellOrder {
@@ -906,29 +913,112 @@ func (pl *planner) place() {
 			if pl.sellable[k].Sign() <= 0 {
 				continue
 			}
-			avail := sub(pl.sellable[k], pl.sellAt[k])
+			avail := m.avail(k)
 			if avail.Sign() <= 0 {
 				continue
 			}
-			amt := take(&pl.sell[j], avail)
-			pl.sellAt[k] = add(pl.sellAt[k], amt)
+			amt := takeNum(&m.sell[j], avail)
+			m.sellAt[k] = m.sellAt[k].Add(amt)
 			proceeds := amt
-			if pl.short[a].Sign() > 0 {
-				refill := take(&pl.short[a], proceeds)
-				pl.refill = add(pl.refill, refill)
-				proceeds = sub(proceeds, refill)
+			if m.short[a].Sign() > 0 {
+				refill := takeNum(&m.short[a], proceeds)
+				m.refill = m.refill.Add(refill)
+				proceeds = proceeds.Sub(refill)
 			}
-			_, left := pl.spendIn(a, proceeds)
-			pl.idle[a] = add(pl.idle[a], left)
-			if pl.sell[j].Sign() <= 0 {
+			_, left := m.spendIn(a, proceeds)
+			m.idle[a] = m.idle[a].Add(left)
+			if m.sell[j].Sign() <= 0 {
 				break
 			}
 		}
 	}
 	// A cash flow only buys, or only sells: it relocates nothing.
 	if pl.flow == nil {
-		pl.relocate()
+		m.relocate()
 	}
+	m.store()
+	pl.placed = m
+}
+
+// placement is the state of place in nums (num.go): the planner's amounts
+// are read once and the ones place changes written back once, and the
+// arithmetic in between, exact like decimal's, costs no allocation while
+// the figures fit an int64.
+type placement struct {
+	pl                *planner
+	buy, sell         []num // per instrument, as pl.buy and pl.sell
+	buyAt, sellAt     []num // [a*nI+i], as pl.buyAt and pl.sellAt
+	free, idle, short []num // per account, as pl.free, pl.idle and pl.short
+	budget, refill    num   // as pl.budget and pl.refill
+}
+
+// placing returns the planner's amounts as a placement.
+func (pl *planner) placing() *placement {
+	nI, nA := pl.nI, pl.nA
+	all := make([]num, 2*nI+2*nA*nI+3*nA)
+	next := func(src []decimal.Decimal) []num {
+		out := all[:len(src):len(src)]
+		all = all[len(src):]
+		for k, d := range src {
+			if !d.IsZero() {
+				out[k] = pl.numOf(d)
+			}
+		}
+		return out
+	}
+	m := &placement{pl: pl, budget: pl.numOf(pl.budget), refill: pl.numOf(pl.refill)}
+	m.buy, m.sell, m.buyAt, m.sellAt = next(pl.buy), next(pl.sell), next(pl.buyAt), next(pl.sellAt)
+	m.free, m.idle, m.short = next(pl.free), next(pl.idle), next(pl.short)
+	return m
+}
+
+// store writes the amounts that place changed back to the planner's
+// decimals.
+func (m *placement) store() {
+	pl := m.pl
+	pl.budget, pl.refill = m.storeOne(pl.budget, m.budget), m.storeOne(pl.refill, m.refill)
+	for _, x := range []struct {
+		dst []decimal.Decimal
+		src []num
+	}{{pl.buy, m.buy}, {pl.sell, m.sell}, {pl.free, m.free}, {pl.idle, m.idle}, {pl.short, m.short}} {
+		for k := range x.src {
+			x.dst[k] = m.storeOne(x.dst[k], x.src[k])
+		}
+	}
+	// The amounts per account stay in m (pl.placed), where round reads
+	// them: pl.buyAt and pl.sellAt are what place starts from.
+}
+
+// storeOne returns d when it is x, else x as a decimal.
+func (m *placement) storeOne(d decimal.Decimal, x num) decimal.Decimal {
+	switch {
+	case x.IsZero():
+		if !d.IsZero() {
+			return decimal.Decimal{}
+		}
+		return d
+	case !d.IsZero() && m.pl.numOf(d).Equal(x):
+		return d
+	}
+	return x.dec()
+}
+
+// takeNum is take in nums: it removes up to want from *pool, which must
+// not be negative, and returns what it removed.
+func takeNum(pool *num, want num) num {
+	if want.Cmp(*pool) >= 0 {
+		got := *pool
+		*pool = num{}
+		return got
+	}
+	*pool = pool.Sub(want)
+	return want
+}
+
+// avail returns what is held of [a*nI+i] = k in whole steps beyond its
+// planned sales.
+func (m *placement) avail(k int) num {
+	return m.pl.numOf(m.pl.sellable[k]).Sub(m.sellAt[k])
 }
 
 // relocate funds buys that no account could pay for where they may be
@@ -936,65 +1026,66 @@ func (pl *planner) place() {
 // instrument that account y holds, y sells as much of it and buys what is
 // needed. The relocated instrument's sleeve is unchanged; household cash
 // falls only by what the plan meant to spend.
-func (pl *planner) relocate() {
+func (m *placement) relocate() {
+	pl := m.pl
 	p, nI := pl.p, pl.nI
 	for _, i := range pl.buyOrder {
 		for _, y := range pl.sellOrder {
-			if pl.buy[i].Sign() <= 0 {
+			if m.buy[i].Sign() <= 0 {
 				break
 			}
-			if !p.Accounts[y].Allows(i) || pl.short[y].Sign() > 0 {
+			if !p.Accounts[y].Allows(i) || m.short[y].Sign() > 0 {
 				continue
 			}
-			for j := 0; j < nI && pl.buy[i].Sign() > 0; j++ {
+			for j := 0; j < nI && m.buy[i].Sign() > 0; j++ {
 				// y must hold j beyond its planned sales, and not be buying it;
 				// the tax rules may keep j from relocating.
-				if j == i || pl.sellable[y*nI+j].Sign() <= 0 || pl.buyAt[y*nI+j].Sign() > 0 || !pl.mayRelocate(j) {
+				if j == i || pl.sellable[y*nI+j].Sign() <= 0 || m.buyAt[y*nI+j].Sign() > 0 || !pl.mayRelocate(j) {
 					continue
 				}
 				// avail is what y holds of j beyond its planned sales,
 				// computed once an account x can pay for it.
-				var avail decimal.Decimal
+				var avail num
 				haveAvail := false
-				for x := 0; x < pl.nA && pl.buy[i].Sign() > 0; x++ {
-					if x == y || !p.Accounts[x].Allows(j) || pl.sellAt[x*nI+j].Sign() > 0 {
+				for x := 0; x < pl.nA && m.buy[i].Sign() > 0; x++ {
+					if x == y || !p.Accounts[x].Allows(j) || m.sellAt[x*nI+j].Sign() > 0 {
 						continue
 					}
 					// x pays with its idle proceeds and its free cash within
 					// the budget; neither is ever negative.
-					if pl.idle[x].Sign() <= 0 && (pl.free[x].Sign() <= 0 || pl.budget.Sign() <= 0) {
+					if m.idle[x].Sign() <= 0 && (m.free[x].Sign() <= 0 || m.budget.Sign() <= 0) {
 						continue
 					}
 					if !haveAvail {
-						avail, haveAvail = sub(pl.sellable[y*nI+j], pl.sellAt[y*nI+j]), true
+						avail, haveAvail = m.avail(y*nI+j), true
 					}
 					if avail.Sign() <= 0 {
 						break
 					}
-					fromFree := minDec(pl.free[x], pl.budget)
-					m := minDec(minDec(pl.buy[i], avail), add(pl.idle[x], fromFree))
-					if m.Sign() <= 0 {
+					fromFree := minNum(m.free[x], m.budget)
+					amt := minNum(minNum(m.buy[i], avail), m.idle[x].Add(fromFree))
+					if amt.Sign() <= 0 {
 						continue
 					}
 					if pl.tx != nil && pl.washRelocation(x, y, j) {
 						break
 					}
 					// Spend x's idle proceeds before its free cash.
-					if !less(pl.idle[x], m) {
-						pl.idle[x] = sub(pl.idle[x], m)
+					if !m.idle[x].LessThan(amt) {
+						m.idle[x] = m.idle[x].Sub(amt)
 					} else {
-						rest := sub(m, pl.idle[x])
-						pl.idle[x] = decimal.Decimal{}
-						pl.free[x] = sub(pl.free[x], rest)
-						pl.budget = sub(pl.budget, rest)
+						rest := amt.Sub(m.idle[x])
+						m.idle[x] = num{}
+						m.free[x] = m.free[x].Sub(rest)
+						m.budget = m.budget.Sub(rest)
 					}
-					pl.buyAt[x*nI+j] = add(pl.buyAt[x*nI+j], m)
-					pl.sellAt[y*nI+j] = add(pl.sellAt[y*nI+j], m)
-					pl.buyAt[y*nI+i] = add(pl.buyAt[y*nI+i], m)
+					m.buyAt[x*nI+j] = m.buyAt[x*nI+j].Add(amt)
+					m.sellAt[y*nI+j] = m.sellAt[y*nI+j].Add(amt)
+					m.buyAt[y*nI+i] = m.buyAt[y*nI+i].Add(amt)
 					pl.moved[x*nI+j], pl.moved[y*nI+j] = true, true
-					take(&pl.buy[i], m)
-					if pl.buy[i].Sign() > 0 { // else the loop ends: avail no longer matters
-						take(&avail, m)
+					takeNum(&m.buy[i], amt)
+					if m.buy[i].Sign() > 0 { // else the loop ends: avail no longer matters
+						takeNum(&avail, amt)
 					}
 				}
 			}
@@ -1004,42 +1095,44 @@ func (pl *planner) relocate() {
 
 // fundable returns what account a could still spend on the buys it may
 // hold.
-func (pl *planner) fundable(a int) decimal.Decimal {
-	acct := &pl.p.Accounts[a]
-	return pl.sumOf(pl.nI, func(i int) decimal.Decimal {
-		if pl.buy[i].Sign() > 0 && acct.Allows(i) {
-			return pl.buy[i]
+func (m *placement) fundable(a int) num {
+	acct := &m.pl.p.Accounts[a]
+	var sum num
+	for i, b := range m.buy {
+		if b.Sign() > 0 && acct.Allows(i) {
+			sum = sum.Add(b)
 		}
-		return decimal.Decimal{}
-	})
+	}
+	return sum
 }
 
 // spendIn spends up to amount in account a on the buys it may hold, most
 // constrained instruments first, and returns what it spent and what is
 // left of amount.
-func (pl *planner) spendIn(a int, amount decimal.Decimal) (spent, left decimal.Decimal) {
+func (m *placement) spendIn(a int, amount num) (spent, left num) {
+	pl := m.pl
 	acct := &pl.p.Accounts[a]
 	left = amount
 	for _, i := range pl.buyOrder {
 		if left.Sign() <= 0 {
 			break
 		}
-		need := pl.buy[i]
+		need := m.buy[i]
 		if need.Sign() <= 0 || !acct.Allows(i) {
 			continue
 		}
 		k := a*pl.nI + i
-		if greater(need, left) {
-			pl.buy[i] = sub(need, left)
-			pl.buyAt[k] = add(pl.buyAt[k], left)
-			left = decimal.Decimal{}
+		if need.GreaterThan(left) {
+			m.buy[i] = need.Sub(left)
+			m.buyAt[k] = m.buyAt[k].Add(left)
+			left = num{}
 			break
 		}
-		pl.buy[i] = decimal.Decimal{}
-		pl.buyAt[k] = add(pl.buyAt[k], need)
-		left = sub(left, need)
+		m.buy[i] = num{}
+		m.buyAt[k] = m.buyAt[k].Add(need)
+		left = left.Sub(need)
 	}
-	return sub(amount, left), left
+	return amount.Sub(left), left
 }
 
 // round turns the placed amounts into orders of whole steps. It figures
@@ -1048,12 +1141,13 @@ func (pl *planner) spendIn(a int, amount decimal.Decimal) (spent, left decimal.D
 // the orders it keeps and of the cash left.
 func (pl *planner) round() {
 	p, b := pl.p, pl.b
+	buyAt, sellAt := pl.amountsAt()
 	n := 0
-	for k := range pl.buyAt {
-		if pl.buyAt[k].Sign() > 0 {
+	for k := range buyAt {
+		if buyAt[k].Sign() > 0 {
 			n++
 		}
-		if pl.sellAt[k].Sign() > 0 {
+		if sellAt[k].Sign() > 0 {
 			n++
 		}
 	}
@@ -1074,13 +1168,12 @@ func (pl *planner) round() {
 	}
 	for a := 0; a < pl.nA; a++ {
 		for i := 0; i < pl.nI; i++ {
-			amtD := pl.sellAt[a*pl.nI+i]
-			if amtD.Sign() <= 0 {
+			amt := sellAt[a*pl.nI+i]
+			if amt.Sign() <= 0 {
 				continue
 			}
 			have(i)
 			// Round up: units x unit = amt - rem exactly.
-			amt := pl.numOf(amtD)
 			units, rem := amt.QuoRem(unit[i])
 			notional := amt
 			if rem.Sign() > 0 {
@@ -1099,22 +1192,21 @@ func (pl *planner) round() {
 	}
 	for a := 0; a < pl.nA; a++ {
 		for k, i := range pl.buyOrder {
-			amtD := pl.buyAt[a*pl.nI+i]
-			if amtD.Sign() <= 0 {
+			amt := buyAt[a*pl.nI+i]
+			if amt.Sign() <= 0 {
 				continue
 			}
 			have(i)
 			// The nearest number of steps, half up; down again when rounding
 			// up would spend cash that the account's buys not yet rounded
 			// were planned to spend.
-			amt := pl.numOf(amtD)
 			units := amt.DivRound(unit[i])
 			notional := units.Mul(unit[i])
 			if notional.GreaterThan(amt) {
 				var pending num
 				for _, j := range pl.buyOrder[k+1:] {
-					if x := pl.buyAt[a*pl.nI+j]; x.Sign() > 0 {
-						pending = pending.Add(pl.numOf(x))
+					if x := buyAt[a*pl.nI+j]; x.Sign() > 0 {
+						pending = pending.Add(x)
 					}
 				}
 				if cash[a].Sub(pending).LessThan(notional) {
@@ -1133,6 +1225,21 @@ func (pl *planner) round() {
 	for a := range cash {
 		pl.cash[a] = cash[a].dec()
 	}
+}
+
+// amountsAt returns the amounts to buy and sell per account, [a*nI+i],
+// as place left them (pl.placed), or as nums of the planner's decimals
+// when place did not set them.
+func (pl *planner) amountsAt() (buyAt, sellAt []num) {
+	if m := pl.placed; m != nil {
+		return m.buyAt, m.sellAt
+	}
+	all := make([]num, 2*len(pl.buyAt))
+	buyAt, sellAt = all[:len(pl.buyAt)], all[len(pl.buyAt):]
+	for k := range pl.buyAt {
+		buyAt[k], sellAt[k] = pl.numOf(pl.buyAt[k]), pl.numOf(pl.sellAt[k])
+	}
+	return buyAt, sellAt
 }
 
 // addOrderNum is addOrder of figures in nums: the decimals of an order
