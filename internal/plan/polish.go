@@ -2087,14 +2087,10 @@ func appendPercent(buf []byte, d decimal.Decimal) []byte {
 	if neg {
 		n = -n
 	}
-	for ; e > 0; e-- {
-		n *= 10
-	}
-	if e < 0 {
-		div := int64(1)
-		for ; e < 0; e++ {
-			div *= 10
-		}
+	if e > 0 {
+		n *= powersOfTen[e]
+	} else if e < 0 {
+		div := powersOfTen[-e]
 		q, r := n/div, n%div
 		if 2*r >= div {
 			q++
