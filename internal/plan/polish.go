@@ -142,6 +142,13 @@ type ranking struct {
 	// value, and rankInst[rankAt[si]:rankAt[si+1]] those of sleeve si,
 	// in the order of the instruments: fixed for the planner.
 	rankLeaves, rankInst, rankAt []int
+	// partnerOK and partnerOf keep, per [a*nS+leaf], the partners of
+	// account a for the instruments of a leaf sleeve (partners), for one
+	// improve: they depend only on the projection, which the moves tried
+	// and not kept leave as it was, and on the side, one per improve.
+	partnerOK []bool
+	partnerN  []uint8
+	partnerOf [][maxPartners]int
 }
 
 // numOf returns d as a num: a decimal (big) in every case when the
@@ -1137,6 +1144,7 @@ func (pl *planner) rate(m, made *move, amount num) (sc score, ok bool) {
 func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle bool) bool {
 	p, f := pl.p, &pl.f
 	pl.rankOK = false
+	clear(pl.partnerOK)
 	over := pl.deviationAfter(si).Sign() > 0
 	wantSell := over
 	if si == p.Cash {
@@ -1307,6 +1315,27 @@ const maxPartners = 3
 // it may buy of the leaf sleeves furthest under their targets. Ties keep
 // the order of the instruments.
 func (pl *planner) partners(a, i int, side Side, best *[maxPartners]int) []int {
+	p := pl.p
+	if pl.plain {
+		return pl.findPartners(a, i, side, best)
+	}
+	nS := len(p.Sleeves)
+	if pl.partnerOK == nil {
+		pl.partnerOK, pl.partnerN = make([]bool, pl.nA*nS), make([]uint8, pl.nA*nS)
+		pl.partnerOf = make([][maxPartners]int, pl.nA*nS)
+	}
+	k := a*nS + p.Instruments[i].Sleeve
+	if !pl.partnerOK[k] {
+		found := pl.findPartners(a, i, side, &pl.partnerOf[k])
+		pl.partnerOK[k], pl.partnerN[k] = true, uint8(len(found))
+	}
+	*best = pl.partnerOf[k]
+	return best[:pl.partnerN[k]]
+}
+
+// findPartners is partners, worked out: they depend on i only through
+// its leaf sleeve.
+func (pl *planner) findPartners(a, i int, side Side, best *[maxPartners]int) []int {
 	p, f := pl.p, &pl.f
 	n := 0
 	for _, j := range pl.ranked(side) {
