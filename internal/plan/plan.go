@@ -326,8 +326,9 @@ type planner struct {
 	buy    []decimal.Decimal // household amount still to buy, per instrument
 	sell   []decimal.Decimal // household amount still to sell, per instrument
 	// buyAt and sellAt are the amounts to buy and sell per account,
-	// [a*nI+i], before place (the asset location's, a withdrawal's): place
-	// keeps its own in pl.placed, and round reads them there (amountsAt).
+	// [a*nI+i], set before place (by the asset location, a withdrawal:
+	// nil until perAccount makes them); place keeps its own in pl.placed,
+	// and round reads them there (amountsAt).
 	buyAt  []decimal.Decimal
 	sellAt []decimal.Decimal
 	// sellable is the value of the whole steps held, [a*nI+i]: a holding
@@ -402,7 +403,7 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 	pl := &planner{s: s, b: b, p: p, dest: dest, T: s.Total, nA: nA, nI: nI, tx: tx}
 	// One backing array for every per-sleeve, per-instrument and
 	// per-account figure, and the scratch of sums.
-	dec := make([]decimal.Decimal, 2*nS+5*nI+3*nA*nI+4*nA+nA+nS)
+	dec := make([]decimal.Decimal, 2*nS+5*nI+nA*nI+4*nA+nA+nS)
 	next := func(n int) []decimal.Decimal {
 		out := dec[:n:n]
 		dec = dec[n:]
@@ -410,7 +411,7 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 	}
 	pl.want, pl.after = next(nS), next(nS)
 	pl.buy, pl.sell, pl.unit, pl.held = next(nI), next(nI), next(nI), next(nI)
-	pl.buyAt, pl.sellAt, pl.sellable = next(nA*nI), next(nA*nI), next(nA*nI)
+	pl.sellable = next(nA * nI)
 	pl.free, pl.idle, pl.short, pl.cash = next(nA), next(nA), next(nA), next(nA)
 	pl.parts = dec[:0]
 	flags := make([]bool, nA*nI+2*nI)
@@ -956,9 +957,9 @@ type placement struct {
 func (pl *planner) placing() *placement {
 	nI, nA := pl.nI, pl.nA
 	all := make([]num, 2*nI+2*nA*nI+3*nA)
-	next := func(src []decimal.Decimal) []num {
-		out := all[:len(src):len(src)]
-		all = all[len(src):]
+	next := func(src []decimal.Decimal, n int) []num {
+		out := all[:n:n]
+		all = all[n:]
 		for k, d := range src {
 			if !d.IsZero() {
 				out[k] = pl.numOf(d)
@@ -967,8 +968,9 @@ func (pl *planner) placing() *placement {
 		return out
 	}
 	m := &placement{pl: pl, budget: pl.numOf(pl.budget), refill: pl.numOf(pl.refill)}
-	m.buy, m.sell, m.buyAt, m.sellAt = next(pl.buy), next(pl.sell), next(pl.buyAt), next(pl.sellAt)
-	m.free, m.idle, m.short = next(pl.free), next(pl.idle), next(pl.short)
+	m.buy, m.sell = next(pl.buy, nI), next(pl.sell, nI)
+	m.buyAt, m.sellAt = next(pl.buyAt, nA*nI), next(pl.sellAt, nA*nI)
+	m.free, m.idle, m.short = next(pl.free, nA), next(pl.idle, nA), next(pl.short, nA)
 	return m
 }
 
@@ -1234,12 +1236,23 @@ func (pl *planner) amountsAt() (buyAt, sellAt []num) {
 	if m := pl.placed; m != nil {
 		return m.buyAt, m.sellAt
 	}
-	all := make([]num, 2*len(pl.buyAt))
-	buyAt, sellAt = all[:len(pl.buyAt)], all[len(pl.buyAt):]
+	n := pl.nA * pl.nI
+	all := make([]num, 2*n)
+	buyAt, sellAt = all[:n], all[n:]
 	for k := range pl.buyAt {
 		buyAt[k], sellAt[k] = pl.numOf(pl.buyAt[k]), pl.numOf(pl.sellAt[k])
 	}
 	return buyAt, sellAt
+}
+
+// perAccount makes pl.buyAt and pl.sellAt, for the code that sets amounts
+// per account before place or instead of it.
+func (pl *planner) perAccount() {
+	if pl.buyAt == nil {
+		n := pl.nA * pl.nI
+		dec := make([]decimal.Decimal, 2*n)
+		pl.buyAt, pl.sellAt = dec[:n:n], dec[n:]
+	}
 }
 
 // addOrderNum is addOrder of figures in nums: the decimals of an order
