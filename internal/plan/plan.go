@@ -1449,15 +1449,25 @@ func (pl *planner) finish() *Plan {
 		return x.instrument - y.instrument
 	})
 	// Every order's why in one string (the builder's, not copied), each
-	// order's a part of it.
-	ends := make([]int, len(out.Orders))
+	// order's a part of it, ending at ends[k]. The scratch below is on the
+	// stack while the plan is small.
+	var intBuf [64]int
+	var headBuf [768]byte
+	var lineBuf [256]byte
+	nO := len(out.Orders)
+	scratch := intBuf[:0]
+	if n := nO + 2*len(p.Sleeves); n <= len(intBuf) {
+		scratch = intBuf[:n]
+	} else {
+		scratch = make([]int, n)
+	}
+	ends := scratch[:nO]
 	var why strings.Builder
-	why.Grow(112 * len(out.Orders))
+	why.Grow(112 * nO)
 	// The head of a sleeve's lines is written once, at its first order,
 	// in heads[at[2si]:at[2si+1]].
-	at := make([]int, 2*len(p.Sleeves))
-	heads := make([]byte, 0, 96*len(p.Sleeves))
-	line := make([]byte, 0, 256)
+	at := scratch[nO:]
+	heads, line := headBuf[:0], lineBuf[:0]
 	for k := range out.Orders {
 		o := &out.Orders[k]
 		si := p.Instruments[o.instrument].Sleeve
@@ -1624,7 +1634,11 @@ func (pl *planner) firstBelow(si int, reasons []string) string {
 // assignIDs derives the plan id from the policy version, the input times
 // and the orders, and each order id from the plan id and its position.
 func (pl *planner) assignIDs(out *Plan) {
-	buf := make([]byte, 0, 128+64*len(out.Orders))
+	var stack [1024]byte // the buffer of a small plan
+	buf := stack[:0]
+	if n := 128 + 64*len(out.Orders); n > len(stack) {
+		buf = make([]byte, 0, n)
+	}
 	buf = append(buf, out.Policy...)
 	buf = append(buf, 0)
 	buf = append(buf, out.PolicyVersion...)
