@@ -1256,8 +1256,11 @@ func (pl *planner) perAccount() {
 }
 
 // addOrderNum is addOrder of figures in nums: the decimals of an order
-// are made only when it is kept. qty is units when the step is 1, which
-// then share one decimal.
+// are made only when it is kept, and only for a cash flow's plan. The
+// orders of MakeWith's plan are polished, which works on their steps
+// (Order.n), and settled (settle), which makes their decimals once: such
+// an order is left with its steps only, marked changed. qty is units when
+// the step is 1, which then share one decimal.
 func (pl *planner) addOrderNum(a, i int, side Side, units, qty, notional num) bool {
 	if units.Sign() <= 0 {
 		return false
@@ -1265,6 +1268,13 @@ func (pl *planner) addOrderNum(a, i int, side Side, units, qty, notional num) bo
 	if minTrade := pl.p.Rebalance.MinTrade; !minTrade.IsZero() && notional.LessThan(pl.numOf(minTrade)) {
 		pl.dropped[i] = true
 		return false
+	}
+	if pl.flow == nil {
+		pl.orders = append(pl.orders, pl.order(a, i, side, decimal.Decimal{}, decimal.Decimal{}, decimal.Decimal{}, pl.ruleAt(a, i)))
+		o := &pl.orders[len(pl.orders)-1]
+		// The steps as the polish would read them from a decimal (numOf).
+		o.n, o.changed = units.trimmed(), true
+		return true
 	}
 	u := units.dec()
 	q := u
@@ -1339,13 +1349,32 @@ func (pl *planner) project() {
 		}
 		return decimal.Decimal{}
 	})
+	// What the orders add to or take from each leaf, in nums: an order
+	// that round or the polish left with its steps only (changed) is worth
+	// its steps times the value of one.
+	var buf [16]num
+	delta := buf[:0]
+	if len(p.Sleeves) <= len(buf) {
+		delta = buf[:len(p.Sleeves)]
+	} else {
+		delta = make([]num, len(p.Sleeves))
+	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
 		sl := p.Instruments[o.instrument].Sleeve
+		x := pl.numOf(o.Notional)
+		if o.changed {
+			x = o.n.Mul(pl.numOf(pl.unit[o.instrument]))
+		}
 		if o.Side == Sell {
-			pl.after[sl] = sub(pl.after[sl], o.Notional)
+			delta[sl] = delta[sl].Sub(x)
 		} else {
-			pl.after[sl] = add(pl.after[sl], o.Notional)
+			delta[sl] = delta[sl].Add(x)
+		}
+	}
+	for si, d := range delta {
+		if !d.IsZero() {
+			pl.after[si] = pl.numOf(pl.after[si]).Add(d).dec()
 		}
 	}
 	drift.Rollup(p, pl.after)
@@ -1360,7 +1389,11 @@ func (pl *planner) outAfter(si int) bool {
 		d := &pl.s.Sleeves[si]
 		return drift.OutOfBand(pl.after[si], d.TargetValue, d.HalfWidthValue)
 	}
-	return drift.Breaches(&pl.p.Sleeves[si], pl.after[si], pl.totalAfter)
+	// drift.Breaches, in nums: |after - target x total| > half-width x
+	// total, exactly, without making the two products as decimals.
+	ps, total := &pl.p.Sleeves[si], pl.numOf(pl.totalAfter)
+	gap := pl.numOf(pl.after[si]).Sub(pl.numOf(ps.Target).Mul(total)).Abs()
+	return gap.GreaterThan(pl.numOf(ps.HalfWidth).Mul(total))
 }
 
 // step moves account a's cash by n steps of instrument i.
