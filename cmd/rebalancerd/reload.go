@@ -162,8 +162,15 @@ func (rr *readResult) summary() string {
 func (m *Main) load(reason string) ([]string, error) {
 	m.loadMu.Lock()
 	defer m.loadMu.Unlock()
+	began := time.Now()
 	rr := m.read()
+	read := time.Since(began)
 	err := m.apply(reason, &rr)
+	if err == nil {
+		// Where a start's time goes, for an operator of many households.
+		m.Log.Info("policies loaded", zap.String("reason", reason), zap.Int("policies", len(rr.set)),
+			zap.Duration("read", read), zap.Duration("load", time.Since(began)-read))
+	}
 	if err == nil && len(rr.refused) > 0 {
 		m.Log.Error("household files refused; the other households run", zap.String("reason", reason),
 			zap.Int("problems", len(rr.refused)), zap.String("problems_shown", rr.summary()))

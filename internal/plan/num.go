@@ -179,11 +179,17 @@ func (x num) RoundFloor(e int32) num {
 
 // Neg returns -x.
 func (x num) Neg() num {
-	if x.isBig() {
-		return bigNum(x.d.Neg())
+	if x.d != nil {
+		return negBig(x)
 	}
-	return num{v: -x.v, e: x.e}
+	x.v = -x.v
+	return x
 }
+
+// negBig is Neg of a big x, apart so that Neg is inlined.
+//
+//go:noinline
+func negBig(x num) num { return bigNum(x.d.Neg()) }
 
 // Abs returns |x|.
 func (x num) Abs() num {
@@ -193,8 +199,13 @@ func (x num) Abs() num {
 		}
 		return x
 	}
-	return bigNum(x.d.Abs())
+	return absBig(x)
 }
+
+// absBig is Abs of a big x, apart so that Abs is inlined.
+//
+//go:noinline
+func absBig(x num) num { return bigNum(x.d.Abs()) }
 
 // Sign returns -1, 0 or 1.
 func (x num) Sign() int {
@@ -244,19 +255,25 @@ func (x num) cmpSlow(y num) int {
 // LessThan reports whether x < y.
 func (x num) LessThan(y num) bool {
 	// Both small (or the same big figure, v 0) at one exponent.
-	if x.d == y.d && x.e == y.e {
+	if x.e == y.e && x.d == y.d {
 		return x.v < y.v
 	}
-	return x.cmpSlow(y) < 0
+	return lessSlow(x, y)
 }
+
+// lessSlow is LessThan when cmpSlow decides, apart so that LessThan is
+// inlined.
+//
+//go:noinline
+func lessSlow(x, y num) bool { return x.cmpSlow(y) < 0 }
 
 // GreaterThan reports whether x > y.
 func (x num) GreaterThan(y num) bool {
 	// Both small (or the same big figure, v 0) at one exponent.
-	if x.d == y.d && x.e == y.e {
+	if x.e == y.e && x.d == y.d {
 		return x.v > y.v
 	}
-	return x.cmpSlow(y) > 0
+	return lessSlow(y, x)
 }
 
 // Equal reports whether x = y.

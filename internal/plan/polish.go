@@ -1877,46 +1877,85 @@ func (pl *planner) secondStart() {
 		pl.load()
 	}
 	first := pl.score(target)
-	// The first plan and its projection, kept to be put back: the
-	// planner's decimals (behind the polish's figures until sync) and the
-	// polish's figures. The second plan gets orders of its own (the first
-	// plan's are left untouched), with room for more orders than the first
-	// plan has (an order per four instruments, and four), so that it
-	// seldom grows, copying every order, while the polish tries new
-	// orders.
+	// The first plan and the polish's figures of it, kept to be put back
+	// (the planner's decimals stay those of the first plan until sync).
+	// The second plan gets orders of its own (the first plan's are left
+	// untouched), with room for more orders than the first plan has (an
+	// order per four instruments, and four), so that it seldom grows,
+	// copying every order, while the polish tries new orders.
 	orders := pl.orders
 	pl.orders = make([]Order, 0, len(orders)+pl.nI/4+4)
 	f := &pl.f
-	nA, nS := len(pl.cash), len(pl.after)
-	kept := make([]decimal.Decimal, nA+nS)
-	copy(kept, pl.cash)
-	copy(kept[nA:], pl.after)
-	total, same := pl.totalAfter, pl.sameTotal
-	keptF := make([]num, nA+2*nS)
-	copy(keptF, f.cash)
-	copy(keptF[nA:], f.after)
-	copy(keptF[nA+nS:], pl.dev)
-	fTotal, fSame, nOrders := f.total, f.same, pl.nOrders
-	pl.withdrawAll()
-	pl.load()
+	nA, nS := len(f.cash), len(f.after)
+	kept := make([]num, nA+2*nS)
+	copy(kept, f.cash)
+	copy(kept[nA:], f.after)
+	copy(kept[nA+nS:], pl.dev)
+	total, same, nOrders, stale := f.total, f.same, pl.nOrders, f.stale
+	pl.loadEmpty()
 	pl.simple()
 	pl.polishLoaded()
 	second := pl.score(target)
 	h := second.head(&first)
 	if h < 0 || h == 0 && (second.idle.LessThan(first.idle) || second.idle.Equal(first.idle) && second.orders < first.orders) {
+		// The second plan is kept: the decimals of no order at all
+		// (withdrawAll's), which sync brings up to the polish's figures.
+		second := pl.orders
+		pl.withdrawAll()
+		pl.orders = second
+		f.live, f.stale = true, true
 		return
 	}
 	pl.orders = orders
-	copy(pl.cash, kept)
-	copy(pl.after, kept[nA:])
-	pl.totalAfter, pl.sameTotal = total, same
-	copy(f.cash, keptF)
-	copy(f.after, keptF[nA:])
-	copy(pl.dev, keptF[nA+nS:])
-	f.total, f.same, pl.nOrders = fTotal, fSame, nOrders
+	copy(f.cash, kept)
+	copy(f.after, kept[nA:])
+	copy(pl.dev, kept[nA+nS:])
+	f.total, f.same, pl.nOrders, f.stale = total, same, nOrders, stale
 	pl.view.ok = false
 	clear(f.idleOK)
-	pl.f.live, pl.f.stale = true, true
+}
+
+// loadEmpty sets the polish's figures to the projection of no order at
+// all, from the figures before the plan: what withdrawAll and then load
+// would set, without the decimals. The planner's decimals are left as
+// they are (the figures are ahead of them: stale).
+func (pl *planner) loadEmpty() {
+	p, f := pl.p, &pl.f
+	var zero num
+	copy(f.cash, f.base) // cash less the reserve, as withdrawAll
+	// The leaf sleeves' values before the plan; the cash sleeve's
+	// instruments and the free cash of each account; the sleeves above,
+	// the sums of theirs (project).
+	for si := range p.Sleeves {
+		f.after[si] = zero
+		if p.Sleeves[si].Leaf() && si != p.Cash {
+			f.after[si] = pl.money(pl.s.Sleeves[si].Value)
+		}
+	}
+	c := zero
+	for _, i := range p.Sleeves[p.Cash].Instruments {
+		c = c.Add(pl.money(pl.held[i]))
+	}
+	for a := range f.cash {
+		c = c.Add(maxNum(zero, f.cash[a]))
+	}
+	f.after[p.Cash] = c
+	for si := len(p.Sleeves) - 1; si >= 0; si-- {
+		for _, ch := range p.Sleeves[si].Children {
+			f.after[si] = f.after[si].Add(f.after[ch])
+		}
+	}
+	f.total = zero
+	for si := range p.Sleeves {
+		if p.Sleeves[si].Parent < 0 {
+			f.total = f.total.Add(f.after[si])
+		}
+	}
+	f.same = f.total.Equal(f.T)
+	pl.orders = pl.orders[:0]
+	pl.nOrders = 0
+	pl.refreshDev()
+	f.live, f.stale = true, true
 }
 
 // simple places the orders of a simple whole-share plan on the
@@ -2037,7 +2076,7 @@ func appendPercent(buf []byte, d decimal.Decimal) []byte {
 	// n fits an int64 below 10^18: at most 18 digits, raised by at most
 	// 18 - digits, or divided by at most 10^18 (twice the remainder stays
 	// below 2 x 10^18).
-	if digits := int32(d.NumDigits()); digits > 18 || e < -18 || e > 3 || digits+e > 18 {
+	if digits := int32(d.NumDigits()); digits > 18 || e < -18 || digits+e > 18 {
 		return append(append(buf, d.Shift(2).StringFixed(2)...), '%')
 	}
 	n := d.CoefficientInt64()
