@@ -25,10 +25,10 @@ import (
 // decode its decimals with Unmarshal itself.
 func Unmarshal(data []byte, v any) error {
 	rv := reflect.ValueOf(v)
-	if rv.Kind() == reflect.Pointer && !rv.IsNil() && holdsDecimal(rv.Type().Elem()) {
+	if rv.Kind() == reflect.Pointer && !rv.IsNil() && holdsDecimal(rv.Type().Elem()) && !passes(data, rv.Type().Elem()) {
 		// The document is read as a stream of tokens, not decoded into a
 		// map: a key that appears twice is checked both times, as the
-		// decoder parses both.
+		// decoder parses both. This finds the problem and where it is.
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.UseNumber()
 		if err := check(dec, rv.Type().Elem(), ""); err != nil {
@@ -276,4 +276,110 @@ func holdsDecimal(t reflect.Type) bool {
 	}
 	holdsCache.Store(t, h)
 	return h
+}
+
+// passes reports whether check would find nothing wrong in data for type
+// t, at the speed of one decoding: data is decoded into t's probe (probeOf),
+// whose every decimal checks its text as check does. When it does not pass
+// (or t has no probe), Unmarshal runs check itself, which says what is wrong
+// and where. It never passes a document check refuses: the probe has the
+// fields check looks into, under the names check matches keys to (exactly,
+// else ignoring case, the first in structFields' order, as encoding/json
+// matches them), lists where t has arrays (check looks at every element),
+// and nothing else.
+func passes(data []byte, t reflect.Type) bool {
+	probe := probeOf(t)
+	return probe != nil && json.Unmarshal(data, reflect.New(probe).Interface()) == nil
+}
+
+// checkedNumber is a decimal's place in a probe: it accepts what check
+// accepts there.
+type checkedNumber struct{}
+
+// UnmarshalJSON refuses a string or number that Check refuses; it leaves
+// anything else (null, or a value of the wrong kind) to the decoder.
+func (*checkedNumber) UnmarshalJSON(b []byte) error {
+	switch {
+	case len(b) == 0:
+		return nil
+	case len(b) > MaxLen+2 && (b[0] == '"' || b[0] == '-' || b[0] >= '0' && b[0] <= '9'):
+		// Longer than a number Check accepts, or escaped: check says which,
+		// without a copy of what may be a megabyte of digits.
+		return ErrTooLong
+	case b[0] == '"':
+		var s string
+		if bytes.IndexByte(b, '\\') < 0 && len(b) >= 2 {
+			s = string(b[1 : len(b)-1])
+		} else if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		return Check(s)
+	case b[0] == '-' || b[0] >= '0' && b[0] <= '9':
+		return Check(string(b))
+	}
+	return nil
+}
+
+var (
+	checkedNumberType = reflect.TypeFor[checkedNumber]()
+	probeCache        sync.Map // reflect.Type -> reflect.Type, or nil for none
+)
+
+// probeOf returns the type passes decodes a document for t into: t's shape
+// reduced to the places that hold decimals, or nil when it cannot be built
+// (a field name that encoding/json would not take as a tag).
+func probeOf(t reflect.Type) reflect.Type {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == decimalType {
+		return checkedNumberType
+	}
+	if p, ok := probeCache.Load(t); ok {
+		p, _ := p.(reflect.Type)
+		return p
+	}
+	probeCache.Store(t, nil) // a recursive type: no probe
+	var probe reflect.Type
+	switch t.Kind() {
+	case reflect.Struct:
+		var fields []reflect.StructField
+		for i, f := range structFields(t) {
+			ft := probeOf(f.typ)
+			if ft == nil || !plainKey(f.name) {
+				fields = nil
+				break
+			}
+			fields = append(fields, reflect.StructField{Name: fmt.Sprintf("F%d", i), Type: ft, Tag: reflect.StructTag(`json:"` + f.name + `"`)})
+		}
+		if fields != nil {
+			probe = reflect.StructOf(fields)
+		}
+	case reflect.Map:
+		if e := probeOf(t.Elem()); e != nil {
+			probe = reflect.MapOf(reflect.TypeFor[string](), e) // check does not look at keys
+		}
+	case reflect.Slice, reflect.Array:
+		if e := probeOf(t.Elem()); e != nil {
+			probe = reflect.SliceOf(e)
+		}
+	}
+	if probe != nil {
+		probeCache.Store(t, probe)
+	}
+	return probe
+}
+
+// plainKey reports whether encoding/json takes name, in a tag, as the
+// field's key: letters, digits and a few punctuation marks.
+func plainKey(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, c := range name {
+		if !(c == '_' || c == '-' || c == '.' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }

@@ -55,9 +55,15 @@ type Sleeve struct {
 func Compute(b *portfolio.Book) *Snapshot {
 	p := b.Policy
 	nA, nI, nS := len(p.Accounts), len(p.Instruments), len(p.Sleeves)
-	// One backing array for the positions' values, the free cash, the
-	// sleeve values and the scratch the sums use.
-	dec := make([]decimal.Decimal, nA*nI+nA+nS+nA*nI+nA)
+	// One backing array for the positions' values, the free cash and the
+	// sleeve values; the scratch the sums use is on the stack while it
+	// fits there.
+	dec := make([]decimal.Decimal, nA*nI+nA+nS)
+	var partBuf [32]decimal.Decimal
+	parts := partBuf[:]
+	if n := nA*nI + nA; n > len(partBuf) {
+		parts = make([]decimal.Decimal, n)
+	}
 	s := &Snapshot{
 		Book:     b,
 		AsOf:     b.PricesAsOf,
@@ -66,7 +72,6 @@ func Compute(b *portfolio.Book) *Snapshot {
 		FreeCash: dec[nA*nI : nA*nI+nA : nA*nI+nA],
 	}
 	values := dec[nA*nI+nA : nA*nI+nA+nS : nA*nI+nA+nS]
-	parts := dec[nA*nI+nA+nS:]
 	for a := 0; a < nA; a++ {
 		row := dec[a*nI : (a+1)*nI : (a+1)*nI]
 		s.Values[a] = row

@@ -472,3 +472,37 @@ func BenchmarkHoldingsLots(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkUnmarshalLedger decodes the saved ledger of a household as a
+// restart does for each: three accounts, eight positions, 20 lots in the
+// taxable account and a plan's orders.
+func BenchmarkUnmarshalLedger(b *testing.B) {
+	l := New("household-000001")
+	accounts := map[string]*Account{
+		"roth": {Cash: decimal.RequireFromString("5000"), Positions: map[string]decimal.Decimal{"VXUS": decimal.NewFromInt(537), "VNQ": decimal.NewFromInt(225),
+			"TM-LARGE": decimal.RequireFromString("0.1576"), "TM-BAL": decimal.RequireFromString("1.366"), "TM-GROWTH": decimal.RequireFromString("10.4")}},
+		"k401": {Cash: decimal.Zero, Positions: map[string]decimal.Decimal{"VTI": decimal.NewFromInt(270), "BND": decimal.NewFromInt(693)}},
+	}
+	lots := make([]Lot, 20)
+	q := decimal.Zero
+	for i := range lots {
+		lots[i] = Lot{ID: i + 1, Quantity: decimal.NewFromInt(int64(1 + i%7)), Basis: decimal.RequireFromString(fmt.Sprintf("%d.%02d", 100+13*i%97, i)),
+			Acquired: tax.NewDate(2020+i%5, time.Month(1+i%12), 1+i%28)}
+		q = q.Add(lots[i].Quantity)
+	}
+	accounts["taxable"] = &Account{Cash: decimal.RequireFromString("25000.17"), Positions: map[string]decimal.Decimal{"VTI": q}, Lots: map[string][]Lot{"VTI": lots}}
+	at := time.Date(2026, 11, 20, 21, 0, 0, 0, time.UTC)
+	l.SetBase(at, "0123456789abcdef", accounts, at)
+	data, err := json.Marshal(l)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		var got Ledger
+		if err := json.Unmarshal(data, &got); err != nil || len(got.Accounts) != 3 {
+			b.Fatal(err, len(got.Accounts))
+		}
+	}
+}

@@ -484,6 +484,7 @@ func fill(need, capacity []decimal.Decimal, amount decimal.Decimal) []decimal.De
 // them, makes up what min_trade dropped and settles the withdrawal.
 func (pl *planner) withdraw() {
 	p, s, f := pl.p, pl.s, pl.flow
+	pl.perAccount()
 	pl.holdings()
 	for i := range pl.rule {
 		pl.rule[i] = RuleWithdraw

@@ -44,7 +44,13 @@ func numOf(d decimal.Decimal) num {
 	if x.v&1 != 0 {
 		return x // odd: no trailing zero
 	}
-	for x.v != 0 && x.v%10 == 0 {
+	return x.trimmed()
+}
+
+// trimmed returns x without the trailing zeros of its coefficient, as
+// numOf gives a decimal of its value: 1200 x 10^-2 is 12 x 10^0.
+func (x num) trimmed() num {
+	for !x.isBig() && x.v != 0 && x.v%10 == 0 {
 		x.v /= 10
 		x.e++
 	}

@@ -326,8 +326,9 @@ type planner struct {
 	buy    []decimal.Decimal // household amount still to buy, per instrument
 	sell   []decimal.Decimal // household amount still to sell, per instrument
 	// buyAt and sellAt are the amounts to buy and sell per account,
-	// [a*nI+i], before place (the asset location's, a withdrawal's): place
-	// keeps its own in pl.placed, and round reads them there (amountsAt).
+	// [a*nI+i], set before place (by the asset location, a withdrawal:
+	// nil until perAccount makes them); place keeps its own in pl.placed,
+	// and round reads them there (amountsAt).
 	buyAt  []decimal.Decimal
 	sellAt []decimal.Decimal
 	// sellable is the value of the whole steps held, [a*nI+i]: a holding
@@ -402,7 +403,7 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 	pl := &planner{s: s, b: b, p: p, dest: dest, T: s.Total, nA: nA, nI: nI, tx: tx}
 	// One backing array for every per-sleeve, per-instrument and
 	// per-account figure, and the scratch of sums.
-	dec := make([]decimal.Decimal, 2*nS+5*nI+3*nA*nI+4*nA+nA+nS)
+	dec := make([]decimal.Decimal, 2*nS+5*nI+nA*nI+4*nA+nA+nS)
 	next := func(n int) []decimal.Decimal {
 		out := dec[:n:n]
 		dec = dec[n:]
@@ -410,7 +411,7 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 	}
 	pl.want, pl.after = next(nS), next(nS)
 	pl.buy, pl.sell, pl.unit, pl.held = next(nI), next(nI), next(nI), next(nI)
-	pl.buyAt, pl.sellAt, pl.sellable = next(nA*nI), next(nA*nI), next(nA*nI)
+	pl.sellable = next(nA * nI)
 	pl.free, pl.idle, pl.short, pl.cash = next(nA), next(nA), next(nA), next(nA)
 	pl.parts = dec[:0]
 	flags := make([]bool, nA*nI+2*nI)
@@ -956,9 +957,9 @@ type placement struct {
 func (pl *planner) placing() *placement {
 	nI, nA := pl.nI, pl.nA
 	all := make([]num, 2*nI+2*nA*nI+3*nA)
-	next := func(src []decimal.Decimal) []num {
-		out := all[:len(src):len(src)]
-		all = all[len(src):]
+	next := func(src []decimal.Decimal, n int) []num {
+		out := all[:n:n]
+		all = all[n:]
 		for k, d := range src {
 			if !d.IsZero() {
 				out[k] = pl.numOf(d)
@@ -967,8 +968,9 @@ func (pl *planner) placing() *placement {
 		return out
 	}
 	m := &placement{pl: pl, budget: pl.numOf(pl.budget), refill: pl.numOf(pl.refill)}
-	m.buy, m.sell, m.buyAt, m.sellAt = next(pl.buy), next(pl.sell), next(pl.buyAt), next(pl.sellAt)
-	m.free, m.idle, m.short = next(pl.free), next(pl.idle), next(pl.short)
+	m.buy, m.sell = next(pl.buy, nI), next(pl.sell, nI)
+	m.buyAt, m.sellAt = next(pl.buyAt, nA*nI), next(pl.sellAt, nA*nI)
+	m.free, m.idle, m.short = next(pl.free, nA), next(pl.idle, nA), next(pl.short, nA)
 	return m
 }
 
@@ -1234,17 +1236,31 @@ func (pl *planner) amountsAt() (buyAt, sellAt []num) {
 	if m := pl.placed; m != nil {
 		return m.buyAt, m.sellAt
 	}
-	all := make([]num, 2*len(pl.buyAt))
-	buyAt, sellAt = all[:len(pl.buyAt)], all[len(pl.buyAt):]
+	n := pl.nA * pl.nI
+	all := make([]num, 2*n)
+	buyAt, sellAt = all[:n], all[n:]
 	for k := range pl.buyAt {
 		buyAt[k], sellAt[k] = pl.numOf(pl.buyAt[k]), pl.numOf(pl.sellAt[k])
 	}
 	return buyAt, sellAt
 }
 
+// perAccount makes pl.buyAt and pl.sellAt, for the code that sets amounts
+// per account before place or instead of it.
+func (pl *planner) perAccount() {
+	if pl.buyAt == nil {
+		n := pl.nA * pl.nI
+		dec := make([]decimal.Decimal, 2*n)
+		pl.buyAt, pl.sellAt = dec[:n:n], dec[n:]
+	}
+}
+
 // addOrderNum is addOrder of figures in nums: the decimals of an order
-// are made only when it is kept. qty is units when the step is 1, which
-// then share one decimal.
+// are made only when it is kept, and only for a cash flow's plan. The
+// orders of MakeWith's plan are polished, which works on their steps
+// (Order.n), and settled (settle), which makes their decimals once: such
+// an order is left with its steps only, marked changed. qty is units when
+// the step is 1, which then share one decimal.
 func (pl *planner) addOrderNum(a, i int, side Side, units, qty, notional num) bool {
 	if units.Sign() <= 0 {
 		return false
@@ -1252,6 +1268,13 @@ func (pl *planner) addOrderNum(a, i int, side Side, units, qty, notional num) bo
 	if minTrade := pl.p.Rebalance.MinTrade; !minTrade.IsZero() && notional.LessThan(pl.numOf(minTrade)) {
 		pl.dropped[i] = true
 		return false
+	}
+	if pl.flow == nil {
+		pl.orders = append(pl.orders, pl.order(a, i, side, decimal.Decimal{}, decimal.Decimal{}, decimal.Decimal{}, pl.ruleAt(a, i)))
+		o := &pl.orders[len(pl.orders)-1]
+		// The steps as the polish would read them from a decimal (numOf).
+		o.n, o.changed = units.trimmed(), true
+		return true
 	}
 	u := units.dec()
 	q := u
@@ -1326,13 +1349,32 @@ func (pl *planner) project() {
 		}
 		return decimal.Decimal{}
 	})
+	// What the orders add to or take from each leaf, in nums: an order
+	// that round or the polish left with its steps only (changed) is worth
+	// its steps times the value of one.
+	var buf [16]num
+	delta := buf[:0]
+	if len(p.Sleeves) <= len(buf) {
+		delta = buf[:len(p.Sleeves)]
+	} else {
+		delta = make([]num, len(p.Sleeves))
+	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
 		sl := p.Instruments[o.instrument].Sleeve
+		x := pl.numOf(o.Notional)
+		if o.changed {
+			x = o.n.Mul(pl.numOf(pl.unit[o.instrument]))
+		}
 		if o.Side == Sell {
-			pl.after[sl] = sub(pl.after[sl], o.Notional)
+			delta[sl] = delta[sl].Sub(x)
 		} else {
-			pl.after[sl] = add(pl.after[sl], o.Notional)
+			delta[sl] = delta[sl].Add(x)
+		}
+	}
+	for si, d := range delta {
+		if !d.IsZero() {
+			pl.after[si] = pl.numOf(pl.after[si]).Add(d).dec()
 		}
 	}
 	drift.Rollup(p, pl.after)
@@ -1347,7 +1389,11 @@ func (pl *planner) outAfter(si int) bool {
 		d := &pl.s.Sleeves[si]
 		return drift.OutOfBand(pl.after[si], d.TargetValue, d.HalfWidthValue)
 	}
-	return drift.Breaches(&pl.p.Sleeves[si], pl.after[si], pl.totalAfter)
+	// drift.Breaches, in nums: |after - target x total| > half-width x
+	// total, exactly, without making the two products as decimals.
+	ps, total := &pl.p.Sleeves[si], pl.numOf(pl.totalAfter)
+	gap := pl.numOf(pl.after[si]).Sub(pl.numOf(ps.Target).Mul(total)).Abs()
+	return gap.GreaterThan(pl.numOf(ps.HalfWidth).Mul(total))
 }
 
 // step moves account a's cash by n steps of instrument i.
@@ -1436,15 +1482,25 @@ func (pl *planner) finish() *Plan {
 		return x.instrument - y.instrument
 	})
 	// Every order's why in one string (the builder's, not copied), each
-	// order's a part of it.
-	ends := make([]int, len(out.Orders))
+	// order's a part of it, ending at ends[k]. The scratch below is on the
+	// stack while the plan is small.
+	var intBuf [64]int
+	var headBuf [768]byte
+	var lineBuf [256]byte
+	nO := len(out.Orders)
+	scratch := intBuf[:0]
+	if n := nO + 2*len(p.Sleeves); n <= len(intBuf) {
+		scratch = intBuf[:n]
+	} else {
+		scratch = make([]int, n)
+	}
+	ends := scratch[:nO]
 	var why strings.Builder
-	why.Grow(112 * len(out.Orders))
+	why.Grow(112 * nO)
 	// The head of a sleeve's lines is written once, at its first order,
 	// in heads[at[2si]:at[2si+1]].
-	at := make([]int, 2*len(p.Sleeves))
-	heads := make([]byte, 0, 96*len(p.Sleeves))
-	line := make([]byte, 0, 256)
+	at := scratch[nO:]
+	heads, line := headBuf[:0], lineBuf[:0]
 	for k := range out.Orders {
 		o := &out.Orders[k]
 		si := p.Instruments[o.instrument].Sleeve
@@ -1611,7 +1667,11 @@ func (pl *planner) firstBelow(si int, reasons []string) string {
 // assignIDs derives the plan id from the policy version, the input times
 // and the orders, and each order id from the plan id and its position.
 func (pl *planner) assignIDs(out *Plan) {
-	buf := make([]byte, 0, 128+64*len(out.Orders))
+	var stack [1024]byte // the buffer of a small plan
+	buf := stack[:0]
+	if n := 128 + 64*len(out.Orders); n > len(stack) {
+		buf = make([]byte, 0, n)
+	}
 	buf = append(buf, out.Policy...)
 	buf = append(buf, 0)
 	buf = append(buf, out.PolicyVersion...)

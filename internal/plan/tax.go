@@ -356,6 +356,7 @@ func (pl *planner) locations() {
 // that no other account with free cash may hold), so that a preference
 // never leaves such a buy unfunded.
 func (pl *planner) spendPreferred() {
+	pl.perAccount()
 	for _, i := range pl.buyOrder {
 		for _, a := range pl.prefer[i] {
 			if pl.buy[i].Sign() <= 0 || pl.budget.Sign() <= 0 {
