@@ -44,6 +44,7 @@ type numbers struct {
 	unit, maxSteps, base []num
 	tgt, hwf, tv, hw     []num
 	gap                  []num // scratch of the simple plan, per instrument
+	value0               []num // per sleeve, its value before the plan
 	leafMoved            []num // scratch of the simple plan, per leaf sleeve: the value its orders move
 
 	// buyLeaf lists, per account a, the leaf sleeves other than cash of
@@ -241,14 +242,22 @@ func (pl *planner) loadFixed() {
 	nS := len(p.Sleeves)
 	if !f.loaded {
 		f.loaded = true
-		all := make([]num, 2*nS+pl.nA+2*pl.nI+pl.nA*pl.nI+pl.nA+4*nS+nS+nS)
+		// At most one entry of buyLeaf per account and leaf sleeve with
+		// instruments.
+		most := 0
+		for si := range p.Sleeves {
+			if len(p.Sleeves[si].Instruments) > 0 {
+				most += pl.nA
+			}
+		}
+		all := make([]num, 2*nS+pl.nA+2*pl.nI+pl.nA*pl.nI+pl.nA+4*nS+nS+nS+pl.nI+most+nS)
 		next := func(n int) []num {
 			out := all[:n:n]
 			all = all[n:]
 			return out
 		}
 		f.after, f.cash, f.unit, f.maxSteps, f.base = next(nS), next(pl.nA), next(pl.nI), next(pl.nA*pl.nI), next(pl.nA)
-		f.gap, f.leafMoved = next(pl.nI), next(nS)
+		f.gap, f.leafMoved, f.minSteps, f.buyUnit, f.value0 = next(pl.nI), next(nS), next(pl.nI), next(most)[:0], next(nS)
 		f.tgt, f.hwf, f.tv, f.hw, pl.dev = next(nS), next(nS), next(nS), next(nS), next(nS)
 		f.T, f.minTrade = pl.numOf(pl.T), pl.numOf(p.Rebalance.MinTrade)
 		for i := range p.Instruments {
@@ -285,7 +294,9 @@ func (pl *planner) loadFixed() {
 			}
 		}
 		f.T, f.minTrade = pl.atMoney(f.T), pl.atMoney(f.minTrade)
-		f.minSteps = make([]num, pl.nI)
+		for si := range p.Sleeves {
+			f.value0[si] = pl.money(pl.s.Sleeves[si].Value)
+		}
 		for i := range f.minSteps {
 			if f.minTrade.Sign() > 0 && f.unit[i].Sign() > 0 {
 				q, rem := f.minTrade.QuoRem(f.unit[i])
@@ -297,13 +308,6 @@ func (pl *planner) loadFixed() {
 		}
 		// What each account may buy is fixed for the planner: the
 		// wash-sale guard changes only between planners (washConflicts).
-		// At most one entry per account and leaf sleeve with instruments.
-		most := 0
-		for si := range p.Sleeves {
-			if len(p.Sleeves[si].Instruments) > 0 {
-				most += pl.nA
-			}
-		}
 		ints := make([]int, pl.nA+1+len(p.Sleeves)+pl.nI+most)
 		f.buyableAt, ints = ints[:pl.nA+1], ints[pl.nA+1:]
 		at, ints := ints[:len(p.Sleeves)], ints[len(p.Sleeves):] // per leaf: its place in buyLeaf, for this account
@@ -313,7 +317,7 @@ func (pl *planner) loadFixed() {
 				buyable = append(buyable, i)
 			}
 		}
-		f.buyLeaf, f.buyUnit = ints[:0], make([]num, 0, most)
+		f.buyLeaf = ints[:0]
 		for a := range p.Accounts {
 			clear(at)
 			from := len(f.buyLeaf)
@@ -1694,9 +1698,9 @@ func (pl *planner) fewer(k int, n num) move {
 
 // beforeScore rates the allocation before the plan.
 func (pl *planner) beforeScore() score {
-	sc := score{total: pl.f.T}
+	sc := score{total: pl.f.T, dev: pl.zero()}
 	for si := range pl.p.Sleeves {
-		if dev := pl.numOf(pl.s.Sleeves[si].Value).Sub(pl.f.tv[si]).Abs(); dev.GreaterThan(sc.dev) {
+		if dev := pl.f.value0[si].Sub(pl.f.tv[si]).Abs(); dev.GreaterThan(sc.dev) {
 			sc.dev = dev
 		}
 	}
@@ -1962,7 +1966,7 @@ func (pl *planner) loadEmpty() {
 	for si := range p.Sleeves {
 		f.after[si] = zero
 		if p.Sleeves[si].Leaf() && si != p.Cash {
-			f.after[si] = pl.money(pl.s.Sleeves[si].Value)
+			f.after[si] = f.value0[si]
 		}
 	}
 	c := zero
