@@ -142,6 +142,13 @@ type ranking struct {
 	// value, and rankInst[rankAt[si]:rankAt[si+1]] those of sleeve si,
 	// in the order of the instruments: fixed for the planner.
 	rankLeaves, rankInst, rankAt []int
+	// partnerOK and partnerOf keep, per [a*nS+leaf], the partners of
+	// account a for the instruments of a leaf sleeve (partners), for one
+	// improve: they depend only on the projection, which the moves tried
+	// and not kept leave as it was, and on the side, one per improve.
+	partnerOK []bool
+	partnerN  []uint8
+	partnerOf [][maxPartners]int
 }
 
 // numOf returns d as a num: a decimal (big) in every case when the
@@ -433,6 +440,10 @@ func (pl *planner) decide(sc score, cur *score, withIdle bool, turn num) (score,
 	return sc, turn.Sign() < 0
 }
 
+// zero returns 0 at the exponent of the money figures (f.e): the sums
+// and comparisons that start from it take num's short paths.
+func (pl *planner) zero() num { return num{e: pl.f.e} }
+
 // targetValueAfter returns sleeve si's target value out of the projected
 // total.
 func (pl *planner) targetValueAfter(si int) num {
@@ -474,7 +485,7 @@ func (pl *planner) outNow(si int) bool {
 // idle free cash (destination target).
 func (pl *planner) score(withIdle bool) score {
 	v := pl.viewed()
-	sc := score{total: pl.f.total, orders: pl.nOrders, harmed: v.nHarmed, out: v.nOut, dev: v.largest(num{}, nil)}
+	sc := score{total: pl.f.total, orders: pl.nOrders, harmed: v.nHarmed, out: v.nOut, dev: v.largest(pl.zero(), nil)}
 	if devLess(&pl.before, &sc) {
 		// A larger largest deviation than before the plan is harm too.
 		sc.harmed++
@@ -488,7 +499,7 @@ func (pl *planner) score(withIdle bool) score {
 // idleCash returns the free cash left in accounts that could buy a step of
 // an instrument of a sleeve under its target.
 func (pl *planner) idleCash() num {
-	var idle num
+	idle := pl.zero()
 	f := &pl.f
 	for a := range pl.p.Accounts {
 		if f.cash[a].Sign() <= 0 {
@@ -568,7 +579,7 @@ func (pl *planner) shift(a, i int, n num, sell bool) {
 	}
 	// The account's cash crosses or stays below its reserve: only the part
 	// above the reserve is free cash, and the total moves.
-	var zero num
+	zero := pl.zero()
 	cashDelta := maxNum(zero, f.cash[a]).Sub(maxNum(zero, was))
 	f.after[p.Cash] = f.after[p.Cash].Add(cashDelta)
 	if moved := amount.Add(cashDelta); !moved.IsZero() {
@@ -1082,7 +1093,7 @@ func (pl *planner) rate(m, made *move, amount num) (sc score, ok bool) {
 	if made != nil {
 		// Its sleeves, already moved in pl.dev.
 		for x := p.Instruments[made.i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
-			if !add(x, num{}) {
+			if !add(x, pl.zero()) {
 				return sc, false
 			}
 		}
@@ -1099,7 +1110,7 @@ func (pl *planner) rate(m, made *move, amount num) (sc score, ok bool) {
 	if made == nil {
 		v = pl.viewed()
 	}
-	sc = score{harmed: v.nHarmed, out: v.nOut, total: f.total}
+	sc = score{harmed: v.nHarmed, out: v.nOut, total: f.total, dev: pl.zero()}
 	for k := 0; k < n; k++ {
 		si := moved[k]
 		d := pl.dev[si].Add(delta[k]).Abs()
@@ -1133,6 +1144,7 @@ func (pl *planner) rate(m, made *move, amount num) (sc score, ok bool) {
 func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle bool) bool {
 	p, f := pl.p, &pl.f
 	pl.rankOK = false
+	clear(pl.partnerOK)
 	over := pl.deviationAfter(si).Sign() > 0
 	wantSell := over
 	if si == p.Cash {
@@ -1303,6 +1315,27 @@ const maxPartners = 3
 // it may buy of the leaf sleeves furthest under their targets. Ties keep
 // the order of the instruments.
 func (pl *planner) partners(a, i int, side Side, best *[maxPartners]int) []int {
+	p := pl.p
+	if pl.plain {
+		return pl.findPartners(a, i, side, best)
+	}
+	nS := len(p.Sleeves)
+	if pl.partnerOK == nil {
+		pl.partnerOK, pl.partnerN = make([]bool, pl.nA*nS), make([]uint8, pl.nA*nS)
+		pl.partnerOf = make([][maxPartners]int, pl.nA*nS)
+	}
+	k := a*nS + p.Instruments[i].Sleeve
+	if !pl.partnerOK[k] {
+		found := pl.findPartners(a, i, side, &pl.partnerOf[k])
+		pl.partnerOK[k], pl.partnerN[k] = true, uint8(len(found))
+	}
+	*best = pl.partnerOf[k]
+	return best[:pl.partnerN[k]]
+}
+
+// findPartners is partners, worked out: they depend on i only through
+// its leaf sleeve.
+func (pl *planner) findPartners(a, i int, side Side, best *[maxPartners]int) []int {
 	p, f := pl.p, &pl.f
 	n := 0
 	for _, j := range pl.ranked(side) {
@@ -1421,7 +1454,7 @@ func (pl *planner) tryPair(a, i int, side Side, n num, cur *score, withIdle bool
 	// the free cash, or the proceeds of the sell and the free cash.
 	f := &pl.f
 	pay := f.unit[i].Mul(first.n)
-	if free := maxNum(num{}, f.cash[a]); side == Buy {
+	if free := maxNum(pl.zero(), f.cash[a]); side == Buy {
 		pay = pay.Sub(free)
 	} else {
 		pay = pay.Add(free)
@@ -1575,7 +1608,7 @@ func (pl *planner) polishLoaded() {
 // largestAfter returns the sleeve of the largest |deviation| after the
 // plan and that deviation.
 func (pl *planner) largestAfter() (int, num) {
-	best, most := -1, num{}
+	best, most := -1, pl.zero()
 	for si, d := range pl.viewed().abs {
 		if d.d == most.d && d.e == most.e {
 			// The common case, inline: small, at one exponent.
@@ -1878,13 +1911,12 @@ func (pl *planner) secondStart() {
 	}
 	first := pl.score(target)
 	// The first plan and the polish's figures of it, kept to be put back
-	// (the planner's decimals stay those of the first plan until sync).
-	// The second plan gets orders of its own (the first plan's are left
-	// untouched), with room for more orders than the first plan has (an
-	// order per four instruments, and four), so that it seldom grows,
-	// copying every order, while the polish tries new orders.
-	orders := pl.orders
-	pl.orders = make([]Order, 0, len(orders)+pl.nI/4+4)
+	// (the planner's decimals stay those of the first plan until sync):
+	// its orders are copied aside, and the second plan is made in their
+	// array, which has room for a few more orders than the first plan
+	// (round's), as the second plan seldom has more.
+	orders := make([]Order, len(pl.orders))
+	copy(orders, pl.orders)
 	f := &pl.f
 	nA, nS := len(f.cash), len(f.after)
 	kept := make([]num, nA+2*nS)
@@ -1921,7 +1953,7 @@ func (pl *planner) secondStart() {
 // they are (the figures are ahead of them: stale).
 func (pl *planner) loadEmpty() {
 	p, f := pl.p, &pl.f
-	var zero num
+	zero := pl.zero()
 	copy(f.cash, f.base) // cash less the reserve, as withdrawAll
 	// The leaf sleeves' values before the plan; the cash sleeve's
 	// instruments and the free cash of each account; the sleeves above,
@@ -2084,14 +2116,10 @@ func appendPercent(buf []byte, d decimal.Decimal) []byte {
 	if neg {
 		n = -n
 	}
-	for ; e > 0; e-- {
-		n *= 10
-	}
-	if e < 0 {
-		div := int64(1)
-		for ; e < 0; e++ {
-			div *= 10
-		}
+	if e > 0 {
+		n *= powersOfTen[e]
+	} else if e < 0 {
+		div := powersOfTen[-e]
 		q, r := n/div, n%div
 		if 2*r >= div {
 			q++
