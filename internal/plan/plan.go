@@ -1472,15 +1472,7 @@ func (pl *planner) finish() *Plan {
 	if pl.flow != nil {
 		pl.flowReport(out)
 	}
-	slices.SortStableFunc(out.Orders, func(x, y Order) int {
-		if x.Phase != y.Phase {
-			return x.Phase - y.Phase
-		}
-		if x.account != y.account {
-			return x.account - y.account
-		}
-		return x.instrument - y.instrument
-	})
+	sortOrders(out.Orders)
 	// Every order's why in one string (the builder's, not copied), each
 	// order's a part of it, ending at ends[k]. The scratch below is on the
 	// stack while the plan is small.
@@ -1519,6 +1511,47 @@ func (pl *planner) finish() *Plan {
 	}
 	pl.assignIDs(out)
 	return out
+}
+
+// sortOrders sorts orders by phase, account and instrument, stably. It
+// sorts their positions and moves each order once: an Order is large, and
+// a sort of the orders themselves would copy them at every comparison and
+// swap.
+func sortOrders(orders []Order) {
+	var buf [64]int
+	at := buf[:0]
+	if len(orders) > len(buf) {
+		at = make([]int, 0, len(orders))
+	}
+	for k := range orders {
+		at = append(at, k)
+	}
+	slices.SortStableFunc(at, func(x, y int) int {
+		a, b := &orders[x], &orders[y]
+		if a.Phase != b.Phase {
+			return a.Phase - b.Phase
+		}
+		if a.account != b.account {
+			return a.account - b.account
+		}
+		return a.instrument - b.instrument
+	})
+	// orders[k] takes orders[at[k]], cycle by cycle.
+	for k := range at {
+		if at[k] == k {
+			continue
+		}
+		first := orders[k]
+		j := k
+		for at[j] != k {
+			next := at[j]
+			orders[j] = orders[next]
+			at[j] = j
+			j = next
+		}
+		orders[j] = first
+		at[j] = j
+	}
 }
 
 // unresolved lists the sleeves the plan leaves where the policy does not
