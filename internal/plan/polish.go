@@ -2024,7 +2024,9 @@ func (pl *planner) simple() {
 		// be rounded down to a multiple of 10^k: floor(floor(y)/U) =
 		// floor(y/U) and ceil(ceil(y)/U) = ceil(y/U) for an integer U > 0.
 		// Rounded, it fits a num where the share's digits made it big.
-		gap[i] = g.RoundFloor(pl.unit[i].Exponent())
+		// At the money exponent, as the cash and step values it is
+		// compared with and moved by.
+		gap[i] = pl.atMoney(g.RoundFloor(pl.unit[i].Exponent()))
 	}
 	pl.indexOrders()
 	// The orders are placed first and the projection moved once after
