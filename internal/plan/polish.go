@@ -44,6 +44,8 @@ type numbers struct {
 	unit, maxSteps, base []num
 	tgt, hwf, tv, hw     []num
 	gap                  []num // scratch of the simple plan, per instrument
+	value0               []num // per sleeve, its value before the plan
+	leafMoved            []num // scratch of the simple plan, per leaf sleeve: the value its orders move
 
 	// buyLeaf lists, per account a, the leaf sleeves other than cash of
 	// the instruments with a step of value that a may buy (may_hold, the
@@ -240,14 +242,22 @@ func (pl *planner) loadFixed() {
 	nS := len(p.Sleeves)
 	if !f.loaded {
 		f.loaded = true
-		all := make([]num, 2*nS+pl.nA+2*pl.nI+pl.nA*pl.nI+pl.nA+4*nS+nS)
+		// At most one entry of buyLeaf per account and leaf sleeve with
+		// instruments.
+		most := 0
+		for si := range p.Sleeves {
+			if len(p.Sleeves[si].Instruments) > 0 {
+				most += pl.nA
+			}
+		}
+		all := make([]num, 2*nS+pl.nA+2*pl.nI+pl.nA*pl.nI+pl.nA+4*nS+nS+nS+pl.nI+most+nS)
 		next := func(n int) []num {
 			out := all[:n:n]
 			all = all[n:]
 			return out
 		}
 		f.after, f.cash, f.unit, f.maxSteps, f.base = next(nS), next(pl.nA), next(pl.nI), next(pl.nA*pl.nI), next(pl.nA)
-		f.gap = next(pl.nI)
+		f.gap, f.leafMoved, f.minSteps, f.buyUnit, f.value0 = next(pl.nI), next(nS), next(pl.nI), next(most)[:0], next(nS)
 		f.tgt, f.hwf, f.tv, f.hw, pl.dev = next(nS), next(nS), next(nS), next(nS), next(nS)
 		f.T, f.minTrade = pl.numOf(pl.T), pl.numOf(p.Rebalance.MinTrade)
 		for i := range p.Instruments {
@@ -284,7 +294,9 @@ func (pl *planner) loadFixed() {
 			}
 		}
 		f.T, f.minTrade = pl.atMoney(f.T), pl.atMoney(f.minTrade)
-		f.minSteps = make([]num, pl.nI)
+		for si := range p.Sleeves {
+			f.value0[si] = pl.money(pl.s.Sleeves[si].Value)
+		}
 		for i := range f.minSteps {
 			if f.minTrade.Sign() > 0 && f.unit[i].Sign() > 0 {
 				q, rem := f.minTrade.QuoRem(f.unit[i])
@@ -296,13 +308,6 @@ func (pl *planner) loadFixed() {
 		}
 		// What each account may buy is fixed for the planner: the
 		// wash-sale guard changes only between planners (washConflicts).
-		// At most one entry per account and leaf sleeve with instruments.
-		most := 0
-		for si := range p.Sleeves {
-			if len(p.Sleeves[si].Instruments) > 0 {
-				most += pl.nA
-			}
-		}
 		ints := make([]int, pl.nA+1+len(p.Sleeves)+pl.nI+most)
 		f.buyableAt, ints = ints[:pl.nA+1], ints[pl.nA+1:]
 		at, ints := ints[:len(p.Sleeves)], ints[len(p.Sleeves):] // per leaf: its place in buyLeaf, for this account
@@ -312,7 +317,7 @@ func (pl *planner) loadFixed() {
 				buyable = append(buyable, i)
 			}
 		}
-		f.buyLeaf, f.buyUnit = ints[:0], make([]num, 0, most)
+		f.buyLeaf = ints[:0]
 		for a := range p.Accounts {
 			clear(at)
 			from := len(f.buyLeaf)
@@ -1693,9 +1698,9 @@ func (pl *planner) fewer(k int, n num) move {
 
 // beforeScore rates the allocation before the plan.
 func (pl *planner) beforeScore() score {
-	sc := score{total: pl.f.T}
+	sc := score{total: pl.f.T, dev: pl.zero()}
 	for si := range pl.p.Sleeves {
-		if dev := pl.numOf(pl.s.Sleeves[si].Value).Sub(pl.f.tv[si]).Abs(); dev.GreaterThan(sc.dev) {
+		if dev := pl.f.value0[si].Sub(pl.f.tv[si]).Abs(); dev.GreaterThan(sc.dev) {
 			sc.dev = dev
 		}
 	}
@@ -1961,7 +1966,7 @@ func (pl *planner) loadEmpty() {
 	for si := range p.Sleeves {
 		f.after[si] = zero
 		if p.Sleeves[si].Leaf() && si != p.Cash {
-			f.after[si] = pl.money(pl.s.Sleeves[si].Value)
+			f.after[si] = f.value0[si]
 		}
 	}
 	c := zero
@@ -2016,6 +2021,10 @@ func (pl *planner) simple() {
 		gap[i] = g.RoundFloor(pl.unit[i].Exponent())
 	}
 	pl.indexOrders()
+	// The orders are placed first and the projection moved once after
+	// them (moveSimple): what shift would make of them one by one, as
+	// the cash each account has left is all the placing reads of it.
+	clear(f.leafMoved)
 	sellOrder := pl.simpleSellOrder()
 	for i := range p.Instruments {
 		for _, a := range sellOrder {
@@ -2061,12 +2070,70 @@ func (pl *planner) simple() {
 			gap[i] = gap[i].Sub(n.Mul(f.unit[i]))
 		}
 	}
+	pl.moveSimple()
 }
 
 // addSimple adds an order of n steps of instrument i in account a to the
-// simple plan, moving the projection (pl.f) as the polish does.
+// simple plan, as apply would add it, and takes its value from the
+// account's cash; moveSimple moves the rest of the projection. The plain
+// rating applies it as the polish does.
 func (pl *planner) addSimple(a, i int, side Side, n num) {
-	pl.apply(&move{k: -1, a: a, i: i, side: side, n: n})
+	if pl.plain {
+		pl.apply(&move{k: -1, a: a, i: i, side: side, n: n})
+		return
+	}
+	f := &pl.f
+	pl.orders = append(pl.orders, Order{Side: side, Rule: pl.newRule(i), account: a, instrument: i, changed: true, n: n})
+	k := len(pl.orders) - 1
+	if at := &pl.idx.at[a*pl.nI+i]; pl.idx.ok && *at < 0 {
+		*at = int32(k)
+	}
+	pl.nOrders++
+	if pl.idx.ok {
+		pl.count(&pl.orders[k], 1)
+	}
+	amount := f.unit[i].Mul(n) // value into the instrument's sleeve
+	if side == Sell {
+		amount = amount.Neg()
+	}
+	f.cash[a] = f.cash[a].Sub(amount)
+	leaf := pl.p.Instruments[i].Sleeve
+	f.leafMoved[leaf] = f.leafMoved[leaf].Add(amount)
+}
+
+// moveSimple moves the projection by the orders addSimple placed, from
+// the figures of no order at all (loadEmpty): the values their orders
+// move into the leaf sleeves and their ancestors, and the free cash of
+// each account into the cash sleeve and the total, as shift does order
+// by order (the changes of free cash add up to its change over all).
+func (pl *planner) moveSimple() {
+	if pl.plain {
+		return
+	}
+	p, f := pl.p, &pl.f
+	zero := pl.zero()
+	moved := zero // into the total
+	for leaf := range p.Sleeves {
+		amount := f.leafMoved[leaf]
+		if amount.IsZero() {
+			continue
+		}
+		for x := leaf; x >= 0; x = p.Sleeves[x].Parent {
+			f.after[x] = f.after[x].Add(amount)
+		}
+		moved = moved.Add(amount)
+	}
+	for a := range f.cash {
+		if d := maxNum(zero, f.cash[a]).Sub(maxNum(zero, f.base[a])); !d.IsZero() {
+			f.after[p.Cash] = f.after[p.Cash].Add(d)
+			moved = moved.Add(d)
+		}
+	}
+	if !moved.IsZero() {
+		f.total = f.total.Add(moved)
+		f.same = f.total.Equal(f.T)
+	}
+	pl.refreshDev()
 }
 
 // simpleGap returns the gap of the simple plan for instrument i: its
