@@ -33,29 +33,57 @@ var pow10 = func() [20]uint64 {
 	return p
 }()
 
-// Coef returns c with d = c x 10^e, for e <= d.Exponent(), when c fits an
-// int64 (and is not math.MinInt64, so that it can be negated).
-func Coef(d decimal.Decimal, e int32) (int64, bool) {
-	if d.NumDigits() > 18 { // beyond what CoefficientInt64 holds
+// Figure is a decimal read once (Read) for several operations: its
+// coefficient when it fits an int64 (and is not math.MinInt64), and its
+// exponent. The functions on figures (MulF, DivRoundF, SubF, RoundF,
+// OutOfBandF) give what those on decimals give, without reading their
+// operands again, and return figures of their results for the next.
+type Figure struct {
+	D   decimal.Decimal // the value
+	c   int64           // D's coefficient, when fit
+	e   int32           // D's exponent
+	fit bool
+}
+
+// Read returns d as a Figure.
+func Read(d decimal.Decimal) Figure {
+	f := Figure{D: d, e: d.Exponent()}
+	if d.NumDigits() <= 18 {
+		f.c, f.fit = d.CoefficientInt64(), true
+	}
+	return f
+}
+
+// newFigure returns the figure c x 10^e, made as decimal.New.
+func newFigure(c int64, e int32) Figure {
+	return Figure{D: decimal.New(c, e), c: c, e: e, fit: c != math.MinInt64}
+}
+
+// at returns f's coefficient at exponent e <= f.e, when it fits.
+func (f Figure) at(e int32) (int64, bool) {
+	if !f.fit {
 		return 0, false
 	}
-	c := d.CoefficientInt64()
-	k := d.Exponent() - e
+	k := f.e - e
 	switch {
-	case k == 0 || c == 0:
-		return c, k >= 0
+	case k == 0 || f.c == 0:
+		return f.c, k >= 0
 	case k < 0 || k >= int32(len(pow10)):
 		return 0, false
 	}
-	hi, lo := bits.Mul64(absU(c), pow10[k])
+	hi, lo := bits.Mul64(absU(f.c), pow10[k])
 	if hi != 0 || lo > math.MaxInt64 {
 		return 0, false
 	}
-	if c < 0 {
+	if f.c < 0 {
 		return -int64(lo), true
 	}
 	return int64(lo), true
 }
+
+// Coef returns c with d = c x 10^e, for e <= d.Exponent(), when c fits an
+// int64 (and is not math.MinInt64, so that it can be negated).
+func Coef(d decimal.Decimal, e int32) (int64, bool) { return Read(d).at(e) }
 
 // pair returns x and y's coefficients at their smaller exponent, and that
 // exponent, when both fit.
@@ -117,14 +145,7 @@ func Add(x, y decimal.Decimal) decimal.Decimal {
 }
 
 // Sub returns x.Sub(y).
-func Sub(x, y decimal.Decimal) decimal.Decimal {
-	if a, b, e, ok := pair(x, y); ok {
-		if s, ok := add64(a, -b); ok {
-			return decimal.New(s, e)
-		}
-	}
-	return x.Sub(y)
-}
+func Sub(x, y decimal.Decimal) decimal.Decimal { return SubF(Read(x), Read(y)).D }
 
 // add64 returns a + b when it fits (and is not math.MinInt64).
 func add64(a, b int64) (int64, bool) {
@@ -158,31 +179,33 @@ func Sum(values []decimal.Decimal) decimal.Decimal {
 }
 
 // Mul returns x.Mul(y).
-func Mul(x, y decimal.Decimal) decimal.Decimal {
-	e := int64(x.Exponent()) + int64(y.Exponent())
-	if x.NumDigits() <= 18 && y.NumDigits() <= 18 && e >= math.MinInt32 && e <= math.MaxInt32 {
-		a, b := x.CoefficientInt64(), y.CoefficientInt64()
-		if hi, lo := bits.Mul64(absU(a), absU(b)); hi == 0 {
-			if p, ok := signed(lo, (a < 0) != (b < 0)); ok {
-				return decimal.New(p, int32(e))
+func Mul(x, y decimal.Decimal) decimal.Decimal { return MulF(Read(x), Read(y)).D }
+
+// MulF is Mul of figures.
+func MulF(x, y Figure) Figure {
+	e := int64(x.e) + int64(y.e)
+	if x.fit && y.fit && e >= math.MinInt32 && e <= math.MaxInt32 {
+		if hi, lo := bits.Mul64(absU(x.c), absU(y.c)); hi == 0 {
+			if p, ok := signed(lo, (x.c < 0) != (y.c < 0)); ok {
+				return newFigure(p, int32(e))
 			}
 		}
 	}
-	return x.Mul(y)
+	return Read(x.D.Mul(y.D))
 }
 
 // quo returns |x| / |y| at exponent -places, truncated, the remainder and
 // the divisor of that division as decimal's quoRem makes them, and the
 // remainder's exponent; ok is false when a figure does not fit a uint64
 // or the quotient an int64.
-func quo(x, y decimal.Decimal, places int32) (q, r, div uint64, re int32, ok bool) {
-	if x.NumDigits() > 18 || y.NumDigits() > 18 || y.Sign() == 0 {
+func quo(x, y Figure, places int32) (q, r, div uint64, re int32, ok bool) {
+	if !x.fit || !y.fit || y.c == 0 {
 		return 0, 0, 0, 0, false
 	}
-	a, b := absU(x.CoefficientInt64()), absU(y.CoefficientInt64())
+	a, b := absU(x.c), absU(y.c)
 	// x / y = a / b x 10^(ex-ey); at exponent -places the quotient is
 	// a x 10^e / b with e = ex - ey + places (or a / (b x 10^-e)).
-	e := int64(x.Exponent()) - int64(y.Exponent()) + int64(places)
+	e := int64(x.e) - int64(y.e) + int64(places)
 	var hi, lo uint64
 	switch {
 	case e < 0:
@@ -193,13 +216,13 @@ func quo(x, y decimal.Decimal, places int32) (q, r, div uint64, re int32, ok boo
 		if h != 0 {
 			return 0, 0, 0, 0, false
 		}
-		hi, lo, div, re = 0, a, l, x.Exponent()
+		hi, lo, div, re = 0, a, l, x.e
 	default:
 		if e >= int64(len(pow10)) {
 			return 0, 0, 0, 0, false
 		}
 		hi, lo = bits.Mul64(a, pow10[e])
-		div, re = b, y.Exponent()-places
+		div, re = b, y.e-places
 	}
 	if hi >= div { // the quotient would not fit 64 bits
 		return 0, 0, 0, 0, false
@@ -213,7 +236,7 @@ func quo(x, y decimal.Decimal, places int32) (q, r, div uint64, re int32, ok boo
 
 // QuoRem returns x.QuoRem(y, 0). y must not be zero.
 func QuoRem(x, y decimal.Decimal) (q, r decimal.Decimal) {
-	if uq, ur, _, re, ok := quo(x, y, 0); ok {
+	if uq, ur, _, re, ok := quo(Read(x), Read(y), 0); ok {
 		qv, _ := signed(uq, (x.Sign() < 0) != (y.Sign() < 0))
 		rv, _ := signed(ur, x.Sign() < 0)
 		return decimal.New(qv, 0), decimal.New(rv, re)
@@ -224,41 +247,81 @@ func QuoRem(x, y decimal.Decimal) (q, r decimal.Decimal) {
 // DivRound returns x.DivRound(y, places): the quotient rounded half away
 // from zero to places decimals. y must not be zero.
 func DivRound(x, y decimal.Decimal, places int32) decimal.Decimal {
+	return DivRoundF(Read(x), Read(y), places).D
+}
+
+// DivRoundF is DivRound of figures.
+func DivRoundF(x, y Figure, places int32) Figure {
 	if uq, ur, div, _, ok := quo(x, y, places); ok {
 		if ur >= div-ur {
 			uq++
 		}
-		qv, _ := signed(uq, (x.Sign() < 0) != (y.Sign() < 0))
-		return decimal.New(qv, -places)
+		qv, _ := signed(uq, (x.c < 0) != (y.c < 0))
+		return newFigure(qv, -places)
 	}
-	return x.DivRound(y, places)
+	return Read(x.D.DivRound(y.D, places))
 }
 
 // Round returns d.Round(places): d rounded half away from zero to places
 // decimals.
-func Round(d decimal.Decimal, places int32) decimal.Decimal {
-	if d.Exponent() == -places {
+func Round(d decimal.Decimal, places int32) decimal.Decimal { return RoundF(Read(d), places).D }
+
+// RoundF is Round of a figure.
+func RoundF(d Figure, places int32) Figure {
+	switch {
+	case d.e == -places:
 		return d
-	}
-	if d.Exponent() > -places {
-		if c, ok := Coef(d, -places); ok {
-			return decimal.New(c, -places)
+	case d.e > -places:
+		if c, ok := d.at(-places); ok {
+			return newFigure(c, -places)
 		}
-		return d.Round(places)
+		return Read(d.D.Round(places))
 	}
-	k := -places - d.Exponent()
-	if d.NumDigits() > 18 || k >= int32(len(pow10)) {
-		return d.Round(places)
+	k := -places - d.e
+	if !d.fit || k >= int32(len(pow10)) {
+		return Read(d.D.Round(places))
 	}
-	c := d.CoefficientInt64()
 	p := int64(pow10[k])
-	q, r := c/p, c%p
+	q, r := d.c/p, d.c%p
 	if absU(r) >= uint64(p)-absU(r) {
-		if c < 0 {
+		if d.c < 0 {
 			q--
 		} else {
 			q++
 		}
 	}
-	return decimal.New(q, -places)
+	return newFigure(q, -places)
+}
+
+// SubF is Sub of figures.
+func SubF(x, y Figure) Figure {
+	e := min(x.e, y.e)
+	if a, ok := x.at(e); ok {
+		if b, ok := y.at(e); ok {
+			if s, ok := add64(a, -b); ok {
+				return newFigure(s, e)
+			}
+		}
+	}
+	return Read(x.D.Sub(y.D))
+}
+
+// OutOfBandF reports whether |value - target| > halfWidth, exactly; ok is
+// false when the figures do not fit an int64 at their smallest exponent
+// with room for the difference (below 2^62), and the caller must decide
+// in decimal arithmetic.
+func OutOfBandF(value, target, halfWidth Figure) (out, ok bool) {
+	const limit = 1 << 62
+	e := min(value.e, target.e, halfWidth.e)
+	v, okV := value.at(e)
+	t, okT := target.at(e)
+	h, okH := halfWidth.at(e)
+	if !okV || !okT || !okH || v >= limit || v <= -limit || t >= limit || t <= -limit {
+		return false, false
+	}
+	d := v - t
+	if d < 0 {
+		d = -d
+	}
+	return d > h, true
 }

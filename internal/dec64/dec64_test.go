@@ -52,6 +52,15 @@ func TestAgainstDecimal(t *testing.T) {
 		if got, want := Mul(x, y), x.Mul(y); !same(got, want) {
 			t.Fatalf("Mul(%s, %s) = %s e%d, want %s e%d", x, y, got, got.Exponent(), want, want.Exponent())
 		}
+		if got, want := SubF(Read(x), Read(y)), x.Sub(y); !same(got.D, want) || got.fit && (got.c != want.CoefficientInt64() || got.e != want.Exponent()) {
+			t.Fatalf("SubF(%s, %s) = %s e%d (%+v), want %s e%d", x, y, got.D, got.D.Exponent(), got, want, want.Exponent())
+		}
+		if h := randDec(r).Abs(); true {
+			want := x.Sub(y).Abs().GreaterThan(h)
+			if got, ok := OutOfBandF(Read(x), Read(y), Read(h)); ok && got != want {
+				t.Fatalf("OutOfBandF(%s, %s, %s) = %v, want %v", x, y, h, got, want)
+			}
+		}
 		places := int32(r.IntN(12) - 2)
 		if got, want := Round(x, places), x.Round(places); !same(got, want) {
 			t.Fatalf("Round(%s, %d) = %s e%d, want %s e%d", x, places, got, got.Exponent(), want, want.Exponent())

@@ -102,8 +102,9 @@ func Compute(b *portfolio.Book) *Snapshot {
 	}
 	Rollup(p, values)
 	s.Total = TotalOf(p, values)
+	total := dec64.Read(s.Total)
 	for i := range p.Sleeves {
-		s.Sleeves[i] = Describe(&p.Sleeves[i], values[i], s.Total)
+		s.Sleeves[i] = describe(&p.Sleeves[i], values[i], total)
 	}
 	return s
 }
@@ -164,45 +165,36 @@ func Breaches(ps *policy.Sleeve, value, total decimal.Decimal) bool {
 
 // OutOfBand reports whether |value - targetValue| > halfWidthValue.
 func OutOfBand(value, targetValue, halfWidthValue decimal.Decimal) bool {
-	if out, ok := outOfBandInt64(value, targetValue, halfWidthValue); ok {
-		return out
-	}
-	d := value.Sub(targetValue)
-	if d.Sign() >= 0 {
-		return d.GreaterThan(halfWidthValue)
-	}
-	// -d > halfWidthValue, without the allocations of Abs.
-	return d.Add(halfWidthValue).Sign() < 0
+	return outOfBand(dec64.Read(value), dec64.Read(targetValue), dec64.Read(halfWidthValue))
 }
 
-// outOfBandInt64 is OutOfBand on the three figures' coefficients at their
-// smallest exponent, when each fits in 62 bits there (so that the
-// difference cannot overflow); ok is false otherwise. It is as exact as
-// decimal arithmetic and, unlike it, does not allocate: drift and the
-// planner's check ask this question of every sleeve.
-func outOfBandInt64(value, targetValue, halfWidthValue decimal.Decimal) (out, ok bool) {
-	const limit = 1 << 62
-	e := min(value.Exponent(), targetValue.Exponent(), halfWidthValue.Exponent())
-	v, okV := dec64.Coef(value, e)
-	t, okT := dec64.Coef(targetValue, e)
-	h, okH := dec64.Coef(halfWidthValue, e)
-	if !okV || !okT || !okH || v >= limit || v <= -limit || t >= limit || t <= -limit {
-		return false, false
+// outOfBand is OutOfBand of figures: on their int64 coefficients, as
+// exact as decimal arithmetic and without its allocations (drift and the
+// planner ask this of every sleeve), while they fit.
+func outOfBand(value, targetValue, halfWidthValue dec64.Figure) bool {
+	if out, ok := dec64.OutOfBandF(value, targetValue, halfWidthValue); ok {
+		return out
 	}
-	d := v - t
-	if d < 0 {
-		d = -d
+	d := value.D.Sub(targetValue.D)
+	if d.Sign() >= 0 {
+		return d.GreaterThan(halfWidthValue.D)
 	}
-	return d > h, true
+	// -d > halfWidthValue, without the allocations of Abs.
+	return d.Add(halfWidthValue.D).Sign() < 0
 }
 
 // zeroWeight is the weight of an empty sleeve, as value.DivRound(total,
 // WeightPlaces) would give it, without the division.
-var zeroWeight = decimal.New(0, -WeightPlaces)
+var zeroWeight = dec64.Read(decimal.New(0, -WeightPlaces))
 
 // Describe returns the drift figures of policy sleeve ps holding value out
 // of total.
 func Describe(ps *policy.Sleeve, value, total decimal.Decimal) Sleeve {
+	return describe(ps, value, dec64.Read(total))
+}
+
+// describe is Describe with the total read once for every sleeve.
+func describe(ps *policy.Sleeve, value decimal.Decimal, total dec64.Figure) Sleeve {
 	d := Sleeve{
 		Path:     ps.Path,
 		Value:    value,
@@ -210,22 +202,25 @@ func Describe(ps *policy.Sleeve, value, total decimal.Decimal) Sleeve {
 		BandLow:  ps.BandLow,
 		BandHigh: ps.BandHigh,
 	}
-	if total.Sign() <= 0 {
+	if total.D.Sign() <= 0 {
 		return d
 	}
 	// Each figure as decimal arithmetic gives it, on int64 coefficients
-	// while they fit (dec64).
-	d.TargetValue = dec64.Mul(ps.Target, total)
-	d.HalfWidthValue = dec64.Mul(ps.HalfWidth, total)
-	d.Weight = zeroWeight
+	// while they fit, each operand read once (dec64 figures).
+	v, target := dec64.Read(value), dec64.Read(ps.Target)
+	tv := dec64.MulF(target, total)
+	hw := dec64.MulF(dec64.Read(ps.HalfWidth), total)
+	d.TargetValue, d.HalfWidthValue = tv.D, hw.D
+	w := zeroWeight
 	if !value.IsZero() {
-		d.Weight = dec64.DivRound(value, total, WeightPlaces)
+		w = dec64.DivRoundF(v, total, WeightPlaces)
 	}
-	d.Deviation = dec64.Sub(d.Weight, ps.Target)
-	if d.Deviation.Exponent() < -WeightPlaces {
-		d.Deviation = dec64.Round(d.Deviation, WeightPlaces)
+	dev := dec64.SubF(w, target)
+	if dev.D.Exponent() < -WeightPlaces {
+		dev = dec64.RoundF(dev, WeightPlaces)
 	}
-	d.Breach = OutOfBand(value, d.TargetValue, d.HalfWidthValue)
+	d.Weight, d.Deviation = w.D, dev.D
+	d.Breach = outOfBand(v, tv, hw)
 	return d
 }
 

@@ -763,9 +763,15 @@ func (pl *planner) split(si int) {
 	n := len(ps.Instruments)
 	// share, then the delta, of each instrument; restored marks those
 	// outside the tolerance.
-	vals := make([]num, 2*n)
+	var valBuf [16]num
+	var restoredBuf [8]bool
+	vals, restored := valBuf[:0], restoredBuf[:0]
+	if n <= len(restoredBuf) {
+		vals, restored = valBuf[:2*n], restoredBuf[:n]
+	} else {
+		vals, restored = make([]num, 2*n), make([]bool, n)
+	}
 	shareOf, delta := vals[:n], vals[n:]
-	restored := make([]bool, n)
 	wantN := pl.numOf(want)
 	rest := wantN // what the sleeve still needs beyond the restored shares
 	for k, i := range ps.Instruments {
@@ -1382,17 +1388,17 @@ func (pl *planner) project() {
 	pl.sameTotal = equal(pl.totalAfter, pl.T)
 }
 
-// outAfter reports whether sleeve si lies outside its band after the
-// orders.
-func (pl *planner) outAfter(si int) bool {
+// outAfter reports whether sleeve si, worth after after the orders, lies
+// outside its band after them; total is pl.totalAfter.
+func (pl *planner) outAfter(si int, after, total num) bool {
 	if pl.sameTotal {
 		d := &pl.s.Sleeves[si]
 		return drift.OutOfBand(pl.after[si], d.TargetValue, d.HalfWidthValue)
 	}
 	// drift.Breaches, in nums: |after - target x total| > half-width x
 	// total, exactly, without making the two products as decimals.
-	ps, total := &pl.p.Sleeves[si], pl.numOf(pl.totalAfter)
-	gap := pl.numOf(pl.after[si]).Sub(pl.numOf(ps.Target).Mul(total)).Abs()
+	ps := &pl.p.Sleeves[si]
+	gap := after.Sub(pl.numOf(ps.Target).Mul(total)).Abs()
 	return gap.GreaterThan(pl.numOf(ps.HalfWidth).Mul(total))
 }
 
@@ -1448,6 +1454,7 @@ func (pl *planner) finish() *Plan {
 	if out.Orders == nil {
 		out.Orders = []Order{}
 	}
+	total := pl.numOf(pl.totalAfter)
 	for si := range p.Sleeves {
 		d := &s.Sleeves[si]
 		r := SleeveReport{
@@ -1460,8 +1467,9 @@ func (pl *planner) finish() *Plan {
 			// Untouched: the figures before are those after.
 			r.WeightAfter, r.BreachAfter = d.Weight, d.Breach
 		default:
-			r.WeightAfter = pl.numOf(pl.after[si]).DivRoundTo(pl.numOf(pl.totalAfter), drift.WeightPlaces).dec()
-			r.BreachAfter = pl.outAfter(si)
+			after := pl.numOf(pl.after[si])
+			r.WeightAfter = after.DivRoundTo(total, drift.WeightPlaces).dec()
+			r.BreachAfter = pl.outAfter(si, after, total)
 		}
 		out.Sleeves[si] = r
 	}
