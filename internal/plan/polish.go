@@ -729,7 +729,7 @@ func (pl *planner) settle() {
 			}
 			o.units = units
 			o.Quantity = pl.timesStep(o.instrument, units)
-			o.Notional = units.Mul(pl.unit[o.instrument])
+			o.Notional = mul(units, pl.unit[o.instrument])
 			o.changed = false
 		}
 	}
