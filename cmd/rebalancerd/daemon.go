@@ -575,12 +575,35 @@ func (m *Main) migrate() error {
 // (docs/SCALING.md, "Start-up").
 const startGCPercent = 400
 
+// gcAtStart counts the Mains of the process that are starting (several in
+// tests), and keeps the GOGC from before the first.
+var gcAtStart struct {
+	sync.Mutex
+	starting int
+	prev     int
+}
+
 // startGC sets GOGC to startGCPercent for the load at start, unless the
-// operator set GOGC, and returns what sets it back.
+// operator set GOGC, and returns what sets it back once no other start of
+// the process needs it.
 func startGC() (restore func()) {
 	if os.Getenv("GOGC") != "" {
 		return func() {}
 	}
-	prev := debug.SetGCPercent(startGCPercent)
-	return func() { debug.SetGCPercent(prev) }
+	gcAtStart.Lock()
+	defer gcAtStart.Unlock()
+	if gcAtStart.starting == 0 {
+		gcAtStart.prev = debug.SetGCPercent(startGCPercent)
+	}
+	gcAtStart.starting++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			gcAtStart.Lock()
+			defer gcAtStart.Unlock()
+			if gcAtStart.starting--; gcAtStart.starting == 0 {
+				debug.SetGCPercent(gcAtStart.prev)
+			}
+		})
+	}
 }

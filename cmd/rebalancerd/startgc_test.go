@@ -26,6 +26,19 @@ func TestStartGC(t *testing.T) {
 		t.Errorf("GOGC after the load: %d, want %d as before", got, before)
 	}
 
+	// Two starts that overlap (Mains in one test process): the first to
+	// finish leaves startGCPercent for the other, the last sets it back.
+	first, second := startGC(), startGC()
+	first()
+	first() // a second call changes nothing
+	if got := gcPercent(); got != startGCPercent {
+		t.Errorf("GOGC while a second start runs: %d, want %d", got, startGCPercent)
+	}
+	second()
+	if got := gcPercent(); got != before {
+		t.Errorf("GOGC after both starts: %d, want %d as before", got, before)
+	}
+
 	t.Setenv("GOGC", "150")
 	restore = startGC()
 	if got := gcPercent(); got != before {
