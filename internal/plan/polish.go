@@ -150,7 +150,7 @@ type ranking struct {
 	// and not kept leave as it was, and on the side, one per improve.
 	partnerOK []bool
 	partnerN  []uint8
-	partnerOf [][maxPartners]int
+	partnerOf [][maxPartners]int32
 }
 
 // numOf returns d as a num: a decimal (big) in every case when the
@@ -1327,14 +1327,20 @@ func (pl *planner) partners(a, i int, side Side, best *[maxPartners]int) []int {
 	nS := len(p.Sleeves)
 	if pl.partnerOK == nil {
 		pl.partnerOK, pl.partnerN = make([]bool, pl.nA*nS), make([]uint8, pl.nA*nS)
-		pl.partnerOf = make([][maxPartners]int, pl.nA*nS)
+		pl.partnerOf = make([][maxPartners]int32, pl.nA*nS)
 	}
 	k := a*nS + p.Instruments[i].Sleeve
 	if !pl.partnerOK[k] {
-		found := pl.findPartners(a, i, side, &pl.partnerOf[k])
+		found := pl.findPartners(a, i, side, best)
+		for j, x := range found {
+			pl.partnerOf[k][j] = int32(x)
+		}
 		pl.partnerOK[k], pl.partnerN[k] = true, uint8(len(found))
+		return found
 	}
-	*best = pl.partnerOf[k]
+	for j, x := range pl.partnerOf[k][:pl.partnerN[k]] {
+		best[j] = int(x)
+	}
 	return best[:pl.partnerN[k]]
 }
 
@@ -2018,7 +2024,9 @@ func (pl *planner) simple() {
 		// be rounded down to a multiple of 10^k: floor(floor(y)/U) =
 		// floor(y/U) and ceil(ceil(y)/U) = ceil(y/U) for an integer U > 0.
 		// Rounded, it fits a num where the share's digits made it big.
-		gap[i] = g.RoundFloor(pl.unit[i].Exponent())
+		// At the money exponent, as the cash and step values it is
+		// compared with and moved by.
+		gap[i] = pl.atMoney(g.RoundFloor(pl.unit[i].Exponent()))
 	}
 	pl.indexOrders()
 	// The orders are placed first and the projection moved once after
