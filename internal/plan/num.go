@@ -50,9 +50,12 @@ func numOf(d decimal.Decimal) num {
 // trimmed returns x without the trailing zeros of its coefficient, as
 // numOf gives a decimal of its value: 1200 x 10^-2 is 12 x 10^0.
 func (x num) trimmed() num {
-	for !x.isBig() && x.v != 0 && x.v%10 == 0 {
-		x.v /= 10
-		x.e++
+	for x.d == nil && x.v != 0 {
+		q := x.v / 10 // one division for the test and the quotient
+		if q*10 != x.v {
+			break
+		}
+		x.v, x.e = q, x.e+1
 	}
 	return x
 }
