@@ -729,7 +729,7 @@ func (pl *planner) settle() {
 			}
 			o.units = units
 			o.Quantity = pl.timesStep(o.instrument, units)
-			o.Notional = units.Mul(pl.unit[o.instrument])
+			o.Notional = mul(units, pl.unit[o.instrument])
 			o.changed = false
 		}
 	}
@@ -2002,10 +2002,10 @@ func (pl *planner) loadEmpty() {
 }
 
 // simple places the orders of a simple whole-share plan on the
-// projection pl.f (load must have run): each instrument over its share of
-// its sleeve's target value is sold down to it, rounding sells up to whole
-// steps, tax-advantaged accounts first; then each account, in the policy's
-// order, buys with its free cash and proceeds the instruments it may hold
+// projection of no order at all (loadEmpty must have run): each
+// instrument over its share of its sleeve's target value is sold down to
+// it, rounding sells up to whole steps, tax-advantaged accounts first;
+// then each account, in the policy's order, buys with its free cash and proceeds the instruments it may hold
 // that are under their shares, up to them, rounding down, except where it
 // sells the same sleeve (no account trades a sleeve both ways). This is
 // the plan of the simple planner the tests compare with
