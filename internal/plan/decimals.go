@@ -131,35 +131,30 @@ func appendDecimal(buf []byte, d decimal.Decimal) []byte {
 		return append(buf, d.String()...)
 	}
 	c := d.CoefficientInt64() // |c| < 10^18
-	switch {
-	case c == 0:
-		return append(buf, '0')
-	case c < 0:
+	if c < 0 {
 		buf = append(buf, '-')
 		c = -c
 	}
-	// The digits of c, of which the last -e are the fraction's: those
-	// before it (none: "0"), a point and the fraction padded with zeros on
-	// the left to -e digits, its trailing zeros trimmed (none left: no
-	// point).
-	var digits [20]byte
-	s := strconv.AppendInt(digits[:0], c, 10)
-	whole := len(s) + int(e) // digits before the point; <= 0 for 0.x
-	n := len(s)
-	for n > max(whole, 0) && s[n-1] == '0' {
-		n--
-	}
-	if whole > 0 {
-		buf = append(buf, s[:whole]...)
-	} else {
-		buf = append(buf, '0')
-	}
-	if n <= max(whole, 0) {
+	scale := powersOfTen[-e]
+	buf = strconv.AppendInt(buf, c/scale, 10)
+	frac := c % scale
+	if frac == 0 {
 		return buf
 	}
+	// The fraction's digits are frac padded with zeros to width on the
+	// left, then trimmed of trailing zeros.
+	width := int(-e)
+	for frac%10 == 0 {
+		frac /= 10
+		width--
+	}
 	buf = append(buf, '.')
-	for ; whole < 0; whole++ {
+	n := 1
+	for x := frac; x >= 10; x /= 10 {
+		n++
+	}
+	for ; n < width; n++ {
 		buf = append(buf, '0')
 	}
-	return append(buf, s[whole:n]...)
+	return strconv.AppendInt(buf, frac, 10)
 }
