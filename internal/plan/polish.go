@@ -63,8 +63,11 @@ type numbers struct {
 	// in buyLeaf (buysLeaf[a*nS+leaf]), so shift and refreshDev forget it
 	// then (idleOK false); the account's cash is compared with that
 	// leaf's step each time.
-	idleAt           []int32
+	idleAt           []int
 	idleOK, buysLeaf []bool
+	// kept is secondStart's scratch: the first plan's cash, values and
+	// deviations while the second is made.
+	kept []num
 }
 
 // orderIndex indexes the orders while the polish moves them (from
@@ -258,7 +261,9 @@ func (pl *planner) loadFixed() {
 				most += pl.nA
 			}
 		}
-		all := make([]num, 2*nS+pl.nA+2*pl.nI+pl.nA*pl.nI+pl.nA+4*nS+nS+nS+pl.nI+most+nS)
+		// The figures in one array, the view's (look) and secondStart's
+		// scratch too.
+		all := make([]num, 2*nS+pl.nA+2*pl.nI+pl.nA*pl.nI+pl.nA+4*nS+nS+nS+pl.nI+most+nS+2*nS+pl.nA+2*nS)
 		next := func(n int) []num {
 			out := all[:n:n]
 			all = all[n:]
@@ -267,18 +272,25 @@ func (pl *planner) loadFixed() {
 		f.after, f.cash, f.unit, f.maxSteps, f.base = next(nS), next(pl.nA), next(pl.nI), next(pl.nA*pl.nI), next(pl.nA)
 		f.gap, f.leafMoved, f.minSteps, f.buyUnit, f.value0 = next(pl.nI), next(nS), next(pl.nI), next(most)[:0], next(nS)
 		f.tgt, f.hwf, f.tv, f.hw, pl.dev = next(nS), next(nS), next(nS), next(nS), next(nS)
+		pl.view.abs, pl.view.hw, f.kept = next(nS), next(nS), next(pl.nA+2*nS)
 		f.T, f.minTrade = pl.numOf(pl.T), pl.numOf(p.Rebalance.MinTrade)
 		for i := range p.Instruments {
 			f.unit[i] = pl.numOf(pl.unit[i])
 		}
 		for a := range p.Accounts {
 			f.base[a] = pl.numOf(pl.b.Cash[a].Sub(p.Accounts[a].Reserve))
-			for i := range p.Instruments {
+		}
+		for i := range p.Instruments {
+			var step num // read once, for the first account that may sell i
+			for a := range p.Accounts {
 				switch l := pl.limit(a, i); l.Sign() {
 				case -1:
 					f.maxSteps[a*pl.nI+i] = numInt(-1)
 				case 1:
-					f.maxSteps[a*pl.nI+i], _ = pl.numOf(l).QuoRem(pl.numOf(p.Instruments[i].Step))
+					if step == (num{}) {
+						step = pl.numOf(p.Instruments[i].Step)
+					}
+					f.maxSteps[a*pl.nI+i], _ = pl.numOf(l).QuoRem(step)
 				}
 			}
 		}
@@ -315,7 +327,8 @@ func (pl *planner) loadFixed() {
 		}
 		// What each account may buy is fixed for the planner: the
 		// wash-sale guard changes only between planners (washConflicts).
-		ints := make([]int, pl.nA+1+len(p.Sleeves)+pl.nI+most)
+		ints := make([]int, pl.nA+1+len(p.Sleeves)+pl.nI+most+pl.nA)
+		f.idleAt, ints = ints[:pl.nA], ints[pl.nA:]
 		f.buyableAt, ints = ints[:pl.nA+1], ints[pl.nA+1:]
 		at, ints := ints[:len(p.Sleeves)], ints[len(p.Sleeves):] // per leaf: its place in buyLeaf, for this account
 		buyable, ints := ints[:0:pl.nI], ints[pl.nI:]            // the instruments some account may buy
@@ -350,8 +363,9 @@ func (pl *planner) loadFixed() {
 			}
 			f.buyableAt[a+1] = len(f.buyLeaf)
 		}
-		flags := make([]bool, pl.nA+pl.nA*nS)
-		f.idleOK, f.buysLeaf, f.idleAt = flags[:pl.nA], flags[pl.nA:], make([]int32, pl.nA)
+		flags := make([]bool, pl.nA+pl.nA*nS+nS+pl.nI)
+		f.idleOK, f.buysLeaf, flags = flags[:pl.nA], flags[pl.nA:pl.nA+pl.nA*nS], flags[pl.nA+pl.nA*nS:]
+		pl.view.out, pl.eligible = flags[:nS], flags[nS:]
 		for a := range p.Accounts {
 			for _, leaf := range f.buyLeaf[f.buyableAt[a]:f.buyableAt[a+1]] {
 				f.buysLeaf[a*nS+leaf] = true
@@ -572,11 +586,11 @@ func (pl *planner) mayBuyUnder(a int) bool {
 // sleeve under its target with the cheapest step that account a may buy,
 // or -1 when it may buy none: buyLeaf lists each account's leaves
 // cheapest step first.
-func (pl *planner) cheapestUnder(a int) int32 {
+func (pl *planner) cheapestUnder(a int) int {
 	f := &pl.f
 	for k := f.buyableAt[a]; k < f.buyableAt[a+1]; k++ {
 		if pl.dev[f.buyLeaf[k]].Sign() < 0 {
-			return int32(k)
+			return k
 		}
 	}
 	return -1
@@ -1213,8 +1227,7 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 	// The instruments whose moves may bring si toward its target, once:
 	// the moves tried are taken back, or the first that improves is kept
 	// and improve returns.
-	if pl.eligible == nil {
-		pl.eligible = make([]bool, pl.nI)
+	if pl.under == nil {
 		pl.under = pl.instrumentsUnder()
 	}
 	eligible := pl.eligible
@@ -1985,7 +1998,7 @@ func (pl *planner) secondStart() {
 	copy(orders, pl.orders)
 	f := &pl.f
 	nA, nS := len(f.cash), len(f.after)
-	kept := make([]num, nA+2*nS)
+	kept := f.kept
 	copy(kept, f.cash)
 	copy(kept[nA:], f.after)
 	copy(kept[nA+nS:], pl.dev)
