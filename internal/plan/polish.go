@@ -42,10 +42,13 @@ type numbers struct {
 	// seldom needs to align exponents.
 	e                    int32
 	unit, maxSteps, base []num
-	tgt, hwf, tv, hw     []num
-	gap                  []num // scratch of the simple plan, per instrument
-	value0               []num // per sleeve, its value before the plan
-	leafMoved            []num // scratch of the simple plan, per leaf sleeve: the value its orders move
+	// tgt and hwf are set once the total moves (fractions): every change
+	// of the total (shift, load, loadEmpty, moveSimple) refreshes pl.dev.
+	tgt, hwf, tv, hw []num
+	fractions        bool
+	gap              []num // scratch of the simple plan, per instrument
+	value0           []num // per sleeve, its value before the plan
+	leafMoved        []num // scratch of the simple plan, per leaf sleeve: the value its orders move
 
 	// buyLeaf lists, per account a, the leaf sleeves other than cash of
 	// the instruments with a step of value that a may buy (may_hold, the
@@ -275,7 +278,6 @@ func (pl *planner) loadFixed() {
 			}
 		}
 		for si := range p.Sleeves {
-			f.tgt[si], f.hwf[si] = pl.numOf(p.Sleeves[si].Target), pl.numOf(p.Sleeves[si].HalfWidth)
 			f.tv[si], f.hw[si] = pl.numOf(pl.s.Sleeves[si].TargetValue), pl.numOf(pl.s.Sleeves[si].HalfWidthValue)
 		}
 		// The money figures at one exponent, the smallest of theirs.
@@ -464,6 +466,14 @@ func (pl *planner) deviationAfter(si int) num { return pl.dev[si] }
 
 // refreshDev computes pl.dev for every sleeve.
 func (pl *planner) refreshDev() {
+	if f := &pl.f; !f.same && !f.fractions {
+		// The total moved: the targets and half-widths as fractions of it
+		// (targetValueAfter, halfWidthAfter), once.
+		f.fractions = true
+		for si := range pl.p.Sleeves {
+			f.tgt[si], f.hwf[si] = pl.numOf(pl.p.Sleeves[si].Target), pl.numOf(pl.p.Sleeves[si].HalfWidth)
+		}
+	}
 	pl.view.ok = false
 	clear(pl.f.idleOK)
 	for si := range pl.dev {
