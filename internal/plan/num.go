@@ -50,12 +50,18 @@ func numOf(d decimal.Decimal) num {
 // trimmed returns x without the trailing zeros of its coefficient, as
 // numOf gives a decimal of its value: 1200 x 10^-2 is 12 x 10^0.
 func (x num) trimmed() num {
-	for x.d == nil && x.v != 0 {
-		q := x.v / 10 // one division for the test and the quotient
-		if q*10 != x.v {
-			break
-		}
-		x.v, x.e = q, x.e+1
+	if x.d != nil || x.v%10 != 0 || x.v == 0 {
+		return x
+	}
+	// Four zeros at a time, then two, then one: an int64 has at most 18.
+	for x.v%10000 == 0 {
+		x.v, x.e = x.v/10000, x.e+4
+	}
+	if x.v%100 == 0 {
+		x.v, x.e = x.v/100, x.e+2
+	}
+	if x.v%10 == 0 {
+		x.v, x.e = x.v/10, x.e+1
 	}
 	return x
 }

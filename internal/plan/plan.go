@@ -372,6 +372,10 @@ type planner struct {
 	after      []decimal.Decimal // projected value per sleeve
 	totalAfter decimal.Decimal   // projected total
 	sameTotal  bool              // totalAfter equals T
+	// minTrade is the policy's min_trade as a num when hasMinTrade (it is
+	// not zero), for round's orders.
+	minTrade    num
+	hasMinTrade bool
 
 	// The polish (polish.go): the count of orders with steps, each
 	// sleeve's deviation, the allocation before the plan rated, and whether the
@@ -753,7 +757,13 @@ func (pl *planner) split(si int) {
 	if len(ps.Instruments) == 1 {
 		i := ps.Instruments[0]
 		pl.rule[i] = rule
-		pl.setDelta(i, sub(want, held[i]))
+		// The difference made on the side it falls, without negating it.
+		switch dec64.Cmp(want, held[i]) {
+		case 1:
+			pl.buy[i] = sub(want, held[i])
+		case -1:
+			pl.sell[i] = sub(held[i], want)
+		}
 		return
 	}
 	// The split is figured in nums (num.go): exact, without decimal
@@ -813,25 +823,18 @@ func (pl *planner) split(si int) {
 		given = given.Add(part)
 		delta[k] = part
 	}
-	net := sub(want, pl.s.Sleeves[si].Value).Sign()
+	net := dec64.Cmp(want, pl.s.Sleeves[si].Value) // the sign of want - value, without making it
 	for k, i := range ps.Instruments {
 		pl.rule[i] = rule
 		if d := delta[k].Sign(); d != 0 && (d != net || net == 0 && d < 0) {
 			pl.rule[i] = RuleRestoreSplit
 		}
-		if !delta[k].IsZero() {
-			pl.setDelta(i, delta[k].dec())
+		switch delta[k].Sign() {
+		case 1:
+			pl.buy[i] = delta[k].dec()
+		case -1:
+			pl.sell[i] = delta[k].Neg().dec()
 		}
-	}
-}
-
-// setDelta records delta (positive: to buy) of instrument i.
-func (pl *planner) setDelta(i int, delta decimal.Decimal) {
-	switch delta.Sign() {
-	case 1:
-		pl.buy[i] = delta
-	case -1:
-		pl.sell[i] = delta.Neg()
 	}
 }
 
@@ -1161,6 +1164,10 @@ func (pl *planner) round() {
 	}
 	n += 4 // room for a few orders of the polish
 	pl.orders = make([]Order, 0, n)
+	// min_trade as a num, read once for every order.
+	if minTrade := p.Rebalance.MinTrade; !minTrade.IsZero() {
+		pl.minTrade, pl.hasMinTrade = pl.numOf(minTrade), true
+	}
 	nums := make([]num, 2*pl.nI+pl.nA)
 	// unit and step of each instrument, as nums once it has an order.
 	unit, step, cash := nums[:pl.nI], nums[pl.nI:2*pl.nI], nums[2*pl.nI:]
@@ -1271,13 +1278,15 @@ func (pl *planner) addOrderNum(a, i int, side Side, units, qty, notional num) bo
 	if units.Sign() <= 0 {
 		return false
 	}
-	if minTrade := pl.p.Rebalance.MinTrade; !minTrade.IsZero() && notional.LessThan(pl.numOf(minTrade)) {
+	if pl.hasMinTrade && notional.LessThan(pl.minTrade) {
 		pl.dropped[i] = true
 		return false
 	}
 	if pl.flow == nil {
-		pl.orders = append(pl.orders, pl.order(a, i, side, decimal.Decimal{}, decimal.Decimal{}, decimal.Decimal{}, pl.ruleAt(a, i)))
+		// Made in place: an Order is large.
+		pl.orders = append(pl.orders, Order{})
 		o := &pl.orders[len(pl.orders)-1]
+		pl.setOrder(o, a, i, side, pl.ruleAt(a, i))
 		// The steps as the polish would read them from a decimal (numOf).
 		o.n, o.changed = units.trimmed(), true
 		return true
@@ -1310,25 +1319,23 @@ func (pl *planner) addOrder(a, i int, side Side, units, qty, notional decimal.De
 
 // order returns an order of units steps of instrument i in account a.
 func (pl *planner) order(a, i int, side Side, units, qty, notional decimal.Decimal, rule Rule) Order {
+	var o Order
+	pl.setOrder(&o, a, i, side, rule)
+	o.Quantity, o.Notional, o.units = qty, notional, units
+	return o
+}
+
+// setOrder sets the fields of *o, a zero Order, that say what it trades:
+// instrument i in account a, on side, for rule.
+func (pl *planner) setOrder(o *Order, a, i int, side Side, rule Rule) {
 	in := &pl.p.Instruments[i]
-	phase := PhaseBuy
+	o.Phase = PhaseBuy
 	if side == Sell {
-		phase = PhaseSell
+		o.Phase = PhaseSell
 	}
-	return Order{
-		Phase:      phase,
-		Account:    pl.p.Accounts[a].Name,
-		Instrument: in.Symbol,
-		Side:       side,
-		Quantity:   qty,
-		Price:      pl.b.Price[i],
-		Notional:   notional,
-		Sleeve:     pl.p.Sleeves[in.Sleeve].Path,
-		Rule:       rule,
-		account:    a,
-		instrument: i,
-		units:      units,
-	}
+	o.Account, o.Instrument, o.Side = pl.p.Accounts[a].Name, in.Symbol, side
+	o.Price, o.Sleeve, o.Rule = pl.b.Price[i], pl.p.Sleeves[in.Sleeve].Path, rule
+	o.account, o.instrument = a, i
 }
 
 // project computes the sleeve values and the total after the orders. Free

@@ -1147,3 +1147,29 @@ func TestGlideBandAgesBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitToleranceMadeOnce: SplitTolerance gives the division of the
+// sleeve's half-width by its target whether it was made when the policy
+// was derived or is made again because Target or HalfWidth changed since.
+func TestSplitToleranceMadeOnce(t *testing.T) {
+	p := parseFile(t, examplePath)
+	for i := range p.Sleeves {
+		s := p.Sleeves[i]
+		if s.Band.HasWithinSleeve || s.Target.Sign() <= 0 {
+			continue
+		}
+		if got, want := s.SplitTolerance(), s.HalfWidth.DivRound(s.Target, 8); got.String() != want.String() {
+			t.Errorf("%s: SplitTolerance %s, want %s", s.Path, got, want)
+		}
+		// A sleeve changed after Parse is not answered from the division
+		// made for the old figures.
+		s.Target = s.Target.Add(decimal.New(1, -2))
+		if got, want := s.SplitTolerance(), s.HalfWidth.DivRound(s.Target, 8); got.String() != want.String() {
+			t.Errorf("%s with target %s: SplitTolerance %s, want %s", s.Path, s.Target, got, want)
+		}
+		s.HalfWidth = s.HalfWidth.Add(decimal.New(1, -2))
+		if got, want := s.SplitTolerance(), s.HalfWidth.DivRound(s.Target, 8); got.String() != want.String() {
+			t.Errorf("%s with half-width %s: SplitTolerance %s, want %s", s.Path, s.HalfWidth, got, want)
+		}
+	}
+}

@@ -160,6 +160,18 @@ type Sleeve struct {
 	// Instruments are indices into Policy.Instruments (leaf sleeves only).
 	Instruments []int
 	Line        int
+
+	// tol is SplitTolerance's division, made once when the policy is
+	// derived; it holds for the Target and HalfWidth it was made from.
+	tol splitTol
+}
+
+// splitTol is HalfWidth.DivRound(Target, 8) for the decimals target and
+// halfWidth (compared by identity: the same value and exponent, which a
+// decimal never changes).
+type splitTol struct {
+	target, halfWidth, tol decimal.Decimal
+	ok                     bool
 }
 
 // SplitTolerance returns the tolerance of the split between the sleeve's
@@ -171,6 +183,9 @@ func (s *Sleeve) SplitTolerance() decimal.Decimal {
 	case s.Band.HasWithinSleeve:
 		return s.Band.WithinSleeve
 	case s.Target.Sign() > 0:
+		if c := &s.tol; c.ok && c.target == s.Target && c.halfWidth == s.HalfWidth {
+			return c.tol
+		}
 		return s.HalfWidth.DivRound(s.Target, 8)
 	}
 	return decimal.Zero
@@ -422,6 +437,10 @@ func (p *Policy) derive() {
 		s.HalfWidth = s.Band.HalfWidth(s.Target)
 		s.BandLow = decimal.Max(decimal.Zero, s.Target.Sub(s.HalfWidth))
 		s.BandHigh = decimal.Min(one, s.Target.Add(s.HalfWidth))
+		s.tol = splitTol{}
+		if s.Target.Sign() > 0 {
+			s.tol = splitTol{s.Target, s.HalfWidth, s.HalfWidth.DivRound(s.Target, 8), true}
+		}
 	}
 }
 
