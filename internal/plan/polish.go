@@ -718,12 +718,17 @@ func (pl *planner) newRule(i int) Rule {
 // projection in pl.f, as load would leave it: the planner's decimals are
 // written from it only once the plan is chosen (sync), so that the plans
 // compared and not kept never are. The orders the polish changed keep
-// their steps in n (changed) until settle.
+// their steps in n (changed) until settle. The deviations (pl.dev), the
+// view and the idle cash known stay as the moves left them: shift kept
+// them exact, and dropping orders of no step moves nothing (only the
+// polish without shortcuts, plain, works them out again).
 func (pl *planner) polishDone() {
 	pl.idx.ok = false
 	pl.dropEmpty()
 	pl.nOrders = len(pl.orders)
-	pl.refreshDev()
+	if pl.plain {
+		pl.refreshDev()
+	}
 	pl.f.stale = true
 }
 
