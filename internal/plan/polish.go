@@ -26,6 +26,11 @@ type numbers struct {
 	// hold the projection (from load until withdrawAll); stale, while the
 	// planner's decimals are behind them (from polishDone until sync).
 	live, stale bool
+	// done is the score of the projection the last polish left
+	// (polishLoaded), with the idle cash, while doneOK: until the
+	// projection is loaded or withdrawn (load, loadEmpty, withdrawAll).
+	done   score
+	doneOK bool
 
 	// Fixed for the planner: T; per instrument the value of a step; per
 	// [a*nI+i] the whole steps that may be sold (-1 when the limit is
@@ -244,7 +249,7 @@ func (pl *planner) load() {
 	}
 	pl.nOrders = len(pl.orders)
 	pl.refreshDev()
-	pl.f.live, pl.f.stale = true, false
+	pl.f.live, pl.f.stale, pl.f.doneOK = true, false, false
 }
 
 // loadFixed sets the figures of pl.f that are fixed for the planner, once.
@@ -1642,6 +1647,7 @@ func (pl *planner) polish() {
 // polishLoaded is polish on the figures pl.f already holds.
 func (pl *planner) polishLoaded() {
 	p := pl.p
+	pl.f.doneOK = false
 	target := pl.dest == policy.DestinationTarget
 	pl.indexOrders()
 	if pl.before.total.IsZero() {
@@ -1684,6 +1690,11 @@ func (pl *planner) polishLoaded() {
 	}
 	pl.trim(&cur)
 	pl.polishDone()
+	// cur rates the projection left (every move kept made it cur), but
+	// for orders of no step that load counted.
+	pl.idleNow(&cur)
+	cur.orders = pl.nOrders
+	pl.f.done, pl.f.doneOK = cur, !pl.plain
 }
 
 // largestAfter returns the sleeve of the largest |deviation| after the
@@ -1797,7 +1808,10 @@ func (pl *planner) harms() bool {
 			return true
 		}
 	}
-	after := pl.score(false)
+	after := pl.f.done // its largest deviation and total
+	if !pl.f.doneOK {
+		after = pl.score(false)
+	}
 	return pl.f.total.Sign() > 0 && devLess(&pl.before, &after)
 }
 
@@ -1808,7 +1822,7 @@ func (pl *planner) withdrawAll() {
 	}
 	pl.orders = pl.orders[:0]
 	pl.project()
-	pl.f.live, pl.f.stale = false, false
+	pl.f.live, pl.f.stale, pl.f.doneOK = false, false, false
 }
 
 // harmReason is the reason of the sleeves left out of band when the plan
@@ -1993,7 +2007,10 @@ func (pl *planner) secondStart() {
 	if !pl.f.live {
 		pl.load()
 	}
-	first := pl.score(target)
+	first := pl.f.done
+	if !pl.f.doneOK {
+		first = pl.score(target)
+	}
 	// The first plan and the polish's figures of it, kept to be put back
 	// (the planner's decimals stay those of the first plan until sync):
 	// its orders are copied aside, and the second plan is made in their
@@ -2011,15 +2028,19 @@ func (pl *planner) secondStart() {
 	pl.loadEmpty()
 	pl.simple()
 	pl.polishLoaded()
-	second := pl.score(target)
+	second := pl.f.done
+	if !pl.f.doneOK {
+		second = pl.score(target)
+	}
 	h := second.head(&first)
 	if h < 0 || h == 0 && (second.idle.LessThan(first.idle) || second.idle.Equal(first.idle) && second.orders < first.orders) {
 		// The second plan is kept: the decimals of no order at all
 		// (withdrawAll's), which sync brings up to the polish's figures.
-		second := pl.orders
+		orders := pl.orders
 		pl.withdrawAll()
-		pl.orders = second
+		pl.orders = orders
 		f.live, f.stale = true, true
+		f.done, f.doneOK = second, !pl.plain
 		return
 	}
 	pl.orders = orders
@@ -2029,12 +2050,14 @@ func (pl *planner) secondStart() {
 	f.total, f.same, pl.nOrders, f.stale = total, same, nOrders, stale
 	pl.view.ok = false
 	clear(f.idleOK)
+	f.done, f.doneOK = first, !pl.plain
 }
 
 // loadEmpty sets the polish's figures to the projection of no order at
 // all, from the figures before the plan: what withdrawAll and then load
 // would set, without the decimals. The planner's decimals are left as
-// they are (the figures are ahead of them: stale).
+// they are (the figures are ahead of them: stale). Only simple follows
+// it, which works out the deviations (pl.dev) once it placed its orders.
 func (pl *planner) loadEmpty() {
 	p, f := pl.p, &pl.f
 	zero := pl.zero()
@@ -2070,7 +2093,13 @@ func (pl *planner) loadEmpty() {
 	f.same = f.total.Equal(f.T)
 	pl.orders = pl.orders[:0]
 	pl.nOrders = 0
-	pl.refreshDev()
+	f.doneOK = false
+	if pl.plain {
+		// Its orders are applied one by one (addSimple), which reads the
+		// deviations; else simple reads none of them before moveSimple
+		// works them out.
+		pl.refreshDev()
+	}
 	f.live, f.stale = true, true
 }
 
