@@ -607,14 +607,11 @@ func exempt(r Rule) bool {
 	return r == RuleRelocate || r == RuleRestoreSplit || r == RuleHarvest
 }
 
-// shift moves the projection by the value of n steps of instrument i
-// bought (sell false) or sold in account a, and the account's cash.
-func (pl *planner) shift(a, i int, n num, sell bool) {
+// shift moves the projection by amount, the value of steps of
+// instrument i bought (amount > 0) or sold in account a (amount), and
+// the account's cash.
+func (pl *planner) shift(a, i int, amount num) {
 	p, f := pl.p, &pl.f
-	amount := f.unit[i].Mul(n) // value into the instrument's sleeve
-	if sell {
-		amount = amount.Neg()
-	}
 	was := f.cash[a]
 	f.cash[a] = was.Sub(amount)
 	leaf := p.Instruments[i].Sleeve
@@ -659,6 +656,10 @@ type move struct {
 	side    Side
 	n       num
 	added   bool // apply appended the order
+	// amt is the value the move moves into its instrument's sleeve, once
+	// amount worked it out (amtOK): n must not change after.
+	amt   num
+	amtOK bool
 }
 
 // apply makes move m and keeps the projection, the count of orders and
@@ -674,12 +675,12 @@ func (pl *planner) apply(m *move) {
 			*at = int32(m.k)
 		}
 	}
-	pl.change(m.k, m.n)
+	pl.change(m.k, m.n, pl.amount(m))
 }
 
 // undo takes move m, made by apply, back.
 func (pl *planner) undo(m *move) {
-	pl.change(m.k, m.n.Neg())
+	pl.change(m.k, m.n.Neg(), pl.amount(m).Neg())
 	if m.added {
 		if at := &pl.idx.at[m.a*pl.nI+m.i]; pl.idx.ok && *at == int32(m.k) {
 			*at = -1
@@ -689,8 +690,9 @@ func (pl *planner) undo(m *move) {
 	}
 }
 
-// change adds n steps to order k.
-func (pl *planner) change(k int, n num) {
+// change adds n steps to order k, which move amount (pl.amount) into its
+// instrument's sleeve.
+func (pl *planner) change(k int, n, amount num) {
 	o := &pl.orders[k]
 	was := o.n.Sign() > 0
 	o.n = o.n.Add(n)
@@ -705,7 +707,7 @@ func (pl *planner) change(k int, n num) {
 			pl.count(o, d)
 		}
 	}
-	pl.shift(o.account, o.instrument, n, o.Side == Sell)
+	pl.shift(o.account, o.instrument, amount)
 }
 
 // newRule is the rule of an order the polish adds for instrument i.
@@ -827,7 +829,7 @@ func (pl *planner) conflicts(a, i int, side Side) bool {
 // beyond what may be sold, no buy beyond the account's cash or outside
 // may_hold or the wash-sale guard, no order below min_trade, no trade
 // against the plan (conflicts).
-func (pl *planner) feasible(m move) bool {
+func (pl *planner) feasible(m *move) bool {
 	p, f := pl.p, &pl.f
 	units := m.n
 	if m.k >= 0 {
@@ -847,12 +849,11 @@ func (pl *planner) feasible(m move) bool {
 			return false
 		}
 	}
-	if m.side == Sell && !pl.taxFirst(m) {
+	if m.side == Sell && !pl.taxFirst(*m) {
 		return false
 	}
-	cost := f.unit[m.i].Mul(m.n) // cash the move takes from the account
+	cost := pl.amount(m) // cash the move takes from the account
 	if m.side == Sell {
-		cost = cost.Neg()
 		// units x step > limit, for whole units: units > the whole steps
 		// of the limit.
 		if m.n.Sign() > 0 && units.GreaterThan(f.maxSteps[m.a*pl.nI+m.i]) {
@@ -971,7 +972,7 @@ func (pl *planner) stepsFor(i int, amount num, exceed bool) num {
 // try makes move m when it is feasible and improves the score cur; it
 // reports whether it did, with the new score.
 func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
-	if m.n.IsZero() || !pl.feasible(m) {
+	if m.n.IsZero() || !pl.feasible(&m) {
 		return *cur, false
 	}
 	amount := pl.amount(&m)
@@ -1121,11 +1122,13 @@ const maxMoved = 8
 
 // amount returns the value move m moves into its instrument's sleeve.
 func (pl *planner) amount(m *move) num {
-	amount := pl.f.unit[m.i].Mul(m.n)
-	if m.side == Sell {
-		return amount.Neg()
+	if !m.amtOK {
+		m.amt, m.amtOK = pl.f.unit[m.i].Mul(m.n), true
+		if m.side == Sell {
+			m.amt = m.amt.Neg()
+		}
 	}
-	return amount
+	return m.amt
 }
 
 // keepsTotal reports whether a move of amount (amount) in account a
@@ -1586,13 +1589,13 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 		return *cur, false
 	}
 	if side == Buy {
-		if !pl.feasible(first) {
+		if !pl.feasible(&first) {
 			return *cur, false
 		}
 	} else {
 		if *feasible == 0 {
 			*feasible = -1
-			if pl.feasible(first) {
+			if pl.feasible(&first) {
 				*feasible = 1
 			}
 		}
@@ -1608,7 +1611,7 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 		pl.freeze()
 	}
 	pl.apply(&first)
-	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(second) {
+	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(&second) {
 		var sc score
 		rated := false
 		if amount := pl.amount(&second); keeps && pl.keepsTotal(second.a, amount) {
