@@ -1341,37 +1341,25 @@ func (pl *planner) setOrder(o *Order, a, i int, side Side, rule Rule) {
 // project computes the sleeve values and the total after the orders. Free
 // cash after is each account's cash above its reserve, so proceeds that
 // refill a short reserve leave the investable total.
+//
+// It figures in nums (num.go), exact like decimal arithmetic, and makes a
+// decimal only of a sleeve whose value moved (the cash sleeve, a leaf
+// that an order trades, a parent of one) and of a total that moved: the
+// others keep the decimals of the snapshot.
 func (pl *planner) project() {
 	p, s := pl.p, pl.s
-	for si := range p.Sleeves {
-		if p.Sleeves[si].Leaf() {
-			pl.after[si] = s.Sleeves[si].Value
-		} else {
-			pl.after[si] = decimal.Decimal{}
-		}
-	}
-	// The cash sleeve holds its instruments, valued before the orders
-	// (which add to or take from them below), and the cash left after.
-	instr := p.Sleeves[p.Cash].Instruments
-	pl.after[p.Cash] = pl.sumOf(len(instr)+pl.nA, func(k int) decimal.Decimal {
-		if k < len(instr) {
-			return pl.held[instr[k]]
-		}
-		if c := pl.cashAfter(k - len(instr)); c.Sign() > 0 {
-			return c
-		}
-		return decimal.Decimal{}
-	})
-	// What the orders add to or take from each leaf, in nums: an order
-	// that round or the polish left with its steps only (changed) is worth
-	// its steps times the value of one.
-	var buf [16]num
-	delta := buf[:0]
-	if len(p.Sleeves) <= len(buf) {
-		delta = buf[:len(p.Sleeves)]
+	nS := len(p.Sleeves)
+	var valBuf [16]num
+	var movedBuf [16]bool
+	vals, moved := valBuf[:0], movedBuf[:0]
+	if nS <= len(valBuf) {
+		vals, moved = valBuf[:nS], movedBuf[:nS]
 	} else {
-		delta = make([]num, len(p.Sleeves))
+		vals, moved = make([]num, nS), make([]bool, nS)
 	}
+	// What the orders add to or take from each leaf: an order that round
+	// or the polish left with its steps only (changed) is worth its steps
+	// times the value of one.
 	for k := range pl.orders {
 		o := &pl.orders[k]
 		sl := p.Instruments[o.instrument].Sleeve
@@ -1380,19 +1368,70 @@ func (pl *planner) project() {
 			x = o.n.Mul(pl.numOf(pl.unit[o.instrument]))
 		}
 		if o.Side == Sell {
-			delta[sl] = delta[sl].Sub(x)
+			vals[sl] = vals[sl].Sub(x)
 		} else {
-			delta[sl] = delta[sl].Add(x)
+			vals[sl] = vals[sl].Add(x)
 		}
 	}
-	for si, d := range delta {
-		if !d.IsZero() {
-			pl.after[si] = pl.numOf(pl.after[si]).Add(d).dec()
+	for si := range vals {
+		if !vals[si].IsZero() && si != p.Cash {
+			vals[si], moved[si] = pl.numOf(s.Sleeves[si].Value).Add(vals[si]), true
 		}
 	}
-	drift.Rollup(p, pl.after)
-	pl.totalAfter = drift.TotalOf(p, pl.after)
-	pl.sameTotal = equal(pl.totalAfter, pl.T)
+	// The cash sleeve holds its instruments, valued before the orders
+	// (which add to or take from them above), and the cash left after.
+	cash := vals[p.Cash]
+	for _, i := range p.Sleeves[p.Cash].Instruments {
+		if !pl.held[i].IsZero() {
+			cash = cash.Add(pl.numOf(pl.held[i]))
+		}
+	}
+	for a := 0; a < pl.nA; a++ {
+		if c := pl.cashAfter(a); c.Sign() > 0 {
+			cash = cash.Add(pl.numOf(c))
+		}
+	}
+	vals[p.Cash], moved[p.Cash] = cash, true
+	// value is sleeve si's value after, moved or not.
+	value := func(si int) num {
+		if moved[si] {
+			return vals[si]
+		}
+		return pl.numOf(s.Sleeves[si].Value)
+	}
+	// Each parent is the sum of its children (drift.Rollup): children
+	// follow their parents, so walking backwards sums bottom-up.
+	for si := nS - 1; si >= 0; si-- {
+		kids := p.Sleeves[si].Children
+		up := moved[si] // a child (or the cash sleeve itself) moved
+		for _, c := range kids {
+			up = up || moved[c]
+		}
+		if len(kids) == 0 || !up {
+			continue
+		}
+		sum := vals[si] // the cash sleeve's own, else zero
+		for _, c := range kids {
+			sum = sum.Add(value(c))
+		}
+		vals[si], moved[si] = sum, true
+	}
+	var total num
+	for si := range p.Sleeves {
+		if moved[si] {
+			pl.after[si] = vals[si].dec()
+		} else {
+			pl.after[si] = s.Sleeves[si].Value
+		}
+		if p.Sleeves[si].Parent < 0 {
+			total = total.Add(value(si))
+		}
+	}
+	pl.sameTotal = total.Equal(pl.numOf(pl.T))
+	pl.totalAfter = pl.T
+	if !pl.sameTotal {
+		pl.totalAfter = total.dec()
+	}
 }
 
 // outAfter reports whether sleeve si, worth after after the orders, lies
