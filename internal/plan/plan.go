@@ -1360,11 +1360,18 @@ func (pl *planner) project() {
 	// What the orders add to or take from each leaf: an order that round
 	// or the polish left with its steps only (changed) is worth its steps
 	// times the value of one.
+	// The figures the polish read are read no more (pl.f, once loaded).
+	f := &pl.f
 	for k := range pl.orders {
 		o := &pl.orders[k]
 		sl := p.Instruments[o.instrument].Sleeve
-		x := pl.numOf(o.Notional)
-		if o.changed {
+		var x num
+		switch {
+		case !o.changed:
+			x = pl.numOf(o.Notional)
+		case f.loaded:
+			x = o.n.Mul(f.unit[o.instrument])
+		default:
 			x = o.n.Mul(pl.numOf(pl.unit[o.instrument]))
 		}
 		if o.Side == Sell {
@@ -1373,9 +1380,16 @@ func (pl *planner) project() {
 			vals[sl] = vals[sl].Add(x)
 		}
 	}
+	// value0 is sleeve si's value before the plan.
+	value0 := func(si int) num {
+		if f.loaded {
+			return f.value0[si]
+		}
+		return pl.numOf(s.Sleeves[si].Value)
+	}
 	for si := range vals {
 		if !vals[si].IsZero() && si != p.Cash {
-			vals[si], moved[si] = pl.numOf(s.Sleeves[si].Value).Add(vals[si]), true
+			vals[si], moved[si] = value0(si).Add(vals[si]), true
 		}
 	}
 	// The cash sleeve holds its instruments, valued before the orders
@@ -1397,7 +1411,7 @@ func (pl *planner) project() {
 		if moved[si] {
 			return vals[si]
 		}
-		return pl.numOf(s.Sleeves[si].Value)
+		return value0(si)
 	}
 	// Each parent is the sum of its children (drift.Rollup): children
 	// follow their parents, so walking backwards sums bottom-up.
@@ -1427,7 +1441,11 @@ func (pl *planner) project() {
 			total = total.Add(value(si))
 		}
 	}
-	pl.sameTotal = total.Equal(pl.numOf(pl.T))
+	if f.loaded {
+		pl.sameTotal = total.Equal(f.T)
+	} else {
+		pl.sameTotal = total.Equal(pl.numOf(pl.T))
+	}
 	pl.totalAfter = pl.T
 	if !pl.sameTotal {
 		pl.totalAfter = total.dec()
@@ -1437,15 +1455,26 @@ func (pl *planner) project() {
 // outAfter reports whether sleeve si, worth after after the orders, lies
 // outside its band after them; total is pl.totalAfter.
 func (pl *planner) outAfter(si int, after, total num) bool {
+	f := &pl.f
 	if pl.sameTotal {
+		if f.loaded {
+			// The target value and half-width as the polish read them.
+			return after.Sub(f.tv[si]).Abs().GreaterThan(f.hw[si])
+		}
 		d := &pl.s.Sleeves[si]
 		return drift.OutOfBand(pl.after[si], d.TargetValue, d.HalfWidthValue)
 	}
 	// drift.Breaches, in nums: |after - target x total| > half-width x
-	// total, exactly, without making the two products as decimals.
-	ps := &pl.p.Sleeves[si]
-	gap := after.Sub(pl.numOf(ps.Target).Mul(total)).Abs()
-	return gap.GreaterThan(pl.numOf(ps.HalfWidth).Mul(total))
+	// total, exactly, without making the two products as decimals. The
+	// target and half-width as the polish read them, when it did.
+	var tgt, hw num
+	if f.fractions {
+		tgt, hw = f.tgt[si], f.hwf[si]
+	} else {
+		ps := &pl.p.Sleeves[si]
+		tgt, hw = pl.numOf(ps.Target), pl.numOf(ps.HalfWidth)
+	}
+	return after.Sub(tgt.Mul(total)).Abs().GreaterThan(hw.Mul(total))
 }
 
 // step moves account a's cash by n steps of instrument i.
