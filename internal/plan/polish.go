@@ -57,12 +57,17 @@ type numbers struct {
 	// idleCash: cheapest first.
 	buyLeaf, buyableAt []int
 	buyUnit            []num
-	// idleHas is, per account whose idleOK is true, whether it could buy
-	// a step of a leaf sleeve under its target (idleCash): it changes only
-	// with the account's cash or with the sign of the deviation of a leaf
+	// idleAt is, per account whose idleOK is true, the place in buyLeaf
+	// of its cheapest leaf sleeve under its target (-1: none), for
+	// idleCash: it changes only with the sign of the deviation of a leaf
 	// in buyLeaf (buysLeaf[a*nS+leaf]), so shift and refreshDev forget it
-	// then (idleOK false).
-	idleOK, idleHas, buysLeaf []bool
+	// then (idleOK false); the account's cash is compared with that
+	// leaf's step each time.
+	idleAt           []int
+	idleOK, buysLeaf []bool
+	// kept is secondStart's scratch: the first plan's cash, values and
+	// deviations while the second is made.
+	kept []num
 }
 
 // orderIndex indexes the orders while the polish moves them (from
@@ -152,8 +157,11 @@ type ranking struct {
 	// improve: they depend only on the projection, which the moves tried
 	// and not kept leave as it was, and on the side, one per improve.
 	partnerOK []bool
-	partnerN  []uint8
-	partnerOf [][maxPartners]int32
+	// partnerAny is true once partners kept some since partnerOK was
+	// last cleared (improve clears it only then).
+	partnerAny bool
+	partnerN   []uint8
+	partnerOf  [][maxPartners]int32
 }
 
 // numOf returns d as a num: a decimal (big) in every case when the
@@ -253,7 +261,9 @@ func (pl *planner) loadFixed() {
 				most += pl.nA
 			}
 		}
-		all := make([]num, 2*nS+pl.nA+2*pl.nI+pl.nA*pl.nI+pl.nA+4*nS+nS+nS+pl.nI+most+nS)
+		// The figures in one array, the view's (look) and secondStart's
+		// scratch too.
+		all := make([]num, 2*nS+pl.nA+2*pl.nI+pl.nA*pl.nI+pl.nA+4*nS+nS+nS+pl.nI+most+nS+2*nS+pl.nA+2*nS)
 		next := func(n int) []num {
 			out := all[:n:n]
 			all = all[n:]
@@ -262,18 +272,25 @@ func (pl *planner) loadFixed() {
 		f.after, f.cash, f.unit, f.maxSteps, f.base = next(nS), next(pl.nA), next(pl.nI), next(pl.nA*pl.nI), next(pl.nA)
 		f.gap, f.leafMoved, f.minSteps, f.buyUnit, f.value0 = next(pl.nI), next(nS), next(pl.nI), next(most)[:0], next(nS)
 		f.tgt, f.hwf, f.tv, f.hw, pl.dev = next(nS), next(nS), next(nS), next(nS), next(nS)
+		pl.view.abs, pl.view.hw, f.kept = next(nS), next(nS), next(pl.nA+2*nS)
 		f.T, f.minTrade = pl.numOf(pl.T), pl.numOf(p.Rebalance.MinTrade)
 		for i := range p.Instruments {
 			f.unit[i] = pl.numOf(pl.unit[i])
 		}
 		for a := range p.Accounts {
 			f.base[a] = pl.numOf(pl.b.Cash[a].Sub(p.Accounts[a].Reserve))
-			for i := range p.Instruments {
+		}
+		for i := range p.Instruments {
+			var step num // read once, for the first account that may sell i
+			for a := range p.Accounts {
 				switch l := pl.limit(a, i); l.Sign() {
 				case -1:
 					f.maxSteps[a*pl.nI+i] = numInt(-1)
 				case 1:
-					f.maxSteps[a*pl.nI+i], _ = pl.numOf(l).QuoRem(pl.numOf(p.Instruments[i].Step))
+					if step == (num{}) {
+						step = pl.numOf(p.Instruments[i].Step)
+					}
+					f.maxSteps[a*pl.nI+i], _ = pl.numOf(l).QuoRem(step)
 				}
 			}
 		}
@@ -310,7 +327,8 @@ func (pl *planner) loadFixed() {
 		}
 		// What each account may buy is fixed for the planner: the
 		// wash-sale guard changes only between planners (washConflicts).
-		ints := make([]int, pl.nA+1+len(p.Sleeves)+pl.nI+most)
+		ints := make([]int, pl.nA+1+len(p.Sleeves)+pl.nI+most+pl.nA)
+		f.idleAt, ints = ints[:pl.nA], ints[pl.nA:]
 		f.buyableAt, ints = ints[:pl.nA+1], ints[pl.nA+1:]
 		at, ints := ints[:len(p.Sleeves)], ints[len(p.Sleeves):] // per leaf: its place in buyLeaf, for this account
 		buyable, ints := ints[:0:pl.nI], ints[pl.nI:]            // the instruments some account may buy
@@ -345,8 +363,9 @@ func (pl *planner) loadFixed() {
 			}
 			f.buyableAt[a+1] = len(f.buyLeaf)
 		}
-		flags := make([]bool, 2*pl.nA+pl.nA*nS)
-		f.idleOK, f.idleHas, f.buysLeaf = flags[:pl.nA], flags[pl.nA:2*pl.nA], flags[2*pl.nA:]
+		flags := make([]bool, pl.nA+pl.nA*nS+nS+pl.nI)
+		f.idleOK, f.buysLeaf, flags = flags[:pl.nA], flags[pl.nA:pl.nA+pl.nA*nS], flags[pl.nA+pl.nA*nS:]
+		pl.view.out, pl.eligible = flags[:nS], flags[nS:]
 		for a := range p.Accounts {
 			for _, leaf := range f.buyLeaf[f.buyableAt[a]:f.buyableAt[a+1]] {
 				f.buysLeaf[a*nS+leaf] = true
@@ -388,6 +407,9 @@ type score struct {
 	dev, total num
 	idle       num
 	orders     int
+	// lazy is true when idle is not worked out yet (decide): only while
+	// the projection is still the one rated (idleNow works it out).
+	lazy bool
 }
 
 // devLess reports whether x's largest deviation, as a fraction of its
@@ -431,7 +453,12 @@ func (pl *planner) decide(sc score, cur *score, withIdle bool, turn num) (score,
 		return sc, false
 	case -1:
 		if withIdle {
-			sc.idle = pl.idleCash()
+			// Worked out only when a later decision needs it (idleNow):
+			// most moves after this one are decided on the allocation.
+			sc.lazy = !pl.plain
+			if !sc.lazy {
+				sc.idle = pl.idleCash()
+			}
 		}
 		return sc, true
 	}
@@ -445,6 +472,14 @@ func (pl *planner) decide(sc score, cur *score, withIdle bool, turn num) (score,
 		return sc, sc.orders < cur.orders
 	}
 	return sc, turn.Sign() < 0
+}
+
+// idleNow works out cur.idle when decide left it for later (lazy); the
+// projection must still be cur's: before a move is made.
+func (pl *planner) idleNow(cur *score) {
+	if cur.lazy {
+		cur.idle, cur.lazy = pl.idleCash(), false
+	}
 }
 
 // zero returns 0 at the exponent of the money figures (f.e): the sums
@@ -520,12 +555,7 @@ func (pl *planner) idleCash() num {
 		if f.cash[a].Sign() <= 0 {
 			continue
 		}
-		has := f.idleHas[a]
-		if pl.plain || !f.idleOK[a] {
-			has = pl.mayBuyUnder(a)
-			f.idleOK[a], f.idleHas[a] = !pl.plain, has
-		}
-		if has {
+		if pl.mayBuyUnder(a) {
 			idle = idle.Add(f.cash[a])
 		}
 	}
@@ -536,20 +566,34 @@ func (pl *planner) idleCash() num {
 // an instrument it may hold of a leaf sleeve under its target.
 func (pl *planner) mayBuyUnder(a int) bool {
 	f := &pl.f
-	c := f.cash[a]
-	for k := f.buyableAt[a]; k < f.buyableAt[a+1]; k++ {
-		if pl.dev[f.buyLeaf[k]].Sign() >= 0 {
-			continue
-		}
-		// The cheapest step of the leaves under target: a may buy it, or
-		// none of them.
-		if u := f.buyUnit[k]; u.d == c.d && u.e == c.e {
-			// The common case, inline: small, at one exponent.
-			return u.v <= c.v
-		}
-		return !f.buyUnit[k].GreaterThan(c)
+	k := f.idleAt[a]
+	if pl.plain || !f.idleOK[a] {
+		k = pl.cheapestUnder(a)
+		f.idleOK[a], f.idleAt[a] = !pl.plain, k
 	}
-	return false
+	if k < 0 {
+		return false
+	}
+	c, u := f.cash[a], f.buyUnit[k]
+	if u.d == c.d && u.e == c.e {
+		// The common case, inline: small, at one exponent.
+		return u.v <= c.v
+	}
+	return !u.GreaterThan(c)
+}
+
+// cheapestUnder returns the place in buyLeaf (and buyUnit) of the leaf
+// sleeve under its target with the cheapest step that account a may buy,
+// or -1 when it may buy none: buyLeaf lists each account's leaves
+// cheapest step first.
+func (pl *planner) cheapestUnder(a int) int {
+	f := &pl.f
+	for k := f.buyableAt[a]; k < f.buyableAt[a+1]; k++ {
+		if pl.dev[f.buyLeaf[k]].Sign() < 0 {
+			return k
+		}
+	}
+	return -1
 }
 
 // exempt reports whether an order's rule lets its account trade both sides
@@ -568,7 +612,6 @@ func (pl *planner) shift(a, i int, n num, sell bool) {
 	}
 	was := f.cash[a]
 	f.cash[a] = was.Sub(amount)
-	f.idleOK[a] = false
 	leaf := p.Instruments[i].Sleeve
 	under := pl.dev[leaf].Sign() < 0
 	for x := leaf; x >= 0; x = p.Sleeves[x].Parent {
@@ -925,9 +968,16 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 	var sc score
 	rated := false
 	if !pl.plain && pl.keepsTotal(m.a, amount) {
-		if sc, rated = pl.rate(&m, nil, amount); rated && sc.head(cur) > 0 {
+		sc, rated = pl.rate(&m, nil, amount)
+	}
+	h := 0 // unknown unless rated: decide may compare the idle cash
+	if rated {
+		if h = sc.head(cur); h > 0 {
 			return *cur, false
 		}
+	}
+	if h == 0 {
+		pl.idleNow(cur)
 	}
 	pl.apply(&m)
 	if rated {
@@ -1159,7 +1209,10 @@ func (pl *planner) rate(m, made *move, amount num) (sc score, ok bool) {
 func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle bool) bool {
 	p, f := pl.p, &pl.f
 	pl.rankOK = false
-	clear(pl.partnerOK)
+	if pl.partnerAny {
+		clear(pl.partnerOK)
+		pl.partnerAny = false
+	}
 	over := pl.deviationAfter(si).Sign() > 0
 	wantSell := over
 	if si == p.Cash {
@@ -1174,8 +1227,7 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 	// The instruments whose moves may bring si toward its target, once:
 	// the moves tried are taken back, or the first that improves is kept
 	// and improve returns.
-	if pl.eligible == nil {
-		pl.eligible = make([]bool, pl.nI)
+	if pl.under == nil {
 		pl.under = pl.instrumentsUnder()
 	}
 	eligible := pl.eligible
@@ -1346,6 +1398,7 @@ func (pl *planner) partners(a, i int, side Side, best *[maxPartners]int) []int {
 			pl.partnerOf[k][j] = int32(x)
 		}
 		pl.partnerOK[k], pl.partnerN[k] = true, uint8(len(found))
+		pl.partnerAny = true
 		return found
 	}
 	for j, x := range pl.partnerOf[k][:pl.partnerN[k]] {
@@ -1537,6 +1590,8 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 			return *cur, false
 		}
 	}
+	// decide may compare the idle cash of the projection before the pair.
+	pl.idleNow(cur)
 	// The view of the projection before the first move, for worse.
 	keeps := !pl.plain && pl.keepsTotal(first.a, pl.amount(&first))
 	if keeps {
@@ -1658,7 +1713,10 @@ func (pl *planner) spendIdle(cur *score, limit int) {
 		if !p.Sleeves[si].Leaf() || si == p.Cash {
 			continue
 		}
-		for tries := 0; tries < limit && cur.idle.Sign() > 0; tries++ {
+		for tries := 0; tries < limit; tries++ {
+			if pl.idleNow(cur); cur.idle.Sign() <= 0 {
+				break
+			}
 			d := pl.deviationAfter(si)
 			if d.Sign() >= 0 || !pl.improve(si, d.Neg(), false, cur, true) {
 				break
@@ -1940,7 +1998,7 @@ func (pl *planner) secondStart() {
 	copy(orders, pl.orders)
 	f := &pl.f
 	nA, nS := len(f.cash), len(f.after)
-	kept := make([]num, nA+2*nS)
+	kept := f.kept
 	copy(kept, f.cash)
 	copy(kept[nA:], f.after)
 	copy(kept[nA+nS:], pl.dev)
