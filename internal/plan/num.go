@@ -123,13 +123,13 @@ func align(x, y num) (a, b int64, e int32, ok bool) {
 
 // Add returns x + y.
 func (x num) Add(y num) num {
-	if x.d == nil && y.d == nil && x.e == y.e {
-		// The common case, at the same exponent: no raising.
-		if s := x.v + y.v; (s > x.v) == (y.v > 0) && s != math.MinInt64 {
-			return num{v: s, e: x.e}
-		}
+	// The common case, at the same exponent and without overflow, small
+	// enough to be inlined.
+	s := x.v + y.v
+	if x.e != y.e || x.d != nil || y.d != nil || (s > x.v) != (y.v > 0) || s == math.MinInt64 {
+		return x.addSlow(y)
 	}
-	return x.addSlow(y)
+	return num{v: s, e: x.e}
 }
 
 // addSlow is Add when the exponents differ, a figure is big or the sum
@@ -151,16 +151,22 @@ func (x num) addSlow(y num) num {
 
 // Sub returns x - y.
 func (x num) Sub(y num) num {
-	if x.d == nil && y.d == nil && x.e == y.e {
-		// y.v is never math.MinInt64: -y.v does not overflow.
-		if s := x.v - y.v; (s < x.v) == (y.v > 0) && s != math.MinInt64 {
-			return num{v: s, e: x.e}
-		}
+	// As Add: y.v is never math.MinInt64, so -y.v does not overflow.
+	s := x.v - y.v
+	if x.e != y.e || x.d != nil || y.d != nil || (s < x.v) != (y.v > 0) || s == math.MinInt64 {
+		return x.subSlow(y)
 	}
+	return num{v: s, e: x.e}
+}
+
+// subSlow is Sub when the exponents differ, a figure is big or the
+// difference overflows: the sum with -y (whose own fast path would fail
+// as Sub's did).
+func (x num) subSlow(y num) num {
 	if x.isBig() || y.isBig() {
 		return bigNum(x.dec().Sub(y.dec()))
 	}
-	return x.Add(y.Neg())
+	return x.addSlow(y.Neg())
 }
 
 // RoundFloor returns x rounded down to a multiple of 10^e, as decimal's
@@ -234,11 +240,18 @@ func (x num) IsZero() bool { return x.Sign() == 0 }
 
 // Cmp returns -1, 0 or 1 as x is less than, equal to or greater than y.
 func (x num) Cmp(y num) int {
-	if x.d == nil && y.d == nil && x.e == y.e {
-		// The common case, at the same exponent.
-		return cmp.Compare(x.v, y.v)
+	// The common case: both small (or the same big figure, v 0) at one
+	// exponent, small enough to be inlined.
+	if x.e != y.e || x.d != y.d {
+		return x.cmpSlow(y)
 	}
-	return x.cmpSlow(y)
+	if x.v < y.v {
+		return -1
+	}
+	if x.v > y.v {
+		return 1
+	}
+	return 0
 }
 
 // cmpSlow is Cmp when the exponents differ or a figure is big.

@@ -1341,72 +1341,140 @@ func (pl *planner) setOrder(o *Order, a, i int, side Side, rule Rule) {
 // project computes the sleeve values and the total after the orders. Free
 // cash after is each account's cash above its reserve, so proceeds that
 // refill a short reserve leave the investable total.
+//
+// It figures in nums (num.go), exact like decimal arithmetic, and makes a
+// decimal only of a sleeve whose value moved (the cash sleeve, a leaf
+// that an order trades, a parent of one) and of a total that moved: the
+// others keep the decimals of the snapshot.
 func (pl *planner) project() {
 	p, s := pl.p, pl.s
-	for si := range p.Sleeves {
-		if p.Sleeves[si].Leaf() {
-			pl.after[si] = s.Sleeves[si].Value
-		} else {
-			pl.after[si] = decimal.Decimal{}
-		}
-	}
-	// The cash sleeve holds its instruments, valued before the orders
-	// (which add to or take from them below), and the cash left after.
-	instr := p.Sleeves[p.Cash].Instruments
-	pl.after[p.Cash] = pl.sumOf(len(instr)+pl.nA, func(k int) decimal.Decimal {
-		if k < len(instr) {
-			return pl.held[instr[k]]
-		}
-		if c := pl.cashAfter(k - len(instr)); c.Sign() > 0 {
-			return c
-		}
-		return decimal.Decimal{}
-	})
-	// What the orders add to or take from each leaf, in nums: an order
-	// that round or the polish left with its steps only (changed) is worth
-	// its steps times the value of one.
-	var buf [16]num
-	delta := buf[:0]
-	if len(p.Sleeves) <= len(buf) {
-		delta = buf[:len(p.Sleeves)]
+	nS := len(p.Sleeves)
+	var valBuf [16]num
+	var movedBuf [16]bool
+	vals, moved := valBuf[:0], movedBuf[:0]
+	if nS <= len(valBuf) {
+		vals, moved = valBuf[:nS], movedBuf[:nS]
 	} else {
-		delta = make([]num, len(p.Sleeves))
+		vals, moved = make([]num, nS), make([]bool, nS)
 	}
+	// What the orders add to or take from each leaf: an order that round
+	// or the polish left with its steps only (changed) is worth its steps
+	// times the value of one.
+	// The figures the polish read are read no more (pl.f, once loaded).
+	f := &pl.f
 	for k := range pl.orders {
 		o := &pl.orders[k]
 		sl := p.Instruments[o.instrument].Sleeve
-		x := pl.numOf(o.Notional)
-		if o.changed {
+		var x num
+		switch {
+		case !o.changed:
+			x = pl.numOf(o.Notional)
+		case f.loaded:
+			x = o.n.Mul(f.unit[o.instrument])
+		default:
 			x = o.n.Mul(pl.numOf(pl.unit[o.instrument]))
 		}
 		if o.Side == Sell {
-			delta[sl] = delta[sl].Sub(x)
+			vals[sl] = vals[sl].Sub(x)
 		} else {
-			delta[sl] = delta[sl].Add(x)
+			vals[sl] = vals[sl].Add(x)
 		}
 	}
-	for si, d := range delta {
-		if !d.IsZero() {
-			pl.after[si] = pl.numOf(pl.after[si]).Add(d).dec()
+	// value0 is sleeve si's value before the plan.
+	value0 := func(si int) num {
+		if f.loaded {
+			return f.value0[si]
+		}
+		return pl.numOf(s.Sleeves[si].Value)
+	}
+	for si := range vals {
+		if !vals[si].IsZero() && si != p.Cash {
+			vals[si], moved[si] = value0(si).Add(vals[si]), true
 		}
 	}
-	drift.Rollup(p, pl.after)
-	pl.totalAfter = drift.TotalOf(p, pl.after)
-	pl.sameTotal = equal(pl.totalAfter, pl.T)
+	// The cash sleeve holds its instruments, valued before the orders
+	// (which add to or take from them above), and the cash left after.
+	cash := vals[p.Cash]
+	for _, i := range p.Sleeves[p.Cash].Instruments {
+		if !pl.held[i].IsZero() {
+			cash = cash.Add(pl.numOf(pl.held[i]))
+		}
+	}
+	for a := 0; a < pl.nA; a++ {
+		if c := pl.cashAfter(a); c.Sign() > 0 {
+			cash = cash.Add(pl.numOf(c))
+		}
+	}
+	vals[p.Cash], moved[p.Cash] = cash, true
+	// value is sleeve si's value after, moved or not.
+	value := func(si int) num {
+		if moved[si] {
+			return vals[si]
+		}
+		return value0(si)
+	}
+	// Each parent is the sum of its children (drift.Rollup): children
+	// follow their parents, so walking backwards sums bottom-up.
+	for si := nS - 1; si >= 0; si-- {
+		kids := p.Sleeves[si].Children
+		up := moved[si] // a child (or the cash sleeve itself) moved
+		for _, c := range kids {
+			up = up || moved[c]
+		}
+		if len(kids) == 0 || !up {
+			continue
+		}
+		sum := vals[si] // the cash sleeve's own, else zero
+		for _, c := range kids {
+			sum = sum.Add(value(c))
+		}
+		vals[si], moved[si] = sum, true
+	}
+	var total num
+	for si := range p.Sleeves {
+		if moved[si] {
+			pl.after[si] = vals[si].dec()
+		} else {
+			pl.after[si] = s.Sleeves[si].Value
+		}
+		if p.Sleeves[si].Parent < 0 {
+			total = total.Add(value(si))
+		}
+	}
+	if f.loaded {
+		pl.sameTotal = total.Equal(f.T)
+	} else {
+		pl.sameTotal = total.Equal(pl.numOf(pl.T))
+	}
+	pl.totalAfter = pl.T
+	if !pl.sameTotal {
+		pl.totalAfter = total.dec()
+	}
 }
 
 // outAfter reports whether sleeve si, worth after after the orders, lies
 // outside its band after them; total is pl.totalAfter.
 func (pl *planner) outAfter(si int, after, total num) bool {
+	f := &pl.f
 	if pl.sameTotal {
+		if f.loaded {
+			// The target value and half-width as the polish read them.
+			return after.Sub(f.tv[si]).Abs().GreaterThan(f.hw[si])
+		}
 		d := &pl.s.Sleeves[si]
 		return drift.OutOfBand(pl.after[si], d.TargetValue, d.HalfWidthValue)
 	}
 	// drift.Breaches, in nums: |after - target x total| > half-width x
-	// total, exactly, without making the two products as decimals.
-	ps := &pl.p.Sleeves[si]
-	gap := after.Sub(pl.numOf(ps.Target).Mul(total)).Abs()
-	return gap.GreaterThan(pl.numOf(ps.HalfWidth).Mul(total))
+	// total, exactly, without making the two products as decimals. The
+	// target and half-width as the polish read them, when it did.
+	var tgt, hw num
+	if f.fractions {
+		tgt, hw = f.tgt[si], f.hwf[si]
+	} else {
+		ps := &pl.p.Sleeves[si]
+		tgt, hw = pl.numOf(ps.Target), pl.numOf(ps.HalfWidth)
+	}
+	return after.Sub(tgt.Mul(total)).Abs().GreaterThan(hw.Mul(total))
 }
 
 // step moves account a's cash by n steps of instrument i.
