@@ -1209,8 +1209,10 @@ func (pl *planner) rate(m, made *move, amount num, cur *score) (sc score, ok boo
 			sc.dev = d
 		}
 	}
-	// cur rates the projection before the moves, of the same total (the
-	// moves keep it): a larger deviation is worse, and can only add harm.
+	// cur rates the projection before the moves (it always rates the
+	// plan as it stands), of the same total, which the moves keep: a
+	// larger deviation than cur's (and the largest is at least sc.dev) is
+	// worse, and can only add harm.
 	if sc.harmed > cur.harmed || sc.harmed == cur.harmed && (sc.out > cur.out || sc.out == cur.out && sc.dev.GreaterThan(cur.dev)) {
 		return sc, true
 	}
