@@ -118,17 +118,7 @@ func Compute(b *portfolio.Book) *Snapshot {
 		vals[sl] = dec64.SumF(parts)
 	}
 	// Rollup and TotalOf, on the figures.
-	for i := nS - 1; i >= 0; i-- {
-		kids := p.Sleeves[i].Children
-		if len(kids) == 0 {
-			continue
-		}
-		parts := appendNonZeroF(parts[:0], vals[i])
-		for _, c := range kids {
-			parts = appendNonZeroF(parts, vals[c])
-		}
-		vals[i] = dec64.SumF(parts)
-	}
+	rollupF(p, vals, parts[:0])
 	top := parts[:0]
 	for i := range p.Sleeves {
 		values[i] = vals[i].D
@@ -173,18 +163,37 @@ func Sum(values []decimal.Decimal) decimal.Decimal { return dec64.Sum(values) }
 // value is the sum of its children's. values is indexed like p.Sleeves and
 // must hold leaf values only (parents zero) on entry.
 func Rollup(p *policy.Policy, values []decimal.Decimal) {
-	var buf [8]decimal.Decimal
+	var buf [16]dec64.Figure
+	var partBuf [8]dec64.Figure
+	figs := buf[:0]
+	if len(values) > len(buf) {
+		figs = make([]dec64.Figure, 0, len(values))
+	}
+	for _, v := range values {
+		figs = append(figs, dec64.Read(v))
+	}
+	rollupF(p, figs, partBuf[:0])
+	for i := range p.Sleeves {
+		if len(p.Sleeves[i].Children) > 0 {
+			values[i] = figs[i].D
+		}
+	}
+}
+
+// rollupF is Rollup of figures, with parts as scratch for the sums: the
+// same sums (dec64.SumF is Sum of figures).
+func rollupF(p *policy.Policy, values, parts []dec64.Figure) {
 	// Children follow their parents, so walking backwards sums bottom-up.
 	for i := len(p.Sleeves) - 1; i >= 0; i-- {
 		kids := p.Sleeves[i].Children
 		if len(kids) == 0 {
 			continue
 		}
-		parts := appendNonZero(buf[:0], values[i])
+		parts = appendNonZeroF(parts[:0], values[i])
 		for _, c := range kids {
-			parts = appendNonZero(parts, values[c])
+			parts = appendNonZeroF(parts, values[c])
 		}
-		values[i] = Sum(parts)
+		values[i] = dec64.SumF(parts)
 	}
 }
 
