@@ -26,6 +26,11 @@ type numbers struct {
 	// hold the projection (from load until withdrawAll); stale, while the
 	// planner's decimals are behind them (from polishDone until sync).
 	live, stale bool
+	// done is the score of the projection the last polish left
+	// (polishLoaded), with the idle cash, while doneOK: until the
+	// projection is loaded or withdrawn (load, loadEmpty, withdrawAll).
+	done   score
+	doneOK bool
 
 	// Fixed for the planner: T; per instrument the value of a step; per
 	// [a*nI+i] the whole steps that may be sold (-1 when the limit is
@@ -244,7 +249,7 @@ func (pl *planner) load() {
 	}
 	pl.nOrders = len(pl.orders)
 	pl.refreshDev()
-	pl.f.live, pl.f.stale = true, false
+	pl.f.live, pl.f.stale, pl.f.doneOK = true, false, false
 }
 
 // loadFixed sets the figures of pl.f that are fixed for the planner, once.
@@ -602,14 +607,11 @@ func exempt(r Rule) bool {
 	return r == RuleRelocate || r == RuleRestoreSplit || r == RuleHarvest
 }
 
-// shift moves the projection by the value of n steps of instrument i
-// bought (sell false) or sold in account a, and the account's cash.
-func (pl *planner) shift(a, i int, n num, sell bool) {
+// shift moves the projection by amount, the value of steps of
+// instrument i bought (amount > 0) or sold in account a (amount), and
+// the account's cash.
+func (pl *planner) shift(a, i int, amount num) {
 	p, f := pl.p, &pl.f
-	amount := f.unit[i].Mul(n) // value into the instrument's sleeve
-	if sell {
-		amount = amount.Neg()
-	}
 	was := f.cash[a]
 	f.cash[a] = was.Sub(amount)
 	leaf := p.Instruments[i].Sleeve
@@ -654,6 +656,10 @@ type move struct {
 	side    Side
 	n       num
 	added   bool // apply appended the order
+	// amt is the value the move moves into its instrument's sleeve, once
+	// amount worked it out (amtOK): n must not change after.
+	amt   num
+	amtOK bool
 }
 
 // apply makes move m and keeps the projection, the count of orders and
@@ -669,12 +675,12 @@ func (pl *planner) apply(m *move) {
 			*at = int32(m.k)
 		}
 	}
-	pl.change(m.k, m.n)
+	pl.change(m.k, m.n, pl.amount(m))
 }
 
 // undo takes move m, made by apply, back.
 func (pl *planner) undo(m *move) {
-	pl.change(m.k, m.n.Neg())
+	pl.change(m.k, m.n.Neg(), pl.amount(m).Neg())
 	if m.added {
 		if at := &pl.idx.at[m.a*pl.nI+m.i]; pl.idx.ok && *at == int32(m.k) {
 			*at = -1
@@ -684,8 +690,9 @@ func (pl *planner) undo(m *move) {
 	}
 }
 
-// change adds n steps to order k.
-func (pl *planner) change(k int, n num) {
+// change adds n steps to order k, which move amount (pl.amount) into its
+// instrument's sleeve.
+func (pl *planner) change(k int, n, amount num) {
 	o := &pl.orders[k]
 	was := o.n.Sign() > 0
 	o.n = o.n.Add(n)
@@ -700,7 +707,7 @@ func (pl *planner) change(k int, n num) {
 			pl.count(o, d)
 		}
 	}
-	pl.shift(o.account, o.instrument, n, o.Side == Sell)
+	pl.shift(o.account, o.instrument, amount)
 }
 
 // newRule is the rule of an order the polish adds for instrument i.
@@ -718,12 +725,17 @@ func (pl *planner) newRule(i int) Rule {
 // projection in pl.f, as load would leave it: the planner's decimals are
 // written from it only once the plan is chosen (sync), so that the plans
 // compared and not kept never are. The orders the polish changed keep
-// their steps in n (changed) until settle.
+// their steps in n (changed) until settle. The deviations (pl.dev), the
+// view and the idle cash known stay as the moves left them: shift kept
+// them exact, and dropping orders of no step moves nothing (only the
+// polish without shortcuts, plain, works them out again).
 func (pl *planner) polishDone() {
 	pl.idx.ok = false
 	pl.dropEmpty()
 	pl.nOrders = len(pl.orders)
-	pl.refreshDev()
+	if pl.plain {
+		pl.refreshDev()
+	}
 	pl.f.stale = true
 }
 
@@ -817,7 +829,7 @@ func (pl *planner) conflicts(a, i int, side Side) bool {
 // beyond what may be sold, no buy beyond the account's cash or outside
 // may_hold or the wash-sale guard, no order below min_trade, no trade
 // against the plan (conflicts).
-func (pl *planner) feasible(m move) bool {
+func (pl *planner) feasible(m *move) bool {
 	p, f := pl.p, &pl.f
 	units := m.n
 	if m.k >= 0 {
@@ -837,12 +849,11 @@ func (pl *planner) feasible(m move) bool {
 			return false
 		}
 	}
-	if m.side == Sell && !pl.taxFirst(m) {
+	if m.side == Sell && !pl.taxFirst(*m) {
 		return false
 	}
-	cost := f.unit[m.i].Mul(m.n) // cash the move takes from the account
+	cost := pl.amount(m) // cash the move takes from the account
 	if m.side == Sell {
-		cost = cost.Neg()
 		// units x step > limit, for whole units: units > the whole steps
 		// of the limit.
 		if m.n.Sign() > 0 && units.GreaterThan(f.maxSteps[m.a*pl.nI+m.i]) {
@@ -961,7 +972,7 @@ func (pl *planner) stepsFor(i int, amount num, exceed bool) num {
 // try makes move m when it is feasible and improves the score cur; it
 // reports whether it did, with the new score.
 func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
-	if m.n.IsZero() || !pl.feasible(m) {
+	if m.n.IsZero() || !pl.feasible(&m) {
 		return *cur, false
 	}
 	amount := pl.amount(&m)
@@ -1111,11 +1122,13 @@ const maxMoved = 8
 
 // amount returns the value move m moves into its instrument's sleeve.
 func (pl *planner) amount(m *move) num {
-	amount := pl.f.unit[m.i].Mul(m.n)
-	if m.side == Sell {
-		return amount.Neg()
+	if !m.amtOK {
+		m.amt, m.amtOK = pl.f.unit[m.i].Mul(m.n), true
+		if m.side == Sell {
+			m.amt = m.amt.Neg()
+		}
 	}
-	return amount
+	return m.amt
 }
 
 // keepsTotal reports whether a move of amount (amount) in account a
@@ -1576,13 +1589,13 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 		return *cur, false
 	}
 	if side == Buy {
-		if !pl.feasible(first) {
+		if !pl.feasible(&first) {
 			return *cur, false
 		}
 	} else {
 		if *feasible == 0 {
 			*feasible = -1
-			if pl.feasible(first) {
+			if pl.feasible(&first) {
 				*feasible = 1
 			}
 		}
@@ -1598,7 +1611,7 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 		pl.freeze()
 	}
 	pl.apply(&first)
-	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(second) {
+	if second, ok := pl.moveOn(a, j, Buy, want); ok && second.n.Sign() > 0 && pl.feasible(&second) {
 		var sc score
 		rated := false
 		if amount := pl.amount(&second); keeps && pl.keepsTotal(second.a, amount) {
@@ -1637,6 +1650,7 @@ func (pl *planner) polish() {
 // polishLoaded is polish on the figures pl.f already holds.
 func (pl *planner) polishLoaded() {
 	p := pl.p
+	pl.f.doneOK = false
 	target := pl.dest == policy.DestinationTarget
 	pl.indexOrders()
 	if pl.before.total.IsZero() {
@@ -1679,6 +1693,11 @@ func (pl *planner) polishLoaded() {
 	}
 	pl.trim(&cur)
 	pl.polishDone()
+	// cur rates the projection left (every move kept made it cur), but
+	// for orders of no step that load counted.
+	pl.idleNow(&cur)
+	cur.orders = pl.nOrders
+	pl.f.done, pl.f.doneOK = cur, !pl.plain
 }
 
 // largestAfter returns the sleeve of the largest |deviation| after the
@@ -1792,7 +1811,10 @@ func (pl *planner) harms() bool {
 			return true
 		}
 	}
-	after := pl.score(false)
+	after := pl.f.done // its largest deviation and total
+	if !pl.f.doneOK {
+		after = pl.score(false)
+	}
 	return pl.f.total.Sign() > 0 && devLess(&pl.before, &after)
 }
 
@@ -1803,7 +1825,7 @@ func (pl *planner) withdrawAll() {
 	}
 	pl.orders = pl.orders[:0]
 	pl.project()
-	pl.f.live, pl.f.stale = false, false
+	pl.f.live, pl.f.stale, pl.f.doneOK = false, false, false
 }
 
 // harmReason is the reason of the sleeves left out of band when the plan
@@ -1988,7 +2010,10 @@ func (pl *planner) secondStart() {
 	if !pl.f.live {
 		pl.load()
 	}
-	first := pl.score(target)
+	first := pl.f.done
+	if !pl.f.doneOK {
+		first = pl.score(target)
+	}
 	// The first plan and the polish's figures of it, kept to be put back
 	// (the planner's decimals stay those of the first plan until sync):
 	// its orders are copied aside, and the second plan is made in their
@@ -2006,15 +2031,19 @@ func (pl *planner) secondStart() {
 	pl.loadEmpty()
 	pl.simple()
 	pl.polishLoaded()
-	second := pl.score(target)
+	second := pl.f.done
+	if !pl.f.doneOK {
+		second = pl.score(target)
+	}
 	h := second.head(&first)
 	if h < 0 || h == 0 && (second.idle.LessThan(first.idle) || second.idle.Equal(first.idle) && second.orders < first.orders) {
 		// The second plan is kept: the decimals of no order at all
 		// (withdrawAll's), which sync brings up to the polish's figures.
-		second := pl.orders
+		orders := pl.orders
 		pl.withdrawAll()
-		pl.orders = second
+		pl.orders = orders
 		f.live, f.stale = true, true
+		f.done, f.doneOK = second, !pl.plain
 		return
 	}
 	pl.orders = orders
@@ -2024,12 +2053,14 @@ func (pl *planner) secondStart() {
 	f.total, f.same, pl.nOrders, f.stale = total, same, nOrders, stale
 	pl.view.ok = false
 	clear(f.idleOK)
+	f.done, f.doneOK = first, !pl.plain
 }
 
 // loadEmpty sets the polish's figures to the projection of no order at
 // all, from the figures before the plan: what withdrawAll and then load
 // would set, without the decimals. The planner's decimals are left as
-// they are (the figures are ahead of them: stale).
+// they are (the figures are ahead of them: stale). Only simple follows
+// it, which works out the deviations (pl.dev) once it placed its orders.
 func (pl *planner) loadEmpty() {
 	p, f := pl.p, &pl.f
 	zero := pl.zero()
@@ -2065,7 +2096,13 @@ func (pl *planner) loadEmpty() {
 	f.same = f.total.Equal(f.T)
 	pl.orders = pl.orders[:0]
 	pl.nOrders = 0
-	pl.refreshDev()
+	f.doneOK = false
+	if pl.plain {
+		// Its orders are applied one by one (addSimple), which reads the
+		// deviations; else simple reads none of them before moveSimple
+		// works them out.
+		pl.refreshDev()
+	}
 	f.live, f.stale = true, true
 }
 
