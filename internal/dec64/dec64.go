@@ -178,6 +178,36 @@ func Sum(values []decimal.Decimal) decimal.Decimal {
 	return decimal.New(s, e)
 }
 
+// SumF is Sum of figures: decimal.Sum of their values, zero
+// (decimal.Decimal{}) for none.
+func SumF(values []Figure) Figure {
+	switch len(values) {
+	case 0:
+		return Figure{fit: true}
+	case 1:
+		return values[0]
+	}
+	e := values[0].e
+	for _, v := range values[1:] {
+		e = min(e, v.e)
+	}
+	var s int64
+	for _, v := range values {
+		c, ok := v.at(e)
+		if ok {
+			s, ok = add64(s, c)
+		}
+		if !ok {
+			rest := make([]decimal.Decimal, len(values)-1)
+			for k := range rest {
+				rest[k] = values[k+1].D
+			}
+			return Read(decimal.Sum(values[0].D, rest...))
+		}
+	}
+	return newFigure(s, e)
+}
+
 // Mul returns x.Mul(y).
 func Mul(x, y decimal.Decimal) decimal.Decimal { return MulF(Read(x), Read(y)).D }
 

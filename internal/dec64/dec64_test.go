@@ -73,6 +73,13 @@ func TestAgainstDecimal(t *testing.T) {
 		if got := Sum(zs); !same(got, want) {
 			t.Fatalf("Sum(%s) = %s e%d, want %s e%d", zs, got, got.Exponent(), want, want.Exponent())
 		}
+		fs := make([]Figure, len(zs))
+		for k, z := range zs {
+			fs[k] = Read(z)
+		}
+		if got := SumF(fs); !same(got.D, want) || got.fit && (got.c != want.CoefficientInt64() || got.e != want.Exponent()) {
+			t.Fatalf("SumF(%s) = %s e%d (%+v), want %s e%d", zs, got.D, got.D.Exponent(), got, want, want.Exponent())
+		}
 		if y.IsZero() {
 			continue
 		}

@@ -52,17 +52,29 @@ type Sleeve struct {
 }
 
 // Compute values the book and returns its drift snapshot.
+//
+// Every figure is read once (dec64.Figure) and every sum, rollup and
+// total made from the figures of its parts, as Sum, Rollup and TotalOf
+// make them from decimals.
 func Compute(b *portfolio.Book) *Snapshot {
 	p := b.Policy
 	nA, nI, nS := len(p.Accounts), len(p.Instruments), len(p.Sleeves)
 	// One backing array for the positions' values, the free cash and the
-	// sleeve values; the scratch the sums use is on the stack while it
-	// fits there.
+	// sleeve values; the figures of the positions and the sleeves, and the
+	// scratch the sums use, are on the stack while they fit there.
 	dec := make([]decimal.Decimal, nA*nI+nA+nS)
-	var partBuf [32]decimal.Decimal
-	parts := partBuf[:]
+	var posBuf [64]dec64.Figure
+	var valBuf [16]dec64.Figure
+	var partBuf [32]dec64.Figure
+	pos, vals, parts := posBuf[:], valBuf[:], partBuf[:]
+	if n := nA*nI + nA; n > len(posBuf) {
+		pos = make([]dec64.Figure, n)
+	}
+	if nS > len(valBuf) {
+		vals = make([]dec64.Figure, nS)
+	}
 	if n := nA*nI + nA; n > len(partBuf) {
-		parts = make([]decimal.Decimal, n)
+		parts = make([]dec64.Figure, n)
 	}
 	s := &Snapshot{
 		Book:     b,
@@ -77,7 +89,8 @@ func Compute(b *portfolio.Book) *Snapshot {
 		s.Values[a] = row
 		for i, q := range b.Qty[a] {
 			if !q.IsZero() {
-				row[i] = dec64.Mul(q, b.Price[i])
+				f := dec64.MulF(dec64.Read(q), dec64.Read(b.Price[i]))
+				row[i], pos[a*nI+i] = f.D, f
 			}
 		}
 		if cash := b.Cash[a]; p.Accounts[a].Reserve.IsZero() && cash.Sign() >= 0 {
@@ -90,23 +103,46 @@ func Compute(b *portfolio.Book) *Snapshot {
 		parts := parts[:0]
 		for _, i := range p.Sleeves[sl].Instruments {
 			for a := 0; a < nA; a++ {
-				parts = appendNonZero(parts, s.Values[a][i])
+				if !s.Values[a][i].IsZero() {
+					parts = append(parts, pos[a*nI+i])
+				}
 			}
 		}
 		if sl == p.Cash {
 			for _, f := range s.FreeCash {
-				parts = appendNonZero(parts, f)
+				if !f.IsZero() {
+					parts = append(parts, dec64.Read(f))
+				}
 			}
 		}
-		values[sl] = Sum(parts)
+		vals[sl] = dec64.SumF(parts)
 	}
-	Rollup(p, values)
-	s.Total = TotalOf(p, values)
-	total := dec64.Read(s.Total)
+	// Rollup and TotalOf, on the figures.
+	rollupF(p, vals, parts[:0])
+	top := parts[:0]
 	for i := range p.Sleeves {
-		s.Sleeves[i] = describe(&p.Sleeves[i], values[i], total)
+		values[i] = vals[i].D
+		if p.Sleeves[i].Parent < 0 {
+			top = appendNonZeroF(top, vals[i])
+		}
+	}
+	total := dec64.Read(decimal.Zero)
+	if len(top) > 0 {
+		total = dec64.SumF(top)
+	}
+	s.Total = total.D
+	for i := range p.Sleeves {
+		s.Sleeves[i] = describe(&p.Sleeves[i], vals[i], total)
 	}
 	return s
+}
+
+// appendNonZeroF appends f to parts unless it is zero.
+func appendNonZeroF(parts []dec64.Figure, f dec64.Figure) []dec64.Figure {
+	if f.D.IsZero() {
+		return parts
+	}
+	return append(parts, f)
 }
 
 // appendNonZero appends d to parts unless it is zero.
@@ -127,18 +163,37 @@ func Sum(values []decimal.Decimal) decimal.Decimal { return dec64.Sum(values) }
 // value is the sum of its children's. values is indexed like p.Sleeves and
 // must hold leaf values only (parents zero) on entry.
 func Rollup(p *policy.Policy, values []decimal.Decimal) {
-	var buf [8]decimal.Decimal
+	var buf [16]dec64.Figure
+	var partBuf [8]dec64.Figure
+	figs := buf[:0]
+	if len(values) > len(buf) {
+		figs = make([]dec64.Figure, 0, len(values))
+	}
+	for _, v := range values {
+		figs = append(figs, dec64.Read(v))
+	}
+	rollupF(p, figs, partBuf[:0])
+	for i := range p.Sleeves {
+		if len(p.Sleeves[i].Children) > 0 {
+			values[i] = figs[i].D
+		}
+	}
+}
+
+// rollupF is Rollup of figures, with parts as scratch for the sums: the
+// same sums (dec64.SumF is Sum of figures).
+func rollupF(p *policy.Policy, values, parts []dec64.Figure) {
 	// Children follow their parents, so walking backwards sums bottom-up.
 	for i := len(p.Sleeves) - 1; i >= 0; i-- {
 		kids := p.Sleeves[i].Children
 		if len(kids) == 0 {
 			continue
 		}
-		parts := appendNonZero(buf[:0], values[i])
+		parts = appendNonZeroF(parts[:0], values[i])
 		for _, c := range kids {
-			parts = appendNonZero(parts, values[c])
+			parts = appendNonZeroF(parts, values[c])
 		}
-		values[i] = Sum(parts)
+		values[i] = dec64.SumF(parts)
 	}
 }
 
@@ -190,11 +245,12 @@ var zeroWeight = dec64.Read(decimal.New(0, -WeightPlaces))
 // Describe returns the drift figures of policy sleeve ps holding value out
 // of total.
 func Describe(ps *policy.Sleeve, value, total decimal.Decimal) Sleeve {
-	return describe(ps, value, dec64.Read(total))
+	return describe(ps, dec64.Read(value), dec64.Read(total))
 }
 
-// describe is Describe with the total read once for every sleeve.
-func describe(ps *policy.Sleeve, value decimal.Decimal, total dec64.Figure) Sleeve {
+// describe is Describe of figures: the value and the total read once.
+func describe(ps *policy.Sleeve, v dec64.Figure, total dec64.Figure) Sleeve {
+	value := v.D
 	d := Sleeve{
 		Path:     ps.Path,
 		Value:    value,
@@ -207,9 +263,9 @@ func describe(ps *policy.Sleeve, value decimal.Decimal, total dec64.Figure) Slee
 	}
 	// Each figure as decimal arithmetic gives it, on int64 coefficients
 	// while they fit, each operand read once (dec64 figures).
-	v, target := dec64.Read(value), dec64.Read(ps.Target)
+	target, halfWidth := ps.Figures()
 	tv := dec64.MulF(target, total)
-	hw := dec64.MulF(dec64.Read(ps.HalfWidth), total)
+	hw := dec64.MulF(halfWidth, total)
 	d.TargetValue, d.HalfWidthValue = tv.D, hw.D
 	w := zeroWeight
 	if !value.IsZero() {

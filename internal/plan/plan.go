@@ -502,21 +502,35 @@ func (pl *planner) orderings() {
 		pl.spendOrder[a] = a
 		pl.sellOrder[a] = a
 	}
-	slices.SortStableFunc(pl.buyOrder, func(x, y int) int { return holders[x] - holders[y] })
-	slices.SortStableFunc(pl.spendOrder, func(x, y int) int { return allowed[x] - allowed[y] })
+	sortByKey(pl.buyOrder, holders)
+	sortByKey(pl.spendOrder, allowed)
 	// Accounts short of their reserve sell last: their proceeds refill the
 	// reserve before they are free. Then tax-advantaged before taxable.
-	rank := func(a int) int {
-		r := 0
+	rank := allowed // done with: the rank of each account
+	for a := range rank {
+		rank[a] = 0
 		if pl.short[a].Sign() > 0 {
-			r += 2
+			rank[a] += 2
 		}
 		if !p.Accounts[a].Type.TaxAdvantaged() {
-			r++
+			rank[a]++
 		}
-		return r
 	}
-	slices.SortStableFunc(pl.sellOrder, func(x, y int) int { return rank(x) - rank(y) })
+	sortByKey(pl.sellOrder, rank)
+}
+
+// sortByKey sorts xs stably by key[x], in place: an insertion sort, for
+// the few accounts and instruments of a household, which are often in
+// order already.
+func sortByKey(xs, key []int) {
+	for k := 1; k < len(xs); k++ {
+		x := xs[k]
+		j := k
+		for ; j > 0 && key[xs[j-1]] > key[x]; j-- {
+			xs[j] = xs[j-1]
+		}
+		xs[j] = x
+	}
 }
 
 var half = decimal.New(5, -1)

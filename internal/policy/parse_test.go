@@ -14,6 +14,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/rebalancerd/rebalancerd/internal/dec64"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml/yamltest"
 )
@@ -1149,12 +1150,22 @@ func TestGlideBandAgesBounded(t *testing.T) {
 }
 
 // TestSplitToleranceMadeOnce: SplitTolerance gives the division of the
-// sleeve's half-width by its target whether it was made when the policy
-// was derived or is made again because Target or HalfWidth changed since.
+// sleeve's half-width by its target, and Figures the two as figures,
+// whether they were made when the policy was derived or are made again
+// because Target or HalfWidth changed since.
 func TestSplitToleranceMadeOnce(t *testing.T) {
 	p := parseFile(t, examplePath)
+	figures := func(s *Sleeve) {
+		t.Helper()
+		tf, hf := s.Figures()
+		if tf != dec64.Read(s.Target) || hf != dec64.Read(s.HalfWidth) {
+			t.Errorf("%s: Figures %s, %s, want %s, %s", s.Path, tf.D, hf.D, s.Target, s.HalfWidth)
+		}
+	}
 	for i := range p.Sleeves {
 		s := p.Sleeves[i]
+		figures(&s)
+		defer figures(&s) // after the changes below
 		if s.Band.HasWithinSleeve || s.Target.Sign() <= 0 {
 			continue
 		}

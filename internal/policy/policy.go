@@ -13,6 +13,8 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/dec64"
 )
 
 // CashSleeve is the name of the top-level sleeve that an account's free cash
@@ -161,17 +163,33 @@ type Sleeve struct {
 	Instruments []int
 	Line        int
 
-	// tol is SplitTolerance's division, made once when the policy is
-	// derived; it holds for the Target and HalfWidth it was made from.
-	tol splitTol
+	// derived holds figures made once when the policy is derived; they
+	// hold for the Target and HalfWidth they were made from.
+	derived derivedFigures
 }
 
-// splitTol is HalfWidth.DivRound(Target, 8) for the decimals target and
-// halfWidth (compared by identity: the same value and exponent, which a
-// decimal never changes).
-type splitTol struct {
+// derivedFigures are, for the decimals target and halfWidth (compared by
+// identity: the same value and exponent, which a decimal never changes),
+// the split tolerance halfWidth.DivRound(target, 8) (when target > 0) and
+// both read as dec64 figures.
+type derivedFigures struct {
 	target, halfWidth, tol decimal.Decimal
+	targetF, halfWidthF    dec64.Figure
 	ok                     bool
+}
+
+// valid reports whether d was made for s's Target and HalfWidth.
+func (d *derivedFigures) valid(s *Sleeve) bool {
+	return d.ok && d.target == s.Target && d.halfWidth == s.HalfWidth
+}
+
+// Figures returns the sleeve's Target and HalfWidth as dec64 figures, for
+// drift's arithmetic on them.
+func (s *Sleeve) Figures() (target, halfWidth dec64.Figure) {
+	if d := &s.derived; d.valid(s) {
+		return d.targetF, d.halfWidthF
+	}
+	return dec64.Read(s.Target), dec64.Read(s.HalfWidth)
 }
 
 // SplitTolerance returns the tolerance of the split between the sleeve's
@@ -183,8 +201,8 @@ func (s *Sleeve) SplitTolerance() decimal.Decimal {
 	case s.Band.HasWithinSleeve:
 		return s.Band.WithinSleeve
 	case s.Target.Sign() > 0:
-		if c := &s.tol; c.ok && c.target == s.Target && c.halfWidth == s.HalfWidth {
-			return c.tol
+		if d := &s.derived; d.valid(s) {
+			return d.tol
 		}
 		return s.HalfWidth.DivRound(s.Target, 8)
 	}
@@ -437,9 +455,13 @@ func (p *Policy) derive() {
 		s.HalfWidth = s.Band.HalfWidth(s.Target)
 		s.BandLow = decimal.Max(decimal.Zero, s.Target.Sub(s.HalfWidth))
 		s.BandHigh = decimal.Min(one, s.Target.Add(s.HalfWidth))
-		s.tol = splitTol{}
+		s.derived = derivedFigures{
+			target: s.Target, halfWidth: s.HalfWidth,
+			targetF: dec64.Read(s.Target), halfWidthF: dec64.Read(s.HalfWidth),
+			ok: true,
+		}
 		if s.Target.Sign() > 0 {
-			s.tol = splitTol{s.Target, s.HalfWidth, s.HalfWidth.DivRound(s.Target, 8), true}
+			s.derived.tol = s.HalfWidth.DivRound(s.Target, 8)
 		}
 	}
 }
