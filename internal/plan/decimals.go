@@ -95,8 +95,8 @@ func powerOfTen(d decimal.Decimal) (k int32, ok bool) {
 }
 
 // powersOfTen holds 10^0 to 10^18, the powers of ten an int64 holds.
-var powersOfTen = func() []int64 {
-	p := make([]int64, 19)
+var powersOfTen = func() [19]int64 {
+	var p [19]int64
 	p[0] = 1
 	for j := 1; j < len(p); j++ {
 		p[j] = p[j-1] * 10

@@ -54,6 +54,7 @@ func (x num) trimmed() num {
 		return x
 	}
 	// Four zeros at a time, then two, then one: an int64 has at most 18.
+	// (x%c == 0 compiles to a multiplication, without dividing.)
 	for x.v%10000 == 0 {
 		x.v, x.e = x.v/10000, x.e+4
 	}
@@ -101,8 +102,8 @@ func (x num) at(e int32) (int64, bool) {
 
 // maxTimesTen holds math.MaxInt64 / 10^k for k from 0 to 18: the largest
 // coefficient that may be raised k exponents.
-var maxTimesTen = func() []int64 {
-	m := make([]int64, len(powersOfTen))
+var maxTimesTen = func() [len(powersOfTen)]int64 {
+	var m [len(powersOfTen)]int64
 	for k, p := range powersOfTen {
 		m[k] = math.MaxInt64 / p
 	}

@@ -420,8 +420,22 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 	pl.parts = dec[:0]
 	flags := make([]bool, nA*nI+2*nI)
 	pl.moved, pl.dropped, pl.wholeStep = flags[:nA*nI], flags[nA*nI:nA*nI+nI], flags[nA*nI+nI:]
+	// Each step's power of ten (powerOfTen), found once: -1 for a step
+	// that is none.
+	var powBuf [64]int32
+	pow := powBuf[:0]
+	if nI <= len(powBuf) {
+		pow = powBuf[:nI]
+	} else {
+		pow = make([]int32, nI)
+	}
 	for i := range p.Instruments {
-		pl.wholeStep[i] = isOne(p.Instruments[i].Step)
+		k, ok := powerOfTen(p.Instruments[i].Step)
+		pow[i] = -1
+		if ok && k <= 0 {
+			pow[i] = -k
+		}
+		pl.wholeStep[i] = ok && k == 0
 		if !b.Price[i].IsZero() {
 			pl.unit[i] = pl.timesStep(i, b.Price[i])
 		}
@@ -431,7 +445,8 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 			if q.IsZero() {
 				continue
 			}
-			if step := p.Instruments[i].Step; wholeSteps(q, step) {
+			// wholeSteps, with the step's power of ten found above.
+			if step := p.Instruments[i].Step; pow[i] >= 0 && q.Exponent() >= -pow[i] || wholeSteps(q, step) {
 				pl.sellable[a*nI+i] = s.Values[a][i]
 			} else {
 				steps, _ := dec64.QuoRem(q, step)
@@ -704,7 +719,14 @@ func (pl *planner) amounts() {
 	p, s := pl.p, pl.s
 	held := pl.held
 	for i := range held {
-		held[i] = pl.sumOf(pl.nA, func(a int) decimal.Decimal { return s.Values[a][i] })
+		// sumOf, without a call per account.
+		parts := pl.parts[:0]
+		for a := 0; a < pl.nA; a++ {
+			if v := s.Values[a][i]; !v.IsZero() {
+				parts = append(parts, v)
+			}
+		}
+		held[i] = drift.Sum(parts)
 	}
 	for si := range p.Sleeves {
 		ps := &p.Sleeves[si]
@@ -1659,7 +1681,13 @@ func sortOrders(orders []Order) {
 func (pl *planner) unresolved(out *Plan) {
 	p := pl.p
 	nS := len(p.Sleeves)
-	reasons := make([]string, 2*nS)
+	var buf [32]string // on the stack while the policy is small
+	reasons := buf[:0]
+	if 2*nS <= len(buf) {
+		reasons = buf[:2*nS]
+	} else {
+		reasons = make([]string, 2*nS)
+	}
 	gap, drop := reasons[:nS], reasons[nS:]
 	// Sales left unplaced are fractions of a step that cannot be sold; the
 	// buys they would have paid for fall short by as much, as rounding.
