@@ -332,49 +332,40 @@ func (pl *planner) loadFixed() {
 		}
 		// What each account may buy is fixed for the planner: the
 		// wash-sale guard changes only between planners (washConflicts).
-		ints := make([]int, pl.nA+1+len(p.Sleeves)+pl.nI+most+pl.nA)
+		ints := make([]int, pl.nA+1+pl.nI+most+pl.nA)
 		f.idleAt, ints = ints[:pl.nA], ints[pl.nA:]
 		f.buyableAt, ints = ints[:pl.nA+1], ints[pl.nA+1:]
-		at, ints := ints[:len(p.Sleeves)], ints[len(p.Sleeves):] // per leaf: its place in buyLeaf, for this account
-		buyable, ints := ints[:0:pl.nI], ints[pl.nI:]            // the instruments some account may buy
+		// The instruments some account may buy, cheapest step first (an
+		// insertion sort, stable: a few instruments).
+		buyable, ints := ints[:0:pl.nI], ints[pl.nI:]
 		for i := range p.Instruments {
-			if p.Instruments[i].Sleeve != p.Cash && f.unit[i].Sign() > 0 && pl.mayBuy(i) {
-				buyable = append(buyable, i)
+			if p.Instruments[i].Sleeve == p.Cash || f.unit[i].Sign() <= 0 || !pl.mayBuy(i) {
+				continue
 			}
-		}
-		f.buyLeaf = ints[:0]
-		for a := range p.Accounts {
-			clear(at)
-			from := len(f.buyLeaf)
-			for _, i := range buyable {
-				if !p.Accounts[a].Allows(i) {
-					continue
-				}
-				leaf := p.Instruments[i].Sleeve
-				if k := at[leaf] - 1; k >= 0 {
-					f.buyUnit[k] = minNum(f.buyUnit[k], f.unit[i])
-					continue
-				}
-				f.buyLeaf, f.buyUnit = append(f.buyLeaf, leaf), append(f.buyUnit, f.unit[i])
-				at[leaf] = len(f.buyLeaf)
+			k := len(buyable)
+			buyable = append(buyable, i)
+			for ; k > 0 && f.unit[i].LessThan(f.unit[buyable[k-1]]); k-- {
+				buyable[k] = buyable[k-1]
 			}
-			// Cheapest step first, for mayBuyUnder (insertion sort: a few
-			// leaf sleeves).
-			for k := from + 1; k < len(f.buyLeaf); k++ {
-				for j := k; j > from && f.buyUnit[j].LessThan(f.buyUnit[j-1]); j-- {
-					f.buyUnit[j], f.buyUnit[j-1] = f.buyUnit[j-1], f.buyUnit[j]
-					f.buyLeaf[j], f.buyLeaf[j-1] = f.buyLeaf[j-1], f.buyLeaf[j]
-				}
-			}
-			f.buyableAt[a+1] = len(f.buyLeaf)
+			buyable[k] = i
 		}
 		flags := make([]bool, pl.nA+pl.nA*nS+nS+pl.nI)
 		f.idleOK, f.buysLeaf, flags = flags[:pl.nA], flags[pl.nA:pl.nA+pl.nA*nS], flags[pl.nA+pl.nA*nS:]
 		pl.view.out, pl.eligible = flags[:nS], flags[nS:]
+		// Each account's leaves in the order of their cheapest steps it may
+		// buy, met first in buyable (which of two leaves of equal steps
+		// comes first changes nothing: mayBuyUnder reads only the step).
+		f.buyLeaf = ints[:0]
 		for a := range p.Accounts {
-			for _, leaf := range f.buyLeaf[f.buyableAt[a]:f.buyableAt[a+1]] {
+			for _, i := range buyable {
+				leaf := p.Instruments[i].Sleeve
+				if !p.Accounts[a].Allows(i) || f.buysLeaf[a*nS+leaf] {
+					continue
+				}
 				f.buysLeaf[a*nS+leaf] = true
+				f.buyLeaf, f.buyUnit = append(f.buyLeaf, leaf), append(f.buyUnit, f.unit[i])
 			}
+			f.buyableAt[a+1] = len(f.buyLeaf)
 		}
 	}
 }
