@@ -1248,7 +1248,17 @@ func (pl *planner) round() {
 			}
 		}
 	}
+	// pending[k] is what account a plans to buy after buyOrder[k], made
+	// for the account when a buy first rounds up.
+	var pendBuf [64]num
+	pending := pendBuf[:0]
+	if len(pl.buyOrder) <= len(pendBuf) {
+		pending = pendBuf[:len(pl.buyOrder)]
+	} else {
+		pending = make([]num, len(pl.buyOrder))
+	}
 	for a := 0; a < pl.nA; a++ {
+		havePending := false
 		for k, i := range pl.buyOrder {
 			amt := buyAt[a*pl.nI+i]
 			if amt.Sign() <= 0 {
@@ -1261,13 +1271,18 @@ func (pl *planner) round() {
 			units := amt.DivRound(unit[i])
 			notional := units.Mul(unit[i])
 			if notional.GreaterThan(amt) {
-				var pending num
-				for _, j := range pl.buyOrder[k+1:] {
-					if x := buyAt[a*pl.nI+j]; x.Sign() > 0 {
-						pending = pending.Add(x)
+				if !havePending {
+					// The sums from the last buy back (exact: in any order).
+					var sum num
+					for k2 := len(pl.buyOrder) - 1; k2 >= 0; k2-- {
+						pending[k2] = sum
+						if x := buyAt[a*pl.nI+pl.buyOrder[k2]]; x.Sign() > 0 {
+							sum = sum.Add(x)
+						}
 					}
+					havePending = true
 				}
-				if cash[a].Sub(pending).LessThan(notional) {
+				if cash[a].Sub(pending[k]).LessThan(notional) {
 					units, notional = units.Sub(numOne), notional.Sub(unit[i])
 				}
 			}
