@@ -979,7 +979,7 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 	var sc score
 	rated := false
 	if !pl.plain && pl.keepsTotal(m.a, amount) {
-		sc, rated = pl.rate(&m, nil, amount)
+		sc, rated = pl.rate(&m, nil, amount, cur)
 	}
 	h := 0 // unknown unless rated: decide may compare the idle cash
 	if rated {
@@ -1148,8 +1148,11 @@ func (pl *planner) keepsTotal(a int, amount num) bool {
 // projection is rated once (pl.view). made is a move already made since
 // the view was taken (nil: none, freeze), which also left the total as
 // it was: its sleeves are rated afresh too. ok is false when rate cannot
-// tell cheaply; score then does.
-func (pl *planner) rate(m, made *move, amount num) (sc score, ok bool) {
+// tell cheaply; score then does. When the sleeves the moves move already
+// make the score worse than cur (more harm or more sleeves out of band,
+// or as many and a larger deviation), rate leaves the other sleeves out:
+// sc.head(cur) > 0 all the same.
+func (pl *planner) rate(m, made *move, amount num, cur *score) (sc score, ok bool) {
 	p, f := pl.p, &pl.f
 	var moved [maxMoved]int
 	var delta [maxMoved]num
@@ -1205,6 +1208,13 @@ func (pl *planner) rate(m, made *move, amount num) (sc score, ok bool) {
 		if d.GreaterThan(sc.dev) {
 			sc.dev = d
 		}
+	}
+	// cur rates the projection before the moves (it always rates the
+	// plan as it stands), of the same total, which the moves keep: a
+	// larger deviation than cur's (and the largest is at least sc.dev) is
+	// worse, and can only add harm.
+	if sc.harmed > cur.harmed || sc.harmed == cur.harmed && (sc.out > cur.out || sc.out == cur.out && sc.dev.GreaterThan(cur.dev)) {
+		return sc, true
 	}
 	// The largest |deviation| of the sleeves the moves leave alone.
 	sc.dev = v.largest(sc.dev, moved[:n])
@@ -1615,7 +1625,7 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 		var sc score
 		rated := false
 		if amount := pl.amount(&second); keeps && pl.keepsTotal(second.a, amount) {
-			sc, rated = pl.rate(&second, &first, amount)
+			sc, rated = pl.rate(&second, &first, amount, cur)
 		}
 		if !rated || sc.head(cur) <= 0 {
 			pl.thaw()
