@@ -495,7 +495,7 @@ func (pl *planner) sumOf(n int, term func(k int) decimal.Decimal) decimal.Decima
 // accounts are served.
 func (pl *planner) orderings() {
 	p := pl.p
-	ints := make([]int, 2*pl.nI+2*pl.nA)
+	ints := make([]int, 2*pl.nI+3*pl.nA)
 	holders := ints[:pl.nI]
 	allowed := ints[pl.nI : pl.nI+pl.nA]
 	rest := ints[pl.nI+pl.nA:]
@@ -509,7 +509,7 @@ func (pl *planner) orderings() {
 	}
 	pl.buyOrder = rest[:pl.nI:pl.nI]
 	pl.spendOrder = rest[pl.nI : pl.nI+pl.nA : pl.nI+pl.nA]
-	pl.sellOrder = make([]int, pl.nA)
+	pl.sellOrder = rest[pl.nI+pl.nA : pl.nI+2*pl.nA : pl.nI+2*pl.nA]
 	for i := range pl.buyOrder {
 		pl.buyOrder[i] = i
 	}
@@ -552,7 +552,8 @@ var half = decimal.New(5, -1)
 
 // desired sets want for every sleeve, top-down.
 func (pl *planner) desired() {
-	top := make([]int, 0, len(pl.p.Sleeves))
+	var buf [16]int // on the stack while the policy is small
+	top := buf[:0]
 	for i := range pl.p.Sleeves {
 		if pl.p.Sleeves[i].Parent < 0 {
 			top = append(top, i)
@@ -1204,7 +1205,13 @@ func (pl *planner) round() {
 	if minTrade := p.Rebalance.MinTrade; !minTrade.IsZero() {
 		pl.minTrade, pl.hasMinTrade = pl.numOf(minTrade), true
 	}
-	nums := make([]num, 2*pl.nI+pl.nA)
+	var numBuf [48]num // on the stack while the household is small
+	nums := numBuf[:0]
+	if n := 2*pl.nI + pl.nA; n <= len(numBuf) {
+		nums = numBuf[:n]
+	} else {
+		nums = make([]num, n)
+	}
 	// unit and step of each instrument, as nums once it has an order.
 	unit, step, cash := nums[:pl.nI], nums[pl.nI:2*pl.nI], nums[2*pl.nI:]
 	have := func(i int) {
@@ -1241,7 +1248,17 @@ func (pl *planner) round() {
 			}
 		}
 	}
+	// pending[k] is what account a plans to buy after buyOrder[k], made
+	// for the account when a buy first rounds up.
+	var pendBuf [64]num
+	pending := pendBuf[:0]
+	if len(pl.buyOrder) <= len(pendBuf) {
+		pending = pendBuf[:len(pl.buyOrder)]
+	} else {
+		pending = make([]num, len(pl.buyOrder))
+	}
 	for a := 0; a < pl.nA; a++ {
+		havePending := false
 		for k, i := range pl.buyOrder {
 			amt := buyAt[a*pl.nI+i]
 			if amt.Sign() <= 0 {
@@ -1254,13 +1271,18 @@ func (pl *planner) round() {
 			units := amt.DivRound(unit[i])
 			notional := units.Mul(unit[i])
 			if notional.GreaterThan(amt) {
-				var pending num
-				for _, j := range pl.buyOrder[k+1:] {
-					if x := buyAt[a*pl.nI+j]; x.Sign() > 0 {
-						pending = pending.Add(x)
+				if !havePending {
+					// The sums from the last buy back (exact: in any order).
+					var sum num
+					for k2 := len(pl.buyOrder) - 1; k2 >= 0; k2-- {
+						pending[k2] = sum
+						if x := buyAt[a*pl.nI+pl.buyOrder[k2]]; x.Sign() > 0 {
+							sum = sum.Add(x)
+						}
 					}
+					havePending = true
 				}
-				if cash[a].Sub(pending).LessThan(notional) {
+				if cash[a].Sub(pending[k]).LessThan(notional) {
 					units, notional = units.Sub(numOne), notional.Sub(unit[i])
 				}
 			}
