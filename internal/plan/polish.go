@@ -3,6 +3,8 @@ package plan
 import (
 	"cmp"
 	"fmt"
+	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -785,10 +787,29 @@ func (pl *planner) settle() {
 			}
 			o.units = units
 			o.Quantity = pl.timesStep(o.instrument, units)
-			o.Notional = mul(units, pl.unit[o.instrument])
+			o.Notional = pl.notional(o.instrument, n, units)
 			o.changed = false
 		}
 	}
+}
+
+// notional returns units x the value of a step of instrument i, as mul
+// gives it (the product of the coefficients at the sum of the exponents),
+// from n, the steps units holds (units = n.dec()), without reading units
+// again while the product fits an int64.
+func (pl *planner) notional(i int, n num, units decimal.Decimal) decimal.Decimal {
+	u := pl.unit[i]
+	if !n.isBig() && u.NumDigits() <= 18 {
+		c := u.CoefficientInt64()
+		if hi, lo := bits.Mul64(absU(n.v), absU(c)); hi == 0 && lo <= math.MaxInt64 {
+			v := int64(lo)
+			if (n.v < 0) != (c < 0) {
+				v = -v
+			}
+			return decimal.New(v, n.e+u.Exponent())
+		}
+	}
+	return mul(units, u)
 }
 
 // conflicts reports whether an order of instrument i in account a on side
