@@ -376,6 +376,9 @@ type planner struct {
 	// not zero), for round's orders.
 	minTrade    num
 	hasMinTrade bool
+	// unitN is unit in nums, for the instruments round gave an order (zero
+	// for the others); nil before round.
+	unitN []num
 
 	// The polish (polish.go): the count of orders with steps, each
 	// sleeve's deviation, the allocation before the plan rated, and whether the
@@ -1205,15 +1208,17 @@ func (pl *planner) round() {
 	if minTrade := p.Rebalance.MinTrade; !minTrade.IsZero() {
 		pl.minTrade, pl.hasMinTrade = pl.numOf(minTrade), true
 	}
-	var numBuf [48]num // on the stack while the household is small
+	var numBuf [32]num // on the stack while the household is small
 	nums := numBuf[:0]
-	if n := 2*pl.nI + pl.nA; n <= len(numBuf) {
+	if n := pl.nI + pl.nA; n <= len(numBuf) {
 		nums = numBuf[:n]
 	} else {
 		nums = make([]num, n)
 	}
-	// unit and step of each instrument, as nums once it has an order.
-	unit, step, cash := nums[:pl.nI], nums[pl.nI:2*pl.nI], nums[2*pl.nI:]
+	// unit and step of each instrument, as nums once it has an order; the
+	// units stay in pl.unitN, for project.
+	pl.unitN = make([]num, pl.nI)
+	unit, step, cash := pl.unitN, nums[:pl.nI], nums[pl.nI:]
 	have := func(i int) {
 		if step[i].IsZero() {
 			unit[i], step[i] = pl.numOf(pl.unit[i]), pl.numOf(p.Instruments[i].Step)
@@ -1429,6 +1434,8 @@ func (pl *planner) project() {
 			x = pl.numOf(o.Notional)
 		case f.loaded:
 			x = o.n.Mul(f.unit[o.instrument])
+		case pl.unitN != nil && !pl.unitN[o.instrument].IsZero():
+			x = o.n.Mul(pl.unitN[o.instrument]) // as round read it
 		default:
 			x = o.n.Mul(pl.numOf(pl.unit[o.instrument]))
 		}
