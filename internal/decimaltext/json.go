@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -192,24 +193,29 @@ var (
 // structFields lists the JSON fields of struct type t that hold decimals,
 // with encoding/json's rules: the tag's name or the field name, "-"
 // skipped, unexported fields skipped, the fields of untagged embedded
-// structs promoted (the shallowest field of a name wins).
+// structs promoted (the shallowest field of a name wins), in the order of
+// their index sequences (encoding/json's order, in which it takes the
+// first field whose name matches a key ignoring case).
 func structFields(t reflect.Type) []field {
 	if f, ok := fieldsCache.Load(t); ok {
 		return f.([]field)
 	}
 	type found struct {
 		field
-		depth int
+		index []int
 	}
 	byName := map[string]found{}
-	var walk func(t reflect.Type, depth int)
-	walk = func(t reflect.Type, depth int) {
+	walked := map[reflect.Type]bool{}
+	var walk func(t reflect.Type, index []int)
+	walk = func(t reflect.Type, index []int) {
+		walked[t] = true
 		for i := range t.NumField() {
 			sf := t.Field(i)
 			tag := sf.Tag.Get("json")
 			if tag == "-" {
 				continue
 			}
+			at := append(index[:len(index):len(index)], i)
 			name, _, _ := strings.Cut(tag, ",")
 			ft := sf.Type
 			if sf.Anonymous && name == "" {
@@ -218,7 +224,9 @@ func structFields(t reflect.Type) []field {
 					et = et.Elem()
 				}
 				if et.Kind() == reflect.Struct {
-					walk(et, depth+1)
+					if !walked[et] { // an embedded struct that embeds itself
+						walk(et, at)
+					}
 					continue
 				}
 			}
@@ -228,20 +236,25 @@ func structFields(t reflect.Type) []field {
 			if name == "" {
 				name = sf.Name
 			}
-			if prev, ok := byName[name]; ok && prev.depth <= depth {
+			if prev, ok := byName[name]; ok && len(prev.index) <= len(at) {
 				continue
 			}
-			byName[name] = found{field{name, ft}, depth}
+			byName[name] = found{field{name, ft}, at}
 		}
 	}
-	walk(t, 0)
-	var out []field
+	walk(t, nil)
+	var all []found
 	for _, f := range byName {
 		if holdsDecimal(f.typ) {
-			out = append(out, f.field)
+			all = append(all, f)
 		}
 	}
-	fieldsCache.Store(t, out)
+	slices.SortFunc(all, func(a, b found) int { return slices.Compare(a.index, b.index) })
+	out := make([]field, len(all))
+	for i, f := range all {
+		out[i] = f.field
+	}
+	fieldsCache.Store(t, out) // whoever stores it stores the same
 	return out
 }
 
@@ -258,24 +271,38 @@ func holdsDecimal(t reflect.Type) bool {
 	if h, ok := holdsCache.Load(t); ok {
 		return h.(bool)
 	}
-	holdsCache.Store(t, false) // a recursive type: assume not while looking
-	h := false
-	if !reflect.PointerTo(t).Implements(unmarshalerType) {
-		switch t.Kind() {
-		case reflect.Struct:
-			for i := range t.NumField() {
-				sf := t.Field(i)
-				if (sf.IsExported() || sf.Anonymous) && sf.Tag.Get("json") != "-" && holdsDecimal(sf.Type) {
-					h = true
-					break
-				}
-			}
-		case reflect.Map, reflect.Slice, reflect.Array:
-			h = holdsDecimal(t.Elem())
-		}
-	}
-	holdsCache.Store(t, h)
+	h := reachesDecimal(t, map[reflect.Type]bool{})
+	holdsCache.Store(t, h) // whoever stores it stores the same
 	return h
+}
+
+// reachesDecimal is holdsDecimal without the cache: whether a decimal is
+// reachable from t through the shapes the decoder fills, seen holding the
+// types already looked into (a recursive type reaches a decimal through
+// its first visit or not at all).
+func reachesDecimal(t reflect.Type, seen map[reflect.Type]bool) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == decimalType {
+		return true
+	}
+	if seen[t] || reflect.PointerTo(t).Implements(unmarshalerType) {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Struct:
+		for i := range t.NumField() {
+			sf := t.Field(i)
+			if (sf.IsExported() || sf.Anonymous) && sf.Tag.Get("json") != "-" && reachesDecimal(sf.Type, seen) {
+				return true
+			}
+		}
+	case reflect.Map, reflect.Slice, reflect.Array:
+		return reachesDecimal(t.Elem(), seen)
+	}
+	return false
 }
 
 // passes reports whether check would find nothing wrong in data for type
@@ -327,47 +354,54 @@ var (
 
 // probeOf returns the type passes decodes a document for t into: t's shape
 // reduced to the places that hold decimals, or nil when it cannot be built
-// (a field name that encoding/json would not take as a tag).
+// (a recursive type; a field name that encoding/json would not take as a
+// tag).
 func probeOf(t reflect.Type) reflect.Type {
+	if p, ok := probeCache.Load(t); ok {
+		p, _ := p.(reflect.Type)
+		return p
+	}
+	p := buildProbe(t, map[reflect.Type]bool{})
+	probeCache.Store(t, p) // whoever stores it stores the same
+	return p
+}
+
+// buildProbe is probeOf without the cache; building holds the types whose
+// probe is being built.
+func buildProbe(t reflect.Type, building map[reflect.Type]bool) reflect.Type {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if t == decimalType {
 		return checkedNumberType
 	}
-	if p, ok := probeCache.Load(t); ok {
-		p, _ := p.(reflect.Type)
-		return p
+	if building[t] {
+		return nil // recursive: reflect cannot build such a type
 	}
-	probeCache.Store(t, nil) // a recursive type: no probe
-	var probe reflect.Type
+	building[t] = true
+	defer delete(building, t)
 	switch t.Kind() {
 	case reflect.Struct:
 		var fields []reflect.StructField
 		for i, f := range structFields(t) {
-			ft := probeOf(f.typ)
+			ft := buildProbe(f.typ, building)
 			if ft == nil || !plainKey(f.name) {
-				fields = nil
-				break
+				return nil
 			}
-			fields = append(fields, reflect.StructField{Name: fmt.Sprintf("F%d", i), Type: ft, Tag: reflect.StructTag(`json:"` + f.name + `"`)})
+			// The comma: a name "-" is the key "-", not "leave out".
+			fields = append(fields, reflect.StructField{Name: fmt.Sprintf("F%d", i), Type: ft, Tag: reflect.StructTag(`json:"` + f.name + `,"`)})
 		}
-		if fields != nil {
-			probe = reflect.StructOf(fields)
-		}
+		return reflect.StructOf(fields)
 	case reflect.Map:
-		if e := probeOf(t.Elem()); e != nil {
-			probe = reflect.MapOf(reflect.TypeFor[string](), e) // check does not look at keys
+		if e := buildProbe(t.Elem(), building); e != nil {
+			return reflect.MapOf(reflect.TypeFor[string](), e) // check does not look at keys
 		}
 	case reflect.Slice, reflect.Array:
-		if e := probeOf(t.Elem()); e != nil {
-			probe = reflect.SliceOf(e)
+		if e := buildProbe(t.Elem(), building); e != nil {
+			return reflect.SliceOf(e)
 		}
 	}
-	if probe != nil {
-		probeCache.Store(t, probe)
-	}
-	return probe
+	return nil
 }
 
 // plainKey reports whether encoding/json takes name, in a tag, as the

@@ -34,7 +34,34 @@ type recursive struct {
 	Next   *recursive      `json:"next"`
 }
 
-var probeTypes = []reflect.Type{reflect.TypeFor[doc](), reflect.TypeFor[cased](), reflect.TypeFor[[]map[string]decimal.Decimal]()}
+// dashed has a field whose key is "-" (the tag "-,"), and fields whose
+// keys differ only in case where one is a decimal and the other holds one:
+// check takes the first in encoding/json's order, and so must the probe.
+type dashed struct {
+	Dash   decimal.Decimal `json:"-,"`
+	Amount decimal.Decimal `json:"amount"`
+	Nested struct {
+		D decimal.Decimal
+	} `json:"AMOUNT"`
+	Embedded *embedded
+	Lots     map[string][]embedded `json:"lots"`
+}
+
+type embedded struct {
+	Basis decimal.Decimal `json:"basis"`
+}
+
+// mutualA and mutualB hold a decimal through each other.
+type mutualA struct {
+	B *mutualB `json:"b"`
+	D decimal.Decimal
+}
+
+type mutualB struct {
+	A *mutualA `json:"a"`
+}
+
+var probeTypes = []reflect.Type{reflect.TypeFor[doc](), reflect.TypeFor[cased](), reflect.TypeFor[[]map[string]decimal.Decimal](), reflect.TypeFor[dashed]()}
 
 // probeCases are documents for the probe types, valid and not.
 var probeCases = []string{
@@ -44,6 +71,8 @@ var probeCases = []string{
 	`{"quantity":"` + strings.Repeat("9", 41) + `"}`, `{"quantity":` + strings.Repeat("9", 41) + `}`, `{"Skipped":"1e9"}`, `{"quantity":{"x":"1e9"}}`,
 	`{"amount":"1","AMOUNT":"2e3"}`, `{"Amount":"1e3"}`, `{"pair":["1","2","3e3"]}`, `{"pair":"1e3"}`,
 	`[{"a":"1"},{"b":"1e1"}]`, `[{"a":"1"},{"b":2}]`, `{"quantity":true}`, `{"quantity":"1",}`, `{"quantity":"\ud800"}`, `{"quantity":"１"}`,
+	`{"-":"1e300"}`, `{"-":"1"}`, `{"Amount":{"D":"1e300"}}`, `{"amount":{"D":"1"}}`, `{"AMOUNT":{"D":"1e3"}}`, `{"basis":"1e3"}`, `{"Embedded":{"basis":"1"}}`,
+	`{"lots":{"VTI":[{"basis":"1"},{"basis":"1e9"}]}}`,
 }
 
 // TestProbeNeverPassesWhatCheckRefuses: wherever the token check finds a
@@ -67,6 +96,16 @@ func TestProbeNeverPassesWhatCheckRefuses(t *testing.T) {
 	}
 	if passed == 0 || refused == 0 {
 		t.Fatalf("%d documents passed and %d did not: the cases do not exercise both", passed, refused)
+	}
+	for _, in := range []string{`{"-":"1e300"}`, `{"Amount":{"D":"1e300"}}`, `{"lots":{"VTI":[{"basis":"1e9"}]}}`} {
+		var d dashed
+		if err := Unmarshal([]byte(in), &d); err == nil {
+			t.Errorf("Unmarshal accepted %s", in)
+		}
+	}
+	var m mutualA
+	if err := Unmarshal([]byte(`{"b":{"a":{"b":{"a":{"D":"1e300"}}}}}`), &m); err == nil || !strings.Contains(err.Error(), "is not a plain decimal number") {
+		t.Errorf("Unmarshal of mutually recursive types: %v", err)
 	}
 	if p := probeOf(reflect.TypeFor[recursive]()); p != nil {
 		t.Fatalf("a probe for a recursive type: %s", p)
