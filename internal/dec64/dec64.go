@@ -308,7 +308,7 @@ func RoundF(d Figure, places int32) Figure {
 		return Read(d.D.Round(places))
 	}
 	k := -places - d.e
-	if !d.fit || k >= int32(len(pow10)) {
+	if !d.fit || k >= int32(len(pow10))-1 { // 10^19 is no int64
 		return Read(d.D.Round(places))
 	}
 	p := int64(pow10[k])

@@ -94,6 +94,43 @@ func TestAgainstDecimal(t *testing.T) {
 	}
 }
 
+// TestChainedFigures feeds the figures that operations on figures return
+// (their coefficients may have 19 digits, which Read never gives) to the
+// operations on figures, against decimal on the same decimals.
+func TestChainedFigures(t *testing.T) {
+	// 0.9000000000000000000: a coefficient of 9e18 at exponent -19,
+	// rounded to a whole number (10^19 is no int64).
+	if got, want := RoundF(newFigure(9e18, -19), 0), decimal.New(9e18, -19).Round(0); !same(got.D, want) {
+		t.Fatalf("RoundF(0.9 at e-19, 0) = %s, want %s", got.D, want)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 200000 {
+		x, y, z := randDec(r), randDec(r), randDec(r)
+		chained := []Figure{MulF(Read(x), Read(y)), SubF(Read(x), Read(y)), SumF([]Figure{Read(x), Read(y), Read(z)})}
+		for _, f := range chained {
+			places := int32(r.IntN(26) - 3)
+			if got, want := RoundF(f, places), f.D.Round(places); !same(got.D, want) {
+				t.Fatalf("RoundF(%s e%d, %d) = %s, want %s", f.D, f.D.Exponent(), places, got.D, want)
+			}
+			if got, want := MulF(f, Read(z)), f.D.Mul(z); !same(got.D, want) {
+				t.Fatalf("MulF(%s, %s) = %s, want %s", f.D, z, got.D, want)
+			}
+			if got, want := SubF(f, Read(z)), f.D.Sub(z); !same(got.D, want) {
+				t.Fatalf("SubF(%s, %s) = %s, want %s", f.D, z, got.D, want)
+			}
+			if !z.IsZero() {
+				if got, want := DivRoundF(f, Read(z), places), f.D.DivRound(z, places); !same(got.D, want) {
+					t.Fatalf("DivRoundF(%s, %s, %d) = %s, want %s", f.D, z, places, got.D, want)
+				}
+			}
+			h := randDec(r).Abs()
+			if got, ok := OutOfBandF(f, Read(z), Read(h)); ok && got != f.D.Sub(z).Abs().GreaterThan(h) {
+				t.Fatalf("OutOfBandF(%s, %s, %s) = %v", f.D, z, h, got)
+			}
+		}
+	}
+}
+
 // TestHalfWay: DivRound and Round round exact halves away from zero, on
 // both signs, and the fast paths are taken for them.
 func TestHalfWay(t *testing.T) {
