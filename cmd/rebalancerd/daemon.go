@@ -570,9 +570,10 @@ func (m *Main) migrate() error {
 // 100,000 household and holdings files allocates gigabytes that die at
 // once while the live heap grows to its full size: at the default 100 the
 // collector marks that growing heap again and again, a fifth of a start's
-// CPU time. At 400 a restart of 100,000 households took a third less CPU
-// time to start, for about a tenth more resident memory afterwards
-// (docs/SCALING.md, "Start-up").
+// CPU time. At 400 a restart of 100,000 households took about a fifth less
+// CPU time to start, for a quarter to a half more resident memory at
+// "started" and about a tenth more a minute later (docs/SCALING.md,
+// "Start-up").
 const startGCPercent = 400
 
 // gcAtStart counts the Mains of the process that are starting (several in

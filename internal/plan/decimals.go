@@ -104,12 +104,6 @@ var powersOfTen = func() [19]int64 {
 	return p
 }()
 
-// isOne reports whether d is exactly 1, however it is written.
-func isOne(d decimal.Decimal) bool {
-	k, ok := powerOfTen(d)
-	return ok && k == 0
-}
-
 // wholeSteps reports whether q is a whole number of steps. A step that is
 // 10^k divides every quantity written with no more than -k decimals, which
 // spares the division for the usual steps (1, 0.001, 0.0001).

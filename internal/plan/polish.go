@@ -435,16 +435,11 @@ func (x *score) head(y *score) int {
 	return 0
 }
 
-// better rates the projection and reports whether it is better than cur;
-// the idle cash (withIdle) is computed only when it decides or is kept.
-//
-// turn is the change in turnover of the move made: the last criterion.
-func (pl *planner) better(cur *score, withIdle bool, turn num) (score, bool) {
-	return pl.decide(pl.score(false), cur, withIdle, turn)
-}
-
-// decide is better with the projection rated on the allocation already
-// (sc: harm, sleeves out of band, largest deviation, total, orders).
+// decide reports whether the projection, rated on the allocation already
+// (sc: harm, sleeves out of band, largest deviation, total, orders), is
+// better than cur; the idle cash (withIdle) is computed only when it
+// decides or is kept. turn is the change in turnover of the move made: the
+// last criterion.
 func (pl *planner) decide(sc score, cur *score, withIdle bool, turn num) (score, bool) {
 	switch sc.head(cur) {
 	case 1:
