@@ -205,10 +205,11 @@ func structFields(t reflect.Type) []field {
 		index []int
 	}
 	byName := map[string]found{}
-	walked := map[reflect.Type]bool{}
+	walking := map[reflect.Type]bool{} // the embedding structs above
 	var walk func(t reflect.Type, index []int)
 	walk = func(t reflect.Type, index []int) {
-		walked[t] = true
+		walking[t] = true
+		defer delete(walking, t)
 		for i := range t.NumField() {
 			sf := t.Field(i)
 			tag := sf.Tag.Get("json")
@@ -224,7 +225,7 @@ func structFields(t reflect.Type) []field {
 					et = et.Elem()
 				}
 				if et.Kind() == reflect.Struct {
-					if !walked[et] { // an embedded struct that embeds itself
+					if !walking[et] { // not a struct that embeds itself
 						walk(et, at)
 					}
 					continue

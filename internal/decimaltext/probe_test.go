@@ -148,3 +148,21 @@ func samePassing(t *testing.T, data []byte, typ reflect.Type) {
 		t.Fatalf("%s: the probe refuses %q, which the check and the decoder accept", typ, data)
 	}
 }
+
+// selfEmbedded embeds a pointer to its own type.
+type selfEmbedded struct {
+	*selfEmbedded
+	D decimal.Decimal
+}
+
+// TestSelfEmbedded: a struct that embeds itself is walked once, not
+// without end, and its decimals are checked.
+func TestSelfEmbedded(t *testing.T) {
+	var s selfEmbedded
+	if err := Unmarshal([]byte(`{"D":"1e3"}`), &s); err == nil || !strings.Contains(err.Error(), `"D": "1e3" is not a plain decimal number`) {
+		t.Fatalf("Unmarshal: %v", err)
+	}
+	if err := Unmarshal([]byte(`{"D":"1.5"}`), &s); err != nil || s.D.String() != "1.5" {
+		t.Fatalf("Unmarshal: %v, %s", err, s.D)
+	}
+}
