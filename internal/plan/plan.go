@@ -1209,6 +1209,9 @@ func (pl *planner) round() {
 			n++
 		}
 	}
+	if pl.dest == policy.DestinationTarget && pl.flow == nil {
+		n *= 2 // room for the plan of the second start too (secondStart)
+	}
 	n += 4 // room for a few orders of the polish
 	pl.orders = make([]Order, 0, n)
 	// min_trade as a num, read once for every order.

@@ -3,8 +3,6 @@ package plan
 import (
 	"cmp"
 	"fmt"
-	"math"
-	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -285,7 +283,9 @@ func (pl *planner) loadFixed() {
 			f.unit[i] = pl.numOf(pl.unit[i])
 		}
 		for a := range p.Accounts {
-			f.base[a] = pl.numOf(pl.b.Cash[a].Sub(p.Accounts[a].Reserve))
+			// In nums: the difference is exact either way, without
+			// making a decimal of it.
+			f.base[a] = pl.numOf(pl.b.Cash[a]).Sub(pl.numOf(p.Accounts[a].Reserve))
 		}
 		for i := range p.Instruments {
 			var step num // read once, for the first account that may sell i
@@ -782,29 +782,17 @@ func (pl *planner) settle() {
 			}
 			o.units = units
 			o.Quantity = pl.timesStep(o.instrument, units)
-			o.Notional = pl.notional(o.instrument, n, units)
+			o.Notional = pl.notional(o.instrument, n)
 			o.changed = false
 		}
 	}
 }
 
-// notional returns units x the value of a step of instrument i, as mul
-// gives it (the product of the coefficients at the sum of the exponents),
-// from n, the steps units holds (units = n.dec()), without reading units
-// again while the product fits an int64.
-func (pl *planner) notional(i int, n num, units decimal.Decimal) decimal.Decimal {
-	u := pl.unit[i]
-	if !n.isBig() && u.NumDigits() <= 18 {
-		c := u.CoefficientInt64()
-		if hi, lo := bits.Mul64(absU(n.v), absU(c)); hi == 0 && lo <= math.MaxInt64 {
-			v := int64(lo)
-			if (n.v < 0) != (c < 0) {
-				v = -v
-			}
-			return decimal.New(v, n.e+u.Exponent())
-		}
-	}
-	return mul(units, u)
+// notional returns n steps x the value of a step of instrument i, the
+// notional of an order of n steps: exact as decimal's product is, from the
+// value of a step the polish read once (f.unit).
+func (pl *planner) notional(i int, n num) decimal.Decimal {
+	return n.Mul(pl.f.unit[i]).dec()
 }
 
 // conflicts reports whether an order of instrument i in account a on side
@@ -2032,12 +2020,13 @@ func (pl *planner) secondStart() {
 		first = pl.score(target)
 	}
 	// The first plan and the polish's figures of it, kept to be put back
-	// (the planner's decimals stay those of the first plan until sync):
-	// its orders are copied aside, and the second plan is made in their
-	// array, which has room for a few more orders than the first plan
-	// (round's), as the second plan seldom has more.
-	orders := make([]Order, len(pl.orders))
-	copy(orders, pl.orders)
+	// (the planner's decimals stay those of the first plan until sync).
+	// Its orders stay where they are: the second plan is made in the
+	// array after them (round leaves room for it), so that neither plan
+	// is copied; should the second plan need more room, append moves it
+	// to an array of its own and leaves the first as it is.
+	orders := pl.orders
+	pl.orders = orders[len(orders):len(orders)]
 	f := &pl.f
 	nA, nS := len(f.cash), len(f.after)
 	kept := f.kept
@@ -2054,11 +2043,10 @@ func (pl *planner) secondStart() {
 	}
 	h := second.head(&first)
 	if h < 0 || h == 0 && (second.idle.LessThan(first.idle) || second.idle.Equal(first.idle) && second.orders < first.orders) {
-		// The second plan is kept: the decimals of no order at all
-		// (withdrawAll's), which sync brings up to the polish's figures.
-		orders := pl.orders
-		pl.withdrawAll()
-		pl.orders = orders
+		// The second plan is kept. The planner's decimals are still the
+		// first plan's: sync writes every one that differs from the
+		// polish's figures (store), which leaves them all at the second
+		// plan's values, as it would from the decimals of no order at all.
 		f.live, f.stale = true, true
 		f.done, f.doneOK = second, !pl.plain
 		return
