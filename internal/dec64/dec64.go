@@ -201,6 +201,31 @@ func Sum(values []decimal.Decimal) decimal.Decimal {
 	return decimal.New(s, e)
 }
 
+// SumCmp returns Sum(values).Cmp(x): how the sum of values compares with
+// x, without making the sum while the coefficients fit an int64 at their
+// smallest exponent.
+func SumCmp(values []decimal.Decimal, x decimal.Decimal) int {
+	e := x.Exponent()
+	for _, v := range values {
+		e = min(e, v.Exponent())
+	}
+	var s int64
+	for _, v := range values {
+		c, ok := Coef(v, e)
+		if ok {
+			s, ok = add64(s, c)
+		}
+		if !ok {
+			return Sum(values).Cmp(x)
+		}
+	}
+	c, ok := Coef(x, e)
+	if !ok {
+		return Sum(values).Cmp(x)
+	}
+	return cmp64(s, c)
+}
+
 // SumF is Sum of figures: decimal.Sum of their values, zero
 // (decimal.Decimal{}) for none.
 func SumF(values []Figure) Figure {

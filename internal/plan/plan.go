@@ -593,9 +593,16 @@ func (pl *planner) allocate(children []int, total decimal.Decimal) {
 			pl.want[c] = sd.Value
 		}
 	}
-	sum := pl.sumOf(len(children), func(k int) decimal.Decimal { return pl.want[children[k]] })
-	if !equal(total, sum) {
-		pl.spread(children, sub(total, sum))
+	// The sum of the desired values, made only when it is not total (with
+	// destination target it is: the targets' fractions sum to one).
+	parts := pl.parts[:0]
+	for _, c := range children {
+		if w := pl.want[c]; !w.IsZero() {
+			parts = append(parts, w)
+		}
+	}
+	if dec64.SumCmp(parts, total) != 0 {
+		pl.spread(children, sub(total, drift.Sum(parts)))
 	}
 	for _, c := range children {
 		if kids := pl.p.Sleeves[c].Children; len(kids) > 0 {
