@@ -188,6 +188,15 @@ func Sum(values []decimal.Decimal) decimal.Decimal {
 	for _, v := range values[1:] {
 		e = min(e, v.Exponent())
 	}
+	if s, ok := sum64(values, e); ok {
+		return decimal.New(s, e)
+	}
+	return decimal.Sum(values[0], values[1:]...)
+}
+
+// sum64 returns the sum of values' coefficients at exponent e, no larger
+// than any of their exponents, when every step fits an int64.
+func sum64(values []decimal.Decimal, e int32) (int64, bool) {
 	var s int64
 	for _, v := range values {
 		c, ok := Coef(v, e)
@@ -195,10 +204,10 @@ func Sum(values []decimal.Decimal) decimal.Decimal {
 			s, ok = add64(s, c)
 		}
 		if !ok {
-			return decimal.Sum(values[0], values[1:]...)
+			return 0, false
 		}
 	}
-	return decimal.New(s, e)
+	return s, true
 }
 
 // SumCmp returns Sum(values).Cmp(x): how the sum of values compares with
@@ -209,21 +218,12 @@ func SumCmp(values []decimal.Decimal, x decimal.Decimal) int {
 	for _, v := range values {
 		e = min(e, v.Exponent())
 	}
-	var s int64
-	for _, v := range values {
-		c, ok := Coef(v, e)
-		if ok {
-			s, ok = add64(s, c)
-		}
-		if !ok {
-			return Sum(values).Cmp(x)
+	if s, ok := sum64(values, e); ok {
+		if c, ok := Coef(x, e); ok {
+			return cmp64(s, c)
 		}
 	}
-	c, ok := Coef(x, e)
-	if !ok {
-		return Sum(values).Cmp(x)
-	}
-	return cmp64(s, c)
+	return Sum(values).Cmp(x)
 }
 
 // SumF is Sum of figures: decimal.Sum of their values, zero
