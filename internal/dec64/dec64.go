@@ -147,6 +147,20 @@ func Cmp(x, y decimal.Decimal) int {
 	return x.Cmp(y)
 }
 
+// CmpF is Cmp of figures.
+func CmpF(x, y Figure) int {
+	e := min(x.e, y.e)
+	if a, ok := x.at(e); ok {
+		if b, ok := y.at(e); ok {
+			return cmp64(a, b)
+		}
+	}
+	if sx, sy := x.D.Sign(), y.D.Sign(); sx != sy {
+		return cmp64(int64(sx), int64(sy))
+	}
+	return x.D.Cmp(y.D)
+}
+
 func cmp64(a, b int64) int {
 	switch {
 	case a < b:

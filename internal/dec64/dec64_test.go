@@ -43,6 +43,9 @@ func TestAgainstDecimal(t *testing.T) {
 		if got, want := Cmp(x, y), x.Cmp(y); got != want {
 			t.Fatalf("Cmp(%s, %s) = %d, want %d", x, y, got, want)
 		}
+		if got, want := CmpF(Read(x), Read(y)), x.Cmp(y); got != want {
+			t.Fatalf("CmpF(%s, %s) = %d, want %d", x, y, got, want)
+		}
 		if got, want := Add(x, y), x.Add(y); !same(got, want) {
 			t.Fatalf("Add(%s, %s) = %s e%d, want %s e%d", x, y, got, got.Exponent(), want, want.Exponent())
 		}
