@@ -54,6 +54,29 @@ func Read(d decimal.Decimal) Figure {
 	return f
 }
 
+// Int64 returns c and e with f = c x 10^e, as Read found them: ok is
+// false when the coefficient does not fit an int64 (or is
+// math.MinInt64), and f.D then holds the value.
+func (f Figure) Int64() (c int64, e int32, ok bool) { return f.c, f.e, f.fit }
+
+// PowerOfTen reports whether f is 10^k for some integer k (1, 0.001, 100)
+// and returns k. A coefficient that does not fit an int64 answers false.
+func (f Figure) PowerOfTen() (k int32, ok bool) {
+	if !f.fit || f.c <= 0 {
+		return 0, false
+	}
+	// j = floor(log10(c)): Len64 x 1233 >> 12 is it or one more (as in
+	// decimal's NumDigits); c is a power of ten when it is 10^j.
+	j := bits.Len64(uint64(f.c)) * 1233 >> 12
+	if uint64(f.c) < pow10[j] {
+		j--
+	}
+	if uint64(f.c) != pow10[j] {
+		return 0, false
+	}
+	return f.e + int32(j), true
+}
+
 // newFigure returns the figure c x 10^e, made as decimal.New.
 func newFigure(c int64, e int32) Figure {
 	return Figure{D: decimal.New(c, e), c: c, e: e, fit: c != math.MinInt64}

@@ -165,3 +165,40 @@ func TestNoAllocation(t *testing.T) {
 }
 
 var sink decimal.Decimal
+
+// TestPowerOfTen: PowerOfTen finds exactly the figures that are 10^k
+// (against decimal's own arithmetic), and Int64 gives what Read found.
+func TestPowerOfTen(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	check := func(d decimal.Decimal) {
+		t.Helper()
+		f := Read(d)
+		k, ok := f.PowerOfTen()
+		// d is 10^k when d > 0 and d / 10^(e+digits-1) is 1 exactly.
+		want := d.Sign() > 0 && d.NumDigits() <= 18 && d.Equal(decimal.New(1, d.Exponent()+int32(d.NumDigits())-1))
+		if ok != want || ok && !d.Equal(decimal.New(1, k)) {
+			t.Fatalf("PowerOfTen(%s) = %d, %v; want a power: %v", d, k, ok, want)
+		}
+		c, e, fit := f.Int64()
+		if fit != (d.NumDigits() <= 18) || e != d.Exponent() || fit && !decimal.New(c, e).Equal(d) {
+			t.Fatalf("Int64(%s) = %d, %d, %v", d, c, e, fit)
+		}
+	}
+	for j := range 18 { // c x 10^j at most 11 x 10^17 < 2^63
+		for _, c := range []int64{1, 2, 9, 11} {
+			v := c
+			for range j {
+				v *= 10
+			}
+			for _, e := range []int32{-12, -1, 0, 3} {
+				check(decimal.New(v, e))
+				check(decimal.New(v-1, e))
+				check(decimal.New(v+1, e))
+				check(decimal.New(-v, e))
+			}
+		}
+	}
+	for range 100000 {
+		check(randDec(r))
+	}
+}

@@ -224,3 +224,45 @@ func TestIssue11Cases(t *testing.T) {
 		})
 	}
 }
+
+// TestTargetAfterReserveRefill: destination target where an account is
+// short of its reserve (a0 holds 3,253.21 of cash against a reserve of
+// 19,000). Its sales refill the reserve first, and the 15,746.79 that
+// refill takes leaves the investable total: the plan aims each sleeve at
+// its target share of the total after (422,975.25), not before
+// (438,722.04), and lands on it. TestRandomPortfolios measured the
+// distance to target against the total before and reported seeds 5588 and
+// 37196 at -cases 100000 (this household) as invariant 7 failures, with
+// s0 3,070 from "target" for a tolerance of 208; checkOnTarget now uses
+// the total after.
+func TestTargetAfterReserveRefill(t *testing.T) {
+	b := book(t, `policy: refill
+currency: USD
+targets: {s0: 19.5%, s1: 70.5%, cash: 10%}
+bands: {absolute: 5%}
+rebalance: {trigger: threshold, destination: target, min_trade: "50"}
+instruments:
+  I0_0: {sleeve: s0, step: "0.001"}
+  I1_0: {sleeve: s1, step: "0.0001", share: 66%}
+  I1_1: {sleeve: s1, step: "0.001", share: 34%}
+  MM: {sleeve: cash, step: "0.001"}
+accounts:
+  a0: {type: traditional_401k, reserve: "19000"}
+  a1: {type: hsa}
+`, stamp+`accounts:
+  a0: {cash: "3253.21", positions: {I1_0: "1.634", I1_1: "21"}}
+  a1: {cash: "29640.61", positions: {I1_0: "6", I1_1: "462.242"}}
+`, stamp+`prices: {I0_0: "421.28", I1_0: "31005.94", I1_1: "356.72", MM: "1"}`)
+	before := drift.Compute(b)
+	p := plan.Make(before)
+	after := checkInvariants(t, b, p)
+	if refill := p.Total.Sub(p.TotalAfter); !refill.Equal(d("15746.79")) || len(p.Unresolved) != 0 {
+		t.Fatalf("total %s -> %s (refill %s, want 15746.79), unresolved %+v", p.Total, p.TotalAfter, refill, p.Unresolved)
+	}
+	checkOnTarget(t, b, after)
+	var q quality
+	checkQuality(&q, 0, b, before, after, p)
+	for class, first := range q.first {
+		t.Errorf("%s: %s", class, first)
+	}
+}

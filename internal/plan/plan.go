@@ -433,7 +433,7 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 		pow = make([]int32, nI)
 	}
 	for i := range p.Instruments {
-		k, ok := powerOfTen(p.Instruments[i].Step)
+		k, ok := p.Instruments[i].StepFigure().PowerOfTen()
 		pow[i] = -1
 		if ok && k <= 0 {
 			pow[i] = -k
@@ -723,6 +723,13 @@ func (pl *planner) amounts() {
 	p, s := pl.p, pl.s
 	held := pl.held
 	for i := range held {
+		// The only instrument of a leaf sleeve other than cash is worth
+		// the sleeve's value, which drift made as this sum: of the same
+		// positions in the same order (Compute).
+		if sl := p.Instruments[i].Sleeve; sl != p.Cash && len(p.Sleeves[sl].Instruments) == 1 {
+			held[i] = s.Sleeves[sl].Value
+			continue
+		}
 		// sumOf, without a call per account.
 		parts := pl.parts[:0]
 		for a := 0; a < pl.nA; a++ {
@@ -1224,7 +1231,7 @@ func (pl *planner) round() {
 	unit, step, cash := pl.unitN, nums[:pl.nI], nums[pl.nI:]
 	have := func(i int) {
 		if step[i].IsZero() {
-			unit[i], step[i] = pl.numOf(pl.unit[i]), pl.numOf(p.Instruments[i].Step)
+			unit[i], step[i] = pl.numOf(pl.unit[i]), pl.figureNum(p.Instruments[i].StepFigure())
 		}
 	}
 	// cash is each account's cash minus its reserve: negative while the
@@ -1606,7 +1613,9 @@ func (pl *planner) finish() *Plan {
 		}
 		switch {
 		case pl.totalAfter.Sign() <= 0:
-		case pl.sameTotal && equal(pl.after[si], d.Value):
+		case pl.sameTotal && (pl.after[si] == d.Value || equal(pl.after[si], d.Value)):
+			// (The same decimal, value and exponent, is equal without
+			// reading either.)
 			// Untouched: the figures before are those after.
 			r.WeightAfter, r.BreachAfter = d.Weight, d.Breach
 		default:

@@ -451,3 +451,40 @@ func wantUnresolved(t *testing.T, p *plan.Plan, want ...string) {
 		t.Errorf("unresolved:\n got %q\nwant %q", got, want)
 	}
 }
+
+// TestZeroGainLotPart: a lot bought at today's price (1092 X at 51.12 a
+// unit, short-term) is at no gain, so short_term_gains: block does not
+// hold it back, and the part the plan sells must not realize a gain
+// either. 435.626 X raise 22,269.20112, whose share of the lot's basis,
+// 22,269.20112 too, rounded half to even to cents, was 22,269.20: a
+// short-term gain of 0.00112 that the policy blocks (TestRandomPortfolios
+// seeds 41417 and 50996 at -cases 100000). The part's basis is now
+// rounded up to 22,269.21: a loss of 0.00888.
+func TestZeroGainLotPart(t *testing.T) {
+	b := book(t, `policy: zero-gain
+currency: USD
+targets: {stocks: 60%, bonds: 40%, cash: 0%}
+bands: {absolute: 5%}
+rebalance: {trigger: threshold, destination: target, min_trade: "0"}
+instruments:
+  X: {sleeve: stocks, step: "0.001"}
+  B: {sleeve: bonds, step: "0.001"}
+accounts:
+  tx: {type: taxable}
+tax: {short_term_gains: block}
+`, stamp+`accounts:
+  tx:
+    cash: "0"
+    positions:
+      B: "2"
+      X: {lots: [{quantity: "1092", cost_basis: "55823.04", acquired: 2026-08-19}]}
+`, stamp+`prices: {X: "51.12", B: "50"}`)
+	p := plan.MakeWith(drift.Compute(b), plan.Options{})
+	checkInvariants(t, b, p)
+	checkTax(t, b, p, tax.History{})
+	wantOrders(t, p, "tx sell 435.626 X to_target", "tx buy 445.384 B to_target")
+	if sell := p.Orders[0]; len(sell.Lots) != 1 || !sell.Lots[0].Basis.Equal(d("22269.21")) || !sell.Lots[0].Gain.Equal(d("-0.00888")) {
+		t.Errorf("lots = %+v", sell.Lots)
+	}
+	wantGains(t, p.Tax.Gains, "0", "0.00888", "0", "0")
+}

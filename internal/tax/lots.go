@@ -225,7 +225,12 @@ func (l *Lots) atZero(k int, price decimal.Decimal) bool {
 // basis exactly. The sold part q of a lot of quantity Q and basis B
 // carries B × q / Q rounded half to even to BasisPlaces (cents), but never
 // more than B; what stays in the lot is B less that amount, so the parts of
-// a split lot always add up to its basis exactly (Remaining).
+// a split lot always add up to its basis exactly (Remaining). One
+// exception keeps the order of sale honest: the part of a lot at no gain
+// at price (B >= Q × price) is never at a gain, its basis rounded up to
+// cents where half to even would take it below its proceeds. A lot that
+// the options do not hold back for being at a short-term gain then never
+// realizes one by rounding.
 //
 // quantity must not be negative and price must be positive.
 func (l Lots) Select(quantity, price decimal.Decimal, date Date, opts Options) (Selection, error) {
@@ -409,10 +414,21 @@ func (l Lots) Sellable(price decimal.Decimal, date Date, opts Options) (decimal.
 func (l Lots) sale(i int, q, price decimal.Decimal, date Date) Sale {
 	lot := &l.lots[i]
 	basis := lot.Basis
-	if !q.Equal(lot.Quantity) {
-		basis = decimal.Min(quoHalfEven(lot.Basis.Mul(q), lot.Quantity, BasisPlaces), lot.Basis)
-	}
 	proceeds := q.Mul(price)
+	if !q.Equal(lot.Quantity) {
+		basis = quoHalfEven(lot.Basis.Mul(q), lot.Quantity, BasisPlaces)
+		// A lot at no gain (its unit cost at least price) sells no part at
+		// a gain: B × q / Q is then at least the part's proceeds, and
+		// rounding it down to cents must not take it below them (a lot
+		// bought at today's price would otherwise realize a gain of a
+		// fraction of a cent, short-term if the lot is, which
+		// short_term_gains: block forbids). The part's basis is then the
+		// proceeds rounded up to cents: within a cent of B × q / Q still.
+		if basis.LessThan(proceeds) && lot.Basis.Cmp(price.Mul(lot.Quantity)) >= 0 {
+			basis = proceeds.RoundCeil(BasisPlaces)
+		}
+		basis = decimal.Min(basis, lot.Basis)
+	}
 	return Sale{
 		Lot:         i,
 		Acquired:    lot.Acquired,
