@@ -1487,13 +1487,7 @@ func (pl *planner) project() {
 			vals[sl] = vals[sl].Add(x)
 		}
 	}
-	// value0 is sleeve si's value before the plan.
-	value0 := func(si int) num {
-		if f.loaded {
-			return f.value0[si]
-		}
-		return pl.numOf(s.Sleeves[si].Value)
-	}
+	value0 := pl.value0
 	for si := range vals {
 		if !vals[si].IsZero() && si != p.Cash {
 			vals[si], moved[si] = value0(si).Add(vals[si]), true
@@ -1557,6 +1551,15 @@ func (pl *planner) project() {
 	if !pl.sameTotal {
 		pl.totalAfter = total.dec()
 	}
+}
+
+// value0 returns sleeve si's value before the plan, as the polish read it
+// once it did.
+func (pl *planner) value0(si int) num {
+	if pl.f.loaded {
+		return pl.f.value0[si]
+	}
+	return pl.numOf(pl.s.Sleeves[si].Value)
 }
 
 // outAfter reports whether sleeve si, worth after after the orders, lies
@@ -1637,25 +1640,29 @@ func (pl *planner) finish() *Plan {
 		out.Orders = []Order{}
 	}
 	total := pl.numOf(pl.totalAfter)
+	someTotal := pl.totalAfter.Sign() > 0
 	for si := range p.Sleeves {
-		d := &s.Sleeves[si]
-		r := SleeveReport{
-			Sleeve: d.Path, Target: d.Target, Weight: d.Weight, Deviation: d.Deviation,
-			BandLow: d.BandLow, BandHigh: d.BandHigh, Breach: d.Breach, Value: d.Value,
+		d, r := &s.Sleeves[si], &out.Sleeves[si]
+		r.Sleeve, r.Target, r.Weight, r.Deviation = d.Path, d.Target, d.Weight, d.Deviation
+		r.BandLow, r.BandHigh, r.Breach, r.Value = d.BandLow, d.BandHigh, d.Breach, d.Value
+		if !someTotal {
+			continue
 		}
-		switch {
-		case pl.totalAfter.Sign() <= 0:
-		case pl.sameTotal && (pl.after[si] == d.Value || equal(pl.after[si], d.Value)):
-			// (The same decimal, value and exponent, is equal without
-			// reading either.)
-			// Untouched: the figures before are those after.
+		// A sleeve untouched (its value after that of before, the total
+		// the same) has the figures of before after: the same decimal is
+		// equal without reading either; else its value after is compared
+		// with the value before as the polish read it.
+		if pl.sameTotal && pl.after[si] == d.Value {
 			r.WeightAfter, r.BreachAfter = d.Weight, d.Breach
-		default:
-			after := pl.numOf(pl.after[si])
-			r.WeightAfter = after.DivRoundTo(total, drift.WeightPlaces).dec()
-			r.BreachAfter = pl.outAfter(si, after, total)
+			continue
 		}
-		out.Sleeves[si] = r
+		after := pl.numOf(pl.after[si])
+		if pl.sameTotal && after.Equal(pl.value0(si)) {
+			r.WeightAfter, r.BreachAfter = d.Weight, d.Breach
+			continue
+		}
+		r.WeightAfter = after.DivRoundTo(total, drift.WeightPlaces).dec()
+		r.BreachAfter = pl.outAfter(si, after, total)
 	}
 	if pl.tx != nil {
 		out.Tax = pl.report()
