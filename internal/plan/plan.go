@@ -1487,10 +1487,9 @@ func (pl *planner) project() {
 			vals[sl] = vals[sl].Add(x)
 		}
 	}
-	value0 := pl.value0
 	for si := range vals {
 		if !vals[si].IsZero() && si != p.Cash {
-			vals[si], moved[si] = value0(si).Add(vals[si]), true
+			vals[si], moved[si] = pl.value0(si).Add(vals[si]), true
 		}
 	}
 	// The cash sleeve holds its instruments, valued before the orders
@@ -1512,7 +1511,7 @@ func (pl *planner) project() {
 		if moved[si] {
 			return vals[si]
 		}
-		return value0(si)
+		return pl.value0(si)
 	}
 	// Each parent is the sum of its children (drift.Rollup): children
 	// follow their parents, so walking backwards sums bottom-up.
