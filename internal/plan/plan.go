@@ -1039,6 +1039,10 @@ type placement struct {
 	buyAt, sellAt     []num // [a*nI+i], as pl.buyAt and pl.sellAt
 	free, idle, short []num // per account, as pl.free, pl.idle and pl.short
 	budget, refill    num   // as pl.budget and pl.refill
+	// open lists the instruments of pl.buyOrder that placing found to buy,
+	// in that order, less some bought in full since: an amount to buy only
+	// falls while placing, and spendIn drops those it walks past at zero.
+	open []int
 }
 
 // placing returns the planner's amounts as a placement.
@@ -1059,6 +1063,18 @@ func (pl *planner) placing() *placement {
 	m.buy, m.sell = next(pl.buy, nI), next(pl.sell, nI)
 	m.buyAt, m.sellAt = next(pl.buyAt, nA*nI), next(pl.sellAt, nA*nI)
 	m.free, m.idle, m.short = next(pl.free, nA), next(pl.idle, nA), next(pl.short, nA)
+	n := 0
+	for _, b := range m.buy {
+		if b.Sign() > 0 {
+			n++
+		}
+	}
+	m.open = make([]int, 0, n)
+	for _, i := range pl.buyOrder {
+		if m.buy[i].Sign() > 0 {
+			m.open = append(m.open, i)
+		}
+	}
 	return m
 }
 
@@ -1119,7 +1135,7 @@ func (m *placement) avail(k int) num {
 func (m *placement) relocate() {
 	pl := m.pl
 	p, nI := pl.p, pl.nI
-	for _, i := range pl.buyOrder {
+	for _, i := range m.open { // pl.buyOrder less instruments bought in full
 		for _, y := range pl.sellOrder {
 			if m.buy[i].Sign() <= 0 {
 				break
@@ -1203,25 +1219,35 @@ func (m *placement) spendIn(a int, amount num) (spent, left num) {
 	pl := m.pl
 	acct := &pl.p.Accounts[a]
 	left = amount
-	for _, i := range pl.buyOrder {
+	// The instruments still to buy, most constrained first (m.open),
+	// which loses those found bought in full on the way.
+	kept := m.open[:0]
+	for k, i := range m.open {
 		if left.Sign() <= 0 {
+			kept = append(kept, m.open[k:]...)
 			break
 		}
 		need := m.buy[i]
-		if need.Sign() <= 0 || !acct.Allows(i) {
+		if need.Sign() <= 0 {
 			continue
 		}
-		k := a*pl.nI + i
+		kept = append(kept, i)
+		if !acct.Allows(i) {
+			continue
+		}
+		at := a*pl.nI + i
 		if need.GreaterThan(left) {
 			m.buy[i] = need.Sub(left)
-			m.buyAt[k] = m.buyAt[k].Add(left)
+			m.buyAt[at] = m.buyAt[at].Add(left)
 			left = num{}
-			break
+			continue // the rest is kept as it is
 		}
+		kept = kept[:len(kept)-1] // bought in full
 		m.buy[i] = num{}
-		m.buyAt[k] = m.buyAt[k].Add(need)
+		m.buyAt[at] = m.buyAt[at].Add(need)
 		left = left.Sub(need)
 	}
+	m.open = kept
 	return amount.Sub(left), left
 }
 
