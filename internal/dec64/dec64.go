@@ -54,6 +54,29 @@ func Read(d decimal.Decimal) Figure {
 	return f
 }
 
+// Int64 returns c and e with f = c x 10^e, as Read found them: ok is
+// false when the coefficient does not fit an int64 (or is
+// math.MinInt64), and f.D then holds the value.
+func (f Figure) Int64() (c int64, e int32, ok bool) { return f.c, f.e, f.fit }
+
+// PowerOfTen reports whether f is 10^k for some integer k (1, 0.001, 100)
+// and returns k. A coefficient that does not fit an int64 answers false.
+func (f Figure) PowerOfTen() (k int32, ok bool) {
+	if !f.fit || f.c <= 0 {
+		return 0, false
+	}
+	// j = floor(log10(c)): Len64 x 1233 >> 12 is it or one more (as in
+	// decimal's NumDigits); c is a power of ten when it is 10^j.
+	j := bits.Len64(uint64(f.c)) * 1233 >> 12
+	if uint64(f.c) < pow10[j] {
+		j--
+	}
+	if uint64(f.c) != pow10[j] {
+		return 0, false
+	}
+	return f.e + int32(j), true
+}
+
 // newFigure returns the figure c x 10^e, made as decimal.New.
 func newFigure(c int64, e int32) Figure {
 	return Figure{D: decimal.New(c, e), c: c, e: e, fit: c != math.MinInt64}
@@ -124,6 +147,20 @@ func Cmp(x, y decimal.Decimal) int {
 	return x.Cmp(y)
 }
 
+// CmpF is Cmp of figures.
+func CmpF(x, y Figure) int {
+	e := min(x.e, y.e)
+	if a, ok := x.at(e); ok {
+		if b, ok := y.at(e); ok {
+			return cmp64(a, b)
+		}
+	}
+	if sx, sy := x.D.Sign(), y.D.Sign(); sx != sy {
+		return cmp64(int64(sx), int64(sy))
+	}
+	return x.D.Cmp(y.D)
+}
+
 func cmp64(a, b int64) int {
 	switch {
 	case a < b:
@@ -165,6 +202,15 @@ func Sum(values []decimal.Decimal) decimal.Decimal {
 	for _, v := range values[1:] {
 		e = min(e, v.Exponent())
 	}
+	if s, ok := sum64(values, e); ok {
+		return decimal.New(s, e)
+	}
+	return decimal.Sum(values[0], values[1:]...)
+}
+
+// sum64 returns the sum of values' coefficients at exponent e, no larger
+// than any of their exponents, when every step fits an int64.
+func sum64(values []decimal.Decimal, e int32) (int64, bool) {
 	var s int64
 	for _, v := range values {
 		c, ok := Coef(v, e)
@@ -172,10 +218,26 @@ func Sum(values []decimal.Decimal) decimal.Decimal {
 			s, ok = add64(s, c)
 		}
 		if !ok {
-			return decimal.Sum(values[0], values[1:]...)
+			return 0, false
 		}
 	}
-	return decimal.New(s, e)
+	return s, true
+}
+
+// SumCmp returns Sum(values).Cmp(x): how the sum of values compares with
+// x, without making the sum while the coefficients fit an int64 at their
+// smallest exponent.
+func SumCmp(values []decimal.Decimal, x decimal.Decimal) int {
+	e := x.Exponent()
+	for _, v := range values {
+		e = min(e, v.Exponent())
+	}
+	if s, ok := sum64(values, e); ok {
+		if c, ok := Coef(x, e); ok {
+			return cmp64(s, c)
+		}
+	}
+	return Sum(values).Cmp(x)
 }
 
 // SumF is Sum of figures: decimal.Sum of their values, zero

@@ -43,6 +43,9 @@ func TestAgainstDecimal(t *testing.T) {
 		if got, want := Cmp(x, y), x.Cmp(y); got != want {
 			t.Fatalf("Cmp(%s, %s) = %d, want %d", x, y, got, want)
 		}
+		if got, want := CmpF(Read(x), Read(y)), x.Cmp(y); got != want {
+			t.Fatalf("CmpF(%s, %s) = %d, want %d", x, y, got, want)
+		}
 		if got, want := Add(x, y), x.Add(y); !same(got, want) {
 			t.Fatalf("Add(%s, %s) = %s e%d, want %s e%d", x, y, got, got.Exponent(), want, want.Exponent())
 		}
@@ -165,3 +168,64 @@ func TestNoAllocation(t *testing.T) {
 }
 
 var sink decimal.Decimal
+
+// TestPowerOfTen: PowerOfTen finds exactly the figures that are 10^k
+// (against decimal's own arithmetic), and Int64 gives what Read found.
+func TestPowerOfTen(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	check := func(d decimal.Decimal) {
+		t.Helper()
+		f := Read(d)
+		k, ok := f.PowerOfTen()
+		// d is 10^k when d > 0 and d / 10^(e+digits-1) is 1 exactly.
+		want := d.Sign() > 0 && d.NumDigits() <= 18 && d.Equal(decimal.New(1, d.Exponent()+int32(d.NumDigits())-1))
+		if ok != want || ok && !d.Equal(decimal.New(1, k)) {
+			t.Fatalf("PowerOfTen(%s) = %d, %v; want a power: %v", d, k, ok, want)
+		}
+		c, e, fit := f.Int64()
+		if fit != (d.NumDigits() <= 18) || e != d.Exponent() || fit && !decimal.New(c, e).Equal(d) {
+			t.Fatalf("Int64(%s) = %d, %d, %v", d, c, e, fit)
+		}
+	}
+	for j := range 18 { // c x 10^j at most 11 x 10^17 < 2^63
+		for _, c := range []int64{1, 2, 9, 11} {
+			v := c
+			for range j {
+				v *= 10
+			}
+			for _, e := range []int32{-12, -1, 0, 3} {
+				check(decimal.New(v, e))
+				check(decimal.New(v-1, e))
+				check(decimal.New(v+1, e))
+				check(decimal.New(-v, e))
+			}
+		}
+	}
+	for range 100000 {
+		check(randDec(r))
+	}
+}
+
+// TestSumCmp: SumCmp compares the sum of values with x as decimal does,
+// for sums that fit an int64 and sums that do not.
+func TestSumCmp(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for range 100000 {
+		values := make([]decimal.Decimal, r.IntN(5))
+		want := decimal.Zero
+		for k := range values {
+			values[k] = randDec(r)
+			want = want.Add(values[k])
+		}
+		x := randDec(r)
+		switch r.IntN(3) {
+		case 0:
+			x = want // equal, at the sum's exponent
+		case 1:
+			x = want.Round(int32(r.IntN(6))) // near it, at another exponent
+		}
+		if got := SumCmp(values, x); got != want.Cmp(x) {
+			t.Fatalf("SumCmp(%v, %s) = %d, want %d", values, x, got, want.Cmp(x))
+		}
+	}
+}

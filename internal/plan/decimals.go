@@ -81,6 +81,16 @@ func take(pool *decimal.Decimal, want decimal.Decimal) decimal.Decimal {
 	return want
 }
 
+// figureNum returns f as a num, as pl.numOf returns f.D: without reading
+// the decimal again when the figure holds its coefficient.
+func (pl *planner) figureNum(f dec64.Figure) num {
+	c, e, ok := f.Int64()
+	if !ok || pl.exact {
+		return pl.numOf(f.D)
+	}
+	return num{v: c, e: e}.trimmed()
+}
+
 // powerOfTen reports whether d is 10^k for some integer k (1, 0.001, 100)
 // and returns k. It does not allocate, and answers false for a coefficient
 // too large for an int64, which only costs callers their fast path.

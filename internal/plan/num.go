@@ -122,13 +122,25 @@ func align(x, y num) (a, b int64, e int32, ok bool) {
 	return a, b, e, okA && okB
 }
 
+// The arithmetic the polish does most (Add, Sub, Cmp) is inlined where it
+// is called: its common case, two small figures at one exponent, takes a
+// few instructions there, and the rest is a call to its slow path. That
+// slow path is passed to the function that holds the common case (add,
+// sub, cmp) as a parameter, because the Go compiler counts a call through
+// a parameter as cheap when it weighs what to inline (cmd/compile's
+// inlineParamCallCost), and a direct call as too dear for a function this
+// small to be inlined with it. The result is the same either way: only
+// where the code runs changes.
+
 // Add returns x + y.
-func (x num) Add(y num) num {
-	// The common case, at the same exponent and without overflow, small
-	// enough to be inlined.
+func (x num) Add(y num) num { return x.add(y, num.addSlow) }
+
+// add is Add, with its slow path passed in (see above).
+func (x num) add(y num, slow func(x, y num) num) num {
+	// The common case, at the same exponent and without overflow.
 	s := x.v + y.v
 	if x.e != y.e || x.d != nil || y.d != nil || (s > x.v) != (y.v > 0) || s == math.MinInt64 {
-		return x.addSlow(y)
+		return slow(x, y)
 	}
 	return num{v: s, e: x.e}
 }
@@ -151,11 +163,14 @@ func (x num) addSlow(y num) num {
 }
 
 // Sub returns x - y.
-func (x num) Sub(y num) num {
+func (x num) Sub(y num) num { return x.sub(y, num.subSlow) }
+
+// sub is Sub, with its slow path passed in (see Add).
+func (x num) sub(y num, slow func(x, y num) num) num {
 	// As Add: y.v is never math.MinInt64, so -y.v does not overflow.
 	s := x.v - y.v
 	if x.e != y.e || x.d != nil || y.d != nil || (s < x.v) != (y.v > 0) || s == math.MinInt64 {
-		return x.subSlow(y)
+		return slow(x, y)
 	}
 	return num{v: s, e: x.e}
 }
@@ -240,11 +255,14 @@ func (x num) Sign() int {
 func (x num) IsZero() bool { return x.Sign() == 0 }
 
 // Cmp returns -1, 0 or 1 as x is less than, equal to or greater than y.
-func (x num) Cmp(y num) int {
+func (x num) Cmp(y num) int { return x.cmp(y, num.cmpSlow) }
+
+// cmp is Cmp, with its slow path passed in (see Add).
+func (x num) cmp(y num, slow func(x, y num) int) int {
 	// The common case: both small (or the same big figure, v 0) at one
-	// exponent, small enough to be inlined.
+	// exponent.
 	if x.e != y.e || x.d != y.d {
-		return x.cmpSlow(y)
+		return slow(x, y)
 	}
 	if x.v < y.v {
 		return -1
@@ -303,7 +321,21 @@ func (x num) GreaterThan(y num) bool {
 func (x num) Equal(y num) bool { return x.Cmp(y) == 0 }
 
 // Mul returns x x y.
-func (x num) Mul(y num) num {
+func (x num) Mul(y num) num { return x.mul(y, num.mulSlow) }
+
+// mul is Mul, with its slow path passed in (see Add).
+func (x num) mul(y num, slow func(x, y num) num) num {
+	// The common case: both small, of magnitudes below 2^31, whose
+	// product is below 2^62 (no overflow, never math.MinInt64).
+	const half = 1 << 31
+	if x.d == nil && y.d == nil && uint64(x.v+half) < 2*half && uint64(y.v+half) < 2*half {
+		return num{v: x.v * y.v, e: x.e + y.e}
+	}
+	return slow(x, y)
+}
+
+// mulSlow is Mul when a figure is big or of a magnitude of 2^31 or more.
+func (x num) mulSlow(y num) num {
 	if !x.isBig() && !y.isBig() {
 		hi, lo := bits.Mul64(absU(x.v), absU(y.v))
 		if hi == 0 && lo <= math.MaxInt64 {

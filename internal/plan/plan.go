@@ -433,7 +433,7 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 		pow = make([]int32, nI)
 	}
 	for i := range p.Instruments {
-		k, ok := powerOfTen(p.Instruments[i].Step)
+		k, ok := p.Instruments[i].StepFigure().PowerOfTen()
 		pow[i] = -1
 		if ok && k <= 0 {
 			pow[i] = -k
@@ -593,9 +593,16 @@ func (pl *planner) allocate(children []int, total decimal.Decimal) {
 			pl.want[c] = sd.Value
 		}
 	}
-	sum := pl.sumOf(len(children), func(k int) decimal.Decimal { return pl.want[children[k]] })
-	if !equal(total, sum) {
-		pl.spread(children, sub(total, sum))
+	// The sum of the desired values, made only when it is not total (with
+	// destination target it is: the targets' fractions sum to one).
+	parts := pl.parts[:0]
+	for _, c := range children {
+		if w := pl.want[c]; !w.IsZero() {
+			parts = append(parts, w)
+		}
+	}
+	if dec64.SumCmp(parts, total) != 0 {
+		pl.spread(children, sub(total, drift.Sum(parts)))
 	}
 	for _, c := range children {
 		if kids := pl.p.Sleeves[c].Children; len(kids) > 0 {
@@ -723,6 +730,13 @@ func (pl *planner) amounts() {
 	p, s := pl.p, pl.s
 	held := pl.held
 	for i := range held {
+		// The only instrument of a leaf sleeve other than cash is worth
+		// the sleeve's value, which drift made as this sum: of the same
+		// positions in the same order (Compute).
+		if sl := p.Instruments[i].Sleeve; sl != p.Cash && len(p.Sleeves[sl].Instruments) == 1 {
+			held[i] = s.Sleeves[sl].Value
+			continue
+		}
 		// sumOf, without a call per account.
 		parts := pl.parts[:0]
 		for a := 0; a < pl.nA; a++ {
@@ -752,7 +766,7 @@ func (pl *planner) amounts() {
 	if excess.Sign() <= 0 {
 		return
 	}
-	freeTotal := pl.sumOf(pl.nA, func(a int) decimal.Decimal { return s.FreeCash[a] })
+	freeTotal := pl.freeTotal()
 	pl.budget = minDec(excess, freeTotal)
 	rest := sub(excess, pl.budget)
 	if rest.Sign() <= 0 {
@@ -778,6 +792,22 @@ func (pl *planner) amounts() {
 	}
 }
 
+// freeTotal returns the household's free cash, the sum of s.FreeCash:
+// the cash sleeve's value when it holds no instrument and has no
+// sub-sleeve, which drift made as that very sum (Compute).
+func (pl *planner) freeTotal() decimal.Decimal {
+	p, s := pl.p, pl.s
+	cash := &p.Sleeves[p.Cash]
+	bare := len(cash.Children) == 0
+	for _, i := range cash.Instruments {
+		bare = bare && pl.held[i].IsZero()
+	}
+	if bare {
+		return s.Sleeves[p.Cash].Value
+	}
+	return pl.sumOf(pl.nA, func(a int) decimal.Decimal { return s.FreeCash[a] })
+}
+
 // split turns leaf sleeve si's desired value into amounts to buy and sell
 // of its instruments. The sleeve's weight is the policy; the split between
 // its instruments is a preference with its own tolerance
@@ -797,12 +827,21 @@ func (pl *planner) split(si int) {
 	if len(ps.Instruments) == 1 {
 		i := ps.Instruments[0]
 		pl.rule[i] = rule
-		// The difference made on the side it falls, without negating it.
-		switch dec64.Cmp(want, held[i]) {
+		// The difference made on the side it falls, without negating it
+		// (sub's: a zero subtracted leaves the other decimal), each figure
+		// read once.
+		w, h := dec64.Read(want), dec64.Read(held[i])
+		switch dec64.CmpF(w, h) {
 		case 1:
-			pl.buy[i] = sub(want, held[i])
+			pl.buy[i] = want
+			if !held[i].IsZero() {
+				pl.buy[i] = dec64.SubF(w, h).D
+			}
 		case -1:
-			pl.sell[i] = sub(held[i], want)
+			pl.sell[i] = held[i]
+			if !want.IsZero() {
+				pl.sell[i] = dec64.SubF(h, w).D
+			}
 		}
 		return
 	}
@@ -1224,7 +1263,7 @@ func (pl *planner) round() {
 	unit, step, cash := pl.unitN, nums[:pl.nI], nums[pl.nI:]
 	have := func(i int) {
 		if step[i].IsZero() {
-			unit[i], step[i] = pl.numOf(pl.unit[i]), pl.numOf(p.Instruments[i].Step)
+			unit[i], step[i] = pl.numOf(pl.unit[i]), pl.figureNum(p.Instruments[i].StepFigure())
 		}
 	}
 	// cash is each account's cash minus its reserve: negative while the
@@ -1606,7 +1645,9 @@ func (pl *planner) finish() *Plan {
 		}
 		switch {
 		case pl.totalAfter.Sign() <= 0:
-		case pl.sameTotal && equal(pl.after[si], d.Value):
+		case pl.sameTotal && (pl.after[si] == d.Value || equal(pl.after[si], d.Value)):
+			// (The same decimal, value and exponent, is equal without
+			// reading either.)
 			// Untouched: the figures before are those after.
 			r.WeightAfter, r.BreachAfter = d.Weight, d.Breach
 		default:

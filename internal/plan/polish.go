@@ -157,16 +157,22 @@ type ranking struct {
 	// value, and rankInst[rankAt[si]:rankAt[si+1]] those of sleeve si,
 	// in the order of the instruments: fixed for the planner.
 	rankLeaves, rankInst, rankAt []int
-	// partnerOK and partnerOf keep, per [a*nS+leaf], the partners of
-	// account a for the instruments of a leaf sleeve (partners), for one
-	// improve: they depend only on the projection, which the moves tried
-	// and not kept leave as it was, and on the side, one per improve.
-	partnerOK []bool
-	// partnerAny is true once partners kept some since partnerOK was
-	// last cleared (improve clears it only then).
+	// partnerSets keep, per [a*nS+leaf], the partners of account a for
+	// the instruments of a leaf sleeve (partners), for one improve: they
+	// depend only on the projection, which the moves tried and not kept
+	// leave as it was, and on the side, one per improve.
+	partnerSets []partnerSet
+	// partnerAny is true once partners kept some since partnerSets were
+	// last cleared (improve clears them only then).
 	partnerAny bool
-	partnerN   []uint8
-	partnerOf  [][maxPartners]int32
+}
+
+// partnerSet is the partners found for one account and leaf sleeve
+// (ranking.partnerSets): of[:n], once ok.
+type partnerSet struct {
+	ok bool
+	n  uint8
+	of [maxPartners]int32
 }
 
 // numOf returns d as a num: a decimal (big) in every case when the
@@ -373,20 +379,21 @@ func (pl *planner) loadFixed() {
 }
 
 // store writes the figures of pl.f back to the planner's decimals, where
-// they changed.
+// they changed. The decimals are read at the money exponent (money), as
+// the figures are, so that most comparisons need not align exponents.
 func (pl *planner) store() {
 	f := &pl.f
 	for si := range f.after {
-		if !pl.numOf(pl.after[si]).Equal(f.after[si]) {
+		if !pl.money(pl.after[si]).Equal(f.after[si]) {
 			pl.after[si] = f.after[si].dec()
 		}
 	}
 	for a := range f.cash {
-		if !pl.numOf(pl.cash[a]).Equal(f.cash[a]) {
+		if !pl.money(pl.cash[a]).Equal(f.cash[a]) {
 			pl.cash[a] = f.cash[a].dec()
 		}
 	}
-	if !pl.numOf(pl.totalAfter).Equal(f.total) {
+	if !pl.money(pl.totalAfter).Equal(f.total) {
 		pl.totalAfter = f.total.dec()
 	}
 	pl.sameTotal = f.same
@@ -655,15 +662,24 @@ type move struct {
 // compact removes it.
 func (pl *planner) apply(m *move) {
 	if m.k < 0 {
-		// What the polish reads of an order; settle fills in the rest of
-		// the orders it keeps.
-		pl.orders = append(pl.orders, Order{Side: m.side, Rule: pl.newRule(m.i), account: m.a, instrument: m.i, changed: true})
-		m.k, m.added = len(pl.orders)-1, true
-		if at := &pl.idx.at[m.a*pl.nI+m.i]; pl.idx.ok && *at < 0 {
-			*at = int32(m.k)
-		}
+		m.k, m.added = pl.newOrder(m.a, m.i, m.side), true
 	}
 	pl.change(m.k, m.n, pl.amount(m))
+}
+
+// newOrder appends an order of no step of instrument i in account a on
+// side, as the polish adds one, and returns its place: what the polish
+// reads of an order; settle fills in the rest of the orders it keeps.
+// Made in place, as an Order is large.
+func (pl *planner) newOrder(a, i int, side Side) int {
+	pl.orders = append(pl.orders, Order{})
+	k := len(pl.orders) - 1
+	o := &pl.orders[k]
+	o.Side, o.Rule, o.account, o.instrument, o.changed = side, pl.newRule(i), a, i, true
+	if at := &pl.idx.at[a*pl.nI+i]; pl.idx.ok && *at < 0 {
+		*at = int32(k)
+	}
+	return k
 }
 
 // undo takes move m, made by apply, back.
@@ -742,12 +758,13 @@ func (pl *planner) sync() {
 // steps, quantity and notional of those changed.
 func (pl *planner) compact() {
 	out := pl.orders[:0]
-	for _, o := range pl.orders {
-		if o.units.Sign() > 0 {
+	for j := range pl.orders {
+		// By place: an Order is large.
+		if o := &pl.orders[j]; o.units.Sign() > 0 {
 			if o.changed {
 				o.n = pl.numOf(o.units)
 			}
-			out = append(out, o)
+			out = append(out, *o)
 		}
 	}
 	pl.orders = out
@@ -761,9 +778,10 @@ func (pl *planner) dropEmpty() {
 		k++
 	}
 	out := pl.orders[:k]
-	for _, o := range pl.orders[k:] {
-		if o.n.Sign() > 0 {
-			out = append(out, o)
+	for j := k; j < len(pl.orders); j++ {
+		// By place: an Order is large.
+		if pl.orders[j].n.Sign() > 0 {
+			out = append(out, pl.orders[j])
 		}
 	}
 	pl.orders = out
@@ -775,14 +793,14 @@ func (pl *planner) settle() {
 	pl.sync()
 	for k := range pl.orders {
 		if o := &pl.orders[k]; o.changed {
-			units, n := o.n.dec(), o.n
 			if o.Account == "" {
-				*o = pl.order(o.account, o.instrument, o.Side, units, decimal.Decimal{}, decimal.Decimal{}, o.Rule)
-				o.n = n
+				// An order the polish added holds only what setOrder
+				// sets (apply), and its steps.
+				pl.setOrder(o, o.account, o.instrument, o.Side, o.Rule)
 			}
-			o.units = units
-			o.Quantity = pl.timesStep(o.instrument, units)
-			o.Notional = pl.notional(o.instrument, n)
+			o.units = o.n.dec()
+			o.Quantity = pl.timesStep(o.instrument, o.units)
+			o.Notional = pl.notional(o.instrument, o.n)
 			o.changed = false
 		}
 	}
@@ -1228,7 +1246,7 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 	p, f := pl.p, &pl.f
 	pl.rankOK = false
 	if pl.partnerAny {
-		clear(pl.partnerOK)
+		clear(pl.partnerSets)
 		pl.partnerAny = false
 	}
 	over := pl.deviationAfter(si).Sign() > 0
@@ -1405,24 +1423,23 @@ func (pl *planner) partners(a, i int, side Side, best *[maxPartners]int) []int {
 		return pl.findPartners(a, i, side, best)
 	}
 	nS := len(p.Sleeves)
-	if pl.partnerOK == nil {
-		pl.partnerOK, pl.partnerN = make([]bool, pl.nA*nS), make([]uint8, pl.nA*nS)
-		pl.partnerOf = make([][maxPartners]int32, pl.nA*nS)
+	if pl.partnerSets == nil {
+		pl.partnerSets = make([]partnerSet, pl.nA*nS)
 	}
-	k := a*nS + p.Instruments[i].Sleeve
-	if !pl.partnerOK[k] {
+	set := &pl.partnerSets[a*nS+p.Instruments[i].Sleeve]
+	if !set.ok {
 		found := pl.findPartners(a, i, side, best)
 		for j, x := range found {
-			pl.partnerOf[k][j] = int32(x)
+			set.of[j] = int32(x)
 		}
-		pl.partnerOK[k], pl.partnerN[k] = true, uint8(len(found))
+		set.ok, set.n = true, uint8(len(found))
 		pl.partnerAny = true
 		return found
 	}
-	for j, x := range pl.partnerOf[k][:pl.partnerN[k]] {
+	for j, x := range set.of[:set.n] {
 		best[j] = int(x)
 	}
-	return best[:pl.partnerN[k]]
+	return best[:set.n]
 }
 
 // findPartners is partners, worked out: they depend on i only through
@@ -2142,7 +2159,9 @@ func (pl *planner) simple() {
 	// The orders are placed first and the projection moved once after
 	// them (moveSimple): what shift would make of them one by one, as
 	// the cash each account has left is all the placing reads of it.
-	clear(f.leafMoved)
+	for leaf := range f.leafMoved {
+		f.leafMoved[leaf] = pl.zero() // at the money exponent, as the values added
+	}
 	sellOrder := pl.simpleSellOrder()
 	for i := range p.Instruments {
 		for _, a := range sellOrder {
@@ -2201,11 +2220,8 @@ func (pl *planner) addSimple(a, i int, side Side, n num) {
 		return
 	}
 	f := &pl.f
-	pl.orders = append(pl.orders, Order{Side: side, Rule: pl.newRule(i), account: a, instrument: i, changed: true, n: n})
-	k := len(pl.orders) - 1
-	if at := &pl.idx.at[a*pl.nI+i]; pl.idx.ok && *at < 0 {
-		*at = int32(k)
-	}
+	k := pl.newOrder(a, i, side)
+	pl.orders[k].n = n
 	pl.nOrders++
 	if pl.idx.ok {
 		pl.count(&pl.orders[k], 1)
@@ -2314,7 +2330,15 @@ func appendPercent(buf []byte, d decimal.Decimal) []byte {
 	if neg && n != 0 {
 		buf = append(buf, '-')
 	}
-	buf = strconv.AppendInt(buf, n/100, 10)
+	if q := n / 100; q < 100 {
+		// The whole percent of a weight, without strconv's general case.
+		if q >= 10 {
+			buf = append(buf, byte('0'+q/10))
+		}
+		buf = append(buf, byte('0'+q%10))
+	} else {
+		buf = strconv.AppendInt(buf, q, 10)
+	}
 	buf = append(buf, '.', byte('0'+n%100/10), byte('0'+n%10))
 	return append(buf, '%')
 }

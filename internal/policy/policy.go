@@ -255,6 +255,22 @@ type Instrument struct {
 	// Step is the trading increment: quantities are multiples of it.
 	Step decimal.Decimal
 	Line int
+
+	// stepF is Step read as a dec64 figure when the policy is derived
+	// (stepOK), with the decimal it was read from (compared by identity,
+	// as derivedFigures are).
+	step   decimal.Decimal
+	stepF  dec64.Figure
+	stepOK bool
+}
+
+// StepFigure returns the instrument's Step as a dec64 figure, for the
+// planner's arithmetic on it.
+func (in *Instrument) StepFigure() dec64.Figure {
+	if in.stepOK && in.step == in.Step {
+		return in.stepF
+	}
+	return dec64.Read(in.Step)
 }
 
 // Account is one account of the household.
@@ -463,6 +479,10 @@ func (p *Policy) derive() {
 		if s.Target.Sign() > 0 {
 			s.derived.tol = s.HalfWidth.DivRound(s.Target, 8)
 		}
+	}
+	for i := range p.Instruments {
+		in := &p.Instruments[i]
+		in.step, in.stepF, in.stepOK = in.Step, dec64.Read(in.Step), true
 	}
 }
 

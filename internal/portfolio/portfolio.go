@@ -12,6 +12,7 @@ import (
 	"github.com/shopspring/decimal"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/rebalancerd/rebalancerd/internal/dec64"
 	"github.com/rebalancerd/rebalancerd/internal/policy"
 	"github.com/rebalancerd/rebalancerd/internal/strictyaml"
 	"github.com/rebalancerd/rebalancerd/internal/tax"
@@ -358,9 +359,11 @@ type Book struct {
 	Lots [][]tax.Lots
 }
 
-// FreeCash returns account a's cash above its reserve, never negative.
+// FreeCash returns account a's cash above its reserve, never negative:
+// the difference as decimal's Sub makes it (dec64.Sub, on int64
+// coefficients while they fit).
 func (b *Book) FreeCash(a int) decimal.Decimal {
-	free := b.Cash[a].Sub(b.Policy.Accounts[a].Reserve)
+	free := dec64.Sub(b.Cash[a], b.Policy.Accounts[a].Reserve)
 	if free.Sign() < 0 {
 		return decimal.Zero
 	}
