@@ -147,6 +147,20 @@ func Cmp(x, y decimal.Decimal) int {
 	return x.Cmp(y)
 }
 
+// CmpF is Cmp of figures.
+func CmpF(x, y Figure) int {
+	e := min(x.e, y.e)
+	if a, ok := x.at(e); ok {
+		if b, ok := y.at(e); ok {
+			return cmp64(a, b)
+		}
+	}
+	if sx, sy := x.D.Sign(), y.D.Sign(); sx != sy {
+		return cmp64(int64(sx), int64(sy))
+	}
+	return x.D.Cmp(y.D)
+}
+
 func cmp64(a, b int64) int {
 	switch {
 	case a < b:
@@ -188,6 +202,15 @@ func Sum(values []decimal.Decimal) decimal.Decimal {
 	for _, v := range values[1:] {
 		e = min(e, v.Exponent())
 	}
+	if s, ok := sum64(values, e); ok {
+		return decimal.New(s, e)
+	}
+	return decimal.Sum(values[0], values[1:]...)
+}
+
+// sum64 returns the sum of values' coefficients at exponent e, no larger
+// than any of their exponents, when every step fits an int64.
+func sum64(values []decimal.Decimal, e int32) (int64, bool) {
 	var s int64
 	for _, v := range values {
 		c, ok := Coef(v, e)
@@ -195,10 +218,26 @@ func Sum(values []decimal.Decimal) decimal.Decimal {
 			s, ok = add64(s, c)
 		}
 		if !ok {
-			return decimal.Sum(values[0], values[1:]...)
+			return 0, false
 		}
 	}
-	return decimal.New(s, e)
+	return s, true
+}
+
+// SumCmp returns Sum(values).Cmp(x): how the sum of values compares with
+// x, without making the sum while the coefficients fit an int64 at their
+// smallest exponent.
+func SumCmp(values []decimal.Decimal, x decimal.Decimal) int {
+	e := x.Exponent()
+	for _, v := range values {
+		e = min(e, v.Exponent())
+	}
+	if s, ok := sum64(values, e); ok {
+		if c, ok := Coef(x, e); ok {
+			return cmp64(s, c)
+		}
+	}
+	return Sum(values).Cmp(x)
 }
 
 // SumF is Sum of figures: decimal.Sum of their values, zero

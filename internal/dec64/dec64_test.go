@@ -43,6 +43,9 @@ func TestAgainstDecimal(t *testing.T) {
 		if got, want := Cmp(x, y), x.Cmp(y); got != want {
 			t.Fatalf("Cmp(%s, %s) = %d, want %d", x, y, got, want)
 		}
+		if got, want := CmpF(Read(x), Read(y)), x.Cmp(y); got != want {
+			t.Fatalf("CmpF(%s, %s) = %d, want %d", x, y, got, want)
+		}
 		if got, want := Add(x, y), x.Add(y); !same(got, want) {
 			t.Fatalf("Add(%s, %s) = %s e%d, want %s e%d", x, y, got, got.Exponent(), want, want.Exponent())
 		}
@@ -200,5 +203,29 @@ func TestPowerOfTen(t *testing.T) {
 	}
 	for range 100000 {
 		check(randDec(r))
+	}
+}
+
+// TestSumCmp: SumCmp compares the sum of values with x as decimal does,
+// for sums that fit an int64 and sums that do not.
+func TestSumCmp(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for range 100000 {
+		values := make([]decimal.Decimal, r.IntN(5))
+		want := decimal.Zero
+		for k := range values {
+			values[k] = randDec(r)
+			want = want.Add(values[k])
+		}
+		x := randDec(r)
+		switch r.IntN(3) {
+		case 0:
+			x = want // equal, at the sum's exponent
+		case 1:
+			x = want.Round(int32(r.IntN(6))) // near it, at another exponent
+		}
+		if got := SumCmp(values, x); got != want.Cmp(x) {
+			t.Fatalf("SumCmp(%v, %s) = %d, want %d", values, x, got, want.Cmp(x))
+		}
 	}
 }

@@ -132,7 +132,7 @@ func Compute(b *portfolio.Book) *Snapshot {
 	}
 	s.Total = total.D
 	for i := range p.Sleeves {
-		s.Sleeves[i] = describe(&p.Sleeves[i], vals[i], total)
+		describe(&s.Sleeves[i], &p.Sleeves[i], vals[i], total)
 	}
 	return s
 }
@@ -245,21 +245,19 @@ var zeroWeight = dec64.Read(decimal.New(0, -WeightPlaces))
 // Describe returns the drift figures of policy sleeve ps holding value out
 // of total.
 func Describe(ps *policy.Sleeve, value, total decimal.Decimal) Sleeve {
-	return describe(ps, dec64.Read(value), dec64.Read(total))
+	var d Sleeve
+	describe(&d, ps, dec64.Read(value), dec64.Read(total))
+	return d
 }
 
-// describe is Describe of figures: the value and the total read once.
-func describe(ps *policy.Sleeve, v dec64.Figure, total dec64.Figure) Sleeve {
+// describe is Describe of figures, the value and the total read once,
+// into *d, a zero Sleeve (a Sleeve is large: written in place, not
+// copied).
+func describe(d *Sleeve, ps *policy.Sleeve, v dec64.Figure, total dec64.Figure) {
 	value := v.D
-	d := Sleeve{
-		Path:     ps.Path,
-		Value:    value,
-		Target:   ps.Target,
-		BandLow:  ps.BandLow,
-		BandHigh: ps.BandHigh,
-	}
+	d.Path, d.Value, d.Target, d.BandLow, d.BandHigh = ps.Path, value, ps.Target, ps.BandLow, ps.BandHigh
 	if total.D.Sign() <= 0 {
-		return d
+		return
 	}
 	// Each figure as decimal arithmetic gives it, on int64 coefficients
 	// while they fit, each operand read once (dec64 figures).
@@ -277,7 +275,6 @@ func describe(ps *policy.Sleeve, v dec64.Figure, total dec64.Figure) Sleeve {
 	}
 	d.Weight, d.Deviation = w.D, dev.D
 	d.Breach = outOfBand(v, tv, hw)
-	return d
 }
 
 // Breaching returns the paths of the sleeves that breach their bands, in

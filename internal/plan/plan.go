@@ -594,9 +594,16 @@ func (pl *planner) allocate(children []int, total decimal.Decimal) {
 			pl.want[c] = sd.Value
 		}
 	}
-	sum := pl.sumOf(len(children), func(k int) decimal.Decimal { return pl.want[children[k]] })
-	if !equal(total, sum) {
-		pl.spread(children, sub(total, sum))
+	// The sum of the desired values, made only when it is not total (with
+	// destination target it is: the targets' fractions sum to one).
+	parts := pl.parts[:0]
+	for _, c := range children {
+		if w := pl.want[c]; !w.IsZero() {
+			parts = append(parts, w)
+		}
+	}
+	if dec64.SumCmp(parts, total) != 0 {
+		pl.spread(children, sub(total, drift.Sum(parts)))
 	}
 	for _, c := range children {
 		if kids := pl.p.Sleeves[c].Children; len(kids) > 0 {
@@ -760,7 +767,7 @@ func (pl *planner) amounts() {
 	if excess.Sign() <= 0 {
 		return
 	}
-	freeTotal := pl.sumOf(pl.nA, func(a int) decimal.Decimal { return s.FreeCash[a] })
+	freeTotal := pl.freeTotal()
 	pl.budget = minDec(excess, freeTotal)
 	rest := sub(excess, pl.budget)
 	if rest.Sign() <= 0 {
@@ -786,6 +793,22 @@ func (pl *planner) amounts() {
 	}
 }
 
+// freeTotal returns the household's free cash, the sum of s.FreeCash:
+// the cash sleeve's value when it holds no instrument and has no
+// sub-sleeve, which drift made as that very sum (Compute).
+func (pl *planner) freeTotal() decimal.Decimal {
+	p, s := pl.p, pl.s
+	cash := &p.Sleeves[p.Cash]
+	bare := len(cash.Children) == 0
+	for _, i := range cash.Instruments {
+		bare = bare && pl.held[i].IsZero()
+	}
+	if bare {
+		return s.Sleeves[p.Cash].Value
+	}
+	return pl.sumOf(pl.nA, func(a int) decimal.Decimal { return s.FreeCash[a] })
+}
+
 // split turns leaf sleeve si's desired value into amounts to buy and sell
 // of its instruments. The sleeve's weight is the policy; the split between
 // its instruments is a preference with its own tolerance
@@ -805,12 +828,21 @@ func (pl *planner) split(si int) {
 	if len(ps.Instruments) == 1 {
 		i := ps.Instruments[0]
 		pl.rule[i] = rule
-		// The difference made on the side it falls, without negating it.
-		switch dec64.Cmp(want, held[i]) {
+		// The difference made on the side it falls, without negating it
+		// (sub's: a zero subtracted leaves the other decimal), each figure
+		// read once.
+		w, h := dec64.Read(want), dec64.Read(held[i])
+		switch dec64.CmpF(w, h) {
 		case 1:
-			pl.buy[i] = sub(want, held[i])
+			pl.buy[i] = want
+			if !held[i].IsZero() {
+				pl.buy[i] = dec64.SubF(w, h).D
+			}
 		case -1:
-			pl.sell[i] = sub(held[i], want)
+			pl.sell[i] = held[i]
+			if !want.IsZero() {
+				pl.sell[i] = dec64.SubF(h, w).D
+			}
 		}
 		return
 	}
