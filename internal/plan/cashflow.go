@@ -230,19 +230,26 @@ func Withdraw(s *drift.Snapshot, o Options, w Withdrawal) (*Plan, error) {
 // splitWithdrawal shares the withdrawal among the accounts in the policy's order of
 // withdrawals: each account in turn is asked for what it can pay, its
 // free cash above its reserve and what it may sell (the whole steps it
-// holds, less what the tax rules hold back), less what refills its
-// reserve, until the amount is covered. What no account can pay is asked
-// of the last account asked (the first in the order when none can pay
-// anything): the plan reports it as a shortfall.
+// holds, less what the tax rules hold back, of each position worth at
+// least min_trade: no order may sell a smaller one), less what refills
+// its reserve, until the amount is covered. What no account can pay is
+// asked of the last account asked (the first in the order when none can
+// pay anything): the plan reports it as a shortfall.
 func (pl *planner) splitWithdrawal() {
 	f, p := pl.flow, pl.p
 	f.parts = f.parts[:0]
 	left := f.amount
+	minTrade := p.Rebalance.MinTrade
 	for _, a := range p.WithdrawalOrder() {
 		if left.Sign() <= 0 {
 			break
 		}
-		can := pl.s.FreeCash[a].Add(pl.sumOf(pl.nI, func(i int) decimal.Decimal { return pl.sellable[a*pl.nI+i] })).Sub(pl.short[a])
+		can := pl.s.FreeCash[a].Add(pl.sumOf(pl.nI, func(i int) decimal.Decimal {
+			if v := pl.sellable[a*pl.nI+i]; !v.LessThan(minTrade) {
+				return v
+			}
+			return decimal.Zero
+		})).Sub(pl.short[a])
 		if can.Sign() <= 0 {
 			continue
 		}

@@ -423,3 +423,39 @@ func checkWithdraw(t testing.TB, b *portfolio.Book, p *plan.Plan, account string
 		t.Errorf("sells raise %s more than needed (slack %s)", excess, slack)
 	}
 }
+
+// TestWithdrawalSplitMinTrade: a split withdrawal asks each account for
+// what it can pay, and a position worth less than min_trade is not part
+// of it: no order may sell it. first holds 1,000 of cash, 10 A (1,000)
+// and 0.5 B (30, under min_trade 50); a withdrawal of 2,030 asked first
+// for all 2,030, first raised 2,000, and 30 was short while second held
+// 5,000 of cash (TestRandomPortfolios seed 147245, -cases 400000). first
+// now pays 2,000 and second 30.
+func TestWithdrawalSplitMinTrade(t *testing.T) {
+	b := book(t, `policy: split-min-trade
+currency: USD
+targets: {stocks: 60%, bonds: 30%, cash: 10%}
+bands: {absolute: 5%}
+rebalance: {trigger: threshold, destination: target, min_trade: "50"}
+instruments:
+  A: {sleeve: stocks}
+  B: {sleeve: bonds, step: "0.1"}
+accounts:
+  first: {type: roth_ira}
+  second: {type: roth_ira}
+`, stamp+`accounts:
+  first: {cash: "1000", positions: {A: "10", B: "0.5"}}
+  second: {cash: "5000"}
+`, stamp+`prices: {A: "100", B: "60"}`)
+	amount := d("2030")
+	p, err := plan.Withdraw(drift.Compute(b), plan.Options{}, plan.Withdrawal{Amount: amount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, b, p)
+	checkSplit(t, b, p, amount)
+	wantOrders(t, p, "first sell 10 A withdraw")
+	if cf := p.CashFlow; !cf.Shortfall.IsZero() || len(cf.Accounts) != 2 || !cf.Accounts[1].Withdrawn.Equal(d("30")) {
+		t.Errorf("cash flow %+v", cf)
+	}
+}

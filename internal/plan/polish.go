@@ -13,10 +13,10 @@ import (
 )
 
 // numbers are the figures the polish rates moves with, as nums (num.go):
-// loaded from the planner's decimals when a polish starts (load) and
-// written back when it ends (store), so that every move tried is applied,
-// rated and taken back without decimal arithmetic while the figures fit in
-// an int64.
+// the projection of the orders, made when a polish starts (load) and
+// written to the planner's decimals once the plan is chosen (store), so
+// that every move tried is applied, rated and taken back without decimal
+// arithmetic while the figures fit in an int64.
 type numbers struct {
 	after []num // projected value per sleeve (pl.after)
 	cash  []num // cash left after the orders less the reserve, per account (pl.cash)
@@ -24,7 +24,7 @@ type numbers struct {
 	same  bool  // total equals T (pl.sameTotal)
 	// live is true while the figures above, pl.dev and the orders' steps
 	// hold the projection (from load until withdrawAll); stale, while the
-	// planner's decimals are behind them (from polishDone until sync).
+	// planner's decimals may be behind them (from load until sync).
 	live, stale bool
 	// done is the score of the projection the last polish left
 	// (polishLoaded), with the idle cash, while doneOK: until the
@@ -236,26 +236,42 @@ func (pl *planner) fixed() *fixedNums {
 	return x
 }
 
-// load sets pl.f and pl.dev from the planner's decimals, and the steps of
-// each order.
+// load sets pl.f and pl.dev to the projection of the orders, and the
+// steps of each order. The projection is made in nums, as project makes
+// it in decimals (which load does not read): from the figures before the
+// plan (emptyFigures), the values the orders move into their leaf
+// sleeves and the cash each account has left (pl.cash) (moveBy). The
+// planner's decimals may then be behind the figures (stale) until sync.
 func (pl *planner) load() {
-	p, f := pl.p, &pl.f
+	f := &pl.f
 	pl.loadFixed()
-	for si := range p.Sleeves {
-		f.after[si] = pl.money(pl.after[si])
+	pl.emptyFigures()
+	for leaf := range f.leafMoved {
+		f.leafMoved[leaf] = pl.zero()
 	}
-	for a := range p.Accounts {
+	for k := range pl.orders {
+		o := &pl.orders[k]
+		// What the order moves, as project reads it: an order that round
+		// or the polish left with its steps only (changed) is worth its
+		// steps times the value of one.
+		var x num
+		if o.changed {
+			x = o.n.Mul(f.unit[o.instrument])
+		} else {
+			o.n, x = pl.numOf(o.units), pl.money(o.Notional)
+		}
+		if o.Side == Sell {
+			x = x.Neg()
+		}
+		leaf := pl.p.Instruments[o.instrument].Sleeve
+		f.leafMoved[leaf] = f.leafMoved[leaf].Add(x)
+	}
+	for a := range f.cash {
 		f.cash[a] = pl.money(pl.cash[a])
 	}
-	f.total, f.same = pl.money(pl.totalAfter), pl.sameTotal
-	for k := range pl.orders {
-		if o := &pl.orders[k]; !o.changed {
-			o.n = pl.numOf(o.units)
-		}
-	}
+	pl.moveBy()
 	pl.nOrders = len(pl.orders)
-	pl.refreshDev()
-	pl.f.live, pl.f.stale, pl.f.doneOK = true, false, false
+	pl.f.live, pl.f.stale, pl.f.doneOK = true, true, false
 }
 
 // loadFixed sets the figures of pl.f that are fixed for the planner, once.
@@ -379,12 +395,17 @@ func (pl *planner) loadFixed() {
 }
 
 // store writes the figures of pl.f back to the planner's decimals, where
-// they changed. The decimals are read at the money exponent (money), as
-// the figures are, so that most comparisons need not align exponents.
+// they changed. A sleeve worth what it was worth before the plan, and a
+// total that did not move, take the decimals of the snapshot, as project
+// gives them. The other decimals are read at the money exponent (money),
+// as the figures are, so that most comparisons need not align exponents.
 func (pl *planner) store() {
 	f := &pl.f
 	for si := range f.after {
-		if !pl.money(pl.after[si]).Equal(f.after[si]) {
+		switch {
+		case f.after[si].Equal(f.value0[si]):
+			pl.after[si] = pl.s.Sleeves[si].Value
+		case !pl.money(pl.after[si]).Equal(f.after[si]):
 			pl.after[si] = f.after[si].dec()
 		}
 	}
@@ -393,7 +414,10 @@ func (pl *planner) store() {
 			pl.cash[a] = f.cash[a].dec()
 		}
 	}
-	if !pl.money(pl.totalAfter).Equal(f.total) {
+	switch {
+	case f.same:
+		pl.totalAfter = pl.T
+	case !pl.money(pl.totalAfter).Equal(f.total):
 		pl.totalAfter = f.total.dec()
 	}
 	pl.sameTotal = f.same
@@ -2084,6 +2108,23 @@ func (pl *planner) secondStart() {
 // they are (the figures are ahead of them: stale). Only simple follows
 // it, which works out the deviations (pl.dev) once it placed its orders.
 func (pl *planner) loadEmpty() {
+	f := &pl.f
+	pl.emptyFigures()
+	pl.orders = pl.orders[:0]
+	pl.nOrders = 0
+	f.doneOK = false
+	if pl.plain {
+		// Its orders are applied one by one (addSimple), which reads the
+		// deviations; else simple reads none of them before moveSimple
+		// works them out.
+		pl.refreshDev()
+	}
+	f.live, f.stale = true, true
+}
+
+// emptyFigures sets the cash, the sleeves' values and the total of pl.f
+// to the projection of no order at all (not the deviations).
+func (pl *planner) emptyFigures() {
 	p, f := pl.p, &pl.f
 	zero := pl.zero()
 	copy(f.cash, f.base) // cash less the reserve, as withdrawAll
@@ -2116,16 +2157,6 @@ func (pl *planner) loadEmpty() {
 		}
 	}
 	f.same = f.total.Equal(f.T)
-	pl.orders = pl.orders[:0]
-	pl.nOrders = 0
-	f.doneOK = false
-	if pl.plain {
-		// Its orders are applied one by one (addSimple), which reads the
-		// deviations; else simple reads none of them before moveSimple
-		// works them out.
-		pl.refreshDev()
-	}
-	f.live, f.stale = true, true
 }
 
 // simple places the orders of a simple whole-share plan on the
@@ -2241,9 +2272,15 @@ func (pl *planner) addSimple(a, i int, side Side, n num) {
 // each account into the cash sleeve and the total, as shift does order
 // by order (the changes of free cash add up to its change over all).
 func (pl *planner) moveSimple() {
-	if pl.plain {
-		return
+	if !pl.plain {
+		pl.moveBy()
 	}
+}
+
+// moveBy moves the projection of no order at all (emptyFigures) by the
+// values the orders move into the leaf sleeves (f.leafMoved) and the cash
+// they leave in each account (f.cash), and works out the deviations.
+func (pl *planner) moveBy() {
 	p, f := pl.p, &pl.f
 	zero := pl.zero()
 	moved := zero // into the total
