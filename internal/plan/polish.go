@@ -499,7 +499,13 @@ func (x *score) head(y *score) int {
 // decides or is kept. turn is the change in turnover of the move made: the
 // last criterion.
 func (pl *planner) decide(sc score, cur *score, withIdle bool, turn num) (score, bool) {
-	switch sc.head(cur) {
+	return pl.decideOn(sc.head(cur), sc, cur, withIdle, turn)
+}
+
+// decideOn is decide, with sc.head(cur) known: h (the moves made since
+// change neither, when rate worked out sc before them).
+func (pl *planner) decideOn(h int, sc score, cur *score, withIdle bool, turn num) (score, bool) {
+	switch h {
 	case 1:
 		return sc, false
 	case -1:
@@ -1055,16 +1061,17 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 		pl.idleNow(cur)
 	}
 	pl.apply(&m)
-	if rated {
-		sc.orders = pl.nOrders
-	} else {
-		sc = pl.score(false)
-	}
 	turn := amount // unit x n, the change in turnover
 	if m.side == Sell {
 		turn = amount.Neg()
 	}
-	if sc, ok := pl.decide(sc, cur, withIdle, turn); ok {
+	if rated {
+		// The move leaves sc's allocation as rate rated it: h holds.
+		sc.orders = pl.nOrders
+		if sc, ok := pl.decideOn(h, sc, cur, withIdle, turn); ok {
+			return sc, true
+		}
+	} else if sc, ok := pl.decide(pl.score(false), cur, withIdle, turn); ok {
 		return sc, true
 	}
 	pl.undo(&m)
@@ -1199,8 +1206,9 @@ func (pl *planner) amount(m *move) num {
 // leaves the projected total as it is: when free cash pays for it all
 // (shift).
 func (pl *planner) keepsTotal(a int, amount num) bool {
+	// cash >= 0 and cash - amount >= 0, without the difference.
 	c := pl.f.cash[a]
-	return c.Sign() >= 0 && c.Sub(amount).Sign() >= 0
+	return c.Sign() >= 0 && !c.LessThan(amount)
 }
 
 // rate rates the projection move m (of amount, pl.amount) would leave on
