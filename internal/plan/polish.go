@@ -73,6 +73,9 @@ type numbers struct {
 	// kept is secondStart's scratch: the first plan's cash, values and
 	// deviations while the second is made.
 	kept []num
+	// underInts and rankInts are the arrays of instrumentsUnder and
+	// ranked, made with the others (loadFixed).
+	underInts, rankInts []int
 }
 
 // orderIndex indexes the orders while the polish moves them (from
@@ -302,7 +305,12 @@ func (pl *planner) loadFixed() {
 		pl.view.abs, pl.view.hw, f.kept = next(nS), next(nS), next(pl.nA+2*nS)
 		f.T, f.minTrade = pl.numOf(pl.T), pl.numOf(p.Rebalance.MinTrade)
 		for i := range p.Instruments {
-			f.unit[i] = pl.numOf(pl.unit[i])
+			// As round read it, when it did (an instrument with an order).
+			if pl.unitN != nil && !pl.unitN[i].IsZero() {
+				f.unit[i] = pl.unitN[i]
+			} else {
+				f.unit[i] = pl.numOf(pl.unit[i])
+			}
 		}
 		for a := range p.Accounts {
 			// In nums: the difference is exact either way, without
@@ -317,7 +325,7 @@ func (pl *planner) loadFixed() {
 					f.maxSteps[a*pl.nI+i] = numInt(-1)
 				case 1:
 					if step == (num{}) {
-						step = pl.numOf(p.Instruments[i].Step)
+						step = pl.figureNum(p.Instruments[i].StepFigure())
 					}
 					f.maxSteps[a*pl.nI+i], _ = pl.numOf(l).QuoRem(step)
 				}
@@ -337,8 +345,10 @@ func (pl *planner) loadFixed() {
 			}
 		}
 		for _, xs := range money[:4] {
-			for k := range xs {
-				xs[k] = pl.atMoney(xs[k])
+			for k, x := range xs {
+				if x.e != f.e {
+					xs[k] = pl.atMoney(x)
+				}
 			}
 		}
 		f.T, f.minTrade = pl.atMoney(f.T), pl.atMoney(f.minTrade)
@@ -354,9 +364,24 @@ func (pl *planner) loadFixed() {
 				f.minSteps[i] = q
 			}
 		}
+		// The integers fixed for the planner in one array too: the lists
+		// of instrumentsUnder (each instrument is under its sleeve, the
+		// sleeves above it but cash, and cash), ranked's, and those below.
+		under := 0
+		for i := range p.Instruments {
+			for x := p.Instruments[i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
+				if x != p.Cash {
+					under++
+				}
+			}
+			under++
+		}
+		nRank := 3*nS + 1 + 2*pl.nI
+		ints := make([]int, nS+under+nRank+pl.nA+1+pl.nI+most+pl.nA)
+		f.underInts, ints = ints[:nS+under], ints[nS+under:]
+		f.rankInts, ints = ints[:nRank], ints[nRank:]
 		// What each account may buy is fixed for the planner: the
 		// wash-sale guard changes only between planners (washConflicts).
-		ints := make([]int, pl.nA+1+pl.nI+most+pl.nA)
 		f.idleAt, ints = ints[:pl.nA], ints[pl.nA:]
 		f.buyableAt, ints = ints[:pl.nA+1], ints[pl.nA+1:]
 		// The instruments some account may buy, cheapest step first (an
@@ -405,7 +430,9 @@ func (pl *planner) store() {
 		switch {
 		case f.after[si].Equal(f.value0[si]):
 			pl.after[si] = pl.s.Sleeves[si].Value
-		case !pl.money(pl.after[si]).Equal(f.after[si]):
+		case pl.after[si] == (decimal.Decimal{}) || !pl.money(pl.after[si]).Equal(f.after[si]):
+			// The zero Decimal is one never made: no projection was
+			// (load projects the orders itself).
 			pl.after[si] = f.after[si].dec()
 		}
 	}
@@ -472,7 +499,13 @@ func (x *score) head(y *score) int {
 // decides or is kept. turn is the change in turnover of the move made: the
 // last criterion.
 func (pl *planner) decide(sc score, cur *score, withIdle bool, turn num) (score, bool) {
-	switch sc.head(cur) {
+	return pl.decideOn(sc.head(cur), sc, cur, withIdle, turn)
+}
+
+// decideOn is decide, with sc.head(cur) known: h (the moves made since
+// change neither, when rate worked out sc before them).
+func (pl *planner) decideOn(h int, sc score, cur *score, withIdle bool, turn num) (score, bool) {
+	switch h {
 	case 1:
 		return sc, false
 	case -1:
@@ -1028,16 +1061,17 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 		pl.idleNow(cur)
 	}
 	pl.apply(&m)
-	if rated {
-		sc.orders = pl.nOrders
-	} else {
-		sc = pl.score(false)
-	}
 	turn := amount // unit x n, the change in turnover
 	if m.side == Sell {
 		turn = amount.Neg()
 	}
-	if sc, ok := pl.decide(sc, cur, withIdle, turn); ok {
+	if rated {
+		// The move leaves sc's allocation as rate rated it: h holds.
+		sc.orders = pl.nOrders
+		if sc, ok := pl.decideOn(h, sc, cur, withIdle, turn); ok {
+			return sc, true
+		}
+	} else if sc, ok := pl.decide(pl.score(false), cur, withIdle, turn); ok {
 		return sc, true
 	}
 	pl.undo(&m)
@@ -1172,8 +1206,9 @@ func (pl *planner) amount(m *move) num {
 // leaves the projected total as it is: when free cash pays for it all
 // (shift).
 func (pl *planner) keepsTotal(a int, amount num) bool {
+	// cash >= 0 and cash - amount >= 0, without the difference.
 	c := pl.f.cash[a]
-	return c.Sign() >= 0 && c.Sub(amount).Sign() >= 0
+	return c.Sign() >= 0 && !c.LessThan(amount)
 }
 
 // rate rates the projection move m (of amount, pl.amount) would leave on
@@ -1368,8 +1403,9 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 // (improve sells or buys any of them for cash).
 func (pl *planner) instrumentsUnder() [][]int {
 	p := pl.p
-	// Counted first, so that the lists share one array.
-	n := make([]int, len(p.Sleeves))
+	// Counted first, so that the lists share one array (f.underInts,
+	// the counts first).
+	n, all := pl.f.underInts[:len(p.Sleeves)], pl.f.underInts[len(p.Sleeves):]
 	each := func(add func(si, i int)) {
 		for i := range p.Instruments {
 			for x := p.Instruments[i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
@@ -1380,12 +1416,10 @@ func (pl *planner) instrumentsUnder() [][]int {
 			add(p.Cash, i)
 		}
 	}
-	total := 0
-	each(func(si, _ int) { n[si]++; total++ })
-	all := make([]int, 0, total)
+	each(func(si, _ int) { n[si]++ })
 	under := make([][]int, len(p.Sleeves))
 	for si := range under {
-		under[si], all = all[:0:n[si]], all[n[si]:n[si]:cap(all)]
+		under[si], all = all[:0:n[si]], all[n[si]:]
 	}
 	each(func(si, i int) { under[si] = append(under[si], i) })
 	return under
@@ -1508,7 +1542,7 @@ func (pl *planner) ranked(side Side) []int {
 		// The leaf sleeves of the instruments with a step of value, and
 		// those instruments, per sleeve in the order of the instruments.
 		nS, nI := len(p.Sleeves), pl.nI
-		ints := make([]int, 3*nS+1+2*nI)
+		ints := f.rankInts // 3*nS+1+2*nI, zero (loadFixed)
 		pl.rankAt = ints[:nS+1]
 		pl.rankLeaves = ints[nS+1 : nS+1 : 2*nS+1]
 		next := ints[2*nS+1 : 3*nS+1]
