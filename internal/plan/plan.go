@@ -350,7 +350,10 @@ type planner struct {
 	// place.
 	placed *placement
 
-	buyOrder   []int // instruments, most constrained first
+	buyOrder []int // instruments, most constrained first
+	// openRoom is room for nI ints (orderings' scratch, free once it is
+	// done), for placement.open.
+	openRoom   []int
 	spendOrder []int // accounts, most constrained first
 	sellOrder  []int // accounts, tax-advantaged first
 
@@ -522,6 +525,7 @@ func (pl *planner) orderings() {
 		pl.sellOrder[a] = a
 	}
 	sortByKey(pl.buyOrder, holders)
+	pl.openRoom = holders[:0:pl.nI]
 	sortByKey(pl.spendOrder, allowed)
 	// Accounts short of their reserve sell last: their proceeds refill the
 	// reserve before they are free. Then tax-advantaged before taxable.
@@ -1069,13 +1073,7 @@ func (pl *planner) placing() *placement {
 	m.buy, m.sell = next(pl.buy, nI), next(pl.sell, nI)
 	m.buyAt, m.sellAt = next(pl.buyAt, nA*nI), next(pl.sellAt, nA*nI)
 	m.free, m.idle, m.short = next(pl.free, nA), next(pl.idle, nA), next(pl.short, nA)
-	n := 0
-	for _, b := range m.buy {
-		if b.Sign() > 0 {
-			n++
-		}
-	}
-	m.open = make([]int, 0, n)
+	m.open = pl.openRoom
 	for _, i := range pl.buyOrder {
 		if m.buy[i].Sign() > 0 {
 			m.open = append(m.open, i)
