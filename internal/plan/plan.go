@@ -277,7 +277,8 @@ func makeWith(s *drift.Snapshot, o Options, r rating) *Plan {
 		pl.amounts()
 		pl.place()
 		pl.round()
-		pl.project()
+		// The polish projects the orders itself (load): the decimals of
+		// the projection are made once, for the plan it keeps (sync).
 		pl.polish()
 		if dest == policy.DestinationTarget && pl.flow == nil {
 			pl.secondStart()

@@ -13,10 +13,10 @@ import (
 )
 
 // numbers are the figures the polish rates moves with, as nums (num.go):
-// loaded from the planner's decimals when a polish starts (load) and
-// written back when it ends (store), so that every move tried is applied,
-// rated and taken back without decimal arithmetic while the figures fit in
-// an int64.
+// the projection of the orders, made when a polish starts (load) and
+// written to the planner's decimals once the plan is chosen (store), so
+// that every move tried is applied, rated and taken back without decimal
+// arithmetic while the figures fit in an int64.
 type numbers struct {
 	after []num // projected value per sleeve (pl.after)
 	cash  []num // cash left after the orders less the reserve, per account (pl.cash)
@@ -24,7 +24,7 @@ type numbers struct {
 	same  bool  // total equals T (pl.sameTotal)
 	// live is true while the figures above, pl.dev and the orders' steps
 	// hold the projection (from load until withdrawAll); stale, while the
-	// planner's decimals are behind them (from polishDone until sync).
+	// planner's decimals may be behind them (from load until sync).
 	live, stale bool
 	// done is the score of the projection the last polish left
 	// (polishLoaded), with the idle cash, while doneOK: until the
@@ -73,6 +73,9 @@ type numbers struct {
 	// kept is secondStart's scratch: the first plan's cash, values and
 	// deviations while the second is made.
 	kept []num
+	// underInts and rankInts are the arrays of instrumentsUnder and
+	// ranked, made with the others (loadFixed).
+	underInts, rankInts []int
 }
 
 // orderIndex indexes the orders while the polish moves them (from
@@ -236,26 +239,42 @@ func (pl *planner) fixed() *fixedNums {
 	return x
 }
 
-// load sets pl.f and pl.dev from the planner's decimals, and the steps of
-// each order.
+// load sets pl.f and pl.dev to the projection of the orders, and the
+// steps of each order. The projection is made in nums, as project makes
+// it in decimals (which load does not read): from the figures before the
+// plan (emptyFigures), the values the orders move into their leaf
+// sleeves and the cash each account has left (pl.cash) (moveBy). The
+// planner's decimals may then be behind the figures (stale) until sync.
 func (pl *planner) load() {
-	p, f := pl.p, &pl.f
+	f := &pl.f
 	pl.loadFixed()
-	for si := range p.Sleeves {
-		f.after[si] = pl.money(pl.after[si])
+	pl.emptyFigures()
+	for leaf := range f.leafMoved {
+		f.leafMoved[leaf] = pl.zero()
 	}
-	for a := range p.Accounts {
+	for k := range pl.orders {
+		o := &pl.orders[k]
+		// What the order moves, as project reads it: an order that round
+		// or the polish left with its steps only (changed) is worth its
+		// steps times the value of one.
+		var x num
+		if o.changed {
+			x = o.n.Mul(f.unit[o.instrument])
+		} else {
+			o.n, x = pl.numOf(o.units), pl.money(o.Notional)
+		}
+		if o.Side == Sell {
+			x = x.Neg()
+		}
+		leaf := pl.p.Instruments[o.instrument].Sleeve
+		f.leafMoved[leaf] = f.leafMoved[leaf].Add(x)
+	}
+	for a := range f.cash {
 		f.cash[a] = pl.money(pl.cash[a])
 	}
-	f.total, f.same = pl.money(pl.totalAfter), pl.sameTotal
-	for k := range pl.orders {
-		if o := &pl.orders[k]; !o.changed {
-			o.n = pl.numOf(o.units)
-		}
-	}
+	pl.moveBy()
 	pl.nOrders = len(pl.orders)
-	pl.refreshDev()
-	pl.f.live, pl.f.stale, pl.f.doneOK = true, false, false
+	pl.f.live, pl.f.stale, pl.f.doneOK = true, true, false
 }
 
 // loadFixed sets the figures of pl.f that are fixed for the planner, once.
@@ -286,7 +305,12 @@ func (pl *planner) loadFixed() {
 		pl.view.abs, pl.view.hw, f.kept = next(nS), next(nS), next(pl.nA+2*nS)
 		f.T, f.minTrade = pl.numOf(pl.T), pl.numOf(p.Rebalance.MinTrade)
 		for i := range p.Instruments {
-			f.unit[i] = pl.numOf(pl.unit[i])
+			// As round read it, when it did (an instrument with an order).
+			if pl.unitN != nil && !pl.unitN[i].IsZero() {
+				f.unit[i] = pl.unitN[i]
+			} else {
+				f.unit[i] = pl.numOf(pl.unit[i])
+			}
 		}
 		for a := range p.Accounts {
 			// In nums: the difference is exact either way, without
@@ -301,7 +325,7 @@ func (pl *planner) loadFixed() {
 					f.maxSteps[a*pl.nI+i] = numInt(-1)
 				case 1:
 					if step == (num{}) {
-						step = pl.numOf(p.Instruments[i].Step)
+						step = pl.figureNum(p.Instruments[i].StepFigure())
 					}
 					f.maxSteps[a*pl.nI+i], _ = pl.numOf(l).QuoRem(step)
 				}
@@ -321,8 +345,10 @@ func (pl *planner) loadFixed() {
 			}
 		}
 		for _, xs := range money[:4] {
-			for k := range xs {
-				xs[k] = pl.atMoney(xs[k])
+			for k, x := range xs {
+				if x.e != f.e {
+					xs[k] = pl.atMoney(x)
+				}
 			}
 		}
 		f.T, f.minTrade = pl.atMoney(f.T), pl.atMoney(f.minTrade)
@@ -338,9 +364,24 @@ func (pl *planner) loadFixed() {
 				f.minSteps[i] = q
 			}
 		}
+		// The integers fixed for the planner in one array too: the lists
+		// of instrumentsUnder (each instrument is under its sleeve, the
+		// sleeves above it but cash, and cash), ranked's, and those below.
+		under := 0
+		for i := range p.Instruments {
+			for x := p.Instruments[i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
+				if x != p.Cash {
+					under++
+				}
+			}
+			under++
+		}
+		nRank := 3*nS + 1 + 2*pl.nI
+		ints := make([]int, nS+under+nRank+pl.nA+1+pl.nI+most+pl.nA)
+		f.underInts, ints = ints[:nS+under], ints[nS+under:]
+		f.rankInts, ints = ints[:nRank], ints[nRank:]
 		// What each account may buy is fixed for the planner: the
 		// wash-sale guard changes only between planners (washConflicts).
-		ints := make([]int, pl.nA+1+pl.nI+most+pl.nA)
 		f.idleAt, ints = ints[:pl.nA], ints[pl.nA:]
 		f.buyableAt, ints = ints[:pl.nA+1], ints[pl.nA+1:]
 		// The instruments some account may buy, cheapest step first (an
@@ -379,12 +420,19 @@ func (pl *planner) loadFixed() {
 }
 
 // store writes the figures of pl.f back to the planner's decimals, where
-// they changed. The decimals are read at the money exponent (money), as
-// the figures are, so that most comparisons need not align exponents.
+// they changed. A sleeve worth what it was worth before the plan, and a
+// total that did not move, take the decimals of the snapshot, as project
+// gives them. The other decimals are read at the money exponent (money),
+// as the figures are, so that most comparisons need not align exponents.
 func (pl *planner) store() {
 	f := &pl.f
 	for si := range f.after {
-		if !pl.money(pl.after[si]).Equal(f.after[si]) {
+		switch {
+		case f.after[si].Equal(f.value0[si]):
+			pl.after[si] = pl.s.Sleeves[si].Value
+		case pl.after[si] == (decimal.Decimal{}) || !pl.money(pl.after[si]).Equal(f.after[si]):
+			// The zero Decimal is one never made: no projection was
+			// (load projects the orders itself).
 			pl.after[si] = f.after[si].dec()
 		}
 	}
@@ -393,7 +441,10 @@ func (pl *planner) store() {
 			pl.cash[a] = f.cash[a].dec()
 		}
 	}
-	if !pl.money(pl.totalAfter).Equal(f.total) {
+	switch {
+	case f.same:
+		pl.totalAfter = pl.T
+	case !pl.money(pl.totalAfter).Equal(f.total):
 		pl.totalAfter = f.total.dec()
 	}
 	pl.sameTotal = f.same
@@ -448,7 +499,13 @@ func (x *score) head(y *score) int {
 // decides or is kept. turn is the change in turnover of the move made: the
 // last criterion.
 func (pl *planner) decide(sc score, cur *score, withIdle bool, turn num) (score, bool) {
-	switch sc.head(cur) {
+	return pl.decideOn(sc.head(cur), sc, cur, withIdle, turn)
+}
+
+// decideOn is decide, with sc.head(cur) known: h (the moves made since
+// change neither, when rate worked out sc before them).
+func (pl *planner) decideOn(h int, sc score, cur *score, withIdle bool, turn num) (score, bool) {
+	switch h {
 	case 1:
 		return sc, false
 	case -1:
@@ -1004,16 +1061,17 @@ func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
 		pl.idleNow(cur)
 	}
 	pl.apply(&m)
-	if rated {
-		sc.orders = pl.nOrders
-	} else {
-		sc = pl.score(false)
-	}
 	turn := amount // unit x n, the change in turnover
 	if m.side == Sell {
 		turn = amount.Neg()
 	}
-	if sc, ok := pl.decide(sc, cur, withIdle, turn); ok {
+	if rated {
+		// The move leaves sc's allocation as rate rated it: h holds.
+		sc.orders = pl.nOrders
+		if sc, ok := pl.decideOn(h, sc, cur, withIdle, turn); ok {
+			return sc, true
+		}
+	} else if sc, ok := pl.decide(pl.score(false), cur, withIdle, turn); ok {
 		return sc, true
 	}
 	pl.undo(&m)
@@ -1148,8 +1206,9 @@ func (pl *planner) amount(m *move) num {
 // leaves the projected total as it is: when free cash pays for it all
 // (shift).
 func (pl *planner) keepsTotal(a int, amount num) bool {
+	// cash >= 0 and cash - amount >= 0, without the difference.
 	c := pl.f.cash[a]
-	return c.Sign() >= 0 && c.Sub(amount).Sign() >= 0
+	return c.Sign() >= 0 && !c.LessThan(amount)
 }
 
 // rate rates the projection move m (of amount, pl.amount) would leave on
@@ -1344,8 +1403,9 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 // (improve sells or buys any of them for cash).
 func (pl *planner) instrumentsUnder() [][]int {
 	p := pl.p
-	// Counted first, so that the lists share one array.
-	n := make([]int, len(p.Sleeves))
+	// Counted first, so that the lists share one array (f.underInts,
+	// the counts first).
+	n, all := pl.f.underInts[:len(p.Sleeves)], pl.f.underInts[len(p.Sleeves):]
 	each := func(add func(si, i int)) {
 		for i := range p.Instruments {
 			for x := p.Instruments[i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
@@ -1356,12 +1416,10 @@ func (pl *planner) instrumentsUnder() [][]int {
 			add(p.Cash, i)
 		}
 	}
-	total := 0
-	each(func(si, _ int) { n[si]++; total++ })
-	all := make([]int, 0, total)
+	each(func(si, _ int) { n[si]++ })
 	under := make([][]int, len(p.Sleeves))
 	for si := range under {
-		under[si], all = all[:0:n[si]], all[n[si]:n[si]:cap(all)]
+		under[si], all = all[:0:n[si]], all[n[si]:]
 	}
 	each(func(si, i int) { under[si] = append(under[si], i) })
 	return under
@@ -1484,7 +1542,7 @@ func (pl *planner) ranked(side Side) []int {
 		// The leaf sleeves of the instruments with a step of value, and
 		// those instruments, per sleeve in the order of the instruments.
 		nS, nI := len(p.Sleeves), pl.nI
-		ints := make([]int, 3*nS+1+2*nI)
+		ints := f.rankInts // 3*nS+1+2*nI, zero (loadFixed)
 		pl.rankAt = ints[:nS+1]
 		pl.rankLeaves = ints[nS+1 : nS+1 : 2*nS+1]
 		next := ints[2*nS+1 : 3*nS+1]
@@ -2084,6 +2142,23 @@ func (pl *planner) secondStart() {
 // they are (the figures are ahead of them: stale). Only simple follows
 // it, which works out the deviations (pl.dev) once it placed its orders.
 func (pl *planner) loadEmpty() {
+	f := &pl.f
+	pl.emptyFigures()
+	pl.orders = pl.orders[:0]
+	pl.nOrders = 0
+	f.doneOK = false
+	if pl.plain {
+		// Its orders are applied one by one (addSimple), which reads the
+		// deviations; else simple reads none of them before moveSimple
+		// works them out.
+		pl.refreshDev()
+	}
+	f.live, f.stale = true, true
+}
+
+// emptyFigures sets the cash, the sleeves' values and the total of pl.f
+// to the projection of no order at all (not the deviations).
+func (pl *planner) emptyFigures() {
 	p, f := pl.p, &pl.f
 	zero := pl.zero()
 	copy(f.cash, f.base) // cash less the reserve, as withdrawAll
@@ -2116,16 +2191,6 @@ func (pl *planner) loadEmpty() {
 		}
 	}
 	f.same = f.total.Equal(f.T)
-	pl.orders = pl.orders[:0]
-	pl.nOrders = 0
-	f.doneOK = false
-	if pl.plain {
-		// Its orders are applied one by one (addSimple), which reads the
-		// deviations; else simple reads none of them before moveSimple
-		// works them out.
-		pl.refreshDev()
-	}
-	f.live, f.stale = true, true
 }
 
 // simple places the orders of a simple whole-share plan on the
@@ -2241,9 +2306,15 @@ func (pl *planner) addSimple(a, i int, side Side, n num) {
 // each account into the cash sleeve and the total, as shift does order
 // by order (the changes of free cash add up to its change over all).
 func (pl *planner) moveSimple() {
-	if pl.plain {
-		return
+	if !pl.plain {
+		pl.moveBy()
 	}
+}
+
+// moveBy moves the projection of no order at all (emptyFigures) by the
+// values the orders move into the leaf sleeves (f.leafMoved) and the cash
+// they leave in each account (f.cash), and works out the deviations.
+func (pl *planner) moveBy() {
 	p, f := pl.p, &pl.f
 	zero := pl.zero()
 	moved := zero // into the total
