@@ -1,8 +1,6 @@
 package plan
 
 import (
-	"strconv"
-
 	"github.com/shopspring/decimal"
 
 	"github.com/rebalancerd/rebalancerd/internal/dec64"
@@ -135,30 +133,41 @@ func appendDecimal(buf []byte, d decimal.Decimal) []byte {
 		return append(buf, d.String()...)
 	}
 	c := d.CoefficientInt64() // |c| < 10^18
+	u := uint64(c)
 	if c < 0 {
-		buf = append(buf, '-')
-		c = -c
+		u = uint64(-c)
 	}
-	scale := powersOfTen[-e]
-	buf = strconv.AppendInt(buf, c/scale, 10)
-	frac := c % scale
-	if frac == 0 {
-		return buf
+	// The digits are written backwards from the end of text: the -e
+	// digits of the fraction less its trailing zeros, the point when any
+	// is left, the integer part (at least one digit), the sign. At most
+	// a sign, 18 digits, a point and a leading zero.
+	var text [24]byte
+	at := len(text)
+	frac := int(-e)
+	for frac > 0 && u%10 == 0 {
+		u /= 10
+		frac--
 	}
-	// The fraction's digits are frac padded with zeros to width on the
-	// left, then trimmed of trailing zeros.
-	width := int(-e)
-	for frac%10 == 0 {
-		frac /= 10
-		width--
+	if frac > 0 {
+		for ; frac > 0; frac-- {
+			at--
+			text[at] = byte('0' + u%10)
+			u /= 10
+		}
+		at--
+		text[at] = '.'
 	}
-	buf = append(buf, '.')
-	n := 1
-	for x := frac; x >= 10; x /= 10 {
-		n++
+	for {
+		at--
+		text[at] = byte('0' + u%10)
+		u /= 10
+		if u == 0 {
+			break
+		}
 	}
-	for ; n < width; n++ {
-		buf = append(buf, '0')
+	if c < 0 {
+		at--
+		text[at] = '-'
 	}
-	return strconv.AppendInt(buf, frac, 10)
+	return append(buf, text[at:]...)
 }

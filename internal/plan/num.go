@@ -353,7 +353,7 @@ func (x num) mulSlow(y num) num {
 // and the remainder x - q x y, as decimal's QuoRem(y, 0) does. y must not
 // be zero.
 func (x num) QuoRem(y num) (q, r num) {
-	if a, b, e, ok := x.ratio(y); ok {
+	if a, b, e, ok := x.ratio(y, align); ok {
 		qv := a / b
 		return num{v: qv}, num{v: a - qv*b, e: e}
 	}
@@ -364,7 +364,7 @@ func (x num) QuoRem(y num) (q, r num) {
 // DivRound returns x / y rounded to an integer, half away from zero, as
 // decimal's DivRound(y, 0) does. y must not be zero.
 func (x num) DivRound(y num) num {
-	if a, b, _, ok := x.ratio(y); ok {
+	if a, b, _, ok := x.ratio(y, align); ok {
 		q, r := a/b, a%b
 		if ar, ab := absU(r), absU(b); ar >= ab-ar {
 			if (a < 0) != (b < 0) {
@@ -392,10 +392,16 @@ func (x num) DivRoundTo(y num, places int32) num {
 }
 
 // ratio returns coefficients a and b with a / b = x / y, both at x and
-// y's smaller exponent e, for an integer division.
-func (x num) ratio(y num) (a, b int64, e int32, ok bool) {
-	a, b, e, ok = align(x, y)
-	return a, b, e, ok && b != 0
+// y's smaller exponent e, for an integer division; ok is false when y is
+// zero or they do not fit. Figures at one exponent, the common case, need
+// no aligning; align is passed in for the others (see Add), as
+// x.ratio(y, align).
+func (x num) ratio(y num, align func(x, y num) (a, b int64, e int32, ok bool)) (a, b int64, e int32, ok bool) {
+	if x.e != y.e || x.d != nil || y.d != nil {
+		a, b, e, ok = align(x, y)
+		return a, b, e, ok && b != 0
+	}
+	return x.v, y.v, x.e, y.v != 0
 }
 
 // absU returns |v| for v > math.MinInt64.

@@ -35,6 +35,21 @@ func TestNumMatchesDecimal(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 200000 {
 		x, y := randDecimal(r), randDecimal(r)
+		if r.IntN(4) == 1 {
+			// Both at one exponent (odd coefficients, which numOf keeps
+			// there), below 2^31 or up to 2^62: the short paths of Add,
+			// Sub, Cmp, Mul and the divisions, inlined where they are
+			// called, and the limits of Mul's.
+			e := int32(r.IntN(25) - 20)
+			odd := func() int64 {
+				v := 2*r.Int64N(1<<(30+r.IntN(2)*32)) + 1
+				if r.IntN(2) == 0 {
+					v = -v
+				}
+				return v
+			}
+			x, y = decimal.New(odd(), e), decimal.New(odd(), e)
+		}
 		if r.IntN(4) == 0 {
 			// A tie for DivRound: x = (k + 1/2) y.
 			x = y.Mul(decimal.New(2*r.Int64N(1000)+1, -1).Div(decimal.NewFromInt(2)).Mul(decimal.NewFromInt(10)))

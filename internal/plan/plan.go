@@ -350,7 +350,10 @@ type planner struct {
 	// place.
 	placed *placement
 
-	buyOrder   []int // instruments, most constrained first
+	buyOrder []int // instruments, most constrained first
+	// openRoom is room for nI ints (orderings' scratch, free once it is
+	// done), for placement.open.
+	openRoom   []int
 	spendOrder []int // accounts, most constrained first
 	sellOrder  []int // accounts, tax-advantaged first
 
@@ -522,6 +525,7 @@ func (pl *planner) orderings() {
 		pl.sellOrder[a] = a
 	}
 	sortByKey(pl.buyOrder, holders)
+	pl.openRoom = holders[:0:pl.nI]
 	sortByKey(pl.spendOrder, allowed)
 	// Accounts short of their reserve sell last: their proceeds refill the
 	// reserve before they are free. Then tax-advantaged before taxable.
@@ -1040,12 +1044,21 @@ type placement struct {
 	buyAt, sellAt     []num // [a*nI+i], as pl.buyAt and pl.sellAt
 	free, idle, short []num // per account, as pl.free, pl.idle and pl.short
 	budget, refill    num   // as pl.budget and pl.refill
+	// units is room for round's nums of the instruments' step values
+	// (pl.unitN), made with the others.
+	units []num
+	// open lists the instruments of pl.buyOrder that placing found to buy,
+	// in that order, less some bought in full since: an amount to buy only
+	// falls while placing, and spendIn drops those it walks past at zero.
+	open []int
 }
 
 // placing returns the planner's amounts as a placement.
 func (pl *planner) placing() *placement {
 	nI, nA := pl.nI, pl.nA
-	all := make([]num, 2*nI+2*nA*nI+3*nA)
+	all := make([]num, 2*nI+2*nA*nI+3*nA+nI)
+	units := all[len(all)-nI:]
+	all = all[:len(all)-nI]
 	next := func(src []decimal.Decimal, n int) []num {
 		out := all[:n:n]
 		all = all[n:]
@@ -1056,10 +1069,16 @@ func (pl *planner) placing() *placement {
 		}
 		return out
 	}
-	m := &placement{pl: pl, budget: pl.numOf(pl.budget), refill: pl.numOf(pl.refill)}
+	m := &placement{pl: pl, budget: pl.numOf(pl.budget), refill: pl.numOf(pl.refill), units: units}
 	m.buy, m.sell = next(pl.buy, nI), next(pl.sell, nI)
 	m.buyAt, m.sellAt = next(pl.buyAt, nA*nI), next(pl.sellAt, nA*nI)
 	m.free, m.idle, m.short = next(pl.free, nA), next(pl.idle, nA), next(pl.short, nA)
+	m.open = pl.openRoom
+	for _, i := range pl.buyOrder {
+		if m.buy[i].Sign() > 0 {
+			m.open = append(m.open, i)
+		}
+	}
 	return m
 }
 
@@ -1120,7 +1139,7 @@ func (m *placement) avail(k int) num {
 func (m *placement) relocate() {
 	pl := m.pl
 	p, nI := pl.p, pl.nI
-	for _, i := range pl.buyOrder {
+	for _, i := range m.open { // pl.buyOrder less instruments bought in full
 		for _, y := range pl.sellOrder {
 			if m.buy[i].Sign() <= 0 {
 				break
@@ -1204,25 +1223,35 @@ func (m *placement) spendIn(a int, amount num) (spent, left num) {
 	pl := m.pl
 	acct := &pl.p.Accounts[a]
 	left = amount
-	for _, i := range pl.buyOrder {
+	// The instruments still to buy, most constrained first (m.open),
+	// which loses those found bought in full on the way.
+	kept := m.open[:0]
+	for k, i := range m.open {
 		if left.Sign() <= 0 {
+			kept = append(kept, m.open[k:]...)
 			break
 		}
 		need := m.buy[i]
-		if need.Sign() <= 0 || !acct.Allows(i) {
+		if need.Sign() <= 0 {
 			continue
 		}
-		k := a*pl.nI + i
+		kept = append(kept, i)
+		if !acct.Allows(i) {
+			continue
+		}
+		at := a*pl.nI + i
 		if need.GreaterThan(left) {
 			m.buy[i] = need.Sub(left)
-			m.buyAt[k] = m.buyAt[k].Add(left)
+			m.buyAt[at] = m.buyAt[at].Add(left)
 			left = num{}
-			break
+			continue // the rest is kept as it is
 		}
+		kept = kept[:len(kept)-1] // bought in full
 		m.buy[i] = num{}
-		m.buyAt[k] = m.buyAt[k].Add(need)
+		m.buyAt[at] = m.buyAt[at].Add(need)
 		left = left.Sub(need)
 	}
+	m.open = kept
 	return amount.Sub(left), left
 }
 
@@ -1260,7 +1289,12 @@ func (pl *planner) round() {
 	}
 	// unit and step of each instrument, as nums once it has an order; the
 	// units stay in pl.unitN, for project.
-	pl.unitN = make([]num, pl.nI)
+	if m := pl.placed; m != nil {
+		pl.unitN = m.units
+		clear(pl.unitN)
+	} else {
+		pl.unitN = make([]num, pl.nI)
+	}
 	unit, step, cash := pl.unitN, nums[:pl.nI], nums[pl.nI:]
 	have := func(i int) {
 		if step[i].IsZero() {
@@ -1488,16 +1522,9 @@ func (pl *planner) project() {
 			vals[sl] = vals[sl].Add(x)
 		}
 	}
-	// value0 is sleeve si's value before the plan.
-	value0 := func(si int) num {
-		if f.loaded {
-			return f.value0[si]
-		}
-		return pl.numOf(s.Sleeves[si].Value)
-	}
 	for si := range vals {
 		if !vals[si].IsZero() && si != p.Cash {
-			vals[si], moved[si] = value0(si).Add(vals[si]), true
+			vals[si], moved[si] = pl.value0(si).Add(vals[si]), true
 		}
 	}
 	// The cash sleeve holds its instruments, valued before the orders
@@ -1519,7 +1546,7 @@ func (pl *planner) project() {
 		if moved[si] {
 			return vals[si]
 		}
-		return value0(si)
+		return pl.value0(si)
 	}
 	// Each parent is the sum of its children (drift.Rollup): children
 	// follow their parents, so walking backwards sums bottom-up.
@@ -1558,6 +1585,15 @@ func (pl *planner) project() {
 	if !pl.sameTotal {
 		pl.totalAfter = total.dec()
 	}
+}
+
+// value0 returns sleeve si's value before the plan, as the polish read it
+// once it did.
+func (pl *planner) value0(si int) num {
+	if pl.f.loaded {
+		return pl.f.value0[si]
+	}
+	return pl.numOf(pl.s.Sleeves[si].Value)
 }
 
 // outAfter reports whether sleeve si, worth after after the orders, lies
@@ -1638,25 +1674,29 @@ func (pl *planner) finish() *Plan {
 		out.Orders = []Order{}
 	}
 	total := pl.numOf(pl.totalAfter)
+	someTotal := pl.totalAfter.Sign() > 0
 	for si := range p.Sleeves {
-		d := &s.Sleeves[si]
-		r := SleeveReport{
-			Sleeve: d.Path, Target: d.Target, Weight: d.Weight, Deviation: d.Deviation,
-			BandLow: d.BandLow, BandHigh: d.BandHigh, Breach: d.Breach, Value: d.Value,
+		d, r := &s.Sleeves[si], &out.Sleeves[si]
+		r.Sleeve, r.Target, r.Weight, r.Deviation = d.Path, d.Target, d.Weight, d.Deviation
+		r.BandLow, r.BandHigh, r.Breach, r.Value = d.BandLow, d.BandHigh, d.Breach, d.Value
+		if !someTotal {
+			continue
 		}
-		switch {
-		case pl.totalAfter.Sign() <= 0:
-		case pl.sameTotal && (pl.after[si] == d.Value || equal(pl.after[si], d.Value)):
-			// (The same decimal, value and exponent, is equal without
-			// reading either.)
-			// Untouched: the figures before are those after.
+		// A sleeve untouched (its value after that of before, the total
+		// the same) has the figures of before after: the same decimal is
+		// equal without reading either; else its value after is compared
+		// with the value before as the polish read it.
+		if pl.sameTotal && pl.after[si] == d.Value {
 			r.WeightAfter, r.BreachAfter = d.Weight, d.Breach
-		default:
-			after := pl.numOf(pl.after[si])
-			r.WeightAfter = after.DivRoundTo(total, drift.WeightPlaces).dec()
-			r.BreachAfter = pl.outAfter(si, after, total)
+			continue
 		}
-		out.Sleeves[si] = r
+		after := pl.numOf(pl.after[si])
+		if pl.sameTotal && after.Equal(pl.value0(si)) {
+			r.WeightAfter, r.BreachAfter = d.Weight, d.Breach
+			continue
+		}
+		r.WeightAfter = after.DivRoundTo(total, drift.WeightPlaces).dec()
+		r.BreachAfter = pl.outAfter(si, after, total)
 	}
 	if pl.tx != nil {
 		out.Tax = pl.report()

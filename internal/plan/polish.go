@@ -141,12 +141,11 @@ func (pl *planner) count(o *Order, d int32) {
 	if s == 0 {
 		x.buys[o.account] += d
 	}
-	if o.Rule == RuleRelocate {
-		return
-	}
-	x.inst[s*pl.nI+o.instrument] += d
-	if o.Rule != RuleHarvest {
-		x.leaf[(s*pl.nA+o.account)*len(pl.p.Sleeves)+pl.p.Instruments[o.instrument].Sleeve] += d
+	if o.Rule != RuleRelocate {
+		x.inst[s*pl.nI+o.instrument] += d
+		if o.Rule != RuleHarvest {
+			x.leaf[(s*pl.nA+o.account)*len(pl.p.Sleeves)+pl.p.Instruments[o.instrument].Sleeve] += d
+		}
 	}
 }
 
