@@ -548,7 +548,9 @@ func (pl *planner) targetValueAfter(si int) num {
 	if pl.f.same {
 		return pl.f.tv[si]
 	}
-	return pl.f.tgt[si].Mul(pl.f.total)
+	// Mul, without its short path for small figures, which a total in
+	// cents seldom is: so that this is inlined.
+	return pl.f.tgt[si].mulSlow(pl.f.total)
 }
 
 // deviationAfter returns after - target x total of sleeve si, which shift
@@ -578,7 +580,8 @@ func (pl *planner) halfWidthAfter(si int) num {
 	if pl.f.same {
 		return pl.f.hw[si]
 	}
-	return pl.f.hwf[si].Mul(pl.f.total)
+	// As targetValueAfter.
+	return pl.f.hwf[si].mulSlow(pl.f.total)
 }
 
 // outNow reports whether sleeve si lies outside its band after the orders,
@@ -1742,7 +1745,8 @@ func (pl *planner) polishLoaded() {
 	for tries := 0; tries < limit; tries++ {
 		fixed := false
 		for si := range p.Sleeves {
-			if !pl.outNow(si) {
+			// outNow, as the view keeps it.
+			if !pl.viewed().out[si] {
 				continue
 			}
 			gap := pl.deviationAfter(si).Abs().Sub(pl.halfWidthAfter(si))
