@@ -1041,43 +1041,47 @@ func (pl *planner) stepsFor(i int, amount num, exceed bool) num {
 	return maxNum(numOne, amount.DivRound(pl.f.unit[i]))
 }
 
-// try makes move m when it is feasible and improves the score cur; it
-// reports whether it did, with the new score.
-func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
-	if m.n.IsZero() || !pl.feasible(&m) {
-		return *cur, false
+// try makes move m when it is feasible and improves the score cur, which
+// it then sets to the new score; it reports whether it did. m is the
+// caller's to throw away: apply changes it.
+func (pl *planner) try(m *move, cur *score, withIdle bool) bool {
+	if m.n.IsZero() || !pl.feasible(m) {
+		return false
 	}
-	amount := pl.amount(&m)
+	amount := pl.amount(m)
 	var sc score
 	rated := false
 	if !pl.plain && pl.keepsTotal(m.a, amount) {
-		sc, rated = pl.rate(&m, nil, amount, cur)
+		sc, rated = pl.rate(m, nil, amount, cur)
 	}
 	h := 0 // unknown unless rated: decide may compare the idle cash
 	if rated {
 		if h = sc.head(cur); h > 0 {
-			return *cur, false
+			return false
 		}
 	}
 	if h == 0 {
 		pl.idleNow(cur)
 	}
-	pl.apply(&m)
+	pl.apply(m)
 	turn := amount // unit x n, the change in turnover
 	if m.side == Sell {
 		turn = amount.Neg()
 	}
+	ok := false
 	if rated {
 		// The move leaves sc's allocation as rate rated it: h holds.
 		sc.orders = pl.nOrders
-		if sc, ok := pl.decideOn(h, sc, cur, withIdle, turn); ok {
-			return sc, true
-		}
-	} else if sc, ok := pl.decide(pl.score(false), cur, withIdle, turn); ok {
-		return sc, true
+		sc, ok = pl.decideOn(h, sc, cur, withIdle, turn)
+	} else {
+		sc, ok = pl.decide(pl.score(false), cur, withIdle, turn)
 	}
-	pl.undo(&m)
-	return *cur, false
+	if ok {
+		*cur = sc
+		return true
+	}
+	pl.undo(m)
+	return false
 }
 
 // view is the projection rated per sleeve, for score and worse: built
@@ -1357,8 +1361,7 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 		} else {
 			m.n = pl.most(o.account, o.instrument, o.Side, o.n, n)
 		}
-		if sc, ok := pl.try(m, cur, withIdle); ok {
-			*cur = sc
+		if pl.try(&m, cur, withIdle) {
 			return true
 		}
 	}
@@ -1381,17 +1384,15 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 				if n.IsZero() {
 					n = pl.stepsFor(i, amount, exceed)
 				}
-				var sc score
-				var ok bool
+				ok := false
 				switch {
 				case pair:
-					sc, ok = pl.tryPair(a, i, side, n, cur, withIdle)
+					ok = pl.tryPair(a, i, side, n, cur, withIdle)
 				case !pl.hasOrder(a, i):
 					m, _ := pl.moveOn(a, i, side, n)
-					sc, ok = pl.try(m, cur, withIdle)
+					ok = pl.try(&m, cur, withIdle)
 				}
 				if ok {
-					*cur = sc
 					return true
 				}
 			}
@@ -1603,20 +1604,21 @@ func (pl *planner) ranked(side Side) []int {
 
 // tryPair tries n steps of instrument i on side in account a together with
 // the trade of its partner that pays for it or spends its proceeds, and
-// keeps both when they improve the score.
-func (pl *planner) tryPair(a, i int, side Side, n num, cur *score, withIdle bool) (score, bool) {
+// keeps both when they improve the score cur, which it then sets to the
+// new score; it reports whether it did.
+func (pl *planner) tryPair(a, i int, side Side, n num, cur *score, withIdle bool) bool {
 	p := pl.p
 	if side == Buy && (!p.Accounts[a].Allows(i) || !pl.mayBuy(i)) {
-		return *cur, false
+		return false
 	}
 	first, ok := pl.moveOn(a, i, side, n)
 	if !ok {
-		return *cur, false
+		return false
 	}
 	var best [maxPartners]int
 	partners := pl.partners(a, i, side, &best)
 	if len(partners) == 0 {
-		return *cur, false
+		return false
 	}
 	// What the partner pays for or spends, the same for each partner (a
 	// pair tried and not kept is taken back): the cost of the buy less
@@ -1630,19 +1632,20 @@ func (pl *planner) tryPair(a, i int, side Side, n num, cur *score, withIdle bool
 	}
 	feasible := 0 // first's feasibility, once known for a sell: 1 yes, -1 no
 	for _, j := range partners {
-		if sc, ok := pl.tryPairWith(a, i, j, side, first, pay, &feasible, cur, withIdle); ok {
-			return sc, true
+		if pl.tryPairWith(a, i, j, side, first, pay, &feasible, cur, withIdle) {
+			return true
 		}
 	}
-	return *cur, false
+	return false
 }
 
 // tryPairWith tries first, a move of instrument i, with the trade of
 // partner j that pays for it or spends its proceeds: pay is the cost of
 // a buy less account a's free cash, or the proceeds of a sell and that
 // cash (tryPair); feasible keeps whether a sell first is feasible, once
-// known, for the next partner.
-func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feasible *int, cur *score, withIdle bool) (score, bool) {
+// known, for the next partner. It sets cur to the new score when it keeps
+// the pair.
+func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feasible *int, cur *score, withIdle bool) bool {
 	p, f := pl.p, &pl.f
 	// want is the partner's steps: sold first to pay for a buy, or bought
 	// after a sell with its proceeds and free cash, no further than its
@@ -1660,7 +1663,7 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 		}
 		sell, ok := pl.moveOn(a, j, Sell, want)
 		if !ok {
-			return *cur, false
+			return false
 		}
 		first, want, i, j = sell, first.n, j, i
 	} else {
@@ -1668,11 +1671,11 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 		want, _ = spend.QuoRem(f.unit[j])
 	}
 	if first.n.Sign() <= 0 || want.Sign() <= 0 {
-		return *cur, false
+		return false
 	}
 	if side == Buy {
 		if !pl.feasible(&first) {
-			return *cur, false
+			return false
 		}
 	} else {
 		if *feasible == 0 {
@@ -1682,7 +1685,7 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 			}
 		}
 		if *feasible < 0 {
-			return *cur, false
+			return false
 		}
 	}
 	// decide may compare the idle cash of the projection before the pair.
@@ -1708,14 +1711,15 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 				sc = pl.score(false)
 			}
 			if sc, ok := pl.decide(sc, cur, withIdle, f.unit[first.i].Mul(first.n).Add(f.unit[second.i].Mul(second.n))); ok {
-				return sc, true
+				*cur = sc
+				return true
 			}
 			pl.undo(&second)
 		}
 	}
 	pl.undo(&first)
 	pl.thaw()
-	return *cur, false
+	return false
 }
 
 // polish improves the rounded plan with whole-step moves: first it brings
@@ -1847,17 +1851,15 @@ func (pl *planner) trim(cur *score) {
 		// A sell whose proceeds sit idle first gives back what they left.
 		if o.Side == Sell && f.cash[o.account].Sign() > 0 {
 			if q, _ := f.cash[o.account].QuoRem(f.unit[o.instrument]); q.GreaterThan(numOne) {
-				if sc, ok := pl.try(pl.fewer(k, q), cur, withIdle); ok {
-					*cur = sc
-				}
+				m := pl.fewer(k, q)
+				pl.try(&m, cur, withIdle)
 			}
 		}
 		if o.n.Sign() <= 0 {
 			continue
 		}
-		if sc, ok := pl.try(pl.fewer(k, numOne), cur, withIdle); ok {
-			*cur = sc
-		}
+		m := pl.fewer(k, numOne)
+		pl.try(&m, cur, withIdle)
 	}
 }
 
