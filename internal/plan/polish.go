@@ -495,18 +495,18 @@ func (x *score) head(y *score) int {
 // decide reports whether the projection, rated on the allocation already
 // (sc: harm, sleeves out of band, largest deviation, total, orders), is
 // better than cur; the idle cash (withIdle) is computed only when it
-// decides or is kept. turn is the change in turnover of the move made: the
-// last criterion.
-func (pl *planner) decide(sc score, cur *score, withIdle bool, turn num) (score, bool) {
+// decides or is kept, into sc. turn is the change in turnover of the move
+// made: the last criterion.
+func (pl *planner) decide(sc, cur *score, withIdle bool, turn num) bool {
 	return pl.decideOn(sc.head(cur), sc, cur, withIdle, turn)
 }
 
 // decideOn is decide, with sc.head(cur) known: h (the moves made since
 // change neither, when rate worked out sc before them).
-func (pl *planner) decideOn(h int, sc score, cur *score, withIdle bool, turn num) (score, bool) {
+func (pl *planner) decideOn(h int, sc, cur *score, withIdle bool, turn num) bool {
 	switch h {
 	case 1:
-		return sc, false
+		return false
 	case -1:
 		if withIdle {
 			// Worked out only when a later decision needs it (idleNow):
@@ -516,18 +516,18 @@ func (pl *planner) decideOn(h int, sc score, cur *score, withIdle bool, turn num
 				sc.idle = pl.idleCash()
 			}
 		}
-		return sc, true
+		return true
 	}
 	if withIdle {
 		sc.idle = pl.idleCash()
 	}
 	if c := sc.idle.Cmp(cur.idle); c != 0 {
-		return sc, c < 0
+		return c < 0
 	}
 	if sc.orders != cur.orders {
-		return sc, sc.orders < cur.orders
+		return sc.orders < cur.orders
 	}
-	return sc, turn.Sign() < 0
+	return turn.Sign() < 0
 }
 
 // idleNow works out cur.idle when decide left it for later (lazy); the
@@ -1052,7 +1052,7 @@ func (pl *planner) try(m *move, cur *score, withIdle bool) bool {
 	var sc score
 	rated := false
 	if !pl.plain && pl.keepsTotal(m.a, amount) {
-		sc, rated = pl.rate(m, nil, amount, cur)
+		rated = pl.rate(m, nil, amount, cur, &sc)
 	}
 	h := 0 // unknown unless rated: decide may compare the idle cash
 	if rated {
@@ -1068,13 +1068,14 @@ func (pl *planner) try(m *move, cur *score, withIdle bool) bool {
 	if m.side == Sell {
 		turn = amount.Neg()
 	}
-	ok := false
+	var ok bool
 	if rated {
 		// The move leaves sc's allocation as rate rated it: h holds.
 		sc.orders = pl.nOrders
-		sc, ok = pl.decideOn(h, sc, cur, withIdle, turn)
+		ok = pl.decideOn(h, &sc, cur, withIdle, turn)
 	} else {
-		sc, ok = pl.decide(pl.score(false), cur, withIdle, turn)
+		sc = pl.score(false)
+		ok = pl.decide(&sc, cur, withIdle, turn)
 	}
 	if ok {
 		*cur = sc
@@ -1218,19 +1219,20 @@ func (pl *planner) keepsTotal(a int, amount num) bool {
 }
 
 // rate rates the projection move m (of amount, pl.amount) would leave on
-// the allocation, without making it: the harm, the sleeves out of band,
-// the largest deviation and the total, as score does, so that a move that
+// the allocation, without making it, into sc: the harm, the sleeves out
+// of band, the largest deviation and the total, as score does, so that a
+// move that
 // rates worse than the current score (score.head) is not made. The move
 // must leave the total as it is (keepsTotal): then only the sleeves on
 // its instrument's path and the cash sleeve move, and the rest of the
 // projection is rated once (pl.view). made is a move already made since
 // the view was taken (nil: none, freeze), which also left the total as
-// it was: its sleeves are rated afresh too. ok is false when rate cannot
-// tell cheaply; score then does. When the sleeves the moves move already
+// it was: its sleeves are rated afresh too. It reports false when it
+// cannot tell cheaply; score then does. When the sleeves the moves move already
 // make the score worse than cur (more harm or more sleeves out of band,
 // or as many and a larger deviation), rate leaves the other sleeves out:
 // sc.head(cur) > 0 all the same.
-func (pl *planner) rate(m, made *move, amount num, cur *score) (sc score, ok bool) {
+func (pl *planner) rate(m, made *move, amount num, cur, sc *score) bool {
 	p, f := pl.p, &pl.f
 	var moved [maxMoved]int
 	var delta [maxMoved]num
@@ -1253,23 +1255,23 @@ func (pl *planner) rate(m, made *move, amount num, cur *score) (sc score, ok boo
 		// Its sleeves, already moved in pl.dev.
 		for x := p.Instruments[made.i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
 			if !add(x, pl.zero()) {
-				return sc, false
+				return false
 			}
 		}
 	}
 	for x := p.Instruments[m.i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
 		if !add(x, amount) {
-			return sc, false
+			return false
 		}
 	}
 	if !add(p.Cash, amount.Neg()) {
-		return sc, false
+		return false
 	}
 	v := &pl.view
 	if made == nil {
 		v = pl.viewed()
 	}
-	sc = score{harmed: v.nHarmed, out: v.nOut, total: f.total, dev: pl.zero()}
+	*sc = score{harmed: v.nHarmed, out: v.nOut, total: f.total, dev: pl.zero()}
 	for k := 0; k < n; k++ {
 		si := moved[k]
 		d := pl.dev[si].Add(delta[k]).Abs()
@@ -1292,14 +1294,14 @@ func (pl *planner) rate(m, made *move, amount num, cur *score) (sc score, ok boo
 	// larger deviation than cur's (and the largest is at least sc.dev) is
 	// worse, and can only add harm.
 	if sc.harmed > cur.harmed || sc.harmed == cur.harmed && (sc.out > cur.out || sc.out == cur.out && sc.dev.GreaterThan(cur.dev)) {
-		return sc, true
+		return true
 	}
 	// The largest |deviation| of the sleeves the moves leave alone.
 	sc.dev = v.largest(sc.dev, moved[:n])
-	if devLess(&pl.before, &sc) {
+	if devLess(&pl.before, sc) {
 		sc.harmed++
 	}
-	return sc, true
+	return true
 }
 
 // improve tries the moves that bring sleeve si toward its target by about
@@ -1700,7 +1702,7 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 		var sc score
 		rated := false
 		if amount := pl.amount(&second); keeps && pl.keepsTotal(second.a, amount) {
-			sc, rated = pl.rate(&second, &first, amount, cur)
+			rated = pl.rate(&second, &first, amount, cur, &sc)
 		}
 		if !rated || sc.head(cur) <= 0 {
 			pl.thaw()
@@ -1710,7 +1712,7 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 			} else {
 				sc = pl.score(false)
 			}
-			if sc, ok := pl.decide(sc, cur, withIdle, f.unit[first.i].Mul(first.n).Add(f.unit[second.i].Mul(second.n))); ok {
+			if pl.decide(&sc, cur, withIdle, f.unit[first.i].Mul(first.n).Add(f.unit[second.i].Mul(second.n))) {
 				*cur = sc
 				return true
 			}
