@@ -1221,17 +1221,16 @@ func (pl *planner) keepsTotal(a int, amount num) bool {
 // rate rates the projection move m (of amount, pl.amount) would leave on
 // the allocation, without making it, into sc: the harm, the sleeves out
 // of band, the largest deviation and the total, as score does, so that a
-// move that
-// rates worse than the current score (score.head) is not made. The move
-// must leave the total as it is (keepsTotal): then only the sleeves on
-// its instrument's path and the cash sleeve move, and the rest of the
-// projection is rated once (pl.view). made is a move already made since
-// the view was taken (nil: none, freeze), which also left the total as
-// it was: its sleeves are rated afresh too. It reports false when it
-// cannot tell cheaply; score then does. When the sleeves the moves move already
-// make the score worse than cur (more harm or more sleeves out of band,
-// or as many and a larger deviation), rate leaves the other sleeves out:
-// sc.head(cur) > 0 all the same.
+// move that rates worse than the current score (score.head) is not made.
+// The move must leave the total as it is (keepsTotal): then only the
+// sleeves on its instrument's path and the cash sleeve move, and the
+// rest of the projection is rated once (pl.view). made is a move already
+// made since the view was taken (nil: none, freeze), which also left the
+// total as it was: its sleeves are rated afresh too. It reports false
+// when it cannot tell cheaply; score then does. When the sleeves the
+// moves move already make the score worse than cur (more harm or more
+// sleeves out of band, or as many and a larger deviation), rate leaves
+// the other sleeves out: sc.head(cur) > 0 all the same.
 func (pl *planner) rate(m, made *move, amount num, cur, sc *score) bool {
 	p, f := pl.p, &pl.f
 	var moved [maxMoved]int
