@@ -350,7 +350,10 @@ type planner struct {
 	// place.
 	placed *placement
 
-	buyOrder   []int // instruments, most constrained first
+	buyOrder []int // instruments, most constrained first
+	// openRoom is room for nI ints (orderings' scratch, free once it is
+	// done), for placement.open.
+	openRoom   []int
 	spendOrder []int // accounts, most constrained first
 	sellOrder  []int // accounts, tax-advantaged first
 
@@ -522,6 +525,7 @@ func (pl *planner) orderings() {
 		pl.sellOrder[a] = a
 	}
 	sortByKey(pl.buyOrder, holders)
+	pl.openRoom = holders[:0:pl.nI]
 	sortByKey(pl.spendOrder, allowed)
 	// Accounts short of their reserve sell last: their proceeds refill the
 	// reserve before they are free. Then tax-advantaged before taxable.
@@ -1040,6 +1044,9 @@ type placement struct {
 	buyAt, sellAt     []num // [a*nI+i], as pl.buyAt and pl.sellAt
 	free, idle, short []num // per account, as pl.free, pl.idle and pl.short
 	budget, refill    num   // as pl.budget and pl.refill
+	// units is room for round's nums of the instruments' step values
+	// (pl.unitN), made with the others.
+	units []num
 	// open lists the instruments of pl.buyOrder that placing found to buy,
 	// in that order, less some bought in full since: an amount to buy only
 	// falls while placing, and spendIn drops those it walks past at zero.
@@ -1049,7 +1056,9 @@ type placement struct {
 // placing returns the planner's amounts as a placement.
 func (pl *planner) placing() *placement {
 	nI, nA := pl.nI, pl.nA
-	all := make([]num, 2*nI+2*nA*nI+3*nA)
+	all := make([]num, 2*nI+2*nA*nI+3*nA+nI)
+	units := all[len(all)-nI:]
+	all = all[:len(all)-nI]
 	next := func(src []decimal.Decimal, n int) []num {
 		out := all[:n:n]
 		all = all[n:]
@@ -1060,17 +1069,11 @@ func (pl *planner) placing() *placement {
 		}
 		return out
 	}
-	m := &placement{pl: pl, budget: pl.numOf(pl.budget), refill: pl.numOf(pl.refill)}
+	m := &placement{pl: pl, budget: pl.numOf(pl.budget), refill: pl.numOf(pl.refill), units: units}
 	m.buy, m.sell = next(pl.buy, nI), next(pl.sell, nI)
 	m.buyAt, m.sellAt = next(pl.buyAt, nA*nI), next(pl.sellAt, nA*nI)
 	m.free, m.idle, m.short = next(pl.free, nA), next(pl.idle, nA), next(pl.short, nA)
-	n := 0
-	for _, b := range m.buy {
-		if b.Sign() > 0 {
-			n++
-		}
-	}
-	m.open = make([]int, 0, n)
+	m.open = pl.openRoom
 	for _, i := range pl.buyOrder {
 		if m.buy[i].Sign() > 0 {
 			m.open = append(m.open, i)
@@ -1286,7 +1289,12 @@ func (pl *planner) round() {
 	}
 	// unit and step of each instrument, as nums once it has an order; the
 	// units stay in pl.unitN, for project.
-	pl.unitN = make([]num, pl.nI)
+	if m := pl.placed; m != nil {
+		pl.unitN = m.units
+		clear(pl.unitN)
+	} else {
+		pl.unitN = make([]num, pl.nI)
+	}
 	unit, step, cash := pl.unitN, nums[:pl.nI], nums[pl.nI:]
 	have := func(i int) {
 		if step[i].IsZero() {

@@ -138,7 +138,7 @@ func checkInvariants(t testing.TB, b *portfolio.Book, p *plan.Plan) *drift.Snaps
 	return s
 }
 
-var cases = flag.Int("cases", 0, "random households TestRandomPortfolios and TestRandomHouseholds plan (0: 3,000 and 10,000)")
+var cases = flag.Int("cases", 0, "random households each property test plans (0: its default, 10,000 for TestRandomPortfolios, TestRandomHouseholds and TestBaseline, a tenth of it under -short or the race detector)")
 
 // genCase builds a random but valid policy, holdings and prices.
 type genCase struct {
@@ -507,11 +507,11 @@ func checkOnTarget(t testing.TB, b *portfolio.Book, after *drift.Snapshot) {
 	}
 }
 
-// TestRandomPortfolios checks the invariants on thousands of random
-// households, and the destination guarantee (invariant 7) where no
-// may_hold constrains the accounts.
+// TestRandomPortfolios checks the invariants on random households (10,000;
+// -cases N plans N, and CI runs 100,000), and the destination guarantee
+// (invariant 7) where no may_hold constrains the accounts.
 func TestRandomPortfolios(t *testing.T) {
-	n := defaultCases(3000)
+	n := defaultCases(households)
 	var unconstrainedTarget, buyOnly, taxableSells, bandChecked, taxed, flows int
 	for seed := 0; seed < n; seed++ {
 		r := rand.New(rand.NewPCG(uint64(seed), 42))
@@ -614,7 +614,7 @@ func TestRandomPortfolios(t *testing.T) {
 	t.Logf("%d portfolios: %d unconstrained target plans, %d buy-only, %d taxable sells checked, %d band checks, %d tax-aware, %d with cash flows",
 		n, unconstrainedTarget, buyOnly, taxableSells, bandChecked, taxed, flows)
 	// Coverage, in proportion to the households planned so that it holds
-	// in every run (300 under -short or the race detector, 3,000 by
+	// in every run (1,000 under -short or the race detector, 10,000 by
 	// default, -cases N): at 3,000, 100 unconstrained target plans, 20
 	// buy-only, 20 taxable sells and 100 band checks at least.
 	if n >= 100 && (unconstrainedTarget*30 < n || buyOnly*150 < n || taxableSells*150 < n || bandChecked*30 < n) {
