@@ -276,6 +276,18 @@ func Mul(x, y decimal.Decimal) decimal.Decimal { return MulF(Read(x), Read(y)).D
 // MulF is Mul of figures.
 func MulF(x, y Figure) Figure {
 	e := int64(x.e) + int64(y.e)
+	if e >= math.MinInt32 && e <= math.MaxInt32 {
+		// A factor 1 x 10^k (a step of 0.0001, a price of 1) leaves the
+		// other's coefficient as it is: the product is the other shifted,
+		// which shares its coefficient (decimals are immutable) and costs
+		// no allocation.
+		switch {
+		case y.fit && y.c == 1:
+			return Figure{D: x.D.Shift(y.e), c: x.c, e: int32(e), fit: x.fit}
+		case x.fit && x.c == 1:
+			return Figure{D: y.D.Shift(x.e), c: y.c, e: int32(e), fit: y.fit}
+		}
+	}
 	if x.fit && y.fit && e >= math.MinInt32 && e <= math.MaxInt32 {
 		if hi, lo := bits.Mul64(absU(x.c), absU(y.c)); hi == 0 {
 			if p, ok := signed(lo, (x.c < 0) != (y.c < 0)); ok {
