@@ -1342,25 +1342,27 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 		}
 		eligible[i] = f.unit[i].Sign() > 0 && (exceed || f.unit[i].LessThan(twice))
 	}
-	side, other := Buy, Sell
+	side := Buy
 	if wantSell {
-		side, other = Sell, Buy
+		side = Sell
 	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
-		if o.n.Sign() <= 0 || !eligible[o.instrument] {
+		if !eligible[o.instrument] || o.n.Sign() <= 0 {
 			continue
 		}
-		if o.Side == side && !pl.canAdd(o.account, o.instrument, side) {
+		// On side (o.Side == side, without comparing the strings).
+		with := (o.Side == Sell) == wantSell
+		if with && !pl.canAdd(o.account, o.instrument, side) {
 			continue
 		}
 		n := pl.stepsFor(o.instrument, amount, exceed)
-		m := move{k: k, a: o.account, i: o.instrument, side: o.Side, n: n}
-		if o.Side == other {
+		var m move
+		if with {
+			m = move{k: k, a: o.account, i: o.instrument, side: o.Side, n: pl.most(o.account, o.instrument, o.Side, o.n, n)}
+		} else {
 			// Fewer steps on an order the other way.
 			m = pl.fewer(k, n)
-		} else {
-			m.n = pl.most(o.account, o.instrument, o.Side, o.n, n)
 		}
 		if pl.try(&m, cur, withIdle) {
 			return true
