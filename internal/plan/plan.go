@@ -400,6 +400,7 @@ type planner struct {
 	before  score
 	harmful bool
 	noPairs bool // the polish tries no pairs of orders (spendIdle)
+	wide    bool // the polish tries the moves of rescue too
 	// eligible is improve's scratch: per instrument, whether its moves
 	// may bring the sleeve improved toward its target.
 	eligible []bool

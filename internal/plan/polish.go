@@ -906,7 +906,7 @@ func (pl *planner) feasible(m *move) bool {
 	units := m.n
 	if m.k >= 0 {
 		o := &pl.orders[m.k]
-		if exempt(o.Rule) {
+		if exempt(o.Rule) && !(pl.wide && o.Rule == RuleRestoreSplit && m.n.Sign() < 0) {
 			return false
 		}
 		units = o.n.Add(m.n)
@@ -1353,7 +1353,7 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 		}
 		// On side (o.Side == side, without comparing the strings).
 		with := (o.Side == Sell) == wantSell
-		if with && !pl.canAdd(o.account, o.instrument, side) {
+		if with && !pl.canAdd(o.account, o.instrument, side) && !(pl.wide && side == Buy) {
 			continue
 		}
 		n := pl.stepsFor(o.instrument, amount, exceed)
@@ -1366,6 +1366,18 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 		}
 		if pl.try(&m, cur, withIdle) {
 			return true
+		}
+		if pl.wide {
+			// The move as a whole, paid for by fewer steps of a buy of
+			// another sleeve in the account.
+			if with {
+				m = move{k: k, a: o.account, i: o.instrument, side: o.Side, n: n}
+			} else {
+				m = pl.fewer(k, n)
+			}
+			if pl.tryFunded(si, &m, cur, withIdle) {
+				return true
+			}
 		}
 	}
 	// New orders, then pairs inside one account: a buy paid for by a sell
@@ -1400,6 +1412,75 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 				}
 			}
 		}
+	}
+	return false
+}
+
+// rescue tries, for sleeve si still outside its band by amount once
+// improve found no move that brings it back, the moves improve leaves out
+// otherwise (wide): a buy of more steps than the account's cash pays
+// for, with a sale of its pair that pays for them (tryPair), or with
+// fewer steps of a buy of another sleeve in the account (tryFunded); and
+// fewer steps of a split restoration. Few plans get here: only those with
+// a sleeve out of band after the moves of improve, so the moves cost no
+// time on the others, and the plans where improve finds a move stay as
+// they were.
+func (pl *planner) rescue(si int, amount num, cur *score, withIdle bool) bool {
+	pl.wide = true
+	defer func() { pl.wide = false }()
+	return pl.improve(si, amount, true, cur, withIdle)
+}
+
+// tryFunded makes move m, which brings sleeve si toward its target, when
+// the cash it takes from its account beyond the account's free cash is
+// paid for by fewer steps of one buy of the account in a leaf sleeve
+// outside si (a buy of si's own instruments would undo the move), and the
+// two improve the score cur, which it then sets to the new score; it
+// reports whether it did. m is the caller's to throw away.
+func (pl *planner) tryFunded(si int, m *move, cur *score, withIdle bool) bool {
+	p, f := pl.p, &pl.f
+	if m.n.IsZero() {
+		return false
+	}
+	first := *m
+	need := pl.amount(&first).Sub(maxNum(pl.zero(), f.cash[first.a]))
+	if need.Sign() <= 0 {
+		return false // the account pays for it: try tried it
+	}
+	for k := range pl.orders {
+		o := &pl.orders[k]
+		if o.account != first.a || o.Side != Buy || o.n.Sign() <= 0 || k == first.k {
+			continue
+		}
+		if leaf := p.Instruments[o.instrument].Sleeve; si != p.Cash && pl.within(leaf, si) || f.unit[o.instrument].Sign() <= 0 {
+			continue
+		}
+		steps, rem := need.QuoRem(f.unit[o.instrument])
+		if rem.Sign() > 0 {
+			steps = steps.Add(numOne)
+		}
+		if steps.GreaterThan(o.n) {
+			continue
+		}
+		fund := pl.fewer(k, steps)
+		if !pl.feasible(&fund) {
+			continue
+		}
+		pl.idleNow(cur)
+		turn := f.unit[fund.i].Mul(fund.n)
+		pl.apply(&fund)
+		second := first
+		if pl.feasible(&second) {
+			turn = turn.Add(f.unit[second.i].Mul(second.n))
+			pl.apply(&second)
+			sc := pl.score(false)
+			if pl.decide(&sc, cur, withIdle, turn) {
+				*cur = sc
+				return true
+			}
+			pl.undo(&second)
+		}
+		pl.undo(&fund)
 	}
 	return false
 }
@@ -1445,6 +1526,12 @@ func (pl *planner) canAdd(a, i int, side Side) bool {
 // on the account's order of i, or as a new order; ok is false when the
 // account trades i the other way.
 func (pl *planner) moveOn(a, i int, side Side, n num) (move, bool) {
+	return pl.moveSteps(a, i, side, n, true)
+}
+
+// moveSteps is moveOn; capped false leaves the steps of a buy as many as
+// asked however little cash the account has (a pair pays for them).
+func (pl *planner) moveSteps(a, i int, side Side, n num, capped bool) (move, bool) {
 	k := -1
 	if pl.idx.ok {
 		k = int(pl.idx.at[a*pl.nI+i])
@@ -1461,7 +1548,10 @@ func (pl *planner) moveOn(a, i int, side Side, n num) (move, bool) {
 		if o.Side != side {
 			return move{}, false
 		}
-		return move{k: k, a: a, i: i, side: side, n: pl.most(a, i, side, o.n, n)}, true
+		if capped || side != Buy {
+			n = pl.most(a, i, side, o.n, n)
+		}
+		return move{k: k, a: a, i: i, side: side, n: n}, true
 	}
 	if f := &pl.f; pl.belowMin(i, n) {
 		q, rem := f.minTrade.QuoRem(f.unit[i])
@@ -1469,7 +1559,10 @@ func (pl *planner) moveOn(a, i int, side Side, n num) (move, bool) {
 			n = q.Add(numOne)
 		}
 	}
-	return move{k: -1, a: a, i: i, side: side, n: pl.most(a, i, side, num{}, n)}, true
+	if capped || side != Buy {
+		n = pl.most(a, i, side, num{}, n)
+	}
+	return move{k: -1, a: a, i: i, side: side, n: n}, true
 }
 
 // maxPartners is how many partners tryPair tries for one move.
@@ -1523,6 +1616,14 @@ func (pl *planner) findPartners(a, i int, side Side, best *[maxPartners]int) []i
 			if pl.b.Qty[a][j].Sign() <= 0 || (leaf != p.Cash && dev.Sign() <= 0) || f.maxSteps[a*pl.nI+j].LessThan(numOne) {
 				continue
 			}
+			// Nor a sleeve at or under its target before the plan that the
+			// plan buys: over its target only because the plan buys it
+			// elsewhere, it wants fewer bought, not a sale that undoes
+			// the buy (and nothing over its target would be sold).
+			// Rescuing a sleeve (wide), any may pay.
+			if leaf != p.Cash && !pl.wide && !f.value0[leaf].GreaterThan(f.tv[leaf]) && pl.householdBuys(leaf) {
+				continue
+			}
 		} else if leaf == p.Cash || dev.Sign() >= 0 || !p.Accounts[a].Allows(j) || !pl.mayBuy(j) {
 			continue
 		}
@@ -1532,6 +1633,27 @@ func (pl *planner) findPartners(a, i int, side Side, best *[maxPartners]int) []i
 		}
 	}
 	return best[:n]
+}
+
+// householdBuys reports whether an account of the plan buys an
+// instrument of leaf sleeve leaf (relocations and harvests aside).
+func (pl *planner) householdBuys(leaf int) bool {
+	nS := len(pl.p.Sleeves)
+	if x := &pl.idx; x.ok {
+		for a := 0; a < pl.nA; a++ {
+			if x.leaf[a*nS+leaf] > 0 { // side 0: buys
+				return true
+			}
+		}
+		return false
+	}
+	for k := range pl.orders {
+		o := &pl.orders[k]
+		if o.Side == Buy && o.n.Sign() > 0 && o.Rule != RuleRelocate && o.Rule != RuleHarvest && pl.p.Instruments[o.instrument].Sleeve == leaf {
+			return true
+		}
+	}
+	return false
 }
 
 // ranked returns the instruments with a step of value, by the deviation
@@ -1614,7 +1736,9 @@ func (pl *planner) tryPair(a, i int, side Side, n num, cur *score, withIdle bool
 	if side == Buy && (!p.Accounts[a].Allows(i) || !pl.mayBuy(i)) {
 		return false
 	}
-	first, ok := pl.moveOn(a, i, side, n)
+	// Rescuing a sleeve (wide), the sale pays for as many steps as the
+	// sleeve needs, not only those the account's cash would.
+	first, ok := pl.moveSteps(a, i, side, n, !pl.wide)
 	if !ok {
 		return false
 	}
@@ -1748,6 +1872,34 @@ func (pl *planner) polishLoaded() {
 	}
 	cur := pl.score(target)
 	limit := 4 * (len(pl.orders) + len(p.Sleeves) + pl.nA)
+	// The passes, and when a sleeve is still out of its band after them,
+	// the moves they leave out (rescue): once one is kept, the passes
+	// again from the better plan. Each round starts from a plan rated
+	// better than the last one ended with, so the plans where rescue
+	// finds nothing are those the passes alone find, and the others are
+	// better by the polish's own order. A plan that still does harm is
+	// not rescued: the planner starts again from no order (makeWith), as
+	// it did before rescue, and that start is rescued.
+	for round := 0; ; round++ {
+		pl.passes(&cur, target, limit)
+		if round == len(p.Sleeves) || cur.harmed > 0 || !pl.rescueAny(&cur, target) {
+			break
+		}
+	}
+	pl.polishDone()
+	// cur rates the projection left (every move kept made it cur), but
+	// for orders of no step that load counted.
+	pl.idleNow(&cur)
+	cur.orders = pl.nOrders
+	pl.f.done, pl.f.doneOK = cur, !pl.plain
+}
+
+// passes runs the stages of the polish once on the plan rated cur: the
+// sleeves out of band are brought back, with destination target (or when
+// the plan made the largest deviation larger) the largest deviation is
+// lowered and idle free cash spent, and steps that do not help trimmed.
+func (pl *planner) passes(cur *score, target bool, limit int) {
+	p := pl.p
 	// Sleeves out of band, by more than their gap.
 	for tries := 0; tries < limit; tries++ {
 		fixed := false
@@ -1757,7 +1909,7 @@ func (pl *planner) polishLoaded() {
 				continue
 			}
 			gap := pl.deviationAfter(si).Abs().Sub(pl.halfWidthAfter(si))
-			if pl.improve(si, gap, true, &cur, target) {
+			if pl.improve(si, gap, true, cur, target) {
 				fixed = true
 				break
 			}
@@ -1770,24 +1922,33 @@ func (pl *planner) polishLoaded() {
 	// destination when the plan made it larger than before.
 	before := pl.before
 	for tries := 0; tries < limit; tries++ {
-		if !target && !devLess(&before, &cur) {
+		if !target && !devLess(&before, cur) {
 			break
 		}
 		si, d := pl.largestAfter()
-		if si < 0 || !pl.improve(si, d, false, &cur, target) {
+		if si < 0 || !pl.improve(si, d, false, cur, target) {
 			break
 		}
 	}
 	if target {
-		pl.spendIdle(&cur, limit)
+		pl.spendIdle(cur, limit)
 	}
-	pl.trim(&cur)
-	pl.polishDone()
-	// cur rates the projection left (every move kept made it cur), but
-	// for orders of no step that load counted.
-	pl.idleNow(&cur)
-	cur.orders = pl.nOrders
-	pl.f.done, pl.f.doneOK = cur, !pl.plain
+	pl.trim(cur)
+}
+
+// rescueAny tries rescue on each sleeve out of its band, by more than its
+// gap, and reports whether it kept a move.
+func (pl *planner) rescueAny(cur *score, target bool) bool {
+	for si := range pl.p.Sleeves {
+		if !pl.viewed().out[si] {
+			continue
+		}
+		gap := pl.deviationAfter(si).Abs().Sub(pl.halfWidthAfter(si))
+		if pl.rescue(si, gap, cur, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // largestAfter returns the sleeve of the largest |deviation| after the
