@@ -79,7 +79,16 @@ func (f Figure) PowerOfTen() (k int32, ok bool) {
 
 // newFigure returns the figure c x 10^e, made as decimal.New.
 func newFigure(c int64, e int32) Figure {
-	return Figure{D: decimal.New(c, e), c: c, e: e, fit: c != math.MinInt64}
+	return Figure{D: New(c, e), c: c, e: e, fit: c != math.MinInt64}
+}
+
+// New returns decimal.New(c, e). A zero is decimal's own zero shifted to
+// e (Shift shares the immutable coefficient), which allocates nothing.
+func New(c int64, e int32) decimal.Decimal {
+	if c == 0 {
+		return decimal.Decimal{}.Shift(e)
+	}
+	return decimal.New(c, e)
 }
 
 // at returns f's coefficient at exponent e <= f.e, when it fits.
@@ -175,7 +184,7 @@ func cmp64(a, b int64) int {
 func Add(x, y decimal.Decimal) decimal.Decimal {
 	if a, b, e, ok := pair(x, y); ok {
 		if s, ok := add64(a, b); ok {
-			return decimal.New(s, e)
+			return New(s, e)
 		}
 	}
 	return x.Add(y)
@@ -203,7 +212,7 @@ func Sum(values []decimal.Decimal) decimal.Decimal {
 		e = min(e, v.Exponent())
 	}
 	if s, ok := sum64(values, e); ok {
-		return decimal.New(s, e)
+		return New(s, e)
 	}
 	return decimal.Sum(values[0], values[1:]...)
 }
@@ -276,6 +285,18 @@ func Mul(x, y decimal.Decimal) decimal.Decimal { return MulF(Read(x), Read(y)).D
 // MulF is Mul of figures.
 func MulF(x, y Figure) Figure {
 	e := int64(x.e) + int64(y.e)
+	if e >= math.MinInt32 && e <= math.MaxInt32 {
+		// A factor 1 x 10^k (a step of 0.0001, a price of 1) leaves the
+		// other's coefficient as it is: the product is the other shifted,
+		// which shares its coefficient (decimals are immutable) and costs
+		// no allocation.
+		switch {
+		case y.fit && y.c == 1:
+			return Figure{D: x.D.Shift(y.e), c: x.c, e: int32(e), fit: x.fit}
+		case x.fit && x.c == 1:
+			return Figure{D: y.D.Shift(x.e), c: y.c, e: int32(e), fit: y.fit}
+		}
+	}
 	if x.fit && y.fit && e >= math.MinInt32 && e <= math.MaxInt32 {
 		if hi, lo := bits.Mul64(absU(x.c), absU(y.c)); hi == 0 {
 			if p, ok := signed(lo, (x.c < 0) != (y.c < 0)); ok {
@@ -331,7 +352,7 @@ func QuoRem(x, y decimal.Decimal) (q, r decimal.Decimal) {
 	if uq, ur, _, re, ok := quo(Read(x), Read(y), 0); ok {
 		qv, _ := signed(uq, (x.Sign() < 0) != (y.Sign() < 0))
 		rv, _ := signed(ur, x.Sign() < 0)
-		return decimal.New(qv, 0), decimal.New(rv, re)
+		return New(qv, 0), New(rv, re)
 	}
 	return x.QuoRem(y, 0)
 }

@@ -229,3 +229,36 @@ func TestSumCmp(t *testing.T) {
 		}
 	}
 }
+
+// TestMulByPowerOfTen: a factor whose coefficient is 1 (a step of
+// 0.0001) gives the other factor shifted, value and exponent as
+// decimal's Mul, and a figure that holds the product's coefficient.
+func TestMulByPowerOfTen(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for range 100000 {
+		x, p := randDec(r), decimal.New(1, int32(r.IntN(25)-12))
+		for _, f := range []Figure{MulF(Read(x), Read(p)), MulF(Read(p), Read(x))} {
+			want := x.Mul(p)
+			if !same(f.D, want) || f.e != want.Exponent() || f.fit && (f.c != want.CoefficientInt64() || want.NumDigits() > 19) {
+				t.Fatalf("MulF(%s, %s) = %s e%d (%+v), want %s e%d", x, p, f.D, f.D.Exponent(), f, want, want.Exponent())
+			}
+		}
+		if got, want := Mul(x, p), x.Mul(p); !same(got, want) {
+			t.Fatalf("Mul(%s, %s) = %s, want %s", x, p, got, want)
+		}
+	}
+}
+
+// TestNew: New gives decimal.New's value and exponent, zeros included.
+func TestNew(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for range 10000 {
+		c, e := r.Int64()>>r.IntN(64), int32(r.IntN(40)-20)
+		if r.IntN(4) == 0 {
+			c = 0
+		}
+		if got, want := New(c, e), decimal.New(c, e); !same(got, want) || got.String() != want.String() {
+			t.Fatalf("New(%d, %d) = %s e%d, want %s e%d", c, e, got, got.Exponent(), want, want.Exponent())
+		}
+	}
+}

@@ -334,7 +334,8 @@ func (x num) mul(y num, slow func(x, y num) num) num {
 	return slow(x, y)
 }
 
-// mulSlow is Mul when a figure is big or of a magnitude of 2^31 or more.
+// mulSlow is Mul without its short path (for any figures): Mul when a
+// figure is big or of a magnitude of 2^31 or more.
 func (x num) mulSlow(y num) num {
 	if !x.isBig() && !y.isBig() {
 		hi, lo := bits.Mul64(absU(x.v), absU(y.v))

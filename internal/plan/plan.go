@@ -326,6 +326,12 @@ type planner struct {
 	unit   []decimal.Decimal // value of one step, price x step, per instrument
 	buy    []decimal.Decimal // household amount still to buy, per instrument
 	sell   []decimal.Decimal // household amount still to sell, per instrument
+	// buyN and sellN hold split's amounts in nums instead of buy and sell
+	// when no code reads those before place (no tax state, no cash flow,
+	// no asset location: amounts makes them then), which takes them as
+	// they are; nil otherwise. place writes what is left of them back to
+	// buy and sell.
+	buyN, sellN []num
 	// buyAt and sellAt are the amounts to buy and sell per account,
 	// [a*nI+i], set before place (by the asset location, a withdrawal:
 	// nil until perAccount makes them); place keeps its own in pl.placed,
@@ -751,6 +757,10 @@ func (pl *planner) amounts() {
 		}
 		held[i] = drift.Sum(parts)
 	}
+	if pl.tx == nil && pl.flow == nil && pl.prefer == nil {
+		all := make([]num, 2*pl.nI)
+		pl.buyN, pl.sellN = all[:pl.nI:pl.nI], all[pl.nI:]
+	}
 	for si := range p.Sleeves {
 		ps := &p.Sleeves[si]
 		if !ps.Leaf() || si == p.Cash {
@@ -832,6 +842,16 @@ func (pl *planner) split(si int) {
 	if len(ps.Instruments) == 1 {
 		i := ps.Instruments[0]
 		pl.rule[i] = rule
+		if pl.buyN != nil {
+			// The difference in nums, for place.
+			switch d := pl.amountNum(pl.numOf(want).Sub(pl.numOf(held[i]))); d.Sign() {
+			case 1:
+				pl.buyN[i] = d
+			case -1:
+				pl.sellN[i] = d.Neg()
+			}
+			return
+		}
 		// The difference made on the side it falls, without negating it
 		// (sub's: a zero subtracted leaves the other decimal), each figure
 		// read once.
@@ -913,13 +933,29 @@ func (pl *planner) split(si int) {
 		if d := delta[k].Sign(); d != 0 && (d != net || net == 0 && d < 0) {
 			pl.rule[i] = RuleRestoreSplit
 		}
-		switch delta[k].Sign() {
-		case 1:
+		// In nums for place (pl.buyN), or as decimals.
+		switch {
+		case pl.buyN != nil && delta[k].Sign() > 0:
+			pl.buyN[i] = pl.amountNum(delta[k])
+		case pl.buyN != nil && delta[k].Sign() < 0:
+			pl.sellN[i] = pl.amountNum(delta[k].Neg())
+		case delta[k].Sign() > 0:
 			pl.buy[i] = delta[k].dec()
-		case -1:
+		case delta[k].Sign() < 0:
 			pl.sell[i] = delta[k].Neg().dec()
 		}
 	}
+}
+
+// amountNum returns x as place reads an amount to buy or sell from a
+// decimal (numOf): without trailing zeros, and held in an int64 whenever
+// it fits there, even when the arithmetic that made it did not (a num
+// made big stays big, and every operation on it is decimal's).
+func (pl *planner) amountNum(x num) num {
+	if x.isBig() {
+		return pl.numOf(x.dec())
+	}
+	return x.trimmed()
 }
 
 // ruleAt returns the rule of an order of instrument i in account a.
@@ -1056,7 +1092,14 @@ type placement struct {
 // placing returns the planner's amounts as a placement.
 func (pl *planner) placing() *placement {
 	nI, nA := pl.nI, pl.nA
-	all := make([]num, 2*nI+2*nA*nI+3*nA+nI)
+	// The amounts per instrument are split's nums when it left them there
+	// (pl.buyN, pl.sellN), with the decimals others set (the cash sleeve's
+	// sells) read into them; else nums of the decimals.
+	n := 2*nA*nI + 3*nA + nI
+	if pl.buyN == nil {
+		n += 2 * nI
+	}
+	all := make([]num, n)
 	units := all[len(all)-nI:]
 	all = all[:len(all)-nI]
 	next := func(src []decimal.Decimal, n int) []num {
@@ -1070,7 +1113,19 @@ func (pl *planner) placing() *placement {
 		return out
 	}
 	m := &placement{pl: pl, budget: pl.numOf(pl.budget), refill: pl.numOf(pl.refill), units: units}
-	m.buy, m.sell = next(pl.buy, nI), next(pl.sell, nI)
+	if pl.buyN != nil {
+		m.buy, m.sell = pl.buyN, pl.sellN
+		for i := range m.buy {
+			if d := pl.buy[i]; !d.IsZero() {
+				m.buy[i] = pl.numOf(d)
+			}
+			if d := pl.sell[i]; !d.IsZero() {
+				m.sell[i] = pl.numOf(d)
+			}
+		}
+	} else {
+		m.buy, m.sell = next(pl.buy, nI), next(pl.sell, nI)
+	}
 	m.buyAt, m.sellAt = next(pl.buyAt, nA*nI), next(pl.sellAt, nA*nI)
 	m.free, m.idle, m.short = next(pl.free, nA), next(pl.idle, nA), next(pl.short, nA)
 	m.open = pl.openRoom

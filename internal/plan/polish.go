@@ -495,18 +495,18 @@ func (x *score) head(y *score) int {
 // decide reports whether the projection, rated on the allocation already
 // (sc: harm, sleeves out of band, largest deviation, total, orders), is
 // better than cur; the idle cash (withIdle) is computed only when it
-// decides or is kept. turn is the change in turnover of the move made: the
-// last criterion.
-func (pl *planner) decide(sc score, cur *score, withIdle bool, turn num) (score, bool) {
+// decides or is kept, into sc. turn is the change in turnover of the move
+// made: the last criterion.
+func (pl *planner) decide(sc, cur *score, withIdle bool, turn num) bool {
 	return pl.decideOn(sc.head(cur), sc, cur, withIdle, turn)
 }
 
 // decideOn is decide, with sc.head(cur) known: h (the moves made since
 // change neither, when rate worked out sc before them).
-func (pl *planner) decideOn(h int, sc score, cur *score, withIdle bool, turn num) (score, bool) {
+func (pl *planner) decideOn(h int, sc, cur *score, withIdle bool, turn num) bool {
 	switch h {
 	case 1:
-		return sc, false
+		return false
 	case -1:
 		if withIdle {
 			// Worked out only when a later decision needs it (idleNow):
@@ -516,18 +516,18 @@ func (pl *planner) decideOn(h int, sc score, cur *score, withIdle bool, turn num
 				sc.idle = pl.idleCash()
 			}
 		}
-		return sc, true
+		return true
 	}
 	if withIdle {
 		sc.idle = pl.idleCash()
 	}
 	if c := sc.idle.Cmp(cur.idle); c != 0 {
-		return sc, c < 0
+		return c < 0
 	}
 	if sc.orders != cur.orders {
-		return sc, sc.orders < cur.orders
+		return sc.orders < cur.orders
 	}
-	return sc, turn.Sign() < 0
+	return turn.Sign() < 0
 }
 
 // idleNow works out cur.idle when decide left it for later (lazy); the
@@ -548,7 +548,9 @@ func (pl *planner) targetValueAfter(si int) num {
 	if pl.f.same {
 		return pl.f.tv[si]
 	}
-	return pl.f.tgt[si].Mul(pl.f.total)
+	// Mul, without its short path for small figures, which a total in
+	// cents seldom is: so that this is inlined.
+	return pl.f.tgt[si].mulSlow(pl.f.total)
 }
 
 // deviationAfter returns after - target x total of sleeve si, which shift
@@ -578,7 +580,8 @@ func (pl *planner) halfWidthAfter(si int) num {
 	if pl.f.same {
 		return pl.f.hw[si]
 	}
-	return pl.f.hwf[si].Mul(pl.f.total)
+	// As targetValueAfter.
+	return pl.f.hwf[si].mulSlow(pl.f.total)
 }
 
 // outNow reports whether sleeve si lies outside its band after the orders,
@@ -1038,43 +1041,48 @@ func (pl *planner) stepsFor(i int, amount num, exceed bool) num {
 	return maxNum(numOne, amount.DivRound(pl.f.unit[i]))
 }
 
-// try makes move m when it is feasible and improves the score cur; it
-// reports whether it did, with the new score.
-func (pl *planner) try(m move, cur *score, withIdle bool) (score, bool) {
-	if m.n.IsZero() || !pl.feasible(&m) {
-		return *cur, false
+// try makes move m when it is feasible and improves the score cur, which
+// it then sets to the new score; it reports whether it did. m is the
+// caller's to throw away: apply changes it.
+func (pl *planner) try(m *move, cur *score, withIdle bool) bool {
+	if m.n.IsZero() || !pl.feasible(m) {
+		return false
 	}
-	amount := pl.amount(&m)
+	amount := pl.amount(m)
 	var sc score
 	rated := false
 	if !pl.plain && pl.keepsTotal(m.a, amount) {
-		sc, rated = pl.rate(&m, nil, amount, cur)
+		rated = pl.rate(m, nil, amount, cur, &sc)
 	}
 	h := 0 // unknown unless rated: decide may compare the idle cash
 	if rated {
 		if h = sc.head(cur); h > 0 {
-			return *cur, false
+			return false
 		}
 	}
 	if h == 0 {
 		pl.idleNow(cur)
 	}
-	pl.apply(&m)
+	pl.apply(m)
 	turn := amount // unit x n, the change in turnover
 	if m.side == Sell {
 		turn = amount.Neg()
 	}
+	var ok bool
 	if rated {
 		// The move leaves sc's allocation as rate rated it: h holds.
 		sc.orders = pl.nOrders
-		if sc, ok := pl.decideOn(h, sc, cur, withIdle, turn); ok {
-			return sc, true
-		}
-	} else if sc, ok := pl.decide(pl.score(false), cur, withIdle, turn); ok {
-		return sc, true
+		ok = pl.decideOn(h, &sc, cur, withIdle, turn)
+	} else {
+		sc = pl.score(false)
+		ok = pl.decide(&sc, cur, withIdle, turn)
 	}
-	pl.undo(&m)
-	return *cur, false
+	if ok {
+		*cur = sc
+		return true
+	}
+	pl.undo(m)
+	return false
 }
 
 // view is the projection rated per sleeve, for score and worse: built
@@ -1211,19 +1219,19 @@ func (pl *planner) keepsTotal(a int, amount num) bool {
 }
 
 // rate rates the projection move m (of amount, pl.amount) would leave on
-// the allocation, without making it: the harm, the sleeves out of band,
-// the largest deviation and the total, as score does, so that a move that
-// rates worse than the current score (score.head) is not made. The move
-// must leave the total as it is (keepsTotal): then only the sleeves on
-// its instrument's path and the cash sleeve move, and the rest of the
-// projection is rated once (pl.view). made is a move already made since
-// the view was taken (nil: none, freeze), which also left the total as
-// it was: its sleeves are rated afresh too. ok is false when rate cannot
-// tell cheaply; score then does. When the sleeves the moves move already
-// make the score worse than cur (more harm or more sleeves out of band,
-// or as many and a larger deviation), rate leaves the other sleeves out:
-// sc.head(cur) > 0 all the same.
-func (pl *planner) rate(m, made *move, amount num, cur *score) (sc score, ok bool) {
+// the allocation, without making it, into sc: the harm, the sleeves out
+// of band, the largest deviation and the total, as score does, so that a
+// move that rates worse than the current score (score.head) is not made.
+// The move must leave the total as it is (keepsTotal): then only the
+// sleeves on its instrument's path and the cash sleeve move, and the
+// rest of the projection is rated once (pl.view). made is a move already
+// made since the view was taken (nil: none, freeze), which also left the
+// total as it was: its sleeves are rated afresh too. It reports false
+// when it cannot tell cheaply; score then does. When the sleeves the
+// moves move already make the score worse than cur (more harm or more
+// sleeves out of band, or as many and a larger deviation), rate leaves
+// the other sleeves out: sc.head(cur) > 0 all the same.
+func (pl *planner) rate(m, made *move, amount num, cur, sc *score) bool {
 	p, f := pl.p, &pl.f
 	var moved [maxMoved]int
 	var delta [maxMoved]num
@@ -1246,23 +1254,23 @@ func (pl *planner) rate(m, made *move, amount num, cur *score) (sc score, ok boo
 		// Its sleeves, already moved in pl.dev.
 		for x := p.Instruments[made.i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
 			if !add(x, pl.zero()) {
-				return sc, false
+				return false
 			}
 		}
 	}
 	for x := p.Instruments[m.i].Sleeve; x >= 0; x = p.Sleeves[x].Parent {
 		if !add(x, amount) {
-			return sc, false
+			return false
 		}
 	}
 	if !add(p.Cash, amount.Neg()) {
-		return sc, false
+		return false
 	}
 	v := &pl.view
 	if made == nil {
 		v = pl.viewed()
 	}
-	sc = score{harmed: v.nHarmed, out: v.nOut, total: f.total, dev: pl.zero()}
+	*sc = score{harmed: v.nHarmed, out: v.nOut, total: f.total, dev: pl.zero()}
 	for k := 0; k < n; k++ {
 		si := moved[k]
 		d := pl.dev[si].Add(delta[k]).Abs()
@@ -1285,14 +1293,14 @@ func (pl *planner) rate(m, made *move, amount num, cur *score) (sc score, ok boo
 	// larger deviation than cur's (and the largest is at least sc.dev) is
 	// worse, and can only add harm.
 	if sc.harmed > cur.harmed || sc.harmed == cur.harmed && (sc.out > cur.out || sc.out == cur.out && sc.dev.GreaterThan(cur.dev)) {
-		return sc, true
+		return true
 	}
 	// The largest |deviation| of the sleeves the moves leave alone.
 	sc.dev = v.largest(sc.dev, moved[:n])
-	if devLess(&pl.before, &sc) {
+	if devLess(&pl.before, sc) {
 		sc.harmed++
 	}
-	return sc, true
+	return true
 }
 
 // improve tries the moves that bring sleeve si toward its target by about
@@ -1334,28 +1342,29 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 		}
 		eligible[i] = f.unit[i].Sign() > 0 && (exceed || f.unit[i].LessThan(twice))
 	}
-	side, other := Buy, Sell
+	side := Buy
 	if wantSell {
-		side, other = Sell, Buy
+		side = Sell
 	}
 	for k := range pl.orders {
 		o := &pl.orders[k]
-		if o.n.Sign() <= 0 || !eligible[o.instrument] {
+		if !eligible[o.instrument] || o.n.Sign() <= 0 {
 			continue
 		}
-		if o.Side == side && !pl.canAdd(o.account, o.instrument, side) {
+		// On side (o.Side == side, without comparing the strings).
+		with := (o.Side == Sell) == wantSell
+		if with && !pl.canAdd(o.account, o.instrument, side) {
 			continue
 		}
 		n := pl.stepsFor(o.instrument, amount, exceed)
-		m := move{k: k, a: o.account, i: o.instrument, side: o.Side, n: n}
-		if o.Side == other {
+		var m move
+		if with {
+			m = move{k: k, a: o.account, i: o.instrument, side: o.Side, n: pl.most(o.account, o.instrument, o.Side, o.n, n)}
+		} else {
 			// Fewer steps on an order the other way.
 			m = pl.fewer(k, n)
-		} else {
-			m.n = pl.most(o.account, o.instrument, o.Side, o.n, n)
 		}
-		if sc, ok := pl.try(m, cur, withIdle); ok {
-			*cur = sc
+		if pl.try(&m, cur, withIdle) {
 			return true
 		}
 	}
@@ -1378,17 +1387,15 @@ func (pl *planner) improve(si int, amount num, exceed bool, cur *score, withIdle
 				if n.IsZero() {
 					n = pl.stepsFor(i, amount, exceed)
 				}
-				var sc score
-				var ok bool
+				ok := false
 				switch {
 				case pair:
-					sc, ok = pl.tryPair(a, i, side, n, cur, withIdle)
+					ok = pl.tryPair(a, i, side, n, cur, withIdle)
 				case !pl.hasOrder(a, i):
 					m, _ := pl.moveOn(a, i, side, n)
-					sc, ok = pl.try(m, cur, withIdle)
+					ok = pl.try(&m, cur, withIdle)
 				}
 				if ok {
-					*cur = sc
 					return true
 				}
 			}
@@ -1600,20 +1607,21 @@ func (pl *planner) ranked(side Side) []int {
 
 // tryPair tries n steps of instrument i on side in account a together with
 // the trade of its partner that pays for it or spends its proceeds, and
-// keeps both when they improve the score.
-func (pl *planner) tryPair(a, i int, side Side, n num, cur *score, withIdle bool) (score, bool) {
+// keeps both when they improve the score cur, which it then sets to the
+// new score; it reports whether it did.
+func (pl *planner) tryPair(a, i int, side Side, n num, cur *score, withIdle bool) bool {
 	p := pl.p
 	if side == Buy && (!p.Accounts[a].Allows(i) || !pl.mayBuy(i)) {
-		return *cur, false
+		return false
 	}
 	first, ok := pl.moveOn(a, i, side, n)
 	if !ok {
-		return *cur, false
+		return false
 	}
 	var best [maxPartners]int
 	partners := pl.partners(a, i, side, &best)
 	if len(partners) == 0 {
-		return *cur, false
+		return false
 	}
 	// What the partner pays for or spends, the same for each partner (a
 	// pair tried and not kept is taken back): the cost of the buy less
@@ -1627,19 +1635,20 @@ func (pl *planner) tryPair(a, i int, side Side, n num, cur *score, withIdle bool
 	}
 	feasible := 0 // first's feasibility, once known for a sell: 1 yes, -1 no
 	for _, j := range partners {
-		if sc, ok := pl.tryPairWith(a, i, j, side, first, pay, &feasible, cur, withIdle); ok {
-			return sc, true
+		if pl.tryPairWith(a, i, j, side, first, pay, &feasible, cur, withIdle) {
+			return true
 		}
 	}
-	return *cur, false
+	return false
 }
 
 // tryPairWith tries first, a move of instrument i, with the trade of
 // partner j that pays for it or spends its proceeds: pay is the cost of
 // a buy less account a's free cash, or the proceeds of a sell and that
 // cash (tryPair); feasible keeps whether a sell first is feasible, once
-// known, for the next partner.
-func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feasible *int, cur *score, withIdle bool) (score, bool) {
+// known, for the next partner. It sets cur to the new score when it keeps
+// the pair.
+func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feasible *int, cur *score, withIdle bool) bool {
 	p, f := pl.p, &pl.f
 	// want is the partner's steps: sold first to pay for a buy, or bought
 	// after a sell with its proceeds and free cash, no further than its
@@ -1657,7 +1666,7 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 		}
 		sell, ok := pl.moveOn(a, j, Sell, want)
 		if !ok {
-			return *cur, false
+			return false
 		}
 		first, want, i, j = sell, first.n, j, i
 	} else {
@@ -1665,11 +1674,11 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 		want, _ = spend.QuoRem(f.unit[j])
 	}
 	if first.n.Sign() <= 0 || want.Sign() <= 0 {
-		return *cur, false
+		return false
 	}
 	if side == Buy {
 		if !pl.feasible(&first) {
-			return *cur, false
+			return false
 		}
 	} else {
 		if *feasible == 0 {
@@ -1679,7 +1688,7 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 			}
 		}
 		if *feasible < 0 {
-			return *cur, false
+			return false
 		}
 	}
 	// decide may compare the idle cash of the projection before the pair.
@@ -1694,7 +1703,7 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 		var sc score
 		rated := false
 		if amount := pl.amount(&second); keeps && pl.keepsTotal(second.a, amount) {
-			sc, rated = pl.rate(&second, &first, amount, cur)
+			rated = pl.rate(&second, &first, amount, cur, &sc)
 		}
 		if !rated || sc.head(cur) <= 0 {
 			pl.thaw()
@@ -1704,15 +1713,16 @@ func (pl *planner) tryPairWith(a, i, j int, side Side, first move, pay num, feas
 			} else {
 				sc = pl.score(false)
 			}
-			if sc, ok := pl.decide(sc, cur, withIdle, f.unit[first.i].Mul(first.n).Add(f.unit[second.i].Mul(second.n))); ok {
-				return sc, true
+			if pl.decide(&sc, cur, withIdle, f.unit[first.i].Mul(first.n).Add(f.unit[second.i].Mul(second.n))) {
+				*cur = sc
+				return true
 			}
 			pl.undo(&second)
 		}
 	}
 	pl.undo(&first)
 	pl.thaw()
-	return *cur, false
+	return false
 }
 
 // polish improves the rounded plan with whole-step moves: first it brings
@@ -1742,7 +1752,8 @@ func (pl *planner) polishLoaded() {
 	for tries := 0; tries < limit; tries++ {
 		fixed := false
 		for si := range p.Sleeves {
-			if !pl.outNow(si) {
+			// outNow, as the view keeps it.
+			if !pl.viewed().out[si] {
 				continue
 			}
 			gap := pl.deviationAfter(si).Abs().Sub(pl.halfWidthAfter(si))
@@ -1843,17 +1854,15 @@ func (pl *planner) trim(cur *score) {
 		// A sell whose proceeds sit idle first gives back what they left.
 		if o.Side == Sell && f.cash[o.account].Sign() > 0 {
 			if q, _ := f.cash[o.account].QuoRem(f.unit[o.instrument]); q.GreaterThan(numOne) {
-				if sc, ok := pl.try(pl.fewer(k, q), cur, withIdle); ok {
-					*cur = sc
-				}
+				m := pl.fewer(k, q)
+				pl.try(&m, cur, withIdle)
 			}
 		}
 		if o.n.Sign() <= 0 {
 			continue
 		}
-		if sc, ok := pl.try(pl.fewer(k, numOne), cur, withIdle); ok {
-			*cur = sc
-		}
+		m := pl.fewer(k, numOne)
+		pl.try(&m, cur, withIdle)
 	}
 }
 
