@@ -122,15 +122,16 @@ func align(x, y num) (a, b int64, e int32, ok bool) {
 	return a, b, e, okA && okB
 }
 
-// The arithmetic the polish does most (Add, Sub, Cmp) is inlined where it
-// is called: its common case, two small figures at one exponent, takes a
-// few instructions there, and the rest is a call to its slow path. That
-// slow path is passed to the function that holds the common case (add,
-// sub, cmp) as a parameter, because the Go compiler counts a call through
-// a parameter as cheap when it weighs what to inline (cmd/compile's
-// inlineParamCallCost), and a direct call as too dear for a function this
-// small to be inlined with it. The result is the same either way: only
-// where the code runs changes.
+// The arithmetic the polish does most (Add, Sub, Cmp, Mul, and ratio for
+// the integer divisions) is inlined where it is called: its common case,
+// two small figures at one exponent, takes a few instructions there, and
+// the rest is a call to its slow path. That slow path is passed to the
+// function that holds the common case (add, sub, cmp, mul, ratio) as a
+// parameter, because the Go compiler counts a call through a parameter
+// as cheap when it weighs what to inline (cmd/compile's
+// inlineParamCallCost), and a direct call as too dear for a function
+// this small to be inlined with it. The result is the same either way:
+// only where the code runs changes.
 
 // Add returns x + y.
 func (x num) Add(y num) num { return x.add(y, num.addSlow) }
@@ -325,8 +326,8 @@ func (x num) Mul(y num) num { return x.mul(y, num.mulSlow) }
 
 // mul is Mul, with its slow path passed in (see Add).
 func (x num) mul(y num, slow func(x, y num) num) num {
-	// The common case: both small, of magnitudes below 2^31, whose
-	// product is below 2^62 (no overflow, never math.MinInt64).
+	// The common case: both small, from -2^31 to 2^31 - 1, whose product
+	// is at most 2^62 in magnitude (no overflow, never math.MinInt64).
 	const half = 1 << 31
 	if x.d == nil && y.d == nil && uint64(x.v+half) < 2*half && uint64(y.v+half) < 2*half {
 		return num{v: x.v * y.v, e: x.e + y.e}
@@ -335,7 +336,7 @@ func (x num) mul(y num, slow func(x, y num) num) num {
 }
 
 // mulSlow is Mul without its short path (for any figures): Mul when a
-// figure is big or of a magnitude of 2^31 or more.
+// figure is big or outside mul's range.
 func (x num) mulSlow(y num) num {
 	if !x.isBig() && !y.isBig() {
 		hi, lo := bits.Mul64(absU(x.v), absU(y.v))
