@@ -341,13 +341,15 @@ type planner struct {
 	// sellable is the value of the whole steps held, [a*nI+i]: a holding
 	// that is not a multiple of its step cannot be sold to the last unit.
 	sellable []decimal.Decimal
-	free     []decimal.Decimal // free cash not yet committed, per account
-	short    []decimal.Decimal // reserve not yet covered by cash, per account
-	refill   decimal.Decimal   // sale proceeds planned to refill short reserves
-	idle     []decimal.Decimal // sale proceeds not yet spent, per account
-	budget   decimal.Decimal   // free cash the plan may spend in all
-	moved    []bool            // [a*nI+i]: a relocation trades instrument i in account a
-	held     []decimal.Decimal // household value held before the orders, per instrument
+	// free and budget are what place may spend: free cash not yet
+	// committed, per account, and in all. place spends its own copies
+	// (pl.placed) and leaves these as they were: nothing reads them after.
+	free   []decimal.Decimal
+	short  []decimal.Decimal // reserve not yet covered by cash, per account
+	refill decimal.Decimal   // sale proceeds planned to refill short reserves
+	budget decimal.Decimal
+	moved  []bool            // [a*nI+i]: a relocation trades instrument i in account a
+	held   []decimal.Decimal // household value held before the orders, per instrument
 	// wholeStep is true for the instruments whose step is 1: a quantity of
 	// them is their number of steps.
 	wholeStep []bool
@@ -420,7 +422,7 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 	pl := &planner{s: s, b: b, p: p, dest: dest, T: s.Total, nA: nA, nI: nI, tx: tx}
 	// One backing array for every per-sleeve, per-instrument and
 	// per-account figure, and the scratch of sums.
-	dec := make([]decimal.Decimal, 2*nS+5*nI+nA*nI+4*nA+nA+nS)
+	dec := make([]decimal.Decimal, 2*nS+5*nI+nA*nI+3*nA+nA+nS)
 	next := func(n int) []decimal.Decimal {
 		out := dec[:n:n]
 		dec = dec[n:]
@@ -429,7 +431,7 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 	pl.want, pl.after = next(nS), next(nS)
 	pl.buy, pl.sell, pl.unit, pl.held = next(nI), next(nI), next(nI), next(nI)
 	pl.sellable = next(nA * nI)
-	pl.free, pl.idle, pl.short, pl.cash = next(nA), next(nA), next(nA), next(nA)
+	pl.free, pl.short, pl.cash = next(nA), next(nA), next(nA)
 	pl.parts = dec[:0]
 	flags := make([]bool, nA*nI+2*nI)
 	pl.moved, pl.dropped, pl.wholeStep = flags[:nA*nI], flags[nA*nI:nA*nI+nI], flags[nA*nI+nI:]
@@ -1075,11 +1077,13 @@ func (pl *planner) place() {
 // arithmetic in between, exact like decimal's, costs no allocation while
 // the figures fit an int64.
 type placement struct {
-	pl                *planner
-	buy, sell         []num // per instrument, as pl.buy and pl.sell
-	buyAt, sellAt     []num // [a*nI+i], as pl.buyAt and pl.sellAt
-	free, idle, short []num // per account, as pl.free, pl.idle and pl.short
-	budget, refill    num   // as pl.budget and pl.refill
+	pl            *planner
+	buy, sell     []num // per instrument, as pl.buy and pl.sell
+	buyAt, sellAt []num // [a*nI+i], as pl.buyAt and pl.sellAt
+	free, short   []num // per account, as pl.free and pl.short
+	idle          []num // per account, sale proceeds not yet spent
+	budget        num   // as pl.budget
+	refill        num   // as pl.refill
 	// units is room for round's nums of the instruments' step values
 	// (pl.unitN), made with the others.
 	units []num
@@ -1127,7 +1131,7 @@ func (pl *planner) placing() *placement {
 		m.buy, m.sell = next(pl.buy, nI), next(pl.sell, nI)
 	}
 	m.buyAt, m.sellAt = next(pl.buyAt, nA*nI), next(pl.sellAt, nA*nI)
-	m.free, m.idle, m.short = next(pl.free, nA), next(pl.idle, nA), next(pl.short, nA)
+	m.free, m.idle, m.short = next(pl.free, nA), next(nil, nA), next(pl.short, nA)
 	m.open = pl.openRoom
 	for _, i := range pl.buyOrder {
 		if m.buy[i].Sign() > 0 {
@@ -1141,17 +1145,19 @@ func (pl *planner) placing() *placement {
 // decimals.
 func (m *placement) store() {
 	pl := m.pl
-	pl.budget, pl.refill = m.storeOne(pl.budget, m.budget), m.storeOne(pl.refill, m.refill)
+	pl.refill = m.storeOne(pl.refill, m.refill)
 	for _, x := range []struct {
 		dst []decimal.Decimal
 		src []num
-	}{{pl.buy, m.buy}, {pl.sell, m.sell}, {pl.free, m.free}, {pl.idle, m.idle}, {pl.short, m.short}} {
+	}{{pl.buy, m.buy}, {pl.sell, m.sell}, {pl.short, m.short}} {
 		for k := range x.src {
 			x.dst[k] = m.storeOne(x.dst[k], x.src[k])
 		}
 	}
 	// The amounts per account stay in m (pl.placed), where round reads
-	// them: pl.buyAt and pl.sellAt are what place starts from.
+	// them: pl.buyAt and pl.sellAt are what place starts from. The free
+	// cash and the budget left, and the proceeds left idle, are read by
+	// no one after place.
 }
 
 // storeOne returns d when it is x, else x as a decimal.
