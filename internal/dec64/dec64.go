@@ -79,16 +79,7 @@ func (f Figure) PowerOfTen() (k int32, ok bool) {
 
 // newFigure returns the figure c x 10^e, made as decimal.New.
 func newFigure(c int64, e int32) Figure {
-	return Figure{D: New(c, e), c: c, e: e, fit: c != math.MinInt64}
-}
-
-// New returns decimal.New(c, e). A zero is decimal's own zero shifted to
-// e (Shift shares the immutable coefficient), which allocates nothing.
-func New(c int64, e int32) decimal.Decimal {
-	if c == 0 {
-		return decimal.Decimal{}.Shift(e)
-	}
-	return decimal.New(c, e)
+	return Figure{D: decimal.New(c, e), c: c, e: e, fit: c != math.MinInt64}
 }
 
 // at returns f's coefficient at exponent e <= f.e, when it fits.
@@ -184,7 +175,7 @@ func cmp64(a, b int64) int {
 func Add(x, y decimal.Decimal) decimal.Decimal {
 	if a, b, e, ok := pair(x, y); ok {
 		if s, ok := add64(a, b); ok {
-			return New(s, e)
+			return decimal.New(s, e)
 		}
 	}
 	return x.Add(y)
@@ -212,7 +203,7 @@ func Sum(values []decimal.Decimal) decimal.Decimal {
 		e = min(e, v.Exponent())
 	}
 	if s, ok := sum64(values, e); ok {
-		return New(s, e)
+		return decimal.New(s, e)
 	}
 	return decimal.Sum(values[0], values[1:]...)
 }
@@ -352,7 +343,7 @@ func QuoRem(x, y decimal.Decimal) (q, r decimal.Decimal) {
 	if uq, ur, _, re, ok := quo(Read(x), Read(y), 0); ok {
 		qv, _ := signed(uq, (x.Sign() < 0) != (y.Sign() < 0))
 		rv, _ := signed(ur, x.Sign() < 0)
-		return New(qv, 0), New(rv, re)
+		return decimal.New(qv, 0), decimal.New(rv, re)
 	}
 	return x.QuoRem(y, 0)
 }

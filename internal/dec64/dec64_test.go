@@ -248,17 +248,3 @@ func TestMulByPowerOfTen(t *testing.T) {
 		}
 	}
 }
-
-// TestNew: New gives decimal.New's value and exponent, zeros included.
-func TestNew(t *testing.T) {
-	r := rand.New(rand.NewPCG(13, 14))
-	for range 10000 {
-		c, e := r.Int64()>>r.IntN(64), int32(r.IntN(40)-20)
-		if r.IntN(4) == 0 {
-			c = 0
-		}
-		if got, want := New(c, e), decimal.New(c, e); !same(got, want) || got.String() != want.String() {
-			t.Fatalf("New(%d, %d) = %s e%d, want %s e%d", c, e, got, got.Exponent(), want, want.Exponent())
-		}
-	}
-}

@@ -730,6 +730,16 @@ func checkSplit(t testing.TB, b *portfolio.Book, p *plan.Plan, amount decimal.De
 	if !asked.Equal(amount) || !cf.Withdrawn.Equal(withdrawn) || !cf.Shortfall.Equal(amount.Sub(withdrawn)) {
 		t.Errorf("split withdrawal: asked %s, withdrawn %s of %s: cash flow %+v", asked, withdrawn, amount, cf)
 	}
+	// A shortfall while an account that was not asked holds free cash:
+	// it could have paid at least that.
+	if cf.Shortfall.Sign() > 0 {
+		for a := range pol.Accounts {
+			asked := slices.ContainsFunc(cf.Accounts, func(w plan.WithdrawalPart) bool { return w.Account == pol.Accounts[a].Name })
+			if free := b.FreeCash(a); !asked && free.Sign() > 0 {
+				t.Errorf("split withdrawal: %s short while %s, not asked, holds %s of free cash", cf.Shortfall, pol.Accounts[a].Name, free)
+			}
+		}
+	}
 }
 
 // TestUnreachable checks the excuse the property tests give the planner
