@@ -217,6 +217,26 @@ func (pl *planner) atMoney(x num) num {
 type fixedNums struct {
 	share, held []num // per instrument: its share of its sleeve, the household's value of it
 	tol         []num // per sleeve: its split tolerance (policy.Sleeve.SplitTolerance)
+	// over is, once overOK, whether an instrument was worth more than its
+	// share of its sleeve's target value before the plan (overBefore).
+	over, overOK bool
+}
+
+// overBefore reports whether an instrument other than the cash sleeve's
+// was worth more than its share of its sleeve's target value before the
+// plan: when none was, the plan need sell nothing.
+func (pl *planner) overBefore() bool {
+	x := pl.fixed()
+	if !x.overOK {
+		x.overOK = true
+		for i := range pl.p.Instruments {
+			if pl.simpleGap(i).Sign() < 0 {
+				x.over = true
+				break
+			}
+		}
+	}
+	return x.over
 }
 
 // fixed returns pl's fixedNums.
@@ -1616,14 +1636,6 @@ func (pl *planner) findPartners(a, i int, side Side, best *[maxPartners]int) []i
 			if pl.b.Qty[a][j].Sign() <= 0 || (leaf != p.Cash && dev.Sign() <= 0) || f.maxSteps[a*pl.nI+j].LessThan(numOne) {
 				continue
 			}
-			// Nor a sleeve at or under its target before the plan that the
-			// plan buys: over its target only because the plan buys it
-			// elsewhere, it wants fewer bought, not a sale that undoes
-			// the buy (and nothing over its target would be sold).
-			// Rescuing a sleeve (wide), any may pay.
-			if leaf != p.Cash && !pl.wide && !f.value0[leaf].GreaterThan(f.tv[leaf]) && pl.householdBuys(leaf) {
-				continue
-			}
 		} else if leaf == p.Cash || dev.Sign() >= 0 || !p.Accounts[a].Allows(j) || !pl.mayBuy(j) {
 			continue
 		}
@@ -1758,7 +1770,14 @@ func (pl *planner) tryPair(a, i int, side Side, n num, cur *score, withIdle bool
 		pay = pay.Add(free)
 	}
 	feasible := 0 // first's feasibility, once known for a sell: 1 yes, -1 no
+	// When no instrument was over its target before the plan, a sleeve
+	// the plan buys elsewhere is over its target only because of those
+	// buys: it wants fewer bought, not sold in this account.
+	keepBuys := side == Buy && !pl.overBefore()
 	for _, j := range partners {
+		if leaf := p.Instruments[j].Sleeve; keepBuys && leaf != p.Cash && pl.householdBuys(leaf) {
+			continue
+		}
 		if pl.tryPairWith(a, i, j, side, first, pay, &feasible, cur, withIdle) {
 			return true
 		}

@@ -365,6 +365,51 @@ tax:
 			{Instrument: "I1_0", Account: "a0", Date: tax.NewDate(2026, 11, 1)},
 		}},
 	},
+	{
+		name: "rescue-sells-no-sleeve-bought-elsewhere-37867",
+		why: "three accounts, destination target, nothing over its target: s0 ends at the edge of its band; a rescue pair " +
+			"paid for a buy of s0 in a2 by selling 485,860 USD of I1_1 (s1) there while a0 bought s1: the sale rescue may make " +
+			"must not undo the plan's own buys either",
+		policy: `policy: gen
+currency: USD
+targets:
+  s0: 56.5%
+  s1: 43.5%
+  cash: 0%
+bands:
+  absolute: 2%
+  relative: 20%
+rebalance:
+  trigger: threshold
+  destination: target
+  min_trade: "50"
+instruments:
+  I0_0: {sleeve: s0, step: "1"}
+  I0_1: {sleeve: s0, step: "1"}
+  I1_0: {sleeve: s1, step: "0.001", share: 16%}
+  I1_1: {sleeve: s1, step: "0.0001", share: 41%}
+  I1_2: {sleeve: s1, step: "0.001", share: 43%}
+  MM: {sleeve: cash, step: "0.001"}
+accounts:
+  a0: {type: roth_ira, may_hold: [I1_0, I1_2]}
+  a1: {type: hsa, reserve: "10000"}
+  a2: {type: roth_ira, reserve: "12000"}
+`,
+		holdings: stamp + `accounts:
+  a0: {cash: "384671.72", positions: {I1_2: "777.291", MM: "1846298"}}
+  a1: {cash: "296128.7", positions: {}}
+  a2: {cash: "12000", positions: {I0_1: "6303.12", I1_1: "16.137", MM: "1863653"}}
+`,
+		prices: stamp + `prices:
+  I0_0: "165.95"
+  I0_1: "136.86"
+  I1_0: "380.35"
+  I1_1: "56640.24"
+  I1_2: "336.08"
+  MM: "1"
+`,
+		check: "nosell",
+	},
 }
 
 // TestRepairMoves plans each of repairCases and checks its fault is gone
