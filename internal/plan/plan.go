@@ -744,9 +744,10 @@ func (pl *planner) amounts() {
 	p, s := pl.p, pl.s
 	held := pl.held
 	for i := range held {
-		// The only instrument of a leaf sleeve other than cash is worth
-		// the sleeve's value, which drift made as this sum: of the same
-		// positions in the same order (Compute).
+		// The only instrument of a sleeve other than cash (a leaf: the
+		// policy refuses an instrument of a sleeve with sub-sleeves, in
+		// policy/parse.go) is worth the sleeve's value, which drift made as
+		// this sum: of the same positions in the same order (Compute).
 		if sl := p.Instruments[i].Sleeve; sl != p.Cash && len(p.Sleeves[sl].Instruments) == 1 {
 			held[i] = s.Sleeves[sl].Value
 			continue

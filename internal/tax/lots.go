@@ -230,7 +230,11 @@ func (l *Lots) atZero(k int, price decimal.Decimal) bool {
 // at price (B >= Q × price) is never at a gain, its basis rounded up to
 // cents where half to even would take it below its proceeds. A lot that
 // the options do not hold back for being at a short-term gain then never
-// realizes one by rounding.
+// realizes one by rounding. The kept part takes the cent less, so at the
+// same price it can be at a gain of under a cent, which ShortTermGains
+// block holds back in a later selection (not sold, rather than sold at a
+// gain); and the split depends on price, so a fill at another price than
+// the plan's can carry a basis a cent away from the plan's estimate.
 //
 // quantity must not be negative and price must be positive.
 func (l Lots) Select(quantity, price decimal.Decimal, date Date, opts Options) (Selection, error) {
