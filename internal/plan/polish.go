@@ -944,6 +944,9 @@ func (pl *planner) feasible(m *move) bool {
 	if m.side == Sell && !pl.taxFirst(*m) {
 		return false
 	}
+	if m.side == Sell && m.n.Sign() > 0 && pl.sellsBought(m.i) {
+		return false
+	}
 	cost := pl.amount(m) // cash the move takes from the account
 	if m.side == Sell {
 		// units x step > limit, for whole units: units > the whole steps
@@ -1647,6 +1650,16 @@ func (pl *planner) findPartners(a, i int, side Side, best *[maxPartners]int) []i
 	return best[:n]
 }
 
+// sellsBought reports whether selling more of instrument i would sell a
+// sleeve the plan buys in some account when no instrument was over its
+// target before the plan (overBefore): such a sleeve is over its target
+// only because of the plan's own buys, and wants fewer bought, not a sale
+// in one account of what another buys, in a plan that need sell nothing.
+func (pl *planner) sellsBought(i int) bool {
+	leaf := pl.p.Instruments[i].Sleeve
+	return leaf != pl.p.Cash && !pl.overBefore() && pl.householdBuys(leaf)
+}
+
 // householdBuys reports whether an account of the plan buys an
 // instrument of leaf sleeve leaf (relocations and harvests aside).
 func (pl *planner) householdBuys(leaf int) bool {
@@ -1770,14 +1783,7 @@ func (pl *planner) tryPair(a, i int, side Side, n num, cur *score, withIdle bool
 		pay = pay.Add(free)
 	}
 	feasible := 0 // first's feasibility, once known for a sell: 1 yes, -1 no
-	// When no instrument was over its target before the plan, a sleeve
-	// the plan buys elsewhere is over its target only because of those
-	// buys: it wants fewer bought, not sold in this account.
-	keepBuys := side == Buy && !pl.overBefore()
 	for _, j := range partners {
-		if leaf := p.Instruments[j].Sleeve; keepBuys && leaf != p.Cash && pl.householdBuys(leaf) {
-			continue
-		}
 		if pl.tryPairWith(a, i, j, side, first, pay, &feasible, cur, withIdle) {
 			return true
 		}

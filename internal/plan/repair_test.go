@@ -410,6 +410,59 @@ accounts:
 `,
 		check: "nosell",
 	},
+	{
+		name: "no-sale-of-a-sleeve-over-target-only-by-its-buys-223401",
+		why: "three accounts, destination target, nothing over its target: after the plan's buys in a0 put s1/c0 over its " +
+			"target, a pair sold 63,287 USD of I1_1 (s1/c0) in a1 to buy s1/c1 there; the sale of a sleeve the plan buys " +
+			"elsewhere is refused for any move, not only for a pair's partner",
+		policy: `policy: gen
+currency: USD
+targets:
+  s0: 46%
+  s1:
+    weight: 53%
+    sleeves:
+      c0: 53%
+      c1: 47%
+  cash: 1%
+bands:
+  absolute: 10%
+  relative: 20%
+  sleeves:
+    s1: {absolute: 1%}
+rebalance:
+  trigger: threshold
+  destination: target
+  min_trade: "0"
+instruments:
+  I0_0: {sleeve: s0, step: "0.0001"}
+  I1_0: {sleeve: s1/c0, step: "0.001", share: 9%}
+  I1_1: {sleeve: s1/c0, step: "0.0001", share: 91%}
+  I2_0: {sleeve: s1/c1, step: "0.0001", share: 32%}
+  I2_1: {sleeve: s1/c1, step: "0.0001", share: 68%}
+  MM: {sleeve: cash, step: "0.001"}
+accounts:
+  a0: {type: roth_ira}
+  a1: {type: hsa}
+  a2: {type: roth_ira, reserve: "15000"}
+  a3: {type: taxable, reserve: "16000"}
+`,
+		holdings: stamp + `accounts:
+  a0: {cash: "0", positions: {I1_1: "8", MM: "1473722"}}
+  a1: {cash: "2032244.9", positions: {I1_1: "17"}}
+  a2: {cash: "470488.1", positions: {I1_0: "72.087", I2_1: "32"}}
+  a3: {cash: "16000", positions: {}}
+`,
+		prices: stamp + `prices:
+  I0_0: "44738.43"
+  I1_0: "405.94"
+  I1_1: "54817.93"
+  I2_0: "27793.24"
+  I2_1: "30235.01"
+  MM: "1"
+`,
+		check: "nosell",
+	},
 }
 
 // TestRepairMoves plans each of repairCases and checks its fault is gone
