@@ -1490,8 +1490,11 @@ func (pl *planner) addOrderNum(a, i int, side Side, units, qty, notional num) bo
 		pl.orders = append(pl.orders, Order{})
 		o := &pl.orders[len(pl.orders)-1]
 		pl.setOrder(o, a, i, side, pl.ruleAt(a, i))
-		// The steps as the polish would read them from a decimal (numOf).
-		o.n, o.changed = units.trimmed(), true
+		// The steps as the polish would read them from a decimal (numOf):
+		// small again when a division by a step at a fine exponent had to
+		// fall back to decimal (amountNum), or every move of the polish on
+		// the order, and its notional, would take decimal's slow path.
+		o.n, o.changed = pl.amountNum(units), true
 		return true
 	}
 	u := units.dec()

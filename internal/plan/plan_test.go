@@ -3,6 +3,7 @@ package plan_test
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
@@ -266,5 +267,31 @@ func TestExample(t *testing.T) {
 		if off := s.WeightAfter.Sub(s.Target).Abs(); off.GreaterThan(decimal.RequireFromString("0.001")) {
 			t.Errorf("%s ends at %s, target %s", s.Sleeve, s.WeightAfter, s.Target)
 		}
+	}
+}
+
+// TestNotionalNoPadding checks that no order's notional carries more
+// trailing zeros than decimal's product of its quantity and price: the
+// notional of an order the polish changed was once made from a step value
+// kept at the money exponent, its coefficient padded towards the int64
+// limit (the same value, but sums of notionals then leave the int64 fast
+// path of dec64).
+func TestNotionalNoPadding(t *testing.T) {
+	n := defaultCases(2000)
+	checked := 0
+	for seed := 0; seed < n; seed++ {
+		r := rand.New(rand.NewPCG(uint64(seed), 1111))
+		pol, hold, prices := genHousehold(r)
+		p := plan.Make(drift.Compute(book(t, pol, hold, prices)))
+		for _, o := range p.Orders {
+			checked++
+			if e := o.Quantity.Mul(o.Price).Exponent(); o.Notional.Exponent() < e {
+				t.Fatalf("seed %d: %s %s %s %s: notional %s at exponent %d, below its quantity x price's %d",
+					seed, o.Rule, o.Account, o.Side, o.Instrument, o.Notional, o.Notional.Exponent(), e)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no order checked")
 	}
 }

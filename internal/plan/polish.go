@@ -887,9 +887,20 @@ func (pl *planner) settle() {
 
 // notional returns n steps x the value of a step of instrument i, the
 // notional of an order of n steps: exact as decimal's product is, from the
-// value of a step the polish read once (f.unit).
+// value of a step as round read it (pl.unitN), or read now. Not from the
+// polish's f.unit, which holds it at the money exponent: the same value,
+// but its product would carry the padding on (a coefficient near the
+// int64 limit, which makes the sums of notionals leave dec64's short
+// paths).
 func (pl *planner) notional(i int, n num) decimal.Decimal {
-	return n.Mul(pl.f.unit[i]).dec()
+	var u num
+	if pl.unitN != nil {
+		u = pl.unitN[i]
+	}
+	if u.IsZero() {
+		u = pl.numOf(pl.unit[i])
+	}
+	return n.Mul(u).dec()
 }
 
 // conflicts reports whether an order of instrument i in account a on side
