@@ -89,19 +89,6 @@ func (pl *planner) figureNum(f dec64.Figure) num {
 	return num{v: c, e: e}.trimmed()
 }
 
-// powerOfTen reports whether d is 10^k for some integer k (1, 0.001, 100)
-// and returns k. It does not allocate, and answers false for a coefficient
-// too large for an int64, which only costs callers their fast path.
-func powerOfTen(d decimal.Decimal) (k int32, ok bool) {
-	// 10^j has j+1 digits. A coefficient of 19 digits that does not fit an
-	// int64 reads back negative from CoefficientInt64 and fails the test.
-	n := d.NumDigits()
-	if n > len(powersOfTen) || d.Sign() <= 0 || d.CoefficientInt64() != powersOfTen[n-1] {
-		return 0, false
-	}
-	return d.Exponent() + int32(n-1), true
-}
-
 // powersOfTen holds 10^0 to 10^18, the powers of ten an int64 holds.
 var powersOfTen = func() [19]int64 {
 	var p [19]int64
@@ -112,15 +99,17 @@ var powersOfTen = func() [19]int64 {
 	return p
 }()
 
-// wholeSteps reports whether q is a whole number of steps. A step that is
-// 10^k divides every quantity written with no more than -k decimals, which
-// spares the division for the usual steps (1, 0.001, 0.0001).
-func wholeSteps(q, step decimal.Decimal) bool {
-	if k, ok := powerOfTen(step); ok && q.Exponent() >= k {
-		return true
+// wholeSteps returns the whole steps in q and whether q is a whole number
+// of them. pow is the step's power of ten (step = 10^pow), when powOK: a
+// step that is 10^k divides every quantity written with no more than -k
+// decimals, which spares the division for the usual steps (1, 0.001,
+// 0.0001); the steps are then not worked out (zero).
+func wholeSteps(q, step decimal.Decimal, pow int32, powOK bool) (steps decimal.Decimal, whole bool) {
+	if powOK && q.Exponent() >= pow {
+		return decimal.Decimal{}, true
 	}
-	_, r := dec64.QuoRem(q, step)
-	return r.IsZero()
+	steps, r := dec64.QuoRem(q, step)
+	return steps, r.IsZero()
 }
 
 // appendDecimal appends d.String() to buf. big.Int's text conversion costs

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/rebalancerd/rebalancerd/internal/dec64"
 )
 
 // TestAppendDecimal checks appendDecimal against String, which order ids
@@ -31,21 +33,9 @@ func TestAppendDecimal(t *testing.T) {
 	}
 }
 
-func TestPowerOfTen(t *testing.T) {
-	for _, tt := range []struct {
-		s  string
-		k  int32
-		ok bool
-	}{
-		{"1", 0, true}, {"1.000", 0, true}, {"0.0001", -4, true}, {"0.00010", -4, true}, {"100", 2, true}, {"1e3", 3, true},
-		{"1000000000000000000", 18, true}, {"0", 0, false}, {"-1", 0, false}, {"2", 0, false}, {"0.5", 0, false},
-		{"11", 0, false}, {"10000000000000000000", 0, false}, {"9223372036854775809", 0, false},
-	} {
-		k, ok := powerOfTen(decimal.RequireFromString(tt.s))
-		if ok != tt.ok || ok && k != tt.k {
-			t.Errorf("powerOfTen(%s) = %d, %v; want %d, %v", tt.s, k, ok, tt.k, tt.ok)
-		}
-	}
+// TestWholeSteps checks wholeSteps with and without the step's power of
+// ten (dec64's PowerOfTen, which its own tests check against decimal).
+func TestWholeSteps(t *testing.T) {
 	for _, tt := range []struct {
 		q, step string
 		want    bool
@@ -53,8 +43,16 @@ func TestPowerOfTen(t *testing.T) {
 		{"10", "1", true}, {"10.5", "1", false}, {"10.0", "1", true}, {"0.5", "0.0001", true}, {"0.00005", "0.0001", false},
 		{"0.00010", "0.0001", true}, {"6", "2", true}, {"7", "2", false}, {"0.75", "0.25", true},
 	} {
-		if got := wholeSteps(decimal.RequireFromString(tt.q), decimal.RequireFromString(tt.step)); got != tt.want {
-			t.Errorf("wholeSteps(%s, %s) = %v, want %v", tt.q, tt.step, got, tt.want)
+		q, step := decimal.RequireFromString(tt.q), decimal.RequireFromString(tt.step)
+		k, ok := dec64.Read(step).PowerOfTen()
+		for _, known := range []bool{false, ok} {
+			steps, got := wholeSteps(q, step, k, known)
+			if got != tt.want {
+				t.Errorf("wholeSteps(%s, %s, power known %v) = %v, want %v", tt.q, tt.step, known, got, tt.want)
+			}
+			if !known && !step.Mul(steps).Equal(q) && got {
+				t.Errorf("wholeSteps(%s, %s) = %s steps", tt.q, tt.step, steps)
+			}
 		}
 	}
 }

@@ -436,8 +436,8 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 	pl.parts = dec[:0]
 	flags := make([]bool, nA*nI+2*nI)
 	pl.moved, pl.dropped, pl.wholeStep = flags[:nA*nI], flags[nA*nI:nA*nI+nI], flags[nA*nI+nI:]
-	// Each step's power of ten (powerOfTen), found once: -1 for a step
-	// that is none.
+	// Each step's power of ten (dec64's PowerOfTen), found once: pow[i]
+	// holds k + 1 for a step of 10^k, 0 for a step that is none.
 	var powBuf [64]int32
 	pow := powBuf[:0]
 	if nI <= len(powBuf) {
@@ -447,9 +447,9 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 	}
 	for i := range p.Instruments {
 		k, ok := p.Instruments[i].StepFigure().PowerOfTen()
-		pow[i] = -1
-		if ok && k <= 0 {
-			pow[i] = -k
+		pow[i] = 0
+		if ok {
+			pow[i] = k + 1
 		}
 		pl.wholeStep[i] = ok && k == 0
 		if !b.Price[i].IsZero() {
@@ -461,11 +461,10 @@ func newPlanner(s *drift.Snapshot, dest policy.Destination, tx *taxState) *plann
 			if q.IsZero() {
 				continue
 			}
-			// wholeSteps, with the step's power of ten found above.
-			if step := p.Instruments[i].Step; pow[i] >= 0 && q.Exponent() >= -pow[i] || wholeSteps(q, step) {
+			// The step's power of ten found above; the division done once.
+			if steps, whole := wholeSteps(q, p.Instruments[i].Step, pow[i]-1, pow[i] != 0); whole {
 				pl.sellable[a*nI+i] = s.Values[a][i]
 			} else {
-				steps, _ := dec64.QuoRem(q, step)
 				pl.sellable[a*nI+i] = mul(pl.timesStep(i, steps), b.Price[i])
 			}
 		}
